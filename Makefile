@@ -1,0 +1,80 @@
+# Maestro Conductor — the two commands: `make up` (run the suite) and `make test` (pass every test).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+export PATH := $(HOME)/.local/bin:$(PATH)
+export UV_LINK_MODE ?= copy
+UV ?= uv
+RUN := $(UV) run --frozen
+ARTIFACTS ?= $(CURDIR)/artifacts
+export ARTIFACTS
+
+# Domain packages and the shared library are held to mypy --strict.
+STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/domain)
+
+.PHONY: help bootstrap up down status infra-up infra-down services-up test lint typecheck proto proto-check \
+        proto-lint test-unit test-integration bench clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+bootstrap: ## install uv (if missing) and the locked Python workspace
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+	$(UV) sync --all-packages --frozen --quiet
+
+up: bootstrap infra-up services-up ## start the infrastructure and every service, print addresses and health
+	@$(RUN) ig-infra status
+
+down: ## stop the services and the infrastructure
+	@$(RUN) ig-infra down || true
+
+status: ## what runs where
+	@$(RUN) ig-infra status
+
+infra-up: bootstrap ## PostgreSQL, Kafka (KRaft), OPA ... as local processes (cached builds)
+	$(RUN) ig-infra up
+
+infra-down:
+	$(RUN) ig-infra down
+
+services-up:
+	$(RUN) ig-infra services up
+
+proto: bootstrap ## regenerate libs/ig-proto from proto/
+	$(RUN) python tools/protogen/generate.py
+
+proto-check: ## fail when generated code drifts from proto/
+	$(RUN) python tools/protogen/generate.py --check
+
+proto-lint: ## buf lint over proto/
+	cd proto && "$$($(RUN) ig-infra tool buf)" lint
+
+lint: ## ruff over everything
+	$(RUN) ruff check .
+	$(RUN) ruff format --check libs/ig-common tools services || true
+
+typecheck: ## mypy --strict on the shared library and every domain package
+	$(RUN) mypy --strict $(STRICT_PACKAGES)
+
+test-unit: ## tests that need no infrastructure
+	$(RUN) pytest -m "not integration and not e2e" -q
+
+test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
+	$(RUN) pytest -m "integration or e2e" -q
+
+test: bootstrap proto-check proto-lint lint typecheck infra-up ## everything CI runs: checks, unit, integration, e2e
+	@mkdir -p $(ARTIFACTS)
+	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml
+
+bench: ## every benchmark; each prints its figures and writes JSON under artifacts/bench
+	@mkdir -p $(ARTIFACTS)/bench
+	@echo "benchmarks: $(BENCH_TARGETS)"
+	@for t in $(BENCH_TARGETS); do $(MAKE) --no-print-directory $$t; done
+
+clean: down
+	rm -rf .venv $(ARTIFACTS)
+
+BENCH_TARGETS :=
+# Each service adds its own targets (bench-<name>, ...) in its service.mk.
+-include services/*/service.mk

@@ -1,0 +1,108 @@
+"""Each service starts as a real process: health, reflection, /metrics, its schema migrated; bad settings stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    schema: str
+    grpc: bool
+
+
+SERVICES = [
+    Service("policy", "ig_policy.app", "policy", True),
+    Service("evidence", "ig_evidence.app", "evidence", True),
+    Service("burn", "ig_burn.app", "burn", True),
+    Service("migration", "ig_migration.app", "migration", True),
+    Service("audit-portal", "ig_portal.app", "portal", False),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture(params=SERVICES, ids=[s.name for s in SERVICES])
+def running(request: pytest.FixtureRequest, infra: object, database_url: str) -> Iterator[tuple[Service, int, int]]:
+    service: Service = request.param
+    http_port, grpc_port = free_port(), free_port()
+    env = {**infra.env(database_url), "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),  # type: ignore[attr-defined]
+           "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen([sys.executable, "-m", service.module], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if http_get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200:
+                break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"{service.name} exited: {process.stdout.read() if process.stdout else ''}")
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"{service.name} did not become healthy")
+    yield service, http_port, grpc_port
+    process.terminate()
+    assert process.wait(timeout=20) == 0, "a SIGTERM must stop the service cleanly"
+
+
+def test_service_serves_health_metrics_and_migrates(running: tuple[Service, int, int], database_url: str) -> None:
+    service, http_port, grpc_port = running
+    status, body = http_get(f"http://127.0.0.1:{http_port}/metrics")
+    assert status == 200 and b"python_info" in body
+    if service.grpc:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            answers = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+            names = {s.name for answer in answers for s in answer.list_services_response.service}
+            assert "grpc.health.v1.Health" in names
+
+    async def applied() -> list[str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(f"SELECT component, name FROM {service.schema}.schema_migrations")
+            return sorted(f"{r['component']}/{r['name']}" for r in rows)
+        finally:
+            await conn.close()
+
+    migrations = asyncio.run(applied())
+    assert "ig_common/0001_outbox_inbox.sql" in migrations
+    assert any(m.startswith(f"{service.schema}/0001_") for m in migrations)
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
+def test_missing_setting_stops_start_up_naming_it(service: Service) -> None:
+    result = subprocess.run([sys.executable, "-m", service.module], env={"PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "invalid setting IG_DATABASE_URL" in result.stderr
+    assert "invalid setting IG_KAFKA_BOOTSTRAP" in result.stderr

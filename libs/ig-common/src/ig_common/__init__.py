@@ -1,0 +1,1 @@
+"""Mechanism shared by the Maestro Conductor services; never domain logic."""

@@ -1,0 +1,1 @@
+"""CloudEvents 1.0 on Kafka (binary content mode, protobuf payloads) with a transactional outbox."""

@@ -1,0 +1,155 @@
+"""Transactional outbox: ``enqueue`` inside the caller's transaction, ``OutboxRelay`` publishes afterwards.
+
+The relay takes unpublished rows in id order with ``FOR UPDATE SKIP LOCKED`` (so replicas share the work), sends
+them with an idempotent producer, waits for every acknowledgement and only then marks them published. If Kafka
+is down nothing is marked and the rows wait; a crash between send and mark can publish a row twice, which is
+why consumers deduplicate on ``ce_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from ig_common.events.envelope import OutgoingEvent, to_kafka_record
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_PUBLISHED = Counter("ig_outbox_published_total", "Events relayed from the outbox to Kafka", ["schema"])
+OUTBOX_FAILURES = Counter("ig_outbox_relay_failures_total", "Relay attempts that failed", ["schema"])
+OUTBOX_BACKLOG = Gauge("ig_outbox_backlog", "Unpublished events seen by the relay's last pass", ["schema"])
+
+Executor = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+async def enqueue(conn: Executor, schema: str, event: OutgoingEvent) -> str:
+    """Record ``event`` in ``schema``'s outbox; call it in the same transaction as the state change."""
+    await enqueue_many(conn, schema, [event])
+    return event.id
+
+
+async def enqueue_many(conn: Executor, schema: str, events: Sequence[OutgoingEvent]) -> None:
+    await conn.executemany(
+        f"""INSERT INTO {schema}.outbox (ce_id, topic, ce_type, ce_source, ce_subject, ce_time, message_key, payload)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        [
+            (e.id, e.topic, e.type, e.source, e.subject, e.time,
+             e.key.encode("utf-8") if e.key is not None else None, e.payload.SerializeToString())
+            for e in events
+        ],
+    )
+
+
+def build_producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=10_000,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        bootstrap: str,
+        *,
+        batch_size: int = 500,
+        idle_interval: float = 0.1,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._bootstrap = bootstrap
+        self._batch_size = batch_size
+        self._idle_interval = idle_interval
+        self._max_backoff = max_backoff
+        self._producer: AIOKafkaProducer | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Ask for a pass now instead of at the next idle tick (after a commit that enqueued events)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = self._idle_interval
+        while not stop.is_set():
+            try:
+                sent = await self.relay_once()
+                backoff = self._idle_interval
+                if sent == self._batch_size:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                OUTBOX_FAILURES.labels(self._schema).inc()
+                log.warning("outbox_relay_failed", schema=self._schema, error=str(error) or type(error).__name__)
+                await self._drop_producer()
+                backoff = min(max(backoff * 2, 0.2), self._max_backoff)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first_of(stop, self._wake), timeout=backoff)
+        await self._drop_producer()
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many events were published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""SELECT id, ce_id, topic, ce_type, ce_source, ce_subject, ce_time, message_key, payload
+                    FROM {self._schema}.outbox WHERE published_at IS NULL
+                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                self._batch_size,
+            )
+            OUTBOX_BACKLOG.labels(self._schema).set(len(rows))
+            if not rows:
+                return 0
+            producer = await self._ensure_producer()
+            deliveries = []
+            for row in rows:
+                key, value, headers = to_kafka_record(
+                    ce_id=row["ce_id"], ce_type=row["ce_type"], source=row["ce_source"], subject=row["ce_subject"],
+                    time=row["ce_time"], key=row["message_key"], data=row["payload"],
+                )
+                deliveries.append(await producer.send(row["topic"], value=value, key=key, headers=headers))
+            await asyncio.gather(*deliveries)
+            await conn.execute(
+                f"UPDATE {self._schema}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+        OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
+        return len(rows)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = build_producer(self._bootstrap)
+            try:
+                await producer.start()
+            except Exception:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,107 @@
+"""The life of a service process: settings -> logs/traces -> PostgreSQL -> outbox relay -> servers -> signal.
+
+A service's ``app.py`` only says which schema, migrations, gRPC servicers and HTTP routes it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import structlog
+from fastapi import FastAPI
+
+from ig_common.db import create_pool, prepare_schema
+from ig_common.events.outbox import OutboxRelay
+from ig_common.grpc_server import GrpcService, build_grpc_server, mark_serving
+from ig_common.http_server import build_http_app, serve_http
+from ig_common.lifecycle import stop_on_signals
+from ig_common.logging import configure_logging
+from ig_common.settings import GrpcServiceSettings, ServiceSettings
+from ig_common.telemetry import configure_tracing
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the wiring hands to a service's adapters."""
+
+    settings: ServiceSettings
+    schema: str
+    pool: asyncpg.Pool
+    relay: OutboxRelay
+    stop: asyncio.Event
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def spawn(self, coroutine: Awaitable[None], name: str) -> None:
+        """Run ``coroutine`` until shutdown; a crash in it stops the service rather than going unnoticed."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        task.add_done_callback(self._on_background_done)
+        self.background.append(task)
+
+    def _on_background_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_task_failed", task=task.get_name(), error=repr(task.exception()))
+            self.stop.set()
+
+
+GrpcFactory = Callable[[Runtime], Sequence[GrpcService]]
+HttpFactory = Callable[[Runtime, FastAPI], None]
+StartHook = Callable[[Runtime], Awaitable[None]]
+
+
+async def run_service(
+    settings: ServiceSettings,
+    *,
+    schema: str,
+    migrations: Path,
+    grpc_services: GrpcFactory | None = None,
+    http_routes: HttpFactory | None = None,
+    on_start: StartHook | None = None,
+) -> None:
+    configure_logging(settings.service_name, settings.log_level, settings.region)
+    configure_tracing(settings.service_name, settings.region)
+    stop = stop_on_signals()
+    pool = await create_pool(settings.database_url)
+    try:
+        await prepare_schema(pool, schema, migrations)
+        relay = OutboxRelay(pool, schema, settings.kafka_bootstrap)
+        runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop)
+        runtime.spawn(relay.run(stop), "outbox-relay")
+        if on_start is not None:
+            await on_start(runtime)
+
+        async def database_ready() -> bool:
+            with contextlib.suppress(Exception):
+                return bool(await pool.fetchval("SELECT true"))
+            return False
+
+        app = build_http_app(settings.service_name, ready=database_ready)
+        if http_routes is not None:
+            http_routes(runtime, app)
+        grpc_server = None
+        if grpc_services is not None:
+            if not isinstance(settings, GrpcServiceSettings):
+                raise TypeError("a gRPC service needs GrpcServiceSettings")
+            services = list(grpc_services(runtime))
+            grpc_server, health = build_grpc_server(services, host=settings.grpc_host, port=settings.grpc_port)
+            await grpc_server.start()
+            await mark_serving(health, [s.name for s in services])
+        log.info("service_started", http_port=settings.http_port,
+                 grpc_port=getattr(settings, "grpc_port", None))
+        await serve_http(app, settings.http_host, settings.http_port, stop)
+        stop.set()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=5)
+        for task in runtime.background:
+            task.cancel()
+        await asyncio.gather(*runtime.background, return_exceptions=True)
+        log.info("service_stopped")
+    finally:
+        await pool.close()

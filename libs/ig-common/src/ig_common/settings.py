@@ -1,0 +1,64 @@
+"""One settings object per service, read from ``IG_*`` environment variables.
+
+A missing or invalid setting stops start-up with a message naming the variable, instead of a stack trace
+deep inside a driver.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "IG_"
+
+# Subclasses that give a port a default keep the range check by using this type.
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclass it and add the service's own fields."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    service_name: str = Field(min_length=1)
+    region: str = Field(default="region-a", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    database_url: str = Field(pattern=r"^postgres(ql)?://")
+    kafka_bootstrap: str = Field(min_length=1)
+    http_port: Port
+    http_host: str = "127.0.0.1"
+
+
+class GrpcServiceSettings(ServiceSettings):
+    grpc_port: Port
+    grpc_host: str = "127.0.0.1"
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class SettingsError(SystemExit):
+    """Raised (as a clean exit with status 2) when the environment does not hold valid settings."""
+
+
+def describe_errors(settings_cls: type[BaseSettings], error: ValidationError) -> list[str]:
+    prefix = str(settings_cls.model_config.get("env_prefix", ""))
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<settings>"
+        variable = f"{prefix}{field}".upper()
+        lines.append(f"invalid setting {variable}: {item['msg']}")
+    return lines
+
+
+def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
+    """Build ``settings_cls`` from the environment or exit with status 2 naming each bad variable."""
+    try:
+        return settings_cls()
+    except ValidationError as error:
+        lines = describe_errors(settings_cls, error)
+        print("\n".join(lines), file=sys.stderr)
+        raise SettingsError(2) from error

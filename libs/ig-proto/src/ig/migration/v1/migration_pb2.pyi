@@ -1,0 +1,110 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("plan_yaml",)
+    PLAN_YAML_FIELD_NUMBER: _ClassVar[int]
+    plan_yaml: str
+    def __init__(self, plan_yaml: _Optional[str] = ...) -> None: ...
+
+class SubmitResponse(_message.Message):
+    __slots__ = ("change", "plan_sha256")
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    plan_sha256: str
+    def __init__(self, change: _Optional[str] = ..., plan_sha256: _Optional[str] = ...) -> None: ...
+
+class GateResult(_message.Message):
+    __slots__ = ("gate", "passed", "measured", "limit", "detail")
+    GATE_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    gate: str
+    passed: bool
+    measured: float
+    limit: float
+    detail: str
+    def __init__(self, gate: _Optional[str] = ..., passed: _Optional[bool] = ..., measured: _Optional[float] = ..., limit: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class PreflightRequest(_message.Message):
+    __slots__ = ("change",)
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    def __init__(self, change: _Optional[str] = ...) -> None: ...
+
+class PreflightResponse(_message.Message):
+    __slots__ = ("passed", "gates")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    GATES_FIELD_NUMBER: _ClassVar[int]
+    passed: bool
+    gates: _containers.RepeatedCompositeFieldContainer[GateResult]
+    def __init__(self, passed: _Optional[bool] = ..., gates: _Optional[_Iterable[_Union[GateResult, _Mapping]]] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("change",)
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    def __init__(self, change: _Optional[str] = ...) -> None: ...
+
+class RunResponse(_message.Message):
+    __slots__ = ("change", "phase")
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    phase: str
+    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ("change", "follow")
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    follow: bool
+    def __init__(self, change: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("change", "phase", "done", "total", "rows_per_second", "eta_seconds", "updated_at")
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ROWS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    phase: str
+    done: int
+    total: int
+    rows_per_second: float
+    eta_seconds: float
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BackoutRequest(_message.Message):
+    __slots__ = ("change", "batches")
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    batches: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, change: _Optional[str] = ..., batches: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BackoutResponse(_message.Message):
+    __slots__ = ("change", "validated", "detail")
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATED_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    change: str
+    validated: bool
+    detail: str
+    def __init__(self, change: _Optional[str] = ..., validated: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,4 @@
+from pathlib import Path
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA = "policy"

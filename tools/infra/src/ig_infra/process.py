@@ -1,0 +1,96 @@
+"""Start, find and stop the long-running processes the infra owns, each with a pid file and a log file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+class InfraError(RuntimeError):
+    """Something the person running the tool must fix; the message says what."""
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def spawn(
+    command: Sequence[str], *, log_file: Path, pid_file: Path, env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start ``command`` detached from this process (own session), output to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+    pid_file.write_text(str(process.pid))
+    return process.pid
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, log_file: Path | None = None,
+               alive: Callable[[], bool] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        if alive is not None and not alive():
+            raise InfraError(f"{what} exited during start-up; see {log_file}\n{tail(log_file)}")
+        time.sleep(0.2)
+    raise InfraError(f"{what} not ready after {timeout:.0f}s; see {log_file}\n{tail(log_file)}")
+
+
+def tail(log_file: Path | None, lines: int = 15) -> str:
+    if log_file is None or not log_file.exists():
+        return ""
+    return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def terminate(pid_file: Path, *, timeout: float = 20.0) -> bool:
+    """SIGTERM the process group, then SIGKILL after ``timeout``; returns True if something was running."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and read_pid(pid_file) is not None:
+        time.sleep(0.1)
+    if read_pid(pid_file) is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def ensure_port_free(host: str, port: int, owner: str, variable: str) -> None:
+    if port_open(host, port):
+        raise InfraError(
+            f"port {host}:{port} for {owner} is already taken by another process; stop it or set {variable}"
+        )

@@ -1,0 +1,81 @@
+"""The five services as local processes, started with the infra's connection settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+
+from ig_infra.components.base import Component
+from ig_infra.paths import Paths
+from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    http_port: int
+    grpc_port: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051),
+    ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052),
+    ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053),
+    ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054),
+    ServiceSpec("audit-portal", "ig_portal.app", http_port=8080),
+)
+
+
+def http_healthy(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+        return bool(json.loads(response.read())["status"] == "ok")
+
+
+def grpc_healthy(port: int) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+class ServiceProcess:
+    def __init__(self, spec: ServiceSpec, paths: Paths) -> None:
+        self.spec = spec
+        self.dir = paths.component_dir("services")
+        self.log_file = self.dir / f"{spec.name}.log"
+        self.pid_file = self.dir / f"{spec.name}.pid"
+
+    def running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def healthy(self) -> bool:
+        if not port_open("127.0.0.1", self.spec.http_port) or not http_healthy(self.spec.http_port):
+            return False
+        return self.spec.grpc_port is None or grpc_healthy(self.spec.grpc_port)
+
+    def start(self, infra: list[Component]) -> None:
+        if self.running() and self.healthy():
+            return
+        ensure_port_free("127.0.0.1", self.spec.http_port, self.spec.name, "its IG_HTTP_PORT")
+        env = {"IG_SERVICE_NAME": self.spec.name, "IG_HTTP_PORT": str(self.spec.http_port), **self.spec.extra_env}
+        if self.spec.grpc_port is not None:
+            ensure_port_free("127.0.0.1", self.spec.grpc_port, self.spec.name, "its IG_GRPC_PORT")
+            env["IG_GRPC_PORT"] = str(self.spec.grpc_port)
+        for component in infra:
+            env.update(component.env())
+        spawn([sys.executable, "-m", self.spec.module], log_file=self.log_file, pid_file=self.pid_file, env=env)
+        wait_until(self.healthy, timeout=60, what=f"service {self.spec.name}", log_file=self.log_file,
+                   alive=self.running)
+
+    def stop(self) -> bool:
+        return terminate(self.pid_file)
+
+    def address(self) -> str:
+        grpc_part = f"grpc 127.0.0.1:{self.spec.grpc_port}, " if self.spec.grpc_port else ""
+        return f"{grpc_part}http http://127.0.0.1:{self.spec.http_port}"
