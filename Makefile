@@ -10,6 +10,13 @@ RUN := $(UV) run --frozen
 ARTIFACTS ?= $(CURDIR)/artifacts
 export ARTIFACTS
 
+# Each service adds its own targets in services/<name>/service.mk:
+#   CHECK_TARGETS += ...   checks `make test` runs before pytest (e.g. opa test --coverage)
+#   BENCH_TARGETS += ...   benchmarks `make bench` runs (each prints figures and writes JSON under artifacts/bench)
+CHECK_TARGETS :=
+BENCH_TARGETS :=
+-include services/*/service.mk tools/*/tool.mk
+
 # Domain packages and the shared library are held to mypy --strict.
 STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/domain)
 
@@ -52,7 +59,6 @@ proto-lint: ## buf lint over proto/
 
 lint: ## ruff over everything
 	$(RUN) ruff check .
-	$(RUN) ruff format --check libs/ig-common tools services || true
 
 typecheck: ## mypy --strict on the shared library and every domain package
 	$(RUN) mypy --strict $(STRICT_PACKAGES)
@@ -63,7 +69,7 @@ test-unit: ## tests that need no infrastructure
 test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 	$(RUN) pytest -m "integration or e2e" -q
 
-test: bootstrap proto-check proto-lint lint typecheck infra-up ## everything CI runs: checks, unit, integration, e2e
+test: bootstrap proto-check proto-lint lint typecheck infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
 	@mkdir -p $(ARTIFACTS)
 	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml
 
@@ -74,7 +80,3 @@ bench: ## every benchmark; each prints its figures and writes JSON under artifac
 
 clean: down
 	rm -rf .venv $(ARTIFACTS)
-
-BENCH_TARGETS :=
-# Each service adds its own targets (bench-<name>, ...) in its service.mk.
--include services/*/service.mk
