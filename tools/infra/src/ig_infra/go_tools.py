@@ -33,6 +33,8 @@ def go_install(cache: Path, module: str, version: str, binary: str, package: str
 TOOLS: dict[str, tuple[str, str, str]] = {
     "opa": ("github.com/open-policy-agent/opa", "v1.22.3", ""),
     "buf": ("github.com/bufbuild/buf", "v1.75.0", "cmd/buf"),
+    # Dex tags v2.x without a /v2 module path, so the proxy only serves it by pseudo-version (this one is v2.41.1).
+    "dex": ("github.com/dexidp/dex", "v0.0.0-20240807174518-43956db7fd75", "cmd/dex"),
     "prometheus": ("github.com/prometheus/prometheus", "v0.309.1", "cmd/prometheus"),
     "promtool": ("github.com/prometheus/prometheus", "v0.309.1", "cmd/promtool"),
     "cosign": ("github.com/sigstore/cosign/v2", "v2.6.5", "cmd/cosign"),
