@@ -33,10 +33,10 @@ def go_install(cache: Path, module: str, version: str, binary: str, package: str
 TOOLS: dict[str, tuple[str, str, str]] = {
     "opa": ("github.com/open-policy-agent/opa", "v1.22.3", ""),
     "buf": ("github.com/bufbuild/buf", "v1.75.0", "cmd/buf"),
-    # Dex tags v2.x without a /v2 module path, so the proxy only serves it by pseudo-version (this one is v2.41.1).
     "helm": ("helm.sh/helm/v3", "v3.22.0", "cmd/helm"),
     "kubeconform": ("github.com/yannh/kubeconform", "v0.8.0", "cmd/kubeconform"),
     "kwok": ("sigs.k8s.io/kwok", "v0.8.0", "cmd/kwok"),
+    # Dex tags v2.x without a /v2 module path, so the proxy only serves it by pseudo-version (this one is v2.41.1).
     "dex": ("github.com/dexidp/dex", "v0.0.0-20240807174518-43956db7fd75", "cmd/dex"),
     "prometheus": ("github.com/prometheus/prometheus", "v0.309.1", "cmd/prometheus"),
     "promtool": ("github.com/prometheus/prometheus", "v0.309.1", "cmd/promtool"),
