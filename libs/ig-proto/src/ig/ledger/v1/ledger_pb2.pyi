@@ -30,20 +30,24 @@ class Entry(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., subject: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., entry_hash: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
-    __slots__ = ("kind", "subject", "payload")
+    __slots__ = ("kind", "subject", "payload", "deduplicate")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     subject: str
     payload: bytes
-    def __init__(self, kind: _Optional[str] = ..., subject: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    deduplicate: bool
+    def __init__(self, kind: _Optional[str] = ..., subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., deduplicate: _Optional[bool] = ...) -> None: ...
 
 class AppendResponse(_message.Message):
-    __slots__ = ("entry",)
+    __slots__ = ("entry", "existing")
     ENTRY_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
     entry: Entry
-    def __init__(self, entry: _Optional[_Union[Entry, _Mapping]] = ...) -> None: ...
+    existing: bool
+    def __init__(self, entry: _Optional[_Union[Entry, _Mapping]] = ..., existing: _Optional[bool] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("seq",)
@@ -78,20 +82,26 @@ class ListResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
 
 class CheckpointRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("tree_size",)
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    tree_size: int
+    def __init__(self, tree_size: _Optional[int] = ...) -> None: ...
 
 class CheckpointResponse(_message.Message):
-    __slots__ = ("tree_size", "root_hash", "ts", "note")
+    __slots__ = ("tree_size", "root_hash", "ts", "note", "verifier_key", "origin")
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_KEY_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     tree_size: int
     root_hash: str
     ts: _timestamp_pb2.Timestamp
     note: str
-    def __init__(self, tree_size: _Optional[int] = ..., root_hash: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ...) -> None: ...
+    verifier_key: str
+    origin: str
+    def __init__(self, tree_size: _Optional[int] = ..., root_hash: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ..., verifier_key: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class InclusionProofRequest(_message.Message):
     __slots__ = ("seq", "tree_size")
@@ -102,14 +112,18 @@ class InclusionProofRequest(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
 
 class InclusionProofResponse(_message.Message):
-    __slots__ = ("leaf_index", "tree_size", "hashes")
+    __slots__ = ("leaf_index", "tree_size", "hashes", "root_hash", "leaf_hash")
     LEAF_INDEX_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
+    LEAF_HASH_FIELD_NUMBER: _ClassVar[int]
     leaf_index: int
     tree_size: int
     hashes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ..., hashes: _Optional[_Iterable[str]] = ...) -> None: ...
+    root_hash: str
+    leaf_hash: str
+    def __init__(self, leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ..., hashes: _Optional[_Iterable[str]] = ..., root_hash: _Optional[str] = ..., leaf_hash: _Optional[str] = ...) -> None: ...
 
 class ConsistencyProofRequest(_message.Message):
     __slots__ = ("first_size", "second_size")
