@@ -52,18 +52,28 @@ class PreflightResponse(_message.Message):
     def __init__(self, passed: _Optional[bool] = ..., gates: _Optional[_Iterable[_Union[GateResult, _Mapping]]] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("change",)
+    __slots__ = ("change", "until_phase")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_PHASE_FIELD_NUMBER: _ClassVar[int]
     change: str
-    def __init__(self, change: _Optional[str] = ...) -> None: ...
+    until_phase: str
+    def __init__(self, change: _Optional[str] = ..., until_phase: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("change", "phase")
+    __slots__ = ("change", "phase", "aca_score", "backed_out", "report_path", "detail")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
+    ACA_SCORE_FIELD_NUMBER: _ClassVar[int]
+    BACKED_OUT_FIELD_NUMBER: _ClassVar[int]
+    REPORT_PATH_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     change: str
     phase: str
-    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ...) -> None: ...
+    aca_score: float
+    backed_out: bool
+    report_path: str
+    detail: str
+    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., aca_score: _Optional[float] = ..., backed_out: _Optional[bool] = ..., report_path: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("change", "follow")
@@ -74,7 +84,7 @@ class StatusRequest(_message.Message):
     def __init__(self, change: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("change", "phase", "done", "total", "rows_per_second", "eta_seconds", "updated_at")
+    __slots__ = ("change", "phase", "done", "total", "rows_per_second", "eta_seconds", "updated_at", "state", "detail")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +92,8 @@ class StatusResponse(_message.Message):
     ROWS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     change: str
     phase: str
     done: int
@@ -89,7 +101,9 @@ class StatusResponse(_message.Message):
     rows_per_second: float
     eta_seconds: float
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    state: str
+    detail: str
+    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class BackoutRequest(_message.Message):
     __slots__ = ("change", "batches")
@@ -100,11 +114,19 @@ class BackoutRequest(_message.Message):
     def __init__(self, change: _Optional[str] = ..., batches: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BackoutResponse(_message.Message):
-    __slots__ = ("change", "validated", "detail")
+    __slots__ = ("change", "validated", "detail", "blue_rows", "green_rows", "blue_checksum", "green_checksum")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     VALIDATED_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    BLUE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    GREEN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    BLUE_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    GREEN_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     change: str
     validated: bool
     detail: str
-    def __init__(self, change: _Optional[str] = ..., validated: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+    blue_rows: int
+    green_rows: int
+    blue_checksum: str
+    green_checksum: str
+    def __init__(self, change: _Optional[str] = ..., validated: _Optional[bool] = ..., detail: _Optional[str] = ..., blue_rows: _Optional[int] = ..., green_rows: _Optional[int] = ..., blue_checksum: _Optional[str] = ..., green_checksum: _Optional[str] = ...) -> None: ...
