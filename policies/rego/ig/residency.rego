@@ -1,0 +1,16 @@
+# Data residency: a tenant pinned to a region is only served from that region.
+package ig.residency
+
+import data.ig.lib
+
+deny contains reason if {
+	pinned := lib.tenant.residency.pinned_region
+	input.context.region != pinned
+	reason := {
+		"rule_id": "ig.residency.cross_region",
+		"message": sprintf(
+			"Tenant data is pinned to region '%s' and may not be accessed from region '%s'.",
+			[pinned, input.context.region],
+		),
+	}
+}

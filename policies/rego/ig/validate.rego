@@ -1,0 +1,96 @@
+# Input validation: malformed input is denied here, before any other rule could be fooled by it.
+package ig.validate
+
+limits := data.ig.config.limits
+
+required_strings := [
+	["actor", "id"], ["actor", "tenant"], ["resource", "type"], ["resource", "id"],
+	["resource", "tenant"], ["context", "region"], ["context", "auth_level"],
+]
+
+optional_strings := [["resource", "purpose"], ["resource", "region"]]
+
+string_lists := [["actor", "roles"], ["actor", "purposes"]]
+
+invalid contains "input" if not is_object(input)
+
+invalid contains concat(".", path) if {
+	some path in required_strings
+	not bounded_string(object.get(input, path, null), 1)
+}
+
+invalid contains concat(".", path) if {
+	some path in optional_strings
+	not bounded_string(object.get(input, path, ""), 0)
+}
+
+invalid contains concat(".", path) if {
+	some path in string_lists
+	not string_list(object.get(input, path, []))
+}
+
+invalid contains "action" if not object.get(input, "action", null) in data.ig.config.actions
+
+invalid contains "resource.classification" if {
+	not object.get(input, ["resource", "classification"], null) in data.ig.config.classifications
+}
+
+invalid contains "context.network_zone" if not object.get(input, ["context", "network_zone"], null) in data.ig.config.zones
+
+invalid contains "context.device_trust" if {
+	not object.get(input, ["context", "device_trust"], null) in object.keys(data.ig.config.device_trust_levels)
+}
+
+invalid contains "context.session_risk" if not risk_score(object.get(input, ["context", "session_risk"], null))
+
+invalid contains "context.time" if not timestamp(object.get(input, ["context", "time"], null))
+
+invalid contains "context.break_glass" if {
+	grant := object.get(input, ["context", "break_glass"], null)
+	grant != null
+	not break_glass_grant(grant)
+}
+
+bounded_string(value, minimum) if {
+	is_string(value)
+	count(value) >= minimum
+	count(value) <= limits.max_string
+}
+
+string_list(value) if {
+	is_array(value)
+	count(value) <= limits.max_list
+	every item in value {
+		bounded_string(item, 1)
+	}
+}
+
+risk_score(value) if {
+	is_number(value)
+	round(value) == value
+	value >= 0
+	value <= 100
+}
+
+timestamp(value) if {
+	is_string(value)
+	count(value) <= 64
+	_ = time.parse_rfc3339_ns(value)
+}
+
+break_glass_grant(grant) if {
+	is_object(grant)
+	is_string(grant.justification)
+	count(grant.justification) <= 1024
+	timestamp(grant.expires_at)
+}
+
+valid if count(invalid) == 0
+
+deny contains reason if {
+	some field in invalid
+	reason := {
+		"rule_id": "ig.input.invalid",
+		"message": sprintf("Input field %s is missing or malformed, so the request is denied.", [field]),
+	}
+}

@@ -1,0 +1,31 @@
+# Time-of-day and day-of-week windows, evaluated in the resource tenant's own time zone.
+package ig.window
+
+import data.ig.lib
+
+local_day := time.weekday([lib.request_ns, lib.tenant.timezone])
+
+local_clock := time.clock([lib.request_ns, lib.tenant.timezone])
+
+local_minute := (local_clock[0] * 60) + local_clock[1]
+
+minute_of(text) := (to_number(parts[0]) * 60) + to_number(parts[1]) if parts := split(text, ":")
+
+within_window if {
+	some window in lib.tenant.windows
+	local_day in window.days
+	local_minute >= minute_of(window.start)
+	local_minute < minute_of(window.end)
+}
+
+deny contains reason if {
+	_ = local_minute
+	not within_window
+	reason := {
+		"rule_id": "ig.time.outside_window",
+		"message": sprintf(
+			"Request time '%s %02d:%02d' in the tenant's time zone is outside the tenant's access windows.",
+			[local_day, local_clock[0], local_clock[1]],
+		),
+	}
+}

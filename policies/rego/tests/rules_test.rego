@@ -1,0 +1,143 @@
+# One test (or more) per deciding rule, on the rule's own package.
+package ig.rules_test
+
+import data.ig
+import data.ig.fixtures
+
+alpha := fixtures.alpha
+
+ctx(patch) := fixtures.with_context(alpha, patch)
+
+test_validate_accepts_the_fixture if ig.validate.valid with input as alpha
+
+test_validate_names_each_bad_field if {
+	bad := object.union(alpha, {
+		"actor": {"id": "", "roles": "admin", "purposes": [1]},
+		"resource": {"purpose": 7, "classification": "secret"},
+		"action": "fly",
+		"context": {
+			"time": "yesterday", "network_zone": "mars", "device_trust": "shiny",
+			"session_risk": 101, "break_glass": {"justification": "x"},
+		},
+	})
+	ig.validate.invalid == {
+		"actor.id", "actor.roles", "actor.purposes", "resource.purpose", "resource.classification", "action",
+		"context.time", "context.network_zone", "context.device_trust", "context.session_risk",
+		"context.break_glass",
+	} with input as bad
+}
+
+test_validate_rejects_missing_device_trust_and_fractional_risk if {
+	invalid := ig.validate.invalid with input as object.union(alpha, {"context": {"device_trust": null, "session_risk": 1.5}})
+	invalid == {"context.device_trust", "context.session_risk"}
+}
+
+test_validate_rejects_a_non_object_grant if {
+	ig.validate.invalid == {"context.break_glass"} with input as ctx({"break_glass": "please"})
+}
+
+test_tenant_unknown if {
+	ids := fixtures.rule_ids(ig.tenant.deny) with input as object.union(alpha, {"actor": {"tenant": "zeta"}})
+	ids == {"ig.tenant.unknown", "ig.tenant.mismatch"}
+}
+
+test_tenant_match_has_no_denial if count(ig.tenant.deny) == 0 with input as alpha
+
+test_purpose_mismatch if {
+	fixtures.rule_ids(ig.purpose.deny) == {"ig.purpose.mismatch"} with input as object.union(alpha, {"actor": {"purposes": ["ads"]}})
+}
+
+test_purpose_allow_names_the_action if {
+	fixtures.rule_ids(ig.purpose.allow) == {"ig.purpose.allow_export"} with input as object.union(alpha, {"action": "export"})
+}
+
+test_rbac_grants_union_of_roles if {
+	ig.rbac.granted_actions == {"read", "write", "export"} with input as object.union(alpha, {"actor": {"roles": ["editor", "analyst"]}})
+}
+
+test_rbac_denies_ungranted_action if {
+	fixtures.rule_ids(ig.rbac.deny) == {"ig.rbac.action_not_granted"} with input as object.union(alpha, {"action": "delete"})
+}
+
+test_window_open_and_closed if {
+	ig.window.within_window with input as alpha
+	fixtures.rule_ids(ig.window.deny) == {"ig.time.outside_window"} with input as ctx({"time": "2026-01-10T12:00:00Z"})
+}
+
+test_window_uses_tenant_time_zone if {
+	ig.window.local_day == "Saturday" with input as ctx({"time": "2026-01-09T23:30:00Z"})
+	ig.window.local_clock == [0, 30, 0] with input as ctx({"time": "2026-01-09T23:30:00Z"})
+}
+
+test_tenant_without_windows_is_always_closed if {
+	count(ig.window.deny) == 1 with input as alpha with data.ig.config.tenants.alpha.windows as []
+}
+
+test_network_rules if {
+	fixtures.rule_ids(ig.network.deny) == {"ig.network.unknown_zone"} with input as ctx({"network_zone": "unknown"})
+	fixtures.rule_ids(ig.network.deny) == {"ig.network.zone_not_allowed_for_action"} with input as object.union(ctx({"network_zone": "public"}), {"action": "export"})
+	fixtures.rule_ids(ig.network.deny) == {"ig.network.zone_not_allowed"} with input as fixtures.with_context(fixtures.gamma, {"network_zone": "public"})
+	count(ig.network.deny) == 0 with input as alpha
+}
+
+test_device_requirement_is_the_strictest if {
+	ig.device.required == 3 with input as object.union(fixtures.gamma, {"action": "export", "resource": {"classification": "confidential"}})
+	ig.device.required_name == "high" with input as object.union(fixtures.gamma, {"action": "export"})
+	ig.device.required == 0 with input as alpha
+}
+
+test_device_step_up_and_denial if {
+	export := object.union(alpha, {"action": "export"})
+	fixtures.rule_ids(ig.device.step_up) == {"ig.device.step_up_low_trust"} with input as fixtures.with_context(export, {"device_trust": "low"})
+	count(ig.device.step_up) == 0 with input as fixtures.with_context(export, {"device_trust": "low", "auth_level": "mfa"})
+	fixtures.rule_ids(ig.device.deny) == {"ig.device.untrusted"} with input as fixtures.with_context(export, {"device_trust": "unknown"})
+	fixtures.rule_ids(ig.device.deny) == {"ig.device.untrusted"} with input as object.union(fixtures.with_context(fixtures.gamma, {"device_trust": "low"}), {"action": "export"})
+}
+
+test_risk_bands if {
+	count(ig.risk.step_up) == 0 with input as ctx({"session_risk": 39})
+	fixtures.rule_ids(ig.risk.step_up) == {"ig.risk.step_up"} with input as ctx({"session_risk": 40})
+	count(ig.risk.step_up) == 0 with input as ctx({"session_risk": 40, "auth_level": "mfa"})
+	fixtures.rule_ids(ig.risk.deny) == {"ig.risk.too_high"} with input as ctx({"session_risk": 80})
+	count(ig.risk.step_up) == 0 with input as ctx({"session_risk": 80})
+}
+
+test_auth_rules if {
+	fixtures.rule_ids(ig.auth.deny) == {"ig.auth.unauthenticated"} with input as ctx({"auth_level": "none"})
+	fixtures.rule_ids(ig.auth.step_up) == {"ig.auth.admin_requires_mfa"} with input as object.union(alpha, {"action": "admin"})
+	fixtures.rule_ids(ig.auth.step_up) == {"ig.auth.restricted_requires_mfa"} with input as object.union(alpha, {"resource": {"classification": "restricted"}})
+	count(ig.auth.step_up) == 0 with input as object.union(ctx({"auth_level": "hwk"}), {"action": "admin"})
+}
+
+test_residency if {
+	fixtures.rule_ids(ig.residency.deny) == {"ig.residency.cross_region"} with input as ctx({"region": "region-b"})
+	count(ig.residency.deny) == 0 with input as alpha
+	count(ig.residency.deny) == 0 with input as object.union(alpha, {"actor": {"tenant": "beta"}, "resource": {"tenant": "beta"}, "context": {"region": "region-b"}})
+}
+
+test_break_glass_valid_grant if {
+	ig.breakglass.valid with input as fixtures.saturday_break_glass
+	fixtures.rule_ids(ig.breakglass.allow) == {"ig.breakglass.allow"} with input as fixtures.saturday_break_glass
+}
+
+test_break_glass_needs_mfa if {
+	grant := fixtures.with_context(fixtures.saturday_break_glass, {"auth_level": "pwd"})
+	ig.breakglass.acceptable with input as grant
+	not ig.breakglass.valid with input as grant
+	fixtures.rule_ids(ig.breakglass.step_up) == {"ig.breakglass.requires_mfa"} with input as grant
+}
+
+test_break_glass_faults if {
+	base := fixtures.saturday_break_glass
+	expired := fixtures.with_context(base, {"break_glass": {"justification": fixtures.grant.justification, "expires_at": "2026-01-10T11:00:00Z"}})
+	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.expired"} with input as expired
+	too_long := fixtures.with_context(base, {"break_glass": {"justification": fixtures.grant.justification, "expires_at": "2026-01-11T12:00:00Z"}})
+	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as too_long
+	thin := fixtures.with_context(base, {"break_glass": {"justification": "  because  ", "expires_at": fixtures.grant.expires_at}})
+	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as thin
+	no_role := object.union(base, {"actor": {"roles": ["viewer"]}})
+	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as no_role
+	disabled := object.union(base, {"actor": {"tenant": "beta"}, "resource": {"tenant": "beta"}})
+	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as disabled
+	not ig.breakglass.requested with input as alpha
+}

@@ -1,0 +1,29 @@
+# Policy Reasoner v2 (services/policy): checks `make test` runs first, and the benchmark.
+POLICY_REGO := policies/rego
+POLICY_COVERAGE_MIN := 90
+
+CHECK_TARGETS += policy-rego-test policy-py-coverage
+BENCH_TARGETS += bench-policy
+
+.PHONY: policy-rego-test policy-py-coverage bench-policy
+
+policy-rego-test: ## opa test over policies/rego; fails when policy coverage drops below 90 %
+	@mkdir -p $(ARTIFACTS)
+	@opa="$$($(RUN) ig-infra tool opa)"; \
+	"$$opa" check $(POLICY_REGO); \
+	"$$opa" fmt --fail --list $(POLICY_REGO) >/dev/null || { echo "opa fmt: reformat $(POLICY_REGO)"; exit 1; }; \
+	"$$opa" test $(POLICY_REGO); \
+	"$$opa" test --coverage --threshold $(POLICY_COVERAGE_MIN) $(POLICY_REGO) > $(ARTIFACTS)/policy-rego-coverage.json \
+	  || { echo "opa test --coverage below $(POLICY_COVERAGE_MIN) % (see $(ARTIFACTS)/policy-rego-coverage.json)"; exit 1; }; \
+	$(RUN) python -c "import json,sys; print('rego coverage: %.1f %%' % json.load(open(sys.argv[1]))['coverage'])" \
+	  $(ARTIFACTS)/policy-rego-coverage.json
+
+policy-py-coverage: infra-up ## pytest over services/policy + e2e/test_policy_*; fails below 90 % line coverage
+	@mkdir -p $(ARTIFACTS)
+	$(RUN) pytest services/policy e2e/test_policy_*.py -q --cov=ig_policy \
+	  --cov-report=term:skip-covered --cov-report=json:$(ARTIFACTS)/policy-py-coverage.json \
+	  --cov-fail-under=$(POLICY_COVERAGE_MIN)
+
+bench-policy: infra-up ## >= 20,000 decisions, 32 callers: raw OPA REST vs Decide; writes artifacts/bench/policy.json
+	@mkdir -p $(ARTIFACTS)/bench
+	$(RUN) python -m ig_policy.bench --decisions 20000 --concurrency 32 --out $(ARTIFACTS)/bench/policy.json
