@@ -1,17 +1,46 @@
-"""Wiring only: settings -> adapters -> servers."""
+"""Wiring only: settings -> OPA engine, decision log, decision service -> gRPC + AuthZEN HTTP."""
+
+from __future__ import annotations
 
 import asyncio
 
-from ig_common.service import run_service
+from ig_common.service import Runtime, run_service
 from ig_common.settings import load_settings
 
+from ig_policy.api.authzen import mount_authzen
+from ig_policy.api.grpc_service import policy_grpc_service
+from ig_policy.decisions import DecisionService
+from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
+from ig_policy.engine.opa import OpaEngine
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
+from ig_policy.store.decision_log import DecisionLog, LogSettings
 
 
 def main() -> None:
     settings = load_settings(Settings)
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=lambda runtime: []))
+    engine = OpaEngine(settings.opa_url, timeout_ms=settings.opa_timeout_ms,
+                       decision_path=settings.opa_decision_path, data_path=settings.opa_data_path,
+                       max_connections=settings.opa_max_connections)
+    wired: dict[str, DecisionService] = {}
+
+    async def on_start(runtime: Runtime) -> None:
+        await engine.start()
+        await engine.refresh_revision()
+        runtime.spawn(engine.keep_revision_fresh(runtime.stop, settings.policy_revision_refresh_s), "policy-revision")
+        decision_log = DecisionLog(runtime.pool, runtime.schema, runtime.relay, LogSettings(
+            region=settings.region, mask_rules=parse_mask_rules(settings.decision_log_mask),
+            drop_rules=parse_drop_rules(settings.decision_log_drop), queue_size=settings.decision_log_queue_size,
+            batch_size=settings.decision_log_batch_size, flush_interval=settings.decision_log_flush_ms / 1000,
+        ))
+        runtime.spawn(decision_log.run(runtime.stop), "decision-log")
+        wired["decisions"] = DecisionService(engine, decision_log)
+
+    asyncio.run(run_service(
+        settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=on_start,
+        grpc_services=lambda runtime: [policy_grpc_service(wired["decisions"])],
+        http_routes=lambda runtime, app: mount_authzen(app, wired["decisions"]),
+    ))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,45 @@
 """Settings of the Policy Reasoner, from IG_* environment variables."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from ig_common.settings import GrpcServiceSettings, Port
+from pydantic import Field, field_validator
+
+from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 
 
 class Settings(GrpcServiceSettings):
     service_name: str = "policy"
     grpc_port: Port = 50051
     http_port: Port = 8081
+
+    # The OPA sidecar (IG_OPA_URL; ig-infra's env provides it) and the document the service asks for.
+    opa_url: str = Field(default="http://127.0.0.1:8181", pattern=r"^https?://[^/]+/?$")
+    opa_decision_path: str = Field(default="ig/ctx/decision", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)+$")
+    opa_data_path: str = Field(default="ig/config", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
+    # Per-call budget for one OPA round trip; past it the answer is DENY ig.system.engine_unavailable.
+    opa_timeout_ms: int = Field(default=50, ge=1, le=10_000)
+    # Concurrent OPA calls (and pooled keep-alive connections); more callers wait for a slot.
+    opa_max_connections: int = Field(default=64, ge=1, le=1024)
+    policy_revision_refresh_s: float = Field(default=2.0, gt=0, le=3600)
+
+    # Decision log: bounded queue, batched writes, OPA-style mask rules and drop rules (JSON in the env var).
+    decision_log_queue_size: int = Field(default=20_000, ge=1)
+    decision_log_batch_size: int = Field(default=500, ge=1, le=10_000)
+    decision_log_flush_ms: int = Field(default=50, ge=1, le=60_000)
+    decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
+    decision_log_drop: list[Any] = Field(default_factory=list)
+
+    @field_validator("decision_log_mask")
+    @classmethod
+    def _mask_rules_parse(cls, value: list[Any]) -> list[Any]:
+        parse_mask_rules(value)
+        return value
+
+    @field_validator("decision_log_drop")
+    @classmethod
+    def _drop_rules_parse(cls, value: list[Any]) -> list[Any]:
+        parse_drop_rules(value)
+        return value

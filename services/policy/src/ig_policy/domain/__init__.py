@@ -1,0 +1,1 @@
+"""Pure decision logic: requests, validation, engine answers, masking and log records. No I/O here."""

@@ -1,0 +1,79 @@
+"""Deciding: ask the engine, stamp the answer (id, revision, time), hand it to the log, count it.
+
+The API adapters (gRPC, AuthZEN) validate and translate; this is what they share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+from ig_policy.domain.masking import sensitive_values_of
+from ig_policy.domain.model import Decision, DecisionRequest, Verdict
+
+DECISIONS = Counter("ig_policy_decisions_total", "Decisions made, by result and primary rule", ["result", "rule_id"])
+DECISION_LATENCY = Histogram(
+    "ig_policy_decision_seconds", "Time to decide, engine included",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+)
+
+tracer = trace.get_tracer("ig_policy")
+
+
+class Engine(Protocol):
+    revision: str
+
+    async def evaluate(self, policy_input: dict[str, Any]) -> Verdict: ...
+
+
+class DecisionSink(Protocol):
+    def submit(self, policy_input: Any, decision: Decision) -> bool: ...
+
+
+def new_decision_id() -> str:
+    return f"dec_{uuid.uuid4().hex}"
+
+
+class DecisionService:
+    def __init__(self, engine: Engine, sink: DecisionSink) -> None:
+        self._engine = engine
+        self._sink = sink
+
+    @property
+    def revision(self) -> str:
+        return self._engine.revision
+
+    async def decide(self, request: DecisionRequest) -> Decision:
+        policy_input = request.to_policy_input()
+        started = time.perf_counter()
+        verdict = await self._engine.evaluate(policy_input)
+        elapsed = time.perf_counter() - started
+        decision = Decision(
+            decision_id=new_decision_id(), verdict=verdict, policy_revision=self._engine.revision,
+            evaluated_at=datetime.now(UTC), latency_ms=elapsed * 1000,
+            sensitive_values=sensitive_values_of(policy_input),
+        )
+        DECISIONS.labels(verdict.result.value, verdict.rule_id).inc()
+        DECISION_LATENCY.observe(elapsed)
+        self._sink.submit(policy_input, decision)
+        return decision
+
+    async def decide_all(self, requests: Sequence[DecisionRequest]) -> list[Decision]:
+        """Answers in the order asked; the engine bounds how many run at once."""
+        return list(await asyncio.gather(*(self.decide(r) for r in requests)))
+
+
+def annotate_span(decision: Decision) -> None:
+    """The attributes security tooling searches traces by."""
+    span = trace.get_current_span()
+    span.set_attribute("ig.decision_id", decision.decision_id)
+    span.set_attribute("ig.rule_id", decision.rule_id)
+    span.set_attribute("ig.result", decision.result.value)
+    span.set_attribute("ig.policy_revision", decision.policy_revision)

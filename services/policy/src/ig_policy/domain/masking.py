@@ -1,0 +1,117 @@
+"""What may leave the service where: masked explanations for metadata, mask and drop rules for the log.
+
+Mask rules follow OPA's ``system.log.mask``: a JSON pointer to erase (``"/input/actor/id"``) or an object
+``{"op": "upsert", "path": "/input/context/region", "value": "**"}`` that replaces (or adds) the value.
+Drop rules are objects of log-record fields to values; a record matching every field of any rule is not logged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MASK = "***"
+_QUOTED = re.compile(r"'[^']*'")
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+MAX_HEADER_TEXT = 256
+_MIN_SENSITIVE = 2
+DROP_FIELDS = ("result", "ruleId", "tenant", "purpose", "action")
+
+
+def mask_explanation(text: str, sensitive_values: Iterable[str]) -> str:
+    """Explanation safe for headers: quoted values and every input value masked, ASCII only, bounded."""
+    masked = _QUOTED.sub(f"'{MASK}'", text)
+    for value in sorted({v for v in sensitive_values if len(v) >= _MIN_SENSITIVE}, key=len, reverse=True):
+        if value not in masked:
+            continue
+        # Whole words only: the value "low" must not turn "below" into "be***".
+        masked = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(value)}(?![A-Za-z0-9_])", MASK, masked)
+    masked = _UNSAFE.sub("?", masked)
+    return masked[:MAX_HEADER_TEXT]
+
+
+def sensitive_values_of(document: Any) -> frozenset[str]:
+    """Every string inside an input document: none of them may appear in masked text."""
+    found: set[str] = set()
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    path: tuple[str, ...]
+    upsert: bool = False
+    value: Any = None
+
+    def apply(self, record: dict[str, Any]) -> None:
+        parent: Any = record
+        for key in self.path[:-1]:
+            if not isinstance(parent, dict) or key not in parent:
+                return
+            parent = parent[key]
+        if not isinstance(parent, dict):
+            return
+        last = self.path[-1]
+        if self.upsert:
+            parent[last] = self.value
+        else:
+            parent.pop(last, None)
+
+
+def _pointer(text: Any) -> tuple[str, ...]:
+    if not isinstance(text, str) or not text.startswith("/") or len(text) < 2:
+        raise ValueError(f"mask path {text!r} must be a JSON pointer such as /input/actor/id")
+    return tuple(part.replace("~1", "/").replace("~0", "~") for part in text[1:].split("/"))
+
+
+def parse_mask_rules(raw: Iterable[Any]) -> tuple[MaskRule, ...]:
+    rules = []
+    for item in raw:
+        if isinstance(item, str):
+            rules.append(MaskRule(_pointer(item)))
+        elif isinstance(item, Mapping):
+            op = item.get("op", "remove")
+            if op not in ("remove", "upsert"):
+                raise ValueError(f"mask op {op!r} must be remove or upsert")
+            if op == "upsert" and "value" not in item:
+                raise ValueError("an upsert mask rule needs a value")
+            rules.append(MaskRule(_pointer(item.get("path")), op == "upsert", item.get("value")))
+        else:
+            raise ValueError(f"mask rule {item!r} must be a JSON pointer or an object with op/path")
+    return tuple(rules)
+
+
+@dataclass(frozen=True)
+class DropRule:
+    match: tuple[tuple[str, str], ...]
+
+    def drops(self, record: Mapping[str, Any]) -> bool:
+        return all(str(record.get(key, "")).lower() == value.lower() for key, value in self.match)
+
+
+def parse_drop_rules(raw: Iterable[Any]) -> tuple[DropRule, ...]:
+    rules = []
+    for item in raw:
+        if not isinstance(item, Mapping) or not item:
+            raise ValueError(f"drop rule {item!r} must be a non-empty object such as {{\"result\": \"allow\"}}")
+        unknown = set(item) - set(DROP_FIELDS)
+        if unknown:
+            raise ValueError(f"drop rule fields {sorted(unknown)} unknown; use {', '.join(DROP_FIELDS)}")
+        rules.append(DropRule(tuple(sorted((str(k), str(v)) for k, v in item.items()))))
+    return tuple(rules)
+
+
+def apply_masks(record: dict[str, Any], rules: Iterable[MaskRule]) -> dict[str, Any]:
+    for rule in rules:
+        rule.apply(record)
+    return record

@@ -1,0 +1,127 @@
+"""What a gateway asks and what it gets back, independent of gRPC, HTTP or OPA."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+NETWORK_ZONES = ("corp", "vpn", "public", "unknown")
+DEVICE_TRUST_LEVELS = ("high", "medium", "low", "unknown")
+ENGINE_UNAVAILABLE = "ig.system.engine_unavailable"
+
+
+class Result(enum.Enum):
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+    STEP_UP = "STEP_UP"
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    tenant: str
+    roles: tuple[str, ...] = ()
+    purposes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    id: str
+    tenant: str
+    purpose: str = ""
+    region: str = ""
+    classification: str = ""
+
+
+@dataclass(frozen=True)
+class BreakGlass:
+    justification: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Context:
+    time: datetime | None
+    network_zone: str = ""
+    device_trust: str = ""
+    session_risk: int = 0
+    auth_level: str = ""
+    region: str = ""
+    break_glass: BreakGlass | None = None
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    actor: Actor
+    resource: Resource
+    action: str
+    context: Context
+
+    def to_policy_input(self) -> dict[str, Any]:
+        """The document the Rego policies read as ``input``."""
+        context: dict[str, Any] = {
+            "time": rfc3339(self.context.time) if self.context.time else "",
+            "network_zone": self.context.network_zone,
+            "device_trust": self.context.device_trust,
+            "session_risk": self.context.session_risk,
+            "auth_level": self.context.auth_level,
+            "region": self.context.region,
+        }
+        grant = self.context.break_glass
+        if grant is not None:
+            context["break_glass"] = {
+                "justification": grant.justification,
+                "expires_at": rfc3339(grant.expires_at) if grant.expires_at else "",
+            }
+        return {
+            "actor": {"id": self.actor.id, "tenant": self.actor.tenant, "roles": list(self.actor.roles),
+                      "purposes": list(self.actor.purposes)},
+            "resource": {"type": self.resource.type, "id": self.resource.id, "tenant": self.resource.tenant,
+                         "purpose": self.resource.purpose, "region": self.resource.region,
+                         "classification": self.resource.classification},
+            "action": self.action,
+            "context": context,
+        }
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The engine's answer before it gets an id: result, primary rule, all reasons, obligations."""
+
+    result: Result
+    rule_id: str
+    explanation: str
+    reasons: tuple[Reason, ...]
+    obligations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    verdict: Verdict
+    policy_revision: str
+    evaluated_at: datetime
+    latency_ms: float = 0.0
+    sensitive_values: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def result(self) -> Result:
+        return self.verdict.result
+
+    @property
+    def rule_id(self) -> str:
+        return self.verdict.rule_id
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, second precision or finer, with a Z: the form OPA's time.parse_rfc3339_ns reads."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

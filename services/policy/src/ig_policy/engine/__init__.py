@@ -1,0 +1,1 @@
+"""Adapters to the policy engine (the OPA sidecar)."""

@@ -1,0 +1,118 @@
+"""The OPA sidecar over opa-python-client's async client: one aiohttp session, keep-alive connections.
+
+Every evaluation runs under its own deadline (``IG_OPA_TIMEOUT_MS``). The deadline covers the round trip only:
+callers first wait for one of ``max_connections`` slots, so a burst queues here instead of timing out in the
+connection pool. Unreachable, slow, erroring or undefined answers all become DENY ig.system.engine_unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from opa_client.opa_async import AsyncOpaClient
+from prometheus_client import Counter, Gauge, Histogram
+
+from ig_policy.domain.model import Verdict
+from ig_policy.domain.revision import UNKNOWN_REVISION, policy_revision
+from ig_policy.domain.verdict import engine_unavailable, verdict_from_engine
+
+log = structlog.get_logger(__name__)
+
+ENGINE_LATENCY = Histogram(
+    "ig_policy_engine_seconds", "OPA round-trip time per evaluation",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+)
+ENGINE_FAILURES = Counter("ig_policy_engine_failures_total", "Evaluations answered fail-closed, by cause", ["cause"])
+REVISION_INFO = Gauge("ig_policy_revision_info", "The policy revision in force (value 1)", ["revision"])
+
+
+class OpaEngine:
+    def __init__(self, url: str, *, timeout_ms: int = 50, decision_path: str = "ig/ctx/decision",
+                 data_path: str = "ig/config", max_connections: int = 64) -> None:
+        parts = urlsplit(url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = parts.scheme == "https"
+        self._timeout = timeout_ms / 1000
+        self.timeout_ms = timeout_ms
+        package, _, rule = decision_path.rpartition("/")
+        self._package, self._rule = package.replace("/", "."), rule
+        self._data_path = data_path
+        self._max_connections = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
+        self._client: AsyncOpaClient | None = None
+        self.revision = UNKNOWN_REVISION
+
+    async def start(self) -> None:
+        """Open the session (inside the running loop); OPA need not be up yet."""
+        client = AsyncOpaClient(host=self._host, port=self._port, ssl=self._ssl, retries=0, timeout=5.0)
+        # The client's aiohttp session pools keep-alive connections (100 at most, above our slots).
+        await client.__aenter__()
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close_connection()
+
+    async def evaluate(self, policy_input: dict[str, Any]) -> Verdict:
+        client = self._client
+        if client is None:
+            ENGINE_FAILURES.labels("not_started").inc()
+            return engine_unavailable("the engine client is not started")
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    answer = await client.query_rule(policy_input, self._package, self._rule)
+            except TimeoutError:
+                ENGINE_FAILURES.labels("timeout").inc()
+                return engine_unavailable(f"no answer within {self.timeout_ms} ms")
+            except Exception as error:
+                ENGINE_FAILURES.labels("error").inc()
+                log.warning("opa_call_failed", error=str(error) or type(error).__name__)
+                return engine_unavailable("the engine was unreachable or failed")
+            finally:
+                ENGINE_LATENCY.observe(time.perf_counter() - started)
+        verdict = verdict_from_engine(answer)
+        if verdict.rule_id == "ig.system.engine_unavailable":
+            ENGINE_FAILURES.labels("undefined").inc()
+        return verdict
+
+    async def refresh_revision(self) -> str:
+        """Hash the loaded policy modules and data documents; keeps the last revision when OPA is away."""
+        client = self._client
+        if client is None:
+            return self.revision
+        try:
+            ids = await client.get_policies_list()
+            sources = []
+            for policy_id in ids:
+                document = await client.get_policy(policy_id)
+                sources.append(str(document.get("result", {}).get("raw", "")))
+            data = (await client.get_data(self._data_path)).get("result")
+        except Exception as error:
+            log.warning("policy_revision_unavailable", error=str(error) or type(error).__name__)
+            return self.revision
+        revision = policy_revision(sources, data)
+        if revision != self.revision:
+            REVISION_INFO.clear()
+            REVISION_INFO.labels(revision).set(1)
+            log.info("policy_revision_loaded", revision=revision, modules=len(sources))
+            self.revision = revision
+        return revision
+
+    async def keep_revision_fresh(self, stop: asyncio.Event, every_s: float) -> None:
+        """OPA reloads the policy directory on change (--watch); follow it, and close the session at the end."""
+        try:
+            while not stop.is_set():
+                await self.refresh_revision()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=every_s)
+        finally:
+            await self.close()

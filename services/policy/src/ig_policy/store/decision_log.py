@@ -1,0 +1,193 @@
+"""The decision log: decisions queue in memory and are written in batches, off the response path.
+
+``submit`` never waits: it puts the decision on a bounded queue. A writer task takes up to ``batch_size`` at a
+time (or whatever arrived within ``flush_ms``), builds the records, applies drop and mask rules, and in ONE
+transaction inserts the rows and enqueues their ig.policy.decisions.v1 events in the outbox, so Kafka being down
+loses nothing. When the queue is full (PostgreSQL slow or down for long) the decision is still answered, the
+record is counted as dropped (metric + a row in decision_log_gaps once the writer catches up) and a warning is
+logged: never silent. Writes are idempotent (ON CONFLICT on the decision id), so a retried batch is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from ig_common.events.outbox import OutboxRelay, enqueue_many
+from prometheus_client import Counter, Gauge
+
+from ig_policy.domain.masking import DropRule, MaskRule, apply_masks
+from ig_policy.domain.model import Decision
+from ig_policy.domain.record import build_log_record
+from ig_policy.events.decisions import decision_event
+
+log = structlog.get_logger(__name__)
+
+LOG_WRITTEN = Counter("ig_policy_decision_log_written_total", "Decision records written (with their event)")
+LOG_FILTERED = Counter("ig_policy_decision_log_filtered_total", "Decision records left out by a drop rule")
+LOG_DROPPED = Counter("ig_policy_decision_log_dropped_total", "Decision records lost to a full queue (overload)")
+LOG_FAILURES = Counter("ig_policy_decision_log_write_failures_total", "Batch writes that failed and were retried")
+LOG_QUEUE = Gauge("ig_policy_decision_log_queue", "Decisions waiting to be written")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    region: str
+    mask_rules: tuple[MaskRule, ...] = ()
+    drop_rules: tuple[DropRule, ...] = ()
+    queue_size: int = 20_000
+    batch_size: int = 500
+    flush_interval: float = 0.05
+    max_backoff: float = 5.0
+
+
+class DecisionLog:
+    def __init__(self, pool: asyncpg.Pool, schema: str, relay: OutboxRelay | None, settings: LogSettings) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._relay = relay
+        self._settings = settings
+        self._queue: asyncio.Queue[tuple[Any, Decision]] = asyncio.Queue(maxsize=settings.queue_size)
+        self._dropped = 0
+        self._first_drop: datetime | None = None
+        self._last_drop: datetime | None = None
+        self.written = 0
+
+    def submit(self, policy_input: Any, decision: Decision) -> bool:
+        """Queue a decision for the log; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait((policy_input, decision))
+        except asyncio.QueueFull:
+            LOG_DROPPED.inc()
+            now = datetime.now(UTC)
+            if self._dropped == 0:
+                self._first_drop = now
+                log.warning("decision_log_overloaded", queue_size=self._settings.queue_size)
+            self._dropped += 1
+            self._last_drop = now
+            return False
+        LOG_QUEUE.set(self._queue.qsize())
+        return True
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Write batches until ``stop``; on stop or cancellation, write what is still queued."""
+        try:
+            while not stop.is_set():
+                batch = await self._next_batch(stop)
+                if batch:
+                    await self._write_with_retry(batch, stop)
+        except asyncio.CancelledError:
+            await self.drain()
+            raise
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Write everything queued now (shutdown, tests); a final failure is logged with the count lost."""
+        while not self._queue.empty():
+            batch = self._take(self._settings.batch_size)
+            try:
+                await self.write(batch)
+            except Exception as error:
+                LOG_DROPPED.inc(len(batch))
+                log.error("decision_log_lost_on_shutdown", records=len(batch), error=str(error))
+
+    async def _next_batch(self, stop: asyncio.Event) -> list[tuple[Any, Decision]]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout=self._settings.flush_interval)
+        except TimeoutError:
+            return []
+        batch = [first]
+        deadline = asyncio.get_running_loop().time() + self._settings.flush_interval
+        while len(batch) < self._settings.batch_size and not stop.is_set():
+            batch += self._take(self._settings.batch_size - len(batch))
+            remaining = deadline - asyncio.get_running_loop().time()
+            if len(batch) >= self._settings.batch_size or remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    def _take(self, limit: int) -> list[tuple[Any, Decision]]:
+        taken: list[tuple[Any, Decision]] = []
+        while len(taken) < limit and not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        LOG_QUEUE.set(self._queue.qsize())
+        return taken
+
+    async def _write_with_retry(self, batch: list[tuple[Any, Decision]], stop: asyncio.Event) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self.write(batch)
+                return
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as error:
+                LOG_FAILURES.inc()
+                log.warning("decision_log_write_failed", records=len(batch), error=str(error) or type(error).__name__)
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.max_backoff)
+
+    def records(self, batch: Sequence[tuple[Any, Decision]]) -> list[tuple[dict[str, Any], Decision]]:
+        kept = []
+        for policy_input, decision in batch:
+            record = build_log_record(policy_input, decision, region=self._settings.region)
+            if any(rule.drops(record) for rule in self._settings.drop_rules):
+                LOG_FILTERED.inc()
+                continue
+            kept.append((apply_masks(record, self._settings.mask_rules), decision))
+        return kept
+
+    async def write(self, batch: Sequence[tuple[Any, Decision]]) -> None:
+        kept = self.records(batch)
+        dropped, first, last = self._dropped, self._first_drop, self._last_drop
+        if not kept and not dropped:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted: set[str] = set()
+            if kept:
+                rows = await conn.fetch(
+                    f"""INSERT INTO {self._schema}.decision_log
+                          (decision_id, ts, result, rule_id, tenant, action, policy_revision, record)
+                        SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                                             $6::text[], $7::text[], $8::jsonb[])
+                        ON CONFLICT (decision_id) DO NOTHING RETURNING decision_id""",
+                    [d.decision_id for _, d in kept], [d.evaluated_at for _, d in kept],
+                    [d.verdict.result.value.lower() for _, d in kept], [d.verdict.rule_id for _, d in kept],
+                    [str(r.get("tenant", "")) for r, _ in kept], [str(r.get("action", "")) for r, _ in kept],
+                    [d.policy_revision for _, d in kept], [json.dumps(r, ensure_ascii=False) for r, _ in kept],
+                )
+                inserted = {row["decision_id"] for row in rows}
+                events = [
+                    decision_event(record, region=self._settings.region, evaluated_at=decision.evaluated_at)
+                    for record, decision in kept if decision.decision_id in inserted
+                ]
+                await enqueue_many(conn, self._schema, events)
+            if dropped and first is not None and last is not None:
+                await conn.execute(
+                    f"""INSERT INTO {self._schema}.decision_log_gaps (dropped, first_dropped_at, last_dropped_at)
+                        VALUES ($1, $2, $3)""", dropped, first, last,
+                )
+        if dropped:
+            self._dropped -= dropped
+            if self._dropped == 0:
+                self._first_drop = None
+            log.warning("decision_log_gap_recorded", dropped=dropped)
+        LOG_WRITTEN.inc(len(inserted))
+        self.written += len(inserted)
+        if self._relay is not None and inserted:
+            self._relay.wake()

@@ -1,0 +1,194 @@
+"""Helpers for tests and the benchmark: a private OPA server, the service as a subprocess, golden cases.
+
+Tests start their own OPA (same binary, same policies) on a free port so they never depend on the shared
+sidecar's state, and start the service as a real process the way ``make up`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[4]
+POLICIES = REPO / "policies" / "rego"
+GOLDEN = REPO / "policies" / "golden"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def opa_binary() -> str:
+    """The OPA that ig-infra builds (``uv run ig-infra tool opa``)."""
+    from ig_infra.components.opa import opa_binary as built
+    from ig_infra.paths import Paths
+
+    return str(built(Paths.from_environment().cache))
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become healthy at {url}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            return process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return -9
+    return int(process.returncode)
+
+
+@contextmanager
+def opa_server(policies: Path = POLICIES) -> Iterator[str]:
+    """``opa run --server`` on a free loopback port; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error", str(policies)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health?bundles", process, "OPA")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+
+
+@dataclass
+class RunningService:
+    grpc_address: str
+    http_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> int:
+        return _stop(self.process)
+
+
+@contextmanager
+def policy_service(env: dict[str, str], log_path: Path, **settings: str) -> Iterator[RunningService]:
+    """``python -m ig_policy.app`` on free ports; ``settings`` are extra IG_* variables (without the prefix)."""
+    http_port, grpc_port = free_port(), free_port()
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, "IG_HTTP_PORT": str(http_port),
+                "IG_GRPC_PORT": str(grpc_port), "OTEL_TRACES_EXPORTER": "none"}
+    full_env.update({f"IG_{name.upper()}": value for name, value in settings.items()})
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "ig_policy.app"], env=full_env, stdout=log_file,
+                                   stderr=subprocess.STDOUT)
+    service = RunningService(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", process, log_path)
+    try:
+        _wait_http(f"{service.http_url}/healthz", process, "the policy service")
+        yield service
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}\n{log_path.read_text(errors='replace')[-3000:]}") from error
+    finally:
+        service.stop()
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    file: str
+    name: str
+    input: dict[str, Any]
+    expect: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return f"{self.file}:{self.name}"
+
+    def mismatches(self, decision: dict[str, Any]) -> list[str]:
+        """What differs between ``decision`` (result, rule_id, explanation, reasons, obligations) and the case."""
+        expect, problems = self.expect, []
+        if decision.get("result") != expect["result"]:
+            problems.append(f"result {decision.get('result')} != {expect['result']}")
+        if decision.get("rule_id") != expect["rule_id"]:
+            problems.append(f"rule_id {decision.get('rule_id')} != {expect['rule_id']}")
+        if expect["explanation_contains"] not in str(decision.get("explanation")):
+            problems.append(f"explanation {decision.get('explanation')!r} lacks {expect['explanation_contains']!r}")
+        if "obligations" in expect and list(decision.get("obligations", [])) != expect["obligations"]:
+            problems.append(f"obligations {decision.get('obligations')} != {expect['obligations']}")
+        reason_ids = [r["rule_id"] for r in decision.get("reasons", [])]
+        if "reason_ids" in expect and reason_ids != expect["reason_ids"]:
+            problems.append(f"reasons {reason_ids} != {expect['reason_ids']}")
+        return problems
+
+
+def golden_cases(directory: Path = GOLDEN) -> list[GoldenCase]:
+    cases = []
+    for path in sorted(directory.glob("*.json")):
+        for item in json.loads(path.read_text(encoding="utf-8"))["cases"]:
+            cases.append(GoldenCase(path.stem, item["name"], item["input"], item["expect"]))
+    return cases
+
+
+def proto_from_input(document: dict[str, Any]) -> Any:
+    """The DecideRequest for a golden input, or None when the input cannot be said in protobuf at all
+    (a string where a number belongs, an unparseable time...): those cases only exist at the Rego layer."""
+    from datetime import datetime
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from ig.policy.v1 import policy_pb2
+
+    def stamp(text: Any) -> Timestamp | None:
+        if not isinstance(text, str):
+            return None
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        result = Timestamp()
+        result.FromDatetime(moment)
+        return result
+
+    try:
+        actor, resource, context = document["actor"], document["resource"], document["context"]
+        risk = context.get("session_risk", 0)
+        if not isinstance(risk, int) or isinstance(risk, bool) or isinstance(actor.get("roles", []), str):
+            return None
+        when = stamp(context.get("time"))
+        if when is None:
+            return None
+        message = policy_pb2.DecideRequest(
+            actor=policy_pb2.Actor(id=actor.get("id", ""), tenant=actor.get("tenant", ""),
+                                   roles=actor.get("roles", []), purposes=actor.get("purposes", [])),
+            resource=policy_pb2.Resource(**{k: resource.get(k, "") for k in
+                                            ("type", "id", "tenant", "purpose", "region", "classification")}),
+            action=document.get("action", ""),
+            context=policy_pb2.Context(time=when, network_zone=context.get("network_zone", ""),
+                                       device_trust=context.get("device_trust", ""), session_risk=risk,
+                                       auth_level=context.get("auth_level", ""), region=context.get("region", "")),
+        )
+        grant = context.get("break_glass")
+        if grant is not None:
+            message.context.break_glass.justification = grant.get("justification", "")
+            expires = stamp(grant.get("expires_at"))
+            if expires is not None:
+                message.context.break_glass.expires_at.CopyFrom(expires)
+        return message
+    except (TypeError, ValueError, AttributeError):
+        return None

@@ -1,0 +1,65 @@
+"""Fixtures: a private OPA over policies/rego, a migrated policy schema, and the service wired in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import grpc
+import pytest
+from ig.policy.v1 import policy_pb2_grpc
+from ig_common.db import create_pool, prepare_schema
+from ig_common.grpc_server import build_grpc_server
+from ig_policy.api.grpc_service import policy_grpc_service
+from ig_policy.decisions import DecisionService
+from ig_policy.engine.opa import OpaEngine
+from ig_policy.store import MIGRATIONS, SCHEMA
+from ig_policy.store.decision_log import DecisionLog, LogSettings
+from ig_policy.testing import free_port, opa_server
+
+# Generous: these tests judge correctness on a shared, busy machine; the 50 ms default is tested on its own.
+TEST_TIMEOUT_MS = 3000
+
+
+@pytest.fixture(scope="session")
+def opa_url() -> Iterator[str]:
+    with opa_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def engine(opa_url: str) -> AsyncIterator[OpaEngine]:
+    engine = OpaEngine(opa_url, timeout_ms=TEST_TIMEOUT_MS)
+    await engine.start()
+    await engine.refresh_revision()
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture(scope="session")
+async def policy_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url)
+    await prepare_schema(pool, SCHEMA, MIGRATIONS)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def decision_log(policy_pool: asyncpg.Pool) -> DecisionLog:
+    return DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a"))
+
+
+@pytest.fixture(scope="session")
+async def decisions(engine: OpaEngine, decision_log: DecisionLog) -> DecisionService:
+    return DecisionService(engine, decision_log)
+
+
+@pytest.fixture(scope="session")
+async def stub(decisions: DecisionService) -> AsyncIterator[policy_pb2_grpc.PolicyServiceStub]:
+    port = free_port()
+    server, _ = build_grpc_server([policy_grpc_service(decisions)], host="127.0.0.1", port=port)
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    yield policy_pb2_grpc.PolicyServiceStub(channel)
+    await channel.close()
+    await server.stop(grace=1)
