@@ -3,9 +3,19 @@ package ig.window
 
 import data.ig.lib
 
-local_day := time.weekday([lib.request_ns, lib.tenant.timezone])
-
+# Loading a time zone is the costliest step of a decision, so it happens once: the zone's offset is derived
+# from one local clock reading (real offsets lie within -12 h..+14 h) and the weekday is taken in UTC.
 local_clock := time.clock([lib.request_ns, lib.tenant.timezone])
+
+utc_clock := time.clock(lib.request_ns)
+
+raw_offset := ((((local_clock[0] * 60) + local_clock[1]) - ((utc_clock[0] * 60) + utc_clock[1])) + 1440) % 1440
+
+offset_minutes := raw_offset - 1440 if raw_offset > 840
+
+else := raw_offset
+
+local_day := time.weekday(lib.request_ns + ((offset_minutes * 60) * 1000000000))
 
 local_minute := (local_clock[0] * 60) + local_clock[1]
 

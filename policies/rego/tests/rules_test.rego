@@ -69,6 +69,13 @@ test_window_uses_tenant_time_zone if {
 	ig.window.local_clock == [0, 30, 0] with input as ctx({"time": "2026-01-09T23:30:00Z"})
 }
 
+test_offsets_west_and_east_of_utc if {
+	ig.window.offset_minutes == -300 with input as object.union(alpha, {"resource": {"tenant": "beta"}})
+	ig.window.local_day == "Sunday" with input as object.union(ctx({"time": "2026-01-05T03:00:00Z"}), {"resource": {"tenant": "beta"}})
+	ig.window.offset_minutes == 540 with input as fixtures.gamma
+	ig.window.local_day == "Saturday" with input as fixtures.with_context(fixtures.gamma, {"time": "2026-01-09T20:00:00Z"})
+}
+
 test_tenant_without_windows_is_always_closed if {
 	count(ig.window.deny) == 1 with input as alpha with data.ig.config.tenants.alpha.windows as []
 }
