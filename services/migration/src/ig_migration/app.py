@@ -2,16 +2,25 @@
 
 import asyncio
 
-from ig_common.service import run_service
+from ig.migration.v1 import migration_pb2_grpc
+from ig_common.grpc_server import GrpcService
+from ig_common.service import Runtime, run_service
 from ig_common.settings import load_settings
 
+from ig_migration.api.grpc_service import MigrationServicer
 from ig_migration.settings import Settings
 from ig_migration.store import MIGRATIONS, SCHEMA
 
 
 def main() -> None:
     settings = load_settings(Settings)
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=lambda runtime: []))
+
+    def grpc_services(runtime: Runtime) -> list[GrpcService]:
+        servicer = MigrationServicer(runtime.pool, settings, runtime.stop)
+        return [GrpcService("ig.migration.v1.MigrationService", servicer,
+                            migration_pb2_grpc.add_MigrationServiceServicer_to_server)]
+
+    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=grpc_services))
 
 
 if __name__ == "__main__":

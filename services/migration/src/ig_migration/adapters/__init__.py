@@ -1,0 +1,1 @@
+"""Clients of other systems: BurnService, Prometheus, Kubernetes."""

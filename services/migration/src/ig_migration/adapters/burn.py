@@ -1,0 +1,22 @@
+"""Remaining error budget of the affected service, from ig.burn.v1.BurnService/GetBurn."""
+
+from __future__ import annotations
+
+import grpc
+from ig.burn.v1 import burn_pb2, burn_pb2_grpc
+
+
+async def remaining_budget(address: str, service: str, deadline_seconds: float = 5.0) -> tuple[float, str]:
+    """The smallest remaining budget over the service's SLOs (the one closest to exhaustion) and a description.
+
+    Raises LookupError when BurnService knows no SLO for the service: no evidence of headroom is no headroom.
+    """
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = burn_pb2_grpc.BurnServiceStub(channel)
+        response = await stub.GetBurn(burn_pb2.GetBurnRequest(service=service), timeout=deadline_seconds)
+    slos = [s for s in response.slos if not service or s.service == service]
+    if not slos:
+        raise LookupError(f"BurnService at {address} reports no SLO for service {service or '<any>'}")
+    worst = min(slos, key=lambda s: s.remaining_budget)
+    stale = " (stale)" if worst.stale else ""
+    return worst.remaining_budget, f"BurnService {address}: SLO {worst.slo} of {worst.service}{stale}"

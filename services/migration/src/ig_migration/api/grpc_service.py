@@ -1,0 +1,133 @@
+"""ig.migration.v1.MigrationService: validates requests, calls the orchestrator, translates its outcomes.
+
+Run blocks until the run stops (completed, paused at until_phase, backed out or failed); watch it meanwhile with
+the Status stream from another call. Errors: INVALID_ARGUMENT naming the field, NOT_FOUND for an unknown change,
+FAILED_PRECONDITION when another orchestrator holds the change (the message says who) or the plan conflicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import asyncpg
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ig.migration.v1 import migration_pb2, migration_pb2_grpc
+
+from ig_migration.domain.phases import PhaseError, parse_phase
+from ig_migration.domain.plan import CHANGE_NAME, PlanError
+from ig_migration.orchestrator import commands
+from ig_migration.orchestrator.runner import Orchestrator
+from ig_migration.settings import Settings
+from ig_migration.store import LockHeld
+
+Context = grpc.aio.ServicerContext[Any, Any]
+STATUS_POLL_SECONDS = 0.5
+
+
+async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")
+
+
+async def _valid_change(change: str, context: Context) -> str:
+    if not re.match(CHANGE_NAME, change):
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"change: must match {CHANGE_NAME}")
+    return change
+
+
+def _gate_pb(gate: Any) -> migration_pb2.GateResult:
+    return migration_pb2.GateResult(gate=gate.gate, passed=gate.passed, measured=gate.measured, limit=gate.limit,
+                                    detail=gate.detail)
+
+
+def _status_pb(status: commands.Status) -> migration_pb2.StatusResponse:
+    stamp = Timestamp()
+    stamp.FromDatetime(status.updated_at)
+    return migration_pb2.StatusResponse(change=status.change, phase=status.phase, done=status.done,
+                                        total=status.total, rows_per_second=status.rows_per_second,
+                                        eta_seconds=status.eta_seconds, updated_at=stamp, state=status.state,
+                                        detail=status.detail)
+
+
+class MigrationServicer(migration_pb2_grpc.MigrationServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._stop = stop
+
+    async def Submit(self, request: migration_pb2.SubmitRequest, context: Context) -> migration_pb2.SubmitResponse:
+        if not request.plan_yaml.strip():
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "plan_yaml: must not be empty")
+        try:
+            async with self._pool.acquire() as conn:
+                plan, digest = await commands.submit(conn, request.plan_yaml)
+        except PlanError as error:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"plan_yaml: {error}")
+        except commands.ChangeConflict as error:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        return migration_pb2.SubmitResponse(change=plan.change, plan_sha256=digest)
+
+    async def Preflight(self, request: migration_pb2.PreflightRequest,
+                        context: Context) -> migration_pb2.PreflightResponse:
+        change = await _valid_change(request.change, context)
+        try:
+            async with self._pool.acquire() as conn:
+                passed, gates = await commands.preflight(conn, change, self._settings)
+        except LookupError as error:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, str(error))
+        return migration_pb2.PreflightResponse(passed=passed, gates=[_gate_pb(g) for g in gates])
+
+    async def Run(self, request: migration_pb2.RunRequest, context: Context) -> migration_pb2.RunResponse:
+        change = await _valid_change(request.change, context)
+        try:
+            until = parse_phase(request.until_phase) if request.until_phase else None
+        except PhaseError as error:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"until_phase: {error}")
+        try:
+            outcome = await Orchestrator(self._settings.database_url, self._settings).run(change, until)
+        except LockHeld as error:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except LookupError as error:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, str(error))
+        return migration_pb2.RunResponse(change=outcome.change, phase=outcome.phase.value,
+                                         aca_score=outcome.aca_score, backed_out=outcome.backed_out,
+                                         report_path=outcome.report_path, detail=outcome.detail)
+
+    async def Status(self, request: migration_pb2.StatusRequest,
+                     context: Context) -> AsyncIterator[migration_pb2.StatusResponse]:
+        change = await _valid_change(request.change, context)
+        last = None
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    current = await commands.status(conn, change)
+            except LookupError as error:
+                await _abort(context, grpc.StatusCode.NOT_FOUND, str(error))
+            if current != last:
+                yield _status_pb(current)
+                last = current
+            if not request.follow or current.state not in ("running", "pending") or self._stop.is_set():
+                return
+            await asyncio.sleep(STATUS_POLL_SECONDS)
+
+    async def Backout(self, request: migration_pb2.BackoutRequest, context: Context) -> migration_pb2.BackoutResponse:
+        change = await _valid_change(request.change, context)
+        if any(b < 1 for b in request.batches):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "batches: batch numbers start at 1")
+        try:
+            result = await commands.backout(self._settings.database_url, change, list(request.batches),
+                                            self._settings)
+        except LockHeld as error:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except commands.ChangeConflict as error:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except LookupError as error:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, str(error))
+        return migration_pb2.BackoutResponse(
+            change=change, validated=bool(result.get("validated")), detail=str(result.get("detail", "")),
+            blue_rows=int(result.get("blue_rows", 0)), green_rows=int(result.get("green_rows", 0)),
+            blue_checksum=str(result.get("blue_checksum", "")), green_checksum=str(result.get("green_checksum", "")))

@@ -1,0 +1,290 @@
+"""SQL against the database being migrated: green structures, dual-write triggers, batched copy, comparison,
+the versioned-view switch, checksums and re-sync. Table and column names come from a validated plan (identifier
+patterns) or from the catalog, so they are safe to splice into statements.
+
+Dual-write is done with triggers rather than in the application: a trigger catches every writer (old app
+versions, psql sessions, batch jobs) and commits in the writer's own transaction, so a crash can never leave a
+write in one side only. Exactly one direction is enabled at a time: blue -> green until cutover, green -> blue
+after it (Vitess's ReverseTraffic), which is what makes a later backout lose nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from ig_migration.domain.plan import Plan
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+SUPPRESS = "ig_migration.suppress_dual_write"
+
+
+@dataclass(frozen=True)
+class Names:
+    blue: str
+    green: str
+    view: str
+    key: str
+    forward_trigger: str
+    reverse_trigger: str
+    forward_function: str
+    reverse_function: str
+
+    @classmethod
+    def of(cls, plan: Plan) -> Names:
+        tag = "ig_mig_" + hashlib.sha1(plan.change.encode()).hexdigest()[:10]
+        return cls(plan.blue.table, plan.green.table, plan.cutover.view, plan.entity.key,
+                   f"{tag}_to_green", f"{tag}_to_blue", f"migration.{tag}_to_green", f"migration.{tag}_to_blue")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    rows: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class SwitchTiming:
+    attempts: int
+    lock_wait_ms: float
+    lock_hold_ms: float
+    total_ms: float
+
+
+async def columns_of(conn: Conn, table: str) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
+           AND attgenerated = '' ORDER BY attnum""", table)
+    if not rows:
+        raise LookupError(f"table {table} has no columns or does not exist")
+    return [r["attname"] for r in rows]
+
+
+async def table_exists(conn: Conn, table: str) -> bool:
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
+
+
+async def drop_invalid_indexes(conn: Conn, table: str) -> list[str]:
+    """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index that IF NOT EXISTS would keep; drop it."""
+    if not await table_exists(conn, table):
+        return []
+    names = [r["name"] for r in await conn.fetch(
+        """SELECT i.indexrelid::regclass::text AS name FROM pg_index i
+           WHERE i.indrelid = $1::regclass AND NOT i.indisvalid""", table)]
+    for name in names:
+        await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    return names
+
+
+async def run_step(conn: Conn, sql: str, lock_timeout_ms: int) -> None:
+    """One expand statement outside a transaction block (CONCURRENTLY needs that), with lock_timeout always set."""
+    await conn.execute(f"SET lock_timeout = '{int(lock_timeout_ms)}ms'")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.execute("RESET lock_timeout")
+
+
+def _copy_function(name: str, target: str, key: str, columns: list[str]) -> str:
+    cols = ", ".join(columns)
+    values = ", ".join(f"NEW.{c}" for c in columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key) or f"{key} = EXCLUDED.{key}"
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  -- Re-syncs and backouts write both sides themselves; nested trigger calls are the other direction echoing.
+  IF current_setting('{SUPPRESS}', true) = 'on' OR pg_trigger_depth() > 1 THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    DELETE FROM {target} WHERE {key} = OLD.{key};
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' AND NEW.{key} IS DISTINCT FROM OLD.{key} THEN
+    DELETE FROM {target} WHERE {key} = OLD.{key};
+  END IF;
+  INSERT INTO {target} ({cols}) VALUES ({values})
+    ON CONFLICT ({key}) DO UPDATE SET {updates};
+  RETURN NULL;
+END
+$fn$"""
+
+
+async def install_dual_write(conn: Conn, names: Names, columns: list[str], lock_timeout_ms: int) -> None:
+    """Both trigger pairs, forward enabled and reverse disabled; idempotent so a resumed run can repeat it."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
+        await conn.execute(_copy_function(names.forward_function, names.green, names.key, columns))
+        await conn.execute(_copy_function(names.reverse_function, names.blue, names.key, columns))
+        for table, trigger, function in ((names.blue, names.forward_trigger, names.forward_function),
+                                         (names.green, names.reverse_trigger, names.reverse_function)):
+            await conn.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+            await conn.execute(f"CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+                               f"FOR EACH ROW EXECUTE FUNCTION {function}()")
+        await conn.execute(f"ALTER TABLE {names.green} DISABLE TRIGGER {names.reverse_trigger}")
+
+
+async def remove_dual_write(conn: Conn, names: Names, lock_timeout_ms: int) -> None:
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
+        await conn.execute(f"DROP TRIGGER IF EXISTS {names.forward_trigger} ON {names.blue}")
+        if await table_exists(conn, names.green):
+            await conn.execute(f"DROP TRIGGER IF EXISTS {names.reverse_trigger} ON {names.green}")
+        await conn.execute(f"DROP FUNCTION IF EXISTS {names.forward_function}()")
+        await conn.execute(f"DROP FUNCTION IF EXISTS {names.reverse_function}()")
+
+
+async def ensure_view(conn: Conn, names: Names, columns: list[str]) -> None:
+    """The stable name clients use; created on blue when it does not exist yet (pgroll's version schema)."""
+    schema = names.view.split(".")[0] if "." in names.view else "public"
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    if not await table_exists(conn, names.view):
+        await conn.execute(f"CREATE VIEW {names.view} AS SELECT {', '.join(columns)} FROM {names.blue}")
+
+
+async def view_target(conn: Conn, view: str) -> str:
+    """Which table the versioned view reads from today."""
+    found = await conn.fetchval(
+        """SELECT DISTINCT d.refobjid::regclass::text FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
+           WHERE r.ev_class = $1::regclass AND d.refobjid <> r.ev_class AND d.classid = 'pg_rewrite'::regclass
+             AND d.refclassid = 'pg_class'::regclass""", view)
+    return str(found)
+
+
+async def key_bounds(conn: Conn, table: str, key: str) -> tuple[int, int, int]:
+    row = await conn.fetchrow(f"SELECT coalesce(min({key}), 0) - 1 AS lo, coalesce(max({key}), 0) AS hi, "
+                              f"count(*) AS n FROM {table}")
+    assert row is not None
+    return int(row["lo"]), int(row["hi"]), int(row["n"])
+
+
+async def copy_batch(conn: Conn, names: Names, columns: list[str], after_key: int, end_key: int,
+                     size: int) -> tuple[int, int]:
+    """Copy the next ``size`` entities after ``after_key`` (up to ``end_key``); returns (upper key, rows copied).
+
+    FOR KEY SHARE re-reads rows a concurrent writer changed and skips deleted ones, while the dual-write trigger
+    has already written (or is waiting to write) their newer version: ON CONFLICT DO NOTHING keeps that newer
+    version. The caller commits the checkpoint in this same transaction.
+    """
+    upper = await conn.fetchval(
+        f"SELECT {names.key} FROM {names.blue} WHERE {names.key} > $1 AND {names.key} <= $2 "
+        f"ORDER BY {names.key} OFFSET $3 LIMIT 1", after_key, end_key, size - 1)
+    upper = end_key if upper is None else int(upper)
+    cols = ", ".join(columns)
+    status = await conn.execute(
+        f"INSERT INTO {names.green} ({cols}) SELECT {cols} FROM {names.blue} "
+        f"WHERE {names.key} > $1 AND {names.key} <= $2 ORDER BY {names.key} FOR KEY SHARE "
+        f"ON CONFLICT ({names.key}) DO NOTHING", after_key, upper)
+    return upper, int(status.split()[-1])
+
+
+def _row_hash(alias: str, columns: list[str]) -> str:
+    return f"md5(row({', '.join(f'{alias}.{c}' for c in columns)})::text)"
+
+
+async def compare_chunk(conn: Conn, names: Names, columns: list[str], lo: int, hi: int, selector: str,
+                        sample: float, max_listed: int) -> tuple[int, int, list[dict[str, object]]]:
+    """Compare blue and green for keys in (lo, hi] in one statement (one snapshot), so a concurrent writer whose
+    dual-write commits atomically never shows up as a mismatch. Returns (compared, mismatches, first listed)."""
+    sampled = "true" if sample >= 1.0 else f"abs(hashint8({{a}}.{names.key})) % 10000 < {int(sample * 10000)}"
+    parts = []
+    for alias, table in (("b", names.blue), ("g", names.green)):
+        parts.append(f"SELECT {alias}.{names.key} AS k, {_row_hash(alias, columns)} AS h FROM {table} {alias} "
+                     f"WHERE {alias}.{names.key} > $1 AND {alias}.{names.key} <= $2 AND ({selector}) "
+                     f"AND {sampled.format(a=alias)}")
+    row = await conn.fetchrow(
+        f"""WITH b AS ({parts[0]}), g AS ({parts[1]}),
+                 j AS (SELECT coalesce(b.k, g.k) AS k, b.h AS bh, g.h AS gh FROM b FULL JOIN g ON b.k = g.k)
+            SELECT (SELECT count(*) FROM j) AS compared,
+                   (SELECT count(*) FROM j WHERE bh IS DISTINCT FROM gh) AS bad,
+                   (SELECT coalesce(json_agg(x ORDER BY x.k), '[]')::text FROM
+                      (SELECT k, CASE WHEN gh IS NULL THEN 'missing-in-green' WHEN bh IS NULL THEN 'missing-in-blue'
+                                      ELSE 'differs' END AS kind
+                       FROM j WHERE bh IS DISTINCT FROM gh ORDER BY k LIMIT $3) x) AS listed""",
+        lo, hi, max_listed)
+    assert row is not None
+    listed = [{"key": int(item["k"]), "kind": str(item["kind"])} for item in json.loads(row["listed"])]
+    return int(row["compared"]), int(row["bad"]), listed
+
+
+async def fingerprints(conn: Conn, tables: list[str], columns: list[str], key: str,
+                       key_range: tuple[int, int] | None = None) -> list[Fingerprint]:
+    """Row count and an order-independent checksum per table, all read in one REPEATABLE READ snapshot."""
+    where = f"WHERE t.{key} > {int(key_range[0])} AND t.{key} <= {int(key_range[1])}" if key_range else ""
+    found = []
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        for table in tables:
+            row = await conn.fetchrow(
+                f"SELECT count(*) AS n, coalesce(sum(hashtextextended({_row_text('t', columns)}, 0)), 0)::text AS s "
+                f"FROM {table} t {where}")
+            assert row is not None
+            found.append(Fingerprint(int(row["n"]), str(row["s"])))
+    return found
+
+
+def _row_text(alias: str, columns: list[str]) -> str:
+    return f"row({', '.join(f'{alias}.{c}' for c in columns)})::text"
+
+
+async def switch_view(conn: Conn, names: Names, columns: list[str], to_green: bool, lock_timeout_ms: int,
+                      attempts: int, record: str | None = None, record_args: tuple[object, ...] = ()) -> SwitchTiming:
+    """Point the versioned view at one side and flip the dual-write direction in one short transaction.
+
+    ``record`` (a statement of the orchestrator's state) commits in the same transaction, so the state can never
+    claim a switch that did not happen. Lock waits beyond lock_timeout abort the attempt rather than queueing
+    writers behind us; the attempt is retried.
+    """
+    target, enable, disable = ((names.green, (names.green, names.reverse_trigger), (names.blue, names.forward_trigger))
+                               if to_green else
+                               (names.blue, (names.blue, names.forward_trigger), (names.green, names.reverse_trigger)))
+    last_error: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        started = time.perf_counter()
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
+                # Take both tables' locks up front in a fixed order: writers hold them only for their short
+                # transactions, and nobody can slip a write between the two trigger flips.
+                await conn.execute(f"LOCK TABLE {names.blue}, {names.green} IN SHARE ROW EXCLUSIVE MODE")
+                locked = time.perf_counter()
+                await conn.execute(f"ALTER TABLE {disable[0]} DISABLE TRIGGER {disable[1]}")
+                await conn.execute(f"ALTER TABLE {enable[0]} ENABLE TRIGGER {enable[1]}")
+                await conn.execute(f"CREATE OR REPLACE VIEW {names.view} AS SELECT {', '.join(columns)} FROM {target}")
+                if record is not None:
+                    await conn.execute(record, *record_args)
+            done = time.perf_counter()
+            return SwitchTiming(attempt, (locked - started) * 1000, (done - locked) * 1000, (done - started) * 1000)
+        except asyncpg.exceptions.LockNotAvailableError as error:
+            last_error = error
+    raise TimeoutError(f"could not take the cutover locks within {lock_timeout_ms} ms in {attempts} attempts: "
+                       f"{last_error}")
+
+
+async def resync_range(conn: Conn, names: Names, columns: list[str], serving: str, lo: int, hi: int) -> int:
+    """Put blue's record back into green for keys in (lo, hi]. The serving side is locked first (the order its
+    writers take), dual-write is suppressed for this transaction only, and the caller validates afterwards."""
+    cols = ", ".join(columns)
+    async with conn.transaction():
+        await conn.execute(f"SELECT set_config('{SUPPRESS}', 'on', true)")
+        await conn.execute(f"SELECT 1 FROM {serving} WHERE {names.key} > $1 AND {names.key} <= $2 FOR UPDATE", lo, hi)
+        await conn.execute(f"DELETE FROM {names.green} WHERE {names.key} > $1 AND {names.key} <= $2", lo, hi)
+        status = await conn.execute(
+            f"INSERT INTO {names.green} ({cols}) SELECT {cols} FROM {names.blue} "
+            f"WHERE {names.key} > $1 AND {names.key} <= $2", lo, hi)
+    return int(status.split()[-1])
+
+
+async def drop_table(conn: Conn, table: str, lock_timeout_ms: int) -> None:
+    await conn.execute(f"SET lock_timeout = '{int(lock_timeout_ms)}ms'")
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+    finally:
+        await conn.execute("RESET lock_timeout")
+
+
+async def relation_bytes(conn: Conn, table: str) -> int:
+    return int(await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table))

@@ -1,0 +1,122 @@
+"""The orchestrator on the real PostgreSQL: gates, a failing green step, the advisory lock, partial backout."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ig_migration.domain.phases import Phase
+from ig_migration.orchestrator import commands
+from ig_migration.orchestrator.runner import Orchestrator
+from ig_migration.store import LockHeld, state, target
+from ig_migration.store.target import Names
+from ig_migration.workload import create_assets
+
+from .helpers import CLI, cli_env, plan_yaml, settings, triggers_on
+
+pytestmark = pytest.mark.integration
+CHANGE = "add-asset-index-v3"
+
+
+async def prepared(dsn: str, rows: int) -> asyncpg.Connection:
+    from ig_common.db import create_pool, prepare_schema
+
+    from ig_migration.store import MIGRATIONS, SCHEMA
+
+    pool = await create_pool(dsn, max_size=1)
+    await prepare_schema(pool, SCHEMA, MIGRATIONS)
+    await pool.close()
+    conn = await asyncpg.connect(dsn)
+    await create_assets(conn, rows)
+    return conn
+
+
+async def test_gates_report_measured_against_limit_and_block_the_run(fresh_dsn: str, tmp_path: Path) -> None:
+    conn = await prepared(fresh_dsn, 2000)
+    await commands.submit(conn, plan_yaml())
+    passed, gates = await commands.preflight(conn, CHANGE, settings(fresh_dsn, tmp_path, slo_headroom=0.1))
+    slo = next(g for g in gates if g.gate == "slo-headroom")
+    assert not passed and (slo.measured, slo.limit, slo.passed) == (0.1, 0.2, False)
+    assert "IG_SLO_HEADROOM" in slo.detail and "IG_BURN_GRPC unset" in slo.detail
+    assert {g.gate for g in gates} >= {"load.active-backends", "load.lock-waits", "load.replication-lag-seconds",
+                                       "disk-space"}
+    assert all(g.passed for g in gates if g.gate != "slo-headroom")
+
+    # An unreachable BurnService is no evidence of headroom: fail closed and say why.
+    _, gates = await commands.preflight(conn, CHANGE, settings(fresh_dsn, tmp_path, burn_grpc="127.0.0.1:9"))
+    slo = next(g for g in gates if g.gate == "slo-headroom")
+    assert not slo.passed and "failing closed" in slo.detail
+
+    outcome = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path, slo_headroom=0.1)).run(CHANGE)
+    assert outcome.state == "failed" and "slo-headroom" in outcome.detail
+    assert not await target.table_exists(conn, "public.assets_v3")
+    await conn.close()
+
+
+async def test_a_green_step_failing_halfway_leaves_blue_serving(fresh_dsn: str, tmp_path: Path) -> None:
+    conn = await prepared(fresh_dsn, 3000)
+    broken = plan_yaml(**{"green.steps.1.sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS v3 ON {green} (no_such_col)"})
+    await commands.submit(conn, broken)
+    outcome = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE)
+
+    assert outcome.phase is Phase.FAILED and "no_such_col" in outcome.detail and "blue keeps serving" in outcome.detail
+    assert await target.view_target(conn, "app.assets") == "assets"  # the view still reads blue
+    assert not await target.table_exists(conn, "public.assets_v3")  # the half-built green is gone
+    assert await triggers_on(conn, "public.assets") == []
+    await conn.execute("INSERT INTO app.assets (tenant, owner, kind, name) VALUES ('t', 'o', 'doc', 'still works')")
+    assert await conn.fetchval("SELECT count(*) FROM app.assets") == 3001
+    report = (tmp_path / f"{CHANGE}.json").read_text()
+    assert '"serving": "blue"' in report
+    await conn.close()
+
+
+async def test_two_orchestrators_one_wins_and_the_other_names_the_holder(fresh_dsn: str, tmp_path: Path) -> None:
+    conn = await prepared(fresh_dsn, 1000)
+    await commands.submit(conn, plan_yaml())
+    holder = await asyncpg.connect(fresh_dsn)
+    await state.try_lock(holder, CHANGE)
+    holder_pid = await holder.fetchval("SELECT pg_backend_pid()")
+    try:
+        with pytest.raises(LockHeld, match=rf"ig-migrate@.*:\d+ \(PostgreSQL backend pid {holder_pid}"):
+            await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE)
+        result = await asyncio.to_thread(subprocess.run, [*CLI, "run", CHANGE], env=cli_env(fresh_dsn, tmp_path),
+                                         capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 4, result.stderr
+        assert f"backend pid {holder_pid}" in result.stderr and "is being run by ig-migrate@" in result.stderr
+        assert (await state.load_change(conn, CHANGE)).phase is Phase.SUBMITTED  # type: ignore[union-attr]
+    finally:
+        await holder.close()
+    # Once the holder is gone the next orchestrator gets the change.
+    outcome = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE, until=Phase.DUAL_WRITE)
+    assert outcome.phase is Phase.DUAL_WRITE and outcome.state == "paused"
+    await conn.close()
+
+
+async def test_partial_backout_restores_chosen_batches_from_blue(fresh_dsn: str, tmp_path: Path) -> None:
+    conn = await prepared(fresh_dsn, 10_000)
+    await commands.submit(conn, plan_yaml(**{"batch.size": 2000}))
+    outcome = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE, until=Phase.SHADOW_READ)
+    assert outcome.phase is Phase.SHADOW_READ, outcome.detail
+    (_, lo, hi), = await state.batch_ranges(conn, CHANGE, [2])
+    # Green goes wrong for some entities of batch 2 (a bad transform, a manual fix gone astray...).
+    await conn.execute("UPDATE public.assets_v3 SET name = 'corrupted' WHERE id > $1 AND id <= $1 + 50", lo)
+    await conn.execute("DELETE FROM public.assets_v3 WHERE id = $1", hi)
+    names = Names.of((await commands.load_plan(conn, CHANGE)))
+    columns = await target.columns_of(conn, "public.assets")
+    blue, green = await target.fingerprints(conn, [names.blue, names.green], columns, "id", (lo, hi))
+    assert blue != green
+
+    result = await commands.backout(fresh_dsn, CHANGE, [2], settings(fresh_dsn, tmp_path))
+
+    assert result["validated"] and result["kind"] == "partial"
+    (batch,) = result["batches"]
+    assert batch["blue_rows"] == batch["green_rows"] == 2000 and batch["blue_checksum"] == batch["green_checksum"]
+    blue_all, green_all = await target.fingerprints(conn, [names.blue, names.green], columns, "id")
+    assert blue_all == green_all
+    with pytest.raises(LookupError, match=r"no batches \[99\]"):
+        await commands.backout(fresh_dsn, CHANGE, [99], settings(fresh_dsn, tmp_path))
+    await conn.close()
