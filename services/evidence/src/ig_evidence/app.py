@@ -2,16 +2,52 @@
 
 import asyncio
 
-from ig_common.service import run_service
+from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.grpc_server import GrpcService
+from ig_common.service import Runtime, run_service
 from ig_common.settings import load_settings
 
+from ig_evidence.api.evidence import EvidenceServicer
+from ig_evidence.api.ledger import LedgerServicer
+from ig_evidence.keys import load_public_key
 from ig_evidence.settings import Settings
 from ig_evidence.store import MIGRATIONS, SCHEMA
+from ig_evidence.store.blobs import BlobStore
+from ig_evidence.store.bundles import BundleStore
+from ig_evidence.store.ledger import LedgerStore
+from ig_evidence.store.signing_key import checkpoint_signer
 
 
 def main() -> None:
     settings = load_settings(Settings)
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=lambda runtime: []))
+    adapters: dict[str, object] = {}
+
+    async def on_start(runtime: Runtime) -> None:
+        signer = await checkpoint_signer(runtime.pool, runtime.schema, settings.ledger_origin,
+                                         settings.ledger_key_path)
+        adapters["ledger"] = LedgerStore(runtime.pool, runtime.schema, signer, on_commit=runtime.relay.wake)
+        adapters["blobs"] = BlobStore(settings.blob_store_path)
+
+    def grpc_services(runtime: Runtime) -> list[GrpcService]:
+        ledger = adapters["ledger"]
+        assert isinstance(ledger, LedgerStore)
+        blobs = adapters["blobs"]
+        assert isinstance(blobs, BlobStore)
+        trusted = (load_public_key(str(settings.trusted_public_key_path))
+                   if settings.trusted_public_key_path else None)
+        evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
+                                    max_bundle_bytes=settings.max_bundle_bytes, trusted_key=trusted,
+                                    on_commit=runtime.relay.wake)
+        return [
+            GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name, LedgerServicer(ledger),
+                        ledger_pb2_grpc.add_LedgerServiceServicer_to_server),
+            GrpcService(evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name, evidence,
+                        evidence_pb2_grpc.add_EvidenceServiceServicer_to_server),
+        ]
+
+    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=grpc_services,
+                            on_start=on_start))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,22 @@
 """Settings of the Evidence + Provenance Ledger, from IG_* environment variables."""
 
+from pathlib import Path
+
 from ig_common.settings import GrpcServiceSettings, Port
+from pydantic import Field
 
 
 class Settings(GrpcServiceSettings):
     service_name: str = "evidence"
     grpc_port: Port = 50052
     http_port: Port = 8082
+    # IG_BLOB_STORE_PATH: where registered bundles' artifacts live, content-addressed by sha256.
+    blob_store_path: Path = Path("/var/tmp/ig-mc/evidence-blobs")
+    # IG_MAX_BUNDLE_BYTES: uploads larger than this are refused.
+    max_bundle_bytes: int = Field(default=16 << 30, ge=1)
+    # IG_TRUSTED_PUBLIC_KEY_PATH: cosign.pub that registered bundles must be signed with (unset: the key shipped
+    # in the bundle is used, which proves integrity but not origin).
+    trusted_public_key_path: Path | None = None
+    # IG_LEDGER_ORIGIN / IG_LEDGER_KEY_PATH: checkpoint origin line and Ed25519 signing key (PEM, PKCS#8).
+    ledger_origin: str = Field(default="maestro-conductor.dev/evidence-ledger", pattern=r"^[^\s+]+$")
+    ledger_key_path: Path | None = None

@@ -1,0 +1,151 @@
+"""gRPC ig.evidence.v1.EvidenceService: streamed bundle upload/download, releases, artifacts, completeness."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import structlog
+from cryptography.hazmat.primitives.asymmetric import ec
+from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from opentelemetry import trace
+from prometheus_client import Counter
+
+from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary
+from ig_evidence.domain.manifest import RELEASE_NAME
+from ig_evidence.store.blobs import BlobStore
+from ig_evidence.store.bundles import ArtifactRow, BundleRow, BundleStore
+from ig_evidence.store.ledger import LedgerStore
+
+log = structlog.get_logger(__name__)
+tracer = trace.get_tracer(__name__)
+BUNDLES_REGISTERED = Counter("ig_evidence_bundles_registered_total", "Bundle uploads by outcome", ["outcome"])
+REGISTER_KIND = "evidence.bundle_registered"
+DOWNLOAD_CHUNK = 1 << 20
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _artifact(row: ArtifactRow) -> evidence_pb2.Artifact:
+    r = row.record
+    return evidence_pb2.Artifact(id=row.id, release=row.release, name=r.name, type=r.type, media_type=r.media_type,
+                                 size=r.size, sha256=r.sha256)
+
+
+def _release(row: BundleRow) -> evidence_pb2.Release:
+    return evidence_pb2.Release(name=row.release, tenant=row.tenant, manifest_sha256=row.manifest_sha256,
+                                complete=row.complete)
+
+
+class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
+    def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, max_bundle_bytes: int,
+                 trusted_key: ec.EllipticCurvePublicKey | None, on_commit: Any = None) -> None:
+        self._bundles = bundles
+        self._ledger = ledger
+        self._blobs = blobs
+        self._max = max_bundle_bytes
+        self._trusted_key = trusted_key
+        self._on_commit = on_commit or (lambda: None)
+
+    async def RegisterBundle(self, request_iterator: AsyncIterator[evidence_pb2.RegisterBundleRequest],
+                             context: Context) -> evidence_pb2.RegisterBundleResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("header"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "header: the first message must carry the header")
+        assert first is not None
+        header = first.header
+        if not RELEASE_NAME.match(header.release):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"header.release: {header.release!r} is not a "
+                                "release name")
+        out, temp = self._blobs.temp_file()
+        digest, size = hashlib.sha256(), 0
+        try:
+            with out:
+                async for message in request_iterator:
+                    if not message.HasField("chunk"):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chunk: only the first message may "
+                                            "carry a header")
+                    size += len(message.chunk)
+                    if size > self._max:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk: bundle exceeds {self._max} "
+                                            "bytes")
+                    digest.update(message.chunk)
+                    await asyncio.to_thread(out.write, message.chunk)
+            if size == 0:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chunk: the bundle is empty")
+            with tracer.start_as_current_span("evidence.ingest") as span:
+                span.set_attribute("ig.evidence.release", header.release)
+                span.set_attribute("ig.evidence.bundle_bytes", size)
+                try:
+                    bundle = await asyncio.to_thread(ingest, temp, digest.hexdigest(), self._blobs,
+                                                     self._trusted_key, None)
+                except BundleRejected as error:
+                    BUNDLES_REGISTERED.labels("rejected").inc()
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk: bundle rejected: {error}")
+                    raise
+        finally:
+            temp.unlink(missing_ok=True)
+        if bundle.manifest.get("release") != header.release:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"header.release: {header.release!r} but the "
+                                f"manifest is for {bundle.manifest.get('release')!r}")
+        existing = await self._bundles.find(bundle.manifest_sha256)
+        if existing is not None:
+            BUNDLES_REGISTERED.labels("already_registered").inc()
+            return evidence_pb2.RegisterBundleResponse(release=existing.release,
+                                                       manifest_sha256=existing.manifest_sha256,
+                                                       ledger_seq=existing.ledger_seq, already_registered=True)
+        entry, _ = await self._ledger.append(REGISTER_KIND, header.release, ledger_payload(
+            header.release, header.tenant, bundle.manifest_sha256, bundle.archive_sha256), deduplicate=True)
+        complete, missing, contract_version = manifest_summary(bundle.manifest)
+        row = BundleRow(bundle.manifest_sha256, header.release, header.tenant, complete, missing, contract_version,
+                        entry.fields.seq)
+        inserted = await self._bundles.record(row, bundle.archive_sha256, bundle.records)
+        self._on_commit()
+        BUNDLES_REGISTERED.labels("registered" if inserted else "already_registered").inc()
+        log.info("bundle_registered", release=header.release, tenant=header.tenant,
+                 manifest_sha256=bundle.manifest_sha256, ledger_seq=entry.fields.seq, complete=complete)
+        return evidence_pb2.RegisterBundleResponse(release=header.release, manifest_sha256=bundle.manifest_sha256,
+                                                   ledger_seq=entry.fields.seq, already_registered=not inserted)
+
+    async def ListReleases(self, request: evidence_pb2.ListReleasesRequest,
+                           context: Context) -> evidence_pb2.ListReleasesResponse:
+        rows = await self._bundles.latest_per_release(request.tenant)
+        return evidence_pb2.ListReleasesResponse(releases=[_release(r) for r in rows])
+
+    async def _latest(self, release: str, tenant: str, context: Context) -> BundleRow:
+        if not RELEASE_NAME.match(release):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"release: {release!r} is not a release name")
+        row = await self._bundles.latest(release, tenant or None)
+        if row is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"release: no bundle registered for {release!r}")
+        assert row is not None
+        return row
+
+    async def ListArtifacts(self, request: evidence_pb2.ListArtifactsRequest,
+                            context: Context) -> evidence_pb2.ListArtifactsResponse:
+        bundle = await self._latest(request.release, request.tenant, context)
+        rows = await self._bundles.artifacts(bundle.manifest_sha256)
+        return evidence_pb2.ListArtifactsResponse(artifacts=[_artifact(r) for r in rows])
+
+    async def GetArtifact(self, request: evidence_pb2.GetArtifactRequest,
+                          context: Context) -> AsyncIterator[evidence_pb2.GetArtifactResponse]:
+        if not request.artifact_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "artifact_id: required")
+        row = await self._bundles.artifact(request.artifact_id)
+        # Another tenant's artifact is reported exactly like a missing one: no existence oracle.
+        if row is None or (request.tenant and row.tenant != request.tenant):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"artifact_id: no artifact {request.artifact_id!r}")
+        assert row is not None
+        yield evidence_pb2.GetArtifactResponse(artifact=_artifact(row))
+        chunks = self._blobs.read_chunks(row.record.sha256, DOWNLOAD_CHUNK)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield evidence_pb2.GetArtifactResponse(chunk=chunk)
+
+    async def Completeness(self, request: evidence_pb2.CompletenessRequest,
+                           context: Context) -> evidence_pb2.CompletenessResponse:
+        bundle = await self._latest(request.release, "", context)
+        return evidence_pb2.CompletenessResponse(complete=bundle.complete, missing=bundle.missing,
+                                                 contract_version=bundle.contract_version)

@@ -1,0 +1,115 @@
+"""gRPC ig.ledger.v1.LedgerService: validate, translate, call the ledger store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from opentelemetry import trace
+
+from ig_evidence.domain.chain import StoredEntry
+from ig_evidence.domain.merkle import ProofError
+from ig_evidence.store.ledger import LedgerError, LedgerStore
+
+tracer = trace.get_tracer(__name__)
+MAX_PAYLOAD = 1 << 20
+MAX_PAGE = 1000
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def to_proto(entry: StoredEntry, with_payload: bool = True) -> ledger_pb2.Entry:
+    ts = Timestamp()
+    ts.FromDatetime(entry.fields.ts)
+    return ledger_pb2.Entry(seq=entry.fields.seq, ts=ts, kind=entry.fields.kind, subject=entry.fields.subject,
+                            payload_sha256=entry.fields.payload_sha256, prev_hash=entry.fields.prev_hash,
+                            entry_hash=entry.entry_hash, payload=entry.payload if with_payload else b"")
+
+
+async def _invalid(context: Context, message: str) -> None:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+
+    async def Append(self, request: ledger_pb2.AppendRequest, context: Context) -> ledger_pb2.AppendResponse:
+        if len(request.payload) > MAX_PAYLOAD:
+            await _invalid(context, f"payload: {len(request.payload)} bytes exceeds {MAX_PAYLOAD}")
+        with tracer.start_as_current_span("ledger.append") as span:
+            span.set_attribute("ig.ledger.kind", request.kind)
+            try:
+                entry, existing = await self._store.append(request.kind, request.subject, request.payload,
+                                                           deduplicate=request.deduplicate)
+            except ValueError as error:
+                await _invalid(context, str(error))
+                raise
+            span.set_attribute("ig.ledger.seq", entry.fields.seq)
+        return ledger_pb2.AppendResponse(entry=to_proto(entry), existing=existing)
+
+    async def Get(self, request: ledger_pb2.GetRequest, context: Context) -> ledger_pb2.GetResponse:
+        if request.seq < 1:
+            await _invalid(context, "seq: must be >= 1")
+        try:
+            return ledger_pb2.GetResponse(entry=to_proto(await self._store.get(request.seq)))
+        except LedgerError as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+            raise
+
+    async def List(self, request: ledger_pb2.ListRequest, context: Context) -> ledger_pb2.ListResponse:
+        if request.from_seq < 0 or request.to_seq < 0:
+            await _invalid(context, "from_seq/to_seq: must be >= 0")
+        if request.to_seq and request.to_seq < request.from_seq:
+            await _invalid(context, "to_seq: must not be below from_seq")
+        if not 0 <= request.page_size <= MAX_PAGE:
+            await _invalid(context, f"page_size: must be 0..{MAX_PAGE}")
+        entries = await self._store.list(kind=request.kind, subject=request.subject, from_seq=request.from_seq,
+                                         to_seq=request.to_seq, limit=request.page_size or 100)
+        return ledger_pb2.ListResponse(entries=[to_proto(e) for e in entries])
+
+    async def Checkpoint(self, request: ledger_pb2.CheckpointRequest,
+                         context: Context) -> ledger_pb2.CheckpointResponse:
+        if request.tree_size < 0:
+            await _invalid(context, "tree_size: must be >= 0")
+        try:
+            size, root, note, created = await self._store.checkpoint(request.tree_size)
+        except LedgerError as error:
+            await _invalid(context, str(error))
+            raise
+        ts = Timestamp()
+        ts.FromDatetime(created)
+        return ledger_pb2.CheckpointResponse(tree_size=size, root_hash=root.hex(), ts=ts, note=note,
+                                             verifier_key=self._store.signer.verifier_key,
+                                             origin=self._store.signer.origin)
+
+    async def InclusionProof(self, request: ledger_pb2.InclusionProofRequest,
+                             context: Context) -> ledger_pb2.InclusionProofResponse:
+        if request.seq < 1 or request.tree_size < 0:
+            await _invalid(context, "seq: must be >= 1 (tree_size >= 0, 0 = current)")
+        try:
+            size, path, root, leaf = await self._store.inclusion_proof(request.seq, request.tree_size)
+        except (LedgerError, ProofError) as error:
+            await _invalid(context, str(error))
+            raise
+        return ledger_pb2.InclusionProofResponse(leaf_index=request.seq - 1, tree_size=size,
+                                                 hashes=[h.hex() for h in path], root_hash=root.hex(),
+                                                 leaf_hash=leaf.hex())
+
+    async def ConsistencyProof(self, request: ledger_pb2.ConsistencyProofRequest,
+                               context: Context) -> ledger_pb2.ConsistencyProofResponse:
+        try:
+            path = await self._store.consistency_proof(request.first_size, request.second_size)
+        except (LedgerError, ProofError) as error:
+            await _invalid(context, str(error))
+            raise
+        return ledger_pb2.ConsistencyProofResponse(hashes=[h.hex() for h in path])
+
+    async def Verify(self, request: ledger_pb2.VerifyRequest, context: Context) -> ledger_pb2.VerifyResponse:
+        with tracer.start_as_current_span("ledger.verify") as span:
+            report = await self._store.verify()
+            span.set_attribute("ig.ledger.ok", report.ok)
+        return ledger_pb2.VerifyResponse(ok=report.ok, entries_checked=report.entries_checked,
+                                         first_bad_seq=report.first_bad_seq, message=report.message)

@@ -1,0 +1,1 @@
+"""Building, archiving and verifying evidence bundles (filesystem side of the CLI and the service)."""

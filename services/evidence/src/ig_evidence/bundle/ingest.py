@@ -1,0 +1,93 @@
+"""Checking an uploaded bundle and moving its artifacts into the content-addressed blob store.
+
+Runs in a worker thread (file I/O). The bundle is verified first (signature, hashes, ledger anchor) and only then
+are its artifacts copied out, so a rejected upload leaves nothing referenced behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ig_evidence.bundle.verify import verify_bundle
+from ig_evidence.domain import manifest as mf
+from ig_evidence.keys import KeyProblem, load_public_key
+from ig_evidence.store.blobs import BlobStore
+
+
+class BundleRejected(ValueError):
+    """The upload is not a valid, intact, signed bundle (the message lists why)."""
+
+
+@dataclass(frozen=True)
+class IngestedBundle:
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    archive_sha256: str
+    records: list[mf.ArtifactRecord]
+
+
+def _bundled_public_key(archive: Path) -> ec.EllipticCurvePublicKey:
+    with tarfile.open(archive, "r:*") as tar:
+        try:
+            member = tar.getmember("cosign.pub")
+        except KeyError as error:
+            raise BundleRejected("bundle carries no cosign.pub and the service has no trusted key") from error
+        handle = tar.extractfile(member)
+        assert handle is not None
+        pem = handle.read()
+    temp = archive.with_suffix(".pub")
+    temp.write_bytes(pem)
+    try:
+        return load_public_key(str(temp))
+    except KeyProblem as error:
+        raise BundleRejected(f"cosign.pub: {error}") from error
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def ingest(archive: Path, archive_sha256: str, blobs: BlobStore, trusted_key: ec.EllipticCurvePublicKey | None,
+           pinned_ledger_key: str | None) -> IngestedBundle:
+    try:
+        public_key = trusted_key or _bundled_public_key(archive)
+    except tarfile.TarError as error:
+        raise BundleRejected(f"chunk: the upload is not a tar archive ({error})") from error
+    checked = verify_bundle(archive, public_key, pinned_ledger_key=pinned_ledger_key, allow_incomplete=True)
+    if not checked.ok or checked.manifest is None:
+        raise BundleRejected("; ".join(checked.problems) or "bundle has no manifest")
+    manifest = checked.manifest
+    records = mf.artifacts_of(manifest)
+    wanted = {r.path: r for r in records}
+    manifest_bytes = b""
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            handle = tar.extractfile(member) if member.isreg() else None
+            if handle is None:
+                continue
+            if member.name == mf.MANIFEST_FILE:
+                manifest_bytes = handle.read()
+            elif member.name in wanted:
+                digest, _ = blobs.put_stream(handle)
+                if digest != wanted[member.name].sha256:  # the archive changed between the two passes
+                    raise BundleRejected(f"artifact {wanted[member.name].name}: changed while being stored")
+    blobs.adopt(archive, archive_sha256) if not blobs.exists(archive_sha256) else archive.unlink(missing_ok=True)
+    return IngestedBundle(manifest=manifest, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+                          archive_sha256=archive_sha256, records=records)
+
+
+def manifest_summary(manifest: dict[str, Any]) -> tuple[bool, list[str], str]:
+    return bool(manifest.get("complete")), [str(m) for m in manifest.get("missing", [])], \
+        str(manifest.get("contract", {}).get("version", ""))
+
+
+def ledger_payload(release: str, tenant: str, manifest_sha256: str, archive_sha256: str) -> bytes:
+    return mf.canonical({"release": release, "tenant": tenant, "manifestSha256": manifest_sha256,
+                         "archiveSha256": archive_sha256})
+
+
+

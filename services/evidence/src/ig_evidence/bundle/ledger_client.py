@@ -1,0 +1,48 @@
+"""Anchoring a manifest in the provenance ledger over gRPC (the CLI's side of LedgerService)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import grpc
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+
+from ig_evidence.domain.anchoring import ledger_section
+from ig_evidence.domain.chain import format_ts
+
+
+class LedgerUnavailable(RuntimeError):
+    pass
+
+
+def entry_json(entry: ledger_pb2.Entry) -> dict[str, Any]:
+    return {"seq": entry.seq, "ts": format_ts(entry.ts.ToDatetime(tzinfo=UTC)), "kind": entry.kind,
+            "subject": entry.subject, "payloadSha256": entry.payload_sha256, "prevHash": entry.prev_hash,
+            "entryHash": entry.entry_hash}
+
+
+class GrpcLedgerAnchor:
+    """Appends (deduplicated, so a rebuild reuses the entry) and fetches the checkpoint + inclusion proof."""
+
+    def __init__(self, target: str, timeout: float = 15.0) -> None:
+        self._target = target
+        self._timeout = timeout
+
+    def __call__(self, kind: str, subject: str, payload: bytes) -> dict[str, Any]:
+        try:
+            with grpc.insecure_channel(self._target) as channel:
+                stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+                appended = stub.Append(ledger_pb2.AppendRequest(kind=kind, subject=subject, payload=payload,
+                                                                deduplicate=True), timeout=self._timeout)
+                seq = appended.entry.seq
+                # The checkpoint of the tree that ends with this entry: the same entry always yields the same
+                # (deterministically signed) checkpoint and proof, which keeps rebuilds byte-identical.
+                checkpoint = stub.Checkpoint(ledger_pb2.CheckpointRequest(tree_size=seq), timeout=self._timeout)
+                proof = stub.InclusionProof(ledger_pb2.InclusionProofRequest(seq=seq, tree_size=seq),
+                                            timeout=self._timeout)
+        except grpc.RpcError as error:
+            raise LedgerUnavailable(f"ledger at {self._target}: {error.code().name}: {error.details()}") from error
+        return ledger_section(entry=entry_json(appended.entry), checkpoint_note=checkpoint.note,
+                              verifier_key=checkpoint.verifier_key, leaf_index=proof.leaf_index,
+                              tree_size=proof.tree_size, proof_hashes=list(proof.hashes))

@@ -1,0 +1,220 @@
+"""``ig-evidence verify``: signature, every artifact's hash, completeness and the ledger anchor, all offline.
+
+Accepts the bundle tarball, the ``--out`` directory of a build (tarball + top-level manifest), or an unpacked
+bundle directory (``artifacts/`` beside ``manifest.json``). Each problem is reported with the artifact it is about.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ig_evidence.bundle.archive import CHUNK, is_safe_member
+from ig_evidence.domain import manifest as mf
+from ig_evidence.domain import signatures
+from ig_evidence.domain.anchoring import AnchorError, verify_anchor
+from ig_evidence.domain.contract import EvidenceContract, missing_items
+
+PROVENANCE_PREFIX = f"{mf.ARTIFACTS_DIR}/provenance/"
+KEEP_LIMIT = 64 << 20  # attestations are read whole to check their signature; anything bigger is only hashed
+METADATA_FILES = (mf.MANIFEST_FILE, mf.SIGNATURE_FILE, mf.BUNDLE_FILE, "cosign.pub")
+
+
+@dataclass
+class Verification:
+    problems: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+    artifacts_checked: int = 0
+    ledger_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class _Contents:
+    digests: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (sha256, size)
+    metadata: dict[str, bytes] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _hash_stream(read: Iterator[bytes]) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in read:
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _chunks(handle: Any) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK):
+        yield chunk
+
+
+def _read_archive(archive: Path) -> _Contents:
+    contents = _Contents()
+    current = "<archive header>"
+    try:
+        with tarfile.open(archive, "r|*") as tar:
+            for member in tar:
+                current = member.name
+                if not is_safe_member(member):
+                    contents.problems.append(f"{member.name}: not a plain file inside the bundle (refused)")
+                    continue
+                handle = tar.extractfile(member)
+                assert handle is not None
+                if member.name in METADATA_FILES:
+                    contents.metadata[member.name] = handle.read()
+                elif member.name.startswith(PROVENANCE_PREFIX) and member.size <= KEEP_LIMIT:
+                    data = handle.read()
+                    contents.metadata[member.name] = data
+                    contents.digests[member.name] = (hashlib.sha256(data).hexdigest(), len(data))
+                else:
+                    contents.digests[member.name] = _hash_stream(_chunks(handle))
+    except (tarfile.TarError, zlib.error, EOFError, OSError) as error:
+        contents.problems.append(f"{current}: bundle archive is corrupt while reading it ({error})")
+    return contents
+
+
+def _read_directory(root: Path) -> _Contents:
+    contents = _Contents()
+    for name in METADATA_FILES:
+        if (root / name).is_file():
+            contents.metadata[name] = (root / name).read_bytes()
+    for path in sorted((root / mf.ARTIFACTS_DIR).rglob("*")):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            contents.problems.append(f"{path.relative_to(root)}: not a plain file (refused)")
+        elif path.is_file():
+            relative = str(path.relative_to(root))
+            with open(path, "rb") as handle:
+                contents.digests[relative] = _hash_stream(_chunks(handle))
+            if relative.startswith(PROVENANCE_PREFIX) and path.stat().st_size <= KEEP_LIMIT:
+                contents.metadata[relative] = path.read_bytes()
+    return contents
+
+
+def locate(bundle: Path) -> tuple[_Contents, list[str]]:
+    """Read the bundle wherever it is; the second value lists problems with the directory's own copies."""
+    if bundle.is_file():
+        return _read_archive(bundle), []
+    if not bundle.is_dir():
+        return _Contents(problems=[f"{bundle}: no such bundle"]), []
+    archives = sorted(bundle.glob("evidence-*.tar.gz")) + sorted(bundle.glob("evidence-*.tar"))
+    if not archives:
+        return _read_directory(bundle), []
+    contents = _read_archive(archives[0])
+    extra = []
+    for name in (mf.MANIFEST_FILE, mf.SIGNATURE_FILE, mf.BUNDLE_FILE):
+        beside = bundle / name
+        inside = contents.metadata.get(name)
+        if beside.is_file() and inside is not None and beside.read_bytes() != inside:
+            extra.append(f"{name}: the copy beside the archive differs from the one inside it")
+    return contents, extra
+
+
+def verify_bundle(bundle: Path, public_key: ec.EllipticCurvePublicKey, *, contract: EvidenceContract | None = None,
+                  pinned_ledger_key: str | None = None, allow_incomplete: bool = False) -> Verification:
+    contents, extra = locate(bundle)
+    result = Verification(problems=[*contents.problems, *extra])
+    manifest_bytes = contents.metadata.get(mf.MANIFEST_FILE)
+    if manifest_bytes is None:
+        result.problems.append(f"{mf.MANIFEST_FILE}: missing from the bundle")
+        return result
+    _check_signatures(contents, manifest_bytes, public_key, result)
+    try:
+        manifest = json.loads(manifest_bytes)
+        records = mf.artifacts_of(manifest)
+    except (ValueError, mf.ManifestError) as error:
+        result.problems.append(f"{mf.MANIFEST_FILE}: {error}")
+        return result
+    result.manifest = manifest
+    _check_artifacts(contents, records, result)
+    _check_provenance(contents, records, public_key, result)
+    _check_completeness(manifest, records, contract, allow_incomplete, result)
+    if "ledger" in manifest:
+        try:
+            result.ledger_seq = verify_anchor(mf.canonical(mf.core_of(manifest)), manifest["ledger"],
+                                              pinned_ledger_key)
+        except AnchorError as error:
+            result.problems.append(f"ledger anchor: {error}")
+    return result
+
+
+def _check_signatures(contents: _Contents, manifest_bytes: bytes, public_key: ec.EllipticCurvePublicKey,
+                      result: Verification) -> None:
+    raw_signature = contents.metadata.get(mf.SIGNATURE_FILE)
+    if raw_signature is None:
+        result.problems.append(f"{mf.SIGNATURE_FILE}: missing from the bundle")
+    else:
+        try:
+            signatures.verify(public_key, base64.b64decode(raw_signature.strip(), validate=True), manifest_bytes)
+        except (signatures.SignatureError, binascii.Error) as error:
+            result.problems.append(f"{mf.MANIFEST_FILE}: signature in {mf.SIGNATURE_FILE} fails ({error})")
+    raw_bundle = contents.metadata.get(mf.BUNDLE_FILE)
+    if raw_bundle is None:
+        result.problems.append(f"{mf.BUNDLE_FILE}: missing from the bundle")
+        return
+    try:
+        signatures.check_sigstore_bundle(json.loads(raw_bundle), public_key, manifest_bytes)
+    except (ValueError, signatures.SignatureError) as error:
+        result.problems.append(f"{mf.MANIFEST_FILE}: sigstore bundle {mf.BUNDLE_FILE} fails ({error})")
+
+
+def _check_artifacts(contents: _Contents, records: list[mf.ArtifactRecord], result: Verification) -> None:
+    expected = {r.path: r for r in records}
+    for path, record in sorted(expected.items()):
+        found = contents.digests.get(path)
+        if found is None:
+            result.problems.append(f"artifact {record.name}: missing from the bundle ({path})")
+        elif found != (record.sha256, record.size):
+            result.problems.append(f"artifact {record.name}: sha256/size mismatch (manifest {record.sha256[:16]}…/"
+                                   f"{record.size}, bundle {found[0][:16]}…/{found[1]})")
+        else:
+            result.artifacts_checked += 1
+    for path in sorted(set(contents.digests) - set(expected)):
+        result.problems.append(f"{path}: file in the bundle that the manifest does not list")
+
+
+def _check_provenance(contents: _Contents, records: list[mf.ArtifactRecord], public_key: ec.EllipticCurvePublicKey,
+                      result: Verification) -> None:
+    provenance = [r for r in records if r.type == "provenance"]
+    if not provenance or provenance[0].path not in contents.digests:
+        return
+    statement_bytes = contents.metadata.get(provenance[0].path)
+    if statement_bytes is None:
+        return
+    try:
+        statement = json.loads(signatures.open_dsse_envelope(json.loads(statement_bytes), public_key))
+    except (ValueError, signatures.SignatureError) as error:
+        result.problems.append(f"artifact {provenance[0].name}: {error}")
+        return
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
+    for record in records:
+        if record.type != "provenance" and subjects.get(record.name) != record.sha256:
+            result.problems.append(f"artifact {record.name}: not covered by the provenance attestation")
+
+
+def _check_completeness(manifest: dict[str, Any], records: list[mf.ArtifactRecord], contract: EvidenceContract | None,
+                        allow_incomplete: bool, result: Verification) -> None:
+    missing = list(manifest.get("missing", []))
+    if contract is not None:
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record.type] = counts.get(record.type, 0) + 1
+        missing = missing_items(contract, counts, anchored="ledger" in manifest)
+        if contract.version != manifest.get("contract", {}).get("version"):
+            result.problems.append(f"contract: bundle built against {manifest.get('contract')}, "
+                                   f"checked against {contract.version}")
+    if (missing or manifest.get("complete") is not True) and not allow_incomplete:
+        result.problems.extend(f"incomplete: {m}" for m in missing or ["the manifest is marked incomplete"])

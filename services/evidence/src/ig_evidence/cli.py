@@ -1,0 +1,173 @@
+"""``ig-evidence``: build, verify, amend and keygen for release evidence bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+import structlog
+
+from ig_evidence.bundle import build as builder
+from ig_evidence.bundle.amend import amend as amend_bundle
+from ig_evidence.bundle.inputs import InputProblem
+from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable
+from ig_evidence.bundle.verify import verify_bundle
+from ig_evidence.domain.contract import ContractError
+from ig_evidence.domain.manifest import ManifestError
+from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key, load_public_key
+
+DEFAULT_CONTRACT = "policies/evidence/release-contract.v1.yaml"
+EXIT_INCOMPLETE = 3
+EXIT_INVALID = 2
+EXIT_VERIFY_FAILED = 1
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> None:
+    click.echo(f"ig-evidence: {message}", err=True)
+    sys.exit(code)
+
+
+def _source_date_epoch(value: int | None) -> int:
+    if value is not None:
+        return value
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None:
+        _fail("SOURCE_DATE_EPOCH is not set (or pass --source-date-epoch); it fixes every timestamp in the bundle")
+    assert raw is not None
+    if not raw.isdigit():
+        _fail(f"SOURCE_DATE_EPOCH {raw!r} is not a non-negative integer")
+    return int(raw)
+
+
+def _common_build_options(function: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--release", required=True, help="release name, e.g. v1.2.1"),
+        click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="bundle directory"),
+        click.option("--key", "key", envvar="IG_EVIDENCE_KEY", required=True,
+                     help="private key: a file, env://VAR, or a secret mount directory with cosign.key"),
+        click.option("--contract", "contract", default=DEFAULT_CONTRACT, show_default=True,
+                     type=click.Path(path_type=Path)),
+        click.option("--ledger", "ledger", envvar="IG_EVIDENCE_LEDGER", default=None,
+                     help="LedgerService gRPC address (host:port) to anchor the manifest in"),
+        click.option("--allow-incomplete", is_flag=True, help="write a manifest marked incomplete instead of failing"),
+        click.option("--source-date-epoch", type=int, default=None, help="overrides $SOURCE_DATE_EPOCH"),
+        click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True),
+        click.option("--max-artifact-bytes", type=int, default=builder.DEFAULT_MAX_ARTIFACT_BYTES, show_default=True),
+        click.option("--force", is_flag=True, help="replace a non-empty --out"),
+        click.option("--repo-root", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+                     show_default=True, help="repository whose proto/SQL schema is snapshotted"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _request(release: str, out: Path, key: str, contract: Path, ledger: str | None, allow_incomplete: bool,
+             source_date_epoch: int | None, compression: str, max_artifact_bytes: int, force: bool,
+             repo_root: Path) -> builder.BuildRequest:
+    return builder.BuildRequest(
+        release=release, out=out.absolute(), contract_path=contract, signing_key=load_private_key(key),
+        source_date_epoch=_source_date_epoch(source_date_epoch), repo_root=repo_root.absolute(),
+        allow_incomplete=allow_incomplete, compression=compression, max_artifact_bytes=max_artifact_bytes,
+        anchor=GrpcLedgerAnchor(ledger) if ledger else None, force=force)
+
+
+def _report(result: builder.BuildResult) -> None:
+    state = "complete" if not result.missing else "INCOMPLETE"
+    click.echo(f"wrote {result.archive} ({state}, {len(result.manifest['artifacts'])} artifacts, "
+               f"manifest sha256 {result.manifest_sha256})")
+    for item in result.missing:
+        click.echo(f"  missing: {item}")
+    if "provenance" in result.manifest:
+        click.echo(f"  ledger: seq {result.manifest['ledger']['entry']['seq']}, {result.manifest['provenance']}")
+
+
+def _run(action: object) -> builder.BuildResult:
+    try:
+        return action()  # type: ignore[operator, no-any-return]
+    except builder.IncompleteEvidence as error:
+        _fail(str(error), EXIT_INCOMPLETE)
+    except (InputProblem, ContractError, ManifestError, KeyProblem, LedgerUnavailable, ValueError, OSError) as error:
+        _fail(str(error))
+    raise AssertionError("unreachable")
+
+
+@click.group()
+def main() -> None:
+    """Signed, deterministic release evidence bundles anchored in the provenance ledger."""
+    # stdout is for results; log lines go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+@main.command()
+@_common_build_options
+@click.option("--inputs", required=True, type=click.Path(path_type=Path), help="collected evidence: <type>/<files>")
+@click.option("--previous", type=click.Path(path_type=Path), default=None,
+              help="previous release's bundle, for the schema diff")
+def build(inputs: Path, previous: Path | None, **options: object) -> None:
+    """Collect, generate, check against the contract, sign and archive a release's evidence."""
+    def run() -> builder.BuildResult:
+        request = _request(**options)  # type: ignore[arg-type]
+        request.inputs, request.previous = inputs, previous
+        return builder.build(request)
+
+    _report(_run(run))
+
+
+@main.command()
+@_common_build_options
+@click.option("--bundle", "previous_bundle", required=True, type=click.Path(path_type=Path, exists=True),
+              help="the bundle being amended")
+@click.option("--inputs", required=True, type=click.Path(path_type=Path), help="delta evidence: <type>/<files>")
+def amend(previous_bundle: Path, inputs: Path, **options: object) -> None:
+    """Add delta evidence to a release's bundle, re-sign, and link the superseded manifest in the ledger."""
+    _report(_run(lambda: amend_bundle(previous_bundle, inputs, _request(**options))))  # type: ignore[arg-type]
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--key", "key", envvar="IG_EVIDENCE_PUBLIC_KEY", required=True, help="public key (cosign.pub)")
+@click.option("--contract", type=click.Path(path_type=Path, exists=True), default=None,
+              help="re-check completeness against this contract")
+@click.option("--ledger-key", default=None, help="pin the ledger's checkpoint verifier key (name+hash+base64)")
+@click.option("--allow-incomplete", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def verify(bundle: Path, key: str, contract: Path | None, ledger_key: str | None, allow_incomplete: bool,
+           as_json: bool) -> None:
+    """Offline: signature, every artifact's hash, completeness, ledger inclusion. Non-zero on any problem."""
+    try:
+        public_key = load_public_key(key)
+        parsed_contract = builder.load_contract(contract)[0] if contract else None
+    except (KeyProblem, ContractError, ValueError) as error:
+        _fail(str(error))
+        return
+    result = verify_bundle(bundle, public_key, contract=parsed_contract, pinned_ledger_key=ledger_key,
+                           allow_incomplete=allow_incomplete)
+    if as_json:
+        click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "artifacts": result.artifacts_checked,
+                               "ledgerSeq": result.ledger_seq}, indent=2))
+    elif result.ok:
+        release = result.manifest.get("release") if result.manifest else "?"
+        anchor = f", ledger seq {result.ledger_seq} included in its checkpoint" if result.ledger_seq else ""
+        click.echo(f"verified {bundle}: release {release}, {result.artifacts_checked} artifacts{anchor}")
+    for problem in result.problems:
+        click.echo(f"FAIL {problem}", err=True)
+    sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
+
+
+@main.command()
+@click.option("--out", "directory", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+              show_default=True)
+@click.option("--force", is_flag=True)
+def keygen(directory: Path, force: bool) -> None:
+    """Write cosign.key (PKCS#8 PEM; encrypted with $COSIGN_PASSWORD / $IG_EVIDENCE_KEY_PASSWORD if set) and
+    cosign.pub (what `cosign verify-blob --key` takes)."""
+    try:
+        private_path, public_path = generate_key_pair(directory, None, force=force)
+    except KeyProblem as error:
+        _fail(str(error))
+        return
+    click.echo(f"wrote {private_path} and {public_path}")

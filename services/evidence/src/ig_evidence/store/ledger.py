@@ -1,0 +1,252 @@
+"""The ledger in PostgreSQL: group-committed appends under the head row lock, reads, proofs, checkpoints, Verify.
+
+Appends from concurrent callers are queued and written by one writer task in batches: each batch is one
+transaction that locks the single ``ledger_head`` row, so seq assignment is serialised across every replica (the
+insert trigger re-checks that each entry extends the head). Batching is what turns a serial lock into >1,000
+appends/s; each caller still gets its own entry back only after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from ig.events.v1 import events_pb2
+from ig_common.events.outbox import enqueue_many
+from prometheus_client import Counter, Histogram
+
+from ig_evidence.domain import merkle, note
+from ig_evidence.domain.chain import (
+    ChainReport,
+    ChainWalker,
+    EntryFields,
+    StoredEntry,
+    next_entry,
+    sha256_hex,
+    validate_append,
+)
+from ig_evidence.events import entry_appended
+
+log = structlog.get_logger(__name__)
+
+LEDGER_APPENDS = Counter("ig_ledger_appends_total", "Ledger entries appended", ["kind"])
+LEDGER_BATCH = Histogram("ig_ledger_append_batch_size", "Entries per group-committed append transaction",
+                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+MAX_BATCH = 256
+VERIFY_PAGE = 10_000
+_COLUMNS = "seq, ts, kind, subject, payload, payload_sha256, prev_hash, entry_hash"
+
+
+class LedgerError(ValueError):
+    """A request the ledger cannot satisfy (unknown seq, size beyond the tree ...)."""
+
+
+@dataclass
+class _Pending:
+    kind: str
+    subject: str
+    payload: bytes
+    deduplicate: bool
+    done: asyncio.Future[tuple[StoredEntry, bool]]
+
+
+def row_to_entry(row: asyncpg.Record) -> StoredEntry:
+    fields = EntryFields(seq=row["seq"], ts=row["ts"], kind=row["kind"], subject=row["subject"],
+                         payload_sha256=row["payload_sha256"], prev_hash=row["prev_hash"])
+    return StoredEntry(fields=fields, entry_hash=row["entry_hash"], payload=bytes(row["payload"]))
+
+
+class CheckpointSigner:
+    def __init__(self, origin: str, key: Ed25519PrivateKey) -> None:
+        self.origin = origin
+        self.key = key
+        self.verifier_key = note.verifier_key(origin, key.public_key())
+
+    def sign(self, tree_size: int, root: bytes) -> str:
+        return note.sign_checkpoint(note.Checkpoint(self.origin, tree_size, root), self.origin, self.key)
+
+
+class LedgerStore:
+    def __init__(self, pool: asyncpg.Pool, schema: str, signer: CheckpointSigner,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
+        self._pool = pool
+        self._schema = schema
+        self.signer = signer
+        self._on_commit = on_commit
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._hash_cache: list[bytes] = []  # leaf hashes of seq 1..n, valid because entries never change
+        self._cache_lock = asyncio.Lock()
+
+    # -- appends -------------------------------------------------------------------------------------------
+    async def append(self, kind: str, subject: str, payload: bytes, *, deduplicate: bool = False
+                     ) -> tuple[StoredEntry, bool]:
+        """Returns the entry and whether it already existed (deduplicate only)."""
+        validate_append(kind, subject)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_batches())
+        done: asyncio.Future[tuple[StoredEntry, bool]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(kind, subject, payload, deduplicate, done))
+        return await done
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._commit(batch)
+            except Exception as error:  # every waiter learns why its append failed; the writer keeps going
+                log.error("ledger_append_failed", error=str(error), batch=len(batch))
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(error)
+                continue
+            self._on_commit()
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.done.done():
+                    pending.done.set_result(result)
+
+    async def _commit(self, batch: list[_Pending]) -> list[tuple[StoredEntry, bool]]:
+        s = self._schema
+        async with self._pool.acquire() as conn, conn.transaction():
+            head = await conn.fetchrow(f"SELECT size, head_hash FROM {s}.ledger_head WHERE singleton FOR UPDATE")
+            size, prev = int(head["size"]), str(head["head_hash"])
+            results: list[tuple[StoredEntry, bool]] = []
+            new: list[StoredEntry] = []
+            for pending in batch:
+                if pending.deduplicate:
+                    found = await self._find_same(conn, pending, new)
+                    if found is not None:
+                        results.append((found, True))
+                        continue
+                fields, digest = next_entry(size, prev, datetime.now(UTC), pending.kind, pending.subject,
+                                            pending.payload)
+                entry = StoredEntry(fields=fields, entry_hash=digest, payload=pending.payload)
+                new.append(entry)
+                results.append((entry, False))
+                size, prev = fields.seq, digest
+            if new:
+                await conn.executemany(
+                    f"INSERT INTO {s}.ledger_entries ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    [(e.fields.seq, e.fields.ts, e.fields.kind, e.fields.subject, e.payload, e.fields.payload_sha256,
+                      e.fields.prev_hash, e.entry_hash) for e in new])
+                await enqueue_many(conn, s, [entry_appended(events_pb2.LedgerEntryAppended(
+                    seq=e.fields.seq, kind=e.fields.kind, subject=e.fields.subject, entry_hash=e.entry_hash))
+                    for e in new])
+        LEDGER_BATCH.observe(len(batch))
+        for entry in new:
+            LEDGER_APPENDS.labels(entry.fields.kind).inc()
+        return results
+
+    async def _find_same(self, conn: asyncpg.Connection, pending: _Pending, new: list[StoredEntry]
+                         ) -> StoredEntry | None:
+        digest = sha256_hex(pending.payload)
+        for entry in new:
+            if (entry.fields.kind, entry.fields.subject, entry.fields.payload_sha256) == \
+                    (pending.kind, pending.subject, digest):
+                return entry
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE kind = $1 AND subject = $2 "
+            "AND payload_sha256 = $3 ORDER BY seq LIMIT 1", pending.kind, pending.subject, digest)
+        return row_to_entry(row) if row is not None else None
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    async def size(self) -> int:
+        return int(await self._pool.fetchval(f"SELECT size FROM {self._schema}.ledger_head WHERE singleton"))
+
+    async def get(self, seq: int) -> StoredEntry:
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE seq = $1", seq)
+        if row is None:
+            raise LedgerError(f"seq: no ledger entry {seq}")
+        return row_to_entry(row)
+
+    async def list(self, *, kind: str, subject: str, from_seq: int, to_seq: int, limit: int) -> list[StoredEntry]:
+        rows = await self._pool.fetch(
+            f"""SELECT {_COLUMNS} FROM {self._schema}.ledger_entries
+                WHERE ($1 = '' OR kind = $1) AND ($2 = '' OR subject = $2) AND seq >= $3 AND ($4 = 0 OR seq <= $4)
+                ORDER BY seq LIMIT $5""", kind, subject, max(from_seq, 1), to_seq, limit)
+        return [row_to_entry(r) for r in rows]
+
+    async def leaf_hashes(self, tree_size: int) -> list[bytes]:
+        if tree_size > await self.size():
+            raise LedgerError(f"tree_size: {tree_size} is beyond the ledger's size")
+        async with self._cache_lock:
+            if len(self._hash_cache) < tree_size:
+                rows = await self._pool.fetch(
+                    f"SELECT entry_hash FROM {self._schema}.ledger_entries WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                    len(self._hash_cache), tree_size)
+                self._hash_cache.extend(merkle.leaf_hash(bytes.fromhex(r["entry_hash"])) for r in rows)
+            return self._hash_cache[:tree_size]
+
+    # -- checkpoints and proofs ----------------------------------------------------------------------------
+    async def checkpoint(self, tree_size: int = 0) -> tuple[int, bytes, str, datetime]:
+        size = tree_size or await self.size()
+        if size < 1:
+            raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
+        stored = await self._pool.fetchrow(
+            f"SELECT root_hash, note, created_at FROM {self._schema}.ledger_checkpoints WHERE tree_size = $1", size)
+        if stored is not None:
+            return size, bytes.fromhex(stored["root_hash"]), stored["note"], stored["created_at"]
+        root = merkle.root_from_leaf_hashes(await self.leaf_hashes(size))
+        signed = self.signer.sign(size, root)
+        await self._pool.execute(
+            f"""INSERT INTO {self._schema}.ledger_checkpoints (tree_size, root_hash, note) VALUES ($1, $2, $3)
+                ON CONFLICT (tree_size) DO NOTHING""", size, root.hex(), signed)
+        return await self.checkpoint(size)
+
+    async def inclusion_proof(self, seq: int, tree_size: int) -> tuple[int, list[bytes], bytes, bytes]:
+        size = tree_size or await self.size()
+        if not 1 <= seq <= size:
+            raise LedgerError(f"seq: {seq} is not in a tree of size {size}")
+        leaves = await self.leaf_hashes(size)
+        return size, merkle.inclusion_proof(leaves, seq - 1), merkle.root_from_leaf_hashes(leaves), leaves[seq - 1]
+
+    async def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
+        second = second_size or await self.size()
+        if not 1 <= first_size <= second:
+            raise LedgerError(f"first_size: must be in 1..{second}")
+        return merkle.consistency_proof(await self.leaf_hashes(second), first_size)
+
+    # -- verification --------------------------------------------------------------------------------------
+    async def verify(self) -> ChainReport:
+        """Re-read every entry (no cache), re-hash the chain, and re-check every checkpoint handed out."""
+        walker = ChainWalker()
+        async with self._pool.acquire() as conn:
+            last = 0
+            while True:
+                rows = await conn.fetch(f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE seq > $1 "
+                                        "ORDER BY seq LIMIT $2", last, VERIFY_PAGE)
+                if not rows or not all(walker.feed(row_to_entry(r)) for r in rows):
+                    break
+                last = rows[-1]["seq"]
+            report = walker.report()
+            head = await conn.fetchrow(f"SELECT size, head_hash FROM {self._schema}.ledger_head WHERE singleton")
+            checkpoints = await conn.fetch(f"SELECT tree_size, root_hash FROM {self._schema}.ledger_checkpoints "
+                                           "ORDER BY tree_size")
+        if not report.ok:
+            return report
+        if head["size"] != report.entries_checked or (report.entries_checked and head["head_hash"] !=
+                                                        walker.entry_hashes[-1]):
+            return ChainReport(False, report.entries_checked, report.entries_checked + 1,
+                               f"ledger head (size {head['size']}) does not match the {report.entries_checked} "
+                               "entries found: entries were removed")
+        leaves = [merkle.leaf_hash(bytes.fromhex(h)) for h in walker.entry_hashes]
+        for row in checkpoints:
+            size = row["tree_size"]
+            if size > len(leaves) or merkle.root_from_leaf_hashes(leaves[:size]).hex() != row["root_hash"]:
+                return ChainReport(False, report.entries_checked, min(size, len(leaves)),
+                                   f"signed checkpoint of size {size} no longer matches the entries")
+        return report
