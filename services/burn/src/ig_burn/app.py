@@ -1,17 +1,96 @@
 """Wiring only: settings -> adapters -> servers."""
 
-import asyncio
+from __future__ import annotations
 
-from ig_common.service import run_service
+import asyncio
+import sys
+
+from fastapi import FastAPI
+from ig.burn.v1 import burn_pb2, burn_pb2_grpc
+from ig.flags.v1 import flags_pb2, flags_pb2_grpc
+from ig_common.grpc_server import GrpcService
+from ig_common.service import Runtime, run_service
 from ig_common.settings import load_settings
 
+from ig_burn.api.dashboard import dashboard_router
+from ig_burn.api.grpc_burn import BurnServicer
+from ig_burn.api.grpc_flags import FlagServicer
+from ig_burn.api.http_burn import burn_router
+from ig_burn.api.ofrep import ofrep_router
+from ig_burn.config_loader import BurnConfig, load_config
+from ig_burn.domain.burn import WindowScale
+from ig_burn.domain.slo import SloValidationError
+from ig_burn.engine import BurnEngine
+from ig_burn.flag_cache import FlagCache
+from ig_burn.prometheus import PrometheusClient
 from ig_burn.settings import Settings
 from ig_burn.store import MIGRATIONS, SCHEMA
+from ig_burn.webhook import WebhookSender
+
+
+class Wiring:
+    """Holds the adapters the factories share; built in ``on_start`` once the pool exists."""
+
+    def __init__(self, settings: Settings, config: BurnConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.engine: BurnEngine | None = None
+        self.cache: FlagCache | None = None
+        self.webhook: WebhookSender | None = None
+
+    async def on_start(self, runtime: Runtime) -> None:
+        s = self.settings
+        prometheus = PrometheusClient(s.prometheus_url, timeout=s.prometheus_timeout_seconds,
+                                      concurrency=s.query_concurrency)
+        if s.alert_webhook_url:
+            self.webhook = WebhookSender(runtime.pool, runtime.schema, s.alert_webhook_url)
+            runtime.spawn(self.webhook.run(runtime.stop), "incident-webhook")
+        self.engine = BurnEngine(self.config, prometheus, runtime.pool, runtime.schema,
+                                 scale=WindowScale(s.window_scale, s.min_window_seconds),
+                                 batch_size=s.query_batch_size, external_url=s.external_url,
+                                 on_committed=lambda: self.committed(runtime))
+        self.engine.store.webhooks_enabled = bool(s.alert_webhook_url)
+        await self.engine.start()
+        self.cache = FlagCache(runtime.pool, self.engine.flags)
+        await self.cache.refresh()
+        runtime.spawn(self.cache.run(runtime.stop, s.flag_refresh_seconds), "flag-cache")
+        runtime.spawn(self.engine.run(runtime.stop, s.evaluation_interval_seconds), "burn-engine")
+
+    async def committed(self, runtime: Runtime) -> None:
+        """After a commit that enqueued events or changed flags: publish and serve them now, not next poll."""
+        runtime.relay.wake()
+        if self.webhook is not None:
+            self.webhook.wake()
+        if self.cache is not None:
+            await self.cache.refresh()
+
+    def grpc_services(self, runtime: Runtime) -> list[GrpcService]:
+        assert self.engine is not None
+        return [
+            GrpcService(burn_pb2.DESCRIPTOR.services_by_name["BurnService"].full_name, BurnServicer(self.engine),
+                        burn_pb2_grpc.add_BurnServiceServicer_to_server),
+            GrpcService(flags_pb2.DESCRIPTOR.services_by_name["FlagService"].full_name,
+                        FlagServicer(runtime.pool, self.engine.flags, lambda: self.committed(runtime)),
+                        flags_pb2_grpc.add_FlagServiceServicer_to_server),
+        ]
+
+    def http_routes(self, runtime: Runtime, app: FastAPI) -> None:
+        assert self.engine is not None and self.cache is not None
+        app.include_router(burn_router(self.engine))
+        app.include_router(ofrep_router(self.cache))
+        app.include_router(dashboard_router(self.engine))
 
 
 def main() -> None:
     settings = load_settings(Settings)
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=lambda runtime: []))
+    try:
+        config = load_config(settings.slo_dir)
+    except SloValidationError as error:
+        print(f"invalid SLO configuration: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+    wiring = Wiring(settings, config)
+    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=wiring.on_start,
+                            grpc_services=wiring.grpc_services, http_routes=wiring.http_routes))
 
 
 if __name__ == "__main__":

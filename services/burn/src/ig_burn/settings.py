@@ -1,9 +1,31 @@
 """Settings of the Error-Budget service, from IG_* environment variables."""
 
+from pathlib import Path
+
 from ig_common.settings import GrpcServiceSettings, Port
+from pydantic import Field
+
+DEFAULT_CONFIG = Path(__file__).parent / "config"
 
 
 class Settings(GrpcServiceSettings):
     service_name: str = "burn"
     grpc_port: Port = 50053
     http_port: Port = 8083
+    # Where burn is measured.
+    prometheus_url: str = Field(default="http://127.0.0.1:9090", pattern=r"^https?://")
+    prometheus_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Directory of YAML files: OpenSLO `kind: SLO` documents and `kind: ThrottlePolicy` documents.
+    slo_dir: Path = DEFAULT_CONFIG
+    evaluation_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Simulations only: divide every window (30d, 7d, 1h ...) by this; 1 = production windows.
+    window_scale: float = Field(default=1.0, ge=1.0)
+    min_window_seconds: float = Field(default=1.0, gt=0)
+    # (SLO, window) error-ratio terms per PromQL query, and how many queries run at once.
+    query_batch_size: int = Field(default=250, ge=1, le=5000)
+    query_concurrency: int = Field(default=4, ge=1, le=64)
+    # Alertmanager-compatible webhook receiving incident open/resolve notifications; empty = none.
+    alert_webhook_url: str = Field(default="", pattern=r"^(https?://.*)?$")
+    external_url: str = Field(default="http://127.0.0.1:8083", pattern=r"^https?://")
+    # How often a replica reloads the flag set from PostgreSQL for OFREP (changes it makes itself apply at once).
+    flag_refresh_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -1,0 +1,3 @@
+from ig_burn.app import main
+
+main()

@@ -1,0 +1,154 @@
+"""Start the burn service and its real dependencies for simulations, e2e tests and the benchmark.
+
+Everything here runs real processes on free loopback ports: a private Prometheus (built by ig-infra), the burn
+service as ``python -m ig_burn``, and the synthetic exporter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prometheus_config(targets: dict[str, str], *, scrape_interval: str = "1s", rules_dir: Path | None = None) -> str:
+    """A Prometheus config scraping ``job -> host:port``."""
+    lines = ["global:", f"  scrape_interval: {scrape_interval}", f"  evaluation_interval: {scrape_interval}"]
+    if rules_dir is not None:
+        lines += ["rule_files:", f'  - "{rules_dir}/*.yml"']
+    lines.append("scrape_configs:")
+    for job, target in targets.items():
+        lines += [f"  - job_name: {job}", "    static_configs:", f'      - targets: ["{target}"]']
+    return "\n".join(lines) + "\n"
+
+
+def synthetic_slo_yaml(name: str, *, series: str = "s0000", objective: float = 0.99, job: str = "synthetic") -> str:
+    selector = f'synthetic_requests_total{{job="{job}",series="{series}"'
+    return f"""apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: {name}
+spec:
+  service: synthetic
+  indicator:
+    metadata:
+      name: {name}-errors
+    spec:
+      ratioMetric:
+        counter: true
+        bad:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: '{selector},code="500"}}'
+        total:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: '{selector}}}'
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  objectives:
+    - target: {objective}
+"""
+
+
+def throttle_policy_yaml(slo: str, *, min_dwell: str = "2s") -> str:
+    return f"""apiVersion: ig.burn/v1
+kind: ThrottlePolicy
+metadata:
+  name: {slo}-throttle
+spec:
+  slo: {slo}
+  minDwell: {min_dwell}
+  actions:
+    - {{type: flag, flag: subs.optimizedBuffer, throttled: false, normal: true}}
+    - {{type: rateLimit, flag: subs.rateLimitPerSecond, throttled: 50, normal: 500}}
+    - {{type: rateLimit, flag: connectors.rateLimitPerSecond, throttled: 20, normal: 200}}
+    - {{type: pauseExperiments, flag: experiments.paused}}
+"""
+
+
+class BurnProcess:
+    """``python -m ig_burn`` as a subprocess on free ports, with the given extra IG_* settings."""
+
+    def __init__(self, env: dict[str, str], log_file: Path) -> None:
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.env = {**env, "IG_HTTP_PORT": str(self.http_port), "IG_GRPC_PORT": str(self.grpc_port),
+                    "IG_EXTERNAL_URL": f"http://127.0.0.1:{self.http_port}", "PATH": os.environ.get("PATH", "")}
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, timeout: float = 40.0) -> BurnProcess:
+        log = open(self.log_file, "ab")  # noqa: SIM115 (the child keeps writing to it)
+        self.process = subprocess.Popen([sys.executable, "-m", "ig_burn"], env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"burn service exited {self.process.returncode}:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"burn service not healthy after {timeout}s:\n{self.logs()}")
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def logs(self) -> str:
+        return self.log_file.read_text(errors="replace")[-4000:] if self.log_file.exists() else ""
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
+            return json.loads(response.read())
+
+
+def post_json(url: str, body: object) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(response.status)
+
+
+def wait_for(check: Any, *, timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")

@@ -1,0 +1,207 @@
+"""The evaluation loop: Prometheus -> burn reports -> throttle decisions -> PostgreSQL (+ outbox) -> metrics.
+
+One replica evaluates at a time (a PostgreSQL advisory lock held for the process life); every replica serves
+reads. A failed Prometheus query marks every SLO stale and changes nothing; the state is recovered from PostgreSQL
+on start, so a restart neither repeats nor loses a transition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge, Histogram
+
+from ig_burn.config_loader import BurnConfig
+from ig_burn.domain.burn import BurnReport, WindowScale, compute_report, windows_for
+from ig_burn.domain.queries import Batch, plan_batches
+from ig_burn.domain.throttle import THROTTLED, ThrottleState, decide, initial_state
+from ig_burn.prometheus import PrometheusClient, PrometheusUnavailable
+from ig_burn.store.flags import FlagStore
+from ig_burn.store.throttles import AppliedTransition, ThrottleStore
+
+log = structlog.get_logger(__name__)
+tracer = trace.get_tracer(__name__)
+
+BUDGET = Gauge("ig_burn_budget_consumed_ratio", "Share of the error budget consumed", ["slo", "service", "period"])
+RATE = Gauge("ig_burn_rate", "Burn rate over a window (1 = exactly on budget)", ["slo", "service", "window"])
+THROTTLE = Gauge("ig_burn_throttled", "1 while the SLO's auto-throttle is engaged", ["slo", "service"])
+ALERT = Gauge("ig_burn_alert_level", "0 none, 1 warn (> warn threshold), 2 page (> page threshold)", ["slo", "service"])
+STALE = Gauge("ig_burn_stale", "1 while the SLO's burn could not be measured (last state kept)", ["slo", "service"])
+EVALUATIONS = Counter("ig_burn_evaluations_total", "Evaluation ticks, by outcome", ["outcome"])
+TRANSITIONS = Counter("ig_burn_transitions_total", "Throttle transitions committed", ["to_state"])
+TICK_SECONDS = Histogram("ig_burn_evaluation_seconds", "Time of one evaluation tick",
+                         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+QUERIES_PER_TICK = Gauge("ig_burn_queries_per_tick", "PromQL queries the last tick sent")
+_ALERT_LEVELS = {"none": 0, "warn": 1, "page": 2}
+
+
+@dataclass
+class Snapshot:
+    """What reads (gRPC, /get-burn, the HTML page) see: the last evaluation."""
+
+    reports: dict[str, BurnReport] = field(default_factory=dict)
+    states: dict[str, ThrottleState] = field(default_factory=dict)
+    stale: bool = True
+    error: str = ""
+    evaluated_at: datetime | None = None
+    history: dict[str, deque[tuple[datetime, float]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    seconds: float
+    queries: int
+    slos: int
+    stale: bool
+    transitions: tuple[AppliedTransition, ...]
+
+
+class BurnEngine:
+    def __init__(self, config: BurnConfig, prometheus: PrometheusClient, pool: asyncpg.Pool, schema: str, *,
+                 scale: WindowScale, batch_size: int, external_url: str,
+                 on_committed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.config = config
+        self.prometheus = prometheus
+        self.pool = pool
+        self.flags = FlagStore(schema)
+        self.store = ThrottleStore(schema, self.flags, external_url)
+        self.slos = {s.name: s for s in config.slos}
+        self.policies = {p.slo: p for p in config.policies}
+        self.batches: list[Batch] = plan_batches(config.slos, scale, batch_size)
+        self.snapshot = Snapshot()
+        self._on_committed = on_committed
+        self._leader: asyncpg.pool.PoolConnectionProxy | None = None
+        self._lock_key = f"ig-burn-engine:{schema}"
+
+    async def start(self) -> None:
+        """Recover throttle states and make sure every flag a policy drives exists (at its normal value)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            self.snapshot.states = await self.store.load_states(conn)
+            for policy in self.config.policies:
+                for action in policy.actions:
+                    if await self.flags.get(conn, action.flag) is None:
+                        await self.flags.set(conn, action.flag, action.normal, pinned=False, changed_by="ig-burn",
+                                             reason=f"created by throttle policy {policy.name}")
+        log.info("burn_engine_started", slos=len(self.slos), policies=len(self.policies),
+                 queries_per_tick=len(self.batches), recovered_states=len(self.snapshot.states))
+
+    async def run(self, stop: asyncio.Event, interval: float) -> None:
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    await self.tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # a bad tick must not end the loop; the next one retries
+                    EVALUATIONS.labels("error").inc()
+                    log.exception("burn_tick_failed", error=repr(error))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, interval - (time.monotonic() - started)))
+        finally:
+            if self._leader is not None:
+                await self.pool.release(self._leader)
+
+    async def _is_leader(self) -> bool:
+        if self._leader is not None and not self._leader.is_closed():
+            return True
+        conn = await self.pool.acquire()
+        # Held for the process life; releasing the connection (asyncpg resets it) gives the lock up.
+        if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key):
+            self._leader = conn
+            return True
+        await self.pool.release(conn)
+        return False
+
+    async def tick(self) -> TickResult:
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        with tracer.start_as_current_span("burn.tick") as span:
+            span.set_attribute("ig.burn.slos", len(self.slos))
+            try:
+                ratios = await self.prometheus.error_ratios(self.batches)
+                reports: dict[str, BurnReport] | None = {
+                    name: compute_report(slo, {w: ratios.get((name, w)) for w in windows_for(slo)})
+                    for name, slo in self.slos.items()}
+                self.snapshot.error = ""
+            except PrometheusUnavailable as error:
+                reports = None
+                self.snapshot.error = str(error)
+                log.warning("burn_stale_prometheus_unavailable", error=str(error))
+            applied = await self._decide(reports, now) if await self._is_leader() else ()
+            span.set_attribute("ig.burn.stale", reports is None)
+        self._publish(reports, now)
+        seconds = time.perf_counter() - started
+        TICK_SECONDS.observe(seconds)
+        QUERIES_PER_TICK.set(len(self.batches))
+        EVALUATIONS.labels("stale" if reports is None else "ok").inc()
+        return TickResult(seconds, len(self.batches), len(self.slos), reports is None, tuple(applied))
+
+    async def _decide(self, reports: dict[str, BurnReport] | None, now: datetime) -> list[AppliedTransition]:
+        observed: list[tuple[ThrottleState, str]] = []
+        moves = []
+        for slo_name, policy in self.policies.items():
+            current = self.snapshot.states.get(slo_name) or initial_state(slo_name, now)
+            decision = decide(policy, current, None if reports is None else reports.get(slo_name), now)
+            if decision.transition is None:
+                observed.append((decision.state, self.slos[slo_name].service))
+                self.snapshot.states[slo_name] = decision.state
+            else:
+                moves.append(decision)
+        applied: list[AppliedTransition] = []
+        async with self.pool.acquire() as conn:
+            await self.store.save_states(conn, observed)
+            for decision in moves:
+                assert decision.transition is not None
+                service = self.slos[decision.transition.slo].service
+                severity = "page" if decision.state.alert == "page" else "warning"
+                async with conn.transaction():
+                    done = await self.store.apply_transition(conn, decision.state, decision.transition, service,
+                                                             severity)
+                if done is None:  # the stored state had moved already (restart or another replica): reload it
+                    self.snapshot.states.update(await self.store.load_states(conn))
+                    continue
+                self.snapshot.states[decision.state.slo] = decision.state
+                applied.append(done)
+                TRANSITIONS.labels(decision.state.state).inc()
+                log.warning("burn_throttle_transition", slo=done.transition.slo, to_state=done.transition.to_state,
+                            reason=done.transition.reason, flags=list(done.changed_flags),
+                            pinned_left_alone=[s.key for s in done.skipped], incident=done.incident_id)
+                for skipped in done.skipped:
+                    log.warning("burn_flag_pinned_respected", flag=skipped.key, wanted=skipped.wanted,
+                                reason=skipped.reason)
+        if applied and self._on_committed is not None:
+            await self._on_committed()
+        return applied
+
+    def _publish(self, reports: dict[str, BurnReport] | None, now: datetime) -> None:
+        snapshot = self.snapshot
+        snapshot.stale = reports is None
+        snapshot.evaluated_at = now
+        if reports is not None:
+            snapshot.reports = reports
+        for name, slo in self.slos.items():
+            report = snapshot.reports.get(name)
+            stale = reports is None or report is None or not report.complete
+            STALE.labels(name, slo.service).set(1 if stale else 0)
+            if report is None:
+                continue
+            if reports is not None:
+                BUDGET.labels(name, slo.service, "month").set(report.monthly_budget_consumed)
+                BUDGET.labels(name, slo.service, "week").set(report.weekly_budget_consumed)
+                for rate in report.burn_rates:
+                    RATE.labels(name, slo.service, rate.window).set(rate.rate)
+                snapshot.history.setdefault(name, deque(maxlen=240)).append((now, report.monthly_budget_consumed))
+            state = snapshot.states.get(name)
+            if state is not None:
+                THROTTLE.labels(name, slo.service).set(1 if state.state == THROTTLED else 0)
+                ALERT.labels(name, slo.service).set(_ALERT_LEVELS[state.alert])
