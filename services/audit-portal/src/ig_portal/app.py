@@ -1,17 +1,76 @@
 """Wiring only: settings -> adapters -> servers."""
 
-import asyncio
+from __future__ import annotations
 
-from ig_common.service import run_service
+import asyncio
+import secrets
+
+import grpc
+import httpx
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from ig_common.service import HttpFactory, Runtime, run_service
 from ig_common.settings import load_settings
 
+from ig_portal.api.audit import AuditApi
+from ig_portal.api.catalog import Links
+from ig_portal.api.guard import Guard
+from ig_portal.api.login import Login
+from ig_portal.api.oidc import Provider
+from ig_portal.api.pages import LoginRequired, Pages, login_redirect
+from ig_portal.clients.evidence import EvidenceCatalog
+from ig_portal.clients.ledger import AccessLedger
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
+from ig_portal.store.ratelimits import RateLimitStore
+from ig_portal.store.sessions import SessionStore
+
+log = structlog.get_logger(__name__)
+
+
+def routes(settings: Settings) -> HttpFactory:
+    def add_routes(runtime: Runtime, app: FastAPI) -> None:
+        channel = grpc.aio.insecure_channel(settings.evidence_target)
+        http = httpx.AsyncClient(timeout=5.0)
+        provider = Provider(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
+                            client_secret=settings.oidc_client_secret, audience=settings.oidc_audience,
+                            skew_seconds=settings.oidc_clock_skew_seconds,
+                            jwks_refetch_seconds=settings.oidc_jwks_refetch_seconds, http=http)
+        guard = Guard(provider=provider, sessions=SessionStore(runtime.pool, runtime.schema),
+                      limits=RateLimitStore(runtime.pool, runtime.schema),
+                      ledger=AccessLedger(channel, settings.ledger_timeout_seconds), pool=runtime.pool,
+                      schema=runtime.schema, groups_claim=settings.oidc_groups_claim,
+                      tenant_claim=settings.oidc_tenant_claim, requests_per_minute=settings.rate_requests_per_minute,
+                      downloads_per_minute=settings.rate_downloads_per_minute)
+        secret = settings.link_secret.encode() if settings.link_secret else secrets.token_bytes(32)
+        if not settings.link_secret:
+            log.warning("link_secret_random", detail="IG_LINK_SECRET unset: links only work on this replica")
+        links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
+        api = AuditApi(guard=guard, catalog=EvidenceCatalog(channel), links=links)
+        app.include_router(api.router())
+        app.include_router(Pages(api).router())
+        app.include_router(Login(guard, settings.public_url, settings.cookie_secure,
+                                 settings.session_lifetime_seconds).router())
+
+        @app.exception_handler(LoginRequired)
+        async def to_login(_: Request, error: LoginRequired) -> Response:
+            return login_redirect(error)
+
+        async def close_clients() -> None:
+            await runtime.stop.wait()
+            await http.aclose()
+            await channel.close()
+
+        runtime.spawn(close_clients(), "portal-clients")
+
+    return add_routes
 
 
 def main() -> None:
     settings = load_settings(Settings)
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS))
+    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS,
+                            http_routes=routes(settings)))
 
 
 if __name__ == "__main__":

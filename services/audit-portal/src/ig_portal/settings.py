@@ -1,8 +1,31 @@
 """Settings of the Audit Portal, from IG_* environment variables."""
 
 from ig_common.settings import Port, ServiceSettings
+from pydantic import Field
 
 
 class Settings(ServiceSettings):
     service_name: str = "audit-portal"
     http_port: Port = 8080
+    # Where browsers reach the portal (redirect URI = public_url + /callback).
+    public_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://[^/]+$")
+    evidence_target: str = Field(default="127.0.0.1:50052", min_length=3)
+    oidc_issuer: str = Field(default="http://127.0.0.1:5556/dex", pattern=r"^https?://")
+    oidc_client_id: str = Field(default="audit-portal", min_length=1)
+    oidc_client_secret: str = ""
+    # Tokens must name this audience; Dex puts the client id in `aud`.
+    oidc_audience: str = Field(default="audit-portal", min_length=1)
+    oidc_clock_skew_seconds: int = Field(default=60, ge=0, le=300)
+    oidc_jwks_refetch_seconds: float = Field(default=10.0, ge=0, le=3600)
+    oidc_groups_claim: str = "groups"
+    oidc_tenant_claim: str = "tenant"
+    session_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    # Set false only for plain-HTTP local runs; the Secure flag keeps cookies off http:// otherwise.
+    cookie_secure: bool = True
+    # HMAC key of download links; every replica needs the same one. Empty: a random per-process key.
+    link_secret: str = ""
+    link_ttl_seconds: int = Field(default=300, ge=1, le=86400)
+    link_ttl_cap_seconds: int = Field(default=3600, ge=1, le=86400)
+    rate_requests_per_minute: float = Field(default=60, gt=0)
+    rate_downloads_per_minute: float = Field(default=10, gt=0)
+    ledger_timeout_seconds: float = Field(default=5.0, gt=0)

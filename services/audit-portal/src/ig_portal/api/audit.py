@@ -1,0 +1,150 @@
+"""The JSON audit API: releases, artifacts, download links, signed files and access logs under /audit."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from ig_portal.api.catalog import EvidenceCatalog, Links, lookup, valid_artifact_id, valid_release
+from ig_portal.api.guard import Guard, new_download_id
+from ig_portal.api.models import (
+    AccessLogEntryOut,
+    AccessLogOut,
+    ArtifactOut,
+    ArtifactsOut,
+    DownloadLinkOut,
+    Problem,
+    ReleaseOut,
+    ReleasesOut,
+)
+from ig_portal.clients.ledger import LedgerUnavailable, RecordedAccess
+from ig_portal.domain import watermark
+from ig_portal.domain.access import CSV_COLUMNS, Action
+from ig_portal.domain.identity import Principal
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (400, 401, 403, 404, 429, 503)
+}
+
+
+@dataclass
+class AuditApi:
+    guard: Guard
+    catalog: EvidenceCatalog
+    links: Links
+
+    async def caller(self, request: Request, *, download: bool = False) -> Principal:
+        principal, _ = await self.guard.authenticate(request)
+        await self.guard.admit(request, principal, download=download)
+        if principal is None:
+            raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
+        return principal
+
+    def router(self) -> APIRouter:
+        router = APIRouter(prefix="/audit", tags=["audit"], responses=ERRORS)
+
+        async def caller(request: Request) -> Principal:
+            return await self.caller(request)
+
+        Caller = Annotated[Principal, Depends(caller)]
+
+        @router.get("/releases", response_model=ReleasesOut, summary="Releases of the caller's tenant")
+        async def releases(request: Request, principal: Caller) -> ReleasesOut:
+            found = await lookup(self.catalog.releases(principal.tenant))
+            await self.guard.record(request, principal, Action.READ, "releases")
+            return ReleasesOut(tenant=principal.tenant, releases=[
+                ReleaseOut(name=r.name, manifestSha256=r.manifest_sha256, complete=r.complete) for r in found])
+
+        @router.get("/artifacts", response_model=ArtifactsOut, summary="Artifacts of one release")
+        async def artifacts(request: Request, principal: Caller,
+                            release: Annotated[str, Query(min_length=1, max_length=64)]) -> ArtifactsOut:
+            name = valid_release(release)
+            found = await lookup(self.catalog.artifacts(principal.tenant, name))
+            await self.guard.record(request, principal, Action.READ, f"artifacts:{name}", release=name)
+            return ArtifactsOut(release=name, artifacts=[
+                ArtifactOut(id=a.id, release=a.release, name=a.name, type=a.type, mediaType=a.media_type,
+                            size=a.size, sha256=a.sha256) for a in found])
+
+        @router.get("/download/{artifactId}", response_model=DownloadLinkOut,
+                    summary="Issue a time-boxed download link (admins may choose ttl up to the cap)")
+        async def download(request: Request, principal: Caller, artifactId: str,
+                           ttl: Annotated[int | None, Query(ge=1, le=86400)] = None) -> DownloadLinkOut:
+            artifact_id = valid_artifact_id(artifactId)
+            artifact = await lookup(self.catalog.artifact(principal.tenant, artifact_id))
+            download_id = new_download_id()
+            url, expires = self.links.issue(principal, artifact_id, download_id, ttl)
+            await self.guard.record(request, principal, Action.READ, f"link:{artifact_id}",
+                                    release=artifact.release, download_id=download_id)
+            return DownloadLinkOut(url=url, downloadId=download_id, expiresAt=expires)
+
+        @router.get("/files/{artifactId}", summary="The watermarked artifact behind a signed link",
+                    responses={200: {"content": {"application/octet-stream": {}}}})
+        async def files(request: Request, artifactId: str,
+                        dl: Annotated[str, Query(pattern=r"^dl_[0-9a-f]{32}$")],
+                        exp: Annotated[int, Query(ge=0, le=2**40)],
+                        sig: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")]) -> Response:
+            principal = await self.caller(request, download=True)
+            artifact_id = valid_artifact_id(artifactId)
+            self.links.check(principal, artifact_id, dl, exp, sig)
+            artifact, content = await lookup(self.catalog.content(principal.tenant, artifact_id))
+            issued = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            mark = watermark.Watermark(user=principal.email or principal.user, tenant=principal.tenant,
+                                       issued_at=issued, download_id=dl)
+            marked = watermark.apply(artifact.name, artifact.media_type, artifact.sha256, content, mark)
+            await self.guard.record(request, principal, Action.DOWNLOAD, f"artifact:{artifact_id}",
+                                    release=artifact.release, download_id=dl)
+            return Response(marked.content, media_type=marked.media_type, headers={
+                "Content-Disposition": f'attachment; filename="{_safe_filename(marked.filename)}"',
+                "X-IG-Download-Id": dl, "X-IG-Watermark": marked.form, "X-IG-Original-Sha256": artifact.sha256,
+                "Cache-Control": "no-store"})
+
+        @router.get("/access-logs", summary="Access log of one release (admins only); the export is logged too",
+                    response_model=AccessLogOut, responses={200: {"content": {"text/csv": {}}}})
+        async def access_logs(request: Request, principal: Caller,
+                              release: Annotated[str, Query(min_length=1, max_length=64)],
+                              format: Literal["json", "csv"] = "json") -> Response:
+            if not principal.is_admin:
+                raise HTTPException(403, "access logs are for admins of the tenant")
+            name = valid_release(release)
+            await lookup(self.catalog.release(principal.tenant, name))
+            recorded = await self.read_log(principal, name)
+            await self.guard.record(request, principal, Action.EXPORT, f"access-log:{name}:{format}", release=name)
+            if format == "csv":
+                return Response(to_csv(recorded), media_type="text/csv", headers={
+                    "Content-Disposition": f'attachment; filename="access-log-{name}.csv"'})
+            body = AccessLogOut(release=name, entries=[to_out(r) for r in recorded])
+            return Response(body.model_dump_json(), media_type="application/json")
+
+        return router
+
+    async def read_log(self, principal: Principal, release: str) -> list[RecordedAccess]:
+        try:
+            return await self.guard.ledger.accesses(principal.tenant, release)
+        except LedgerUnavailable as error:
+            raise HTTPException(503, "ledger unavailable") from error
+
+
+def to_out(recorded: RecordedAccess) -> AccessLogEntryOut:
+    e = recorded.entry
+    return AccessLogEntryOut(seq=recorded.seq, at=e.at, user=e.user, tenant=e.tenant, action=e.action.value,
+                             object=e.object, release=e.release, download_id=e.download_id,
+                             request_sha256=e.request_sha256, entry_hash=recorded.entry_hash)
+
+
+def to_csv(recorded: list[RecordedAccess]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(CSV_COLUMNS))
+    writer.writeheader()
+    for item in recorded:
+        writer.writerow(to_out(item).model_dump())
+    return out.getvalue()
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:200] or "artifact"

@@ -1,0 +1,146 @@
+"""OpenID Connect against the configured provider: discovery, PKCE, code exchange, JWKS-verified tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import jwt
+import structlog
+
+log = structlog.get_logger(__name__)
+
+ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+
+class TokenRejected(Exception):
+    """The token is not one the portal accepts; the message says why (never sent to the client verbatim)."""
+
+
+class ProviderUnavailable(Exception):
+    """Discovery, JWKS or the token endpoint could not be reached."""
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge) per RFC 7636."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+@dataclass
+class Provider:
+    issuer: str
+    client_id: str
+    client_secret: str
+    audience: str
+    skew_seconds: int
+    jwks_refetch_seconds: float
+    http: httpx.AsyncClient
+
+    def __post_init__(self) -> None:
+        self._metadata: dict[str, Any] | None = None
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys_fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            body = await self._get_json(url)
+            if body.get("issuer") != self.issuer:
+                raise ProviderUnavailable(f"discovery names issuer {body.get('issuer')!r}, expected {self.issuer!r}")
+            self._metadata = body
+        return self._metadata
+
+    async def authorization_url(self, redirect_uri: str, state: str, nonce: str, challenge: str) -> str:
+        endpoint = (await self.metadata())["authorization_endpoint"]
+        query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+                 "scope": "openid email profile groups", "state": state, "nonce": nonce,
+                 "code_challenge": challenge, "code_challenge_method": "S256"}
+        return f"{endpoint}?{urlencode(query)}"
+
+    async def exchange_code(self, code: str, verifier: str, redirect_uri: str) -> str:
+        """The ID token for an authorization code (PKCE verifier included)."""
+        endpoint = (await self.metadata())["token_endpoint"]
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+                "code_verifier": verifier, "client_id": self.client_id}
+        try:
+            if self.client_secret:
+                response = await self.http.post(endpoint, data=form, auth=(self.client_id, self.client_secret))
+            else:
+                response = await self.http.post(endpoint, data=form)
+        except httpx.HTTPError as error:
+            raise ProviderUnavailable(f"token endpoint: {error}") from error
+        if response.status_code != 200:
+            raise TokenRejected(f"code exchange refused: {response.status_code} {response.text[:200]}")
+        token = response.json().get("id_token")
+        if not isinstance(token, str):
+            raise TokenRejected("token endpoint returned no id_token")
+        return token
+
+    async def verify(self, token: str, *, nonce: str | None = None) -> dict[str, Any]:
+        """Claims of ``token`` after checking signature (JWKS), iss, aud, exp, nbf, iat within the skew."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise TokenRejected(f"malformed token: {error}") from error
+        if header.get("alg") not in ALGORITHMS:
+            raise TokenRejected(f"algorithm {header.get('alg')!r} not accepted")
+        key = await self._key(header.get("kid"))
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key=key.key, algorithms=[str(header["alg"])], audience=self.audience, issuer=self.issuer,
+                leeway=self.skew_seconds, options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+        except jwt.PyJWTError as error:
+            raise TokenRejected(str(error)) from error
+        if claims["iat"] > time.time() + self.skew_seconds:
+            raise TokenRejected("token issued in the future")
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise TokenRejected("nonce mismatch")
+        return claims
+
+    async def _key(self, kid: object) -> jwt.PyJWK:
+        if not isinstance(kid, str) or not kid:
+            raise TokenRejected("token has no key id")
+        if kid in self._keys:
+            return self._keys[kid]
+        async with self._lock:
+            # An unknown kid may mean the provider rotated keys: refetch, but not more often than the bound.
+            if kid not in self._keys and time.monotonic() - self._keys_fetched_at >= self.jwks_refetch_seconds:
+                await self._refresh_keys()
+        if kid not in self._keys:
+            raise TokenRejected(f"unknown key id {kid!r}")
+        return self._keys[kid]
+
+    async def _refresh_keys(self) -> None:
+        body = await self._get_json((await self.metadata())["jwks_uri"])
+        keys: dict[str, jwt.PyJWK] = {}
+        for raw in body.get("keys", []):
+            try:
+                key = jwt.PyJWK(raw)
+            except jwt.PyJWTError:
+                continue
+            if key.key_id:
+                keys[key.key_id] = key
+        self._keys = keys
+        self._keys_fetched_at = time.monotonic()
+        log.info("jwks_refreshed", keys=sorted(keys))
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            response = await self.http.get(url)
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise ProviderUnavailable(f"{url}: {error}") from error
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(f"{url}: not a JSON object")
+        return body

@@ -1,0 +1,57 @@
+"""Appending access entries to the provenance ledger and reading them back for the access log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+
+from ig_portal.domain.access import LEDGER_KIND, AccessEntry, ledger_subject
+
+
+class LedgerUnavailable(Exception):
+    """The ledger did not take the entry: the request must fail closed."""
+
+
+@dataclass(frozen=True)
+class RecordedAccess:
+    seq: int
+    entry_hash: str
+    entry: AccessEntry
+
+
+class AccessLedger:
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 5.0) -> None:
+        self.stub = ledger_pb2_grpc.LedgerServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.timeout = timeout
+
+    async def append(self, entry: AccessEntry) -> int:
+        request = ledger_pb2.AppendRequest(kind=LEDGER_KIND, subject=ledger_subject(entry.tenant, entry.release),
+                                           payload=entry.payload())
+        try:
+            reply = await self.stub.Append(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as error:
+            raise LedgerUnavailable(f"ledger append failed: {error.code().name} {error.details()}") from error
+        if reply.entry.seq <= 0:
+            raise LedgerUnavailable("ledger answered without a sequence number")
+        return int(reply.entry.seq)
+
+    async def accesses(self, tenant: str, release: str, page_size: int = 1000) -> list[RecordedAccess]:
+        """Every access entry recorded for ``tenant``'s ``release``, oldest first (paged by sequence number)."""
+        found: list[RecordedAccess] = []
+        from_seq = 0
+        while True:
+            request = ledger_pb2.ListRequest(kind=LEDGER_KIND, subject=ledger_subject(tenant, release),
+                                             from_seq=from_seq, page_size=page_size)
+            try:
+                reply = await self.stub.List(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as error:
+                raise LedgerUnavailable(f"ledger list failed: {error.code().name} {error.details()}") from error
+            for item in reply.entries:
+                entry = AccessEntry.from_payload(item.payload)
+                if entry.tenant == tenant and entry.release == release:
+                    found.append(RecordedAccess(int(item.seq), item.entry_hash, entry))
+            if len(reply.entries) < page_size:
+                return found
+            from_seq = int(reply.entries[-1].seq) + 1

@@ -1,0 +1,53 @@
+"""Access entries: what the ledger records for every view, read, download and export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+LEDGER_KIND = "ig.audit.access"
+
+
+class Action(StrEnum):
+    VIEW = "view"          # an HTML page
+    READ = "read"          # a JSON API read (catalog, artifact list, link issued)
+    DOWNLOAD = "download"  # artifact bytes served through a signed link
+    EXPORT = "export"      # an access-log export
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    user: str
+    tenant: str
+    action: Action
+    object: str
+    release: str
+    download_id: str
+    request_sha256: str
+    at: str
+
+    def payload(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces): the bytes whose hash the ledger chains."""
+        body = {**asdict(self), "action": self.action.value}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_payload(cls, raw: bytes) -> AccessEntry:
+        body = json.loads(raw)
+        return cls(**{**body, "action": Action(body["action"])})
+
+
+def ledger_subject(tenant: str, release: str) -> str:
+    """Entries of one release share a subject so an admin lists them with one ledger query."""
+    return f"portal/{tenant}/{release}" if release else f"portal/{tenant}"
+
+
+def request_hash(method: str, path: str, query: str, user: str, at: str) -> str:
+    material = "\n".join((method.upper(), path, query, user, at)).encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+CSV_COLUMNS = ("seq", "at", "user", "tenant", "action", "object", "release", "download_id", "request_sha256",
+               "entry_hash")
