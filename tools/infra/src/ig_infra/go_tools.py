@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -44,8 +45,36 @@ TOOLS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Modules whose go.mod has exclude/replace directives refuse ``go install pkg@version``; they are built
+# inside their own (downloaded, checksum-verified) module so those directives apply as upstream intends.
+BUILD_AS_MAIN_MODULE: frozenset[str] = frozenset({"prometheus", "promtool"})
+
+
+def go_build_in_module(cache: Path, module: str, version: str, binary: str, package: str) -> Path:
+    """``go mod download module@version`` then ``go build ./package`` inside it; built only when missing."""
+    target = cache / f"{binary}-{version}" / "bin" / binary
+    if target.exists():
+        return target
+    require("go")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CGO_ENABLED": "0"}
+    download = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True,
+                              text=True, env=env, cwd=target.parent)
+    if download.returncode != 0:
+        raise InfraError(f"go mod download {module}@{version} failed:\n{download.stderr[-3000:]}")
+    source = json.loads(download.stdout)["Dir"]
+    print(f"  building {binary} {version} with go build (first time only) ...", flush=True)
+    args = ["go", "build", "-trimpath", "-o", str(target), f"./{package}"]
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=source)
+    if result.returncode != 0 or not target.exists():
+        raise InfraError(f"{' '.join(args)} in {source} failed:\n{result.stderr[-3000:]}")
+    return target
+
+
 def tool_path(cache: Path, name: str) -> Path:
     if name not in TOOLS:
         raise InfraError(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
     module, version, package = TOOLS[name]
+    if name in BUILD_AS_MAIN_MODULE:
+        return go_build_in_module(cache, module, version, name, package)
     return go_install(cache, module, version, name, package)
