@@ -121,3 +121,27 @@ class CompletenessResponse(_message.Message):
     missing: _containers.RepeatedScalarFieldContainer[str]
     contract_version: str
     def __init__(self, complete: _Optional[bool] = ..., missing: _Optional[_Iterable[str]] = ..., contract_version: _Optional[str] = ...) -> None: ...
+
+class GetManifestRequest(_message.Message):
+    __slots__ = ("release", "tenant")
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    release: str
+    tenant: str
+    def __init__(self, release: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class GetManifestResponse(_message.Message):
+    __slots__ = ("release", "manifest_sha256", "manifest", "signature", "sigstore_bundle", "public_key")
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGSTORE_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    release: str
+    manifest_sha256: str
+    manifest: bytes
+    signature: bytes
+    sigstore_bundle: bytes
+    public_key: bytes
+    def __init__(self, release: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., manifest: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., sigstore_bundle: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...

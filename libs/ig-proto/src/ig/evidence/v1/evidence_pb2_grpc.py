@@ -60,6 +60,11 @@ class EvidenceServiceStub:
                 request_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.CompletenessRequest.SerializeToString,
                 response_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.CompletenessResponse.FromString,
                 _registered_method=True)
+        self.GetManifest = channel.unary_unary(
+                '/ig.evidence.v1.EvidenceService/GetManifest',
+                request_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestRequest.SerializeToString,
+                response_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestResponse.FromString,
+                _registered_method=True)
 
 
 class EvidenceServiceServicer:
@@ -97,6 +102,14 @@ class EvidenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetManifest(self, request, context):
+        """The latest bundle's signed manifest with its signature files: what `ig-evidence verify` needs beside the
+        artifacts (the audit portal serves them to auditors).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvidenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +137,11 @@ def add_EvidenceServiceServicer_to_server(servicer, server):
                     servicer.Completeness,
                     request_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.CompletenessRequest.FromString,
                     response_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.CompletenessResponse.SerializeToString,
+            ),
+            'GetManifest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetManifest,
+                    request_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestRequest.FromString,
+                    response_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +280,33 @@ class EvidenceService:
             '/ig.evidence.v1.EvidenceService/Completeness',
             ig_dot_evidence_dot_v1_dot_evidence__pb2.CompletenessRequest.SerializeToString,
             ig_dot_evidence_dot_v1_dot_evidence__pb2.CompletenessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetManifest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ig.evidence.v1.EvidenceService/GetManifest',
+            ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestRequest.SerializeToString,
+            ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestResponse.FromString,
             options,
             channel_credentials,
             insecure,
