@@ -1,0 +1,5 @@
+import sys
+
+from ig_region_test.cli import main
+
+sys.exit(main())

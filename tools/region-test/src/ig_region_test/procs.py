@@ -1,0 +1,190 @@
+"""Long-running processes of a region other than PostgreSQL: its Kafka broker, OPA and the policy service.
+
+Each is started inside the region's namespace (``ip netns exec``) in its own session, with its own config,
+data and log under the run directory. Cleanup does not depend on these objects: every process inside a
+namespace is killed when the namespace is removed, and in loopback fallback the recorded process groups are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ig_infra.components.kafka import KAFKA_VERSION, LOG4J
+from ig_infra.go_tools import tool_path
+from ig_infra.paths import Paths
+
+from ig_region_test.network import RegionNet
+from ig_region_test.runstate import RunState
+
+KAFKA_PORT = 9092
+KAFKA_CONTROLLER_PORT = 9093
+OPA_PORT = 8181
+POLICY_GRPC_PORT = 50051
+POLICY_HTTP_PORT = 8081
+
+
+class ProcessError(RuntimeError):
+    pass
+
+
+@dataclass
+class RegionProcess:
+    region: RegionNet
+    name: str
+    root: Path
+    state: RunState
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"{self.region.name}-{self.name}.log"
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.region.wrap(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})}, start_new_session=True,
+            )
+        self.state.remember(pid=self.process.pid)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_until(self, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ProcessError(f"{self.region.name} {self.name} exited; see {self.log}\n{self.tail()}")
+            try:
+                if check():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.3)
+        raise ProcessError(f"{self.region.name} {self.name} not ready after {timeout:.0f}s; see {self.log}\n"
+                           f"{self.tail()}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+
+    def tail(self, lines: int = 12) -> str:
+        if not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class RegionKafka(RegionProcess):
+    """A single-node KRaft broker (broker + controller) listening on the region's client address."""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.region.client_host}:{self.region.port(KAFKA_PORT)}"
+
+    @property
+    def data(self) -> Path:
+        return self.root / f"{self.region.name}-kafka-data"
+
+    def start(self, paths: Paths) -> None:
+        libs = paths.cache / f"kafka-{KAFKA_VERSION}" / "libs"
+        if not (libs / ".complete").exists():
+            raise ProcessError(f"Kafka jars missing in {libs}; run `uv run ig-infra up kafka` once to fetch them")
+        controller_host = "127.0.0.1" if self.region.netns else self.region.client_host
+        controller = f"{controller_host}:{self.region.port(KAFKA_CONTROLLER_PORT)}"
+        config = self.root / f"{self.region.name}-kafka.properties"
+        config.write_text("\n".join([
+            "process.roles=broker,controller", "node.id=1", f"controller.quorum.voters=1@{controller}",
+            f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{self.bootstrap}", "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={self.data}", "num.partitions=1", "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=1", "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1", "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            # The cleaner's default 128 MiB dedupe buffer does not fit the small heap of a test broker.
+            "log.cleaner.dedupe.buffer.size=8388608", "",
+        ]))
+        log4j = self.root / "kafka-log4j.properties"
+        log4j.write_text(LOG4J)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        classpath = f"{libs}/*"
+        formatted = subprocess.run(["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                    "-c", str(config)], capture_output=True, text=True)
+        if formatted.returncode != 0:
+            raise ProcessError(f"formatting {self.region.name} Kafka storage failed: {formatted.stdout}")
+        self.spawn(["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                    "-Xshare:auto", f"-Dlog4j.configuration=file:{log4j}", "-cp", classpath, "kafka.Kafka",
+                    str(config)])
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        self.wait_until(lambda: asyncio.run(_kafka_answers(self.bootstrap)), timeout)
+
+
+async def _kafka_answers(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    finally:
+        await admin.close()
+
+
+class RegionOpa(RegionProcess):
+    """OPA serving the repository's Rego policies on the region's address (the policy service's sidecar)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.region.client_host}:{self.region.port(OPA_PORT)}"
+
+    def start(self, paths: Paths, policies: Path) -> None:
+        opa = tool_path(paths.cache, "opa")
+        self.spawn([str(opa), "run", "--server", "--addr", f"{self.region.client_host}:{self.region.port(OPA_PORT)}",
+                    "--log-level", "error", str(policies)])
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return bool(response.status == 200)
+
+        self.wait_until(healthy, timeout)
+
+
+class RegionPolicyService(RegionProcess):
+    """The policy service (ig_policy.app) of this region, on the region's client address."""
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.region.client_host}:{self.region.port(POLICY_GRPC_PORT)}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.region.client_host}:{self.region.port(POLICY_HTTP_PORT)}"
+
+    def start(self, database_url: str, kafka_bootstrap: str, opa_url: str) -> None:
+        self.spawn([sys.executable, "-m", "ig_policy.app"], env={
+            "IG_REGION": self.region.name, "IG_DATABASE_URL": database_url, "IG_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "IG_OPA_URL": opa_url, "IG_GRPC_HOST": self.region.client_host,
+            "IG_GRPC_PORT": str(self.region.port(POLICY_GRPC_PORT)), "IG_HTTP_HOST": self.region.client_host,
+            "IG_HTTP_PORT": str(self.region.port(POLICY_HTTP_PORT)), "OTEL_TRACES_EXPORTER": "none",
+        })
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+
+        self.wait_until(healthy, timeout)

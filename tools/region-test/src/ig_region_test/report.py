@@ -1,0 +1,57 @@
+"""Artifacts: results JSON, JUnit XML, timeline JSON and residency proofs, in one folder the release bundle reads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+RESULTS = "multi-region-results.json"
+JUNIT = "multi-region-junit.xml"
+TIMELINE = "multi-region-timeline.json"
+PROOFS = "residency-proofs.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def junit(cases: list[dict[str, Any]], duration: float) -> str:
+    """One testcase per verdict; ``pending`` becomes skipped (with its reason), never a pass."""
+    failures = sum(1 for c in cases if c["status"] == "failed")
+    skipped = sum(1 for c in cases if c["status"] in ("pending", "skipped"))
+    suite = ET.Element("testsuite", name="region-test", tests=str(len(cases)), failures=str(failures),
+                       errors="0", skipped=str(skipped), time=f"{duration:.3f}")
+    for case in cases:
+        element = ET.SubElement(suite, "testcase", classname=f"region-test.{case['group']}", name=case["name"],
+                                time=f"{case.get('time', 0.0):.3f}")
+        if case["status"] == "failed":
+            ET.SubElement(element, "failure", message=case["message"][:500]).text = case["message"]
+        elif case["status"] in ("pending", "skipped"):
+            ET.SubElement(element, "skipped", message=case["message"][:500])
+        ET.SubElement(element, "system-out").text = case["message"]
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def write_all(directory: Path, results: dict[str, Any], timeline: list[dict[str, Any]], proofs: dict[str, Any],
+              cases: list[dict[str, Any]], duration: float) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / RESULTS, results)
+    write_json(directory / TIMELINE, {"events": timeline})
+    write_json(directory / PROOFS, proofs)
+    (directory / JUNIT).write_text(junit(cases, duration))
+    return [directory / name for name in (RESULTS, JUNIT, TIMELINE, PROOFS)]
+
+
+def copy_logs(run_dir: Path, target: Path) -> None:
+    """The processes' logs (PostgreSQL, Kafka, OPA, policy) next to the results, before the run dir goes away."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for log in sorted(run_dir.glob("*.log")):
+        shutil.copyfile(log, target / log.name)
