@@ -49,7 +49,7 @@ def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
 
 def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
     try:
-        name, hash_hex, encoded = text.strip().split("+")
+        name, hash_hex, encoded = text.strip().split("+", 2)
         raw = base64.b64decode(encoded, validate=True)
     except ValueError as error:
         raise NoteError(f"verifier key is not name+hash+base64: {error}") from error
