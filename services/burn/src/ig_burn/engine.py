@@ -25,7 +25,7 @@ from ig_burn.domain.burn import BurnReport, WindowScale, compute_report, windows
 from ig_burn.domain.queries import Batch, plan_batches
 from ig_burn.domain.throttle import THROTTLED, ThrottleState, decide, initial_state
 from ig_burn.prometheus import PrometheusClient, PrometheusUnavailable
-from ig_burn.store.flags import FlagStore
+from ig_burn.store.flags import FLAG_CHANGES, FlagStore
 from ig_burn.store.throttles import AppliedTransition, ThrottleStore
 
 log = structlog.get_logger(__name__)
@@ -173,6 +173,8 @@ class BurnEngine:
                 self.snapshot.states[decision.state.slo] = decision.state
                 applied.append(done)
                 TRANSITIONS.labels(decision.state.state).inc()
+                for key in done.changed_flags:
+                    FLAG_CHANGES.labels(key, "ig-burn").inc()
                 log.warning("burn_throttle_transition", slo=done.transition.slo, to_state=done.transition.to_state,
                             reason=done.transition.reason, flags=list(done.changed_flags),
                             pinned_left_alone=[s.key for s in done.skipped], incident=done.incident_id)

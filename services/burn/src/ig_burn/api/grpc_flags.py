@@ -13,7 +13,7 @@ from ig.flags.v1 import flags_pb2, flags_pb2_grpc
 
 from ig_burn.domain.flags import Flag, FlagValue, check_flag_key, check_flag_value
 from ig_burn.events.builders import to_value
-from ig_burn.store.flags import FlagStore
+from ig_burn.store.flags import FLAG_CHANGES, FlagStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -65,8 +65,10 @@ class FlagServicer(flags_pb2_grpc.FlagServiceServicer):
         if not request.reason.strip():
             await _invalid(context, "reason: say why the flag changes")
         async with self._pool.acquire() as conn, conn.transaction():
-            flag, _ = await self._store.set(conn, key, value, pinned=request.pinned,
-                                            changed_by=request.changed_by.strip(), reason=request.reason.strip())
+            flag, changed = await self._store.set(conn, key, value, pinned=request.pinned,
+                                                  changed_by=request.changed_by.strip(), reason=request.reason.strip())
+        if changed:
+            FLAG_CHANGES.labels(key, flag.changed_by).inc()
         await self._on_change()
         return flags_pb2.SetFlagResponse(flag=to_message(flag))
 

@@ -8,9 +8,14 @@ from typing import Any
 
 import asyncpg
 from ig_common.events.outbox import Executor, enqueue
+from prometheus_client import Counter
 
 from ig_burn.domain.flags import Flag, FlagValue, same_value
 from ig_burn.events.builders import flag_changed
+
+# Incremented by callers after their transaction commits (dashboards annotate flag changes with it).
+FLAG_CHANGES = Counter("ig_flags_changes_total", "Committed flag changes, by flag and by who changed it",
+                       ["key", "changed_by"])
 
 
 def _decode(raw: Any) -> FlagValue:
