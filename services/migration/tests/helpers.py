@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 import yaml
-
 from ig_migration.settings import Settings
 
 EXAMPLE = Path(__file__).parents[1] / "plans" / "add-asset-index-v3.yaml"

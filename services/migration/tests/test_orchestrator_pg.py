@@ -8,7 +8,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-
 from ig_migration.domain.phases import Phase
 from ig_migration.orchestrator import commands
 from ig_migration.orchestrator.runner import Orchestrator
@@ -24,7 +23,6 @@ CHANGE = "add-asset-index-v3"
 
 async def prepared(dsn: str, rows: int) -> asyncpg.Connection:
     from ig_common.db import create_pool, prepare_schema
-
     from ig_migration.store import MIGRATIONS, SCHEMA
 
     pool = await create_pool(dsn, max_size=1)
@@ -105,7 +103,7 @@ async def test_partial_backout_restores_chosen_batches_from_blue(fresh_dsn: str,
     # Green goes wrong for some entities of batch 2 (a bad transform, a manual fix gone astray...).
     await conn.execute("UPDATE public.assets_v3 SET name = 'corrupted' WHERE id > $1 AND id <= $1 + 50", lo)
     await conn.execute("DELETE FROM public.assets_v3 WHERE id = $1", hi)
-    names = Names.of((await commands.load_plan(conn, CHANGE)))
+    names = Names.of(await commands.load_plan(conn, CHANGE))
     columns = await target.columns_of(conn, "public.assets")
     blue, green = await target.fingerprints(conn, [names.blue, names.green], columns, "id", (lo, hi))
     assert blue != green

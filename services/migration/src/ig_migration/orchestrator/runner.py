@@ -219,15 +219,18 @@ class Orchestrator:
             assert checkpoint is not None
         last, end = checkpoint.last_key, checkpoint.end_key
         done, active, throttled_total = checkpoint.done, checkpoint.active_seconds, checkpoint.throttled_seconds
+        inserted = 0  # by this orchestrator; a resumed run counts from its restart
         while last < end:
             throttled = await self._wait_for_headroom(plan)
             THROTTLED.labels(change).inc(throttled)
             started = time.perf_counter()
             async with self.conn.transaction():
-                upper, copied = await target.copy_batch(self.conn, names, columns, last, end, plan.batch.size)
+                upper, covered, copied = await target.copy_batch(self.conn, names, columns, last, end,
+                                                                 plan.batch.size)
                 seconds = time.perf_counter() - started
-                await state.advance_checkpoint(self.conn, change, last, upper, copied, seconds, throttled)
-            last, done, active, throttled_total = upper, done + copied, active + seconds, throttled_total + throttled
+                await state.advance_checkpoint(self.conn, change, last, upper, covered, seconds, throttled)
+            last, done, active, throttled_total = upper, done + covered, active + seconds, throttled_total + throttled
+            inserted += copied
             ROWS_COPIED.labels(change).inc(copied)
             progress = Progress(done, checkpoint.total, active)
             BACKFILL_DONE.labels(change).set(progress.share)
@@ -238,7 +241,8 @@ class Orchestrator:
                 await asyncio.sleep(self.settings.backfill_pause_seconds)
         final = Progress(done, checkpoint.total, active)
         await state.save_result(self.conn, change, "backfill", {
-            "rows": done, "total_at_start": checkpoint.total, "active_seconds": round(active, 3),
+            "rows": done, "total_at_start": checkpoint.total, "inserted_by_this_run": inserted,
+            "active_seconds": round(active, 3),
             "rows_per_second": round(final.rows_per_second, 1), "throttled_seconds": round(throttled_total, 3),
             "batch_size": plan.batch.size})
         return f"copied {final.describe()}"

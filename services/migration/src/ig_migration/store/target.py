@@ -163,23 +163,28 @@ async def key_bounds(conn: Conn, table: str, key: str) -> tuple[int, int, int]:
 
 
 async def copy_batch(conn: Conn, names: Names, columns: list[str], after_key: int, end_key: int,
-                     size: int) -> tuple[int, int]:
-    """Copy the next ``size`` entities after ``after_key`` (up to ``end_key``); returns (upper key, rows copied).
+                     size: int) -> tuple[int, int, int]:
+    """Copy the next ``size`` entities after ``after_key`` (up to ``end_key``).
 
-    FOR KEY SHARE re-reads rows a concurrent writer changed and skips deleted ones, while the dual-write trigger
-    has already written (or is waiting to write) their newer version: ON CONFLICT DO NOTHING keeps that newer
-    version. The caller commits the checkpoint in this same transaction.
+    Returns (upper key, entities covered, rows inserted): entities the dual-write had already put into green are
+    covered without being inserted again. FOR KEY SHARE re-reads rows a concurrent writer changed and skips
+    deleted ones, while the trigger has written (or waits to write) their newer version: ON CONFLICT DO NOTHING
+    keeps that newer version. The caller commits the checkpoint in this same transaction.
     """
     upper = await conn.fetchval(
         f"SELECT {names.key} FROM {names.blue} WHERE {names.key} > $1 AND {names.key} <= $2 "
         f"ORDER BY {names.key} OFFSET $3 LIMIT 1", after_key, end_key, size - 1)
     upper = end_key if upper is None else int(upper)
     cols = ", ".join(columns)
-    status = await conn.execute(
-        f"INSERT INTO {names.green} ({cols}) SELECT {cols} FROM {names.blue} "
-        f"WHERE {names.key} > $1 AND {names.key} <= $2 ORDER BY {names.key} FOR KEY SHARE "
-        f"ON CONFLICT ({names.key}) DO NOTHING", after_key, upper)
-    return upper, int(status.split()[-1])
+    row = await conn.fetchrow(
+        f"""WITH source AS (SELECT {cols} FROM {names.blue} WHERE {names.key} > $1 AND {names.key} <= $2
+                            FOR KEY SHARE),
+                 copied AS (INSERT INTO {names.green} ({cols}) SELECT {cols} FROM source
+                            ON CONFLICT ({names.key}) DO NOTHING RETURNING 1)
+            SELECT (SELECT count(*) FROM source) AS covered, (SELECT count(*) FROM copied) AS inserted""",
+        after_key, upper)
+    assert row is not None
+    return upper, int(row["covered"]), int(row["inserted"])
 
 
 def _row_hash(alias: str, columns: list[str]) -> str:
@@ -247,8 +252,9 @@ async def switch_view(conn: Conn, names: Names, columns: list[str], to_green: bo
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
-                # Take both tables' locks up front in a fixed order: writers hold them only for their short
-                # transactions, and nobody can slip a write between the two trigger flips.
+                # Locks in the order writers take them (view, the table behind it, the dual-write target), all up
+                # front: no deadlock with a writer mid-statement, and no write slips between the trigger flips.
+                await conn.execute(f"LOCK TABLE {names.view} IN ACCESS EXCLUSIVE MODE")
                 await conn.execute(f"LOCK TABLE {names.blue}, {names.green} IN SHARE ROW EXCLUSIVE MODE")
                 locked = time.perf_counter()
                 await conn.execute(f"ALTER TABLE {disable[0]} DISABLE TRIGGER {disable[1]}")
@@ -258,7 +264,7 @@ async def switch_view(conn: Conn, names: Names, columns: list[str], to_green: bo
                     await conn.execute(record, *record_args)
             done = time.perf_counter()
             return SwitchTiming(attempt, (locked - started) * 1000, (done - locked) * 1000, (done - started) * 1000)
-        except asyncpg.exceptions.LockNotAvailableError as error:
+        except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.DeadlockDetectedError) as error:
             last_error = error
     raise TimeoutError(f"could not take the cutover locks within {lock_timeout_ms} ms in {attempts} attempts: "
                        f"{last_error}")
