@@ -1,10 +1,11 @@
 """The infrastructure components, in start order."""
 
 from ig_infra.components.base import Component
+from ig_infra.components.dex import Dex
 from ig_infra.components.kafka import Kafka
 from ig_infra.components.opa import Opa
 from ig_infra.components.postgres import Postgres
 
-ALL: tuple[type[Component], ...] = (Postgres, Kafka, Opa)
+ALL: tuple[type[Component], ...] = (Postgres, Kafka, Opa, Dex)
 
-__all__ = ["ALL", "Component", "Kafka", "Opa", "Postgres"]
+__all__ = ["ALL", "Component", "Dex", "Kafka", "Opa", "Postgres"]
