@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import click
+import grpc
 import structlog
 
 from ig_evidence.bundle import build as builder
+from ig_evidence.bundle import upload
 from ig_evidence.bundle.amend import amend as amend_bundle
 from ig_evidence.bundle.inputs import InputProblem
 from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable
@@ -159,6 +161,26 @@ def verify(bundle: Path, key: str, contract: Path | None, ledger_key: str | None
 
 
 @main.command()
+@click.argument("bundle", type=click.Path(path_type=Path, exists=True))
+@click.option("--release", required=True)
+@click.option("--server", envvar="IG_EVIDENCE_SERVER", required=True, help="EvidenceService gRPC address")
+@click.option("--tenant", default="", help="tenant the release belongs to (empty: shared)")
+def register(bundle: Path, release: str, server: str, tenant: str) -> None:
+    """Upload a bundle to the evidence service (idempotent: the same bundle twice is registered once)."""
+    try:
+        response = upload.register(server, bundle, release, tenant)
+    except grpc.RpcError as error:
+        _fail(f"register at {server}: {error.code().name}: {error.details()}")
+        return
+    except ValueError as error:
+        _fail(str(error))
+        return
+    state = "already registered" if response.already_registered else "registered"
+    click.echo(f"{state}: release {response.release}, manifest sha256 {response.manifest_sha256}, "
+               f"ledger seq {response.ledger_seq}")
+
+
+@main.command()
 @click.option("--out", "directory", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
               show_default=True)
 @click.option("--force", is_flag=True)
@@ -171,3 +193,7 @@ def keygen(directory: Path, force: bool) -> None:
         _fail(str(error))
         return
     click.echo(f"wrote {private_path} and {public_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""The evidence service as a real process on a private database: LedgerService and EvidenceService over gRPC,
+events on Kafka, tamper detection through Verify, and `make evidence` verified by the real cosign binary."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer
+from ig.events.v1 import events_pb2
+from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.events.envelope import ReceivedEvent, from_kafka_record
+from ig_evidence.bundle.upload import register_requests
+from ig_evidence.domain import merkle, note
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+COLLECTED_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
+                   "decision-coverage", "multi-region", "migration-timeline"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_database(database_url: str) -> Iterator[str]:
+    """A database of its own, so tampering with the ledger cannot disturb other tests."""
+    name = f"ig_evidence_{uuid.uuid4().hex[:8]}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield database_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@dataclass(frozen=True)
+class RunningEvidence:
+    grpc_target: str
+    http_port: int
+    database_url: str
+    blob_dir: Path
+
+
+@contextmanager
+def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
+    http_port, grpc_port = free_port(), free_port()
+    process_env = {**env, "IG_DATABASE_URL": database_url, "IG_HTTP_PORT": str(http_port),
+                   "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir), "PATH": os.environ["PATH"]}
+    process = subprocess.Popen([sys.executable, "-m", "ig_evidence.app"], env=process_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                output = process.stdout.read() if process.stdout else ""
+                raise RuntimeError(f"evidence service did not start: {output}") from None
+            time.sleep(0.2)
+    try:
+        yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def write_inputs(root: Path, types: list[str] = COLLECTED_TYPES) -> Path:
+    for artifact_type in types:
+        (root / artifact_type).mkdir(parents=True, exist_ok=True)
+        (root / artifact_type / f"{artifact_type}.json").write_text(f'{{"type": "{artifact_type}", "ok": true}}\n')
+    return root
+
+
+async def read_events(bootstrap: str, topic: str, want: int, match: object, within: float = 30.0
+                      ) -> list[ReceivedEvent]:
+    """Events on ``topic`` (from the beginning) for which ``match(event)`` holds, until ``want`` were seen."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: list[ReceivedEvent] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline and len(found) < want:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for record in records:
+                    event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
+                    if match(event):  # type: ignore[operator]
+                        found.append(event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+EPOCH = "1767225600"
+CONTRACT = REPO / "policies/evidence/release-contract.v1.yaml"
+
+
+@pytest.fixture(scope="module")
+def service(infra: object, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEvidence]:
+    env = infra.env(database_url)  # type: ignore[attr-defined]
+    with private_database(database_url) as own_url, \
+            evidence_service(env, own_url, tmp_path_factory.mktemp("blobs")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("keys")
+    cli("keygen", "--out", str(directory))
+    return directory
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "ig_evidence.cli", *args], capture_output=True, text=True,
+                            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH}, cwd=REPO, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def bundle(service: RunningEvidence, keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bundle")
+    inputs = write_inputs(root / "inputs")
+    cli("build", "--release", "v1.2.1", "--inputs", str(inputs), "--out", str(root / "out"), "--key",
+        str(keys / "cosign.key"), "--ledger", service.grpc_target)
+    return root / "out"
+
+
+def ledger_stub(service: RunningEvidence) -> ledger_pb2_grpc.LedgerServiceStub:
+    return ledger_pb2_grpc.LedgerServiceStub(grpc.insecure_channel(service.grpc_target))
+
+
+def evidence_stub(service: RunningEvidence) -> evidence_pb2_grpc.EvidenceServiceStub:
+    return evidence_pb2_grpc.EvidenceServiceStub(grpc.insecure_channel(service.grpc_target))
+
+
+def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kafka_bootstrap: str) -> None:
+    stub = ledger_stub(service)
+    appended = [stub.Append(ledger_pb2.AppendRequest(kind="e2e.test", subject=f"item-{i}", payload=b"p%d" % i))
+                for i in range(6)]
+    seqs = [a.entry.seq for a in appended]
+    assert seqs == list(range(seqs[0], seqs[0] + 6))
+    assert stub.Get(ledger_pb2.GetRequest(seq=seqs[2])).entry.entry_hash == appended[2].entry.entry_hash
+    listed = stub.List(ledger_pb2.ListRequest(kind="e2e.test", subject="item-4")).entries
+    assert [e.seq for e in listed] == [seqs[4]]
+    checkpoint = stub.Checkpoint(ledger_pb2.CheckpointRequest())
+    opened = note.open_checkpoint(checkpoint.note, checkpoint.verifier_key)
+    assert opened.tree_size == checkpoint.tree_size >= seqs[-1]
+    proof = stub.InclusionProof(ledger_pb2.InclusionProofRequest(seq=seqs[1], tree_size=checkpoint.tree_size))
+    merkle.verify_inclusion(proof.leaf_index, proof.tree_size, bytes.fromhex(proof.leaf_hash),
+                            [bytes.fromhex(h) for h in proof.hashes], opened.root_hash)
+    assert proof.leaf_hash == merkle.leaf_hash(bytes.fromhex(appended[1].entry.entry_hash)).hex()
+    older = stub.Checkpoint(ledger_pb2.CheckpointRequest(tree_size=seqs[0]))
+    consistency = stub.ConsistencyProof(ledger_pb2.ConsistencyProofRequest(first_size=seqs[0],
+                                                                           second_size=checkpoint.tree_size))
+    merkle.verify_consistency(seqs[0], checkpoint.tree_size, bytes.fromhex(older.root_hash), opened.root_hash,
+                              [bytes.fromhex(h) for h in consistency.hashes])
+    assert stub.Verify(ledger_pb2.VerifyRequest()).ok
+    wanted = {str(s) for s in seqs}
+    events = asyncio.run(read_events(kafka_bootstrap, "ig.ledger.entries.v1", 6,
+                                     lambda e: e.subject in wanted and
+                                     e.parse(events_pb2.LedgerEntryAppended()).kind == "e2e.test"))
+    assert sorted(e.parse(events_pb2.LedgerEntryAppended()).seq for e in events)[:6] == seqs
+
+
+@pytest.mark.parametrize(("call", "request_message", "field"), [
+    ("Append", ledger_pb2.AppendRequest(kind="", subject="s"), "kind"),
+    ("Append", ledger_pb2.AppendRequest(kind="k", subject="s", payload=b"x" * (1 << 20 | 1)), "payload"),
+    ("Get", ledger_pb2.GetRequest(seq=0), "seq"),
+    ("List", ledger_pb2.ListRequest(page_size=5000), "page_size"),
+    ("InclusionProof", ledger_pb2.InclusionProofRequest(seq=10 ** 9), "seq"),
+    ("ConsistencyProof", ledger_pb2.ConsistencyProofRequest(first_size=0), "first_size"),
+    ("Checkpoint", ledger_pb2.CheckpointRequest(tree_size=10 ** 9), "tree_size"),
+])
+def test_bad_ledger_requests_are_invalid_argument_naming_the_field(service: RunningEvidence, call: str,
+                                                                   request_message: object, field: str) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        getattr(ledger_stub(service), call)(request_message)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith(field)
+
+
+def test_register_list_download_and_idempotent_reregistration(service: RunningEvidence, bundle: Path,
+                                                              kafka_bootstrap: str) -> None:
+    stub = evidence_stub(service)
+    archive = bundle / "evidence-v1.2.1.tar.gz"
+    first = stub.RegisterBundle(register_requests(archive, "v1.2.1", "acme"))
+    again = stub.RegisterBundle(register_requests(archive, "v1.2.1", "acme"))
+    assert not first.already_registered and again.already_registered
+    assert again.ledger_seq == first.ledger_seq and again.manifest_sha256 == first.manifest_sha256
+    assert first.manifest_sha256 == hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    releases = stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant="acme")).releases
+    assert [(r.name, r.complete) for r in releases] == [("v1.2.1", True)]
+    artifacts = stub.ListArtifacts(evidence_pb2.ListArtifactsRequest(release="v1.2.1", tenant="acme")).artifacts
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert sorted((a.name, a.sha256) for a in artifacts) == sorted((a["name"], a["sha256"])
+                                                                   for a in manifest["artifacts"])
+    sbom = next(a for a in artifacts if a.type == "sbom")
+    parts = list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="acme")))
+    assert parts[0].artifact.name == "sbom.spdx.json"
+    assert hashlib.sha256(b"".join(p.chunk for p in parts[1:])).hexdigest() == sbom.sha256
+    with pytest.raises(grpc.RpcError) as other_tenant:
+        list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="globex")))
+    assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND
+    completeness = stub.Completeness(evidence_pb2.CompletenessRequest(release="v1.2.1"))
+    assert completeness.complete and completeness.contract_version == "1.0.0" and not completeness.missing
+    entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=first.ledger_seq)).entry
+    assert entry.kind == "evidence.bundle_registered" and first.manifest_sha256.encode() in entry.payload
+    events = asyncio.run(read_events(kafka_bootstrap, "ig.evidence.bundles.v1", 1, lambda e: e.parse(
+        events_pb2.BundleRegistered()).manifest_sha256 == first.manifest_sha256))
+    assert events and events[0].parse(events_pb2.BundleRegistered()).ledger_seq == first.ledger_seq
+
+
+def _tampered(archive: Path, tmp: Path) -> Path:
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 3] ^= 0x40
+    (tmp / "bad.tar.gz").write_bytes(bytes(data))
+    return tmp / "bad.tar.gz"
+
+
+def test_bad_uploads_are_invalid_argument(service: RunningEvidence, bundle: Path, tmp_path: Path) -> None:
+    stub = evidence_stub(service)
+    archive = bundle / "evidence-v1.2.1.tar.gz"
+    cases = [
+        (iter([evidence_pb2.RegisterBundleRequest(chunk=b"x")]), "header"),
+        (register_requests(archive, "../etc", ""), "header.release"),
+        (register_requests(archive, "v9.9.9", ""), "header.release"),
+        (register_requests(_tampered(archive, tmp_path), "v1.2.1", ""), "chunk: bundle rejected"),
+    ]
+    for requests, field in cases:
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.RegisterBundle(requests)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert raised.value.details().startswith(field), raised.value.details()
+    with pytest.raises(grpc.RpcError) as unknown:
+        stub.Completeness(evidence_pb2.CompletenessRequest(release="v0.0.0"))
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_make_evidence_builds_a_bundle_the_real_cosign_verifies(service: RunningEvidence, keys: Path,
+                                                                 tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path / "inputs")
+    out = tmp_path / "v1.2.1"
+    make = subprocess.run(
+        ["make", "--no-print-directory", "evidence", "VERSION=v1.2.1", f"EVIDENCE_INPUTS={inputs}",
+         f"EVIDENCE_OUT={out}", f"EVIDENCE_KEY={keys / 'cosign.key'}", f"EVIDENCE_LEDGER={service.grpc_target}",
+         f"EVIDENCE_SERVER={service.grpc_target}"],
+        cwd=REPO, capture_output=True, text=True, timeout=1800, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})
+    assert make.returncode == 0, make.stdout + make.stderr
+    assert "Verified OK" in make.stdout + make.stderr
+    cosign = subprocess.run([str(Path(sys.executable).parent / "ig-infra"), "tool", "cosign"], capture_output=True,
+                            text=True, cwd=REPO, check=True).stdout.strip().splitlines()[-1]
+    verify = [cosign, "verify-blob", "--key", str(keys / "cosign.pub"), "--bundle", str(out / "manifest.sigstore.json"),
+              "--insecure-ignore-tlog=true"]
+    ok = subprocess.run([*verify, str(out / "manifest.json")], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "Verified OK" in ok.stderr + ok.stdout, ok.stderr
+    ok_sig = subprocess.run([cosign, "verify-blob", "--key", str(keys / "cosign.pub"), "--signature",
+                             str(out / "manifest.json.sig"), "--insecure-ignore-tlog=true", str(out / "manifest.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert ok_sig.returncode == 0, ok_sig.stderr
+    changed = tmp_path / "manifest.json"
+    changed.write_bytes((out / "manifest.json").read_bytes().replace(b'"complete":true', b'"complete":false'))
+    refused = subprocess.run([*verify, str(changed)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    releases = evidence_stub(service).ListReleases(evidence_pb2.ListReleasesRequest()).releases
+    assert "v1.2.1" in {r.name for r in releases}
+
+
+def test_a_superuser_edit_makes_verify_name_the_first_bad_seq(service: RunningEvidence) -> None:
+    stub = ledger_stub(service)
+    seqs = [stub.Append(ledger_pb2.AppendRequest(kind="e2e.tamper", subject=f"t{i}", payload=b"v")).entry.seq
+            for i in range(5)]
+    assert stub.Verify(ledger_pb2.VerifyRequest()).ok
+
+    async def edit() -> None:
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            await conn.execute("SET session_replication_role = replica")
+            await conn.execute("UPDATE evidence.ledger_entries SET subject = 'forged' WHERE seq = $1", seqs[2])
+        finally:
+            await conn.close()
+
+    asyncio.run(edit())
+    report = stub.Verify(ledger_pb2.VerifyRequest())
+    assert not report.ok and report.first_bad_seq == seqs[2], report.message

@@ -1,0 +1,37 @@
+"""Streaming a bundle tarball to EvidenceService.RegisterBundle (the CLI's ``register``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+
+CHUNK = 1 << 20
+
+
+def bundle_archive(bundle: Path) -> Path:
+    if bundle.is_file():
+        return bundle
+    found = sorted(bundle.glob("evidence-*.tar.gz")) + sorted(bundle.glob("evidence-*.tar"))
+    if not found:
+        raise ValueError(f"{bundle}: no evidence-*.tar.gz bundle inside")
+    return found[0]
+
+
+def register_requests(archive: Path, release: str, tenant: str) -> Iterator[evidence_pb2.RegisterBundleRequest]:
+    yield evidence_pb2.RegisterBundleRequest(header=evidence_pb2.BundleHeader(release=release, tenant=tenant))
+    with open(archive, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield evidence_pb2.RegisterBundleRequest(chunk=chunk)
+
+
+def register(target: str, bundle: Path, release: str, tenant: str = "",
+             timeout: float = 600.0) -> evidence_pb2.RegisterBundleResponse:
+    archive = bundle_archive(bundle)
+    with grpc.insecure_channel(target) as channel:
+        stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
+        response: evidence_pb2.RegisterBundleResponse = stub.RegisterBundle(
+            register_requests(archive, release, tenant), timeout=timeout)
+        return response
