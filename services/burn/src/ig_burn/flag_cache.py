@@ -27,7 +27,7 @@ class FlagCache:
 
     async def refresh(self) -> None:
         async with self._pool.acquire() as conn:
-            flags = await self._store.list(conn)
+            flags = await self._store.list_flags(conn)
         self.flags = {f.key: f for f in flags}
         self.etag = flag_set_etag(flags)
 

@@ -49,7 +49,7 @@ class FlagServicer(flags_pb2_grpc.FlagServiceServicer):
 
     async def ListFlags(self, request: flags_pb2.ListFlagsRequest, context: Context) -> flags_pb2.ListFlagsResponse:
         async with self._pool.acquire() as conn:
-            flags = await self._store.list(conn)
+            flags = await self._store.list_flags(conn)
         return flags_pb2.ListFlagsResponse(flags=[to_message(f) for f in flags])
 
     async def SetFlag(self, request: flags_pb2.SetFlagRequest, context: Context) -> flags_pb2.SetFlagResponse:

@@ -26,7 +26,8 @@ def to_value(value: FlagValue | None) -> struct_pb2.Value:
     if value is None:
         message.null_value = struct_pb2.NULL_VALUE
         return message
-    return ParseDict(value, message)
+    # Value is the well-known type for any JSON value; ParseDict's annotation only admits objects.
+    return ParseDict(value, message)  # type: ignore[arg-type]
 
 
 def flag_changed(key: str, old: FlagValue | None, new: FlagValue, changed_by: str, reason: str) -> OutgoingEvent:

@@ -37,7 +37,7 @@ class FlagStore:
         row = await conn.fetchrow(f"SELECT * FROM {self.schema}.flags WHERE key = $1{lock}", key)
         return row_to_flag(row) if row else None
 
-    async def list(self, conn: Executor, keys: Sequence[str] | None = None) -> list[Flag]:
+    async def list_flags(self, conn: Executor, keys: Sequence[str] | None = None) -> list[Flag]:
         if keys is None:
             rows = await conn.fetch(f"SELECT * FROM {self.schema}.flags ORDER BY key")
         else:
@@ -73,6 +73,7 @@ class FlagStore:
                     version = EXCLUDED.version
                 RETURNING *""",
             key, encoded, pinned, changed_by, reason, version)
+        assert row is not None  # INSERT ... RETURNING always returns the row
         await conn.execute(
             f"""INSERT INTO {self.schema}.flag_history
                     (key, old_value, new_value, pinned, changed_by, reason, changed_at, version)

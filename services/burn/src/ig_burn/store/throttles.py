@@ -84,7 +84,8 @@ class ThrottleStore:
         stored = row["state"] if row else "ok"
         if stored != transition.from_state:
             return None
-        current = {f.key: f for f in await self.flags.list(conn, [k for k, _ in transition.flag_changes])}
+        keys = [k for k, _ in transition.flag_changes]
+        current = {f.key: f for f in await self.flags.list_flags(conn, keys)}
         apply, skipped = split_pinned(list(transition.flag_changes), current)
         reason = f"auto-throttle {transition.from_state} -> {transition.to_state} for SLO {transition.slo}: " \
                  f"{transition.reason}"
