@@ -224,11 +224,17 @@ class Orchestrator:
             throttled = await self._wait_for_headroom(plan)
             THROTTLED.labels(change).inc(throttled)
             started = time.perf_counter()
-            async with self.conn.transaction():
-                upper, covered, copied = await target.copy_batch(self.conn, names, columns, last, end,
-                                                                 plan.batch.size)
-                seconds = time.perf_counter() - started
-                await state.advance_checkpoint(self.conn, change, last, upper, covered, seconds, throttled)
+            try:
+                async with self.conn.transaction():
+                    upper, covered, copied = await target.copy_batch(self.conn, names, columns, last, end,
+                                                                     plan.batch.size)
+                    seconds = time.perf_counter() - started
+                    await state.advance_checkpoint(self.conn, change, last, upper, covered, seconds, throttled)
+            except asyncpg.exceptions.DeadlockDetectedError:
+                # A writer's multi-statement transaction crossed the fence; the batch rolled back whole, so the
+                # checkpoint still points before it: take it again.
+                log.warning("backfill_batch_retried", change=change, after_key=last)
+                continue
             last, done, active, throttled_total = upper, done + covered, active + seconds, throttled_total + throttled
             inserted += copied
             ROWS_COPIED.labels(change).inc(copied)

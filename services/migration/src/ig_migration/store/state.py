@@ -79,17 +79,17 @@ async def try_lock(conn: Conn, change: str) -> None:
 
 
 async def save_plan(conn: Conn, change: str, plan_yaml: str, sha256: str) -> bool:
-    """Record a submitted plan; resubmitting the same plan is a no-op, a different one for a change that already
-    started is refused (returns False)."""
+    """Record a submitted plan. The same plan again is a no-op while the change is under way; a finished change
+    (completed, backed out, failed) starts afresh; a different plan for a change under way is refused (False)."""
     row = await conn.fetchrow(f"SELECT plan_sha256, phase FROM {SCHEMA}.changes WHERE change = $1", change)
     if row is None:
         await conn.execute(f"INSERT INTO {SCHEMA}.changes (change, plan_yaml, plan_sha256) VALUES ($1, $2, $3)",
                            change, plan_yaml, sha256)
         return True
-    if row["plan_sha256"] == sha256:
-        return True
-    if row["phase"] in (Phase.SUBMITTED.value, Phase.PREFLIGHT.value, Phase.BACKED_OUT.value,
-                        Phase.COMPLETED.value):
+    finished = row["phase"] in (Phase.BACKED_OUT.value, Phase.COMPLETED.value, Phase.FAILED.value)
+    if row["plan_sha256"] == sha256 and not finished:
+        return True  # resubmitting the plan of a change under way changes nothing (a restart resumes it)
+    if finished or row["phase"] in (Phase.SUBMITTED.value, Phase.PREFLIGHT.value):
         async with conn.transaction():
             await conn.execute(f"DELETE FROM {SCHEMA}.changes WHERE change = $1", change)
             await conn.execute(f"INSERT INTO {SCHEMA}.changes (change, plan_yaml, plan_sha256) VALUES ($1, $2, $3)",

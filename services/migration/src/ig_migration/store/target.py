@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -21,6 +22,8 @@ from ig_migration.domain.plan import Plan
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 SUPPRESS = "ig_migration.suppress_dual_write"
+# Advisory-lock namespace of the backfill fence (distinct from the orchestrator's session lock namespace).
+FENCE_NAMESPACE = 0x1A7F
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,15 @@ class Names:
     reverse_trigger: str
     forward_function: str
     reverse_function: str
+    fence_key: int
 
     @classmethod
     def of(cls, plan: Plan) -> Names:
         tag = "ig_mig_" + hashlib.sha1(plan.change.encode()).hexdigest()[:10]
+        fence = zlib.crc32(plan.change.encode("utf-8"))
         return cls(plan.blue.table, plan.green.table, plan.cutover.view, plan.entity.key,
-                   f"{tag}_to_green", f"{tag}_to_blue", f"migration.{tag}_to_green", f"migration.{tag}_to_blue")
+                   f"{tag}_to_green", f"{tag}_to_blue", f"migration.{tag}_to_green", f"migration.{tag}_to_blue",
+                   fence - (1 << 32) if fence >= (1 << 31) else fence)
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,9 @@ async def run_step(conn: Conn, sql: str, lock_timeout_ms: int) -> None:
         await conn.execute("RESET lock_timeout")
 
 
-def _copy_function(name: str, target: str, key: str, columns: list[str]) -> str:
+def _copy_function(name: str, target: str, key: str, columns: list[str], fence_key: int) -> str:
     cols = ", ".join(columns)
+    fence = f"PERFORM pg_advisory_xact_lock_shared({FENCE_NAMESPACE}, {int(fence_key)});"
     values = ", ".join(f"NEW.{c}" for c in columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key) or f"{key} = EXCLUDED.{key}"
     return f"""
@@ -100,11 +107,14 @@ BEGIN
   IF current_setting('{SUPPRESS}', true) = 'on' OR pg_trigger_depth() > 1 THEN
     RETURN NULL;
   END IF;
+  -- A removal must not race a backfill batch that read the row before it was gone (see copy_batch).
   IF TG_OP = 'DELETE' THEN
+    {fence}
     DELETE FROM {target} WHERE {key} = OLD.{key};
     RETURN NULL;
   END IF;
   IF TG_OP = 'UPDATE' AND NEW.{key} IS DISTINCT FROM OLD.{key} THEN
+    {fence}
     DELETE FROM {target} WHERE {key} = OLD.{key};
   END IF;
   INSERT INTO {target} ({cols}) VALUES ({values})
@@ -118,8 +128,8 @@ async def install_dual_write(conn: Conn, names: Names, columns: list[str], lock_
     """Both trigger pairs, forward enabled and reverse disabled; idempotent so a resumed run can repeat it."""
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
-        await conn.execute(_copy_function(names.forward_function, names.green, names.key, columns))
-        await conn.execute(_copy_function(names.reverse_function, names.blue, names.key, columns))
+        await conn.execute(_copy_function(names.forward_function, names.green, names.key, columns, names.fence_key))
+        await conn.execute(_copy_function(names.reverse_function, names.blue, names.key, columns, names.fence_key))
         for table, trigger, function in ((names.blue, names.forward_trigger, names.forward_function),
                                          (names.green, names.reverse_trigger, names.reverse_function)):
             await conn.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
@@ -167,18 +177,22 @@ async def copy_batch(conn: Conn, names: Names, columns: list[str], after_key: in
     """Copy the next ``size`` entities after ``after_key`` (up to ``end_key``).
 
     Returns (upper key, entities covered, rows inserted): entities the dual-write had already put into green are
-    covered without being inserted again. FOR KEY SHARE re-reads rows a concurrent writer changed and skips
-    deleted ones, while the trigger has written (or waits to write) their newer version: ON CONFLICT DO NOTHING
-    keeps that newer version. The caller commits the checkpoint in this same transaction.
+    covered without being inserted again. Updates need no coordination: the trigger upserts the newer version,
+    and ON CONFLICT DO NOTHING here never overwrites it, whichever commits first. Deletes do: a row deleted after
+    this batch read it but before it inserted it would come back to life in green. So the batch holds the fence
+    (an exclusive advisory lock) and deleting triggers take it shared: deletes in flight finish before the batch
+    reads, new ones wait for its commit. That costs deleters at most one batch of latency, instead of the batch
+    row-locking every row it copies (which halves backfill throughput). The caller commits the checkpoint in this
+    same transaction.
     """
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", FENCE_NAMESPACE, names.fence_key)
     upper = await conn.fetchval(
         f"SELECT {names.key} FROM {names.blue} WHERE {names.key} > $1 AND {names.key} <= $2 "
         f"ORDER BY {names.key} OFFSET $3 LIMIT 1", after_key, end_key, size - 1)
     upper = end_key if upper is None else int(upper)
     cols = ", ".join(columns)
     row = await conn.fetchrow(
-        f"""WITH source AS (SELECT {cols} FROM {names.blue} WHERE {names.key} > $1 AND {names.key} <= $2
-                            FOR KEY SHARE),
+        f"""WITH source AS (SELECT {cols} FROM {names.blue} WHERE {names.key} > $1 AND {names.key} <= $2),
                  copied AS (INSERT INTO {names.green} ({cols}) SELECT {cols} FROM source
                             ON CONFLICT ({names.key}) DO NOTHING RETURNING 1)
             SELECT (SELECT count(*) FROM source) AS covered, (SELECT count(*) FROM copied) AS inserted""",
@@ -252,6 +266,9 @@ async def switch_view(conn: Conn, names: Names, columns: list[str], to_green: bo
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
+                # The switch and its state row commit together or not at all; a crash right after the commit
+                # cannot reorder it after writers' later (flushed) commits, so the WAL flush need not be awaited.
+                await conn.execute("SET LOCAL synchronous_commit = off")
                 # Locks in the order writers take them (view, the table behind it, the dual-write target), all up
                 # front: no deadlock with a writer mid-statement, and no write slips between the trigger flips.
                 await conn.execute(f"LOCK TABLE {names.view} IN ACCESS EXCLUSIVE MODE")
