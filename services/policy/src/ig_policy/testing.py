@@ -161,12 +161,14 @@ def proto_from_input(document: dict[str, Any]) -> Any:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
+        if moment.tzinfo is None:
+            return None  # a Timestamp is an instant; a local time without its zone has no protobuf form
         result = Timestamp()
         result.FromDatetime(moment)
         return result
 
     try:
-        actor, resource, context = document["actor"], document["resource"], document["context"]
+        actor, resource, context = (document.get(part, {}) for part in ("actor", "resource", "context"))
         risk = context.get("session_risk", 0)
         if not isinstance(risk, int) or isinstance(risk, bool) or isinstance(actor.get("roles", []), str):
             return None

@@ -7,8 +7,9 @@ Drop rules are objects of log-record fields to values; a record matching every f
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +112,11 @@ def parse_drop_rules(raw: Iterable[Any]) -> tuple[DropRule, ...]:
     return tuple(rules)
 
 
-def apply_masks(record: dict[str, Any], rules: Iterable[MaskRule]) -> dict[str, Any]:
+def apply_masks(record: dict[str, Any], rules: Sequence[MaskRule]) -> dict[str, Any]:
+    """A masked copy: the caller's record (and the input inside it) stays as it was."""
+    if not rules:
+        return record
+    masked = copy.deepcopy(record)
     for rule in rules:
-        rule.apply(record)
-    return record
+        rule.apply(masked)
+    return masked

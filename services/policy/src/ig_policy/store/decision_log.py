@@ -57,6 +57,7 @@ class DecisionLog:
         self._dropped = 0
         self._first_drop: datetime | None = None
         self._last_drop: datetime | None = None
+        self._batch: list[tuple[Any, Decision]] = []
         self.written = 0
 
     def submit(self, policy_input: Any, decision: Decision) -> bool:
@@ -83,41 +84,46 @@ class DecisionLog:
         """Write batches until ``stop``; on stop or cancellation, write what is still queued."""
         try:
             while not stop.is_set():
-                batch = await self._next_batch(stop)
-                if batch:
-                    await self._write_with_retry(batch, stop)
+                await self._collect_batch()
+                if self._batch:
+                    await self._write_with_retry(self._batch, stop)
+                    self._batch = []
         except asyncio.CancelledError:
             await self.drain()
             raise
         await self.drain()
 
     async def drain(self) -> None:
-        """Write everything queued now (shutdown, tests); a final failure is logged with the count lost."""
-        while not self._queue.empty():
-            batch = self._take(self._settings.batch_size)
+        """Write everything taken or queued now (shutdown, tests); a final failure is counted as lost."""
+        while self._batch or not self._queue.empty():
+            batch = self._batch or self._take(self._settings.batch_size)
+            self._batch = []
             try:
                 await self.write(batch)
             except Exception as error:
                 LOG_DROPPED.inc(len(batch))
                 log.error("decision_log_lost_on_shutdown", records=len(batch), error=str(error))
 
-    async def _next_batch(self, stop: asyncio.Event) -> list[tuple[Any, Decision]]:
+    async def _collect_batch(self) -> None:
+        """Fill ``self._batch`` (kept on the instance so a cancellation mid-collection loses nothing)."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a queued item.
         try:
-            first = await asyncio.wait_for(self._queue.get(), timeout=self._settings.flush_interval)
+            async with asyncio.timeout(self._settings.flush_interval):
+                self._batch.append(await self._queue.get())
         except TimeoutError:
-            return []
-        batch = [first]
-        deadline = asyncio.get_running_loop().time() + self._settings.flush_interval
-        while len(batch) < self._settings.batch_size and not stop.is_set():
-            batch += self._take(self._settings.batch_size - len(batch))
-            remaining = deadline - asyncio.get_running_loop().time()
-            if len(batch) >= self._settings.batch_size or remaining <= 0:
-                break
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.flush_interval
+        while len(self._batch) < self._settings.batch_size:
+            self._batch += self._take(self._settings.batch_size - len(self._batch))
+            remaining = deadline - loop.time()
+            if len(self._batch) >= self._settings.batch_size or remaining <= 0:
+                return
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+                async with asyncio.timeout(remaining):
+                    self._batch.append(await self._queue.get())
             except TimeoutError:
-                break
-        return batch
+                return
 
     def _take(self, limit: int) -> list[tuple[Any, Decision]]:
         taken: list[tuple[Any, Decision]] = []
@@ -138,7 +144,9 @@ class DecisionLog:
                 LOG_FAILURES.inc()
                 log.warning("decision_log_write_failed", records=len(batch), error=str(error) or type(error).__name__)
                 if stop.is_set():
-                    raise
+                    LOG_DROPPED.inc(len(batch))
+                    log.error("decision_log_lost_on_shutdown", records=len(batch), error=str(error))
+                    return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.max_backoff)
 

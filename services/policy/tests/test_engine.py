@@ -1,0 +1,110 @@
+"""The OPA adapter against a real OPA: answers, the policy revision, and failing closed in every way."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from ig_policy.domain.model import ENGINE_UNAVAILABLE, Result
+from ig_policy.engine.opa import OpaEngine
+from ig_policy.testing import free_port, golden_cases
+
+pytestmark = pytest.mark.integration
+
+ALLOWED = next(c for c in golden_cases() if c.expect["rule_id"] == "ig.purpose.allow_read").input
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """Accepts connections and never answers: an OPA that hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not done.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    done.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+async def test_an_allowed_input_is_allowed(engine: OpaEngine) -> None:
+    verdict = await engine.evaluate(ALLOWED)
+    assert verdict.result is Result.ALLOW and verdict.rule_id == "ig.purpose.allow_read"
+
+
+async def test_the_revision_hashes_the_loaded_policy(engine: OpaEngine) -> None:
+    revision = await engine.refresh_revision()
+    assert revision.startswith("sha256:") and revision == engine.revision
+    assert await engine.refresh_revision() == revision
+
+
+async def test_a_slow_engine_denies_within_the_default_budget(silent_server: int) -> None:
+    engine = OpaEngine(f"http://127.0.0.1:{silent_server}")
+    assert engine.timeout_ms == 50
+    await engine.start()
+    try:
+        started = asyncio.get_running_loop().time()
+        verdict = await engine.evaluate(ALLOWED)
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        await engine.close()
+    assert verdict.result is Result.DENY and verdict.rule_id == ENGINE_UNAVAILABLE
+    assert "50 ms" in verdict.explanation
+    assert elapsed < 5, "the call must give up at its deadline, not at the client's 5 s session timeout"
+
+
+async def test_an_unreachable_engine_denies_and_keeps_the_revision() -> None:
+    engine = OpaEngine(f"http://127.0.0.1:{free_port()}", timeout_ms=2000)
+    await engine.start()
+    try:
+        verdict = await engine.evaluate(ALLOWED)
+        assert await engine.refresh_revision() == "unknown"
+    finally:
+        await engine.close()
+    assert verdict.result is Result.DENY and verdict.rule_id == ENGINE_UNAVAILABLE
+    assert "unreachable" in verdict.explanation
+
+
+async def test_an_undefined_decision_denies(opa_url: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=2000, decision_path="ig/ctx/no_such_rule")
+    await engine.start()
+    try:
+        verdict = await engine.evaluate(ALLOWED)
+    finally:
+        await engine.close()
+    assert verdict.result is Result.DENY and verdict.rule_id == ENGINE_UNAVAILABLE
+    assert "undefined" in verdict.explanation
+
+
+async def test_an_engine_not_started_denies() -> None:
+    verdict = await OpaEngine("http://127.0.0.1:1").evaluate(ALLOWED)
+    assert verdict.result is Result.DENY and verdict.rule_id == ENGINE_UNAVAILABLE
+
+
+async def test_the_revision_loop_follows_and_closes(opa_url: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=2000)
+    await engine.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.keep_revision_fresh(stop, 0.05))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert engine.revision.startswith("sha256:")
+    assert (await engine.evaluate(ALLOWED)).rule_id == ENGINE_UNAVAILABLE, "closed after the loop ends"

@@ -1,0 +1,50 @@
+"""Settings: defaults, and bad IG_* values stop start-up naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from ig_common.settings import SettingsError, load_settings
+from ig_policy.settings import Settings
+
+REQUIRED = {"IG_DATABASE_URL": "postgresql://ig@127.0.0.1:1/ig", "IG_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(Settings)
+    assert settings.opa_timeout_ms == 50
+    assert settings.grpc_port == 50051 and settings.http_port == 8081
+    assert settings.decision_log_mask == ["/input/actor/id"] and settings.decision_log_drop == []
+
+
+def test_rules_come_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("IG_DECISION_LOG_DROP", '[{"result": "allow"}]')
+    monkeypatch.setenv("IG_DECISION_LOG_MASK", '["/input/context/region"]')
+    settings = load_settings(Settings)
+    assert settings.decision_log_drop == [{"result": "allow"}]
+    assert settings.decision_log_mask == ["/input/context/region"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IG_OPA_TIMEOUT_MS", "0"),
+        ("IG_OPA_URL", "opa:8181"),
+        ("IG_DECISION_LOG_MASK", '["input/actor"]'),
+        ("IG_DECISION_LOG_DROP", '[{"colour": "red"}]'),
+        ("IG_DECISION_LOG_QUEUE_SIZE", "0"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    for name, required in REQUIRED.items():
+        monkeypatch.setenv(name, required)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as stopped:
+        load_settings(Settings)
+    assert stopped.value.code == 2
+    assert f"invalid setting {variable}" in capsys.readouterr().err
