@@ -54,6 +54,7 @@ class RegionProcess:
             self.process = subprocess.Popen(
                 self.region.wrap(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})}, start_new_session=True,
+                cwd=self.root,  # so a leftover is recognisable by its working directory, whatever its arguments
             )
         self.state.remember(pid=self.process.pid)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ig_infra.paths import Paths
 
 from ig_region_test import network
 from ig_region_test.network import RegionNet, Topology
-from ig_region_test.pg import GLOBAL_PORT, RESIDENT_PORT, PgInstance, wait_for_all
+from ig_region_test.pg import GLOBAL_PORT, RESIDENT_PORT, PgInstance, cluster_template
 from ig_region_test.procs import RegionKafka, RegionOpa, RegionPolicyService
 from ig_region_test.residency import PinnedTenant
 from ig_region_test.runstate import RunState
@@ -74,15 +75,25 @@ def build(topology: Topology, state: RunState, timeline: Timeline, *, synchronou
         for region in (env.a, env.b):
             region.kafka = RegionKafka(region.net, "kafka", root, state)
             region.kafka.start(paths)
-    inits = [(f"initdb {pg.region.name} {pg.role}", pg.initdb())
-             for pg in (env.a.global_pg, env.a.resident_pg, env.b.resident_pg)]
-    wait_for_all(inits)
-    for pg in (env.a.global_pg, env.a.resident_pg, env.b.resident_pg):
+    template = cluster_template(state.base)  # kept between runs; /root/.cache is not readable by postgres
+
+    def start_from_template(pg: PgInstance) -> None:
+        pg.create_from(template)
         pg.configure()
         pg.start()
-    timeline.add("setup", "postgres_primaries_started")
-    env.b.global_pg.clone_from(env.a.global_pg, SLOT["region-b"])
-    env.b.global_pg.start()
+
+    def start_global_pair() -> None:
+        start_from_template(env.a.global_pg)
+        timeline.add("setup", "primary_started", region=env.a.name)
+        env.b.global_pg.clone_from(env.a.global_pg, SLOT["region-b"])
+        env.b.global_pg.start()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:  # the clusters are independent: start them side by side
+        started = [pool.submit(start_global_pair), pool.submit(start_from_template, env.a.resident_pg),
+                   pool.submit(start_from_template, env.b.resident_pg)]
+        for future in started:
+            future.result()
+    timeline.add("setup", "postgres_started", clusters=4)
     asyncio.run(_prepare_global(env, synchronous))
     timeline.add("setup", "replica_streaming", replica="region-b", primary="region-a",
                  synchronous_standby_names=SLOT["region-b"] if synchronous else "")

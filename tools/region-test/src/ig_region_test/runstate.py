@@ -86,14 +86,16 @@ class RunState:
         """Remove everything a run (this one, or a dead earlier one) started; safe to call twice."""
         done = []
         state = self._read()
-        removed = network.destroy_all()
-        if removed:
-            done.append(f"removed namespaces/links: {', '.join(removed)}")
+        # PostgreSQL first and with "immediate": a SIGTERM (what namespace cleanup sends) is a *smart* shutdown
+        # that waits for clients to leave.
         for data in state.get("pg_data", []):
             if Path(data, "postmaster.pid").exists():
                 subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "stop", "-D", data,
                                 "-m", "immediate", "-w", "-t", "10"], capture_output=True)
                 done.append(f"stopped postgres {data}")
+        removed = network.destroy_all()
+        if removed:
+            done.append(f"removed namespaces/links: {', '.join(removed)}")
         for pid in state.get("pids", []):
             if _kill_group(int(pid)):
                 done.append(f"killed process group {pid}")
