@@ -118,3 +118,32 @@ async def test_partial_backout_restores_chosen_batches_from_blue(fresh_dsn: str,
     with pytest.raises(LookupError, match=r"no batches \[99\]"):
         await commands.backout(fresh_dsn, CHANGE, [99], settings(fresh_dsn, tmp_path))
     await conn.close()
+
+
+async def test_contract_drops_blue_only_after_the_grace_period(fresh_dsn: str, tmp_path: Path) -> None:
+    conn = await prepared(fresh_dsn, 3000)
+    probe_only = plan_yaml(**{
+        "aca.windows": 3, "aca.window_seconds": 0.1, "aca.probe_samples": 5,
+        "aca.metrics": [{"name": "owner_lookup_ms", "source": "probe", "tolerance": 5.0, "floor": 50.0,
+                         "query": "SELECT id FROM {table} WHERE owner = 'owner-7' LIMIT 20"}],
+        "contract.drop_blue": True, "contract.grace_seconds": 6})
+    await commands.submit(conn, probe_only)
+    first = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE)
+    assert (first.phase, first.state) == (Phase.VERIFY, "paused") and "grace period" in first.detail
+    assert await target.table_exists(conn, "public.assets")
+    status = await asyncio.to_thread(subprocess.run, [*CLI, "status", CHANGE], env=cli_env(fresh_dsn, tmp_path),
+                                     capture_output=True, text=True, timeout=120, check=False)
+    assert '"phase": "verify"' in status.stdout and '"state": "paused"' in status.stdout, status.stderr
+
+    await asyncio.sleep(6)
+    second = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE)
+    assert (second.phase, second.state) == (Phase.COMPLETED, "completed"), second.detail
+    assert not await target.table_exists(conn, "public.assets")
+    assert await target.view_target(conn, "app.assets") == "assets_v3"
+    assert await triggers_on(conn, "public.assets_v3") == []
+    assert await conn.fetchval("SELECT count(*) FROM app.assets") == 3000
+    # The key sequence moved to green with the drop, so new rows still get keys.
+    await conn.execute("INSERT INTO app.assets (tenant, owner, kind, name) VALUES ('t', 'o', 'doc', 'after')")
+    with pytest.raises(commands.ChangeConflict, match="contracted"):
+        await commands.backout(fresh_dsn, CHANGE, [], settings(fresh_dsn, tmp_path))
+    await conn.close()

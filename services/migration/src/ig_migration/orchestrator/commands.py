@@ -88,6 +88,9 @@ async def backout(dsn: str, change: str, batches: list[int], settings: Settings)
             names = Names.of(plan)
             row = await state.load_change(conn, change)
             assert row is not None
+            if (await state.load_results(conn, change)).get("contract", {}).get("dropped_blue"):
+                raise ChangeConflict(f"change {change} was contracted: blue {plan.blue.table} is gone, nothing to "
+                                     f"back out to")
             if batches:
                 result = await partial_backout(conn, plan, names, change, batches)
             else:

@@ -374,8 +374,10 @@ class Orchestrator:
             raise NotYet(f"contract waits for the grace period: {age:.0f}s of {plan.contract.grace_seconds:.0f}s "
                             f"since cutover; run again later")
         await target.remove_dual_write(self.conn, names, plan.cutover.lock_timeout_ms)
+        sequences = await target.hand_over_sequences(self.conn, names.blue, names.green)
         await target.drop_table(self.conn, names.blue, plan.cutover.lock_timeout_ms)
-        await state.save_result(self.conn, change, "contract", {"dropped_blue": True, "grace_seconds": age})
+        await state.save_result(self.conn, change, "contract", {"dropped_blue": True, "grace_seconds": age,
+                                                                "sequences_handed_over": sequences})
         return f"blue {names.blue} dropped after {age:.0f}s grace"
 
     async def _complete(self, plan: Plan, names: Names, change: str) -> str:

@@ -301,6 +301,19 @@ async def resync_range(conn: Conn, names: Names, columns: list[str], serving: st
     return int(status.split()[-1])
 
 
+async def hand_over_sequences(conn: Conn, from_table: str, to_table: str) -> list[str]:
+    """Sequences owned by ``from_table``'s columns (bigserial) become owned by the same columns of ``to_table``,
+    so dropping blue does not take the key sequence green's defaults use."""
+    rows = await conn.fetch(
+        """SELECT s.oid::regclass::text AS seq, a.attname AS col FROM pg_depend d
+           JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+           JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+           WHERE d.refobjid = $1::regclass AND d.deptype = 'a'""", from_table)
+    for row in rows:
+        await conn.execute(f"ALTER SEQUENCE {row['seq']} OWNED BY {to_table}.{row['col']}")
+    return [str(r["seq"]) for r in rows]
+
+
 async def drop_table(conn: Conn, table: str, lock_timeout_ms: int) -> None:
     await conn.execute(f"SET lock_timeout = '{int(lock_timeout_ms)}ms'")
     try:
