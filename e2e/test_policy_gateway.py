@@ -1,0 +1,117 @@
+"""A gateway-like client end to end: HTTP into tools/gateway, gRPC to the Policy Reasoner, headers out."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from ig_policy.testing import REPO, RunningService, free_port, opa_server, policy_service
+
+pytestmark = pytest.mark.e2e
+
+MONDAY = "2026-01-05T10:00:00Z"
+ALICE = {"X-User": "u-alice", "X-Roles": "analyst", "X-Purposes": "investigation", "X-Purpose": "investigation",
+         "X-Network-Zone": "corp", "X-Device-Trust": "high", "X-Session-Risk": "10", "X-Auth-Level": "pwd",
+         "X-Request-Time": MONDAY}
+
+
+@pytest.fixture(scope="module")
+def service(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    with opa_server() as opa_url:
+        env = {**infra.env(database_url), "IG_OPA_URL": opa_url}
+        with policy_service(env, tmp_path_factory.mktemp("gw") / "policy.log", opa_timeout_ms="5000") as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def gateway(service: RunningService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path_factory.mktemp("gw") / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "tools" / "gateway" / "policy_gateway.py"), "--listen", f"127.0.0.1:{port}",
+         "--policy", service.grpc_address], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/docs", timeout=1)
+            break
+        except httpx.TransportError:
+            assert process.poll() is None, "the gateway exited"
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+def test_allowed_request_is_forwarded_with_the_decision_headers(gateway: str) -> None:
+    reply = httpx.get(f"{gateway}/alpha/case/case-1", headers=ALICE, timeout=30)
+    assert reply.status_code == 200 and reply.json() == {"tenant": "alpha", "type": "case", "id": "case-1"}
+    assert reply.headers["X-IG-Decision-Id"].startswith("dec_")
+    assert reply.headers["X-IG-Rule-Id"] == "ig.purpose.allow_read"
+
+
+async def test_denied_request_gets_403_with_a_masked_explanation_and_a_logged_id(
+    gateway: str, database_url: str
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        reply = await client.get(f"{gateway}/alpha/case/case-1", headers={**ALICE, "X-User-Tenant": "beta"})
+    assert reply.status_code == 403
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.headers["X-IG-Rule-Id"] == "ig.tenant.mismatch"
+    detail = reply.json()["detail"]
+    assert "cross-tenant access is never allowed" in detail
+    assert "alpha" not in detail and "beta" not in detail and "u-alice" not in str(reply.headers)
+    decision_id = reply.headers["X-IG-Decision-Id"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(100):
+            record = await conn.fetchval("SELECT record FROM policy.decision_log WHERE decision_id = $1", decision_id)
+            if record:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    assert record is not None and "'beta'" in record, "the log keeps the full explanation under the same id"
+
+
+def test_step_up_is_a_401_challenge(gateway: str) -> None:
+    reply = httpx.post(f"{gateway}/alpha/case/case-1?action=export", timeout=30,
+                       headers={**ALICE, "X-Device-Trust": "low"})
+    assert reply.status_code == 401
+    assert reply.headers["WWW-Authenticate"] == 'Bearer error="insufficient_user_authentication", acr_values="mfa"'
+    assert reply.headers["X-IG-Rule-Id"] == "ig.device.step_up_low_trust"
+
+
+def test_invalid_context_is_a_400_naming_the_field(gateway: str) -> None:
+    reply = httpx.get(f"{gateway}/alpha/case/case-1", headers={**ALICE, "X-Session-Risk": "150"}, timeout=30)
+    assert reply.status_code == 400 and "context.session_risk" in reply.json()["detail"]
+
+
+def test_unreachable_policy_service_fails_closed(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "tools" / "gateway" / "policy_gateway.py"), "--listen", f"127.0.0.1:{port}",
+         "--policy", f"127.0.0.1:{free_port()}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/alpha/case/case-1", headers=ALICE, timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert reply.status_code == 503
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
