@@ -9,7 +9,8 @@ from ig.burn.v1 import burn_pb2, burn_pb2_grpc
 async def remaining_budget(address: str, service: str, deadline_seconds: float = 5.0) -> tuple[float, str]:
     """The smallest remaining budget over the service's SLOs (the one closest to exhaustion) and a description.
 
-    Raises LookupError when BurnService knows no SLO for the service: no evidence of headroom is no headroom.
+    Raises LookupError when BurnService knows no SLO for the service or reports it stale: no evidence of headroom
+    is no headroom.
     """
     async with grpc.aio.insecure_channel(address) as channel:
         stub = burn_pb2_grpc.BurnServiceStub(channel)
@@ -17,6 +18,9 @@ async def remaining_budget(address: str, service: str, deadline_seconds: float =
     slos = [s for s in response.slos if not service or s.service == service]
     if not slos:
         raise LookupError(f"BurnService at {address} reports no SLO for service {service or '<any>'}")
+    stale = [s.slo for s in slos if s.stale]
+    if stale:
+        # A budget computed from old or missing data says nothing about today's headroom.
+        raise LookupError(f"BurnService at {address} reports stale SLOs {stale} for service {service or '<any>'}")
     worst = min(slos, key=lambda s: s.remaining_budget)
-    stale = " (stale)" if worst.stale else ""
-    return worst.remaining_budget, f"BurnService {address}: SLO {worst.slo} of {worst.service}{stale}"
+    return worst.remaining_budget, f"BurnService {address}: SLO {worst.slo} of {worst.service} (worst of {len(slos)})"
