@@ -147,3 +147,31 @@ async def test_contract_drops_blue_only_after_the_grace_period(fresh_dsn: str, t
     with pytest.raises(commands.ChangeConflict, match="contracted"):
         await commands.backout(fresh_dsn, CHANGE, [], settings(fresh_dsn, tmp_path))
     await conn.close()
+
+
+async def test_backfill_waits_while_lock_waits_exceed_the_throttle(fresh_dsn: str, tmp_path: Path) -> None:
+    conn = await prepared(fresh_dsn, 3000)
+    await commands.submit(conn, plan_yaml(**{"batch.size": 500, "throttle.max_lock_waits": 0,
+                                             "throttle.pause_seconds": 0.2}))
+    await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE, until=Phase.DUAL_WRITE)
+    # A lock queue on the server: one session holds a lock, another waits for it.
+    await conn.execute("CREATE TABLE contended (x int)")
+    holder, waiter = await asyncpg.connect(fresh_dsn), await asyncpg.connect(fresh_dsn)
+    holding = holder.transaction()
+    await holding.start()
+    await holder.execute("LOCK TABLE contended IN ACCESS EXCLUSIVE MODE")
+    waiting = asyncio.create_task(waiter.execute("BEGIN; LOCK TABLE contended IN ACCESS EXCLUSIVE MODE; COMMIT"))
+    run = asyncio.create_task(Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE, Phase.BACKFILL))
+    await asyncio.sleep(2.0)
+    batches_while_contended = await conn.fetchval("SELECT coalesce(max(batches), 0) FROM migration.checkpoints")
+    await holding.rollback()
+    await waiting
+    outcome = await asyncio.wait_for(run, timeout=300)
+    await holder.close()
+    await waiter.close()
+
+    assert outcome.phase is Phase.BACKFILL, outcome.detail
+    assert batches_while_contended == 0
+    backfill = (await state.load_results(conn, CHANGE))["backfill"]
+    assert backfill["throttled_seconds"] >= 1.0 and backfill["rows"] == 3000
+    await conn.close()
