@@ -12,6 +12,9 @@ EVIDENCE_CONTRACT ?= policies/evidence/release-contract.v1.yaml
 EVIDENCE_LEDGER ?= 127.0.0.1:50052
 EVIDENCE_SERVER ?= $(EVIDENCE_LEDGER)
 EVIDENCE_PREVIOUS ?=
+# cosign 2.x wants a trusted root for a v0.3 bundle and would fetch Sigstore's public one over TUF; this empty
+# one (no CAs, no logs) keeps verification offline and key-only.
+EVIDENCE_TRUSTED_ROOT ?= policies/evidence/cosign-offline-trusted-root.json
 EVIDENCE_FLAGS ?=
 
 .PHONY: evidence bench-evidence
@@ -28,7 +31,8 @@ evidence: ## build, sign, verify (ig-evidence + real cosign) and register a rele
 	  $(if $(EVIDENCE_PREVIOUS),--previous $(EVIDENCE_PREVIOUS)) $(EVIDENCE_FLAGS)
 	$(RUN) ig-evidence verify $(EVIDENCE_OUT) --key $(EVIDENCE_PUB) --contract $(EVIDENCE_CONTRACT)
 	"$$($(RUN) ig-infra tool cosign)" verify-blob --key $(EVIDENCE_PUB) \
-	  --bundle $(EVIDENCE_OUT)/manifest.sigstore.json --insecure-ignore-tlog=true $(EVIDENCE_OUT)/manifest.json
+	  --bundle $(EVIDENCE_OUT)/manifest.sigstore.json --insecure-ignore-tlog=true \
+	  --trusted-root $(EVIDENCE_TRUSTED_ROOT) $(EVIDENCE_OUT)/manifest.json
 	$(RUN) ig-evidence register $(EVIDENCE_OUT) --release $(VERSION) --server $(EVIDENCE_SERVER)
 
 bench-evidence: ## evidence: 1 GiB bundle vs sha256sum, memory; ledger appends/s (8 writers); verify 100k chain

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 CHUNK = 1 << 20
+# Level 1: evidence is mostly JSON that compresses well anyway, and large binary artifacts stay near disk speed.
+GZIP_LEVEL = 1
 
 
 class _HashingReader:
@@ -38,7 +40,7 @@ class NormalisedTar:
         target: IO[bytes] = self._raw
         if compression == "gzip":
             # filename="" and mtime=0 give the `gzip -n` header: no name, no time.
-            self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+            self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=GZIP_LEVEL)
             target = self._gzip
         elif compression != "none":
             raise ValueError(f"compression must be gzip or none, not {compression!r}")

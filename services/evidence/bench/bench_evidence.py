@@ -1,0 +1,214 @@
+"""make bench-evidence: bundle throughput vs sha256sum (same files, same run), memory, ledger appends/s, verify time.
+
+Figures are printed and written to $ARTIFACTS/bench/evidence.json. No timing is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from ig_common.db import create_pool, prepare_schema
+from ig_evidence.domain import merkle
+from ig_evidence.store import MIGRATIONS
+from ig_evidence.store.ledger import CheckpointSigner, LedgerStore
+from ig_infra.components import Postgres
+from ig_infra.paths import Paths
+
+REPO = Path(__file__).resolve().parents[3]
+GIB = 1 << 30
+BUNDLE_BYTES = int(os.environ.get("IG_BENCH_BUNDLE_BYTES", GIB))
+CHAIN_ENTRIES = int(os.environ.get("IG_BENCH_CHAIN_ENTRIES", 100_000))
+TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
+         "decision-coverage", "multi-region", "migration-timeline"]
+
+
+def timed_child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one child process, from wait4's rusage."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{args[:3]} failed: {process.stderr.read().decode() if process.stderr else ''}")
+    return elapsed, usage.ru_maxrss
+
+
+def make_inputs(root: Path, total: int) -> list[Path]:
+    files = []
+    per_type = total // len(TYPES)
+    block = os.urandom(1 << 20)
+    for index, artifact_type in enumerate(TYPES):
+        (root / artifact_type).mkdir(parents=True)
+        path = root / artifact_type / f"{artifact_type}.bin"
+        with open(path, "wb") as out:
+            remaining = per_type
+            while remaining > 0:
+                # Vary each MiB so nothing deduplicates or compresses trivially.
+                chunk = (index.to_bytes(4, "big") + remaining.to_bytes(8, "big") + block)[: min(remaining, 1 << 20)]
+                out.write(chunk)
+                remaining -= len(chunk)
+        files.append(path)
+    return files
+
+
+def bench_bundle(work: Path) -> dict[str, Any]:
+    inputs = work / "inputs"
+    files = make_inputs(inputs, BUNDLE_BYTES)
+    total = sum(f.stat().st_size for f in files)
+    keys = work / "keys"
+    cli = [sys.executable, "-m", "ig_evidence.cli"]
+    subprocess.run([*cli, "keygen", "--out", str(keys)], check=True, capture_output=True)
+    contract = yaml.safe_load((REPO / "policies/evidence/release-contract.v1.yaml").read_text())
+    contract["spec"]["ledgerAnchor"] = "optional"  # the bundle path is measured here; the ledger below
+    (work / "contract.yaml").write_text(yaml.safe_dump(contract))
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
+
+    def build(compression: str, source: Path = inputs) -> tuple[float, int]:
+        return timed_child([*cli, "build", "--release", "v1.2.1", "--inputs", str(source), "--out",
+                            str(work / f"out-{compression}"), "--key", str(keys / "cosign.key"), "--contract",
+                            str(work / "contract.yaml"), "--compression", compression, "--force",
+                            "--repo-root", str(REPO)], env)
+
+    sha256sum = [shutil.which("sha256sum") or "sha256sum", *map(str, files)]
+    timed_child(sha256sum)  # warm the page cache so both sides read from memory
+    sums, builds_plain, builds_gzip = [], [], []
+    for _ in range(2):
+        sums.append(timed_child(sha256sum))
+        builds_plain.append(build("none"))
+    builds_gzip.append(build("gzip"))
+    small = work / "small"
+    make_inputs(small, 64 << 20)
+    small_rss = build("none", small)[1]
+    sha_s = min(s[0] for s in sums)
+    plain_s = min(b[0] for b in builds_plain)
+    gzip_s = builds_gzip[0][0]
+    mib = total / (1 << 20)
+    return {
+        "bundle_bytes": total,
+        "sha256sum_seconds": round(sha_s, 3), "sha256sum_mib_s": round(mib / sha_s, 1),
+        "build_tar_seconds": round(plain_s, 3), "build_tar_mib_s": round(mib / plain_s, 1),
+        "build_tar_vs_sha256sum": round(sha_s / plain_s, 3),
+        "build_targz_seconds": round(gzip_s, 3), "build_targz_mib_s": round(mib / gzip_s, 1),
+        "build_targz_vs_sha256sum": round(sha_s / gzip_s, 3),
+        "build_peak_rss_mib_1gib": round(max(b[1] for b in builds_plain) / 1024, 1),
+        "build_peak_rss_mib_64mib": round(small_rss / 1024, 1),
+    }
+
+
+async def bench_ledger(database_url: str) -> dict[str, Any]:
+    schema = f"evidence_bench_{uuid.uuid4().hex[:6]}"
+    pool = await create_pool(database_url, max_size=10)
+    await prepare_schema(pool, schema, MIGRATIONS)
+    signer = CheckpointSigner("bench.example/ledger", Ed25519PrivateKey.generate())
+    results: dict[str, Any] = {}
+    try:
+        shared = LedgerStore(pool, schema, signer)
+        per_writer = 1500
+
+        async def writer(store: LedgerStore, n: int) -> None:
+            for i in range(per_writer):
+                await store.append("bench", f"w{n}", f"{n}:{i}".encode())
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(shared, n) for n in range(8)))
+        results["appends_per_s_8_writers_one_service"] = round(8 * per_writer / (time.perf_counter() - started))
+        replicas = [LedgerStore(await create_pool(database_url, max_size=2), schema, signer) for _ in range(8)]
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(r, n) for n, r in enumerate(replicas)))
+        results["appends_per_s_8_writers_8_replicas"] = round(8 * per_writer / (time.perf_counter() - started))
+        for replica in replicas:
+            await replica.close()
+            await replica._pool.close()
+        size = await shared.size()
+
+        async def filler(n: int, count: int) -> None:
+            for i in range(count):
+                await shared.append("fill", "s", f"{n}:{i}".encode())
+
+        missing = max(0, CHAIN_ENTRIES - size)
+        started = time.perf_counter()
+        await asyncio.gather(*(filler(n, missing // 64 + (1 if n < missing % 64 else 0)) for n in range(64)))
+        results["fill_appends_per_s_64_concurrent"] = round(missing / (time.perf_counter() - started))
+        await shared.close()
+        fresh = LedgerStore(pool, schema, signer)  # no cached leaf hashes: proofs start from the database
+        started = time.perf_counter()
+        report = await fresh.verify()
+        results["verify_entries"] = report.entries_checked
+        results["verify_ok"] = report.ok
+        results["verify_seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        tree_size, path, root, leaf = await fresh.inclusion_proof(CHAIN_ENTRIES // 3, 0)
+        results["inclusion_proof_cold_seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        _, path, root, leaf = await fresh.inclusion_proof(CHAIN_ENTRIES // 2, tree_size)
+        results["inclusion_proof_warm_seconds"] = round(time.perf_counter() - started, 4)
+        merkle.verify_inclusion(CHAIN_ENTRIES // 2 - 1, tree_size, leaf, path, root)
+        results["inclusion_proof_hashes"] = len(path)
+        started = time.perf_counter()
+        await fresh.checkpoint(tree_size)
+        results["checkpoint_seconds"] = round(time.perf_counter() - started, 4)
+    finally:
+        conn: asyncpg.Connection = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        finally:
+            await conn.close()
+        await pool.close()
+    return results
+
+
+def bench_database() -> tuple[str, Any]:
+    postgres = Postgres(Paths.from_environment())
+    name = f"ig_bench_evidence_{uuid.uuid4().hex[:6]}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(postgres.dsn("postgres"))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    return postgres.dsn(name), lambda: asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def main() -> None:
+    figures: dict[str, Any] = {"machine_cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="ig-bench-evidence-", dir="/var/tmp") as work:
+        figures["bundle"] = bench_bundle(Path(work))
+    database_url, drop = bench_database()
+    try:
+        figures["ledger"] = asyncio.run(bench_ledger(database_url))
+    finally:
+        drop()
+    bundle, ledger = figures["bundle"], figures["ledger"]
+    print(f"bundle {bundle['bundle_bytes'] / GIB:.2f} GiB: sha256sum {bundle['sha256sum_mib_s']} MiB/s | "
+          f"ig-evidence build (tar) {bundle['build_tar_mib_s']} MiB/s = {bundle['build_tar_vs_sha256sum']:.0%} of "
+          f"sha256sum (goal >= 80 %) | tar.gz {bundle['build_targz_mib_s']} MiB/s | peak RSS "
+          f"{bundle['build_peak_rss_mib_1gib']} MiB (64 MiB bundle: {bundle['build_peak_rss_mib_64mib']} MiB)")
+    print(f"ledger: {ledger['appends_per_s_8_writers_one_service']} appends/s with 8 writers on one service, "
+          f"{ledger['appends_per_s_8_writers_8_replicas']}/s with 8 writers on 8 replicas (goal >= 1,000/s) | "
+          f"verify {ledger['verify_entries']} entries in {ledger['verify_seconds']} s (ok={ledger['verify_ok']}) | "
+          f"inclusion proof cold {ledger['inclusion_proof_cold_seconds']} s, warm "
+          f"{ledger['inclusion_proof_warm_seconds']} s ({ledger['inclusion_proof_hashes']} hashes)")
+    out = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "bench" / "evidence.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
