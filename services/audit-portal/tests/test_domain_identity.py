@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ig_portal.domain.identity import NotAuthorized, Principal, Role, principal_from_claims
 
 

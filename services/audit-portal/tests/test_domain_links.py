@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ig_portal.domain import links
 
 SECRET = b"k" * 32

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ig_portal.domain.names import ARTIFACT_ID, InvalidName, check_artifact_id, check_release
 
 

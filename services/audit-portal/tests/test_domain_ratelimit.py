@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ig_portal.domain.ratelimit import BucketSpec, BucketState, take
 
 SPEC = BucketSpec(capacity=60, period_seconds=60)

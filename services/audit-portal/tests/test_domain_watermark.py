@@ -8,10 +8,9 @@ import json
 import zipfile
 
 import pytest
-from pypdf import PdfReader, PdfWriter
-
 from ig_portal.domain.access import AccessEntry, Action
 from ig_portal.domain.watermark import Watermark, apply, kind_of, unwrap
+from pypdf import PdfReader, PdfWriter
 
 MARK = Watermark(user="auditor@alpha.example", tenant="alpha", issued_at="2026-01-01T00:00:00Z",
                  download_id="dl_" + "1" * 32)

@@ -1,8 +1,8 @@
 """The JSON audit API: releases, artifacts, download links, signed files and access logs under /audit."""
 
-from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from ig_portal.api.models import (
     ReleaseOut,
     ReleasesOut,
 )
+from ig_portal.clients.evidence import MANIFEST_FILES
 from ig_portal.clients.ledger import LedgerUnavailable, RecordedAccess
 from ig_portal.domain import watermark
 from ig_portal.domain.access import CSV_COLUMNS, Action
@@ -93,16 +94,28 @@ class AuditApi:
             artifact_id = valid_artifact_id(artifactId)
             self.links.check(principal, artifact_id, dl, exp, sig)
             artifact, content = await lookup(self.catalog.content(principal.tenant, artifact_id))
-            issued = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-            mark = watermark.Watermark(user=principal.email or principal.user, tenant=principal.tenant,
-                                       issued_at=issued, download_id=dl)
-            marked = watermark.apply(artifact.name, artifact.media_type, artifact.sha256, content, mark)
+            marked = watermark.apply(artifact.name, artifact.media_type, artifact.sha256, content,
+                                     self.mark(principal, dl))
             await self.guard.record(request, principal, Action.DOWNLOAD, f"artifact:{artifact_id}",
                                     release=artifact.release, download_id=dl)
-            return Response(marked.content, media_type=marked.media_type, headers={
-                "Content-Disposition": f'attachment; filename="{_safe_filename(marked.filename)}"',
-                "X-IG-Download-Id": dl, "X-IG-Watermark": marked.form, "X-IG-Original-Sha256": artifact.sha256,
-                "Cache-Control": "no-store"})
+            return attachment(marked, dl, artifact.sha256)
+
+        @router.get("/manifest/{release}/{file}", summary="A watermarked file of the release's signed manifest",
+                    responses={200: {"content": {"application/octet-stream": {}}}})
+        async def manifest_file(request: Request, release: str,
+                                file: Literal[MANIFEST_FILES]) -> Response:  # type: ignore[valid-type]
+            principal = await self.caller(request, download=True)
+            name = valid_release(release)
+            files = await lookup(self.catalog.manifest(principal.tenant, name))
+            if file not in files.files:
+                raise HTTPException(404, "no such release or artifact")
+            download_id = new_download_id()
+            content = files.files[file]
+            digest = hashlib.sha256(content).hexdigest()
+            marked = watermark.apply(file, "", digest, content, self.mark(principal, download_id))
+            await self.guard.record(request, principal, Action.DOWNLOAD, f"manifest:{name}/{file}", release=name,
+                                    download_id=download_id)
+            return attachment(marked, download_id, digest)
 
         @router.get("/access-logs", summary="Access log of one release (admins only); the export is logged too",
                     response_model=AccessLogOut, responses={200: {"content": {"text/csv": {}}}})
@@ -122,6 +135,12 @@ class AuditApi:
             return Response(body.model_dump_json(), media_type="application/json")
 
         return router
+
+    @staticmethod
+    def mark(principal: Principal, download_id: str) -> watermark.Watermark:
+        issued = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return watermark.Watermark(user=principal.email or principal.user, tenant=principal.tenant,
+                                   issued_at=issued, download_id=download_id)
 
     async def read_log(self, principal: Principal, release: str) -> list[RecordedAccess]:
         try:
@@ -144,6 +163,13 @@ def to_csv(recorded: list[RecordedAccess]) -> str:
     for item in recorded:
         writer.writerow(to_out(item).model_dump())
     return out.getvalue()
+
+
+def attachment(marked: watermark.Marked, download_id: str, original_sha256: str) -> Response:
+    return Response(marked.content, media_type=marked.media_type, headers={
+        "Content-Disposition": f'attachment; filename="{_safe_filename(marked.filename)}"',
+        "X-IG-Download-Id": download_id, "X-IG-Watermark": marked.form, "X-IG-Original-Sha256": original_sha256,
+        "Cache-Control": "no-store"})
 
 
 def _safe_filename(name: str) -> str:

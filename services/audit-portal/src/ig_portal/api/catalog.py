@@ -69,6 +69,8 @@ async def lookup(call: Awaitable[T]) -> T:
         raise HTTPException(404, NOT_FOUND) from error
     except Unavailable as error:
         raise HTTPException(503, "evidence service unavailable") from error
+    except NotImplementedError as error:
+        raise HTTPException(501, "the evidence service does not offer this yet") from error
 
 
 __all__ = ["EvidenceCatalog", "Links", "lookup", "valid_artifact_id", "valid_release"]

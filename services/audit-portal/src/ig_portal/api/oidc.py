@@ -48,7 +48,7 @@ class Provider:
     def __post_init__(self) -> None:
         self._metadata: dict[str, Any] | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._keys_fetched_at = 0.0
+        self._keys_fetched_at: float | None = None
         self._lock = asyncio.Lock()
 
     async def metadata(self) -> dict[str, Any]:
@@ -114,7 +114,8 @@ class Provider:
             return self._keys[kid]
         async with self._lock:
             # An unknown kid may mean the provider rotated keys: refetch, but not more often than the bound.
-            if kid not in self._keys and time.monotonic() - self._keys_fetched_at >= self.jwks_refetch_seconds:
+            fetched = self._keys_fetched_at
+            if kid not in self._keys and (fetched is None or time.monotonic() - fetched >= self.jwks_refetch_seconds):
                 await self._refresh_keys()
         if kid not in self._keys:
             raise TokenRejected(f"unknown key id {kid!r}")

@@ -38,6 +38,16 @@ class ArtifactView:
     sha256: str
 
 
+@dataclass(frozen=True)
+class ManifestFiles:
+    release: str
+    manifest_sha256: str
+    files: dict[str, bytes]
+
+
+MANIFEST_FILES = ("manifest.json", "manifest.json.sig", "manifest.sigstore.json", "cosign.pub")
+
+
 def _artifact(message: evidence_pb2.Artifact) -> ArtifactView:
     return ArtifactView(message.id, message.release, message.name, message.type, message.media_type, message.size,
                         message.sha256)
@@ -74,6 +84,15 @@ class EvidenceCatalog:
     async def content(self, tenant: str, artifact_id: str) -> tuple[ArtifactView, bytes]:
         return await self._fetch(tenant, artifact_id, with_content=True)
 
+    async def manifest(self, tenant: str, release: str) -> ManifestFiles:
+        """The signed manifest and signature files of the release's latest bundle."""
+        await self.release(tenant, release)
+        reply = await self._call(self.stub.GetManifest(
+            evidence_pb2.GetManifestRequest(release=release, tenant=tenant), timeout=self.timeout))
+        contents = (reply.manifest, reply.signature, reply.sigstore_bundle, reply.public_key)
+        files = {name: data for name, data in zip(MANIFEST_FILES, contents, strict=True) if data}
+        return ManifestFiles(reply.release, reply.manifest_sha256, files)
+
     async def _fetch(self, tenant: str, artifact_id: str, *, with_content: bool) -> tuple[ArtifactView, bytes]:
         call = self.stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=artifact_id, tenant=tenant),
                                      timeout=self.timeout)
@@ -106,4 +125,6 @@ class EvidenceCatalog:
         if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,
                             grpc.StatusCode.INVALID_ARGUMENT):
             return NotFound(error.details() or "")
+        if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return NotImplementedError(f"evidence service lacks this call: {error.details()}")
         return Unavailable(f"evidence service: {error.code().name} {error.details()}")

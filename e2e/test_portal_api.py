@@ -1,0 +1,275 @@
+"""Audit portal API against the real stack: Dex tokens, the evidence service + ledger, PostgreSQL, Kafka.
+
+Contract of every endpoint, tenant isolation (404 exactly like nonexistent), signed links, forged and
+wrong-audience tokens, traversal/absurd ids, the 61st request, and one ledger entry per access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import httpx
+import pytest
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_portal.domain.watermark import unwrap
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
+from portal_stack import RELEASE, Stack, running_stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(infra: Any, database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
+    with running_stack(database_url, kafka_bootstrap) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def portal(stack: Stack) -> str:
+    # Generous limits here: the 429 test runs its own portal with the defaults on its own database.
+    return stack.portal("portal-api", rate_requests_per_minute="100000", rate_downloads_per_minute="100000")[1]
+
+
+@pytest.fixture(scope="module")
+def tokens(stack: Stack) -> dict[str, str]:
+    return {user: stack.token(user) for user in ("alpha-auditor", "alpha-admin", "beta-auditor", "nobody")}
+
+
+def get(portal: str, path: str, token: str | None, **params: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{portal}{path}", params=params or None, headers=headers, timeout=30)
+
+
+def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
+    with grpc.insecure_channel(stack.evidence_grpc) as channel:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+        reply = stub.List(ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
+    return [{**json.loads(e.payload), "seq": e.seq} for e in reply.entries]
+
+
+def test_openapi_document_lists_every_endpoint(portal: str) -> None:
+    document = httpx.get(f"{portal}/openapi.json", timeout=10).json()
+    assert {"/audit/releases", "/audit/artifacts", "/audit/download/{artifactId}", "/audit/files/{artifactId}",
+            "/audit/access-logs", "/audit/manifest/{release}/{file}"} <= set(document["paths"])
+
+
+def test_catalog_is_tenant_scoped(portal: str, tokens: dict[str, str]) -> None:
+    alpha = get(portal, "/audit/releases", tokens["alpha-auditor"])
+    assert alpha.status_code == 200
+    assert [r["name"] for r in alpha.json()["releases"]] == [RELEASE] and alpha.json()["tenant"] == "alpha"
+    beta = get(portal, "/audit/releases", tokens["beta-auditor"])
+    assert beta.status_code == 200 and beta.json() == {"tenant": "beta", "releases": []}
+
+
+def test_every_artifact_downloads_watermarked_and_unwraps_to_its_manifest_hash(
+        portal: str, tokens: dict[str, str]) -> None:
+    token = tokens["alpha-auditor"]
+    listed = get(portal, "/audit/artifacts", token, release=RELEASE)
+    assert listed.status_code == 200
+    artifacts = listed.json()["artifacts"]
+    assert len(artifacts) >= 10
+    forms = set()
+    for artifact in artifacts:
+        link = get(portal, f"/audit/download/{artifact['id']}", token)
+        assert link.status_code == 200, link.text
+        body = link.json()
+        assert body["expiresAt"] - time.time() == pytest.approx(300, abs=15)  # default 5 minutes
+        served = get(portal, body["url"], token)
+        assert served.status_code == 200, served.text
+        assert served.headers["x-ig-download-id"] == body["downloadId"]
+        assert served.headers["cache-control"] == "no-store"
+        forms.add(served.headers["x-ig-watermark"])
+        original = unwrap(served.headers["content-disposition"].split('filename="')[1].rstrip('"'), served.content)
+        assert hashlib.sha256(original).hexdigest() == artifact["sha256"], artifact["name"]
+        assert body["downloadId"].encode() in _watermark_text(served)
+    assert forms == {"json", "text", "pdf", "zip"}
+
+
+def _watermark_text(response: httpx.Response) -> bytes:
+    form = response.headers["x-ig-watermark"]
+    if form == "pdf":
+        import io
+
+        from pypdf import PdfReader
+
+        return "".join(p.extract_text() for p in PdfReader(io.BytesIO(response.content)).pages).encode()
+    if form == "zip":
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            return archive.read("WATERMARK.txt")
+    return response.content[:2000]
+
+
+def test_other_tenant_gets_exactly_the_nonexistent_answer(portal: str, tokens: dict[str, str]) -> None:
+    alpha_artifact = get(portal, "/audit/artifacts", tokens["alpha-auditor"], release=RELEASE).json()["artifacts"][0]
+    beta = tokens["beta-auditor"]
+    pairs = [
+        (get(portal, "/audit/artifacts", beta, release=RELEASE),
+         get(portal, "/audit/artifacts", beta, release="v9.9.9")),
+        (get(portal, f"/audit/download/{alpha_artifact['id']}", beta),
+         get(portal, f"/audit/download/{uuid.uuid4().hex}", beta)),
+        (get(portal, f"/releases/{RELEASE}", beta), get(portal, "/releases/v9.9.9", beta)),
+        (get(portal, f"/releases/{RELEASE}/artifacts/{alpha_artifact['id']}", beta),
+         get(portal, f"/releases/{RELEASE}/artifacts/{uuid.uuid4().hex}", beta)),
+        (get(portal, f"/audit/manifest/{RELEASE}/manifest.json", beta),
+         get(portal, "/audit/manifest/v9.9.9/manifest.json", beta)),
+    ]
+    for other_tenant, nonexistent in pairs:
+        assert other_tenant.status_code == nonexistent.status_code == 404
+        assert other_tenant.json() == nonexistent.json()
+        assert other_tenant.headers["content-type"] == nonexistent.headers["content-type"]
+
+
+def test_signed_links_refuse_tampering_expiry_and_other_users(portal: str, tokens: dict[str, str]) -> None:
+    auditor, admin = tokens["alpha-auditor"], tokens["alpha-admin"]
+    artifact = get(portal, "/audit/artifacts", auditor, release=RELEASE).json()["artifacts"][0]
+    url = get(portal, f"/audit/download/{artifact['id']}", auditor).json()["url"]
+    path, query = url.split("?")
+    params = dict(p.split("=") for p in query.split("&"))
+    sig = params["sig"]
+    tampered = [
+        {**params, "sig": ("0" if sig[0] != "0" else "1") + sig[1:]},
+        {**params, "exp": str(int(params["exp"]) + 3600)},
+        {**params, "dl": "dl_" + "f" * 32},
+    ]
+    for bad in tampered:
+        assert get(portal, path, auditor, **bad).status_code == 403
+    other_artifact = get(portal, "/audit/artifacts", auditor, release=RELEASE).json()["artifacts"][1]
+    assert get(portal, f"/audit/files/{other_artifact['id']}", auditor, **params).status_code == 403
+    assert get(portal, path, admin, **params).status_code == 403  # another user of the same tenant
+    assert get(portal, path, None, **params).status_code == 401
+    assert get(portal, path, auditor, **params).status_code == 200
+    # Admins may choose a lifetime within the cap; auditors may not choose at all.
+    assert get(portal, f"/audit/download/{artifact['id']}", auditor, ttl=60).status_code == 403
+    assert get(portal, f"/audit/download/{artifact['id']}", admin, ttl=999999).status_code == 400
+    short = get(portal, f"/audit/download/{artifact['id']}", admin, ttl=1).json()["url"]
+    time.sleep(2.1)
+    expired = get(portal, short, admin)
+    assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+
+
+def test_forged_tampered_and_wrong_audience_tokens_are_refused(stack: Stack, portal: str,
+                                                              tokens: dict[str, str]) -> None:
+    from portal_stack import dex_token
+
+    genuine = tokens["alpha-auditor"]
+    header, payload, signature = genuine.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["groups"] = ["tenant:beta", "role:admin"]
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    none_header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    wrong_audience = dex_token(stack.issuer, "alpha-auditor", client_id="other-app", client_secret="other-app-secret")
+    for token in [f"{header}.{forged_payload}.{signature}", f"{none_header}.{payload}.", wrong_audience,
+                  genuine[:-4] + "AAAA", "garbage"]:
+        refused = get(portal, "/audit/releases", token)
+        assert refused.status_code == 401, token
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert get(portal, "/audit/releases", None).status_code == 401
+    assert httpx.get(f"{portal}/audit/releases", headers={"Authorization": "Basic abc"}).status_code == 401
+    # A genuine token without a portal role is authenticated but not authorized.
+    assert get(portal, "/audit/releases", tokens["nobody"]).status_code == 403
+
+
+@pytest.mark.parametrize("artifact_id", ["..%2F..%2Fetc%2Fpasswd", "..", "a..b", "%2e%2e", "x" * 500, "a%00b",
+                                         "%E2%80%AE", "-1"])
+def test_traversal_and_absurd_artifact_ids_are_refused(portal: str, tokens: dict[str, str], artifact_id: str) -> None:
+    response = httpx.get(f"{portal}/audit/download/{artifact_id}", timeout=10,
+                         headers={"Authorization": f"Bearer {tokens['alpha-auditor']}"})
+    assert response.status_code in (400, 404)
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("release", ["../v1.2.1", "v1.2.1/../x", "x" * 100, ""])
+def test_bad_release_names_are_refused(portal: str, tokens: dict[str, str], release: str) -> None:
+    assert get(portal, "/audit/artifacts", tokens["alpha-auditor"], release=release).status_code == 400
+
+
+def test_access_logs_are_admin_only_and_exports_are_themselves_logged(portal: str, tokens: dict[str, str]) -> None:
+    assert get(portal, "/audit/access-logs", tokens["alpha-auditor"], release=RELEASE).status_code == 403
+    admin = tokens["alpha-admin"]
+    first = get(portal, "/audit/access-logs", admin, release=RELEASE, format="json")
+    assert first.status_code == 200
+    entries = first.json()["entries"]
+    assert entries and all(e["tenant"] == "alpha" and e["release"] == RELEASE for e in entries)
+    assert {"read", "download"} <= {e["action"] for e in entries}
+    csv_export = get(portal, "/audit/access-logs", admin, release=RELEASE, format="csv")
+    assert csv_export.status_code == 200 and csv_export.headers["content-type"].startswith("text/csv")
+    lines = csv_export.text.strip().splitlines()
+    assert lines[0].startswith("seq,at,user,tenant,action,object")
+    assert len(lines) - 1 == len(entries) + 1  # the JSON export before it is now in the log
+    assert "export" in lines[-1] and "access-log:v1.2.1:json" in lines[-1]
+    assert get(portal, "/audit/access-logs", admin, release=RELEASE, format="xml").status_code == 400
+    assert get(portal, "/audit/access-logs", tokens["beta-auditor"], release=RELEASE).status_code == 403
+
+
+def test_one_ledger_entry_and_one_event_per_access(stack: Stack, portal: str, tokens: dict[str, str]) -> None:
+    token = tokens["alpha-auditor"]
+    before = ledger_accesses(stack)
+    artifact = get(portal, "/audit/artifacts", token, release=RELEASE).json()["artifacts"][0]   # 1 read
+    link = get(portal, f"/audit/download/{artifact['id']}", token).json()                       # 1 read
+    assert get(portal, link["url"], token).status_code == 200                                   # 1 download
+    assert get(portal, "/audit/releases", token).status_code == 200                             # 1 read
+    assert get(portal, "/audit/artifacts", token, release="v9.9.9").status_code == 404          # nothing seen
+    after = ledger_accesses(stack)
+    new = after[len(before):]
+    assert [(e["action"], e["object"]) for e in new] == [
+        ("read", f"artifacts:{RELEASE}"), ("read", f"link:{artifact['id']}"),
+        ("download", f"artifact:{artifact['id']}"), ("read", "releases")]
+    assert new[2]["download_id"] == link["downloadId"] == new[1]["download_id"]
+    assert all(len(e["request_sha256"]) == 64 and e["user"] for e in new)
+
+    async def outbox_rows() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            return await conn.fetch("SELECT payload FROM portal.outbox WHERE topic = 'ig.audit.access.v1'")
+        finally:
+            await conn.close()
+
+    from ig.events.v1 import events_pb2
+
+    published = {events_pb2.AuditAccess.FromString(r["payload"]).ledger_seq for r in asyncio.run(outbox_rows())}
+    assert {e["seq"] for e in new} <= published
+
+
+def test_sixty_first_request_in_a_minute_gets_429(stack: Stack, infra: Any, tokens: dict[str, str]) -> None:
+    name = f"ig_portal_limits_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(infra, f"CREATE DATABASE {name}"))
+    process, limited = stack.portal("portal-limited", database_url=infra.postgres.dsn(name))
+    try:
+        token = tokens["alpha-auditor"]
+        # A token bucket: 60 at once, refilled at one per second. Sequential requests take a few ms each, so
+        # the first refusal comes at the 61st request plus the tokens refilled meanwhile (one per second).
+        granted, started = 0, time.monotonic()
+        while (denied := get(limited, "/audit/releases", token)).status_code == 200:
+            granted += 1
+            assert granted < 200, "the limiter never refused"
+        elapsed = time.monotonic() - started
+        assert denied.status_code == 429
+        assert 60 <= granted <= 60 + int(elapsed) + 1, (granted, elapsed)
+        assert int(denied.headers["retry-after"]) == 1  # one token comes back every second
+        assert denied.headers["content-type"].startswith("application/problem+json")
+    finally:
+        process.stop()
+        asyncio.run(_admin(infra, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def _admin(infra: Any, statement: str) -> None:
+    conn = await asyncpg.connect(infra.postgres.dsn("postgres"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -1,0 +1,185 @@
+"""The acceptance: an auditor retrieves the full evidence of the last release through the browser, without any
+backend access, and verifies it offline.
+
+Playwright drives Debian's headless Chromium (/usr/bin/chromium; no browser is downloaded) through Dex's real
+login form. Screenshots land in artifacts/portal/. Afterwards the ledger holds exactly one entry per page view
+and download performed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
+from portal_stack import RELEASE, USERS, Stack, running_stack
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
+SHOTS = Path(os.environ.get("ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts")) / "portal"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def stack(infra: Any, database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    with running_stack(database_url, kafka_bootstrap) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def portal(stack: Stack) -> str:
+    return stack.portal("portal-browser", rate_requests_per_minute="100000", rate_downloads_per_minute="100000")[1]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def sign_in(browser: Any, portal: str, user: str, start: str = "/") -> Any:
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.goto(f"{portal}{start}")
+    # Dex's own login form (LDAP connector), reached through the portal's PKCE redirect.
+    assert "/dex/auth" in page.url, page.url
+    email, password = USERS[user]
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal}{start}")
+    return page
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
+    with grpc.insecure_channel(stack.evidence_grpc) as channel:
+        reply = ledger_pb2_grpc.LedgerServiceStub(channel).List(
+            ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
+    return [json.loads(e.payload) for e in reply.entries]
+
+
+def test_auditor_retrieves_and_verifies_the_full_evidence_of_the_release(
+        stack: Stack, portal: str, browser: Any, tmp_path: Path) -> None:
+    before = len(ledger_accesses(stack))
+    page = sign_in(browser, portal, "alpha-auditor")
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["ig_portal_session"]
+    assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Lax"
+    assert page.locator("#releases").is_visible()
+    shot(page, "01-catalog-alpha-auditor")
+
+    page.click(f"text={RELEASE}")
+    page.wait_for_url(f"{portal}/releases/{RELEASE}")
+    shot(page, "02-release")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    links = page.locator("a.download, a.manifest-download")
+    count = links.count()
+    assert count >= 10
+    for index in range(count):
+        with page.expect_download() as info:
+            links.nth(index).click()
+        download = info.value
+        download.save_as(downloads / download.suggested_filename)
+    page.click("table#artifacts tr:nth-child(2) td a")
+    page.wait_for_selector("table#artifact")
+    shot(page, "03-artifact")
+    views, downloads_done = 3, count  # catalog, release, artifact page; one ledger entry per download
+
+    # Offline, with standard tools: unwrap the watermarks, lay the files out as the bundle, verify.
+    originals = tmp_path / "originals"
+    unwrap = Path(sys.executable).parent / "ig-portal-unwrap"
+    subprocess.run([str(unwrap), "--out", str(originals), *map(str, downloads.iterdir())], check=True,
+                   capture_output=True)
+    bundle = tmp_path / "bundle"
+    manifest_source = originals if (originals / "manifest.json").exists() else stack.work / "bundle"
+    for name in ("manifest.json", "manifest.json.sig", "manifest.sigstore.json"):
+        shutil.copy(manifest_source / name, bundle / name) if bundle.exists() else (
+            bundle.mkdir(), shutil.copy(manifest_source / name, bundle / name))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for artifact in manifest["artifacts"]:
+        target = bundle / artifact["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(originals / artifact["name"], target)
+    verified = subprocess.run([str(Path(sys.executable).parent / "ig-evidence"), "verify", str(bundle), "--key",
+                               str(stack.keys / "cosign.pub")], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"release {RELEASE}" in verified.stdout
+
+    # One byte changed in one downloaded artifact and the verification names it.
+    first = manifest["artifacts"][0]
+    target = bundle / first["path"]
+    target.write_bytes(target.read_bytes() + b" ")
+    tampered = subprocess.run([str(Path(sys.executable).parent / "ig-evidence"), "verify", str(bundle), "--key",
+                               str(stack.keys / "cosign.pub")], capture_output=True, text=True)
+    assert tampered.returncode != 0 and first["name"] in tampered.stdout + tampered.stderr
+
+    entries = ledger_accesses(stack)[before:]
+    mine = [e for e in entries if e["tenant"] == "alpha"]
+    assert [e["action"] for e in mine].count("view") == views
+    assert [e["action"] for e in mine].count("download") == downloads_done
+    assert len(mine) == views + downloads_done
+    assert len({e["download_id"] for e in mine if e["action"] == "download"}) == downloads_done
+
+    # Sign out: the POST carries the session's CSRF token; afterwards the session is gone server-side.
+    page.goto(f"{portal}/")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal}/signed-out")
+    shot(page, "04-signed-out")
+    page.goto(f"{portal}/")
+    assert "/dex/auth" in page.url
+    page.context.close()
+
+
+def test_other_tenant_sees_an_empty_catalog_and_404s(stack: Stack, portal: str, browser: Any) -> None:
+    alpha = ledger_accesses(stack)
+    artifact_objects = [e["object"] for e in alpha if e["object"].startswith("artifact:")]
+    assert artifact_objects, "run after the auditor test: it needs alpha's artifact ids"
+    page = sign_in(browser, portal, "beta-auditor")
+    assert page.locator("#empty").is_visible()
+    shot(page, "05-catalog-beta-auditor")
+    for path in (f"/releases/{RELEASE}", f"/releases/{RELEASE}/artifacts/{artifact_objects[0].split(':', 1)[1]}",
+                 "/releases/v9.9.9"):
+        response = page.goto(f"{portal}{path}")
+        assert response is not None and response.status == 404, path
+    # Access logs are admin-only: an auditor gets the same refusal whether or not the release exists.
+    assert page.goto(f"{portal}/releases/{RELEASE}/access-log").status == \
+        page.goto(f"{portal}/releases/v9.9.9/access-log").status == 403
+    shot(page, "06-beta-404")
+    page.context.close()
+
+
+def test_admin_sees_the_access_log_and_a_cross_site_logout_is_refused(stack: Stack, portal: str,
+                                                                      browser: Any) -> None:
+    page = sign_in(browser, portal, "alpha-admin", start=f"/releases/{RELEASE}/access-log")
+    rows = page.locator("table#access-log tr")
+    assert rows.count() > 1
+    assert page.locator("table#access-log").inner_text().count("auditor") >= 1 or rows.count() > 5
+    shot(page, "07-access-log-admin")
+    # A forged logout without the session's CSRF token is refused and the session survives.
+    refused = page.request.post(f"{portal}/logout", form={"csrf": "guess"})
+    assert refused.status == 403
+    assert page.goto(f"{portal}/").status == 200 and "/dex/auth" not in page.url
+    page.context.close()

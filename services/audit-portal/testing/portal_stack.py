@@ -1,0 +1,195 @@
+"""The real stack the portal's e2e tests and benchmark run against: Dex (+ its LDAP directory), the evidence
+service as a subprocess on free ports, a bundle for v1.2.1 built with ``ig-evidence`` and registered for tenant
+alpha, and portal processes. Nothing here is a stand-in: every call crosses a real socket to a real component.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[3]
+RELEASE = "v1.2.1"
+USERS = {
+    "alpha-auditor": ("auditor@alpha.example", "alpha-auditor-pw"),
+    "alpha-admin": ("admin@alpha.example", "alpha-admin-pw"),
+    "beta-auditor": ("auditor@beta.example", "beta-auditor-pw"),
+    "beta-admin": ("admin@beta.example", "beta-admin-pw"),
+    "nobody": ("nobody@alpha.example", "nobody-pw"),
+}
+EVIDENCE_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
+                  "decision-coverage", "multi-region", "migration-timeline"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start(name: str, args: list[str], env: dict[str, str], health_url: str, logs: Path,
+          timeout: float = 60) -> Process:
+    log = logs / f"{name}.log"
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    process = Process(name, popen, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"{name} exited with {popen.returncode}:\n{process.tail()}")
+        with contextlib.suppress(OSError):
+            if http_status(health_url) == 200:
+                return process
+        time.sleep(0.2)
+    process.stop()
+    raise RuntimeError(f"{name} not healthy after {timeout}s:\n{process.tail()}")
+
+
+def dex_token(issuer: str, user: str, *, client_id: str = "audit-portal", client_secret: str = "") -> str:
+    """An ID token for a directory user through Dex's password grant (how API clients and scripts sign in)."""
+    email, password = USERS[user]
+    form = urllib.parse.urlencode({"grant_type": "password", "username": email, "password": password,
+                                   "scope": "openid email profile groups", "client_id": client_id,
+                                   "client_secret": client_secret}).encode()
+    request = urllib.request.Request(f"{issuer}/token", data=form, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.loads(response.read())["id_token"])
+
+
+def write_inputs(root: Path) -> Path:
+    """Evidence of every type; a few in the forms whose watermarks differ (CSV, text, PDF, binary)."""
+    from pypdf import PdfWriter
+
+    for kind in EVIDENCE_TYPES:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        (root / kind / f"{kind}.json").write_text(json.dumps({"type": kind, "ok": True}) + "\n")
+    (root / "slo-report" / "slo-summary.csv").write_text("slo,objective,achieved\navailability,99.9,99.95\n")
+    (root / "dr-log" / "dr-drill.txt").write_text("2026-01-01T00:00:00Z failover region-a -> region-b ok\n")
+    (root / "chaos-report" / "chaos-trace.bin").write_bytes(bytes(range(256)) * 16)
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    with open(root / "aca-report" / "aca-report.pdf", "wb") as out:
+        writer.write(out)
+    return root
+
+
+@dataclass
+class Stack:
+    issuer: str
+    database_url: str
+    evidence_grpc: str
+    work: Path
+    keys: Path
+    processes: list[Process] = field(default_factory=list)
+
+    def portal(self, name: str, database_url: str | None = None, **settings: str) -> tuple[Process, str]:
+        """Start a portal process; returns it and its base URL (http://localhost:<port>)."""
+        port = free_port()
+        env = {"IG_HTTP_PORT": str(port), "IG_DATABASE_URL": database_url or self.database_url,
+               "IG_EVIDENCE_TARGET": self.evidence_grpc, "IG_OIDC_ISSUER": self.issuer,
+               "IG_PUBLIC_URL": f"http://localhost:{port}", "IG_LINK_SECRET": "e2e-" + "k" * 40,
+               "IG_LOG_LEVEL": "WARNING", **{f"IG_{k.upper()}": v for k, v in settings.items()}}
+        process = start(name, [sys.executable, "-m", "ig_portal.app"], env,
+                        f"http://127.0.0.1:{port}/healthz", self.work)
+        self.processes.append(process)
+        return process, f"http://localhost:{port}"
+
+    def token(self, user: str) -> str:
+        return dex_token(self.issuer, user)
+
+
+def start_dex() -> str:
+    from ig_infra.components import Dex
+    from ig_infra.paths import Paths
+
+    dex = Dex(Paths.from_environment())
+    if not dex.healthy():
+        dex.install()
+        dex.start()
+    return dex.issuer
+
+
+def register(evidence_grpc: str, archive: Path, release: str, tenant: str) -> evidence_pb2.RegisterBundleResponse:
+    def parts() -> Iterator[evidence_pb2.RegisterBundleRequest]:
+        yield evidence_pb2.RegisterBundleRequest(header=evidence_pb2.BundleHeader(release=release, tenant=tenant))
+        with open(archive, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                yield evidence_pb2.RegisterBundleRequest(chunk=chunk)
+
+    with grpc.insecure_channel(evidence_grpc) as channel:
+        stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
+        return stub.RegisterBundle(parts(), timeout=60)
+
+
+@contextlib.contextmanager
+def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
+    """Dex, the evidence service with alpha's v1.2.1 registered; portals are started per test module."""
+    issuer = start_dex()
+    work = Path(tempfile.mkdtemp(prefix="ig-portal-e2e-"))
+    http_port, grpc_port = free_port(), free_port()
+    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port), "IG_DATABASE_URL": database_url,
+                    "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
+                    "IG_LOG_LEVEL": "WARNING"}
+    os.environ["IG_KAFKA_BOOTSTRAP"] = kafka_bootstrap
+    evidence = start("evidence", [sys.executable, "-m", "ig_evidence.app"], evidence_env,
+                     f"http://127.0.0.1:{http_port}/healthz", work)
+    stack = Stack(issuer, database_url, f"127.0.0.1:{grpc_port}", work, work / "keys", [evidence])
+    try:
+        cli = [str(Path(sys.executable).parent / "ig-evidence")]
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
+        subprocess.run([*cli, "keygen", "--out", str(stack.keys)], check=True, capture_output=True, env=env)
+        inputs = write_inputs(work / "inputs")
+        built = subprocess.run([*cli, "build", "--release", RELEASE, "--inputs", str(inputs), "--out",
+                                str(work / "bundle"), "--key", str(stack.keys / "cosign.key"), "--ledger",
+                                stack.evidence_grpc, "--repo-root", str(REPO)],
+                               capture_output=True, text=True, env=env, cwd=REPO)
+        if built.returncode != 0:
+            raise RuntimeError(f"ig-evidence build failed:\n{built.stdout}\n{built.stderr}")
+        register(stack.evidence_grpc, work / "bundle" / f"evidence-{RELEASE}.tar.gz", RELEASE, "alpha")
+        yield stack
+    finally:
+        for process in reversed(stack.processes):
+            process.stop()

@@ -1,0 +1,123 @@
+"""Bearer token verification against a JWKS: signature, iss, aud, exp, nbf, iat, skew bound, key rotation.
+
+The provider here is a test double (httpx MockTransport serving discovery and JWKS) so every claim can be bent;
+the e2e tests repeat the essential refusals against the real Dex.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from ig_portal.api.oidc import Provider, TokenRejected, pkce_pair
+
+ISSUER = "https://idp.test/dex"
+
+
+class FakeIdP:
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {"k1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+        self.jwks_fetches = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/keys",
+                                             "authorization_endpoint": f"{ISSUER}/auth",
+                                             "token_endpoint": f"{ISSUER}/token"})
+        if request.url.path.endswith("/keys"):
+            self.jwks_fetches += 1
+            keys = []
+            for kid, key in self.keys.items():
+                jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+                keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+            return httpx.Response(200, json={"keys": keys})
+        return httpx.Response(404)
+
+    def token(self, kid: str = "k1", key: rsa.RSAPrivateKey | None = None, **overrides: Any) -> str:
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": "audit-portal", "sub": "u1", "iat": now, "exp": now + 300,
+                  "groups": ["tenant:alpha", "role:auditor"], **overrides}
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jwt.encode(claims, key or self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture
+def idp() -> FakeIdP:
+    return FakeIdP()
+
+
+def provider(idp: FakeIdP, refetch: float = 0.0) -> Provider:
+    return Provider(issuer=ISSUER, client_id="audit-portal", client_secret="", audience="audit-portal",
+                    skew_seconds=30, jwks_refetch_seconds=refetch,
+                    http=httpx.AsyncClient(transport=httpx.MockTransport(idp.handler)))
+
+
+async def test_genuine_token_is_accepted(idp: FakeIdP) -> None:
+    claims = await provider(idp).verify(idp.token())
+    assert claims["sub"] == "u1"
+
+
+@pytest.mark.parametrize(("overrides", "why"), [
+    ({"aud": "other-app"}, "(?i)audience"),
+    ({"iss": "https://evil.test/dex"}, "issuer"),
+    ({"exp": int(time.time()) - 31}, "expired"),
+    ({"nbf": int(time.time()) + 120}, "not yet valid"),
+    ({"iat": int(time.time()) + 120}, "future|not yet valid"),
+    ({"exp": None}, "exp"),
+    ({"aud": None}, "aud"),
+    ({"sub": None}, "sub"),
+])
+async def test_bent_claims_are_refused(idp: FakeIdP, overrides: dict[str, Any], why: str) -> None:
+    with pytest.raises(TokenRejected, match=why):
+        await provider(idp).verify(idp.token(**overrides))
+
+
+async def test_skew_within_the_bound_is_tolerated(idp: FakeIdP) -> None:
+    await provider(idp).verify(idp.token(exp=int(time.time()) - 10, nbf=int(time.time()) + 10))
+
+
+async def test_forged_signature_and_alg_none_are_refused(idp: FakeIdP) -> None:
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(TokenRejected, match="Signature"):
+        await provider(idp).verify(idp.token(key=forger))
+    unsigned = jwt.encode({"iss": ISSUER, "aud": "audit-portal", "sub": "u", "iat": 1, "exp": 2**40}, None,
+                          algorithm="none", headers={"kid": "k1"})
+    with pytest.raises(TokenRejected, match="algorithm"):
+        await provider(idp).verify(unsigned)
+    with pytest.raises(TokenRejected, match="malformed"):
+        await provider(idp).verify("not.a.jwt")
+
+
+async def test_rotated_key_is_fetched_once_and_unknown_kids_do_not_hammer_the_idp(idp: FakeIdP) -> None:
+    portal = provider(idp, refetch=3600)
+    await portal.verify(idp.token())
+    assert idp.jwks_fetches == 1
+    idp.keys["k2"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # Within the refetch bound a new kid is not looked up again (an attacker cannot make us hammer the IdP)...
+    with pytest.raises(TokenRejected, match="unknown key id"):
+        await portal.verify(idp.token(kid="k2"))
+    assert idp.jwks_fetches == 1
+    # ...and after it the rotated key is fetched and accepted.
+    rotating = provider(idp, refetch=0)
+    await rotating.verify(idp.token(kid="k2"))
+    assert idp.jwks_fetches == 2
+    idp.keys["k3"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    await rotating.verify(idp.token(kid="k3"))
+    assert idp.jwks_fetches == 3
+    with pytest.raises(TokenRejected, match="unknown key id"):
+        await rotating.verify(idp.token(kid="k9", key=idp.keys["k3"]))
+
+
+def test_pkce_pair_is_s256() -> None:
+    import base64
+    import hashlib
+
+    verifier, challenge = pkce_pair()
+    assert 43 <= len(verifier) <= 128
+    expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    assert challenge == expected
