@@ -20,10 +20,10 @@ policy-rego-test: ## opa test over policies/rego; fails when policy coverage dro
 
 policy-py-coverage: infra-up ## pytest over services/policy + e2e/test_policy_*; fails below 90 % line coverage
 	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest services/policy e2e/test_policy_*.py -q --cov=ig_policy \
+	$(RUN) pytest services/policy e2e/test_policy_*.py -q --cov=ig_policy --cov-config=services/policy/.coveragerc \
 	  --cov-report=term:skip-covered --cov-report=json:$(ARTIFACTS)/policy-py-coverage.json \
 	  --cov-fail-under=$(POLICY_COVERAGE_MIN)
 
 bench-policy: infra-up ## >= 20,000 decisions, 32 callers: raw OPA REST vs Decide; writes artifacts/bench/policy.json
 	@mkdir -p $(ARTIFACTS)/bench
-	$(RUN) python -m ig_policy.bench --decisions 20000 --concurrency 32 --out $(ARTIFACTS)/bench/policy.json
+	$(RUN) python services/policy/bench/bench_policy.py --decisions 20000 --concurrency 32 --out $(ARTIFACTS)/bench/policy.json

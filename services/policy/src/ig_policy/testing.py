@@ -94,7 +94,9 @@ class RunningService:
 def policy_service(env: dict[str, str], log_path: Path, **settings: str) -> Iterator[RunningService]:
     """``python -m ig_policy.app`` on free ports; ``settings`` are extra IG_* variables (without the prefix)."""
     http_port, grpc_port = free_port(), free_port()
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, "IG_HTTP_PORT": str(http_port),
+    # The caller's environment minus its IG_* settings (coverage and OTEL variables pass through).
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("IG_")}
+    full_env = {**inherited, **env, "IG_HTTP_PORT": str(http_port),
                 "IG_GRPC_PORT": str(grpc_port), "OTEL_TRACES_EXPORTER": "none"}
     full_env.update({f"IG_{name.upper()}": value for name, value in settings.items()})
     with log_path.open("wb") as log_file:

@@ -1,0 +1,229 @@
+"""make bench-policy: the Policy Reasoner's latency overhead over raw OPA, throughput and memory, in one run.
+
+(a) raw calls to the OPA sidecar's REST API (POST /v1/data/ig/ctx/decision, aiohttp keep-alive client) and
+(b) ig.policy.v1.PolicyService/Decide through the service (grpc.aio, one channel), both with the same input mix
+(the golden scenarios protobuf can carry: allows, denies and step-ups across every dimension), the same number
+of concurrent callers, against the same private OPA. The phases alternate in rounds so that load from anything
+else on the machine falls on both alike. The service runs as in production: its default 50 ms OPA budget, the
+decision log on (PostgreSQL + outbox + Kafka relay). Writes JSON (the "decision coverage & latency" evidence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import grpc
+from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+from ig_infra.components import Kafka, Postgres
+from ig_infra.paths import Paths
+from ig_policy.testing import POLICIES, golden_cases, opa_binary, opa_server, policy_service, proto_from_input
+
+RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
+ROUNDS = 4
+WARMUP = 500
+
+
+def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
+    """Golden inputs the service accepts (valid protobuf, valid fields): the realistic mix."""
+    mix = []
+    for case in golden_cases():
+        request = proto_from_input(case.input)
+        if request is not None and case.expect["rule_id"] != "ig.input.invalid":
+            mix.append((case.input, request))
+    return mix
+
+
+def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
+
+    return {"decisions": len(ordered), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "mean_ms": round(statistics.fmean(ordered) * 1000, 3), "max_ms": round(ordered[-1] * 1000, 3),
+            "decisions_per_s": round(len(ordered) / elapsed, 1)}
+
+
+async def drive(count: int, concurrency: int, call: Callable[[int], Awaitable[None]], latencies: list[float]) -> float:
+    """``count`` calls from ``concurrency`` callers, each waiting for its answer before the next; wall time."""
+    next_index = 0
+
+    async def caller() -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            started = time.perf_counter()
+            await call(index)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.samples, self._stop = pid, [], asyncio.Event()
+
+    def _read(self, key: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self._read("VmRSS:"))
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        return {"rss_mb_peak": round(max(self.samples, default=0), 1),
+                "rss_mb_mean": round(statistics.fmean(self.samples) if self.samples else 0, 1),
+                "rss_mb_high_water": round(self._read("VmHWM:"), 1)}
+
+
+def rego_coverage() -> float:
+    out = subprocess.run([opa_binary(), "test", "--coverage", str(POLICIES)], capture_output=True, text=True,
+                         check=True).stdout
+    return float(json.loads(out)["coverage"])
+
+
+async def benchmark(opa_url: str, grpc_address: str, pid: int, decisions: int, concurrency: int) -> dict[str, Any]:
+    mix = workload()
+    raw_latencies: list[float] = []
+    decide_latencies: list[float] = []
+    raw_elapsed = decide_elapsed = 0.0
+    outcomes: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    mismatches = 0
+    expected = {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session, \
+            grpc.aio.insecure_channel(grpc_address) as channel:
+        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+
+        async def raw(index: int) -> None:
+            document = mix[index % len(mix)][0]
+            async with session.post(f"{opa_url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+                answer = (await reply.json())["result"]
+            expected[index % len(mix)] = (answer["result"], answer["rule_id"])
+
+        async def decide(index: int) -> None:
+            nonlocal mismatches
+            reply = await stub.Decide(mix[index % len(mix)][1], timeout=10)
+            outcomes[RESULT_NAMES[reply.result]] += 1
+            rules[reply.rule_id] += 1
+            if expected.get(index % len(mix), (None, None)) != (RESULT_NAMES[reply.result], reply.rule_id):
+                mismatches += 1
+
+        await drive(WARMUP, concurrency, raw, [])
+        await drive(WARMUP, concurrency, decide, [])
+        outcomes.clear()
+        rules.clear()
+        mismatches = 0
+        sampler = RssSampler(pid)
+        sampling = asyncio.create_task(sampler.run())
+        per_round = decisions // ROUNDS
+        for _ in range(ROUNDS):
+            raw_elapsed += await drive(per_round, concurrency, raw, raw_latencies)
+            decide_elapsed += await drive(per_round, concurrency, decide, decide_latencies)
+        memory = sampler.stop()
+        await sampling
+    raw_summary, decide_summary = summary(raw_latencies, raw_elapsed), summary(decide_latencies, decide_elapsed)
+    return {
+        "raw_opa_rest": raw_summary,
+        "decide_grpc": decide_summary,
+        "overhead_p50_ms": round(decide_summary["p50_ms"] - raw_summary["p50_ms"], 3),
+        "overhead_p95_ms": round(decide_summary["p95_ms"] - raw_summary["p95_ms"], 3),
+        "overhead_p99_ms": round(decide_summary["p99_ms"] - raw_summary["p99_ms"], 3),
+        "service_memory": memory,
+        "results": dict(outcomes),
+        "rules_decided": dict(sorted(rules.items())),
+        "engine_unavailable": rules.get("ig.system.engine_unavailable", 0),
+        "answers_differing_from_raw_opa": mismatches,
+        "input_mix": len(mix),
+    }
+
+
+async def fresh_database(postgres: Postgres) -> str:
+    name = f"ig_bench_policy_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_database(postgres: Postgres, name: str) -> None:
+    conn = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Policy Reasoner benchmark: raw OPA REST vs Decide")
+    parser.add_argument("--decisions", type=int, default=20_000, help="per mode (at least 20,000 for the evidence)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/policy.json"))
+    args = parser.parse_args()
+    paths = Paths.from_environment()
+    postgres, kafka = Postgres(paths), Kafka(paths)
+    database = asyncio.run(fresh_database(postgres))
+    load_before = os.getloadavg()
+    try:
+        with opa_server() as opa_url, tempfile.TemporaryDirectory() as scratch:
+            env = {**kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
+                   "IG_LOG_LEVEL": "WARNING"}
+            with policy_service(env, Path(scratch) / "policy.log") as service:
+                figures = asyncio.run(benchmark(opa_url, service.grpc_address, service.process.pid,
+                                                args.decisions, args.concurrency))
+    finally:
+        asyncio.run(drop_database(postgres, database))
+    report = {
+        "benchmark": "policy", "command": "make bench-policy",
+        "decisions_per_mode": args.decisions, "concurrent_callers": args.concurrency, "rounds": ROUNDS,
+        **figures,
+        "requirement": {"overhead_p95_ms_max": 5.0, "met": figures["overhead_p95_ms"] <= 5.0},
+        "goal": {"overhead_p95_ms_max": 1.0, "decisions_per_s_min": 2000,
+                 "met": figures["overhead_p95_ms"] <= 1.0 and figures["decide_grpc"]["decisions_per_s"] >= 2000},
+        "decision_coverage": {"rego_line_coverage_pct": rego_coverage(), "golden_cases": len(golden_cases())},
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()], "python": sys.version.split()[0]},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    a, b = report["raw_opa_rest"], report["decide_grpc"]
+    print(f"policy bench: {args.decisions} decisions per mode, {args.concurrency} concurrent callers")
+    print(f"  raw OPA REST   p50 {a['p50_ms']:.2f} ms  p95 {a['p95_ms']:.2f} ms  p99 {a['p99_ms']:.2f} ms  "
+          f"{a['decisions_per_s']:.0f} decisions/s")
+    print(f"  Decide (gRPC)  p50 {b['p50_ms']:.2f} ms  p95 {b['p95_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms  "
+          f"{b['decisions_per_s']:.0f} decisions/s")
+    print(f"  overhead p95 {report['overhead_p95_ms']:.2f} ms (required <= 5 ms: "
+          f"{'met' if report['requirement']['met'] else 'NOT met'}), service RSS peak "
+          f"{report['service_memory']['rss_mb_peak']:.0f} MB, engine_unavailable {report['engine_unavailable']}, "
+          f"load avg {report['machine']['loadavg_before'][0]} -> {report['machine']['loadavg_after'][0]}")
+    print(f"  written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
