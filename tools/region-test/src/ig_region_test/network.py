@@ -97,8 +97,9 @@ def plan(force_loopback: bool, link_delay_ms: float) -> Topology:
         b = RegionNet("region-b", f"{NS_PREFIX}region-b", f"{SUBNET}.2.2", f"{SUBNET}.0.2", 0,
                       "igrt-h-b", "igrt-c-b", "igrt-ba")
         return Topology("netns", a, b, link_delay_ms, "network namespaces joined by a veth link")
-    a = RegionNet("region-a", None, "127.0.91.1", "127.0.91.1", 20000, None, None, None)
-    b = RegionNet("region-b", None, "127.0.92.1", "127.0.92.1", 21000, None, None, None)
+    # Own addresses and shifted ports (50051 -> 60051/61051 ...), so nothing collides with the shared infra.
+    a = RegionNet("region-a", None, "127.0.91.1", "127.0.91.1", 10000, None, None, None)
+    b = RegionNet("region-b", None, "127.0.92.1", "127.0.92.1", 11000, None, None, None)
     return Topology("loopback", a, b, 0.0,
                     f"FALLBACK: network namespaces unavailable ({why}); regions on distinct loopback addresses, "
                     "no cuttable link: a partition is simulated by killing the failed region's processes")

@@ -8,10 +8,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
 RESULTS = "multi-region-results.json"
 JUNIT = "multi-region-junit.xml"
 TIMELINE = "multi-region-timeline.json"
 PROOFS = "residency-proofs.json"
+METRICS = "multi-region-metrics.prom"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -46,7 +49,30 @@ def write_all(directory: Path, results: dict[str, Any], timeline: list[dict[str,
     write_json(directory / TIMELINE, {"events": timeline})
     write_json(directory / PROOFS, proofs)
     (directory / JUNIT).write_text(junit(cases, duration))
-    return [directory / name for name in (RESULTS, JUNIT, TIMELINE, PROOFS)]
+    write_metrics(directory / METRICS, results)
+    return [directory / name for name in (RESULTS, JUNIT, TIMELINE, PROOFS, METRICS)]
+
+
+def write_metrics(path: Path, results: dict[str, Any]) -> None:
+    """The figures in Prometheus text format (node-exporter textfile collector / pushgateway ready)."""
+    registry = CollectorRegistry()
+    labels = ["phase", "replication", "failure"]
+    rto = Gauge("ig_region_failover_rto_seconds", "Failure to first write acknowledged by the new primary",
+                labels, registry=registry)
+    lost = Gauge("ig_region_failover_rpo_lost_writes", "Acknowledged writes missing in the new primary", labels,
+                 registry=registry)
+    lost_seconds = Gauge("ig_region_failover_rpo_seconds", "Newest acknowledged minus newest surviving write",
+                         labels, registry=registry)
+    residency = Gauge("ig_region_residency_passed", "1 when every residency probe passed", registry=registry)
+    mode = str(results["replication"]["synchronous_commit"]).split()[0]
+    for phase in results["phases"]:
+        values = (phase["phase"], mode, str(results["failure"]))
+        rto.labels(*values).set(phase["rto_seconds"] if phase["rto_seconds"] is not None else float("inf"))
+        if phase["rpo_lost_writes"] is not None:
+            lost.labels(*values).set(phase["rpo_lost_writes"])
+            lost_seconds.labels(*values).set(phase["rpo_lost_seconds"])
+    residency.set(1 if results["residency"]["passed"] else 0)
+    write_to_textfile(str(path), registry)
 
 
 def copy_logs(run_dir: Path, target: Path) -> None:

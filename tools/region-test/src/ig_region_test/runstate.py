@@ -106,6 +106,8 @@ class RunState:
 
 
 def _kill_group(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # our own child that already died is a zombie until reaped: not a leftover
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
