@@ -1,0 +1,144 @@
+{{/*
+The service Deployment. Call with (dict "root" $ "containers" "<yaml list>" "volumes" "<yaml list>"
+"settings" (dict ...) "annotations" (dict ...)) to add sidecars, volumes, chart-specific settings (they feed the
+settings checksum, so a change rolls the pods) and pod annotations.
+*/}}
+{{- define "ig-lib.deployment" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $global := $v.global | default dict -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "ig-lib.fullname" $root }}
+  labels:
+    {{- include "ig-lib.labels" $root | nindent 4 }}
+spec:
+  {{- if not $v.autoscaling.enabled }}
+  replicas: {{ $v.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: {{ $v.revisionHistoryLimit }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+  selector:
+    matchLabels:
+      {{- include "ig-lib.selectorLabels" $root | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "ig-lib.labels" $root | nindent 8 }}
+        {{- with $v.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/settings: {{ include "ig-lib.configmap" (dict "root" $root "extra" .settings) | sha256sum }}
+        {{- if $v.metrics.podAnnotations }}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $v.ports.http | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
+        {{- with .annotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+        {{- with $v.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "ig-lib.serviceAccountName" $root }}
+      automountServiceAccountToken: {{ $v.serviceAccount.automountToken }}
+      enableServiceLinks: false
+      {{- with $v.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $v.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+      containers:
+        - name: {{ include "ig-lib.name" $root }}
+          image: {{ include "ig-lib.image" (dict "image" $v.image "appVersion" $root.Chart.AppVersion) | quote }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          ports:
+            - name: http
+              containerPort: {{ $v.ports.http }}
+              protocol: TCP
+            {{- if $v.ports.grpc }}
+            - name: grpc
+              containerPort: {{ $v.ports.grpc }}
+              protocol: TCP
+            {{- end }}
+          envFrom:
+            - configMapRef:
+                name: {{ include "ig-lib.fullname" $root }}-settings
+          env:
+            - name: IG_DATABASE_URL
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "ig-lib.databaseSecretName" $root }}
+                  key: {{ $v.database.secretKey }}
+            {{- with $v.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: {{ $v.probes.startup.periodSeconds }}
+            failureThreshold: {{ $v.probes.startup.failureThreshold }}
+            timeoutSeconds: {{ $v.probes.startup.timeoutSeconds }}
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: {{ $v.probes.liveness.periodSeconds }}
+            failureThreshold: {{ $v.probes.liveness.failureThreshold }}
+            timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
+          readinessProbe:
+            {{- if $v.ports.grpc }}
+            grpc:
+              port: {{ $v.ports.grpc }}
+            {{- else }}
+            httpGet:
+              path: /healthz
+              port: http
+            {{- end }}
+            periodSeconds: {{ $v.probes.readiness.periodSeconds }}
+            failureThreshold: {{ $v.probes.readiness.failureThreshold }}
+            timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
+          resources:
+            {{- toYaml $v.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $v.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+        {{- with .containers }}
+        {{- . | nindent 8 }}
+        {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: {{ $v.tmpSizeLimit }}
+        {{- with .volumes }}
+        {{- . | nindent 8 }}
+        {{- end }}
+      {{- with (include "ig-lib.nodeSelector" $root) }}
+      nodeSelector:
+        {{- . | nindent 8 }}
+      {{- end }}
+      {{- with (concat ($v.tolerations | default list) ($global.tolerations | default list)) }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end -}}

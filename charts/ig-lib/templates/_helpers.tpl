@@ -1,0 +1,84 @@
+{{/* Names and labels. Every service chart calls these with its root context. */}}
+
+{{- define "ig-lib.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ig-lib.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ig-lib.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ig-lib.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "ig-lib.labels" -}}
+{{ include "ig-lib.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: maestro-conductor
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+ig.maestro/region: {{ include "ig-lib.region" . }}
+{{- end -}}
+
+{{/* Chart value first, then the region-wide global value, then the fallback. */}}
+{{- define "ig-lib.region" -}}
+{{- $global := .Values.global | default dict -}}
+{{- required "region is required (set region or global.region, e.g. -f charts/values-region-a.yaml)" (.Values.region | default $global.region) -}}
+{{- end -}}
+
+{{- define "ig-lib.residency" -}}
+{{- $global := .Values.global | default dict -}}
+{{- .Values.residency | default $global.residency | default "" -}}
+{{- end -}}
+
+{{- define "ig-lib.kafkaBootstrap" -}}
+{{- $global := .Values.global | default dict -}}
+{{- $kafka := $global.kafka | default dict -}}
+{{- required "kafka.bootstrap or global.kafka.bootstrap is required" (.Values.kafka.bootstrap | default $kafka.bootstrap) -}}
+{{- end -}}
+
+{{- define "ig-lib.databaseUrl" -}}
+{{- $global := .Values.global | default dict -}}
+{{- $database := $global.database | default dict -}}
+{{- .Values.database.url | default $database.url | default "" -}}
+{{- end -}}
+
+{{- define "ig-lib.databaseSecretName" -}}
+{{- .Values.database.existingSecret | default (printf "%s-database" (include "ig-lib.fullname" .)) -}}
+{{- end -}}
+
+{{- define "ig-lib.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "ig-lib.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ig-lib.image" -}}
+{{- $tag := .image.tag | default .appVersion | toString -}}
+{{- if eq $tag "latest" -}}
+{{- fail (printf "image %s: the tag 'latest' is not allowed; pin a version" .image.repository) -}}
+{{- end -}}
+{{- if .image.digest -}}
+{{- printf "%s:%s@%s" .image.repository $tag .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ig-lib.nodeSelector" -}}
+{{- $global := .Values.global | default dict -}}
+{{- $selector := merge (dict) (.Values.nodeSelector | default dict) ($global.nodeSelector | default dict) -}}
+{{- with $selector }}
+{{- toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,134 @@
+"""ig-k8s: Kubernetes delivery of the suite.
+
+  ig-k8s up [--region R] [--no-install]   start the simulated cluster(s) and install every release
+  ig-k8s down | status                    stop / describe the simulated clusters
+  ig-k8s dockerfiles [--check]            (re)write services/*/Dockerfile from the template, or check for drift
+  ig-k8s docs [--check]                   (re)write the chart README value tables, or check for drift
+  ig-k8s render CHART --region R          helm template with the region's values (what the checks validate)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ig_infra.paths import REPO_ROOT, Paths
+from ig_infra.process import InfraError
+
+from ig_k8s import dockerfiles, values_docs
+from ig_k8s.suite import CHARTS_DIR, REGIONS, SERVICES
+
+
+def _dockerfiles(check: bool) -> int:
+    drift = []
+    for relative, content in dockerfiles.expected_files().items():
+        path = REPO_ROOT / relative
+        if path.exists() and path.read_text() == content:
+            continue
+        if check:
+            drift.append(relative)
+        else:
+            path.write_text(content)
+            print(f"wrote {relative}")
+    if drift:
+        print("stale (run `uv run ig-k8s dockerfiles`): " + ", ".join(drift), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _docs(check: bool) -> int:
+    charts = [service.chart_dir for service in SERVICES]
+    if check:
+        stale = values_docs.stale_readmes(charts)
+        undocumented = {str(chart): values_docs.undocumented_leaves((chart / "values.yaml").read_text())
+                        for chart in charts}
+        problems = [f"{chart}: values without a `# --` description: {', '.join(leaves)}"
+                    for chart, leaves in undocumented.items() if leaves]
+        problems += [f"stale (run `uv run ig-k8s docs`): {readme}" for readme in stale]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1 if problems else 0
+    for chart in charts:
+        readme = chart / "README.md"
+        existing = readme.read_text() if readme.exists() else f"# {chart.name}\n"
+        readme.write_text(values_docs.render_readme(existing, (chart / "values.yaml").read_text()))
+        print(f"wrote {readme.relative_to(REPO_ROOT)}")
+    return 0
+
+
+def _up(regions: list[str], install: bool) -> int:
+    from ig_k8s.cluster import Binaries, SimulatedCluster
+    from ig_k8s.helm import Helm
+    from ig_k8s.releases import install_suite
+
+    paths = Paths.from_environment()
+    binaries = Binaries.ensure(paths)
+    helm = Helm.create(paths)
+    for region in regions:
+        cluster = SimulatedCluster(region, paths)
+        cluster.start(binaries)
+        print(cluster.describe(), flush=True)
+        if install:
+            installed = install_suite(helm, cluster)
+            print(f"  {region}: installed and Available: {', '.join(installed)}", flush=True)
+    return 0
+
+
+def _down(regions: list[str]) -> int:
+    from ig_k8s.cluster import SimulatedCluster
+
+    for region in regions:
+        stopped = SimulatedCluster(region).stop()
+        print(f"{region}: stopped {', '.join(stopped) if stopped else 'nothing (was not running)'}")
+    return 0
+
+
+def _status(regions: list[str]) -> int:
+    from ig_k8s.cluster import SimulatedCluster
+
+    for region in regions:
+        print(SimulatedCluster(region).describe())
+    return 0
+
+
+def _render(chart: str, region: str) -> int:
+    from ig_k8s.helm import Helm
+
+    print(Helm.create().template(CHARTS_DIR / chart, region, release=chart), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ig-k8s", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "down", "status"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
+        if name == "up":
+            sub.add_argument("--no-install", action="store_true", help="start the clusters only")
+    for name in ("dockerfiles", "docs"):
+        commands.add_parser(name).add_argument("--check", action="store_true")
+    render = commands.add_parser("render")
+    render.add_argument("chart", choices=[service.name for service in SERVICES])
+    render.add_argument("--region", choices=REGIONS, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command in ("up", "down", "status"):
+            regions = args.region or list(REGIONS)
+            if args.command == "up":
+                return _up(regions, install=not args.no_install)
+            return _down(regions) if args.command == "down" else _status(regions)
+        if args.command == "dockerfiles":
+            return _dockerfiles(args.check)
+        if args.command == "docs":
+            return _docs(args.check)
+        return _render(args.chart, args.region)
+    except InfraError as error:
+        print(f"ig-k8s: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

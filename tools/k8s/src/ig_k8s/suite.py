@@ -1,0 +1,54 @@
+"""The suite as the delivery sees it: one image, one chart and one set of ports per service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ig_infra.paths import REPO_ROOT
+
+REGIONS: tuple[str, ...] = ("region-a", "region-b")
+
+
+@dataclass(frozen=True)
+class ServiceImage:
+    name: str  # chart name, image ig/<name>, directory services/<name>
+    package: str  # uv workspace package
+    module: str  # python -m <module>
+    http_port: int
+    grpc_port: int | None = None
+
+    @property
+    def image(self) -> str:
+        return f"ig/{self.name}"
+
+    @property
+    def dockerfile(self) -> Path:
+        return REPO_ROOT / "services" / self.name / "Dockerfile"
+
+    @property
+    def chart_dir(self) -> Path:
+        return REPO_ROOT / "charts" / self.name
+
+
+SERVICES: tuple[ServiceImage, ...] = (
+    ServiceImage("policy", "ig-policy", "ig_policy.app", http_port=8081, grpc_port=50051),
+    ServiceImage("evidence", "ig-evidence", "ig_evidence.app", http_port=8082, grpc_port=50052),
+    ServiceImage("burn", "ig-burn", "ig_burn.app", http_port=8083, grpc_port=50053),
+    ServiceImage("migration", "ig-migration", "ig_migration.app", http_port=8084, grpc_port=50054),
+    ServiceImage("audit-portal", "ig-portal", "ig_portal.app", http_port=8080),
+)
+
+CHARTS_DIR = REPO_ROOT / "charts"
+UMBRELLA_CHART = CHARTS_DIR / "ig-suite"
+
+
+def region_values(region: str) -> Path:
+    return CHARTS_DIR / f"values-{region}.yaml"
+
+
+def by_name(name: str) -> ServiceImage:
+    for service in SERVICES:
+        if service.name == name:
+            return service
+    raise KeyError(name)

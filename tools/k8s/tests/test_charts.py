@@ -1,0 +1,195 @@
+"""Every chart, both regions: helm lint, helm template, kubeconform (Kubernetes 1.37 schemas, offline), our Rego."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from ig_infra.paths import REPO_ROOT
+from ig_infra.process import InfraError
+from ig_k8s.helm import Helm
+from ig_k8s.suite import CHARTS_DIR, REGIONS, SERVICES
+from ig_k8s.validate import kubeconform, kubeconform_errors, policy_violations
+
+Render = Callable[..., list[dict[str, Any]]]
+CHART_REGIONS = [(service.name, region) for service in SERVICES for region in REGIONS]
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def main_container(objects: list[dict[str, Any]], chart: str) -> dict[str, Any]:
+    containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == chart)
+
+
+def settings(objects: list[dict[str, Any]]) -> dict[str, str]:
+    maps = [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-settings")]
+    assert len(maps) == 1
+    data: dict[str, str] = maps[0]["data"]
+    return data
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_chart_lints_strictly(helm: Helm, chart: str, region: str) -> None:
+    output = helm.lint(CHARTS_DIR / chart, region)
+    assert "0 chart(s) failed" in output
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_rendered_manifests_match_the_kubernetes_schemas(render: Render, chart: str, region: str) -> None:
+    import yaml
+
+    objects = render(chart, region)
+    report = kubeconform(yaml.safe_dump_all(objects))
+    assert kubeconform_errors(report) == []
+    assert report["exit_code"] == 0
+    assert report["summary"]["valid"] == len(objects) >= 7
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_rendered_manifests_pass_the_workload_policy(render: Render, chart: str, region: str) -> None:
+    assert policy_violations(render(chart, region)) == []
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_every_chart_carries_the_operational_objects(render: Render, chart: str, region: str) -> None:
+    objects = render(chart, region)
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+            "NetworkPolicy", "ConfigMap", "Secret"} <= kinds
+    container = main_container(objects, chart)
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    service = next(s for s in SERVICES if s.name == chart)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports.get("http") == service.http_port and ports.get("grpc") == service.grpc_port
+    if service.grpc_port:
+        assert container["readinessProbe"]["grpc"]["port"] == service.grpc_port
+    assert container["image"] == f"ig/{chart}:1.2.1"
+    database = next(e for e in container["env"] if e["name"] == "IG_DATABASE_URL")
+    assert database["valueFrom"]["secretKeyRef"]["name"] == one(objects, "Secret")["metadata"]["name"]
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_region_values_reach_settings_and_scheduling(render: Render, chart: str, region: str) -> None:
+    objects = render(chart, region)
+    values = settings(objects)
+    assert values["IG_REGION"] == region
+    assert values["IG_RESIDENCY"] == "eu"
+    assert values["IG_PEER_REGION"] == ("region-b" if region == "region-a" else "region-a")
+    assert values["IG_HTTP_HOST"] == "0.0.0.0"
+    assert "kafka-0.kafka" in values["IG_KAFKA_BOOTSTRAP"]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"topology.kubernetes.io/region": region}
+    assert region in one(objects, "Secret")["stringData"]["database-url"]
+
+
+@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+def test_only_the_migration_orchestrator_may_touch_the_kubernetes_api(render: Render, chart: str) -> None:
+    objects = render(chart, "region-a")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    if chart != "migration":
+        assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
+        assert pod["automountServiceAccountToken"] is False
+        return
+    role = one(objects, "Role")
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert ("", "services", "patch") in granted and ("apps", "deployments", "patch") in granted
+    assert {resource for _, resource, _ in granted} == {"services", "deployments"}
+    assert {verb for _, _, verb in granted} <= {"get", "list", "watch", "patch"}
+    binding = one(objects, "RoleBinding")
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    assert pod["automountServiceAccountToken"] is True
+
+
+def test_policy_chart_runs_opa_as_a_localhost_only_sidecar_with_the_repository_policies(render: Render) -> None:
+    objects = render("policy", "region-a")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    opa = next(c for c in pod["containers"] if c["name"] == "opa")
+    assert "--addr=127.0.0.1:8181" in opa["args"]
+    assert not any(p["containerPort"] == 8181 for p in opa["ports"])
+    assert opa["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert opa["image"] == "openpolicyagent/opa:1.22.3-static"
+    assert settings(objects)["IG_OPA_URL"] == "http://127.0.0.1:8181"
+    rego = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-rego"))
+    volume = next(v for v in pod["volumes"] if v["name"] == "rego")
+    mounted = {item["path"]: rego["data"][item["key"]] for item in volume["configMap"]["items"]}
+    source = REPO_ROOT / "policies" / "rego"
+    expected = {p.relative_to(source).as_posix(): p.read_text() for p in source.rglob("*")
+                if p.suffix in (".rego", ".json") and not p.name.endswith("_test.rego")}
+    assert expected and mounted == expected
+
+
+def test_policy_chart_can_load_an_opa_bundle_instead(render: Render) -> None:
+    objects = render("policy", "region-a", ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example"))
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    opa = next(c for c in pod["containers"] if c["name"] == "opa")
+    assert "--set=services.bundles.url=https://bundles.example" in opa["args"]
+    assert opa["readinessProbe"]["httpGet"]["path"] == "/health?bundles"
+    assert not [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-rego")]
+
+
+def test_burn_chart_ships_every_dashboard_in_services_burn_dashboards(render: Render) -> None:
+    dashboards = sorted((REPO_ROOT / "services" / "burn" / "dashboards").glob("*.json"))
+    shipped = [o for o in by_kind(render("burn", "region-a"), "ConfigMap")
+               if o["metadata"]["name"].endswith("-dashboards")]
+    if not dashboards:  # the burn service has not added its dashboards yet: nothing to ship, nothing shipped
+        assert shipped == []
+        return
+    assert shipped[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert {name: json.loads(body) for name, body in shipped[0]["data"].items()} == {
+        p.name: json.loads(p.read_text()) for p in dashboards}
+
+
+def test_service_monitor_is_optional(render: Render) -> None:
+    assert by_kind(render("evidence", "region-a"), "ServiceMonitor") == []
+    monitor = one(render("evidence", "region-a", ("metrics.serviceMonitor.enabled=true",)), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (("image.tag=latest",), "latest"),
+    (("global.region=",), "region is required"),
+    (("global.database.url=",), "database.url"),
+    (("settings.NOT_IG=1",), "must be an IG_"),
+])
+def test_bad_values_are_refused_with_a_clear_message(helm: Helm, sets: tuple[str, ...], message: str) -> None:
+    with pytest.raises(InfraError, match=message):
+        helm.template(CHARTS_DIR / "evidence", "region-a", release="evidence", sets=sets)
+
+
+def test_existing_database_secret_replaces_the_chart_secret(render: Render) -> None:
+    objects = render("evidence", "region-b", ("database.existingSecret=pg-url", "database.secretKey=url"))
+    assert by_kind(objects, "Secret") == []
+    env = next(e for e in main_container(objects, "evidence")["env"] if e["name"] == "IG_DATABASE_URL")
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "pg-url", "key": "url"}
+
+
+def test_the_policy_catches_an_unsafe_override(render: Render) -> None:
+    objects = render("burn", "region-a", ("securityContext.allowPrivilegeEscalation=true",
+                                          "resources.limits=null"))
+    violations = policy_violations(objects)
+    assert any("allowPrivilegeEscalation" in v for v in violations)
+    assert any("limits.cpu" in v for v in violations)
+
+
+def test_kubeconform_rejects_what_the_schema_forbids() -> None:
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": {"replicas": "two", "selector": {}, "template": {"spec": {"containers": [{"name": "x"}]}},
+                    "unknownField": True}}
+    import yaml
+
+    report = kubeconform(yaml.safe_dump(bad))
+    assert report["exit_code"] != 0
+    assert kubeconform_errors(report)

@@ -1,0 +1,19 @@
+# Kubernetes delivery (tools/k8s): Dockerfiles, Helm charts, skaffold/Tilt, simulated clusters. Tests: tools/k8s/tests.
+CHECK_TARGETS += k8s-check
+
+.PHONY: k8s-check k8s-up k8s-down k8s-status
+
+k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs
+	$(RUN) hadolint services/*/Dockerfile
+	"$$($(RUN) ig-infra tool opa)" test policies/k8s
+	$(RUN) ig-k8s dockerfiles --check
+	$(RUN) ig-k8s docs --check
+
+k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed
+	$(RUN) ig-k8s up
+
+k8s-down: ## stop the simulated Kubernetes clusters
+	$(RUN) ig-k8s down
+
+k8s-status: ## where the simulated Kubernetes clusters listen, and their kubeconfigs
+	$(RUN) ig-k8s status
