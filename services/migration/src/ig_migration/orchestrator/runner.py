@@ -300,6 +300,7 @@ class Orchestrator:
         if row.cutover_committed:
             return "cutover had committed before a restart"
         columns = await target.columns_of(self.conn, names.blue)
+        await target.enable_reverse(self.conn, names, plan.cutover.lock_timeout_ms)
         timing = await target.switch_view(
             self.conn, names, columns, to_green=True, lock_timeout_ms=plan.cutover.lock_timeout_ms,
             attempts=plan.cutover.attempts,

@@ -103,29 +103,33 @@ def _copy_function(name: str, target: str, key: str, columns: list[str], fence_k
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  -- Re-syncs and backouts write both sides themselves; nested trigger calls are the other direction echoing.
-  IF current_setting('{SUPPRESS}', true) = 'on' OR pg_trigger_depth() > 1 THEN
+  -- Re-syncs and backfills write both sides themselves, and the other direction's trigger must not echo the copy
+  -- we are about to make: the flag is transaction-local and switched back off right after the copy.
+  IF current_setting('{SUPPRESS}', true) = 'on' THEN
     RETURN NULL;
   END IF;
+  PERFORM set_config('{SUPPRESS}', 'on', true);
   -- A removal must not race a backfill batch that read the row before it was gone (see copy_batch).
   IF TG_OP = 'DELETE' THEN
     {fence}
     DELETE FROM {target} WHERE {key} = OLD.{key};
-    RETURN NULL;
+  ELSE
+    IF TG_OP = 'UPDATE' AND NEW.{key} IS DISTINCT FROM OLD.{key} THEN
+      {fence}
+      DELETE FROM {target} WHERE {key} = OLD.{key};
+    END IF;
+    INSERT INTO {target} ({cols}) VALUES ({values})
+      ON CONFLICT ({key}) DO UPDATE SET {updates};
   END IF;
-  IF TG_OP = 'UPDATE' AND NEW.{key} IS DISTINCT FROM OLD.{key} THEN
-    {fence}
-    DELETE FROM {target} WHERE {key} = OLD.{key};
-  END IF;
-  INSERT INTO {target} ({cols}) VALUES ({values})
-    ON CONFLICT ({key}) DO UPDATE SET {updates};
+  PERFORM set_config('{SUPPRESS}', 'off', true);
   RETURN NULL;
 END
 $fn$"""
 
 
 async def install_dual_write(conn: Conn, names: Names, columns: list[str], lock_timeout_ms: int) -> None:
-    """Both trigger pairs, forward enabled and reverse disabled; idempotent so a resumed run can repeat it."""
+    """Both directions' triggers, forward enabled; reverse disabled until just before cutover so the backfill's
+    inserts into green cost no trigger call. Idempotent, so a resumed run can repeat it."""
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
         await conn.execute(_copy_function(names.forward_function, names.green, names.key, columns, names.fence_key))
@@ -251,15 +255,15 @@ def _row_text(alias: str, columns: list[str]) -> str:
 
 async def switch_view(conn: Conn, names: Names, columns: list[str], to_green: bool, lock_timeout_ms: int,
                       attempts: int, record: str | None = None, record_args: tuple[object, ...] = ()) -> SwitchTiming:
-    """Point the versioned view at one side and flip the dual-write direction in one short transaction.
+    """Point the versioned view at one side in one short transaction.
 
-    ``record`` (a statement of the orchestrator's state) commits in the same transaction, so the state can never
-    claim a switch that did not happen. Lock waits beyond lock_timeout abort the attempt rather than queueing
-    writers behind us; the attempt is retried.
+    Both dual-write directions are live by then (see enable_reverse), so the switch is a single view replacement:
+    the view's ACCESS EXCLUSIVE lock waits for writers already inside it and holds new ones back for the few
+    milliseconds it takes. ``record`` (a statement of the orchestrator's state) commits in the same transaction, so
+    the state never claims a switch that did not happen. A lock wait beyond lock_timeout aborts the attempt rather
+    than queueing writers behind us; the attempt is retried.
     """
-    target, enable, disable = ((names.green, (names.green, names.reverse_trigger), (names.blue, names.forward_trigger))
-                               if to_green else
-                               (names.blue, (names.blue, names.forward_trigger), (names.green, names.reverse_trigger)))
+    target = names.green if to_green else names.blue
     last_error: Exception | None = None
     for attempt in range(1, attempts + 1):
         started = time.perf_counter()
@@ -269,13 +273,8 @@ async def switch_view(conn: Conn, names: Names, columns: list[str], to_green: bo
                 # The switch and its state row commit together or not at all; a crash right after the commit
                 # cannot reorder it after writers' later (flushed) commits, so the WAL flush need not be awaited.
                 await conn.execute("SET LOCAL synchronous_commit = off")
-                # Locks in the order writers take them (view, the table behind it, the dual-write target), all up
-                # front: no deadlock with a writer mid-statement, and no write slips between the trigger flips.
                 await conn.execute(f"LOCK TABLE {names.view} IN ACCESS EXCLUSIVE MODE")
-                await conn.execute(f"LOCK TABLE {names.blue}, {names.green} IN SHARE ROW EXCLUSIVE MODE")
                 locked = time.perf_counter()
-                await conn.execute(f"ALTER TABLE {disable[0]} DISABLE TRIGGER {disable[1]}")
-                await conn.execute(f"ALTER TABLE {enable[0]} ENABLE TRIGGER {enable[1]}")
                 await conn.execute(f"CREATE OR REPLACE VIEW {names.view} AS SELECT {', '.join(columns)} FROM {target}")
                 if record is not None:
                     await conn.execute(record, *record_args)
@@ -285,6 +284,15 @@ async def switch_view(conn: Conn, names: Names, columns: list[str], to_green: bo
             last_error = error
     raise TimeoutError(f"could not take the cutover locks within {lock_timeout_ms} ms in {attempts} attempts: "
                        f"{last_error}")
+
+
+async def enable_reverse(conn: Conn, names: Names, lock_timeout_ms: int) -> None:
+    """Turn on green -> blue before the cutover, outside its critical section. Until the switch nobody writes to
+    green except the forward trigger, whose copies the reverse one ignores; after it, every write through the view
+    lands in green and is copied back to blue, which is what lets a backout lose nothing."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
+        await conn.execute(f"ALTER TABLE {names.green} ENABLE TRIGGER {names.reverse_trigger}")
 
 
 async def resync_range(conn: Conn, names: Names, columns: list[str], serving: str, lo: int, hi: int) -> int:
