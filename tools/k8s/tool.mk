@@ -1,7 +1,7 @@
 # Kubernetes delivery (tools/k8s): Dockerfiles, Helm charts, skaffold/Tilt, simulated clusters. Tests: tools/k8s/tests.
-CHECK_TARGETS += k8s-check
+CHECK_TARGETS += k8s-check k8s-binaries
 
-.PHONY: k8s-check k8s-up k8s-down k8s-status
+.PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs
 	$(RUN) hadolint services/*/Dockerfile
@@ -17,3 +17,6 @@ k8s-down: ## stop the simulated Kubernetes clusters
 
 k8s-status: ## where the simulated Kubernetes clusters listen, and their kubeconfigs
 	$(RUN) ig-k8s status
+
+k8s-binaries: ## build (once, cached) kube-apiserver/controller-manager/scheduler from k8s.io/kubernetes, kwok; apt etcd
+	nice -n 5 $(RUN) ig-k8s build --allow-failure
