@@ -196,6 +196,7 @@ class SimulatedCluster:
                              str(self.dir / "etcd-data"), "--listen-client-urls", client, "--advertise-client-urls",
                              client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                              "--initial-cluster", f"etcd-{self.region}={peer}", "--log-level", "warn",
+                             "--logger", "zap",
                              "--quota-backend-bytes", str(2 * 1024**3)])
         wait_until(lambda: port_open("127.0.0.1", self.ports.etcd_client), timeout=30, what=f"etcd {self.region}",
                    log_file=self._log("etcd"), alive=lambda: read_pid(self._pid("etcd")) is not None)
