@@ -18,7 +18,6 @@ import asyncpg
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig.events.v1 import events_pb2
-from ig_common.events.outbox import enqueue_many
 from prometheus_client import Counter, Histogram
 
 from ig_evidence.domain import merkle, note
@@ -38,6 +37,8 @@ log = structlog.get_logger(__name__)
 LEDGER_APPENDS = Counter("ig_ledger_appends_total", "Ledger entries appended", ["kind"])
 LEDGER_BATCH = Histogram("ig_ledger_append_batch_size", "Entries per group-committed append transaction",
                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+LEDGER_HEAD_RETRIES = Counter("ig_ledger_head_retries_total",
+                              "Append batches redone under the head lock because another writer moved the head")
 MAX_BATCH = 256
 VERIFY_PAGE = 10_000
 _COLUMNS = "seq, ts, kind, subject, payload, payload_sha256, prev_hash, entry_hash"
@@ -81,6 +82,7 @@ class LedgerStore:
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._head: tuple[int, str] | None = None  # (size, head hash) after this writer's last commit
         self._hash_cache: list[bytes] = []  # leaf hashes of seq 1..n, valid because entries never change
         self._cache_lock = asyncio.Lock()
 
@@ -120,32 +122,73 @@ class LedgerStore:
                     pending.done.set_result(result)
 
     async def _commit(self, batch: list[_Pending]) -> list[tuple[StoredEntry, bool]]:
-        s = self._schema
+        """One statement (one round trip) when this writer's cached head is current; if another replica moved the
+        head, the insert trigger refuses it and the batch is redone in a transaction that locks the head row."""
+        if self._head is not None:
+            async with self._pool.acquire() as conn:
+                results, new = await self._plan(conn, batch, *self._head)
+                try:
+                    await self._insert(conn, new)
+                except asyncpg.IntegrityConstraintViolationError:
+                    LEDGER_HEAD_RETRIES.inc()
+                else:
+                    return self._committed(batch, results, new)
         async with self._pool.acquire() as conn, conn.transaction():
-            head = await conn.fetchrow(f"SELECT size, head_hash FROM {s}.ledger_head WHERE singleton FOR UPDATE")
-            size, prev = int(head["size"]), str(head["head_hash"])
-            results: list[tuple[StoredEntry, bool]] = []
-            new: list[StoredEntry] = []
-            for pending in batch:
-                if pending.deduplicate:
-                    found = await self._find_same(conn, pending, new)
-                    if found is not None:
-                        results.append((found, True))
-                        continue
-                fields, digest = next_entry(size, prev, datetime.now(UTC), pending.kind, pending.subject,
-                                            pending.payload)
-                entry = StoredEntry(fields=fields, entry_hash=digest, payload=pending.payload)
-                new.append(entry)
-                results.append((entry, False))
-                size, prev = fields.seq, digest
-            if new:
-                await conn.executemany(
-                    f"INSERT INTO {s}.ledger_entries ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    [(e.fields.seq, e.fields.ts, e.fields.kind, e.fields.subject, e.payload, e.fields.payload_sha256,
-                      e.fields.prev_hash, e.entry_hash) for e in new])
-                await enqueue_many(conn, s, [entry_appended(events_pb2.LedgerEntryAppended(
-                    seq=e.fields.seq, kind=e.fields.kind, subject=e.fields.subject, entry_hash=e.entry_hash))
-                    for e in new])
+            head = await conn.fetchrow(f"SELECT size, head_hash FROM {self._schema}.ledger_head "
+                                       "WHERE singleton FOR UPDATE")
+            results, new = await self._plan(conn, batch, int(head["size"]), str(head["head_hash"]))
+            await self._insert(conn, new)
+        return self._committed(batch, results, new)
+
+    async def _plan(self, conn: asyncpg.Connection, batch: list[_Pending], size: int, prev: str
+                    ) -> tuple[list[tuple[StoredEntry, bool]], list[StoredEntry]]:
+        results: list[tuple[StoredEntry, bool]] = []
+        new: list[StoredEntry] = []
+        for pending in batch:
+            if pending.deduplicate:
+                found = await self._find_same(conn, pending, new)
+                if found is not None:
+                    results.append((found, True))
+                    continue
+            fields, digest = next_entry(size, prev, datetime.now(UTC), pending.kind, pending.subject, pending.payload)
+            entry = StoredEntry(fields=fields, entry_hash=digest, payload=pending.payload)
+            new.append(entry)
+            results.append((entry, False))
+            size, prev = fields.seq, digest
+        return results, new
+
+    async def _insert(self, conn: asyncpg.Connection, new: list[StoredEntry]) -> None:
+        """Entries and their outbox events in one statement: both commit together or neither does."""
+        if not new:
+            return
+        events = [entry_appended(events_pb2.LedgerEntryAppended(seq=e.fields.seq, kind=e.fields.kind,
+                                                                subject=e.fields.subject, entry_hash=e.entry_hash))
+                  for e in new]
+        s = self._schema
+        # The outbox columns are ig_common's (see ig_common.events.outbox.enqueue_many); they are written here in
+        # the same statement as the entries so that an append costs one round trip.
+        await conn.execute(
+            f"""WITH entries AS (
+                    INSERT INTO {s}.ledger_entries ({_COLUMNS})
+                    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bytea[],
+                                         $6::text[], $7::text[], $8::text[]) ORDER BY 1
+                    RETURNING seq)
+                INSERT INTO {s}.outbox (ce_id, topic, ce_type, ce_source, ce_subject, ce_time, message_key, payload)
+                SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                                     $14::timestamptz[], $15::bytea[], $16::bytea[])
+                WHERE (SELECT count(*) FROM entries) = $17""",
+            [e.fields.seq for e in new], [e.fields.ts for e in new], [e.fields.kind for e in new],
+            [e.fields.subject for e in new], [e.payload for e in new], [e.fields.payload_sha256 for e in new],
+            [e.fields.prev_hash for e in new], [e.entry_hash for e in new],
+            [e.id for e in events], [e.topic for e in events], [e.type for e in events], [e.source for e in events],
+            [e.subject for e in events], [e.time for e in events],
+            [e.key.encode() if e.key is not None else None for e in events],
+            [e.payload.SerializeToString() for e in events], len(new))
+
+    def _committed(self, batch: list[_Pending], results: list[tuple[StoredEntry, bool]], new: list[StoredEntry]
+                   ) -> list[tuple[StoredEntry, bool]]:
+        if new:
+            self._head = (new[-1].fields.seq, new[-1].entry_hash)
         LEDGER_BATCH.observe(len(batch))
         for entry in new:
             LEDGER_APPENDS.labels(entry.fields.kind).inc()
