@@ -186,7 +186,7 @@ def bench_database() -> tuple[str, Any]:
 
 
 def main() -> None:
-    figures: dict[str, Any] = {"machine_cpus": os.cpu_count()}
+    figures: dict[str, Any] = {"machine_cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="ig-bench-evidence-", dir="/var/tmp") as work:
         figures["bundle"] = bench_bundle(Path(work))
     database_url, drop = bench_database()
@@ -204,6 +204,9 @@ def main() -> None:
           f"verify {ledger['verify_entries']} entries in {ledger['verify_seconds']} s (ok={ledger['verify_ok']}) | "
           f"inclusion proof cold {ledger['inclusion_proof_cold_seconds']} s, warm "
           f"{ledger['inclusion_proof_warm_seconds']} s ({ledger['inclusion_proof_hashes']} hashes)")
+    figures["load_average_at_end"] = os.getloadavg()[0]
+    print(f"(machine: {os.cpu_count()} CPUs, load average {figures['load_average_at_start']:.1f} at start, "
+          f"{figures['load_average_at_end']:.1f} at end: other work shares these CPUs)")
     out = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "bench" / "evidence.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
