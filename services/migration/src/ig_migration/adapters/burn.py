@@ -13,7 +13,7 @@ async def remaining_budget(address: str, service: str, deadline_seconds: float =
     is no headroom.
     """
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = burn_pb2_grpc.BurnServiceStub(channel)
+        stub = burn_pb2_grpc.BurnServiceStub(channel)  # type: ignore[no-untyped-call]
         response = await stub.GetBurn(burn_pb2.GetBurnRequest(service=service), timeout=deadline_seconds)
     slos = [s for s in response.slos if not service or s.service == service]
     if not slos:

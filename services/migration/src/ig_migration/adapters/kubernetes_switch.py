@@ -16,12 +16,13 @@ def _patch(switch: KubernetesSwitch, version: str) -> str:
     from kubernetes import client, config  # imported here: only plans that switch a Service need it
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     api = client.CoreV1Api()
     service = api.read_namespaced_service(switch.service, switch.namespace)
-    previous = (service.spec.selector or {}).get(switch.selector_key, "")
+    selector = service.spec.selector if service.spec is not None else None
+    previous = (selector or {}).get(switch.selector_key, "")
     api.patch_namespaced_service(switch.service, switch.namespace,
                                  {"spec": {"selector": {switch.selector_key: version}}})
     return str(previous)

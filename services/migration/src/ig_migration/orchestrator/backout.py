@@ -67,7 +67,7 @@ async def partial_backout(conn: Conn, plan: Plan, names: Names, change: str, bat
     assert row is not None
     serving = names.green if row.cutover_committed else names.blue
     columns = await target.columns_of(conn, names.blue)
-    per_batch = []
+    per_batch: list[dict[str, Any]] = []
     for batch_no, lo, hi in ranges:
         restored = await target.resync_range(conn, names, columns, serving, lo, hi)
         blue, green = await target.fingerprints(conn, [names.blue, names.green], columns, names.key, (lo, hi))
@@ -76,7 +76,7 @@ async def partial_backout(conn: Conn, plan: Plan, names: Names, change: str, bat
                           "green_checksum": green.checksum, "validated": blue == green})
     await state.mark_batches(conn, change, batches, "backed-out")
     validated = all(b["validated"] for b in per_batch)
-    body = {"kind": "partial", "batches": per_batch, "validated": validated,
+    body: dict[str, Any] = {"kind": "partial", "batches": per_batch, "validated": validated,
             "blue_rows": sum(b["blue_rows"] for b in per_batch),
             "green_rows": sum(b["green_rows"] for b in per_batch),
             "detail": f"{len(per_batch)} batch(es) restored from blue's record; "

@@ -28,8 +28,8 @@ async def build_report(conn: Conn, plan: Plan, change: str) -> dict[str, Any]:
         "error_rate": {"before": baseline.get("error_rate"), "after": aca.get("error_rate")},
         "aca": aca or None, "verify": results.get("verify"), "contract": results.get("contract"),
         "backout_plan": {"name": plan.backout,
-                         "steps": [f"switch {plan.cutover.view} back to {plan.blue.table} and the dual-write to "
-                                   f"{plan.blue.table} -> {plan.green.table} in one short transaction",
+                         "steps": [f"switch {plan.cutover.view} back to {plan.blue.table} in one short transaction "
+                                   f"(green -> blue dual-write has kept blue complete)",
                                    "validate row counts and checksums of both tables in one snapshot",
                                    f"drop the dual-write triggers and {plan.green.table}"]},
         "backout": results.get("backout"), "partial_backout": results.get("partial-backout"),

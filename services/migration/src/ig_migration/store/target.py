@@ -4,8 +4,9 @@ patterns) or from the catalog, so they are safe to splice into statements.
 
 Dual-write is done with triggers rather than in the application: a trigger catches every writer (old app
 versions, psql sessions, batch jobs) and commits in the writer's own transaction, so a crash can never leave a
-write in one side only. Exactly one direction is enabled at a time: blue -> green until cutover, green -> blue
-after it (Vitess's ReverseTraffic), which is what makes a later backout lose nothing.
+write in one side only. Blue -> green runs from the dual-write phase on; green -> blue (Vitess's ReverseTraffic)
+is added just before cutover, which is what makes a later backout lose nothing. A transaction-local flag keeps
+one direction from echoing the other's copies.
 """
 
 from __future__ import annotations
