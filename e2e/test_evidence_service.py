@@ -23,6 +23,7 @@ import asyncpg
 import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig.events.v1 import events_pb2
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -309,6 +310,13 @@ def test_make_evidence_builds_a_bundle_the_real_cosign_verifies(service: Running
     assert refused.returncode != 0 and "invalid signature" in refused.stderr
     releases = evidence_stub(service).ListReleases(evidence_pb2.ListReleasesRequest()).releases
     assert "v1.2.1" in {r.name for r in releases}
+    # Pinning the ledger's checkpoint key: the service's own key passes, any other key is refused.
+    ledger_key = ledger_stub(service).Checkpoint(ledger_pb2.CheckpointRequest()).verifier_key
+    pinned = cli("verify", str(out), "--key", str(keys / "cosign.pub"), "--ledger-key", ledger_key)
+    assert "included in its checkpoint" in pinned.stdout
+    stranger = note.verifier_key("someone.else/log", Ed25519PrivateKey.generate().public_key())
+    refused_pin = cli("verify", str(out), "--key", str(keys / "cosign.pub"), "--ledger-key", stranger, check=False)
+    assert refused_pin.returncode == 1 and "pinned" in refused_pin.stderr
 
 
 def test_a_superuser_edit_makes_verify_name_the_first_bad_seq(service: RunningEvidence) -> None:
