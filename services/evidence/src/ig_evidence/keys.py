@@ -1,6 +1,7 @@
 """Signing keys for the CLI: from a file, an ``env://VAR``, or a Kubernetes secret mount directory.
 
-Private keys are PKCS#8 PEM (optionally encrypted, password from COSIGN_PASSWORD or IG_EVIDENCE_KEY_PASSWORD);
+Private keys are PKCS#8 PEM (optionally encrypted) or cosign's own encrypted format, the password from
+COSIGN_PASSWORD or IG_EVIDENCE_KEY_PASSWORD;
 public keys are PKIX PEM, the format ``cosign verify-blob --key`` reads. A secret mount is a directory holding
 ``cosign.key`` (and optionally ``cosign.password``), as a Kubernetes Secret volume lays it out.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ig_evidence.cosign_key import CosignKeyError, decrypt_cosign_key, is_cosign_key
 from ig_evidence.domain.signatures import SignatureError, require_p256
 
 PASSWORD_VARIABLES = ("IG_EVIDENCE_KEY_PASSWORD", "COSIGN_PASSWORD")
@@ -55,16 +57,19 @@ def _read_reference(reference: str) -> tuple[bytes, str, str | None]:
 
 def load_private_key(reference: str, password: str | None = None) -> ec.EllipticCurvePrivateKey:
     pem, where, mount_password = _read_reference(reference)
-    if b"ENCRYPTED SIGSTORE PRIVATE KEY" in pem or b"ENCRYPTED COSIGN PRIVATE KEY" in pem:
-        raise KeyProblem(f"{where}: cosign's scrypt/secretbox key format is not supported; "
-                        "export it with `cosign import-key-pair` counterpart or use `ig-evidence keygen`")
     secret = _password(password if password is not None else mount_password)
-    encrypted = b"ENCRYPTED PRIVATE KEY" in pem
+    cosign_format = is_cosign_key(pem)
+    encrypted = cosign_format or b"ENCRYPTED PRIVATE KEY" in pem
     if encrypted and secret is None:
-        raise KeyProblem(f"{where}: the key is encrypted; give its password in "
-                        f"{' or '.join(PASSWORD_VARIABLES)}")
+        raise KeyProblem(f"{where}: the key is encrypted; give its password in {' or '.join(PASSWORD_VARIABLES)}")
     try:
-        key = serialization.load_pem_private_key(pem, password=secret if encrypted else None)
+        if cosign_format:
+            assert secret is not None
+            key = decrypt_cosign_key(pem, secret)
+        else:
+            key = serialization.load_pem_private_key(pem, password=secret if encrypted else None)
+    except CosignKeyError as error:
+        raise KeyProblem(f"{where}: cannot load cosign private key ({error})") from error
     except (ValueError, TypeError) as error:
         reason = "wrong password" if encrypted else "not a PEM private key"
         raise KeyProblem(f"{where}: cannot load private key ({reason})") from error
