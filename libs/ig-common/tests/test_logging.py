@@ -2,10 +2,9 @@ import json
 
 import pytest
 import structlog
+from ig_common.logging import configure_logging
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-
-from ig_common.logging import configure_logging
 
 
 def test_log_lines_are_json_and_carry_the_current_trace(capsys: pytest.CaptureFixture[str]) -> None:
