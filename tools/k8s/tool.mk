@@ -20,3 +20,9 @@ k8s-status: ## where the simulated Kubernetes clusters listen, and their kubecon
 
 k8s-binaries: ## build (once, cached) kube-apiserver/controller-manager/scheduler from k8s.io/kubernetes, kwok; apt etcd
 	nice -n 5 $(RUN) ig-k8s build --allow-failure
+
+BENCH_TARGETS += bench-k8s
+.PHONY: bench-k8s
+bench-k8s: ## time helm template + kubeconform + Rego for all charts, a cluster start and a region install
+	@mkdir -p $(ARTIFACTS)/bench
+	$(RUN) ig-k8s bench $(ARTIFACTS)/bench/k8s.json

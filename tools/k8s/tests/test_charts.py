@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from ig_infra.paths import REPO_ROOT
+from ig_infra.go_tools import tool_path
+from ig_infra.paths import REPO_ROOT, Paths
 from ig_infra.process import InfraError
 from ig_k8s.helm import Helm
 from ig_k8s.suite import CHARTS_DIR, REGIONS, SERVICES
@@ -193,3 +196,29 @@ def test_kubeconform_rejects_what_the_schema_forbids() -> None:
     report = kubeconform(yaml.safe_dump(bad))
     assert report["exit_code"] != 0
     assert kubeconform_errors(report)
+
+
+def test_opa_loads_the_policy_volume_as_the_sidecar_would_see_it(render: Render, tmp_path: Path) -> None:
+    """Lays the rego ConfigMap out exactly as its volume items do, then has the real OPA compile it and read data."""
+    objects = render("policy", "region-a")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    rego = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-rego"))
+    volume = next(v for v in pod["volumes"] if v["name"] == "rego")
+    for item in volume["configMap"]["items"]:
+        target = tmp_path / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(rego["data"][item["key"]])
+    opa = str(tool_path(Paths.from_environment().cache, "opa"))
+    checked = subprocess.run([opa, "check", str(tmp_path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    data_files = [item["path"] for item in volume["configMap"]["items"] if item["path"].endswith(".json")]
+    evaluated = subprocess.run([opa, "eval", "--format", "json", "-d", str(tmp_path), "data"], capture_output=True,
+                               text=True)
+    assert evaluated.returncode == 0, evaluated.stderr
+    data = json.loads(evaluated.stdout)["result"][0]["expressions"][0]["value"]
+    for path in data_files:  # data.json lands at the document path of its directory
+        node = data
+        for part in Path(path).parent.parts:
+            node = node[part]
+        expected = json.loads((tmp_path / path).read_text())
+        assert expected and all(node[key] == value for key, value in expected.items())

@@ -6,12 +6,14 @@
   ig-k8s dockerfiles [--check]            (re)write services/*/Dockerfile from the template, or check for drift
   ig-k8s docs [--check]                   (re)write the chart README value tables, or check for drift
   ig-k8s render CHART --region R          helm template with the region's values (what the checks validate)
+  ig-k8s bench OUTPUT.json                time the checks, a cluster start and a region install
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ig_infra.paths import REPO_ROOT, Paths
 from ig_infra.process import InfraError
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("build").add_argument("--allow-failure", action="store_true")
     for name in ("dockerfiles", "docs"):
         commands.add_parser(name).add_argument("--check", action="store_true")
+    commands.add_parser("bench").add_argument("output")
     render = commands.add_parser("render")
     render.add_argument("chart", choices=[service.name for service in SERVICES])
     render.add_argument("--region", choices=REGIONS, required=True)
@@ -140,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "up":
                 return _up(regions, install=not args.no_install)
             return _down(regions) if args.command == "down" else _status(regions)
+        if args.command == "bench":
+            from ig_k8s.bench import run
+
+            run(Path(args.output))
+            return 0
         if args.command == "build":
             return _build(args.allow_failure)
         if args.command == "dockerfiles":
