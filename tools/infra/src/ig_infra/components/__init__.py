@@ -5,7 +5,8 @@ from ig_infra.components.dex import Dex
 from ig_infra.components.kafka import Kafka
 from ig_infra.components.opa import Opa
 from ig_infra.components.postgres import Postgres
+from ig_infra.components.prometheus import Prometheus
 
-ALL: tuple[type[Component], ...] = (Postgres, Kafka, Opa, Dex)
+ALL: tuple[type[Component], ...] = (Postgres, Kafka, Opa, Prometheus, Dex)
 
-__all__ = ["ALL", "Component", "Dex", "Kafka", "Opa", "Postgres"]
+__all__ = ["ALL", "Component", "Dex", "Kafka", "Opa", "Postgres", "Prometheus"]

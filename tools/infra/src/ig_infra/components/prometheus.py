@@ -1,0 +1,143 @@
+"""Prometheus 3.x, built from the Go module proxy, scraping every service's /metrics.
+
+The shared instance renders ``tools/infra/prometheus/prometheus.yml`` into its run directory. Tests and benchmarks
+start a private instance with their own config on a free port (``PrivatePrometheus``) so they depend on no one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from ig_infra.components.base import Component, env_port
+from ig_infra.go_tools import TOOLS, tool_path
+from ig_infra.process import InfraError, ensure_port_free, port_open, spawn, terminate, wait_until
+
+
+def prometheus_binary(cache: Path) -> Path:
+    return tool_path(cache, "prometheus")
+
+
+def built_promtool(cache: Path) -> Path | None:
+    """promtool if it is already built (never starts a build)."""
+    _, version, _ = TOOLS["promtool"]
+    path = cache / f"promtool-{version}" / "bin" / "promtool"
+    return path if path.exists() else None
+
+
+def prometheus_ready(host: str, port: int) -> bool:
+    if not port_open(host, port):
+        return False
+    with urllib.request.urlopen(f"http://{host}:{port}/-/ready", timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def prometheus_command(binary: Path, config: Path, data_dir: Path, host: str, port: int,
+                       retention: str = "35d") -> list[str]:
+    return [str(binary), f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
+            f"--storage.tsdb.retention.time={retention}", f"--web.listen-address={host}:{port}",
+            "--web.enable-lifecycle", "--log.level=warn"]
+
+
+class Prometheus(Component):
+    name = "prometheus"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.host = "127.0.0.1"
+        self.port = env_port("IG_PROMETHEUS_PORT", 9090)
+        self.template = self.paths.repo / "tools" / "infra" / "prometheus" / "prometheus.yml"
+        self.rules_dir = self.paths.repo / "tools" / "infra" / "prometheus" / "rules"
+        self.targets_dir = self.dir / "targets"
+        self.config = self.dir / "prometheus.yml"
+
+    def install(self) -> None:
+        prometheus_binary(self.paths.cache)
+        tool_path(self.paths.cache, "promtool")
+
+    def render_config(self) -> Path:
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        text = self.template.read_text(encoding="utf-8")
+        for name, value in (("rules_dir", self.rules_dir), ("targets_dir", self.targets_dir), ("port", self.port)):
+            text = text.replace(f"{{{name}}}", str(value))
+        self.config.write_text(text, encoding="utf-8")
+        return self.config
+
+    def start(self) -> None:
+        if self.running() and self.healthy():
+            return
+        ensure_port_free(self.host, self.port, "Prometheus", "IG_PROMETHEUS_PORT")
+        command = prometheus_command(prometheus_binary(self.paths.cache), self.render_config(), self.dir / "data",
+                                     self.host, self.port)
+        spawn(command, log_file=self.log_file, pid_file=self.pid_file)
+        wait_until(self.healthy, timeout=60, what="Prometheus", log_file=self.log_file, alive=self.running)
+
+    def healthy(self) -> bool:
+        return prometheus_ready(self.host, self.port)
+
+    def address(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"IG_PROMETHEUS_URL": self.address()}
+
+    def add_exporter(self, job: str, target: str) -> Path:
+        """Let the shared instance scrape a test exporter (file_sd)."""
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        path = self.targets_dir / f"{job}.json"
+        path.write_text(json.dumps([{"targets": [target], "labels": {"job": job}}]), encoding="utf-8")
+        return path
+
+    def version(self) -> str:
+        return subprocess.run([str(prometheus_binary(self.paths.cache)), "--version"], capture_output=True,
+                              text=True).stdout.splitlines()[0]
+
+
+class PrivatePrometheus:
+    """A Prometheus process of one's own (tests, benchmarks): given config text, a free port, a scratch dir."""
+
+    def __init__(self, cache: Path, workdir: Path, config_text: str, port: int, *, host: str = "127.0.0.1") -> None:
+        self.cache = cache
+        self.workdir = workdir
+        self.config_text = config_text
+        self.host = host
+        self.port = port
+        self.log_file = workdir / "prometheus.log"
+        self.pid_file = workdir / "prometheus.pid"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> PrivatePrometheus:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "prometheus.yml"
+        config.write_text(self.config_text, encoding="utf-8")
+        promtool = built_promtool(self.cache)
+        if promtool is not None:  # validate when promtool is at hand; Prometheus rejects bad configs anyway
+            check = subprocess.run([str(promtool), "check", "config", str(config)], capture_output=True, text=True)
+            if check.returncode != 0:
+                raise InfraError(f"promtool rejects {config}:\n{check.stdout}{check.stderr}")
+        spawn(prometheus_command(prometheus_binary(self.cache), config, self.workdir / "data", self.host, self.port),
+              log_file=self.log_file, pid_file=self.pid_file)
+        wait_until(lambda: prometheus_ready(self.host, self.port), timeout=60, what="private Prometheus",
+                   log_file=self.log_file)
+        return self
+
+    def stop(self) -> None:
+        terminate(self.pid_file)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> PrivatePrometheus:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.remove()
