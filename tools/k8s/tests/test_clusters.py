@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,11 +85,14 @@ def test_every_release_is_available_on_the_region_nodes(installed: dict[str, Sim
         assert deployment_available(api, NAMESPACE, release.name), f"{region}: {release.name} not Available"
     core = client.CoreV1Api(api)
     nodes = {n.metadata.name: n.metadata.labels for n in core.list_node().items}
-    pods = core.list_namespaced_pod(NAMESPACE).items
-    assert len(pods) >= 2 * len(RELEASES)  # HPA minReplicas 2
-    for pod in pods:
-        assert pod.status.phase == "Running", pod.metadata.name
-        assert nodes[pod.spec.node_name][REGION_LABEL] == region
+    # The charts leave replicas to the HPA; the controller-manager scales each Deployment up to minReplicas 2.
+    deadline = time.monotonic() + 60
+    while len(running := [p for p in core.list_namespaced_pod(NAMESPACE).items if p.status.phase == "Running"]) \
+            < 2 * len(RELEASES) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(running) >= 2 * len(RELEASES)
+    for pod in running:
+        assert nodes[pod.spec.node_name][REGION_LABEL] == region, pod.metadata.name
     settings = core.read_namespaced_config_map("policy-settings", NAMESPACE).data
     assert settings["IG_REGION"] == region and settings["IG_OPA_URL"] == "http://127.0.0.1:8181"
 

@@ -234,7 +234,7 @@ class SimulatedCluster:
             f"--service-account-private-key-file={self.dir / 'sa.key'}",
             f"--root-ca-file={self.dir / 'pki' / 'apiserver.crt'}",
             "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
+            "--controllers=*",
         ])
         self._spawn("kube-scheduler", [str(binaries.kube_scheduler), *common, "--secure-port=0"])
 
