@@ -158,7 +158,7 @@ def test_without_opa_every_answer_is_deny(infra: Any, database_url: str, tmp_pat
     env = {**infra.env(database_url), "IG_OPA_URL": f"http://127.0.0.1:{free_port()}"}
     with policy_service(env, tmp_path / "service.log") as running, grpc.insecure_channel(running.grpc_address) as ch:
         stub = policy_pb2_grpc.PolicyServiceStub(ch)
-        allowed = next(c for c in golden_cases() if c.expect["rule_id"] == "ig.purpose.allow_read")
+        allowed = next(c for c in golden_cases() if c.name == "same tenant and purpose may read")
         reply, call = stub.Decide.with_call(proto_from_input(allowed.input), timeout=30)
         assert reply.result == policy_pb2.RESULT_DENY
         assert reply.rule_id == "ig.system.engine_unavailable"

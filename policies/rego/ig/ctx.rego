@@ -84,3 +84,6 @@ decision := {
 	"reasons": reasons,
 	"obligations": sort(obligations),
 }
+
+# Many decisions in one call, in order: the service coalesces concurrent requests into one round trip.
+decisions := [d | some request in input.requests; d := decision with input as request]

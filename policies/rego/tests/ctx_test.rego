@@ -63,3 +63,9 @@ test_break_glass_never_lifts_residency if {
 	d.result == "DENY"
 	d.rule_id == "ig.residency.cross_region"
 }
+
+test_decisions_answer_each_request_in_order if {
+	answers := ctx.decisions with input as {"requests": [fixtures.alpha, "bad", fixtures.with_context(fixtures.alpha, {"session_risk": 50})]}
+	[a.result | some a in answers] == ["ALLOW", "DENY", "STEP_UP"]
+	answers[1].rule_id == "ig.input.invalid"
+}

@@ -20,7 +20,7 @@ from ig_policy.testing import golden_cases
 
 pytestmark = pytest.mark.integration
 
-INPUT = next(c for c in golden_cases() if c.expect["rule_id"] == "ig.purpose.allow_read").input
+INPUT = next(c for c in golden_cases() if c.name == "same tenant and purpose may read").input
 
 
 def decision(result: Result = Result.DENY, rule_id: str = "ig.tenant.mismatch") -> Decision:

@@ -11,10 +11,11 @@ import pytest
 from ig_policy.domain.model import ENGINE_UNAVAILABLE, Result
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.testing import free_port, golden_cases
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
-ALLOWED = next(c for c in golden_cases() if c.expect["rule_id"] == "ig.purpose.allow_read").input
+ALLOWED = next(c for c in golden_cases() if c.name == "same tenant and purpose may read").input
 
 
 @pytest.fixture
@@ -108,3 +109,61 @@ async def test_the_revision_loop_follows_and_closes(opa_url: str) -> None:
     await asyncio.wait_for(task, 5)
     assert engine.revision.startswith("sha256:")
     assert (await engine.evaluate(ALLOWED)).rule_id == ENGINE_UNAVAILABLE, "closed after the loop ends"
+
+
+def round_trips() -> float:
+    return REGISTRY.get_sample_value("ig_policy_engine_seconds_count") or 0.0
+
+
+async def test_concurrent_evaluations_share_one_round_trip_and_keep_their_order(engine: OpaEngine) -> None:
+    risky = {**ALLOWED, "context": {**ALLOWED["context"], "session_risk": 60, "auth_level": "pwd"}}
+    inputs = [ALLOWED, {**ALLOWED, "action": "fly"}, risky]
+    before = round_trips()
+    verdicts = await asyncio.gather(*(engine.evaluate(i) for i in inputs))
+    assert round_trips() - before == 1
+    assert [v.rule_id for v in verdicts] == ["ig.purpose.allow_read", "ig.input.invalid", "ig.risk.step_up"]
+
+
+async def test_coalescing_is_bounded_per_round_trip(opa_url: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, coalesce=4)
+    await engine.start()
+    try:
+        before = round_trips()
+        verdicts = await asyncio.gather(*(engine.evaluate(ALLOWED) for _ in range(10)))
+        assert round_trips() - before == 3
+    finally:
+        await engine.close()
+    assert {v.rule_id for v in verdicts} == {"ig.purpose.allow_read"}
+
+
+async def test_without_coalescing_each_evaluation_is_its_own_call(opa_url: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, coalesce=1)
+    await engine.start()
+    try:
+        before = round_trips()
+        verdicts = await asyncio.gather(*(engine.evaluate(ALLOWED) for _ in range(3)))
+        assert round_trips() - before == 3
+    finally:
+        await engine.close()
+    assert {v.result for v in verdicts} == {Result.ALLOW}
+
+
+async def test_a_batch_answer_of_the_wrong_shape_denies_every_item(opa_url: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, batch_path="ig/ctx/decision")
+    await engine.start()
+    try:
+        verdicts = await asyncio.gather(engine.evaluate(ALLOWED), engine.evaluate(ALLOWED))
+    finally:
+        await engine.close()
+    assert [v.rule_id for v in verdicts] == [ENGINE_UNAVAILABLE, ENGINE_UNAVAILABLE]
+
+
+async def test_a_slow_batch_denies_every_item(silent_server: int) -> None:
+    engine = OpaEngine(f"http://127.0.0.1:{silent_server}")
+    await engine.start()
+    try:
+        verdicts = await asyncio.gather(engine.evaluate(ALLOWED), engine.evaluate(ALLOWED))
+    finally:
+        await engine.close()
+    assert [v.rule_id for v in verdicts] == [ENGINE_UNAVAILABLE, ENGINE_UNAVAILABLE]
+    assert all("50 ms" in v.explanation for v in verdicts)

@@ -21,7 +21,7 @@ from ig_policy.testing import golden_cases, proto_from_input
 
 pytestmark = pytest.mark.integration
 
-BASE = next(c for c in golden_cases() if c.expect["rule_id"] == "ig.purpose.allow_read").input
+BASE = next(c for c in golden_cases() if c.name == "same tenant and purpose may read").input
 CORPUS = json.loads((Path(__file__).parent / "fuzz_corpus.json").read_text(encoding="utf-8"))["cases"]
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 RESULTS = {"ALLOW", "DENY", "STEP_UP"}

@@ -20,8 +20,9 @@ from ig_policy.store.decision_log import DecisionLog, LogSettings
 def main() -> None:
     settings = load_settings(Settings)
     engine = OpaEngine(settings.opa_url, timeout_ms=settings.opa_timeout_ms,
-                       decision_path=settings.opa_decision_path, data_path=settings.opa_data_path,
-                       max_connections=settings.opa_max_connections)
+                       decision_path=settings.opa_decision_path, batch_path=settings.opa_batch_path,
+                       data_path=settings.opa_data_path, max_connections=settings.opa_max_connections,
+                       coalesce=settings.opa_coalesce)
     wired: dict[str, DecisionService] = {}
 
     async def on_start(runtime: Runtime) -> None:

@@ -18,11 +18,14 @@ class Settings(GrpcServiceSettings):
     # The OPA sidecar (IG_OPA_URL; ig-infra's env provides it) and the document the service asks for.
     opa_url: str = Field(default="http://127.0.0.1:8181", pattern=r"^https?://[^/]+/?$")
     opa_decision_path: str = Field(default="ig/ctx/decision", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)+$")
+    opa_batch_path: str = Field(default="ig/ctx/decisions", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)+$")
     opa_data_path: str = Field(default="ig/config", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
     # Per-call budget for one OPA round trip; past it the answer is DENY ig.system.engine_unavailable.
     opa_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     # Concurrent OPA calls (and pooled keep-alive connections); more callers wait for a slot.
     opa_max_connections: int = Field(default=64, ge=1, le=1024)
+    # Evaluations asked in the same event-loop turn share one OPA round trip, up to this many (1 = never).
+    opa_coalesce: int = Field(default=32, ge=1, le=1000)
     policy_revision_refresh_s: float = Field(default=2.0, gt=0, le=3600)
 
     # Decision log: bounded queue, batched writes, OPA-style mask rules and drop rules (JSON in the env var).

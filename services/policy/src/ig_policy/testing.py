@@ -32,8 +32,8 @@ def free_port() -> int:
 
 def opa_binary() -> str:
     """The OPA that ig-infra builds (``uv run ig-infra tool opa``)."""
-    from ig_infra.components.opa import opa_binary as built
-    from ig_infra.paths import Paths
+    from ig_infra.components.opa import opa_binary as built  # type: ignore[import-untyped]
+    from ig_infra.paths import Paths  # type: ignore[import-untyped]
 
     return str(built(Paths.from_environment().cache))
 
@@ -65,8 +65,8 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @contextmanager
-def opa_server(policies: Path = POLICIES) -> Iterator[str]:
-    """``opa run --server`` on a free loopback port; yields its URL."""
+def opa_process(policies: Path = POLICIES) -> Iterator[tuple[str, int]]:
+    """``opa run --server`` on a free loopback port; yields its URL and process id."""
     port = free_port()
     process = subprocess.Popen(
         [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error", str(policies)],
@@ -74,9 +74,15 @@ def opa_server(policies: Path = POLICIES) -> Iterator[str]:
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health?bundles", process, "OPA")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         _stop(process)
+
+
+@contextmanager
+def opa_server(policies: Path = POLICIES) -> Iterator[str]:
+    with opa_process(policies) as (url, _):
+        yield url
 
 
 @dataclass
