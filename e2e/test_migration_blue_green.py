@@ -101,9 +101,29 @@ async def test_healthy_change_through_grpc(service: str, assets_dsn: str, tmp_pa
         assert {g.gate for g in preflight.gates} == {"load.active-backends", "load.lock-waits",
                                                      "load.replication-lag-seconds", "disk-space", "slo-headroom"}
 
+        for request, field in ((migration_pb2.RunRequest(change="Bad Name"), "change:"),
+                               (migration_pb2.RunRequest(change=CHANGE, until_phase="teleport"), "until_phase:")):
+            with pytest.raises(grpc.aio.AioRpcError) as invalid:
+                await stub.Run(request)
+            assert invalid.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert (invalid.value.details() or "").startswith(field)
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.Preflight(migration_pb2.PreflightRequest(change="no-such-change"))
+        assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+
         run = asyncio.ensure_future(stub.Run(migration_pb2.RunRequest(change=CHANGE)))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = [u async for u in stub.Status(migration_pb2.StatusRequest(change=CHANGE))]
+            if now and now[-1].state == "running":
+                break
+            await asyncio.sleep(0.2)
+        # A second orchestrator on the same change is turned away and told who holds it.
+        with pytest.raises(grpc.aio.AioRpcError) as busy:
+            await stub.Run(migration_pb2.RunRequest(change=CHANGE))
+        assert busy.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert "is being run by ig-migrate@" in (busy.value.details() or "")
         updates: list[migration_pb2.StatusResponse] = []
-        await asyncio.sleep(1.0)
         async for update in stub.Status(migration_pb2.StatusRequest(change=CHANGE, follow=True)):
             updates.append(update)
         result = await run
