@@ -1,0 +1,36 @@
+"""Runbook helper: read, pin and unpin feature flags through ig.flags.v1.FlagService (the burn service's admin API).
+
+A pinned flag is left alone by the auto-throttle (and the burn service says so), which is how an operator holds a
+flag during an incident; unpinning hands it back to the automation."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+from ig.flags.v1 import flags_pb2, flags_pb2_grpc
+
+
+def _stub(address: str) -> tuple[grpc.Channel, flags_pb2_grpc.FlagServiceStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, flags_pb2_grpc.FlagServiceStub(channel)
+
+
+def show(address: str, key: str) -> str:
+    channel, stub = _stub(address)
+    with channel:
+        flag = stub.GetFlag(flags_pb2.GetFlagRequest(key=key), timeout=10).flag
+        history = stub.FlagHistory(flags_pb2.FlagHistoryRequest(key=key), timeout=10)
+    return json.dumps({"flag": json_format.MessageToDict(flag),
+                       "history": json_format.MessageToDict(history).get("changes", [])}, indent=2)
+
+
+def set_flag(address: str, key: str, value: str, *, pinned: bool, changed_by: str, reason: str) -> str:
+    parsed = struct_pb2.Value()
+    json_format.Parse(value, parsed)  # the value as JSON: false, 50, "text", {"a": 1}
+    channel, stub = _stub(address)
+    with channel:
+        reply = stub.SetFlag(flags_pb2.SetFlagRequest(key=key, value=parsed, pinned=pinned, changed_by=changed_by,
+                                                      reason=reason), timeout=10)
+    return json.dumps(json_format.MessageToDict(reply.flag), indent=2)

@@ -1,0 +1,75 @@
+"""Where the running suite is (IG_* variables, defaults = the `make up` ports) and what each profile does."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[4]
+DEMO_AUDITOR = ("auditor@alpha.example", "alpha-auditor-pw")  # tools/infra/dex/directory.ldif, tenant alpha
+DEMO_TENANT = "alpha"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    policy_grpc: str
+    evidence_grpc: str
+    burn_grpc: str
+    burn_url: str
+    migration_grpc: str
+    portal_url: str
+    prometheus_url: str
+    oidc_issuer: str
+    database_url: str
+    kafka_bootstrap: str
+
+    @classmethod
+    def from_environment(cls, env: dict[str, str] | None = None) -> Endpoints:
+        values = os.environ if env is None else env
+
+        def get(name: str, default: str) -> str:
+            return values.get(name) or default
+
+        return cls(
+            policy_grpc=get("IG_POLICY_GRPC", "127.0.0.1:50051"),
+            evidence_grpc=get("IG_EVIDENCE_GRPC", "127.0.0.1:50052"),
+            burn_grpc=get("IG_BURN_GRPC", "127.0.0.1:50053"),
+            burn_url=get("IG_BURN_URL", "http://127.0.0.1:8083"),
+            migration_grpc=get("IG_MIGRATION_GRPC", "127.0.0.1:50054"),
+            portal_url=get("IG_PORTAL_URL", "http://127.0.0.1:8080"),
+            prometheus_url=get("IG_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+            oidc_issuer=get("IG_OIDC_ISSUER", "http://127.0.0.1:5556/dex"),
+            database_url=get("IG_DATABASE_URL", "postgresql://ig@127.0.0.1:55432/ig"),
+            kafka_bootstrap=get("IG_KAFKA_BOOTSTRAP", "127.0.0.1:59092"),
+        )
+
+    def database(self, name: str) -> str:
+        """The same PostgreSQL server, another database (for demo data the flow owns)."""
+        parts = urlsplit(self.database_url)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big each stage runs: `demo` for `make up` (a person watches), `ci` for the e2e test (short)."""
+
+    name: str
+    gateway_requests: int
+    bench_decisions: int
+    bench_concurrency: int
+    migration_rows: int
+    region_args: tuple[str, ...]
+    burn_error_ratio: float
+    enforce_policy_latency: bool  # gate on overhead p95 <= 5 ms (demo); ci on a shared box records it only
+
+
+PROFILES = {
+    "demo": Profile("demo", gateway_requests=600, bench_decisions=20_000, bench_concurrency=32,
+                    migration_rows=50_000, burn_error_ratio=0.05, enforce_policy_latency=True,
+                    region_args=("--simulate-failover", "--assert-rpo", "300", "--assert-rto", "1800", "--failback")),
+    "ci": Profile("ci", gateway_requests=120, bench_decisions=600, bench_concurrency=8,
+                  migration_rows=5_000, burn_error_ratio=0.05, enforce_policy_latency=False,
+                  region_args=("--simulate-failover", "--assert-rpo", "300", "--assert-rto", "1800", "--no-kafka")),
+}

@@ -1,0 +1,44 @@
+"""Portal stage: the demo auditor signs in at Dex (password grant, like any API client) and the portal lists the
+release with its artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from ig_release.context import ReleaseContext, StageFailed
+from ig_release.settings import DEMO_AUDITOR
+
+
+def auditor_token(issuer: str) -> str:
+    email, password = DEMO_AUDITOR
+    reply = httpx.post(f"{issuer}/token", data={"grant_type": "password", "username": email, "password": password,
+                                                "scope": "openid email profile groups", "client_id": "audit-portal"},
+                       timeout=10)
+    if reply.status_code != 200:
+        raise StageFailed(f"Dex refused the demo auditor's sign-in: {reply.status_code} {reply.text[:200]}")
+    return str(reply.json()["id_token"])
+
+
+def run(ctx: ReleaseContext) -> str:
+    token = auditor_token(ctx.endpoints.oidc_issuer)
+    headers = {"Authorization": f"Bearer {token}"}
+    portal = ctx.endpoints.portal_url.rstrip("/")
+    releases = httpx.get(f"{portal}/audit/releases", headers=headers, timeout=15)
+    if releases.status_code != 200:
+        raise StageFailed(f"GET /audit/releases answered {releases.status_code}: {releases.text[:300]}")
+    if ctx.version not in releases.text:
+        raise StageFailed(f"the portal does not list {ctx.version}: {releases.text[:300]}")
+    artifacts = httpx.get(f"{portal}/audit/artifacts", params={"release": ctx.version}, headers=headers, timeout=15)
+    if artifacts.status_code != 200:
+        raise StageFailed(f"GET /audit/artifacts answered {artifacts.status_code}: {artifacts.text[:300]}")
+    body = artifacts.json()
+    items = body.get("artifacts", body) if isinstance(body, dict) else body
+    ctx.summary["audit portal"] = f"{portal}/ (release page: {portal}/releases/{ctx.version})"
+    from ig_release.auditor import retrieve_and_verify
+
+    offline = retrieve_and_verify(portal, ctx.endpoints.oidc_issuer, ctx.version, Path(ctx.shared["public_key"]),
+                                  ctx.stage_dir("auditor"), ctx.logs / "auditor.log")
+    ctx.summary["auditor's verified copy"] = str(ctx.artifacts / "auditor" / "bundle")
+    return f"{portal} lists {ctx.version} ({len(items)} artifacts) for the demo auditor; {offline}"

@@ -1,0 +1,82 @@
+"""The services the flow talks to, started as real processes on free ports (tests; `make up` starts its own).
+
+Policy (against the shared OPA), evidence (ledger + blob store) and the audit portal (against the shared Dex), each
+``python -m <service>`` with the suite's IG_* settings, stopped on exit. Burn and migration are not needed: the flow
+starts the burn harness itself, and ig-migrate is an orchestrator of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def service(module: str, env: dict[str, str], log: Path, http_port: int, timeout: float = 60) -> Iterator[None]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("IG_")}
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", module], env={**inherited, **env,
+                                   "IG_HTTP_PORT": str(http_port), "OTEL_TRACES_EXPORTER": "none"},
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not healthy(f"http://127.0.0.1:{http_port}/healthz"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{module} did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
+    """Start policy, evidence and portal; yield the IG_* variables that point ig-release at them.
+
+    ``base`` holds IG_DATABASE_URL, IG_KAFKA_BOOTSTRAP, IG_OPA_URL and IG_OIDC_ISSUER."""
+    work.mkdir(parents=True, exist_ok=True)
+    common = {k: base[k] for k in ("IG_DATABASE_URL", "IG_KAFKA_BOOTSTRAP")}
+    with ExitStack() as stack:
+        policy_grpc, evidence_grpc, portal_port = free_port(), free_port(), free_port()
+        stack.enter_context(service("ig_policy.app", {**common, "IG_OPA_URL": base["IG_OPA_URL"],
+                                                      "IG_GRPC_PORT": str(policy_grpc),
+                                                      # a shared 2-core CI box: OPA's p99 exceeds 50 ms at times
+                                                      "IG_OPA_TIMEOUT_MS": "1000"},
+                                    work / "policy.log", free_port()))
+        stack.enter_context(service("ig_evidence.app", {**common, "IG_GRPC_PORT": str(evidence_grpc),
+                                                        "IG_BLOB_STORE_PATH": str(work / "blobs")},
+                                    work / "evidence.log", free_port()))
+        stack.enter_context(service("ig_portal.app", {
+            **common, "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}", "IG_OIDC_ISSUER": base["IG_OIDC_ISSUER"],
+            "IG_PUBLIC_URL": f"http://localhost:{portal_port}", "IG_LINK_SECRET": "release-flow-" + "k" * 40,
+            "IG_RATE_REQUESTS_PER_MINUTE": "6000", "IG_RATE_DOWNLOADS_PER_MINUTE": "600"},
+            work / "portal.log", portal_port))
+        yield {**base, "IG_POLICY_GRPC": f"127.0.0.1:{policy_grpc}", "IG_EVIDENCE_GRPC": f"127.0.0.1:{evidence_grpc}",
+               "IG_PORTAL_URL": f"http://localhost:{portal_port}"}
