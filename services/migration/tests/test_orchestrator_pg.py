@@ -49,6 +49,12 @@ async def test_gates_report_measured_against_limit_and_block_the_run(fresh_dsn: 
     slo = next(g for g in gates if g.gate == "slo-headroom")
     assert not slo.passed and "failing closed" in slo.detail
 
+    cli = await asyncio.to_thread(subprocess.run, [*CLI, "preflight", CHANGE],
+                                  env=cli_env(fresh_dsn, tmp_path, IG_SLO_HEADROOM="0.1"), capture_output=True,
+                                  text=True, timeout=120, check=False)
+    assert cli.returncode == 1, cli.stderr
+    assert "slo-headroom: FAIL (measured 0.1, limit >= 0.2)" in cli.stdout and "preflight: BLOCKED" in cli.stdout
+
     outcome = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path, slo_headroom=0.1)).run(CHANGE)
     assert outcome.state == "failed" and "slo-headroom" in outcome.detail
     assert not await target.table_exists(conn, "public.assets_v3")
@@ -127,7 +133,13 @@ async def test_contract_drops_blue_only_after_the_grace_period(fresh_dsn: str, t
         "aca.metrics": [{"name": "owner_lookup_ms", "source": "probe", "tolerance": 5.0, "floor": 50.0,
                          "query": "SELECT id FROM {table} WHERE owner = 'owner-7' LIMIT 20"}],
         "contract.drop_blue": True, "contract.grace_seconds": 6})
-    await commands.submit(conn, probe_only)
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(probe_only)
+    submitted = await asyncio.to_thread(subprocess.run, [*CLI, "plan", str(plan_file)],
+                                        env=cli_env(fresh_dsn, tmp_path), capture_output=True, text=True,
+                                        timeout=120, check=False)
+    assert submitted.returncode == 0, submitted.stderr
+    assert f"submitted {CHANGE}" in submitted.stdout and "  - contract" in submitted.stdout
     first = await Orchestrator(fresh_dsn, settings(fresh_dsn, tmp_path)).run(CHANGE)
     assert (first.phase, first.state) == (Phase.VERIFY, "paused") and "grace period" in first.detail
     assert await target.table_exists(conn, "public.assets")
