@@ -72,9 +72,12 @@ async def test_mask_and_drop_rules_apply(policy_pool: asyncpg.Pool) -> None:
     )
     log = DecisionLog(policy_pool, SCHEMA, None, settings)
     kept, dropped = decision(), decision(Result.ALLOW, "ig.purpose.allow_read")
-    await log.write([(INPUT, kept), (INPUT, dropped)])
-    written = await rows(policy_pool, [kept.decision_id, dropped.decision_id])
-    assert list(written) == [kept.decision_id]
+    glass = Decision(new_decision_id(), Verdict(Result.ALLOW, "ig.breakglass.allow", "granted",
+                                                (Reason("ig.breakglass.allow", "granted"),), ("audit:break_glass",)),
+                     "sha256:test", datetime.now(UTC), 0.5)
+    await log.write([(INPUT, kept), (INPUT, dropped), (INPUT, glass)])
+    written = await rows(policy_pool, [kept.decision_id, dropped.decision_id, glass.decision_id])
+    assert set(written) == {kept.decision_id, glass.decision_id}, "break-glass is logged despite the drop rule"
     record = written[kept.decision_id]
     assert "id" not in record["input"]["actor"] and record["input"]["context"]["region"] == "masked"
     assert record["subject"].startswith("sha256:")

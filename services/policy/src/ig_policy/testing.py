@@ -110,7 +110,8 @@ def policy_service(env: dict[str, str], log_path: Path, **settings: str) -> Iter
                                    stderr=subprocess.STDOUT)
     service = RunningService(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", process, log_path)
     try:
-        _wait_http(f"{service.http_url}/healthz", process, "the policy service")
+        # Generous: start-up imports take long on a busy machine (and longer under coverage).
+        _wait_http(f"{service.http_url}/healthz", process, "the policy service", timeout=120)
         yield service
     except RuntimeError as error:
         raise RuntimeError(f"{error}\n{log_path.read_text(errors='replace')[-3000:]}") from error

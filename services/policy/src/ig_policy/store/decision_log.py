@@ -154,7 +154,9 @@ class DecisionLog:
         kept = []
         for policy_input, decision in batch:
             record = build_log_record(policy_input, decision, region=self._settings.region)
-            if any(rule.drops(record) for rule in self._settings.drop_rules):
+            # Break-glass use is always logged, whatever the drop rules say.
+            audited = "audit:break_glass" in decision.verdict.obligations
+            if not audited and any(rule.drops(record) for rule in self._settings.drop_rules):
                 LOG_FILTERED.inc()
                 continue
             kept.append((apply_masks(record, self._settings.mask_rules), decision))
