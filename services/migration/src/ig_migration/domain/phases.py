@@ -28,8 +28,6 @@ FORWARD: tuple[Phase, ...] = (
     Phase.BASELINE, Phase.CUTOVER, Phase.ACA, Phase.VERIFY, Phase.CONTRACT, Phase.COMPLETED,
 )
 TERMINAL = frozenset({Phase.COMPLETED, Phase.BACKED_OUT})
-# Until cutover commits, blue serves every read and write; from then on green does (blue kept in sync).
-GREEN_SERVING = frozenset({Phase.CUTOVER, Phase.ACA, Phase.VERIFY, Phase.CONTRACT, Phase.COMPLETED})
 
 
 class PhaseError(ValueError):
