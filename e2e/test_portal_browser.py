@@ -22,7 +22,7 @@ import pytest
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
-from portal_stack import RELEASE, USERS, Stack, running_stack
+from portal_stack import RELEASE, USERS, Stack, shared_stack
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
@@ -35,8 +35,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def stack(infra: Any, database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    with running_stack(database_url, kafka_bootstrap) as found:
-        yield found
+    yield shared_stack(database_url, kafka_bootstrap)
 
 
 @pytest.fixture(scope="module")

@@ -193,3 +193,19 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     finally:
         for process in reversed(stack.processes):
             process.stop()
+
+
+_SHARED: dict[str, Stack] = {}
+_EXIT = contextlib.ExitStack()
+
+
+def shared_stack(database_url: str, kafka_bootstrap: str) -> Stack:
+    """One stack per test session, shared by the portal's e2e modules (building the bundle is the slow part);
+    it is stopped when the session's interpreter exits."""
+    if database_url not in _SHARED:
+        if not _SHARED:
+            import atexit
+
+            atexit.register(_EXIT.close)
+        _SHARED[database_url] = _EXIT.enter_context(running_stack(database_url, kafka_bootstrap))
+    return _SHARED[database_url]

@@ -8,7 +8,7 @@ class Settings(ServiceSettings):
     service_name: str = "audit-portal"
     http_port: Port = 8080
     # Where browsers reach the portal (redirect URI = public_url + /callback).
-    public_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://[^/]+$")
+    public_url: str = Field(default="http://localhost:8080", pattern=r"^https?://[^/]+$")
     evidence_target: str = Field(default="127.0.0.1:50052", min_length=3)
     oidc_issuer: str = Field(default="http://127.0.0.1:5556/dex", pattern=r"^https?://")
     oidc_client_id: str = Field(default="audit-portal", min_length=1)

@@ -70,7 +70,8 @@ async def lookup(call: Awaitable[T]) -> T:
     except Unavailable as error:
         raise HTTPException(503, "evidence service unavailable") from error
     except NotImplementedError as error:
-        raise HTTPException(501, "the evidence service does not offer this yet") from error
+        # The evidence service predates this call: for the caller the file simply is not there.
+        raise HTTPException(404, "not offered by the evidence service") from error
 
 
 __all__ = ["EvidenceCatalog", "Links", "lookup", "valid_artifact_id", "valid_release"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -71,9 +72,9 @@ class EvidenceCatalog:
         raise NotFound(name)
 
     async def artifacts(self, tenant: str, release: str) -> list[ArtifactView]:
-        await self.release(tenant, release)
-        reply = await self._call(self.stub.ListArtifacts(
-            evidence_pb2.ListArtifactsRequest(release=release, tenant=tenant), timeout=self.timeout))
+        # Both lookups at once: the release check (tenant scope) and the listing are independent reads.
+        _, reply = await asyncio.gather(self.release(tenant, release), self._call(self.stub.ListArtifacts(
+            evidence_pb2.ListArtifactsRequest(release=release, tenant=tenant), timeout=self.timeout)))
         return sorted((_artifact(a) for a in reply.artifacts if a.release == release), key=lambda a: a.name)
 
     async def artifact(self, tenant: str, artifact_id: str) -> ArtifactView:
