@@ -17,12 +17,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from ig_infra.paths import Paths
+from ig_region_test.runstate import RunState
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+# Generous timeouts: another session's run may hold the one-run-at-a-time lock first.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "region"
 TOOL = [sys.executable, "-m", "ig_region_test"]
+RUN_BASE = Paths.from_environment().run / "region-test"
 
 if os.geteuid() != 0 or shutil.which("ip") is None:
     pytest.skip("region-test builds network namespaces: needs root and iproute2", allow_module_level=True)
@@ -35,9 +39,25 @@ def run_tool(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[st
 
 
 def leftovers() -> tuple[list[str], list[str]]:
-    namespaces = [line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                                             text=True).stdout.splitlines()
-                  if line.startswith("igrt-")]
+    """Namespaces and processes of region-test while no run is in progress.
+
+    Other sessions may run region-test at the same time (their `make test`): taking the run lock first means
+    whatever exists at that moment belongs to no live run.
+    """
+    lock = RunState(RUN_BASE)
+    lock.acquire(wait_seconds=900)
+    try:
+        return _namespaces(), _processes()
+    finally:
+        lock.release()
+
+
+def _namespaces() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.startswith("igrt-")]
+
+
+def _processes() -> list[str]:
     processes = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -49,7 +69,14 @@ def leftovers() -> tuple[list[str], list[str]]:
             continue
         if "region-test/run" in cwd or "region-test/run/" in args:
             processes.append(f"{proc.name} {args}")
-    return namespaces, processes
+    return processes
+
+
+def run_owner() -> int | None:
+    try:
+        return int(json.loads((RUN_BASE / "state.json").read_text())["owner_pid"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +85,7 @@ def ci_profile() -> dict[str, object]:
     result = run_tool("--simulate-failover", "--assert-rpo", "300", "--assert-rto", "1800", "--failback",
                       "--artifacts", str(ARTIFACTS))
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
-    return json.loads((ARTIFACTS / "multi-region-results.json").read_text())
+    return json.loads((ARTIFACTS / "multi-region" / "multi-region-results.json").read_text())
 
 
 def test_failover_and_failback_lose_no_acknowledged_write_with_remote_apply(ci_profile: dict[str, object]) -> None:
@@ -75,7 +102,7 @@ def test_failover_and_failback_lose_no_acknowledged_write_with_remote_apply(ci_p
 
 def test_the_failure_was_a_real_partition_in_network_namespaces(ci_profile: dict[str, object]) -> None:
     assert ci_profile["topology"]["mode"] == "netns"  # type: ignore[index]
-    events = json.loads((ARTIFACTS / "multi-region-timeline.json").read_text())["events"]
+    events = json.loads((ARTIFACTS / "multi-region" / "multi-region-timeline.json").read_text())["events"]
     order = [e["event"] for e in events if e["phase"] == "failover"]
     for step in ("failure_injected", "region_isolated", "failure_detected", "promoted", "clients_moved"):
         assert step in order, order
@@ -85,7 +112,7 @@ def test_the_failure_was_a_real_partition_in_network_namespaces(ci_profile: dict
 
 
 def test_junit_report_lists_every_assertion_without_failures(ci_profile: dict[str, object]) -> None:
-    suite = ET.parse(ARTIFACTS / "multi-region-junit.xml").getroot()
+    suite = ET.parse(ARTIFACTS / "multi-region" / "multi-region-junit.xml").getroot()
     names = {case.attrib["name"] for case in suite.iter("testcase")}
     assert {"failover.rto", "failover.rpo", "failback.rto", "failback.rpo"} <= names
     assert suite.attrib["failures"] == "0"
@@ -93,7 +120,7 @@ def test_junit_report_lists_every_assertion_without_failures(ci_profile: dict[st
 
 
 def test_residency_proofs_show_pinned_data_only_at_home(ci_profile: dict[str, object]) -> None:
-    proofs = json.loads((ARTIFACTS / "residency-proofs.json").read_text())
+    proofs = json.loads((ARTIFACTS / "residency-proof" / "residency-proofs.json").read_text())
     assert proofs["summary"]["passed"] and not proofs["summary"]["failed"]
     homes = {tenant: info["home_region"] for tenant, info in proofs["tenants"].items()}
     assert set(homes.values()) == {"region-a", "region-b"}, "a tenant pinned to each region is probed"
@@ -124,7 +151,7 @@ def test_asynchronous_replication_reports_rpo_in_writes_and_seconds(tmp_path: Pa
     result = run_tool("--simulate-failover", "--assert-rpo", "300", "--assert-rto", "1800", "--replication", "async",
                       "--no-kafka", "--no-policy", "--warmup", "2", "--artifacts", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    phase = json.loads((tmp_path / "multi-region-results.json").read_text())["phases"][0]
+    phase = json.loads((tmp_path / "multi-region" / "multi-region-results.json").read_text())["phases"][0]
     # The inter-region link is cut a second before region-a is isolated: without remote_apply, writes region-a
     # acknowledged in that second never reached region-b. The report must account for each of them.
     assert phase["rpo_lost_writes"] > 0 and phase["rpo_lost_seconds"] > 0
@@ -137,39 +164,45 @@ def test_a_failover_that_cannot_complete_stops_at_the_time_limit_and_fails(tmp_p
     result = run_tool("--simulate-failover", "--assert-rpo", "300", "--assert-rto", "5", "--failure",
                       "partition-both", "--no-kafka", "--no-policy", "--warmup", "1", "--artifacts", str(tmp_path))
     assert result.returncode == 1
-    phase = json.loads((tmp_path / "multi-region-results.json").read_text())["phases"][0]
+    phase = json.loads((tmp_path / "multi-region" / "multi-region-results.json").read_text())["phases"][0]
     assert phase["rto_exceeded"] and phase["rto_seconds"] is None
     assert "RTO EXCEEDED" in result.stdout
-    suite = ET.parse(tmp_path / "multi-region-junit.xml").getroot()
+    suite = ET.parse(tmp_path / "multi-region" / "multi-region-junit.xml").getroot()
     failed = {c.attrib["name"] for c in suite.iter("testcase") if c.find("failure") is not None}
     assert "failover.rto" in failed
     assert leftovers() == ([], [])
 
 
 def test_killed_runs_clean_up_on_sigterm_and_leftovers_of_sigkill_are_removed(tmp_path: Path) -> None:
-    def start_and_wait_for_namespaces() -> subprocess.Popen[str]:
+    def start_and_wait_until_built() -> subprocess.Popen[str]:
         process = subprocess.Popen([*TOOL, "--simulate-failover", "--assert-rpo", "1", "--assert-rto", "60",
                                     "--no-kafka", "--no-policy", "--artifacts", str(tmp_path)],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(600):
+        for _ in range(3000):  # up to ~10 minutes: another session's run may hold the lock first
             if process.poll() is not None:
                 pytest.fail(f"region-test ended early: {process.stdout.read() if process.stdout else ''}")
-            namespaces, processes = leftovers()
-            if len(namespaces) == 2 and any("postgres" in p for p in processes):
+            if run_owner() == process.pid and len(_namespaces()) == 2 and any(
+                    "postgres" in p for p in _processes()):
                 return process
             subprocess.run(["sleep", "0.2"])
         process.kill()
         pytest.fail("region-test never built its regions")
 
-    terminated = start_and_wait_for_namespaces()
+    terminated = start_and_wait_until_built()
     terminated.terminate()
     assert terminated.wait(timeout=90) == 128 + 15
     assert leftovers() == ([], [])
 
-    killed = start_and_wait_for_namespaces()
+    killed = start_and_wait_until_built()
     killed.kill()
     killed.wait(timeout=30)
-    assert leftovers()[0], "SIGKILL cannot be handled: the namespaces are still there"
-    cleanup = run_tool("--cleanup", timeout=120)
-    assert cleanup.returncode == 0 and "cleaned leftovers" in cleanup.stdout
+    lock = RunState(RUN_BASE)
+    lock.acquire(wait_seconds=900)
+    try:
+        # SIGKILL cannot be handled: its namespaces and processes outlive it, recorded for the next run.
+        assert _namespaces() or run_owner() != killed.pid
+    finally:
+        lock.release()
+    cleanup = run_tool("--cleanup", timeout=900)
+    assert cleanup.returncode == 0
     assert leftovers() == ([], [])

@@ -16,6 +16,6 @@ bench-region: ## failover figures against the goals (RTO <= 10 s; RPO 0 with rem
 	$(RUN) region-test --simulate-failover --assert-rpo 300 --assert-rto 10 --replication async --failback \
 		--warmup 10 --artifacts $(ARTIFACTS)/bench/region-async
 	@$(RUN) python -c "import json,sys; \
-	  r={m: json.load(open('$(ARTIFACTS)/bench/region-'+m+'/multi-region-results.json')) for m in ('sync','async')}; \
+	  r={m: json.load(open('$(ARTIFACTS)/bench/region-'+m+'/multi-region/multi-region-results.json')) for m in ('sync','async')}; \
 	  out={m: [{k: p[k] for k in ('phase','rto_seconds','rpo_lost_writes','rpo_lost_seconds')} for p in v['phases']] for m, v in r.items()}; \
 	  json.dump(out, open('$(ARTIFACTS)/bench/region.json','w'), indent=2); print(json.dumps(out, indent=2))"

@@ -229,7 +229,7 @@ def _finish(args: argparse.Namespace, state_dir: Path, artifacts: Path, started:
                                                              "residency_rule_in_loaded_policies": rules_loaded},
                   "points": points, "summary": residency}
     written = report.write_all(artifacts, summary, timeline.events, proofs_doc, cases, duration)
-    report.copy_logs(state_dir, artifacts / "logs")
+    report.copy_logs(state_dir, artifacts / report.LOGS)
     _print_summary(summary, phases, residency, written)
     return 0 if passed else (3 if error and not phases else 1)
 

@@ -10,11 +10,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-RESULTS = "multi-region-results.json"
-JUNIT = "multi-region-junit.xml"
-TIMELINE = "multi-region-timeline.json"
-PROOFS = "residency-proofs.json"
-METRICS = "multi-region-metrics.prom"
+# Laid out as <evidence type>/<file>, the input layout of `ig-evidence build` (policies/evidence/release-contract).
+RESULTS = "multi-region/multi-region-results.json"
+JUNIT = "multi-region/multi-region-junit.xml"
+TIMELINE = "multi-region/multi-region-timeline.json"
+METRICS = "multi-region/multi-region-metrics.prom"
+LOGS = "multi-region/logs"
+PROOFS = "residency-proof/residency-proofs.json"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -44,7 +46,9 @@ def junit(cases: list[dict[str, Any]], duration: float) -> str:
 
 def write_all(directory: Path, results: dict[str, Any], timeline: list[dict[str, Any]], proofs: dict[str, Any],
               cases: list[dict[str, Any]], duration: float) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
+    for ours in {Path(name).parts[0] for name in (RESULTS, PROOFS)}:
+        shutil.rmtree(directory / ours, ignore_errors=True)  # nothing stale from an earlier run
+    (directory / JUNIT).parent.mkdir(parents=True, exist_ok=True)
     write_json(directory / RESULTS, results)
     write_json(directory / TIMELINE, {"events": timeline})
     write_json(directory / PROOFS, proofs)
@@ -80,4 +84,4 @@ def copy_logs(run_dir: Path, target: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     for log in sorted(run_dir.glob("*.log")):
-        shutil.copyfile(log, target / log.name)
+        shutil.copyfile(log, target / f"region-test-{log.name}")

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ class RunState:
         self.dir = base / "run"
         self.record = base / "state.json"
         self._lock_file: IO[str] | None = None
+        self._record_lock = threading.Lock()  # clusters start in parallel threads, each recording itself
 
     def acquire(self, wait_seconds: float) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -63,12 +65,13 @@ class RunState:
         self._write({"owner_pid": os.getpid(), "mode": mode, "pids": [], "pg_data": []})
 
     def remember(self, *, pid: int | None = None, pg_data: Path | None = None) -> None:
-        state = self._read()
-        if pid is not None:
-            state.setdefault("pids", []).append(pid)
-        if pg_data is not None:
-            state.setdefault("pg_data", []).append(str(pg_data))
-        self._write(state)
+        with self._record_lock:
+            state = self._read()
+            if pid is not None:
+                state.setdefault("pids", []).append(pid)
+            if pg_data is not None and str(pg_data) not in state.setdefault("pg_data", []):
+                state["pg_data"].append(str(pg_data))
+            self._write(state)
 
     def _read(self) -> dict[str, Any]:
         try:
