@@ -72,10 +72,26 @@ def build_kubernetes(cache: Path, version: str = KUBERNETES_VERSION) -> dict[str
     require("go", "nice")
     module_dir = root / "wrapper"
     module_dir.mkdir(parents=True, exist_ok=True)
+    prepared = (module_dir / "go.sum").exists()
     bin_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
     print(f"  building Kubernetes {version} control plane from the Go module proxy (first time only, slow) ...",
           flush=True)
+    if not prepared:
+        _prepare_wrapper(module_dir, version, env)
+    # One command at a time (the API server first): the build cache shares what they have in common, and an
+    # interrupted build keeps the binaries already finished. -p 2 keeps a 2-core machine usable.
+    for command, target in targets.items():
+        if not target.exists():
+            _go(["build", "-p", "2", "-trimpath", "-ldflags", _ldflags(version), "-o", str(target),
+                 f"k8s.io/kubernetes/cmd/{command}"], module_dir, env)
+    missing = [str(path) for path in targets.values() if not path.exists()]
+    if missing:
+        raise InfraError(f"go build finished but did not produce {', '.join(missing)}")
+    return targets
+
+
+def _prepare_wrapper(module_dir: Path, version: str, env: dict[str, str]) -> None:
     download = subprocess.run(["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"], cwd=module_dir,
                               capture_output=True, text=True, env={**env, "GOFLAGS": ""})
     if download.returncode != 0:
@@ -85,11 +101,3 @@ def build_kubernetes(cache: Path, version: str = KUBERNETES_VERSION) -> dict[str
     (module_dir / "go.mod").write_text(wrapper_go_mod(version, kubernetes_go_mod))
     (module_dir / "tools.go").write_text(_imports_file())
     _go(["mod", "tidy", "-e"], module_dir, {**env, "GOFLAGS": ""})
-    # One `go build` for all three shares the compiled packages; -p 2 keeps a 2-core machine usable.
-    packages = [f"k8s.io/kubernetes/cmd/{command}" for command in KUBE_COMMANDS]
-    _go(["build", "-p", "2", "-trimpath", "-tags", "tools", "-ldflags", _ldflags(version), "-o", str(bin_dir),
-         *packages], module_dir, env)
-    missing = [str(path) for path in targets.values() if not path.exists()]
-    if missing:
-        raise InfraError(f"go build finished but did not produce {', '.join(missing)}")
-    return targets
