@@ -26,7 +26,9 @@ def main() -> None:
     async def on_start(runtime: Runtime) -> None:
         signer = await checkpoint_signer(runtime.pool, runtime.schema, settings.ledger_origin,
                                          settings.ledger_key_path)
-        adapters["ledger"] = LedgerStore(runtime.pool, runtime.schema, signer, on_commit=runtime.relay.wake)
+        ledger = LedgerStore(runtime.pool, runtime.schema, signer, on_commit=runtime.relay.wake)
+        runtime.spawn(ledger.serve_appends(), "ledger-writer")
+        adapters["ledger"] = ledger
         adapters["blobs"] = BlobStore(settings.blob_store_path)
 
     def grpc_services(runtime: Runtime) -> list[GrpcService]:

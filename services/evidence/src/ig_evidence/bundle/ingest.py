@@ -75,7 +75,7 @@ def ingest(archive: Path, archive_sha256: str, blobs: BlobStore, trusted_key: ec
                 digest, _ = blobs.put_stream(handle)
                 if digest != wanted[member.name].sha256:  # the archive changed between the two passes
                     raise BundleRejected(f"artifact {wanted[member.name].name}: changed while being stored")
-    blobs.adopt(archive, archive_sha256) if not blobs.exists(archive_sha256) else archive.unlink(missing_ok=True)
+    blobs.adopt(archive, archive_sha256)  # the bundle itself is kept too, content-addressed like its artifacts
     return IngestedBundle(manifest=manifest, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
                           archive_sha256=archive_sha256, records=records)
 

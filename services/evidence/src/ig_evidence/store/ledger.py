@@ -97,6 +97,13 @@ class LedgerStore:
         await self._queue.put(_Pending(kind, subject, payload, deduplicate, done))
         return await done
 
+    async def serve_appends(self) -> None:
+        """The writer loop, run as a service background task (appends start one lazily when nobody did)."""
+        current = asyncio.current_task()
+        assert current is not None
+        self._writer = current
+        await self._write_batches()
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
