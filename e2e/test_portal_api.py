@@ -244,33 +244,38 @@ def test_one_ledger_entry_and_one_event_per_access(stack: Stack, portal: str, to
     assert {e["seq"] for e in new} <= published
 
 
-def test_sixty_first_request_in_a_minute_gets_429(stack: Stack, infra: Any, tokens: dict[str, str]) -> None:
+def test_sixty_first_request_in_a_minute_gets_429_across_replicas(stack: Stack, infra: Any,
+                                                                  tokens: dict[str, str]) -> None:
+    """Two portal replicas with the default limits on one database draw from the same buckets."""
     name = f"ig_portal_limits_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(infra, f"CREATE DATABASE {name}"))
-    process, limited = stack.portal("portal-limited", database_url=infra.postgres.dsn(name))
+    replicas = [stack.portal(f"portal-limited-{n}", database_url=infra.postgres.dsn(name)) for n in (1, 2)]
     try:
         token = tokens["alpha-auditor"]
-        # A token bucket: 60 at once, then one more per second. 120 requests sent at once: the ones past the
-        # 60-token burst (plus what refilled while they were being admitted) are refused.
+        # A token bucket: 60 at once, then one more per second. 120 requests sent at once, half to each replica:
+        # past the 60-token burst (plus what refilled while they were admitted) they are refused. Separate buckets
+        # per replica would have let all 120 through.
         started = time.monotonic()
-        responses = asyncio.run(_burst(limited, token, 120))
+        responses = asyncio.run(_burst([url for _, url in replicas], token, 120))
         elapsed = time.monotonic() - started
         statuses = [r.status_code for r in responses]
         assert set(statuses) == {200, 429}, statuses
         assert 60 <= statuses.count(200) <= 60 + int(elapsed) + 1, (statuses.count(200), elapsed)
+        assert {r.status_code for r in responses[1::2]} == {200, 429}  # refusals on both replicas
         denied = next(r for r in responses if r.status_code == 429)
         assert 1 <= int(denied.headers["retry-after"]) <= 2  # one token comes back every second
         assert denied.headers["content-type"].startswith("application/problem+json")
     finally:
-        process.stop()
+        for process, _ in replicas:
+            process.stop()
         asyncio.run(_admin(infra, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-async def _burst(portal: str, token: str, count: int) -> list[httpx.Response]:
+async def _burst(portals: list[str], token: str, count: int) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=count)
-    async with httpx.AsyncClient(base_url=portal, headers={"Authorization": f"Bearer {token}"}, limits=limits,
-                                 timeout=120) as client:
-        return list(await asyncio.gather(*(client.get("/audit/releases") for _ in range(count))))
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=120) as client:
+        return list(await asyncio.gather(*(client.get(f"{portals[n % len(portals)]}/audit/releases")
+                                           for n in range(count))))
 
 
 async def _admin(infra: Any, statement: str) -> None:

@@ -1,5 +1,6 @@
 """make bench-portal: 200 concurrent API clients listing and downloading through the portal for 60 s, then the
-evidence service's raw GetArtifact at the same concurrency, in the same run, on the same stack.
+evidence service's raw GetArtifact and raw ledger Append at the same concurrency, in the same run, on the same
+stack (every portal access waits for one Append, so Append's throughput bounds the portal's).
 
 Prints p50/p95/p99 per endpoint and throughput; writes $ARTIFACTS/bench/portal.json. The portal runs with rate
 limits raised (the benchmark measures the path, not the limiter; the limiter's own SQL upsert still runs on every
@@ -22,6 +23,7 @@ import asyncpg
 import grpc
 import httpx
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_infra.components import Kafka, Postgres
 from ig_infra.paths import Paths
 
@@ -112,6 +114,33 @@ async def raw_get_artifact(target: str, artifact_ids: list[str]) -> tuple[list[f
         return latencies, errors, time.monotonic() - started
 
 
+async def raw_ledger_append(target: str) -> tuple[list[float], int, float]:
+    """The ledger's Append alone at the same concurrency: the ceiling of any fail-closed, ledger-first path."""
+    latencies: list[float] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+        deadline = time.monotonic() + GRPC_SECONDS
+
+        async def client(number: int) -> None:
+            nonlocal errors
+            turn = 0
+            while time.monotonic() < deadline:
+                turn += 1
+                started = time.perf_counter()
+                try:
+                    await stub.Append(ledger_pb2.AppendRequest(kind="bench.portal", subject=f"bench/{number}",
+                                                               payload=f"{number}:{turn}".encode()), timeout=60)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+        started = time.monotonic()
+        await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+        return latencies, errors, time.monotonic() - started
+
+
 async def admin(postgres: Postgres, statement: str) -> None:
     conn = await asyncpg.connect(postgres.dsn("postgres"))
     try:
@@ -137,6 +166,8 @@ def main() -> None:
             latencies, errors, elapsed = asyncio.run(portal_load(base, token, ids))
             print(f"raw GetArtifact: {CLIENTS} clients for {GRPC_SECONDS:.0f} s ...", flush=True)
             raw, raw_errors, raw_elapsed = asyncio.run(raw_get_artifact(stack.evidence_grpc, ids))
+            print(f"raw ledger Append: {CLIENTS} clients for {GRPC_SECONDS:.0f} s ...", flush=True)
+            appends, append_errors, append_elapsed = asyncio.run(raw_ledger_append(stack.evidence_grpc))
     finally:
         asyncio.run(admin(postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
     endpoints = {name: summary(samples, errors.get(name, 0), elapsed) for name, samples in sorted(latencies.items())}
@@ -145,6 +176,7 @@ def main() -> None:
         "clients": CLIENTS, "seconds": round(elapsed, 1), "portal_requests_per_second": round(total / elapsed, 1),
         "endpoints": endpoints,
         "raw_get_artifact": summary(raw, raw_errors, raw_elapsed),
+        "raw_ledger_append": summary(appends, append_errors, append_elapsed),
         "goal": {"catalog_page_p95_ms_max": 50,
                  "catalog_page_p95_ms": endpoints.get("GET / (catalog page)", {}).get("p95_ms")},
         "note": "one 2-core machine runs the clients, the portal, the evidence service, PostgreSQL and Kafka",
@@ -152,7 +184,8 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'endpoint':44} {'count':>7} {'err':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7}")
-    for name, row in [*endpoints.items(), ("gRPC GetArtifact (raw, evidence)", result["raw_get_artifact"])]:
+    for name, row in [*endpoints.items(), ("gRPC GetArtifact (raw, evidence)", result["raw_get_artifact"]),
+                      ("gRPC ledger Append (raw, evidence)", result["raw_ledger_append"])]:
         print(f"{name:44} {row['count']:>7} {row['errors']:>5} {row.get('p50_ms', 0):>8} {row.get('p95_ms', 0):>8} "
               f"{row.get('p99_ms', 0):>8} {row.get('per_second', 0):>7}")
     print(f"portal throughput {result['portal_requests_per_second']} req/s; wrote {OUT}")
