@@ -129,6 +129,7 @@ async def read_events(bootstrap: str, topic: str, want: int, match: object, with
 
 EPOCH = "1767225600"
 TRUSTED_ROOT = REPO / "policies/evidence/cosign-offline-trusted-root.json"
+CONTRACT = REPO / "policies/evidence/release-contract.v1.yaml"
 
 
 def offline(args: list[str], cwd: Path | None = None, isolate: bool = True) -> subprocess.CompletedProcess[str]:
@@ -319,6 +320,27 @@ def test_make_evidence_builds_a_bundle_the_real_cosign_verifies(service: Running
     assert refused_pin.returncode == 1 and "pinned" in refused_pin.stderr
 
 
+def test_amend_anchors_a_new_entry_that_links_the_superseded_manifest(service: RunningEvidence, bundle: Path,
+                                                                      keys: Path, tmp_path: Path) -> None:
+    delta = tmp_path / "delta" / "portal-access-log"
+    delta.mkdir(parents=True)
+    (delta / "portal-access.csv").write_text("user,action,object\nauditor@acme,download,sbom.spdx.json\n")
+    cli("amend", "--release", "v1.2.1", "--bundle", str(bundle), "--inputs", str(tmp_path / "delta"), "--out",
+        str(tmp_path / "amended"), "--key", str(keys / "cosign.key"), "--ledger", service.grpc_target)
+    old = json.loads((bundle / "manifest.json").read_text())
+    new = json.loads((tmp_path / "amended" / "manifest.json").read_text())
+    assert new["supersedes"]["provenance"] == old["provenance"]
+    assert new["supersedes"]["manifestSha256"] == hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert new["ledger"]["entry"]["kind"] == "evidence.amend"
+    assert new["ledger"]["entry"]["seq"] > old["ledger"]["entry"]["seq"]
+    assert "portal-access.csv" in {a["name"] for a in new["artifacts"]}
+    entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=new["ledger"]["entry"]["seq"])).entry
+    assert json.loads(entry.payload)["supersedes"]["provenance"] == old["provenance"]
+    verified = cli("verify", str(tmp_path / "amended"), "--key", str(keys / "cosign.pub"), "--contract", str(CONTRACT))
+    assert "included in its checkpoint" in verified.stdout
+
+
+# Last on purpose: it corrupts this module's private ledger.
 def test_a_superuser_edit_makes_verify_name_the_first_bad_seq(service: RunningEvidence) -> None:
     stub = ledger_stub(service)
     seqs = [stub.Append(ledger_pb2.AppendRequest(kind="e2e.tamper", subject=f"t{i}", payload=b"v")).entry.seq
