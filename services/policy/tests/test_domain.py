@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ig_policy.domain.masking import (
     apply_masks,
     mask_explanation,
@@ -170,9 +174,31 @@ def test_log_record_of_a_shapeless_input_still_builds() -> None:
     assert record["tenant"] == "" and record["action"] == ""
 
 
+json_documents = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, database=None)
+@given(document=json_documents)
+def test_input_hash_is_rfc8785(document: object) -> None:
+    assert input_hash(document) == "sha256:" + hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+
+
 def test_input_hash_is_canonical() -> None:
     assert input_hash({"a": 1, "b": [1, 2]}) == input_hash({"b": [1, 2], "a": 1})
     assert input_hash({"a": 1}) != input_hash({"a": 2})
+
+
+def test_masks_leave_the_original_record_alone() -> None:
+    record = {"input": {"actor": {"id": "u", "tenant": "t"}}, "ruleId": "r"}
+    masked = apply_masks(record, parse_mask_rules(["/input/actor/id"]))
+    assert masked == {"input": {"actor": {"tenant": "t"}}, "ruleId": "r"}
+    assert record == {"input": {"actor": {"id": "u", "tenant": "t"}}, "ruleId": "r"}
+    assert apply_masks(record, ()) is record
 
 
 def test_mask_rules_erase_and_upsert() -> None:

@@ -7,7 +7,6 @@ Drop rules are objects of log-record fields to values; a record matching every f
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,13 +54,13 @@ class MaskRule:
     value: Any = None
 
     def apply(self, record: dict[str, Any]) -> None:
+        """Mask in place, copying each dict on the way down first, so shared sub-documents stay untouched."""
         parent: Any = record
         for key in self.path[:-1]:
-            if not isinstance(parent, dict) or key not in parent:
+            if not isinstance(parent, dict) or not isinstance(parent.get(key), dict):
                 return
+            parent[key] = dict(parent[key])
             parent = parent[key]
-        if not isinstance(parent, dict):
-            return
         last = self.path[-1]
         if self.upsert:
             parent[last] = self.value
@@ -113,10 +112,11 @@ def parse_drop_rules(raw: Iterable[Any]) -> tuple[DropRule, ...]:
 
 
 def apply_masks(record: dict[str, Any], rules: Sequence[MaskRule]) -> dict[str, Any]:
-    """A masked copy: the caller's record (and the input inside it) stays as it was."""
+    """A masked copy: the caller's record (and the input inside it) stays as it was. Only the dicts on a rule's
+    path are copied, not the whole record."""
     if not rules:
         return record
-    masked = copy.deepcopy(record)
+    masked = dict(record)
     for rule in rules:
         rule.apply(masked)
     return masked
