@@ -63,7 +63,7 @@ def flag_command(args: argparse.Namespace, console: Console) -> int:
                              reason=args.reason))
         return 0
     except grpc.RpcError as error:
-        console.print(f"ig-release flag: {error.code().name}: {error.details()}")  # type: ignore[attr-defined]
+        console.print(f"ig-release flag: {error.code().name}: {error.details()}")
         return 1
 
 

@@ -14,7 +14,7 @@ from ig.flags.v1 import flags_pb2, flags_pb2_grpc
 
 def _stub(address: str) -> tuple[grpc.Channel, flags_pb2_grpc.FlagServiceStub]:
     channel = grpc.insecure_channel(address)
-    return channel, flags_pb2_grpc.FlagServiceStub(channel)
+    return channel, flags_pb2_grpc.FlagServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 def show(address: str, key: str) -> str:

@@ -51,10 +51,13 @@ def run_flow(ctx: ReleaseContext, stages: list[Stage], console: Console) -> int:
     console.rule(f"[bold]Maestro Conductor release {ctx.version}[/] — profile {ctx.profile.name}")
     with ExitStack() as resources, Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                             TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                            console=console, transient=False) as progress:
+                                            console=console, transient=False,
+                                            disable=not console.is_terminal) as progress:
         overall = progress.add_task(f"release {ctx.version}", total=len(stages))
         for index, stage in enumerate(stages, 1):
             task = progress.add_task(f"[{index}/{len(stages)}] {stage.name}: {stage.title}", total=None)
+            if not console.is_terminal:  # CI logs and pipes: one line per stage start, no live display
+                console.print(f"▶ [{index}/{len(stages)}] {stage.name}: {stage.title}")
             began = time.monotonic()
             try:
                 outcome = stage.run(ctx, resources)

@@ -7,12 +7,13 @@ import json
 from ig_release.context import ReleaseContext, StageFailed
 from ig_release.process import console_script, run_logged
 
+# region-test lays its artifacts out by evidence type; the timeline of the drill is the DR log.
 ARTIFACT_TYPES = {
-    "multi-region-results.json": "multi-region",
-    "multi-region-metrics.prom": "multi-region",
-    "residency-proofs.json": "residency-proof",
-    "multi-region-timeline.json": "dr-log",
-    "multi-region-junit.xml": "test-report",
+    "multi-region/multi-region-results.json": "multi-region",
+    "multi-region/multi-region-metrics.prom": "multi-region",
+    "residency-proof/residency-proofs.json": "residency-proof",
+    "multi-region/multi-region-timeline.json": "dr-log",
+    "multi-region/multi-region-junit.xml": "test-report",
 }
 
 
@@ -23,7 +24,7 @@ def run(ctx: ReleaseContext) -> str:
                what="region-test", timeout=900)
     for name, kind in ARTIFACT_TYPES.items():
         ctx.add_evidence(kind, out / name)
-    results = json.loads((out / "multi-region-results.json").read_text())
+    results = json.loads((out / "multi-region" / "multi-region-results.json").read_text())
     phases = results.get("phases", [])
     if not phases:
         raise StageFailed("region-test wrote no failover phase", log)
