@@ -13,8 +13,10 @@ export ARTIFACTS
 # Each service adds its own targets in services/<name>/service.mk:
 #   CHECK_TARGETS += ...   checks `make test` runs before pytest (e.g. opa test --coverage)
 #   BENCH_TARGETS += ...   benchmarks `make bench` runs (each prints figures and writes JSON under artifacts/bench)
+#   PYTEST_COVERED += ... test paths (globs) a check target already ran under pytest; the main run skips them
 CHECK_TARGETS :=
 BENCH_TARGETS :=
+PYTEST_COVERED :=
 -include services/*/service.mk tools/*/tool.mk
 
 # Domain packages and the shared library are held to mypy --strict.
@@ -71,7 +73,7 @@ test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 
 test: bootstrap proto-check proto-lint lint typecheck infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
 	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml
+	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED))
 
 bench: ## every benchmark; each prints its figures and writes JSON under artifacts/bench
 	@mkdir -p $(ARTIFACTS)/bench
