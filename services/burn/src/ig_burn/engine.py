@@ -108,8 +108,13 @@ class BurnEngine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, interval - (time.monotonic() - started)))
         finally:
-            if self._leader is not None:
-                await self.pool.release(self._leader)
+            await self.close()
+
+    async def close(self) -> None:
+        """Give the evaluator lock back (another replica takes over at its next tick)."""
+        if self._leader is not None:
+            leader, self._leader = self._leader, None
+            await self.pool.release(leader)
 
     async def _is_leader(self) -> bool:
         if self._leader is not None and not self._leader.is_closed():
