@@ -241,7 +241,6 @@ class SimulatedCluster:
     def _start_kwok(self, binaries: Binaries) -> None:
         self._spawn("kwok", [
             str(binaries.kwok), f"--kubeconfig={self.kubeconfig}",
-            "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
             f"--server-address=127.0.0.1:{self.ports.kwok}",
             "--node-ip=127.0.0.1",
