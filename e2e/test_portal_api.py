@@ -208,7 +208,7 @@ def test_access_logs_are_admin_only_and_exports_are_themselves_logged(portal: st
     csv_export = get(portal, "/audit/access-logs", admin, release=RELEASE, format="csv")
     assert csv_export.status_code == 200 and csv_export.headers["content-type"].startswith("text/csv")
     lines = csv_export.text.strip().splitlines()
-    assert lines[0].startswith("seq,at,user,tenant,action,object")
+    assert lines[0].startswith("seq,at,user,email,tenant,action,object")
     assert len(lines) - 1 == len(entries) + 1  # the JSON export before it is now in the log
     assert "export" in lines[-1] and "access-log:v1.2.1:json" in lines[-1]
     assert get(portal, "/audit/access-logs", admin, release=RELEASE, format="xml").status_code == 400

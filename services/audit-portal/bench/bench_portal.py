@@ -141,6 +141,12 @@ async def raw_ledger_append(target: str) -> tuple[list[float], int, float]:
         return latencies, errors, time.monotonic() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to express cost independent of machine load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def admin(postgres: Postgres, statement: str) -> None:
     conn = await asyncpg.connect(postgres.dsn("postgres"))
     try:
@@ -156,14 +162,17 @@ def main() -> None:
     asyncio.run(admin(postgres, f"CREATE DATABASE {database}"))
     try:
         with running_stack(postgres.dsn(database), kafka.bootstrap) as stack:
-            _, base = stack.portal("portal-bench", rate_requests_per_minute="100000000",
+            portal_process, base = stack.portal("portal-bench", rate_requests_per_minute="100000000",
                                    rate_downloads_per_minute="100000000")
             token = stack.token("alpha-auditor")
             listed = httpx.get(f"{base}/audit/artifacts", params={"release": RELEASE},
                                headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
             ids = [a["id"] for a in listed["artifacts"] if a["size"] < 64 * 1024]
             print(f"portal: {CLIENTS} clients for {SECONDS:.0f} s over {len(ids)} artifacts ...", flush=True)
+            cpu_before = cpu_seconds(portal_process.popen.pid)
             latencies, errors, elapsed = asyncio.run(portal_load(base, token, ids))
+            portal_cpu = cpu_seconds(portal_process.popen.pid) - cpu_before
+            load = os.getloadavg()
             print(f"raw GetArtifact: {CLIENTS} clients for {GRPC_SECONDS:.0f} s ...", flush=True)
             raw, raw_errors, raw_elapsed = asyncio.run(raw_get_artifact(stack.evidence_grpc, ids))
             print(f"raw ledger Append: {CLIENTS} clients for {GRPC_SECONDS:.0f} s ...", flush=True)
@@ -175,6 +184,8 @@ def main() -> None:
     result = {
         "clients": CLIENTS, "seconds": round(elapsed, 1), "portal_requests_per_second": round(total / elapsed, 1),
         "endpoints": endpoints,
+        "portal_cpu_ms_per_request": round(portal_cpu * 1000 / max(1, total), 2),
+        "load_average_1m_after_portal_phase": round(load[0], 1),
         "raw_get_artifact": summary(raw, raw_errors, raw_elapsed),
         "raw_ledger_append": summary(appends, append_errors, append_elapsed),
         "goal": {"catalog_page_p95_ms_max": 50,
@@ -188,7 +199,9 @@ def main() -> None:
                       ("gRPC ledger Append (raw, evidence)", result["raw_ledger_append"])]:
         print(f"{name:44} {row['count']:>7} {row['errors']:>5} {row.get('p50_ms', 0):>8} {row.get('p95_ms', 0):>8} "
               f"{row.get('p99_ms', 0):>8} {row.get('per_second', 0):>7}")
-    print(f"portal throughput {result['portal_requests_per_second']} req/s; wrote {OUT}")
+    print(f"portal throughput {result['portal_requests_per_second']} req/s, "
+          f"{result['portal_cpu_ms_per_request']} ms portal CPU per request, load average {load[0]:.1f} "
+          f"on {os.cpu_count()} cores; wrote {OUT}")
 
 
 if __name__ == "__main__":

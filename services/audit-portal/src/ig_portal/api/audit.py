@@ -151,8 +151,8 @@ class AuditApi:
 
 def to_out(recorded: RecordedAccess) -> AccessLogEntryOut:
     e = recorded.entry
-    return AccessLogEntryOut(seq=recorded.seq, at=e.at, user=e.user, tenant=e.tenant, action=e.action.value,
-                             object=e.object, release=e.release, download_id=e.download_id,
+    return AccessLogEntryOut(seq=recorded.seq, at=e.at, user=e.user, email=e.email, tenant=e.tenant,
+                             action=e.action.value, object=e.object, release=e.release, download_id=e.download_id,
                              request_sha256=e.request_sha256, entry_hash=recorded.entry_hash)
 
 

@@ -97,7 +97,7 @@ class Guard:
         entry = AccessEntry(user=principal.user, tenant=principal.tenant, action=action, object=object_,
                             release=release, download_id=download_id,
                             request_sha256=request_hash(request.method, request.url.path, request.url.query,
-                                                        principal.user, at), at=at)
+                                                        principal.user, at), at=at, email=principal.email)
         started = time.perf_counter()
         try:
             seq = await self.ledger.append(entry)

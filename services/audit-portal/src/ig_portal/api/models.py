@@ -41,6 +41,7 @@ class AccessLogEntryOut(BaseModel):
     seq: int
     at: str
     user: str
+    email: str
     tenant: str
     action: str
     object: str

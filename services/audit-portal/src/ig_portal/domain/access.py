@@ -27,6 +27,7 @@ class AccessEntry:
     download_id: str
     request_sha256: str
     at: str
+    email: str = ""  # for people reading the log; `user` (the token's subject) is the identity
 
     def payload(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces): the bytes whose hash the ledger chains."""
@@ -49,5 +50,5 @@ def request_hash(method: str, path: str, query: str, user: str, at: str) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
-CSV_COLUMNS = ("seq", "at", "user", "tenant", "action", "object", "release", "download_id", "request_sha256",
+CSV_COLUMNS = ("seq", "at", "user", "email", "tenant", "action", "object", "release", "download_id", "request_sha256",
                "entry_hash")
