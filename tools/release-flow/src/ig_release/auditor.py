@@ -21,8 +21,11 @@ from ig_release.stages.portal import auditor_token
 MANIFEST_FILES = ("manifest.json", "manifest.json.sig", "manifest.sigstore.json")
 
 
-def download_release(portal: str, issuer: str, release: str, downloads: Path) -> int:
-    """Every artifact (through its time-boxed signed link) and the manifest files, watermarked as served."""
+def download_release(portal: str, issuer: str, release: str, downloads: Path) -> tuple[int, bool]:
+    """Every artifact (through its time-boxed signed link) and the manifest files, watermarked as served.
+
+    Returns the artifact count and whether the portal offered the signed manifest (it relays the evidence service's
+    GetManifest; an evidence service without it answers 404 "not offered")."""
     portal = portal.rstrip("/")
     shutil.rmtree(downloads, ignore_errors=True)
     downloads.mkdir(parents=True)
@@ -34,9 +37,14 @@ def download_release(portal: str, issuer: str, release: str, downloads: Path) ->
         for artifact in artifacts:
             link = polite_get(client, f"{portal}/audit/download/{artifact['id']}").json()["url"]
             save(polite_get(client, link if link.startswith("http") else f"{portal}{link}"), downloads)
+        offered = True
         for name in MANIFEST_FILES:
-            save(polite_get(client, f"{portal}/audit/manifest/{release}/{name}"), downloads)
-    return len(artifacts)
+            reply = polite_get(client, f"{portal}/audit/manifest/{release}/{name}")
+            if reply.status_code == 404 and "not offered" in reply.text:
+                offered = False
+                break
+            save(reply, downloads)
+    return len(artifacts), offered
 
 
 def polite_get(client: httpx.Client, url: str, **params: str) -> httpx.Response:
@@ -58,8 +66,9 @@ def save(reply: httpx.Response, folder: Path) -> None:
     (folder / Path(found.group(1)).name).write_bytes(reply.content)
 
 
-def rebuild_bundle(downloads: Path, work: Path, log: Path) -> Path:
-    """Unwrap the watermarks and put each original where the manifest says it belongs."""
+def rebuild_bundle(downloads: Path, work: Path, log: Path, manifest_source: Path | None = None) -> Path:
+    """Unwrap the watermarks and put each original where the manifest says it belongs (the manifest files come
+    from the downloads, or from ``manifest_source`` when the portal could not serve them)."""
     originals, bundle = work / "originals", work / "bundle"
     for folder in (originals, bundle):
         shutil.rmtree(folder, ignore_errors=True)
@@ -67,7 +76,7 @@ def rebuild_bundle(downloads: Path, work: Path, log: Path) -> Path:
                log, what="ig-portal-unwrap")
     bundle.mkdir(parents=True)
     for name in MANIFEST_FILES:
-        shutil.copyfile(originals / name, bundle / name)
+        shutil.copyfile((manifest_source or originals) / name, bundle / name)
     for artifact in json.loads((bundle / "manifest.json").read_text())["artifacts"]:
         target = bundle / artifact["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,13 +91,20 @@ def verify_offline(bundle: Path, public_key: Path, log: Path) -> str:
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "verified"
 
 
-def retrieve_and_verify(portal: str, issuer: str, release: str, public_key: Path, work: Path, log: Path) -> str:
-    count = download_release(portal, issuer, release, work / "downloads")
-    bundle = rebuild_bundle(work / "downloads", work, log)
+def retrieve_and_verify(portal: str, issuer: str, release: str, public_key: Path, work: Path, log: Path,
+                        published_manifest: Path | None = None) -> str:
+    """Download, unwrap, verify. ``published_manifest``: the release's bundle folder, whose signed manifest is used
+    only if the portal does not offer it (and the outcome says so)."""
+    count, offered = download_release(portal, issuer, release, work / "downloads")
+    if not offered and published_manifest is None:
+        raise StageFailed("the portal does not offer the signed manifest (evidence service lacks GetManifest)")
+    bundle = rebuild_bundle(work / "downloads", work, log, None if offered else published_manifest)
     result = verify_offline(bundle, public_key, log)
-    return f"downloaded {count} artifacts + the signed manifest; offline: {result}; cosign: Verified OK"
+    source = "the portal" if offered else "the published bundle (the portal's evidence service offers no GetManifest)"
+    return (f"downloaded {count} artifacts from the portal, signed manifest from {source}; offline: {result}; "
+            f"cosign: Verified OK")
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m ig_release.auditor PORTAL ISSUER RELEASE KEY DIR
     print(retrieve_and_verify(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), Path(sys.argv[5]),
-                              Path(sys.argv[5]) / "auditor.log"))
+                              Path(sys.argv[5]) / "auditor.log", Path(sys.argv[6]) if len(sys.argv) > 6 else None))

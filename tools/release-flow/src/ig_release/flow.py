@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from ig_release.context import ReleaseContext, StageFailed
+from ig_release.reachability import unreachable
 from ig_release.settings import DEMO_AUDITOR
 from ig_release.stages import burn, evidence, migration, policy, portal, region
 
@@ -49,6 +50,11 @@ def run_flow(ctx: ReleaseContext, stages: list[Stage], console: Console) -> int:
     results: list[dict[str, object]] = []
     started = time.monotonic()
     console.rule(f"[bold]Maestro Conductor release {ctx.version}[/] — profile {ctx.profile.name}")
+    missing = unreachable(ctx.endpoints, [s.name for s in stages])
+    if missing:
+        console.print("[bold red]✗ preflight: not reachable[/]: " + "; ".join(missing)
+                      + "\n  start the suite first (`make up`), or point IG_* variables at it (`uv run ig-infra env`)")
+        return 1
     with ExitStack() as resources, Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                             TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                                             console=console, transient=False,

@@ -68,7 +68,7 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
         stack.enter_context(service("ig_policy.app", {**common, "IG_OPA_URL": base["IG_OPA_URL"],
                                                       "IG_GRPC_PORT": str(policy_grpc),
                                                       # a shared 2-core CI box: OPA's p99 exceeds 50 ms at times
-                                                      "IG_OPA_TIMEOUT_MS": "1000"},
+                                                      "IG_OPA_TIMEOUT_MS": "5000"},
                                     work / "policy.log", free_port()))
         stack.enter_context(service("ig_evidence.app", {**common, "IG_GRPC_PORT": str(evidence_grpc),
                                                         "IG_BLOB_STORE_PATH": str(work / "blobs")},

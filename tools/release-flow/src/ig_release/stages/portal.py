@@ -39,6 +39,6 @@ def run(ctx: ReleaseContext) -> str:
     from ig_release.auditor import retrieve_and_verify
 
     offline = retrieve_and_verify(portal, ctx.endpoints.oidc_issuer, ctx.version, Path(ctx.shared["public_key"]),
-                                  ctx.stage_dir("auditor"), ctx.logs / "auditor.log")
+                                  ctx.stage_dir("auditor"), ctx.logs / "auditor.log", Path(ctx.shared["bundle"]))
     ctx.summary["auditor's verified copy"] = str(ctx.artifacts / "auditor" / "bundle")
     return f"{portal} lists {ctx.version} ({len(items)} artifacts) for the demo auditor; {offline}"

@@ -1,0 +1,106 @@
+"""The flow's own mechanics, without the suite: usage errors, preflight, stage failure reporting, evidence layout."""
+
+from __future__ import annotations
+
+import json
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from ig_release.cli import main
+from ig_release.context import ReleaseContext, StageFailed
+from ig_release.flow import Stage, run_flow, select
+from ig_release.settings import PROFILES, Endpoints
+from rich.console import Console
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again when the with block ends
+
+
+@pytest.mark.parametrize("argv", [["run", "--version", "1.2.1"], ["run", "--version", "v1.2.1", "--stage", "nope"]])
+def test_usage_errors_exit_2(argv: list[str], tmp_path: Path) -> None:
+    assert main([*argv, "--artifacts", str(tmp_path)]) == 2
+
+
+def test_preflight_names_what_is_not_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("IG_POLICY_GRPC", f"127.0.0.1:{closed_port()}")
+    assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "policy",
+                 "--artifacts", str(tmp_path)]) == 1
+    assert "policy service (IG_POLICY_GRPC)" in capsys.readouterr().out
+
+
+def test_endpoints_default_to_the_make_up_ports_and_follow_ig_variables() -> None:
+    defaults = Endpoints.from_environment({})
+    assert (defaults.policy_grpc, defaults.portal_url) == ("127.0.0.1:50051", "http://127.0.0.1:8080")
+    moved = Endpoints.from_environment({"IG_EVIDENCE_GRPC": "127.0.0.1:6000",
+                                        "IG_DATABASE_URL": "postgresql://ig@db:5432/ig?sslmode=disable"})
+    assert moved.evidence_grpc == "127.0.0.1:6000"
+    assert moved.database("ig_release_assets") == "postgresql://ig@db:5432/ig_release_assets?sslmode=disable"
+
+
+def context(tmp_path: Path) -> ReleaseContext:
+    endpoints = Endpoints.from_environment({"IG_DATABASE_URL": f"postgresql://ig@127.0.0.1:{_listening()}/ig",
+                                            "IG_KAFKA_BOOTSTRAP": f"127.0.0.1:{_listening()}"})
+    return ReleaseContext("v1.2.1", PROFILES["ci"], tmp_path, endpoints)
+
+
+_LISTENERS: list[socket.socket] = []
+
+
+def _listening() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    _LISTENERS.append(sock)
+    return int(sock.getsockname()[1])
+
+
+def test_a_failing_stage_stops_the_flow_naming_the_stage_and_its_log(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def ok(ctx: ReleaseContext, _: ExitStack) -> str:
+        ran.append("first")
+        return "fine"
+
+    def broken(ctx: ReleaseContext, _: ExitStack) -> str:
+        raise StageFailed("the thing broke", ctx.logs / "broken.log")
+
+    def never(ctx: ReleaseContext, _: ExitStack) -> str:
+        ran.append("never")
+        return "unreachable"
+
+    console = Console(record=True, width=200)
+    ctx = context(tmp_path)
+    stages = [Stage("first", "ok", ok), Stage("second", "breaks", broken), Stage("third", "not run", never)]
+    assert run_flow(ctx, stages, console) == 1
+    assert ran == ["first"]
+    text = console.export_text()
+    assert "stage second failed" in text and "the thing broke" in text and str(ctx.logs / "broken.log") in text
+    record = json.loads((tmp_path / "release-flow.json").read_text())
+    assert [(s["stage"], s["state"]) for s in record["stages"]] == [("first", "passed"), ("second", "failed")]
+
+
+def test_evidence_inputs_are_laid_out_by_type_and_clashing_names_refused(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "report.json").write_text(folder)
+    ctx.add_evidence("slo-report", tmp_path / "a" / "report.json")
+    inputs = ctx.write_evidence_inputs(tmp_path / "inputs")
+    assert (inputs / "slo-report" / "report.json").read_text() == "a"
+    ctx.add_evidence("slo-report", tmp_path / "b" / "report.json")
+    with pytest.raises(StageFailed, match=r"both named report\.json"):
+        ctx.write_evidence_inputs(tmp_path / "inputs")
+    with pytest.raises(StageFailed, match="was not written"):
+        ctx.add_evidence("dr-log", tmp_path / "missing.json")
+
+
+def test_stage_selection_keeps_the_flow_order() -> None:
+    assert [s.name for s in select(["portal", "policy"])] == ["policy", "portal"]
+    assert len(select(None)) == 6
