@@ -284,3 +284,32 @@ async def _admin(infra: Any, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+def test_eleventh_download_in_a_burst_gets_429(stack: Stack, infra: Any, tokens: dict[str, str]) -> None:
+    """Downloads have their own, smaller bucket per user (default 10 per minute)."""
+    name = f"ig_portal_limits_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(infra, f"CREATE DATABASE {name}"))
+    process, portal = stack.portal("portal-download-limited", database_url=infra.postgres.dsn(name),
+                                   rate_requests_per_minute="100000")
+    try:
+        token = tokens["alpha-auditor"]
+        artifact = get(portal, "/audit/artifacts", token, release=RELEASE).json()["artifacts"][0]
+        urls = [get(portal, f"/audit/download/{artifact['id']}", token).json()["url"] for _ in range(16)]
+        started = time.monotonic()
+        responses = asyncio.run(_fetch_all(portal, token, urls))
+        elapsed = time.monotonic() - started
+        statuses = [r.status_code for r in responses]
+        assert 10 <= statuses.count(200) <= 10 + int(elapsed / 6) + 1, (statuses, elapsed)
+        denied = [r for r in responses if r.status_code == 429]
+        assert denied and "download" in denied[0].json()["detail"]
+        assert 1 <= int(denied[0].headers["retry-after"]) <= 6  # a download token comes back every 6 s
+    finally:
+        process.stop()
+        asyncio.run(_admin(infra, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def _fetch_all(portal: str, token: str, urls: list[str]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=portal, headers={"Authorization": f"Bearer {token}"}, timeout=120,
+                                 limits=httpx.Limits(max_connections=len(urls))) as client:
+        return list(await asyncio.gather(*(client.get(url) for url in urls)))
