@@ -75,6 +75,10 @@ def tool_path(cache: Path, name: str) -> Path:
     if name not in TOOLS:
         raise InfraError(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
     module, version, package = TOOLS[name]
+    if name == "dex":  # its go.mod needs a patch before it builds; the recipe lives with the component
+        from ig_infra.components.dex import dex_binary
+
+        return dex_binary(cache)
     if name in BUILD_AS_MAIN_MODULE:
         return go_build_in_module(cache, module, version, name, package)
     return go_install(cache, module, version, name, package)
