@@ -53,7 +53,9 @@ def build_http_app(service_name: str, *, ready: HealthCheck | None = None, **fas
 
 async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
     """Run uvicorn inside the current event loop until ``stop`` is set."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    # Keep-alive clients (OFREP SDKs, gateways) must not hold a shutdown open for long.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     server_task = asyncio.create_task(server.serve())
     stop_task = asyncio.create_task(stop.wait())
