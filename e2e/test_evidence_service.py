@@ -248,6 +248,15 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
     with pytest.raises(grpc.RpcError) as other_tenant:
         list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="globex")))
     assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND
+    files = stub.GetManifest(evidence_pb2.GetManifestRequest(release="v1.2.1", tenant="acme"))
+    assert files.manifest == (bundle / "manifest.json").read_bytes()
+    assert files.signature == (bundle / "manifest.json.sig").read_bytes()
+    assert files.sigstore_bundle == (bundle / "manifest.sigstore.json").read_bytes()
+    assert files.public_key == (bundle / "cosign.pub").read_bytes()
+    assert files.manifest_sha256 == first.manifest_sha256
+    with pytest.raises(grpc.RpcError) as hidden:
+        stub.GetManifest(evidence_pb2.GetManifestRequest(release="v1.2.1", tenant="globex"))
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
     completeness = stub.Completeness(evidence_pb2.CompletenessRequest(release="v1.2.1"))
     assert completeness.complete and completeness.contract_version == "1.0.0" and not completeness.missing
     entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=first.ledger_seq)).entry

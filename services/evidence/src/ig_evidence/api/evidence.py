@@ -14,8 +14,8 @@ from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary
-from ig_evidence.domain.manifest import RELEASE_NAME
+from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
+from ig_evidence.domain.manifest import BUNDLE_FILE, MANIFEST_FILE, RELEASE_NAME, SIGNATURE_FILE
 from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import ArtifactRow, BundleRow, BundleStore
 from ig_evidence.store.ledger import LedgerStore
@@ -143,6 +143,20 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         chunks = self._blobs.read_chunks(row.record.sha256, DOWNLOAD_CHUNK)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             yield evidence_pb2.GetArtifactResponse(chunk=chunk)
+
+    async def GetManifest(self, request: evidence_pb2.GetManifestRequest,
+                          context: Context) -> evidence_pb2.GetManifestResponse:
+        # Tenant-scoped like ListArtifacts: another tenant's release is NOT_FOUND, exactly like a missing one.
+        bundle = await self._latest(request.release, request.tenant, context)
+        archive = await self._bundles.archive_of(bundle.manifest_sha256)
+        if archive is None or not self._blobs.exists(archive):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"release: the bundle of {request.release!r} is not stored")
+        assert archive is not None
+        files = await asyncio.to_thread(read_metadata_files, self._blobs.path_of(archive))
+        return evidence_pb2.GetManifestResponse(
+            release=bundle.release, manifest_sha256=bundle.manifest_sha256, manifest=files.get(MANIFEST_FILE, b""),
+            signature=files.get(SIGNATURE_FILE, b""), sigstore_bundle=files.get(BUNDLE_FILE, b""),
+            public_key=files.get("cosign.pub", b""))
 
     async def Completeness(self, request: evidence_pb2.CompletenessRequest,
                            context: Context) -> evidence_pb2.CompletenessResponse:

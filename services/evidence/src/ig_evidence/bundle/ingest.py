@@ -80,6 +80,19 @@ def ingest(archive: Path, archive_sha256: str, blobs: BlobStore, trusted_key: ec
                           archive_sha256=archive_sha256, records=records)
 
 
+def read_metadata_files(archive: Path) -> dict[str, bytes]:
+    """manifest.json, its signature, its Sigstore bundle and cosign.pub, byte for byte as in the bundle."""
+    wanted = {mf.MANIFEST_FILE, mf.SIGNATURE_FILE, mf.BUNDLE_FILE, "cosign.pub"}
+    found: dict[str, bytes] = {}
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            if member.name in wanted and member.isreg():
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    found[member.name] = handle.read()
+    return found
+
+
 def manifest_summary(manifest: dict[str, Any]) -> tuple[bool, list[str], str]:
     return bool(manifest.get("complete")), [str(m) for m in manifest.get("missing", [])], \
         str(manifest.get("contract", {}).get("version", ""))

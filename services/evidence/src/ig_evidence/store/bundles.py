@@ -90,6 +90,12 @@ class BundleStore:
                 ORDER BY registered_at DESC LIMIT 1""", release, tenant)
         return _bundle(row) if row else None
 
+    async def archive_of(self, manifest_sha256: str) -> str | None:
+        """The content address of the bundle tarball a manifest came in."""
+        value = await self._pool.fetchval(f"SELECT archive_sha256 FROM {self._schema}.bundles "
+                                          "WHERE manifest_sha256 = $1", manifest_sha256)
+        return str(value) if value is not None else None
+
     async def artifacts(self, manifest_sha256: str) -> list[ArtifactRow]:
         rows = await self._pool.fetch(f"SELECT * FROM {self._schema}.artifacts WHERE manifest_sha256 = $1 "
                                       "ORDER BY name", manifest_sha256)
