@@ -11,6 +11,7 @@ import json
 import secrets
 import shutil
 import ssl
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -44,6 +45,22 @@ PORTS: dict[str, RegionPorts] = {
     "region-a": RegionPorts(apiserver=16443, etcd_client=12379, etcd_peer=12380, kwok=12247),
     "region-b": RegionPorts(apiserver=26443, etcd_client=22379, etcd_peer=22380, kwok=22247),
 }
+
+
+# kwok's own "fast" stages (nodes become Ready and keep a heartbeat; pods become Running/Ready, complete, delete),
+# read from the kwok module the Go module proxy delivered for the build.
+KWOK_STAGES = ("node/fast/node-initialize.yaml", "node/heartbeat/node-heartbeat.yaml", "pod/fast/pod-ready.yaml",
+               "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml")
+
+
+def kwok_stages() -> str:
+    version = TOOLS["kwok"][1]
+    download = subprocess.run(["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@{version}"], capture_output=True,
+                              text=True)
+    if download.returncode != 0:
+        raise InfraError(f"go mod download sigs.k8s.io/kwok@{version} failed:\n{download.stderr[-2000:]}")
+    source = Path(json.loads(download.stdout)["Dir"]) / "kustomize" / "stage"
+    return "\n---\n".join((source / stage).read_text() for stage in KWOK_STAGES)
 
 
 def etcd_binary() -> Path:
@@ -222,6 +239,8 @@ class SimulatedCluster:
             "--allow-privileged=false",
             "--enable-admission-plugins=NodeRestriction",
             "--profiling=false",
+            # Loopback cannot be an Endpoints address: nothing in-cluster dials the API server here anyway.
+            "--endpoint-reconciler-type=none",
         ])
         wait_until(self.apiserver_ready, timeout=120, what=f"kube-apiserver {self.region}",
                    log_file=self._log("kube-apiserver"),
@@ -239,8 +258,10 @@ class SimulatedCluster:
         self._spawn("kube-scheduler", [str(binaries.kube_scheduler), *common, "--secure-port=0"])
 
     def _start_kwok(self, binaries: Binaries) -> None:
+        stages = self.dir / "kwok-stages.yaml"
+        stages.write_text(kwok_stages())
         self._spawn("kwok", [
-            str(binaries.kwok), f"--kubeconfig={self.kubeconfig}",
+            str(binaries.kwok), f"--kubeconfig={self.kubeconfig}", f"--config={stages}",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
             f"--server-address=127.0.0.1:{self.ports.kwok}",
             "--node-ip=127.0.0.1",
