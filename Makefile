@@ -32,8 +32,9 @@ bootstrap: ## install uv (if missing) and the locked Python workspace
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
 	$(UV) sync --all-packages --frozen --quiet
 
-up: bootstrap infra-up services-up ## start the infrastructure and every service, print addresses and health
+up: bootstrap infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
 	@$(RUN) ig-infra status
+	$(RUN) ig-release run --version v1.2.1 --profile demo --artifacts $(ARTIFACTS)/release
 
 down: ## stop the services and the infrastructure
 	@$(RUN) ig-infra down || true

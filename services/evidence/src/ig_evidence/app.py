@@ -8,7 +8,7 @@ from ig_common.grpc_server import GrpcService
 from ig_common.service import Runtime, run_service
 from ig_common.settings import load_settings
 
-from ig_evidence.api.evidence import EvidenceServicer
+from ig_evidence.api.evidence import EvidenceServicer, report_missing
 from ig_evidence.api.ledger import LedgerServicer
 from ig_evidence.keys import load_public_key
 from ig_evidence.settings import Settings
@@ -30,6 +30,7 @@ def main() -> None:
         runtime.spawn(ledger.serve_appends(), "ledger-writer")
         adapters["ledger"] = ledger
         adapters["blobs"] = BlobStore(settings.blob_store_path)
+        report_missing(await BundleStore(runtime.pool, runtime.schema).latest_per_release(""))
 
     def grpc_services(runtime: Runtime) -> list[GrpcService]:
         ledger = adapters["ledger"]

@@ -12,7 +12,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from opentelemetry import trace
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
 from ig_evidence.domain.manifest import BUNDLE_FILE, MANIFEST_FILE, RELEASE_NAME, SIGNATURE_FILE
@@ -23,6 +23,8 @@ from ig_evidence.store.ledger import LedgerStore
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer(__name__)
 BUNDLES_REGISTERED = Counter("ig_evidence_bundles_registered_total", "Bundle uploads by outcome", ["outcome"])
+RELEASE_MISSING = Gauge("ig_evidence_release_missing_artifacts",
+                        "Required evidence items missing from a release's latest bundle", ["release", "tenant"])
 REGISTER_KIND = "evidence.bundle_registered"
 DOWNLOAD_CHUNK = 1 << 20
 
@@ -33,6 +35,12 @@ def _artifact(row: ArtifactRow) -> evidence_pb2.Artifact:
     r = row.record
     return evidence_pb2.Artifact(id=row.id, release=row.release, name=r.name, type=r.type, media_type=r.media_type,
                                  size=r.size, sha256=r.sha256)
+
+
+def report_missing(rows: list[BundleRow]) -> None:
+    """Expose each release's missing evidence, so the EvidenceMissingArtifact alert can fire."""
+    for row in rows:
+        RELEASE_MISSING.labels(row.release, row.tenant).set(len(row.missing))
 
 
 def _release(row: BundleRow) -> evidence_pb2.Release:
@@ -104,6 +112,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                         entry.fields.seq)
         inserted = await self._bundles.record(row, bundle.archive_sha256, bundle.records)
         self._on_commit()
+        report_missing([row])
         BUNDLES_REGISTERED.labels("registered" if inserted else "already_registered").inc()
         log.info("bundle_registered", release=header.release, tenant=header.tenant,
                  manifest_sha256=bundle.manifest_sha256, ledger_seq=entry.fields.seq, complete=complete)

@@ -62,7 +62,10 @@ class Prometheus(Component):
     def render_config(self) -> Path:
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         text = self.template.read_text(encoding="utf-8")
-        for name, value in (("rules_dir", self.rules_dir), ("targets_dir", self.targets_dir), ("port", self.port)):
+        alerts_dir = self.paths.repo / "deploy" / "alerts"
+        substitutions = (("rules_dir", self.rules_dir), ("alerts_dir", alerts_dir),
+                         ("targets_dir", self.targets_dir), ("port", self.port))
+        for name, value in substitutions:
             text = text.replace(f"{{{name}}}", str(value))
         self.config.write_text(text, encoding="utf-8")
         return self.config
