@@ -99,11 +99,11 @@ def test_every_release_is_available_on_the_region_nodes(installed: dict[str, Sim
 
 def test_restricted_pod_security_is_enforced_by_the_api_server(installed: dict[str, SimulatedCluster]) -> None:
     core = client.CoreV1Api(api_client(installed["region-a"].kubeconfig))
-    privileged = {"metadata": {"name": "privileged-probe"},
-                  "spec": {"containers": [{"name": "x", "image": "ig/evidence:1.2.1",
-                                           "securityContext": {"privileged": True}}]}}
+    # Allowed by the baseline level, refused by restricted: no runAsNonRoot, escalation allowed, capabilities kept.
+    unrestricted = {"metadata": {"name": "unrestricted-probe"},
+                    "spec": {"containers": [{"name": "x", "image": "ig/evidence:1.2.1"}]}}
     with pytest.raises(ApiException) as refused:
-        core.create_namespaced_pod(NAMESPACE, privileged)
+        core.create_namespaced_pod(NAMESPACE, unrestricted)
     assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
 
 
