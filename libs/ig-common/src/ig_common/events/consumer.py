@@ -35,6 +35,7 @@ class CloudEventConsumer:
         schema: str,
         handler: Handler,
         group_id: str | None = None,
+        offset_reset: str = "earliest",
     ) -> None:
         self.name = name
         self._topics = list(topics)
@@ -46,14 +47,18 @@ class CloudEventConsumer:
             bootstrap_servers=bootstrap,
             group_id=group_id or name,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=offset_reset,
         )
+        # Set once the group is joined and partitions are assigned (positions resolved).
+        self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._consumer.start()
         try:
             while not stop.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                if not self.ready.is_set() and self._consumer.assignment():
+                    self.ready.set()
                 for records in batches.values():
                     for record in records:
                         event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
