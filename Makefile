@@ -26,7 +26,7 @@ STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/doma
         proto-lint test-unit test-integration bench clean
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 bootstrap: ## install uv (if missing) and the locked Python workspace
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
