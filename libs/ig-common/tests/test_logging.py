@@ -1,10 +1,19 @@
 import json
+from collections.abc import Iterator
 
 import pytest
 import structlog
 from ig_common.logging import configure_logging
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+
+
+@pytest.fixture(autouse=True)
+def restore_structlog() -> Iterator[None]:
+    # configure_logging binds the output file captured by capsys; later tests must not write to it once closed.
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 def test_log_lines_are_json_and_carry_the_current_trace(capsys: pytest.CaptureFixture[str]) -> None:
