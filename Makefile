@@ -17,6 +17,9 @@ export ARTIFACTS
 CHECK_TARGETS :=
 BENCH_TARGETS :=
 PYTEST_COVERED :=
+# End-to-end tests drive real processes on a shared 2-core box; a test that fails is run again up to twice and
+# every rerun is reported ("R" in the progress line, <rerun> in junit.xml), so a real failure still fails.
+PYTEST_RERUNS ?= --reruns 2 --reruns-delay 3
 -include services/*/service.mk tools/*/tool.mk
 
 # Domain packages and the shared library are held to mypy --strict.
@@ -74,7 +77,7 @@ test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 
 test: bootstrap proto-check proto-lint lint typecheck infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
 	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED))
+	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED)) $(PYTEST_RERUNS)
 
 bench: ## every benchmark; each prints its figures and writes JSON under artifacts/bench
 	@mkdir -p $(ARTIFACTS)/bench
