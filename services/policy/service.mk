@@ -20,7 +20,7 @@ policy-rego-test: ## opa test over policies/rego; fails when policy coverage dro
 
 policy-py-coverage: infra-up ## pytest over services/policy + e2e/test_policy_*; fails below 90 % line coverage
 	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest services/policy e2e/test_policy_*.py -q --cov=ig_policy --cov-config=services/policy/.coveragerc \
+	$(RUN) pytest services/policy e2e/test_policy_*.py -q $(PYTEST_RERUNS) --cov=ig_policy --cov-config=services/policy/.coveragerc \
 	  --cov-report=term:skip-covered --cov-report=json:$(ARTIFACTS)/policy-py-coverage.json \
 	  --cov-fail-under=$(POLICY_COVERAGE_MIN)
 
