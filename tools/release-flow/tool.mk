@@ -12,7 +12,9 @@ CHECK_TARGETS += alerts-check
 release: ## the release flow against the running suite (after `make up`): RELEASE_PROFILE=demo|ci
 	$(RUN) ig-release run --version $(RELEASE_VERSION) --profile $(RELEASE_PROFILE) --artifacts $(RELEASE_ARTIFACTS)
 
-alerts-check: ## promtool check + unit tests of deploy/alerts/ig-alerts.rules.yml
+alerts-check: ## promtool check + unit tests of the alert rules the charts ship (charts/*/rules)
 	@promtool="$$($(RUN) ig-infra tool promtool)"; \
-	"$$promtool" check rules deploy/alerts/ig-alerts.rules.yml; \
-	cd deploy/alerts && "$$promtool" test rules ig-alerts.tests.yml
+	"$$promtool" check rules charts/*/rules/*.rules.yml || exit 1; \
+	for tests in charts/*/rules/*.tests.yml; do \
+	  (cd "$$(dirname "$$tests")" && "$$promtool" test rules "$$(basename "$$tests")") || exit 1; \
+	done

@@ -1,4 +1,4 @@
-{{/* Service, ServiceAccount, least-privilege RBAC, PDB, HPA, NetworkPolicy, ServiceMonitor. */}}
+{{/* Service, ServiceAccount, least-privilege RBAC, PDB, HPA, NetworkPolicy, ServiceMonitor (PrometheusRule: _rules.tpl). */}}
 
 {{- define "ig-lib.service" -}}
 apiVersion: v1
@@ -218,4 +218,5 @@ spec:
 {{ include "ig-lib.networkpolicy" $root }}
 ---
 {{ include "ig-lib.servicemonitor" $root }}
+{{ include "ig-lib.prometheusrules" $root }}
 {{- end -}}

@@ -42,12 +42,16 @@ TOOLS: dict[str, tuple[str, str, str]] = {
     "prometheus": ("github.com/prometheus/prometheus", "v0.309.1", "cmd/prometheus"),
     "promtool": ("github.com/prometheus/prometheus", "v0.309.1", "cmd/promtool"),
     "cosign": ("github.com/sigstore/cosign/v2", "v2.6.5", "cmd/cosign"),
+    # The proxy serves this version but refuses the module's version list, which `go install` reads for
+    # deprecation notices: it is built inside its downloaded module instead (BUILD_AS_MAIN_MODULE).
+    "pushgateway": ("github.com/prometheus/pushgateway", "v1.11.1", ""),
 }
 
 
-# Modules whose go.mod has exclude/replace directives refuse ``go install pkg@version``; they are built
-# inside their own (downloaded, checksum-verified) module so those directives apply as upstream intends.
-BUILD_AS_MAIN_MODULE: frozenset[str] = frozenset({"prometheus", "promtool"})
+# Modules whose go.mod has exclude/replace directives refuse ``go install pkg@version`` (and one whose version list
+# the proxy refuses); they are built inside their own (downloaded, checksum-verified) module, so those directives
+# apply as upstream intends.
+BUILD_AS_MAIN_MODULE: frozenset[str] = frozenset({"prometheus", "promtool", "pushgateway"})
 
 
 def go_build_in_module(cache: Path, module: str, version: str, binary: str, package: str) -> Path:

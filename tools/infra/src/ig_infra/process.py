@@ -80,6 +80,9 @@ def terminate(pid_file: Path, *, timeout: float = 20.0) -> bool:
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and read_pid(pid_file) is not None:
+        # A process this one spawned stays a zombie (and "alive" to kill -0) until reaped; others are not ours.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
     if read_pid(pid_file) is not None:
         with contextlib.suppress(ProcessLookupError):

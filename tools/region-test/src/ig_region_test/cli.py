@@ -3,6 +3,9 @@
     region-test --simulate-failover --assert-rpo 300 --assert-rto 1800 [--failback] [--replication sync|async]
     region-test --cleanup          remove namespaces/processes a killed run left behind
 
+The figures go to <artifacts>/multi-region/multi-region-metrics.prom and, when --pushgateway or IG_PUSHGATEWAY_URL
+names one, to a Prometheus Pushgateway (job "region-test"; `uv run ig-infra env` prints the local one's URL).
+
 Exit status: 0 every assertion held; 1 an assertion failed (or RTO exceeded the time limit); 2 usage error;
 3 the regions could not be built; 128+N interrupted by signal N (after cleaning up).
 """
@@ -66,7 +69,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", type=Path, help="output folder (default: $ARTIFACTS/region or artifacts/region)")
     p.add_argument("--policies", type=Path, default=REPO_ROOT / "policies" / "rego")
     p.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for another run to finish")
+    p.add_argument("--pushgateway", metavar="URL", help="also push the figures to this Prometheus Pushgateway "
+                   "(default: $IG_PUSHGATEWAY_URL; neither set: no push)")
     return p
+
+
+def _pushgateway(p: argparse.ArgumentParser, flag: str | None) -> str | None:
+    """The Pushgateway URL from the flag, else IG_PUSHGATEWAY_URL; a malformed one is a usage error naming it."""
+    source, url = ("--pushgateway", flag) if flag is not None else ("IG_PUSHGATEWAY_URL",
+                                                                     os.environ.get("IG_PUSHGATEWAY_URL", ""))
+    if flag is None and not url:
+        return None
+    problem = report.pushgateway_url_problem(url)
+    if problem:
+        p.error(f"invalid setting {source}: {problem}")
+    return url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("warmup", "isolation_delay", "write_interval_ms", "write_timeout"):
             if not 0 <= getattr(args, name) < 3600:
                 p.error(f"--{name.replace('_', '-')} must be between 0 and 3600")
+    args.pushgateway = _pushgateway(p, args.pushgateway)
     if os.geteuid() != 0 and args.network == "auto":
         print("region-test: not root; network namespaces need root, using the loopback fallback", file=sys.stderr)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack: for hung runs
@@ -231,7 +249,20 @@ def _finish(args: argparse.Namespace, state_dir: Path, artifacts: Path, started:
     written = report.write_all(artifacts, summary, timeline.events, proofs_doc, cases, duration)
     report.copy_logs(state_dir, artifacts / report.LOGS)
     _print_summary(summary, phases, residency, written)
+    if args.pushgateway:
+        _push(args.pushgateway, summary)
     return 0 if passed else (3 if error and not phases else 1)
+
+
+def _push(url: str, summary: dict[str, Any]) -> None:
+    """Push the figures; a Pushgateway that is down costs the alerts their input, never the run its verdict."""
+    try:
+        group = report.push_metrics(url, summary)
+    except OSError as failure:
+        print(f"region-test: WARNING: could not push the figures to {url}: {failure} (they are in "
+              f"{report.METRICS})", file=sys.stderr, flush=True)
+        return
+    print(f"  pushed to {url} ({', '.join(f'{k}={v}' for k, v in group.items())})", flush=True)
 
 
 def _unmeasured_rpo() -> Any:

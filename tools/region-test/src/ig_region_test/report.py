@@ -1,4 +1,5 @@
-"""Artifacts: results JSON, JUnit XML, timeline JSON and residency proofs, in one folder the release bundle reads."""
+"""Artifacts: results JSON, JUnit XML, timeline JSON and residency proofs, in one folder the release bundle reads;
+the figures also as Prometheus gauges (a textfile beside them, and pushed to a Pushgateway when one is given)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 # Laid out as <evidence type>/<file>, the input layout of `ig-evidence build` (policies/evidence/release-contract).
 RESULTS = "multi-region/multi-region-results.json"
@@ -17,6 +19,9 @@ TIMELINE = "multi-region/multi-region-timeline.json"
 METRICS = "multi-region/multi-region-metrics.prom"
 LOGS = "multi-region/logs"
 PROOFS = "residency-proof/residency-proofs.json"
+# The Pushgateway job of these figures; each push replaces its group (job + replication + failure), so a phase that
+# an earlier run of the same kind had and this one lacks does not linger.
+PUSH_JOB = "region-test"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -58,7 +63,38 @@ def write_all(directory: Path, results: dict[str, Any], timeline: list[dict[str,
 
 
 def write_metrics(path: Path, results: dict[str, Any]) -> None:
-    """The figures in Prometheus text format (node-exporter textfile collector / pushgateway ready)."""
+    """The figures in Prometheus text format (for the evidence bundle, or a node-exporter textfile collector)."""
+    write_to_textfile(str(path), metrics_registry(results))
+
+
+def replication_mode(results: dict[str, Any]) -> str:
+    return str(results["replication"]["synchronous_commit"]).split()[0]
+
+
+def push_grouping_key(results: dict[str, Any]) -> dict[str, str]:
+    return {"replication": replication_mode(results), "failure": str(results["failure"])}
+
+
+def pushgateway_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a Pushgateway address, or None when it can (http(s)://host[:port][/prefix])."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # out-of-range or non-numeric ports raise here
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and not (parts.query or parts.fragment)
+    except ValueError:
+        usable = False
+    return None if usable else f"{url!r} is not an http(s)://host:port URL"
+
+
+def push_metrics(url: str, results: dict[str, Any], *, timeout: float = 10.0) -> dict[str, str]:
+    """PUT the figures to the Pushgateway at ``url`` (replacing this kind of run's last push); returns the group."""
+    grouping = push_grouping_key(results)
+    push_to_gateway(url, job=PUSH_JOB, registry=metrics_registry(results), grouping_key=grouping, timeout=timeout)
+    return {"job": PUSH_JOB, **grouping}
+
+
+def metrics_registry(results: dict[str, Any]) -> CollectorRegistry:
+    """The figures as gauges: failover RTO/RPO per phase, and whether every residency probe passed."""
     registry = CollectorRegistry()
     labels = ["phase", "replication", "failure"]
     rto = Gauge("ig_region_failover_rto_seconds", "Failure to first write acknowledged by the new primary",
@@ -68,7 +104,7 @@ def write_metrics(path: Path, results: dict[str, Any]) -> None:
     lost_seconds = Gauge("ig_region_failover_rpo_seconds", "Newest acknowledged minus newest surviving write",
                          labels, registry=registry)
     residency = Gauge("ig_region_residency_passed", "1 when every residency probe passed", registry=registry)
-    mode = str(results["replication"]["synchronous_commit"]).split()[0]
+    mode = replication_mode(results)
     for phase in results["phases"]:
         values = (phase["phase"], mode, str(results["failure"]))
         rto.labels(*values).set(phase["rto_seconds"] if phase["rto_seconds"] is not None else float("inf"))
@@ -76,7 +112,7 @@ def write_metrics(path: Path, results: dict[str, Any]) -> None:
             lost.labels(*values).set(phase["rpo_lost_writes"])
             lost_seconds.labels(*values).set(phase["rpo_lost_seconds"])
     residency.set(1 if results["residency"]["passed"] else 0)
-    write_to_textfile(str(path), registry)
+    return registry
 
 
 def copy_logs(run_dir: Path, target: Path) -> None:

@@ -6,7 +6,8 @@ from ig_infra.components.kafka import Kafka
 from ig_infra.components.opa import Opa
 from ig_infra.components.postgres import Postgres
 from ig_infra.components.prometheus import Prometheus
+from ig_infra.components.pushgateway import Pushgateway
 
-ALL: tuple[type[Component], ...] = (Postgres, Kafka, Opa, Prometheus, Dex)
+ALL: tuple[type[Component], ...] = (Postgres, Kafka, Opa, Pushgateway, Prometheus, Dex)
 
-__all__ = ["ALL", "Component", "Dex", "Kafka", "Opa", "Postgres", "Prometheus"]
+__all__ = ["ALL", "Component", "Dex", "Kafka", "Opa", "Postgres", "Prometheus", "Pushgateway"]

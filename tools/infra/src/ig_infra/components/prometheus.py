@@ -1,7 +1,9 @@
-"""Prometheus 3.x, built from the Go module proxy, scraping every service's /metrics.
+"""Prometheus 3.x, built from the Go module proxy, scraping every service's /metrics and the Pushgateway.
 
-The shared instance renders ``tools/infra/prometheus/prometheus.yml`` into its run directory. Tests and benchmarks
-start a private instance with their own config on a free port (``PrivatePrometheus``) so they depend on no one.
+The shared instance renders ``tools/infra/prometheus/prometheus.yml`` into its run directory; its alert rules are the
+charts' own rule files (``charts/*/rules/*.rules.yml``), the ones the charts ship as PrometheusRule objects. Tests
+and benchmarks start a private instance with their own config on a free port (``PrivatePrometheus``) so they depend
+on no one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ig_infra.components.base import Component, env_port
+from ig_infra.components.pushgateway import pushgateway_port
 from ig_infra.go_tools import TOOLS, tool_path
 from ig_infra.process import InfraError, ensure_port_free, port_open, spawn, terminate, wait_until
 
@@ -51,7 +54,7 @@ class Prometheus(Component):
         self.host = "127.0.0.1"
         self.port = env_port("IG_PROMETHEUS_PORT", 9090)
         self.template = self.paths.repo / "tools" / "infra" / "prometheus" / "prometheus.yml"
-        self.rules_dir = self.paths.repo / "tools" / "infra" / "prometheus" / "rules"
+        self.charts_dir = self.paths.repo / "charts"
         self.targets_dir = self.dir / "targets"
         self.config = self.dir / "prometheus.yml"
 
@@ -59,12 +62,17 @@ class Prometheus(Component):
         prometheus_binary(self.paths.cache)
         tool_path(self.paths.cache, "promtool")
 
+    def rule_charts(self) -> list[str]:
+        """The charts that ship alert rules (a rules/ folder); their files are the rules this instance loads."""
+        return sorted(path.parent.name for path in self.charts_dir.glob("*/rules") if path.is_dir())
+
     def render_config(self) -> Path:
         self.targets_dir.mkdir(parents=True, exist_ok=True)
-        text = self.template.read_text(encoding="utf-8")
-        alerts_dir = self.paths.repo / "deploy" / "alerts"
-        substitutions = (("rules_dir", self.rules_dir), ("alerts_dir", alerts_dir),
-                         ("targets_dir", self.targets_dir), ("port", self.port))
+        lines = self.template.read_text(encoding="utf-8").splitlines(keepends=True)
+        text = "".join(line.replace("{chart}", chart) for line in lines
+                       for chart in (self.rule_charts() if "{chart}" in line else [""]))
+        substitutions = (("charts_dir", self.charts_dir), ("targets_dir", self.targets_dir),
+                         ("pushgateway_port", pushgateway_port()), ("port", self.port))
         for name, value in substitutions:
             text = text.replace(f"{{{name}}}", str(value))
         self.config.write_text(text, encoding="utf-8")
@@ -72,12 +80,22 @@ class Prometheus(Component):
 
     def start(self) -> None:
         if self.running() and self.healthy():
+            self.reload()  # a second `ig-infra up` applies today's config and rule files to the running instance
             return
         ensure_port_free(self.host, self.port, "Prometheus", "IG_PROMETHEUS_PORT")
         command = prometheus_command(prometheus_binary(self.paths.cache), self.render_config(), self.dir / "data",
                                      self.host, self.port)
         spawn(command, log_file=self.log_file, pid_file=self.pid_file)
         wait_until(self.healthy, timeout=60, what="Prometheus", log_file=self.log_file, alive=self.running)
+
+    def reload(self) -> None:
+        self.render_config()
+        request = urllib.request.Request(f"{self.address()}/-/reload", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+        except OSError as error:  # Prometheus keeps its old config when the new one is bad; say so
+            raise InfraError(f"Prometheus refused to reload {self.config}: {error}; see {self.log_file}") from error
 
     def healthy(self) -> bool:
         return prometheus_ready(self.host, self.port)
