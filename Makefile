@@ -37,7 +37,8 @@ bootstrap: ## install uv (if missing) and the locked Python workspace
 
 up: bootstrap infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
 	@$(RUN) ig-infra status
-	$(RUN) ig-release run --version v1.2.1 --profile demo --artifacts $(ARTIFACTS)/release
+	IG_PUSHGATEWAY_URL="$$($(RUN) ig-infra env | sed -n 's/^export IG_PUSHGATEWAY_URL=//p')" \
+		$(RUN) ig-release run --version v1.2.1 --profile demo --artifacts $(ARTIFACTS)/release
 
 down: ## stop the services and the infrastructure
 	@$(RUN) ig-infra down || true
