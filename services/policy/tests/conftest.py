@@ -30,7 +30,7 @@ def opa_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def engine(opa_url: str) -> AsyncIterator[OpaEngine]:
     # Few slots: under load, calls queue here (untimed) rather than inside a starved OPA (timed).
-    engine = OpaEngine(opa_url, timeout_ms=TEST_TIMEOUT_MS, max_connections=8)
+    engine = OpaEngine(opa_url, timeout_ms=TEST_TIMEOUT_MS, max_in_flight=8)
     await engine.start()
     await engine.refresh_revision()
     yield engine

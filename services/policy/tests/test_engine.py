@@ -136,6 +136,24 @@ async def test_coalescing_is_bounded_per_round_trip(opa_url: str) -> None:
     assert {v.rule_id for v in verdicts} == {"ig.purpose.allow_read"}
 
 
+async def test_evaluations_arriving_while_every_slot_is_busy_go_together_when_one_frees(opa_url: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, max_in_flight=1)
+    await engine.start()
+    try:
+        before = round_trips()
+        first = asyncio.ensure_future(engine.evaluate(ALLOWED))
+        await asyncio.sleep(0)  # the lone first one takes the only slot on this turn
+        later = []
+        for _ in range(5):  # each on a later turn, as gateway calls arrive, while the slot is busy
+            later.append(asyncio.ensure_future(engine.evaluate(ALLOWED)))
+            await asyncio.sleep(0)
+        verdicts = await asyncio.gather(first, *later)
+        assert round_trips() - before == 2
+    finally:
+        await engine.close()
+    assert {v.rule_id for v in verdicts} == {"ig.purpose.allow_read"}
+
+
 async def test_without_coalescing_each_evaluation_is_its_own_call(opa_url: str) -> None:
     engine = OpaEngine(opa_url, timeout_ms=20_000, coalesce=1)
     await engine.start()

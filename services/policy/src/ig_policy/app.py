@@ -21,7 +21,7 @@ def main() -> None:
     settings = load_settings(Settings)
     engine = OpaEngine(settings.opa_url, timeout_ms=settings.opa_timeout_ms,
                        decision_path=settings.opa_decision_path, batch_path=settings.opa_batch_path,
-                       data_path=settings.opa_data_path, max_connections=settings.opa_max_connections,
+                       data_path=settings.opa_data_path, max_in_flight=settings.opa_max_in_flight,
                        coalesce=settings.opa_coalesce)
     wired: dict[str, DecisionService] = {}
 

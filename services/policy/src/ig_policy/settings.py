@@ -22,9 +22,9 @@ class Settings(GrpcServiceSettings):
     opa_data_path: str = Field(default="ig/config", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
     # Per-call budget for one OPA round trip; past it the answer is DENY ig.system.engine_unavailable.
     opa_timeout_ms: int = Field(default=50, ge=1, le=10_000)
-    # Concurrent OPA calls (and pooled keep-alive connections); more callers wait for a slot.
-    opa_max_connections: int = Field(default=64, ge=1, le=1024)
-    # Evaluations asked in the same event-loop turn share one OPA round trip, up to this many (1 = never).
+    # Concurrent OPA round trips; more evaluations wait in a queue and go together when a slot frees (group commit).
+    opa_max_in_flight: int = Field(default=4, ge=1, le=1024)
+    # The most evaluations one OPA round trip carries (1 = never batch).
     opa_coalesce: int = Field(default=32, ge=1, le=1000)
     policy_revision_refresh_s: float = Field(default=2.0, gt=0, le=3600)
 

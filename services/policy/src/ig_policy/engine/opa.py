@@ -1,13 +1,17 @@
 """The OPA sidecar over opa-python-client's async client: one aiohttp session, keep-alive connections.
 
 Every round trip runs under its own deadline (``IG_OPA_TIMEOUT_MS``). The deadline covers the round trip only:
-callers first wait for one of ``max_connections`` slots, so a burst queues here instead of timing out in the
-connection pool. Unreachable, slow, erroring or undefined answers all become DENY ig.system.engine_unavailable.
+at most ``max_in_flight`` round trips run at once and evaluations wait for one in a queue here, so a burst queues
+instead of timing out inside OPA. Unreachable, slow, erroring or undefined answers all become DENY
+ig.system.engine_unavailable.
 
-Coalescing: evaluations requested in the same event-loop turn (concurrent gateway calls, a BatchDecide) go to OPA
-together, up to ``coalesce`` per round trip, as ``data.ig.ctx.decisions`` over ``input.requests``. Nobody waits for
-a batch to fill: a lone request is sent alone, on the next turn. It saves the per-request HTTP and JSON work on
-both sides, which is most of what a decision costs.
+Group commit: an evaluation is sent on the next event-loop turn together with everything else waiting then, up to
+``coalesce`` per round trip, as ``data.ig.ctx.decisions`` over ``input.requests``. Nobody waits for a batch to fill:
+when a slot is free a lone request goes alone. Under load every slot is busy, the queue grows while they are, and
+each freed slot takes the whole queue at once - so batches grow exactly when the per-request HTTP, JSON and
+query set-up work on both sides would otherwise dominate what a decision costs (that is how the Reasoner stays
+within a few milliseconds of raw OPA while logging every decision). Too many concurrent round trips would only
+queue inside OPA (GOMAXPROCS) and spend the budget there.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,11 +39,15 @@ ENGINE_LATENCY = Histogram(
 )
 ENGINE_FAILURES = Counter("ig_policy_engine_failures_total", "Evaluations answered fail-closed, by cause", ["cause"])
 REVISION_INFO = Gauge("ig_policy_revision_info", "The policy revision in force (value 1)", ["revision"])
+BATCH_SIZE = Histogram(
+    "ig_policy_engine_batch_size", "Evaluations per OPA round trip (group commit)", buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+QUEUED = Gauge("ig_policy_engine_queued", "Evaluations waiting for a free OPA round-trip slot")
 
 
 class OpaEngine:
     def __init__(self, url: str, *, timeout_ms: int = 50, decision_path: str = "ig/ctx/decision",
-                 batch_path: str = "ig/ctx/decisions", data_path: str = "ig/config", max_connections: int = 64,
+                 batch_path: str = "ig/ctx/decisions", data_path: str = "ig/config", max_in_flight: int = 4,
                  coalesce: int = 32) -> None:
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
@@ -51,12 +60,12 @@ class OpaEngine:
         batch_package, _, batch_rule = batch_path.rpartition("/")
         self._batch_package, self._batch_rule = batch_package.replace("/", "."), batch_rule
         self._coalesce = coalesce
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[Verdict]]] = []
+        self._pending: deque[tuple[dict[str, Any], asyncio.Future[Verdict]]] = deque()
         self._flush_scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._data_path = data_path
-        self._max_connections = max_connections
-        self._slots = asyncio.Semaphore(max_connections)
+        self._max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._client: AsyncOpaClient | None = None
         self.revision = UNKNOWN_REVISION
 
@@ -86,18 +95,34 @@ class OpaEngine:
         return await future
 
     def _flush(self) -> None:
+        """Fill every free slot with up to ``coalesce`` waiting evaluations; the rest wait for a slot to free."""
         self._flush_scheduled = False
-        pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self._coalesce):
-            task = asyncio.ensure_future(self._answer(pending[start:start + self._coalesce]))
+        while self._pending and len(self._in_flight) < self._max_in_flight:
+            take = min(self._coalesce, len(self._pending))
+            chunk = [self._pending.popleft() for _ in range(take)]
+            BATCH_SIZE.observe(take)
+            task = asyncio.ensure_future(self._answer(chunk))
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._slot_freed)
+        QUEUED.set(len(self._pending))
+
+    def _slot_freed(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _answer(self, chunk: list[tuple[dict[str, Any], asyncio.Future[Verdict]]]) -> None:
-        verdicts = await self._round_trip([policy_input for policy_input, _ in chunk])
-        for (_, future), verdict in zip(chunk, verdicts, strict=True):
-            if not future.done():
-                future.set_result(verdict)
+        try:
+            verdicts = await self._round_trip([policy_input for policy_input, _ in chunk])
+        except BaseException:
+            # Fail closed for everyone in the batch, whatever went wrong (cancellation at shutdown included).
+            verdicts = [engine_unavailable("the engine call was interrupted")] * len(chunk)
+            raise
+        finally:
+            for (_, future), verdict in zip(chunk, verdicts, strict=True):
+                if not future.done():
+                    future.set_result(verdict)
 
     async def _round_trip(self, inputs: list[dict[str, Any]]) -> list[Verdict]:
         """One HTTP call for one or many inputs; any failure answers every one of them fail-closed."""
