@@ -87,14 +87,14 @@ def bench_bundle(work: Path) -> dict[str, Any]:
     sums, builds_plain, builds_gzip = [], [], []
     for _ in range(2):
         sums.append(timed_child(sha256sum))
+        builds_gzip.append(build("gzip"))
         builds_plain.append(build("none"))
-    builds_gzip.append(build("gzip"))
     small = work / "small"
     make_inputs(small, 64 << 20)
     small_rss = build("none", small)[1]
     sha_s = min(s[0] for s in sums)
     plain_s = min(b[0] for b in builds_plain)
-    gzip_s = builds_gzip[0][0]
+    gzip_s = min(b[0] for b in builds_gzip)
     mib = total / (1 << 20)
     return {
         "bundle_bytes": total,
@@ -103,7 +103,8 @@ def bench_bundle(work: Path) -> dict[str, Any]:
         "build_tar_vs_sha256sum": round(sha_s / plain_s, 3),
         "build_targz_seconds": round(gzip_s, 3), "build_targz_mib_s": round(mib / gzip_s, 1),
         "build_targz_vs_sha256sum": round(sha_s / gzip_s, 3),
-        "build_peak_rss_mib_1gib": round(max(b[1] for b in builds_plain) / 1024, 1),
+        "goal_judged_on": "the default build (tar.gz), as a release job runs it",
+        "build_peak_rss_mib_1gib": round(max(b[1] for b in builds_plain + builds_gzip) / 1024, 1),
         "build_peak_rss_mib_64mib": round(small_rss / 1024, 1),
     }
 
@@ -201,8 +202,9 @@ def main() -> None:
         drop()
     bundle, ledger = figures["bundle"], figures["ledger"]
     print(f"bundle {bundle['bundle_bytes'] / GIB:.2f} GiB: sha256sum {bundle['sha256sum_mib_s']} MiB/s | "
-          f"ig-evidence build (tar) {bundle['build_tar_mib_s']} MiB/s = {bundle['build_tar_vs_sha256sum']:.0%} of "
-          f"sha256sum (goal >= 80 %) | tar.gz {bundle['build_targz_mib_s']} MiB/s | peak RSS "
+          f"ig-evidence build (default tar.gz) {bundle['build_targz_mib_s']} MiB/s = "
+          f"{bundle['build_targz_vs_sha256sum']:.0%} of sha256sum (goal >= 80 %) | uncompressed tar "
+          f"{bundle['build_tar_mib_s']} MiB/s = {bundle['build_tar_vs_sha256sum']:.0%} | peak RSS "
           f"{bundle['build_peak_rss_mib_1gib']} MiB (64 MiB bundle: {bundle['build_peak_rss_mib_64mib']} MiB)")
     print(f"ledger (PostgreSQL round trip {ledger['postgres_roundtrip_ms']} ms): "
           f"{ledger['appends_per_s_8_writers_one_service']} appends/s with 8 writers on one service, "
