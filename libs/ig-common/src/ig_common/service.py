@@ -66,7 +66,7 @@ async def run_service(
     on_start: StartHook | None = None,
 ) -> None:
     configure_logging(settings.service_name, settings.log_level, settings.region)
-    configure_tracing(settings.service_name, settings.region)
+    configure_tracing(settings.service_name, settings.region, sample_ratio=settings.trace_sample_ratio)
     stop = stop_on_signals()
     pool = await create_pool(settings.database_url)
     try:

@@ -30,6 +30,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = Field(min_length=1)
     http_port: Port
     http_host: str = "127.0.0.1"
+    # Share of the traces that start in this service which are recorded (parent-based: a traced caller always is).
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
 class GrpcServiceSettings(ServiceSettings):

@@ -14,6 +14,9 @@ class Settings(GrpcServiceSettings):
     service_name: str = "policy"
     grpc_port: Port = 50051
     http_port: Port = 8081
+    # Every decision is in the decision log and the metrics; a trace of one in ten root decisions (plus every one a
+    # traced gateway asks for) keeps the hot path about 1 ms of CPU cheaper per decision (make bench-policy).
+    trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
 
     # The OPA sidecar (IG_OPA_URL; ig-infra's env provides it) and the document the service asks for.
     opa_url: str = Field(default="http://127.0.0.1:8181", pattern=r"^https?://[^/]+/?$")
