@@ -36,3 +36,18 @@ def test_unknown_component_is_a_clear_error(capsys: pytest.CaptureFixture[str], 
     monkeypatch.setenv("IG_RUN_DIR", str(tmp_path))
     assert main(["up", "zookeeper"]) == 1
     assert "unknown component(s): zookeeper" in capsys.readouterr().err
+
+
+def test_tool_prints_only_the_path_on_stdout_even_while_building_it(capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Makefile recipes run "$(ig-infra tool buf)": on a cold machine the first call builds the tool and announces it.
+    def build_then_locate(cache: Path, name: str) -> Path:
+        print(f"  building {name} with go install (first time only) ...", flush=True)
+        return cache / f"{name}-v1" / "bin" / name
+
+    monkeypatch.setattr("ig_infra.cli.tool_path", build_then_locate)
+    monkeypatch.setenv("IG_CACHE_DIR", "/var/tmp/some-cache")
+    assert main(["tool", "buf"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "/var/tmp/some-cache/buf-v1/bin/buf\n"
+    assert "building buf" in captured.err

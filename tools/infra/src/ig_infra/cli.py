@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
@@ -109,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         elif options.command == "tool":
             if len(options.args) != 1:
                 parser.error("tool takes one name")
-            print(tool_path(paths.cache, options.args[0]))
+            # Callers capture stdout as the path ("$(ig-infra tool buf)"): a first-time build's progress goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                tool = tool_path(paths.cache, options.args[0])
+            print(tool)
         elif options.command == "services":
             action = options.args[0] if options.args else ""
             if action == "up":
