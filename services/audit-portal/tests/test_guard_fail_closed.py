@@ -1,12 +1,10 @@
 """The ledger write comes before the response: when it fails, the request fails closed with 503.
 
-The ledger and the pool are test doubles here (a ledger that refuses, a pool that must never be reached); the
+The ledger and the outbox are test doubles here (a ledger that refuses, an outbox that must never be reached); the
 e2e tests check the real ledger holds exactly one entry per access.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 from fastapi import HTTPException
@@ -26,8 +24,8 @@ class RefusingLedger:
         raise LedgerUnavailable("ledger down")
 
 
-class UnreachablePool:
-    def acquire(self) -> Any:
+class UnreachableOutbox:
+    async def publish(self, entry: AccessEntry, ledger_seq: int) -> None:
         raise AssertionError("nothing may be published for an access the ledger did not record")
 
 
@@ -38,8 +36,8 @@ def request() -> Request:
 
 async def test_access_is_refused_when_the_ledger_cannot_record_it() -> None:
     ledger = RefusingLedger()
-    guard = Guard(provider=None, sessions=None, limits=None, ledger=ledger, pool=UnreachablePool(),  # type: ignore[arg-type]
-                  schema="portal", groups_claim="groups", tenant_claim="tenant", requests_per_minute=60,
+    guard = Guard(provider=None, sessions=None, limits=None, ledger=ledger,  # type: ignore[arg-type]
+                  accesses=UnreachableOutbox(), groups_claim="groups", tenant_claim="tenant", requests_per_minute=60,
                   downloads_per_minute=10)
     with pytest.raises(HTTPException) as refused:
         await guard.record(request(), Principal("u1", "alpha", Role.AUDITOR), Action.READ, "releases")

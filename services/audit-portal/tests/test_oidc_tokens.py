@@ -6,6 +6,7 @@ the e2e tests repeat the essential refusals against the real Dex.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -125,3 +126,36 @@ def test_pkce_pair_is_s256() -> None:
     assert 43 <= len(verifier) <= 128
     expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     assert challenge == expected
+
+
+async def test_a_verified_token_is_remembered_but_still_expires(idp: FakeIdP, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    portal = Provider(issuer=ISSUER, client_id="audit-portal", client_secret="", audience="audit-portal",
+                      skew_seconds=0, jwks_refetch_seconds=0,
+                      http=httpx.AsyncClient(transport=httpx.MockTransport(idp.handler)))
+    short = idp.token(exp=int(time.time()) + 2)
+    first = await portal.verify(short)
+    first["sub"] = "tampered by a caller"  # callers get copies: the remembered claims stay as verified
+    assert (await portal.verify(short))["sub"] == "u1"
+    assert len(decoded) == 1  # the second use skipped signature verification
+    # A different token (even of the same user) is verified on its own.
+    await portal.verify(idp.token(sub="u1", exp=int(time.time()) + 60))
+    assert len(decoded) == 2
+    await asyncio.sleep(2.1)
+    with pytest.raises(TokenRejected, match="expired"):
+        await portal.verify(short)
+
+
+async def test_login_tokens_with_a_nonce_are_always_fully_verified(idp: FakeIdP) -> None:
+    portal = provider(idp)
+    token = idp.token(nonce="n1")
+    await portal.verify(token)  # remembered as a bearer token
+    with pytest.raises(TokenRejected, match="nonce"):
+        await portal.verify(token, nonce="other")

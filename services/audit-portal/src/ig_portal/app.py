@@ -23,6 +23,7 @@ from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.ledger import AccessLedger
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
+from ig_portal.store.access_outbox import AccessOutbox
 from ig_portal.store.ratelimits import RateLimitStore
 from ig_portal.store.sessions import SessionStore
 
@@ -36,18 +37,24 @@ def routes(settings: Settings) -> HttpFactory:
         provider = Provider(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
                             client_secret=settings.oidc_client_secret, audience=settings.oidc_audience,
                             skew_seconds=settings.oidc_clock_skew_seconds,
-                            jwks_refetch_seconds=settings.oidc_jwks_refetch_seconds, http=http)
+                            jwks_refetch_seconds=settings.oidc_jwks_refetch_seconds, http=http,
+                            verified_cache_seconds=settings.oidc_token_cache_seconds)
+        accesses = AccessOutbox(runtime.pool, runtime.schema, on_commit=runtime.relay.wake)
+        limits = RateLimitStore(runtime.pool, runtime.schema)
+        runtime.spawn(accesses.run(), "access-outbox")
+        runtime.spawn(limits.run(), "rate-limits")
         guard = Guard(provider=provider, sessions=SessionStore(runtime.pool, runtime.schema),
-                      limits=RateLimitStore(runtime.pool, runtime.schema),
-                      ledger=AccessLedger(channel, settings.ledger_timeout_seconds), pool=runtime.pool,
-                      schema=runtime.schema, groups_claim=settings.oidc_groups_claim,
+                      limits=limits,
+                      ledger=AccessLedger(channel, settings.ledger_timeout_seconds), accesses=accesses,
+                      groups_claim=settings.oidc_groups_claim,
                       tenant_claim=settings.oidc_tenant_claim, requests_per_minute=settings.rate_requests_per_minute,
                       downloads_per_minute=settings.rate_downloads_per_minute)
         secret = settings.link_secret.encode() if settings.link_secret else secrets.token_bytes(32)
         if not settings.link_secret:
             log.warning("link_secret_random", detail="IG_LINK_SECRET unset: links only work on this replica")
         links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
-        api = AuditApi(guard=guard, catalog=EvidenceCatalog(channel), links=links)
+        catalog = EvidenceCatalog(channel, cache_seconds=settings.catalog_cache_seconds)
+        api = AuditApi(guard=guard, catalog=catalog, links=links)
         app.include_router(api.router())
         app.include_router(Pages(api).router())
         app.include_router(Login(guard, settings.public_url, settings.cookie_secure,

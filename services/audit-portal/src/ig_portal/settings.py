@@ -17,6 +17,8 @@ class Settings(ServiceSettings):
     oidc_audience: str = Field(default="audit-portal", min_length=1)
     oidc_clock_skew_seconds: int = Field(default=60, ge=0, le=300)
     oidc_jwks_refetch_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # A verified bearer token's claims are reused this long (never past exp); 0 verifies on every request.
+    oidc_token_cache_seconds: float = Field(default=300, ge=0, le=3600)
     oidc_groups_claim: str = "groups"
     oidc_tenant_claim: str = "tenant"
     session_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
@@ -28,4 +30,7 @@ class Settings(ServiceSettings):
     link_ttl_cap_seconds: int = Field(default=3600, ge=1, le=86400)
     rate_requests_per_minute: float = Field(default=60, gt=0)
     rate_downloads_per_minute: float = Field(default=10, gt=0)
+    # The tenant's release list, a release's artifacts and an artifact's metadata are reused this long (per
+    # tenant); 0 asks the evidence service on every request. Artifact bytes are always fetched.
+    catalog_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     ledger_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -21,7 +21,7 @@ from ig_portal.clients.ledger import AccessLedger, LedgerUnavailable
 from ig_portal.domain.access import AccessEntry, Action, request_hash
 from ig_portal.domain.identity import NotAuthorized, Principal, principal_from_claims
 from ig_portal.domain.ratelimit import BucketSpec
-from ig_portal.store.access_outbox import publish_access
+from ig_portal.store.access_outbox import AccessOutbox
 from ig_portal.store.ratelimits import RateLimitStore
 from ig_portal.store.sessions import Session, SessionStore
 
@@ -39,8 +39,7 @@ class Guard:
     sessions: SessionStore
     limits: RateLimitStore
     ledger: AccessLedger
-    pool: asyncpg.Pool
-    schema: str
+    accesses: AccessOutbox
     groups_claim: str
     tenant_claim: str
     requests_per_minute: float
@@ -101,8 +100,8 @@ class Guard:
         started = time.perf_counter()
         try:
             seq = await self.ledger.append(entry)
-            await publish_access(self.pool, self.schema, entry, seq)
-        except (LedgerUnavailable, asyncpg.PostgresError, OSError) as error:
+            await self.accesses.publish(entry, seq)
+        except (LedgerUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             REFUSALS.labels("ledger_unavailable").inc()
             log.error("access_not_recorded", error=str(error), action=action.value, object=object_)
             raise HTTPException(503, "access could not be recorded in the ledger; refusing to serve") from error

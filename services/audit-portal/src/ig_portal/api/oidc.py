@@ -7,6 +7,7 @@ import base64
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -44,8 +45,12 @@ class Provider:
     skew_seconds: int
     jwks_refetch_seconds: float
     http: httpx.AsyncClient
+    # How long a verified bearer token's claims are reused (never past its exp); 0 verifies every request.
+    verified_cache_seconds: float = 300.0
+    verified_cache_size: int = 10_000
 
     def __post_init__(self) -> None:
+        self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
         self._metadata: dict[str, Any] | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_fetched_at: float | None = None
@@ -87,7 +92,41 @@ class Provider:
         return token
 
     async def verify(self, token: str, *, nonce: str | None = None) -> dict[str, Any]:
-        """Claims of ``token`` after checking signature (JWKS), iss, aud, exp, nbf, iat within the skew."""
+        """Claims of ``token`` after checking signature (JWKS), iss, aud, exp, nbf, iat within the skew.
+
+        API clients send the same token with every request; its signature and claims cannot change, so a token
+        verified once is remembered (by its SHA-256) for a while and only its expiry is re-checked. That saves
+        the RSA verification and JSON parsing on every request without accepting anything the full check
+        would refuse: exp is checked on each use, nbf and iat only get more satisfied as time passes."""
+        if nonce is None:
+            remembered = self._remembered(token)
+            if remembered is not None:
+                return remembered
+        claims = await self._verify(token, nonce=nonce)
+        if nonce is None:
+            self._remember(token, claims)
+        return claims
+
+    def _remembered(self, token: str) -> dict[str, Any] | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        found = self._verified.get(digest)
+        if found is None:
+            return None
+        claims, until = found
+        if time.monotonic() >= until or time.time() >= claims["exp"] + self.skew_seconds:
+            del self._verified[digest]
+            return None
+        return dict(claims)
+
+    def _remember(self, token: str, claims: dict[str, Any]) -> None:
+        lifetime = min(self.verified_cache_seconds, claims["exp"] + self.skew_seconds - time.time())
+        if lifetime <= 0:
+            return
+        self._verified[hashlib.sha256(token.encode()).hexdigest()] = (dict(claims), time.monotonic() + lifetime)
+        while len(self._verified) > self.verified_cache_size:
+            self._verified.popitem(last=False)
+
+    async def _verify(self, token: str, *, nonce: str | None) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class NotFound(Exception):
@@ -54,12 +58,55 @@ def _artifact(message: evidence_pb2.Artifact) -> ArtifactView:
                         message.sha256)
 
 
+class Recent(Generic[K, V]):
+    """Answers of one catalog read per key, reused for ``seconds``; concurrent misses share a single call.
+
+    Every portal request starts with the same reads (the tenant's releases, a release's artifacts, an artifact's
+    metadata), and each used to be a gRPC call costing the evidence service as much CPU as the portal spent on
+    the whole request. Keys always include the tenant, so nothing crosses tenants; failures are not kept."""
+
+    def __init__(self, seconds: float, size: int = 4096) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._values: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        self._loading: dict[K, asyncio.Future[V]] = {}
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        if self.seconds <= 0:
+            return await load()
+        found = self._values.get(key)
+        if found is not None and found[1] > time.monotonic():
+            return found[0]
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(load())
+            self._loading[key] = loading
+            loading.add_done_callback(lambda done: self._settle(key, done))
+        # Shielded: a caller that goes away must not cancel the call the other callers are waiting for.
+        return await asyncio.shield(loading)
+
+    def _settle(self, key: K, done: asyncio.Future[V]) -> None:
+        self._loading.pop(key, None)
+        if done.cancelled() or done.exception() is not None:
+            return
+        self._values[key] = (done.result(), time.monotonic() + self.seconds)
+        self._values.move_to_end(key)
+        while len(self._values) > self.size:
+            self._values.popitem(last=False)
+
+
 class EvidenceCatalog:
-    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0, cache_seconds: float = 0.0) -> None:
         self.stub = evidence_pb2_grpc.EvidenceServiceStub(channel)  # type: ignore[no-untyped-call]
         self.timeout = timeout
+        self._releases: Recent[str, list[ReleaseView]] = Recent(cache_seconds)
+        self._artifacts: Recent[tuple[str, str], list[ArtifactView]] = Recent(cache_seconds)
+        self._metadata: Recent[tuple[str, str], ArtifactView] = Recent(cache_seconds)
 
     async def releases(self, tenant: str) -> list[ReleaseView]:
+        return await self._releases.get(tenant, lambda: self._list_releases(tenant))
+
+    async def _list_releases(self, tenant: str) -> list[ReleaseView]:
         reply = await self._call(self.stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant=tenant),
                                                         timeout=self.timeout))
         # Filter again here: a release of another tenant must never reach the page, whatever the backend did.
@@ -73,12 +120,20 @@ class EvidenceCatalog:
 
     async def artifacts(self, tenant: str, release: str) -> list[ArtifactView]:
         # Both lookups at once: the release check (tenant scope) and the listing are independent reads.
-        _, reply = await asyncio.gather(self.release(tenant, release), self._call(self.stub.ListArtifacts(
-            evidence_pb2.ListArtifactsRequest(release=release, tenant=tenant), timeout=self.timeout)))
+        _, found = await asyncio.gather(self.release(tenant, release), self._artifacts.get(
+            (tenant, release), lambda: self._list_artifacts(tenant, release)))
+        return found
+
+    async def _list_artifacts(self, tenant: str, release: str) -> list[ArtifactView]:
+        reply = await self._call(self.stub.ListArtifacts(
+            evidence_pb2.ListArtifactsRequest(release=release, tenant=tenant), timeout=self.timeout))
         return sorted((_artifact(a) for a in reply.artifacts if a.release == release), key=lambda a: a.name)
 
     async def artifact(self, tenant: str, artifact_id: str) -> ArtifactView:
         """The artifact's metadata, checked to belong to one of the tenant's releases."""
+        return await self._metadata.get((tenant, artifact_id), lambda: self._metadata_of(tenant, artifact_id))
+
+    async def _metadata_of(self, tenant: str, artifact_id: str) -> ArtifactView:
         found, _ = await self._fetch(tenant, artifact_id, with_content=False)
         return found
 

@@ -7,6 +7,7 @@ reference the store is tested against and where Retry-After comes from.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -49,3 +50,36 @@ def retry_after(spec: BucketSpec, tokens: float) -> int:
     """Whole seconds until one token is available again (at least 1)."""
     missing = max(0.0, 1.0 - tokens)
     return max(1, math.ceil(missing / spec.refill_per_second))
+
+
+def demand(asks: Sequence[Sequence[str]]) -> dict[str, int]:
+    """How many tokens each bucket is asked for by a batch of requests (each asks one from each of its buckets)."""
+    counts: dict[str, int] = {}
+    for buckets in asks:
+        for bucket in buckets:
+            counts[bucket] = counts.get(bucket, 0) + 1
+    return counts
+
+
+def granted_count(available: float, asked: int) -> int:
+    """Tokens a bucket holding ``available`` gives to ``asked`` requests taken one after the other."""
+    return max(0, min(asked, math.floor(available)))
+
+
+def first_refusals(asks: Sequence[Sequence[str]], granted: Mapping[str, int]) -> list[str | None]:
+    """For requests in arrival order and the tokens each bucket gave out in their batch: the first of each
+    request's buckets that had no token left for it, or None when it got one from every bucket.
+
+    A bucket's tokens go to its first askers, and a request refused by one bucket still spends the tokens
+    it got from the others, exactly as if the requests had been taken one by one (``take`` per bucket)."""
+    left = dict(granted)
+    refusals: list[str | None] = []
+    for buckets in asks:
+        refused: str | None = None
+        for bucket in buckets:
+            if left.get(bucket, 0) >= 1:
+                left[bucket] -= 1
+            elif refused is None:
+                refused = bucket
+        refusals.append(refused)
+    return refusals

@@ -1,18 +1,46 @@
-"""Publishing an access (already in the ledger) on ig.audit.access.v1 through the portal's outbox."""
+"""Publishing accesses (already in the ledger) on ig.audit.access.v1 through the portal's outbox.
+
+Rows are written in batches (``store.batching``): one transaction and one WAL flush for all the accesses that
+arrived while the previous batch committed. Each request still returns only after its own row committed, and
+a failed commit fails the request (the guard answers 503): nothing is acknowledged before it is durable.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 from ig.events.v1 import events_pb2
-from ig_common.events.outbox import enqueue
+from ig_common.events.envelope import OutgoingEvent
+from ig_common.events.outbox import enqueue_many
 
 from ig_portal.domain.access import AccessEntry
 from ig_portal.events import accessed
+from ig_portal.store.batching import Batcher
 
 
-async def publish_access(pool: asyncpg.Pool, schema: str, entry: AccessEntry, ledger_seq: int) -> None:
-    message = events_pb2.AuditAccess(user=entry.user, tenant=entry.tenant, action=entry.action.value,
-                                     object=entry.object, download_id=entry.download_id,
-                                     request_sha256=entry.request_sha256, ledger_seq=ledger_seq)
-    async with pool.acquire() as conn:
-        await enqueue(conn, schema, accessed(message))
+def access_event(entry: AccessEntry, ledger_seq: int) -> OutgoingEvent:
+    return accessed(events_pb2.AuditAccess(user=entry.user, tenant=entry.tenant, action=entry.action.value,
+                                           object=entry.object, download_id=entry.download_id,
+                                           request_sha256=entry.request_sha256, ledger_seq=ledger_seq))
+
+
+class AccessOutbox:
+    def __init__(self, pool: asyncpg.Pool, schema: str, on_commit: Callable[[], None] = lambda: None) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._on_commit = on_commit
+        self._batches: Batcher[OutgoingEvent, None] = Batcher("outbox", self._write)
+
+    async def publish(self, entry: AccessEntry, ledger_seq: int) -> None:
+        """Returns once the access event is committed to the outbox; raises what the commit raised."""
+        await self._batches.submit(access_event(entry, ledger_seq))
+
+    async def run(self) -> None:
+        await self._batches.run()
+
+    async def _write(self, events: list[OutgoingEvent]) -> list[None]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await enqueue_many(conn, self._schema, events)
+        self._on_commit()  # the relay publishes now instead of at its next idle tick
+        return [None] * len(events)
