@@ -26,13 +26,15 @@ PYTEST_RERUNS ?= --reruns 2 --reruns-delay 3
 STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/domain)
 
 .PHONY: help bootstrap up down status infra-up infra-down services-up test lint typecheck proto proto-check \
-        proto-lint test-unit test-integration bench clean
+        proto-lint test-unit test-integration bench clean tools
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+# Debian's own python3 refuses pip installs (PEP 668) unless told; --user keeps uv out of the system's packages, and
+# --ignore-installed puts it in ~/.local/bin even where the interpreter already holds a copy that is not on PATH.
 bootstrap: ## install uv (if missing) and the locked Python workspace
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+	@command -v $(UV) >/dev/null 2>&1 || PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --user --ignore-installed uv
 	$(UV) sync --all-packages --frozen --quiet
 
 up: bootstrap infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
@@ -55,6 +57,10 @@ infra-down:
 services-up:
 	$(RUN) ig-infra services up
 
+# Before any test runs: a first-time build inside a test would race the test's timeout.
+tools: bootstrap ## build (once, cached) every Go tool the checks and tests use, two builds at a time
+	$(RUN) ig-infra tools
+
 proto: bootstrap ## regenerate libs/ig-proto from proto/
 	$(RUN) python tools/protogen/generate.py
 
@@ -76,7 +82,7 @@ test-unit: ## tests that need no infrastructure
 test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 	$(RUN) pytest -m "integration or e2e" -q
 
-test: bootstrap proto-check proto-lint lint typecheck infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
+test: bootstrap proto-check proto-lint lint typecheck tools infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
 	@mkdir -p $(ARTIFACTS)
 	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED)) $(PYTEST_RERUNS)
 

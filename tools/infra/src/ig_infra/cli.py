@@ -6,6 +6,7 @@
     ig-infra env                     shell exports that point clients at the running infra
     ig-infra services up|down        the five services as local processes
     ig-infra tool NAME               build (once) and print the path of a Go tool (opa, buf, ...)
+    ig-infra tools                   build (once) every Go tool, two builds at a time; print each path
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 
 from ig_infra.components import ALL, Component, Kafka
-from ig_infra.go_tools import tool_path
+from ig_infra.go_tools import ensure_all, tool_path
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError
 from ig_infra.services import SERVICES, ServiceProcess
@@ -92,7 +93,7 @@ def services_down(paths: Paths) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ig-infra", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status", "env", "services", "tool"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "services", "tool", "tools"])
     parser.add_argument("args", nargs="*")
     options = parser.parse_args(argv)
     paths = Paths.from_environment()
@@ -114,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.redirect_stdout(sys.stderr):
                 tool = tool_path(paths.cache, options.args[0])
             print(tool)
+        elif options.command == "tools":
+            started = time.monotonic()
+            for name, tool in ensure_all(paths.cache).items():
+                print(f"  {name}: {tool}")
+            print(f"tools ready in {time.monotonic() - started:.1f}s", flush=True)
         elif options.command == "services":
             action = options.args[0] if options.args else ""
             if action == "up":

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 
 from ig_infra.prereqs import require
@@ -54,31 +59,92 @@ TOOLS: dict[str, tuple[str, str, str]] = {
 BUILD_AS_MAIN_MODULE: frozenset[str] = frozenset({"prometheus", "promtool", "pushgateway"})
 
 
+# Prometheus registers every service-discovery plugin of its plugins.yml through the generated plugins/plugins.go;
+# trimming that list is upstream's documented way to build a smaller binary. The local Prometheus finds its targets
+# in files (file_sd), so the build keeps the discovery upstream always compiles in (file, http: plugins/minimum.go)
+# and leaves out the cloud SDKs (AWS, Azure, GCE, Kubernetes ...), most of a cold build's work. The file is replaced
+# in a copy of the checksum-verified module (go refuses overlays inside the module cache).
+FILE_REPLACEMENTS: dict[str, dict[str, str]] = {
+    "github.com/prometheus/prometheus": {"plugins/plugins.go": "package plugins\n"},
+}
+
+
 def go_build_in_module(cache: Path, module: str, version: str, binary: str, package: str) -> Path:
-    """``go mod download module@version`` then ``go build ./package`` inside it; built only when missing."""
+    """``go mod download module@version`` then ``go build`` inside it; built only when missing.
+
+    Every missing tool of the same module and version (prometheus and promtool) is built by the same ``go build``:
+    they share most packages, and their links run side by side.
+    """
     target = cache / f"{binary}-{version}" / "bin" / binary
     if target.exists():
         return target
     require("go")
+    siblings = {name: package_path for name, (mod, ver, package_path) in TOOLS.items()
+                if name in BUILD_AS_MAIN_MODULE and (mod, ver) == (module, version)}
+    missing = {name: package_path for name, package_path in {binary: package, **siblings}.items()
+               if not (cache / f"{name}-{version}" / "bin" / name).exists()}
     target.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CGO_ENABLED": "0"}
     download = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True,
                               text=True, env=env, cwd=target.parent)
     if download.returncode != 0:
         raise InfraError(f"go mod download {module}@{version} failed:\n{download.stderr[-3000:]}")
-    source = json.loads(download.stdout)["Dir"]
-    print(f"  building {binary} {version} with go build (first time only) ...", flush=True)
-    args = ["go", "build", "-trimpath", "-o", str(target), f"./{package}"]
-    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=source)
-    if result.returncode != 0 or not target.exists():
-        raise InfraError(f"{' '.join(args)} in {source} failed:\n{result.stderr[-3000:]}")
+    source = Path(json.loads(download.stdout)["Dir"])
+    print(f"  building {', '.join(missing)} {version} with go build (first time only) ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="go-build-") as work:
+        tree = _writable_copy(source, Path(work) / "src", FILE_REPLACEMENTS.get(module, {}))
+        out_dir = Path(work) / "bin"
+        out_dir.mkdir()
+        args = ["go", "build", "-trimpath", "-o", f"{out_dir}/",
+                *(f"./{package_path}" for package_path in missing.values())]
+        result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tree)
+        if result.returncode != 0:
+            raise InfraError(f"{' '.join(args)} in {module}@{version} failed:\n{result.stderr[-3000:]}")
+        for name, package_path in missing.items():
+            built = out_dir / (package_path.rstrip("/").rsplit("/", 1)[-1] if package_path else module.rsplit("/")[-1])
+            destination = cache / f"{name}-{version}" / "bin" / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(built, destination)
+    if not target.exists():
+        raise InfraError(f"go build in {module}@{version} did not produce {binary}")
     return target
+
+
+def _writable_copy(source: Path, tree: Path, replacements: dict[str, str]) -> Path:
+    """Copy a (read-only) downloaded module to ``tree`` and replace the given files' contents."""
+    shutil.copytree(source, tree)
+    for path in tree.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o200)
+    for relative, content in replacements.items():
+        (tree / relative).write_text(content)
+    return tree
+
+
+# Tools whose upstream project publishes the same release binary as a PyPI wheel (tool -> distribution, pinned in
+# tools/infra/pyproject.toml to the TOOLS version): `uv sync` installs them in seconds instead of a Go build.
+FROM_PYPI: dict[str, str] = {"buf": "buf-bin"}
+
+
+def pypi_binary(name: str) -> Path | None:
+    """The wheel-installed binary beside this interpreter when its distribution has the pinned version."""
+    distribution, (_, version, _) = FROM_PYPI.get(name), TOOLS[name]
+    if distribution is None:
+        return None
+    try:
+        installed = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    binary = Path(sys.executable).parent / name
+    return binary if installed == version.removeprefix("v") and binary.exists() else None
 
 
 def tool_path(cache: Path, name: str) -> Path:
     if name not in TOOLS:
         raise InfraError(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
     module, version, package = TOOLS[name]
+    wheel_binary = pypi_binary(name)
+    if wheel_binary is not None:
+        return wheel_binary
     if name == "dex":  # its go.mod needs a patch before it builds; the recipe lives with the component
         from ig_infra.components.dex import dex_binary
 
@@ -86,3 +152,24 @@ def tool_path(cache: Path, name: str) -> Path:
     if name in BUILD_AS_MAIN_MODULE:
         return go_build_in_module(cache, module, version, name, package)
     return go_install(cache, module, version, name, package)
+
+
+def build_units() -> list[str]:
+    """One tool name per build: tools built by the same ``go build`` (same module and version) appear once."""
+    seen: set[tuple[str, str]] = set()
+    units = []
+    for name, (module, version, _) in TOOLS.items():
+        if name in BUILD_AS_MAIN_MODULE:
+            if (module, version) in seen:
+                continue
+            seen.add((module, version))
+        units.append(name)
+    return units
+
+
+def ensure_all(cache: Path, workers: int = 2) -> dict[str, Path]:
+    """Every tool, built when missing, ``workers`` builds at a time: one build's downloads, cgo and single-threaded
+    links fill the gaps in the other's compiling. Returns name -> path for every tool."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda name: tool_path(cache, name), build_units()))
+    return {name: tool_path(cache, name) for name in TOOLS}

