@@ -22,7 +22,7 @@ import pytest
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
-from portal_stack import RELEASE, USERS, Stack, shared_stack
+from portal_stack import RELEASE, USERS, Process, Stack, shared_stack
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
@@ -39,8 +39,15 @@ def stack(infra: Any, database_url: str, kafka_bootstrap: str) -> Iterator[Stack
 
 
 @pytest.fixture(scope="module")
-def portal(stack: Stack) -> str:
-    return stack.portal("portal-browser", rate_requests_per_minute="100000", rate_downloads_per_minute="100000")[1]
+def portal_process(stack: Stack) -> Iterator[tuple[Process, str]]:
+    process, url = stack.portal("portal-browser", rate_requests_per_minute="100000", rate_downloads_per_minute="100000")
+    yield process, url
+    process.stop()  # not at interpreter exit: by then the session's database is gone
+
+
+@pytest.fixture(scope="module")
+def portal(portal_process: tuple[Process, str]) -> str:
+    return portal_process[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +86,30 @@ def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
     return [json.loads(e.payload) for e in reply.entries]
 
 
+def download_link(page: Any, link: Any, process: Process) -> Any:
+    """Click a download link; a refused download (any non-2xx answer) fails here naming the portal's answer.
+
+    Chromium reports an error answer to a download link as a download that failed ('canceled'), so the answer is
+    fetched again to name it. No download event at all means the portal did not answer within the timeout; the
+    portal answers every request within IG_REQUEST_DEADLINE_SECONDS (15 s), a 503 past it, so that points at a
+    hung portal process, whose log tail is shown."""
+    href = link.get_attribute("href")
+    try:
+        with page.expect_download() as info:
+            link.click()
+    except Exception as error:
+        raise AssertionError(f"no download started for {href}: {error}\nportal log:\n{process.tail()}") from error
+    download = info.value
+    failure = download.failure()
+    if failure is not None:
+        answer = page.request.get(href)
+        raise AssertionError(f"download of {href} failed ({failure}): portal answered {answer.status} "
+                             f"{answer.text()[:300]}")
+    return download
+
+
 def test_auditor_retrieves_and_verifies_the_full_evidence_of_the_release(
-        stack: Stack, portal: str, browser: Any, tmp_path: Path) -> None:
+        stack: Stack, portal: str, portal_process: tuple[Process, str], browser: Any, tmp_path: Path) -> None:
     before = len(ledger_accesses(stack))
     page = sign_in(browser, portal, "alpha-auditor")
     cookies = {c["name"]: c for c in page.context.cookies()}
@@ -98,9 +127,7 @@ def test_auditor_retrieves_and_verifies_the_full_evidence_of_the_release(
     count = links.count()
     assert count >= 10
     for index in range(count):
-        with page.expect_download() as info:
-            links.nth(index).click()
-        download = info.value
+        download = download_link(page, links.nth(index), portal_process[0])
         download.save_as(downloads / download.suggested_filename)
     page.click("table#artifacts tr:nth-child(2) td a")
     page.wait_for_selector("table#artifact")

@@ -15,6 +15,7 @@ from ig_common.settings import load_settings
 
 from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import Links
+from ig_portal.api.deadline import RequestDeadline
 from ig_portal.api.guard import Guard
 from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
@@ -55,6 +56,7 @@ def routes(settings: Settings) -> HttpFactory:
         links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
         catalog = EvidenceCatalog(channel, cache_seconds=settings.catalog_cache_seconds)
         api = AuditApi(guard=guard, catalog=catalog, links=links)
+        app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds)
         app.include_router(api.router())
         app.include_router(Pages(api).router())
         app.include_router(Login(guard, settings.public_url, settings.cookie_secure,

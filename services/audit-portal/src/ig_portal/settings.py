@@ -33,4 +33,6 @@ class Settings(ServiceSettings):
     # The tenant's release list, a release's artifacts and an artifact's metadata are reused this long (per
     # tenant); 0 asks the evidence service on every request. Artifact bytes are always fetched.
     catalog_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Every request answers within this (503 past it), however slow the evidence service or PostgreSQL are.
+    request_deadline_seconds: float = Field(default=15.0, gt=0, le=300)
     ledger_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -1,6 +1,7 @@
 """The JSON audit API: releases, artifacts, download links, signed files and access logs under /audit."""
 
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -94,8 +95,8 @@ class AuditApi:
             artifact_id = valid_artifact_id(artifactId)
             self.links.check(principal, artifact_id, dl, exp, sig)
             artifact, content = await lookup(self.catalog.content(principal.tenant, artifact_id))
-            marked = watermark.apply(artifact.name, artifact.media_type, artifact.sha256, content,
-                                     self.mark(principal, dl))
+            marked = await apply_watermark(artifact.name, artifact.media_type, artifact.sha256, content,
+                                           self.mark(principal, dl))
             await self.guard.record(request, principal, Action.DOWNLOAD, f"artifact:{artifact_id}",
                                     release=artifact.release, download_id=dl)
             return attachment(marked, dl, artifact.sha256)
@@ -112,7 +113,7 @@ class AuditApi:
             download_id = new_download_id()
             content = files.files[file]
             digest = hashlib.sha256(content).hexdigest()
-            marked = watermark.apply(file, "", digest, content, self.mark(principal, download_id))
+            marked = await apply_watermark(file, "", digest, content, self.mark(principal, download_id))
             await self.guard.record(request, principal, Action.DOWNLOAD, f"manifest:{name}/{file}", release=name,
                                     download_id=download_id)
             return attachment(marked, download_id, digest)
@@ -147,6 +148,15 @@ class AuditApi:
             return await self.guard.ledger.accesses(principal.tenant, release)
         except LedgerUnavailable as error:
             raise HTTPException(503, "ledger unavailable") from error
+
+
+async def apply_watermark(name: str, media_type: str, sha256: str, content: bytes,
+                          mark: watermark.Watermark) -> watermark.Marked:
+    """PDF stamping and zipping are CPU work (pypdf parses and rewrites the document): done in a worker thread so
+    the event loop keeps serving other requests meanwhile. JSON and text marks are cheap and stay inline."""
+    if watermark.kind_of(name, media_type) in ("pdf", "zip"):
+        return await asyncio.to_thread(watermark.apply, name, media_type, sha256, content, mark)
+    return watermark.apply(name, media_type, sha256, content, mark)
 
 
 def to_out(recorded: RecordedAccess) -> AccessLogEntryOut:
