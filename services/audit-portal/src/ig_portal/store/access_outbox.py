@@ -40,7 +40,9 @@ class AccessOutbox:
         await self._batches.run()
 
     async def _write(self, events: list[OutgoingEvent]) -> list[None]:
-        async with self._pool.acquire() as conn, conn.transaction():
+        # One executemany is atomic on its own (asyncpg pipelines the rows and commits once): no BEGIN/COMMIT
+        # round trips around it.
+        async with self._pool.acquire() as conn:
             await enqueue_many(conn, self._schema, events)
-        self._on_commit()  # the relay publishes now instead of at its next idle tick
+        self._on_commit()
         return [None] * len(events)
