@@ -24,6 +24,7 @@ _REFILL = ("LEAST(EXCLUDED.capacity, b.tokens + EXTRACT(EPOCH FROM statement_tim
 _GIVEN = f"GREATEST(0, LEAST(EXCLUDED.granted_count, floor({_REFILL})))"
 
 Ask = Sequence[tuple[str, BucketSpec]]
+MAX_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ class RateLimitStore:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
         self.schema = schema
-        self._batches: Batcher[Ask, Denied | None] = Batcher("rate_limit", self._take_batch)
+        # Small batches keep replicas fair: a burst on one replica cannot take a shared bucket's last tokens in
+        # one statement ahead of requests already waiting on another replica (statements interleave on the row).
+        self._batches: Batcher[Ask, Denied | None] = Batcher("rate_limit", self._take_batch, max_batch=MAX_BATCH)
 
     async def take(self, buckets: Ask) -> Denied | None:
         """Take one token from each bucket; the first bucket that had none is returned."""
