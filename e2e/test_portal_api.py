@@ -260,9 +260,9 @@ def test_sixty_first_request_in_a_minute_gets_429_across_replicas(stack: Stack, 
         elapsed = time.monotonic() - started
         statuses = [r.status_code for r in responses]
         assert set(statuses) == {200, 429}, statuses
+        # Each replica got exactly 60, which a bucket of its own would have admitted in full: any 429 at all, and at
+        # most 60 admitted in all, show the buckets are shared (which replica drains it first is a race, not asserted).
         assert 60 <= statuses.count(200) <= 60 + int(elapsed) + 1, (statuses.count(200), elapsed)
-        # Refusals on both replicas (which one admits the first 60 is a race: only 429s are asserted per replica).
-        assert all(429 in {r.status_code for r in responses[side::2]} for side in (0, 1))
         denied = next(r for r in responses if r.status_code == 429)
         assert 1 <= int(denied.headers["retry-after"]) <= 2  # one token comes back every second
         assert denied.headers["content-type"].startswith("application/problem+json")
