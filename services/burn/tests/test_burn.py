@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ig_burn.domain.burn import ALERT_WINDOWS, WindowScale, compute_report, format_duration, windows_for
-from ig_burn.domain.queries import counter_rate, error_ratio_promql, plan_batches
+from ig_burn.domain.queries import counter_rate, error_ratio_promql, plan_batches, union
 from ig_burn.domain.slo import RatioIndicator, Slo
 
 SLO = Slo("api-availability", "api", 0.999, RatioIndicator(total="req_total", bad='req_total{code="500"}'),
@@ -80,12 +80,31 @@ def test_good_queries_become_total_minus_good_and_placeholders_are_filled() -> N
         good, 3600, WindowScale())
 
 
+def depth(promql: str) -> list[int]:
+    """Parenthesis nesting depth after each character."""
+    level, levels = 0, []
+    for char in promql:
+        level += {"(": 1, ")": -1}.get(char, 0)
+        levels.append(level)
+    return levels
+
+
+def test_union_is_a_balanced_or_of_every_expression() -> None:
+    assert union(["a"]) == "a"
+    assert union(["a", "b", "c", "d"]) == "((a) or (b)) or ((c) or (d))"
+    assert union(["a", "b", "c"]) == "(a) or ((b) or (c))"
+    with pytest.raises(ValueError):
+        union([])
+
+
 def test_many_slos_cost_few_queries() -> None:
     slos = [Slo(f"s{i}", "svc", 0.999, SLO.indicator, 30 * 86400) for i in range(1000)]
     batches = plan_batches(slos, WindowScale(), batch_size=250)
     terms = sum(len(b.terms) for b in batches)
     assert terms == 1000 * len(windows_for(SLO))
     assert len(batches) == math.ceil(terms / 250)
-    assert batches[0].promql.count(" or label_replace") == 249
+    first = batches[0].promql
+    assert first.count(") or (") == 249 and all(t.promql in first for t in batches[0].terms)
+    assert max(depth(first)) <= 2 * math.ceil(math.log2(250)) + 4  # a balanced tree, not a 249-deep chain
     with pytest.raises(ValueError):
         plan_batches(slos, WindowScale(), batch_size=0)

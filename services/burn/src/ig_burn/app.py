@@ -16,7 +16,7 @@ from ig_burn.api.dashboard import dashboard_router
 from ig_burn.api.grpc_burn import BurnServicer
 from ig_burn.api.grpc_flags import FlagServicer
 from ig_burn.api.http_burn import burn_router
-from ig_burn.api.ofrep import ofrep_router
+from ig_burn.api.ofrep import OfrepResponder, ofrep_router, serve_ahead_of_middleware
 from ig_burn.config_loader import BurnConfig, load_config
 from ig_burn.domain.burn import WindowScale
 from ig_burn.domain.slo import SloValidationError
@@ -48,7 +48,8 @@ class Wiring:
         self.engine = BurnEngine(self.config, prometheus, runtime.pool, runtime.schema,
                                  scale=WindowScale(s.window_scale, s.min_window_seconds),
                                  batch_size=s.query_batch_size, external_url=s.external_url,
-                                 on_committed=lambda: self.committed(runtime))
+                                 on_committed=lambda: self.committed(runtime),
+                                 recording_rules_max_age=s.recording_rules_max_age_seconds or None)
         self.engine.store.webhooks_enabled = bool(s.alert_webhook_url)
         await self.engine.start()
         self.cache = FlagCache(runtime.pool, self.engine.flags)
@@ -77,7 +78,9 @@ class Wiring:
     def http_routes(self, runtime: Runtime, app: FastAPI) -> None:
         assert self.engine is not None and self.cache is not None
         app.include_router(burn_router(self.engine))
-        app.include_router(ofrep_router(self.cache))
+        responder = OfrepResponder(self.cache)
+        app.include_router(ofrep_router(responder))
+        serve_ahead_of_middleware(app, responder, trace_ratio=self.settings.ofrep_trace_ratio)
         app.include_router(dashboard_router(self.engine))
 
 

@@ -1,7 +1,8 @@
 """The flag set as OFREP serves it: an in-memory snapshot with its ETag, reloaded from PostgreSQL.
 
-Evaluation reads memory only (no database round trip per request); this replica's own changes refresh the
-snapshot at once, other replicas' changes within ``refresh_seconds``.
+Evaluation reads memory only (no database round trip, no JSON encoding per request: the answers are serialised
+once per flag-set change); this replica's own changes refresh the snapshot at once, other replicas' changes within
+``refresh_seconds``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from ig_burn.domain.flags import Flag, flag_set_etag
+from ig_burn.domain.flags import Flag, OfrepSnapshot, flag_set_etag
 from ig_burn.store.flags import FlagStore
 
 log = structlog.get_logger(__name__)
@@ -23,13 +24,19 @@ class FlagCache:
         self._pool = pool
         self._store = store
         self.flags: dict[str, Flag] = {}
-        self.etag = flag_set_etag([])
+        self.ofrep = OfrepSnapshot.of([])
+
+    @property
+    def etag(self) -> str:
+        return self.ofrep.etag
 
     async def refresh(self) -> None:
         async with self._pool.acquire() as conn:
             flags = await self._store.list_flags(conn)
+        if flag_set_etag(flags) == self.ofrep.etag:  # nothing changed: keep the serialised answers
+            return
         self.flags = {f.key: f for f in flags}
-        self.etag = flag_set_etag(flags)
+        self.ofrep = OfrepSnapshot.of(flags)  # one assignment: a request sees the old set or the new, never a mix
 
     async def run(self, stop: asyncio.Event, refresh_seconds: float) -> None:
         while not stop.is_set():

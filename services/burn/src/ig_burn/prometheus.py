@@ -1,27 +1,30 @@
-"""The Prometheus HTTP API client: batched instant queries at one evaluation timestamp."""
+"""The Prometheus HTTP API client: instant queries at one evaluation timestamp, over one pooled connection set."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 import structlog
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from ig_burn.domain.burn import format_duration
 from ig_burn.domain.queries import SLO_LABEL, WINDOW_LABEL, Batch
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer(__name__)
 
 QUERIES = Counter("ig_burn_prometheus_queries_total", "PromQL queries sent to Prometheus, by outcome", ["outcome"])
-QUERY_SECONDS = Histogram("ig_burn_prometheus_query_seconds", "Latency of one batched PromQL query",
+QUERY_SECONDS = Histogram("ig_burn_prometheus_query_seconds", "Latency of one PromQL query",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ErrorRatios = dict[tuple[str, int], float]
+Sample = tuple[Mapping[str, str], float]
 
 
 class PrometheusUnavailable(Exception):
@@ -30,29 +33,36 @@ class PrometheusUnavailable(Exception):
 
 class PrometheusClient:
     def __init__(self, base_url: str, *, timeout: float, concurrency: int) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, limits=limits)
         self._limit = asyncio.Semaphore(concurrency)
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def error_ratios(self, batches: Sequence[Batch]) -> ErrorRatios:
+    async def error_ratios(self, batches: Sequence[Batch], at: float | None = None) -> ErrorRatios:
         """Run every batch at the same evaluation time; any failure fails the whole evaluation."""
-        at = time.time()
+        at = time.time() if at is None else at
         with tracer.start_as_current_span("prometheus.error_ratios") as span:
             span.set_attribute("ig.burn.queries", len(batches))
-            results = await asyncio.gather(*(self._query(b, at) for b in batches))
+            results = await asyncio.gather(*(self.instant(b.promql, at) for b in batches))
         ratios: ErrorRatios = {}
-        for result in results:
-            ratios.update(result)
+        for samples in results:
+            for labels, value in samples:
+                if SLO_LABEL in labels and WINDOW_LABEL in labels and not math.isnan(value):
+                    ratios[(labels[SLO_LABEL], int(labels[WINDOW_LABEL]))] = value
         return ratios
 
-    async def _query(self, batch: Batch, at: float) -> ErrorRatios:
+    async def instant(self, promql: str, at: float, *, lookback_seconds: float | None = None) -> list[Sample]:
+        """One instant query; ``lookback_seconds`` bounds how old a sample may be (Prometheus' ``lookback_delta``)."""
+        form = {"query": promql, "time": f"{at:.3f}"}
+        if lookback_seconds is not None:
+            form["lookback_delta"] = format_duration(lookback_seconds)
         async with self._limit:
             started = time.perf_counter()
             try:
-                response = await self._client.post("/api/v1/query", data={"query": batch.promql, "time": f"{at:.3f}"})
-                body = response.json()
+                response = await self._client.post("/api/v1/query", data=form)
+                body: dict[str, Any] = response.json()
             except (httpx.HTTPError, ValueError) as error:
                 QUERIES.labels("unavailable").inc()
                 raise PrometheusUnavailable(f"Prometheus query failed: {error!r}") from error
@@ -63,10 +73,4 @@ class PrometheusClient:
             raise PrometheusUnavailable(
                 f"Prometheus answered {response.status_code}: {body.get('errorType')}: {body.get('error')}")
         QUERIES.labels("ok").inc()
-        ratios: ErrorRatios = {}
-        for sample in body["data"]["result"]:
-            labels = sample["metric"]
-            value = float(sample["value"][1])
-            if SLO_LABEL in labels and WINDOW_LABEL in labels and not math.isnan(value):
-                ratios[(labels[SLO_LABEL], int(labels[WINDOW_LABEL]))] = value
-        return ratios
+        return [(sample["metric"], float(sample["value"][1])) for sample in body["data"]["result"]]

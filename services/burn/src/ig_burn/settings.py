@@ -24,8 +24,14 @@ class Settings(GrpcServiceSettings):
     # (SLO, window) error-ratio terms per PromQL query, and how many queries run at once.
     query_batch_size: int = Field(default=250, ge=1, le=5000)
     query_concurrency: int = Field(default=4, ge=1, le=64)
+    # Read error ratios precomputed by the recording rules `python -m ig_burn.recording_rules` generates (one query
+    # for every SLO whose rules Prometheus has loaded; the others are queried directly), accepting recorded samples
+    # up to this age. 0 = never look for them.
+    recording_rules_max_age_seconds: float = Field(default=90.0, ge=0, le=3600)
     # Alertmanager-compatible webhook receiving incident open/resolve notifications; empty = none.
     alert_webhook_url: str = Field(default="", pattern=r"^(https?://.*)?$")
     external_url: str = Field(default="http://127.0.0.1:8083", pattern=r"^https?://")
     # How often a replica reloads the flag set from PostgreSQL for OFREP (changes it makes itself apply at once).
     flag_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Share of OFREP evaluations traced when the caller sends no traceparent (a caller's traceparent is honoured).
+    ofrep_trace_ratio: float = Field(default=0.01, ge=0, le=1)

@@ -7,6 +7,7 @@ production windows are what the code computes by default.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def format_duration(seconds: float) -> str:
     return f"{millis}ms"
 
 
+@functools.cache
 def label_duration(seconds: int) -> str:
     """The production name of a window (``1h``, ``30d``), used as the label even when windows are scaled."""
     return format_duration(seconds)
@@ -58,10 +60,18 @@ def label_duration(seconds: int) -> str:
 
 def windows_for(slo: Slo) -> tuple[int, ...]:
     """Every distinct window (production seconds) one SLO needs, longest first."""
-    needed = {slo.month_seconds, WEEK_SECONDS}
+    return _windows(slo.month_seconds)
+
+
+@functools.cache
+def _windows(month_seconds: int) -> tuple[int, ...]:
+    needed = {month_seconds, WEEK_SECONDS}
     for window in ALERT_WINDOWS:
         needed.update((window.long, window.short))
     return tuple(sorted(needed, reverse=True))
+
+
+_RATE_WINDOWS = tuple(sorted({w for a in ALERT_WINDOWS for w in (a.long, a.short)}))
 
 
 @dataclass(frozen=True)
@@ -108,24 +118,20 @@ def compute_report(slo: Slo, error_ratios: Mapping[int, float | None]) -> BurnRe
     Budget consumed = error ratio over the window / allowed error ratio: 0.2 means a fifth of the budget is spent.
     """
     budget = slo.error_budget
-    missing = tuple(label_duration(w) for w in windows_for(slo) if _usable(error_ratios.get(w)) is None)
-
-    def burn(window: int) -> float:
-        ratio = _usable(error_ratios.get(window))
-        return 0.0 if ratio is None else ratio / budget
-
-    rates = []
-    for window in sorted({w for a in ALERT_WINDOWS for w in (a.long, a.short)}):
-        rates.append(BurnRate(label_duration(window), burn(window)))
+    windows = windows_for(slo)
+    usable = {w: _usable(error_ratios.get(w)) for w in windows}
+    burn = {w: 0.0 if ratio is None else ratio / budget for w, ratio in usable.items()}
+    missing = tuple(label_duration(w) for w in windows if usable[w] is None)
     alerts = tuple(
         AlertCondition(label_duration(a.long), label_duration(a.short), a.factor, a.severity,
-                       burn(a.long) > a.factor and burn(a.short) > a.factor)
+                       burn[a.long] > a.factor and burn[a.short] > a.factor)
         for a in ALERT_WINDOWS
     )
     return BurnReport(
         slo=slo.name, service=slo.service, objective=slo.objective,
-        monthly_budget_consumed=burn(slo.month_seconds), weekly_budget_consumed=burn(WEEK_SECONDS),
-        burn_rates=tuple(rates), alerts=alerts, complete=not missing, missing_windows=missing,
+        monthly_budget_consumed=burn[slo.month_seconds], weekly_budget_consumed=burn[WEEK_SECONDS],
+        burn_rates=tuple(BurnRate(label_duration(w), burn[w]) for w in _RATE_WINDOWS), alerts=alerts,
+        complete=not missing, missing_windows=missing,
     )
 
 

@@ -72,6 +72,27 @@ def ofrep_not_found(key: str) -> dict[str, Any]:
     return {"key": key, "errorCode": "FLAG_NOT_FOUND", "errorDetails": f"flag {key!r} is not in the registry"}
 
 
+def json_bytes(document: object) -> bytes:
+    """Compact UTF-8 JSON, the form every OFREP answer is sent in."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class OfrepSnapshot:
+    """Every OFREP success answer of one flag set, serialised once when the set changes (not per request)."""
+
+    etag: str
+    single: Mapping[str, bytes]
+    bulk: bytes
+
+    @classmethod
+    def of(cls, flags: Iterable[Flag]) -> OfrepSnapshot:
+        ordered = sorted(flags, key=lambda f: f.key)
+        results = [ofrep_result(f) for f in ordered]
+        return cls(etag=flag_set_etag(ordered), single={r["key"]: json_bytes(r) for r in results},
+                   bulk=json_bytes({"flags": results}))
+
+
 def flag_set_etag(flags: Iterable[Flag]) -> str:
     """A strong ETag over every flag's key and version: any change anywhere changes it."""
     digest = hashlib.sha256()
