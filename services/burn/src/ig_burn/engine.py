@@ -22,7 +22,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ig_burn.config_loader import BurnConfig
 from ig_burn.domain.burn import BurnReport, WindowScale, compute_report, windows_for
-from ig_burn.domain.queries import Term, batch_terms, terms_for
+from ig_burn.domain.queries import Batch, Term, batch_terms, terms_for
 from ig_burn.domain.recording import RECORDED_SELECTOR, Recorded, read_recorded, rule_revision
 from ig_burn.domain.throttle import THROTTLED, ThrottleState, decide, initial_state
 from ig_burn.prometheus import PrometheusClient, PrometheusUnavailable
@@ -85,6 +85,7 @@ class BurnEngine:
         # None: never look for recording rules. Otherwise the oldest recorded sample (seconds) a tick accepts.
         self.recording_rules_max_age = recording_rules_max_age
         self.revisions = {s.name: rule_revision(s, scale) for s in config.slos}
+        self._planned: tuple[frozenset[str], list[Batch]] | None = None
         self.snapshot = Snapshot()
         self._children: dict[tuple[int, tuple[str, ...]], Gauge] = {}
         self._on_committed = on_committed
@@ -167,6 +168,13 @@ class BurnEngine:
         EVALUATIONS.labels("stale" if reports is None else "ok").inc()
         return TickResult(seconds, queries, len(self.slos), reports is None, tuple(applied), recorded)
 
+    def _direct_batches(self, covered: frozenset[str]) -> list[Batch]:
+        """Batches for the SLOs the rules do not cover; the same set from tick to tick reuses the same batches."""
+        if self._planned is None or self._planned[0] != covered:
+            terms = [t for name, terms in self.terms.items() if name not in covered for t in terms]
+            self._planned = (covered, batch_terms(terms, self.batch_size))
+        return self._planned[1]
+
     async def _error_ratios(self) -> tuple[dict[tuple[str, int], float], int, int]:
         """Every (SLO, window) ratio at one timestamp: recorded by the rules where Prometheus has them (one
         query for all), the rest queried directly in batches. Returns (ratios, queries sent, SLOs from rules)."""
@@ -176,8 +184,7 @@ class BurnEngine:
             samples = await self.prometheus.instant(RECORDED_SELECTOR, at,
                                                     lookback_seconds=self.recording_rules_max_age)
             recorded = read_recorded(samples, self.revisions)
-        direct = batch_terms([t for name, terms in self.terms.items() if name not in recorded.covered for t in terms],
-                             self.batch_size)
+        direct = self._direct_batches(recorded.covered)
         ratios = await self.prometheus.error_ratios(direct, at) if direct else {}
         ratios.update(recorded.ratios)
         return ratios, len(direct) + (self.recording_rules_max_age is not None), len(recorded.covered)

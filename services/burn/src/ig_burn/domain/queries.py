@@ -7,6 +7,7 @@ ceil(N * windows / batch_size) queries. ``ig_burn.domain.recording`` lets Promet
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ class Term:
 class Batch:
     terms: tuple[Term, ...]
 
-    @property
+    @functools.cached_property
     def promql(self) -> str:
         return union([t.promql for t in self.terms])
 
