@@ -87,8 +87,8 @@ async def wait_for_rules(url: str, count: int, patience: float) -> float:
     raise SystemExit(f"Prometheus did not evaluate the {count} SLO rule groups within {patience:.0f}s")
 
 
-async def prometheus_cpu_over(pid: int, seconds: float) -> float:
-    """Prometheus' own CPU over ``seconds`` of doing only its background work (scrapes, rule evaluation)."""
+async def cpu_over(pid: int, seconds: float) -> float:
+    """A process' own CPU over ``seconds`` of doing only its background work (Prometheus: scrapes, rules)."""
     before = process_cpu_seconds(pid)
     await asyncio.sleep(seconds)
     return process_cpu_seconds(pid) - before
@@ -137,7 +137,7 @@ async def bench_ticks(prometheus: PrivatePrometheus, rules_dir: Path, database_u
     waited = await wait_for_rules(prometheus.url, SLOS, patience=300)
     print(f"  Prometheus evaluated all {SLOS} SLO rule groups after {waited:.0f}s", flush=True)
     interval = parse_duration(RULE_INTERVAL)
-    rules_cpu = await prometheus_cpu_over(pid, interval)
+    rules_cpu = await cpu_over(pid, interval)
     print(f"  Prometheus CPU over {RULE_INTERVAL} of scraping + recording rules: {rules_cpu:.2f}s", flush=True)
     pool = await asyncpg.create_pool(database_url, min_size=2, max_size=10)
     assert pool is not None
@@ -155,7 +155,7 @@ async def bench_ticks(prometheus: PrivatePrometheus, rules_dir: Path, database_u
             # Unload the rules, so the direct ticks' Prometheus CPU is theirs alone.
             delete_rule_files(rules_dir)
             await reload_config(prometheus.url)
-            scrape_cpu = await prometheus_cpu_over(pid, interval)
+            scrape_cpu = await cpu_over(pid, interval)
             direct = await run_ticks(engine(None), DIRECT_TICKS, "without rules", pid)
             direct[f"prometheus_cpu_seconds_per_{RULE_INTERVAL}_scraping_only"] = scrape_cpu
     finally:
@@ -170,15 +170,16 @@ async def bench_ticks(prometheus: PrivatePrometheus, rules_dir: Path, database_u
 
 async def bench_ofrep(url: str, pid: int) -> dict[str, object]:
     target = url + OFREP_PATH
+    idle = await cpu_over(pid, 10.0) / 10.0
     runs = [await open_loop(target, pid, clients=CLIENTS, rate_per_client=rate, seconds=OPEN_SECONDS)
             for rate in RATES_PER_CLIENT]
     closed = await closed_loop(target, pid, clients=CLIENTS, requests_per_client=CLOSED_REQUESTS_PER_CLIENT)
     return {"client_model": CLIENT_MODEL, "clients": CLIENTS, "rate_per_client": RATE_PER_CLIENT,
-            "goal_p95_ms": 5.0, "open_loop": runs[0].summary(),
-            "open_loop_by_rate_per_client": {f"{rate:g}": run.summary()
+            "goal_p95_ms": 5.0, "server_idle_cpu_ms_per_second": idle * 1000, "open_loop": runs[0].summary(idle),
+            "open_loop_by_rate_per_client": {f"{rate:g}": run.summary(idle)
                                              for rate, run in zip(RATES_PER_CLIENT, runs, strict=True)},
             "closed_loop_saturation": {"model": f"closed loop: {CLIENTS} clients, each sends its next request when "
-                                                "the last answer arrives", **closed.summary()},
+                                                "the last answer arrives", **closed.summary(idle)},
             "load_average_1m": os.getloadavg()[0]}
 
 
@@ -199,7 +200,8 @@ def print_figures(ticks: dict[str, object], ofrep: dict[str, object]) -> None:
     print(f"OFREP single-flag evaluation, {ofrep['client_model']}: {opened['requests']} requests, "
           f"p50 {opened['p50_ms']:.2f} ms, p95 {opened['p95_ms']:.2f} ms, p99 {opened['p99_ms']:.2f} ms "
           f"(goal p95 <= 5 ms; from send: p95 {opened['service_p95_ms']:.2f} ms), {opened['throughput_rps']:.0f} "
-          f"req/s, server CPU {opened['server_cpu_ms_per_request']:.3f} ms/request", flush=True)
+          f"req/s, server CPU {opened['server_cpu_ms_per_request']:.3f} ms/request "
+          f"({opened['server_cpu_ms_per_request_net']:.3f} without its idle background)", flush=True)
     by_rate = ofrep["open_loop_by_rate_per_client"]
     assert isinstance(by_rate, dict)
     for rate, run in list(by_rate.items())[1:]:
@@ -208,7 +210,8 @@ def print_figures(ticks: dict[str, object], ofrep: dict[str, object]) -> None:
               f"{run['server_cpu_ms_per_request']:.3f} ms/request", flush=True)
     print(f"  closed-loop saturation, {CLIENTS} clients: {closed['throughput_rps']:.0f} req/s, p50 "
           f"{closed['p50_ms']:.2f} ms, p95 {closed['p95_ms']:.2f} ms, server CPU "
-          f"{closed['server_cpu_ms_per_request']:.3f} ms/request; load average {ofrep['load_average_1m']:.1f} on "
+          f"{closed['server_cpu_ms_per_request']:.3f} ms/request ({closed['server_cpu_ms_per_request_net']:.3f} net); "
+          f"load average {ofrep['load_average_1m']:.1f} on "
           f"{os.cpu_count()} CPUs", flush=True)
 
 

@@ -39,12 +39,16 @@ class Run:
     server_cpu: float = 0.0
     client_cpu: float = 0.0
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self, idle_cpu_per_second: float = 0.0) -> dict[str, float | int]:
+        """``idle_cpu_per_second``: the server's own background CPU (outbox relay, flag refresh, ticks) when idle;
+        ``server_cpu_ms_per_request`` counts it in, ``..._net`` takes it out."""
         count = len(self.latencies)
+        net = self.server_cpu - idle_cpu_per_second * self.wall
         figures: dict[str, float | int] = {
             "requests": count, "failures": self.failures, "seconds": round(self.wall, 3),
             "throughput_rps": count / self.wall if self.wall else 0.0,
             "server_cpu_ms_per_request": self.server_cpu * 1000 / max(1, count),
+            "server_cpu_ms_per_request_net": max(0.0, net) * 1000 / max(1, count),
             "client_cpu_ms_per_request": self.client_cpu * 1000 / max(1, count)}
         for name, values in (("", self.latencies), ("service_", self.service)):
             ordered = sorted(values)
