@@ -26,7 +26,7 @@ PYTEST_RERUNS ?= --reruns 2 --reruns-delay 3
 STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/domain)
 
 .PHONY: help bootstrap up down status infra-up infra-down services-up test lint typecheck proto proto-check \
-        proto-lint test-unit test-integration bench clean tools
+        proto-lint test-unit test-integration bench clean tools up-tools
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ bootstrap: ## install uv (if missing) and the locked Python workspace
 	@command -v $(UV) >/dev/null 2>&1 || PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --user --ignore-installed uv
 	$(UV) sync --all-packages --frozen --quiet
 
-up: bootstrap infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
+# The Go tools `make up` needs (cosign signs the release's evidence), built before the infra starts, two at a time.
+UP_TOOLS := opa pushgateway prometheus dex cosign
+
+up: bootstrap up-tools infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
 	@$(RUN) ig-infra status
 	IG_PUSHGATEWAY_URL="$$($(RUN) ig-infra env | sed -n 's/^export IG_PUSHGATEWAY_URL=//p')" \
 		$(RUN) ig-release run --version v1.2.1 --profile demo --artifacts $(ARTIFACTS)/release
@@ -60,6 +63,9 @@ services-up:
 # Before any test runs: a first-time build inside a test would race the test's timeout.
 tools: bootstrap ## build (once, cached) every Go tool the checks and tests use, two builds at a time
 	$(RUN) ig-infra tools
+
+up-tools: bootstrap
+	$(RUN) ig-infra tools $(UP_TOOLS)
 
 proto: bootstrap ## regenerate libs/ig-proto from proto/
 	$(RUN) python tools/protogen/generate.py

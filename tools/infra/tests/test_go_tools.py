@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from ig_infra.go_tools import FROM_PYPI, TOOLS, _writable_copy, build_units, tool_path
+from ig_infra.process import InfraError
 
 
 @pytest.mark.parametrize("name", sorted(FROM_PYPI))
@@ -39,3 +40,9 @@ def test_a_module_copy_is_writable_and_carries_the_replaced_file(tmp_path: Path)
     tree = _writable_copy(source, tmp_path / "copy", {"plugins/plugins.go": "package plugins\n"})
     assert (tree / "plugins" / "plugins.go").read_text() == "package plugins\n"
     assert "example.com/cloud" in (source / "plugins" / "plugins.go").read_text()  # the module itself is untouched
+
+
+def test_a_subset_of_tools_is_built_and_an_unknown_name_is_refused() -> None:
+    assert sorted(build_units(["cosign", "opa", "promtool"])) == ["cosign", "opa", "promtool"]
+    with pytest.raises(InfraError, match=r"unknown tool.*kubectl"):
+        build_units(["opa", "kubectl"])

@@ -6,7 +6,7 @@
     ig-infra env                     shell exports that point clients at the running infra
     ig-infra services up|down        the five services as local processes
     ig-infra tool NAME               build (once) and print the path of a Go tool (opa, buf, ...)
-    ig-infra tools                   build (once) every Go tool, two builds at a time; print each path
+    ig-infra tools [NAME ...]        build (once) every Go tool (or those named), two at a time; print paths
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             print(tool)
         elif options.command == "tools":
             started = time.monotonic()
-            for name, tool in ensure_all(paths.cache).items():
+            for name, tool in ensure_all(paths.cache, options.args or None).items():
                 print(f"  {name}: {tool}")
             print(f"tools ready in {time.monotonic() - started:.1f}s", flush=True)
         elif options.command == "services":

@@ -159,12 +159,17 @@ def tool_path(cache: Path, name: str) -> Path:
 LONGEST_BUILDS_FIRST: tuple[str, ...] = ("cosign", "prometheus", "dex", "opa", "helm")
 
 
-def build_units() -> list[str]:
-    """One tool name per build, longest first: tools built by the same ``go build`` (same module and version)
-    appear once."""
+def build_units(names: list[str] | None = None) -> list[str]:
+    """One tool name per build (of ``names``, default all), longest first: tools built by the same ``go build``
+    (same module and version) appear once."""
+    unknown = sorted(set(names or []) - set(TOOLS))
+    if unknown:
+        raise InfraError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(sorted(TOOLS))}")
     seen: set[tuple[str, str]] = set()
     units = []
     for name, (module, version, _) in TOOLS.items():
+        if names and name not in names:
+            continue
         if name in BUILD_AS_MAIN_MODULE:
             if (module, version) in seen:
                 continue
@@ -174,9 +179,9 @@ def build_units() -> list[str]:
     return sorted(units, key=lambda name: first.get(name, len(first)))
 
 
-def ensure_all(cache: Path, workers: int = 2) -> dict[str, Path]:
-    """Every tool, built when missing, ``workers`` builds at a time: one build's downloads, cgo and single-threaded
-    links fill the gaps in the other's compiling. Returns name -> path for every tool."""
+def ensure_all(cache: Path, names: list[str] | None = None, workers: int = 2) -> dict[str, Path]:
+    """Every tool (of ``names``, default all), built when missing, ``workers`` builds at a time: one build's
+    downloads, cgo and single-threaded links fill the gaps in the other's compiling. Returns name -> path."""
 
     def ensure(name: str) -> None:
         started = time.monotonic()
@@ -186,8 +191,8 @@ def ensure_all(cache: Path, workers: int = 2) -> dict[str, Path]:
             print(f"  built {name} in {time.monotonic() - started:.0f}s", flush=True)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(ensure, build_units()))
-    return {name: tool_path(cache, name) for name in TOOLS}
+        list(pool.map(ensure, build_units(names)))
+    return {name: tool_path(cache, name) for name in TOOLS if not names or name in names}
 
 
 def _cached(cache: Path, name: str) -> bool:
