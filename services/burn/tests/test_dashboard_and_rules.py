@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "services" / "burn" / "dashboards" / "burn.json"
-RULES = ROOT / "tools" / "infra" / "prometheus" / "rules" / "burn.rules.yml"
+RULES = ROOT / "charts" / "burn" / "rules" / "burn.rules.yml"
 _METRIC = re.compile(r"\b(ig_[a-z_]+)")
 
 

@@ -21,7 +21,7 @@ from ig_burn.domain.slo import RatioIndicator, Slo
 from ig_burn.recording_rules import main, render
 from ig_burn.settings import DEFAULT_CONFIG
 
-SHIPPED = Path(__file__).resolve().parents[1] / "rules" / "burn-slos.rules.yml"
+SHIPPED = Path(__file__).resolve().parents[3] / "charts" / "burn" / "rules" / "burn-slos.rules.yml"
 A = Slo("a-availability", "a", 0.999, RatioIndicator(total="req_total", bad='req_total{code="500"}'), 30 * 86400)
 B = Slo("b-availability", "b", 0.99, RatioIndicator(total="b_total", good='b_total{code="200"}'), 28 * 86400)
 
@@ -78,7 +78,7 @@ def test_reading_back_trusts_only_slos_whose_rules_have_the_expected_revision() 
 
 def test_shipped_rules_match_the_packaged_slos() -> None:
     assert SHIPPED.read_text() == render(DEFAULT_CONFIG, WindowScale(), "30s"), \
-        "regenerate: uv run python -m ig_burn.recording_rules --out services/burn/rules/burn-slos.rules.yml"
+        "regenerate: uv run python -m ig_burn.recording_rules --out charts/burn/rules/burn-slos.rules.yml"
 
 
 def test_cli_writes_a_rule_file_and_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
