@@ -249,10 +249,10 @@ async def drop_database(postgres: Postgres, name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Policy Reasoner benchmark: raw OPA REST vs Decide")
-    parser.add_argument("--decisions", type=int, default=20_000,
-                        help="per mode in the latency phase (at least 20,000 for the evidence)")
+    parser.add_argument("--decisions", type=int, default=10_000,
+                        help="per mode in the latency phase (10,000 each: 20,000 decisions for the evidence)")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=200.0,
+    parser.add_argument("--rate", type=float, default=100.0,
                         help="decisions/s the callers offer together in the latency phase (open loop)")
     parser.add_argument("--saturation-decisions", type=int, default=8_000, help="per mode in the saturation phase")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/policy.json"))

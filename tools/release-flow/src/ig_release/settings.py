@@ -68,7 +68,7 @@ class Profile:
 
 
 PROFILES = {
-    "demo": Profile("demo", gateway_requests=600, bench_decisions=20_000, bench_concurrency=32,
+    "demo": Profile("demo", gateway_requests=600, bench_decisions=10_000, bench_concurrency=32,
                     migration_rows=50_000, burn_error_ratio=0.05, enforce_policy_latency=False,
                     region_args=("--simulate-failover", "--assert-rpo", "300", "--assert-rto", "1800", "--failback")),
     "ci": Profile("ci", gateway_requests=120, bench_decisions=600, bench_concurrency=8,
