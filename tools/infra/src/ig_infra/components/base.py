@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from ig_infra.paths import Paths
 from ig_infra.process import read_pid, terminate
@@ -51,3 +54,39 @@ class Component(ABC):
     @property
     def logs(self) -> Path:
         return self.log_file
+
+
+class PrivateServer(ABC):
+    """A server process of one's own (tests, benchmarks): a scratch dir for its log, pid and data, a port given by
+    the caller; ``with`` starts it and removes it with its dir. Subclasses say how to start and when it is ready."""
+
+    log_name = "server"
+
+    def __init__(self, cache: Path, workdir: Path, port: int, *, host: str = "127.0.0.1") -> None:
+        self.cache = cache
+        self.workdir = workdir
+        self.host = host
+        self.port = port
+        self.log_file = workdir / f"{self.log_name}.log"
+        self.pid_file = workdir / f"{self.log_name}.pid"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    def stop(self) -> None:
+        terminate(self.pid_file)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.remove()

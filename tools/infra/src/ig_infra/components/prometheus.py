@@ -9,16 +9,14 @@ on no one.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
-from ig_infra.components.base import Component, env_port
+from ig_infra.components.base import Component, PrivateServer, env_port
 from ig_infra.components.pushgateway import pushgateway_port
 from ig_infra.go_tools import TOOLS, tool_path
-from ig_infra.process import InfraError, ensure_port_free, port_open, spawn, terminate, wait_until
+from ig_infra.process import InfraError, ensure_port_free, port_open, spawn, wait_until
 
 
 def prometheus_binary(cache: Path) -> Path:
@@ -118,21 +116,14 @@ class Prometheus(Component):
                               text=True).stdout.splitlines()[0]
 
 
-class PrivatePrometheus:
+class PrivatePrometheus(PrivateServer):
     """A Prometheus process of one's own (tests, benchmarks): given config text, a free port, a scratch dir."""
 
-    def __init__(self, cache: Path, workdir: Path, config_text: str, port: int, *, host: str = "127.0.0.1") -> None:
-        self.cache = cache
-        self.workdir = workdir
-        self.config_text = config_text
-        self.host = host
-        self.port = port
-        self.log_file = workdir / "prometheus.log"
-        self.pid_file = workdir / "prometheus.pid"
+    log_name = "prometheus"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def __init__(self, cache: Path, workdir: Path, config_text: str, port: int, *, host: str = "127.0.0.1") -> None:
+        super().__init__(cache, workdir, port, host=host)
+        self.config_text = config_text
 
     def start(self) -> PrivatePrometheus:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -148,17 +139,3 @@ class PrivatePrometheus:
         wait_until(lambda: prometheus_ready(self.host, self.port), timeout=60, what="private Prometheus",
                    log_file=self.log_file)
         return self
-
-    def stop(self) -> None:
-        terminate(self.pid_file)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> PrivatePrometheus:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.remove()

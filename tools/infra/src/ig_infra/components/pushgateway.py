@@ -7,15 +7,13 @@ figures. Tests start a private one on a free port (``PrivatePushgateway``).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
-from ig_infra.components.base import Component, env_port
+from ig_infra.components.base import Component, PrivateServer, env_port
 from ig_infra.go_tools import tool_path
-from ig_infra.process import ensure_port_free, port_open, spawn, terminate, wait_until
+from ig_infra.process import ensure_port_free, port_open, spawn, wait_until
 
 DEFAULT_PORT = 9091
 
@@ -78,20 +76,10 @@ class Pushgateway(Component):
         return (done.stdout or done.stderr).splitlines()[0]
 
 
-class PrivatePushgateway:
+class PrivatePushgateway(PrivateServer):
     """A Pushgateway of one's own (tests): in memory only, on a free port, logging into a scratch dir."""
 
-    def __init__(self, cache: Path, workdir: Path, port: int, *, host: str = "127.0.0.1") -> None:
-        self.cache = cache
-        self.workdir = workdir
-        self.host = host
-        self.port = port
-        self.log_file = workdir / "pushgateway.log"
-        self.pid_file = workdir / "pushgateway.pid"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    log_name = "pushgateway"
 
     def start(self) -> PrivatePushgateway:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -100,14 +88,3 @@ class PrivatePushgateway:
         wait_until(lambda: pushgateway_ready(self.host, self.port), timeout=30, what="private Pushgateway",
                    log_file=self.log_file)
         return self
-
-    def remove(self) -> None:
-        terminate(self.pid_file)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> PrivatePushgateway:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.remove()
