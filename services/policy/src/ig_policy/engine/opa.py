@@ -65,7 +65,6 @@ class OpaEngine:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._data_path = data_path
         self._max_in_flight = max_in_flight
-        self._slots = asyncio.Semaphore(max_in_flight)
         self._client: AsyncOpaClient | None = None
         self.revision = UNKNOWN_REVISION
 
@@ -85,8 +84,6 @@ class OpaEngine:
         if self._client is None:
             ENGINE_FAILURES.labels("not_started").inc()
             return engine_unavailable("the engine client is not started")
-        if self._coalesce <= 1:
-            return (await self._round_trip([policy_input]))[0]
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._pending.append((policy_input, future))
         if not self._flush_scheduled:
@@ -130,24 +127,23 @@ class OpaEngine:
         if client is None:
             ENGINE_FAILURES.labels("not_started").inc()
             return [engine_unavailable("the engine client is not started")] * len(inputs)
-        async with self._slots:
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    if len(inputs) == 1:
-                        answers: list[Any] = [await client.query_rule(inputs[0], self._package, self._rule)]
-                    else:
-                        batch = await client.query_rule({"requests": inputs}, self._batch_package, self._batch_rule)
-                        answers = _split(batch, len(inputs))
-            except TimeoutError:
-                ENGINE_FAILURES.labels("timeout").inc(len(inputs))
-                return [engine_unavailable(f"no answer within {self.timeout_ms} ms")] * len(inputs)
-            except Exception as error:
-                ENGINE_FAILURES.labels("error").inc(len(inputs))
-                log.warning("opa_call_failed", error=str(error) or type(error).__name__)
-                return [engine_unavailable("the engine was unreachable or failed")] * len(inputs)
-            finally:
-                ENGINE_LATENCY.observe(time.perf_counter() - started)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                if len(inputs) == 1:
+                    answers: list[Any] = [await client.query_rule(inputs[0], self._package, self._rule)]
+                else:
+                    batch = await client.query_rule({"requests": inputs}, self._batch_package, self._batch_rule)
+                    answers = _split(batch, len(inputs))
+        except TimeoutError:
+            ENGINE_FAILURES.labels("timeout").inc(len(inputs))
+            return [engine_unavailable(f"no answer within {self.timeout_ms} ms")] * len(inputs)
+        except Exception as error:
+            ENGINE_FAILURES.labels("error").inc(len(inputs))
+            log.warning("opa_call_failed", error=str(error) or type(error).__name__)
+            return [engine_unavailable("the engine was unreachable or failed")] * len(inputs)
+        finally:
+            ENGINE_LATENCY.observe(time.perf_counter() - started)
         verdicts = [verdict_from_engine(answer) for answer in answers]
         undefined = sum(v.rule_id == ENGINE_UNAVAILABLE for v in verdicts)
         if undefined:
