@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import grpc
@@ -10,7 +9,7 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from ig_common.service import HttpFactory, Runtime, run_service
+from ig_common.service import HttpFactory, Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
 from ig_portal.api.audit import AuditApi
@@ -80,7 +79,7 @@ def routes(settings: Settings) -> HttpFactory:
 
 def main() -> None:
     settings = load_settings(Settings)
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS,
+    run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS,
                             http_routes=routes(settings)))
 
 

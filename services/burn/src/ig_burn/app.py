@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from fastapi import FastAPI
 from ig.burn.v1 import burn_pb2, burn_pb2_grpc
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
 from ig_common.grpc_server import GrpcService
-from ig_common.service import Runtime, run_service
+from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
 from ig_burn.api.dashboard import dashboard_router
@@ -92,7 +91,7 @@ def main() -> None:
         print(f"invalid SLO configuration: {error}", file=sys.stderr)
         raise SystemExit(2) from error
     wiring = Wiring(settings, config)
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=wiring.on_start,
+    run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=wiring.on_start,
                             grpc_services=wiring.grpc_services, http_routes=wiring.http_routes))
 
 

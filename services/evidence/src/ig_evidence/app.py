@@ -1,11 +1,9 @@
 """Wiring only: settings -> adapters -> servers."""
 
-import asyncio
-
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_server import GrpcService
-from ig_common.service import Runtime, run_service
+from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
 from ig_evidence.api.evidence import EvidenceServicer, report_missing
@@ -49,7 +47,7 @@ def main() -> None:
                         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server),
         ]
 
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=grpc_services,
+    run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=grpc_services,
                             on_start=on_start))
 
 

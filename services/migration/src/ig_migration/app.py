@@ -1,10 +1,8 @@
 """Wiring only: settings -> adapters -> servers."""
 
-import asyncio
-
 from ig.migration.v1 import migration_pb2_grpc
 from ig_common.grpc_server import GrpcService
-from ig_common.service import Runtime, run_service
+from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
 from ig_migration.api.grpc_service import MigrationServicer
@@ -20,7 +18,7 @@ def main() -> None:
         return [GrpcService("ig.migration.v1.MigrationService", servicer,
                             migration_pb2_grpc.add_MigrationServiceServicer_to_server)]
 
-    asyncio.run(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=grpc_services))
+    run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, grpc_services=grpc_services))
 
 
 if __name__ == "__main__":

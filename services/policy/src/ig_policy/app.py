@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from ig_common.service import Runtime, run_service
+from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
 from ig_policy.api.authzen import mount_authzen
@@ -37,7 +35,7 @@ def main() -> None:
         runtime.spawn(decision_log.run(runtime.stop), "decision-log")
         wired["decisions"] = DecisionService(engine, decision_log)
 
-    asyncio.run(run_service(
+    run_process(run_service(
         settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=on_start,
         grpc_services=lambda runtime: [policy_grpc_service(wired["decisions"])],
         http_routes=lambda runtime, app: mount_authzen(app, wired["decisions"]),

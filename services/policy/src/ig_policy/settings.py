@@ -36,7 +36,7 @@ class Settings(GrpcServiceSettings):
     # Decision log: bounded queue, batched writes, OPA-style mask rules and drop rules (JSON in the env var).
     decision_log_queue_size: int = Field(default=20_000, ge=1)
     decision_log_batch_size: int = Field(default=500, ge=1, le=10_000)
-    decision_log_flush_ms: int = Field(default=50, ge=1, le=60_000)
+    decision_log_flush_ms: int = Field(default=200, ge=1, le=60_000)
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
 

@@ -43,7 +43,7 @@ class LogSettings:
     drop_rules: tuple[DropRule, ...] = ()
     queue_size: int = 20_000
     batch_size: int = 500
-    flush_interval: float = 0.05
+    flush_interval: float = 0.2
     max_backoff: float = 5.0
 
 
@@ -112,18 +112,10 @@ class DecisionLog:
                 self._batch.append(await self._queue.get())
         except TimeoutError:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.flush_interval
-        while len(self._batch) < self._settings.batch_size:
-            self._batch += self._take(self._settings.batch_size - len(self._batch))
-            remaining = deadline - loop.time()
-            if len(self._batch) >= self._settings.batch_size or remaining <= 0:
-                return
-            try:
-                async with asyncio.timeout(remaining):
-                    self._batch.append(await self._queue.get())
-            except TimeoutError:
-                return
+        # Linger once instead of waking for every decision: the writer shares the event loop with the requests.
+        if self._queue.qsize() + len(self._batch) < self._settings.batch_size:
+            await asyncio.sleep(self._settings.flush_interval)
+        self._batch += self._take(self._settings.batch_size - len(self._batch))
 
     def _take(self, limit: int) -> list[tuple[Any, Decision]]:
         taken: list[tuple[Any, Decision]] = []
