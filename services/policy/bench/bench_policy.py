@@ -1,11 +1,13 @@
 """make bench-policy: the Policy Reasoner's latency overhead over raw OPA, throughput and memory, in one run.
 
-(a) raw calls to the OPA sidecar's REST API (POST /v1/data/ig/ctx/decision, aiohttp keep-alive client) and
-(b) ig.policy.v1.PolicyService/Decide through the service (grpc.aio, one channel), both with the same input mix
+(a) raw calls to the OPA sidecar's REST API (POST /v1/data/ig/ctx/decision, keep-alive HTTP/1.1) and
+(b) ig.policy.v1.PolicyService/Decide through the service (one HTTP/2 channel), both with the same input mix
 (the golden scenarios protobuf can carry: allows, denies and step-ups across every dimension), the same 32
-concurrent callers, against the same private OPA. The service runs as in production: its default 50 ms OPA
-budget, the decision log on (PostgreSQL + outbox + Kafka relay). Two phases, each alternating (a) and (b) in
-rounds so that load from anything else on the machine falls on both alike:
+concurrent callers, against the same private OPA, sent by the same client: tools/loadgen (Go), standing in for
+an API gateway (Envoy, a Go or Java gateway), so the comparison measures the service and not a Python client's
+own event loop. The service runs as in production: its default 50 ms OPA budget, the decision log on
+(PostgreSQL + outbox + Kafka relay). Two phases, each alternating (a) and (b) in rounds so that load from
+anything else on the machine falls on both alike:
 
 - latency: the callers send on a fixed schedule (open loop, ``--rate`` decisions/s in all), as gateways forward
   their users' requests; latency counts from the scheduled send time, so a stall is charged to every request it
@@ -13,6 +15,7 @@ rounds so that load from anything else on the machine falls on both alike:
 - saturation: each caller sends its next request as soon as its answer arrives (closed loop); decisions/s.
   Latency there is only queueing (Little's law: 32 callers / throughput), so it is reported, never judged.
 
+Before both, every input of the mix is asked once each way and the answers compared (result and rule id).
 Writes JSON (the "decision coverage & latency" evidence).
 """
 
@@ -26,23 +29,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import grpc
-import uvloop
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_infra.components import Kafka, Postgres
+from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
 from ig_infra.paths import Paths
 from ig_policy.testing import POLICIES, golden_cases, opa_binary, opa_process, policy_service, proto_from_input
 
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
+DECIDE = "/ig.policy.v1.PolicyService/Decide"
+FAIL_CLOSED = "ig.system.engine_unavailable"
 ROUNDS = 4
 WARMUP = 500
 
@@ -57,52 +59,25 @@ def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
     return mix
 
 
-def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
-    ordered = sorted(latencies)
+def summary(result: LoadResult) -> dict[str, float]:
+    ordered = sorted(result.latencies_ms)
 
     def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3)
 
     return {"decisions": len(ordered), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "mean_ms": round(statistics.fmean(ordered) * 1000, 3), "max_ms": round(ordered[-1] * 1000, 3),
-            "decisions_per_s": round(len(ordered) / elapsed, 1)}
+            "mean_ms": round(statistics.fmean(ordered), 3), "max_ms": round(ordered[-1], 3),
+            "decisions_per_s": round(len(ordered) / result.elapsed_s, 1)}
 
 
-async def drive(count: int, concurrency: int, call: Callable[[int], Awaitable[None]], latencies: list[float]) -> float:
-    """Closed loop: ``count`` calls from ``concurrency`` callers, each waiting for its answer before the next."""
-    next_index = 0
-
-    async def caller() -> None:
-        nonlocal next_index
-        while next_index < count:
-            index = next_index
-            next_index += 1
-            started = time.perf_counter()
-            await call(index)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return time.perf_counter() - started
-
-
-async def drive_at_rate(count: int, concurrency: int, rate: float, call: Callable[[int], Awaitable[None]],
-                        latencies: list[float]) -> float:
-    """Open loop: call i is due at start + i / rate; caller k owns calls k, k + concurrency, ... and measures each
-    from its due time, so a caller that falls behind charges the wait to the calls it delays."""
-    started = time.perf_counter()
-
-    async def caller(first: int) -> None:
-        for index in range(first, count, concurrency):
-            due = started + index / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await call(index)
-            latencies.append(time.perf_counter() - due)
-
-    await asyncio.gather(*(caller(k) for k in range(concurrency)))
-    return time.perf_counter() - started
+def merged(results: list[LoadResult]) -> LoadResult:
+    outcomes: dict[str, int] = {}
+    for result in results:
+        for name, count in result.outcomes.items():
+            outcomes[name] = outcomes.get(name, 0) + count
+    return LoadResult(latencies_ms=[ms for r in results for ms in r.latencies_ms],
+                      elapsed_s=sum(r.elapsed_s for r in results), outcomes=outcomes,
+                      matched=sum(r.matched for r in results), cpu_s=sum(r.cpu_s for r in results))
 
 
 class RssSampler:
@@ -139,84 +114,76 @@ def rego_coverage() -> float:
     return float(json.loads(out)["coverage"])
 
 
+async def answers_differing(opa_url: str, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
+    """Ask every input once each way (unloaded) and count the (result, rule id) pairs that differ."""
+    differing = 0
+    async with aiohttp.ClientSession() as session, grpc.aio.insecure_channel(grpc_address) as channel:
+        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+        for document, request in mix:
+            async with session.post(f"{opa_url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+                raw = (await reply.json())["result"]
+            decided = await stub.Decide(request, timeout=10)
+            differing += (raw["result"], raw["rule_id"]) != (RESULT_NAMES[decided.result], decided.rule_id)
+    return differing
+
+
 async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, decisions: int, concurrency: int,
                     rate: float, saturation_decisions: int) -> dict[str, Any]:
     mix = workload()
-    outcomes: Counter[str] = Counter()
-    rules: Counter[str] = Counter()
-    mismatches = 0
-    expected = {}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session, \
-            grpc.aio.insecure_channel(grpc_address) as channel:
-        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+    binary = loadgen_binary()
+    raw_calls = [http_call(f"{opa_url}/v1/data/ig/ctx/decision", {"input": document}) for document, _ in mix]
+    decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
 
-        async def raw(index: int) -> None:
-            document = mix[index % len(mix)][0]
-            async with session.post(f"{opa_url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
-                answer = (await reply.json())["result"]
-            expected[index % len(mix)] = (answer["result"], answer["rule_id"])
+    async def raw(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
+        return await drive(binary, raw_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup)
 
-        async def decide(index: int) -> None:
-            nonlocal mismatches
-            try:
-                reply = await stub.Decide(mix[index % len(mix)][1], timeout=60)
-            except grpc.aio.AioRpcError as error:
-                outcomes[f"rpc_error:{error.code().name}"] += 1
-                return
-            outcomes[RESULT_NAMES[reply.result]] += 1
-            rules[reply.rule_id] += 1
-            if expected.get(index % len(mix), (None, None)) != (RESULT_NAMES[reply.result], reply.rule_id):
-                mismatches += 1
+    async def decide(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
+        return await drive(binary, decide_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup,
+                           grpc_target=grpc_address, match=FAIL_CLOSED)
 
-        await drive(WARMUP, concurrency, raw, [])
-        await drive(WARMUP, concurrency, decide, [])
-        outcomes.clear()
-        rules.clear()
-        mismatches = 0
-        sampler = RssSampler(pid)
-        sampling = asyncio.create_task(sampler.run())
+    differing = await answers_differing(opa_url, grpc_address, mix)
+    await raw(WARMUP, 0.0)
+    await decide(WARMUP, 0.0)
+    sampler = RssSampler(pid)
+    sampling = asyncio.create_task(sampler.run())
 
-        raw_latencies: list[float] = []
-        decide_latencies: list[float] = []
-        raw_elapsed = decide_elapsed = 0.0
-        per_round = decisions // ROUNDS
-        for _ in range(ROUNDS):
-            raw_elapsed += await drive_at_rate(per_round, concurrency, rate, raw, raw_latencies)
-            decide_elapsed += await drive_at_rate(per_round, concurrency, rate, decide, decide_latencies)
-        latency_phase = {"raw_opa_rest": summary(raw_latencies, raw_elapsed),
-                         "decide_grpc": summary(decide_latencies, decide_elapsed),
-                         "engine_unavailable": rules.get("ig.system.engine_unavailable", 0)}
-        unavailable_before = latency_phase["engine_unavailable"]
+    per_round = decisions // ROUNDS
+    raw_rounds, decide_rounds = [], []
+    for _ in range(ROUNDS):
+        raw_rounds.append(await raw(per_round, rate))
+        decide_rounds.append(await decide(per_round, rate))
+    raw_latency, decide_latency = merged(raw_rounds), merged(decide_rounds)
+    latency_phase = {"raw_opa_rest": summary(raw_latency), "decide_grpc": summary(decide_latency),
+                     "engine_unavailable": decide_latency.matched,
+                     "outcomes": {"raw_opa_rest": raw_latency.outcomes, "decide_grpc": decide_latency.outcomes}}
 
-        raw_latencies, decide_latencies = [], []
-        raw_elapsed = decide_elapsed = 0.0
-        per_round = saturation_decisions // ROUNDS
-        cpu = {"opa_raw": 0.0, "opa_decide": 0.0, "service": 0.0, "bench_raw": 0.0, "bench_decide": 0.0}
-        for _ in range(ROUNDS):
-            opa_before, own_before = cpu_seconds(opa_pid), time.process_time()
-            raw_elapsed += await drive(per_round, concurrency, raw, raw_latencies)
-            cpu["opa_raw"] += cpu_seconds(opa_pid) - opa_before
-            cpu["bench_raw"] += time.process_time() - own_before
-            opa_before, own_before, service_before = cpu_seconds(opa_pid), time.process_time(), cpu_seconds(pid)
-            decide_elapsed += await drive(per_round, concurrency, decide, decide_latencies)
-            cpu["opa_decide"] += cpu_seconds(opa_pid) - opa_before
-            cpu["bench_decide"] += time.process_time() - own_before
-            cpu["service"] += cpu_seconds(pid) - service_before
-        saturation_phase = {
-            "raw_opa_rest": summary(raw_latencies, raw_elapsed),
-            "decide_grpc": summary(decide_latencies, decide_elapsed),
-            "engine_unavailable": rules.get("ig.system.engine_unavailable", 0) - unavailable_before,
-            "cpu_ms_per_decision": {name: round(seconds * 1000 / (per_round * ROUNDS), 3)
-                                    for name, seconds in cpu.items()},
-        }
-        memory = sampler.stop()
-        await sampling
+    per_round = saturation_decisions // ROUNDS
+    raw_rounds, decide_rounds = [], []
+    cpu = {"opa_raw": 0.0, "opa_decide": 0.0, "service": 0.0}
+    for _ in range(ROUNDS):
+        opa_before = cpu_seconds(opa_pid)
+        raw_rounds.append(await raw(per_round, 0.0))
+        cpu["opa_raw"] += cpu_seconds(opa_pid) - opa_before
+        opa_before, service_before = cpu_seconds(opa_pid), cpu_seconds(pid)
+        decide_rounds.append(await decide(per_round, 0.0))
+        cpu["opa_decide"] += cpu_seconds(opa_pid) - opa_before
+        cpu["service"] += cpu_seconds(pid) - service_before
+    raw_saturated, decide_saturated = merged(raw_rounds), merged(decide_rounds)
+    cpu.update(client_raw=raw_saturated.cpu_s, client_decide=decide_saturated.cpu_s)
+    saturation_phase = {
+        "raw_opa_rest": summary(raw_saturated), "decide_grpc": summary(decide_saturated),
+        "engine_unavailable": decide_saturated.matched,
+        "outcomes": {"raw_opa_rest": raw_saturated.outcomes, "decide_grpc": decide_saturated.outcomes},
+        "cpu_ms_per_decision": {name: round(seconds * 1000 / (per_round * ROUNDS), 3)
+                                for name, seconds in cpu.items()},
+    }
+    memory = sampler.stop()
+    await sampling
     raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase["decide_grpc"]
     return {
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
-                                    "decisions/s in all; latency from the scheduled send time; one uvloop client "
-                                    "process for both modes",
+                                    "decisions/s in all; latency from the scheduled send time; tools/loadgen "
+                                    "(Go) for both modes",
                     "offered_decisions_per_s": rate, **latency_phase},
         "saturation": {"client_model": f"closed loop: {concurrency} callers, each sends when answered",
                        **saturation_phase},
@@ -224,10 +191,7 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, dec
         "overhead_p95_ms": round(decide_summary["p95_ms"] - raw_summary["p95_ms"], 3),
         "overhead_p99_ms": round(decide_summary["p99_ms"] - raw_summary["p99_ms"], 3),
         "service_memory": memory,
-        "results": dict(outcomes),
-        "rules_decided": dict(sorted(rules.items())),
-        "answers_differing_from_raw_opa": mismatches,
-        "input_mix": len(mix),
+        "answers_differing_from_raw_opa": differing,
     }
 
 
@@ -269,7 +233,7 @@ def main() -> None:
             env = {**kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
                    "IG_LOG_LEVEL": "WARNING"}
             with policy_service(env, Path(scratch) / "policy.log") as service:
-                figures = uvloop.run(benchmark(opa_url, opa_pid, service.grpc_address, service.process.pid,
+                figures = asyncio.run(benchmark(opa_url, opa_pid, service.grpc_address, service.process.pid,
                                                 args.decisions, args.concurrency, args.rate, saturation_decisions))
     finally:
         asyncio.run(drop_database(postgres, database))

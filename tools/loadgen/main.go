@@ -1,0 +1,209 @@
+// Command loadgen drives one HTTP or gRPC endpoint for the benchmarks and prints what each call took, as JSON.
+//
+// The benchmarks compare a service against the thing it wraps (Decide against raw OPA, say). A Python load
+// generator on a 2-core machine spends as much CPU per call as the service under test and adds its own
+// event-loop and GIL delays to every latency, so the comparison ends up measuring the client. This client is
+// cheap enough to disappear from the figures, and the same one drives both sides of a comparison.
+//
+// Calls are read from a JSON file (see request) and sent round-robin. Two client models:
+//   - open loop (-rate > 0): call i is due at start + i/rate; caller k sends calls k, k+C, k+2C, ... and each
+//     latency counts from the due time, so a stall is charged to every call it delays (no coordinated omission);
+//   - closed loop (-rate 0): each caller sends its next call as soon as the last one is answered.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
+)
+
+// request is one call: an HTTP request (URL set) or a gRPC unary call (GRPCMethod set, Message already
+// serialised by the caller, so this program needs no generated code).
+type request struct {
+	Method     string            `json:"method"`
+	URL        string            `json:"url"`
+	Body       string            `json:"body"`
+	Headers    map[string]string `json:"headers"`
+	GRPCMethod string            `json:"grpc_method"`
+	Message    []byte            `json:"message"` // base64 in the JSON file
+}
+
+type report struct {
+	Calls       int            `json:"calls"`
+	Concurrency int            `json:"concurrency"`
+	Rate        float64        `json:"rate"`
+	ElapsedS    float64        `json:"elapsed_s"`
+	LatenciesMs []float64      `json:"latencies_ms"`
+	Outcomes    map[string]int `json:"outcomes"`
+	Matched     int            `json:"matched"`
+	CPUSeconds  float64        `json:"cpu_s"`
+}
+
+// rawCodec passes the pre-serialised message through and hands back the answer's bytes.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append((*(v.(*[]byte)))[:0], data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+var _ encoding.Codec = rawCodec{}
+
+type caller func(ctx context.Context, r *request) (outcome string, answer []byte)
+
+func httpCaller(concurrency int, timeout time.Duration) caller {
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{
+		MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, DisableCompression: true,
+	}}
+	return func(ctx context.Context, r *request) (string, []byte) {
+		method := r.Method
+		if method == "" {
+			method = http.MethodPost
+		}
+		req, err := http.NewRequestWithContext(ctx, method, r.URL, bytes.NewBufferString(r.Body))
+		if err != nil {
+			return "error:request", nil
+		}
+		if r.Body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for name, value := range r.Headers {
+			req.Header.Set(name, value)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return "error:transport", nil
+		}
+		answer, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return "error:body", nil
+		}
+		return fmt.Sprintf("http:%d", resp.StatusCode), answer
+	}
+}
+
+func grpcCaller(target string, timeout time.Duration) (caller, func(), error) {
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		return nil, nil, err
+	}
+	call := func(ctx context.Context, r *request) (string, []byte) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		in, out := r.Message, []byte{}
+		if err := conn.Invoke(ctx, r.GRPCMethod, &in, &out); err != nil {
+			return "grpc:" + status.Code(err).String(), nil
+		}
+		return "grpc:OK", out
+	}
+	return call, func() { conn.Close() }, nil
+}
+
+func main() {
+	file := flag.String("requests", "", "JSON array of calls")
+	target := flag.String("grpc-target", "", "host:port for gRPC calls")
+	count := flag.Int("count", 1000, "calls to measure")
+	warmup := flag.Int("warmup", 200, "calls sent first and not measured")
+	concurrency := flag.Int("concurrency", 32, "concurrent callers")
+	rate := flag.Float64("rate", 0, "calls per second in all (open loop); 0 = closed loop")
+	match := flag.String("match", "", "count answers whose bytes contain this string")
+	timeout := flag.Duration("timeout", 60*time.Second, "per-call timeout")
+	out := flag.String("out", "", "write the JSON report here (default stdout)")
+	flag.Parse()
+
+	var calls []request
+	data, err := os.ReadFile(*file)
+	if err == nil {
+		err = json.Unmarshal(data, &calls)
+	}
+	if err != nil || len(calls) == 0 {
+		fail("-requests: need a non-empty JSON array of calls: %v", err)
+	}
+	call := httpCaller(*concurrency, *timeout)
+	if calls[0].GRPCMethod != "" {
+		grpcCall, closeConn, err := grpcCaller(*target, *timeout)
+		if err != nil {
+			fail("-grpc-target: %v", err)
+		}
+		defer closeConn()
+		call = grpcCall
+	}
+	ctx := context.Background()
+	run(ctx, call, calls, *warmup, *concurrency, 0, "")
+	result := run(ctx, call, calls, *count, *concurrency, *rate, *match)
+	result.CPUSeconds = cpuSeconds()
+	encoded, _ := json.Marshal(result)
+	if *out == "" {
+		os.Stdout.Write(append(encoded, '\n'))
+	} else if err := os.WriteFile(*out, encoded, 0o644); err != nil {
+		fail("-out: %v", err)
+	}
+}
+
+func run(ctx context.Context, call caller, calls []request, count, concurrency int, rate float64, match string) report {
+	latencies := make([]float64, count)
+	outcomes := make([]string, count)
+	matched := make([]bool, count)
+	needle := []byte(match)
+	var wg sync.WaitGroup
+	started := time.Now()
+	for k := 0; k < concurrency; k++ {
+		wg.Add(1)
+		go func(first int) {
+			defer wg.Done()
+			for i := first; i < count; i += concurrency {
+				due := time.Now()
+				if rate > 0 {
+					due = started.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
+				outcome, answer := call(ctx, &calls[i%len(calls)])
+				latencies[i] = float64(time.Since(due).Microseconds()) / 1000
+				outcomes[i] = outcome
+				matched[i] = len(needle) > 0 && bytes.Contains(answer, needle)
+			}
+		}(k)
+	}
+	wg.Wait()
+	result := report{Calls: count, Concurrency: concurrency, Rate: rate, ElapsedS: time.Since(started).Seconds(),
+		LatenciesMs: latencies, Outcomes: map[string]int{}}
+	for i := range outcomes {
+		result.Outcomes[outcomes[i]]++
+		if matched[i] {
+			result.Matched++
+		}
+	}
+	return result
+}
+
+func cpuSeconds() float64 {
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return 0
+	}
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", args...)
+	os.Exit(2)
+}
