@@ -8,7 +8,12 @@
 // Calls are read from a JSON file (see request) and sent round-robin. Two client models:
 //   - open loop (-rate > 0): call i is due at start + i/rate; caller k sends calls k, k+C, k+2C, ... and each
 //     latency counts from the due time, so a stall is charged to every call it delays (no coordinated omission);
+//   - with -arrivals poisson, each caller instead sends at its own Poisson moments (rate/C per caller), as
+//     independent users or SDK clients do; a call due while the caller's last one is out waits for it;
 //   - closed loop (-rate 0): each caller sends its next call as soon as the last one is answered.
+//
+// Every call reports two latencies: from its due time (what a user waits) and from its send (what the server
+// and the network took).
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand"
 	"net/http"
 	"os"
 	"sync"
@@ -46,7 +52,9 @@ type report struct {
 	Concurrency int            `json:"concurrency"`
 	Rate        float64        `json:"rate"`
 	ElapsedS    float64        `json:"elapsed_s"`
+	Arrivals    string         `json:"arrivals"`
 	LatenciesMs []float64      `json:"latencies_ms"`
+	SentMs      []float64      `json:"sent_latencies_ms"`
 	Outcomes    map[string]int `json:"outcomes"`
 	Matched     int            `json:"matched"`
 	CPUSeconds  float64        `json:"cpu_s"`
@@ -123,6 +131,8 @@ func main() {
 	warmup := flag.Int("warmup", 200, "calls sent first and not measured")
 	concurrency := flag.Int("concurrency", 32, "concurrent callers")
 	rate := flag.Float64("rate", 0, "calls per second in all (open loop); 0 = closed loop")
+	arrivals := flag.String("arrivals", "uniform", "open loop schedule: uniform (call i at i/rate) or poisson")
+	duration := flag.Duration("duration", 0, "with -arrivals poisson: no call is due after this (count is then a bound)")
 	match := flag.String("match", "", "count answers whose bytes contain this string")
 	timeout := flag.Duration("timeout", 60*time.Second, "per-call timeout")
 	out := flag.String("out", "", "write the JSON report here (default stdout)")
@@ -146,8 +156,11 @@ func main() {
 		call = grpcCall
 	}
 	ctx := context.Background()
-	run(ctx, call, calls, *warmup, *concurrency, 0, "")
-	result := run(ctx, call, calls, *count, *concurrency, *rate, *match)
+	if *arrivals != "uniform" && *arrivals != "poisson" {
+		fail("-arrivals: %q is neither uniform nor poisson", *arrivals)
+	}
+	run(ctx, call, calls, *warmup, *concurrency, 0, "uniform", 0, "")
+	result := run(ctx, call, calls, *count, *concurrency, *rate, *arrivals, *duration, *match)
 	result.CPUSeconds = cpuSeconds()
 	encoded, _ := json.Marshal(result)
 	if *out == "" {
@@ -157,8 +170,10 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, call caller, calls []request, count, concurrency int, rate float64, match string) report {
+func run(ctx context.Context, call caller, calls []request, count, concurrency int, rate float64, arrivals string,
+	duration time.Duration, match string) report {
 	latencies := make([]float64, count)
+	sent := make([]float64, count)
 	outcomes := make([]string, count)
 	matched := make([]bool, count)
 	needle := []byte(match)
@@ -168,25 +183,47 @@ func run(ctx context.Context, call caller, calls []request, count, concurrency i
 		wg.Add(1)
 		go func(first int) {
 			defer wg.Done()
+			moments := rand.New(rand.NewSource(int64(first) + 1))
+			poissonDue := started
 			for i := first; i < count; i += concurrency {
 				due := time.Now()
 				if rate > 0 {
-					due = started.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+					if arrivals == "poisson" {
+						poissonDue = poissonDue.Add(time.Duration(moments.ExpFloat64() / (rate / float64(concurrency)) * float64(time.Second)))
+						due = poissonDue
+						if duration > 0 && due.Sub(started) > duration {
+							return
+						}
+					} else {
+						due = started.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+					}
 					if wait := time.Until(due); wait > 0 {
 						time.Sleep(wait)
 					}
 				}
+				sentAt := time.Now()
 				outcome, answer := call(ctx, &calls[i%len(calls)])
 				latencies[i] = float64(time.Since(due).Microseconds()) / 1000
+				sent[i] = float64(time.Since(sentAt).Microseconds()) / 1000
 				outcomes[i] = outcome
 				matched[i] = len(needle) > 0 && bytes.Contains(answer, needle)
 			}
 		}(k)
 	}
 	wg.Wait()
-	result := report{Calls: count, Concurrency: concurrency, Rate: rate, ElapsedS: time.Since(started).Seconds(),
-		LatenciesMs: latencies, Outcomes: map[string]int{}}
+	elapsed := time.Since(started)
+	if duration > 0 && arrivals == "poisson" && rate > 0 {
+		elapsed = duration // the schedule's span; calls still out at its end are waited for and counted
+	}
+	result := report{Concurrency: concurrency, Rate: rate, Arrivals: arrivals, ElapsedS: elapsed.Seconds(),
+		Outcomes: map[string]int{}}
 	for i := range outcomes {
+		if outcomes[i] == "" {
+			continue // never due (-duration)
+		}
+		result.Calls++
+		result.LatenciesMs = append(result.LatenciesMs, latencies[i])
+		result.SentMs = append(result.SentMs, sent[i])
 		result.Outcomes[outcomes[i]]++
 		if matched[i] {
 			result.Matched++

@@ -53,7 +53,8 @@ CLOSED_REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_CLOSED_REQUESTS_PER_CLIEN
 OFREP_PATH = "/ofrep/v1/evaluate/flags/bench0000.optimizedBuffer"
 CLIENT_MODEL = (f"open loop: {CLIENTS} OpenFeature SDK clients, each evaluating one flag at Poisson-distributed "
                 f"moments, {RATE_PER_CLIENT:g}/s per client ({CLIENTS * RATE_PER_CLIENT:g}/s in all), one request "
-                "at a time on its own keep-alive connection; latency from the moment a request was due")
+                "at a time on a keep-alive connection; latency from the moment a request was due; sent by "
+                "tools/loadgen (Go)")
 
 
 def build_config() -> BurnConfig:

@@ -49,11 +49,12 @@ def grpc_call(method: str, message: bytes) -> dict[str, Any]:
 
 @dataclass
 class LoadResult:
-    latencies_ms: list[float]
+    latencies_ms: list[float]  # from each call's due time
     elapsed_s: float
     outcomes: dict[str, int]
     matched: int
     cpu_s: float
+    sent_latencies_ms: list[float] = field(default_factory=list)  # from each call's send
     calls: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,18 +62,23 @@ class LoadResult:
 
 
 async def drive(binary: Path, calls: Sequence[dict[str, Any]], *, count: int, concurrency: int, rate: float = 0.0,
-                warmup: int = 0, grpc_target: str = "", match: str = "") -> LoadResult:
-    """``count`` calls round-robin over ``calls``: open loop at ``rate`` calls/s in all, or closed loop at 0."""
+                arrivals: str = "uniform", duration_s: float = 0.0, warmup: int = 0, grpc_target: str = "",
+                match: str = "") -> LoadResult:
+    """``count`` calls round-robin over ``calls``: open loop at ``rate`` calls/s in all (``uniform``: call i due
+    at i / rate; ``poisson``: each caller at its own Poisson moments, none due after ``duration_s`` when given, so
+    ``count`` is then a bound), or closed loop at rate 0."""
     with tempfile.TemporaryDirectory() as scratch:
         requests, report = Path(scratch) / "calls.json", Path(scratch) / "report.json"
         requests.write_text(json.dumps(list(calls)))
         process = await asyncio.create_subprocess_exec(
             str(binary), "-requests", str(requests), "-count", str(count), "-concurrency", str(concurrency),
-            "-rate", str(rate), "-warmup", str(warmup), "-grpc-target", grpc_target, "-match", match,
+            "-rate", str(rate), "-arrivals", arrivals, "-duration", f"{duration_s}s", "-warmup", str(warmup),
+            "-grpc-target", grpc_target, "-match", match,
             "-out", str(report), stderr=asyncio.subprocess.PIPE)
         _, stderr = await process.communicate()
         if process.returncode != 0:
             raise InfraError(f"loadgen failed ({process.returncode}): {stderr.decode()[-2000:]}")
         figures = json.loads(report.read_text())
     return LoadResult(latencies_ms=figures["latencies_ms"], elapsed_s=figures["elapsed_s"],
-                      outcomes=figures["outcomes"], matched=figures["matched"], cpu_s=figures["cpu_s"])
+                      outcomes=figures["outcomes"], matched=figures["matched"], cpu_s=figures["cpu_s"],
+                      sent_latencies_ms=figures["sent_latencies_ms"])
