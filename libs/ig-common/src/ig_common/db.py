@@ -39,10 +39,20 @@ def read_migrations(component: str, directory: Path, schema: str) -> list[Migrat
     return found
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, reset_session: bool = True
+                      ) -> asyncpg.Pool:
+    """``reset_session=False`` skips asyncpg's reset query on every release (pg_advisory_unlock_all, CLOSE ALL,
+    UNLISTEN *, RESET ALL: a round trip per release). Only for services that keep no session state on pooled
+    connections (no session advisory locks, LISTEN, plain SET, WITH HOLD cursors); asyncpg still rolls back a
+    transaction left open and drops listeners on release either way."""
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                     reset=None if reset_session else _keep_session)
     assert pool is not None
     return pool
+
+
+async def _keep_session(_: asyncpg.Connection) -> None:
+    return None
 
 
 async def prepare_schema(pool: asyncpg.Pool, schema: str, service_migrations: Path) -> list[str]:

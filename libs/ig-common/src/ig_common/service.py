@@ -76,11 +76,13 @@ async def run_service(
     grpc_services: GrpcFactory | None = None,
     http_routes: HttpFactory | None = None,
     on_start: StartHook | None = None,
+    reset_sessions: bool = True,
 ) -> None:
+    """``reset_sessions=False``: see ``ig_common.db.create_pool(reset_session=...)``."""
     configure_logging(settings.service_name, settings.log_level, settings.region)
     configure_tracing(settings.service_name, settings.region, sample_ratio=settings.trace_sample_ratio)
     stop = stop_on_signals()
-    pool = await create_pool(settings.database_url)
+    pool = await create_pool(settings.database_url, reset_session=reset_sessions)
     try:
         await prepare_schema(pool, schema, migrations)
         relay = OutboxRelay(pool, schema, settings.kafka_bootstrap)
