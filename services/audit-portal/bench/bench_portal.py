@@ -202,6 +202,14 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
+def idle_cpu_ms_per_second(pids: dict[str, int], seconds: float = 5.0) -> dict[str, float]:
+    """What each process burns with no request at all (relay polls, writer loops, the event loop's own timers):
+    at a low request rate this fixed cost is a large share of the CPU per request."""
+    before = {process: cpu_seconds(pid) for process, pid in pids.items()}
+    time.sleep(seconds)
+    return {process: round((cpu_seconds(pid) - before[process]) * 1000 / seconds, 2) for process, pid in pids.items()}
+
+
 def run_phase(name: str, base: str, token: str, ids: list[str], pids: dict[str, int], *, seconds: float,
               think_seconds: float) -> dict[str, object]:
     """One load phase: per-endpoint latency, throughput, and CPU per request of each process involved."""
@@ -250,6 +258,8 @@ def main() -> None:
             listed = httpx.get(f"{base}/audit/artifacts", params={"release": RELEASE},
                                headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
             ids = [a["id"] for a in listed["artifacts"] if a["size"] < 64 * 1024]
+            idle = idle_cpu_ms_per_second(pids)
+            print(f"idle CPU (no requests): {', '.join(f'{p} {ms} ms/s' for p, ms in idle.items())}", flush=True)
             auditors = run_phase("auditors", base, token, ids, pids, seconds=SECONDS, think_seconds=THINK_SECONDS)
             saturation = run_phase("saturation", base, token, ids, pids, seconds=SATURATION_SECONDS,
                                    think_seconds=0)
@@ -262,6 +272,7 @@ def main() -> None:
     catalog = auditors["endpoints"]["GET / (catalog page)"]  # type: ignore[index]
     result = {
         "clients": CLIENTS,
+        "idle_cpu_ms_per_second": idle,
         "auditors": auditors,
         "saturation": saturation,
         "raw_get_artifact": summary(raw, raw_errors, raw_elapsed),
@@ -272,6 +283,7 @@ def main() -> None:
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"idle CPU (no requests): {', '.join(f'{p} {ms} ms/s' for p, ms in idle.items())}")
     print_phase("auditors", auditors)
     print_phase("saturation", saturation)
     print_phase("gRPC GetArtifact (raw, evidence)", {"client_model": f"{CLIENTS} closed-loop gRPC clients",

@@ -57,7 +57,8 @@ def routes(settings: Settings) -> HttpFactory:
         links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
         catalog = EvidenceCatalog(channel, cache_seconds=settings.catalog_cache_seconds)
         api = AuditApi(guard=guard, catalog=catalog, links=links)
-        app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds)
+        app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
+                           slow_seconds=settings.slow_request_seconds)
         app.include_router(api.router())
         app.include_router(Pages(api).router())
         app.include_router(Login(guard, settings.public_url, settings.cookie_secure,
@@ -79,8 +80,10 @@ def routes(settings: Settings) -> HttpFactory:
 
 def main() -> None:
     settings = load_settings(Settings)
+    # reset_sessions=False: nothing here keeps session state on a pooled connection (the migration advisory lock
+    # is unlocked explicitly), so the pool's reset query per release was a wasted round trip.
     run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS,
-                            http_routes=routes(settings)))
+                            http_routes=routes(settings), reset_sessions=False))
 
 
 if __name__ == "__main__":
