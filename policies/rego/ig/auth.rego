@@ -3,8 +3,6 @@ package ig.auth
 
 import data.ig.lib
 
-levels := data.ig.config.auth_levels
-
 deny contains reason if {
 	lib.auth_level == 0
 	reason := {
@@ -16,7 +14,8 @@ deny contains reason if {
 step_up contains reason if {
 	input.action == "admin"
 	lib.auth_level > 0
-	lib.auth_level < levels[lib.tenant.auth.admin_min]
+	minimum := object.get(lib.tenant, ["auth", "admin_min"], data.ig.config.defaults.auth.admin_min)
+	lib.auth_level < data.ig.config.auth_levels[minimum]
 	reason := {
 		"rule_id": "ig.auth.admin_requires_mfa",
 		"message": sprintf(
@@ -30,7 +29,8 @@ step_up contains reason if {
 step_up contains reason if {
 	input.resource.classification == "restricted"
 	lib.auth_level > 0
-	lib.auth_level < levels[lib.tenant.auth.restricted_min]
+	minimum := object.get(lib.tenant, ["auth", "restricted_min"], data.ig.config.defaults.auth.restricted_min)
+	lib.auth_level < data.ig.config.auth_levels[minimum]
 	reason := {
 		"rule_id": "ig.auth.restricted_requires_mfa",
 		"message": sprintf(

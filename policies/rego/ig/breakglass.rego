@@ -4,34 +4,39 @@ package ig.breakglass
 
 import data.ig.lib
 
-grant := input.context.break_glass
+requested if is_object(input.context.break_glass)
 
-settings := lib.tenant.break_glass
+expires_ns := time.parse_rfc3339_ns(input.context.break_glass.expires_at)
 
-requested if is_object(grant)
+holds_allowed_role if {
+	some role in input.actor.roles
+	role in setting("roles")
+}
 
-expires_ns := time.parse_rfc3339_ns(grant.expires_at)
+# The tenant's break-glass setting, else the default's (the defaults define all four: tests/config_test.rego).
+setting(name) := object.get(lib.tenant, ["break_glass", name], data.ig.config.defaults.break_glass[name])
 
 deny contains reason if {
 	requested
-	not settings.enabled
+	not setting("enabled")
 	reason := {"rule_id": "ig.breakglass.invalid", "message": "Break-glass is not enabled for this tenant."}
 }
 
 deny contains reason if {
 	requested
-	count({role | some role in input.actor.roles; role in settings.roles}) == 0
+	not holds_allowed_role
 	reason := {"rule_id": "ig.breakglass.invalid", "message": "The actor holds no role that may use break-glass."}
 }
 
 deny contains reason if {
 	requested
-	count(trim_space(grant.justification)) < settings.min_justification
+	min_justification := setting("min_justification")
+	count(trim_space(input.context.break_glass.justification)) < min_justification
 	reason := {
 		"rule_id": "ig.breakglass.invalid",
 		"message": sprintf(
 			"A break-glass justification of at least '%v' characters is required.",
-			[settings.min_justification],
+			[min_justification],
 		),
 	}
 }
@@ -41,16 +46,17 @@ deny contains reason if {
 	expires_ns <= lib.request_ns
 	reason := {
 		"rule_id": "ig.breakglass.expired",
-		"message": sprintf("The break-glass grant expired at '%s'.", [grant.expires_at]),
+		"message": sprintf("The break-glass grant expired at '%s'.", [input.context.break_glass.expires_at]),
 	}
 }
 
 deny contains reason if {
 	requested
-	expires_ns - lib.request_ns > settings.max_minutes * 60000000000
+	max_minutes := setting("max_minutes")
+	expires_ns - lib.request_ns > max_minutes * 60000000000
 	reason := {
 		"rule_id": "ig.breakglass.invalid",
-		"message": sprintf("A break-glass grant may last at most '%v' minutes.", [settings.max_minutes]),
+		"message": sprintf("A break-glass grant may last at most '%v' minutes.", [max_minutes]),
 	}
 }
 
@@ -81,7 +87,7 @@ allow contains reason if {
 		"rule_id": "ig.breakglass.allow",
 		"message": sprintf(
 			"Break-glass access granted until '%s' with justification '%s'; this use is audited.",
-			[grant.expires_at, grant.justification],
+			[input.context.break_glass.expires_at, input.context.break_glass.justification],
 		),
 	}
 }

@@ -1,26 +1,27 @@
 # The decision the service asks for (data.ig.ctx.decision): every deciding rule contributes a reason
 # {rule_id, message}; the result follows DENY > STEP_UP > ALLOW > default DENY, and the primary reason is the
 # one with the lowest priority number (data.ig.config.rule_priority), ties broken by rule id.
+#
+# Evaluation cost: each rule below is evaluated once per decision and each evaluation has a fixed price, so the
+# chain is short: result and deciding reasons come from one rule (outcome), obligations from another, and a single
+# reason skips the sort.
 package ig.ctx
 
 import data.ig
 
-config := data.ig.config
-
-checked_denials := (((((((ig.tenant.deny | ig.purpose.deny) | ig.rbac.deny) | ig.window.deny) | ig.network.deny) | ig.device.deny) | ig.risk.deny) | ig.auth.deny) | (ig.residency.deny | ig.breakglass.deny)
-
 # Malformed input is answered by the validation reasons alone: the other rules are not evaluated on it.
-raw_denials := checked_denials if ig.validate.valid
+raw_denials := (((((((ig.tenant.deny | ig.purpose.deny) | ig.rbac.deny) | ig.window.deny) | ig.network.deny) | ig.device.deny) | ig.risk.deny) | ig.auth.deny) | (ig.residency.deny | ig.breakglass.deny) if ig.validate.valid
 
 else := ig.validate.deny
 
 # An acceptable grant lifts the overridable denials even while its MFA step-up is owed, so the caller is
 # told to step up rather than denied for the very reason the grant exists.
 overridden := {reason |
-	ig.breakglass.acceptable
 	some reason in raw_denials
-	reason.rule_id in config.break_glass_overridable
-}
+	reason.rule_id in data.ig.config.break_glass_overridable
+} if ig.breakglass.acceptable
+
+else := set()
 
 denials := raw_denials - overridden
 
@@ -37,52 +38,53 @@ default_denial := {
 	"message": "No rule allowed this request, so it is denied by default.",
 }
 
-result := "DENY" if count(denials) > 0
+# [result, the reasons that decided it]
+outcome := ["DENY", denials] if count(denials) > 0
 
-else := "STEP_UP" if count(step_ups) > 0
+else := ["STEP_UP", step_ups] if count(step_ups) > 0
 
-else := "ALLOW" if {
+else := ["ALLOW", allowances] if {
 	ig.validate.valid
 	count(allowances) > 0
 }
 
-else := "DENY"
+else := ["DENY", {default_denial}]
 
-deciding := denials if count(denials) > 0
+priority(rule_id) := object.get(data.ig.config.rule_priority, rule_id, 500)
 
-else := step_ups if count(step_ups) > 0
+# Reasons as {rule_id, message} in priority order (ties by rule id, then message).
+ranked(set_of_reasons) := [] if count(set_of_reasons) == 0
 
-else := allowances if result == "ALLOW"
+else := [{"rule_id": reason.rule_id, "message": reason.message} |
+	some reason in set_of_reasons
+] if {
+	count(set_of_reasons) == 1
+}
 
-else := {default_denial}
-
-priority(rule_id) := object.get(config.rule_priority, rule_id, 500)
-
-ranked(set_of_reasons) := [{"rule_id": entry[1], "message": entry[2]} |
+else := [{"rule_id": entry[1], "message": entry[2]} |
 	some entry in sort([[priority(r.rule_id), r.rule_id, r.message] | some r in set_of_reasons])
 ]
 
 # An allowance that lifted denials lists them after itself, so the log shows what the grant bypassed.
-reasons := array.concat(ranked(deciding), ranked(overridden)) if result == "ALLOW"
+reasons := array.concat(ranked(outcome[1]), ranked(overridden)) if outcome[0] == "ALLOW"
 
-else := ranked(deciding)
+else := ranked(outcome[1])
 
-obligations contains reason.obligation if {
-	result == "STEP_UP"
-	some reason in step_ups
-}
+obligations := sort({reason.obligation | some reason in step_ups}) if outcome[0] == "STEP_UP"
 
-obligations contains "audit:break_glass" if {
-	result == "ALLOW"
+else := ["audit:break_glass"] if {
+	outcome[0] == "ALLOW"
 	ig.breakglass.valid
 }
 
+else := []
+
 decision := {
-	"result": result,
+	"result": outcome[0],
 	"rule_id": reasons[0].rule_id,
 	"explanation": reasons[0].message,
 	"reasons": reasons,
-	"obligations": sort(obligations),
+	"obligations": obligations,
 }
 
 # Many decisions in one call, in order: the service coalesces concurrent requests into one round trip.

@@ -4,15 +4,32 @@ package ig.device
 
 import data.ig.lib
 
-levels := data.ig.config.device_trust_levels
+# The strictest of the minimums the tenant (else the defaults) sets for the action and for the classification; 0 when
+# none is set. Inline lookups, not helper rules: this runs on every decision.
+required := max([
+	object.get(
+		data.ig.config.device_trust_levels,
+		object.get(
+			lib.tenant, ["device", "min_trust_by_action", input.action],
+			object.get(data.ig.config.defaults, ["device", "min_trust_by_action", input.action], null),
+		),
+		0,
+	),
+	object.get(
+		data.ig.config.device_trust_levels,
+		object.get(
+			lib.tenant, ["device", "min_trust_by_classification", input.resource.classification],
+			object.get(
+				data.ig.config.defaults, ["device", "min_trust_by_classification", input.resource.classification],
+				null,
+			),
+		),
+		0,
+	),
+	0,
+])
 
-requirements contains levels[name] if name := lib.tenant.device.min_trust_by_action[input.action]
-
-requirements contains levels[name] if name := lib.tenant.device.min_trust_by_classification[input.resource.classification]
-
-required := max(requirements | {0})
-
-required_name := [name | some name, level in levels; level == required][0]
+required_name := [name | some name, level in data.ig.config.device_trust_levels; level == required][0]
 
 deny contains reason if {
 	lib.device_level < required

@@ -3,10 +3,8 @@ package ig.network
 
 import data.ig.lib
 
-zone := input.context.network_zone
-
 deny contains reason if {
-	zone == "unknown"
+	input.context.network_zone == "unknown"
 	reason := {
 		"rule_id": "ig.network.unknown_zone",
 		"message": "Requests from an unknown network zone are not allowed.",
@@ -14,20 +12,33 @@ deny contains reason if {
 }
 
 deny contains reason if {
-	zone != "unknown"
-	not zone in lib.tenant.network.allowed_zones
+	input.context.network_zone != "unknown"
+	not input.context.network_zone in object.get(
+		lib.tenant, ["network", "allowed_zones"],
+		data.ig.config.defaults.network.allowed_zones,
+	)
 	reason := {
 		"rule_id": "ig.network.zone_not_allowed",
-		"message": sprintf("Network zone '%s' is not allowed by the tenant.", [zone]),
+		"message": sprintf("Network zone '%s' is not allowed by the tenant.", [input.context.network_zone]),
 	}
 }
 
 deny contains reason if {
-	zone in lib.tenant.network.allowed_zones
-	allowed := lib.tenant.network.zones_by_action[input.action]
-	not zone in allowed
+	allowed_for_action := object.get(
+		lib.tenant, ["network", "zones_by_action", input.action],
+		object.get(data.ig.config.defaults, ["network", "zones_by_action", input.action], null),
+	)
+	allowed_for_action != null
+	not input.context.network_zone in allowed_for_action
+	input.context.network_zone in object.get(
+		lib.tenant, ["network", "allowed_zones"],
+		data.ig.config.defaults.network.allowed_zones,
+	)
 	reason := {
 		"rule_id": "ig.network.zone_not_allowed_for_action",
-		"message": sprintf("Action '%s' is not allowed from network zone '%s' for this tenant.", [input.action, zone]),
+		"message": sprintf(
+			"Action '%s' is not allowed from network zone '%s' for this tenant.",
+			[input.action, input.context.network_zone],
+		),
 	}
 }

@@ -1,6 +1,8 @@
 # Purpose binding: the actor must declare the purpose the resource was collected for.
 package ig.purpose
 
+# A rule of its own, not an inline `not ... in ...`: OPA leaves `not x in <undefined>` undefined, and an actor
+# without a purposes list must be denied here.
 purpose_declared if input.resource.purpose in input.actor.purposes
 
 deny contains reason if {

@@ -4,7 +4,11 @@ package ig.residency
 import data.ig.lib
 
 deny contains reason if {
-	pinned := lib.tenant.residency.pinned_region
+	pinned := object.get(
+		lib.tenant, ["residency", "pinned_region"],
+		object.get(data.ig.config.defaults, ["residency", "pinned_region"], null),
+	)
+	pinned != null
 	input.context.region != pinned
 	reason := {
 		"rule_id": "ig.residency.cross_region",

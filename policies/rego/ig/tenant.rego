@@ -1,14 +1,15 @@
 # Tenant isolation: both tenants must be configured and must be the same tenant.
 package ig.tenant
 
-deny contains reason if {
-	some name in {input.actor.tenant, input.resource.tenant}
-	is_string(name)
-	not data.ig.config.tenants[name]
-	reason := {
-		"rule_id": "ig.tenant.unknown",
-		"message": sprintf("Tenant '%s' has no policy configuration, so nothing is allowed for it.", [name]),
-	}
+# One definition per side (an unknown tenant named on both sides yields one reason: the set holds it once).
+deny contains unknown_tenant(input.actor.tenant) if {
+	is_string(input.actor.tenant)
+	not data.ig.config.tenants[input.actor.tenant]
+}
+
+deny contains unknown_tenant(input.resource.tenant) if {
+	is_string(input.resource.tenant)
+	not data.ig.config.tenants[input.resource.tenant]
 }
 
 deny contains reason if {
@@ -20,4 +21,9 @@ deny contains reason if {
 			[input.actor.tenant, input.resource.tenant],
 		),
 	}
+}
+
+unknown_tenant(name) := {
+	"rule_id": "ig.tenant.unknown",
+	"message": sprintf("Tenant '%s' has no policy configuration, so nothing is allowed for it.", [name]),
 }

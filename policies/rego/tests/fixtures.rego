@@ -30,3 +30,5 @@ saturday_break_glass := object.union(alpha, {
 })
 
 rule_ids(reasons) := {r.rule_id | some r in reasons}
+
+messages(reasons) := {r.message | some r in reasons}
