@@ -86,6 +86,12 @@ test_zones_west_and_east_of_utc if {
 	contains(east.message, "'Saturday 05:00'")
 }
 
+# Shifting the instant by the zone's offset overflowed OPA's time range near its end (2262-04-11T23:47Z), and the
+# window check then passed silently; the clock is now read in the zone itself.
+test_window_is_checked_up_to_the_end_of_time if {
+	fixtures.messages(ig.window.deny) == {"Request time 'Saturday 00:00' in the tenant's time zone is outside the tenant's access windows."} with input as ctx({"time": "2262-04-11T22:00:00Z"})
+}
+
 test_window_bounds_include_start_and_exclude_end if {
 	windows := [{"days": ["Monday"], "start": "07:00", "end": "24:00"}]
 	ig.window.open_at(windows, "Monday", 420)
