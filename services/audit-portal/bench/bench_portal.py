@@ -11,10 +11,11 @@ so 200 closed-loop clients on 2 shared cores can never see a 50 ms p95):
   stack serves, and the latency that queueing for it costs.
 
 Prints p50/p95/p99 per endpoint, throughput and CPU per request of the portal, the evidence service and the load
-generator (load-independent figures); writes $ARTIFACTS/bench/portal.json. The portal runs with rate limits
-raised (the benchmark measures the path, not the refusals; every request still takes from its buckets in
-PostgreSQL). Knobs: BENCH_CLIENTS (200), BENCH_SECONDS (60), BENCH_THINK_SECONDS (5), BENCH_SATURATION_SECONDS
-(30), BENCH_GRPC_SECONDS (20).
+generator (load-independent figures), and first each service's idle CPU (ms per second with no request: the fixed
+cost that a low request rate divides among few requests); writes $ARTIFACTS/bench/portal.json. The portal runs
+with rate limits raised (the benchmark measures the path, not the refusals; every request still takes from its
+buckets in PostgreSQL). Knobs: BENCH_CLIENTS (200), BENCH_SECONDS (60), BENCH_THINK_SECONDS (5),
+BENCH_SATURATION_SECONDS (30), BENCH_GRPC_SECONDS (20).
 """
 
 from __future__ import annotations
@@ -121,8 +122,9 @@ async def portal_load(base: str, token: str, artifact_ids: list[str], *, seconds
                     body = await timed(http, step, url)
                     if step == STEPS[3]:
                         link = body
-                    if think_seconds:
-                        await asyncio.sleep(random.expovariate(1 / think_seconds))
+                    if think_seconds:  # never past the deadline: a phase's CPU window must not end in idle time
+                        await asyncio.sleep(min(random.expovariate(1 / think_seconds),
+                                                max(0.0, deadline - time.monotonic())))
 
     started = time.monotonic()
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
@@ -205,6 +207,7 @@ def own_cpu_seconds() -> float:
 def idle_cpu_ms_per_second(pids: dict[str, int], seconds: float = 5.0) -> dict[str, float]:
     """What each process burns with no request at all (relay polls, writer loops, the event loop's own timers):
     at a low request rate this fixed cost is a large share of the CPU per request."""
+    time.sleep(3)  # let start-up work settle first (the first relay passes start their Kafka producers)
     before = {process: cpu_seconds(pid) for process, pid in pids.items()}
     time.sleep(seconds)
     return {process: round((cpu_seconds(pid) - before[process]) * 1000 / seconds, 2) for process, pid in pids.items()}
