@@ -53,3 +53,13 @@ test_entry_lookups_agree_with_the_merged_configuration if {
 		}
 	}
 }
+
+# The window rule compares "HH:MM" bounds as text, which orders like the times only when they are zero-padded.
+test_window_bounds_are_zero_padded_times if {
+	every windows in array.concat([config.defaults.windows], [object.get(t, "windows", []) | some t in config.tenants]) {
+		every window in windows {
+			regex.match(`^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$`, window.start)
+			regex.match(`^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$`, window.end)
+		}
+	}
+}

@@ -93,13 +93,15 @@ test_window_is_checked_up_to_the_end_of_time if {
 }
 
 test_window_bounds_include_start_and_exclude_end if {
-	windows := [{"days": ["Monday"], "start": "07:00", "end": "24:00"}]
-	ig.window.open_at(windows, "Monday", 420)
-	ig.window.open_at(windows, "Monday", 1439)
-	not ig.window.open_at(windows, "Monday", 419)
-	not ig.window.open_at(windows, "Monday", 1440)
-	not ig.window.open_at(windows, "Tuesday", 600)
-	not ig.window.open_at([], "Monday", 600)
+	windows := [{"days": ["Monday"], "start": "07:00", "end": "20:00"}, {"days": ["Tuesday"], "start": "22:00", "end": "24:00"}]
+	ig.window.open_at(windows, "Monday", "07:00")
+	ig.window.open_at(windows, "Monday", "19:59")
+	not ig.window.open_at(windows, "Monday", "06:59")
+	not ig.window.open_at(windows, "Monday", "20:00")
+	ig.window.open_at(windows, "Tuesday", "23:59")
+	not ig.window.open_at(windows, "Tuesday", "10:00")
+	not ig.window.open_at(windows, "Wednesday", "10:00")
+	not ig.window.open_at([], "Monday", "10:00")
 }
 
 test_tenant_without_windows_is_always_closed if {
