@@ -92,12 +92,12 @@ break_glass_grant(grant) if {
 # the second accepts too (each of its checks is at least as strict), so well-formed requests stop there:
 # - one concat both proves the strings are strings and, with their total within max_string, bounds each one;
 # - `x >= 0; x <= 100` only holds for numbers (OPA orders null < booleans < numbers < strings < ...);
-# - a request with a break-glass grant, long strings or long lists just takes the second definition.
+# - a request with long strings or long lists just takes the second definition.
 valid if {
 	actor := input.actor
 	resource := input.resource
 	context := input.context
-	object.get(context, "break_glass", null) == null
+	well_formed_grant
 	roles := object.get(actor, "roles", [])
 	count(roles) <= limits.max_list
 	purposes := object.get(actor, "purposes", [])
@@ -124,6 +124,10 @@ valid if {
 }
 
 valid if count(invalid) == 0
+
+well_formed_grant if object.get(input.context, "break_glass", null) == null
+
+well_formed_grant if break_glass_grant(input.context.break_glass)
 
 deny contains reason if {
 	some field in invalid
