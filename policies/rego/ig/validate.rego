@@ -125,6 +125,7 @@ valid if {
 
 valid if count(invalid) == 0
 
+# Exactly the grant condition of the field-by-field check (no grant, or a well-formed one), for the shortcut.
 well_formed_grant if object.get(input.context, "break_glass", null) == null
 
 well_formed_grant if break_glass_grant(input.context.break_glass)
