@@ -26,6 +26,7 @@ OUTBOX_FAILURES = Counter("ig_outbox_relay_failures_total", "Relay attempts that
 OUTBOX_BACKLOG = Gauge("ig_outbox_backlog", "Unpublished events seen by the relay's last pass", ["schema"])
 
 Executor = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+_YIELD_EVERY = 8
 
 
 async def enqueue(conn: Executor, schema: str, event: OutgoingEvent) -> str:
@@ -124,12 +125,16 @@ class OutboxRelay:
                 return 0
             producer = await self._ensure_producer()
             deliveries = []
-            for row in rows:
+            for index, row in enumerate(rows):
                 key, value, headers = to_kafka_record(
                     ce_id=row["ce_id"], ce_type=row["ce_type"], source=row["ce_source"], subject=row["ce_subject"],
                     time=row["ce_time"], key=row["message_key"], data=row["payload"],
                 )
                 deliveries.append(await producer.send(row["topic"], value=value, key=key, headers=headers))
+                if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                    # send() returns without suspending while the producer's buffer has room, so a large pass
+                    # would hold the event loop (and every request of the service sharing it) for milliseconds.
+                    await asyncio.sleep(0)
             await asyncio.gather(*deliveries)
             await conn.execute(
                 f"UPDATE {self._schema}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",

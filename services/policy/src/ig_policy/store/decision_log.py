@@ -34,6 +34,8 @@ LOG_FILTERED = Counter("ig_policy_decision_log_filtered_total", "Decision record
 LOG_DROPPED = Counter("ig_policy_decision_log_dropped_total", "Decision records lost to a full queue (overload)")
 LOG_FAILURES = Counter("ig_policy_decision_log_write_failures_total", "Batch writes that failed and were retried")
 LOG_QUEUE = Gauge("ig_policy_decision_log_queue", "Decisions waiting to be written")
+# Records built between two turns of the event loop (~0.1 ms each): requests wait for at most one chunk.
+_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,15 @@ class DecisionLog:
         return kept
 
     async def write(self, batch: Sequence[tuple[Any, Decision]]) -> None:
-        kept = self.records(batch)
+        kept: list[tuple[dict[str, Any], Decision]] = []
+        texts: list[str] = []
+        for start in range(0, len(batch), _CHUNK):
+            # The writer shares the event loop with the requests: a whole batch of records built in one go holds
+            # every request that arrives meanwhile for milliseconds, which is the decision latency's p95.
+            chunk = self.records(batch[start:start + _CHUNK])
+            kept += chunk
+            texts += [json.dumps(record, ensure_ascii=False) for record, _ in chunk]
+            await asyncio.sleep(0)
         dropped, first, last = self._dropped, self._first_drop, self._last_drop
         if not kept and not dropped:
             return
@@ -171,13 +181,16 @@ class DecisionLog:
                     [d.decision_id for _, d in kept], [d.evaluated_at for _, d in kept],
                     [d.verdict.result.value.lower() for _, d in kept], [d.verdict.rule_id for _, d in kept],
                     [str(r.get("tenant", "")) for r, _ in kept], [str(r.get("action", "")) for r, _ in kept],
-                    [d.policy_revision for _, d in kept], [json.dumps(r, ensure_ascii=False) for r, _ in kept],
+                    [d.policy_revision for _, d in kept], texts,
                 )
                 inserted = {row["decision_id"] for row in rows}
-                events = [
-                    decision_event(record, region=self._settings.region, evaluated_at=decision.evaluated_at)
-                    for record, decision in kept if decision.decision_id in inserted
-                ]
+                events = []
+                for index, (record, decision) in enumerate(kept):
+                    if decision.decision_id in inserted:
+                        events.append(decision_event(record, region=self._settings.region,
+                                                     evaluated_at=decision.evaluated_at))
+                    if index % _CHUNK == _CHUNK - 1:
+                        await asyncio.sleep(0)
                 await enqueue_many(conn, self._schema, events)
             if dropped and first is not None and last is not None:
                 await conn.execute(
