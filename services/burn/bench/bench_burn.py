@@ -49,7 +49,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "100"))
 RATES_PER_CLIENT = [float(r) for r in os.environ.get("BENCH_RATES_PER_CLIENT", "5,10").split(",")]
 RATE_PER_CLIENT = RATES_PER_CLIENT[0]
 OPEN_SECONDS = float(os.environ.get("BENCH_OPEN_LOOP_SECONDS", "15"))
-CLOSED_REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_CLOSED_REQUESTS_PER_CLIENT", "50"))
+CLOSED_REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_CLOSED_REQUESTS_PER_CLIENT", "300"))
 OFREP_PATH = "/ofrep/v1/evaluate/flags/bench0000.optimizedBuffer"
 CLIENT_MODEL = (f"open loop: {CLIENTS} OpenFeature SDK clients, each evaluating one flag at Poisson-distributed "
                 f"moments, {RATE_PER_CLIENT:g}/s per client ({CLIENTS * RATE_PER_CLIENT:g}/s in all), one request "
