@@ -39,6 +39,7 @@ from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_infra.components import Kafka, Postgres
 from ig_infra.paths import Paths
+from ig_infra.process import process_cpu_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
 from portal_stack import RELEASE, running_stack
@@ -185,12 +186,6 @@ async def raw_ledger_append(target: str) -> tuple[list[float], int, float]:
         return latencies, errors, time.monotonic() - started
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to express cost independent of machine load."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def admin(postgres: Postgres, statement: str) -> None:
     conn = await asyncpg.connect(postgres.dsn("postgres"))
     try:
@@ -208,9 +203,10 @@ def idle_cpu_ms_per_second(pids: dict[str, int], seconds: float = 5.0) -> dict[s
     """What each process burns with no request at all (relay polls, writer loops, the event loop's own timers):
     at a low request rate this fixed cost is a large share of the CPU per request."""
     time.sleep(3)  # let start-up work settle first (the first relay passes start their Kafka producers)
-    before = {process: cpu_seconds(pid) for process, pid in pids.items()}
+    before = {process: process_cpu_seconds(pid) for process, pid in pids.items()}
     time.sleep(seconds)
-    return {process: round((cpu_seconds(pid) - before[process]) * 1000 / seconds, 2) for process, pid in pids.items()}
+    return {process: round((process_cpu_seconds(pid) - before[process]) * 1000 / seconds, 2)
+            for process, pid in pids.items()}
 
 
 def run_phase(name: str, base: str, token: str, ids: list[str], pids: dict[str, int], *, seconds: float,
@@ -219,10 +215,11 @@ def run_phase(name: str, base: str, token: str, ids: list[str], pids: dict[str, 
     model = (f"{CLIENTS} clients, each pausing an exponential think time (mean {think_seconds:g} s) after every "
              "answer" if think_seconds else f"{CLIENTS} closed-loop clients (no think time)")
     print(f"{name}: {model}, {seconds:.0f} s over {len(ids)} artifacts ...", flush=True)
-    before = {process: cpu_seconds(pid) for process, pid in pids.items()} | {"load generator": own_cpu_seconds()}
+    before = ({process: process_cpu_seconds(pid) for process, pid in pids.items()}
+              | {"load generator": own_cpu_seconds()})
     latencies, errors, elapsed = asyncio.run(portal_load(base, token, ids, seconds=seconds,
                                                          think_seconds=think_seconds))
-    after = {process: cpu_seconds(pid) for process, pid in pids.items()} | {"load generator": own_cpu_seconds()}
+    after = {process: process_cpu_seconds(pid) for process, pid in pids.items()} | {"load generator": own_cpu_seconds()}
     total = sum(len(s) for s in latencies.values())
     return {
         "client_model": model, "seconds": round(elapsed, 1), "requests_per_second": round(total / elapsed, 1),

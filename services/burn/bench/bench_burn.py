@@ -37,7 +37,8 @@ from ig_infra.components import Kafka, Postgres
 from ig_infra.components.postgres import DB_USER, find_bin_dir
 from ig_infra.components.prometheus import PrivatePrometheus
 from ig_infra.paths import Paths
-from ofrep_load import closed_loop, open_loop, process_cpu_seconds
+from ig_infra.process import process_cpu_seconds
+from ofrep_load import closed_loop, open_loop
 
 SLOS = int(os.environ.get("BENCH_SLOS", "1000"))
 TICKS = int(os.environ.get("BENCH_TICKS", "5"))

@@ -14,20 +14,13 @@ server's was 3.7 ms).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ig_infra.loadgen import LoadResult, drive, http_call, loadgen_binary
+from ig_infra.process import process_cpu_seconds
 
 BODY = {"context": {"targetingKey": "user-1"}}
 WARMUP_PER_CLIENT = 2
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process: its own CPU, whatever else the machine is doing."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -40,6 +40,7 @@ from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_infra.components import Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
 from ig_infra.paths import Paths
+from ig_infra.process import process_cpu_seconds
 from ig_policy.testing import POLICIES, golden_cases, opa_binary, opa_process, policy_service, proto_from_input
 
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
@@ -102,12 +103,6 @@ class RssSampler:
                 "rss_mb_high_water": round(self._read("VmHWM:"), 1)}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process: a figure a busy machine does not distort the way latency is."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rego_coverage() -> float:
     out = subprocess.run([opa_binary(), "test", "--coverage", str(POLICIES)], capture_output=True, text=True,
                          check=True).stdout
@@ -161,13 +156,13 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, dec
     raw_rounds, decide_rounds = [], []
     cpu = {"opa_raw": 0.0, "opa_decide": 0.0, "service": 0.0}
     for _ in range(ROUNDS):
-        opa_before = cpu_seconds(opa_pid)
+        opa_before = process_cpu_seconds(opa_pid)
         raw_rounds.append(await raw(per_round, 0.0))
-        cpu["opa_raw"] += cpu_seconds(opa_pid) - opa_before
-        opa_before, service_before = cpu_seconds(opa_pid), cpu_seconds(pid)
+        cpu["opa_raw"] += process_cpu_seconds(opa_pid) - opa_before
+        opa_before, service_before = process_cpu_seconds(opa_pid), process_cpu_seconds(pid)
         decide_rounds.append(await decide(per_round, 0.0))
-        cpu["opa_decide"] += cpu_seconds(opa_pid) - opa_before
-        cpu["service"] += cpu_seconds(pid) - service_before
+        cpu["opa_decide"] += process_cpu_seconds(opa_pid) - opa_before
+        cpu["service"] += process_cpu_seconds(pid) - service_before
     raw_saturated, decide_saturated = merged(raw_rounds), merged(decide_rounds)
     cpu.update(client_raw=raw_saturated.cpu_s, client_decide=decide_saturated.cpu_s)
     saturation_phase = {

@@ -22,6 +22,12 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (/proc): a figure a busy machine does not distort the way latency is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())
