@@ -34,6 +34,7 @@ from ig_burn.devtools.harness import (
 from ig_burn.devtools.synthetic_exporter import Workload, serve
 from ig_common.events.envelope import ReceivedEvent, from_kafka_record
 from ig_infra.components.prometheus import PrivatePrometheus
+from ig_infra.kafka_reading import consumer_at
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
 
@@ -118,13 +119,8 @@ async def test_burn_above_20_percent_throttles_and_below_10_percent_rolls_back(
     slo, burn, workload = simulation["slo"], simulation["burn"], simulation["workload"]
     api.set_provider(OFREPProvider(burn.url), domain=slo)
     client = api.get_client(slo)
-    burn_events = AIOKafkaConsumer("ig.burn.v1", bootstrap_servers=kafka_bootstrap, group_id=f"t-{uuid.uuid4().hex}",
-                                   auto_offset_reset="earliest")
-    incident_events = AIOKafkaConsumer("ig.incidents.v1", bootstrap_servers=kafka_bootstrap,
-                                       group_id=f"t-{uuid.uuid4().hex}", auto_offset_reset="earliest")
-    await burn_events.start()
-    await incident_events.start()
-    try:
+    async with (consumer_at(kafka_bootstrap, "ig.burn.v1") as burn_events,
+                consumer_at(kafka_bootstrap, "ig.incidents.v1") as incident_events):
         # Healthy traffic first: measured (not stale), nothing consumed, flags at their normal values.
         await asyncio.to_thread(wait_for, lambda: not slo_burn(burn, slo)["stale"], timeout=60, what="first data")
         assert slo_burn(burn, slo)["monthlyBudgetConsumed"] == 0.0
@@ -175,6 +171,3 @@ async def test_burn_above_20_percent_throttles_and_below_10_percent_rolls_back(
         await asyncio.to_thread(wait_for, lambda: len(simulation["receiver"].bodies) == 2, timeout=15,
                                 what="resolved webhook")
         assert simulation["receiver"].bodies[1]["status"] == "resolved"
-    finally:
-        await burn_events.stop()
-        await incident_events.stop()

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer
 from google.protobuf import struct_pb2
 from ig.burn.v1 import burn_pb2, burn_pb2_grpc
 from ig.events.v1 import events_pb2
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
 from ig_burn.devtools.harness import BurnProcess, free_port, synthetic_slo_yaml, throttle_policy_yaml
 from ig_common.events.envelope import from_kafka_record
+from ig_infra.kafka_reading import consumer_at
 from openfeature import api
 from openfeature.client import OpenFeatureClient
 from openfeature.contrib.provider.ofrep import OFREPProvider
@@ -103,10 +103,7 @@ async def test_flag_changes_keep_history_publish_events_and_reach_openfeature(
         burn: BurnProcess, flags: flags_pb2_grpc.FlagServiceStub, feature_client: OpenFeatureClient,
         kafka_bootstrap: str) -> None:
     key = f"checkout.newFlow.{uuid.uuid4().hex[:8]}"
-    consumer = AIOKafkaConsumer("ig.flags.v1", bootstrap_servers=kafka_bootstrap, group_id=f"t-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
+    async with consumer_at(kafka_bootstrap, "ig.flags.v1") as consumer:
         for v, who, why in ((True, "alice", "launch"), (False, "bob", "rollback after errors")):
             await asyncio.to_thread(flags.SetFlag, flags_pb2.SetFlagRequest(
                 key=key, value=value(v), changed_by=who, reason=why), timeout=5)
@@ -125,8 +122,6 @@ async def test_flag_changes_keep_history_publish_events_and_reach_openfeature(
                             seen.append(event.parse(events_pb2.FlagChanged()))
         assert [(e.old_value.WhichOneof("kind"), e.new_value.bool_value, e.changed_by) for e in seen] == [
             ("null_value", True, "alice"), ("bool_value", False, "bob")]
-    finally:
-        await consumer.stop()
     with pytest.raises(grpc.RpcError) as caught:
         flags.GetFlag(flags_pb2.GetFlagRequest(key="never.set"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND

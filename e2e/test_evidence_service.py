@@ -22,7 +22,6 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig.events.v1 import events_pb2
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
@@ -30,6 +29,7 @@ from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.events.envelope import ReceivedEvent, from_kafka_record
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
+from ig_infra.kafka_reading import consumer_at
 
 pytestmark = pytest.mark.e2e
 
@@ -107,14 +107,11 @@ def write_inputs(root: Path, types: list[str] = COLLECTED_TYPES) -> Path:
     return root
 
 
-async def read_events(bootstrap: str, topic: str, want: int, match: object, within: float = 30.0
+async def read_events(bootstrap: str, topic: str, want: int, match: object, since: float, within: float = 30.0
                       ) -> list[ReceivedEvent]:
-    """Events on ``topic`` (from the beginning) for which ``match(event)`` holds, until ``want`` were seen."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+    """Events on ``topic`` produced from ``since`` on for which ``match(event)`` holds, until ``want`` were seen."""
     found: list[ReceivedEvent] = []
-    try:
+    async with consumer_at(bootstrap, topic, since=since) as consumer:
         deadline = asyncio.get_running_loop().time() + within
         while asyncio.get_running_loop().time() < deadline and len(found) < want:
             for records in (await consumer.getmany(timeout_ms=300)).values():
@@ -122,8 +119,6 @@ async def read_events(bootstrap: str, topic: str, want: int, match: object, with
                     event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
                     if match(event):  # type: ignore[operator]
                         found.append(event)
-    finally:
-        await consumer.stop()
     return found
 
 
@@ -182,6 +177,7 @@ def evidence_stub(service: RunningEvidence) -> evidence_pb2_grpc.EvidenceService
 
 def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kafka_bootstrap: str) -> None:
     stub = ledger_stub(service)
+    since = time.time()
     run = uuid.uuid4().hex[:8]  # the topic is shared with earlier runs: match this run's entries only
     appended = [stub.Append(ledger_pb2.AppendRequest(kind="e2e.test", subject=f"{run}-item-{i}", payload=b"p%d" % i))
                 for i in range(6)]
@@ -204,7 +200,7 @@ def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kaf
                               [bytes.fromhex(h) for h in consistency.hashes])
     assert stub.Verify(ledger_pb2.VerifyRequest()).ok
     events = asyncio.run(read_events(kafka_bootstrap, "ig.ledger.entries.v1", 6, lambda e: e.parse(
-        events_pb2.LedgerEntryAppended()).subject.startswith(run)))
+        events_pb2.LedgerEntryAppended()).subject.startswith(run), since))
     published = sorted((e.parse(events_pb2.LedgerEntryAppended()).seq, e.subject, e.type) for e in events)
     assert published == [(seq, str(seq), "ig.ledger.entry_appended.v1") for seq in seqs]
 
@@ -230,6 +226,7 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
                                                               kafka_bootstrap: str) -> None:
     stub = evidence_stub(service)
     archive = bundle / "evidence-v1.2.1.tar.gz"
+    since = time.time()
     first = stub.RegisterBundle(register_requests(archive, "v1.2.1", "acme"))
     again = stub.RegisterBundle(register_requests(archive, "v1.2.1", "acme"))
     assert not first.already_registered and again.already_registered
@@ -265,7 +262,7 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
     entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=first.ledger_seq)).entry
     assert entry.kind == "evidence.bundle_registered" and first.manifest_sha256.encode() in entry.payload
     events = asyncio.run(read_events(kafka_bootstrap, "ig.evidence.bundles.v1", 1, lambda e: e.parse(
-        events_pb2.BundleRegistered()).manifest_sha256 == first.manifest_sha256))
+        events_pb2.BundleRegistered()).manifest_sha256 == first.manifest_sha256, since))
     assert events and events[0].parse(events_pb2.BundleRegistered()).ledger_seq == first.ledger_seq
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,9 @@ import asyncpg
 import grpc
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.events.envelope import from_kafka_record
+from ig_infra.kafka_reading import consumer_at
 from ig_policy.testing import (
     GoldenCase,
     RunningService,
@@ -59,7 +59,14 @@ def stub(service: RunningService) -> Iterator[policy_pb2_grpc.PolicyServiceStub]
 
 
 @pytest.fixture(scope="module")
-def decided(stub: policy_pb2_grpc.PolicyServiceStub) -> dict[str, tuple[policy_pb2.DecideResponse | None, str]]:
+def deciding_since() -> float:
+    """When the contract cases started to be decided: their events on Kafka come after it."""
+    return time.time()
+
+
+@pytest.fixture(scope="module")
+def decided(stub: policy_pb2_grpc.PolicyServiceStub, deciding_since: float
+            ) -> dict[str, tuple[policy_pb2.DecideResponse | None, str]]:
     """Each contract case through the service: the reply, or the INVALID_ARGUMENT details."""
     answers: dict[str, tuple[policy_pb2.DecideResponse | None, str]] = {}
     for case in CONTRACT:
@@ -95,12 +102,9 @@ def test_service_and_rego_agree_on_the_golden_case(
     assert through_service == {k: direct[k] for k in through_service}
 
 
-async def _events_for(bootstrap: str, ids: set[str], within: float) -> dict[str, Any]:
-    consumer = AIOKafkaConsumer("ig.policy.decisions.v1", bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=f"test-policy-{uuid.uuid4().hex}", auto_offset_reset="earliest")
-    await consumer.start()
+async def _events_for(bootstrap: str, ids: set[str], since: float, within: float) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    try:
+    async with consumer_at(bootstrap, "ig.policy.decisions.v1", since=since) as consumer:
         deadline = asyncio.get_running_loop().time() + within
         while set(found) != ids and asyncio.get_running_loop().time() < deadline:
             for records in (await consumer.getmany(timeout_ms=300)).values():
@@ -108,13 +112,12 @@ async def _events_for(bootstrap: str, ids: set[str], within: float) -> dict[str,
                     event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
                     if event.subject in ids:
                         found[event.subject] = event
-    finally:
-        await consumer.stop()
     return found
 
 
 async def test_decisions_are_logged_masked_and_published(
-    decided: dict[str, tuple[policy_pb2.DecideResponse | None, str]], database_url: str, kafka_bootstrap: str
+    decided: dict[str, tuple[policy_pb2.DecideResponse | None, str]], deciding_since: float, database_url: str,
+    kafka_bootstrap: str,
 ) -> None:
     ids = {reply.decision_id for reply, _ in decided.values() if reply is not None}
     conn = await asyncpg.connect(database_url)
@@ -131,7 +134,7 @@ async def test_decisions_are_logged_masked_and_published(
     record = json.loads(rows[0]["record"])
     assert "id" not in record["input"]["actor"], "the default mask erases /input/actor/id"
     assert record["subject"].startswith("sha256:") and record["policyRevision"].startswith("sha256:")
-    events = await _events_for(kafka_bootstrap, ids, within=60)
+    events = await _events_for(kafka_bootstrap, ids, deciding_since, within=60)
     assert set(events) == ids
     assert all(e.type == "ig.policy.decision.v1" and e.id == f"evt_{e.subject}" for e in events.values())
 

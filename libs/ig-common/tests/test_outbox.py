@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 from ig.events.v1 import events_pb2
 from ig_common.db import create_pool, prepare_schema
 from ig_common.events.envelope import OutgoingEvent, from_kafka_record
 from ig_common.events.outbox import OutboxRelay, enqueue
 from ig_common.events.topics import MIGRATION
+from ig_infra.kafka_reading import consumer_at
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +28,10 @@ def phase_event(change: str) -> OutgoingEvent:
                          subject=change, key=change)
 
 
-async def collect(bootstrap: str, topic: str, wanted: set[str], within: float) -> Counter[str]:
-    """Read ``topic`` from the beginning until every wanted ce_id was seen (or time runs out)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+async def collect(bootstrap: str, topic: str, wanted: set[str], since: float, within: float) -> Counter[str]:
+    """Read ``topic`` from ``since`` on until every wanted ce_id was seen (or time runs out)."""
     seen: Counter[str] = Counter()
-    try:
+    async with consumer_at(bootstrap, topic, since=since) as consumer:
         deadline = asyncio.get_running_loop().time() + within
         while asyncio.get_running_loop().time() < deadline:
             batches = await consumer.getmany(timeout_ms=300)
@@ -51,8 +49,6 @@ async def collect(bootstrap: str, topic: str, wanted: set[str], within: float) -
                         if event.id in wanted:
                             seen[event.id] += 1
                 break
-    finally:
-        await consumer.stop()
     return seen
 
 
@@ -67,6 +63,7 @@ async def outbox_pool(database_url: str, tmp_path: Path) -> asyncpg.Pool:
 async def test_events_commit_with_state_and_are_published_once(
     outbox_pool: asyncpg.Pool, kafka_bootstrap: str
 ) -> None:
+    since = time.time()
     events = [phase_event(f"change-{uuid.uuid4().hex[:8]}") for _ in range(20)]
     async with outbox_pool.acquire() as conn, conn.transaction():
         for event in events:
@@ -82,7 +79,7 @@ async def test_events_commit_with_state_and_are_published_once(
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        seen = await collect(kafka_bootstrap, MIGRATION, {e.id for e in events} | {rolled_back.id}, within=30)
+        seen = await collect(kafka_bootstrap, MIGRATION, {e.id for e in events} | {rolled_back.id}, since, within=30)
     finally:
         stop.set()
         await task
@@ -94,6 +91,7 @@ async def test_kafka_outage_loses_nothing_and_duplicates_nothing(
     outbox_pool: asyncpg.Pool, kafka_bootstrap: str, infra: object
 ) -> None:
     kafka = infra.kafka  # type: ignore[attr-defined]
+    since = time.time()
     relay = OutboxRelay(outbox_pool, "outbox_test", kafka_bootstrap, max_backoff=1.0)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
@@ -109,7 +107,7 @@ async def test_kafka_outage_loses_nothing_and_duplicates_nothing(
             [e.id for e in events])
         assert waiting == len(events)
         await asyncio.to_thread(kafka.start)
-        seen = await collect(kafka_bootstrap, MIGRATION, {e.id for e in events}, within=60)
+        seen = await collect(kafka_bootstrap, MIGRATION, {e.id for e in events}, since, within=60)
     finally:
         if not await asyncio.to_thread(kafka.healthy):
             await asyncio.to_thread(kafka.start)
