@@ -1,7 +1,7 @@
 """pytest fixtures for tests that talk to the real infrastructure started by ``ig-infra up``.
 
-Each test session gets its own PostgreSQL database (dropped at the end); Kafka topics are shared, so tests
-that consume use their own consumer groups or topics.
+Each test session gets its own PostgreSQL database (dropped at the end); Kafka topics are shared and keep earlier
+runs' traffic, so tests that consume read from the moment they acted (``ig_infra.kafka_reading.consumer_at``).
 """
 
 from __future__ import annotations
