@@ -19,11 +19,15 @@ class ServiceSpec:
     http_port: int
     grpc_port: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Settings naming a directory of the service's own data: each gets a directory under IG_RUN_DIR, so that two
+    # stacks on one machine (a developer's and a CI clone's) never share one.
+    data_dirs: dict[str, str] = field(default_factory=dict)
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051),
-    ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052),
+    ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052,
+                data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}),
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053),
     ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054),
     # The demo auditor downloads a whole release (about two dozen files) in one go.
@@ -49,6 +53,7 @@ def grpc_healthy(port: int) -> bool:
 class ServiceProcess:
     def __init__(self, spec: ServiceSpec, paths: Paths) -> None:
         self.spec = spec
+        self.paths = paths
         self.dir = paths.component_dir("services")
         self.log_file = self.dir / f"{spec.name}.log"
         self.pid_file = self.dir / f"{spec.name}.pid"
@@ -66,6 +71,7 @@ class ServiceProcess:
             return
         ensure_port_free("127.0.0.1", self.spec.http_port, self.spec.name, "its IG_HTTP_PORT")
         env = {"IG_SERVICE_NAME": self.spec.name, "IG_HTTP_PORT": str(self.spec.http_port), **self.spec.extra_env}
+        env.update({name: str(self.paths.component_dir(sub)) for name, sub in self.spec.data_dirs.items()})
         if self.spec.grpc_port is not None:
             ensure_port_free("127.0.0.1", self.spec.grpc_port, self.spec.name, "its IG_GRPC_PORT")
             env["IG_GRPC_PORT"] = str(self.spec.grpc_port)

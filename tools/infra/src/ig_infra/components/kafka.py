@@ -90,6 +90,10 @@ class Kafka(Component):
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             "log.retention.hours=168",
+            # The local broker outlives runs and the benchmarks publish hundreds of MB: at most 256 MiB per
+            # partition, in 64 MiB segments (retention deletes whole segments only).
+            "log.retention.bytes=268435456",
+            "log.segment.bytes=67108864",
             "",
         ]))
         (self.dir / "log4j.properties").write_text(LOG4J)
