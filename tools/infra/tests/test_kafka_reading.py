@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,10 +14,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def topic(infra: Any) -> str:
+def topic(infra: Any) -> Iterator[str]:
     name = f"test.kafka-reading.{uuid.uuid4().hex[:8]}"
     infra.kafka.create_topics([name], partitions=3)
-    return str(name)
+    yield name
+    infra.kafka.delete_topics([name])  # the broker is shared: leave no topic per run behind
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:

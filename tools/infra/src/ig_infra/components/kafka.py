@@ -138,6 +138,9 @@ class Kafka(Component):
     def create_topics(self, topics: list[str], partitions: int = 3) -> list[str]:
         return asyncio.run(_create_topics(self.bootstrap, topics, partitions))
 
+    def delete_topics(self, topics: list[str]) -> None:
+        asyncio.run(_delete_topics(self.bootstrap, topics))
+
 
 async def _metadata_ok(bootstrap: str) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
@@ -165,5 +168,16 @@ async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> 
             await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1)
                                        for t in missing])
         return missing
+    finally:
+        await admin.close()
+
+
+async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
     finally:
         await admin.close()
