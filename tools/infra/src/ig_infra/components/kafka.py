@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import subprocess
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from ig_infra.components.base import Component, env_port
 from ig_infra.prereqs import require
@@ -142,42 +145,39 @@ class Kafka(Component):
         asyncio.run(_delete_topics(self.bootstrap, topics))
 
 
-async def _metadata_ok(bootstrap: str) -> bool:
+@contextlib.asynccontextmanager
+async def _admin(bootstrap: str, timeout_ms: int = 10000) -> AsyncIterator[Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
     try:
         await admin.start()
-        await admin.list_topics()
-        return True
-    except Exception:
-        return False
+        yield admin
     finally:
         await admin.close()
 
 
-async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
+async def _metadata_ok(bootstrap: str) -> bool:
     try:
+        async with _admin(bootstrap, timeout_ms=3000) as admin:
+            await admin.list_topics()
+        return True
+    except Exception:
+        return False
+
+
+async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> list[str]:
+    from aiokafka.admin import NewTopic
+
+    async with _admin(bootstrap) as admin:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
             await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1)
                                        for t in missing])
         return missing
-    finally:
-        await admin.close()
 
 
 async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
-    try:
+    async with _admin(bootstrap) as admin:
         await admin.delete_topics(topics)
-    finally:
-        await admin.close()
