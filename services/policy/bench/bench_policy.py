@@ -40,7 +40,7 @@ from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_infra.components import Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
 from ig_infra.paths import Paths
-from ig_infra.process import process_cpu_seconds
+from ig_infra.process import child_pids, process_cpu_seconds
 from ig_policy.testing import POLICIES, golden_cases, opa_binary, opa_process, policy_service, proto_from_input
 
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
@@ -139,8 +139,10 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, dec
     differing = await answers_differing(opa_url, grpc_address, mix)
     await raw(WARMUP, 0.0)
     await decide(WARMUP, 0.0)
-    sampler = RssSampler(pid)
-    sampling = asyncio.create_task(sampler.run())
+    # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
+    (writer_pid,) = child_pids(pid)
+    sampler, writer_sampler = RssSampler(pid), RssSampler(writer_pid)
+    sampling = [asyncio.create_task(sampler.run()), asyncio.create_task(writer_sampler.run())]
 
     per_round = decisions // ROUNDS
     raw_rounds, decide_rounds = [], []
@@ -154,15 +156,17 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, dec
 
     per_round = saturation_decisions // ROUNDS
     raw_rounds, decide_rounds = [], []
-    cpu = {"opa_raw": 0.0, "opa_decide": 0.0, "service": 0.0}
+    cpu = {"opa_raw": 0.0, "opa_decide": 0.0, "service": 0.0, "service_log_writer": 0.0}
     for _ in range(ROUNDS):
         opa_before = process_cpu_seconds(opa_pid)
         raw_rounds.append(await raw(per_round, 0.0))
         cpu["opa_raw"] += process_cpu_seconds(opa_pid) - opa_before
         opa_before, service_before = process_cpu_seconds(opa_pid), process_cpu_seconds(pid)
+        writer_before = process_cpu_seconds(writer_pid)
         decide_rounds.append(await decide(per_round, 0.0))
         cpu["opa_decide"] += process_cpu_seconds(opa_pid) - opa_before
         cpu["service"] += process_cpu_seconds(pid) - service_before
+        cpu["service_log_writer"] += process_cpu_seconds(writer_pid) - writer_before
     raw_saturated, decide_saturated = merged(raw_rounds), merged(decide_rounds)
     cpu.update(client_raw=raw_saturated.cpu_s, client_decide=decide_saturated.cpu_s)
     saturation_phase = {
@@ -172,8 +176,8 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, dec
         "cpu_ms_per_decision": {name: round(seconds * 1000 / (per_round * ROUNDS), 3)
                                 for name, seconds in cpu.items()},
     }
-    memory = sampler.stop()
-    await sampling
+    memory = {**sampler.stop(), "log_writer": writer_sampler.stop()}
+    await asyncio.gather(*sampling)
     raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase["decide_grpc"]
     return {
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
@@ -268,7 +272,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"    goal >= 2,000 decisions/s; engine_unavailable {saturation['engine_unavailable']}; "
           f"CPU ms per decision {saturation['cpu_ms_per_decision']}")
     machine = report["machine"]
-    print(f"  service RSS peak {report['service_memory']['rss_mb_peak']:.0f} MB; answers differing from raw OPA "
+    memory = report["service_memory"]
+    print(f"  service RSS peak {memory['rss_mb_peak']:.0f} MB + its decision-log writer "
+          f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA "
           f"{report['answers_differing_from_raw_opa']}; load avg {machine['loadavg_before'][0]} -> "
           f"{machine['loadavg_after'][0]} on {machine['cpus']} CPUs")
 

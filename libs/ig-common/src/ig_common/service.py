@@ -77,8 +77,10 @@ async def run_service(
     http_routes: HttpFactory | None = None,
     on_start: StartHook | None = None,
     reset_sessions: bool = True,
+    relay_outbox: bool = True,
 ) -> None:
-    """``reset_sessions=False``: see ``ig_common.db.create_pool(reset_session=...)``."""
+    """``reset_sessions=False``: see ``ig_common.db.create_pool(reset_session=...)``. ``relay_outbox=False``: a
+    helper process of the service publishes its outbox, so this process runs no relay."""
     configure_logging(settings.service_name, settings.log_level, settings.region)
     configure_tracing(settings.service_name, settings.region, sample_ratio=settings.trace_sample_ratio)
     stop = stop_on_signals()
@@ -87,7 +89,8 @@ async def run_service(
         await prepare_schema(pool, schema, migrations)
         relay = OutboxRelay(pool, schema, settings.kafka_bootstrap)
         runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop)
-        runtime.spawn(relay.run(stop), "outbox-relay")
+        if relay_outbox:
+            runtime.spawn(relay.run(stop), "outbox-relay")
         if on_start is not None:
             await on_start(runtime)
 

@@ -1,4 +1,4 @@
-"""Wiring only: settings -> OPA engine, decision log, decision service -> gRPC + AuthZEN HTTP."""
+"""Wiring only: settings -> OPA engine, decision-log writer process, decision service -> gRPC + AuthZEN HTTP."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from ig_common.settings import load_settings
 from ig_policy.api.authzen import mount_authzen
 from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.decisions import DecisionService
-from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
-from ig_policy.store.decision_log import DecisionLog, LogSettings
+from ig_policy.store.log_process import DecisionLogProcess
 
 
 def main() -> None:
@@ -27,18 +26,18 @@ def main() -> None:
         await engine.start()
         await engine.refresh_revision()
         runtime.spawn(engine.keep_revision_fresh(runtime.stop, settings.policy_revision_refresh_s), "policy-revision")
-        decision_log = DecisionLog(runtime.pool, runtime.schema, runtime.relay, LogSettings(
-            region=settings.region, mask_rules=parse_mask_rules(settings.decision_log_mask),
-            drop_rules=parse_drop_rules(settings.decision_log_drop), queue_size=settings.decision_log_queue_size,
-            batch_size=settings.decision_log_batch_size, flush_interval=settings.decision_log_flush_ms / 1000,
-        ))
-        runtime.spawn(decision_log.run(runtime.stop), "decision-log")
+        # The decision log and the outbox relay run in a writer process of their own (ig_policy.log_writer).
+        decision_log = DecisionLogProcess(flush_interval=settings.decision_log_handoff_ms / 1000,
+                                          max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
+        runtime.spawn(decision_log.run(), "decision-log-writer")
+        await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
         wired["decisions"] = DecisionService(engine, decision_log)
 
-    # reset_sessions=False: the decision log and the relay keep no session state on a pooled connection (the
-    # migration advisory lock is unlocked explicitly), so the pool's reset query per release is a wasted round trip.
+    # reset_sessions=False: this process's pool runs the migrations (their advisory lock is unlocked explicitly)
+    # and the readiness probe and keeps no session state, so the pool's reset query per release is a wasted round
+    # trip. relay_outbox=False: the writer process publishes the outbox.
     run_process(run_service(
-        settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=on_start, reset_sessions=False,
+        settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=on_start, reset_sessions=False, relay_outbox=False,
         grpc_services=lambda runtime: [policy_grpc_service(wired["decisions"])],
         http_routes=lambda runtime, app: mount_authzen(app, wired["decisions"]),
     ))

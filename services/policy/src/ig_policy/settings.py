@@ -37,6 +37,11 @@ class Settings(GrpcServiceSettings):
     decision_log_queue_size: int = Field(default=20_000, ge=1)
     decision_log_batch_size: int = Field(default=500, ge=1, le=10_000)
     decision_log_flush_ms: int = Field(default=200, ge=1, le=60_000)
+    # The service hands decisions to its writer process (which batches, writes and publishes them) every
+    # handoff_ms; past handoff_buffer_mb waiting unsent (writer gone or far behind) a decision counts as dropped.
+    decision_log_handoff_ms: int = Field(default=50, ge=1, le=10_000)
+    decision_log_handoff_buffer_mb: int = Field(default=32, ge=1, le=4096)
+    decision_log_writer_start_s: float = Field(default=60.0, gt=0, le=600)
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
 

@@ -28,6 +28,14 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (/proc), e.g. a helper process a service started."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
 def read_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())

@@ -126,6 +126,21 @@ class OutboxRelay:
             stopping.cancel()
         await self._drop_producer()
 
+    async def publish_backlog(self, within_s: float) -> None:
+        """At shutdown, after ``run`` ended: publish what is left, for up to ``within_s`` (the rest stays in the
+        outbox for the next relay), then close the producer."""
+        try:
+            async with asyncio.timeout(within_s):
+                while await self.relay_once():
+                    pass
+        except TimeoutError:
+            log.warning("outbox_backlog_left_at_shutdown", schema=self._schema, timeout_s=within_s)
+        except Exception as error:
+            OUTBOX_FAILURES.labels(self._schema).inc()
+            log.warning("outbox_relay_failed", schema=self._schema, error=str(error) or type(error).__name__)
+        finally:
+            await self._drop_producer()
+
     async def relay_once(self) -> int:
         """Publish one batch; returns how many events were published."""
         async with self._pool.acquire() as conn, conn.transaction():

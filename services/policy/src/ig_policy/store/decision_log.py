@@ -82,6 +82,17 @@ class DecisionLog:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def unsettled(self) -> int:
+        """Decisions submitted and neither written, filtered nor counted as dropped yet."""
+        return self._queue.qsize() + len(self._batch)
+
+    def record_loss(self, count: int, first: datetime, last: datetime) -> None:
+        """Decisions lost before they reached this log (and counted where they were lost): record the gap."""
+        self._first_drop = first if self._first_drop is None else min(self._first_drop, first)
+        self._last_drop = last if self._last_drop is None else max(self._last_drop, last)
+        self._dropped += count
+
     async def run(self, stop: asyncio.Event) -> None:
         """Write batches until ``stop``; on stop or cancellation, write what is still queued."""
         try:
@@ -98,13 +109,13 @@ class DecisionLog:
     async def drain(self) -> None:
         """Write everything taken or queued now (shutdown, tests); a final failure is counted as lost."""
         while self._batch or not self._queue.empty():
-            batch = self._batch or self._take(self._settings.batch_size)
-            self._batch = []
+            self._batch = self._batch or self._take(self._settings.batch_size)
             try:
-                await self.write(batch)
+                await self.write(self._batch)
             except Exception as error:
-                LOG_DROPPED.inc(len(batch))
-                log.error("decision_log_lost_on_shutdown", records=len(batch), error=str(error))
+                LOG_DROPPED.inc(len(self._batch))
+                log.error("decision_log_lost_on_shutdown", records=len(self._batch), error=str(error))
+            self._batch = []
 
     async def _collect_batch(self) -> None:
         """Fill ``self._batch`` (kept on the instance so a cancellation mid-collection loses nothing)."""

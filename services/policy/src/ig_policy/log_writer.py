@@ -1,0 +1,111 @@
+"""Wiring of the decision-log writer process: the service's settings -> PostgreSQL -> decision log + outbox relay.
+
+Started by the service (``ig_policy.store.log_process``) with one end of a socket pair as its argument. It ends
+when the service closes that socket: it writes what it holds, publishes what it wrote, reports and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+
+import structlog
+from ig_common.db import create_pool
+from ig_common.events.outbox import OutboxRelay
+from ig_common.logging import configure_logging
+from ig_common.service import run_process
+from ig_common.settings import load_settings
+from ig_common.telemetry import configure_tracing
+
+from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
+from ig_policy.settings import Settings
+from ig_policy.store import SCHEMA
+from ig_policy.store.decision_log import DecisionLog, LogSettings
+from ig_policy.store.handoff import Decisions, Lost, Status, encode, metric_totals, read_message
+from ig_policy.store.log_process import MIRRORED_COUNTERS, MIRRORED_GAUGES
+
+log = structlog.get_logger(__name__)
+REPORT_EVERY_S = 0.5
+# After the last decision is written, how long the writer keeps publishing the outbox before it exits (what is
+# left stays in the outbox and the next writer publishes it).
+FINAL_PUBLISH_S = 5.0
+
+
+def log_settings(settings: Settings) -> LogSettings:
+    return LogSettings(
+        region=settings.region, mask_rules=parse_mask_rules(settings.decision_log_mask),
+        drop_rules=parse_drop_rules(settings.decision_log_drop), queue_size=settings.decision_log_queue_size,
+        batch_size=settings.decision_log_batch_size, flush_interval=settings.decision_log_flush_ms / 1000,
+    )
+
+
+class Writer:
+    def __init__(self, decision_log: DecisionLog, stream: asyncio.StreamWriter) -> None:
+        self.decision_log = decision_log
+        self.stream = stream
+        self.received = 0
+
+    def report(self) -> None:
+        settled = self.received - self.decision_log.unsettled
+        self.stream.write(encode(Status(settled, metric_totals(MIRRORED_COUNTERS + MIRRORED_GAUGES))))
+
+    async def report_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S)
+            self.report()
+
+    async def take(self, reader: asyncio.StreamReader) -> None:
+        """Everything the service hands over, until it closes its end."""
+        while (message := await read_message(reader)) is not None:
+            if isinstance(message, Decisions):
+                for policy_input, decision in message.batch:
+                    self.decision_log.submit(policy_input, decision)
+                self.received += len(message.batch)
+            elif isinstance(message, Lost):
+                self.decision_log.record_loss(message.count, message.first, message.last)
+
+
+async def write_decisions(settings: Settings, fd: int) -> None:
+    configure_logging(settings.service_name, settings.log_level, settings.region)
+    structlog.contextvars.bind_contextvars(process="decision-log-writer")
+    configure_tracing(settings.service_name, settings.region, sample_ratio=settings.trace_sample_ratio)
+    reader, stream = await asyncio.open_connection(sock=socket.socket(fileno=fd))
+    pool = await create_pool(settings.database_url, reset_session=False)
+    try:
+        relay = OutboxRelay(pool, SCHEMA, settings.kafka_bootstrap)
+        writer = Writer(DecisionLog(pool, SCHEMA, relay, log_settings(settings)), stream)
+        stop_writing, stop_relaying = asyncio.Event(), asyncio.Event()
+        writing = asyncio.create_task(writer.decision_log.run(stop_writing))
+        relaying = asyncio.create_task(relay.run(stop_relaying))
+        writer.report()
+        reporting = asyncio.create_task(writer.report_regularly())
+        log.info("decision_log_writer_started")
+        try:
+            await writer.take(reader)
+        finally:
+            stop_writing.set()
+            await writing
+            stop_relaying.set()
+            await relaying
+            await relay.publish_backlog(FINAL_PUBLISH_S)
+            reporting.cancel()
+            writer.report()
+            await stream.drain()
+            stream.close()
+            log.info("decision_log_writer_stopped", received=writer.received)
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    # The service decides when its writer stops (by closing the socket, after the last decision): a Ctrl-C or a
+    # SIGTERM sent to the whole process group must not end the writer first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    run_process(write_decisions(load_settings(Settings), int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
