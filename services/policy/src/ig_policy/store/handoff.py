@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 from ig_policy.domain.model import Decision
 
 _LENGTH = struct.Struct(">I")
-# A frame is one batch of decisions (the service flushes every few milliseconds); anything larger is a bug.
+# A frame is one hand-over interval's decisions (50 ms by default: kilobytes); anything this large is a bug.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 # Metric key: (sample name, sorted label pairs).
