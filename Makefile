@@ -40,9 +40,10 @@ bootstrap: ## install uv (if missing) and the locked Python workspace
 # The Go tools `make up` needs (cosign signs the release's evidence), built before the infra starts, two at a time.
 UP_TOOLS := opa pushgateway prometheus dex cosign
 
+# The release flow finds the infrastructure where ig-infra put it (IG_PG_PORT, IG_PROMETHEUS_PORT... may move it).
 up: bootstrap up-tools infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
 	@$(RUN) ig-infra status
-	IG_PUSHGATEWAY_URL="$$($(RUN) ig-infra env | sed -n 's/^export IG_PUSHGATEWAY_URL=//p')" \
+	eval "$$($(RUN) ig-infra env)" && \
 		$(RUN) ig-release run --version v1.2.1 --profile demo --artifacts $(ARTIFACTS)/release
 
 down: ## stop the services and the infrastructure
