@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ig_policy.domain.losses import Gap, LossTally
 from ig_policy.domain.masking import (
     apply_masks,
     mask_explanation,
@@ -237,3 +238,18 @@ def test_revision_ignores_order_but_not_content() -> None:
     assert one != policy_revision(["package a", "package b"], {"x": 2})
     assert one != policy_revision(["package a", "package c"], {"x": 1})
     assert one.startswith("sha256:") and len(one) == len("sha256:") + 32
+
+
+def test_a_loss_tally_spans_its_losses_and_keeps_what_came_after_a_recorded_gap() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    tally = LossTally()
+    assert tally.pending is None and tally.add(0, t0) is False
+    assert tally.add(2, t0 + timedelta(seconds=5)) is True, "the first loss of a run is the moment to warn"
+    assert tally.add(3, t0, t0 + timedelta(seconds=9)) is False
+    recorded = tally.pending
+    assert recorded == Gap(5, t0, t0 + timedelta(seconds=9))
+    tally.add(1, t0 + timedelta(seconds=20))  # while the gap row was being written
+    tally.settle(recorded)
+    assert tally.pending is not None and tally.pending.count == 1
+    tally.settle(Gap(1, t0, t0))
+    assert tally.pending is None

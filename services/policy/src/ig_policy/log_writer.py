@@ -19,11 +19,12 @@ from ig_common.service import run_process
 from ig_common.settings import load_settings
 from ig_common.telemetry import configure_tracing
 
+from ig_policy.domain.losses import Gap
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.settings import Settings
 from ig_policy.store import SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.store.handoff import Decisions, Lost, Status, encode, metric_totals, read_message
+from ig_policy.store.handoff import Decisions, Status, encode, metric_totals, read_message
 from ig_policy.store.log_process import MIRRORED_COUNTERS, MIRRORED_GAUGES
 
 log = structlog.get_logger(__name__)
@@ -63,8 +64,8 @@ class Writer:
                 for policy_input, decision in message.batch:
                     self.decision_log.submit(policy_input, decision)
                 self.received += len(message.batch)
-            elif isinstance(message, Lost):
-                self.decision_log.record_loss(message.count, message.first, message.last)
+            elif isinstance(message, Gap):
+                self.decision_log.record_loss(message)
 
 
 async def write_decisions(settings: Settings, fd: int) -> None:

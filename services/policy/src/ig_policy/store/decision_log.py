@@ -22,6 +22,7 @@ import structlog
 from ig_common.events.outbox import OutboxRelay, enqueue_many
 from prometheus_client import Counter, Gauge
 
+from ig_policy.domain.losses import Gap, LossTally
 from ig_policy.domain.masking import DropRule, MaskRule, apply_masks
 from ig_policy.domain.model import Decision
 from ig_policy.domain.record import build_log_record
@@ -56,9 +57,7 @@ class DecisionLog:
         self._relay = relay
         self._settings = settings
         self._queue: asyncio.Queue[tuple[Any, Decision]] = asyncio.Queue(maxsize=settings.queue_size)
-        self._dropped = 0
-        self._first_drop: datetime | None = None
-        self._last_drop: datetime | None = None
+        self._losses = LossTally()
         self._batch: list[tuple[Any, Decision]] = []
         self.written = 0
 
@@ -68,12 +67,8 @@ class DecisionLog:
             self._queue.put_nowait((policy_input, decision))
         except asyncio.QueueFull:
             LOG_DROPPED.inc()
-            now = datetime.now(UTC)
-            if self._dropped == 0:
-                self._first_drop = now
+            if self._losses.add(1, datetime.now(UTC)):
                 log.warning("decision_log_overloaded", queue_size=self._settings.queue_size)
-            self._dropped += 1
-            self._last_drop = now
             return False
         LOG_QUEUE.set(self._queue.qsize())
         return True
@@ -87,11 +82,9 @@ class DecisionLog:
         """Decisions submitted and neither written, filtered nor counted as dropped yet."""
         return self._queue.qsize() + len(self._batch)
 
-    def record_loss(self, count: int, first: datetime, last: datetime) -> None:
+    def record_loss(self, gap: Gap) -> None:
         """Decisions lost before they reached this log (and counted where they were lost): record the gap."""
-        self._first_drop = first if self._first_drop is None else min(self._first_drop, first)
-        self._last_drop = last if self._last_drop is None else max(self._last_drop, last)
-        self._dropped += count
+        self._losses.add(gap.count, gap.first, gap.last)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Write batches until ``stop``; on stop or cancellation, write what is still queued."""
@@ -177,8 +170,8 @@ class DecisionLog:
             kept += chunk
             texts += [json.dumps(record, ensure_ascii=False) for record, _ in chunk]
             await asyncio.sleep(0)
-        dropped, first, last = self._dropped, self._first_drop, self._last_drop
-        if not kept and not dropped:
+        gap = self._losses.pending
+        if not kept and gap is None:
             return
         async with self._pool.acquire() as conn, conn.transaction():
             inserted: set[str] = set()
@@ -203,16 +196,14 @@ class DecisionLog:
                     if index % _CHUNK == _CHUNK - 1:
                         await asyncio.sleep(0)
                 await enqueue_many(conn, self._schema, events)
-            if dropped and first is not None and last is not None:
+            if gap is not None:
                 await conn.execute(
                     f"""INSERT INTO {self._schema}.decision_log_gaps (dropped, first_dropped_at, last_dropped_at)
-                        VALUES ($1, $2, $3)""", dropped, first, last,
+                        VALUES ($1, $2, $3)""", gap.count, gap.first, gap.last,
                 )
-        if dropped:
-            self._dropped -= dropped
-            if self._dropped == 0:
-                self._first_drop = None
-            log.warning("decision_log_gap_recorded", dropped=dropped)
+        if gap is not None:
+            self._losses.settle(gap)
+            log.warning("decision_log_gap_recorded", dropped=gap.count)
         LOG_WRITTEN.inc(len(inserted))
         self.written += len(inserted)
         if self._relay is not None and inserted:

@@ -1,9 +1,9 @@
 """The wire between the service process and its decision-log writer: framed messages and mirrored metrics.
 
 Both ends are this service's own processes on one socket pair, so a frame is a 4-byte length and a pickle.
-Service -> writer: ``Decisions(batch)`` and ``Lost(count, first, last)``. Writer -> service: ``Status(settled,
-totals)`` - how many decisions it has written or filtered so far, and its metric totals, which the service
-process exposes on its own /metrics (one scrape target per pod, as before).
+Service -> writer: ``Decisions(batch)``, and a ``Gap`` of decisions it could not hand over, for the writer to
+record. Writer -> service: ``Status(settled, totals)`` - how many decisions it has written or filtered so far, and
+its metric totals, which the service process exposes on its own /metrics (one scrape target per pod, as before).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pickle
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from ig_policy.domain.losses import Gap
 from ig_policy.domain.model import Decision
 
 _LENGTH = struct.Struct(">I")
@@ -34,21 +34,12 @@ class Decisions:
 
 
 @dataclass(frozen=True)
-class Lost:
-    """Decisions the service could not hand over (writer gone or far behind): the writer records the gap."""
-
-    count: int
-    first: datetime
-    last: datetime
-
-
-@dataclass(frozen=True)
 class Status:
     settled: int
     totals: dict[MetricKey, float]
 
 
-Message = Decisions | Lost | Status
+Message = Decisions | Gap | Status
 
 
 def encode(message: Message) -> bytes:
@@ -66,7 +57,7 @@ async def read_message(reader: asyncio.StreamReader) -> Message | None:
         message = pickle.loads(await reader.readexactly(length))
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    if not isinstance(message, Decisions | Lost | Status):
+    if not isinstance(message, Decisions | Gap | Status):
         raise TypeError(f"unexpected handoff message {type(message).__name__}")
     return message
 

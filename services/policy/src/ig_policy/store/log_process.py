@@ -25,9 +25,10 @@ from typing import Any
 import structlog
 from ig_common.events.outbox import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_PUBLISHED
 
+from ig_policy.domain.losses import LossTally
 from ig_policy.domain.model import Decision
 from ig_policy.store.decision_log import LOG_DROPPED, LOG_FAILURES, LOG_FILTERED, LOG_QUEUE, LOG_WRITTEN
-from ig_policy.store.handoff import Decisions, Lost, MetricMirror, Status, encode, read_message
+from ig_policy.store.handoff import Decisions, MetricMirror, Status, encode, read_message
 
 log = structlog.get_logger(__name__)
 
@@ -60,9 +61,7 @@ class DecisionLogProcess:
         self._ready = asyncio.Event()
         self._sent = 0
         self._settled = 0
-        self._lost = 0
-        self._first_lost: datetime | None = None
-        self._last_lost: datetime | None = None
+        self._losses = LossTally()
         self.restarts = 0
 
     # -- the request path --------------------------------------------------------------------------------------
@@ -86,10 +85,10 @@ class DecisionLogProcess:
         if writer is None or writer.is_closing():
             self._count_lost(len(batch))
             return
-        if self._lost:
-            writer.write(encode(Lost(self._lost, self._first_lost or datetime.now(UTC),
-                                     self._last_lost or datetime.now(UTC))))
-            self._lost, self._first_lost, self._last_lost = 0, None, None
+        gap = self._losses.pending
+        if gap is not None:
+            writer.write(encode(gap))
+            self._losses.settle(gap)
         if batch:
             writer.write(encode(Decisions(batch)))
             self._sent += len(batch)
@@ -97,13 +96,8 @@ class DecisionLogProcess:
     def _count_lost(self, count: int) -> None:
         if count <= 0:
             return
-        now = datetime.now(UTC)
-        if self._lost == 0:
-            self._first_lost = now
-            log.warning("decision_log_handoff_lost", decisions=count,
-                        writer_running=self._writer is not None)
-        self._lost += count
-        self._last_lost = now
+        if self._losses.add(count, datetime.now(UTC)):
+            log.warning("decision_log_handoff_lost", decisions=count, writer_running=self._writer is not None)
         LOG_DROPPED.inc(count)
 
     # -- the writer's life -------------------------------------------------------------------------------------
