@@ -6,8 +6,10 @@
 concurrent callers, against the same private OPA, sent by the same client: tools/loadgen (Go), standing in for
 an API gateway (Envoy, a Go or Java gateway), so the comparison measures the service and not a Python client's
 own event loop. The service runs as in production: its default 50 ms OPA budget, the decision log on
-(PostgreSQL + outbox + Kafka relay). Two phases, each alternating (a) and (b) in rounds so that load from
-anything else on the machine falls on both alike:
+(PostgreSQL + outbox + Kafka relay). A third mode, the hop floor (hop_floor.py), is the service's gRPC server stack
+answering a fixed decision at once: what the hop into a Python gRPC service costs here before any work, the part
+of the overhead no change to the decision path can remove. Two phases, each alternating the modes in rounds so
+that load from anything else on the machine falls on all alike:
 
 - latency: the callers send on a fixed schedule (open loop, ``--rate`` decisions/s in all), as gateways forward
   their users' requests; latency counts from the scheduled send time, so a stall is charged to every request it
@@ -30,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +45,20 @@ from ig_infra.components import Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
 from ig_infra.paths import Paths
 from ig_infra.process import child_pids, process_cpu_seconds
-from ig_policy.testing import POLICIES, golden_cases, opa_binary, opa_process, policy_service, proto_from_input
+from ig_policy.testing import (
+    POLICIES,
+    free_port,
+    golden_cases,
+    opa_binary,
+    opa_process,
+    policy_service,
+    proto_from_input,
+)
 
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
 DECIDE = "/ig.policy.v1.PolicyService/Decide"
 FAIL_CLOSED = "ig.system.engine_unavailable"
+HOP_FLOOR = Path(__file__).with_name("hop_floor.py")
 ROUNDS = 4
 WARMUP = 500
 
@@ -122,8 +135,8 @@ async def answers_differing(opa_url: str, grpc_address: str, mix: list[tuple[dic
     return differing
 
 
-async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, decisions: int, concurrency: int,
-                    rate: float, saturation_decisions: int) -> dict[str, Any]:
+async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, floor_address: str, floor_pid: int,
+                    decisions: int, concurrency: int, rate: float, saturation_decisions: int) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
     raw_calls = [http_call(f"{opa_url}/v1/data/ig/ctx/decision", {"input": document}) for document, _ in mix]
@@ -132,47 +145,52 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, dec
     async def raw(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
         return await drive(binary, raw_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup)
 
+    async def floor(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
+        return await drive(binary, decide_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup,
+                           grpc_target=floor_address)
+
     async def decide(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
         return await drive(binary, decide_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup,
                            grpc_target=grpc_address, match=FAIL_CLOSED)
 
+    modes = {"raw_opa_rest": raw, "hop_floor_grpc": floor, "decide_grpc": decide}
     differing = await answers_differing(opa_url, grpc_address, mix)
-    await raw(WARMUP, 0.0)
-    await decide(WARMUP, 0.0)
+    for mode in modes.values():
+        await mode(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
     (writer_pid,) = child_pids(pid)
     sampler, writer_sampler = RssSampler(pid), RssSampler(writer_pid)
     sampling = [asyncio.create_task(sampler.run()), asyncio.create_task(writer_sampler.run())]
 
     per_round = decisions // ROUNDS
-    raw_rounds, decide_rounds = [], []
+    rounds: dict[str, list[LoadResult]] = {name: [] for name in modes}
     for _ in range(ROUNDS):
-        raw_rounds.append(await raw(per_round, rate))
-        decide_rounds.append(await decide(per_round, rate))
-    raw_latency, decide_latency = merged(raw_rounds), merged(decide_rounds)
-    latency_phase = {"raw_opa_rest": summary(raw_latency), "decide_grpc": summary(decide_latency),
-                     "engine_unavailable": decide_latency.matched,
-                     "outcomes": {"raw_opa_rest": raw_latency.outcomes, "decide_grpc": decide_latency.outcomes}}
+        for name, mode in modes.items():
+            rounds[name].append(await mode(per_round, rate))
+    latency = {name: merged(results) for name, results in rounds.items()}
+    latency_phase = {**{name: summary(result) for name, result in latency.items()},
+                     "engine_unavailable": latency["decide_grpc"].matched,
+                     "outcomes": {name: latency[name].outcomes for name in ("raw_opa_rest", "decide_grpc")}}
 
     per_round = saturation_decisions // ROUNDS
-    raw_rounds, decide_rounds = [], []
-    cpu = {"opa_raw": 0.0, "opa_decide": 0.0, "service": 0.0, "service_log_writer": 0.0}
+    rounds = {name: [] for name in modes}
+    # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
+    watched = {"opa_raw": ("raw_opa_rest", opa_pid), "hop_floor": ("hop_floor_grpc", floor_pid),
+               "opa_decide": ("decide_grpc", opa_pid), "service": ("decide_grpc", pid),
+               "service_log_writer": ("decide_grpc", writer_pid)}
+    cpu = dict.fromkeys(watched, 0.0)
     for _ in range(ROUNDS):
-        opa_before = process_cpu_seconds(opa_pid)
-        raw_rounds.append(await raw(per_round, 0.0))
-        cpu["opa_raw"] += process_cpu_seconds(opa_pid) - opa_before
-        opa_before, service_before = process_cpu_seconds(opa_pid), process_cpu_seconds(pid)
-        writer_before = process_cpu_seconds(writer_pid)
-        decide_rounds.append(await decide(per_round, 0.0))
-        cpu["opa_decide"] += process_cpu_seconds(opa_pid) - opa_before
-        cpu["service"] += process_cpu_seconds(pid) - service_before
-        cpu["service_log_writer"] += process_cpu_seconds(writer_pid) - writer_before
-    raw_saturated, decide_saturated = merged(raw_rounds), merged(decide_rounds)
-    cpu.update(client_raw=raw_saturated.cpu_s, client_decide=decide_saturated.cpu_s)
+        for name, mode in modes.items():
+            before = {key: process_cpu_seconds(p) for key, (m, p) in watched.items() if m == name}
+            rounds[name].append(await mode(per_round, 0.0))
+            for key, seconds in before.items():
+                cpu[key] += process_cpu_seconds(watched[key][1]) - seconds
+    saturated = {name: merged(results) for name, results in rounds.items()}
+    cpu.update(client_raw=saturated["raw_opa_rest"].cpu_s, client_decide=saturated["decide_grpc"].cpu_s)
     saturation_phase = {
-        "raw_opa_rest": summary(raw_saturated), "decide_grpc": summary(decide_saturated),
-        "engine_unavailable": decide_saturated.matched,
-        "outcomes": {"raw_opa_rest": raw_saturated.outcomes, "decide_grpc": decide_saturated.outcomes},
+        **{name: summary(result) for name, result in saturated.items()},
+        "engine_unavailable": saturated["decide_grpc"].matched,
+        "outcomes": {name: saturated[name].outcomes for name in ("raw_opa_rest", "decide_grpc")},
         "cpu_ms_per_decision": {name: round(seconds * 1000 / (per_round * ROUNDS), 3)
                                 for name, seconds in cpu.items()},
     }
@@ -182,16 +200,36 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, dec
     return {
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
                                     "decisions/s in all; latency from the scheduled send time; tools/loadgen "
-                                    "(Go) for both modes",
+                                    "(Go) for every mode",
                     "offered_decisions_per_s": rate, **latency_phase},
         "saturation": {"client_model": f"closed loop: {concurrency} callers, each sends when answered",
                        **saturation_phase},
         "overhead_p50_ms": round(decide_summary["p50_ms"] - raw_summary["p50_ms"], 3),
         "overhead_p95_ms": round(decide_summary["p95_ms"] - raw_summary["p95_ms"], 3),
         "overhead_p99_ms": round(decide_summary["p99_ms"] - raw_summary["p99_ms"], 3),
+        "hop_floor": {"what": "hop_floor_grpc: the service's gRPC server stack (build_grpc_server on uvloop) "
+                              "answering a fixed decision with the same initial metadata at once - no OPA, no "
+                              "log, no tracing (services/policy/bench/hop_floor.py). Decide pays this hop and "
+                              "then a round trip to OPA much like raw_opa_rest's.",
+                      "p50_ms": latency_phase["hop_floor_grpc"]["p50_ms"],
+                      "p95_ms": latency_phase["hop_floor_grpc"]["p95_ms"]},
         "service_memory": memory,
         "answers_differing_from_raw_opa": differing,
     }
+
+
+@contextmanager
+def hop_floor_server() -> Iterator[tuple[str, int]]:
+    """services/policy/bench/hop_floor.py on a free port; yields its address and process id once it serves."""
+    address = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen([sys.executable, str(HOP_FLOOR), address.rpartition(":")[2]])
+    try:
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        yield address, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 async def fresh_database(postgres: Postgres) -> str:
@@ -231,9 +269,11 @@ def main() -> None:
         with opa_process() as (opa_url, opa_pid), tempfile.TemporaryDirectory() as scratch:
             env = {**kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
                    "IG_LOG_LEVEL": "WARNING"}
-            with policy_service(env, Path(scratch) / "policy.log") as service:
+            with policy_service(env, Path(scratch) / "policy.log") as service, \
+                    hop_floor_server() as (floor_address, floor_pid):
                 figures = asyncio.run(benchmark(opa_url, opa_pid, service.grpc_address, service.process.pid,
-                                                args.decisions, args.concurrency, args.rate, saturation_decisions))
+                                                floor_address, floor_pid, args.decisions, args.concurrency,
+                                                args.rate, saturation_decisions))
     finally:
         asyncio.run(drop_database(postgres, database))
     saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
@@ -254,19 +294,24 @@ def main() -> None:
     print(f"  written to {args.out}")
 
 
+LABELS = (("raw OPA REST ", "raw_opa_rest"), ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"))
+
+
 def print_report(report: dict[str, Any]) -> None:
     latency, saturation = report["latency"], report["saturation"]
     print(f"policy bench: {report['decisions_per_mode']} decisions per mode, {report['concurrent_callers']} callers")
     print(f"  latency phase ({latency['client_model']}):")
-    for label, key in (("raw OPA REST ", "raw_opa_rest"), ("Decide (gRPC)", "decide_grpc")):
+    for label, key in LABELS:
         row = latency[key]
         print(f"    {label}  p50 {row['p50_ms']:.2f} ms  p95 {row['p95_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
     print(f"    overhead p50 {report['overhead_p50_ms']:.2f} ms  p95 {report['overhead_p95_ms']:.2f} ms  p99 "
           f"{report['overhead_p99_ms']:.2f} ms (required p95 <= 5 ms: "
           f"{'met' if report['requirement']['met'] else 'NOT met'}; goal <= 1 ms), "
           f"engine_unavailable {latency['engine_unavailable']}")
+    print("    hop floor = the service's gRPC stack answering at once (no OPA, no log, no tracing): Decide pays it "
+          "and then an OPA round trip")
     print(f"  saturation phase ({saturation['client_model']}):")
-    for label, key in (("raw OPA REST ", "raw_opa_rest"), ("Decide (gRPC)", "decide_grpc")):
+    for label, key in LABELS:
         row = saturation[key]
         print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s  (p50 {row['p50_ms']:.1f} ms: queueing)")
     print(f"    goal >= 2,000 decisions/s; engine_unavailable {saturation['engine_unavailable']}; "

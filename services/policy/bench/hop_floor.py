@@ -1,0 +1,53 @@
+"""The floor under Decide's overhead: the service's own gRPC stack answering a fixed decision, doing no work.
+
+``make bench-policy`` drives this server exactly like Decide (same client, schedule, inputs and rounds). It is the
+service's server as ``ig_common.grpc_server.build_grpc_server`` builds it (grpc.aio on uvloop, health, reflection,
+the metrics interceptor) with a servicer that sends the same initial metadata and a decision-sized answer at
+once: no validation, no OPA round trip, no decision log, no tracing. What it measures is the price of the hop
+from a gateway into a Python gRPC service on this machine, which any front end of OPA written this way pays
+before it does anything.
+
+Usage: python hop_floor.py PORT (serves on 127.0.0.1:PORT until terminated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+from ig_common.grpc_server import GrpcService, build_grpc_server
+from ig_common.service import run_process
+
+SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+# The real service's answer to a golden step-up (policies/golden/device_trust.json), ids included.
+_STEP_UP = "Device trust 'low' is below the required 'medium'; a multi-factor step-up is needed."
+ANSWER = policy_pb2.DecideResponse(
+    decision_id="dec_" + "5e" * 16, result=policy_pb2.RESULT_STEP_UP, rule_id="ig.device.step_up_low_trust",
+    explanation=_STEP_UP, reasons=[policy_pb2.Reason(rule_id="ig.device.step_up_low_trust", message=_STEP_UP)],
+    obligations=["step_up:mfa"], policy_revision="9f2c" * 16, evaluated_at=Timestamp(seconds=1_796_000_000),
+)
+METADATA = (("x-ig-decision-id", ANSWER.decision_id), ("x-ig-rule-id", ANSWER.rule_id))
+
+
+class FixedAnswer(policy_pb2_grpc.PolicyServiceServicer):
+    async def Decide(self, request: policy_pb2.DecideRequest, context: Any) -> policy_pb2.DecideResponse:
+        await context.send_initial_metadata(METADATA)
+        return ANSWER
+
+
+async def serve(port: int) -> None:
+    service = GrpcService(SERVICE_NAME, FixedAnswer(), policy_pb2_grpc.add_PolicyServiceServicer_to_server)
+    server, _ = build_grpc_server([service], host="127.0.0.1", port=port)
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(grace=1)
+
+
+if __name__ == "__main__":
+    run_process(serve(int(sys.argv[1])))
