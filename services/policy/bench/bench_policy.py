@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ FAIL_CLOSED = "ig.system.engine_unavailable"
 HOP_FLOOR = Path(__file__).with_name("hop_floor.py")
 ROUNDS = 4
 WARMUP = 500
+Mode = Callable[[int, float], Awaitable[LoadResult]]
 
 
 def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
@@ -135,28 +136,27 @@ async def answers_differing(opa_url: str, grpc_address: str, mix: list[tuple[dic
     return differing
 
 
-async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, floor_address: str, floor_pid: int,
+async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, floor: tuple[str, int] | None,
                     decisions: int, concurrency: int, rate: float, saturation_decisions: int) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
+    figures: dict[str, Any] = {}
     raw_calls = [http_call(f"{opa_url}/v1/data/ig/ctx/decision", {"input": document}) for document, _ in mix]
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
 
-    async def raw(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
-        return await drive(binary, raw_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup)
+    def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "") -> Mode:
+        async def run(count: int, at_rate: float) -> LoadResult:
+            return await drive(binary, calls, count=count, concurrency=concurrency, rate=at_rate,
+                               grpc_target=grpc_target, match=match)
+        return run
 
-    async def floor(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
-        return await drive(binary, decide_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup,
-                           grpc_target=floor_address)
-
-    async def decide(count: int, at_rate: float, warmup: int = 0) -> LoadResult:
-        return await drive(binary, decide_calls, count=count, concurrency=concurrency, rate=at_rate, warmup=warmup,
-                           grpc_target=grpc_address, match=FAIL_CLOSED)
-
-    modes = {"raw_opa_rest": raw, "hop_floor_grpc": floor, "decide_grpc": decide}
+    modes = {"raw_opa_rest": mode(raw_calls)}
+    if floor is not None:
+        modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
+    modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
     differing = await answers_differing(opa_url, grpc_address, mix)
-    for mode in modes.values():
-        await mode(WARMUP, 0.0)
+    for run in modes.values():
+        await run(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
     (writer_pid,) = child_pids(pid)
     sampler, writer_sampler = RssSampler(pid), RssSampler(writer_pid)
@@ -165,8 +165,8 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     per_round = decisions // ROUNDS
     rounds: dict[str, list[LoadResult]] = {name: [] for name in modes}
     for _ in range(ROUNDS):
-        for name, mode in modes.items():
-            rounds[name].append(await mode(per_round, rate))
+        for name, run in modes.items():
+            rounds[name].append(await run(per_round, rate))
     latency = {name: merged(results) for name, results in rounds.items()}
     latency_phase = {**{name: summary(result) for name, result in latency.items()},
                      "engine_unavailable": latency["decide_grpc"].matched,
@@ -175,14 +175,15 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     per_round = saturation_decisions // ROUNDS
     rounds = {name: [] for name in modes}
     # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
-    watched = {"opa_raw": ("raw_opa_rest", opa_pid), "hop_floor": ("hop_floor_grpc", floor_pid),
-               "opa_decide": ("decide_grpc", opa_pid), "service": ("decide_grpc", pid),
-               "service_log_writer": ("decide_grpc", writer_pid)}
+    watched = {"opa_raw": ("raw_opa_rest", opa_pid), "opa_decide": ("decide_grpc", opa_pid),
+               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
+    if floor is not None:
+        watched["hop_floor"] = ("hop_floor_grpc", floor[1])
     cpu = dict.fromkeys(watched, 0.0)
     for _ in range(ROUNDS):
-        for name, mode in modes.items():
+        for name, run in modes.items():
             before = {key: process_cpu_seconds(p) for key, (m, p) in watched.items() if m == name}
-            rounds[name].append(await mode(per_round, 0.0))
+            rounds[name].append(await run(per_round, 0.0))
             for key, seconds in before.items():
                 cpu[key] += process_cpu_seconds(watched[key][1]) - seconds
     saturated = {name: merged(results) for name, results in rounds.items()}
@@ -197,6 +198,14 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     memory = {**sampler.stop(), "log_writer": writer_sampler.stop()}
     await asyncio.gather(*sampling)
     raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase["decide_grpc"]
+    if floor is not None:
+        hop = latency_phase["hop_floor_grpc"]
+        figures["hop_floor"] = {
+            "what": "hop_floor_grpc: the service's gRPC server stack (build_grpc_server on uvloop) answering a fixed "
+                    "decision with the same initial metadata at once - no OPA, no log, no tracing "
+                    "(services/policy/bench/hop_floor.py). Decide pays this hop and then a round trip to OPA much "
+                    "like raw_opa_rest's.",
+            "p50_ms": hop["p50_ms"], "p95_ms": hop["p95_ms"]}
     return {
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
                                     "decisions/s in all; latency from the scheduled send time; tools/loadgen "
@@ -207,20 +216,18 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
         "overhead_p50_ms": round(decide_summary["p50_ms"] - raw_summary["p50_ms"], 3),
         "overhead_p95_ms": round(decide_summary["p95_ms"] - raw_summary["p95_ms"], 3),
         "overhead_p99_ms": round(decide_summary["p99_ms"] - raw_summary["p99_ms"], 3),
-        "hop_floor": {"what": "hop_floor_grpc: the service's gRPC server stack (build_grpc_server on uvloop) "
-                              "answering a fixed decision with the same initial metadata at once - no OPA, no "
-                              "log, no tracing (services/policy/bench/hop_floor.py). Decide pays this hop and "
-                              "then a round trip to OPA much like raw_opa_rest's.",
-                      "p50_ms": latency_phase["hop_floor_grpc"]["p50_ms"],
-                      "p95_ms": latency_phase["hop_floor_grpc"]["p95_ms"]},
+        **figures,
         "service_memory": memory,
         "answers_differing_from_raw_opa": differing,
     }
 
 
 @contextmanager
-def hop_floor_server() -> Iterator[tuple[str, int]]:
+def hop_floor_server(wanted: bool) -> Iterator[tuple[str, int] | None]:
     """services/policy/bench/hop_floor.py on a free port; yields its address and process id once it serves."""
+    if not wanted:
+        yield None
+        return
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen([sys.executable, str(HOP_FLOOR), address.rpartition(":")[2]])
     try:
@@ -258,6 +265,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0,
                         help="decisions/s the callers offer together in the latency phase (open loop)")
     parser.add_argument("--saturation-decisions", type=int, default=8_000, help="per mode in the saturation phase")
+    parser.add_argument("--hop-floor", action=argparse.BooleanOptionalAction, default=True,
+                        help="also drive the hop floor (hop_floor.py): the service's gRPC stack answering at once")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/policy.json"))
     args = parser.parse_args()
     saturation_decisions = min(args.saturation_decisions, args.decisions)
@@ -270,10 +279,9 @@ def main() -> None:
             env = {**kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
                    "IG_LOG_LEVEL": "WARNING"}
             with policy_service(env, Path(scratch) / "policy.log") as service, \
-                    hop_floor_server() as (floor_address, floor_pid):
-                figures = asyncio.run(benchmark(opa_url, opa_pid, service.grpc_address, service.process.pid,
-                                                floor_address, floor_pid, args.decisions, args.concurrency,
-                                                args.rate, saturation_decisions))
+                    hop_floor_server(args.hop_floor) as floor:
+                figures = asyncio.run(benchmark(opa_url, opa_pid, service.grpc_address, service.process.pid, floor,
+                                                args.decisions, args.concurrency, args.rate, saturation_decisions))
     finally:
         asyncio.run(drop_database(postgres, database))
     saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
@@ -302,16 +310,21 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"policy bench: {report['decisions_per_mode']} decisions per mode, {report['concurrent_callers']} callers")
     print(f"  latency phase ({latency['client_model']}):")
     for label, key in LABELS:
+        if key not in latency:
+            continue
         row = latency[key]
         print(f"    {label}  p50 {row['p50_ms']:.2f} ms  p95 {row['p95_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
     print(f"    overhead p50 {report['overhead_p50_ms']:.2f} ms  p95 {report['overhead_p95_ms']:.2f} ms  p99 "
           f"{report['overhead_p99_ms']:.2f} ms (required p95 <= 5 ms: "
           f"{'met' if report['requirement']['met'] else 'NOT met'}; goal <= 1 ms), "
           f"engine_unavailable {latency['engine_unavailable']}")
-    print("    hop floor = the service's gRPC stack answering at once (no OPA, no log, no tracing): Decide pays it "
-          "and then an OPA round trip")
+    if "hop_floor" in report:
+        print("    hop floor = the service's gRPC stack answering at once (no OPA, no log, no tracing): Decide pays "
+              "it and then an OPA round trip")
     print(f"  saturation phase ({saturation['client_model']}):")
     for label, key in LABELS:
+        if key not in saturation:
+            continue
         row = saturation[key]
         print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s  (p50 {row['p50_ms']:.1f} ms: queueing)")
     print(f"    goal >= 2,000 decisions/s; engine_unavailable {saturation['engine_unavailable']}; "
