@@ -21,8 +21,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.grpc_server import GrpcService, build_grpc_server
 from ig_common.service import run_process
+from ig_policy.api.grpc_service import SERVICE_NAME
 
-SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 # The real service's answer to a golden step-up (policies/golden/device_trust.json), ids included.
 _STEP_UP = "Device trust 'low' is below the required 'medium'; a multi-factor step-up is needed."
 ANSWER = policy_pb2.DecideResponse(
@@ -30,7 +30,9 @@ ANSWER = policy_pb2.DecideResponse(
     explanation=_STEP_UP, reasons=[policy_pb2.Reason(rule_id="ig.device.step_up_low_trust", message=_STEP_UP)],
     obligations=["step_up:mfa"], policy_revision="9f2c" * 16, evaluated_at=Timestamp(seconds=1_796_000_000),
 )
-METADATA = (("x-ig-decision-id", ANSWER.decision_id), ("x-ig-rule-id", ANSWER.rule_id))
+# The five headers the service sends (ig_policy.api.translate.decision_metadata); nothing to mask in this one.
+METADATA = (("x-ig-decision-id", ANSWER.decision_id), ("x-ig-rule-id", ANSWER.rule_id), ("x-ig-result", "STEP_UP"),
+            ("x-ig-explanation", _STEP_UP), ("x-ig-policy-revision", ANSWER.policy_revision))
 
 
 class FixedAnswer(policy_pb2_grpc.PolicyServiceServicer):
