@@ -140,7 +140,6 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
                     decisions: int, concurrency: int, rate: float, saturation_decisions: int) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
-    figures: dict[str, Any] = {}
     raw_calls = [http_call(f"{opa_url}/v1/data/ig/ctx/decision", {"input": document}) for document, _ in mix]
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
 
@@ -198,9 +197,10 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     memory = {**sampler.stop(), "log_writer": writer_sampler.stop()}
     await asyncio.gather(*sampling)
     raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase["decide_grpc"]
+    floor_figures: dict[str, Any] = {}
     if floor is not None:
         hop = latency_phase["hop_floor_grpc"]
-        figures["hop_floor"] = {
+        floor_figures["hop_floor"] = {
             "what": "hop_floor_grpc: the service's gRPC server stack (build_grpc_server on uvloop) answering a fixed "
                     "decision with the same initial metadata at once - no OPA, no log, no tracing "
                     "(services/policy/bench/hop_floor.py). Decide pays this hop and then a round trip to OPA much "
@@ -216,7 +216,7 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
         "overhead_p50_ms": round(decide_summary["p50_ms"] - raw_summary["p50_ms"], 3),
         "overhead_p95_ms": round(decide_summary["p95_ms"] - raw_summary["p95_ms"], 3),
         "overhead_p99_ms": round(decide_summary["p99_ms"] - raw_summary["p99_ms"], 3),
-        **figures,
+        **floor_figures,
         "service_memory": memory,
         "answers_differing_from_raw_opa": differing,
     }
