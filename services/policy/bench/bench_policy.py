@@ -53,6 +53,7 @@ from ig_policy.testing import (
     opa_process,
     policy_service,
     proto_from_input,
+    stop_process,
 )
 
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
@@ -235,8 +236,7 @@ def hop_floor_server(wanted: bool) -> Iterator[tuple[str, int] | None]:
             grpc.channel_ready_future(channel).result(timeout=30)
         yield address, process.pid
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop_process(process)
 
 
 async def fresh_database(postgres: Postgres) -> str:

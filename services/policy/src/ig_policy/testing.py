@@ -52,7 +52,8 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: f
     raise RuntimeError(f"{what} did not become healthy at {url}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> int:
+def stop_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then SIGKILL after 20 s; the exit status (-9 when killed)."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -76,7 +77,7 @@ def opa_process(policies: Path = POLICIES) -> Iterator[tuple[str, int]]:
         _wait_http(f"http://127.0.0.1:{port}/health?bundles", process, "OPA")
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextmanager
@@ -93,7 +94,7 @@ class RunningService:
     log_path: Path
 
     def stop(self) -> int:
-        return _stop(self.process)
+        return stop_process(self.process)
 
 
 @contextmanager

@@ -94,8 +94,6 @@ class DecisionLogProcess:
             self._sent += len(batch)
 
     def _count_lost(self, count: int) -> None:
-        if count <= 0:
-            return
         if self._losses.add(count, datetime.now(UTC)):
             log.warning("decision_log_handoff_lost", decisions=count, writer_running=self._writer is not None)
         LOG_DROPPED.inc(count)
