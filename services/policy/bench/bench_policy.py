@@ -60,6 +60,7 @@ RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY"
 DECIDE = "/ig.policy.v1.PolicyService/Decide"
 FAIL_CLOSED = "ig.system.engine_unavailable"
 HOP_FLOOR = Path(__file__).with_name("hop_floor.py")
+HOST_WAKEUP = Path(__file__).with_name("host_wakeup.py")
 ROUNDS = 4
 WARMUP = 500
 Mode = Callable[[int, float], Awaitable[LoadResult]]
@@ -223,6 +224,13 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     }
 
 
+def host_wakeup() -> dict[str, dict[str, float]]:
+    """host_wakeup.py in its own process (it forks): the host's wake-up round trip, one CPU and across two."""
+    out = subprocess.run([sys.executable, str(HOST_WAKEUP)], capture_output=True, text=True, check=True).stdout
+    figures: dict[str, dict[str, float]] = json.loads(out)
+    return figures
+
+
 @contextmanager
 def hop_floor_server(wanted: bool) -> Iterator[tuple[str, int] | None]:
     """services/policy/bench/hop_floor.py on a free port; yields its address and process id once it serves."""
@@ -273,7 +281,7 @@ def main() -> None:
     paths = Paths.from_environment()
     postgres, kafka = Postgres(paths), Kafka(paths)
     database = asyncio.run(fresh_database(postgres))
-    load_before = os.getloadavg()
+    load_before, wakeup_before = os.getloadavg(), host_wakeup()
     try:
         with opa_process() as (opa_url, opa_pid), tempfile.TemporaryDirectory() as scratch:
             env = {**kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
@@ -285,6 +293,7 @@ def main() -> None:
     finally:
         asyncio.run(drop_database(postgres, database))
     saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
+    wakeup = {"before": wakeup_before, "after": host_wakeup()}
     report = {
         "benchmark": "policy", "command": "make bench-policy",
         "decisions_per_mode": args.decisions, "concurrent_callers": args.concurrency, "rounds": ROUNDS,
@@ -294,7 +303,8 @@ def main() -> None:
                  "met": figures["overhead_p95_ms"] <= 1.0 and saturated >= 2000},
         "decision_coverage": {"rego_line_coverage_pct": rego_coverage(), "golden_cases": len(golden_cases())},
         "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()], "python": sys.version.split()[0]},
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()], "python": sys.version.split()[0],
+                    "wakeup_round_trip_us": wakeup},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -335,6 +345,18 @@ def print_report(report: dict[str, Any]) -> None:
           f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA "
           f"{report['answers_differing_from_raw_opa']}; load avg {machine['loadavg_before'][0]} -> "
           f"{machine['loadavg_after'][0]} on {machine['cpus']} CPUs")
+    print(f"  host wake-up round trip (socket-pair ping-pong, p50 / p95, before -> after): "
+          f"{wakeup_line(machine['wakeup_round_trip_us'])}")
+
+
+def wakeup_line(wakeup: dict[str, dict[str, dict[str, float]]]) -> str:
+    """``same cpu 58 / 131 us -> 60 / 140 us; cross cpu ...``"""
+    placements = []
+    for placement in wakeup["before"]:
+        moments = [f"{moment[placement]['p50_us']:.0f} / {moment[placement]['p95_us']:.0f} us"
+                   for moment in wakeup.values()]
+        placements.append(f"{placement.replace('_', ' ')} " + " -> ".join(moments))
+    return "; ".join(placements)
 
 
 if __name__ == "__main__":

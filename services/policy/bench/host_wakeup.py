@@ -1,0 +1,68 @@
+"""What one wake-up costs on this host: a ping-pong over a socket pair between two processes, one CPU and two.
+
+Every request crosses processes and threads that sleep between requests (gateway -> gRPC core -> the service's
+loop -> OPA and back), and each crossing waits for the kernel, and under a hypervisor the host, to wake the other
+side. Raw OPA pays two such wake-ups per decision and ``Decide`` several more, so the overhead the benchmark
+measures scales with this figure. Measuring it in the same run lets a reader compare runs on different hosts.
+
+Run as a script (a fresh process, so forking is safe): prints JSON, round-trip microseconds per placement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+
+ROUND_TRIPS = 1_000
+# Long enough for the partner to block in recv and its CPU to go idle: requests arrive at ~100/s, not back to back.
+PAUSE_S = 0.002
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+
+
+def round_trip_us(here: int, there: int, count: int = ROUND_TRIPS) -> dict[str, float]:
+    """p50/p95/p99 of a one-byte ping-pong, this process pinned to CPU ``here`` and its partner to ``there``."""
+    ours, theirs = socket.socketpair()
+    child = os.fork()
+    if child == 0:
+        ours.close()
+        os.sched_setaffinity(0, {there})
+        for _ in range(count):
+            theirs.recv(1)
+            theirs.send(b"o")
+        os._exit(0)
+    theirs.close()
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {here})
+    samples = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            ours.send(b"i")
+            ours.recv(1)
+            samples.append((time.perf_counter() - started) * 1e6)
+            time.sleep(PAUSE_S)
+    finally:
+        os.sched_setaffinity(0, allowed)
+        os.waitpid(child, 0)
+        ours.close()
+    samples.sort()
+    return {"p50_us": _percentile(samples, 0.50), "p95_us": _percentile(samples, 0.95),
+            "p99_us": _percentile(samples, 0.99)}
+
+
+def wakeup_figures(count: int = ROUND_TRIPS) -> dict[str, dict[str, float]]:
+    cpus = sorted(os.sched_getaffinity(0))
+    figures = {"same_cpu": round_trip_us(cpus[0], cpus[0], count)}
+    if len(cpus) > 1:
+        figures["cross_cpu"] = round_trip_us(cpus[0], cpus[1], count)
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(wakeup_figures(int(sys.argv[1]) if len(sys.argv) > 1 else ROUND_TRIPS)))
