@@ -30,12 +30,16 @@ def round_trip_us(here: int, there: int, count: int = ROUND_TRIPS) -> dict[str, 
     ours, theirs = socket.socketpair()
     child = os.fork()
     if child == 0:
-        ours.close()
-        os.sched_setaffinity(0, {there})
-        for _ in range(count):
-            theirs.recv(1)
-            theirs.send(b"o")
-        os._exit(0)
+        # The child must never return into the caller's stack, whatever happens: it ends here.
+        try:
+            ours.close()
+            os.sched_setaffinity(0, {there})
+            for _ in range(count):
+                if not theirs.recv(1):
+                    break
+                theirs.send(b"o")
+        finally:
+            os._exit(0)
     theirs.close()
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {here})
@@ -49,8 +53,8 @@ def round_trip_us(here: int, there: int, count: int = ROUND_TRIPS) -> dict[str, 
             time.sleep(PAUSE_S)
     finally:
         os.sched_setaffinity(0, allowed)
+        ours.close()  # a partner still waiting in recv sees the end and exits
         os.waitpid(child, 0)
-        ours.close()
     samples.sort()
     return {"p50_us": _percentile(samples, 0.50), "p95_us": _percentile(samples, 0.95),
             "p99_us": _percentile(samples, 0.99)}
