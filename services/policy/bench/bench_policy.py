@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import grpc
+from host_wakeup import percentile  # beside this script
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_infra.components import Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
@@ -80,7 +81,7 @@ def summary(result: LoadResult) -> dict[str, float]:
     ordered = sorted(result.latencies_ms)
 
     def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3)
+        return round(percentile(ordered, p), 3)
 
     return {"decisions": len(ordered), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
             "mean_ms": round(statistics.fmean(ordered), 3), "max_ms": round(ordered[-1], 3),

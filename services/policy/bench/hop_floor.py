@@ -15,24 +15,27 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.grpc_server import GrpcService, build_grpc_server
 from ig_common.service import run_process
 from ig_policy.api.grpc_service import SERVICE_NAME
+from ig_policy.api.translate import decision_metadata, response_from_decision
+from ig_policy.domain.model import Decision, Reason, Result, Verdict
 
-# The real service's answer to a golden step-up (policies/golden/device_trust.json), ids included.
+# The real service's answer to a golden step-up (policies/golden/device_trust.json), translated by the service's
+# own code, so the answer and its five headers stay what Decide sends.
 _STEP_UP = "Device trust 'low' is below the required 'medium'; a multi-factor step-up is needed."
-ANSWER = policy_pb2.DecideResponse(
-    decision_id="dec_" + "5e" * 16, result=policy_pb2.RESULT_STEP_UP, rule_id="ig.device.step_up_low_trust",
-    explanation=_STEP_UP, reasons=[policy_pb2.Reason(rule_id="ig.device.step_up_low_trust", message=_STEP_UP)],
-    obligations=["step_up:mfa"], policy_revision="9f2c" * 16, evaluated_at=Timestamp(seconds=1_796_000_000),
+_DECISION = Decision(
+    decision_id="dec_" + "5e" * 16, policy_revision="9f2c" * 16,
+    evaluated_at=datetime.fromtimestamp(1_796_000_000, UTC),
+    verdict=Verdict(Result.STEP_UP, "ig.device.step_up_low_trust", _STEP_UP,
+                    (Reason("ig.device.step_up_low_trust", _STEP_UP),), ("step_up:mfa",)),
 )
-# The five headers the service sends (ig_policy.api.translate.decision_metadata); nothing to mask in this one.
-METADATA = (("x-ig-decision-id", ANSWER.decision_id), ("x-ig-rule-id", ANSWER.rule_id), ("x-ig-result", "STEP_UP"),
-            ("x-ig-explanation", _STEP_UP), ("x-ig-policy-revision", ANSWER.policy_revision))
+ANSWER = response_from_decision(_DECISION)
+METADATA = decision_metadata(_DECISION)
 
 
 class FixedAnswer(policy_pb2_grpc.PolicyServiceServicer):

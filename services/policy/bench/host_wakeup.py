@@ -21,8 +21,9 @@ ROUND_TRIPS = 1_000
 PAUSE_S = 0.002
 
 
-def _percentile(ordered: list[float], p: float) -> float:
-    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest rank: the sample below which a share ``p`` of the sorted samples lie."""
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
 def round_trip_us(here: int, there: int, count: int = ROUND_TRIPS) -> dict[str, float]:
@@ -56,8 +57,7 @@ def round_trip_us(here: int, there: int, count: int = ROUND_TRIPS) -> dict[str, 
         ours.close()  # a partner still waiting in recv sees the end and exits
         os.waitpid(child, 0)
     samples.sort()
-    return {"p50_us": _percentile(samples, 0.50), "p95_us": _percentile(samples, 0.95),
-            "p99_us": _percentile(samples, 0.99)}
+    return {f"p{round(p * 100)}_us": round(percentile(samples, p), 1) for p in (0.50, 0.95, 0.99)}
 
 
 def wakeup_figures(count: int = ROUND_TRIPS) -> dict[str, dict[str, float]]:
