@@ -185,3 +185,17 @@ async def test_a_slow_batch_denies_every_item(silent_server: int) -> None:
         await engine.close()
     assert [v.rule_id for v in verdicts] == [ENGINE_UNAVAILABLE, ENGINE_UNAVAILABLE]
     assert all("50 ms" in v.explanation for v in verdicts)
+
+
+async def test_a_hung_engine_keeps_the_revision_and_gives_up_at_its_deadline(silent_server: int) -> None:
+    engine = OpaEngine(f"http://127.0.0.1:{silent_server}", revision_timeout_s=0.3)
+    await engine.start()
+    try:
+        started = asyncio.get_running_loop().time()
+        # wait_for only so that a regression fails here instead of hanging until pytest's timeout.
+        revision = await asyncio.wait_for(engine.refresh_revision(), 10)
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        await engine.close()
+    assert revision == "unknown"
+    assert elapsed < 3, "the client's session has no deadline of its own: the revision read must bring one"
