@@ -68,7 +68,7 @@ async def test_a_slow_engine_denies_within_the_default_budget(silent_server: int
         await engine.close()
     assert verdict.result is Result.DENY and verdict.rule_id == ENGINE_UNAVAILABLE
     assert "50 ms" in verdict.explanation
-    assert elapsed < 5, "the call must give up at its deadline, not at the client's 5 s session timeout"
+    assert elapsed < 5, "the call must give up at its own deadline, not at some later one"
 
 
 async def test_an_unreachable_engine_denies_and_keeps_the_revision() -> None:
