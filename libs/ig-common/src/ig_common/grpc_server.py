@@ -1,4 +1,4 @@
-"""gRPC server bootstrap: health, reflection and Prometheus metrics on every server."""
+"""gRPC server bootstrap: mTLS, the authorization table, health, metrics (and reflection when asked) on every server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
+
+from ig_common.authz import AuthorizationInterceptor, AuthorizationTable
+from ig_common.tls import WorkloadCertificate
 
 GRPC_HANDLED = Counter(
     "ig_grpc_server_handled_total", "gRPC calls completed, by method and status code", ["method", "code"]
@@ -67,24 +70,37 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
+@dataclass(frozen=True)
+class ServerSecurity:
+    """What every server needs before it listens: its certificate and the table of who may call what."""
+
+    certificate: WorkloadCertificate
+    table: AuthorizationTable
+    reflection: bool = False
+
+
 def build_grpc_server(
-    services: Iterable[GrpcService], *, host: str, port: int, max_message_mb: int = 16
+    services: Iterable[GrpcService], *, host: str, port: int, security: ServerSecurity, max_message_mb: int = 16
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
-    """A server with the given services plus standard health and reflection; not yet started."""
+    """A server with the given services plus standard health, on an mTLS port only; not yet started.
+
+    Metrics run outermost so that refused calls are counted with their status like any other."""
     options = [
         ("grpc.max_receive_message_length", max_message_mb * 1024 * 1024),
         ("grpc.max_send_message_length", max_message_mb * 1024 * 1024),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(interceptors=[MetricsInterceptor()], options=options)
+    authorization = AuthorizationInterceptor(security.table, security.certificate.spiffe_id)
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(), authorization], options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
     for service in services:
         service.register(service.servicer, server)
         names.append(service.name)
-    reflection.enable_server_reflection(names, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if security.reflection:
+        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+    bound = server.add_secure_port(f"{host}:{port}", security.certificate.server_credentials())
     if bound == 0:
         raise OSError(f"cannot bind gRPC port {host}:{port}: already in use?")
     return server, health_servicer

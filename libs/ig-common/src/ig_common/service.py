@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +19,16 @@ import structlog
 import uvloop
 from fastapi import FastAPI
 
+from ig_common.authz import AuthorizationTable, TableError
 from ig_common.db import create_pool, prepare_schema
 from ig_common.events.outbox import OutboxRelay
-from ig_common.grpc_server import GrpcService, build_grpc_server, mark_serving
+from ig_common.grpc_server import GrpcService, ServerSecurity, build_grpc_server, mark_serving
 from ig_common.http_server import build_http_app, serve_http
 from ig_common.lifecycle import stop_on_signals
 from ig_common.logging import configure_logging
-from ig_common.settings import GrpcServiceSettings, ServiceSettings
+from ig_common.settings import GrpcServiceSettings, ServiceSettings, SettingsError
 from ig_common.telemetry import configure_tracing
+from ig_common.tls import IdentityError, WorkloadCertificate, workload_directory
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +66,19 @@ def run_process(service: Coroutine[Any, Any, None]) -> None:
     uvloop.run(service)
 
 
+def server_security(settings: GrpcServiceSettings) -> ServerSecurity:
+    """Read before anything else starts: a missing certificate or a bad table stops the service at once."""
+    try:
+        directory = settings.tls_dir or workload_directory(settings.service_name)
+        return ServerSecurity(WorkloadCertificate(directory), AuthorizationTable.load(settings.authz_table),
+                              reflection=settings.grpc_reflection)
+    except IdentityError as error:
+        print(f"invalid setting IG_TLS_DIR: {error}", file=sys.stderr)
+    except TableError as error:
+        print(f"invalid setting IG_AUTHZ_TABLE: {error}", file=sys.stderr)
+    raise SettingsError(2)
+
+
 GrpcFactory = Callable[[Runtime], Sequence[GrpcService]]
 HttpFactory = Callable[[Runtime, FastAPI], None]
 StartHook = Callable[[Runtime], Awaitable[None]]
@@ -83,6 +99,7 @@ async def run_service(
     helper process of the service publishes its outbox, so this process runs no relay."""
     configure_logging(settings.service_name, settings.log_level, settings.region)
     configure_tracing(settings.service_name, settings.region, sample_ratio=settings.trace_sample_ratio)
+    security = server_security(settings) if isinstance(settings, GrpcServiceSettings) else None
     stop = stop_on_signals()
     pool = await create_pool(settings.database_url, reset_session=reset_sessions)
     try:
@@ -106,8 +123,10 @@ async def run_service(
         if grpc_services is not None:
             if not isinstance(settings, GrpcServiceSettings):
                 raise TypeError("a gRPC service needs GrpcServiceSettings")
+            assert security is not None
             services = list(grpc_services(runtime))
-            grpc_server, health = build_grpc_server(services, host=settings.grpc_host, port=settings.grpc_port)
+            grpc_server, health = build_grpc_server(services, host=settings.grpc_host, port=settings.grpc_port,
+                                                    security=security)
             await grpc_server.start()
             await mark_serving(health, [s.name for s in services])
         # Everything built so far lives as long as the process: move it out of the collector's sight, so a full

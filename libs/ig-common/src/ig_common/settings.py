@@ -7,9 +7,10 @@ deep inside a driver.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IG_"
@@ -37,6 +38,20 @@ class ServiceSettings(BaseSettings):
 class GrpcServiceSettings(ServiceSettings):
     grpc_port: Port
     grpc_host: str = "127.0.0.1"
+    # The workload certificate (tls.crt, tls.key, ca.crt). Unset: $IG_IDENTITIES/<service name>, as ig-infra lays
+    # them out; neither set stops start-up (a gRPC server never listens without mTLS).
+    tls_dir: Path | None = None
+    # Which identity may call which method (policies/authz/grpc-methods.yaml); default deny.
+    authz_table: Path
+    # Server reflection lists every method to anyone allowed in; a development convenience, off by default.
+    grpc_reflection: bool = False
+
+    @field_validator("authz_table")
+    @classmethod
+    def _table_exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

@@ -1,0 +1,109 @@
+"""The declarative table of who may call what: gRPC methods, tenants a workload acts for, ledger kinds it owns.
+
+Pure data and lookups (no gRPC here): the interceptor asks ``may_call``, the ledger asks ``may_append``. Anything
+not in the table is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ANY_KNOWN = "*"
+
+
+class TableError(ValueError):
+    """The table file is malformed; a service refuses to start with it."""
+
+
+class Refusal(Enum):
+    UNKNOWN_IDENTITY = "unknown_identity"
+    NOT_GRANTED = "not_granted"
+
+
+@dataclass(frozen=True)
+class AuthorizationTable:
+    identities: frozenset[str]
+    methods: Mapping[str, frozenset[str]]
+    tenants: Mapping[str, frozenset[str]]
+    ledger_kinds: Mapping[str, frozenset[str]]
+    user_forwarders: frozenset[str]
+
+    @classmethod
+    def load(cls, path: Path) -> AuthorizationTable:
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise TableError(f"authorization table {path}: {error}") from error
+        return cls.from_document(document, str(path))
+
+    @classmethod
+    def from_document(cls, document: Any, where: str = "authorization table") -> AuthorizationTable:
+        if not isinstance(document, dict):
+            raise TableError(f"{where}: expected a mapping")
+        identities = frozenset(_names(document.get("identities"), f"{where}: identities", allow_any=False))
+        if not identities:
+            raise TableError(f"{where}: identities: at least one is needed")
+
+        def grants(section: str) -> dict[str, frozenset[str]]:
+            raw = document.get(section) or {}
+            if not isinstance(raw, dict):
+                raise TableError(f"{where}: {section}: expected a mapping")
+            found: dict[str, frozenset[str]] = {}
+            for key, names in raw.items():
+                granted = frozenset(_names(names, f"{where}: {section}.{key}", allow_any=section == "methods"))
+                unknown = granted - identities - {ANY_KNOWN}
+                if unknown and section != "tenants":
+                    raise TableError(f"{where}: {section}.{key}: unknown identities {sorted(unknown)}")
+                found[str(key)] = granted
+            return found
+
+        methods = grants("methods")
+        for method in methods:
+            if not method.startswith("/") or method.count("/") != 2:
+                raise TableError(f"{where}: methods.{method}: expected /package.Service/Method")
+        tenants = grants("tenants")
+        unknown_holders = set(tenants) - identities
+        if unknown_holders:
+            raise TableError(f"{where}: tenants: unknown identities {sorted(unknown_holders)}")
+        forwarders = frozenset(_names(document.get("user_forwarders") or [], f"{where}: user_forwarders",
+                                      allow_any=False))
+        if forwarders - identities:
+            raise TableError(f"{where}: user_forwarders: unknown identities {sorted(forwarders - identities)}")
+        return cls(identities, methods, tenants, grants("ledger_kinds"), forwarders)
+
+    def may_call(self, method: str, name: str) -> Refusal | None:
+        """None when ``name`` may call ``method``; else why not."""
+        if name not in self.identities:
+            return Refusal.UNKNOWN_IDENTITY
+        granted = self.methods.get(method)
+        if granted is None or (name not in granted and ANY_KNOWN not in granted):
+            return Refusal.NOT_GRANTED
+        return None
+
+    def tenants_of(self, name: str) -> frozenset[str]:
+        return self.tenants.get(name, frozenset())
+
+    def may_append(self, kind: str, name: str) -> bool:
+        """Exact kinds first; ``prefix.*`` rows own every kind below the prefix."""
+        owners = self.ledger_kinds.get(kind)
+        if owners is None:
+            owners = next((names for pattern, names in self.ledger_kinds.items()
+                           if pattern.endswith(".*") and kind.startswith(pattern[:-1])), frozenset())
+        return name in owners
+
+    def may_forward_users(self, name: str) -> bool:
+        return name in self.user_forwarders
+
+
+def _names(raw: Any, where: str, *, allow_any: bool) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        raise TableError(f"{where}: expected a list of names")
+    if not allow_any and ANY_KNOWN in raw:
+        raise TableError(f"{where}: '{ANY_KNOWN}' is only for methods")
+    return list(raw)

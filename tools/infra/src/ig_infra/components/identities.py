@@ -1,0 +1,70 @@
+"""Workload identities: the development CA (cached) and a short-lived certificate per workload (run dir).
+
+First in start order: PostgreSQL, Kafka and every service and client take their certificate from here.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from ig_infra.components.base import Component
+from ig_infra.paths import REPO_ROOT
+from ig_infra.pki import (
+    CLIENT_IDENTITIES,
+    SERVICE_IDENTITIES,
+    DevCA,
+    IssuedIdentity,
+    ca_directory,
+    ensure_identities,
+    identities_directory,
+    spiffe_id,
+)
+
+AUTHZ_TABLE = REPO_ROOT / "policies" / "authz" / "grpc-methods.yaml"
+ALL_IDENTITIES = SERVICE_IDENTITIES + CLIENT_IDENTITIES
+
+
+class Identities(Component):
+    name = "identities"
+
+    @property
+    def root(self) -> Path:
+        return identities_directory(self.paths.run)
+
+    def start(self) -> None:
+        ensure_identities(self.paths.cache, self.paths.run, ALL_IDENTITIES)
+
+    def issued(self, name: str) -> IssuedIdentity:
+        return IssuedIdentity(name, self.root / name, spiffe_id(name))
+
+    def ca(self) -> DevCA:
+        return DevCA.load_or_create(ca_directory(self.paths.cache))
+
+    def running(self) -> bool:
+        return self.healthy()
+
+    def healthy(self) -> bool:
+        now = datetime.datetime.now(datetime.UTC)
+        for name in ALL_IDENTITIES:
+            cert = self.issued(name).cert
+            if not cert.exists():
+                return False
+            if x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc <= now:
+                return False
+        return True
+
+    def stop(self) -> bool:
+        return False
+
+    def address(self) -> str:
+        return f"{self.root} (CA {ca_directory(self.paths.cache)})"
+
+    @property
+    def logs(self) -> Path:
+        return self.root
+
+    def env(self) -> dict[str, str]:
+        return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE)}
