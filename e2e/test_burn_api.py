@@ -24,12 +24,15 @@ from ig.events.v1 import events_pb2
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
 from ig_burn.devtools.harness import BurnProcess, free_port, synthetic_slo_yaml, throttle_policy_yaml
 from ig_common.events.envelope import from_kafka_record
+from ig_common.grpc_client import channel_as
 from ig_infra.kafka_reading import consumer_at
 from openfeature import api
 from openfeature.client import OpenFeatureClient
 from openfeature.contrib.provider.ofrep import OFREPProvider
 
 pytestmark = pytest.mark.integration
+
+OPERATOR = "spiffe://maestro.local/ns/ig/sa/operator"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def burn(infra: object, database_url: str, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def flags(burn: BurnProcess) -> Iterator[flags_pb2_grpc.FlagServiceStub]:
-    with grpc.insecure_channel(burn.grpc_target) as channel:
+    with channel_as("operator", burn.grpc_target) as channel:
         yield flags_pb2_grpc.FlagServiceStub(channel)
 
 
@@ -86,10 +89,9 @@ def test_policy_flags_exist_at_their_normal_values_for_openfeature(feature_clien
 
 
 @pytest.mark.parametrize(("request_fields", "field"), [
-    ({"key": "bad key", "value": value(True), "changed_by": "a", "reason": "b"}, "key"),
-    ({"key": "ok.key", "changed_by": "a", "reason": "b"}, "value"),
-    ({"key": "ok.key", "value": value(True), "changed_by": " ", "reason": "b"}, "changed_by"),
-    ({"key": "ok.key", "value": value(True), "changed_by": "a", "reason": ""}, "reason"),
+    ({"key": "bad key", "value": value(True), "reason": "b"}, "key"),
+    ({"key": "ok.key", "reason": "b"}, "value"),
+    ({"key": "ok.key", "value": value(True), "reason": ""}, "reason"),
 ])
 def test_set_flag_rejects_bad_input_naming_the_field(flags: flags_pb2_grpc.FlagServiceStub,
                                                      request_fields: dict[str, object], field: str) -> None:
@@ -104,12 +106,13 @@ async def test_flag_changes_keep_history_publish_events_and_reach_openfeature(
         kafka_bootstrap: str) -> None:
     key = f"checkout.newFlow.{uuid.uuid4().hex[:8]}"
     async with consumer_at(kafka_bootstrap, "ig.flags.v1") as consumer:
-        for v, who, why in ((True, "alice", "launch"), (False, "bob", "rollback after errors")):
-            await asyncio.to_thread(flags.SetFlag, flags_pb2.SetFlagRequest(
-                key=key, value=value(v), changed_by=who, reason=why), timeout=5)
+        for v, why in ((True, "launch"), (False, "rollback after errors")):
+            await asyncio.to_thread(flags.SetFlag, flags_pb2.SetFlagRequest(key=key, value=value(v), reason=why),
+                                    timeout=5)
         history = flags.FlagHistory(flags_pb2.FlagHistoryRequest(key=key), timeout=5).changes
+        # Who changed it is the verified caller's SPIFFE ID, whatever a client would like to claim.
         assert [(c.value.bool_value, c.changed_by, c.reason) for c in history] == [
-            (False, "bob", "rollback after errors"), (True, "alice", "launch")]
+            (False, OPERATOR, "rollback after errors"), (True, OPERATOR, "launch")]
         assert feature_client.get_boolean_value(key, True) is False
         seen: list[events_pb2.FlagChanged] = []
         async with asyncio.timeout(30):
@@ -121,7 +124,7 @@ async def test_flag_changes_keep_history_publish_events_and_reach_openfeature(
                             assert event.type == "ig.flags.changed.v1"
                             seen.append(event.parse(events_pb2.FlagChanged()))
         assert [(e.old_value.WhichOneof("kind"), e.new_value.bool_value, e.changed_by) for e in seen] == [
-            ("null_value", True, "alice"), ("bool_value", False, "bob")]
+            ("null_value", True, OPERATOR), ("bool_value", False, OPERATOR)]
     with pytest.raises(grpc.RpcError) as caught:
         flags.GetFlag(flags_pb2.GetFlagRequest(key="never.set"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -135,7 +138,7 @@ def test_ofrep_bulk_evaluation_honours_etag(burn: BurnProcess, flags: flags_pb2_
     assert {"subs.optimizedBuffer", "experiments.paused"} <= keys
     etag = headers["etag"] if "etag" in headers else headers["ETag"]
     assert post(url, b"{}", {"If-None-Match": etag})[0] == 304
-    flags.SetFlag(flags_pb2.SetFlagRequest(key="etag.probe", value=value(uuid.uuid4().hex), changed_by="t",
+    flags.SetFlag(flags_pb2.SetFlagRequest(key="etag.probe", value=value(uuid.uuid4().hex),
                                            reason="change the set"), timeout=5)
     status, headers, _ = post(url, b"{}", {"If-None-Match": etag})
     assert status == 200 and (headers.get("etag") or headers.get("ETag")) != etag
@@ -171,7 +174,7 @@ def test_get_burn_reports_stale_when_prometheus_is_unreachable_and_documents_its
 
 
 def test_grpc_get_burn(burn: BurnProcess) -> None:
-    with grpc.insecure_channel(burn.grpc_target) as channel:
+    with channel_as("operator", burn.grpc_target) as channel:
         stub = burn_pb2_grpc.BurnServiceStub(channel)
         reply = stub.GetBurn(burn_pb2.GetBurnRequest(service="synthetic"), timeout=5)
         assert [(s.slo, s.objective, s.stale, s.throttled) for s in reply.slos] == [("api-sim", 0.99, True, False)]

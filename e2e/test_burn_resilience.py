@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import grpc
 import pytest
 from google.protobuf import struct_pb2
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
@@ -26,6 +25,7 @@ from ig_burn.devtools.harness import (
     wait_for,
 )
 from ig_burn.devtools.synthetic_exporter import Workload, serve
+from ig_common.grpc_client import channel_as
 from ig_infra.components.prometheus import PrivatePrometheus
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def slo_burn(burn: BurnProcess, slo: str) -> dict[str, Any]:
 
 
 def flag_value(burn: BurnProcess, key: str) -> Any:
-    with grpc.insecure_channel(burn.grpc_target) as channel:
+    with channel_as("operator", burn.grpc_target) as channel:
         reply = flags_pb2_grpc.FlagServiceStub(channel).GetFlag(flags_pb2.GetFlagRequest(key=key), timeout=5)
     kind = reply.flag.value.WhichOneof("kind")
     return getattr(reply.flag.value, kind)
@@ -87,9 +87,9 @@ async def test_pin_stale_and_restart(world: dict[str, Any], database_url: str) -
     slo, burn, workload = world["slo"], world["burn"], world["workload"]
     # A human pins experiments.paused=false: automation must leave it alone and say so.
     pinned = struct_pb2.Value(bool_value=False)
-    with grpc.insecure_channel(burn.grpc_target) as channel:
+    with channel_as("operator", burn.grpc_target) as channel:
         flags_pb2_grpc.FlagServiceStub(channel).SetFlag(flags_pb2.SetFlagRequest(
-            key="experiments.paused", value=pinned, pinned=True, changed_by="carol",
+            key="experiments.paused", value=pinned, pinned=True,
             reason="experiment must finish for the quarterly review"), timeout=5)
     await asyncio.to_thread(wait_for, lambda: not slo_burn(burn, slo)["stale"], timeout=60, what="first data")
 
@@ -105,7 +105,8 @@ async def test_pin_stale_and_restart(world: dict[str, Any], database_url: str) -
     finally:
         await conn.close()
     assert skipped == [{"flag": "experiments.paused", "wanted": True,
-                        "reason": "pinned by carol: experiment must finish for the quarterly review"}]
+                        "reason": "pinned by spiffe://maestro.local/ns/ig/sa/operator: experiment must finish "
+                                  "for the quarterly review"}]
     assert "left pinned: experiments.paused" in summary
     after_throttle = await counts(database_url, slo)
     assert after_throttle == {"incidents": 1, "open": 1, "transitions": 1, "burn_events": 1, "incident_events": 1}

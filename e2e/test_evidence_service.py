@@ -27,6 +27,7 @@ from ig.events.v1 import events_pb2
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.events.envelope import ReceivedEvent, from_kafka_record
+from ig_common.grpc_client import channel_as
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
 from ig_infra.kafka_reading import consumer_at
@@ -168,23 +169,23 @@ def bundle(service: RunningEvidence, keys: Path, tmp_path_factory: pytest.TempPa
 
 
 def ledger_stub(service: RunningEvidence) -> ledger_pb2_grpc.LedgerServiceStub:
-    return ledger_pb2_grpc.LedgerServiceStub(grpc.insecure_channel(service.grpc_target))
+    return ledger_pb2_grpc.LedgerServiceStub(channel_as("release", service.grpc_target))
 
 
 def evidence_stub(service: RunningEvidence) -> evidence_pb2_grpc.EvidenceServiceStub:
-    return evidence_pb2_grpc.EvidenceServiceStub(grpc.insecure_channel(service.grpc_target))
+    return evidence_pb2_grpc.EvidenceServiceStub(channel_as("release", service.grpc_target))
 
 
 def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kafka_bootstrap: str) -> None:
     stub = ledger_stub(service)
     since = time.time()
     run = uuid.uuid4().hex[:8]  # the topic is shared with earlier runs: match this run's entries only
-    appended = [stub.Append(ledger_pb2.AppendRequest(kind="e2e.test", subject=f"{run}-item-{i}", payload=b"p%d" % i))
-                for i in range(6)]
+    appended = [stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-test", subject=f"{run}-item-{i}",
+                                                     payload=b"p%d" % i)) for i in range(6)]
     seqs = [a.entry.seq for a in appended]
     assert seqs == list(range(seqs[0], seqs[0] + 6))
     assert stub.Get(ledger_pb2.GetRequest(seq=seqs[2])).entry.entry_hash == appended[2].entry.entry_hash
-    listed = stub.List(ledger_pb2.ListRequest(kind="e2e.test", subject=f"{run}-item-4")).entries
+    listed = stub.List(ledger_pb2.ListRequest(kind="release.e2e-test", subject=f"{run}-item-4")).entries
     assert [e.seq for e in listed] == [seqs[4]]
     checkpoint = stub.Checkpoint(ledger_pb2.CheckpointRequest())
     opened = note.open_checkpoint(checkpoint.note, checkpoint.verifier_key)
@@ -207,7 +208,7 @@ def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kaf
 
 @pytest.mark.parametrize(("call", "request_message", "field"), [
     ("Append", ledger_pb2.AppendRequest(kind="", subject="s"), "kind"),
-    ("Append", ledger_pb2.AppendRequest(kind="k", subject="s", payload=b"x" * (1 << 20 | 1)), "payload"),
+    ("Append", ledger_pb2.AppendRequest(kind="release.k", subject="s", payload=b"x" * (1 << 20 | 1)), "payload"),
     ("Get", ledger_pb2.GetRequest(seq=0), "seq"),
     ("List", ledger_pb2.ListRequest(page_size=5000), "page_size"),
     ("InclusionProof", ledger_pb2.InclusionProofRequest(seq=10 ** 9), "seq"),
@@ -227,38 +228,38 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
     stub = evidence_stub(service)
     archive = bundle / "evidence-v1.2.1.tar.gz"
     since = time.time()
-    first = stub.RegisterBundle(register_requests(archive, "v1.2.1", "acme"))
-    again = stub.RegisterBundle(register_requests(archive, "v1.2.1", "acme"))
+    first = stub.RegisterBundle(register_requests(archive, "v1.2.1", "alpha"))
+    again = stub.RegisterBundle(register_requests(archive, "v1.2.1", "alpha"))
     assert not first.already_registered and again.already_registered
     assert again.ledger_seq == first.ledger_seq and again.manifest_sha256 == first.manifest_sha256
     assert first.manifest_sha256 == hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
-    releases = stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant="acme")).releases
+    releases = stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant="alpha")).releases
     assert [(r.name, r.complete) for r in releases] == [("v1.2.1", True)]
-    artifacts = stub.ListArtifacts(evidence_pb2.ListArtifactsRequest(release="v1.2.1", tenant="acme")).artifacts
+    artifacts = stub.ListArtifacts(evidence_pb2.ListArtifactsRequest(release="v1.2.1", tenant="alpha")).artifacts
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert sorted((a.name, a.sha256) for a in artifacts) == sorted((a["name"], a["sha256"])
                                                                    for a in manifest["artifacts"])
     sbom = next(a for a in artifacts if a.type == "sbom")
-    parts = list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="acme")))
+    parts = list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="alpha")))
     assert parts[0].artifact.name == "sbom.spdx.json"
     assert hashlib.sha256(b"".join(p.chunk for p in parts[1:])).hexdigest() == sbom.sha256
     with pytest.raises(grpc.RpcError) as other_tenant:
-        list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="globex")))
+        list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="beta")))
     assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND
-    files = stub.GetManifest(evidence_pb2.GetManifestRequest(release="v1.2.1", tenant="acme"))
+    files = stub.GetManifest(evidence_pb2.GetManifestRequest(release="v1.2.1", tenant="alpha"))
     assert files.manifest == (bundle / "manifest.json").read_bytes()
     assert files.signature == (bundle / "manifest.json.sig").read_bytes()
     assert files.sigstore_bundle == (bundle / "manifest.sigstore.json").read_bytes()
     assert files.public_key == (bundle / "cosign.pub").read_bytes()
     assert files.manifest_sha256 == first.manifest_sha256
     with pytest.raises(grpc.RpcError) as hidden:
-        stub.GetManifest(evidence_pb2.GetManifestRequest(release="v1.2.1", tenant="globex"))
+        stub.GetManifest(evidence_pb2.GetManifestRequest(release="v1.2.1", tenant="beta"))
     assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
-    completeness = stub.Completeness(evidence_pb2.CompletenessRequest(release="v1.2.1"))
+    completeness = stub.Completeness(evidence_pb2.CompletenessRequest(release="v1.2.1", tenant="alpha"))
     assert completeness.complete and completeness.contract_version == "1.0.0" and not completeness.missing
     with urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/metrics", timeout=5) as response:
         metrics = response.read().decode()
-    assert 'ig_evidence_release_missing_artifacts{release="v1.2.1",tenant="acme"} 0.0' in metrics
+    assert 'ig_evidence_release_missing_artifacts{release="v1.2.1",tenant="alpha"} 0.0' in metrics
     entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=first.ledger_seq)).entry
     assert entry.kind == "evidence.bundle_registered" and first.manifest_sha256.encode() in entry.payload
     events = asyncio.run(read_events(kafka_bootstrap, "ig.evidence.bundles.v1", 1, lambda e: e.parse(
@@ -278,9 +279,9 @@ def test_bad_uploads_are_invalid_argument(service: RunningEvidence, bundle: Path
     archive = bundle / "evidence-v1.2.1.tar.gz"
     cases = [
         (iter([evidence_pb2.RegisterBundleRequest(chunk=b"x")]), "header"),
-        (register_requests(archive, "../etc", ""), "header.release"),
-        (register_requests(archive, "v9.9.9", ""), "header.release"),
-        (register_requests(_tampered(archive, tmp_path), "v1.2.1", ""), "chunk: bundle rejected"),
+        (register_requests(archive, "../etc", "alpha"), "header.release"),
+        (register_requests(archive, "v9.9.9", "alpha"), "header.release"),
+        (register_requests(_tampered(archive, tmp_path), "v1.2.1", "alpha"), "chunk: bundle rejected"),
     ]
     for requests, field in cases:
         with pytest.raises(grpc.RpcError) as raised:
@@ -288,7 +289,7 @@ def test_bad_uploads_are_invalid_argument(service: RunningEvidence, bundle: Path
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
         assert raised.value.details().startswith(field), raised.value.details()
     with pytest.raises(grpc.RpcError) as unknown:
-        stub.Completeness(evidence_pb2.CompletenessRequest(release="v0.0.0"))
+        stub.Completeness(evidence_pb2.CompletenessRequest(release="v0.0.0", tenant="alpha"))
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -318,7 +319,7 @@ def test_make_evidence_builds_a_bundle_the_real_cosign_verifies(service: Running
     changed.write_bytes((out / "manifest.json").read_bytes().replace(b'"complete":true', b'"complete":false'))
     refused = offline([*verify, str(changed)])
     assert refused.returncode != 0 and "invalid signature" in refused.stderr
-    releases = evidence_stub(service).ListReleases(evidence_pb2.ListReleasesRequest()).releases
+    releases = evidence_stub(service).ListReleases(evidence_pb2.ListReleasesRequest(tenant="alpha")).releases
     assert "v1.2.1" in {r.name for r in releases}
     # Pinning the ledger's checkpoint key: the service's own key passes, any other key is refused.
     ledger_key = ledger_stub(service).Checkpoint(ledger_pb2.CheckpointRequest()).verifier_key
@@ -352,7 +353,7 @@ def test_amend_anchors_a_new_entry_that_links_the_superseded_manifest(service: R
 # Last on purpose: it corrupts this module's private ledger.
 def test_a_superuser_edit_makes_verify_name_the_first_bad_seq(service: RunningEvidence) -> None:
     stub = ledger_stub(service)
-    seqs = [stub.Append(ledger_pb2.AppendRequest(kind="e2e.tamper", subject=f"t{i}", payload=b"v")).entry.seq
+    seqs = [stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-tamper", subject=f"t{i}", payload=b"v")).entry.seq
             for i in range(5)]
     assert stub.Verify(ledger_pb2.VerifyRequest()).ok
 

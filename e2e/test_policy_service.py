@@ -17,6 +17,7 @@ import httpx
 import pytest
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.events.envelope import from_kafka_record
+from ig_common.grpc_client import channel_as
 from ig_infra.kafka_reading import consumer_at
 from ig_policy.testing import (
     GoldenCase,
@@ -54,7 +55,7 @@ def service(infra: Any, database_url: str, opa_url: str, tmp_path_factory: pytes
 
 @pytest.fixture(scope="module")
 def stub(service: RunningService) -> Iterator[policy_pb2_grpc.PolicyServiceStub]:
-    with grpc.insecure_channel(service.grpc_address) as channel:
+    with channel_as("gateway", service.grpc_address) as channel:
         yield policy_pb2_grpc.PolicyServiceStub(channel)
 
 
@@ -159,7 +160,7 @@ def test_authzen_over_http(service: RunningService) -> None:
 
 def test_without_opa_every_answer_is_deny(infra: Any, database_url: str, tmp_path: Path) -> None:
     env = {**infra.env(database_url), "IG_OPA_URL": f"http://127.0.0.1:{free_port()}"}
-    with policy_service(env, tmp_path / "service.log") as running, grpc.insecure_channel(running.grpc_address) as ch:
+    with policy_service(env, tmp_path / "service.log") as running, channel_as("gateway", running.grpc_address) as ch:
         stub = policy_pb2_grpc.PolicyServiceStub(ch)
         allowed = next(c for c in golden_cases() if c.name == "same tenant and purpose may read")
         reply, call = stub.Decide.with_call(proto_from_input(allowed.input), timeout=30)

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import grpc
 import httpx
 import pytest
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.grpc_client import channel_as
 from ig_portal.domain.watermark import unwrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
@@ -52,7 +52,7 @@ def get(portal: str, path: str, token: str | None, **params: Any) -> httpx.Respo
 
 
 def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
-    with grpc.insecure_channel(stack.evidence_grpc) as channel:
+    with channel_as("operator", stack.evidence_grpc) as channel:
         stub = ledger_pb2_grpc.LedgerServiceStub(channel)
         reply = stub.List(ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
     return [{**json.loads(e.payload), "seq": e.seq} for e in reply.entries]

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.grpc_client import channel_as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
 from portal_stack import RELEASE, USERS, Process, Stack, shared_stack
@@ -80,7 +80,7 @@ def shot(page: Any, name: str) -> None:
 
 
 def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
-    with grpc.insecure_channel(stack.evidence_grpc) as channel:
+    with channel_as("operator", stack.evidence_grpc) as channel:
         reply = ledger_pb2_grpc.LedgerServiceStub(channel).List(
             ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
     return [json.loads(e.payload) for e in reply.entries]

@@ -1,4 +1,5 @@
-"""Each service starts as a real process: health, reflection, /metrics, its schema migrated; bad settings stop it."""
+"""Each service starts as a real process: health over mTLS, /metrics, its schema migrated; reflection off; bad
+settings (a missing certificate among them) stop it."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from ig_common.grpc_client import channel_as
 
 pytestmark = pytest.mark.integration
 
@@ -78,13 +81,14 @@ def test_service_serves_health_metrics_and_migrates(running: tuple[Service, int,
     status, body = http_get(f"http://127.0.0.1:{http_port}/metrics")
     assert status == 200 and b"python_info" in body
     if service.grpc:
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        with channel_as("operator", f"127.0.0.1:{grpc_port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            # Reflection would list every method to anyone let in: off unless IG_GRPC_REFLECTION turns it on.
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-            answers = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-            names = {s.name for answer in answers for s in answer.list_services_response.service}
-            assert "grpc.health.v1.Health" in names
+            with pytest.raises(grpc.RpcError) as reflection:
+                list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+            assert reflection.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
     async def applied() -> list[str]:
         conn = await asyncpg.connect(database_url)
@@ -106,3 +110,14 @@ def test_missing_setting_stops_start_up_naming_it(service: Service) -> None:
     assert result.returncode == 2
     assert "invalid setting IG_DATABASE_URL" in result.stderr
     assert "invalid setting IG_KAFKA_BOOTSTRAP" in result.stderr
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
+def test_no_certificate_stops_start_up_naming_it(service: Service, infra: object, database_url: str,
+                                                 tmp_path: Path) -> None:
+    env = {**infra.env(database_url), "IG_HTTP_PORT": str(free_port()), "IG_GRPC_PORT": str(free_port()),  # type: ignore[attr-defined]
+           "IG_TLS_DIR": str(tmp_path / "nothing-here"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", service.module], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "invalid setting IG_TLS_DIR" in result.stderr and "nothing-here" in result.stderr

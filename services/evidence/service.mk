@@ -12,6 +12,11 @@ EVIDENCE_CONTRACT ?= policies/evidence/release-contract.v1.yaml
 EVIDENCE_LEDGER ?= 127.0.0.1:50052
 EVIDENCE_SERVER ?= $(EVIDENCE_LEDGER)
 EVIDENCE_PREVIOUS ?=
+# The tenant the release is registered for: one the release identity is granted (policies/authz/grpc-methods.yaml).
+EVIDENCE_TENANT ?= alpha
+# ig-evidence talks to the ledger and the evidence service as the release identity (mTLS); ig-infra env says where
+# the local suite's certificates are.
+EVIDENCE_IDENTITY := export IG_IDENTITIES="$${IG_IDENTITIES:-$$($(RUN) ig-infra env | sed -n 's/^export IG_IDENTITIES=//p')}"
 # cosign 2.x wants a trusted root for a v0.3 bundle and would fetch Sigstore's public one over TUF; this empty
 # one (no CAs, no logs) keeps verification offline and key-only.
 EVIDENCE_TRUSTED_ROOT ?= policies/evidence/cosign-offline-trusted-root.json
@@ -25,7 +30,7 @@ evidence: ## build, sign, verify (ig-evidence + real cosign) and register a rele
 	  echo "no release key: generating a local one in $(dir $(EVIDENCE_KEY)) (CI passes its own)"; \
 	  $(RUN) ig-evidence keygen --out $(dir $(EVIDENCE_KEY)); fi
 	@mkdir -p $(dir $(EVIDENCE_OUT))
-	SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)}" $(RUN) ig-evidence build \
+	$(EVIDENCE_IDENTITY); SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)}" $(RUN) ig-evidence build \
 	  --release $(VERSION) --inputs $(EVIDENCE_INPUTS) --out $(EVIDENCE_OUT) --key $(EVIDENCE_KEY) \
 	  --contract $(EVIDENCE_CONTRACT) --ledger $(EVIDENCE_LEDGER) --force \
 	  $(if $(EVIDENCE_PREVIOUS),--previous $(EVIDENCE_PREVIOUS)) $(EVIDENCE_FLAGS)
@@ -33,7 +38,8 @@ evidence: ## build, sign, verify (ig-evidence + real cosign) and register a rele
 	"$$($(RUN) ig-infra tool cosign)" verify-blob --key $(EVIDENCE_PUB) \
 	  --bundle $(EVIDENCE_OUT)/manifest.sigstore.json --insecure-ignore-tlog=true \
 	  --trusted-root $(EVIDENCE_TRUSTED_ROOT) $(EVIDENCE_OUT)/manifest.json
-	$(RUN) ig-evidence register $(EVIDENCE_OUT) --release $(VERSION) --server $(EVIDENCE_SERVER)
+	$(EVIDENCE_IDENTITY); $(RUN) ig-evidence register $(EVIDENCE_OUT) --release $(VERSION) --server $(EVIDENCE_SERVER) \
+	  --tenant $(EVIDENCE_TENANT)
 
 bench-evidence: ## evidence: 1 GiB bundle vs sha256sum, memory; ledger appends/s (8 writers); verify 100k chain
 	@mkdir -p $(ARTIFACTS)/bench

@@ -26,6 +26,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from google.protobuf.timestamp_pb2 import Timestamp
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+from ig_common.grpc_client import aio_channel_as
+
+# The reference gateway asks for decisions as the gateway identity.
+CLIENT_IDENTITY = "gateway"
 
 ACTIONS = {"GET": "read", "HEAD": "read", "POST": "write", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 DECISION_TIMEOUT_S = 0.5
@@ -69,7 +73,7 @@ def build_gateway(policy_address: str, region: str) -> FastAPI:
     def policy() -> policy_pb2_grpc.PolicyServiceStub:
         # One persistent channel, opened inside the server's event loop on first use.
         if not stubs:
-            stubs.append(policy_pb2_grpc.PolicyServiceStub(grpc.aio.insecure_channel(policy_address)))
+            stubs.append(policy_pb2_grpc.PolicyServiceStub(aio_channel_as(CLIENT_IDENTITY, policy_address)))
         return stubs[0]
 
     @app.api_route("/{tenant}/{kind}/{resource_id}", methods=list(ACTIONS))

@@ -19,6 +19,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -26,11 +28,13 @@ import (
 	"math/rand"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
@@ -106,8 +110,34 @@ func httpCaller(concurrency int, timeout time.Duration) caller {
 	}
 }
 
-func grpcCaller(target string, timeout time.Duration) (caller, func(), error) {
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+// transportCredentials: mTLS with the workload certificate in tlsDir (tls.crt, tls.key, ca.crt: the layout
+// cert-manager and ig-infra write), verifying the server's chain and address; plaintext only when tlsDir is empty.
+func transportCredentials(tlsDir string) (credentials.TransportCredentials, error) {
+	if tlsDir == "" {
+		return insecure.NewCredentials(), nil
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(tlsDir, "tls.crt"), filepath.Join(tlsDir, "tls.key"))
+	if err != nil {
+		return nil, err
+	}
+	authority, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(authority) {
+		return nil, fmt.Errorf("%s: no certificate in ca.crt", tlsDir)
+	}
+	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots,
+		MinVersion: tls.VersionTLS13}), nil
+}
+
+func grpcCaller(target, tlsDir string, timeout time.Duration) (caller, func(), error) {
+	transport, err := transportCredentials(tlsDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(transport),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 	if err != nil {
 		return nil, nil, err
@@ -127,6 +157,7 @@ func grpcCaller(target string, timeout time.Duration) (caller, func(), error) {
 func main() {
 	file := flag.String("requests", "", "JSON array of calls")
 	target := flag.String("grpc-target", "", "host:port for gRPC calls")
+	tlsDir := flag.String("tls-dir", "", "gRPC over mTLS as the workload certificate in this directory (tls.crt, tls.key, ca.crt)")
 	count := flag.Int("count", 1000, "calls to measure")
 	warmup := flag.Int("warmup", 200, "calls sent first and not measured")
 	concurrency := flag.Int("concurrency", 32, "concurrent callers")
@@ -148,7 +179,7 @@ func main() {
 	}
 	call := httpCaller(*concurrency, *timeout)
 	if calls[0].GRPCMethod != "" {
-		grpcCall, closeConn, err := grpcCaller(*target, *timeout)
+		grpcCall, closeConn, err := grpcCaller(*target, *tlsDir, *timeout)
 		if err != nil {
 			fail("-grpc-target: %v", err)
 		}

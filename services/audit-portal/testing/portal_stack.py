@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from ig_common.grpc_client import channel_as
 
 REPO = Path(__file__).resolve().parents[3]
 RELEASE = "v1.2.1"
@@ -159,7 +159,7 @@ def register(evidence_grpc: str, archive: Path, release: str, tenant: str) -> ev
             while chunk := handle.read(1 << 20):
                 yield evidence_pb2.RegisterBundleRequest(chunk=chunk)
 
-    with grpc.insecure_channel(evidence_grpc) as channel:
+    with channel_as("release", evidence_grpc) as channel:
         stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
         return stub.RegisterBundle(parts(), timeout=60)
 

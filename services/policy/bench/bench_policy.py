@@ -42,7 +42,9 @@ import asyncpg
 import grpc
 from host_wakeup import percentile  # beside this script
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
-from ig_infra.components import Kafka, Postgres
+from ig_common.grpc_client import aio_channel_as, channel_as
+from ig_common.tls import workload_directory
+from ig_infra.components import Identities, Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
 from ig_infra.paths import Paths
 from ig_infra.process import child_pids, process_cpu_seconds
@@ -61,6 +63,8 @@ RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY"
 DECIDE = "/ig.policy.v1.PolicyService/Decide"
 FAIL_CLOSED = "ig.system.engine_unavailable"
 HOP_FLOOR = Path(__file__).with_name("hop_floor.py")
+# Decide is driven as a gateway would call it: mTLS with the gateway's workload certificate.
+CLIENT_IDENTITY = "gateway"
 HOST_WAKEUP = Path(__file__).with_name("host_wakeup.py")
 ROUNDS = 4
 WARMUP = 500
@@ -129,7 +133,7 @@ def rego_coverage() -> float:
 async def answers_differing(opa_url: str, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
     """Ask every input once each way (unloaded) and count the (result, rule id) pairs that differ."""
     differing = 0
-    async with aiohttp.ClientSession() as session, grpc.aio.insecure_channel(grpc_address) as channel:
+    async with aiohttp.ClientSession() as session, aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
         stub = policy_pb2_grpc.PolicyServiceStub(channel)
         for document, request in mix:
             async with session.post(f"{opa_url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
@@ -149,7 +153,7 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "") -> Mode:
         async def run(count: int, at_rate: float) -> LoadResult:
             return await drive(binary, calls, count=count, concurrency=concurrency, rate=at_rate,
-                               grpc_target=grpc_target, match=match)
+                               grpc_target=grpc_target, match=match, tls_dir=workload_directory(CLIENT_IDENTITY))
         return run
 
     modes = {"raw_opa_rest": mode(raw_calls)}
@@ -241,7 +245,7 @@ def hop_floor_server(wanted: bool) -> Iterator[tuple[str, int] | None]:
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen([sys.executable, str(HOP_FLOOR), address.rpartition(":")[2]])
     try:
-        with grpc.insecure_channel(address) as channel:
+        with channel_as(CLIENT_IDENTITY, address) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
         yield address, process.pid
     finally:
@@ -280,12 +284,15 @@ def main() -> None:
     args = parser.parse_args()
     saturation_decisions = min(args.saturation_decisions, args.decisions)
     paths = Paths.from_environment()
-    postgres, kafka = Postgres(paths), Kafka(paths)
+    postgres, kafka, identities = Postgres(paths), Kafka(paths), Identities(paths)
+    identities.start()
+    # This process, the load generator and the hop floor find their certificates here.
+    os.environ.update(identities.env())
     database = asyncio.run(fresh_database(postgres))
     load_before, wakeup_before = os.getloadavg(), host_wakeup()
     try:
         with opa_process() as (opa_url, opa_pid), tempfile.TemporaryDirectory() as scratch:
-            env = {**kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
+            env = {**identities.env(), **kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
                    "IG_LOG_LEVEL": "WARNING"}
             with policy_service(env, Path(scratch) / "policy.log") as service, \
                     hop_floor_server(args.hop_floor) as floor:

@@ -13,14 +13,18 @@ Usage: python hop_floor.py PORT (serves on 127.0.0.1:PORT until terminated).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
-from ig_common.grpc_server import GrpcService, build_grpc_server
+from ig_common.authz import AuthorizationTable
+from ig_common.grpc_server import GrpcService, ServerSecurity, build_grpc_server
 from ig_common.service import run_process
+from ig_common.tls import load_workload_certificate
 from ig_policy.api.grpc_service import SERVICE_NAME
 from ig_policy.api.translate import decision_metadata, response_from_decision
 from ig_policy.domain.model import Decision, Reason, Result, Verdict
@@ -46,7 +50,10 @@ class FixedAnswer(policy_pb2_grpc.PolicyServiceServicer):
 
 async def serve(port: int) -> None:
     service = GrpcService(SERVICE_NAME, FixedAnswer(), policy_pb2_grpc.add_PolicyServiceServicer_to_server)
-    server, _ = build_grpc_server([service], host="127.0.0.1", port=port)
+    # The same security as the service (mTLS, the authorization table) so the floor pays what Decide pays.
+    security = ServerSecurity(load_workload_certificate("policy"),
+                              AuthorizationTable.load(Path(os.environ["IG_AUTHZ_TABLE"])))
+    server, _ = build_grpc_server([service], host="127.0.0.1", port=port, security=security)
     await server.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import asyncpg
-import grpc
 import pytest
 from ig.policy.v1 import policy_pb2_grpc
+from ig_common.authz import AuthorizationTable
 from ig_common.db import create_pool, prepare_schema
-from ig_common.grpc_server import build_grpc_server
+from ig_common.grpc_client import aio_channel_as
+from ig_common.grpc_server import ServerSecurity, build_grpc_server
+from ig_common.tls import WorkloadCertificate
 from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
@@ -56,11 +60,15 @@ async def decisions(engine: OpaEngine, decision_log: DecisionLog) -> DecisionSer
 
 
 @pytest.fixture(scope="session")
-async def stub(decisions: DecisionService) -> AsyncIterator[policy_pb2_grpc.PolicyServiceStub]:
+async def stub(decisions: DecisionService, infra: Any) -> AsyncIterator[policy_pb2_grpc.PolicyServiceStub]:
     port = free_port()
-    server, _ = build_grpc_server([policy_grpc_service(decisions)], host="127.0.0.1", port=port)
+    env = infra.identities.env()
+    security = ServerSecurity(WorkloadCertificate(Path(env["IG_IDENTITIES"]) / "policy"),
+                              AuthorizationTable.load(Path(env["IG_AUTHZ_TABLE"])))
+    server, _ = build_grpc_server([policy_grpc_service(decisions)], host="127.0.0.1", port=port, security=security)
     await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    # As a gateway would: mTLS with the gateway identity, which the table grants Decide.
+    channel = aio_channel_as("gateway", f"127.0.0.1:{port}")
     yield policy_pb2_grpc.PolicyServiceStub(channel)
     await channel.close()
     await server.stop(grace=1)

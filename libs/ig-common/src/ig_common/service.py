@@ -28,7 +28,7 @@ from ig_common.lifecycle import stop_on_signals
 from ig_common.logging import configure_logging
 from ig_common.settings import GrpcServiceSettings, ServiceSettings, SettingsError
 from ig_common.telemetry import configure_tracing
-from ig_common.tls import IdentityError, WorkloadCertificate, workload_directory
+from ig_common.tls import IdentityError, WorkloadCertificate
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +42,8 @@ class Runtime:
     pool: asyncpg.Pool
     relay: OutboxRelay
     stop: asyncio.Event
+    # The service's own workload identity, for the calls it makes to other services.
+    certificate: WorkloadCertificate
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def spawn(self, coroutine: Awaitable[None], name: str) -> None:
@@ -66,17 +68,24 @@ def run_process(service: Coroutine[Any, Any, None]) -> None:
     uvloop.run(service)
 
 
-def server_security(settings: GrpcServiceSettings) -> ServerSecurity:
-    """Read before anything else starts: a missing certificate or a bad table stops the service at once."""
+def load_identity(settings: ServiceSettings) -> WorkloadCertificate:
+    """Read before anything else starts: without its certificate a service can neither serve nor call."""
     try:
-        directory = settings.tls_dir or workload_directory(settings.service_name)
-        return ServerSecurity(WorkloadCertificate(directory), AuthorizationTable.load(settings.authz_table),
-                              reflection=settings.grpc_reflection)
+        return settings.workload_certificate()
     except IdentityError as error:
         print(f"invalid setting IG_TLS_DIR: {error}", file=sys.stderr)
+        raise SettingsError(2) from error
+
+
+def server_security(settings: GrpcServiceSettings, certificate: WorkloadCertificate) -> ServerSecurity:
+    try:
+        if settings.authz_table is None:
+            raise TableError("required to serve gRPC (the table of who may call which method)")
+        table = AuthorizationTable.load(settings.authz_table)
     except TableError as error:
         print(f"invalid setting IG_AUTHZ_TABLE: {error}", file=sys.stderr)
-    raise SettingsError(2)
+        raise SettingsError(2) from error
+    return ServerSecurity(certificate, table, reflection=settings.grpc_reflection)
 
 
 GrpcFactory = Callable[[Runtime], Sequence[GrpcService]]
@@ -99,13 +108,15 @@ async def run_service(
     helper process of the service publishes its outbox, so this process runs no relay."""
     configure_logging(settings.service_name, settings.log_level, settings.region)
     configure_tracing(settings.service_name, settings.region, sample_ratio=settings.trace_sample_ratio)
-    security = server_security(settings) if isinstance(settings, GrpcServiceSettings) else None
+    certificate = load_identity(settings)
+    security = server_security(settings, certificate) if isinstance(settings, GrpcServiceSettings) else None
     stop = stop_on_signals()
     pool = await create_pool(settings.database_url, reset_session=reset_sessions)
     try:
         await prepare_schema(pool, schema, migrations)
         relay = OutboxRelay(pool, schema, settings.kafka_bootstrap)
-        runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop)
+        runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop,
+                          certificate=certificate)
         if relay_outbox:
             runtime.spawn(relay.run(stop), "outbox-relay")
         if on_start is not None:

@@ -13,6 +13,8 @@ from typing import Annotated, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ig_common.tls import WorkloadCertificate, workload_directory
+
 ENV_PREFIX = "IG_"
 
 # Subclasses that give a port a default keep the range check by using this type.
@@ -33,23 +35,27 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     # Share of the traces that start in this service which are recorded (parent-based: a traced caller always is).
     trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    # The workload certificate (tls.crt, tls.key, ca.crt). Unset: $IG_IDENTITIES/<service name>, as ig-infra lays
+    # them out; neither set stops start-up (no internal connection is ever made or served without it).
+    tls_dir: Path | None = None
+
+    def workload_certificate(self) -> WorkloadCertificate:
+        return WorkloadCertificate(self.tls_dir or workload_directory(self.service_name))
 
 
 class GrpcServiceSettings(ServiceSettings):
     grpc_port: Port
     grpc_host: str = "127.0.0.1"
-    # The workload certificate (tls.crt, tls.key, ca.crt). Unset: $IG_IDENTITIES/<service name>, as ig-infra lays
-    # them out; neither set stops start-up (a gRPC server never listens without mTLS).
-    tls_dir: Path | None = None
-    # Which identity may call which method (policies/authz/grpc-methods.yaml); default deny.
-    authz_table: Path
+    # Which identity may call which method (policies/authz/grpc-methods.yaml); default deny. Required to serve gRPC
+    # (checked when the server is built, so a CLI sharing these settings does not need it).
+    authz_table: Path | None = None
     # Server reflection lists every method to anyone allowed in; a development convenience, off by default.
     grpc_reflection: bool = False
 
     @field_validator("authz_table")
     @classmethod
-    def _table_exists(cls, value: Path) -> Path:
-        if not value.is_file():
+    def _table_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
             raise ValueError(f"{value} is not a file")
         return value
 

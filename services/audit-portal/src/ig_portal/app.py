@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 
-import grpc
 import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from ig_common.grpc_client import secure_aio_channel
 from ig_common.service import HttpFactory, Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
@@ -20,6 +20,7 @@ from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
 from ig_portal.api.pages import LoginRequired, Pages, login_redirect
 from ig_portal.clients.evidence import EvidenceCatalog
+from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
@@ -32,7 +33,8 @@ log = structlog.get_logger(__name__)
 
 def routes(settings: Settings) -> HttpFactory:
     def add_routes(runtime: Runtime, app: FastAPI) -> None:
-        channel = grpc.aio.insecure_channel(settings.evidence_target)
+        channel = secure_aio_channel(settings.evidence_target, runtime.certificate)
+        users = UserForwarding(runtime.certificate, runtime.certificate.spiffe_id.sibling(settings.evidence_identity))
         http = httpx.AsyncClient(timeout=5.0)
         provider = Provider(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
                             client_secret=settings.oidc_client_secret, audience=settings.oidc_audience,
@@ -55,7 +57,7 @@ def routes(settings: Settings) -> HttpFactory:
         if not settings.link_secret:
             log.warning("link_secret_random", detail="IG_LINK_SECRET unset: links only work on this replica")
         links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
-        catalog = EvidenceCatalog(channel, cache_seconds=settings.catalog_cache_seconds)
+        catalog = EvidenceCatalog(channel, users, cache_seconds=settings.catalog_cache_seconds)
         api = AuditApi(guard=guard, catalog=catalog, links=links)
         app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
                            slow_seconds=settings.slow_request_seconds)

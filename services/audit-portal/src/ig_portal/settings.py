@@ -14,6 +14,8 @@ class Settings(ServiceSettings):
     # Where browsers reach the portal (redirect URI = public_url + /callback).
     public_url: str = Field(default="http://localhost:8080", pattern=r"^https?://[^/]+$")
     evidence_target: str = Field(default="127.0.0.1:50052", min_length=3)
+    # The evidence service's service-account name: the audience of the user tokens the portal forwards.
+    evidence_identity: str = Field(default="evidence", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
     oidc_issuer: str = Field(default="http://127.0.0.1:5556/dex", pattern=r"^https?://")
     oidc_client_id: str = Field(default="audit-portal", min_length=1)
     oidc_client_secret: str = ""

@@ -217,7 +217,7 @@ class BurnEngine:
                 applied.append(done)
                 TRANSITIONS.labels(decision.state.state).inc()
                 for key in done.changed_flags:
-                    FLAG_CHANGES.labels(key, "ig-burn").inc()
+                    FLAG_CHANGES.labels(key, "automation").inc()
                 log.warning("burn_throttle_transition", slo=done.transition.slo, to_state=done.transition.to_state,
                             reason=done.transition.reason, flags=list(done.changed_flags),
                             pinned_left_alone=[s.key for s in done.skipped], incident=done.incident_id)

@@ -2,6 +2,7 @@
 
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.authz import AuthorizationTable
 from ig_common.grpc_server import GrpcService
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
@@ -43,7 +44,8 @@ def main() -> None:
                                     max_bundle_bytes=settings.max_bundle_bytes, trusted_key=trusted,
                                     on_commit=runtime.relay.wake)
         return [
-            GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name, LedgerServicer(ledger),
+            GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
+                        LedgerServicer(ledger, AuthorizationTable.load(settings.authz_table)),
                         ledger_pb2_grpc.add_LedgerServiceServicer_to_server),
             GrpcService(evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name, evidence,
                         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server),

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import grpc
 import structlog
+from ig_common.tls import IdentityError
 
 from ig_evidence.bundle import build as builder
 from ig_evidence.bundle import upload
@@ -92,7 +93,8 @@ def _run(action: object) -> builder.BuildResult:
         return action()  # type: ignore[operator, no-any-return]
     except builder.IncompleteEvidence as error:
         _fail(str(error), EXIT_INCOMPLETE)
-    except (InputProblem, ContractError, ManifestError, KeyProblem, LedgerUnavailable, ValueError, OSError) as error:
+    except (InputProblem, ContractError, ManifestError, KeyProblem, LedgerUnavailable, IdentityError, ValueError,
+            OSError) as error:
         _fail(str(error))
     raise AssertionError("unreachable")
 
@@ -164,7 +166,7 @@ def verify(bundle: Path, key: str, contract: Path | None, ledger_key: str | None
 @click.argument("bundle", type=click.Path(path_type=Path, exists=True))
 @click.option("--release", required=True)
 @click.option("--server", envvar="IG_EVIDENCE_SERVER", required=True, help="EvidenceService gRPC address")
-@click.option("--tenant", default="", help="tenant the release belongs to (empty: shared)")
+@click.option("--tenant", required=True, help="tenant the release belongs to (one the release identity is granted)")
 def register(bundle: Path, release: str, server: str, tenant: str) -> None:
     """Upload a bundle to the evidence service (idempotent: the same bundle twice is registered once)."""
     try:
@@ -172,7 +174,7 @@ def register(bundle: Path, release: str, server: str, tenant: str) -> None:
     except grpc.RpcError as error:
         _fail(f"register at {server}: {error.code().name}: {error.details()}")
         return
-    except ValueError as error:
+    except (IdentityError, ValueError) as error:
         _fail(str(error))
         return
     state = "already registered" if response.already_registered else "registered"

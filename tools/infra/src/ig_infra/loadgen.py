@@ -63,17 +63,17 @@ class LoadResult:
 
 async def drive(binary: Path, calls: Sequence[dict[str, Any]], *, count: int, concurrency: int, rate: float = 0.0,
                 arrivals: str = "uniform", duration_s: float = 0.0, warmup: int = 0, grpc_target: str = "",
-                match: str = "") -> LoadResult:
+                match: str = "", tls_dir: Path | None = None) -> LoadResult:
     """``count`` calls round-robin over ``calls``: open loop at ``rate`` calls/s in all (``uniform``: call i due
     at i / rate; ``poisson``: each caller at its own Poisson moments, none due after ``duration_s`` when given, so
-    ``count`` is then a bound), or closed loop at rate 0."""
+    ``count`` is then a bound), or closed loop at rate 0. ``tls_dir``: gRPC over mTLS as that workload certificate."""
     with tempfile.TemporaryDirectory() as scratch:
         requests, report = Path(scratch) / "calls.json", Path(scratch) / "report.json"
         requests.write_text(json.dumps(list(calls)))
         process = await asyncio.create_subprocess_exec(
             str(binary), "-requests", str(requests), "-count", str(count), "-concurrency", str(concurrency),
             "-rate", str(rate), "-arrivals", arrivals, "-duration", f"{duration_s}s", "-warmup", str(warmup),
-            "-grpc-target", grpc_target, "-match", match,
+            "-grpc-target", grpc_target, "-tls-dir", str(tls_dir or ""), "-match", match,
             "-out", str(report), stderr=asyncio.subprocess.PIPE)
         _, stderr = await process.communicate()
         if process.returncode != 0:

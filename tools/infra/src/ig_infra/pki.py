@@ -169,18 +169,30 @@ def identities_directory(run: Path) -> Path:
     return run / "identities"
 
 
+def is_fresh(issued: IssuedIdentity, ca_pem: bytes | None = None) -> bool:
+    """Present, younger than RENEW_AFTER, and (when given) issued by the CA whose certificate is ``ca_pem``."""
+    if not (issued.cert.exists() and issued.key.exists() and issued.ca.exists()):
+        return False
+    if ca_pem is not None and issued.ca.read_bytes() != ca_pem:
+        return False
+    cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+    return _now() - cert.not_valid_before_utc < RENEW_AFTER
+
+
 def ensure_identity(ca: DevCA, name: str, run: Path) -> IssuedIdentity:
     """The workload's certificate under the run dir: reused while young and issued by this CA, else renewed."""
-    directory = identities_directory(run) / name
-    issued = IssuedIdentity(name, directory, spiffe_id(name))
-    if issued.cert.exists() and issued.key.exists() and issued.ca.exists() and issued.ca.read_bytes() == ca.cert_pem:
-        cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
-        if _now() - cert.not_valid_before_utc < RENEW_AFTER:
-            return issued
-    return ca.issue(name, directory)
+    issued = IssuedIdentity(name, identities_directory(run) / name, spiffe_id(name))
+    return issued if is_fresh(issued, ca.cert_pem) else ca.issue(name, issued.directory)
 
 
 def ensure_identities(cache: Path, run: Path, names: tuple[str, ...] = SERVICE_IDENTITIES + CLIENT_IDENTITIES
                       ) -> dict[str, IssuedIdentity]:
     ca = DevCA.load_or_create(ca_directory(cache))
     return {name: ensure_identity(ca, name, run) for name in names}
+
+
+def issue_for_addresses(cache: Path, name: str, directory: Path, addresses: tuple[str, ...]) -> IssuedIdentity:
+    """A certificate for a workload served on other addresses than loopback (a region's own address, say): clients
+    verify the address they dial against the certificate's IP SANs."""
+    ca = DevCA.load_or_create(ca_directory(cache))
+    return ca.issue(name, directory, ip_addresses=tuple(dict.fromkeys((*addresses, *LOCAL_ADDRESSES))))

@@ -15,30 +15,35 @@ from dataclasses import dataclass
 
 import pytest
 
-from ig_infra.components import Kafka, Opa, Postgres
+from ig_infra.components import Identities, Kafka, Opa, Postgres
 from ig_infra.paths import Paths
 
 
 @dataclass(frozen=True)
 class Infra:
     paths: Paths
+    identities: Identities
     postgres: Postgres
     kafka: Kafka
     opa: Opa
 
     def env(self, database_url: str) -> dict[str, str]:
-        return {**self.kafka.env(), **self.opa.env(), "IG_DATABASE_URL": database_url}
+        """What a service started by a test needs: its certificate comes from IG_IDENTITIES by its service name."""
+        return {**self.identities.env(), **self.kafka.env(), **self.opa.env(), "IG_DATABASE_URL": database_url}
 
 
 @pytest.fixture(scope="session")
 def infra() -> Infra:
     paths = Paths.from_environment()
-    found = Infra(paths, Postgres(paths), Kafka(paths), Opa(paths))
-    for component in (found.postgres, found.kafka, found.opa):
+    found = Infra(paths, Identities(paths), Postgres(paths), Kafka(paths), Opa(paths))
+    for component in (found.identities, found.postgres, found.kafka, found.opa):
         if not component.healthy():
             component.install()
             component.start()
     found.kafka.create_topics(_all_topics())
+    # The test process is a client too (as "release", "operator", ... via ig_common.grpc_client.channel_as), and so
+    # is every tool a test runs with this environment.
+    os.environ.update(found.identities.env())
     return found
 
 

@@ -42,10 +42,11 @@ def http_healthy(port: int) -> bool:
 
 
 def grpc_healthy(port: int) -> bool:
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from ig_common.grpc_client import channel_as
 
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    # The gRPC port speaks mTLS only: ig-infra checks health as the operator identity.
+    with channel_as("operator", f"127.0.0.1:{port}") as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+from ig_common.grpc_client import channel_as
 
 from ig_region_test.residency import PinnedTenant
 
@@ -74,7 +75,7 @@ def ask_service(target: str, payload: dict[str, Any]) -> dict[str, Any]:
         actor=policy_pb2.Actor(**payload["actor"]), resource=policy_pb2.Resource(**payload["resource"]),
         action=payload["action"], context=policy_pb2.Context(time=when, **context),
     )
-    with grpc.insecure_channel(target) as channel:
+    with channel_as("region-test", target) as channel:
         response = policy_pb2_grpc.PolicyServiceStub(channel).Decide(request, timeout=5)  # type: ignore[no-untyped-call]
     return {"result": policy_pb2.Result.Name(response.result).removeprefix("RESULT_"), "rule_id": response.rule_id,
             "explanation": response.explanation, "decision_id": response.decision_id,

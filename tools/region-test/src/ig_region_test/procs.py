@@ -22,6 +22,7 @@ from pathlib import Path
 from ig_infra.components.kafka import KAFKA_VERSION, LOG4J
 from ig_infra.go_tools import tool_path
 from ig_infra.paths import Paths
+from ig_infra.pki import issue_for_addresses
 
 from ig_region_test.network import RegionNet
 from ig_region_test.runstate import RunState
@@ -176,7 +177,11 @@ class RegionPolicyService(RegionProcess):
         return f"http://{self.region.client_host}:{self.region.port(POLICY_HTTP_PORT)}"
 
     def start(self, database_url: str, kafka_bootstrap: str, opa_url: str) -> None:
-        self.spawn([sys.executable, "-m", "ig_policy.app"], env={
+        # Clients dial the region's own address, so the service's certificate names it (IG_IDENTITIES and
+        # IG_AUTHZ_TABLE come from the environment, like every other service's).
+        tls = issue_for_addresses(Paths.from_environment().cache, "policy",
+                                  self.root / f"{self.region.name}-policy-tls", (self.region.client_host,))
+        self.spawn([sys.executable, "-m", "ig_policy.app"], env={"IG_TLS_DIR": str(tls.directory),
             "IG_REGION": self.region.name, "IG_DATABASE_URL": database_url, "IG_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "IG_OPA_URL": opa_url, "IG_GRPC_HOST": self.region.client_host,
             "IG_GRPC_PORT": str(self.region.port(POLICY_GRPC_PORT)), "IG_HTTP_HOST": self.region.client_host,

@@ -2,7 +2,7 @@
 
     ig-release run --version v1.2.1 --profile demo|ci --artifacts DIR [--stage NAME ...]
     ig-release stages
-    ig-release flag show|pin|unpin KEY [--value JSON] --reason TEXT --by NAME [--burn-grpc HOST:PORT]
+    ig-release flag show|pin|unpin KEY [--value JSON] --reason TEXT [--burn-grpc HOST:PORT]   (as the operator identity)
 
 Addresses come from IG_* variables (`uv run ig-infra env`); the defaults are the `make up` ports.
 Exit status: 0 the flow completed, 1 a stage failed (named, with its log), 2 usage error.
@@ -41,7 +41,6 @@ def parser() -> argparse.ArgumentParser:
     flag.add_argument("key")
     flag.add_argument("--value", help="JSON value to pin (pin) or hand back (unpin): false, 50, \"text\"")
     flag.add_argument("--reason", default="", help="why (recorded in the flag history)")
-    flag.add_argument("--by", default="", help="who (recorded in the flag history)")
     flag.add_argument("--burn-grpc", default=None, help="FlagService address (default $IG_BURN_GRPC or :50053)")
     return root
 
@@ -56,11 +55,11 @@ def flag_command(args: argparse.Namespace, console: Console) -> int:
         if args.action == "show":
             print(flags.show(address, args.key))
             return 0
-        if not args.value or not args.reason or not args.by:
-            console.print("ig-release flag pin|unpin: --value, --reason and --by are required")
+        if not args.value or not args.reason:
+            console.print("ig-release flag pin|unpin: --value and --reason are required")
             return 2
-        print(flags.set_flag(address, args.key, args.value, pinned=args.action == "pin", changed_by=args.by,
-                             reason=args.reason))
+        # Who pinned it is the verified caller (the operator's certificate), recorded by the burn service.
+        print(flags.set_flag(address, args.key, args.value, pinned=args.action == "pin", reason=args.reason))
         return 0
     except grpc.RpcError as error:
         console.print(f"ig-release flag: {error.code().name}: {error.details()}")

@@ -10,10 +10,14 @@ import json
 import grpc
 from google.protobuf import json_format, struct_pb2
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
+from ig_common.grpc_client import channel_as
+
+# Pinning a flag is flag administration: the table grants it to the operator identity only.
+CLIENT_IDENTITY = "operator"
 
 
 def _stub(address: str) -> tuple[grpc.Channel, flags_pb2_grpc.FlagServiceStub]:
-    channel = grpc.insecure_channel(address)
+    channel = channel_as(CLIENT_IDENTITY, address)
     return channel, flags_pb2_grpc.FlagServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
@@ -26,11 +30,10 @@ def show(address: str, key: str) -> str:
                        "history": json_format.MessageToDict(history).get("changes", [])}, indent=2)
 
 
-def set_flag(address: str, key: str, value: str, *, pinned: bool, changed_by: str, reason: str) -> str:
+def set_flag(address: str, key: str, value: str, *, pinned: bool, reason: str) -> str:
     parsed = struct_pb2.Value()
     json_format.Parse(value, parsed)  # the value as JSON: false, 50, "text", {"a": 1}
     channel, stub = _stub(address)
     with channel:
-        reply = stub.SetFlag(flags_pb2.SetFlagRequest(key=key, value=parsed, pinned=pinned, changed_by=changed_by,
-                                                      reason=reason), timeout=10)
+        reply = stub.SetFlag(flags_pb2.SetFlagRequest(key=key, value=parsed, pinned=pinned, reason=reason), timeout=10)
     return json.dumps(json_format.MessageToDict(reply.flag), indent=2)

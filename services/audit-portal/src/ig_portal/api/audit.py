@@ -58,7 +58,7 @@ class AuditApi:
 
         @router.get("/releases", response_model=ReleasesOut, summary="Releases of the caller's tenant")
         async def releases(request: Request, principal: Caller) -> ReleasesOut:
-            found = await lookup(self.catalog.releases(principal.tenant))
+            found = await lookup(self.catalog.releases(principal))
             await self.guard.record(request, principal, Action.READ, "releases")
             return ReleasesOut(tenant=principal.tenant, releases=[
                 ReleaseOut(name=r.name, manifestSha256=r.manifest_sha256, complete=r.complete) for r in found])
@@ -67,7 +67,7 @@ class AuditApi:
         async def artifacts(request: Request, principal: Caller,
                             release: Annotated[str, Query(min_length=1, max_length=64)]) -> ArtifactsOut:
             name = valid_release(release)
-            found = await lookup(self.catalog.artifacts(principal.tenant, name))
+            found = await lookup(self.catalog.artifacts(principal, name))
             await self.guard.record(request, principal, Action.READ, f"artifacts:{name}", release=name)
             return ArtifactsOut(release=name, artifacts=[
                 ArtifactOut(id=a.id, release=a.release, name=a.name, type=a.type, mediaType=a.media_type,
@@ -78,7 +78,7 @@ class AuditApi:
         async def download(request: Request, principal: Caller, artifactId: str,
                            ttl: Annotated[int | None, Query(ge=1, le=86400)] = None) -> DownloadLinkOut:
             artifact_id = valid_artifact_id(artifactId)
-            artifact = await lookup(self.catalog.artifact(principal.tenant, artifact_id))
+            artifact = await lookup(self.catalog.artifact(principal, artifact_id))
             download_id = new_download_id()
             url, expires = self.links.issue(principal, artifact_id, download_id, ttl)
             await self.guard.record(request, principal, Action.READ, f"link:{artifact_id}",
@@ -94,7 +94,7 @@ class AuditApi:
             principal = await self.caller(request, download=True)
             artifact_id = valid_artifact_id(artifactId)
             self.links.check(principal, artifact_id, dl, exp, sig)
-            artifact, content = await lookup(self.catalog.content(principal.tenant, artifact_id))
+            artifact, content = await lookup(self.catalog.content(principal, artifact_id))
             marked = await apply_watermark(artifact.name, artifact.media_type, artifact.sha256, content,
                                            self.mark(principal, dl))
             await self.guard.record(request, principal, Action.DOWNLOAD, f"artifact:{artifact_id}",
@@ -107,7 +107,7 @@ class AuditApi:
                                 file: Literal[MANIFEST_FILES]) -> Response:  # type: ignore[valid-type]
             principal = await self.caller(request, download=True)
             name = valid_release(release)
-            files = await lookup(self.catalog.manifest(principal.tenant, name))
+            files = await lookup(self.catalog.manifest(principal, name))
             if file not in files.files:
                 raise HTTPException(404, "no such release or artifact")
             download_id = new_download_id()
@@ -126,7 +126,7 @@ class AuditApi:
             if not principal.is_admin:
                 raise HTTPException(403, "access logs are for admins of the tenant")
             name = valid_release(release)
-            await lookup(self.catalog.release(principal.tenant, name))
+            await lookup(self.catalog.release(principal, name))
             recorded = await self.read_log(principal, name)
             await self.guard.record(request, principal, Action.EXPORT, f"access-log:{name}:{format}", release=name)
             if format == "csv":

@@ -53,7 +53,7 @@ class Pages:
     async def manifest_files(self, principal: Principal, release: str) -> list[str]:
         """Names of the signed manifest's files, when the evidence service offers them."""
         try:
-            found = await self.api.catalog.manifest(principal.tenant, release)
+            found = await self.api.catalog.manifest(principal, release)
         except NotImplementedError:
             return []
         except (NotFound, Unavailable):
@@ -67,7 +67,7 @@ class Pages:
         @router.get("/", response_class=HTMLResponse)
         async def home(request: Request) -> Response:
             principal, session = await self.visitor(request)
-            releases = await lookup(catalog.releases(principal.tenant))
+            releases = await lookup(catalog.releases(principal))
             await guard.record(request, principal, Action.VIEW, "catalog")
             return self.render(request, "catalog.html", principal, session, releases=releases, title="Releases")
 
@@ -75,8 +75,8 @@ class Pages:
         async def release_page(request: Request, release: str) -> Response:
             principal, session = await self.visitor(request)
             name = valid_release(release)
-            found = await lookup(catalog.release(principal.tenant, name))
-            artifacts = await lookup(catalog.artifacts(principal.tenant, name))
+            found = await lookup(catalog.release(principal, name))
+            artifacts = await lookup(catalog.artifacts(principal, name))
             signed = [(a, links.issue(principal, a.id, new_download_id())[0]) for a in artifacts]
             manifest_files = await self.manifest_files(principal, name)
             await guard.record(request, principal, Action.VIEW, f"release:{name}", release=name)
@@ -87,7 +87,7 @@ class Pages:
         async def artifact_page(request: Request, release: str, artifact_id: str) -> Response:
             principal, session = await self.visitor(request)
             name, key = valid_release(release), valid_artifact_id(artifact_id)
-            artifact = await lookup(catalog.artifact(principal.tenant, key))
+            artifact = await lookup(catalog.artifact(principal, key))
             if artifact.release != name:
                 raise HTTPException(404, "no such release or artifact")
             url, _ = links.issue(principal, key, new_download_id())
@@ -101,7 +101,7 @@ class Pages:
             if not principal.is_admin:
                 raise HTTPException(403, "access logs are for admins of the tenant")
             name = valid_release(release)
-            await lookup(catalog.release(principal.tenant, name))
+            await lookup(catalog.release(principal, name))
             entries = await self.api.read_log(principal, name)
             await guard.record(request, principal, Action.VIEW, f"access-log:{name}", release=name)
             return self.render(request, "access_log.html", principal, session, release=name, entries=entries,

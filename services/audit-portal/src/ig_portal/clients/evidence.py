@@ -1,4 +1,5 @@
-"""The evidence catalog as the portal sees it: always asked with the caller's tenant."""
+"""The evidence catalog as the portal sees it: always asked for the signed-in user, whose verified identity goes
+with every call (the evidence service takes the tenant from it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Generic, TypeVar
 
 import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+
+from ig_portal.clients.forwarding import UserForwarding
+from ig_portal.domain.identity import Principal
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -96,62 +100,68 @@ class Recent(Generic[K, V]):
 
 
 class EvidenceCatalog:
-    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0, cache_seconds: float = 0.0) -> None:
+    def __init__(self, channel: grpc.aio.Channel, users: UserForwarding, timeout: float = 10.0,
+                 cache_seconds: float = 0.0) -> None:
         self.stub = evidence_pb2_grpc.EvidenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.users = users
         self.timeout = timeout
         self._releases: Recent[str, list[ReleaseView]] = Recent(cache_seconds)
         self._artifacts: Recent[tuple[str, str], list[ArtifactView]] = Recent(cache_seconds)
         self._metadata: Recent[tuple[str, str], ArtifactView] = Recent(cache_seconds)
 
-    async def releases(self, tenant: str) -> list[ReleaseView]:
-        return await self._releases.get(tenant, lambda: self._list_releases(tenant))
+    async def releases(self, user: Principal) -> list[ReleaseView]:
+        return await self._releases.get(user.tenant, lambda: self._list_releases(user))
 
-    async def _list_releases(self, tenant: str) -> list[ReleaseView]:
-        reply = await self._call(self.stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant=tenant),
-                                                        timeout=self.timeout))
+    async def _list_releases(self, user: Principal) -> list[ReleaseView]:
+        reply = await self._call(self.stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant=user.tenant),
+                                                        timeout=self.timeout, metadata=self.users.metadata(user)))
         # Filter again here: a release of another tenant must never reach the page, whatever the backend did.
-        return [ReleaseView(r.name, r.manifest_sha256, r.complete) for r in reply.releases if r.tenant == tenant]
+        return [ReleaseView(r.name, r.manifest_sha256, r.complete) for r in reply.releases
+                if r.tenant == user.tenant]
 
-    async def release(self, tenant: str, name: str) -> ReleaseView:
-        for release in await self.releases(tenant):
+    async def release(self, user: Principal, name: str) -> ReleaseView:
+        for release in await self.releases(user):
             if release.name == name:
                 return release
         raise NotFound(name)
 
-    async def artifacts(self, tenant: str, release: str) -> list[ArtifactView]:
+    async def artifacts(self, user: Principal, release: str) -> list[ArtifactView]:
         # Both lookups at once: the release check (tenant scope) and the listing are independent reads.
-        _, found = await asyncio.gather(self.release(tenant, release), self._artifacts.get(
-            (tenant, release), lambda: self._list_artifacts(tenant, release)))
+        _, found = await asyncio.gather(self.release(user, release), self._artifacts.get(
+            (user.tenant, release), lambda: self._list_artifacts(user, release)))
         return found
 
-    async def _list_artifacts(self, tenant: str, release: str) -> list[ArtifactView]:
+    async def _list_artifacts(self, user: Principal, release: str) -> list[ArtifactView]:
         reply = await self._call(self.stub.ListArtifacts(
-            evidence_pb2.ListArtifactsRequest(release=release, tenant=tenant), timeout=self.timeout))
+            evidence_pb2.ListArtifactsRequest(release=release, tenant=user.tenant), timeout=self.timeout,
+            metadata=self.users.metadata(user)))
         return sorted((_artifact(a) for a in reply.artifacts if a.release == release), key=lambda a: a.name)
 
-    async def artifact(self, tenant: str, artifact_id: str) -> ArtifactView:
+    async def artifact(self, user: Principal, artifact_id: str) -> ArtifactView:
         """The artifact's metadata, checked to belong to one of the tenant's releases."""
-        return await self._metadata.get((tenant, artifact_id), lambda: self._metadata_of(tenant, artifact_id))
+        return await self._metadata.get((user.tenant, artifact_id), lambda: self._metadata_of(user, artifact_id))
 
-    async def _metadata_of(self, tenant: str, artifact_id: str) -> ArtifactView:
-        found, _ = await self._fetch(tenant, artifact_id, with_content=False)
+    async def _metadata_of(self, user: Principal, artifact_id: str) -> ArtifactView:
+        found, _ = await self._fetch(user, artifact_id, with_content=False)
         return found
 
-    async def content(self, tenant: str, artifact_id: str) -> tuple[ArtifactView, bytes]:
-        return await self._fetch(tenant, artifact_id, with_content=True)
+    async def content(self, user: Principal, artifact_id: str) -> tuple[ArtifactView, bytes]:
+        return await self._fetch(user, artifact_id, with_content=True)
 
-    async def manifest(self, tenant: str, release: str) -> ManifestFiles:
+    async def manifest(self, user: Principal, release: str) -> ManifestFiles:
         """The signed manifest and signature files of the release's latest bundle."""
-        await self.release(tenant, release)
+        await self.release(user, release)
         reply = await self._call(self.stub.GetManifest(
-            evidence_pb2.GetManifestRequest(release=release, tenant=tenant), timeout=self.timeout))
+            evidence_pb2.GetManifestRequest(release=release, tenant=user.tenant), timeout=self.timeout,
+            metadata=self.users.metadata(user)))
         contents = (reply.manifest, reply.signature, reply.sigstore_bundle, reply.public_key)
         files = {name: data for name, data in zip(MANIFEST_FILES, contents, strict=True) if data}
         return ManifestFiles(reply.release, reply.manifest_sha256, files)
 
-    async def _fetch(self, tenant: str, artifact_id: str, *, with_content: bool) -> tuple[ArtifactView, bytes]:
-        call = self.stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=artifact_id, tenant=tenant),
-                                     timeout=self.timeout)
+    async def _fetch(self, user: Principal, artifact_id: str, *, with_content: bool
+                     ) -> tuple[ArtifactView, bytes]:
+        call = self.stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=artifact_id, tenant=user.tenant),
+                                     timeout=self.timeout, metadata=self.users.metadata(user))
         meta: ArtifactView | None = None
         chunks: list[bytes] = []
         try:
@@ -167,7 +177,7 @@ class EvidenceCatalog:
             raise self._translate(error) from error
         if meta is None:
             raise NotFound(artifact_id)
-        await self.release(tenant, meta.release)
+        await self.release(user, meta.release)
         return meta, b"".join(chunks)
 
     async def _call(self, call: Awaitable[T]) -> T:

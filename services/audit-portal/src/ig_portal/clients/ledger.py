@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+import structlog
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from prometheus_client import Counter
 
-from ig_portal.domain.access import LEDGER_KIND, AccessEntry, ledger_subject
+from ig_portal.domain.access import LEDGER_KIND, AccessEntry, UnreadableEntry, ledger_subject
+
+log = structlog.get_logger(__name__)
+UNREADABLE = Counter("ig_portal_access_log_unreadable_entries_total",
+                     "Ledger entries of the access kind skipped by the access-log reader because they do not parse")
 
 
 class LedgerUnavailable(Exception):
@@ -49,7 +55,13 @@ class AccessLedger:
             except grpc.aio.AioRpcError as error:
                 raise LedgerUnavailable(f"ledger list failed: {error.code().name} {error.details()}") from error
             for item in reply.entries:
-                entry = AccessEntry.from_payload(item.payload)
+                try:
+                    entry = AccessEntry.from_payload(item.payload)
+                except UnreadableEntry as error:
+                    # One bad entry must not take the whole log down for good: skipped, counted, logged.
+                    UNREADABLE.inc()
+                    log.warning("access_log_entry_unreadable", seq=int(item.seq), error=str(error))
+                    continue
                 if entry.tenant == tenant and entry.release == release:
                     found.append(RecordedAccess(int(item.seq), item.entry_hash, entry))
             if len(reply.entries) < page_size:

@@ -17,6 +17,10 @@ class Action(StrEnum):
     EXPORT = "export"      # an access-log export
 
 
+class UnreadableEntry(ValueError):
+    """A ledger entry of the access kind that does not parse as an access entry."""
+
+
 @dataclass(frozen=True)
 class AccessEntry:
     user: str
@@ -36,8 +40,15 @@ class AccessEntry:
 
     @classmethod
     def from_payload(cls, raw: bytes) -> AccessEntry:
-        body = json.loads(raw)
-        return cls(**{**body, "action": Action(body["action"])})
+        """The entry, or UnreadableEntry for anything that is not one (the ledger keeps whatever it took)."""
+        try:
+            body = json.loads(raw)
+            entry = cls(**{**body, "action": Action(body["action"])})
+        except (ValueError, TypeError, KeyError) as error:
+            raise UnreadableEntry(str(error)) from error
+        if not all(isinstance(getattr(entry, name), str) for name in ("tenant", "release", "user")):
+            raise UnreadableEntry("tenant, release and user must be strings")
+        return entry
 
 
 def ledger_subject(tenant: str, release: str) -> str:

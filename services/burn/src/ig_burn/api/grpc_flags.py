@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
+from ig_common.authz import current_caller
 
 from ig_burn.domain.flags import Flag, FlagValue, check_flag_key, check_flag_value
 from ig_burn.events.builders import to_value
@@ -60,15 +61,13 @@ class FlagServicer(flags_pb2_grpc.FlagServiceServicer):
             value = from_value(request.value)
         except ValueError as error:
             await _invalid(context, f"value: {error}")
-        if not request.changed_by.strip():
-            await _invalid(context, "changed_by: say who makes the change")
         if not request.reason.strip():
             await _invalid(context, "reason: say why the flag changes")
         async with self._pool.acquire() as conn, conn.transaction():
             flag, changed = await self._store.set(conn, key, value, pinned=request.pinned,
-                                                  changed_by=request.changed_by.strip(), reason=request.reason.strip())
+                                                  changed_by=current_caller().actor, reason=request.reason.strip())
         if changed:
-            FLAG_CHANGES.labels(key, flag.changed_by).inc()
+            FLAG_CHANGES.labels(key, "admin").inc()
         await self._on_change()
         return flags_pb2.SetFlagResponse(flag=to_message(flag))
 

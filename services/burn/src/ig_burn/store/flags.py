@@ -14,8 +14,10 @@ from ig_burn.domain.flags import Flag, FlagValue, same_value
 from ig_burn.events.builders import flag_changed
 
 # Incremented by callers after their transaction commits (dashboards annotate flag changes with it).
-FLAG_CHANGES = Counter("ig_flags_changes_total", "Committed flag changes, by flag and by who changed it",
-                       ["key", "changed_by"])
+# Labelled by flag and by kind of changer, never by the changer's name: a label value a caller controls would grow
+# series without bound (who changed it is in the flag's history).
+FLAG_CHANGES = Counter("ig_flags_changes_total", "Committed flag changes, by flag and by source (automation or admin)",
+                       ["key", "source"])
 
 
 def _decode(raw: Any) -> FlagValue:

@@ -11,6 +11,7 @@ import grpc
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from ig_common.authz import current_caller
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
@@ -48,6 +49,19 @@ def _release(row: BundleRow) -> evidence_pb2.Release:
                                 complete=row.complete)
 
 
+async def acting_tenant(requested: str, context: Context, *, field: str = "tenant") -> str:
+    """The tenant this call may act for, from the verified caller (a forwarded user's own tenant, or one the table
+    grants the calling workload); the request's field only names which of a workload's tenants is meant. There is
+    no wildcard: an empty or ungranted tenant is refused."""
+    caller = current_caller()
+    tenant = caller.tenant_for(requested)
+    if tenant is None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                            f"{field}: {caller.workload} may not act for tenant {requested!r}")
+    assert tenant is not None
+    return tenant
+
+
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
     def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, max_bundle_bytes: int,
                  trusted_key: ec.EllipticCurvePublicKey | None, on_commit: Any = None) -> None:
@@ -65,6 +79,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "header: the first message must carry the header")
         assert first is not None
         header = first.header
+        tenant = await acting_tenant(header.tenant, context, field="header.tenant")
         if not RELEASE_NAME.match(header.release):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"header.release: {header.release!r} is not a "
                                 "release name")
@@ -106,28 +121,29 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                                                        manifest_sha256=existing.manifest_sha256,
                                                        ledger_seq=existing.ledger_seq, already_registered=True)
         entry, _ = await self._ledger.append(REGISTER_KIND, header.release, ledger_payload(
-            header.release, header.tenant, bundle.manifest_sha256, bundle.archive_sha256), deduplicate=True)
+            header.release, tenant, bundle.manifest_sha256, bundle.archive_sha256), deduplicate=True)
         complete, missing, contract_version = manifest_summary(bundle.manifest)
-        row = BundleRow(bundle.manifest_sha256, header.release, header.tenant, complete, missing, contract_version,
+        row = BundleRow(bundle.manifest_sha256, header.release, tenant, complete, missing, contract_version,
                         entry.fields.seq)
         inserted = await self._bundles.record(row, bundle.archive_sha256, bundle.records)
         self._on_commit()
         report_missing([row])
         BUNDLES_REGISTERED.labels("registered" if inserted else "already_registered").inc()
-        log.info("bundle_registered", release=header.release, tenant=header.tenant,
+        log.info("bundle_registered", release=header.release, tenant=tenant, by=current_caller().actor,
                  manifest_sha256=bundle.manifest_sha256, ledger_seq=entry.fields.seq, complete=complete)
         return evidence_pb2.RegisterBundleResponse(release=header.release, manifest_sha256=bundle.manifest_sha256,
                                                    ledger_seq=entry.fields.seq, already_registered=not inserted)
 
     async def ListReleases(self, request: evidence_pb2.ListReleasesRequest,
                            context: Context) -> evidence_pb2.ListReleasesResponse:
-        rows = await self._bundles.latest_per_release(request.tenant)
+        rows = await self._bundles.latest_per_release(await acting_tenant(request.tenant, context))
         return evidence_pb2.ListReleasesResponse(releases=[_release(r) for r in rows])
 
-    async def _latest(self, release: str, tenant: str, context: Context) -> BundleRow:
+    async def _latest(self, release: str, requested_tenant: str, context: Context) -> BundleRow:
+        tenant = await acting_tenant(requested_tenant, context)
         if not RELEASE_NAME.match(release):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"release: {release!r} is not a release name")
-        row = await self._bundles.latest(release, tenant or None)
+        row = await self._bundles.latest(release, tenant)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"release: no bundle registered for {release!r}")
         assert row is not None
@@ -143,9 +159,10 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                           context: Context) -> AsyncIterator[evidence_pb2.GetArtifactResponse]:
         if not request.artifact_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "artifact_id: required")
+        tenant = await acting_tenant(request.tenant, context)
         row = await self._bundles.artifact(request.artifact_id)
         # Another tenant's artifact is reported exactly like a missing one: no existence oracle.
-        if row is None or (request.tenant and row.tenant != request.tenant):
+        if row is None or row.tenant != tenant:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"artifact_id: no artifact {request.artifact_id!r}")
         assert row is not None
         yield evidence_pb2.GetArtifactResponse(artifact=_artifact(row))
@@ -169,6 +186,6 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
 
     async def Completeness(self, request: evidence_pb2.CompletenessRequest,
                            context: Context) -> evidence_pb2.CompletenessResponse:
-        bundle = await self._latest(request.release, "", context)
+        bundle = await self._latest(request.release, request.tenant, context)
         return evidence_pb2.CompletenessResponse(complete=bundle.complete, missing=bundle.missing,
                                                  contract_version=bundle.contract_version)

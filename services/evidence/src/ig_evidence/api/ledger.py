@@ -7,13 +7,17 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.authz import AuthorizationTable, current_caller
 from opentelemetry import trace
+from prometheus_client import Counter
 
-from ig_evidence.domain.chain import StoredEntry
+from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
 from ig_evidence.store.ledger import LedgerError, LedgerStore
 
 tracer = trace.get_tracer(__name__)
+FOREIGN_KIND_REFUSED = Counter("ig_ledger_foreign_kind_refused_total",
+                               "Appends refused because the caller does not own the entry kind")
 MAX_PAYLOAD = 1 << 20
 MAX_PAGE = 1000
 
@@ -33,12 +37,23 @@ async def _invalid(context: Context, message: str) -> None:
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: LedgerStore, owners: AuthorizationTable) -> None:
         self._store = store
+        self._owners = owners
 
     async def Append(self, request: ledger_pb2.AppendRequest, context: Context) -> ledger_pb2.AppendResponse:
         if len(request.payload) > MAX_PAYLOAD:
             await _invalid(context, f"payload: {len(request.payload)} bytes exceeds {MAX_PAYLOAD}")
+        try:
+            validate_append(request.kind, request.subject)
+        except ValueError as error:
+            await _invalid(context, str(error))
+        caller = current_caller().workload
+        if not self._owners.may_append(request.kind, caller.name):
+            # An append-only ledger keeps whatever it takes for good: a kind is accepted only from its owner.
+            FOREIGN_KIND_REFUSED.inc()
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"kind: {caller} may not append {request.kind!r} entries")
         with tracer.start_as_current_span("ledger.append") as span:
             span.set_attribute("ig.ledger.kind", request.kind)
             try:

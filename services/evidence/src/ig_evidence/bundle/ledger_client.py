@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.grpc_client import channel_as
 
 from ig_evidence.domain.anchoring import ledger_section
 from ig_evidence.domain.chain import format_ts
@@ -22,6 +23,10 @@ def entry_json(entry: ledger_pb2.Entry) -> dict[str, Any]:
             "entryHash": entry.entry_hash}
 
 
+# ig-evidence build runs in the release job: the ledger takes evidence.manifest entries from the release identity.
+CLIENT_IDENTITY = "release"
+
+
 class GrpcLedgerAnchor:
     """Appends (deduplicated, so a rebuild reuses the entry) and fetches the checkpoint + inclusion proof."""
 
@@ -31,7 +36,7 @@ class GrpcLedgerAnchor:
 
     def __call__(self, kind: str, subject: str, payload: bytes) -> dict[str, Any]:
         try:
-            with grpc.insecure_channel(self._target) as channel:
+            with channel_as(CLIENT_IDENTITY, self._target) as channel:
                 stub = ledger_pb2_grpc.LedgerServiceStub(channel)
                 appended = stub.Append(ledger_pb2.AppendRequest(kind=kind, subject=subject, payload=payload,
                                                                 deduplicate=True), timeout=self._timeout)

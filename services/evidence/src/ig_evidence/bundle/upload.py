@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from ig_common.grpc_client import channel_as
 
 CHUNK = 1 << 20
 
@@ -27,10 +27,14 @@ def register_requests(archive: Path, release: str, tenant: str) -> Iterator[evid
             yield evidence_pb2.RegisterBundleRequest(chunk=chunk)
 
 
-def register(target: str, bundle: Path, release: str, tenant: str = "",
+# ig-evidence runs in the release job: it registers bundles as the release identity.
+CLIENT_IDENTITY = "release"
+
+
+def register(target: str, bundle: Path, release: str, tenant: str,
              timeout: float = 600.0) -> evidence_pb2.RegisterBundleResponse:
     archive = bundle_archive(bundle)
-    with grpc.insecure_channel(target) as channel:
+    with channel_as(CLIENT_IDENTITY, target) as channel:
         stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
         response: evidence_pb2.RegisterBundleResponse = stub.RegisterBundle(
             register_requests(archive, release, tenant), timeout=timeout)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
 from ig.burn.v1 import burn_pb2, burn_pb2_grpc
+from ig_common.grpc_client import aio_channel_as
+
+# The orchestrator asks as itself; ig-migrate run by hand asks with the same identity's certificate (IG_TLS_DIR).
+CLIENT_IDENTITY = "migration"
 
 
 async def remaining_budget(address: str, service: str, deadline_seconds: float = 5.0) -> tuple[float, str]:
@@ -12,7 +15,7 @@ async def remaining_budget(address: str, service: str, deadline_seconds: float =
     Raises LookupError when BurnService knows no SLO for the service or reports it stale: no evidence of headroom
     is no headroom.
     """
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel_as(CLIENT_IDENTITY, address) as channel:
         stub = burn_pb2_grpc.BurnServiceStub(channel)  # type: ignore[no-untyped-call]
         response = await stub.GetBurn(burn_pb2.GetBurnRequest(service=service), timeout=deadline_seconds)
     slos = [s for s in response.slos if not service or s.service == service]

@@ -5,10 +5,7 @@ First in start order: PostgreSQL, Kafka and every service and client take their 
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
-
-from cryptography import x509
 
 from ig_infra.components.base import Component
 from ig_infra.paths import REPO_ROOT
@@ -20,6 +17,7 @@ from ig_infra.pki import (
     ca_directory,
     ensure_identities,
     identities_directory,
+    is_fresh,
     spiffe_id,
 )
 
@@ -47,14 +45,7 @@ class Identities(Component):
         return self.healthy()
 
     def healthy(self) -> bool:
-        now = datetime.datetime.now(datetime.UTC)
-        for name in ALL_IDENTITIES:
-            cert = self.issued(name).cert
-            if not cert.exists():
-                return False
-            if x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc <= now:
-                return False
-        return True
+        return all(is_fresh(self.issued(name)) for name in ALL_IDENTITIES)
 
     def stop(self) -> bool:
         return False

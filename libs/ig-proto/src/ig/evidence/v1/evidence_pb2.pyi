@@ -107,10 +107,12 @@ class GetArtifactResponse(_message.Message):
     def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class CompletenessRequest(_message.Message):
-    __slots__ = ("release",)
+    __slots__ = ("release", "tenant")
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     release: str
-    def __init__(self, release: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, release: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class CompletenessResponse(_message.Message):
     __slots__ = ("complete", "missing", "contract_version")

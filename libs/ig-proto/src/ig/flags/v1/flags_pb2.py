@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ig/flags/v1/flags.proto\x12\x0big.flags.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x04\x46lag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06pinned\x18\x03 \x01(\x08\x12\x12\n\nchanged_by\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12.\n\nchanged_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1d\n\x0eGetFlagRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"2\n\x0fGetFlagResponse\x12\x1f\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x11.ig.flags.v1.Flag\"\x12\n\x10ListFlagsRequest\"5\n\x11ListFlagsResponse\x12 \n\x05\x66lags\x18\x01 \x03(\x0b\x32\x11.ig.flags.v1.Flag\"x\n\x0eSetFlagRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06pinned\x18\x03 \x01(\x08\x12\x12\n\nchanged_by\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"2\n\x0fSetFlagResponse\x12\x1f\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x11.ig.flags.v1.Flag\"!\n\x12\x46lagHistoryRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"9\n\x13\x46lagHistoryResponse\x12\"\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x11.ig.flags.v1.Flag2\xb7\x02\n\x0b\x46lagService\x12\x44\n\x07GetFlag\x12\x1b.ig.flags.v1.GetFlagRequest\x1a\x1c.ig.flags.v1.GetFlagResponse\x12J\n\tListFlags\x12\x1d.ig.flags.v1.ListFlagsRequest\x1a\x1e.ig.flags.v1.ListFlagsResponse\x12\x44\n\x07SetFlag\x12\x1b.ig.flags.v1.SetFlagRequest\x1a\x1c.ig.flags.v1.SetFlagResponse\x12P\n\x0b\x46lagHistory\x12\x1f.ig.flags.v1.FlagHistoryRequest\x1a .ig.flags.v1.FlagHistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ig/flags/v1/flags.proto\x12\x0big.flags.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x04\x46lag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06pinned\x18\x03 \x01(\x08\x12\x12\n\nchanged_by\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12.\n\nchanged_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1d\n\x0eGetFlagRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"2\n\x0fGetFlagResponse\x12\x1f\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x11.ig.flags.v1.Flag\"\x12\n\x10ListFlagsRequest\"5\n\x11ListFlagsResponse\x12 \n\x05\x66lags\x18\x01 \x03(\x0b\x32\x11.ig.flags.v1.Flag\"v\n\x0eSetFlagRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06pinned\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\tJ\x04\x08\x04\x10\x05R\nchanged_by\"2\n\x0fSetFlagResponse\x12\x1f\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x11.ig.flags.v1.Flag\"!\n\x12\x46lagHistoryRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"9\n\x13\x46lagHistoryResponse\x12\"\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x11.ig.flags.v1.Flag2\xb7\x02\n\x0b\x46lagService\x12\x44\n\x07GetFlag\x12\x1b.ig.flags.v1.GetFlagRequest\x1a\x1c.ig.flags.v1.GetFlagResponse\x12J\n\tListFlags\x12\x1d.ig.flags.v1.ListFlagsRequest\x1a\x1e.ig.flags.v1.ListFlagsResponse\x12\x44\n\x07SetFlag\x12\x1b.ig.flags.v1.SetFlagRequest\x1a\x1c.ig.flags.v1.SetFlagResponse\x12P\n\x0b\x46lagHistory\x12\x1f.ig.flags.v1.FlagHistoryRequest\x1a .ig.flags.v1.FlagHistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,13 +44,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTFLAGSRESPONSE']._serialized_start=367
   _globals['_LISTFLAGSRESPONSE']._serialized_end=420
   _globals['_SETFLAGREQUEST']._serialized_start=422
-  _globals['_SETFLAGREQUEST']._serialized_end=542
-  _globals['_SETFLAGRESPONSE']._serialized_start=544
-  _globals['_SETFLAGRESPONSE']._serialized_end=594
-  _globals['_FLAGHISTORYREQUEST']._serialized_start=596
-  _globals['_FLAGHISTORYREQUEST']._serialized_end=629
-  _globals['_FLAGHISTORYRESPONSE']._serialized_start=631
-  _globals['_FLAGHISTORYRESPONSE']._serialized_end=688
-  _globals['_FLAGSERVICE']._serialized_start=691
-  _globals['_FLAGSERVICE']._serialized_end=1002
+  _globals['_SETFLAGREQUEST']._serialized_end=540
+  _globals['_SETFLAGRESPONSE']._serialized_start=542
+  _globals['_SETFLAGRESPONSE']._serialized_end=592
+  _globals['_FLAGHISTORYREQUEST']._serialized_start=594
+  _globals['_FLAGHISTORYREQUEST']._serialized_end=627
+  _globals['_FLAGHISTORYRESPONSE']._serialized_start=629
+  _globals['_FLAGHISTORYRESPONSE']._serialized_end=686
+  _globals['_FLAGSERVICE']._serialized_start=689
+  _globals['_FLAGSERVICE']._serialized_end=1000
 # @@protoc_insertion_point(module_scope)

@@ -49,18 +49,16 @@ class ListFlagsResponse(_message.Message):
     def __init__(self, flags: _Optional[_Iterable[_Union[Flag, _Mapping]]] = ...) -> None: ...
 
 class SetFlagRequest(_message.Message):
-    __slots__ = ("key", "value", "pinned", "changed_by", "reason")
+    __slots__ = ("key", "value", "pinned", "reason")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     PINNED_FIELD_NUMBER: _ClassVar[int]
-    CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     key: str
     value: _struct_pb2.Value
     pinned: bool
-    changed_by: str
     reason: str
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., pinned: _Optional[bool] = ..., changed_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., pinned: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SetFlagResponse(_message.Message):
     __slots__ = ("flag",)
