@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,10 @@ class WorkloadSecret:
                 "stringData": data}
 
 
+# The cluster tests install both regions in parallel: one thread creates the development CA, never two.
+_CA_LOCK = threading.Lock()
+
+
 def ensure_workload_secret(helm: Helm, cluster: SimulatedCluster, release: Release, namespace: str,
                            extra_sets: tuple[str, ...] = ()) -> WorkloadSecret | None:
     """The simulated clusters run no cert-manager: issue the release's certificate from the development CA into
@@ -97,7 +102,9 @@ def ensure_workload_secret(helm: Helm, cluster: SimulatedCluster, release: Relea
     if any(o["kind"] == "Certificate" for o in objects):
         return None
     wanted = WorkloadSecret.of(objects, namespace)
-    body = wanted.body(DevCA.load_or_create(ca_directory(cluster.paths.cache)))
+    with _CA_LOCK:
+        ca = DevCA.load_or_create(ca_directory(cluster.paths.cache))
+    body = wanted.body(ca)
     core = client.CoreV1Api(api_client(cluster.kubeconfig))
     try:
         core.create_namespaced_secret(namespace, body)
