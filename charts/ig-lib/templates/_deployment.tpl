@@ -35,6 +35,9 @@ spec:
         {{- end }}
       annotations:
         checksum/settings: {{ include "ig-lib.configmap" (dict "root" $root "extra" .settings) | sha256sum }}
+        {{- /* The table is read at start-up: a changed table rolls the pods. A renewed certificate does not (the
+               service reloads it from the mounted Secret). */}}
+        checksum/authz-table: {{ include "ig-lib.authzTable" $root | sha256sum }}
         {{- if $v.metrics.podAnnotations }}
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ $v.ports.http | quote }}
@@ -79,6 +82,7 @@ spec:
                 secretKeyRef:
                   name: {{ include "ig-lib.databaseSecretName" $root }}
                   key: {{ $v.database.secretKey }}
+            {{- include "ig-lib.identityEnv" $root | nindent 12 }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -96,15 +100,12 @@ spec:
             periodSeconds: {{ $v.probes.liveness.periodSeconds }}
             failureThreshold: {{ $v.probes.liveness.failureThreshold }}
             timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
+          {{- /* The gRPC port is mTLS-only and the kubelet's gRPC probe cannot present a certificate: every probe
+                 reads the plain HTTP /healthz. */}}
           readinessProbe:
-            {{- if $v.ports.grpc }}
-            grpc:
-              port: {{ $v.ports.grpc }}
-            {{- else }}
             httpGet:
               path: /healthz
               port: http
-            {{- end }}
             periodSeconds: {{ $v.probes.readiness.periodSeconds }}
             failureThreshold: {{ $v.probes.readiness.failureThreshold }}
             timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
@@ -115,6 +116,7 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- include "ig-lib.identityMounts" $root | nindent 12 }}
         {{- with .containers }}
         {{- . | nindent 8 }}
         {{- end }}
@@ -122,6 +124,7 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $v.tmpSizeLimit }}
+        {{- include "ig-lib.identityVolumes" $root | nindent 8 }}
         {{- with .volumes }}
         {{- . | nindent 8 }}
         {{- end }}

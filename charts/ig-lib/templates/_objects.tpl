@@ -1,4 +1,5 @@
-{{/* Service, ServiceAccount, least-privilege RBAC, PDB, HPA, NetworkPolicy, ServiceMonitor (PrometheusRule: _rules.tpl). */}}
+{{/* Service, ServiceAccount, least-privilege RBAC, PDB, HPA, NetworkPolicy, ServiceMonitor (PrometheusRule: _rules.tpl;
+     workload identity: _identity.tpl). */}}
 
 {{- define "ig-lib.service" -}}
 apiVersion: v1
@@ -202,6 +203,10 @@ spec:
 {{ include "ig-lib.configmap" (dict "root" $root "extra" .settings) }}
 ---
 {{ include "ig-lib.secret" $root }}
+---
+{{ include "ig-lib.authzConfigmap" $root }}
+---
+{{ include "ig-lib.certificate" $root }}
 ---
 {{ include "ig-lib.deployment" . }}
 ---

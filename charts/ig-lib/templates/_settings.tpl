@@ -21,12 +21,16 @@ Call with (dict "root" $ "extra" (dict "IG_OPA_URL" "...")) to add chart-specifi
 {{- with (include "ig-lib.residency" $root) }}
 {{- $_ := set $settings "IG_RESIDENCY" . }}
 {{- end }}
+{{- $reserved := splitList " " (include "ig-lib.reservedSettings" $root) }}
 {{- range $key, $value := (.extra | default dict) }}
 {{- $_ := set $settings $key (toString $value) }}
 {{- end }}
 {{- range $key, $value := (merge (dict) ($v.settings | default dict) ($global.settings | default dict)) }}
 {{- if not (regexMatch "^IG_[A-Z0-9_]+$" $key) }}
 {{- fail (printf "settings key %q must be an IG_* environment variable name" $key) }}
+{{- end }}
+{{- if has $key $reserved }}
+{{- fail (printf "settings key %s is not settable: the chart sets IG_TLS_DIR and IG_AUTHZ_TABLE from tls.* and authz.*, and gRPC reflection (IG_GRPC_REFLECTION) stays off in a cluster" $key) }}
 {{- end }}
 {{- $_ := set $settings $key (toString $value) }}
 {{- end }}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -76,8 +77,7 @@ def test_every_chart_carries_the_operational_objects(render: Render, chart: str,
     service = next(s for s in SERVICES if s.name == chart)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports.get("http") == service.http_port and ports.get("grpc") == service.grpc_port
-    if service.grpc_port:
-        assert container["readinessProbe"]["grpc"]["port"] == service.grpc_port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["image"] == f"ig/{chart}:1.2.1"
     database = next(e for e in container["env"] if e["name"] == "IG_DATABASE_URL")
     assert database["valueFrom"]["secretKeyRef"]["name"] == one(objects, "Secret")["metadata"]["name"]
@@ -166,6 +166,10 @@ def test_service_monitor_is_optional(render: Render) -> None:
     (("global.region=",), "region is required"),
     (("global.database.url=",), "database.url"),
     (("settings.NOT_IG=1",), "must be an IG_"),
+    (("settings.IG_GRPC_REFLECTION=true",), "IG_GRPC_REFLECTION is not settable"),
+    (("settings.IG_TLS_DIR=/elsewhere",), "IG_TLS_DIR is not settable"),
+    (("global.settings.IG_AUTHZ_TABLE=/tmp/allow-all.yaml",), "IG_AUTHZ_TABLE is not settable"),
+    (("serviceAccount.name=intruder",), 'service account "intruder" is not an identity of the authorization table'),
 ])
 def test_bad_values_are_refused_with_a_clear_message(helm: Helm, sets: tuple[str, ...], message: str) -> None:
     with pytest.raises(InfraError, match=message):
@@ -222,3 +226,178 @@ def test_opa_loads_the_policy_volume_as_the_sidecar_would_see_it(render: Render,
             node = node[part]
         expected = json.loads((tmp_path / path).read_text())
         assert expected and all(node[key] == value for key, value in expected.items())
+
+
+# ---- workload identity: the certificate Secret, the authorization table, probes that need no certificate ----
+
+AUTHZ_TABLE = REPO_ROOT / "policies" / "authz" / "grpc-methods.yaml"
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def env_value(container: dict[str, Any], name: str) -> str:
+    values = [e["value"] for e in container["env"] if e["name"] == name]
+    assert len(values) == 1, f"{name} set {len(values)} times in {container['name']}"
+    return str(values[0])
+
+
+def mount_of(container: dict[str, Any], volume: str) -> dict[str, Any]:
+    mounts = [m for m in container["volumeMounts"] if m["name"] == volume]
+    assert len(mounts) == 1, f"volume {volume} mounted {len(mounts)} times"
+    return mounts[0]
+
+
+@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+def test_rendering_without_a_tls_secret_name_fails_naming_it(helm: Helm, chart: str) -> None:
+    with pytest.raises(InfraError, match=r"tls\.secretName is required"):
+        helm.template(CHARTS_DIR / chart, "region-a", release=chart, sets=("global.tls.secretNameSuffix=",))
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_every_deployment_mounts_its_certificate_secret_read_only_as_ig_tls_dir(
+        render: Render, chart: str, region: str) -> None:
+    objects = render(chart, region)
+    pod = pod_spec(objects)
+    container = main_container(objects, chart)
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == f"{chart}-tls"  # the region values' <fullname>-tls
+    assert volume["secret"]["defaultMode"] == 0o440
+    mount = mount_of(container, "tls")
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees the renewed certificate"
+    assert env_value(container, "IG_TLS_DIR") == mount["mountPath"] == "/var/run/ig/tls"
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_every_deployment_mounts_the_authorization_table_as_ig_authz_table(
+        render: Render, chart: str, region: str) -> None:
+    objects = render(chart, region)
+    pod = pod_spec(objects)
+    container = main_container(objects, chart)
+    volume = next(v for v in pod["volumes"] if v["name"] == "authz")
+    table = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == volume["configMap"]["name"])
+    mount = mount_of(container, "authz")
+    assert mount["readOnly"] is True and "subPath" not in mount
+    assert env_value(container, "IG_AUTHZ_TABLE") == f"{mount['mountPath']}/grpc-methods.yaml"
+    assert list(table["data"]) == ["grpc-methods.yaml"]
+
+
+def test_an_explicit_tls_secret_name_wins(render: Render) -> None:
+    objects = render("burn", "region-b", ("tls.secretName=burn-workload-cert", "tls.mountPath=/certs"))
+    volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == "burn-workload-cert"
+    assert env_value(main_container(objects, "burn"), "IG_TLS_DIR") == "/certs"
+
+
+@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+def test_the_authorization_table_config_map_is_the_repository_file(render: Render, chart: str) -> None:
+    objects = render(chart, "region-a")
+    table = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == f"{chart}-authz")
+    assert table["data"]["grpc-methods.yaml"] == AUTHZ_TABLE.read_text()
+    # the pods roll when the table changes: it is read at start-up
+    annotations = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["checksum/authz-table"] == hashlib.sha256(AUTHZ_TABLE.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+def test_each_chart_ships_the_repository_table_through_a_link_not_a_copy(chart: str) -> None:
+    link = CHARTS_DIR / chart / "authz"
+    assert link.is_symlink(), "a copy would drift from policies/authz"
+    assert (link / "grpc-methods.yaml").samefile(AUTHZ_TABLE)
+
+
+def test_the_mounted_table_loads_as_the_service_loads_it(render: Render, tmp_path: Path) -> None:
+    from ig_common.authz import AuthorizationTable
+
+    table = next(o for o in by_kind(render("evidence", "region-a"), "ConfigMap")
+                 if o["metadata"]["name"] == "evidence-authz")
+    (tmp_path / "grpc-methods.yaml").write_text(table["data"]["grpc-methods.yaml"])
+    loaded = AuthorizationTable.load(tmp_path / "grpc-methods.yaml")
+    assert loaded.may_call("/ig.evidence.v1.EvidenceService/ListReleases", "audit-portal") is None
+    assert loaded.may_call("/ig.evidence.v1.EvidenceService/ListReleases", "burn") is not None
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_no_probe_is_a_grpc_probe(render: Render, chart: str, region: str) -> None:
+    pod = pod_spec(render(chart, region))
+    probes = {(c["name"], kind): c[kind] for c in pod["containers"] for kind in PROBES if kind in c}
+    assert [key for key, probe in probes.items() if "grpc" in probe] == []
+    for kind in PROBES:
+        assert probes[(chart, kind)]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+def test_grpc_reflection_stays_off(render: Render, chart: str) -> None:
+    objects = render(chart, "region-a")
+    assert "IG_GRPC_REFLECTION" not in settings(objects)
+    assert all(e["name"] != "IG_GRPC_REFLECTION" for e in main_container(objects, chart)["env"])
+
+
+def test_no_certificate_object_without_an_issuer(render: Render) -> None:
+    assert by_kind(render("evidence", "region-a"), "Certificate") == []
+
+
+@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+def test_with_an_issuer_the_chart_renders_the_cert_manager_certificate(render: Render, chart: str) -> None:
+    import yaml
+
+    objects = render(chart, "region-a", ("tls.certManager.issuerRef.name=ig-ca",))
+    certificate = one(objects, "Certificate")
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["spec"] == {
+        "secretName": f"{chart}-tls",
+        "issuerRef": {"name": "ig-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"},
+        "commonName": chart,
+        "uris": [f"spiffe://maestro.local/ns/ig/sa/{chart}"],
+        "dnsNames": [chart, f"{chart}.ig", f"{chart}.ig.svc", f"{chart}.ig.svc.cluster.local"],
+        "privateKey": {"algorithm": "ECDSA", "size": 256, "encoding": "PKCS8", "rotationPolicy": "Always"},
+        "duration": "24h",
+        "renewBefore": "8h",
+        "usages": ["digital signature", "server auth", "client auth"],
+    }
+    assert pod_spec(objects)["serviceAccountName"] == chart  # the SPIFFE ID names the pod's own account
+    report = kubeconform(yaml.safe_dump_all(objects))
+    assert kubeconform_errors(report) == [] and report["exit_code"] == 0
+    assert policy_violations(objects) == []
+
+
+def test_the_certificate_follows_namespace_trust_domain_and_extra_names(helm: Helm) -> None:
+    from ig_k8s.helm import manifests
+
+    rendered = helm.template(CHARTS_DIR / "evidence", "region-b", release="evidence", namespace="ig-staging",
+                             sets=("tls.certManager.issuerRef.name=ig-ca", "tls.certManager.issuerRef.kind=Issuer",
+                                   "tls.certManager.trustDomain=example.org",
+                                   "tls.certManager.extraDnsNames[0]=evidence.example.org"))
+    spec = one(manifests(rendered), "Certificate")["spec"]
+    assert spec["uris"] == ["spiffe://example.org/ns/ig-staging/sa/evidence"]
+    assert spec["dnsNames"][-2:] == ["evidence.ig-staging.svc.cluster.local", "evidence.example.org"]
+    assert spec["issuerRef"]["kind"] == "Issuer"
+
+
+@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+def test_the_simulated_clusters_get_the_secret_each_chart_mounts_from_the_dev_ca(
+        render: Render, chart: str, tmp_path: Path) -> None:
+    """What `make k8s-up` creates before each install (no cert-manager there): the Secret the rendered Deployment
+    mounts, in cert-manager's layout, carrying the SPIFFE ID of the pod's service account and the Service's names."""
+    from cryptography import x509
+    from ig_common.tls import WorkloadCertificate
+    from ig_infra.pki import DevCA
+    from ig_k8s.releases import WorkloadSecret
+
+    wanted = WorkloadSecret.of(render(chart, "region-a"), "ig")
+    body = wanted.body(DevCA.load_or_create(tmp_path / "ca"))
+    assert body["type"] == "kubernetes.io/tls" and body["metadata"]["name"] == f"{chart}-tls"
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    for name, content in body["stringData"].items():
+        (mounted / name).write_text(content)
+    assert str(WorkloadCertificate(mounted).spiffe_id) == f"spiffe://maestro.local/ns/ig/sa/{chart}"
+    cert = x509.load_pem_x509_certificate(body["stringData"]["tls.crt"].encode())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [chart, f"{chart}.ig", f"{chart}.ig.svc",
+                                                       f"{chart}.ig.svc.cluster.local"]
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == chart

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from ig_infra.pki import DevCA, ca_directory
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ig_k8s.cluster import SimulatedCluster
-from ig_k8s.helm import Helm
+from ig_k8s.helm import Helm, manifests
 from ig_k8s.kube import api_client
 from ig_k8s.suite import CHARTS_DIR, region_values
 
@@ -49,10 +52,73 @@ def ensure_namespace(api: client.ApiClient, namespace: str) -> None:
         core.patch_namespace(namespace, body)
 
 
+@dataclass(frozen=True)
+class WorkloadSecret:
+    """The certificate Secret a rendered release mounts, and whom it must name: what cert-manager's Certificate
+    (charts/README.md) writes in a real cluster."""
+
+    secret_name: str
+    service_account: str
+    service: str
+    namespace: str
+
+    @classmethod
+    def of(cls, objects: list[dict[str, Any]], namespace: str) -> WorkloadSecret:
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        secret = next(v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == "tls")
+        service = next(o["metadata"]["name"] for o in objects if o["kind"] == "Service")
+        return cls(secret, pod["serviceAccountName"], service, namespace)
+
+    @property
+    def dns_names(self) -> tuple[str, ...]:
+        qualified = f"{self.service}.{self.namespace}"
+        return self.service, qualified, f"{qualified}.svc", f"{qualified}.svc.cluster.local"
+
+    def body(self, ca: DevCA) -> dict[str, Any]:
+        """A kubernetes.io/tls Secret (plus ca.crt) with a fresh 24 h certificate for the namespace's SPIFFE ID."""
+        with tempfile.TemporaryDirectory() as scratch:
+            issued = ca.issue(self.service_account, Path(scratch), namespace=self.namespace,
+                              dns_names=self.dns_names, ip_addresses=())
+            data = {"tls.crt": issued.cert.read_text(), "tls.key": issued.key.read_text(),
+                    "ca.crt": issued.ca.read_text()}
+        return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": self.secret_name, "namespace": self.namespace,
+                             "labels": {"app.kubernetes.io/part-of": "maestro-conductor",
+                                        "ig.maestro/issued-by": "dev-ca"}},
+                "stringData": data}
+
+
+# The cluster tests install both regions in parallel: one thread creates the development CA, never two.
+_CA_LOCK = threading.Lock()
+
+
+def ensure_workload_secret(helm: Helm, cluster: SimulatedCluster, release: Release, namespace: str,
+                           extra_sets: tuple[str, ...] = ()) -> WorkloadSecret | None:
+    """The simulated clusters run no cert-manager: issue the release's certificate from the development CA into
+    the Secret its chart mounts (replaced on every install, so it never expires under a long-lived cluster).
+    Nothing to do when the chart renders its own cert-manager Certificate."""
+    objects = manifests(helm.template(release.chart_dir, cluster.region, release.name, namespace, extra_sets))
+    if any(o["kind"] == "Certificate" for o in objects):
+        return None
+    wanted = WorkloadSecret.of(objects, namespace)
+    with _CA_LOCK:
+        ca = DevCA.load_or_create(ca_directory(cluster.paths.cache))
+    body = wanted.body(ca)
+    core = client.CoreV1Api(api_client(cluster.kubeconfig))
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        core.replace_namespaced_secret(wanted.secret_name, namespace, body)
+    return wanted
+
+
 def install(helm: Helm, cluster: SimulatedCluster, release: Release, namespace: str,
             extra_sets: tuple[str, ...] = (), timeout: str = "180s") -> str:
     """`helm upgrade --install --wait`: returns once the release's Deployments are Available."""
-    helm.dependency_build(release.chart_dir)
+    ensure_workload_secret(helm, cluster, release, namespace, extra_sets)
     args = ["upgrade", "--install", release.name, str(release.chart_dir), "--namespace", namespace,
             "-f", str(region_values(cluster.region)), "--wait", "--timeout", timeout]
     for item in extra_sets:

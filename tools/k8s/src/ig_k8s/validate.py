@@ -18,7 +18,7 @@ from ig_k8s.schemas import ensure_schemas
 
 POLICY_DIR = REPO_ROOT / "policies" / "k8s"
 # Kinds whose schemas are CRDs (not in the Kubernetes schemas); kubeconform skips exactly these.
-CRD_KINDS = ("ServiceMonitor",)
+CRD_KINDS = ("ServiceMonitor", "Certificate")
 
 
 def kubeconform(rendered: str, paths: Paths | None = None) -> dict[str, Any]:
