@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from ig_common.authz import AuthorizationTable, TableError
 from ig_common.db import create_pool, prepare_schema
+from ig_common.events.kafka_tls import service_kafka_tls
 from ig_common.events.outbox import OutboxRelay
 from ig_common.grpc_server import GrpcService, ServerSecurity, build_grpc_server, mark_serving
 from ig_common.http_server import build_http_app, serve_http
@@ -104,7 +105,7 @@ async def run_service(
     pool = await create_pool(settings.database_url, reset_session=reset_sessions)
     try:
         await prepare_schema(pool, schema, migrations)
-        relay = OutboxRelay(pool, schema, settings.kafka_bootstrap)
+        relay = OutboxRelay(pool, schema, settings.kafka_bootstrap, tls=service_kafka_tls(settings))
         runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop)
         if relay_outbox:
             runtime.spawn(relay.run(stop), "outbox-relay")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ig_infra.components import Kafka, Opa, Postgres
+from ig_infra.components import Identities, Kafka, Opa, Postgres
 from ig_infra.paths import Paths
 
 
@@ -34,7 +34,8 @@ class Infra:
 def infra() -> Infra:
     paths = Paths.from_environment()
     found = Infra(paths, Postgres(paths), Kafka(paths), Opa(paths))
-    for component in (found.postgres, found.kafka, found.opa):
+    # Identities first: Kafka's listener and its clients (the tests' readers among them) present their certificates.
+    for component in (Identities(paths), found.postgres, found.kafka, found.opa):
         if not component.healthy():
             component.install()
             component.start()
