@@ -22,8 +22,8 @@ from ig_common.events.envelope import OutgoingEvent, ReceivedEvent
 from ig_common.events.outbox import OutboxRelay, enqueue
 from ig_common.events.topics import ALL_TOPICS
 from ig_evidence import events as evidence_events
-from ig_infra.kafka_reading import identity_tls
 from ig_evidence import store as evidence_store
+from ig_infra.kafka_reading import identity_tls
 from ig_migration import events as migration_events
 from ig_migration import store as migration_store
 from ig_policy import store as policy_store
