@@ -63,6 +63,36 @@ log4j.logger.kafka.log.LogCleaner=WARN
 """
 
 
+def tls_properties(keystore: Path, ca: Path) -> list[str]:
+    """Broker settings for TLS listeners that require a certificate of ``ca`` and take the principal from its CN.
+
+    One key store (a PEM file: PKCS#8 key, then the certificate) serves every listener and the broker's own
+    connection to its controller.
+    """
+    return [
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={keystore}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={ca}",
+        "ssl.client.auth=required",
+        "ssl.endpoint.identification.algorithm=https",
+        f"ssl.principal.mapping.rules={PRINCIPAL_MAPPING}",
+    ]
+
+
+def write_keystore(keystore: Path, identity: Path) -> bool:
+    """The PEM key store of the certificate in ``identity`` (tls.key, tls.crt), 0600; True when it changed."""
+    content = (identity / "tls.key").read_bytes() + (identity / "tls.crt").read_bytes()
+    if keystore.exists() and keystore.read_bytes() == content:
+        return False
+    temp = keystore.with_suffix(".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+    temp.replace(keystore)
+    return True
+
+
 class Kafka(Component):
     name = "kafka"
 
@@ -106,16 +136,7 @@ class Kafka(Component):
     def _write_keystore(self) -> bool:
         """Write the broker's PEM keystore from its (possibly renewed) certificate; True when it changed."""
         ensure_identities(self.paths.cache, self.paths.run, (BROKER_IDENTITY, ADMIN_IDENTITY))
-        broker = self.identity_directory(BROKER_IDENTITY)
-        content = (broker / "tls.key").read_bytes() + (broker / "tls.crt").read_bytes()
-        if self.keystore.exists() and self.keystore.read_bytes() == content:
-            return False
-        temp = self.keystore.with_suffix(".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        temp.replace(self.keystore)
-        return True
+        return write_keystore(self.keystore, self.identity_directory(BROKER_IDENTITY))
 
     def _write_config(self) -> None:
         ca = self.identity_directory(BROKER_IDENTITY) / "ca.crt"
@@ -131,14 +152,7 @@ class Kafka(Component):
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=CLIENT:SSL,CONTROLLER:SSL",
             "inter.broker.listener.name=CLIENT",
-            # One key store for both listeners and for the broker's own connection to its controller.
-            "ssl.keystore.type=PEM",
-            f"ssl.keystore.location={self.keystore}",
-            "ssl.truststore.type=PEM",
-            f"ssl.truststore.location={ca}",
-            "ssl.client.auth=required",
-            "ssl.endpoint.identification.algorithm=https",
-            f"ssl.principal.mapping.rules={PRINCIPAL_MAPPING}",
+            *tls_properties(self.keystore, ca),
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found=false",
             f"super.users={principal(BROKER_IDENTITY)};{principal(ADMIN_IDENTITY)}",
