@@ -29,7 +29,7 @@ def test_grants_are_exactly_writes_for_producers_and_reads_for_consumers_and_rea
 
 
 def test_a_topic_without_an_entry_is_refused() -> None:
-    with pytest.raises(AclFileError, match="t.new"):
+    with pytest.raises(AclFileError, match=r"t\.new"):
         bindings_from(document(), topics=(*TOPICS, "t.new"), identities=IDENTITIES)
 
 
