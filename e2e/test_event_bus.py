@@ -1,4 +1,8 @@
-"""Every service publishes a CloudEvent through its own outbox; a consumer gets each once through the broker."""
+"""Every service publishes a CloudEvent through its own outbox; a consumer gets each once through the broker.
+
+Each relay connects as the service that owns the topic (the broker's ACLs allow nothing else); the consumer as the
+reader identity, in a consumer group of its own prefix.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from ig_common.events.outbox import OutboxRelay, enqueue
 from ig_common.events.topics import ALL_TOPICS
 from ig_evidence import events as evidence_events
 from ig_evidence import store as evidence_store
+from ig_infra.kafka_reading import identity_tls
 from ig_migration import events as migration_events
 from ig_migration import store as migration_store
 from ig_policy import store as policy_store
@@ -27,6 +32,11 @@ from ig_portal import events as portal_events
 from ig_portal import store as portal_store
 
 pytestmark = pytest.mark.integration
+
+
+# Which workload identity publishes each store's outbox (policies/authz/kafka-topics.yaml: the topics' producers).
+PUBLISHER = {policy_store: "policy", evidence_store: "evidence", portal_store: "audit-portal", burn_store: "burn",
+             migration_store: "migration"}
 
 
 def one_event_per_service(run: str) -> list[tuple[object, OutgoingEvent]]:
@@ -66,7 +76,8 @@ async def test_each_service_event_reaches_a_consumer_exactly_once(
         # A new group reading from "latest", joined before anything is published: the shared topics' history
         # (benchmarks leave plenty) is not this test's business.
         consumer = CloudEventConsumer(name=f"bus-test-{run}", bootstrap=kafka_bootstrap, topics=list(ALL_TOPICS),
-                                      pool=pool, schema="bus_consumer", handler=record, offset_reset="latest")
+                                      pool=pool, schema="bus_consumer", handler=record, offset_reset="latest",
+                                      tls=identity_tls("operator"), group_id=f"operator.bus-test-{run}")
         tasks.append(asyncio.create_task(consumer.run(stop)))
         await asyncio.wait_for(consumer.ready.wait(), timeout=60)
         for store, event in published:
@@ -74,7 +85,8 @@ async def test_each_service_event_reaches_a_consumer_exactly_once(
             async with pool.acquire() as conn, conn.transaction():
                 await enqueue(conn, store.SCHEMA, event)  # type: ignore[attr-defined]
             tasks.append(asyncio.create_task(
-                OutboxRelay(pool, store.SCHEMA, kafka_bootstrap).run(stop)))  # type: ignore[attr-defined]
+                OutboxRelay(pool, store.SCHEMA, kafka_bootstrap,  # type: ignore[attr-defined]
+                            tls=identity_tls(PUBLISHER[store])).run(stop)))
         for _ in range(300):
             count = await pool.fetchval("SELECT count(DISTINCT ce_id) FROM bus_consumer.received")
             if count == len(wanted):

@@ -15,7 +15,7 @@ from ig_common.db import create_pool, prepare_schema
 from ig_common.events.envelope import OutgoingEvent, from_kafka_record
 from ig_common.events.outbox import OutboxRelay, enqueue
 from ig_common.events.topics import MIGRATION
-from ig_infra.kafka_reading import consumer_at
+from ig_infra.kafka_reading import consumer_at, identity_tls
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ async def test_events_commit_with_state_and_are_published_once(
             await enqueue(conn, "outbox_test", rolled_back)
             raise RuntimeError("abort")
 
-    relay = OutboxRelay(outbox_pool, "outbox_test", kafka_bootstrap)
+    relay = OutboxRelay(outbox_pool, "outbox_test", kafka_bootstrap, tls=identity_tls("migration"))
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
@@ -92,7 +92,8 @@ async def test_kafka_outage_loses_nothing_and_duplicates_nothing(
 ) -> None:
     kafka = infra.kafka  # type: ignore[attr-defined]
     since = time.time()
-    relay = OutboxRelay(outbox_pool, "outbox_test", kafka_bootstrap, max_backoff=1.0)
+    relay = OutboxRelay(outbox_pool, "outbox_test", kafka_bootstrap, tls=identity_tls("migration"),
+                        max_backoff=1.0)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     events = [phase_event(f"outage-{uuid.uuid4().hex[:8]}") for _ in range(5)]

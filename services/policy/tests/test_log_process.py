@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from ig_infra.kafka_reading import identity_directory
 from ig_policy.decisions import new_decision_id
 from ig_policy.domain.model import Decision, Reason, Result, Verdict
 from ig_policy.store import SCHEMA
@@ -77,10 +78,13 @@ def test_the_mirror_adds_what_a_writer_counted_since_its_last_report_across_rest
 def writer_env(monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstrap: str,
                policy_pool: asyncpg.Pool) -> None:
     """The writer reads the service's settings from the environment it inherits (schema migrated by policy_pool)."""
+    policy_identity = identity_directory("policy")  # before IG_RUN_DIR / IG_IDENTITIES are cleared
     for name in [n for n in os.environ if n.startswith("IG_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("IG_DATABASE_URL", database_url)
     monkeypatch.setenv("IG_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    # The writer's relay publishes ig.policy.decisions.v1 as the policy identity (the topic's only producer).
+    monkeypatch.setenv("IG_TLS_DIR", str(policy_identity))
     monkeypatch.setenv("IG_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("IG_DECISION_LOG_FLUSH_MS", "20")
 

@@ -26,9 +26,9 @@ from ig_common.grpc_server import GrpcService, ServerSecurity, build_grpc_server
 from ig_common.http_server import build_http_app, serve_http
 from ig_common.lifecycle import stop_on_signals
 from ig_common.logging import configure_logging
-from ig_common.settings import GrpcServiceSettings, ServiceSettings, SettingsError
+from ig_common.settings import GrpcServiceSettings, ServiceSettings, SettingsError, load_identity
 from ig_common.telemetry import configure_tracing
-from ig_common.tls import IdentityError, WorkloadCertificate
+from ig_common.tls import WorkloadCertificate
 
 log = structlog.get_logger(__name__)
 
@@ -68,15 +68,6 @@ def run_process(service: Coroutine[Any, Any, None]) -> None:
     uvloop.run(service)
 
 
-def load_identity(settings: ServiceSettings) -> WorkloadCertificate:
-    """Read before anything else starts: without its certificate a service can neither serve nor call."""
-    try:
-        return settings.workload_certificate()
-    except IdentityError as error:
-        print(f"invalid setting IG_TLS_DIR: {error}", file=sys.stderr)
-        raise SettingsError(2) from error
-
-
 def server_security(settings: GrpcServiceSettings, certificate: WorkloadCertificate) -> ServerSecurity:
     try:
         if settings.authz_table is None:
@@ -114,7 +105,7 @@ async def run_service(
     pool = await create_pool(settings.database_url, reset_session=reset_sessions)
     try:
         await prepare_schema(pool, schema, migrations)
-        relay = OutboxRelay(pool, schema, settings.kafka_bootstrap)
+        relay = OutboxRelay(pool, schema, settings.kafka_bootstrap, tls=certificate.client_ssl_context)
         runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop,
                           certificate=certificate)
         if relay_outbox:

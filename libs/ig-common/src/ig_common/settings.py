@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ig_common.tls import WorkloadCertificate, workload_directory
+from ig_common.tls import IdentityError, WorkloadCertificate, workload_directory
 
 ENV_PREFIX = "IG_"
 
@@ -84,4 +84,14 @@ def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         lines = describe_errors(settings_cls, error)
         print("\n".join(lines), file=sys.stderr)
+        raise SettingsError(2) from error
+
+
+def load_identity(settings: ServiceSettings) -> WorkloadCertificate:
+    """The service's certificate, or exit with status 2 naming IG_TLS_DIR: without it a service can neither serve
+    nor call anything of the suite, so it is read before anything else starts."""
+    try:
+        return settings.workload_certificate()
+    except IdentityError as error:
+        print(f"invalid setting IG_TLS_DIR: {error}", file=sys.stderr)
         raise SettingsError(2) from error

@@ -50,8 +50,10 @@ def _settings() -> Settings:
 async def _publish_outbox(settings: Settings, pool: Any, wait_seconds: float = 10.0) -> None:
     """Hand this run's phase events to Kafka; if Kafka is away they stay in the outbox for the service's relay."""
     from ig_common.events.outbox import OutboxRelay
+    from ig_common.settings import load_identity
 
-    relay = OutboxRelay(pool, SCHEMA, settings.kafka_bootstrap)
+    # The migration schema's outbox holds ig.migration.v1 events, which only the migration identity may write.
+    relay = OutboxRelay(pool, SCHEMA, settings.kafka_bootstrap, tls=load_identity(settings).client_ssl_context)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     deadline = time.monotonic() + wait_seconds

@@ -16,7 +16,7 @@ from ig_common.db import create_pool
 from ig_common.events.outbox import OutboxRelay
 from ig_common.logging import configure_logging
 from ig_common.service import run_process
-from ig_common.settings import load_settings
+from ig_common.settings import load_identity, load_settings
 from ig_common.telemetry import configure_tracing
 
 from ig_policy.domain.losses import Gap
@@ -79,7 +79,8 @@ async def write_decisions(settings: Settings, fd: int) -> None:
     reader, stream = await asyncio.open_connection(sock=socket.socket(fileno=fd))
     pool = await create_pool(settings.database_url, reset_session=False)
     try:
-        relay = OutboxRelay(pool, SCHEMA, settings.kafka_bootstrap, idle_interval=RELAY_IDLE_S)
+        relay = OutboxRelay(pool, SCHEMA, settings.kafka_bootstrap, tls=load_identity(settings).client_ssl_context,
+                            idle_interval=RELAY_IDLE_S)
         writer = Writer(DecisionLog(pool, SCHEMA, relay, log_settings(settings)), stream)
         stop_writing, stop_relaying = asyncio.Event(), asyncio.Event()
         writing = asyncio.create_task(writer.decision_log.run(stop_writing))

@@ -36,6 +36,7 @@ class Infra:
 def infra() -> Infra:
     paths = Paths.from_environment()
     found = Infra(paths, Identities(paths), Postgres(paths), Kafka(paths), Opa(paths))
+    # Identities first: Kafka's listener and its clients (the tests' readers among them) present their certificates.
     for component in (found.identities, found.postgres, found.kafka, found.opa):
         if not component.healthy():
             component.install()

@@ -19,16 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ig_infra.components.kafka import KAFKA_VERSION, LOG4J
+from ig_common.events.kafka_tls import client_security
+from ig_infra.components.kafka import BROKER_IDENTITY, KAFKA_VERSION, LOG4J, tls_properties, write_keystore
 from ig_infra.go_tools import tool_path
+from ig_infra.kafka_reading import identity_tls
 from ig_infra.paths import Paths
-from ig_infra.pki import issue_for_addresses
+from ig_infra.pki import ensure_identities, issue_for_addresses
 
 from ig_region_test.network import RegionNet
 from ig_region_test.runstate import RunState
 
 KAFKA_PORT = 9092
 KAFKA_CONTROLLER_PORT = 9093
+# The drill's own Kafka clients (topic set-up, the outbox of its workload, the residency reader).
+KAFKA_CLIENT_IDENTITY = "region-test"
 OPA_PORT = 8181
 POLICY_GRPC_PORT = 50051
 POLICY_HTTP_PORT = 8081
@@ -88,7 +92,12 @@ class RegionProcess:
 
 
 class RegionKafka(RegionProcess):
-    """A single-node KRaft broker (broker + controller) listening on the region's client address."""
+    """A single-node KRaft broker (broker + controller) listening on the region's client address.
+
+    TLS only, a client certificate of the suite's CA required, like the local broker (ig_infra.components.kafka);
+    no authorizer: these brokers exist to show where a tenant's events are stored, and the drill's client writes
+    and reads every topic.
+    """
 
     @property
     def bootstrap(self) -> str:
@@ -104,12 +113,19 @@ class RegionKafka(RegionProcess):
             raise ProcessError(f"Kafka jars missing in {libs}; run `uv run ig-infra up kafka` once to fetch them")
         controller_host = "127.0.0.1" if self.region.netns else self.region.client_host
         controller = f"{controller_host}:{self.region.port(KAFKA_CONTROLLER_PORT)}"
+        # The broker's certificate names the region's address, which the drill's clients dial.
+        identity = issue_for_addresses(paths.cache, BROKER_IDENTITY, self.root / f"{self.region.name}-kafka-identity",
+                                       (self.region.client_host, controller_host))
+        ensure_identities(paths.cache, paths.run, (KAFKA_CLIENT_IDENTITY,))
+        keystore = self.root / f"{self.region.name}-kafka-keystore.pem"
+        write_keystore(keystore, identity.directory)
         config = self.root / f"{self.region.name}-kafka.properties"
         config.write_text("\n".join([
             "process.roles=broker,controller", "node.id=1", f"controller.quorum.voters=1@{controller}",
-            f"listeners=PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
-            f"advertised.listeners=PLAINTEXT://{self.bootstrap}", "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"listeners=CLIENT://{self.bootstrap},CONTROLLER://{controller}",
+            f"advertised.listeners=CLIENT://{self.bootstrap}", "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:SSL,CLIENT:SSL", "inter.broker.listener.name=CLIENT",
+            *tls_properties(keystore, identity.ca),
             f"log.dirs={self.data}", "num.partitions=1", "offsets.topic.replication.factor=1",
             "offsets.topic.num.partitions=1", "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1", "group.initial.rebalance.delay.ms=0",
@@ -136,7 +152,8 @@ class RegionKafka(RegionProcess):
 async def _kafka_answers(bootstrap: str) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000,
+                                **client_security(identity_tls(KAFKA_CLIENT_IDENTITY)()))
     try:
         await admin.start()
         await admin.list_topics()

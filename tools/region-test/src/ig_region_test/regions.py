@@ -193,11 +193,16 @@ async def _create_tenant_databases(env: Regions, tenants: list[PinnedTenant]) ->
 
 async def _create_topics(env: Regions) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from ig_common.events.kafka_tls import client_security
     from ig_common.events.topics import ALL_TOPICS
+    from ig_infra.kafka_reading import identity_tls
+
+    from ig_region_test.procs import KAFKA_CLIENT_IDENTITY
 
     for region in (env.a, env.b):
         assert region.kafka is not None
-        admin = AIOKafkaAdminClient(bootstrap_servers=region.kafka.bootstrap, request_timeout_ms=10000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=region.kafka.bootstrap, request_timeout_ms=10000,
+                                    **client_security(identity_tls(KAFKA_CLIENT_IDENTITY)()))
         await admin.start()
         try:
             await admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in ALL_TOPICS])

@@ -17,7 +17,10 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from ig_common.events.kafka_tls import client_security
+from ig_infra.kafka_reading import identity_tls
 
+from ig_region_test.procs import KAFKA_CLIENT_IDENTITY
 from ig_region_test.workload import RESIDENT_SCHEMA
 
 
@@ -116,7 +119,8 @@ async def events_on(bootstrap: str, tenant: PinnedTenant, within: float = 15) ->
     """
     partitions = await _all_partitions(bootstrap)
     topics = sorted({tp.topic for tp in partitions})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000,
+                                **_kafka_security())
     await consumer.start()
     try:
         matching: list[str] = []
@@ -152,8 +156,12 @@ async def events_on(bootstrap: str, tenant: PinnedTenant, within: float = 15) ->
             }
 
 
+def _kafka_security() -> dict[str, Any]:
+    return client_security(identity_tls(KAFKA_CLIENT_IDENTITY)())
+
+
 async def _all_partitions(bootstrap: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **_kafka_security())
     await admin.start()
     try:
         topics = sorted(t for t in await admin.list_topics() if not t.startswith("__"))

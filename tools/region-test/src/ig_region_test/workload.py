@@ -19,8 +19,10 @@ from ig_common.db import prepare_schema
 from ig_common.events.envelope import OutgoingEvent
 from ig_common.events.outbox import OutboxRelay, enqueue
 from ig_common.events.topics import AUDIT_ACCESS
+from ig_infra.kafka_reading import identity_tls
 
 from ig_region_test.measure import Ack
+from ig_region_test.procs import KAFKA_CLIENT_IDENTITY
 from ig_region_test.timeline import Timeline
 
 GLOBAL_DB = "ig_global"
@@ -127,7 +129,8 @@ class PinnedTenantWriter:
 
     async def run(self, stop: asyncio.Event, interval: float) -> None:
         pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=3, timeout=2, command_timeout=2)
-        relay = OutboxRelay(pool, RESIDENT_SCHEMA, self.bootstrap, idle_interval=0.05) if self.bootstrap else None
+        relay = OutboxRelay(pool, RESIDENT_SCHEMA, self.bootstrap, tls=identity_tls(KAFKA_CLIENT_IDENTITY),
+                            idle_interval=0.05) if self.bootstrap else None
         relay_task = asyncio.create_task(relay.run(stop)) if relay else None
         try:
             while not stop.is_set():

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
 
 from ig_common.events.envelope import ReceivedEvent, from_kafka_record
+from ig_common.events.kafka_tls import SslContextSource, client_security
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +35,7 @@ class CloudEventConsumer:
         pool: asyncpg.Pool,
         schema: str,
         handler: Handler,
+        tls: SslContextSource,
         group_id: str | None = None,
         offset_reset: str = "earliest",
     ) -> None:
@@ -45,6 +47,7 @@ class CloudEventConsumer:
         self._consumer = AIOKafkaConsumer(
             *self._topics,
             bootstrap_servers=bootstrap,
+            **client_security(tls()),
             group_id=group_id or name,
             enable_auto_commit=False,
             auto_offset_reset=offset_reset,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge
 
 from ig_common.events.envelope import OutgoingEvent, to_kafka_record
+from ig_common.events.kafka_tls import SslContextSource, client_security
 
 log = structlog.get_logger(__name__)
 
@@ -62,9 +64,10 @@ async def enqueue_many(conn: Executor, schema: str, events: Sequence[OutgoingEve
     )
 
 
-def build_producer(bootstrap: str) -> AIOKafkaProducer:
+def build_producer(bootstrap: str, ssl_context: ssl.SSLContext) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **client_security(ssl_context),
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
@@ -79,6 +82,7 @@ class OutboxRelay:
         schema: str,
         bootstrap: str,
         *,
+        tls: SslContextSource,
         batch_size: int = 500,
         idle_interval: float = 0.1,
         max_backoff: float = 5.0,
@@ -86,6 +90,7 @@ class OutboxRelay:
         self._pool = pool
         self._schema = schema
         self._bootstrap = bootstrap
+        self._tls = tls
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._max_backoff = max_backoff
@@ -184,7 +189,9 @@ class OutboxRelay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = build_producer(self._bootstrap)
+            # A fresh context per producer: after a failure (an expired certificate among them) the next one
+            # presents the certificate renewed on disk.
+            producer = build_producer(self._bootstrap, self._tls())
             try:
                 await producer.start()
             except Exception:

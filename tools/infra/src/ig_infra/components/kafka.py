@@ -1,4 +1,11 @@
-"""Apache Kafka in KRaft mode (combined broker + controller), jars from Maven Central, run on Java 17."""
+"""Apache Kafka in KRaft mode (combined broker + controller), jars from Maven Central, run on Java 17.
+
+Both listeners speak TLS only and require a client certificate from the development CA: the broker presents the
+`kafka` workload certificate (PEM, read directly: no keytool step), and takes each client's principal from its
+certificate's subject, ``CN=<name>`` -> ``User:<name>``. KRaft's StandardAuthorizer denies whatever no ACL allows;
+the ACLs come from ``policies/authz/kafka-topics.yaml`` and are applied at every start, as the super user
+``kafka-admin`` (the broker's own identity is the other super user, for its controller connection).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import ssl
 import subprocess
 import tempfile
 import uuid
@@ -13,12 +21,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from ig_common.events.kafka_tls import client_security
+from ig_common.tls import WorkloadCertificate
+
 from ig_infra.components.base import Component, env_port
+from ig_infra.kafka_acls import AclBinding, apply_bindings, load_bindings, principal
+from ig_infra.pki import ensure_identities, identities_directory
 from ig_infra.prereqs import require
 from ig_infra.process import InfraError, ensure_port_free, port_open, spawn, wait_until
 
 KAFKA_VERSION = "3.9.1"
 SLF4J_BINDING = ("org.slf4j", "slf4j-reload4j", "1.7.36")
+BROKER_IDENTITY = "kafka"
+# Creates topics and ACLs, nothing else uses it: the only super user besides the broker.
+ADMIN_IDENTITY = "kafka-admin"
+# Reads every topic (policies/authz/kafka-topics.yaml `readers`): the operator's tools and the tests.
+READER_IDENTITY = "operator"
+# CN=<name> -> <name>. No DEFAULT rule: a subject of any other shape has no principal, and its handshake fails.
+PRINCIPAL_MAPPING = r"RULE:^CN=([a-z0-9][a-z0-9-]*)$/$1/"
 
 POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -43,6 +63,36 @@ log4j.logger.kafka.log.LogCleaner=WARN
 """
 
 
+def tls_properties(keystore: Path, ca: Path) -> list[str]:
+    """Broker settings for TLS listeners that require a certificate of ``ca`` and take the principal from its CN.
+
+    One key store (a PEM file: PKCS#8 key, then the certificate) serves every listener and the broker's own
+    connection to its controller.
+    """
+    return [
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={keystore}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={ca}",
+        "ssl.client.auth=required",
+        "ssl.endpoint.identification.algorithm=https",
+        f"ssl.principal.mapping.rules={PRINCIPAL_MAPPING}",
+    ]
+
+
+def write_keystore(keystore: Path, identity: Path) -> bool:
+    """The PEM key store of the certificate in ``identity`` (tls.key, tls.crt), 0600; True when it changed."""
+    content = (identity / "tls.key").read_bytes() + (identity / "tls.crt").read_bytes()
+    if keystore.exists() and keystore.read_bytes() == content:
+        return False
+    temp = keystore.with_suffix(".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+    temp.replace(keystore)
+    return True
+
+
 class Kafka(Component):
     name = "kafka"
 
@@ -54,6 +104,8 @@ class Kafka(Component):
         self.libs = self.paths.cache / f"kafka-{KAFKA_VERSION}" / "libs"
         self.data = self.dir / "data"
         self.config = self.dir / "server.properties"
+        # The broker's key and certificate chain in one PEM file, the form ssl.keystore.location takes.
+        self.keystore = self.dir / "keystore.pem"
 
     def install(self) -> None:
         if (self.libs / ".complete").exists():
@@ -74,16 +126,36 @@ class Kafka(Component):
     def _java(self, *args: str) -> list[str]:
         return ["java", "-cp", f"{self.libs}/*", *args]
 
+    def identity_directory(self, name: str) -> Path:
+        return identities_directory(self.paths.run) / name
+
+    def ssl_context(self, identity: str) -> ssl.SSLContext:
+        """A client context presenting ``identity``'s certificate (issued by the Identities component)."""
+        return WorkloadCertificate(self.identity_directory(identity)).client_ssl_context()
+
+    def _write_keystore(self) -> bool:
+        """Write the broker's PEM keystore from its (possibly renewed) certificate; True when it changed."""
+        ensure_identities(self.paths.cache, self.paths.run, (BROKER_IDENTITY, ADMIN_IDENTITY))
+        return write_keystore(self.keystore, self.identity_directory(BROKER_IDENTITY))
+
     def _write_config(self) -> None:
+        ca = self.identity_directory(BROKER_IDENTITY) / "ca.crt"
         self.config.write_text("\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
-            f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+            # No plaintext listener. The controller's listener is TLS with client authentication too: in KRaft it
+            # takes the metadata log's Raft traffic and (KIP-919) admin requests, so a plaintext port there would
+            # be a way around both the certificate check and, for the Raft requests, the authorizer's identity.
+            f"listeners=CLIENT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            f"advertised.listeners=CLIENT://{self.host}:{self.port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CLIENT:SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name=CLIENT",
+            *tls_properties(self.keystore, ca),
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            f"super.users={principal(BROKER_IDENTITY)};{principal(ADMIN_IDENTITY)}",
             f"log.dirs={self.data}",
             "num.partitions=3",
             "offsets.topic.replication.factor=1",
@@ -102,8 +174,14 @@ class Kafka(Component):
         (self.dir / "log4j.properties").write_text(LOG4J)
 
     def start(self) -> None:
+        renewed = self._write_keystore()
         if self.running() and self.healthy():
-            return
+            if not renewed:
+                self.apply_acls()
+                return
+            # The broker reads its key store at start: a renewed certificate takes a restart (clients ride it out,
+            # the outbox keeps what could not be sent).
+            self.stop()
         require("java")
         ensure_port_free(self.host, self.port, "Kafka", "IG_KAFKA_PORT")
         ensure_port_free(self.host, self.controller_port, "the Kafka controller", "IG_KAFKA_CONTROLLER_PORT")
@@ -124,32 +202,61 @@ class Kafka(Component):
             log_file=self.log_file, pid_file=self.pid_file,
         )
         wait_until(self.healthy, timeout=90, what="Kafka", log_file=self.log_file, alive=self.running)
+        self.apply_acls()
 
     def healthy(self) -> bool:
-        return self.running() and port_open(self.host, self.port) and asyncio.run(_metadata_ok(self.bootstrap))
+        if not (self.running() and port_open(self.host, self.port)):
+            return False
+        try:
+            context = self.ssl_context(ADMIN_IDENTITY)
+        except Exception:
+            return False
+        return asyncio.run(_metadata_ok(self.bootstrap, context))
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
     def address(self) -> str:
-        return self.bootstrap
+        return f"{self.bootstrap} (TLS, client certificates, ACLs)"
 
     def env(self) -> dict[str, str]:
         return {"IG_KAFKA_BOOTSTRAP": self.bootstrap}
 
+    def _admin(self, timeout_ms: int = 10000) -> contextlib.AbstractAsyncContextManager[Any]:
+        return _admin(self.bootstrap, self.ssl_context(ADMIN_IDENTITY), timeout_ms)
+
+    def apply_acls(self) -> tuple[list[AclBinding], list[AclBinding]]:
+        """Make the broker's ACLs exactly those of policies/authz/kafka-topics.yaml; returns (created, deleted)."""
+        wanted = load_bindings()
+
+        async def apply() -> tuple[list[AclBinding], list[AclBinding]]:
+            async with self._admin() as admin:
+                return await apply_bindings(admin, wanted)
+
+        return asyncio.run(apply())
+
     def create_topics(self, topics: list[str], partitions: int = 3) -> list[str]:
-        return asyncio.run(_create_topics(self.bootstrap, topics, partitions))
+        async def create() -> list[str]:
+            async with self._admin() as admin:
+                return await _create_topics(admin, topics, partitions)
+
+        return asyncio.run(create())
 
     def delete_topics(self, topics: list[str]) -> None:
-        asyncio.run(_delete_topics(self.bootstrap, topics))
+        async def delete() -> None:
+            async with self._admin() as admin:
+                await admin.delete_topics(topics)
+
+        asyncio.run(delete())
 
 
 @contextlib.asynccontextmanager
-async def _admin(bootstrap: str, timeout_ms: int = 10000) -> AsyncIterator[Any]:
+async def _admin(bootstrap: str, ssl_context: ssl.SSLContext, timeout_ms: int = 10000) -> AsyncIterator[Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
+                                **client_security(ssl_context))
     try:
         await admin.start()
         yield admin
@@ -157,27 +264,20 @@ async def _admin(bootstrap: str, timeout_ms: int = 10000) -> AsyncIterator[Any]:
         await admin.close()
 
 
-async def _metadata_ok(bootstrap: str) -> bool:
+async def _metadata_ok(bootstrap: str, ssl_context: ssl.SSLContext) -> bool:
     try:
-        async with _admin(bootstrap, timeout_ms=3000) as admin:
+        async with _admin(bootstrap, ssl_context, timeout_ms=3000) as admin:
             await admin.list_topics()
         return True
     except Exception:
         return False
 
 
-async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> list[str]:
+async def _create_topics(admin: Any, topics: list[str], partitions: int) -> list[str]:
     from aiokafka.admin import NewTopic
 
-    async with _admin(bootstrap) as admin:
-        existing = set(await admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1)
-                                       for t in missing])
-        return missing
-
-
-async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    async with _admin(bootstrap) as admin:
-        await admin.delete_topics(topics)
+    existing = set(await admin.list_topics())
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
+    return missing
