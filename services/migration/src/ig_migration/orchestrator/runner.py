@@ -201,7 +201,7 @@ class Orchestrator:
         for step in plan.green.steps:
             if step.name in results["steps"]:
                 continue
-            sql = step.sql.replace("{green}", names.green).replace("{blue}", names.blue)
+            sql = step.sql.replace("{green}", names.green_sql).replace("{blue}", names.blue_sql)
             started = time.perf_counter()
             await target.run_step(self.conn, sql, plan.cutover.lock_timeout_ms)
             results["steps"].append(step.name)
