@@ -166,3 +166,17 @@ def test_a_quoted_identifier_is_one_token_that_unquotes_to_the_name(name: str) -
     # Every double quote inside comes in pairs, so none can end the identifier early.
     assert '"' not in inner.replace('""', "")
     assert inner.replace('""', '"') == name
+
+
+def test_the_local_suites_approver_key_is_kept_and_listed(tmp_path: Path) -> None:
+    """ig-infra's Identities makes the `approver` plan-signing key once per run dir and lists its public half."""
+    from ig_infra.approver import approver_signing_key, ensure_approver_signing_key
+
+    approvers = ensure_approver_signing_key(tmp_path)
+    key_file = approver_signing_key(tmp_path)
+    first = key_file.read_bytes()
+    assert key_file.stat().st_mode & 0o077 == 0
+    assert ensure_approver_signing_key(tmp_path) == approvers and key_file.read_bytes() == first
+    signature = sign_plan(private_key_from_pem(first), PLAN)
+    approval = verify_approval(PLAN, signature, load_approvers(approvers), submitters=("operator",))
+    assert approval.approver == "approver"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from ig_infra.approver import approver_signing_key, approvers_directory, ensure_approver_signing_key
 from ig_infra.components.base import Component
 from ig_infra.paths import REPO_ROOT
 from ig_infra.pki import (
@@ -36,6 +37,7 @@ class Identities(Component):
 
     def start(self) -> None:
         ensure_identities(self.paths.cache, self.paths.run, ALL_IDENTITIES)
+        ensure_approver_signing_key(self.paths.run)
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
@@ -47,6 +49,8 @@ class Identities(Component):
         return self.healthy()
 
     def healthy(self) -> bool:
+        if not approver_signing_key(self.paths.run).exists():
+            return False
         now = datetime.datetime.now(datetime.UTC)
         for name in ALL_IDENTITIES:
             cert = self.issued(name).cert
@@ -67,4 +71,5 @@ class Identities(Component):
         return self.root
 
     def env(self) -> dict[str, str]:
-        return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE)}
+        return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE),
+                "IG_MIGRATION_APPROVERS": str(approvers_directory(self.paths.run))}
