@@ -180,3 +180,27 @@ def test_the_local_suites_approver_key_is_kept_and_listed(tmp_path: Path) -> Non
     signature = sign_plan(private_key_from_pem(first), PLAN)
     approval = verify_approval(PLAN, signature, load_approvers(approvers), submitters=("operator",))
     assert approval.approver == "approver"
+
+
+def test_ig_migrate_keygen_and_approve_make_a_signature_the_service_accepts(tmp_path: Path) -> None:
+    from .helpers import CLI
+
+    keys = tmp_path / "keys"
+    made = subprocess.run([*CLI, "keygen", "--name", "approver", "--out-dir", str(keys)], capture_output=True,
+                          text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    again = subprocess.run([*CLI, "keygen", "--name", "approver", "--out-dir", str(keys)], capture_output=True,
+                           text=True, check=False)
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+    printed = subprocess.run([*CLI, "approve", "--key", str(keys / "approver.key"), str(EXAMPLE)],
+                             capture_output=True, text=True, check=False)
+    assert printed.returncode == 0 and plan_digest(PLAN) in printed.stderr, printed.stderr
+    written = subprocess.run([*CLI, "approve", "--key", str(keys / "approver.key"), "--out",
+                              str(tmp_path / "plan.sig"), str(EXAMPLE)], capture_output=True, text=True, check=False)
+    assert written.returncode == 0, written.stderr
+    approvers = load_approvers(keys)
+    for signature in (printed.stdout, (tmp_path / "plan.sig").read_text()):
+        assert verify_approval(PLAN, signature, approvers, submitters=("operator",)).approver == "approver"
+    wrong_key = subprocess.run([*CLI, "approve", "--key", str(keys / "approver.pub"), str(EXAMPLE)],
+                               capture_output=True, text=True, check=False)
+    assert wrong_key.returncode == 2 and "--key" in wrong_key.stderr

@@ -182,7 +182,11 @@ def preflight(change: str, as_json: bool) -> None:
               help="submit this plan first (the change name comes from it)")
 @click.option("--until", "until", help="stop after this phase (e.g. shadow-read); run again to resume")
 def run(change: str | None, plan_file: Path | None, until: str | None) -> None:
-    """Run (or resume) a change phase by phase."""
+    """Run (or resume) a change phase by phase.
+
+    This drives PostgreSQL directly with the database credentials it is given, which gate it; the migration
+    service's Run, reachable over the network, demands an approver's signature instead.
+    """
     text = None
     if plan_file is not None:
         plan, text = _read_or_exit(plan_file)
