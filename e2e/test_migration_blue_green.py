@@ -23,6 +23,8 @@ import grpc
 import pytest
 from ig.migration.v1 import migration_pb2, migration_pb2_grpc
 from ig_common.grpc_client import aio_channel_as
+from ig_infra.approver import approver_signing_key, ensure_approver_signing_key
+from ig_migration.domain.approval import private_key_from_pem, sign_plan
 from ig_migration.store import target
 from ig_migration.workload import Writer, create_assets
 
@@ -63,11 +65,19 @@ def base_env(dsn: str, artifacts: Path, kafka: str) -> dict[str, str]:
             "IG_SLO_HEADROOM": "0.8", "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts), **identity}
 
 
+def approve(infra: object, plan_text: str) -> str:
+    """The local suite's `approver` signs the plan (what `ig-migrate approve --key ... PLAN` prints)."""
+    run_dir = infra.paths.run  # type: ignore[attr-defined]
+    ensure_approver_signing_key(run_dir)
+    return sign_plan(private_key_from_pem(approver_signing_key(run_dir).read_bytes()), plan_text)
+
+
 @pytest.fixture
-def service(assets_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[str]:
+def service(infra: object, assets_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[str]:
     http_port, grpc_port = free_port(), free_port()
+    approvers = ensure_approver_signing_key(infra.paths.run)  # type: ignore[attr-defined]
     env = {**base_env(assets_dsn, tmp_path, kafka_bootstrap), "IG_HTTP_PORT": str(http_port),
-           "IG_GRPC_PORT": str(grpc_port)}
+           "IG_GRPC_PORT": str(grpc_port), "IG_MIGRATION_APPROVERS": str(approvers)}
     process = subprocess.Popen([sys.executable, "-m", "ig_migration.app"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
@@ -88,7 +98,7 @@ def service(assets_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[s
     assert process.wait(timeout=30) == 0
 
 
-async def test_healthy_change_through_grpc(service: str, assets_dsn: str, tmp_path: Path) -> None:
+async def test_healthy_change_through_grpc(service: str, infra: object, assets_dsn: str, tmp_path: Path) -> None:
     writer = Writer(assets_dsn)
     writing = asyncio.create_task(writer.run())
     async with aio_channel_as("operator", service) as channel:
@@ -97,8 +107,15 @@ async def test_healthy_change_through_grpc(service: str, assets_dsn: str, tmp_pa
             await stub.Submit(migration_pb2.SubmitRequest(plan_yaml=PLAN.read_text().replace("size: 5000", "size: 0")))
         assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "batch.size" in (bad.value.details() or "")
 
+        # Without an approver's signature the plan is stored but does not run.
         submitted = await stub.Submit(migration_pb2.SubmitRequest(plan_yaml=PLAN.read_text()))
         assert submitted.change == CHANGE and len(submitted.plan_sha256) == 64
+        with pytest.raises(grpc.aio.AioRpcError) as unapproved:
+            await stub.Run(migration_pb2.RunRequest(change=CHANGE))
+        assert unapproved.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert "no signature given" in (unapproved.value.details() or "")
+        await stub.Submit(migration_pb2.SubmitRequest(plan_yaml=PLAN.read_text(),
+                                                      signature=approve(infra, PLAN.read_text())))
         preflight = await stub.Preflight(migration_pb2.PreflightRequest(change=CHANGE))
         assert preflight.passed, preflight
         assert {g.gate for g in preflight.gates} == {"load.active-backends", "load.lock-waits",
@@ -132,6 +149,7 @@ async def test_healthy_change_through_grpc(service: str, assets_dsn: str, tmp_pa
         result = await run
 
         assert result.phase == "completed" and not result.backed_out, result.detail
+        assert result.approved_by == "approver"
         assert result.aca_score >= 0.9
         assert updates[-1].state == "completed"
         # total counts the entities present when the backfill started: the seeded rows, less what the live writer

@@ -38,7 +38,9 @@ def settings(dsn: str, artifacts: Path, **extra: Any) -> Settings:
 def cli_env(dsn: str, artifacts: Path, **extra: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "IG_DATABASE_URL": dsn,
             "IG_KAFKA_BOOTSTRAP": os.environ.get("IG_KAFKA_BOOTSTRAP", "127.0.0.1:59092"), "IG_SLO_HEADROOM": "0.8",
-            "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts), **extra}
+            "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts),
+            # The CLI's settings need the authorization table since 0327e5b (until main moves it off the CLI).
+            **{name: os.environ[name] for name in ("IG_AUTHZ_TABLE", "IG_IDENTITIES") if name in os.environ}, **extra}
 
 
 CLI = [sys.executable, "-m", "ig_migration.cli"]

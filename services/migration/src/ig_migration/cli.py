@@ -1,8 +1,11 @@
-"""ig-migrate: plan | validate | preflight | run | status | backout.
+"""ig-migrate: plan | validate | preflight | run | status | backout | approve | keygen.
 
 The CLI is an orchestrator itself (it talks to PostgreSQL directly, like pgroll's), so a platform engineer can
 run a change from a laptop or a job; the gRPC service offers the same operations. Exit status: 0 done or paused,
 1 failed or gates blocked, 2 bad input, 3 backed out, 4 another orchestrator holds the change.
+
+`approve` and `keygen` touch no database: an approver signs a plan file (the detached signature the service's Run
+demands) with a key whose public half is listed in the service's IG_MIGRATION_APPROVERS directory.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ig_migration.domain.phases import FORWARD, PhaseError, parse_phase
-from ig_migration.domain.plan import PlanError
+from ig_migration.domain.plan import PlanError, plan_digest
 from ig_migration.planfile import read_plan
 from ig_migration.store import MIGRATIONS, SCHEMA, LockHeld
 
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BACKED_OUT, EXIT_LOCKED = 1, 2, 3, 4
+# An approver's name is a file name in the approvers directory and is compared with SPIFFE workload names.
+APPROVER_NAME = r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?"
 
 
 def _settings() -> Settings:
@@ -90,7 +97,11 @@ def _fail(message: str, code: int) -> None:
 
 @click.group()
 def main() -> None:
-    """Blue/green batch changes on PostgreSQL with gates, canary analysis and backout."""
+    """Blue/green batch changes on PostgreSQL with gates, canary analysis and backout.
+
+    The migration service runs a plan only when an approver other than its submitter has signed it:
+    `ig-migrate approve --key approver.key PLAN > PLAN.sig`, the signature handed to Submit or Run.
+    """
 
 
 @main.command()
@@ -173,7 +184,11 @@ def preflight(change: str, as_json: bool) -> None:
               help="submit this plan first (the change name comes from it)")
 @click.option("--until", "until", help="stop after this phase (e.g. shadow-read); run again to resume")
 def run(change: str | None, plan_file: Path | None, until: str | None) -> None:
-    """Run (or resume) a change phase by phase."""
+    """Run (or resume) a change phase by phase.
+
+    This drives PostgreSQL directly with the database credentials it is given, which gate it; the migration
+    service's Run, reachable over the network, demands an approver's signature instead.
+    """
     text = None
     if plan_file is not None:
         plan, text = _read_or_exit(plan_file)
@@ -264,6 +279,63 @@ def backout(change: str, batches: tuple[int, ...]) -> None:
     click.echo(json.dumps(result, default=str))
     if not result.get("validated"):
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="the approver's ECDSA P-256 private key (unencrypted PEM, PKCS#8 or SEC1)")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="write the signature here instead of stdout")
+def approve(plan_file: Path, key_file: Path, out_file: Path | None) -> None:
+    """Sign a plan file: the detached signature the migration service demands before it runs the plan.
+
+    The signature covers the file's exact bytes (ECDSA P-256, SHA-256, base64 DER, as `cosign sign-blob --key`
+    makes), so any edit afterwards voids it; `cosign verify-blob --key NAME.pub --signature PLAN.sig PLAN` checks
+    it. Hand it to the service with the plan (SubmitRequest.signature or RunRequest.signature). The approver must
+    be another identity than the one that submits the plan.
+    """
+    from ig_migration.domain.approval import private_key_from_pem, sign_plan
+
+    plan, text = _read_or_exit(plan_file)
+    try:
+        key = private_key_from_pem(key_file.read_bytes())
+    except ValueError as error:
+        _fail(f"--key {key_file}: {error}", EXIT_BAD_INPUT)
+        return
+    if plan_file.read_bytes() != text.encode("utf-8"):
+        _fail(f"{plan_file} is not plain UTF-8 text; the service could not store it byte for byte", EXIT_BAD_INPUT)
+    signature = sign_plan(key, text)
+    if out_file is None:
+        click.echo(signature)
+    else:
+        out_file.write_text(signature + "\n", encoding="ascii")
+    click.echo(f"signed plan {plan.change} (sha256 {plan_digest(text)})", err=True)
+
+
+@main.command()
+@click.option("--name", required=True, help="the approver's identity (workload or user name), e.g. approver")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="writes NAME.key (private, 0600) and NAME.pub (for the service's IG_MIGRATION_APPROVERS)")
+def keygen(name: str, out_dir: Path) -> None:
+    """Make an approver's ECDSA P-256 signing key pair."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not re.fullmatch(APPROVER_NAME, name):
+        _fail(f"--name: must match {APPROVER_NAME}", EXIT_BAD_INPUT)
+    key = ec.generate_private_key(ec.SECP256R1())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    private = out_dir / f"{name}.key"
+    if private.exists():
+        _fail(f"{private} exists; not overwriting a signing key", EXIT_BAD_INPUT)
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    (out_dir / f"{name}.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    click.echo(f"{private} (keep private) and {out_dir / f'{name}.pub'} (list in IG_MIGRATION_APPROVERS)")
 
 
 if __name__ == "__main__":

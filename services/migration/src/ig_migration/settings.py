@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from ig_common.settings import GrpcServiceSettings, Port
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from ig_migration.store.approvers import load_approvers
 
 
 class Settings(GrpcServiceSettings):
@@ -24,3 +26,13 @@ class Settings(GrpcServiceSettings):
     kubernetes_switch: bool = False
     # Pause the backfill this long after every batch (seconds); a coarse nice-ratio for very busy primaries.
     backfill_pause_seconds: float = Field(default=0.0, ge=0, le=10)
+    # Directory of <name>.pub PEM public keys (ECDSA P-256) of the identities that may approve plans; gRPC Run
+    # refuses every plan while it is unset. Read again at every Run.
+    migration_approvers: Path | None = None
+
+    @field_validator("migration_approvers")
+    @classmethod
+    def approvers_readable(cls, directory: Path | None) -> Path | None:
+        if directory is not None:
+            load_approvers(directory)
+        return directory

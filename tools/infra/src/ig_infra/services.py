@@ -29,7 +29,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052,
                 data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}),
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053),
-    ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054),
+    # Run accepts a plan only with a signature by a key in this directory (ig_infra.approver lays it out).
+    ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054,
+                data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers"}),
     # The demo auditor downloads a whole release (about two dozen files) in one go.
     ServiceSpec("audit-portal", "ig_portal.app", http_port=8080,
                 extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}),

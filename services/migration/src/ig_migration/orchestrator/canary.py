@@ -12,6 +12,7 @@ import structlog
 from ig_migration.adapters.prometheus import instant_value
 from ig_migration.domain.plan import Aca, AcaMetric, MetricSource, Plan
 from ig_migration.store import health
+from ig_migration.store.identifiers import quote_qualified
 from ig_migration.store.target import Conn
 
 log = structlog.get_logger(__name__)
@@ -83,7 +84,7 @@ async def probe_both(conn: Conn, plan: Plan, aca: Aca) -> dict[str, tuple[list[f
             for table, into in ((plan.blue.table, baseline), (plan.green.table, canary)):
                 started = time.perf_counter()
                 try:
-                    await conn.fetch(metric.query.replace("{table}", table))
+                    await conn.fetch(metric.query.replace("{table}", quote_qualified(table)))
                     into.append((time.perf_counter() - started) * 1000)
                 except asyncpg.PostgresError as error:
                     log.warning("probe_failed", metric=metric.name, table=table, error=str(error))

@@ -25,10 +25,12 @@ class ChangeConflict(RuntimeError):
     """A different plan for a change that is already under way."""
 
 
-async def submit(conn: Conn, plan_yaml: str) -> tuple[Plan, str]:
+async def submit(conn: Conn, plan_yaml: str, submitters: tuple[str, ...] = (), actor: str = "",
+                 signature: str = "") -> tuple[Plan, str]:
+    """Store the plan byte for byte (what an approver signs) with who submitted it and an optional signature."""
     plan = parse_plan(plan_yaml)
     digest = plan_digest(plan_yaml)
-    if not await state.save_plan(conn, plan.change, plan_yaml, digest):
+    if not await state.save_plan(conn, plan.change, plan_yaml, digest, submitters, actor, signature):
         raise ChangeConflict(f"change {plan.change} is under way with a different plan; back it out first")
     return plan, digest
 

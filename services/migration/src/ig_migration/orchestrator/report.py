@@ -21,6 +21,8 @@ async def build_report(conn: Conn, plan: Plan, change: str) -> dict[str, Any]:
         "change": change, "scope": plan.scope, "strategy": plan.strategy, "plan_sha256": row.plan_sha256,
         "blue": plan.blue.model_dump(), "green": {"table": plan.green.table, "version": plan.green.version},
         "phase": row.phase.value, "state": row.state, "detail": row.detail,
+        "approval": {"submitted_by": list(row.submitted_by), "submitter": row.submitter_actor,
+                     "approved_by": row.approved_by},
         "timeline": await state.timeline(conn, change),
         "preflight": results.get("preflight"), "expand": results.get("expand"),
         "backfill": results.get("backfill"), "shadow_read": results.get("shadow-read"),
@@ -40,7 +42,10 @@ async def build_report(conn: Conn, plan: Plan, change: str) -> dict[str, Any]:
 def summary(report: dict[str, Any]) -> str:
     lines = [f"# Migration {report['change']} ({report['blue']['version']} -> {report['green']['version']} "
              f"on {report['scope']}): {report['state']}", ""]
-    lines.append("## Timeline")
+    approval = report["approval"]
+    lines.append(f"Submitted by {', '.join(approval['submitted_by']) or 'the CLI (database credentials)'}; "
+                 f"approved by {approval['approved_by'] or 'nobody (run through the CLI)'}")
+    lines += ["", "## Timeline"]
     lines += [f"- {t['at']} {t['from']} -> {t['to']}: {t['detail']}" for t in report["timeline"]]
     if report.get("preflight"):
         lines += ["", "## Gates"] + [f"- {g['gate']}: {'pass' if g['passed'] else 'FAIL'} measured {g['measured']}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
 from ig_migration.domain import aca as aca_judge
+from ig_migration.domain.approval import ApproverKey, verify_approval
 from ig_migration.domain.gates import all_passed
 from ig_migration.domain.phases import Phase, remaining
 from ig_migration.domain.plan import Plan
@@ -43,6 +44,15 @@ class RunFailed(RuntimeError):
     """A phase could not complete; blue keeps serving (the run cleaned up or backed out)."""
 
 
+@dataclass(frozen=True)
+class RequiredApproval:
+    """Run only a plan signed by one of ``approvers`` who did not submit it. ``signature`` is the one handed to
+    this run; empty means the one stored with the plan."""
+
+    approvers: Sequence[ApproverKey]
+    signature: str = ""
+
+
 class NotYet(RuntimeError):
     """A phase must wait (the contract's grace period); the run pauses and a later run continues."""
 
@@ -56,6 +66,7 @@ class RunOutcome:
     backed_out: bool = False
     report_path: str = ""
     detail: str = ""
+    approved_by: str = ""
 
 
 @dataclass
@@ -65,13 +76,16 @@ class Orchestrator:
     on_progress: Callable[[Progress], None] | None = None
     _conn: asyncpg.Connection | None = field(default=None, init=False)
 
-    async def run(self, change: str, until: Phase | None = None) -> RunOutcome:
+    async def run(self, change: str, until: Phase | None = None,
+                  approval: RequiredApproval | None = None) -> RunOutcome:
+        """Run or resume ``change``. With ``approval``, the stored plan is verified under the change's lock, before
+        anything runs, and exactly the verified text is what runs (ApprovalRefused otherwise)."""
         lock_conn = await asyncpg.connect(self.dsn)
         try:
             await state.try_lock(lock_conn, change)
             self._conn = await asyncpg.connect(self.dsn)
             try:
-                return await self._run_locked(change, until)
+                return await self._run_locked(change, until, approval)
             finally:
                 await self._conn.close()
         finally:
@@ -82,16 +96,24 @@ class Orchestrator:
         assert self._conn is not None, "run() opens the working connection"
         return self._conn
 
-    async def _run_locked(self, change: str, until: Phase | None) -> RunOutcome:
+    async def _run_locked(self, change: str, until: Phase | None, approval: RequiredApproval | None) -> RunOutcome:
         row = await state.load_change(self.conn, change)
         if row is None:
             raise LookupError(f"change {change} was never submitted")
+        approved_by = ""
+        if approval is not None:
+            signature = approval.signature or row.signature
+            verdict = verify_approval(row.plan_yaml, signature, approval.approvers, row.submitted_by)
+            await state.record_approval(self.conn, change, signature, verdict.approver)
+            approved_by = verdict.approver
+            log.info("plan_approved", change=change, approver=verdict.approver, key=verdict.key_fingerprint,
+                     plan_sha256=verdict.plan_sha256, submitted_by=list(row.submitted_by))
         plan = parse_plan(row.plan_yaml)
         names = Names.of(plan)
         done = row.phase
         await state.set_state(self.conn, change, "running", f"resuming after {done.value}",
                               owner=state.orchestrator_identity())
-        outcome = RunOutcome(change, done, "running")
+        outcome = RunOutcome(change, done, "running", approved_by=approved_by)
         for phase in remaining(done, until):
             with tracer.start_as_current_span(f"migration.{phase.value}") as span:
                 span.set_attribute("ig.migration.change", change)
@@ -103,7 +125,9 @@ class Orchestrator:
                     break
                 except Exception as error:  # any failure must leave blue serving, then surface
                     log.error("phase_failed", change=change, phase=phase.value, error=str(error))
-                    return await self._fail(plan, names, change, done, phase, str(error) or repr(error))
+                    failed = await self._fail(plan, names, change, done, phase, str(error) or repr(error))
+                    failed.approved_by = approved_by
+                    return failed
                 async with self.conn.transaction():
                     await state.record_transition(self.conn, change, done, phase, detail)
                 log.info("phase_completed", change=change, phase=phase.value, detail=detail)
@@ -177,7 +201,7 @@ class Orchestrator:
         for step in plan.green.steps:
             if step.name in results["steps"]:
                 continue
-            sql = step.sql.replace("{green}", names.green).replace("{blue}", names.blue)
+            sql = step.sql.replace("{green}", names.green_sql).replace("{blue}", names.blue_sql)
             started = time.perf_counter()
             await target.run_step(self.conn, sql, plan.cutover.lock_timeout_ms)
             results["steps"].append(step.name)

@@ -35,6 +35,10 @@ class ChangeRow:
     owner: str | None
     detail: str
     updated_at: datetime
+    submitted_by: tuple[str, ...] = ()
+    submitter_actor: str = ""
+    signature: str = ""
+    approved_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,24 +82,37 @@ async def try_lock(conn: Conn, change: str) -> None:
                    f"connected since {holder['backend_start'].isoformat()})")
 
 
-async def save_plan(conn: Conn, change: str, plan_yaml: str, sha256: str) -> bool:
-    """Record a submitted plan. The same plan again is a no-op while the change is under way; a finished change
+async def save_plan(conn: Conn, change: str, plan_yaml: str, sha256: str, submitters: tuple[str, ...] = (),
+                    actor: str = "", signature: str = "") -> bool:
+    """Record a submitted plan. The same plan again is a no-op while the change is under way, except that its
+    submitters are added (none of them may approve it) and a new signature replaces the old; a finished change
     (completed, backed out, failed) starts afresh; a different plan for a change under way is refused (False)."""
+    insert = (f"INSERT INTO {SCHEMA}.changes (change, plan_yaml, plan_sha256, submitted_by, submitter_actor, "
+              f"signature) VALUES ($1, $2, $3, $4::text[], $5, $6)")
     row = await conn.fetchrow(f"SELECT plan_sha256, phase FROM {SCHEMA}.changes WHERE change = $1", change)
     if row is None:
-        await conn.execute(f"INSERT INTO {SCHEMA}.changes (change, plan_yaml, plan_sha256) VALUES ($1, $2, $3)",
-                           change, plan_yaml, sha256)
+        await conn.execute(insert, change, plan_yaml, sha256, list(submitters), actor, signature)
         return True
     finished = row["phase"] in (Phase.BACKED_OUT.value, Phase.COMPLETED.value, Phase.FAILED.value)
     if row["plan_sha256"] == sha256 and not finished:
-        return True  # resubmitting the plan of a change under way changes nothing (a restart resumes it)
+        # Resubmitting the plan of a change under way changes nothing else (a restart resumes it).
+        await conn.execute(
+            f"""UPDATE {SCHEMA}.changes SET
+                    submitted_by = ARRAY(SELECT DISTINCT unnest(submitted_by || $2::text[]) ORDER BY 1),
+                    signature = CASE WHEN $3 = '' THEN signature ELSE $3 END
+                WHERE change = $1""", change, list(submitters), signature)
+        return True
     if finished or row["phase"] in (Phase.SUBMITTED.value, Phase.PREFLIGHT.value):
         async with conn.transaction():
             await conn.execute(f"DELETE FROM {SCHEMA}.changes WHERE change = $1", change)
-            await conn.execute(f"INSERT INTO {SCHEMA}.changes (change, plan_yaml, plan_sha256) VALUES ($1, $2, $3)",
-                               change, plan_yaml, sha256)
+            await conn.execute(insert, change, plan_yaml, sha256, list(submitters), actor, signature)
         return True
     return False
+
+
+async def record_approval(conn: Conn, change: str, signature: str, approver: str) -> None:
+    await conn.execute(f"UPDATE {SCHEMA}.changes SET signature = $2, approved_by = $3 WHERE change = $1",
+                       change, signature, approver)
 
 
 async def load_change(conn: Conn, change: str) -> ChangeRow | None:
@@ -103,7 +120,8 @@ async def load_change(conn: Conn, change: str) -> ChangeRow | None:
     if row is None:
         return None
     return ChangeRow(row["change"], row["plan_yaml"], row["plan_sha256"], Phase(row["phase"]), row["state"],
-                     row["cutover_committed"], row["owner"], row["detail"], row["updated_at"])
+                     row["cutover_committed"], row["owner"], row["detail"], row["updated_at"],
+                     tuple(row["submitted_by"]), row["submitter_actor"], row["signature"], row["approved_by"])
 
 
 async def set_state(conn: Conn, change: str, state: str, detail: str = "", owner: str | None = None) -> None:

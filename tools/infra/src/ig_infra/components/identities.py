@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ig_infra.approver import approver_signing_key, ensure_approver_signing_key
 from ig_infra.components.base import Component
 from ig_infra.paths import REPO_ROOT
 from ig_infra.pki import (
@@ -34,6 +35,7 @@ class Identities(Component):
 
     def start(self) -> None:
         ensure_identities(self.paths.cache, self.paths.run, ALL_IDENTITIES)
+        ensure_approver_signing_key(self.paths.run)
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
@@ -45,7 +47,8 @@ class Identities(Component):
         return self.healthy()
 
     def healthy(self) -> bool:
-        return all(is_fresh(self.issued(name)) for name in ALL_IDENTITIES)
+        return approver_signing_key(self.paths.run).exists() and all(
+            is_fresh(self.issued(name)) for name in ALL_IDENTITIES)
 
     def stop(self) -> bool:
         return False

@@ -10,18 +10,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("plan_yaml",)
+    __slots__ = ("plan_yaml", "signature")
     PLAN_YAML_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     plan_yaml: str
-    def __init__(self, plan_yaml: _Optional[str] = ...) -> None: ...
+    signature: str
+    def __init__(self, plan_yaml: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("change", "plan_sha256")
+    __slots__ = ("change", "plan_sha256", "submitted_by")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     change: str
     plan_sha256: str
-    def __init__(self, change: _Optional[str] = ..., plan_sha256: _Optional[str] = ...) -> None: ...
+    submitted_by: str
+    def __init__(self, change: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., submitted_by: _Optional[str] = ...) -> None: ...
 
 class GateResult(_message.Message):
     __slots__ = ("gate", "passed", "measured", "limit", "detail")
@@ -52,28 +56,32 @@ class PreflightResponse(_message.Message):
     def __init__(self, passed: _Optional[bool] = ..., gates: _Optional[_Iterable[_Union[GateResult, _Mapping]]] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("change", "until_phase")
+    __slots__ = ("change", "until_phase", "signature")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_PHASE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     change: str
     until_phase: str
-    def __init__(self, change: _Optional[str] = ..., until_phase: _Optional[str] = ...) -> None: ...
+    signature: str
+    def __init__(self, change: _Optional[str] = ..., until_phase: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("change", "phase", "aca_score", "backed_out", "report_path", "detail")
+    __slots__ = ("change", "phase", "aca_score", "backed_out", "report_path", "detail", "approved_by")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     ACA_SCORE_FIELD_NUMBER: _ClassVar[int]
     BACKED_OUT_FIELD_NUMBER: _ClassVar[int]
     REPORT_PATH_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
     change: str
     phase: str
     aca_score: float
     backed_out: bool
     report_path: str
     detail: str
-    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., aca_score: _Optional[float] = ..., backed_out: _Optional[bool] = ..., report_path: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    approved_by: str
+    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., aca_score: _Optional[float] = ..., backed_out: _Optional[bool] = ..., report_path: _Optional[str] = ..., detail: _Optional[str] = ..., approved_by: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("change", "follow")
