@@ -21,6 +21,7 @@ from ig_common.grpc_client import channel_as
 from ig_infra.kafka_reading import consumer_at
 from ig_policy.testing import (
     GoldenCase,
+    OpaServer,
     RunningService,
     free_port,
     golden_cases,
@@ -37,15 +38,15 @@ CONTRACT = [c for c in golden_cases() if proto_from_input(c.input) is not None]
 
 
 @pytest.fixture(scope="module")
-def opa_url() -> Iterator[str]:
-    with opa_server() as url:
-        yield url
+def opa() -> Iterator[OpaServer]:
+    with opa_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def service(infra: Any, database_url: str, opa_url: str, tmp_path_factory: pytest.TempPathFactory
+def service(infra: Any, database_url: str, opa: OpaServer, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[RunningService]:
-    env = {**infra.env(database_url), "IG_OPA_URL": opa_url}
+    env = {**infra.env(database_url), **opa.env()}
     # The budget is raised so that the contract judges answers, not this shared machine's scheduling.
     with policy_service(env, tmp_path_factory.mktemp("policy") / "service.log", opa_timeout_ms="5000",
                         decision_log_flush_ms="20") as running:
@@ -85,9 +86,10 @@ def test_most_golden_cases_are_part_of_the_contract() -> None:
 
 @pytest.mark.parametrize("case", CONTRACT, ids=[c.id for c in CONTRACT])
 def test_service_and_rego_agree_on_the_golden_case(
-    case: GoldenCase, decided: dict[str, tuple[policy_pb2.DecideResponse | None, str]], opa_url: str
+    case: GoldenCase, decided: dict[str, tuple[policy_pb2.DecideResponse | None, str]], opa: OpaServer
 ) -> None:
-    direct = httpx.post(f"{opa_url}/v1/data/ig/ctx/decision", json={"input": case.input}, timeout=10).json()["result"]
+    direct = httpx.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": case.input}, headers=opa.headers,
+                        timeout=10).json()["result"]
     assert case.mismatches(direct) == []
     reply, refusal = decided[case.id]
     if reply is None:

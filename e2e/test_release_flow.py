@@ -41,8 +41,8 @@ def suite(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactor
     from ig_policy.testing import opa_server
 
     # A private OPA (same binary, same policies): the shared one serves every other test on this box too.
-    with opa_server() as opa_url:
-        base = {**infra.env(database_url), "IG_OPA_URL": opa_url, "IG_OIDC_ISSUER": dex_issuer()}
+    with opa_server() as opa:
+        base = {**infra.env(database_url), **opa.env(), "IG_OIDC_ISSUER": dex_issuer()}
         with local_suite(base, tmp_path_factory.mktemp("suite")) as env:
             yield env
 

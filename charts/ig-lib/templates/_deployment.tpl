@@ -1,7 +1,8 @@
 {{/*
 The service Deployment. Call with (dict "root" $ "containers" "<yaml list>" "volumes" "<yaml list>"
-"settings" (dict ...) "annotations" (dict ...)) to add sidecars, volumes, chart-specific settings (they feed the
-settings checksum, so a change rolls the pods) and pod annotations.
+"initContainers" "<yaml list>" "mounts" "<yaml list>" "settings" (dict ...) "annotations" (dict ...)) to add
+sidecars, volumes, init containers, volume mounts of the service's own container, chart-specific settings (they feed
+the settings checksum, so a change rolls the pods) and pod annotations.
 */}}
 {{- define "ig-lib.deployment" -}}
 {{- $root := .root -}}
@@ -60,6 +61,10 @@ spec:
       securityContext:
         {{- toYaml $v.podSecurityContext | nindent 8 }}
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+      {{- with .initContainers }}
+      initContainers:
+        {{- . | nindent 8 }}
+      {{- end }}
       containers:
         - name: {{ include "ig-lib.name" $root }}
           image: {{ include "ig-lib.image" (dict "image" $v.image "appVersion" $root.Chart.AppVersion) | quote }}
@@ -117,6 +122,9 @@ spec:
             - name: tmp
               mountPath: /tmp
             {{- include "ig-lib.identityMounts" $root | nindent 12 }}
+            {{- with .mounts }}
+            {{- . | nindent 12 }}
+            {{- end }}
         {{- with .containers }}
         {{- . | nindent 8 }}
         {{- end }}

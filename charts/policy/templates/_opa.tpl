@@ -17,7 +17,61 @@
 {{- join "," $sums | sha256sum | trunc 16 -}}
 {{- end -}}
 
+{{- define "policy.opaSystemChecksum" -}}
+{{- $sums := list -}}
+{{- range $path, $content := .Files.Glob "opa-system/*.rego" -}}
+{{- $sums = append $sums (printf "%s=%s" $path (sha256sum (toString $content))) -}}
+{{- end -}}
+{{- join "," $sums | sha256sum | trunc 16 -}}
+{{- end -}}
+
+{{/* OPA's API is locked (--authentication=token --authorization=basic): opa-system/authz.rego (data.system.authz)
+     lets only the bearer of the pod's token ask for decisions and read the loaded policies, and opens /health.
+     The token is made per pod by an init container into a memory-backed emptyDir that only this pod's two
+     containers mount: the policy service reads it (IG_OPA_TOKEN_FILE), OPA loads only its SHA-256 as
+     data.system.opa_token. It never passes through the Kubernetes API and dies with the pod. */}}
+{{- define "policy.opaTokenDir" -}}/run/opa-token{{- end -}}
+
+{{- define "policy.opaTokenInit" -}}
+{{- $v := .Values -}}
+- name: opa-token
+  image: {{ include "ig-lib.image" (dict "image" $v.image "appVersion" .Chart.AppVersion) | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command:
+    - python
+    - -c
+    - |
+      import hashlib, json, os, secrets
+      token = secrets.token_urlsafe(32)
+      def write(name, text):
+          fd = os.open(os.path.join("{{ include "policy.opaTokenDir" . }}", name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+          with os.fdopen(fd, "w") as handle:
+              handle.write(text)
+      write("opa-token", token + "\n")
+      write("opa-token-digest.json", json.dumps({"sha256": hashlib.sha256(token.encode()).hexdigest()}) + "\n")
+  resources:
+    {{- toYaml $v.opa.tokenInit.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: opa-token
+      mountPath: {{ include "policy.opaTokenDir" . }}
+{{- end -}}
+
+{{- define "policy.opaTokenMount" -}}
+- name: opa-token
+  mountPath: {{ include "policy.opaTokenDir" . }}
+  readOnly: true
+{{- end -}}
+
 {{- define "policy.opaVolumes" -}}
+- name: opa-token
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+- name: opa-system
+  configMap:
+    name: {{ include "ig-lib.fullname" . }}-opa-system
 {{- if and .Values.opa.policies.configMap (not .Values.opa.bundle.enabled) }}
 - name: rego
   configMap:
@@ -45,6 +99,8 @@
     - --disable-telemetry
     - --log-format=json
     - --log-level={{ $opa.logLevel }}
+    - --authentication=token
+    - --authorization=basic
     {{- if $opa.bundle.enabled }}
     - --set=services.bundles.url={{ required "opa.bundle.url is required when opa.bundle.enabled" $opa.bundle.url }}
     - --set=bundles.ig.service=bundles
@@ -54,6 +110,8 @@
     {{- else }}
     - /policies
     {{- end }}
+    - /opa-system
+    - system.opa_token:{{ include "policy.opaTokenDir" . }}/opa-token-digest.json
   ports:
     - name: opa-diag
       containerPort: {{ $opa.diagnosticPort }}
@@ -78,10 +136,16 @@
     {{- toYaml $opa.resources | nindent 4 }}
   securityContext:
     {{- toYaml .Values.securityContext | nindent 4 }}
-  {{- if not $opa.bundle.enabled }}
   volumeMounts:
+    - name: opa-system
+      mountPath: /opa-system
+      readOnly: true
+    - name: opa-token
+      mountPath: {{ include "policy.opaTokenDir" . }}
+      readOnly: true
+    {{- if not $opa.bundle.enabled }}
     - name: rego
       mountPath: /policies
       readOnly: true
-  {{- end }}
+    {{- end }}
 {{- end -}}

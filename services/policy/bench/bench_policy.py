@@ -1,6 +1,7 @@
 """make bench-policy: the Policy Reasoner's latency overhead over raw OPA, throughput and memory, in one run.
 
-(a) raw calls to the OPA sidecar's REST API (POST /v1/data/ig/ctx/decision, keep-alive HTTP/1.1) and
+(a) raw calls to the OPA sidecar's REST API (POST /v1/data/ig/ctx/decision, keep-alive HTTP/1.1, with the bearer
+token OPA's locked API demands, as the service sends it: both sides pay OPA's system.authz check) and
 (b) ig.policy.v1.PolicyService/Decide through the service (one HTTP/2 channel), both with the same input mix
 (the golden scenarios protobuf can carry: allows, denies and step-ups across every dimension), the same 32
 concurrent callers, against the same private OPA, sent by the same client: tools/loadgen (Go), standing in for
@@ -50,10 +51,11 @@ from ig_infra.paths import Paths
 from ig_infra.process import child_pids, process_cpu_seconds
 from ig_policy.testing import (
     POLICIES,
+    OpaServer,
     free_port,
     golden_cases,
     opa_binary,
-    opa_process,
+    opa_server,
     policy_service,
     proto_from_input,
     stop_process,
@@ -130,24 +132,26 @@ def rego_coverage() -> float:
     return float(json.loads(out)["coverage"])
 
 
-async def answers_differing(opa_url: str, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
+async def answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
     """Ask every input once each way (unloaded) and count the (result, rule id) pairs that differ."""
     differing = 0
-    async with aiohttp.ClientSession() as session, aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
+    async with aiohttp.ClientSession(headers=opa.headers) as session, \
+            aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
         stub = policy_pb2_grpc.PolicyServiceStub(channel)
         for document, request in mix:
-            async with session.post(f"{opa_url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
                 raw = (await reply.json())["result"]
             decided = await stub.Decide(request, timeout=10)
             differing += (raw["result"], raw["rule_id"]) != (RESULT_NAMES[decided.result], decided.rule_id)
     return differing
 
 
-async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, floor: tuple[str, int] | None,
+async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
                     decisions: int, concurrency: int, rate: float, saturation_decisions: int) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
-    raw_calls = [http_call(f"{opa_url}/v1/data/ig/ctx/decision", {"input": document}) for document, _ in mix]
+    raw_calls = [http_call(f"{opa.url}/v1/data/ig/ctx/decision", {"input": document}, headers=opa.headers)
+                 for document, _ in mix]
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
 
     def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "") -> Mode:
@@ -160,7 +164,7 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     if floor is not None:
         modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
     modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
-    differing = await answers_differing(opa_url, grpc_address, mix)
+    differing = await answers_differing(opa, grpc_address, mix)
     for run in modes.values():
         await run(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
@@ -181,7 +185,7 @@ async def benchmark(opa_url: str, opa_pid: int, grpc_address: str, pid: int, flo
     per_round = saturation_decisions // ROUNDS
     rounds = {name: [] for name in modes}
     # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
-    watched = {"opa_raw": ("raw_opa_rest", opa_pid), "opa_decide": ("decide_grpc", opa_pid),
+    watched = {"opa_raw": ("raw_opa_rest", opa.pid), "opa_decide": ("decide_grpc", opa.pid),
                "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
     if floor is not None:
         watched["hop_floor"] = ("hop_floor_grpc", floor[1])
@@ -291,12 +295,12 @@ def main() -> None:
     database = asyncio.run(fresh_database(postgres))
     load_before, wakeup_before = os.getloadavg(), host_wakeup()
     try:
-        with opa_process() as (opa_url, opa_pid), tempfile.TemporaryDirectory() as scratch:
-            env = {**identities.env(), **kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), "IG_OPA_URL": opa_url,
+        with opa_server() as opa, tempfile.TemporaryDirectory() as scratch:
+            env = {**identities.env(), **kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), **opa.env(),
                    "IG_LOG_LEVEL": "WARNING"}
             with policy_service(env, Path(scratch) / "policy.log") as service, \
                     hop_floor_server(args.hop_floor) as floor:
-                figures = asyncio.run(benchmark(opa_url, opa_pid, service.grpc_address, service.process.pid, floor,
+                figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor,
                                                 args.decisions, args.concurrency, args.rate, saturation_decisions))
     finally:
         asyncio.run(drop_database(postgres, database))

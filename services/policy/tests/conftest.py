@@ -19,22 +19,32 @@ from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.testing import free_port, opa_server
+from ig_policy.testing import OpaServer, free_port, opa_server
 
 # Generous: these tests judge correctness on a shared, busy machine; the 50 ms default is tested on its own.
 TEST_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="session")
-def opa_url() -> Iterator[str]:
-    with opa_server() as url:
-        yield url
+def private_opa() -> Iterator[OpaServer]:
+    with opa_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
-async def engine(opa_url: str) -> AsyncIterator[OpaEngine]:
+def opa_url(private_opa: OpaServer) -> str:
+    return private_opa.url
+
+
+@pytest.fixture(scope="session")
+def opa_token(private_opa: OpaServer) -> str:
+    return private_opa.token
+
+
+@pytest.fixture(scope="session")
+async def engine(opa_url: str, opa_token: str) -> AsyncIterator[OpaEngine]:
     # Few slots: under load, calls queue here (untimed) rather than inside a starved OPA (timed).
-    engine = OpaEngine(opa_url, timeout_ms=TEST_TIMEOUT_MS, max_in_flight=8)
+    engine = OpaEngine(opa_url, timeout_ms=TEST_TIMEOUT_MS, max_in_flight=8, token=opa_token)
     await engine.start()
     await engine.refresh_revision()
     yield engine

@@ -83,8 +83,8 @@ async def test_an_unreachable_engine_denies_and_keeps_the_revision() -> None:
     assert "unreachable" in verdict.explanation
 
 
-async def test_an_undefined_decision_denies(opa_url: str) -> None:
-    engine = OpaEngine(opa_url, timeout_ms=2000, decision_path="ig/ctx/no_such_rule")
+async def test_an_undefined_decision_denies(opa_url: str, opa_token: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=2000, decision_path="ig/ctx/no_such_rule", token=opa_token)
     await engine.start()
     try:
         verdict = await engine.evaluate(ALLOWED)
@@ -99,8 +99,8 @@ async def test_an_engine_not_started_denies() -> None:
     assert verdict.result is Result.DENY and verdict.rule_id == ENGINE_UNAVAILABLE
 
 
-async def test_the_revision_loop_follows_and_closes(opa_url: str) -> None:
-    engine = OpaEngine(opa_url, timeout_ms=2000)
+async def test_the_revision_loop_follows_and_closes(opa_url: str, opa_token: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=2000, token=opa_token)
     await engine.start()
     stop = asyncio.Event()
     task = asyncio.create_task(engine.keep_revision_fresh(stop, 0.05))
@@ -124,8 +124,8 @@ async def test_concurrent_evaluations_share_one_round_trip_and_keep_their_order(
     assert [v.rule_id for v in verdicts] == ["ig.purpose.allow_read", "ig.input.invalid", "ig.risk.step_up"]
 
 
-async def test_coalescing_is_bounded_per_round_trip(opa_url: str) -> None:
-    engine = OpaEngine(opa_url, timeout_ms=20_000, coalesce=4)
+async def test_coalescing_is_bounded_per_round_trip(opa_url: str, opa_token: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, coalesce=4, token=opa_token)
     await engine.start()
     try:
         before = round_trips()
@@ -136,8 +136,10 @@ async def test_coalescing_is_bounded_per_round_trip(opa_url: str) -> None:
     assert {v.rule_id for v in verdicts} == {"ig.purpose.allow_read"}
 
 
-async def test_evaluations_arriving_while_every_slot_is_busy_go_together_when_one_frees(opa_url: str) -> None:
-    engine = OpaEngine(opa_url, timeout_ms=20_000, max_in_flight=1)
+async def test_evaluations_arriving_while_every_slot_is_busy_go_together_when_one_frees(
+    opa_url: str, opa_token: str
+) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, max_in_flight=1, token=opa_token)
     await engine.start()
     try:
         before = round_trips()
@@ -154,8 +156,8 @@ async def test_evaluations_arriving_while_every_slot_is_busy_go_together_when_on
     assert {v.rule_id for v in verdicts} == {"ig.purpose.allow_read"}
 
 
-async def test_without_coalescing_each_evaluation_is_its_own_call(opa_url: str) -> None:
-    engine = OpaEngine(opa_url, timeout_ms=20_000, coalesce=1)
+async def test_without_coalescing_each_evaluation_is_its_own_call(opa_url: str, opa_token: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, coalesce=1, token=opa_token)
     await engine.start()
     try:
         before = round_trips()
@@ -166,8 +168,8 @@ async def test_without_coalescing_each_evaluation_is_its_own_call(opa_url: str) 
     assert {v.result for v in verdicts} == {Result.ALLOW}
 
 
-async def test_a_batch_answer_of_the_wrong_shape_denies_every_item(opa_url: str) -> None:
-    engine = OpaEngine(opa_url, timeout_ms=20_000, batch_path="ig/ctx/decision")
+async def test_a_batch_answer_of_the_wrong_shape_denies_every_item(opa_url: str, opa_token: str) -> None:
+    engine = OpaEngine(opa_url, timeout_ms=20_000, batch_path="ig/ctx/decision", token=opa_token)
     await engine.start()
     try:
         verdicts = await asyncio.gather(engine.evaluate(ALLOWED), engine.evaluate(ALLOWED))

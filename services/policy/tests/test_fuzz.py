@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
-from ig_policy.testing import golden_cases, proto_from_input
+from ig_policy.testing import OpaServer, golden_cases, proto_from_input
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,8 @@ def patched(document: dict[str, Any], path: str, value: Any = None, *, delete: b
 
 
 @pytest.fixture(scope="module")
-def opa(opa_url: str) -> httpx.Client:
-    with httpx.Client(base_url=opa_url, timeout=20) as client:
+def opa(private_opa: OpaServer) -> httpx.Client:
+    with httpx.Client(base_url=private_opa.url, headers=private_opa.headers, timeout=20) as client:
         yield client
 
 

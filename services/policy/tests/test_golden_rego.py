@@ -6,7 +6,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from ig_policy.testing import GoldenCase, golden_cases
+from ig_policy.testing import GoldenCase, OpaServer, golden_cases
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +24,8 @@ def test_there_are_enough_scenarios_for_every_dimension_and_outcome() -> None:
 
 
 @pytest.fixture(scope="module")
-def opa(opa_url: str) -> httpx.Client:
-    with httpx.Client(base_url=opa_url, timeout=10) as client:
+def opa(private_opa: OpaServer) -> httpx.Client:
+    with httpx.Client(base_url=private_opa.url, headers=private_opa.headers, timeout=10) as client:
         yield client
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ig_common.settings import SettingsError, load_settings
 from ig_policy.settings import Settings
@@ -48,3 +50,18 @@ def test_bad_values_name_the_variable(
         load_settings(Settings)
     assert stopped.value.code == 2
     assert f"invalid setting {variable}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [None, "", "short-token", "a token with spaces in it, long enough to pass"])
+def test_an_unusable_opa_token_file_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str | None
+) -> None:
+    for name, required in REQUIRED.items():
+        monkeypatch.setenv(name, required)
+    token_file = tmp_path / "opa-token"
+    if content is not None:
+        token_file.write_text(content)
+    monkeypatch.setenv("IG_OPA_TOKEN_FILE", str(token_file))
+    with pytest.raises(SettingsError):
+        load_settings(Settings)
+    assert "invalid setting IG_OPA_TOKEN_FILE" in capsys.readouterr().err

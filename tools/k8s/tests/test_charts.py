@@ -134,6 +134,31 @@ def test_policy_chart_runs_opa_as_a_localhost_only_sidecar_with_the_repository_p
     assert expected and mounted == expected
 
 
+@pytest.mark.parametrize("bundle", [False, True], ids=["configmap", "bundle"])
+def test_policy_chart_locks_the_opa_api_with_a_per_pod_token(render: Render, bundle: bool) -> None:
+    extra = ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example") if bundle else ()
+    objects = render("policy", "region-a", extra)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    opa = next(c for c in pod["containers"] if c["name"] == "opa")
+    assert {"--authentication=token", "--authorization=basic"} <= set(opa["args"])
+    assert opa["args"][-2:] == ["/opa-system", "system.opa_token:/run/opa-token/opa-token-digest.json"]
+    # The token: made by an init container into a memory-backed emptyDir that only this pod mounts.
+    [init] = pod["initContainers"]
+    assert init["command"][:2] == ["python", "-c"] and "secrets.token_urlsafe(32)" in init["command"][2]
+    token_volume = next(v for v in pod["volumes"] if v["name"] == "opa-token")
+    assert token_volume["emptyDir"]["medium"] == "Memory"
+    mounts = {c["name"]: {m["name"]: m for m in c["volumeMounts"]} for c in [init, *pod["containers"]]}
+    assert mounts["opa"]["opa-token"]["readOnly"] and mounts["policy"]["opa-token"]["readOnly"]
+    assert mounts["opa-token"]["opa-token"]["mountPath"] == "/run/opa-token"
+    assert settings(objects)["IG_OPA_TOKEN_FILE"] == "/run/opa-token/opa-token"
+    # The guard policy, as tested (its tests left out), from a ConfigMap of its own.
+    guard = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-opa-system"))
+    assert guard["data"] == {"authz.rego": (REPO_ROOT / "policies" / "opa-system" / "authz.rego").read_text()}
+    guard_volume = next(v for v in pod["volumes"] if v["name"] == "opa-system")
+    assert guard_volume["configMap"]["name"] == guard["metadata"]["name"]
+    assert mounts["opa"]["opa-system"]["mountPath"] == "/opa-system"
+
+
 def test_policy_chart_can_load_an_opa_bundle_instead(render: Render) -> None:
     objects = render("policy", "region-a", ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example"))
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]

@@ -9,6 +9,7 @@ from ig_policy.api.authzen import mount_authzen
 from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
+from ig_policy.engine.token import read_opa_token
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.log_process import DecisionLogProcess
@@ -19,7 +20,8 @@ def main() -> None:
     engine = OpaEngine(settings.opa_url, timeout_ms=settings.opa_timeout_ms,
                        decision_path=settings.opa_decision_path, batch_path=settings.opa_batch_path,
                        data_path=settings.opa_data_path, max_in_flight=settings.opa_max_in_flight,
-                       coalesce=settings.opa_coalesce)
+                       coalesce=settings.opa_coalesce,
+                       token=read_opa_token(settings.opa_token_file) if settings.opa_token_file else None)
     wired: dict[str, DecisionService] = {}
 
     async def on_start(runtime: Runtime) -> None:

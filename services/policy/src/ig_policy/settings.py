@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ig_common.settings import GrpcServiceSettings, Port
 from pydantic import Field, field_validator
 
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
+from ig_policy.engine.token import read_opa_token
 
 
 class Settings(GrpcServiceSettings):
@@ -22,6 +24,10 @@ class Settings(GrpcServiceSettings):
     opa_url: str = Field(default="http://127.0.0.1:8181", pattern=r"^https?://[^/]+/?$")
     opa_decision_path: str = Field(default="ig/ctx/decision", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)+$")
     opa_batch_path: str = Field(default="ig/ctx/decisions", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)+$")
+    # The bearer token OPA's API demands (policies/opa-system/authz.rego): a file holding it, read at start-up
+    # (ig-infra's env provides it; in the charts an init step writes one per pod). Unset only for an OPA that runs
+    # open, e.g. region-test's: against a locked OPA every decision then fails closed.
+    opa_token_file: Path | None = None
     opa_data_path: str = Field(default="ig/config", pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
     # Per-call budget for one OPA round trip; past it the answer is DENY ig.system.engine_unavailable.
     opa_timeout_ms: int = Field(default=50, ge=1, le=10_000)
@@ -44,6 +50,13 @@ class Settings(GrpcServiceSettings):
     decision_log_writer_start_s: float = Field(default=60.0, gt=0, le=600)
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
+
+    @field_validator("opa_token_file")
+    @classmethod
+    def _token_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_opa_token(value)
+        return value
 
     @field_validator("decision_log_mask")
     @classmethod

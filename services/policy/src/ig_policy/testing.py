@@ -1,7 +1,8 @@
 """Helpers for tests and the benchmark: a private OPA server, the service as a subprocess, golden cases.
 
-Tests start their own OPA (same binary, same policies) on a free port so they never depend on the shared
-sidecar's state, and start the service as a real process the way ``make up`` does.
+Tests start their own OPA (same binary, same policies, locked the same way: only the bearer of a token of its own
+may query it) on a free port so they never depend on the shared sidecar's state, and start the service as a real
+process the way ``make up`` does.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -65,25 +67,42 @@ def stop_process(process: subprocess.Popen[bytes]) -> int:
     return int(process.returncode)
 
 
+@dataclass(frozen=True)
+class OpaServer:
+    """A private OPA whose API answers only the bearer of ``token`` (policies/opa-system/authz.rego)."""
+
+    url: str
+    pid: int
+    token: str
+    token_file: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def env(self) -> dict[str, str]:
+        """The policy service's settings that point it at this OPA."""
+        return {"IG_OPA_URL": self.url, "IG_OPA_TOKEN_FILE": str(self.token_file)}
+
+
 @contextmanager
-def opa_process(policies: Path = POLICIES) -> Iterator[tuple[str, int]]:
-    """``opa run --server`` on a free loopback port; yields its URL and process id."""
+def opa_server(policies: Path = POLICIES) -> Iterator[OpaServer]:
+    """``opa run --server``, locked as ig-infra runs it, on a free loopback port with a token of its own."""
+    from ig_infra.components.opa import ensure_opa_token, locked_opa_arguments  # type: ignore[import-untyped]
+
     port = free_port()
-    process = subprocess.Popen(
-        [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error", str(policies)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/health?bundles", process, "OPA")
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        stop_process(process)
-
-
-@contextmanager
-def opa_server(policies: Path = POLICIES) -> Iterator[str]:
-    with opa_process(policies) as (url, _):
-        yield url
+    with tempfile.TemporaryDirectory(prefix="ig-opa-") as scratch:
+        token = ensure_opa_token(Path(scratch))
+        process = subprocess.Popen(
+            [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
+             *locked_opa_arguments(token, policies)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/health?bundles", process, "OPA")
+            yield OpaServer(f"http://127.0.0.1:{port}", process.pid, token.value, token.token_file)
+        finally:
+            stop_process(process)
 
 
 @dataclass

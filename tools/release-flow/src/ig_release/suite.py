@@ -60,12 +60,14 @@ def service(module: str, env: dict[str, str], log: Path, http_port: int, timeout
 def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
     """Start policy, evidence and portal; yield the IG_* variables that point ig-release at them.
 
-    ``base`` holds IG_DATABASE_URL, IG_KAFKA_BOOTSTRAP, IG_OPA_URL, IG_OIDC_ISSUER, IG_IDENTITIES and IG_AUTHZ_TABLE."""
+    ``base`` holds IG_DATABASE_URL, IG_KAFKA_BOOTSTRAP, IG_OPA_URL, IG_OPA_TOKEN_FILE (OPA's API answers only the
+    bearer of its token), IG_OIDC_ISSUER, IG_IDENTITIES and IG_AUTHZ_TABLE."""
     work.mkdir(parents=True, exist_ok=True)
     common = {k: base[k] for k in ("IG_DATABASE_URL", "IG_KAFKA_BOOTSTRAP", "IG_IDENTITIES", "IG_AUTHZ_TABLE")}
     with ExitStack() as stack:
         policy_grpc, evidence_grpc, portal_port = free_port(), free_port(), free_port()
         stack.enter_context(service("ig_policy.app", {**common, "IG_OPA_URL": base["IG_OPA_URL"],
+                                                      "IG_OPA_TOKEN_FILE": base["IG_OPA_TOKEN_FILE"],
                                                       "IG_GRPC_PORT": str(policy_grpc),
                                                       # a shared 2-core CI box: OPA's p99 exceeds 50 ms at times
                                                       "IG_OPA_TIMEOUT_MS": "5000"},

@@ -7,6 +7,9 @@ at most ``max_in_flight`` round trips run at once and evaluations wait for one i
 instead of timing out inside OPA. Unreachable, slow, erroring or undefined answers all become DENY
 ig.system.engine_unavailable.
 
+OPA's API is locked (policies/opa-system/authz.rego): every call carries the service's bearer token
+(``IG_OPA_TOKEN_FILE``), and the token only lets it ask for decisions and read the loaded policies.
+
 Group commit: an evaluation is sent on the next event-loop turn together with everything else waiting then, up to
 ``coalesce`` per round trip, as ``data.ig.ctx.decisions`` over ``input.requests``. Nobody waits for a batch to fill:
 when a slot is free a lone request goes alone. Under load every slot is busy, the queue grows while they are, and
@@ -50,7 +53,7 @@ QUEUED = Gauge("ig_policy_engine_queued", "Evaluations waiting for a free OPA ro
 class OpaEngine:
     def __init__(self, url: str, *, timeout_ms: int = 50, decision_path: str = "ig/ctx/decision",
                  batch_path: str = "ig/ctx/decisions", data_path: str = "ig/config", max_in_flight: int = 4,
-                 coalesce: int = 32, revision_timeout_s: float = 5.0) -> None:
+                 coalesce: int = 32, revision_timeout_s: float = 5.0, token: str | None = None) -> None:
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -68,12 +71,14 @@ class OpaEngine:
         self._data_path = data_path
         self._max_in_flight = max_in_flight
         self._revision_timeout = revision_timeout_s
+        self._token = token
         self._client: AsyncOpaClient | None = None
         self.revision = UNKNOWN_REVISION
 
     async def start(self) -> None:
         """Open the session (inside the running loop); OPA need not be up yet."""
-        client = AsyncOpaClient(host=self._host, port=self._port, ssl=self._ssl, retries=0, timeout=None)
+        client = AsyncOpaClient(host=self._host, port=self._port, ssl=self._ssl, retries=0, timeout=None,
+                                token=self._token)
         # The client's aiohttp session pools keep-alive connections (100 at most, above our slots).
         await client.__aenter__()
         self._client = client
@@ -154,7 +159,10 @@ class OpaEngine:
         return verdicts
 
     async def refresh_revision(self) -> str:
-        """Hash the loaded policy modules and data documents; keeps the last revision when OPA is away."""
+        """Hash the loaded decision policy modules and data documents; keeps the last revision when OPA is away.
+
+        OPA's own modules (package system.*: the API guard) are left out: the revision names the decision policy,
+        the same wherever a bundle is served, whatever guards the sidecar's API there."""
         client = self._client
         if client is None:
             return self.revision
@@ -163,8 +171,9 @@ class OpaEngine:
                 ids = await client.get_policies_list()
                 sources = []
                 for policy_id in ids:
-                    document = await client.get_policy(policy_id)
-                    sources.append(str(document.get("result", {}).get("raw", "")))
+                    module = (await client.get_policy(policy_id)).get("result", {})
+                    if not _opa_system_module(module):
+                        sources.append(str(module.get("raw", "")))
                 data = (await client.get_data(self._data_path)).get("result")
         except Exception as error:
             log.warning("policy_revision_unavailable", error=str(error) or type(error).__name__)
@@ -186,6 +195,12 @@ class OpaEngine:
                     await asyncio.wait_for(stop.wait(), timeout=every_s)
         finally:
             await self.close()
+
+
+def _opa_system_module(module: dict[str, Any]) -> bool:
+    """True for a module of package ``system`` or below (OPA's configuration of itself)."""
+    path = module.get("ast", {}).get("package", {}).get("path", [])
+    return len(path) > 1 and path[1].get("value") == "system"
 
 
 def _split(batch: Any, count: int) -> list[Any]:
