@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig.events.v1 import events_pb2
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.authz import USER_TOKEN_METADATA, ForwardedUser, sign_user_token
 from ig_common.events.envelope import ReceivedEvent, from_kafka_record
 from ig_common.grpc_client import channel_as
+from ig_common.spiffe import SpiffeId
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
 from ig_infra.kafka_reading import consumer_at
@@ -368,3 +370,75 @@ def test_a_superuser_edit_makes_verify_name_the_first_bad_seq(service: RunningEv
     asyncio.run(edit())
     report = stub.Verify(ledger_pb2.VerifyRequest())
     assert not report.ok and report.first_bad_seq == seqs[2], report.message
+
+
+# The attacks of the zero-trust issue, replayed against the real service.
+
+def test_the_empty_tenant_wildcard_is_gone(service: RunningEvidence, bundle: Path) -> None:
+    """An empty tenant used to list every tenant's releases; a tenant the caller is not granted is refused too."""
+    stub = evidence_stub(service)
+    stub.RegisterBundle(register_requests(bundle / "evidence-v1.2.1.tar.gz", "v1.2.1", "alpha"))
+    for tenant in ("", "globex"):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant=tenant))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.details() == (f"tenant: spiffe://maestro.local/ns/ig/sa/release may not act for tenant "
+                                           f"{tenant!r}")
+    assert {r.tenant for r in stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant="alpha")).releases} == {"alpha"}
+
+
+def test_a_forged_audit_entry_is_refused_and_nothing_is_appended(service: RunningEvidence) -> None:
+    """Anyone could append ig.audit.access entries (a non-JSON one broke the portal's access log for good)."""
+    ledger = ledger_stub(service)
+    before = ledger.Checkpoint(ledger_pb2.CheckpointRequest()).tree_size
+    with pytest.raises(grpc.RpcError) as refused:
+        ledger.Append(ledger_pb2.AppendRequest(kind="ig.audit.access", subject="portal/alpha/v1.2.1",
+                                               payload=b"not json"))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert refused.value.details() == ("kind: spiffe://maestro.local/ns/ig/sa/release may not append "
+                                       "'ig.audit.access' entries")
+    assert ledger.Checkpoint(ledger_pb2.CheckpointRequest()).tree_size == before
+    with channel_as("audit-portal", service.grpc_target) as channel:
+        portal = ledger_pb2_grpc.LedgerServiceStub(channel)
+        owned = portal.Append(ledger_pb2.AppendRequest(kind="ig.audit.access", subject="portal/alpha/v1.2.1",
+                                                       payload=b"{}"))
+    assert owned.entry.seq == before + 1
+
+
+def _user_token(signer: str, user: ForwardedUser, lifetime: int = 30, now: float | None = None) -> str:
+    identities = Path(os.environ["IG_IDENTITIES"])
+    issuer = SpiffeId("maestro.local", "ig", signer)
+    return sign_user_token((identities / signer / "tls.key").read_bytes(), issuer, issuer.sibling("evidence"),
+                           user, lifetime=lifetime, now=now)
+
+
+def test_a_user_token_speaks_only_for_the_portal_and_only_on_its_own_connection(service: RunningEvidence,
+                                                                                bundle: Path) -> None:
+    evidence_stub(service).RegisterBundle(register_requests(bundle / "evidence-v1.2.1.tar.gz", "v1.2.1", "alpha"))
+    beta_user = ForwardedUser("auditor@beta.example", "beta", ("auditor",))
+    alpha_user = ForwardedUser("auditor@alpha.example", "alpha", ("auditor",))
+    request = evidence_pb2.ListReleasesRequest(tenant="alpha")
+
+    def as_portal(token: str) -> evidence_pb2.ListReleasesResponse:
+        with channel_as("audit-portal", service.grpc_target) as channel:
+            return evidence_pb2_grpc.EvidenceServiceStub(channel).ListReleases(
+                request, metadata=((USER_TOKEN_METADATA, token),), timeout=10)
+
+    # The user's own tenant wins over the request's field: beta's auditor asking for alpha sees nothing of alpha.
+    assert [r.name for r in as_portal(_user_token("audit-portal", beta_user)).releases] == []
+    assert [r.tenant for r in as_portal(_user_token("audit-portal", alpha_user)).releases] == ["alpha"]
+    refusals = [
+        # signed by another workload's key, sent on the portal's connection
+        (_user_token("release", alpha_user), "audit-portal", grpc.StatusCode.UNAUTHENTICATED),
+        # expired
+        (_user_token("audit-portal", alpha_user, lifetime=10, now=time.time() - 60), "audit-portal",
+         grpc.StatusCode.UNAUTHENTICATED),
+        # the portal's genuine token replayed by a workload that may not forward users
+        (_user_token("audit-portal", alpha_user), "release", grpc.StatusCode.PERMISSION_DENIED),
+    ]
+    for token, caller, code in refusals:
+        with channel_as(caller, service.grpc_target) as channel, pytest.raises(grpc.RpcError) as refused:
+            evidence_pb2_grpc.EvidenceServiceStub(channel).ListReleases(
+                request, metadata=((USER_TOKEN_METADATA, token),), timeout=10)
+        assert refused.value.code() == code, (caller, refused.value.details())
+        assert USER_TOKEN_METADATA in refused.value.details()

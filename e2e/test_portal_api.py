@@ -25,7 +25,7 @@ from ig_common.grpc_client import channel_as
 from ig_portal.domain.watermark import unwrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
-from portal_stack import RELEASE, Stack, shared_stack
+from portal_stack import RELEASE, Stack, readable_access, shared_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
     with channel_as("operator", stack.evidence_grpc) as channel:
         stub = ledger_pb2_grpc.LedgerServiceStub(channel)
         reply = stub.List(ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
-    return [{**json.loads(e.payload), "seq": e.seq} for e in reply.entries]
+    return [{**json.loads(e.payload), "seq": e.seq} for e in reply.entries if readable_access(e.payload)]
 
 
 def test_openapi_document_lists_every_endpoint(portal: str) -> None:
@@ -314,3 +314,38 @@ async def _fetch_all(portal: str, token: str, urls: list[str]) -> list[httpx.Res
     async with httpx.AsyncClient(base_url=portal, headers={"Authorization": f"Bearer {token}"}, timeout=120,
                                  limits=httpx.Limits(max_connections=len(urls))) as client:
         return list(await asyncio.gather(*(client.get(url) for url in urls)))
+
+
+async def _slip_into_ledger(database_url: str, kind: str, subject: str, payload: bytes) -> int:
+    """What a database superuser (not a caller of the API, which refuses it) could leave in the ledger."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ig_evidence.store.ledger import CheckpointSigner, LedgerStore
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        store = LedgerStore(pool, "evidence", CheckpointSigner("e2e/forger", Ed25519PrivateKey.generate()))
+        entry, _ = await store.append(kind, subject, payload)
+        return entry.fields.seq
+    finally:
+        await pool.close()
+
+
+def test_a_forged_access_entry_in_the_ledger_is_skipped_and_counted_not_a_500(
+        stack: Stack, portal: str, tokens: dict[str, str]) -> None:
+    """The attack of the zero-trust issue: one unparseable ig.audit.access entry used to make the release's access
+    log answer 500 for good (the ledger is append-only). The API now refuses such an append (test_zero_trust);
+    one slipped in below the API is skipped and counted."""
+    from ig_portal.domain.access import ledger_subject
+
+    for payload in (b"not json", b'{"action": "read"}', b'{"user": 1, "tenant": "alpha", "action": "read"}'):
+        asyncio.run(_slip_into_ledger(stack.database_url, "ig.audit.access", ledger_subject("alpha", RELEASE),
+                                      payload))
+    admin = tokens["alpha-admin"]
+    answer = get(portal, "/audit/access-logs", admin, release=RELEASE, format="json")
+    assert answer.status_code == 200, answer.text
+    assert all(e["tenant"] == "alpha" for e in answer.json()["entries"])
+    metrics = httpx.get(f"{portal}/metrics", timeout=10).text
+    skipped = [line for line in metrics.splitlines()
+               if line.startswith("ig_portal_access_log_unreadable_entries_total")]
+    assert skipped and float(skipped[0].split()[-1]) >= 3

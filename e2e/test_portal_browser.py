@@ -22,7 +22,7 @@ from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import channel_as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
-from portal_stack import RELEASE, USERS, Process, Stack, shared_stack
+from portal_stack import RELEASE, USERS, Process, Stack, readable_access, shared_stack
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
@@ -83,7 +83,7 @@ def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
     with channel_as("operator", stack.evidence_grpc) as channel:
         reply = ledger_pb2_grpc.LedgerServiceStub(channel).List(
             ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
-    return [json.loads(e.payload) for e in reply.entries]
+    return [json.loads(e.payload) for e in reply.entries if readable_access(e.payload)]
 
 
 def download_link(page: Any, link: Any, process: Process) -> Any:

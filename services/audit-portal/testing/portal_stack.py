@@ -209,3 +209,14 @@ def shared_stack(database_url: str, kafka_bootstrap: str) -> Stack:
             atexit.register(_EXIT.close)
         _SHARED[database_url] = _EXIT.enter_context(running_stack(database_url, kafka_bootstrap))
     return _SHARED[database_url]
+
+
+def readable_access(payload: bytes) -> bool:
+    """Whether a ledger entry of the access kind is an access entry (tests forge some that are not)."""
+    from ig_portal.domain.access import AccessEntry, UnreadableEntry
+
+    try:
+        AccessEntry.from_payload(payload)
+    except UnreadableEntry:
+        return False
+    return True
