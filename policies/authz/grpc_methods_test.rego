@@ -1,0 +1,108 @@
+# Invariants of the gRPC authorization table (grpc-methods.yaml, loaded as data): what a reviewer of a change to
+# the table must never have to catch by eye. Run by `opa test policies/authz/grpc-methods.yaml policies/authz`
+# (tools/infra/tests/test_authz_tables.py, inside make test).
+package ig.authz.grpc_methods_test
+
+services := {"policy", "evidence", "burn", "migration", "audit-portal"}
+
+granted(method) := {name | some name in data.methods[method]}
+
+callers_of(prefix) := {name |
+	some method, names in data.methods
+	startswith(method, prefix)
+	some name in names
+}
+
+test_only_health_and_reflection_are_open_to_every_identity if {
+	open := {method | some method, names in data.methods; "*" in names}
+	every method in open {
+		regex.match(`^/grpc\.(health\.v1\.Health|reflection\.v1alpha\.ServerReflection)/`, method)
+	}
+}
+
+known(name) if name == "*"
+
+known(name) if name in data.identities
+
+test_every_grant_names_a_known_identity if {
+	every _, names in data.methods {
+		every name in names {
+			known(name)
+		}
+	}
+}
+
+test_flag_administration_is_the_operators_alone if {
+	granted("/ig.flags.v1.FlagService/SetFlag") == {"operator"}
+}
+
+test_services_call_each_other_only_along_the_suite_edges if {
+	# The portal reads evidence and the ledger, the migration orchestrator asks burn for headroom; nothing else.
+	edges := {[name, method] |
+		some method, names in data.methods
+		not startswith(method, "/grpc.")
+		some name in names
+		name in services
+	}
+	every edge in edges {
+		allowed_edge(edge[0], edge[1])
+	}
+}
+
+allowed_edge("audit-portal", method) if startswith(method, "/ig.evidence.v1.EvidenceService/")
+
+allowed_edge("audit-portal", method) if startswith(method, "/ig.ledger.v1.LedgerService/")
+
+allowed_edge("migration", "/ig.burn.v1.BurnService/GetBurn")
+
+test_the_approver_calls_nothing if {
+	# health answers any known identity, harmlessly; nothing else may name the approver
+	every method, names in data.methods {
+		not approver_granted(method, names)
+	}
+}
+
+approver_granted(method, names) if {
+	not startswith(method, "/grpc.")
+	"approver" in names
+}
+
+test_nothing_but_the_release_job_and_the_benchmarks_registers_evidence if {
+	granted("/ig.evidence.v1.EvidenceService/RegisterBundle") == {"release", "bench"}
+}
+
+test_migrations_are_run_by_operators_and_the_release_job_only if {
+	every method in {m | some m, _ in data.methods; startswith(m, "/ig.migration.v1.")} {
+		granted(method) <= {"operator", "release"}
+	}
+}
+
+test_only_the_portal_forwards_end_users if {
+	{name | some name in data.user_forwarders} == {"audit-portal"}
+}
+
+test_audit_entries_come_from_the_portal_alone if {
+	{name | some name in data.ledger_kinds["ig.audit.*"]} == {"audit-portal"}
+	portal_kinds := {kind | some kind, names in data.ledger_kinds; "audit-portal" in names}
+	portal_kinds == {"ig.audit.*"}
+}
+
+test_evidence_entries_come_from_the_release_job_or_the_evidence_service if {
+	every kind, names in data.ledger_kinds {
+		evidence_kind_owned_properly(kind, names)
+	}
+}
+
+evidence_kind_owned_properly(kind, _) if not startswith(kind, "evidence.")
+
+evidence_kind_owned_properly(kind, names) if {
+	startswith(kind, "evidence.")
+	{name | some name in names} <= {"release", "evidence"}
+}
+
+test_no_workload_acts_for_every_tenant if {
+	every _, tenants in data.tenants {
+		not "*" in tenants
+		not "" in tenants
+	}
+}
