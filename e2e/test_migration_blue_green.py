@@ -23,6 +23,7 @@ import grpc
 import pytest
 from ig.migration.v1 import migration_pb2, migration_pb2_grpc
 from ig_common.grpc_client import aio_channel_as
+from ig_common.tls import inherited_identity
 from ig_infra.approver import approver_signing_key, ensure_approver_signing_key
 from ig_migration.domain.approval import private_key_from_pem, sign_plan
 from ig_migration.store import target
@@ -60,9 +61,8 @@ def free_port() -> int:
 
 def base_env(dsn: str, artifacts: Path, kafka: str) -> dict[str, str]:
     # The certificates and the authorization table: the infra fixture put where they are into this environment.
-    identity = {name: os.environ[name] for name in ("IG_IDENTITIES", "IG_AUTHZ_TABLE")}
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "IG_DATABASE_URL": dsn, "IG_KAFKA_BOOTSTRAP": kafka,
-            "IG_SLO_HEADROOM": "0.8", "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts), **identity}
+            "IG_SLO_HEADROOM": "0.8", "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts), **inherited_identity()}
 
 
 def approve(infra: object, plan_text: str) -> str:

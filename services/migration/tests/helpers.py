@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import yaml
+from ig_common.tls import inherited_identity
 from ig_migration.settings import Settings
 
 EXAMPLE = Path(__file__).parents[1] / "plans" / "add-asset-index-v3.yaml"
@@ -40,7 +41,7 @@ def cli_env(dsn: str, artifacts: Path, **extra: str) -> dict[str, str]:
             "IG_KAFKA_BOOTSTRAP": os.environ.get("IG_KAFKA_BOOTSTRAP", "127.0.0.1:59092"), "IG_SLO_HEADROOM": "0.8",
             "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts),
             # The CLI's settings need the authorization table since 0327e5b (until main moves it off the CLI).
-            **{name: os.environ[name] for name in ("IG_AUTHZ_TABLE", "IG_IDENTITIES") if name in os.environ}, **extra}
+            **inherited_identity(), **extra}
 
 
 CLI = [sys.executable, "-m", "ig_migration.cli"]

@@ -32,18 +32,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
 import grpc
 from host_wakeup import percentile  # beside this script
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+from ig_common.authz import AuthorizationInterceptor, AuthorizationTable
 from ig_common.grpc_client import aio_channel_as, channel_as
+from ig_common.spiffe import SpiffeId
 from ig_common.tls import workload_directory
 from ig_infra.components import Identities, Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
@@ -147,21 +150,24 @@ async def answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[d
 
 
 async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
-                    decisions: int, concurrency: int, rate: float, saturation_decisions: int) -> dict[str, Any]:
+                    plain_floor: tuple[str, int] | None, decisions: int, concurrency: int, rate: float,
+                    saturation_decisions: int) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
     raw_calls = [http_call(f"{opa.url}/v1/data/ig/ctx/decision", {"input": document}, headers=opa.headers)
                  for document, _ in mix]
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
 
-    def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "") -> Mode:
+    def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "", mtls: bool = True) -> Mode:
         async def run(count: int, at_rate: float) -> LoadResult:
             return await drive(binary, calls, count=count, concurrency=concurrency, rate=at_rate,
-                               grpc_target=grpc_target, match=match, tls_dir=workload_directory(CLIENT_IDENTITY))
+                               grpc_target=grpc_target, match=match,
+                               tls_dir=workload_directory(CLIENT_IDENTITY) if mtls else None)
         return run
 
     modes = {"raw_opa_rest": mode(raw_calls)}
-    if floor is not None:
+    if floor is not None and plain_floor is not None:
+        modes["hop_floor_plaintext_grpc"] = mode(decide_calls, grpc_target=plain_floor[0], mtls=False)
         modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
     modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
     differing = await answers_differing(opa, grpc_address, mix)
@@ -187,8 +193,9 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
     watched = {"opa_raw": ("raw_opa_rest", opa.pid), "opa_decide": ("decide_grpc", opa.pid),
                "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
-    if floor is not None:
+    if floor is not None and plain_floor is not None:
         watched["hop_floor"] = ("hop_floor_grpc", floor[1])
+        watched["hop_floor_plaintext"] = ("hop_floor_plaintext_grpc", plain_floor[1])
     cpu = dict.fromkeys(watched, 0.0)
     for _ in range(ROUNDS):
         for name, run in modes.items():
@@ -217,6 +224,16 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
                     "(services/policy/bench/hop_floor.py). Decide pays this hop and then a round trip to OPA much "
                     "like raw_opa_rest's.",
             "p50_ms": hop["p50_ms"], "p95_ms": hop["p95_ms"]}
+        plain = latency_phase["hop_floor_plaintext_grpc"]
+        per_call_cpu = saturation_phase["cpu_ms_per_decision"]
+        floor_figures["security_cost"] = {
+            "what": "the same hop floor with and without the suite's transport security: mTLS (the gateway's "
+                    "workload certificate, the server's dynamic credentials) plus the authorization interceptor, "
+                    "against a plaintext server with neither; the client is the same loadgen, with and without "
+                    "-tls-dir. Connections are long-lived, so handshakes are not in these figures.",
+            "p50_ms": round(hop["p50_ms"] - plain["p50_ms"], 3), "p95_ms": round(hop["p95_ms"] - plain["p95_ms"], 3),
+            "server_cpu_ms_per_call": round(per_call_cpu["hop_floor"] - per_call_cpu["hop_floor_plaintext"], 3),
+            "authorization_interceptor": interceptor_cost_us()}
     return {
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
                                     "decisions/s in all; latency from the scheduled send time; tools/loadgen "
@@ -241,19 +258,67 @@ def host_wakeup() -> dict[str, dict[str, float]]:
 
 
 @contextmanager
-def hop_floor_server(wanted: bool) -> Iterator[tuple[str, int] | None]:
+def hop_floor_server(wanted: bool, *, plaintext: bool = False) -> Iterator[tuple[str, int] | None]:
     """services/policy/bench/hop_floor.py on a free port; yields its address and process id once it serves."""
     if not wanted:
         yield None
         return
     address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen([sys.executable, str(HOP_FLOOR), address.rpartition(":")[2]])
+    process = subprocess.Popen([sys.executable, str(HOP_FLOOR), address.rpartition(":")[2],
+                                *(["--plaintext"] if plaintext else [])])
     try:
-        with channel_as(CLIENT_IDENTITY, address) as channel:
+        with (grpc.insecure_channel(address) if plaintext else channel_as(CLIENT_IDENTITY, address)) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
         yield address, process.pid
     finally:
         stop_process(process)
+
+
+class CallDetails(NamedTuple):
+    """What grpc hands an interceptor about a call (grpc.HandlerCallDetails is only a protocol)."""
+
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...]
+
+
+def interceptor_cost_us(calls: int = 20_000, rounds: int = 5) -> dict[str, float]:
+    """The authorization interceptor's own work per call, in-process: the handler it wraps (through its public
+    intercept_service) against the bare handler, on a context that answers auth_context() and the metadata from
+    memory as grpc's does. Excludes building auth_context() itself, which grpc does per call in C either way."""
+    table = AuthorizationTable.load(Path(os.environ["IG_AUTHZ_TABLE"]))
+    interceptor = AuthorizationInterceptor(table, SpiffeId("maestro.local", "ig", "policy"))
+    peer = b"spiffe://maestro.local/ns/ig/sa/gateway"
+
+    class Context:
+        def auth_context(self) -> dict[str, list[bytes]]:
+            return {"transport_security_type": [b"ssl"], "peer_spiffe_id": [peer], "x509_common_name": [b"gateway"],
+                    "x509_subject_alternative_name": [peer, b"localhost", b"127.0.0.1"]}
+
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return (("user-agent", "grpc-go/1.77.0"), ("content-type", "application/grpc"))
+
+    async def bare(request: Any, context: Any) -> None:
+        return None
+
+    async def per_call() -> tuple[float, float]:
+        details = CallDetails(DECIDE, ())
+
+        async def continuation(_: Any) -> Any:
+            return grpc.unary_unary_rpc_method_handler(bare)
+
+        guarded = (await interceptor.intercept_service(continuation, details)).unary_unary
+        context = Context()
+        timings = {"bare": [], "guarded": []}
+        for _ in range(rounds):
+            for name, behaviour in (("bare", bare), ("guarded", guarded)):
+                started = time.perf_counter()
+                for _ in range(calls):
+                    await behaviour(None, context)
+                timings[name].append((time.perf_counter() - started) / calls * 1e6)
+        return statistics.median(timings["bare"]), statistics.median(timings["guarded"])
+
+    bare_us, guarded_us = asyncio.run(per_call())
+    return {"us_per_call": round(guarded_us - bare_us, 2), "calls_per_round": calls, "rounds": rounds}
 
 
 async def fresh_database(postgres: Postgres) -> str:
@@ -299,8 +364,9 @@ def main() -> None:
             env = {**identities.env(), **kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), **opa.env(),
                    "IG_LOG_LEVEL": "WARNING"}
             with policy_service(env, Path(scratch) / "policy.log") as service, \
-                    hop_floor_server(args.hop_floor) as floor:
-                figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor,
+                    hop_floor_server(args.hop_floor) as floor, \
+                    hop_floor_server(args.hop_floor, plaintext=True) as plain_floor:
+                figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,
                                                 args.decisions, args.concurrency, args.rate, saturation_decisions))
     finally:
         asyncio.run(drop_database(postgres, database))
@@ -324,7 +390,8 @@ def main() -> None:
     print(f"  written to {args.out}")
 
 
-LABELS = (("raw OPA REST ", "raw_opa_rest"), ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"))
+LABELS = (("raw OPA REST ", "raw_opa_rest"), ("floor, plain ", "hop_floor_plaintext_grpc"),
+          ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"))
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -342,7 +409,12 @@ def print_report(report: dict[str, Any]) -> None:
           f"engine_unavailable {latency['engine_unavailable']}")
     if "hop_floor" in report:
         print("    hop floor = the service's gRPC stack answering at once (no OPA, no log, no tracing): Decide pays "
-              "it and then an OPA round trip")
+              "it and then an OPA round trip; 'floor, plain' = the same without mTLS and authorization")
+    if "security_cost" in report:
+        cost = report["security_cost"]
+        print(f"    mTLS + authorization cost per call: p50 {cost['p50_ms']:+.3f} ms, p95 {cost['p95_ms']:+.3f} ms, "
+              f"server CPU {cost['server_cpu_ms_per_call']:+.3f} ms (saturation); the authorization interceptor "
+              f"alone {cost['authorization_interceptor']['us_per_call']:.1f} us per call (goal <= 20 us)")
     print(f"  saturation phase ({saturation['client_model']}):")
     for label, key in LABELS:
         if key not in saturation:

@@ -7,7 +7,10 @@ once: no validation, no OPA round trip, no decision log, no tracing. What it mea
 from a gateway into a Python gRPC service on this machine, which any front end of OPA written this way pays
 before it does anything.
 
-Usage: python hop_floor.py PORT (serves on 127.0.0.1:PORT until terminated).
+With ``--plaintext`` it serves the same stack without mTLS and without the authorization interceptor: the
+benchmark drives both, and the difference is what the suite's transport security costs a call.
+
+Usage: python hop_floor.py PORT [--plaintext] (serves on 127.0.0.1:PORT until terminated).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.authz import AuthorizationTable
-from ig_common.grpc_server import GrpcService, ServerSecurity, build_grpc_server
+from ig_common.grpc_server import GrpcService, MetricsInterceptor, ServerSecurity, build_grpc_server
 from ig_common.service import run_process
 from ig_common.tls import load_workload_certificate
 from ig_policy.api.grpc_service import SERVICE_NAME
@@ -48,12 +52,24 @@ class FixedAnswer(policy_pb2_grpc.PolicyServiceServicer):
         return ANSWER
 
 
-async def serve(port: int) -> None:
+def plaintext_server(service: GrpcService, port: int) -> grpc.aio.Server:
+    """build_grpc_server's stack less its security: the baseline the security cost is measured against. Only the
+    benchmark builds this; no service can (build_grpc_server has no insecure mode)."""
+    server = grpc.aio.server(interceptors=[MetricsInterceptor()], options=[("grpc.so_reuseport", 0)])
+    service.register(service.servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    return server
+
+
+async def serve(port: int, plaintext: bool) -> None:
     service = GrpcService(SERVICE_NAME, FixedAnswer(), policy_pb2_grpc.add_PolicyServiceServicer_to_server)
-    # The same security as the service (mTLS, the authorization table) so the floor pays what Decide pays.
-    security = ServerSecurity(load_workload_certificate("policy"),
-                              AuthorizationTable.load(Path(os.environ["IG_AUTHZ_TABLE"])))
-    server, _ = build_grpc_server([service], host="127.0.0.1", port=port, security=security)
+    if plaintext:
+        server = plaintext_server(service, port)
+    else:
+        # The same security as the service (mTLS, the authorization table) so the floor pays what Decide pays.
+        security = ServerSecurity(load_workload_certificate("policy"),
+                                  AuthorizationTable.load(Path(os.environ["IG_AUTHZ_TABLE"])))
+        server, _ = build_grpc_server([service], host="127.0.0.1", port=port, security=security)
     await server.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -62,4 +78,4 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    run_process(serve(int(sys.argv[1])))
+    run_process(serve(int(sys.argv[1]), plaintext="--plaintext" in sys.argv[2:]))

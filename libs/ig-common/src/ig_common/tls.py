@@ -152,3 +152,13 @@ def workload_directory(own_name: str | None = None) -> Path:
 
 def load_workload_certificate(own_name: str | None = None) -> WorkloadCertificate:
     return WorkloadCertificate(workload_directory(own_name))
+
+
+# What a child process of the suite needs to find its certificate and the authorization table.
+INHERITED_VARIABLES = (IDENTITIES_VARIABLE, "IG_AUTHZ_TABLE")
+
+
+def inherited_identity() -> dict[str, str]:
+    """The identity settings of this environment, for a process that starts a service with an environment of its
+    own making (which would otherwise start it without a certificate, and it would refuse to run)."""
+    return {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}

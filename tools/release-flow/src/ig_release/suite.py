@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from ig_common.tls import inherited_identity
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -34,7 +36,7 @@ def healthy(url: str) -> bool:
 
 @contextmanager
 def service(module: str, env: dict[str, str], log: Path, http_port: int, timeout: float = 60) -> Iterator[None]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("IG_")}
+    inherited = {**{k: v for k, v in os.environ.items() if not k.startswith("IG_")}, **inherited_identity()}
     with log.open("ab") as out:
         process = subprocess.Popen([sys.executable, "-m", module], env={**inherited, **env,
                                    "IG_HTTP_PORT": str(http_port), "OTEL_TRACES_EXPORTER": "none"},

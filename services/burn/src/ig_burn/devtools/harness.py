@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ig_common.tls import inherited_identity
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -88,8 +90,9 @@ class BurnProcess:
     def __init__(self, env: dict[str, str], log_file: Path) -> None:
         self.http_port = free_port()
         self.grpc_port = free_port()
-        self.env = {**env, "IG_HTTP_PORT": str(self.http_port), "IG_GRPC_PORT": str(self.grpc_port),
-                    "IG_EXTERNAL_URL": f"http://127.0.0.1:{self.http_port}", "PATH": os.environ.get("PATH", "")}
+        # The caller's certificate settings come along unless its env names its own.
+        self.env = {**inherited_identity(), **env, "IG_HTTP_PORT": str(self.http_port),
+                    "IG_GRPC_PORT": str(self.grpc_port), "IG_EXTERNAL_URL": f"http://127.0.0.1:{self.http_port}", "PATH": os.environ.get("PATH", "")}
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
 
