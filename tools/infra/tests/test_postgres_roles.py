@@ -79,7 +79,7 @@ async def test_no_service_role_is_a_superuser_or_can_make_roles_databases_or_byp
     finally:
         await admin.close()
     assert sorted(r["rolname"] for r in rows) == sorted(names)
-    privileged = [dict(r) for r in rows if any(r[k] for k in r.keys() if k != "rolname")]
+    privileged = [d for d in map(dict, rows) if any(v for k, v in d.items() if k != "rolname")]
     assert privileged == []
     for service in SERVICE_ROLES:
         conn = await connect_as(suite, database_url, service)
@@ -177,7 +177,8 @@ async def test_the_ledger_tables_belong_to_their_own_owner_not_the_schema_owner(
                WHERE c.relnamespace = 'evidence'::regnamespace AND c.relkind = 'r'"""))
         definers = await admin.fetch(
             """SELECT p.proname, p.proowner::regrole::text AS owner, p.prosecdef FROM pg_proc p
-               WHERE p.pronamespace = 'evidence'::regnamespace AND p.proname IN ('ledger_append', 'ledger_lock_head')""")
+               WHERE p.pronamespace = 'evidence'::regnamespace
+                 AND p.proname IN ('ledger_append', 'ledger_lock_head')""")
     finally:
         await admin.close()
     for table in ("ledger_entries", "ledger_head", "ledger_checkpoints", "ledger_signing_key"):
