@@ -29,6 +29,7 @@ from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.events.envelope import ReceivedEvent, from_kafka_record
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
+from ig_infra.components.postgres import with_database
 from ig_infra.kafka_reading import consumer_at
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +59,7 @@ def private_database(database_url: str) -> Iterator[str]:
 
     asyncio.run(admin(f"CREATE DATABASE {name}"))
     try:
-        yield database_url.rsplit("/", 1)[0] + "/" + name
+        yield with_database(database_url, name)
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 

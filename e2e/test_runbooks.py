@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from ig_infra.components.postgres import database_of
 
 REPO = Path(__file__).resolve().parents[1]
 RUNBOOKS = REPO / "docs" / "runbooks"
@@ -231,7 +232,7 @@ def test_migration_backout_runbook(infra: Any, tmp_path: Path) -> None:
     finally:
         async def drop() -> None:
             admin = await asyncpg.connect(infra.postgres.dsn("postgres"))
-            await admin.execute(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+            await admin.execute(f"DROP DATABASE IF EXISTS {database_of(dsn)} WITH (FORCE)")
             await admin.close()
 
         asyncio.run(drop())
