@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from ig_common.db import create_pool, prepare_service_schema
 from ig_infra.components.postgres import LEDGER_OWNER, SERVICE_ROLES, with_database
-from ig_infra.pki import DevCA
+from ig_infra.pki import DevCA, ca_directory
 from ig_infra.pytest_plugin import Infra
 
 pytestmark = pytest.mark.integration
@@ -290,3 +290,41 @@ def test_server_certificate_is_the_dev_cas_and_private(suite: Infra) -> None:
     assert key.stat().st_mode & 0o777 == 0o600
     cert = x509.load_pem_x509_certificate((suite.postgres.server_tls / "tls.crt").read_bytes())
     assert cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC) <= datetime.timedelta(hours=24)
+
+
+# -- certificates and the data directory ---------------------------------------------------------------------
+async def test_a_stale_server_certificate_is_renewed_at_up_and_taken_without_a_restart(
+        suite: Infra, database_url: str) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    postgres = suite.postgres
+    dev_ca = DevCA.load_or_create(ca_directory(postgres.paths.cache))
+    old_start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=13)
+    dev_ca.issue("postgres", postgres.server_tls, not_before=old_start)
+    postmaster = (postgres.data / "postmaster.pid").read_text().split()[0]
+    assert not postgres.healthy()  # a stale certificate makes `up` act
+    await asyncio.to_thread(postgres.start)
+    renewed = x509.load_pem_x509_certificate((postgres.server_tls / "tls.crt").read_bytes())
+    assert renewed.not_valid_before_utc > old_start + datetime.timedelta(hours=12)
+    assert (postgres.data / "postmaster.pid").read_text().split()[0] == postmaster  # reloaded, not restarted
+    assert (postgres.server_tls / "tls.key").stat().st_mode & 0o777 == 0o600
+    conn = await connect_as(suite, database_url, "evidence")
+    try:
+        served = conn._transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        await conn.close()
+    assert served == renewed.public_bytes(serialization.Encoding.DER)  # the server presents the new one
+    assert postgres.healthy()
+
+
+def test_a_data_directory_from_before_roles_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    from ig_infra.components.postgres import Postgres
+    from ig_infra.paths import Paths
+    from ig_infra.process import InfraError
+
+    postgres = Postgres(Paths(cache=tmp_path / "cache", run=tmp_path / "run"))
+    postgres.data.mkdir(parents=True)
+    (postgres.data / "PG_VERSION").write_text("15\n")
+    with pytest.raises(InfraError, match=r"before per-service roles.*rm -rf"):
+        postgres._check_layout()

@@ -246,9 +246,11 @@ class Postgres(Component):
         assert bin_dir is not None
         if self.running():
             self._check_layout()
-            # Renewed certificates and rewritten auth files take effect on a reload, without dropping anyone.
-            if self._ensure_certificates() | self._write_auth_files():
-                self._run(str(bin_dir / "pg_ctl"), "reload", "-D", str(self.data))
+            # Renewed certificates and rewritten auth files take effect on a reload, without dropping anyone; a
+            # reload when nothing changed costs nothing and catches files renewed by an earlier, interrupted run.
+            self._ensure_certificates()
+            self._write_auth_files()
+            self._run(str(bin_dir / "pg_ctl"), "reload", "-D", str(self.data))
             self.provision()
             return
         ensure_port_free(self.host, self.port, "PostgreSQL", "IG_PG_PORT")
