@@ -309,12 +309,18 @@ async def test_a_stale_server_certificate_is_renewed_at_up_and_taken_without_a_r
     assert renewed.not_valid_before_utc > old_start + datetime.timedelta(hours=12)
     assert (postgres.data / "postmaster.pid").read_text().split()[0] == postmaster  # reloaded, not restarted
     assert (postgres.server_tls / "tls.key").stat().st_mode & 0o777 == 0o600
-    conn = await connect_as(suite, database_url, "evidence")
-    try:
-        served = conn._transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    finally:
-        await conn.close()
-    assert served == renewed.public_bytes(serialization.Encoding.DER)  # the server presents the new one
+    expected = renewed.public_bytes(serialization.Encoding.DER)
+    served = b""
+    for _ in range(50):  # pg_ctl reload signals the postmaster and returns before it has re-read the files
+        conn = await connect_as(suite, database_url, "evidence")
+        try:
+            served = conn._transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            await conn.close()
+        if served == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert served == expected  # the server presents the new one
     assert postgres.healthy()
 
 
