@@ -26,7 +26,7 @@ ALICE = {"X-User": "u-alice", "X-Roles": "analyst", "X-Purposes": "investigation
 @pytest.fixture(scope="module")
 def service(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
     with opa_server() as opa_url:
-        env = {**infra.env(database_url), "IG_OPA_URL": opa_url}
+        env = {**infra.env(database_url, "policy"), "IG_OPA_URL": opa_url}
         with policy_service(env, tmp_path_factory.mktemp("gw") / "policy.log", opa_timeout_ms="5000") as running:
             yield running
 
