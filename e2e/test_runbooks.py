@@ -138,8 +138,8 @@ def throttled_burn(infra: Any, database_url: str, tmp_path: Path) -> Iterator[di
         slos.mkdir()
         (slos / "slo.yaml").write_text(synthetic_slo_yaml(slo) + "---\n" + throttle_policy_yaml(slo, min_dwell="2s"))
         burn = BurnProcess({**infra.env(database_url, "burn"), "IG_SLO_DIR": str(slos),
-                            "IG_PROMETHEUS_URL": prometheus.url, "IG_EVALUATION_INTERVAL_SECONDS": "1", "IG_WINDOW_SCALE": "86400",
-                            "IG_MIN_WINDOW_SECONDS": "3"}, tmp_path / "burn.log").start()
+                            "IG_PROMETHEUS_URL": prometheus.url, "IG_EVALUATION_INTERVAL_SECONDS": "1",
+                            "IG_WINDOW_SCALE": "86400", "IG_MIN_WINDOW_SECONDS": "3"}, tmp_path / "burn.log").start()
         stack.callback(burn.stop)
 
         def state() -> dict[str, Any]:
