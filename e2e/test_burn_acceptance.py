@@ -77,7 +77,7 @@ def simulation(infra: Any, database_url: str, tmp_path: Path) -> Iterator[dict[s
     config = tmp_path / "slos"
     config.mkdir()
     (config / "sim.yaml").write_text(synthetic_slo_yaml(slo) + "---\n" + throttle_policy_yaml(slo, min_dwell="2s"))
-    env = {**infra.env(database_url), "IG_SLO_DIR": str(config), "IG_PROMETHEUS_URL": prometheus.url,
+    env = {**infra.env(database_url, "burn"), "IG_SLO_DIR": str(config), "IG_PROMETHEUS_URL": prometheus.url,
            "IG_EVALUATION_INTERVAL_SECONDS": str(INTERVAL), "IG_WINDOW_SCALE": "86400", "IG_MIN_WINDOW_SECONDS": "3",
            "IG_ALERT_WEBHOOK_URL": receiver.url}
     burn = BurnProcess(env, tmp_path / "burn.log").start()

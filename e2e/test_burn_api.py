@@ -39,7 +39,7 @@ OPERATOR = "spiffe://maestro.local/ns/ig/sa/operator"
 def burn(infra: object, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurnProcess]:
     config = tmp_path_factory.mktemp("slos")
     (config / "sim.yaml").write_text(synthetic_slo_yaml("api-sim") + "---\n" + throttle_policy_yaml("api-sim"))
-    env = {**infra.env(database_url),  # type: ignore[attr-defined]
+    env = {**infra.env(database_url, "burn"),  # type: ignore[attr-defined]
            "IG_SLO_DIR": str(config), "IG_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
            "IG_EVALUATION_INTERVAL_SECONDS": "0.5", "IG_PROMETHEUS_TIMEOUT_SECONDS": "1"}
     process = BurnProcess(env, config / "burn.log").start()
@@ -187,7 +187,7 @@ def test_invalid_slo_file_stops_start_up_naming_file_and_field(infra: object, da
                                                               tmp_path: Path) -> None:
     bad = tmp_path / "broken.yaml"
     bad.write_text(synthetic_slo_yaml("x").replace("target: 0.99", "target: 99"))
-    env = {**infra.env(database_url), "IG_SLO_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}  # type: ignore[attr-defined]
+    env = {**infra.env(database_url, "burn"), "IG_SLO_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}  # type: ignore[attr-defined]
     result = subprocess.run([sys.executable, "-m", "ig_burn"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"{bad}: spec.objectives[0].target: must be a ratio strictly between 0 and 1" in result.stderr

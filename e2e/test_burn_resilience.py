@@ -41,7 +41,7 @@ def world(infra: Any, database_url: str, tmp_path: Path) -> Iterator[dict[str, A
     config = tmp_path / "slos"
     config.mkdir()
     (config / "sim.yaml").write_text(synthetic_slo_yaml(slo) + "---\n" + throttle_policy_yaml(slo, min_dwell="2s"))
-    env = {**infra.env(database_url), "IG_SLO_DIR": str(config), "IG_PROMETHEUS_URL": prometheus.url,
+    env = {**infra.env(database_url, "burn"), "IG_SLO_DIR": str(config), "IG_PROMETHEUS_URL": prometheus.url,
            "IG_EVALUATION_INTERVAL_SECONDS": "1", "IG_WINDOW_SCALE": "86400", "IG_MIN_WINDOW_SECONDS": "3",
            "IG_PROMETHEUS_TIMEOUT_SECONDS": "2"}
     burn = BurnProcess(env, tmp_path / "burn.log").start()

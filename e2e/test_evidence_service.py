@@ -32,6 +32,7 @@ from ig_common.grpc_client import channel_as
 from ig_common.spiffe import SpiffeId
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
+from ig_infra.components.postgres import with_database
 from ig_infra.kafka_reading import consumer_at
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,7 @@ def private_database(database_url: str) -> Iterator[str]:
 
     asyncio.run(admin(f"CREATE DATABASE {name}"))
     try:
-        yield database_url.rsplit("/", 1)[0] + "/" + name
+        yield with_database(database_url, name)
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 

@@ -22,7 +22,7 @@ PLAN = Path(__file__).parents[1] / "services" / "migration" / "plans" / "add-ass
 def burn(infra: object, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurnProcess]:
     config = tmp_path_factory.mktemp("migration-slos")
     (config / "assets.yaml").write_text(synthetic_slo_yaml("assets-availability"))
-    env = {**infra.env(database_url),  # type: ignore[attr-defined]
+    env = {**infra.env(database_url, "burn"),  # type: ignore[attr-defined]
            "IG_SLO_DIR": str(config), "IG_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
            "IG_EVALUATION_INTERVAL_SECONDS": "0.5", "IG_PROMETHEUS_TIMEOUT_SECONDS": "1"}
     process = BurnProcess(env, config / "burn.log").start()

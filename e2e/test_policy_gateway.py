@@ -26,7 +26,7 @@ ALICE = {"X-User": "u-alice", "X-Roles": "analyst", "X-Purposes": "investigation
 @pytest.fixture(scope="module")
 def service(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
     with opa_server() as opa:
-        env = {**infra.env(database_url), **opa.env()}
+        env = {**infra.env(database_url, "policy"), **opa.env()}
         with policy_service(env, tmp_path_factory.mktemp("gw") / "policy.log", opa_timeout_ms="5000") as running:
             yield running
 

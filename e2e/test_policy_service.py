@@ -46,7 +46,7 @@ def opa() -> Iterator[OpaServer]:
 @pytest.fixture(scope="module")
 def service(infra: Any, database_url: str, opa: OpaServer, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[RunningService]:
-    env = {**infra.env(database_url), **opa.env()}
+    env = {**infra.env(database_url, "policy"), **opa.env()}
     # The budget is raised so that the contract judges answers, not this shared machine's scheduling.
     with policy_service(env, tmp_path_factory.mktemp("policy") / "service.log", opa_timeout_ms="5000",
                         decision_log_flush_ms="20") as running:
@@ -161,7 +161,7 @@ def test_authzen_over_http(service: RunningService) -> None:
 
 
 def test_without_opa_every_answer_is_deny(infra: Any, database_url: str, tmp_path: Path) -> None:
-    env = {**infra.env(database_url), "IG_OPA_URL": f"http://127.0.0.1:{free_port()}"}
+    env = {**infra.env(database_url, "policy"), "IG_OPA_URL": f"http://127.0.0.1:{free_port()}"}
     with policy_service(env, tmp_path / "service.log") as running, channel_as("gateway", running.grpc_address) as ch:
         stub = policy_pb2_grpc.PolicyServiceStub(ch)
         allowed = next(c for c in golden_cases() if c.name == "same tenant and purpose may read")

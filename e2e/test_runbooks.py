@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from ig_infra.components.postgres import database_of
 
 REPO = Path(__file__).resolve().parents[1]
 RUNBOOKS = REPO / "docs" / "runbooks"
@@ -136,9 +137,9 @@ def throttled_burn(infra: Any, database_url: str, tmp_path: Path) -> Iterator[di
         slos = tmp_path / "slos"
         slos.mkdir()
         (slos / "slo.yaml").write_text(synthetic_slo_yaml(slo) + "---\n" + throttle_policy_yaml(slo, min_dwell="2s"))
-        burn = BurnProcess({**infra.env(database_url), "IG_SLO_DIR": str(slos), "IG_PROMETHEUS_URL": prometheus.url,
-                            "IG_EVALUATION_INTERVAL_SECONDS": "1", "IG_WINDOW_SCALE": "86400",
-                            "IG_MIN_WINDOW_SECONDS": "3"}, tmp_path / "burn.log").start()
+        burn = BurnProcess({**infra.env(database_url, "burn"), "IG_SLO_DIR": str(slos),
+                            "IG_PROMETHEUS_URL": prometheus.url, "IG_EVALUATION_INTERVAL_SECONDS": "1",
+                            "IG_WINDOW_SCALE": "86400", "IG_MIN_WINDOW_SECONDS": "3"}, tmp_path / "burn.log").start()
         stack.callback(burn.stop)
 
         def state() -> dict[str, Any]:
@@ -231,7 +232,7 @@ def test_migration_backout_runbook(infra: Any, tmp_path: Path) -> None:
     finally:
         async def drop() -> None:
             admin = await asyncpg.connect(infra.postgres.dsn("postgres"))
-            await admin.execute(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+            await admin.execute(f"DROP DATABASE IF EXISTS {database_of(dsn)} WITH (FORCE)")
             await admin.close()
 
         asyncio.run(drop())

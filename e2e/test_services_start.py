@@ -55,7 +55,7 @@ def http_get(url: str) -> tuple[int, bytes]:
 def running(request: pytest.FixtureRequest, infra: object, database_url: str) -> Iterator[tuple[Service, int, int]]:
     service: Service = request.param
     http_port, grpc_port = free_port(), free_port()
-    env = {**infra.env(database_url), "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),  # type: ignore[attr-defined]
+    env = {**infra.env(database_url, service.name), "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),  # type: ignore[attr-defined]
            "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen([sys.executable, "-m", service.module], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

@@ -37,7 +37,8 @@ import grpc
 import httpx
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from ig_infra.components import Kafka, Postgres
+from ig_common.grpc_client import aio_channel_as
+from ig_infra.components import Identities, Kafka, Postgres
 from ig_infra.paths import Paths
 from ig_infra.process import process_cpu_seconds
 
@@ -135,7 +136,8 @@ async def portal_load(base: str, token: str, artifact_ids: list[str], *, seconds
 async def raw_get_artifact(target: str, artifact_ids: list[str]) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
+    # As the release job, which the table lets read alpha's evidence without a forwarded user.
+    async with aio_channel_as("release", target) as channel:
         stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
         deadline = time.monotonic() + GRPC_SECONDS
 
@@ -163,7 +165,7 @@ async def raw_ledger_append(target: str) -> tuple[list[float], int, float]:
     """The ledger's Append alone at the same concurrency: the ceiling of any fail-closed, ledger-first path."""
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with aio_channel_as("bench", target) as channel:  # the table lets bench append bench.* kinds only
         stub = ledger_pb2_grpc.LedgerServiceStub(channel)
         deadline = time.monotonic() + GRPC_SECONDS
 
@@ -246,7 +248,9 @@ def print_phase(name: str, phase: dict[str, object]) -> None:
 
 def main() -> None:
     paths = Paths.from_environment()
-    postgres, kafka = Postgres(paths), Kafka(paths)
+    postgres, kafka, identities = Postgres(paths), Kafka(paths), Identities(paths)
+    identities.start()
+    os.environ.update(identities.env())  # the stack's processes and this one find their certificates there
     database = f"ig_bench_portal_{uuid.uuid4().hex[:8]}"
     asyncio.run(admin(postgres, f"CREATE DATABASE {database}"))
     try:

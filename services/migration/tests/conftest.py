@@ -1,26 +1,18 @@
-"""Fixtures of the migration tests: a FRESH database per test (the orchestrator changes schemas and triggers)."""
+"""Fixtures of the migration tests: a FRESH database per test (the orchestrator changes schemas and triggers).
+
+It is laid out like the suite's, and the tests act as the migration service's runtime role: a plan's SQL runs as
+a role that owns only the target schemas (public, app), as in the suite."""
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 
 @pytest.fixture
 async def fresh_dsn(infra: object) -> AsyncIterator[str]:
-    postgres = infra.postgres  # type: ignore[attr-defined]
-    name = f"ig_mig_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(postgres.dsn("postgres"))
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    yield postgres.dsn(name)
-    admin = await asyncpg.connect(postgres.dsn("postgres"))
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    admin_url = await asyncio.to_thread(infra.new_database, "ig_mig")  # type: ignore[attr-defined]
+    yield infra.service_dsn("migration", admin_url)  # type: ignore[attr-defined]
+    await asyncio.to_thread(infra.drop_database, admin_url)  # type: ignore[attr-defined]

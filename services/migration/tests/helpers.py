@@ -36,8 +36,14 @@ def settings(dsn: str, artifacts: Path, **extra: Any) -> Settings:
                     migration_artifacts_dir=artifacts, **values)
 
 
+def migrator_dsn(dsn: str) -> str:
+    """The migration schema owner's DSN beside the runtime role's (same certificate, same database)."""
+    return dsn.replace("//ig_migration@", "//ig_migration_migrator@", 1)
+
+
 def cli_env(dsn: str, artifacts: Path, **extra: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "IG_DATABASE_URL": dsn,
+            "IG_MIGRATION_DATABASE_URL": migrator_dsn(dsn),
             "IG_KAFKA_BOOTSTRAP": os.environ.get("IG_KAFKA_BOOTSTRAP", "127.0.0.1:59092"), "IG_SLO_HEADROOM": "0.8",
             "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts),
             # The CLI's settings need the authorization table since 0327e5b (until main moves it off the CLI).

@@ -15,18 +15,18 @@ from ig_migration.store import LockHeld, state, target
 from ig_migration.store.target import Names
 from ig_migration.workload import create_assets
 
-from .helpers import CLI, cli_env, plan_yaml, settings, triggers_on
+from .helpers import CLI, cli_env, migrator_dsn, plan_yaml, settings, triggers_on
 
 pytestmark = pytest.mark.integration
 CHANGE = "add-asset-index-v3"
 
 
 async def prepared(dsn: str, rows: int) -> asyncpg.Connection:
-    from ig_common.db import create_pool, prepare_schema
+    from ig_common.db import create_pool, prepare_service_schema
     from ig_migration.store import MIGRATIONS, SCHEMA
 
     pool = await create_pool(dsn, max_size=1)
-    await prepare_schema(pool, SCHEMA, MIGRATIONS)
+    await prepare_service_schema(pool, SCHEMA, MIGRATIONS, migrator_dsn(dsn))
     await pool.close()
     conn = await asyncpg.connect(dsn)
     await create_assets(conn, rows)

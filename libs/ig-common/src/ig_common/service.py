@@ -20,7 +20,7 @@ import uvloop
 from fastapi import FastAPI
 
 from ig_common.authz import AuthorizationTable, TableError
-from ig_common.db import create_pool, prepare_schema
+from ig_common.db import create_pool, prepare_service_schema
 from ig_common.events.outbox import OutboxRelay
 from ig_common.grpc_server import GrpcService, ServerSecurity, build_grpc_server, mark_serving
 from ig_common.http_server import build_http_app, serve_http
@@ -104,7 +104,7 @@ async def run_service(
     stop = stop_on_signals()
     pool = await create_pool(settings.database_url, reset_session=reset_sessions)
     try:
-        await prepare_schema(pool, schema, migrations)
+        await prepare_service_schema(pool, schema, migrations, settings.migration_database_url)
         relay = OutboxRelay(pool, schema, settings.kafka_bootstrap, tls=certificate.client_ssl_context)
         runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop,
                           certificate=certificate)

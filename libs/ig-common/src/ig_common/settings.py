@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     region: str = Field(default="region-a", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     database_url: str = Field(pattern=r"^postgres(ql)?://")
+    # The schema owner's connection, used only to run migrations at start-up (then closed); the service itself
+    # runs as IG_DATABASE_URL's role. Unset: that role migrates too (it must own the schema).
+    migration_database_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
     kafka_bootstrap: str = Field(min_length=1)
     http_port: Port
     http_host: str = "127.0.0.1"

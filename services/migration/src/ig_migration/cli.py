@@ -74,12 +74,12 @@ async def _publish_outbox(settings: Settings, pool: Any, wait_seconds: float = 1
 
 
 def _with_database(settings: Settings, work: Callable[[Any], Awaitable[T]], publish: bool = False) -> T:
-    from ig_common.db import create_pool, prepare_schema
+    from ig_common.db import create_pool, prepare_service_schema
 
     async def main() -> T:
         pool = await create_pool(settings.database_url, max_size=3)
         try:
-            await prepare_schema(pool, SCHEMA, MIGRATIONS)
+            await prepare_service_schema(pool, SCHEMA, MIGRATIONS, settings.migration_database_url)
             result = await work(pool)
             if publish:
                 await _publish_outbox(settings, pool)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import asyncpg
 
 ASSETS_SCHEMA = """
-CREATE SCHEMA IF NOT EXISTS app;
+-- A role that owns app (made for it) may lack CREATE on the database, which CREATE SCHEMA IF NOT EXISTS checks first.
+DO $$ BEGIN IF to_regnamespace('app') IS NULL THEN CREATE SCHEMA app; END IF; END $$;
 CREATE TABLE public.assets (
     id         bigserial PRIMARY KEY,
     tenant     text NOT NULL,

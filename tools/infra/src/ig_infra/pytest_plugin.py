@@ -1,13 +1,15 @@
 """pytest fixtures for tests that talk to the real infrastructure started by ``ig-infra up``.
 
-Each test session gets its own PostgreSQL database (dropped at the end); Kafka topics are shared and keep earlier
-runs' traffic, so tests that consume read from the moment they acted (``ig_infra.kafka_reading.consumer_at``).
+Each test session gets its own PostgreSQL database (dropped at the end), laid out like the suite's: every
+service's schema owned by its migrator role. ``database_url`` is the superuser's DSN for it (tests that inspect or
+tamper with tables); a service a test starts gets its own roles with ``infra.env(database_url, "<service>")`` or
+``infra.database_env("<service>", database_url)``. Kafka topics are shared and keep earlier runs' traffic, so
+tests that consume read from the moment they acted (``ig_infra.kafka_reading.consumer_at``).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from ig_infra.components import Identities, Kafka, Opa, Postgres
+from ig_infra.components.postgres import database_of
 from ig_infra.paths import Paths
 
 
@@ -27,16 +30,36 @@ class Infra:
     kafka: Kafka
     opa: Opa
 
-    def env(self, database_url: str) -> dict[str, str]:
-        """What a service started by a test needs: its certificate comes from IG_IDENTITIES by its service name."""
-        return {**self.identities.env(), **self.kafka.env(), **self.opa.env(), "IG_DATABASE_URL": database_url}
+    def env(self, database_url: str, service: str | None = None) -> dict[str, str]:
+        """What a service started by a test needs: its certificate (found in IG_IDENTITIES by its service name),
+        Kafka, OPA and a database: the superuser's ``database_url`` itself, or, naming ``service``, that service's
+        runtime and migrator roles in the same database."""
+        database = self.database_env(service, database_url) if service else {"IG_DATABASE_URL": database_url}
+        return {**self.identities.env(), **self.kafka.env(), **self.opa.env(), **database}
+
+    def database_env(self, service: str, database_url: str) -> dict[str, str]:
+        """``IG_DATABASE_URL`` (runtime role) and ``IG_MIGRATION_DATABASE_URL`` (schema owner) of ``service``."""
+        return self.postgres.service_env(service, database_of(database_url))
+
+    def service_dsn(self, service: str, database_url: str, *, migrator: bool = False) -> str:
+        return self.postgres.service_dsn(service, database_of(database_url), migrator=migrator)
+
+    def new_database(self, prefix: str = "ig_test") -> str:
+        """A fresh database laid out like the suite's; returns the superuser's DSN for it."""
+        name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.postgres.provision(name)
+        return self.postgres.dsn(name)
+
+    def drop_database(self, database_url: str) -> None:
+        self.postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database_of(database_url)}" WITH (FORCE)',
+                                transaction=False)
 
 
 @pytest.fixture(scope="session")
 def infra() -> Infra:
     paths = Paths.from_environment()
     found = Infra(paths, Identities(paths), Postgres(paths), Kafka(paths), Opa(paths))
-    # Identities first: Kafka's listener and its clients (the tests' readers among them) present their certificates.
+    # Identities first: Kafka's listener, PostgreSQL's certificate and every client's login come from the same CA.
     for component in (found.identities, found.postgres, found.kafka, found.opa):
         if not component.healthy():
             component.install()
@@ -56,20 +79,10 @@ def _all_topics() -> list[str]:
 
 @pytest.fixture(scope="session")
 def database_url(infra: Infra) -> Iterator[str]:
-    """A fresh database for this test session."""
-    name = f"ig_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = [*_psql(infra), "-d", "postgres", "-c"]
-    subprocess.run([*admin, f"CREATE DATABASE {name}"], check=True, capture_output=True)
-    yield infra.postgres.dsn(name)
-    subprocess.run([*admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
-
-
-def _psql(infra: Infra) -> list[str]:
-    from ig_infra.components.postgres import DB_USER, find_bin_dir
-
-    bin_dir = find_bin_dir()
-    assert bin_dir is not None
-    return [str(bin_dir / "psql"), "-h", infra.postgres.host, "-p", str(infra.postgres.port), "-U", DB_USER, "-q"]
+    """A fresh database for this test session: the superuser's DSN (see the module's docstring for services')."""
+    url = infra.new_database()
+    yield url
+    infra.drop_database(url)
 
 
 @pytest.fixture(scope="session")

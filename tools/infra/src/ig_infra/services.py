@@ -8,6 +8,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from ig_infra.components.base import Component
+from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
 
@@ -80,6 +81,9 @@ class ServiceProcess:
             env["IG_GRPC_PORT"] = str(self.spec.grpc_port)
         for component in infra:
             env.update(component.env())
+            if isinstance(component, Postgres):
+                # Its own roles (runtime + migrator), never the superuser's IG_DATABASE_URL that env() exports.
+                env.update(component.service_env(self.spec.name))
         spawn([sys.executable, "-m", self.spec.module], log_file=self.log_file, pid_file=self.pid_file, env=env)
         wait_until(self.healthy, timeout=60, what=f"service {self.spec.name}", log_file=self.log_file,
                    alive=self.running)

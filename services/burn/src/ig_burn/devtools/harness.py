@@ -92,7 +92,8 @@ class BurnProcess:
         self.grpc_port = free_port()
         # The caller's certificate settings come along unless its env names its own.
         self.env = {**inherited_identity(), **env, "IG_HTTP_PORT": str(self.http_port),
-                    "IG_GRPC_PORT": str(self.grpc_port), "IG_EXTERNAL_URL": f"http://127.0.0.1:{self.http_port}", "PATH": os.environ.get("PATH", "")}
+                    "IG_GRPC_PORT": str(self.grpc_port), "IG_EXTERNAL_URL": f"http://127.0.0.1:{self.http_port}",
+                    "PATH": os.environ.get("PATH", "")}
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -141,8 +141,7 @@ class LedgerStore:
                 else:
                     return self._committed(batch, results, new)
         async with self._pool.acquire() as conn, conn.transaction():
-            head = await conn.fetchrow(f"SELECT size, head_hash FROM {self._schema}.ledger_head "
-                                       "WHERE singleton FOR UPDATE")
+            head = await conn.fetchrow(f"SELECT size, head_hash FROM {self._schema}.ledger_lock_head()")
             results, new = await self._plan(conn, batch, int(head["size"]), str(head["head_hash"]))
             await self._insert(conn, new)
         return self._committed(batch, results, new)
@@ -173,17 +172,17 @@ class LedgerStore:
                   for e in new]
         s = self._schema
         # The outbox columns are ig_common's (see ig_common.events.outbox.enqueue_many); they are written here in
-        # the same statement as the entries so that an append costs one round trip.
+        # the same statement as the entries so that an append costs one round trip. The entries go in through
+        # ledger_append, which runs as the ledger's owner: this role may only read the ledger's tables.
         await conn.execute(
-            f"""WITH entries AS (
-                    INSERT INTO {s}.ledger_entries ({_COLUMNS})
-                    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bytea[],
-                                         $6::text[], $7::text[], $8::text[]) ORDER BY 1
-                    RETURNING seq)
+            f"""WITH entries AS MATERIALIZED (
+                    SELECT {s}.ledger_append($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bytea[],
+                                             $6::text[], $7::text[], $8::text[]) AS appended)
                 INSERT INTO {s}.outbox (ce_id, topic, ce_type, ce_source, ce_subject, ce_time, message_key, payload)
-                SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                                     $14::timestamptz[], $15::bytea[], $16::bytea[])
-                WHERE (SELECT count(*) FROM entries) = $17""",
+                SELECT u.* FROM entries,
+                    unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
+                           $15::bytea[], $16::bytea[]) AS u
+                WHERE entries.appended = $17""",
             [e.fields.seq for e in new], [e.fields.ts for e in new], [e.fields.kind for e in new],
             [e.fields.subject for e in new], [e.payload for e in new], [e.fields.payload_sha256 for e in new],
             [e.fields.prev_hash for e in new], [e.entry_hash for e in new],

@@ -179,7 +179,9 @@ async def remove_dual_write(conn: Conn, names: Names, lock_timeout_ms: int) -> N
 async def ensure_view(conn: Conn, names: Names, columns: list[str]) -> None:
     """The stable name clients use; created on blue when it does not exist yet (pgroll's version schema)."""
     schema = names.view.split(".")[0] if "." in names.view else "public"
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    # The plan's role owns the target schemas but may not create schemas (CREATE SCHEMA IF NOT EXISTS would ask).
+    if not await conn.fetchval("SELECT to_regnamespace($1) IS NOT NULL", schema):
+        await conn.execute(f"CREATE SCHEMA {quote_ident(schema)}")
     if not await table_exists(conn, names.view):
         await conn.execute(f"CREATE VIEW {names.view_sql} AS SELECT {quote_list(columns)} FROM {names.blue_sql}")
 
