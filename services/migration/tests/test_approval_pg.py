@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from ig.migration.v1 import migration_pb2
 from ig_common.authz.caller import Caller, bind_caller, unbind_caller
-from ig_common.db import create_pool, prepare_schema
+from ig_common.db import create_pool, prepare_service_schema
 from ig_common.spiffe import SpiffeId
 from ig_migration.api.grpc_service import MigrationServicer
 from ig_migration.domain.approval import sign_plan
 from ig_migration.store import MIGRATIONS, SCHEMA, state, target
 from ig_migration.workload import create_assets
 
-from .helpers import plan_yaml, settings, triggers_on
+from .helpers import migrator_dsn, plan_yaml, settings, triggers_on
 
 pytestmark = pytest.mark.integration
 CHANGE = "add-asset-index-v3"
@@ -70,7 +70,7 @@ def as_workload(name: str) -> object:
 @pytest.fixture
 async def servicer_pool(fresh_dsn: str) -> AsyncIterator[Any]:
     pool = await create_pool(fresh_dsn, max_size=3)
-    await prepare_schema(pool, SCHEMA, MIGRATIONS)
+    await prepare_service_schema(pool, SCHEMA, MIGRATIONS, migrator_dsn(fresh_dsn))
     async with pool.acquire() as conn:
         await create_assets(conn, 2000)
     yield pool

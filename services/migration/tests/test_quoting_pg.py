@@ -10,13 +10,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
-from ig_common.db import create_pool, prepare_schema
+from ig_common.db import create_pool, prepare_service_schema
 from ig_migration.domain.phases import Phase
 from ig_migration.orchestrator import commands
 from ig_migration.orchestrator.runner import Orchestrator
 from ig_migration.store import MIGRATIONS, SCHEMA, target
 
-from .helpers import settings, triggers_on
+from .helpers import migrator_dsn, settings, triggers_on
 
 pytestmark = pytest.mark.integration
 CHANGE = "hostile-columns-v2"
@@ -38,10 +38,11 @@ HOSTILE_COLUMNS_SQL = '"x; DROP TABLE y", "say ""hi""", "Mixed Case"'
 
 async def test_columns_named_like_sql_migrate_as_quoted_columns(fresh_dsn: str, tmp_path: Path) -> None:
     pool = await create_pool(fresh_dsn, max_size=1)
-    await prepare_schema(pool, SCHEMA, MIGRATIONS)
+    await prepare_service_schema(pool, SCHEMA, MIGRATIONS, migrator_dsn(fresh_dsn))
     await pool.close()
     conn = await asyncpg.connect(fresh_dsn)
-    await conn.execute("CREATE TABLE y (witness int); INSERT INTO y VALUES (1); CREATE SCHEMA app;"
+    # The target schemas (public, app) are laid out by ig-infra and owned by this role.
+    await conn.execute("CREATE TABLE y (witness int); INSERT INTO y VALUES (1);"
                        'CREATE TABLE public.hostile (id bigserial PRIMARY KEY, "x; DROP TABLE y" text, '
                        '"say ""hi""" text, "Mixed Case" int);'
                        f"INSERT INTO public.hostile ({HOSTILE_COLUMNS_SQL}) "

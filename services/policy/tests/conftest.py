@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from ig.policy.v1 import policy_pb2_grpc
 from ig_common.authz import AuthorizationTable
-from ig_common.db import create_pool, prepare_schema
+from ig_common.db import create_pool, prepare_service_schema
 from ig_common.grpc_client import aio_channel_as
 from ig_common.grpc_server import ServerSecurity, build_grpc_server
 from ig_common.tls import WorkloadCertificate
@@ -52,9 +52,11 @@ async def engine(opa_url: str, opa_token: str) -> AsyncIterator[OpaEngine]:
 
 
 @pytest.fixture(scope="session")
-async def policy_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    await prepare_schema(pool, SCHEMA, MIGRATIONS)
+async def policy_pool(infra: Any, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    # As the service does: the runtime role, its schema migrated by the policy migrator role (a schema made by
+    # the superuser here would lock out the service processes the e2e tests start in the same database).
+    pool = await create_pool(infra.service_dsn("policy", database_url))
+    await prepare_service_schema(pool, SCHEMA, MIGRATIONS, infra.service_dsn("policy", database_url, migrator=True))
     yield pool
     await pool.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +35,15 @@ def _store(service: str) -> tuple[str, Path]:
     module = {"policy": ig_policy.store, "evidence": ig_evidence.store, "burn": ig_burn.store,
               "migration": ig_migration.store, "audit-portal": ig_portal.store}[service]
     return module.SCHEMA, module.MIGRATIONS
+
+
+@pytest.fixture(scope="module")
+def database_url(infra: Infra) -> Iterator[str]:
+    """A database of this module's own, laid out like the suite's: other tests of the session leave schemas made
+    by the superuser in the shared one."""
+    url = infra.new_database("ig_roles")
+    yield url
+    infra.drop_database(url)
 
 
 @pytest.fixture(scope="module")
