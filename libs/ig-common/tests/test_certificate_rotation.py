@@ -6,6 +6,7 @@ certificates from a development CA of the test's own.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import socket
 import ssl
@@ -19,6 +20,8 @@ import grpc
 import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ig_common.grpc_client import RenewingStub
+from ig_common.tls import WorkloadCertificate
 from ig_infra.pki import DevCA
 
 
@@ -60,10 +63,8 @@ class Served:
 def served(ca: DevCA, tmp_path: Path) -> Iterator[Served]:
     directory = ca.issue("policy", tmp_path / "server").directory
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", SERVER, str(directory), str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = start_server(directory, port)
     try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "serving"
         yield Served(port, directory)
     finally:
         process.kill()
@@ -131,3 +132,54 @@ def test_a_broken_renewal_keeps_the_served_certificate(ca: DevCA, served: Served
     (server_dir / "tls.key").write_bytes(other.key.read_bytes())
     assert served_serial(port, client) == before
     assert health(port, client) is grpc.StatusCode.OK
+
+
+def start_server(directory: Path, port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen([sys.executable, "-c", SERVER, str(directory), str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "serving"
+    return process
+
+
+def test_a_long_lived_client_presents_its_renewed_certificate(ca: DevCA, tmp_path: Path) -> None:
+    """A client channel keeps the certificate it was made with; once that expires, its next handshake is refused.
+    RenewingStub moves to the renewed certificate (the portal's clients of the evidence service use it)."""
+    server_dir = ca.issue("policy", tmp_path / "server").directory
+    now = datetime.datetime.now(datetime.UTC)
+    client_dir = ca.issue("operator", tmp_path / "client", not_before=now - datetime.timedelta(hours=1),
+                          lifetime=datetime.timedelta(hours=1, seconds=4)).directory
+    port = free_port()
+
+    async def scenario() -> tuple[grpc.StatusCode, grpc.StatusCode]:
+        certificate = WorkloadCertificate(client_dir)
+        renewing = RenewingStub(health_pb2_grpc.HealthStub, f"localhost:{port}", certificate)
+        stale = grpc.aio.secure_channel(f"localhost:{port}", certificate.channel_credentials())
+        server = start_server(server_dir, port)
+        try:
+            await renewing.get().Check(health_pb2.HealthCheckRequest(), timeout=5)
+            await health_pb2_grpc.HealthStub(stale).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            ca.issue("operator", client_dir)  # renewed on disk, as cert-manager or ig-infra does
+            await asyncio.sleep(max(0.0, (now + datetime.timedelta(seconds=5) -
+                                          datetime.datetime.now(datetime.UTC)).total_seconds()))
+            # A new server process: every client must handshake again, now that the first certificate expired.
+            server.kill()
+            server.wait(10)
+            server = start_server(server_dir, port)
+            return await _code(renewing.get()), await _code(health_pb2_grpc.HealthStub(stale))
+        finally:
+            server.kill()
+            server.wait(10)
+            await stale.close()
+            await renewing.close()
+
+    renewed, stale = asyncio.run(scenario())
+    assert stale is grpc.StatusCode.UNAVAILABLE  # what a channel made once would face
+    assert renewed is grpc.StatusCode.OK
+
+
+async def _code(stub: health_pb2_grpc.HealthStub) -> grpc.StatusCode:
+    try:
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=5, wait_for_ready=False)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK

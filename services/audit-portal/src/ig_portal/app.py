@@ -8,7 +8,9 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from ig_common.grpc_client import secure_aio_channel
+from ig.evidence.v1 import evidence_pb2_grpc
+from ig.ledger.v1 import ledger_pb2_grpc
+from ig_common.grpc_client import RenewingStub
 from ig_common.service import HttpFactory, Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
@@ -33,7 +35,10 @@ log = structlog.get_logger(__name__)
 
 def routes(settings: Settings) -> HttpFactory:
     def add_routes(runtime: Runtime, app: FastAPI) -> None:
-        channel = secure_aio_channel(settings.evidence_target, runtime.certificate)
+        # Long-lived: each client moves to a new channel when the portal's certificate is renewed on disk.
+        evidence_stubs = RenewingStub(evidence_pb2_grpc.EvidenceServiceStub, settings.evidence_target,
+                                      runtime.certificate)
+        ledger_stubs = RenewingStub(ledger_pb2_grpc.LedgerServiceStub, settings.evidence_target, runtime.certificate)
         users = UserForwarding(runtime.certificate, runtime.certificate.spiffe_id.sibling(settings.evidence_identity))
         http = httpx.AsyncClient(timeout=5.0)
         provider = Provider(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
@@ -49,7 +54,7 @@ def routes(settings: Settings) -> HttpFactory:
         runtime.spawn(limits.run(), "rate-limits")
         guard = Guard(provider=provider, sessions=SessionStore(runtime.pool, runtime.schema),
                       limits=limits,
-                      ledger=AccessLedger(channel, settings.ledger_timeout_seconds), accesses=accesses,
+                      ledger=AccessLedger(ledger_stubs, settings.ledger_timeout_seconds), accesses=accesses,
                       groups_claim=settings.oidc_groups_claim,
                       tenant_claim=settings.oidc_tenant_claim, requests_per_minute=settings.rate_requests_per_minute,
                       downloads_per_minute=settings.rate_downloads_per_minute)
@@ -57,7 +62,7 @@ def routes(settings: Settings) -> HttpFactory:
         if not settings.link_secret:
             log.warning("link_secret_random", detail="IG_LINK_SECRET unset: links only work on this replica")
         links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
-        catalog = EvidenceCatalog(channel, users, cache_seconds=settings.catalog_cache_seconds)
+        catalog = EvidenceCatalog(evidence_stubs, users, cache_seconds=settings.catalog_cache_seconds)
         api = AuditApi(guard=guard, catalog=catalog, links=links)
         app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
                            slow_seconds=settings.slow_request_seconds)
@@ -73,7 +78,8 @@ def routes(settings: Settings) -> HttpFactory:
         async def close_clients() -> None:
             await runtime.stop.wait()
             await http.aclose()
-            await channel.close()
+            await evidence_stubs.close()
+            await ledger_stubs.close()
 
         runtime.spawn(close_clients(), "portal-clients")
 

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+from ig_common.grpc_client import RenewingStub
 
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.domain.identity import Principal
@@ -100,14 +101,18 @@ class Recent(Generic[K, V]):
 
 
 class EvidenceCatalog:
-    def __init__(self, channel: grpc.aio.Channel, users: UserForwarding, timeout: float = 10.0,
-                 cache_seconds: float = 0.0) -> None:
-        self.stub = evidence_pb2_grpc.EvidenceServiceStub(channel)  # type: ignore[no-untyped-call]
+    def __init__(self, stubs: RenewingStub[evidence_pb2_grpc.EvidenceServiceStub], users: UserForwarding,
+                 timeout: float = 10.0, cache_seconds: float = 0.0) -> None:
+        self._stubs = stubs
         self.users = users
         self.timeout = timeout
         self._releases: Recent[str, list[ReleaseView]] = Recent(cache_seconds)
         self._artifacts: Recent[tuple[str, str], list[ArtifactView]] = Recent(cache_seconds)
         self._metadata: Recent[tuple[str, str], ArtifactView] = Recent(cache_seconds)
+
+    @property
+    def stub(self) -> evidence_pb2_grpc.EvidenceServiceStub:
+        return self._stubs.get()
 
     async def releases(self, user: Principal) -> list[ReleaseView]:
         return await self._releases.get(user.tenant, lambda: self._list_releases(user))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.grpc_client import RenewingStub
 from prometheus_client import Counter
 
 from ig_portal.domain.access import LEDGER_KIND, AccessEntry, UnreadableEntry, ledger_subject
@@ -28,9 +29,13 @@ class RecordedAccess:
 
 
 class AccessLedger:
-    def __init__(self, channel: grpc.aio.Channel, timeout: float = 5.0) -> None:
-        self.stub = ledger_pb2_grpc.LedgerServiceStub(channel)  # type: ignore[no-untyped-call]
+    def __init__(self, stubs: RenewingStub[ledger_pb2_grpc.LedgerServiceStub], timeout: float = 5.0) -> None:
+        self._stubs = stubs
         self.timeout = timeout
+
+    @property
+    def stub(self) -> ledger_pb2_grpc.LedgerServiceStub:
+        return self._stubs.get()
 
     async def append(self, entry: AccessEntry) -> int:
         request = ledger_pb2.AppendRequest(kind=LEDGER_KIND, subject=ledger_subject(entry.tenant, entry.release),
