@@ -65,8 +65,7 @@ class RenewingStub(Generic[StubT]):
         material = self._certificate.current()
         if self._stub is None or material is not self._material:
             previous = self._channel
-            self._channel = grpc.aio.secure_channel(self._target, self._certificate.channel_credentials(),
-                                                    options=self._options)
+            self._channel = secure_aio_channel(self._target, self._certificate, self._options)
             self._stub, self._material = self._make_stub(self._channel), material
             if previous is not None:
                 task = asyncio.get_running_loop().create_task(previous.close(grace=self._grace))

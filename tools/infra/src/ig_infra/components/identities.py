@@ -13,7 +13,6 @@ from ig_infra.paths import REPO_ROOT
 from ig_infra.pki import (
     CLIENT_IDENTITIES,
     SERVICE_IDENTITIES,
-    DevCA,
     IssuedIdentity,
     ca_directory,
     ensure_identities,
@@ -39,9 +38,6 @@ class Identities(Component):
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
-
-    def ca(self) -> DevCA:
-        return DevCA.load_or_create(ca_directory(self.paths.cache))
 
     def running(self) -> bool:
         return self.healthy()
