@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -55,11 +57,20 @@ def one_event_per_service(run: str) -> list[tuple[object, OutgoingEvent]]:
     ]
 
 
+@pytest.fixture
+def own_database(infra: Any) -> Iterator[str]:
+    """A database of this test's own: it lays out every service's schema as the superuser, which in the session's
+    shared database would lock the services' own roles out of them."""
+    url = infra.new_database("ig_bus")
+    yield url
+    infra.drop_database(url)
+
+
 async def test_each_service_event_reaches_a_consumer_exactly_once(
-    database_url: str, kafka_bootstrap: str, tmp_path: Path
+    own_database: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    pool = await create_pool(database_url, max_size=20)
+    pool = await create_pool(own_database, max_size=20)
     stop = asyncio.Event()
     tasks = []
     try:

@@ -7,48 +7,43 @@ mTLS, policies/authz/grpc-methods.yaml, the shared interceptor): what is tested 
     the trust domain, unknown name   -> UNAUTHENTICATED
     a known identity not granted     -> PERMISSION_DENIED naming the method and the caller
     the granted identity             -> OK
-The real services are wired with the same bootstrap (ig_common.service); e2e/test_zero_trust.py calls them.
+The real services are wired with the same bootstrap (ig_common.service); e2e/test_evidence_service.py replays the
+issue's attacks on one of them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import pkgutil
-from collections.abc import AsyncIterator, Iterator
+import importlib.util
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import ig
 import pytest
 from google.protobuf.descriptor import MethodDescriptor
-from grpc_health.v1 import health_pb2
 from ig_common.authz import AuthorizationTable
-from ig_common.grpc_server import ServerSecurity
-from ig_common.tls import WorkloadCertificate
 from ig_infra.pki import DevCA
-from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[3]
 TABLE_PATH = REPO / "policies" / "authz" / "grpc-methods.yaml"
 TABLE = AuthorizationTable.load(TABLE_PATH)
+STANDIN_SERVER = Path(__file__).with_name("standin_server.py")
 
 
-def suite_methods() -> dict[str, MethodDescriptor]:
-    """Every method of every service the suite's generated code defines, plus the standard health service."""
-    found: dict[str, MethodDescriptor] = {}
-    for module in pkgutil.walk_packages(ig.__path__, "ig."):
-        if module.name.endswith("_pb2"):
-            for service in importlib.import_module(module.name).DESCRIPTOR.services_by_name.values():
-                for method in service.methods:
-                    found[f"/{service.full_name}/{method.name}"] = method
-    for method in health_pb2.DESCRIPTOR.services_by_name["Health"].methods:
-        found[f"/grpc.health.v1.Health/{method.name}"] = method
-    return found
+def _standin_module() -> Any:
+    spec = importlib.util.spec_from_file_location("standin_server", STANDIN_SERVER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-METHODS = suite_methods()
+METHODS: dict[str, MethodDescriptor] = _standin_module().suite_methods()
 
 
 def test_every_method_has_a_row_and_every_row_a_method() -> None:
@@ -72,33 +67,6 @@ def not_granted_to(method: str) -> str | None:
     return sorted(TABLE.identities - names)[0]
 
 
-def _standin(method: MethodDescriptor) -> grpc.RpcMethodHandler[Any, Any]:
-    """Answers an empty message at once, whatever the method's shape."""
-    async def unary(request: Any, context: Any) -> bytes:
-        return b""
-
-    async def stream_in(requests: AsyncIterator[Any], context: Any) -> bytes:
-        async for _ in requests:
-            pass
-        return b""
-
-    async def stream_out(request: Any, context: Any) -> AsyncIterator[bytes]:
-        yield b""
-
-    async def both(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[bytes]:
-        async for _ in requests:
-            pass
-        yield b""
-
-    if method.client_streaming and method.server_streaming:
-        return grpc.stream_stream_rpc_method_handler(both)
-    if method.client_streaming:
-        return grpc.stream_unary_rpc_method_handler(stream_in)
-    if method.server_streaming:
-        return grpc.unary_stream_rpc_method_handler(stream_out)
-    return grpc.unary_unary_rpc_method_handler(unary)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pki")
@@ -113,41 +81,22 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(pki: dict[str, Path]) -> Iterator[str]:
-    """The stand-in server on a loop of its own thread, so the test can use blocking clients."""
-    import threading
+    global METRICS_PORT
+    port, METRICS_PORT = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, str(STANDIN_SERVER), str(pki["server"]), str(TABLE_PATH), str(port),
+                                str(METRICS_PORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "serving"
+        yield f"localhost:{port}"
+    finally:
+        process.kill()
+        process.wait(10)
 
-    from ig_common.grpc_server import build_grpc_server
 
-    security = ServerSecurity(WorkloadCertificate(pki["server"]), TABLE)
-    started: dict[str, Any] = {}
-    ready = threading.Event()
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        started["loop"] = loop
-
-        async def main() -> None:
-            srv, _ = build_grpc_server([], host="127.0.0.1", port=0, security=security)
-            by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
-            for path, method in METHODS.items():
-                service, name = path[1:].split("/")
-                by_service.setdefault(service, {})[name] = _standin(method)
-            srv.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(s, h)
-                                          for s, h in by_service.items() if s != "grpc.health.v1.Health"])
-            started["port"] = srv.add_secure_port("127.0.0.1:0", security.certificate.server_credentials())
-            await srv.start()
-            started["server"] = srv
-            ready.set()
-            await srv.wait_for_termination()
-
-        loop.run_until_complete(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    yield f"localhost:{started['port']}"
-    asyncio.run_coroutine_threadsafe(started["server"].stop(0), started["loop"]).result(10)
-    thread.join(10)
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def call(target: str, credentials: grpc.ChannelCredentials, path: str) -> grpc.StatusCode:
@@ -177,8 +126,19 @@ def credentials_of(directory: Path, *, with_certificate: bool = True) -> grpc.Ch
 REFUSALS = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
+METRICS_PORT = 0
+
+
 def refused(method: str, reason: str) -> float:
-    return REGISTRY.get_sample_value("ig_grpc_authz_refused_total", {"method": method, "reason": reason}) or 0.0
+    """The server's ig_grpc_authz_refused_total for one method and reason, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ig_grpc_authz_refused_total" and sample.labels == {"method": method,
+                                                                                  "reason": reason}:
+                return float(sample.value)
+    return 0.0
 
 
 @pytest.mark.parametrize("path", sorted(METHODS))

@@ -96,6 +96,7 @@ async def prepare_schema(pool: asyncpg.Pool, schema: str, service_migrations: Pa
         raise ValueError(f"invalid schema name {schema!r}")
     applied: list[str] = []
     async with pool.acquire() as conn:
+        owner = await _act_as_schema_owner(conn, schema)
         migrator = str(await conn.fetchval("SELECT current_user"))
         runtime = runtime_role or migrator
         pending = read_migrations("ig_common", COMMON_MIGRATIONS, schema, runtime) + read_migrations(
@@ -112,6 +113,7 @@ async def prepare_schema(pool: asyncpg.Pool, schema: str, service_migrations: Pa
                         component text NOT NULL, version int NOT NULL, name text NOT NULL,
                         applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"""
             )
+            await _keep_migration_records_private(conn, schema)
             if runtime != migrator:
                 await _grant_runtime(conn, schema, quote_ident(runtime))
             done = {
@@ -130,9 +132,37 @@ async def prepare_schema(pool: asyncpg.Pool, schema: str, service_migrations: Pa
                 applied.append(f"{migration.component}/{migration.name}")
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"ig-migrations:{schema}")
+            if owner is not None:
+                await conn.execute("RESET ROLE")
     if applied:
         log.info("migrations_applied", schema=schema, migrations=applied)
     return applied
+
+
+async def _act_as_schema_owner(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, schema: str
+                               ) -> str | None:
+    """A superuser (an admin session, a test) migrating a schema laid out for an owner migrates as that owner, so
+    that what it creates belongs where the service's own migrator would have put it (and the owner's default
+    privileges apply); a superuser's tables would lock the service's roles out. Returns the owner when switched."""
+    row = await conn.fetchrow(
+        """SELECT n.nspowner::regrole::text AS owner, r.rolsuper AS superuser
+           FROM pg_roles r LEFT JOIN pg_namespace n ON n.nspname = $1 WHERE r.rolname = current_user""", schema)
+    if row is None or not row["superuser"] or row["owner"] is None or row["owner"] == await conn.fetchval(
+            "SELECT current_user"):
+        return None
+    await conn.execute(f"SET ROLE {row['owner']}")  # a regrole's text form is already a quoted identifier
+    return str(row["owner"])
+
+
+async def _keep_migration_records_private(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+                                          schema: str) -> None:
+    """schema_migrations is the migrator's alone: a default privilege of the schema may have granted it on."""
+    others = await conn.fetch(
+        """SELECT DISTINCT grantee FROM information_schema.role_table_grants
+           WHERE table_schema = $1 AND table_name = 'schema_migrations'
+             AND grantee NOT IN (current_user, 'PUBLIC')""", schema)
+    for row in others:
+        await conn.execute(f"REVOKE ALL ON {schema}.schema_migrations FROM {quote_ident(row['grantee'])}")
 
 
 async def _grant_runtime(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, schema: str, runtime: str

@@ -131,6 +131,12 @@ def database_sql(database: str) -> str:
     for roles in SERVICE_ROLES.values():
         statements.append(f"CREATE SCHEMA IF NOT EXISTS {roles.schema} AUTHORIZATION {roles.migrator};")
         statements.append(f"ALTER SCHEMA {roles.schema} OWNER TO {roles.migrator};")
+        # What the migrator creates there, the runtime role may read and write, whoever runs the migrations as
+        # the migrator (the service at start-up, or a superuser acting as the schema's owner: ig_common.db).
+        statements.append(f"GRANT USAGE ON SCHEMA {roles.schema} TO {roles.runtime};")
+        for objects, rights in (("TABLES", "SELECT, INSERT, UPDATE, DELETE"), ("SEQUENCES", "USAGE, SELECT")):
+            statements.append(f"ALTER DEFAULT PRIVILEGES FOR ROLE {roles.migrator} IN SCHEMA {roles.schema} "
+                              f"GRANT {rights} ON {objects} TO {roles.runtime};")
     # A plan's SQL runs as the migration runtime role: it owns the target schemas and nothing else.
     migration = SERVICE_ROLES["migration"].runtime
     for schema in MIGRATION_TARGET_SCHEMAS:
