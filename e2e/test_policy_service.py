@@ -267,8 +267,10 @@ def test_authzen_identity_not_granted_is_403_naming_the_path_and_the_caller(serv
 
 def test_health_and_metrics_stay_plain_on_the_http_port_without_authzen(service: RunningService) -> None:
     assert httpx.get(f"{service.http_url}/healthz", timeout=10).json() == {"status": "ok"}
-    assert "ig_http_authz_refused_total" in httpx.get(f"{service.http_url}/metrics", timeout=10, follow_redirects=True).text
-    assert httpx.post(f"{service.http_url}{EVALUATION_PATH}", json=_authzen_body(), timeout=10).status_code == 404
+    metrics = httpx.get(f"{service.http_url}/metrics", timeout=10, follow_redirects=True)
+    assert "ig_http_authz_refused_total" in metrics.text
+    plain = httpx.post(f"{service.http_url}{EVALUATION_PATH}", json=_authzen_body(), timeout=10)
+    assert plain.status_code == 404, "AuthZEN must not answer on the plain health port"
 
 
 def test_without_opa_every_answer_is_deny(infra: Any, database_url: str, tmp_path: Path) -> None:
