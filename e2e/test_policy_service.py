@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,13 @@ import grpc
 import httpx
 import pytest
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+from ig_common.authz.workload_token import sign_workload_token
 from ig_common.events.envelope import from_kafka_record
 from ig_common.grpc_client import channel_as
+from ig_common.http_client import client_as
+from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
 from ig_infra.kafka_reading import consumer_at
+from ig_infra.pki import DevCA
 from ig_policy.testing import (
     GoldenCase,
     OpaServer,
@@ -142,10 +147,9 @@ async def test_decisions_are_logged_masked_and_published(
     assert all(e.type == "ig.policy.decision.v1" and e.id == f"evt_{e.subject}" for e in events.values())
 
 
-def test_authzen_over_http(service: RunningService) -> None:
-    case = next(c for c in golden_cases() if c.name == "alpha risk 40 opens the step-up band")
-    document = case.input
-    body = {
+def _authzen_body() -> dict[str, Any]:
+    document = next(c for c in golden_cases() if c.name == "alpha risk 40 opens the step-up band").input
+    return {
         "subject": {"type": "user", "id": document["actor"]["id"], "properties": {
             k: document["actor"][k] for k in ("tenant", "roles", "purposes")}},
         "resource": {"type": document["resource"]["type"], "id": document["resource"]["id"], "properties": {
@@ -153,11 +157,120 @@ def test_authzen_over_http(service: RunningService) -> None:
         "action": {"name": document["action"]},
         "context": document["context"],
     }
-    reply = httpx.post(f"{service.http_url}/access/v1/evaluation", json=body, timeout=30)
-    assert reply.status_code == 200
+
+
+EVALUATION_PATH = "/access/v1/evaluation"
+
+
+def test_authzen_over_http(service: RunningService) -> None:
+    """As a gateway calls it: HTTPS with its workload certificate, a workload token, the table grants it."""
+    with client_as("gateway", service.authzen_url, "policy", timeout=30) as client:
+        reply = client.post(EVALUATION_PATH, json=_authzen_body())
+    assert reply.status_code == 200, reply.text
     assert reply.json()["decision"] is False
     assert reply.json()["context"]["step_up"]["obligations"] == ["step_up:mfa"]
     assert reply.headers["x-ig-rule-id"] == "ig.risk.step_up"
+
+
+@pytest.fixture(scope="module")
+def foreign_identities(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("foreign-identities")
+    other_ca = DevCA.load_or_create(root / "other-ca", common_name="another CA")
+    return {"gateway@other-ca": other_ca.issue("gateway", root / "gateway-other-ca").directory,
+            "intruder": infra.identities.ca().issue("intruder", root / "intruder").directory}
+
+
+def _https(service: RunningService, certificate_dir: Path | None, infra: Any) -> httpx.Client:
+    """An HTTPS client that trusts the suite's CA and presents the certificate in ``certificate_dir`` (or none)."""
+    ca = (infra.identities.issued("gateway").directory / CA_FILE).read_text()
+    context = ssl.create_default_context(cadata=ca)
+    if certificate_dir is not None:
+        context.load_cert_chain(certificate_dir / CERT_FILE, certificate_dir / KEY_FILE)
+    return httpx.Client(base_url=service.authzen_url, verify=context, timeout=30)
+
+
+def _token(signer: Path, presented: Path, **signing: Any) -> str:
+    """A workload token signed with ``signer``'s key, carrying ``presented``'s certificate in x5c."""
+    key, cert = (signer / KEY_FILE).read_bytes(), (presented / CERT_FILE).read_bytes()
+    issuer = WorkloadCertificate(presented).spiffe_id
+    return sign_workload_token(key, cert, issuer, issuer.sibling("policy"), **signing)
+
+
+def _refused_counts(service: RunningService) -> float:
+    metrics = httpx.get(f"{service.http_url}/metrics", timeout=10, follow_redirects=True).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("ig_http_authz_refused_total{"))
+
+
+def test_authzen_without_a_client_certificate_fails_the_handshake(service: RunningService, infra: Any) -> None:
+    with _https(service, None, infra) as client, pytest.raises(httpx.TransportError):
+        client.post(EVALUATION_PATH, json=_authzen_body())
+
+
+def test_authzen_with_a_certificate_of_another_ca_fails_the_handshake(
+        service: RunningService, infra: Any, foreign_identities: dict[str, Path]) -> None:
+    foreign = foreign_identities["gateway@other-ca"]
+    with _https(service, foreign, infra) as client, pytest.raises(httpx.TransportError):
+        client.post(EVALUATION_PATH, json=_authzen_body(),
+                    headers={"Authorization": f"Bearer {_token(foreign, foreign)}"})
+
+
+def test_authzen_without_a_token_is_401_naming_the_header(service: RunningService, infra: Any) -> None:
+    before = _refused_counts(service)
+    with _https(service, infra.identities.issued("gateway").directory, infra) as client:
+        reply = client.post(EVALUATION_PATH, json=_authzen_body())
+    assert reply.status_code == 401
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert "Authorization" in reply.json()["detail"]
+    assert reply.headers["www-authenticate"].startswith("Bearer")
+    assert _refused_counts(service) > before
+
+
+def test_authzen_token_signed_by_another_key_than_its_certificate_is_401(service: RunningService,
+                                                                          infra: Any) -> None:
+    gateway, operator = (infra.identities.issued(n).directory for n in ("gateway", "operator"))
+    with _https(service, gateway, infra) as client:
+        reply = client.post(EVALUATION_PATH, json=_authzen_body(),
+                            headers={"Authorization": f"Bearer {_token(operator, gateway)}"})
+    assert reply.status_code == 401
+    assert "Signature verification failed" in reply.json()["detail"]
+
+
+def test_authzen_expired_token_is_401(service: RunningService, infra: Any) -> None:
+    gateway = infra.identities.issued("gateway").directory
+    with _https(service, gateway, infra) as client:
+        reply = client.post(EVALUATION_PATH, json=_authzen_body(), headers={
+            "Authorization": f"Bearer {_token(gateway, gateway, now=time.time() - 120)}"})
+    assert reply.status_code == 401
+    assert "expired" in reply.json()["detail"]
+
+
+def test_authzen_token_of_an_identity_the_table_does_not_know_is_401(
+        service: RunningService, infra: Any, foreign_identities: dict[str, Path]) -> None:
+    intruder = foreign_identities["intruder"]
+    with _https(service, intruder, infra) as client:
+        reply = client.post(EVALUATION_PATH, json=_authzen_body(),
+                            headers={"Authorization": f"Bearer {_token(intruder, intruder)}"})
+    assert reply.status_code == 401
+    assert "spiffe://maestro.local/ns/ig/sa/intruder is not known" in reply.json()["detail"]
+
+
+def test_authzen_identity_not_granted_is_403_naming_the_path_and_the_caller(service: RunningService) -> None:
+    with client_as("operator", service.authzen_url, "policy", timeout=30) as client:
+        reply = client.post(EVALUATION_PATH, json=_authzen_body())
+        unlisted = client.get("/docs")
+    assert reply.status_code == 403
+    assert reply.json()["detail"] == \
+        f"POST {EVALUATION_PATH} is not granted to spiffe://maestro.local/ns/ig/sa/operator"
+    assert unlisted.status_code == 403, "a route without a row in the table is refused to everyone"
+
+
+def test_health_and_metrics_stay_plain_on_the_http_port_without_authzen(service: RunningService) -> None:
+    assert httpx.get(f"{service.http_url}/healthz", timeout=10).json() == {"status": "ok"}
+    metrics = httpx.get(f"{service.http_url}/metrics", timeout=10, follow_redirects=True)
+    assert "ig_http_authz_refused_total" in metrics.text
+    plain = httpx.post(f"{service.http_url}{EVALUATION_PATH}", json=_authzen_body(), timeout=10)
+    assert plain.status_code == 404, "AuthZEN must not answer on the plain health port"
 
 
 def test_without_opa_every_answer_is_deny(infra: Any, database_url: str, tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def running(request: pytest.FixtureRequest, infra: object, database_url: str) ->
     service: Service = request.param
     http_port, grpc_port = free_port(), free_port()
     env = {**infra.env(database_url, service.name), "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),  # type: ignore[attr-defined]
-           "PATH": "/usr/bin:/bin"}
+           "IG_AUTHZEN_PORT": str(free_port()), "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen([sys.executable, "-m", service.module], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
@@ -116,7 +116,7 @@ def test_missing_setting_stops_start_up_naming_it(service: Service) -> None:
 def test_no_certificate_stops_start_up_naming_it(service: Service, infra: object, database_url: str,
                                                  tmp_path: Path) -> None:
     env = {**infra.env(database_url), "IG_HTTP_PORT": str(free_port()), "IG_GRPC_PORT": str(free_port()),  # type: ignore[attr-defined]
-           "IG_TLS_DIR": str(tmp_path / "nothing-here"), "PATH": "/usr/bin:/bin"}
+           "IG_AUTHZEN_PORT": str(free_port()), "IG_TLS_DIR": str(tmp_path / "nothing-here"), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", service.module], env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2, result.stderr[-2000:]

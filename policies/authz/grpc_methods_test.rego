@@ -106,3 +106,17 @@ test_no_workload_acts_for_every_tenant if {
 		not "" in tenants
 	}
 }
+
+test_http_rows_name_known_identities_and_never_everyone if {
+	every _, names in data.http {
+		every name in names {
+			name in data.identities
+		}
+	}
+}
+
+test_authzen_answers_exactly_whom_decide_answers if {
+	# AuthZEN is another door to the same decisions: it must not open them to anyone Decide refuses.
+	{name | some name in data.http["POST /access/v1/evaluation"]} == granted("/ig.policy.v1.PolicyService/Decide")
+	{name | some name in data.http["POST /access/v1/evaluations"]} == granted("/ig.policy.v1.PolicyService/BatchDecide")
+}

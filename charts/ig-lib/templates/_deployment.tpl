@@ -78,6 +78,11 @@ spec:
               containerPort: {{ $v.ports.grpc }}
               protocol: TCP
             {{- end }}
+            {{- if $v.ports.api }}
+            - name: api
+              containerPort: {{ $v.ports.api }}
+              protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "ig-lib.fullname" $root }}-settings

@@ -28,6 +28,13 @@ spec:
       protocol: TCP
       appProtocol: grpc
     {{- end }}
+    {{- if .Values.ports.api }}
+    - name: api
+      port: {{ .Values.ports.api }}
+      targetPort: api
+      protocol: TCP
+      appProtocol: https
+    {{- end }}
 {{- end -}}
 
 {{- define "ig-lib.serviceaccount" -}}
@@ -149,6 +156,10 @@ spec:
           protocol: TCP
         {{- if .Values.ports.grpc }}
         - port: grpc
+          protocol: TCP
+        {{- end }}
+        {{- if .Values.ports.api }}
+        - port: api
           protocol: TCP
         {{- end }}
   egress:

@@ -1,14 +1,23 @@
-"""AuthZEN access evaluation endpoints on the service's HTTP app, against the real OPA."""
+"""AuthZEN access evaluation endpoints on their own app behind the authorization table, against the real OPA.
+
+In-process (ASGI) as the gateway identity with a real workload token: what is tested here is the API's meaning.
+TLS, the client certificate and every refusal are tested over the real service process in
+e2e/test_policy_service.py."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from ig_common.http_server import build_http_app
+from ig_common.authz import AuthorizationTable
+from ig_common.authz.http_guard import guarded_by_table
+from ig_common.http_client import WorkloadTokenAuth
+from ig_common.http_server import build_api_app
+from ig_common.tls import WorkloadCertificate
 from ig_policy.api.authzen import authzen_field, mount_authzen
 from ig_policy.decisions import DecisionService
 
@@ -32,10 +41,14 @@ def evaluation(**context: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-async def client(decisions: DecisionService) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_http_app("policy")
+async def client(decisions: DecisionService, infra: Any) -> AsyncIterator[httpx.AsyncClient]:
+    env = infra.identities.env()
+    policy, gateway = (WorkloadCertificate(Path(env["IG_IDENTITIES"]) / name) for name in ("policy", "gateway"))
+    app = build_api_app("policy AuthZEN")
     mount_authzen(app, decisions)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://policy") as client:
+    guarded = guarded_by_table(app, AuthorizationTable.load(Path(env["IG_AUTHZ_TABLE"])), policy)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://policy",  # type: ignore[arg-type]
+                                 auth=WorkloadTokenAuth(gateway, policy.spiffe_id)) as client:
         yield client
 
 

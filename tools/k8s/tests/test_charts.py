@@ -134,6 +134,20 @@ def test_policy_chart_runs_opa_as_a_localhost_only_sidecar_with_the_repository_p
     assert expected and mounted == expected
 
 
+def test_policy_chart_serves_authzen_on_its_own_https_port_and_probes_the_plain_one(render: Render) -> None:
+    objects = render("policy", "region-a")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    service = next(c for c in pod["containers"] if c["name"] == "policy")
+    assert {p["name"]: p["containerPort"] for p in service["ports"]} == {"http": 8081, "grpc": 50051, "api": 8091}
+    assert settings(objects)["IG_AUTHZEN_PORT"] == "8091"
+    assert {"name": "api", "port": 8091, "targetPort": "api", "protocol": "TCP", "appProtocol": "https"} in \
+        one(objects, "Service")["spec"]["ports"]
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert any({"port": "api", "protocol": "TCP"} in rule.get("ports", []) for rule in ingress)
+    assert all(probe["httpGet"]["port"] == "http" for probe in
+               (service[k] for k in ("livenessProbe", "readinessProbe", "startupProbe") if k in service))
+
+
 @pytest.mark.parametrize("bundle", [False, True], ids=["configmap", "bundle"])
 def test_policy_chart_locks_the_opa_api_with_a_per_pod_token(render: Render, bundle: bool) -> None:
     extra = ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example") if bundle else ()

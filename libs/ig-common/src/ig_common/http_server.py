@@ -1,10 +1,14 @@
-"""The HTTP side every service has: ``/healthz``, ``/metrics`` and problem+json errors."""
+"""The HTTP side every service has: ``/healthz``, ``/metrics`` and problem+json errors; and, for an internal HTTP
+API, a listener of its own that speaks TLS and requires a client certificate of the CA."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import structlog
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +17,9 @@ from prometheus_client import make_asgi_app
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ig_common.telemetry import instrument_fastapi
+from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
+
+log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -34,6 +41,22 @@ def build_http_app(service_name: str, *, ready: HealthCheck | None = None, **fas
         ok = True if ready is None else await ready()
         return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
+    _problem_errors(app)
+    app.mount("/metrics", make_asgi_app())
+    instrument_fastapi(app)
+    return app
+
+
+def build_api_app(service_name: str, **fastapi_args: object) -> FastAPI:
+    """An internal API's own app: problem+json errors, traces, no health or metrics (those stay on the plain
+    health port, where probes and Prometheus reach them without a certificate)."""
+    app = FastAPI(title=service_name, **fastapi_args)  # type: ignore[arg-type]
+    _problem_errors(app)
+    instrument_fastapi(app)
+    return app
+
+
+def _problem_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
         fields = [".".join(str(p) for p in e["loc"]) for e in error.errors()]
@@ -46,26 +69,62 @@ def build_http_app(service_name: str, *, ready: HealthCheck | None = None, **fas
             response.headers[name] = value
         return response
 
-    app.mount("/metrics", make_asgi_app())
-    instrument_fastapi(app)
-    return app
+
+# How often a TLS listener looks for a renewed certificate (cert-manager renews hours before expiry).
+CERTIFICATE_CHECK_SECONDS = 10.0
 
 
-async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
-    """Run uvicorn inside the current event loop until ``stop`` is set."""
+async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
+                     tls: WorkloadCertificate | None = None,
+                     certificate_check_seconds: float = CERTIFICATE_CHECK_SECONDS) -> None:
+    """Run uvicorn inside the current event loop until ``stop`` is set.
+
+    With ``tls``: HTTPS with that workload certificate, and a client certificate of its CA required (no
+    certificate, or one of another CA, fails the handshake). uvicorn reads the files once; a renewed certificate is
+    loaded into the listener's live ``ssl`` context, so the next handshake presents it, without a restart."""
     # Keep-alive clients (OFREP SDKs, gateways) must not hold a shutdown open for long. httptools (llhttp, C) parses
     # HTTP/1.1 for about half the CPU of the pure-Python h11 (make bench-burn's OFREP figures).
+    tls_files: dict[str, Any] = {}
+    if tls is not None:
+        tls_files = {"ssl_certfile": str(tls.directory / CERT_FILE), "ssl_keyfile": str(tls.directory / KEY_FILE),
+                     "ssl_ca_certs": str(tls.directory / CA_FILE), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=3, http="httptools")
+                            timeout_graceful_shutdown=3, http="httptools", **tls_files)
+    watcher: asyncio.Task[None] | None = None
+    if tls is not None:
+        config.load()  # builds config.ssl now (serve() then keeps it), so that renewals can be loaded into it
+        assert config.ssl is not None
+        watcher = asyncio.create_task(_keep_certificate_fresh(config.ssl, tls, certificate_check_seconds))
     server = uvicorn.Server(config)
     server_task = asyncio.create_task(server.serve())
     stop_task = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({server_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    waiting = {server_task, stop_task} | ({watcher} if watcher is not None else set())
+    done, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending - {server_task}:
+        task.cancel()
     if server_task in done:
-        stop_task.cancel()
         server_task.result()
         if not server.started:
             raise OSError(f"cannot serve HTTP on {host}:{port}: already in use?")
         return
     server.should_exit = True
     await server_task
+
+
+async def _keep_certificate_fresh(context: ssl.SSLContext, tls: WorkloadCertificate, every: float) -> None:
+    served = tls.current()
+    while True:
+        await asyncio.sleep(every)
+        tls.refresh()
+        material = tls.current()
+        if material is served:
+            continue
+        try:
+            # The same context serves every new connection: loading the renewed chain into it is the renewal.
+            context.load_cert_chain(tls.directory / CERT_FILE, tls.directory / KEY_FILE)
+            context.load_verify_locations(cadata=material.ca_pem.decode())
+        except (OSError, ssl.SSLError) as error:
+            log.warning("https_certificate_reload_failed", error=str(error))
+            continue
+        served = material
+        log.info("https_certificate_reloaded", spiffe_id=str(material.spiffe_id))

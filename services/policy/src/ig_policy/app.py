@@ -1,7 +1,10 @@
-"""Wiring only: settings -> OPA engine, decision-log writer process, decision service -> gRPC + AuthZEN HTTP."""
+"""Wiring only: settings -> OPA engine, decision-log writer process, decision service -> gRPC + AuthZEN HTTPS."""
 
 from __future__ import annotations
 
+from ig_common.authz import AuthorizationTable
+from ig_common.authz.http_guard import guarded_by_table
+from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
@@ -34,6 +37,14 @@ def main() -> None:
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
         wired["decisions"] = DecisionService(engine, decision_log)
+        # AuthZEN on a listener of its own: TLS with a client certificate of the CA, then the caller's workload
+        # token against the same table as gRPC. /healthz and /metrics stay on the plain IG_HTTP_PORT.
+        assert settings.authz_table is not None  # run_service refused to start without it
+        authzen = build_api_app("policy AuthZEN")
+        mount_authzen(authzen, wired["decisions"])
+        guarded = guarded_by_table(authzen, AuthorizationTable.load(settings.authz_table), runtime.certificate)
+        runtime.spawn(serve_http(guarded, settings.http_host, settings.authzen_port, runtime.stop,
+                                 tls=runtime.certificate), "authzen-https")
 
     # reset_sessions=False: this process's pool runs the migrations (their advisory lock is unlocked explicitly)
     # and the readiness probe and keeps no session state, so the pool's reset query per release is a wasted round
@@ -41,7 +52,6 @@ def main() -> None:
     run_process(run_service(
         settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=on_start, reset_sessions=False, relay_outbox=False,
         grpc_services=lambda runtime: [policy_grpc_service(wired["decisions"])],
-        http_routes=lambda runtime, app: mount_authzen(app, wired["decisions"]),
     ))
 
 

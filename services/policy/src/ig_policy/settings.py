@@ -15,7 +15,10 @@ from ig_policy.engine.token import read_opa_token
 class Settings(GrpcServiceSettings):
     service_name: str = "policy"
     grpc_port: Port = 50051
+    # /healthz and /metrics, plain HTTP for the kubelet's probes and Prometheus.
     http_port: Port = 8081
+    # AuthZEN over HTTPS: a client certificate of the CA and a workload token granted by the authorization table.
+    authzen_port: Port = 8091
     # Every decision is in the decision log and the metrics; a trace of one in ten root decisions (plus every one a
     # traced gateway asks for) keeps the hot path about 1 ms of CPU cheaper per decision (make bench-policy).
     trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)

@@ -54,6 +54,19 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: f
     raise RuntimeError(f"{what} did not become healthy at {url}")
 
 
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} is not listening on 127.0.0.1:{port}")
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> int:
     """SIGTERM, then SIGKILL after 20 s; the exit status (-9 when killed)."""
     if process.poll() is None:
@@ -111,6 +124,8 @@ class RunningService:
     http_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    # AuthZEN over HTTPS (a client certificate and a workload token: ig_common.http_client.client_as)
+    authzen_url: str = ""
 
     def stop(self) -> int:
         return stop_process(self.process)
@@ -119,19 +134,22 @@ class RunningService:
 @contextmanager
 def policy_service(env: dict[str, str], log_path: Path, **settings: str) -> Iterator[RunningService]:
     """``python -m ig_policy.app`` on free ports; ``settings`` are extra IG_* variables (without the prefix)."""
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, authzen_port = free_port(), free_port(), free_port()
     # The caller's environment minus its IG_* settings (coverage and OTEL variables pass through).
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("IG_")}
     full_env = {**inherited, **env, "IG_HTTP_PORT": str(http_port),
-                "IG_GRPC_PORT": str(grpc_port), "OTEL_TRACES_EXPORTER": "none"}
+                "IG_GRPC_PORT": str(grpc_port), "IG_AUTHZEN_PORT": str(authzen_port),
+                "OTEL_TRACES_EXPORTER": "none"}
     full_env.update({f"IG_{name.upper()}": value for name, value in settings.items()})
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "ig_policy.app"], env=full_env, stdout=log_file,
                                    stderr=subprocess.STDOUT)
-    service = RunningService(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", process, log_path)
+    service = RunningService(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", process, log_path,
+                             f"https://127.0.0.1:{authzen_port}")
     try:
         # Generous: start-up imports take long on a busy machine (and longer under coverage).
         _wait_http(f"{service.http_url}/healthz", process, "the policy service", timeout=120)
+        _wait_port(authzen_port, process, "the policy service's AuthZEN listener")
         yield service
     except RuntimeError as error:
         raise RuntimeError(f"{error}\n{log_path.read_text(errors='replace')[-3000:]}") from error

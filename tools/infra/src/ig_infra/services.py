@@ -19,6 +19,8 @@ class ServiceSpec:
     module: str
     http_port: int
     grpc_port: int | None = None
+    # Listeners beyond health and gRPC: the setting that names each one's port -> the port (HTTPS APIs).
+    extra_ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     # Settings naming a directory of the service's own data: each gets a directory under IG_RUN_DIR, so that two
     # stacks on one machine (a developer's and a CI clone's) never share one.
@@ -26,7 +28,8 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051),
+    # AuthZEN over HTTPS (client certificate + workload token); /healthz and /metrics stay on plain 8081.
+    ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051, extra_ports={"IG_AUTHZEN_PORT": 8091}),
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052,
                 data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}),
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053),
@@ -79,6 +82,9 @@ class ServiceProcess:
         if self.spec.grpc_port is not None:
             ensure_port_free("127.0.0.1", self.spec.grpc_port, self.spec.name, "its IG_GRPC_PORT")
             env["IG_GRPC_PORT"] = str(self.spec.grpc_port)
+        for setting, port in self.spec.extra_ports.items():
+            ensure_port_free("127.0.0.1", port, self.spec.name, f"its {setting}")
+            env[setting] = str(port)
         for component in infra:
             env.update(component.env())
             if isinstance(component, Postgres):
@@ -93,4 +99,6 @@ class ServiceProcess:
 
     def address(self) -> str:
         grpc_part = f"grpc 127.0.0.1:{self.spec.grpc_port}, " if self.spec.grpc_port else ""
-        return f"{grpc_part}http http://127.0.0.1:{self.spec.http_port}"
+        extra = "".join(f", https https://127.0.0.1:{port} ({setting})"
+                        for setting, port in self.spec.extra_ports.items())
+        return f"{grpc_part}http http://127.0.0.1:{self.spec.http_port}{extra}"

@@ -36,6 +36,7 @@ KAFKA_CLIENT_IDENTITY = "region-test"
 OPA_PORT = 8181
 POLICY_GRPC_PORT = 50051
 POLICY_HTTP_PORT = 8081
+POLICY_AUTHZEN_PORT = 8091
 
 
 class ProcessError(RuntimeError):
@@ -202,7 +203,8 @@ class RegionPolicyService(RegionProcess):
             "IG_REGION": self.region.name, "IG_DATABASE_URL": database_url, "IG_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "IG_OPA_URL": opa_url, "IG_GRPC_HOST": self.region.client_host,
             "IG_GRPC_PORT": str(self.region.port(POLICY_GRPC_PORT)), "IG_HTTP_HOST": self.region.client_host,
-            "IG_HTTP_PORT": str(self.region.port(POLICY_HTTP_PORT)), "OTEL_TRACES_EXPORTER": "none",
+            "IG_HTTP_PORT": str(self.region.port(POLICY_HTTP_PORT)),
+            "IG_AUTHZEN_PORT": str(self.region.port(POLICY_AUTHZEN_PORT)), "OTEL_TRACES_EXPORTER": "none",
         })
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -1,4 +1,5 @@
-"""The declarative table of who may call what: gRPC methods, tenants a workload acts for, ledger kinds it owns.
+"""The declarative table of who may call what: gRPC methods, HTTP routes of internal APIs, tenants a workload acts
+for, ledger kinds it owns.
 
 Pure data and lookups (no gRPC here): the interceptor asks ``may_call``, the ledger asks ``may_append``. Anything
 not in the table is refused.
@@ -6,8 +7,9 @@ not in the table is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import yaml
 
 ANY_KNOWN = "*"
+_HTTP_ROUTE = re.compile(r"(GET|HEAD|POST|PUT|PATCH|DELETE) /\S*")
 
 
 class TableError(ValueError):
@@ -33,6 +36,9 @@ class AuthorizationTable:
     tenants: Mapping[str, frozenset[str]]
     ledger_kinds: Mapping[str, frozenset[str]]
     user_forwarders: frozenset[str]
+    # "POST /access/v1/evaluation" -> identities: internal HTTP APIs whose callers prove who they are with a
+    # workload token (ig_common.authz.http_guard). Never "*": health and metrics are not behind the guard.
+    http_routes: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> AuthorizationTable:
@@ -57,6 +63,8 @@ class AuthorizationTable:
             found: dict[str, frozenset[str]] = {}
             for key, names in raw.items():
                 granted = frozenset(_names(names, f"{where}: {section}.{key}", allow_any=section == "methods"))
+                if section == "http" and not _HTTP_ROUTE.fullmatch(str(key)):
+                    raise TableError(f"{where}: http.{key}: expected '<HTTP method> /path'")
                 unknown = granted - identities - {ANY_KNOWN}
                 if unknown and section != "tenants":
                     raise TableError(f"{where}: {section}.{key}: unknown identities {sorted(unknown)}")
@@ -75,7 +83,7 @@ class AuthorizationTable:
                                       allow_any=False))
         if forwarders - identities:
             raise TableError(f"{where}: user_forwarders: unknown identities {sorted(forwarders - identities)}")
-        return cls(identities, methods, tenants, grants("ledger_kinds"), forwarders)
+        return cls(identities, methods, tenants, grants("ledger_kinds"), forwarders, grants("http"))
 
     def may_call(self, method: str, name: str) -> Refusal | None:
         """None when ``name`` may call ``method``; else why not."""
@@ -85,6 +93,12 @@ class AuthorizationTable:
         if granted is None or (name not in granted and ANY_KNOWN not in granted):
             return Refusal.NOT_GRANTED
         return None
+
+    def may_request(self, route: str, name: str) -> Refusal | None:
+        """None when ``name`` may send ``route`` ("POST /path") to an internal HTTP API; else why not."""
+        if name not in self.identities:
+            return Refusal.UNKNOWN_IDENTITY
+        return None if name in self.http_routes.get(route, frozenset()) else Refusal.NOT_GRANTED
 
     def tenants_of(self, name: str) -> frozenset[str]:
         return self.tenants.get(name, frozenset())
