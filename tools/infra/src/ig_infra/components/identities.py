@@ -13,6 +13,7 @@ from ig_infra.paths import REPO_ROOT
 from ig_infra.pki import (
     CLIENT_IDENTITIES,
     SERVICE_IDENTITIES,
+    DevCA,
     IssuedIdentity,
     ca_directory,
     ensure_identities,
@@ -38,6 +39,10 @@ class Identities(Component):
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
+
+    def ca(self) -> DevCA:
+        """The development CA itself, for a test that issues an identity of its own."""
+        return DevCA.load_or_create(ca_directory(self.paths.cache))
 
     def running(self) -> bool:
         return self.healthy()
