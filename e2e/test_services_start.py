@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ig_common.grpc_client import channel_as
+from ig_infra.services import grpc_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +77,17 @@ def running(request: pytest.FixtureRequest, infra: object, database_url: str) ->
     assert process.wait(timeout=20) == 0, "a SIGTERM must stop the service cleanly"
 
 
-def test_service_serves_health_metrics_and_migrates(running: tuple[Service, int, int], database_url: str) -> None:
+def test_service_serves_health_metrics_and_migrates(running: tuple[Service, int, int], database_url: str,
+                                                   infra: object, monkeypatch: pytest.MonkeyPatch) -> None:
     service, http_port, grpc_port = running
     status, body = http_get(f"http://127.0.0.1:{http_port}/metrics")
     assert status == 200 and b"python_info" in body
     if service.grpc:
+        # What ig-infra's own health check sees: make up runs it with no IG_IDENTITIES in its environment.
+        with monkeypatch.context() as bare:
+            bare.delenv("IG_IDENTITIES", raising=False)
+            bare.delenv("IG_TLS_DIR", raising=False)
+            assert grpc_healthy(grpc_port, infra.paths)  # type: ignore[attr-defined]
         with channel_as("operator", f"127.0.0.1:{grpc_port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ig_infra.components.base import Component
 from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
+from ig_infra.pki import identities_directory
 from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
 
 
@@ -47,12 +48,15 @@ def http_healthy(port: int) -> bool:
         return bool(json.loads(response.read())["status"] == "ok")
 
 
-def grpc_healthy(port: int) -> bool:
+def grpc_healthy(port: int, paths: Paths) -> bool:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from ig_common.grpc_client import channel_as
+    from ig_common.grpc_client import secure_channel
+    from ig_common.tls import WorkloadCertificate
 
-    # The gRPC port speaks mTLS only: ig-infra checks health as the operator identity.
-    with channel_as("operator", f"127.0.0.1:{port}") as channel:
+    # The gRPC port speaks mTLS only: ig-infra checks health as the operator identity it issued itself (from the
+    # run dir, not from the caller's environment, which `make up` does not point at it).
+    operator = WorkloadCertificate(identities_directory(paths.run) / "operator")
+    with secure_channel(f"127.0.0.1:{port}", operator) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
@@ -71,7 +75,7 @@ class ServiceProcess:
     def healthy(self) -> bool:
         if not port_open("127.0.0.1", self.spec.http_port) or not http_healthy(self.spec.http_port):
             return False
-        return self.spec.grpc_port is None or grpc_healthy(self.spec.grpc_port)
+        return self.spec.grpc_port is None or grpc_healthy(self.spec.grpc_port, self.paths)
 
     def start(self, infra: list[Component]) -> None:
         if self.running() and self.healthy():
