@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 import time
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         elif options.command == "env":
             for component in infra_components(paths):
                 for key, value in component.env().items():
-                    print(f"export {key}={value}")
+                    print(f"export {key}={shlex.quote(value)}")
         elif options.command == "tool":
             if len(options.args) != 1:
                 parser.error("tool takes one name")
