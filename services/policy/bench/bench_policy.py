@@ -233,7 +233,7 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
                     "-tls-dir. Connections are long-lived, so handshakes are not in these figures.",
             "p50_ms": round(hop["p50_ms"] - plain["p50_ms"], 3), "p95_ms": round(hop["p95_ms"] - plain["p95_ms"], 3),
             "server_cpu_ms_per_call": round(per_call_cpu["hop_floor"] - per_call_cpu["hop_floor_plaintext"], 3),
-            "authorization_interceptor": interceptor_cost_us()}
+            "authorization_interceptor": await interceptor_cost_us()}
     return {
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
                                     "decisions/s in all; latency from the scheduled send time; tools/loadgen "
@@ -281,7 +281,7 @@ class CallDetails(NamedTuple):
     invocation_metadata: tuple[tuple[str, str], ...]
 
 
-def interceptor_cost_us(calls: int = 20_000, rounds: int = 5) -> dict[str, float]:
+async def interceptor_cost_us(calls: int = 20_000, rounds: int = 5) -> dict[str, float]:
     """The authorization interceptor's own work per call, in-process: the handler it wraps (through its public
     intercept_service) against the bare handler, on a context that answers auth_context() and the metadata from
     memory as grpc's does. Excludes building auth_context() itself, which grpc does per call in C either way."""
@@ -317,7 +317,7 @@ def interceptor_cost_us(calls: int = 20_000, rounds: int = 5) -> dict[str, float
                 timings[name].append((time.perf_counter() - started) / calls * 1e6)
         return statistics.median(timings["bare"]), statistics.median(timings["guarded"])
 
-    bare_us, guarded_us = asyncio.run(per_call())
+    bare_us, guarded_us = await per_call()
     return {"us_per_call": round(guarded_us - bare_us, 2), "calls_per_round": calls, "rounds": rounds}
 
 
