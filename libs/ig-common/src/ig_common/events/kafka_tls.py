@@ -12,17 +12,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from ig_common.tls import WorkloadCertificate, workload_directory
-
 SslContextSource = Callable[[], ssl.SSLContext]
 
 
 def client_security(ssl_context: ssl.SSLContext) -> dict[str, Any]:
     """The keyword arguments every aiokafka client (producer, consumer, admin) is built with."""
     return {"security_protocol": "SSL", "ssl_context": ssl_context}
-
-
-def workload_kafka_tls(own_name: str | None = None) -> SslContextSource:
-    """The workload certificate of ``IG_TLS_DIR`` (or ``$IG_IDENTITIES/<own_name>``) as a context source; raises
-    ``IdentityError`` when it is missing or unusable."""
-    return WorkloadCertificate(workload_directory(own_name)).client_ssl_context
