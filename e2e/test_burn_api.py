@@ -1,5 +1,6 @@
 """The burn service's APIs as a real process: FlagService (gRPC), OFREP read by the OpenFeature SDK, /get-burn,
-its OpenAPI document, BurnService, the HTML page, and clear errors for bad input or a bad SLO file.
+its OpenAPI document, BurnService, the HTML page, which listener serves what (health, HTTPS API, public), and
+clear errors for bad input or a bad SLO file.
 
 Prometheus is deliberately unreachable here: the service must start, serve flags and report every SLO as stale.
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import struct_pb2
 from ig.burn.v1 import burn_pb2, burn_pb2_grpc
@@ -25,6 +27,8 @@ from ig.flags.v1 import flags_pb2, flags_pb2_grpc
 from ig_burn.devtools.harness import BurnProcess, free_port, synthetic_slo_yaml, throttle_policy_yaml
 from ig_common.events.envelope import from_kafka_record
 from ig_common.grpc_client import channel_as
+from ig_common.http_client import client_as
+from ig_common.tls import load_workload_certificate
 from ig_infra.kafka_reading import consumer_at
 from openfeature import api
 from openfeature.client import OpenFeatureClient
@@ -164,13 +168,36 @@ def test_get_burn_reports_stale_when_prometheus_is_unreachable_and_documents_its
     document = burn.get_json("/openapi.json")
     operation = document["paths"]["/get-burn"]["get"]
     assert operation["summary"] == "Current error-budget burn by service"
-    assert "/ofrep/v1/evaluate/flags/{key}" in document["paths"]
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(f"{burn.url}/get-burn?service=Bad%20Name", timeout=5)
-    assert caught.value.code == 400 and caught.value.headers["Content-Type"] == "application/problem+json"
+    with client_as("operator", burn.api_url, "burn", timeout=5) as client:
+        refused = client.get("/get-burn", params={"service": "Bad Name"})
+    assert refused.status_code == 400 and refused.headers["Content-Type"] == "application/problem+json"
+    assert "service" in refused.json()["detail"]
+    with urllib.request.urlopen(f"{burn.url}/openapi.json", timeout=5) as public:
+        assert "/ofrep/v1/evaluate/flags/{key}" in json.loads(public.read())["paths"]
     with urllib.request.urlopen(f"{burn.url}/burn", timeout=5) as page:
         html = page.read().decode()
     assert "api-sim" in html and "Prometheus unavailable" in html and "subs.optimizedBuffer" in html
+
+
+def test_burn_report_is_served_over_https_to_granted_callers_only(burn: BurnProcess) -> None:
+    # no workload token: the handshake passes (the client presents a certificate of the CA), the guard refuses
+    with httpx.Client(base_url=burn.api_url, verify=load_workload_certificate("operator").client_ssl_context(),
+                      timeout=5) as anonymous:
+        missing = anonymous.get("/get-burn")
+    assert missing.status_code == 401 and missing.headers["Content-Type"] == "application/problem+json"
+    # a known identity the table does not grant GET /get-burn
+    with client_as("gateway", burn.api_url, "burn", timeout=5) as gateway:
+        denied = gateway.get("/get-burn")
+    assert denied.status_code == 403 and "GET /get-burn" in denied.json()["detail"]
+    assert "spiffe://maestro.local/ns/ig/sa/gateway" in denied.json()["detail"]
+    # plain HTTP to the API port never reaches the application
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{burn.api_port}/get-burn", timeout=5)
+    # the report is on neither plain listener: not beside OFREP, not beside /healthz and /metrics
+    for plain in (burn.url, burn.health_url):
+        assert httpx.get(f"{plain}/get-burn", timeout=5).status_code == 404, plain
+    assert httpx.post(f"{burn.health_url}/ofrep/v1/evaluate/flags", json={"context": {}}, timeout=5).status_code == 404
+    assert httpx.get(f"{burn.health_url}/burn", timeout=5).status_code == 404
 
 
 def test_grpc_get_burn(burn: BurnProcess) -> None:

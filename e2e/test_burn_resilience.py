@@ -120,7 +120,7 @@ async def test_pin_stale_and_restart(world: dict[str, Any], database_url: str) -
     assert report["stale"] is True and "Prometheus" in report["error"]
     assert slo_burn(burn, slo)["throttleState"] == "throttled"
     assert flag_value(burn, "subs.optimizedBuffer") is False
-    metrics = (await asyncio.to_thread(_get_text, f"{burn.url}/metrics"))
+    metrics = (await asyncio.to_thread(_get_text, f"{burn.health_url}/metrics"))
     assert f'ig_burn_stale{{service="synthetic",slo="{slo}"}} 1.0' in metrics
 
     # Restart the burn service while still throttled and Prometheus still down: state comes back from PostgreSQL.

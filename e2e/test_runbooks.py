@@ -148,7 +148,8 @@ def throttled_burn(infra: Any, database_url: str, tmp_path: Path) -> Iterator[di
         wait_for(lambda: not state()["stale"], timeout=60, what="first data")
         workload.set_ratio(0.05, None)
         wait_for(lambda: state()["throttleState"] == "throttled", timeout=90, what="throttle")
-        yield {"BURN_URL": burn.url, "IG_BURN_GRPC": burn.grpc_target, "IG_DATABASE_URL": database_url,
+        yield {"BURN_PUBLIC_URL": burn.url, "IG_BURN_API": burn.api_url, "IG_BURN_GRPC": burn.grpc_target,
+               "IG_DATABASE_URL": database_url,
                "SERVICE": "synthetic", "SLO": slo}
 
 

@@ -83,6 +83,11 @@ spec:
               containerPort: {{ $v.ports.api }}
               protocol: TCP
             {{- end }}
+            {{- if $v.ports.public }}
+            - name: public
+              containerPort: {{ $v.ports.public }}
+              protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "ig-lib.fullname" $root }}-settings

@@ -35,6 +35,13 @@ spec:
       protocol: TCP
       appProtocol: https
     {{- end }}
+    {{- if .Values.ports.public }}
+    - name: public
+      port: {{ .Values.ports.public }}
+      targetPort: public
+      protocol: TCP
+      appProtocol: http
+    {{- end }}
 {{- end -}}
 
 {{- define "ig-lib.serviceaccount" -}}
@@ -160,6 +167,10 @@ spec:
         {{- end }}
         {{- if .Values.ports.api }}
         - port: api
+          protocol: TCP
+        {{- end }}
+        {{- if .Values.ports.public }}
+        - port: public
           protocol: TCP
         {{- end }}
   egress:

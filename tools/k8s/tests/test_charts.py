@@ -148,6 +148,22 @@ def test_policy_chart_serves_authzen_on_its_own_https_port_and_probes_the_plain_
                (service[k] for k in ("livenessProbe", "readinessProbe", "startupProbe") if k in service))
 
 
+def test_burn_chart_keeps_health_api_and_public_listeners_apart(render: Render) -> None:
+    objects = render("burn", "region-a")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    service = next(c for c in pod["containers"] if c["name"] == "burn")
+    assert {p["name"]: p["containerPort"] for p in service["ports"]} == \
+        {"http": 8083, "grpc": 50053, "api": 8093, "public": 8013}
+    assert (settings(objects)["IG_API_PORT"], settings(objects)["IG_PUBLIC_PORT"]) == ("8093", "8013")
+    ports = one(objects, "Service")["spec"]["ports"]
+    assert {"name": "api", "port": 8093, "targetPort": "api", "protocol": "TCP", "appProtocol": "https"} in ports
+    assert {"name": "public", "port": 8013, "targetPort": "public", "protocol": "TCP", "appProtocol": "http"} in ports
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert any({"port": "public", "protocol": "TCP"} in rule.get("ports", []) for rule in ingress)
+    assert all(probe["httpGet"]["port"] == "http" for probe in
+               (service[k] for k in ("livenessProbe", "readinessProbe", "startupProbe") if k in service))
+
+
 @pytest.mark.parametrize("bundle", [False, True], ids=["configmap", "bundle"])
 def test_policy_chart_locks_the_opa_api_with_a_per_pod_token(render: Render, bundle: bool) -> None:
     extra = ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example") if bundle else ()

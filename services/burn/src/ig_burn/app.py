@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from fastapi import FastAPI
 from ig.burn.v1 import burn_pb2, burn_pb2_grpc
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
+from ig_common.authz.http_guard import guarded_by_table
+from ig_common.authz.table import AuthorizationTable
 from ig_common.grpc_server import GrpcService
+from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
@@ -55,6 +57,7 @@ class Wiring:
         await self.cache.refresh()
         runtime.spawn(self.cache.run(runtime.stop, s.flag_refresh_seconds), "flag-cache")
         runtime.spawn(self.engine.run(runtime.stop, s.evaluation_interval_seconds), "burn-engine")
+        self.serve_http_apis(runtime)
 
     async def committed(self, runtime: Runtime) -> None:
         """After a commit that enqueued events or changed flags: publish and serve them now, not next poll."""
@@ -74,14 +77,27 @@ class Wiring:
                         flags_pb2_grpc.add_FlagServiceServicer_to_server),
         ]
 
-    def http_routes(self, runtime: Runtime, app: FastAPI) -> None:
-        assert self.engine is not None and self.cache is not None
-        app.include_router(burn_router(self.engine))
-        responder = OfrepResponder(self.cache)
-        app.include_router(ofrep_router(responder))
-        serve_ahead_of_middleware(app, responder, trace_ratio=self.settings.ofrep_trace_ratio)
-        app.include_router(dashboard_router(self.engine))
+    def serve_http_apis(self, runtime: Runtime) -> None:
+        """Two listeners beside the plain health port (IG_HTTP_PORT: /healthz and /metrics only).
 
+        IG_API_PORT, HTTPS: /get-burn for the suite's own callers (a client certificate of the CA, then a workload
+        token the authorization table grants). IG_PUBLIC_PORT, plain HTTP: OFREP for product code and the /burn
+        page for people, both read-only; product code has no workload certificate, and what it reads is a flag's
+        value, which the service hands to every caller alike."""
+        assert self.engine is not None and self.cache is not None
+        s = self.settings
+        assert s.authz_table is not None  # run_service refused to start without it
+        api = build_api_app("burn API")
+        api.include_router(burn_router(self.engine))
+        guarded = guarded_by_table(api, AuthorizationTable.load(s.authz_table), runtime.certificate)
+        runtime.spawn(serve_http(guarded, s.http_host, s.api_port, runtime.stop, tls=runtime.certificate),
+                      "burn-api-https")
+        public = build_api_app("burn OFREP and dashboard")
+        responder = OfrepResponder(self.cache)
+        public.include_router(ofrep_router(responder))
+        serve_ahead_of_middleware(public, responder, trace_ratio=s.ofrep_trace_ratio)
+        public.include_router(dashboard_router(self.engine))
+        runtime.spawn(serve_http(public, s.http_host, s.public_port, runtime.stop), "burn-public-http")
 
 def main() -> None:
     settings = load_settings(Settings)
@@ -92,7 +108,7 @@ def main() -> None:
         raise SystemExit(2) from error
     wiring = Wiring(settings, config)
     run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=wiring.on_start,
-                            grpc_services=wiring.grpc_services, http_routes=wiring.http_routes))
+                            grpc_services=wiring.grpc_services))
 
 
 if __name__ == "__main__":

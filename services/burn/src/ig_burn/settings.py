@@ -11,7 +11,13 @@ DEFAULT_CONFIG = Path(__file__).parent / "config"
 class Settings(GrpcServiceSettings):
     service_name: str = "burn"
     grpc_port: Port = 50053
+    # /healthz and /metrics, plain HTTP for the kubelet's probes and Prometheus.
     http_port: Port = 8083
+    # GET /get-burn over HTTPS: a client certificate of the CA and a workload token the authorization table grants.
+    api_port: Port = 8093
+    # OFREP for product code and the /burn page for people: plain HTTP, read-only (TLS and sign-in in front of it
+    # are the ingress's job, as for the portal). Flags are changed only through FlagService (gRPC, mTLS, table).
+    public_port: Port = 8013
     # Where burn is measured.
     prometheus_url: str = Field(default="http://127.0.0.1:9090", pattern=r"^https?://")
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
@@ -30,7 +36,8 @@ class Settings(GrpcServiceSettings):
     recording_rules_max_age_seconds: float = Field(default=90.0, ge=0, le=3600)
     # Alertmanager-compatible webhook receiving incident open/resolve notifications; empty = none.
     alert_webhook_url: str = Field(default="", pattern=r"^(https?://.*)?$")
-    external_url: str = Field(default="http://127.0.0.1:8083", pattern=r"^https?://")
+    # Where people open the /burn page (incident notifications link to it): the public listener, or its ingress.
+    external_url: str = Field(default="http://127.0.0.1:8013", pattern=r"^https?://")
     # How often a replica reloads the flag set from PostgreSQL for OFREP (changes it makes itself apply at once).
     flag_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
     # Share of OFREP evaluations traced when the caller sends no traceparent (a caller's traceparent is honoured).

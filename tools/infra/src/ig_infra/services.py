@@ -20,8 +20,10 @@ class ServiceSpec:
     module: str
     http_port: int
     grpc_port: int | None = None
-    # Listeners beyond health and gRPC: the setting that names each one's port -> the port (HTTPS APIs).
+    # Listeners beyond health and gRPC: the setting that names each one's port -> the port. HTTPS APIs, and the
+    # plain listeners a service keeps for product code and people (burn's OFREP and /burn page).
     extra_ports: dict[str, int] = field(default_factory=dict)
+    plain_ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     # Settings naming a directory of the service's own data: each gets a directory under IG_RUN_DIR, so that two
     # stacks on one machine (a developer's and a CI clone's) never share one.
@@ -33,7 +35,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051, extra_ports={"IG_AUTHZEN_PORT": 8091}),
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052,
                 data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}),
-    ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053),
+    # /get-burn over HTTPS; OFREP and the /burn page plain and read-only; /healthz and /metrics on plain 8083.
+    ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053, extra_ports={"IG_API_PORT": 8093},
+                plain_ports={"IG_PUBLIC_PORT": 8013}, extra_env={"IG_EXTERNAL_URL": "http://127.0.0.1:8013"}),
     # Run accepts a plan only with a signature by a key in this directory (ig_infra.approver lays it out).
     ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054,
                 data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers"}),
@@ -86,7 +90,7 @@ class ServiceProcess:
         if self.spec.grpc_port is not None:
             ensure_port_free("127.0.0.1", self.spec.grpc_port, self.spec.name, "its IG_GRPC_PORT")
             env["IG_GRPC_PORT"] = str(self.spec.grpc_port)
-        for setting, port in self.spec.extra_ports.items():
+        for setting, port in {**self.spec.extra_ports, **self.spec.plain_ports}.items():
             ensure_port_free("127.0.0.1", port, self.spec.name, f"its {setting}")
             env[setting] = str(port)
         for component in infra:
@@ -105,4 +109,6 @@ class ServiceProcess:
         grpc_part = f"grpc 127.0.0.1:{self.spec.grpc_port}, " if self.spec.grpc_port else ""
         extra = "".join(f", https https://127.0.0.1:{port} ({setting})"
                         for setting, port in self.spec.extra_ports.items())
+        extra += "".join(f", http http://127.0.0.1:{port} ({setting})"
+                         for setting, port in self.spec.plain_ports.items())
         return f"{grpc_part}http http://127.0.0.1:{self.spec.http_port}{extra}"

@@ -3,6 +3,7 @@
     ig-release run --version v1.2.1 --profile demo|ci --artifacts DIR [--stage NAME ...]
     ig-release stages
     ig-release flag show|pin|unpin KEY [--value JSON] --reason TEXT [--burn-grpc HOST:PORT]   (as the operator identity)
+    ig-release burn [--service NAME] [--burn-api URL]   the burn report, GET /get-burn over HTTPS (as the operator)
 
 Addresses come from IG_* variables (`uv run ig-infra env`); the defaults are the `make up` ports.
 Exit status: 0 the flow completed, 1 a stage failed (named, with its log), 2 usage error.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ig_release import flags
 from ig_release.context import ReleaseContext
 from ig_release.flow import STAGES, run_flow, select
 from ig_release.settings import PROFILES, Endpoints
@@ -42,13 +44,35 @@ def parser() -> argparse.ArgumentParser:
     flag.add_argument("--value", help="JSON value to pin (pin) or hand back (unpin): false, 50, \"text\"")
     flag.add_argument("--reason", default="", help="why (recorded in the flag history)")
     flag.add_argument("--burn-grpc", default=None, help="FlagService address (default $IG_BURN_GRPC or :50053)")
+    burn = commands.add_parser("burn", help="print the burn service's report (GET /get-burn, as the operator)")
+    burn.add_argument("--service", default=None, help="only this service's SLOs")
+    burn.add_argument("--burn-api", default=None, help="the burn HTTPS API (default $IG_BURN_API or :8093)")
     return root
+
+
+def burn_command(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    import httpx
+    from ig_common.http_client import client_as
+
+    url = args.burn_api or Endpoints.from_environment().burn_api
+    params = {"service": args.service} if args.service else {}
+    with client_as(flags.CLIENT_IDENTITY, url, "burn", timeout=10) as client:
+        try:
+            reply = client.get("/get-burn", params=params)
+        except httpx.HTTPError as error:
+            console.print(f"ig-release burn: {url}: {error}")
+            return 1
+    if reply.status_code != 200:
+        console.print(f"ig-release burn: {reply.status_code}: {reply.text}")
+        return 1
+    print(json.dumps(reply.json(), indent=2))
+    return 0
 
 
 def flag_command(args: argparse.Namespace, console: Console) -> int:
     import grpc
-
-    from ig_release import flags
 
     address = args.burn_grpc or Endpoints.from_environment().burn_grpc
     try:
@@ -71,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=max(Console().width, 140))  # logs and CI capture: paths stay whole
     if args.command == "flag":
         return flag_command(args, console)
+    if args.command == "burn":
+        return burn_command(args, console)
     if args.command == "stages":
         for stage in STAGES:
             console.print(f"{stage.name:10} {stage.title}")

@@ -17,7 +17,7 @@ class Endpoints:
     policy_grpc: str
     evidence_grpc: str
     burn_grpc: str
-    burn_url: str
+    burn_api: str
     migration_grpc: str
     portal_url: str
     prometheus_url: str
@@ -36,7 +36,7 @@ class Endpoints:
             policy_grpc=get("IG_POLICY_GRPC", "127.0.0.1:50051"),
             evidence_grpc=get("IG_EVIDENCE_GRPC", "127.0.0.1:50052"),
             burn_grpc=get("IG_BURN_GRPC", "127.0.0.1:50053"),
-            burn_url=get("IG_BURN_URL", "http://127.0.0.1:8083"),
+            burn_api=get("IG_BURN_API", "https://127.0.0.1:8093"),
             migration_grpc=get("IG_MIGRATION_GRPC", "127.0.0.1:50054"),
             portal_url=get("IG_PORTAL_URL", "http://127.0.0.1:8080"),
             prometheus_url=get("IG_PROMETHEUS_URL", "http://127.0.0.1:9090"),

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ig_common.http_client import client_as
 from ig_common.tls import inherited_identity
 
 
@@ -87,19 +88,35 @@ spec:
 class BurnProcess:
     """``python -m ig_burn`` as a subprocess on free ports, with the given extra IG_* settings."""
 
-    def __init__(self, env: dict[str, str], log_file: Path) -> None:
+    def __init__(self, env: dict[str, str], log_file: Path, *, caller: str = "operator") -> None:
         self.http_port = free_port()
         self.grpc_port = free_port()
+        self.api_port = free_port()
+        self.public_port = free_port()
         # The caller's certificate settings come along unless its env names its own.
         self.env = {**inherited_identity(), **env, "IG_HTTP_PORT": str(self.http_port),
-                    "IG_GRPC_PORT": str(self.grpc_port), "IG_EXTERNAL_URL": f"http://127.0.0.1:{self.http_port}",
+                    "IG_GRPC_PORT": str(self.grpc_port), "IG_API_PORT": str(self.api_port),
+                    "IG_PUBLIC_PORT": str(self.public_port), "IG_EXTERNAL_URL": self.url,
                     "PATH": os.environ.get("PATH", "")}
+        # The identity /get-burn is asked as (a workload token and certificate of the caller's IG_IDENTITIES).
+        self.caller = caller
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The public listener: OFREP and the /burn page."""
+        return f"http://127.0.0.1:{self.public_port}"
+
+    @property
+    def health_url(self) -> str:
+        """/healthz and /metrics."""
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def api_url(self) -> str:
+        """/get-burn over HTTPS."""
+        return f"https://127.0.0.1:{self.api_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -114,11 +131,12 @@ class BurnProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"burn service exited {self.process.returncode}:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
-                    if response.status == 200:
+                with urllib.request.urlopen(f"{self.health_url}/healthz", timeout=1) as response:
+                    if response.status == 200 and _listening(self.public_port) and _listening(self.api_port):
                         return self
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"burn service not healthy after {timeout}s:\n{self.logs()}")
 
@@ -136,8 +154,16 @@ class BurnProcess:
         return self.log_file.read_text(errors="replace")[-4000:] if self.log_file.exists() else ""
 
     def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
-            return json.loads(response.read())
+        """GET ``path`` of the HTTPS API as ``caller``."""
+        with client_as(self.caller, self.api_url, "burn", timeout=5) as client:
+            response = client.get(path)
+            response.raise_for_status()
+            return response.json()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def post_json(url: str, body: object) -> int:

@@ -23,7 +23,7 @@ from ig_infra.components.prometheus import PrivatePrometheus
 from ig_infra.paths import Paths
 
 from ig_release.context import ReleaseContext, StageFailed
-from ig_release.databases import recreate
+from ig_release.databases import recreate_for_service
 
 SLO = "release-synthetic-availability"
 ASSETS_SLO = "assets-api-availability"
@@ -48,14 +48,14 @@ class BurnSimulation:
                                            + throttle_policy_yaml(SLO, min_dwell="2s"))
         (slos / "assets-api.yaml").write_text(
             synthetic_slo_yaml(ASSETS_SLO, series="s0001").replace("service: synthetic", "service: assets-api"))
-        database = asyncio.run(recreate(ctx.endpoints, "ig_release_burn"))
-        self.database = database
-        env = {"IG_DATABASE_URL": database, "IG_KAFKA_BOOTSTRAP": ctx.endpoints.kafka_bootstrap,
+        roles = asyncio.run(recreate_for_service(ctx.endpoints, "ig_release_burn", "burn"))
+        self.database = ctx.endpoints.database("ig_release_burn")  # the flow reads incidents as the superuser
+        env = {**roles, "IG_KAFKA_BOOTSTRAP": ctx.endpoints.kafka_bootstrap,
                "IG_SLO_DIR": str(slos), "IG_PROMETHEUS_URL": self.prometheus.url,
                "IG_EVALUATION_INTERVAL_SECONDS": "1", "IG_WINDOW_SCALE": "86400", "IG_MIN_WINDOW_SECONDS": "3",
                "IG_LOG_LEVEL": "INFO"}
         try:
-            self.burn = BurnProcess(env, self.log).start()
+            self.burn = BurnProcess(env, self.log, caller="release").start()
         except RuntimeError as error:
             raise StageFailed(f"the burn service did not start: {error}", self.log) from error
         resources.callback(self.burn.stop)
