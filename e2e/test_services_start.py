@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ class Service:
     module: str
     schema: str
     grpc: bool
+    # /healthz and /metrics on IG_HEALTH_PORT, apart from the application's IG_HTTP_PORT (the browser-facing portal)
+    separate_health: bool = False
 
 
 SERVICES = [
@@ -37,7 +40,7 @@ SERVICES = [
     Service("evidence", "ig_evidence.app", "evidence", True),
     Service("burn", "ig_burn.app", "burn", True),
     Service("migration", "ig_migration.app", "migration", True),
-    Service("audit-portal", "ig_portal.app", "portal", False),
+    Service("audit-portal", "ig_portal.app", "portal", False, separate_health=True),
 ]
 
 
@@ -53,17 +56,21 @@ def http_get(url: str) -> tuple[int, bytes]:
 
 
 @pytest.fixture(params=SERVICES, ids=[s.name for s in SERVICES])
-def running(request: pytest.FixtureRequest, infra: object, database_url: str) -> Iterator[tuple[Service, int, int]]:
+def running(request: pytest.FixtureRequest, infra: object, database_url: str) -> Iterator[tuple[Service, int, int, int]]:
     service: Service = request.param
     http_port, grpc_port = free_port(), free_port()
+    health_port = free_port() if service.separate_health else http_port
     env = {**infra.env(database_url, service.name), "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),  # type: ignore[attr-defined]
-           "IG_AUTHZEN_PORT": str(free_port()), "PATH": "/usr/bin:/bin"}
+           "IG_HEALTH_PORT": str(health_port) if service.separate_health else "",
+           "IG_AUTHZEN_PORT": str(free_port()), "IG_API_PORT": str(free_port()), "IG_PUBLIC_PORT": str(free_port()),
+           "PATH": "/usr/bin:/bin"}
+    env = {name: value for name, value in env.items() if value}
     process = subprocess.Popen([sys.executable, "-m", service.module], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if http_get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200:
+            if http_get(f"http://127.0.0.1:{health_port}/healthz")[0] == 200:
                 break
         except OSError:
             if process.poll() is not None:
@@ -72,16 +79,22 @@ def running(request: pytest.FixtureRequest, infra: object, database_url: str) ->
     else:
         process.kill()
         pytest.fail(f"{service.name} did not become healthy")
-    yield service, http_port, grpc_port
+    yield service, http_port, health_port, grpc_port
     process.terminate()
     assert process.wait(timeout=20) == 0, "a SIGTERM must stop the service cleanly"
 
 
-def test_service_serves_health_metrics_and_migrates(running: tuple[Service, int, int], database_url: str,
+def test_service_serves_health_metrics_and_migrates(running: tuple[Service, int, int, int], database_url: str,
                                                    infra: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    service, http_port, grpc_port = running
-    status, body = http_get(f"http://127.0.0.1:{http_port}/metrics")
+    service, http_port, health_port, grpc_port = running
+    status, body = http_get(f"http://127.0.0.1:{health_port}/metrics")
     assert status == 200 and b"python_info" in body
+    if service.separate_health:
+        # what browsers reach serves neither probes nor metrics
+        for path in ("/healthz", "/metrics"):
+            with pytest.raises(urllib.error.HTTPError) as absent:
+                http_get(f"http://127.0.0.1:{http_port}{path}")
+            assert absent.value.code == 404, path
     if service.grpc:
         # What ig-infra's own health check sees: make up runs it with no IG_IDENTITIES in its environment.
         with monkeypatch.context() as bare:
@@ -123,7 +136,8 @@ def test_missing_setting_stops_start_up_naming_it(service: Service) -> None:
 def test_no_certificate_stops_start_up_naming_it(service: Service, infra: object, database_url: str,
                                                  tmp_path: Path) -> None:
     env = {**infra.env(database_url), "IG_HTTP_PORT": str(free_port()), "IG_GRPC_PORT": str(free_port()),  # type: ignore[attr-defined]
-           "IG_AUTHZEN_PORT": str(free_port()), "IG_TLS_DIR": str(tmp_path / "nothing-here"), "PATH": "/usr/bin:/bin"}
+           "IG_AUTHZEN_PORT": str(free_port()), "IG_API_PORT": str(free_port()), "IG_PUBLIC_PORT": str(free_port()),
+           "IG_HEALTH_PORT": str(free_port()), "IG_TLS_DIR": str(tmp_path / "nothing-here"), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", service.module], env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2, result.stderr[-2000:]

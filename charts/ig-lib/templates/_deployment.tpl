@@ -41,7 +41,7 @@ spec:
         checksum/authz-table: {{ include "ig-lib.authzTable" $root | sha256sum }}
         {{- if $v.metrics.podAnnotations }}
         prometheus.io/scrape: "true"
-        prometheus.io/port: {{ $v.ports.http | quote }}
+        prometheus.io/port: {{ $v.ports.health | default $v.ports.http | quote }}
         prometheus.io/path: /metrics
         {{- end }}
         {{- with .annotations }}
@@ -83,6 +83,11 @@ spec:
               containerPort: {{ $v.ports.api }}
               protocol: TCP
             {{- end }}
+            {{- if $v.ports.health }}
+            - name: health
+              containerPort: {{ $v.ports.health }}
+              protocol: TCP
+            {{- end }}
             {{- if $v.ports.public }}
             - name: public
               containerPort: {{ $v.ports.public }}
@@ -104,23 +109,23 @@ spec:
           startupProbe:
             httpGet:
               path: /healthz
-              port: http
+              port: {{ include "ig-lib.healthPortName" $root }}
             periodSeconds: {{ $v.probes.startup.periodSeconds }}
             failureThreshold: {{ $v.probes.startup.failureThreshold }}
             timeoutSeconds: {{ $v.probes.startup.timeoutSeconds }}
           livenessProbe:
             httpGet:
               path: /healthz
-              port: http
+              port: {{ include "ig-lib.healthPortName" $root }}
             periodSeconds: {{ $v.probes.liveness.periodSeconds }}
             failureThreshold: {{ $v.probes.liveness.failureThreshold }}
             timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
           {{- /* The gRPC port is mTLS-only and the kubelet's gRPC probe cannot present a certificate: every probe
-                 reads the plain HTTP /healthz. */}}
+                 reads the plain HTTP /healthz (on ports.health where the service keeps it apart from ports.http). */}}
           readinessProbe:
             httpGet:
               path: /healthz
-              port: http
+              port: {{ include "ig-lib.healthPortName" $root }}
             periodSeconds: {{ $v.probes.readiness.periodSeconds }}
             failureThreshold: {{ $v.probes.readiness.failureThreshold }}
             timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
@@ -162,4 +167,10 @@ spec:
       topologySpreadConstraints:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- end -}}
+
+{{/* The named port of /healthz and /metrics: "health" when the chart sets ports.health (a service whose HTTP port
+     serves people, the portal), else "http". */}}
+{{- define "ig-lib.healthPortName" -}}
+{{- if .Values.ports.health }}health{{ else }}http{{ end }}
 {{- end -}}

@@ -35,6 +35,12 @@ spec:
       protocol: TCP
       appProtocol: https
     {{- end }}
+    {{- if .Values.ports.health }}
+    - name: health
+      port: {{ .Values.ports.health }}
+      targetPort: health
+      protocol: TCP
+    {{- end }}
     {{- if .Values.ports.public }}
     - name: public
       port: {{ .Values.ports.public }}
@@ -169,6 +175,10 @@ spec:
         - port: api
           protocol: TCP
         {{- end }}
+        {{- if .Values.ports.health }}
+        - port: health
+          protocol: TCP
+        {{- end }}
         {{- if .Values.ports.public }}
         - port: public
           protocol: TCP
@@ -212,7 +222,7 @@ spec:
     matchLabels:
       {{- include "ig-lib.selectorLabels" . | nindent 6 }}
   endpoints:
-    - port: http
+    - port: {{ include "ig-lib.healthPortName" . }}
       path: /metrics
       interval: {{ .Values.metrics.serviceMonitor.interval }}
       scrapeTimeout: {{ .Values.metrics.serviceMonitor.scrapeTimeout }}

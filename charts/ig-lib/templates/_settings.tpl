@@ -14,6 +14,9 @@ Call with (dict "root" $ "extra" (dict "IG_OPA_URL" "...")) to add chart-specifi
   "IG_HTTP_HOST" "0.0.0.0"
   "IG_HTTP_PORT" (toString $v.ports.http)
 -}}
+{{- if $v.ports.health }}
+{{- $_ := set $settings "IG_HEALTH_PORT" (toString $v.ports.health) }}
+{{- end }}
 {{- if $v.ports.grpc }}
 {{- $_ := set $settings "IG_GRPC_HOST" "0.0.0.0" }}
 {{- $_ := set $settings "IG_GRPC_PORT" (toString $v.ports.grpc) }}

@@ -124,18 +124,26 @@ class Stack:
     work: Path
     keys: Path
     processes: list[Process] = field(default_factory=list)
+    # a portal's base URL -> where its /healthz and /metrics are (a port apart from what browsers reach)
+    health_urls: dict[str, str] = field(default_factory=dict)
 
     def portal(self, name: str, database_url: str | None = None, **settings: str) -> tuple[Process, str]:
         """Start a portal process; returns it and its base URL (http://localhost:<port>)."""
-        port = free_port()
-        env = {"IG_HTTP_PORT": str(port), "IG_DATABASE_URL": database_url or self.database_url,
+        port, health_port = free_port(), free_port()
+        env = {"IG_HTTP_PORT": str(port), "IG_HEALTH_PORT": str(health_port),
+               "IG_DATABASE_URL": database_url or self.database_url,
                "IG_EVIDENCE_TARGET": self.evidence_grpc, "IG_OIDC_ISSUER": self.issuer,
                "IG_PUBLIC_URL": f"http://localhost:{port}", "IG_LINK_SECRET": "e2e-" + "k" * 40,
                "IG_LOG_LEVEL": "WARNING", **{f"IG_{k.upper()}": v for k, v in settings.items()}}
         process = start(name, [sys.executable, "-m", "ig_portal.app"], env,
-                        f"http://127.0.0.1:{port}/healthz", self.work)
+                        f"http://127.0.0.1:{health_port}/healthz", self.work)
         self.processes.append(process)
+        self.health_urls[f"http://localhost:{port}"] = f"http://127.0.0.1:{health_port}"
         return process, f"http://localhost:{port}"
+
+    def metrics(self, portal: str) -> str:
+        with urllib.request.urlopen(f"{self.health_urls[portal]}/metrics", timeout=10) as response:
+            return str(response.read().decode())
 
     def token(self, user: str) -> str:
         return dex_token(self.issuer, user)

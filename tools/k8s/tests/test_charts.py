@@ -77,7 +77,8 @@ def test_every_chart_carries_the_operational_objects(render: Render, chart: str,
     service = next(s for s in SERVICES if s.name == chart)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports.get("http") == service.http_port and ports.get("grpc") == service.grpc_port
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert ports.get("health") == service.health_port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": service.health_port_name}
     assert container["image"] == f"ig/{chart}:1.2.1"
     database = next(e for e in container["env"] if e["name"] == "IG_DATABASE_URL")
     assert database["valueFrom"]["secretKeyRef"]["name"] == one(objects, "Secret")["metadata"]["name"]
@@ -381,8 +382,9 @@ def test_no_probe_is_a_grpc_probe(render: Render, chart: str, region: str) -> No
     pod = pod_spec(render(chart, region))
     probes = {(c["name"], kind): c[kind] for c in pod["containers"] for kind in PROBES if kind in c}
     assert [key for key, probe in probes.items() if "grpc" in probe] == []
+    health = next(s for s in SERVICES if s.name == chart).health_port_name
     for kind in PROBES:
-        assert probes[(chart, kind)]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert probes[(chart, kind)]["httpGet"] == {"path": "/healthz", "port": health}
 
 
 @pytest.mark.parametrize("chart", [s.name for s in SERVICES])
@@ -456,3 +458,14 @@ def test_the_simulated_clusters_get_the_secret_each_chart_mounts_from_the_dev_ca
     assert names.get_values_for_type(x509.DNSName) == [chart, f"{chart}.ig", f"{chart}.ig.svc",
                                                        f"{chart}.ig.svc.cluster.local"]
     assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == chart
+
+
+def test_portal_chart_keeps_probes_and_metrics_off_the_browser_port(render: Render) -> None:
+    objects = render("audit-portal", "region-a")
+    deployment = one(objects, "Deployment")
+    assert settings(objects)["IG_HEALTH_PORT"] == "8085"
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    if "prometheus.io/port" in annotations:
+        assert annotations["prometheus.io/port"] == "8085"
+    assert {"name": "health", "port": 8085, "targetPort": "health", "protocol": "TCP"} in \
+        one(objects, "Service")["spec"]["ports"]

@@ -23,7 +23,7 @@ from ig_common.authz import AuthorizationTable, TableError
 from ig_common.db import create_pool, prepare_service_schema
 from ig_common.events.outbox import OutboxRelay
 from ig_common.grpc_server import GrpcService, ServerSecurity, build_grpc_server, mark_serving
-from ig_common.http_server import build_http_app, serve_http
+from ig_common.http_server import build_api_app, build_http_app, serve_http
 from ig_common.lifecycle import stop_on_signals
 from ig_common.logging import configure_logging
 from ig_common.settings import GrpcServiceSettings, ServiceSettings, SettingsError, load_identity
@@ -118,7 +118,11 @@ async def run_service(
                 return bool(await pool.fetchval("SELECT true"))
             return False
 
-        app = build_http_app(settings.service_name, ready=database_ready)
+        probes = build_http_app(settings.service_name, ready=database_ready)
+        app = probes
+        if settings.health_port is not None:
+            app = build_api_app(settings.service_name)
+            runtime.spawn(serve_http(probes, settings.http_host, settings.health_port, stop), "health-http")
         if http_routes is not None:
             http_routes(runtime, app)
         grpc_server = None
@@ -134,7 +138,7 @@ async def run_service(
         # Everything built so far lives as long as the process: move it out of the collector's sight, so a full
         # collection under load walks only what requests allocate (a pause there is a latency spike for all).
         gc.freeze()
-        log.info("service_started", http_port=settings.http_port,
+        log.info("service_started", http_port=settings.http_port, health_port=settings.health_port,
                  grpc_port=getattr(settings, "grpc_port", None))
         await serve_http(app, settings.http_host, settings.http_port, stop)
         stop.set()

@@ -36,6 +36,10 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = Field(min_length=1)
     http_port: Port
     http_host: str = "127.0.0.1"
+    # /healthz and /metrics on a plain port of their own, for a service whose IG_HTTP_PORT serves people (the
+    # portal): probes and Prometheus never share a listener with the application. Unset: they are on IG_HTTP_PORT,
+    # which then serves nothing else.
+    health_port: Port | None = None
     # Share of the traces that start in this service which are recorded (parent-based: a traced caller always is).
     trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     # The workload certificate (tls.crt, tls.key, ca.crt). Unset: $IG_IDENTITIES/<service name>, as ig-infra lays

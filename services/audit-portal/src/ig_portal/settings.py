@@ -6,7 +6,10 @@ from pydantic import Field
 
 class Settings(ServiceSettings):
     service_name: str = "audit-portal"
+    # The browser-facing HTTP (TLS belongs to the ingress in front of it).
     http_port: Port = 8080
+    # /healthz and /metrics, plain, apart from what browsers reach.
+    health_port: Port | None = 8085
     # IG_TRACE_SAMPLE_RATIO: share of the traces started here that are recorded (parent-based: a traced caller's
     # always are). Recording every request's spans cost ~2 ms of CPU per request here; errors and slow requests
     # stay visible in the logs and metrics whatever is sampled.

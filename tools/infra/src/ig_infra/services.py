@@ -29,6 +29,11 @@ class ServiceSpec:
     # stacks on one machine (a developer's and a CI clone's) never share one.
     data_dirs: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def health_port(self) -> int:
+        """Where /healthz and /metrics are: IG_HEALTH_PORT when the service has one, else IG_HTTP_PORT."""
+        return self.plain_ports.get("IG_HEALTH_PORT", self.http_port)
+
 
 SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token); /healthz and /metrics stay on plain 8081.
@@ -42,7 +47,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054,
                 data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers"}),
     # The demo auditor downloads a whole release (about two dozen files) in one go.
-    ServiceSpec("audit-portal", "ig_portal.app", http_port=8080,
+    # Browsers on 8080; /healthz and /metrics apart on plain 8085.
+    ServiceSpec("audit-portal", "ig_portal.app", http_port=8080, plain_ports={"IG_HEALTH_PORT": 8085},
                 extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}),
 )
 
@@ -77,7 +83,7 @@ class ServiceProcess:
         return read_pid(self.pid_file) is not None
 
     def healthy(self) -> bool:
-        if not port_open("127.0.0.1", self.spec.http_port) or not http_healthy(self.spec.http_port):
+        if not port_open("127.0.0.1", self.spec.health_port) or not http_healthy(self.spec.health_port):
             return False
         return self.spec.grpc_port is None or grpc_healthy(self.spec.grpc_port, self.paths)
 

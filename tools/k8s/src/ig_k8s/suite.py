@@ -17,6 +17,13 @@ class ServiceImage:
     module: str  # python -m <module>
     http_port: int
     grpc_port: int | None = None
+    # /healthz and /metrics on a port of their own (the chart's ports.health), where http_port serves people
+    health_port: int | None = None
+
+    @property
+    def health_port_name(self) -> str:
+        """The container port the probes and Prometheus use."""
+        return "http" if self.health_port is None else "health"
 
     @property
     def image(self) -> str:
@@ -36,7 +43,7 @@ SERVICES: tuple[ServiceImage, ...] = (
     ServiceImage("evidence", "ig-evidence", "ig_evidence.app", http_port=8082, grpc_port=50052),
     ServiceImage("burn", "ig-burn", "ig_burn.app", http_port=8083, grpc_port=50053),
     ServiceImage("migration", "ig-migration", "ig_migration.app", http_port=8084, grpc_port=50054),
-    ServiceImage("audit-portal", "ig-portal", "ig_portal.app", http_port=8080),
+    ServiceImage("audit-portal", "ig-portal", "ig_portal.app", http_port=8080, health_port=8085),
 )
 
 CHARTS_DIR = REPO_ROOT / "charts"

@@ -36,14 +36,16 @@ def healthy(url: str) -> bool:
 
 @contextmanager
 def service(module: str, env: dict[str, str], log: Path, http_port: int, timeout: float = 60) -> Iterator[None]:
+    """``python -m module`` on ``http_port``; /healthz is checked on IG_HEALTH_PORT when ``env`` sets one."""
     inherited = {**{k: v for k, v in os.environ.items() if not k.startswith("IG_")}, **inherited_identity()}
+    health_port = env.get("IG_HEALTH_PORT", str(http_port))
     with log.open("ab") as out:
         process = subprocess.Popen([sys.executable, "-m", module], env={**inherited, **env,
                                    "IG_HTTP_PORT": str(http_port), "OTEL_TRACES_EXPORTER": "none"},
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
-        while not healthy(f"http://127.0.0.1:{http_port}/healthz"):
+        while not healthy(f"http://127.0.0.1:{health_port}/healthz"):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{module} did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.2)
@@ -80,6 +82,7 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
                                     work / "evidence.log", free_port()))
         stack.enter_context(service("ig_portal.app", {
             **common, "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}", "IG_OIDC_ISSUER": base["IG_OIDC_ISSUER"],
+            "IG_HEALTH_PORT": str(free_port()),
             "IG_PUBLIC_URL": f"http://localhost:{portal_port}", "IG_LINK_SECRET": "release-flow-" + "k" * 40,
             "IG_RATE_REQUESTS_PER_MINUTE": "6000", "IG_RATE_DOWNLOADS_PER_MINUTE": "600"},
             work / "portal.log", portal_port))
