@@ -56,7 +56,8 @@ def http_get(url: str) -> tuple[int, bytes]:
 
 
 @pytest.fixture(params=SERVICES, ids=[s.name for s in SERVICES])
-def running(request: pytest.FixtureRequest, infra: object, database_url: str) -> Iterator[tuple[Service, int, int, int]]:
+def running(request: pytest.FixtureRequest, infra: object,
+            database_url: str) -> Iterator[tuple[Service, int, int, int]]:
     service: Service = request.param
     http_port, grpc_port = free_port(), free_port()
     health_port = free_port() if service.separate_health else http_port
