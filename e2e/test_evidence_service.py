@@ -32,7 +32,6 @@ from ig_common.grpc_client import channel_as
 from ig_common.spiffe import SpiffeId
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
-from ig_infra.components.postgres import with_database
 from ig_infra.kafka_reading import consumer_at
 
 pytestmark = pytest.mark.e2e
@@ -48,37 +47,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def private_database(database_url: str) -> Iterator[str]:
-    """A database of its own, so tampering with the ledger cannot disturb other tests."""
-    name = f"ig_evidence_{uuid.uuid4().hex[:8]}"
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    try:
-        yield with_database(database_url, name)
-    finally:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-
 @dataclass(frozen=True)
 class RunningEvidence:
     grpc_target: str
     http_port: int
-    database_url: str
+    database_url: str  # the superuser's, for the tests that tamper with tables below the API
     blob_dir: Path
 
 
 @contextmanager
 def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
+    """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
     http_port, grpc_port = free_port(), free_port()
-    process_env = {**env, "IG_DATABASE_URL": database_url, "IG_HTTP_PORT": str(http_port),
+    process_env = {**env, "IG_HTTP_PORT": str(http_port),
                    "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir), "PATH": os.environ["PATH"]}
     process = subprocess.Popen([sys.executable, "-m", "ig_evidence.app"], env=process_env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -141,10 +122,15 @@ def offline(args: list[str], cwd: Path | None = None, isolate: bool = True) -> s
 
 @pytest.fixture(scope="module")
 def service(infra: object, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEvidence]:
-    env = infra.env(database_url)  # type: ignore[attr-defined]
-    with private_database(database_url) as own_url, \
-            evidence_service(env, own_url, tmp_path_factory.mktemp("blobs")) as running:
-        yield running
+    # A database of its own, so tampering with the ledger cannot disturb other tests; the service runs there as its
+    # runtime role (migrations as its migrator role), never as the superuser.
+    own_url = infra.new_database("ig_evidence")  # type: ignore[attr-defined]
+    try:
+        with evidence_service(infra.env(own_url, "evidence"), own_url,  # type: ignore[attr-defined]
+                              tmp_path_factory.mktemp("blobs")) as running:
+            yield running
+    finally:
+        infra.drop_database(own_url)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -38,19 +37,15 @@ CLI = [sys.executable, "-m", "ig_migration.cli"]
 
 @pytest.fixture
 async def assets_dsn(infra: object) -> AsyncIterator[str]:
-    """A fresh database holding `assets` (ROWS rows) behind the versioned view app.assets."""
-    postgres = infra.postgres  # type: ignore[attr-defined]
-    name = f"ig_mig_e2e_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres.dsn("postgres"))
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    conn = await asyncpg.connect(postgres.dsn(name))
+    """A fresh database laid out like the suite's, holding `assets` (ROWS rows) behind the versioned view app.assets,
+    made by the migration runtime role that owns the target schemas (what the service and ig-migrate run as)."""
+    admin_url = await asyncio.to_thread(infra.new_database, "ig_mig_e2e")  # type: ignore[attr-defined]
+    dsn = infra.service_dsn("migration", admin_url)  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(dsn)
     await create_assets(conn, ROWS)
     await conn.close()
-    yield postgres.dsn(name)
-    admin = await asyncpg.connect(postgres.dsn("postgres"))
-    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    await admin.close()
+    yield dsn
+    await asyncio.to_thread(infra.drop_database, admin_url)  # type: ignore[attr-defined]
 
 
 def free_port() -> int:
@@ -61,7 +56,10 @@ def free_port() -> int:
 
 def base_env(dsn: str, artifacts: Path, kafka: str) -> dict[str, str]:
     # The certificates and the authorization table: the infra fixture put where they are into this environment.
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "IG_DATABASE_URL": dsn, "IG_KAFKA_BOOTSTRAP": kafka,
+    # ``dsn`` is the migration runtime role's; its schema's owner (the migrator role) runs the service's migrations.
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "IG_DATABASE_URL": dsn,
+            "IG_MIGRATION_DATABASE_URL": dsn.replace("//ig_migration@", "//ig_migration_migrator@", 1),
+            "IG_KAFKA_BOOTSTRAP": kafka,
             "IG_SLO_HEADROOM": "0.8", "IG_MIGRATION_ARTIFACTS_DIR": str(artifacts), **inherited_identity()}
 
 

@@ -247,9 +247,8 @@ def test_one_ledger_entry_and_one_event_per_access(stack: Stack, portal: str, to
 def test_sixty_first_request_in_a_minute_gets_429_across_replicas(stack: Stack, infra: Any,
                                                                   tokens: dict[str, str]) -> None:
     """Two portal replicas with the default limits on one database draw from the same buckets."""
-    name = f"ig_portal_limits_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(infra, f"CREATE DATABASE {name}"))
-    replicas = [stack.portal(f"portal-limited-{n}", database_url=infra.postgres.dsn(name)) for n in (1, 2)]
+    database = infra.new_database("ig_portal_limits")
+    replicas = [stack.portal(f"portal-limited-{n}", database_url=database) for n in (1, 2)]
     try:
         token = tokens["alpha-auditor"]
         # A token bucket: 60 at once, then one more per second. 120 requests sent at once, half to each replica:
@@ -269,7 +268,7 @@ def test_sixty_first_request_in_a_minute_gets_429_across_replicas(stack: Stack, 
     finally:
         for process, _ in replicas:
             process.stop()
-        asyncio.run(_admin(infra, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        infra.drop_database(database)
 
 
 async def _burst(portals: list[str], token: str, count: int) -> list[httpx.Response]:
@@ -279,19 +278,10 @@ async def _burst(portals: list[str], token: str, count: int) -> list[httpx.Respo
                                            for n in range(count))))
 
 
-async def _admin(infra: Any, statement: str) -> None:
-    conn = await asyncpg.connect(infra.postgres.dsn("postgres"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def test_eleventh_download_in_a_burst_gets_429(stack: Stack, infra: Any, tokens: dict[str, str]) -> None:
     """Downloads have their own, smaller bucket per user (default 10 per minute)."""
-    name = f"ig_portal_limits_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(infra, f"CREATE DATABASE {name}"))
-    process, portal = stack.portal("portal-download-limited", database_url=infra.postgres.dsn(name),
+    database = infra.new_database("ig_portal_limits")
+    process, portal = stack.portal("portal-download-limited", database_url=database,
                                    rate_requests_per_minute="100000")
     try:
         token = tokens["alpha-auditor"]
@@ -307,7 +297,7 @@ def test_eleventh_download_in_a_burst_gets_429(stack: Stack, infra: Any, tokens:
         assert 1 <= int(denied[0].headers["retry-after"]) <= 6  # a download token comes back every 6 s
     finally:
         process.stop()
-        asyncio.run(_admin(infra, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        infra.drop_database(database)
 
 
 async def _fetch_all(portal: str, token: str, urls: list[str]) -> list[httpx.Response]:

@@ -86,8 +86,9 @@ def test_evidence_missing_runbook(infra: Any, database_url: str, tmp_path: Path)
     from ig_release.suite import free_port, service
 
     grpc_port = free_port()
-    env = {"IG_DATABASE_URL": database_url, "IG_KAFKA_BOOTSTRAP": infra.kafka.env()["IG_KAFKA_BOOTSTRAP"],
-           "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(tmp_path / "blobs")}
+    env = {**infra.database_env("evidence", database_url),
+           "IG_KAFKA_BOOTSTRAP": infra.kafka.env()["IG_KAFKA_BOOTSTRAP"], "IG_GRPC_PORT": str(grpc_port),
+           "IG_BLOB_STORE_PATH": str(tmp_path / "blobs")}
     with service("ig_evidence.app", env, tmp_path / "evidence.log", free_port()):
         keys, inputs, bundle = tmp_path / "keys", tmp_path / "inputs", tmp_path / "bundle"
         subprocess.run([cli("ig-evidence"), "keygen", "--out", str(keys)], check=True, capture_output=True)
@@ -183,14 +184,13 @@ def test_failover_test_fail_runbook(tmp_path: Path) -> None:
 async def assets_database(infra: Any, rows: int) -> str:
     from ig_migration.workload import create_assets
 
-    name = f"ig_runbook_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(infra.postgres.dsn("postgres"))
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    conn = await asyncpg.connect(infra.postgres.dsn(name))
+    # laid out like the suite's databases; the assets belong to the migration runtime role, as ig-migrate runs
+    admin_url = await asyncio.to_thread(infra.new_database, "ig_runbook")
+    dsn = str(infra.service_dsn("migration", admin_url))
+    conn = await asyncpg.connect(dsn)
     await create_assets(conn, rows)
     await conn.close()
-    return str(infra.postgres.dsn(name))
+    return dsn
 
 
 async def migrate_under_writes(dsn: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -210,7 +210,8 @@ async def migrate_under_writes(dsn: str, env: dict[str, str]) -> subprocess.Comp
 
 def test_migration_backout_runbook(infra: Any, tmp_path: Path) -> None:
     dsn = asyncio.run(assets_database(infra, 5000))
-    env = {"IG_DATABASE_URL": dsn, "IG_MIGRATION_ARTIFACTS_DIR": str(tmp_path), "IG_SLO_HEADROOM": "0.8",
+    env = {"IG_DATABASE_URL": dsn, "IG_MIGRATION_DATABASE_URL": str(infra.service_dsn("migration", dsn, migrator=True)),
+           "IG_MIGRATION_ARTIFACTS_DIR": str(tmp_path), "IG_SLO_HEADROOM": "0.8",
            "IG_KAFKA_BOOTSTRAP": infra.kafka.env()["IG_KAFKA_BOOTSTRAP"], "CHANGE": "add-asset-index-v3"}
     try:
         ran = asyncio.run(migrate_under_writes(dsn, env))

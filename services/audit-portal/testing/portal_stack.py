@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig_common.grpc_client import channel_as
+from ig_infra.components.postgres import service_env_for
 
 REPO = Path(__file__).resolve().parents[3]
 RELEASE = "v1.2.1"
@@ -131,7 +132,7 @@ class Stack:
         """Start a portal process; returns it and its base URL (http://localhost:<port>)."""
         port, health_port = free_port(), free_port()
         env = {"IG_HTTP_PORT": str(port), "IG_HEALTH_PORT": str(health_port),
-               "IG_DATABASE_URL": database_url or self.database_url,
+               **service_env_for(database_url or self.database_url, "audit-portal"),
                "IG_EVIDENCE_TARGET": self.evidence_grpc, "IG_OIDC_ISSUER": self.issuer,
                "IG_PUBLIC_URL": f"http://localhost:{port}", "IG_LINK_SECRET": "e2e-" + "k" * 40,
                "IG_LOG_LEVEL": "WARNING", **{f"IG_{k.upper()}": v for k, v in settings.items()}}
@@ -178,7 +179,8 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     issuer = start_dex()
     work = Path(tempfile.mkdtemp(prefix="ig-portal-e2e-"))
     http_port, grpc_port = free_port(), free_port()
-    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port), "IG_DATABASE_URL": database_url,
+    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),
+                    **service_env_for(database_url, "evidence"),
                     "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
                     "IG_LOG_LEVEL": "WARNING"}
     os.environ["IG_KAFKA_BOOTSTRAP"] = kafka_bootstrap

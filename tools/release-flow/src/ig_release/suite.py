@@ -64,24 +64,35 @@ def service(module: str, env: dict[str, str], log: Path, http_port: int, timeout
 def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
     """Start policy, evidence and portal; yield the IG_* variables that point ig-release at them.
 
-    ``base`` holds IG_DATABASE_URL, IG_KAFKA_BOOTSTRAP, IG_OPA_URL, IG_OPA_TOKEN_FILE (OPA's API answers only the
+    ``base`` holds IG_DATABASE_URL (the superuser's: each service gets its own roles in that database),
+    IG_KAFKA_BOOTSTRAP, IG_OPA_URL, IG_OPA_TOKEN_FILE (OPA's API answers only the
     bearer of its token), IG_OIDC_ISSUER, IG_IDENTITIES and IG_AUTHZ_TABLE."""
     work.mkdir(parents=True, exist_ok=True)
-    common = {k: base[k] for k in ("IG_DATABASE_URL", "IG_KAFKA_BOOTSTRAP", "IG_IDENTITIES", "IG_AUTHZ_TABLE")}
+    from ig_infra.components.postgres import service_env_for
+
+    common = {k: base[k] for k in ("IG_KAFKA_BOOTSTRAP", "IG_IDENTITIES", "IG_AUTHZ_TABLE")}
+
+    def database(service: str) -> dict[str, str]:
+        # each service as its own runtime and migrator roles in the suite's database, never as the superuser
+        return service_env_for(base["IG_DATABASE_URL"], service)
+
     with ExitStack() as stack:
         policy_grpc, evidence_grpc, portal_port = free_port(), free_port(), free_port()
-        stack.enter_context(service("ig_policy.app", {**common, "IG_OPA_URL": base["IG_OPA_URL"],
+        stack.enter_context(service("ig_policy.app", {**common, **database("policy"),
+                                                      "IG_OPA_URL": base["IG_OPA_URL"],
                                                       "IG_OPA_TOKEN_FILE": base["IG_OPA_TOKEN_FILE"],
                                                       "IG_GRPC_PORT": str(policy_grpc),
                                                       "IG_AUTHZEN_PORT": str(free_port()),
                                                       # a shared 2-core CI box: OPA's p99 exceeds 50 ms at times
                                                       "IG_OPA_TIMEOUT_MS": "5000"},
                                     work / "policy.log", free_port()))
-        stack.enter_context(service("ig_evidence.app", {**common, "IG_GRPC_PORT": str(evidence_grpc),
+        stack.enter_context(service("ig_evidence.app", {**common, **database("evidence"),
+                                                        "IG_GRPC_PORT": str(evidence_grpc),
                                                         "IG_BLOB_STORE_PATH": str(work / "blobs")},
                                     work / "evidence.log", free_port()))
         stack.enter_context(service("ig_portal.app", {
-            **common, "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}", "IG_OIDC_ISSUER": base["IG_OIDC_ISSUER"],
+            **common, **database("audit-portal"), "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}",
+            "IG_OIDC_ISSUER": base["IG_OIDC_ISSUER"],
             "IG_HEALTH_PORT": str(free_port()),
             "IG_PUBLIC_URL": f"http://localhost:{portal_port}", "IG_LINK_SECRET": "release-flow-" + "k" * 40,
             "IG_RATE_REQUESTS_PER_MINUTE": "6000", "IG_RATE_DOWNLOADS_PER_MINUTE": "600"},

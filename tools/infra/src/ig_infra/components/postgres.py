@@ -155,6 +155,16 @@ def database_of(dsn: str) -> str:
     return urlsplit(dsn).path.lstrip("/")
 
 
+def service_env_for(dsn: str, service: str) -> dict[str, str]:
+    """``service``'s ``IG_DATABASE_URL`` (runtime role) and ``IG_MIGRATION_DATABASE_URL`` (migrator role) in the
+    database ``dsn`` names, on the PostgreSQL of this environment's run dir: for a harness that starts a service
+    outside pytest's ``infra`` fixture (a service never runs as the superuser). The database must be laid out by
+    ``Postgres.provision`` (``infra.new_database()`` does)."""
+    from ig_infra.paths import Paths
+
+    return Postgres(Paths.from_environment()).service_env(service, database_of(dsn))
+
+
 class Postgres(Component):
     name = "postgres"
 

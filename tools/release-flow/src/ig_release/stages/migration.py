@@ -15,7 +15,7 @@ import asyncpg
 from ig_migration.workload import Writer, create_assets
 
 from ig_release.context import ReleaseContext, StageFailed
-from ig_release.databases import recreate
+from ig_release.databases import recreate_for_service
 from ig_release.process import console_script, run_logged
 from ig_release.settings import REPO
 
@@ -76,7 +76,10 @@ async def erase_subject(dsn: str, out: Path) -> Path:
 def run(ctx: ReleaseContext) -> str:
     out = ctx.stage_dir("migration")
     log = ctx.logs / "migration.log"
-    dsn = asyncio.run(recreate(ctx.endpoints, "ig_release_assets"))
+    # ig-migrate and the plan's SQL run as the migration roles (the runtime role owns the target schemas), never as
+    # the superuser; the demo data is made by the same role.
+    roles = asyncio.run(recreate_for_service(ctx.endpoints, "ig_release_assets", "migration"))
+    dsn = roles["IG_DATABASE_URL"]
 
     async def seed() -> None:
         conn = await asyncpg.connect(dsn)
@@ -86,7 +89,7 @@ def run(ctx: ReleaseContext) -> str:
             await conn.close()
 
     asyncio.run(seed())
-    env = {"IG_DATABASE_URL": dsn, "IG_KAFKA_BOOTSTRAP": ctx.endpoints.kafka_bootstrap,
+    env = {**roles, "IG_KAFKA_BOOTSTRAP": ctx.endpoints.kafka_bootstrap,
            "IG_BURN_GRPC": ctx.shared.get("burn_grpc", ctx.endpoints.burn_grpc),
            "IG_PROMETHEUS_URL": ctx.endpoints.prometheus_url, "IG_MIGRATION_ARTIFACTS_DIR": str(out)}
     run_logged([console_script("ig-migrate"), "validate", str(PLAN)], log, env=env, what="ig-migrate validate")
