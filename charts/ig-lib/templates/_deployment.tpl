@@ -102,6 +102,12 @@ spec:
                 secretKeyRef:
                   name: {{ include "ig-lib.databaseSecretName" $root }}
                   key: {{ $v.database.secretKey }}
+            {{- /* The schema owner's DSN: migrations run as it at start-up, the service itself as IG_DATABASE_URL's. */}}
+            - name: IG_MIGRATION_DATABASE_URL
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "ig-lib.databaseSecretName" $root }}
+                  key: {{ $v.database.migrationSecretKey }}
             {{- include "ig-lib.identityEnv" $root | nindent 12 }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}

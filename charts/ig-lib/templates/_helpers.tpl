@@ -51,6 +51,24 @@ ig.maestro/region: {{ include "ig-lib.region" . }}
 {{- .Values.database.url | default $database.url | default "" -}}
 {{- end -}}
 
+{{/* A role's DSN: the server and database of database.url (or global.database.url) as `role`, authenticated with
+     the workload certificate and verifying the server's (sslmode=verify-full against the CA of the same Secret).
+     Call with (dict "root" $ "role" "ig_burn"). */}}
+{{- define "ig-lib.roleDatabaseUrl" -}}
+{{- $url := include "ig-lib.databaseUrl" .root -}}
+{{- $u := urlParse $url -}}
+{{- if $u.userinfo }}
+{{- fail (printf "database.url: leave the user out (%s): the chart connects each service as its own roles, database.role and database.migratorRole" $url) }}
+{{- end }}
+{{- if regexMatch "(^|&)(sslmode|sslrootcert|sslcert|sslkey|password)=" $u.query }}
+{{- fail "database.url: leave out TLS and password parameters: the chart sets sslmode=verify-full with the workload certificate" }}
+{{- end }}
+{{- $tls := include "ig-lib.tlsMountPath" .root -}}
+{{- $query := printf "sslmode=verify-full&sslrootcert=%s/ca.crt&sslcert=%s/tls.crt&sslkey=%s/tls.key" $tls $tls $tls -}}
+{{- if $u.query }}{{ $query = printf "%s&%s" $u.query $query }}{{ end -}}
+{{- urlJoin (dict "scheme" $u.scheme "userinfo" .role "host" $u.host "path" $u.path "query" $query) -}}
+{{- end -}}
+
 {{- define "ig-lib.databaseSecretName" -}}
 {{- .Values.database.existingSecret | default (printf "%s-database" (include "ig-lib.fullname" .)) -}}
 {{- end -}}

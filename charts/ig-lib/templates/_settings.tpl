@@ -63,6 +63,7 @@ metadata:
     {{- include "ig-lib.labels" . | nindent 4 }}
 type: Opaque
 stringData:
-  {{ .Values.database.secretKey }}: {{ $url | quote }}
+  {{ .Values.database.secretKey }}: {{ include "ig-lib.roleDatabaseUrl" (dict "root" . "role" .Values.database.role) | quote }}
+  {{ .Values.database.migrationSecretKey }}: {{ include "ig-lib.roleDatabaseUrl" (dict "root" . "role" .Values.database.migratorRole) | quote }}
 {{- end }}
 {{- end -}}

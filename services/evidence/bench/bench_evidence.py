@@ -17,12 +17,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from ig_common.db import create_pool, prepare_schema
+from ig_common.db import create_pool, prepare_service_schema
 from ig_evidence.domain import merkle
-from ig_evidence.store import MIGRATIONS
+from ig_evidence.store import MIGRATIONS, SCHEMA
 from ig_evidence.store.ledger import CheckpointSigner, LedgerStore
 from ig_infra.components import Postgres
 from ig_infra.paths import Paths
@@ -109,10 +108,12 @@ def bench_bundle(work: Path) -> dict[str, Any]:
     }
 
 
-async def bench_ledger(database_url: str) -> dict[str, Any]:
-    schema = f"evidence_bench_{uuid.uuid4().hex[:6]}"
+async def bench_ledger(database_url: str, migration_database_url: str) -> dict[str, Any]:
+    """As the service runs: the evidence runtime role appends through the ledger owner's SECURITY DEFINER
+    function in a database laid out like the suite's (schema migrated by the evidence migrator role)."""
+    schema = SCHEMA
     pool = await create_pool(database_url, max_size=10)
-    await prepare_schema(pool, schema, MIGRATIONS)
+    await prepare_service_schema(pool, schema, MIGRATIONS, migration_database_url)
     signer = CheckpointSigner("bench.example/ledger", Ed25519PrivateKey.generate())
     results: dict[str, Any] = {}
     try:
@@ -167,37 +168,27 @@ async def bench_ledger(database_url: str) -> dict[str, Any]:
         await fresh.checkpoint(tree_size)
         results["checkpoint_seconds"] = round(time.perf_counter() - started, 4)
     finally:
-        conn: asyncpg.Connection = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        finally:
-            await conn.close()
         await pool.close()
+    results["appending_role"] = "ig_evidence (runtime role; SECURITY DEFINER append owned by ig_ledger_owner)"
     return results
 
 
-def bench_database() -> tuple[str, Any]:
+def bench_database() -> tuple[dict[str, str], Any]:
+    """A database laid out like the suite's; the evidence roles' DSNs there, and how to drop it."""
     postgres = Postgres(Paths.from_environment())
     name = f"ig_bench_evidence_{uuid.uuid4().hex[:6]}"
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(postgres.dsn("postgres"))
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    return postgres.dsn(name), lambda: asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    postgres.provision(name)
+    return (postgres.service_env("evidence", name),
+            lambda: postgres.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', transaction=False))
 
 
 def main() -> None:
     figures: dict[str, Any] = {"machine_cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="ig-bench-evidence-", dir="/var/tmp") as work:
         figures["bundle"] = bench_bundle(Path(work))
-    database_url, drop = bench_database()
+    roles, drop = bench_database()
     try:
-        figures["ledger"] = asyncio.run(bench_ledger(database_url))
+        figures["ledger"] = asyncio.run(bench_ledger(roles["IG_DATABASE_URL"], roles["IG_MIGRATION_DATABASE_URL"]))
     finally:
         drop()
     bundle, ledger = figures["bundle"], figures["ledger"]

@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from typing import Any
 
 import pytest
@@ -221,6 +222,8 @@ def test_service_monitor_is_optional(render: Render) -> None:
     (("image.tag=latest",), "latest"),
     (("global.region=",), "region is required"),
     (("global.database.url=",), "database.url"),
+    (("global.database.url=postgresql://ig@db:5432/ig",), "database.url: leave the user out"),
+    (("global.database.url=postgresql://db:5432/ig?sslmode=disable",), "database.url: leave out TLS"),
     (("settings.NOT_IG=1",), "must be an IG_"),
     (("settings.IG_GRPC_REFLECTION=true",), "IG_GRPC_REFLECTION is not settable"),
     (("settings.IG_TLS_DIR=/elsewhere",), "IG_TLS_DIR is not settable"),
@@ -230,6 +233,26 @@ def test_service_monitor_is_optional(render: Render) -> None:
 def test_bad_values_are_refused_with_a_clear_message(helm: Helm, sets: tuple[str, ...], message: str) -> None:
     with pytest.raises(InfraError, match=message):
         helm.template(CHARTS_DIR / "evidence", "region-a", release="evidence", sets=sets)
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_each_service_connects_as_its_own_roles_over_verified_tls(render: Render, chart: str, region: str) -> None:
+    from ig_infra.components.postgres import SERVICE_ROLES
+
+    objects = render(chart, region)
+    [secret] = by_kind(objects, "Secret")
+    tls_dir = next(e["value"] for e in main_container(objects, chart)["env"] if e["name"] == "IG_TLS_DIR")
+    roles = SERVICE_ROLES[chart]
+    for key, role in (("database-url", roles.runtime), ("migration-database-url", roles.migrator)):
+        dsn = urlsplit(secret["stringData"][key])
+        query = parse_qs(dsn.query)
+        assert dsn.username == role and dsn.password is None, key
+        assert query["sslmode"] == ["verify-full"], key
+        assert (query["sslrootcert"], query["sslcert"], query["sslkey"]) == \
+            ([f"{tls_dir}/ca.crt"], [f"{tls_dir}/tls.crt"], [f"{tls_dir}/tls.key"]), key
+    env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in main_container(objects, chart)["env"]}
+    assert env["IG_DATABASE_URL"]["key"] == "database-url"
+    assert env["IG_MIGRATION_DATABASE_URL"]["key"] == "migration-database-url"
 
 
 def test_existing_database_secret_replaces_the_chart_secret(render: Render) -> None:
