@@ -492,3 +492,26 @@ def test_portal_chart_keeps_probes_and_metrics_off_the_browser_port(render: Rend
         assert annotations["prometheus.io/port"] == "8085"
     assert {"name": "health", "port": 8085, "targetPort": "health", "protocol": "TCP"} in \
         one(objects, "Service")["spec"]["ports"]
+
+
+def test_migration_chart_mounts_the_approvers_keys_and_refuses_every_run_without_them(render: Render) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    assert "IG_MIGRATION_APPROVERS" not in settings(render("migration", "region-a"))
+    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    objects = render("migration", "region-a", (f"approvers.keys.alice={pem}",))
+    assert settings(objects)["IG_MIGRATION_APPROVERS"] == "/etc/ig/migration-approvers"
+    approvers = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-approvers"))
+    assert approvers["data"] == {"alice.pub": pem}
+    container = main_container(objects, "migration")
+    assert {"name": "approvers", "mountPath": "/etc/ig/migration-approvers", "readOnly": True} in \
+        container["volumeMounts"]
+    volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "approvers")
+    assert volume["configMap"]["name"] == approvers["metadata"]["name"]
+
+
+def test_an_approver_name_that_is_not_a_file_name_is_refused(helm: Helm) -> None:
+    with pytest.raises(InfraError, match="approvers.keys: \"Alice\" is not an approver name"):
+        helm.template(CHARTS_DIR / "migration", "region-a", release="migration", sets=("approvers.keys.Alice=x",))
