@@ -7,8 +7,8 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from ig_infra.go_tools import tool_path
