@@ -513,5 +513,5 @@ def test_migration_chart_mounts_the_approvers_keys_and_refuses_every_run_without
 
 
 def test_an_approver_name_that_is_not_a_file_name_is_refused(helm: Helm) -> None:
-    with pytest.raises(InfraError, match="approvers.keys: \"Alice\" is not an approver name"):
+    with pytest.raises(InfraError, match=r"approvers\.keys: \"Alice\" is not an approver name"):
         helm.template(CHARTS_DIR / "migration", "region-a", release="migration", sets=("approvers.keys.Alice=x",))
