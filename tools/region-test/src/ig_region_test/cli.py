@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 from ig_common.logging import configure_logging
+from ig_infra.components.identities import Identities
 from ig_infra.paths import REPO_ROOT, Paths
 
 from ig_region_test import network, proofs, regions, report
@@ -107,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack: for hung runs
     configure_logging("region-test")
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    state = RunState(Paths.from_environment().run / "region-test")
+    paths = Paths.from_environment()
+    # The drill's own clients (the residency probe, as region-test) and the policy services it starts use the
+    # suite's identities: issued (or renewed) here, so the drill needs nothing from the caller's environment.
+    identities = Identities(paths)
+    if not identities.healthy():
+        identities.start()
+    os.environ.update(identities.env())
+    state = RunState(paths.run / "region-test")
     restore = install_signal_handlers()
     try:
         state.acquire(args.lock_wait)

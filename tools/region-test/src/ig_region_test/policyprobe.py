@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,18 @@ def decision_input(tenant: PinnedTenant, asking_region: str) -> dict[str, Any]:
     }
 
 
-def ask_opa(opa_url: str, payload: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OpaEndpoint:
+    """A region's OPA and the bearer header its locked API demands (the policy service's token)."""
+
+    url: str
+    headers: dict[str, str]
+
+
+def ask_opa(opa: OpaEndpoint, payload: dict[str, Any]) -> dict[str, Any]:
     body = json.dumps({"input": payload}).encode()
-    request = urllib.request.Request(f"{opa_url}/v1/data/ig/ctx/decision", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"{opa.url}/v1/data/ig/ctx/decision", data=body,
+                                     headers={"Content-Type": "application/json", **opa.headers})
     with urllib.request.urlopen(request, timeout=5) as response:
         answer: dict[str, Any] = json.loads(response.read()).get("result") or {}
     return answer
@@ -98,11 +107,13 @@ def _rule_known(answer: dict[str, Any]) -> bool:
     return any(r.get("rule_id") == RESIDENCY_RULE for r in answer.get("reasons", []))
 
 
-def probe(tenant: PinnedTenant, other: str, opa_urls: dict[str, str], service_targets: dict[str, str],
+def probe(tenant: PinnedTenant, other: str, opas: dict[str, OpaEndpoint], service_targets: dict[str, str],
           rules_loaded: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"tenant": tenant.tenant, "home": tenant.home, "asked_in": other,
                               "input": decision_input(tenant, other)}
-    for layer, ask, where in (("opa", ask_opa, opa_urls), ("policy-service", ask_service, service_targets)):
+    layers: tuple[tuple[str, Any, dict[str, Any]], ...] = (
+        ("opa", ask_opa, opas), ("policy-service", ask_service, service_targets))
+    for layer, ask, where in layers:
         if tenant.home not in where or other not in where:
             result[layer] = {"status": "skipped", "why": f"{layer} not started in this run (--no-policy)"}
             continue

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ig_common.events.kafka_tls import client_security
+from ig_infra.components.identities import Identities
 from ig_infra.components.kafka import BROKER_IDENTITY, KAFKA_VERSION, LOG4J, tls_properties, write_keystore
+from ig_infra.components.opa import OpaToken, ensure_opa_token, locked_opa_arguments, opa_token_in
 from ig_infra.go_tools import tool_path
 from ig_infra.kafka_reading import identity_tls
 from ig_infra.paths import Paths
@@ -164,16 +166,23 @@ async def _kafka_answers(bootstrap: str) -> bool:
 
 
 class RegionOpa(RegionProcess):
-    """OPA serving the repository's Rego policies on the region's address (the policy service's sidecar)."""
+    """OPA serving the repository's Rego policies on the region's address (the policy service's sidecar), locked
+    as the suite's is: only the bearer of the region's token (its policy service, and the drill's residency probe
+    reading the same document) may query it, nobody may change policies or data through the API."""
 
     @property
     def url(self) -> str:
         return f"http://{self.region.client_host}:{self.region.port(OPA_PORT)}"
 
+    @property
+    def token(self) -> OpaToken:
+        return opa_token_in(self.root / f"{self.region.name}-opa-token")
+
     def start(self, paths: Paths, policies: Path) -> None:
         opa = tool_path(paths.cache, "opa")
+        token = ensure_opa_token(self.root / f"{self.region.name}-opa-token")
         self.spawn([str(opa), "run", "--server", "--addr", f"{self.region.client_host}:{self.region.port(OPA_PORT)}",
-                    "--log-level", "error", str(policies)])
+                    "--log-level", "error", *locked_opa_arguments(token, policies)])
 
     def wait_ready(self, timeout: float = 30) -> None:
         def healthy() -> bool:
@@ -194,14 +203,16 @@ class RegionPolicyService(RegionProcess):
     def http_url(self) -> str:
         return f"http://{self.region.client_host}:{self.region.port(POLICY_HTTP_PORT)}"
 
-    def start(self, database_url: str, kafka_bootstrap: str, opa_url: str) -> None:
-        # Clients dial the region's own address, so the service's certificate names it (IG_IDENTITIES and
-        # IG_AUTHZ_TABLE come from the environment, like every other service's).
-        tls = issue_for_addresses(Paths.from_environment().cache, "policy",
-                                  self.root / f"{self.region.name}-policy-tls", (self.region.client_host,))
-        self.spawn([sys.executable, "-m", "ig_policy.app"], env={"IG_TLS_DIR": str(tls.directory),
+    def start(self, database_url: str, kafka_bootstrap: str, opa_url: str, opa_token_file: Path) -> None:
+        # Clients dial the region's own address, so the service's certificate names it.
+        paths = Paths.from_environment()
+        tls = issue_for_addresses(paths.cache, "policy", self.root / f"{self.region.name}-policy-tls",
+                                  (self.region.client_host,))
+        # The suite's identities and authorization table, whatever the caller's environment holds.
+        self.spawn([sys.executable, "-m", "ig_policy.app"], env={
+            **Identities(paths).env(), "IG_TLS_DIR": str(tls.directory),
             "IG_REGION": self.region.name, "IG_DATABASE_URL": database_url, "IG_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "IG_OPA_URL": opa_url, "IG_GRPC_HOST": self.region.client_host,
+            "IG_OPA_URL": opa_url, "IG_OPA_TOKEN_FILE": str(opa_token_file), "IG_GRPC_HOST": self.region.client_host,
             "IG_GRPC_PORT": str(self.region.port(POLICY_GRPC_PORT)), "IG_HTTP_HOST": self.region.client_host,
             "IG_HTTP_PORT": str(self.region.port(POLICY_HTTP_PORT)),
             "IG_AUTHZEN_PORT": str(self.region.port(POLICY_AUTHZEN_PORT)), "OTEL_TRACES_EXPORTER": "none",

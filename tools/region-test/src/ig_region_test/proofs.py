@@ -86,7 +86,7 @@ def _policy(env: Regions, tenant: PinnedTenant, other: Region, reachable: dict[s
     if not (reachable.get(tenant.home, True) and reachable.get(other.name, True)):
         return {"opa": {"status": "unreachable", "why": "a region is partitioned away"},
                 "policy-service": {"status": "unreachable", "why": "a region is partitioned away"}}
-    opa = {r.name: r.opa.url for r in (env.a, env.b) if r.opa}
+    opa = {r.name: policyprobe.OpaEndpoint(r.opa.url, r.opa.token.header()) for r in (env.a, env.b) if r.opa}
     services = {r.name: r.policy.grpc_target for r in (env.a, env.b) if r.policy}
     return policyprobe.probe(tenant, other.name, opa, services, rules_loaded)
 

@@ -114,7 +114,8 @@ def build(topology: Topology, state: RunState, timeline: Timeline, *, synchronou
             region.opa.wait_ready()
             region.policy = RegionPolicyService(region.net, "policy", root, state)
             bootstrap = region.kafka.bootstrap if region.kafka else f"{region.net.client_host}:9"
-            region.policy.start(region.resident_pg.dsn("policy_service"), bootstrap, region.opa.url)
+            region.policy.start(region.resident_pg.dsn("policy_service"), bootstrap, region.opa.url,
+                                region.opa.token.token_file)
         for region in (env.a, env.b):
             assert region.policy is not None
             region.policy.wait_ready()
