@@ -67,7 +67,9 @@ class WebhookReceiver:
 
 
 @pytest.fixture
-def simulation(infra: Any, database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def simulation(infra: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    # A database of its own: the flags start at their defaults whatever other burn tests left throttled or pinned.
+    database_url = infra.new_database("ig_burn_sim")
     slo = f"sim-{uuid.uuid4().hex[:8]}"
     workload = Workload(series=1, rps=200.0, error_ratio=0.0)
     exporter = serve(workload, "127.0.0.1", free_port())
@@ -89,6 +91,7 @@ def simulation(infra: Any, database_url: str, tmp_path: Path) -> Iterator[dict[s
         prometheus.remove()
         exporter.shutdown()
         receiver.server.shutdown()
+        infra.drop_database(database_url)
 
 
 def slo_burn(burn: BurnProcess, slo: str) -> dict[str, Any]:
