@@ -32,7 +32,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import grpc
 import httpx
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
@@ -188,14 +187,6 @@ async def raw_ledger_append(target: str) -> tuple[list[float], int, float]:
         return latencies, errors, time.monotonic() - started
 
 
-async def admin(postgres: Postgres, statement: str) -> None:
-    conn = await asyncpg.connect(postgres.dsn("postgres"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -252,7 +243,7 @@ def main() -> None:
     identities.start()
     os.environ.update(identities.env())  # the stack's processes and this one find their certificates there
     database = f"ig_bench_portal_{uuid.uuid4().hex[:8]}"
-    asyncio.run(admin(postgres, f"CREATE DATABASE {database}"))
+    postgres.provision(database)  # laid out like the suite's: the stack's services run as their own roles
     try:
         with running_stack(postgres.dsn(database), kafka.bootstrap) as stack:
             portal_process, base = stack.portal("portal-bench", rate_requests_per_minute="100000000",
@@ -272,7 +263,7 @@ def main() -> None:
             print(f"raw ledger Append: {CLIENTS} clients for {GRPC_SECONDS:.0f} s ...", flush=True)
             appends, append_errors, append_elapsed = asyncio.run(raw_ledger_append(stack.evidence_grpc))
     finally:
-        asyncio.run(admin(postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
     catalog = auditors["endpoints"]["GET / (catalog page)"]  # type: ignore[index]
     result = {
         "clients": CLIENTS,

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,6 @@ from ig_burn.prometheus import PrometheusClient
 from ig_burn.store import MIGRATIONS, SCHEMA
 from ig_common.db import prepare_schema
 from ig_infra.components import Kafka, Postgres
-from ig_infra.components.postgres import DB_USER, find_bin_dir
 from ig_infra.components.prometheus import PrivatePrometheus
 from ig_infra.paths import Paths
 from ig_infra.process import process_cpu_seconds
@@ -67,13 +65,6 @@ def build_config() -> BurnConfig:
                                            .replace("connectors.", f"bench{i:04d}c.")
                                            .replace("experiments.paused", f"bench{i:04d}.experiments"), "bench")
     return BurnConfig(tuple(slos), tuple(policies))
-
-
-def psql(postgres: Postgres, sql: str) -> None:
-    bin_dir = find_bin_dir()
-    assert bin_dir is not None
-    subprocess.run([str(bin_dir / "psql"), "-h", postgres.host, "-p", str(postgres.port), "-U", DB_USER,
-                    "-q", "-d", "postgres", "-c", sql], check=True, capture_output=True)
 
 
 async def wait_for_rules(url: str, count: int, patience: float) -> float:
@@ -225,8 +216,8 @@ async def main() -> None:
     # OFREP service's outbox relay.
     databases = [f"ig_bench_burn_{os.getpid()}_{uuid.uuid4().hex[:6]}" for _ in range(2)]
     for database in databases:
-        psql(postgres, f"CREATE DATABASE {database}")
-    database_url, ofrep_database_url = (postgres.dsn(d) for d in databases)
+        postgres.provision(database)  # laid out like the suite's: the OFREP service runs as the burn roles
+    database_url = postgres.dsn(databases[0])  # the tick benchmark's in-process engine (no service)
     config = build_config()
     # 0.015 % errors against a 99.9 % objective = 15 % of the budget: measured, between the thresholds, so the
     # figure is the steady-state tick (no transition storm).
@@ -252,7 +243,7 @@ async def main() -> None:
         slo_dir.mkdir()
         (slo_dir / "one.yaml").write_text(synthetic_slo_yaml("bench-0000") + "---\n" + throttle_policy_yaml(
             "bench-0000").replace("subs.", "bench0000."))
-        burn = BurnProcess({**kafka.env(), "IG_DATABASE_URL": ofrep_database_url, "IG_SLO_DIR": str(slo_dir),
+        burn = BurnProcess({**kafka.env(), **postgres.service_env("burn", databases[1]), "IG_SLO_DIR": str(slo_dir),
                             "IG_PROMETHEUS_URL": prometheus.url, "IG_LOG_LEVEL": "WARNING",
                             "OTEL_TRACES_EXPORTER": "none"}, workdir / "burn.log").start(timeout=90)
         assert burn.process is not None
@@ -264,7 +255,7 @@ async def main() -> None:
         prometheus.remove()
         exporter.shutdown()
         for database in databases:
-            psql(postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "burn", "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                                "tick": ticks, "ofrep": ofrep}, indent=2) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from ig_common.db import create_pool, prepare_schema
+from ig_common.db import create_pool, prepare_service_schema
 from ig_migration.domain.phases import Phase
 from ig_migration.orchestrator import commands
 from ig_migration.orchestrator.runner import Orchestrator
@@ -93,16 +93,17 @@ async def main() -> dict[str, Any]:
 
     postgres = Postgres(Paths.from_environment())
     name = f"ig_mig_bench_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(postgres.dsn("postgres"))
-    await admin.execute(f"CREATE DATABASE {name}")
-    dsn = postgres.dsn(name)
+    # Laid out like the suite's: the orchestrator and the plan's SQL run as the migration runtime role (which owns
+    # the target schemas), its own schema migrated by the migration migrator role; never the superuser.
+    postgres.provision(name)
+    dsn = postgres.service_dsn("migration", name)
     artifacts = Path(os.environ.get("ARTIFACTS", "artifacts"))
     settings = Settings(database_url=dsn, kafka_bootstrap=os.environ.get("IG_KAFKA_BOOTSTRAP", "127.0.0.1:59092"),
                         slo_headroom=1.0, migration_artifacts_dir=artifacts / "migration" / "bench")
     plan_text = PLAN.read_text().replace("size: 5000", f"size: {BATCH}")
     try:
         pool = await create_pool(dsn, max_size=2)
-        await prepare_schema(pool, SCHEMA, MIGRATIONS)
+        await prepare_service_schema(pool, SCHEMA, MIGRATIONS, postgres.service_dsn("migration", name, migrator=True))
         await pool.close()
         conn = await asyncpg.connect(dsn)
         started = time.perf_counter()
@@ -129,8 +130,7 @@ async def main() -> dict[str, Any]:
         await commands.backout(dsn, "add-asset-index-v3", [], settings)
         await conn.close()
     finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
+        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', transaction=False)
 
     under_load = busy["backfill"]["rows_per_second"]
     totals = [s.total_ms for s in switches]

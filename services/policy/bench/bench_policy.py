@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiohttp
-import asyncpg
 import grpc
 from host_wakeup import percentile  # beside this script
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
@@ -321,22 +320,11 @@ async def interceptor_cost_us(calls: int = 20_000, rounds: int = 5) -> dict[str,
     return {"us_per_call": round(guarded_us - bare_us, 2), "calls_per_round": calls, "rounds": rounds}
 
 
-async def fresh_database(postgres: Postgres) -> str:
+def fresh_database(postgres: Postgres) -> str:
+    """A database laid out like the suite's: the policy service runs there as its own roles."""
     name = f"ig_bench_policy_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(postgres.dsn("postgres"))
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
+    postgres.provision(name)
     return name
-
-
-async def drop_database(postgres: Postgres, name: str) -> None:
-    conn = await asyncpg.connect(postgres.dsn("postgres"))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 def main() -> None:
@@ -357,11 +345,11 @@ def main() -> None:
     identities.start()
     # This process, the load generator and the hop floor find their certificates here.
     os.environ.update(identities.env())
-    database = asyncio.run(fresh_database(postgres))
+    database = fresh_database(postgres)
     load_before, wakeup_before = os.getloadavg(), host_wakeup()
     try:
         with opa_server() as opa, tempfile.TemporaryDirectory() as scratch:
-            env = {**identities.env(), **kafka.env(), "IG_DATABASE_URL": postgres.dsn(database), **opa.env(),
+            env = {**identities.env(), **kafka.env(), **postgres.service_env("policy", database), **opa.env(),
                    "IG_LOG_LEVEL": "WARNING"}
             with policy_service(env, Path(scratch) / "policy.log") as service, \
                     hop_floor_server(args.hop_floor) as floor, \
@@ -369,7 +357,7 @@ def main() -> None:
                 figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,
                                                 args.decisions, args.concurrency, args.rate, saturation_decisions))
     finally:
-        asyncio.run(drop_database(postgres, database))
+        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
     saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
     wakeup = {"before": wakeup_before, "after": host_wakeup()}
     report = {
