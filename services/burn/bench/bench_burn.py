@@ -33,6 +33,7 @@ from ig_burn.prometheus import PrometheusClient
 from ig_burn.store import MIGRATIONS, SCHEMA
 from ig_common.db import prepare_schema
 from ig_infra.components import Kafka, Postgres
+from ig_infra.components.identities import Identities
 from ig_infra.components.prometheus import PrivatePrometheus
 from ig_infra.paths import Paths
 from ig_infra.process import process_cpu_seconds
@@ -212,6 +213,9 @@ async def main() -> None:
     paths = Paths.from_environment()
     out = Path(os.environ.get("ARTIFACTS", "artifacts")) / "bench" / "burn.json"
     postgres, kafka = Postgres(paths), Kafka(paths)  # `make bench-burn` has run `ig-infra up postgres kafka`
+    identities = Identities(paths)
+    identities.start()
+    os.environ.update(identities.env())  # the OFREP service finds its certificate and the table there
     # Two fresh databases: the tick benchmark's 4,000 policy flags must not reach the shared Kafka through the
     # OFREP service's outbox relay.
     databases = [f"ig_bench_burn_{os.getpid()}_{uuid.uuid4().hex[:6]}" for _ in range(2)]
