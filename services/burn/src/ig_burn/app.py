@@ -99,6 +99,7 @@ class Wiring:
         public.include_router(dashboard_router(self.engine))
         runtime.spawn(serve_http(public, s.http_host, s.public_port, runtime.stop), "burn-public-http")
 
+
 def main() -> None:
     settings = load_settings(Settings)
     try:
