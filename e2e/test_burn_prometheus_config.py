@@ -12,6 +12,7 @@ import yaml
 from ig_infra.components.prometheus import Prometheus
 from ig_infra.go_tools import tool_path
 from ig_infra.paths import Paths
+from ig_infra.services import SERVICES
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,9 @@ def test_rendered_config_and_rules_pass_promtool(infra: Any, tmp_path: Path, mon
     jobs = {job["job_name"]: job for job in yaml.safe_load(config.read_text())["scrape_configs"]}
     ports = {name: jobs[name]["static_configs"][0]["targets"][0] for name in
              ("audit-portal", "policy", "evidence", "burn", "migration")}
-    assert ports == {"audit-portal": "127.0.0.1:8080", "policy": "127.0.0.1:8081", "evidence": "127.0.0.1:8082",
-                     "burn": "127.0.0.1:8083", "migration": "127.0.0.1:8084"}
+    # Each service is scraped where its /metrics is: its health port (the portal's is not its browser port).
+    assert ports == {spec.name: f"127.0.0.1:{spec.health_port}" for spec in SERVICES}
+    assert ports["audit-portal"] == "127.0.0.1:8085"
     target = component.add_exporter("synthetic", "127.0.0.1:9101")
     assert target.parent == component.targets_dir
     assert str(component.targets_dir) in jobs["exporters"]["file_sd_configs"][0]["files"][0]
