@@ -4,13 +4,16 @@ events on Kafka, tamper detection through Verify, and `make evidence` verified b
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 import uuid
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -53,6 +57,7 @@ class RunningEvidence:
     http_port: int
     database_url: str  # the superuser's, for the tests that tamper with tables below the API
     blob_dir: Path
+    pid: int
 
 
 @contextmanager
@@ -76,7 +81,7 @@ def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> 
                 raise RuntimeError(f"evidence service did not start: {output}") from None
             time.sleep(0.2)
     try:
-        yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir)
+        yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir, process.pid)
     finally:
         process.terminate()
         try:
@@ -280,6 +285,46 @@ def test_bad_uploads_are_invalid_argument(service: RunningEvidence, bundle: Path
     with pytest.raises(grpc.RpcError) as unknown:
         stub.Completeness(evidence_pb2.CompletenessRequest(release="v0.0.0", tenant="alpha"))
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class _Zeros(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        buffer[:] = bytes(len(buffer))
+        return len(buffer)
+
+
+def test_a_gzip_bomb_is_refused_while_it_arrives_and_the_service_stays_small(service: RunningEvidence,
+                                                                            tmp_path: Path) -> None:
+    bomb = tmp_path / "evidence-v1.2.1.tar.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as out, tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("artifacts/load-report/zeros.json")
+        info.size = 512 << 20
+        tar.addfile(info, io.BufferedReader(_Zeros(), 1 << 20))
+    assert bomb.stat().st_size < 1 << 20  # 512 MiB inflated from well under 1 MiB
+    stored_before = sorted(p for p in service.blob_dir.rglob("*") if p.is_file())
+    rss_before = _resident_bytes(service.pid)
+    with pytest.raises(grpc.RpcError) as refused:
+        evidence_stub(service).RegisterBundle(register_requests(bomb, "v1.2.1", "alpha"), timeout=60)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value.details()
+    assert refused.value.details().startswith("chunk: bundle refused: IG_MAX_COMPRESSION_RATIO")
+    assert _resident_bytes(service.pid) - rss_before < 32 << 20
+    # Nothing kept: the partial upload's temporary file goes once the handler unwinds (just after the reply).
+    deadline = time.monotonic() + 10
+    while sorted(p for p in service.blob_dir.rglob("*") if p.is_file()) != stored_before:
+        assert time.monotonic() < deadline, "the refused upload left files in the blob store"
+        time.sleep(0.1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/metrics", timeout=5) as response:
+        assert 'ig_evidence_uploads_refused_total{cap="IG_MAX_COMPRESSION_RATIO"} 1.0' in response.read().decode()
 
 
 def test_make_evidence_builds_a_bundle_the_real_cosign_verifies(service: RunningEvidence, keys: Path,

@@ -41,7 +41,7 @@ def main() -> None:
         trusted = (load_public_key(str(settings.trusted_public_key_path))
                    if settings.trusted_public_key_path else None)
         evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
-                                    max_bundle_bytes=settings.max_bundle_bytes, trusted_key=trusted,
+                                    limits=settings.upload_limits(), trusted_key=trusted,
                                     on_commit=runtime.relay.wake)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,

@@ -5,6 +5,8 @@ from pathlib import Path
 from ig_common.settings import GrpcServiceSettings, Port
 from pydantic import Field
 
+from ig_evidence.domain.upload_limits import UploadLimits
+
 
 class Settings(GrpcServiceSettings):
     service_name: str = "evidence"
@@ -16,8 +18,21 @@ class Settings(GrpcServiceSettings):
     trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     # IG_BLOB_STORE_PATH: where registered bundles' artifacts live, content-addressed by sha256.
     blob_store_path: Path = Path("/var/tmp/ig-mc/evidence-blobs")
-    # IG_MAX_BUNDLE_BYTES: uploads larger than this are refused.
-    max_bundle_bytes: int = Field(default=16 << 30, ge=1)
+    # Caps on an upload, checked on its bytes as they arrive (ig_evidence.domain.upload_limits): its size, what it
+    # inflates to, its largest member, its member count and its compression ratio. Past one, RegisterBundle answers
+    # RESOURCE_EXHAUSTED naming the setting, before anything is unpacked.
+    max_bundle_bytes: int = Field(default=2 << 30, ge=1)
+    max_uncompressed_bytes: int = Field(default=8 << 30, ge=1)
+    max_member_bytes: int = Field(default=2 << 30, ge=1)
+    max_members: int = Field(default=10_000, ge=1)
+    max_compression_ratio: float = Field(default=200.0, ge=1.0)
+
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(max_bundle_bytes=self.max_bundle_bytes,
+                            max_uncompressed_bytes=self.max_uncompressed_bytes,
+                            max_member_bytes=self.max_member_bytes, max_members=self.max_members,
+                            max_compression_ratio=self.max_compression_ratio)
+
     # IG_TRUSTED_PUBLIC_KEY_PATH: cosign.pub that registered bundles must be signed with (unset: the key shipped
     # in the bundle is used, which proves integrity but not origin).
     trusted_public_key_path: Path | None = None

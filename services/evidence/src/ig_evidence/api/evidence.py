@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge
 
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
 from ig_evidence.domain.manifest import BUNDLE_FILE, MANIFEST_FILE, RELEASE_NAME, SIGNATURE_FILE
+from ig_evidence.domain.upload_limits import CapExceeded, MalformedUpload, UploadCheck, UploadLimits
 from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import ArtifactRow, BundleRow, BundleStore
 from ig_evidence.store.ledger import LedgerStore
@@ -24,6 +25,8 @@ from ig_evidence.store.ledger import LedgerStore
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer(__name__)
 BUNDLES_REGISTERED = Counter("ig_evidence_bundles_registered_total", "Bundle uploads by outcome", ["outcome"])
+UPLOADS_REFUSED = Counter("ig_evidence_uploads_refused_total", "Bundle uploads refused at a cap while arriving",
+                          ["cap"])
 RELEASE_MISSING = Gauge("ig_evidence_release_missing_artifacts",
                         "Required evidence items missing from a release's latest bundle", ["release", "tenant"])
 REGISTER_KIND = "evidence.bundle_registered"
@@ -63,12 +66,12 @@ async def acting_tenant(requested: str, context: Context, *, field: str = "tenan
 
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
-    def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, max_bundle_bytes: int,
+    def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, limits: UploadLimits,
                  trusted_key: ec.EllipticCurvePublicKey | None, on_commit: Any = None) -> None:
         self._bundles = bundles
         self._ledger = ledger
         self._blobs = blobs
-        self._max = max_bundle_bytes
+        self._limits = limits
         self._trusted_key = trusted_key
         self._on_commit = on_commit or (lambda: None)
 
@@ -85,6 +88,12 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                                 "release name")
         out, temp = self._blobs.temp_file()
         digest, size = hashlib.sha256(), 0
+        check = UploadCheck(self._limits)
+
+        def accept(chunk: bytes) -> None:
+            check.feed(chunk)  # the caps, before the bytes are kept
+            out.write(chunk)
+
         try:
             with out:
                 async for message in request_iterator:
@@ -92,11 +101,20 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chunk: only the first message may "
                                             "carry a header")
                     size += len(message.chunk)
-                    if size > self._max:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk: bundle exceeds {self._max} "
-                                            "bytes")
                     digest.update(message.chunk)
-                    await asyncio.to_thread(out.write, message.chunk)
+                    try:
+                        await asyncio.to_thread(accept, message.chunk)
+                    except CapExceeded as error:
+                        UPLOADS_REFUSED.labels(error.setting).inc()
+                        log.warning("bundle_upload_refused", release=header.release, tenant=tenant, cap=error.setting,
+                                    received_bytes=size, detail=str(error))
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"chunk: bundle refused: {error}")
+                    except MalformedUpload as error:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk: bundle rejected: {error}")
+                try:
+                    await asyncio.to_thread(check.finish)
+                except MalformedUpload as error:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk: bundle rejected: {error}")
             if size == 0:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chunk: the bundle is empty")
             with tracer.start_as_current_span("evidence.ingest") as span:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ig_evidence.bundle.verify import verify_bundle
+from ig_evidence.bundle.verify import TooLarge, read_capped, verify_bundle
 from ig_evidence.domain import manifest as mf
 from ig_evidence.keys import KeyProblem, load_public_key
 from ig_evidence.store.blobs import BlobStore
@@ -40,7 +40,10 @@ def _bundled_public_key(archive: Path) -> ec.EllipticCurvePublicKey:
             raise BundleRejected("bundle carries no cosign.pub and the service has no trusted key") from error
         handle = tar.extractfile(member)
         assert handle is not None
-        pem = handle.read()
+        try:
+            pem = read_capped(handle, "cosign.pub")
+        except TooLarge as error:
+            raise BundleRejected(str(error)) from error
     temp = archive.with_suffix(".pub")
     temp.write_bytes(pem)
     try:
@@ -70,7 +73,7 @@ def ingest(archive: Path, archive_sha256: str, blobs: BlobStore, trusted_key: ec
             if handle is None:
                 continue
             if member.name == mf.MANIFEST_FILE:
-                manifest_bytes = handle.read()
+                manifest_bytes = read_capped(handle, member.name)  # verify_bundle refused a larger one already
             elif member.name in wanted:
                 digest, _ = blobs.put_stream(handle)
                 if digest != wanted[member.name].sha256:  # the archive changed between the two passes
@@ -89,7 +92,7 @@ def read_metadata_files(archive: Path) -> dict[str, bytes]:
             if member.name in wanted and member.isreg():
                 handle = tar.extractfile(member)
                 if handle is not None:
-                    found[member.name] = handle.read()
+                    found[member.name] = read_capped(handle, member.name)
     return found
 
 

@@ -28,6 +28,21 @@ from ig_evidence.domain.contract import EvidenceContract, missing_items
 PROVENANCE_PREFIX = f"{mf.ARTIFACTS_DIR}/provenance/"
 KEEP_LIMIT = 64 << 20  # attestations are read whole to check their signature; anything bigger is only hashed
 METADATA_FILES = (mf.MANIFEST_FILE, mf.SIGNATURE_FILE, mf.BUNDLE_FILE, "cosign.pub")
+# The manifest, its signatures and the key are read whole: never more than this (a manifest of 10,000 artifacts is
+# a few MiB).
+METADATA_LIMIT = 16 << 20
+
+
+class TooLarge(ValueError):
+    pass
+
+
+def read_capped(handle: Any, name: str, limit: int = METADATA_LIMIT) -> bytes:
+    """All of ``handle``, refusing past ``limit`` bytes without reading further."""
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{name}: larger than {limit} bytes (refused)")
+    return bytes(data)
 
 
 @dataclass
@@ -75,7 +90,10 @@ def _read_archive(archive: Path) -> _Contents:
                 handle = tar.extractfile(member)
                 assert handle is not None
                 if member.name in METADATA_FILES:
-                    contents.metadata[member.name] = handle.read()
+                    try:
+                        contents.metadata[member.name] = read_capped(handle, member.name)
+                    except TooLarge as error:
+                        contents.problems.append(str(error))
                 elif member.name.startswith(PROVENANCE_PREFIX) and member.size <= KEEP_LIMIT:
                     data = handle.read()
                     contents.metadata[member.name] = data
@@ -91,7 +109,11 @@ def _read_directory(root: Path) -> _Contents:
     contents = _Contents()
     for name in METADATA_FILES:
         if (root / name).is_file():
-            contents.metadata[name] = (root / name).read_bytes()
+            with open(root / name, "rb") as handle:
+                try:
+                    contents.metadata[name] = read_capped(handle, name)
+                except TooLarge as error:
+                    contents.problems.append(str(error))
     for path in sorted((root / mf.ARTIFACTS_DIR).rglob("*")):
         if path.is_symlink() or not (path.is_file() or path.is_dir()):
             contents.problems.append(f"{path.relative_to(root)}: not a plain file (refused)")
