@@ -141,3 +141,50 @@ async def test_a_superuser_edit_makes_verify_name_the_first_bad_seq(ledger: Ledg
     report = await ledger.verify()
     assert not report.ok
     assert report.first_bad_seq == first_bad, report.message
+
+
+async def test_checkpoints_verify_across_a_key_rotation_and_an_unknown_key_is_not_trusted(
+        database_url: str, schema: str) -> None:
+    old_key, new_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    origin = "test.example/rotating"
+    pool = await create_pool(database_url)
+    try:
+        before = LedgerStore(pool, schema, CheckpointSigner(origin, old_key))
+        for n in range(3):
+            await before.append("test.kind", f"s{n}", b"{}")
+        size, _, old_note, _ = await before.checkpoint()
+        await before.close()
+        old_verifier = before.signer.verifier_key
+
+        # Rotated: the new key signs; the old key's verifier key is configured, so the old checkpoint is handed
+        # out as it was stored, with the key that signed it.
+        after = LedgerStore(pool, schema, CheckpointSigner(origin, new_key), previous_verifier_keys=[old_verifier])
+        assert after.verifier_for(old_note) == old_verifier
+        assert (await after.checkpoint(size))[2] == old_note
+        await after.append("test.kind", "s3", b"{}")
+        new_size, _, new_note, _ = await after.checkpoint()
+        assert new_size == size + 1 and after.verifier_for(new_note) == after.signer.verifier_key
+        note.open_checkpoint(new_note, after.signer.verifier_key)
+        with pytest.raises(note.NoteError):
+            note.open_checkpoint(new_note, old_verifier)
+        await after.close()
+
+        # Rotated without the old verifier key: the old note is not trusted; the size is signed afresh instead.
+        forgetful = LedgerStore(pool, schema, CheckpointSigner(origin, new_key))
+        assert forgetful.verifier_for(old_note) is None
+        _, _, resigned, _ = await forgetful.checkpoint(size)
+        assert resigned != old_note and note.open_checkpoint(resigned, forgetful.signer.verifier_key).tree_size == size
+        await forgetful.close()
+    finally:
+        await pool.close()
+
+
+async def test_no_private_key_is_left_in_the_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval(f"SELECT to_regclass('{schema}.ledger_signing_key')") is None
+        columns = await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
+                                   "WHERE table_schema = $1 AND column_name LIKE '%private%'", schema)
+        assert columns == []
+    finally:
+        await conn.close()

@@ -129,12 +129,12 @@ async def test_the_policy_role_cannot_read_the_evidence_schema(suite: Infra, dat
 # -- the ledger ----------------------------------------------------------------------------------------------
 async def test_the_evidence_role_appends_only_through_the_ledger_functions_and_cannot_rewrite_entries(
         suite: Infra, database_url: str) -> None:
-    from ig_evidence.store.ledger import LedgerStore
-    from ig_evidence.store.signing_key import checkpoint_signer
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ig_evidence.store.ledger import CheckpointSigner, LedgerStore
 
     pool = await create_pool(suite.service_dsn("evidence", database_url), max_size=4)
     try:
-        signer = await checkpoint_signer(pool, "evidence", "roles-test", None)
+        signer = CheckpointSigner("roles-test", Ed25519PrivateKey.generate())
         store = LedgerStore(pool, "evidence", signer)
         appended = await asyncio.gather(*(store.append("test.roles", f"subject-{n}", b"{}") for n in range(20)))
         first_seq = min(entry.fields.seq for entry, _ in appended)
@@ -191,7 +191,7 @@ async def test_the_ledger_tables_belong_to_their_own_owner_not_the_schema_owner(
                  AND p.proname IN ('ledger_append', 'ledger_lock_head')""")
     finally:
         await admin.close()
-    for table in ("ledger_entries", "ledger_head", "ledger_checkpoints", "ledger_signing_key"):
+    for table in ("ledger_entries", "ledger_head", "ledger_checkpoints"):
         assert owners[table] == LEDGER_OWNER
     assert owners["bundles"] == SERVICE_ROLES["evidence"].migrator
     assert sorted((d["proname"], d["owner"], d["prosecdef"]) for d in definers) == [

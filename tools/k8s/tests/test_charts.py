@@ -515,3 +515,19 @@ def test_migration_chart_mounts_the_approvers_keys_and_refuses_every_run_without
 def test_an_approver_name_that_is_not_a_file_name_is_refused(helm: Helm) -> None:
     with pytest.raises(InfraError, match=r"approvers\.keys: \"Alice\" is not an approver name"):
         helm.template(CHARTS_DIR / "migration", "region-a", release="migration", sets=("approvers.keys.Alice=x",))
+
+
+def test_evidence_chart_mounts_the_checkpoint_key_from_a_secret_of_its_own(render: Render) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ig_evidence.domain import note
+
+    retired = note.verifier_key("example/ledger", Ed25519PrivateKey.generate().public_key())
+    objects = render("evidence", "region-a", (f"ledger.previousVerifierKeys[0]={retired}",))
+    assert settings(objects)["IG_LEDGER_KEY_PATH"] == "/etc/ig/ledger/ledger-checkpoint.key"
+    assert settings(objects)["IG_LEDGER_PREVIOUS_VERIFIER_KEYS"] == retired
+    volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "ledger-key")
+    assert volume["secret"]["secretName"] == "evidence-ledger-key" and volume["secret"]["defaultMode"] == 0o440
+    assert {"name": "ledger-key", "mountPath": "/etc/ig/ledger", "readOnly": True} in \
+        main_container(objects, "evidence")["volumeMounts"]
+    with pytest.raises(InfraError, match=r"ledger\.previousVerifierKeys: \"not-a-key\" is not a note verifier key"):
+        render("evidence", "region-a", ("ledger.previousVerifierKeys[0]=not-a-key",))

@@ -1,11 +1,13 @@
 """Wiring only: settings -> adapters -> servers."""
 
+import sys
+
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.authz import AuthorizationTable
 from ig_common.grpc_server import GrpcService
 from ig_common.service import Runtime, run_process, run_service
-from ig_common.settings import load_settings
+from ig_common.settings import load_identity, load_settings
 
 from ig_evidence.api.evidence import EvidenceServicer, report_missing
 from ig_evidence.api.ledger import LedgerServicer
@@ -15,19 +17,24 @@ from ig_evidence.store import MIGRATIONS, SCHEMA
 from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import BundleStore
 from ig_evidence.store.ledger import LedgerStore
-from ig_evidence.store.signing_key import checkpoint_signer
+from ig_evidence.store.signing_key import SigningKeyProblem, load_checkpoint_signer
 
 
 def main() -> None:
     settings = load_settings(Settings)
+    load_identity(settings)  # first: without a certificate that is the setting to name
+    try:
+        signer = load_checkpoint_signer(settings.ledger_origin, settings.checkpoint_key_file())
+    except SigningKeyProblem as error:
+        print(f"invalid setting IG_LEDGER_KEY_PATH: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
     adapters: dict[str, object] = {}
 
     async def on_start(runtime: Runtime) -> None:
-        signer = await checkpoint_signer(runtime.pool, runtime.schema, settings.ledger_origin,
-                                         settings.ledger_key_path)
         # No relay wake-up per append: the relay's 100 ms tick publishes every append of that interval in one Kafka
         # round trip, where a wake-up per commit cost a relay transaction per append at low rates.
-        ledger = LedgerStore(runtime.pool, runtime.schema, signer)
+        ledger = LedgerStore(runtime.pool, runtime.schema, signer,
+                             previous_verifier_keys=settings.previous_verifier_keys())
         runtime.spawn(ledger.serve_appends(), "ledger-writer")
         adapters["ledger"] = ledger
         adapters["blobs"] = BlobStore(settings.blob_store_path)

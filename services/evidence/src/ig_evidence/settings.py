@@ -3,9 +3,11 @@
 from pathlib import Path
 
 from ig_common.settings import GrpcServiceSettings, Port
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from ig_evidence.domain.note import NoteError, parse_verifier_key
 from ig_evidence.domain.upload_limits import UploadLimits
+from ig_evidence.store.signing_key import KEY_FILE_NAME
 
 
 class Settings(GrpcServiceSettings):
@@ -36,6 +38,31 @@ class Settings(GrpcServiceSettings):
     # IG_TRUSTED_PUBLIC_KEY_PATH: cosign.pub that registered bundles must be signed with (unset: the key shipped
     # in the bundle is used, which proves integrity but not origin).
     trusted_public_key_path: Path | None = None
-    # IG_LEDGER_ORIGIN / IG_LEDGER_KEY_PATH: checkpoint origin line and Ed25519 signing key (PEM, PKCS#8).
+    # IG_LEDGER_ORIGIN: the checkpoints' origin line.
     ledger_origin: str = Field(default="maestro-conductor.dev/evidence-ledger", pattern=r"^[^\s+]+$")
+    # IG_LEDGER_KEY_PATH: the Ed25519 checkpoint key (PEM, PKCS#8), a file only (store/signing_key.py). Unset:
+    # ledger-checkpoint.key beside the workload certificate ($IG_IDENTITIES/evidence/, where ig-infra makes one).
     ledger_key_path: Path | None = None
+    # IG_LEDGER_PREVIOUS_VERIFIER_KEYS: note verifier keys (name+hash+base64) of earlier checkpoint keys, comma
+    # separated: the checkpoints they signed stay verifiable after a rotation.
+    ledger_previous_verifier_keys: str = ""
+
+    @field_validator("ledger_previous_verifier_keys")
+    @classmethod
+    def _each_a_verifier_key(cls, value: str) -> str:
+        for key in _split(value):
+            try:
+                parse_verifier_key(key)
+            except NoteError as error:
+                raise ValueError(f"{key!r}: {error}") from error
+        return value
+
+    def previous_verifier_keys(self) -> tuple[str, ...]:
+        return _split(self.ledger_previous_verifier_keys)
+
+    def checkpoint_key_file(self) -> Path:
+        return self.ledger_key_path or self.workload_certificate().directory / KEY_FILE_NAME
+
+
+def _split(keys: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in keys.split(",") if key.strip())

@@ -97,7 +97,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         ts = Timestamp()
         ts.FromDatetime(created)
         return ledger_pb2.CheckpointResponse(tree_size=size, root_hash=root.hex(), ts=ts, note=note,
-                                             verifier_key=self._store.signer.verifier_key,
+                                             verifier_key=self._store.verifier_for(note) or
+                                             self._store.signer.verifier_key,
                                              origin=self._store.signer.origin)
 
     async def InclusionProof(self, request: ledger_pb2.InclusionProofRequest,

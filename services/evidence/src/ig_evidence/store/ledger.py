@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -63,7 +64,18 @@ def row_to_entry(row: asyncpg.Record) -> StoredEntry:
     return StoredEntry(fields=fields, entry_hash=row["entry_hash"], payload=bytes(row["payload"]))
 
 
+class CheckpointSigning(Protocol):
+    """What the ledger needs of its checkpoint key; a KMS- or HSM-backed signer would implement the same."""
+
+    origin: str
+    verifier_key: str  # the note verifier key (name+hash+base64) of the key that signs
+
+    def sign(self, tree_size: int, root: bytes) -> str: ...
+
+
 class CheckpointSigner:
+    """A checkpoint key held in memory (read from its file by store/signing_key.py)."""
+
     def __init__(self, origin: str, key: Ed25519PrivateKey) -> None:
         self.origin = origin
         self.key = key
@@ -74,11 +86,13 @@ class CheckpointSigner:
 
 
 class LedgerStore:
-    def __init__(self, pool: asyncpg.Pool, schema: str, signer: CheckpointSigner,
-                 on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, pool: asyncpg.Pool, schema: str, signer: CheckpointSigning,
+                 on_commit: Callable[[], None] = lambda: None, previous_verifier_keys: Sequence[str] = ()) -> None:
         self._pool = pool
         self._schema = schema
         self.signer = signer
+        # The current key first, then retired ones: a stored checkpoint is handed out with the one that signed it.
+        self.verifier_keys = (signer.verifier_key, *previous_verifier_keys)
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -247,14 +261,27 @@ class LedgerStore:
             raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
         stored = await self._pool.fetchrow(
             f"SELECT root_hash, note, created_at FROM {self._schema}.ledger_checkpoints WHERE tree_size = $1", size)
-        if stored is not None:
+        if stored is not None and self.verifier_for(stored["note"]) is not None:
             return size, bytes.fromhex(stored["root_hash"]), stored["note"], stored["created_at"]
         root = merkle.root_from_leaf_hashes(await self.leaf_hashes(size))
+        if stored is not None:
+            # Signed by a key this service no longer knows (the generated one the database used to hold, or one
+            # rotated out without its verifier key configured): the same size signed afresh by the current key.
+            # The stored row stays as it is (append-only).
+            return size, root, self.signer.sign(size, root), datetime.now(UTC)
         signed = self.signer.sign(size, root)
         await self._pool.execute(
             f"""INSERT INTO {self._schema}.ledger_checkpoints (tree_size, root_hash, note) VALUES ($1, $2, $3)
                 ON CONFLICT (tree_size) DO NOTHING""", size, root.hex(), signed)
         return await self.checkpoint(size)
+
+    def verifier_for(self, signed_note: str) -> str | None:
+        """The known verifier key (current or previous) whose signature ``signed_note`` carries, if any."""
+        for key in self.verifier_keys:
+            with contextlib.suppress(note.NoteError):
+                note.open_checkpoint(signed_note, key)
+                return key
+        return None
 
     async def inclusion_proof(self, seq: int, tree_size: int) -> tuple[int, list[bytes], bytes, bytes]:
         size = tree_size or await self.size()

@@ -1,39 +1,42 @@
-"""The ledger's Ed25519 checkpoint key: from a PEM file (IG_LEDGER_KEY_PATH) or generated once and kept.
+"""The ledger's Ed25519 checkpoint key: a file, never a database row.
 
-Without a key file the first replica generates a key and stores it in the schema (INSERT ... ON CONFLICT, so
-concurrent first starts agree on one key). Production mounts a key file instead (a Kubernetes secret).
+``IG_LEDGER_KEY_PATH`` names it (unset: ``ledger-checkpoint.key`` beside the service's workload certificate, where
+``ig-infra`` makes one; in the chart a mounted Secret). The database role that appends entries cannot read it, so
+whoever gets that role, or a dump of the schema, cannot re-sign a rewritten history. Migration 0005 removed the
+table in which a generated key used to be kept. After a rotation the verifier keys of earlier keys
+(``IG_LEDGER_PREVIOUS_VERIFIER_KEYS``) keep the checkpoints they signed verifiable; new ones are signed by the new
+key. ``CheckpointSigning`` (store/ledger.py) is the interface a KMS- or HSM-backed signer would implement instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import asyncpg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ig_evidence.store.ledger import CheckpointSigner
 
-
-def _pem(key: Ed25519PrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+KEY_FILE_NAME = "ledger-checkpoint.key"
 
 
-def _load(pem: bytes, where: str) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
+class SigningKeyProblem(ValueError):
+    """The checkpoint key file is missing, unreadable, too open or not an Ed25519 PKCS#8 PEM key."""
+
+
+def load_checkpoint_signer(origin: str, key_path: Path) -> CheckpointSigner:
+    try:
+        mode = key_path.stat().st_mode & 0o777
+        pem = key_path.read_bytes()
+    except OSError as error:
+        raise SigningKeyProblem(f"{key_path}: {error.strerror or error}") from error
+    # A Kubernetes Secret volume gives the pod's group read access (0440 with fsGroup): only the world is refused.
+    if mode & 0o007:
+        raise SigningKeyProblem(f"{key_path}: open to every user (mode {mode:o}); 0600, 0400 or 0440 at most")
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except ValueError as error:
+        raise SigningKeyProblem(f"{key_path}: not a PEM private key ({error})") from error
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{where}: the ledger checkpoint key must be Ed25519")
-    return key
-
-
-async def checkpoint_signer(pool: asyncpg.Pool, schema: str, origin: str, key_path: Path | None) -> CheckpointSigner:
-    if key_path is not None:
-        pem = await asyncio.to_thread(key_path.read_bytes)
-        return CheckpointSigner(origin, _load(pem, str(key_path)))
-    await pool.execute(f"""INSERT INTO {schema}.ledger_signing_key (singleton, origin, private_pem)
-                           VALUES (true, $1, $2) ON CONFLICT (singleton) DO NOTHING""",
-                       origin, _pem(Ed25519PrivateKey.generate()))
-    row = await pool.fetchrow(f"SELECT origin, private_pem FROM {schema}.ledger_signing_key WHERE singleton")
-    return CheckpointSigner(row["origin"], _load(row["private_pem"].encode(), f"{schema}.ledger_signing_key"))
+        raise SigningKeyProblem(f"{key_path}: the ledger checkpoint key must be Ed25519")
+    return CheckpointSigner(origin, key)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ig_infra.approver import approver_signing_key, ensure_approver_signing_key
 from ig_infra.components.base import Component
+from ig_infra.ledger_key import ensure_ledger_checkpoint_key, ledger_checkpoint_key
 from ig_infra.paths import REPO_ROOT
 from ig_infra.pki import (
     CLIENT_IDENTITIES,
@@ -36,6 +37,7 @@ class Identities(Component):
     def start(self) -> None:
         ensure_identities(self.paths.cache, self.paths.run, ALL_IDENTITIES)
         ensure_approver_signing_key(self.paths.run)
+        ensure_ledger_checkpoint_key(self.paths.run)
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
@@ -48,7 +50,7 @@ class Identities(Component):
         return self.healthy()
 
     def healthy(self) -> bool:
-        return approver_signing_key(self.paths.run).exists() and all(
+        return approver_signing_key(self.paths.run).exists() and ledger_checkpoint_key(self.paths.run).exists() and all(
             is_fresh(self.issued(name)) for name in ALL_IDENTITIES)
 
     def stop(self) -> bool:
