@@ -485,3 +485,32 @@ def test_without_its_checkpoint_key_file_the_service_does_not_start(infra: objec
                           timeout=60)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "invalid setting IG_LEDGER_KEY_PATH" in done.stderr and "no-such.key" in done.stderr
+
+
+def test_the_same_bundle_registers_once_per_tenant(infra: object, bundle: Path, tmp_path: Path) -> None:
+    """Registering a release first no longer makes it "already registered" for another tenant that trusts its signer:
+    each tenant gets its own registration, ledger entry and artifact ids, and sees only its own."""
+    own_url = infra.new_database("ig_evidence_tenants")  # type: ignore[attr-defined]
+    try:
+        with evidence_service(infra.env(own_url, "evidence"), own_url,  # type: ignore[attr-defined]
+                              tmp_path / "blobs") as running:
+            stub = evidence_stub(running)
+            archive = bundle / "evidence-v1.2.1.tar.gz"
+            alpha = stub.RegisterBundle(register_requests(archive, "v1.2.1", "alpha"))
+            beta = stub.RegisterBundle(register_requests(archive, "v1.2.1", "beta"))
+            again = stub.RegisterBundle(register_requests(archive, "v1.2.1", "beta"))
+            assert not alpha.already_registered and not beta.already_registered and again.already_registered
+            assert alpha.manifest_sha256 == beta.manifest_sha256 and alpha.ledger_seq != beta.ledger_seq
+            assert again.ledger_seq == beta.ledger_seq
+            ids = {tenant: {a.name: a.id for a in stub.ListArtifacts(evidence_pb2.ListArtifactsRequest(
+                release="v1.2.1", tenant=tenant)).artifacts} for tenant in ("alpha", "beta")}
+            assert ids["alpha"].keys() == ids["beta"].keys()
+            assert not set(ids["alpha"].values()) & set(ids["beta"].values())
+            sbom = ids["beta"]["sbom.spdx.json"]
+            parts = list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom, tenant="beta")))
+            assert parts[0].artifact.id == sbom and parts[0].artifact.name == "sbom.spdx.json"
+            with pytest.raises(grpc.RpcError) as other:
+                list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom, tenant="alpha")))
+            assert other.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        infra.drop_database(own_url)  # type: ignore[attr-defined]

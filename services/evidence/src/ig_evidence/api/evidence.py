@@ -132,7 +132,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         if bundle.manifest.get("release") != header.release:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"header.release: {header.release!r} but the "
                                 f"manifest is for {bundle.manifest.get('release')!r}")
-        existing = await self._bundles.find(bundle.manifest_sha256)
+        existing = await self._bundles.find(tenant, bundle.manifest_sha256)
         if existing is not None:
             BUNDLES_REGISTERED.labels("already_registered").inc()
             return evidence_pb2.RegisterBundleResponse(release=existing.release,
@@ -170,7 +170,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
     async def ListArtifacts(self, request: evidence_pb2.ListArtifactsRequest,
                             context: Context) -> evidence_pb2.ListArtifactsResponse:
         bundle = await self._latest(request.release, request.tenant, context)
-        rows = await self._bundles.artifacts(bundle.manifest_sha256)
+        rows = await self._bundles.artifacts(bundle)
         return evidence_pb2.ListArtifactsResponse(artifacts=[_artifact(r) for r in rows])
 
     async def GetArtifact(self, request: evidence_pb2.GetArtifactRequest,
@@ -192,7 +192,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                           context: Context) -> evidence_pb2.GetManifestResponse:
         # Tenant-scoped like ListArtifacts: another tenant's release is NOT_FOUND, exactly like a missing one.
         bundle = await self._latest(request.release, request.tenant, context)
-        archive = await self._bundles.archive_of(bundle.manifest_sha256)
+        archive = await self._bundles.archive_of(bundle)
         if archive is None or not self._blobs.exists(archive):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"release: the bundle of {request.release!r} is not stored")
         assert archive is not None

@@ -32,8 +32,9 @@ class ArtifactRow:
     record: ArtifactRecord
 
 
-def artifact_id(manifest_sha256: str, name: str) -> str:
-    return hashlib.sha256(f"{manifest_sha256}/{name}".encode()).hexdigest()[:32]
+def artifact_id(tenant: str, manifest_sha256: str, name: str) -> str:
+    """Tenant-scoped: two tenants registering the same bundle get different ids for the same file."""
+    return hashlib.sha256(f"{tenant}/{manifest_sha256}/{name}".encode()).hexdigest()[:32]
 
 
 def _bundle(row: asyncpg.Record) -> BundleRow:
@@ -51,19 +52,19 @@ class BundleStore:
         self._pool = pool
         self._schema = schema
 
-    async def find(self, manifest_sha256: str) -> BundleRow | None:
-        row = await self._pool.fetchrow(f"SELECT * FROM {self._schema}.bundles WHERE manifest_sha256 = $1",
-                                        manifest_sha256)
+    async def find(self, tenant: str, manifest_sha256: str) -> BundleRow | None:
+        row = await self._pool.fetchrow(f"SELECT * FROM {self._schema}.bundles WHERE tenant = $1 "
+                                        "AND manifest_sha256 = $2", tenant, manifest_sha256)
         return _bundle(row) if row else None
 
     async def record(self, bundle: BundleRow, archive_sha256: str, artifacts: list[ArtifactRecord]) -> bool:
-        """Insert bundle + artifacts + event in one transaction; False if this manifest was already registered."""
+        """Insert bundle + artifacts + event in one transaction; False if this tenant already registered it."""
         s = self._schema
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 f"""INSERT INTO {s}.bundles (manifest_sha256, release, tenant, complete, missing, contract_version,
                         archive_sha256, ledger_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                    ON CONFLICT (manifest_sha256) DO NOTHING RETURNING true""",
+                    ON CONFLICT (tenant, manifest_sha256) DO NOTHING RETURNING true""",
                 bundle.manifest_sha256, bundle.release, bundle.tenant, bundle.complete, bundle.missing,
                 bundle.contract_version, archive_sha256, bundle.ledger_seq)
             if not inserted:
@@ -71,8 +72,8 @@ class BundleStore:
             await conn.executemany(
                 f"""INSERT INTO {s}.artifacts (id, manifest_sha256, release, tenant, name, type, media_type, size,
                         sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-                [(artifact_id(bundle.manifest_sha256, a.name), bundle.manifest_sha256, bundle.release, bundle.tenant,
-                  a.name, a.type, a.media_type, a.size, a.sha256) for a in artifacts])
+                [(artifact_id(bundle.tenant, bundle.manifest_sha256, a.name), bundle.manifest_sha256, bundle.release,
+                  bundle.tenant, a.name, a.type, a.media_type, a.size, a.sha256) for a in artifacts])
             await enqueue(conn, s, bundle_registered(events_pb2.BundleRegistered(
                 release=bundle.release, tenant=bundle.tenant, manifest_sha256=bundle.manifest_sha256,
                 ledger_seq=bundle.ledger_seq, complete=bundle.complete)))
@@ -90,15 +91,16 @@ class BundleStore:
                 ORDER BY registered_at DESC LIMIT 1""", release, tenant)
         return _bundle(row) if row else None
 
-    async def archive_of(self, manifest_sha256: str) -> str | None:
+    async def archive_of(self, bundle: BundleRow) -> str | None:
         """The content address of the bundle tarball a manifest came in."""
         value = await self._pool.fetchval(f"SELECT archive_sha256 FROM {self._schema}.bundles "
-                                          "WHERE manifest_sha256 = $1", manifest_sha256)
+                                          "WHERE tenant = $1 AND manifest_sha256 = $2", bundle.tenant,
+                                          bundle.manifest_sha256)
         return str(value) if value is not None else None
 
-    async def artifacts(self, manifest_sha256: str) -> list[ArtifactRow]:
-        rows = await self._pool.fetch(f"SELECT * FROM {self._schema}.artifacts WHERE manifest_sha256 = $1 "
-                                      "ORDER BY name", manifest_sha256)
+    async def artifacts(self, bundle: BundleRow) -> list[ArtifactRow]:
+        rows = await self._pool.fetch(f"SELECT * FROM {self._schema}.artifacts WHERE tenant = $1 "
+                                      "AND manifest_sha256 = $2 ORDER BY name", bundle.tenant, bundle.manifest_sha256)
         return [_artifact(r) for r in rows]
 
     async def artifact(self, artifact_id_: str) -> ArtifactRow | None:
