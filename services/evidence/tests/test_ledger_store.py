@@ -188,3 +188,19 @@ async def test_no_private_key_is_left_in_the_schema(database_url: str, schema: s
         assert columns == []
     finally:
         await conn.close()
+
+
+async def test_only_heads_are_stored_and_a_past_size_gets_the_same_note_every_time(
+        ledger: LedgerStore, database_url: str, schema: str) -> None:
+    for n in range(5):
+        await ledger.append("test.kind", f"s{n}", b"{}")
+    past = (await ledger.checkpoint(3))[2]
+    assert (await ledger.checkpoint(3))[2] == past  # deterministic: the same bytes without a stored row
+    assert note.open_checkpoint(past, ledger.signer.verifier_key).tree_size == 3
+    await ledger.checkpoint()  # the head
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = [r["tree_size"] for r in await conn.fetch(f"SELECT tree_size FROM {schema}.ledger_checkpoints")]
+    finally:
+        await conn.close()
+    assert stored == [5]

@@ -256,7 +256,10 @@ class LedgerStore:
 
     # -- checkpoints and proofs ----------------------------------------------------------------------------
     async def checkpoint(self, tree_size: int = 0) -> tuple[int, bytes, str, datetime]:
-        size = tree_size or await self.size()
+        """A signed checkpoint of ``tree_size`` (0 = the head). Only heads are stored: a past size is computed and
+        signed on request, and since Ed25519 is deterministic it gets the same note every time."""
+        head = await self.size()
+        size = tree_size or head
         if size < 1:
             raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
         stored = await self._pool.fetchrow(
@@ -264,12 +267,12 @@ class LedgerStore:
         if stored is not None and self.verifier_for(stored["note"]) is not None:
             return size, bytes.fromhex(stored["root_hash"]), stored["note"], stored["created_at"]
         root = merkle.root_from_leaf_hashes(await self.leaf_hashes(size))
-        if stored is not None:
-            # Signed by a key this service no longer knows (the generated one the database used to hold, or one
-            # rotated out without its verifier key configured): the same size signed afresh by the current key.
-            # The stored row stays as it is (append-only).
-            return size, root, self.signer.sign(size, root), datetime.now(UTC)
         signed = self.signer.sign(size, root)
+        if stored is not None or size != head:
+            # A past size (not stored), or a stored one signed by a key this service no longer knows (the generated
+            # one the database used to hold, or one rotated out without its verifier key configured): signed by the
+            # current key and handed out; the stored row, if any, stays as it is (append-only).
+            return size, root, signed, datetime.now(UTC)
         await self._pool.execute(
             f"""INSERT INTO {self._schema}.ledger_checkpoints (tree_size, root_hash, note) VALUES ($1, $2, $3)
                 ON CONFLICT (tree_size) DO NOTHING""", size, root.hex(), signed)
