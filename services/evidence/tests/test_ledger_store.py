@@ -204,3 +204,24 @@ async def test_only_heads_are_stored_and_a_past_size_gets_the_same_note_every_ti
     finally:
         await conn.close()
     assert stored == [5]
+
+
+async def test_verify_names_a_stored_checkpoint_whose_root_was_rewritten(
+        ledger: LedgerStore, database_url: str, schema: str) -> None:
+    for n in range(7):
+        await ledger.append("test.kind", f"s{n}", b"{}")
+    await ledger.checkpoint()  # stored at the head, 7
+    for n in range(4):
+        await ledger.append("test.kind", f"t{n}", b"{}")
+    await ledger.checkpoint()  # and at 11
+    assert (await ledger.verify()).ok
+    conn = await asyncpg.connect(database_url)
+    try:
+        # A superuser switching the append-only triggers off for the session rewrites the root of size 7.
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(f"UPDATE {schema}.ledger_checkpoints SET root_hash = $1 WHERE tree_size = 7", "ab" * 32)
+    finally:
+        await conn.close()
+    report = await ledger.verify()
+    assert not report.ok and report.entries_checked == 11
+    assert report.first_bad_seq == 7 and report.message == "signed checkpoint of size 7 no longer matches the entries"

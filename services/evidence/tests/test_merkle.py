@@ -94,3 +94,14 @@ def test_malformed_inclusion_requests_are_errors(index: int, size: int, proof_le
     proof = proof[:proof_length_delta] if proof_length_delta < 0 else proof + [bytes(32)] * proof_length_delta
     with pytest.raises(merkle.ProofError):
         merkle.verify_inclusion(index, size, leaves[0], proof, merkle.root_from_leaf_hashes(leaves))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=8), min_size=0, max_size=300))
+def test_a_compact_range_gives_the_root_of_every_prefix(data: list[bytes]) -> None:
+    leaves = [merkle.leaf_hash(d) for d in data]
+    tree = merkle.CompactRange()
+    assert tree.root() == merkle.root_from_leaf_hashes([])
+    for n, leaf in enumerate(leaves, start=1):
+        tree.append(leaf)
+        assert tree.size == n and tree.root() == merkle.root_from_leaf_hashes(leaves[:n])

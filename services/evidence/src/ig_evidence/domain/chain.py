@@ -90,7 +90,6 @@ class ChainWalker:
         self.prev_hash = GENESIS_HASH
         self.checked = 0
         self.problem: ChainReport | None = None
-        self.entry_hashes: list[str] = []
 
     def feed(self, entry: StoredEntry) -> bool:
         """False once a problem was found (stop feeding)."""
@@ -112,7 +111,6 @@ class ChainWalker:
             return False
         self.checked += 1
         self.expected_seq, self.prev_hash = f.seq + 1, entry.entry_hash
-        self.entry_hashes.append(entry.entry_hash)
         return True
 
     def report(self) -> ChainReport:

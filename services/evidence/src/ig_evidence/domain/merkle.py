@@ -25,6 +25,32 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+class CompactRange:
+    """The perfect subtrees that cover leaves [0, n), left to right: at most log2(n) + 1 hashes, yet enough for the
+    RFC 9162 root of the tree of every size as leaves arrive one by one (what Verify needs, in flat memory)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._peaks: list[bytes] = []  # heights strictly decreasing from left to right
+
+    def append(self, leaf: bytes) -> None:
+        self._peaks.append(leaf)
+        self.size += 1
+        merged = self.size
+        while merged & 1 == 0:  # two subtrees of equal height become one
+            right = self._peaks.pop()
+            self._peaks.append(node_hash(self._peaks.pop(), right))
+            merged >>= 1
+
+    def root(self) -> bytes:
+        if not self._peaks:
+            return EMPTY_ROOT
+        root = self._peaks[-1]
+        for peak in reversed(self._peaks[:-1]):
+            root = node_hash(peak, root)
+        return root
+
+
 def _largest_power_of_two_below(n: int) -> int:
     """k with k < n <= 2k, for n > 1 (RFC 9162's split point)."""
     return 1 << ((n - 1).bit_length() - 1)

@@ -301,31 +301,45 @@ class LedgerStore:
 
     # -- verification --------------------------------------------------------------------------------------
     async def verify(self) -> ChainReport:
-        """Re-read every entry (no cache), re-hash the chain, and re-check every checkpoint handed out."""
+        """Re-read every entry (no cache), re-hash the chain, and re-check every stored checkpoint's root.
+
+        One pass in seq order, in flat memory: each entry extends a compact range of the Merkle tree, whose root at
+        a stored checkpoint's size must be that checkpoint's root (no root is recomputed from all the leaves)."""
         walker = ChainWalker()
+        tree = merkle.CompactRange()
         async with self._pool.acquire() as conn:
+            checkpoints = [(r["tree_size"], r["root_hash"]) for r in await conn.fetch(
+                f"SELECT tree_size, root_hash FROM {self._schema}.ledger_checkpoints ORDER BY tree_size")]
+            pending = list(reversed(checkpoints))  # the smallest size last, popped first
+            mismatch: int | None = None
             last = 0
             while True:
                 rows = await conn.fetch(f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE seq > $1 "
                                         "ORDER BY seq LIMIT $2", last, VERIFY_PAGE)
-                if not rows or not all(walker.feed(row_to_entry(r)) for r in rows):
-                    break
-                last = rows[-1]["seq"]
+                for row in rows:
+                    entry = row_to_entry(row)
+                    if not walker.feed(entry):
+                        break
+                    tree.append(merkle.leaf_hash(bytes.fromhex(entry.entry_hash)))
+                    while pending and pending[-1][0] == tree.size:
+                        if tree.root().hex() != pending.pop()[1] and mismatch is None:
+                            mismatch = tree.size
+                else:
+                    if rows:
+                        last = rows[-1]["seq"]
+                        continue
+                break
             report = walker.report()
             head = await conn.fetchrow(f"SELECT size, head_hash FROM {self._schema}.ledger_head WHERE singleton")
-            checkpoints = await conn.fetch(f"SELECT tree_size, root_hash FROM {self._schema}.ledger_checkpoints "
-                                           "ORDER BY tree_size")
         if not report.ok:
             return report
         if head["size"] != report.entries_checked or (report.entries_checked and head["head_hash"] !=
-                                                        walker.entry_hashes[-1]):
+                                                        walker.prev_hash):
             return ChainReport(False, report.entries_checked, report.entries_checked + 1,
                                f"ledger head (size {head['size']}) does not match the {report.entries_checked} "
                                "entries found: entries were removed")
-        leaves = [merkle.leaf_hash(bytes.fromhex(h)) for h in walker.entry_hashes]
-        for row in checkpoints:
-            size = row["tree_size"]
-            if size > len(leaves) or merkle.root_from_leaf_hashes(leaves[:size]).hex() != row["root_hash"]:
-                return ChainReport(False, report.entries_checked, min(size, len(leaves)),
-                                   f"signed checkpoint of size {size} no longer matches the entries")
+        bad_size = mismatch or (pending[-1][0] if pending else None)
+        if bad_size is not None:
+            return ChainReport(False, report.entries_checked, min(bad_size, report.entries_checked),
+                               f"signed checkpoint of size {bad_size} no longer matches the entries")
         return report
