@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ig_infra.process import free_port
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,11 +68,6 @@ def exported_metrics() -> set[str]:
                 names.update(declared.findall(path.read_text(errors="replace")))
     return names
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_charts_ship_rule_files_and_no_rule_lives_twice() -> None:

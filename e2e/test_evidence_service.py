@@ -10,7 +10,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -37,6 +36,7 @@ from ig_common.spiffe import SpiffeId
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
 from ig_infra.kafka_reading import consumer_at
+from ig_infra.process import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -44,11 +44,6 @@ REPO = Path(__file__).resolve().parents[1]
 COLLECTED_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
                    "decision-coverage", "multi-region", "migration-timeline"]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

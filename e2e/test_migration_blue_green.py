@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from ig.migration.v1 import migration_pb2, migration_pb2_grpc
 from ig_common.grpc_client import aio_channel_as
 from ig_common.tls import inherited_identity
 from ig_infra.approver import approver_signing_key, ensure_approver_signing_key
+from ig_infra.process import free_port
 from ig_migration.domain.approval import private_key_from_pem, sign_plan
 from ig_migration.store import target
 from ig_migration.workload import Writer, create_assets
@@ -47,11 +47,6 @@ async def assets_dsn(infra: object) -> AsyncIterator[str]:
     yield dsn
     await asyncio.to_thread(infra.drop_database, admin_url)  # type: ignore[attr-defined]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def base_env(dsn: str, artifacts: Path, kafka: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ settings (a missing certificate among them) stop it."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ig_common.grpc_client import channel_as
+from ig_infra.process import free_port
 from ig_infra.services import grpc_healthy
 
 pytestmark = pytest.mark.integration
@@ -43,11 +43,6 @@ SERVICES = [
     Service("audit-portal", "ig_portal.app", "portal", False, separate_health=True),
 ]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(url: str) -> tuple[int, bytes]:

@@ -14,7 +14,6 @@ issue's attacks on one of them.
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -27,6 +26,7 @@ import pytest
 from google.protobuf.descriptor import MethodDescriptor
 from ig_common.authz import AuthorizationTable
 from ig_infra.pki import DevCA
+from ig_infra.process import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,11 +92,6 @@ def server(pki: dict[str, Path]) -> Iterator[str]:
         process.kill()
         process.wait(10)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def call(target: str, credentials: grpc.ChannelCredentials, path: str) -> grpc.StatusCode:

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ig_common.grpc_client import RenewingStub
 from ig_common.tls import WorkloadCertificate
 from ig_infra.pki import DevCA
+from ig_infra.process import free_port
 
 
 @pytest.fixture
@@ -70,11 +71,6 @@ def served(ca: DevCA, tmp_path: Path) -> Iterator[Served]:
         process.kill()
         process.wait(10)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def served_serial(port: int, client_dir: Path) -> int:

@@ -23,6 +23,7 @@ from ig_common.http_client import WorkloadTokenAuth
 from ig_common.http_server import serve_http
 from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
 from ig_infra.pki import DevCA
+from ig_infra.process import free_port
 from starlette.requests import Request
 
 TABLE = AuthorizationTable.from_document({
@@ -149,11 +150,6 @@ async def test_the_guard_applies_the_tables_http_rows(pki: dict[str, Path], call
         assert reply.json()["detail"] == detail
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _served_serial(port: int, client_dir: Path) -> int:
     context = ssl.create_default_context(cafile=str(client_dir / CA_FILE))
@@ -169,7 +165,7 @@ async def test_the_https_listener_serves_a_renewed_certificate_without_a_restart
     ca = DevCA.load_or_create(tmp_path / "ca")
     server_dir = ca.issue("policy", tmp_path / "server").directory
     client_dir = ca.issue("gateway", tmp_path / "client").directory
-    port, stop = _free_port(), asyncio.Event()
+    port, stop = free_port(), asyncio.Event()
     serving = asyncio.create_task(serve_http(FastAPI(), "127.0.0.1", port, stop,
                                              tls=WorkloadCertificate(server_dir), certificate_check_seconds=0.1))
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig_common.grpc_client import channel_as
 from ig_infra.components.postgres import service_env_for
+from ig_infra.process import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 RELEASE = "v1.2.1"
@@ -36,11 +36,6 @@ USERS = {
 EVIDENCE_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
                   "decision-coverage", "multi-region", "migration-timeline"]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_status(url: str) -> int:

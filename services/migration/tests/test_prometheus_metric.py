@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ig_infra.components.prometheus import PrivatePrometheus
+from ig_infra.process import free_port
 from ig_migration.adapters.prometheus import instant_value
 from ig_migration.domain.aca import Verdict, judge_metric
 from ig_migration.domain.plan import Aca, AcaMetric
@@ -16,11 +16,6 @@ from ig_migration.orchestrator.canary import sample_windows
 
 pytestmark = pytest.mark.integration
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

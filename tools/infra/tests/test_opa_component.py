@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import stat
 import subprocess
 import time
@@ -14,13 +13,7 @@ from pathlib import Path
 import pytest
 from ig_infra.components.opa import Opa, api_locked, opa_binary
 from ig_infra.paths import Paths
-from ig_infra.process import read_pid
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ig_infra.process import free_port, read_pid
 
 
 def status(url: str, token: str | None = None, method: str = "GET", body: bytes | None = None) -> int:

@@ -4,7 +4,6 @@ job the local (`make up`) Prometheus uses, where the region alerts shipped with 
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.parse
 import urllib.request
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ig_infra.process import free_port
 from ig_region_test import cli
 from ig_region_test.report import PUSH_JOB, push_metrics
 
@@ -20,11 +20,6 @@ REPO = Path(__file__).resolve().parents[3]
 REGION_RULES = REPO / "charts" / "evidence" / "rules" / "region.rules.yml"
 GOOD = ["--simulate-failover", "--assert-rpo", "300", "--assert-rto", "1800"]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def results(*, passed: bool, phases: dict[str, float]) -> dict[str, Any]:

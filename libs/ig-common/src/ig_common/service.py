@@ -44,6 +44,9 @@ class Runtime:
     stop: asyncio.Event
     # The service's own workload identity, for the calls it makes to other services.
     certificate: WorkloadCertificate
+    # Who may call what (IG_AUTHZ_TABLE), loaded once: the gRPC interceptor's, for the service's other guards too
+    # (its internal HTTP API, the ledger's kinds). None for a service that serves no gRPC.
+    authz_table: AuthorizationTable | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def spawn(self, coroutine: Awaitable[None], name: str) -> None:
@@ -107,7 +110,7 @@ async def run_service(
         await prepare_service_schema(pool, schema, migrations, settings.migration_database_url)
         relay = OutboxRelay(pool, schema, settings.kafka_bootstrap, tls=certificate.client_ssl_context)
         runtime = Runtime(settings=settings, schema=schema, pool=pool, relay=relay, stop=stop,
-                          certificate=certificate)
+                          certificate=certificate, authz_table=security.table if security is not None else None)
         if relay_outbox:
             runtime.spawn(relay.run(stop), "outbox-relay")
         if on_start is not None:

@@ -7,7 +7,6 @@ import sys
 from ig.burn.v1 import burn_pb2, burn_pb2_grpc
 from ig.flags.v1 import flags_pb2, flags_pb2_grpc
 from ig_common.authz.http_guard import guarded_by_table
-from ig_common.authz.table import AuthorizationTable
 from ig_common.grpc_server import GrpcService
 from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
@@ -86,10 +85,10 @@ class Wiring:
         value, which the service hands to every caller alike."""
         assert self.engine is not None and self.cache is not None
         s = self.settings
-        assert s.authz_table is not None  # run_service refused to start without it
+        assert runtime.authz_table is not None  # run_service refused to start without it
         api = build_api_app("burn API")
         api.include_router(burn_router(self.engine))
-        guarded = guarded_by_table(api, AuthorizationTable.load(s.authz_table), runtime.certificate)
+        guarded = guarded_by_table(api, runtime.authz_table, runtime.certificate)
         runtime.spawn(serve_http(guarded, s.http_host, s.api_port, runtime.stop, tls=runtime.certificate),
                       "burn-api-https")
         public = build_api_app("burn OFREP and dashboard")

@@ -4,7 +4,6 @@ import sys
 
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from ig_common.authz import AuthorizationTable
 from ig_common.grpc_server import GrpcService
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_identity, load_settings
@@ -45,6 +44,8 @@ def main() -> None:
         assert isinstance(ledger, LedgerStore)
         blobs = adapters["blobs"]
         assert isinstance(blobs, BlobStore)
+        authz_table = runtime.authz_table
+        assert authz_table is not None  # run_service refused to start without it
         trusted = (load_public_key(str(settings.trusted_public_key_path))
                    if settings.trusted_public_key_path else None)
         evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
@@ -52,7 +53,7 @@ def main() -> None:
                                     on_commit=runtime.relay.wake)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
-                        LedgerServicer(ledger, AuthorizationTable.load(settings.authz_table)),
+                        LedgerServicer(ledger, authz_table),
                         ledger_pb2_grpc.add_LedgerServiceServicer_to_server),
             GrpcService(evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name, evidence,
                         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ig_common.authz import AuthorizationTable
 from ig_common.authz.http_guard import guarded_by_table
 from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
@@ -39,10 +38,10 @@ def main() -> None:
         wired["decisions"] = DecisionService(engine, decision_log)
         # AuthZEN on a listener of its own: TLS with a client certificate of the CA, then the caller's workload
         # token against the same table as gRPC. /healthz and /metrics stay on the plain IG_HTTP_PORT.
-        assert settings.authz_table is not None  # run_service refused to start without it
+        assert runtime.authz_table is not None  # run_service refused to start without it
         authzen = build_api_app("policy AuthZEN")
         mount_authzen(authzen, wired["decisions"])
-        guarded = guarded_by_table(authzen, AuthorizationTable.load(settings.authz_table), runtime.certificate)
+        guarded = guarded_by_table(authzen, runtime.authz_table, runtime.certificate)
         runtime.spawn(serve_http(guarded, settings.http_host, settings.authzen_port, runtime.stop,
                                  tls=runtime.certificate), "authzen-https")
 

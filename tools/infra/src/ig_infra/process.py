@@ -16,6 +16,13 @@ class InfraError(RuntimeError):
     """Something the person running the tool must fix; the message says what."""
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for a process a test or tool starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

@@ -8,7 +8,6 @@ starts the burn harness itself, and ig-migrate is an orchestrator of its own.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ig_common.tls import inherited_identity
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ig_infra.process import free_port
 
 
 def healthy(url: str) -> bool:

@@ -258,8 +258,7 @@ class LedgerStore:
     async def checkpoint(self, tree_size: int = 0) -> tuple[int, bytes, str, datetime]:
         """A signed checkpoint of ``tree_size`` (0 = the head). Only heads are stored: a past size is computed and
         signed on request, and since Ed25519 is deterministic it gets the same note every time."""
-        head = await self.size()
-        size = tree_size or head
+        size = tree_size or await self.size()
         if size < 1:
             raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
         stored = await self._pool.fetchrow(
@@ -268,7 +267,7 @@ class LedgerStore:
             return size, bytes.fromhex(stored["root_hash"]), stored["note"], stored["created_at"]
         root = merkle.root_from_leaf_hashes(await self.leaf_hashes(size))
         signed = self.signer.sign(size, root)
-        if stored is not None or size != head:
+        if stored is not None or (tree_size and tree_size != await self.size()):
             # A past size (not stored), or a stored one signed by a key this service no longer knows (the generated
             # one the database used to hold, or one rotated out without its verifier key configured): signed by the
             # current key and handed out; the stored row, if any, stays as it is (append-only).

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from ig_infra.process import free_port
 
 from ig_release.context import ReleaseContext, StageFailed
 from ig_release.process import run_logged
@@ -38,11 +38,6 @@ MIX: list[tuple[str, float, int, dict[str, str]]] = [
     ("step-up: session risk in the step-up band", 0.15, 401, {"X-Session-Risk": "50"}),
 ]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
