@@ -57,7 +57,3 @@ def client_as(own_name: str, base_url: str, audience: str, **httpx_args: Any) ->
     certificate = load_workload_certificate(own_name)
     return httpx.Client(**_client_arguments(certificate, base_url, audience), **httpx_args)
 
-
-def async_client_as(own_name: str, base_url: str, audience: str, **httpx_args: Any) -> httpx.AsyncClient:
-    certificate = load_workload_certificate(own_name)
-    return httpx.AsyncClient(**_client_arguments(certificate, base_url, audience), **httpx_args)
