@@ -125,3 +125,17 @@ test_burn_report_over_https_answers_exactly_whom_get_burn_answers if {
 	# /get-burn and BurnService/GetBurn hand out the same report: one must not be wider than the other.
 	{name | some name in data.http["GET /get-burn"]} == granted("/ig.burn.v1.BurnService/GetBurn")
 }
+
+test_only_the_ledger_submits_checkpoints_to_witnesses if {
+	# A witness cosigns whatever extends what it last cosigned: only the ledger's own service may feed it.
+	{name | some name in data.http["POST /add-checkpoint"]} == {"evidence"}
+}
+
+test_witnesses_call_nothing if {
+	every _, names in data.methods {
+		not "witness" in names
+	}
+	every _, names in data.http {
+		not "witness" in names
+	}
+}

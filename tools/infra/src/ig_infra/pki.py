@@ -33,6 +33,8 @@ RENEW_AFTER = datetime.timedelta(hours=12)
 # Every workload of the suite: the five services and the clients that act on their own behalf.
 SERVICE_IDENTITIES = ("policy", "evidence", "burn", "migration", "audit-portal")
 CLIENT_IDENTITIES = ("gateway", "release", "operator", "approver", "region-test", "bench")
+# The ledger's witnesses (one process per region, all with this identity and each with its own cosigning key).
+WITNESS_IDENTITIES = ("witness",)
 
 
 def spiffe_id(name: str, *, trust_domain: str = TRUST_DOMAIN, namespace: str = NAMESPACE) -> str:
@@ -185,7 +187,8 @@ def ensure_identity(ca: DevCA, name: str, run: Path) -> IssuedIdentity:
     return issued if is_fresh(issued, ca.cert_pem) else ca.issue(name, issued.directory)
 
 
-def ensure_identities(cache: Path, run: Path, names: tuple[str, ...] = SERVICE_IDENTITIES + CLIENT_IDENTITIES
+def ensure_identities(cache: Path, run: Path,
+                      names: tuple[str, ...] = SERVICE_IDENTITIES + CLIENT_IDENTITIES + WITNESS_IDENTITIES
                       ) -> dict[str, IssuedIdentity]:
     ca = DevCA.load_or_create(ca_directory(cache))
     return {name: ensure_identity(ca, name, run) for name in names}

@@ -25,6 +25,11 @@ class SigningKeyProblem(ValueError):
 
 
 def load_checkpoint_signer(origin: str, key_path: Path) -> CheckpointSigner:
+    return CheckpointSigner(origin, read_ed25519_key(key_path, "the ledger checkpoint key"))
+
+
+def read_ed25519_key(key_path: Path, what: str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PEM PKCS#8 file no other user may read (the checkpoint key, a witness key)."""
     try:
         mode = key_path.stat().st_mode & 0o777
         pem = key_path.read_bytes()
@@ -38,5 +43,5 @@ def load_checkpoint_signer(origin: str, key_path: Path) -> CheckpointSigner:
     except ValueError as error:
         raise SigningKeyProblem(f"{key_path}: not a PEM private key ({error})") from error
     if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyProblem(f"{key_path}: the ledger checkpoint key must be Ed25519")
-    return CheckpointSigner(origin, key)
+        raise SigningKeyProblem(f"{key_path}: {what} must be Ed25519")
+    return key

@@ -14,6 +14,7 @@ from ig_infra.paths import REPO_ROOT
 from ig_infra.pki import (
     CLIENT_IDENTITIES,
     SERVICE_IDENTITIES,
+    WITNESS_IDENTITIES,
     DevCA,
     IssuedIdentity,
     ca_directory,
@@ -24,7 +25,7 @@ from ig_infra.pki import (
 )
 
 AUTHZ_TABLE = REPO_ROOT / "policies" / "authz" / "grpc-methods.yaml"
-ALL_IDENTITIES = SERVICE_IDENTITIES + CLIENT_IDENTITIES
+ALL_IDENTITIES = SERVICE_IDENTITIES + CLIENT_IDENTITIES + WITNESS_IDENTITIES
 
 
 class Identities(Component):

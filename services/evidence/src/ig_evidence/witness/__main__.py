@@ -1,0 +1,3 @@
+from ig_evidence.witness.app import main
+
+main()
