@@ -17,6 +17,7 @@ from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import BundleStore
 from ig_evidence.store.ledger import LedgerStore
 from ig_evidence.store.signing_key import SigningKeyProblem, load_checkpoint_signer
+from ig_evidence.store.witnessing import Witnessing
 
 
 def main() -> None:
@@ -32,10 +33,16 @@ def main() -> None:
     async def on_start(runtime: Runtime) -> None:
         # No relay wake-up per append: the relay's 100 ms tick publishes every append of that interval in one Kafka
         # round trip, where a wake-up per commit cost a relay transaction per append at low rates.
+        witnessing = Witnessing(runtime.pool, runtime.schema, settings.witness_endpoints(), runtime.certificate,
+                                timeout=settings.witness_timeout_seconds)
         ledger = LedgerStore(runtime.pool, runtime.schema, signer,
-                             previous_verifier_keys=settings.previous_verifier_keys())
+                             previous_verifier_keys=settings.previous_verifier_keys(),
+                             on_head_checkpoint=witnessing.head_stored)
+        witnessing.bind(ledger.consistency_proof)
         runtime.spawn(ledger.serve_appends(), "ledger-writer")
+        runtime.spawn(witnessing.run(), "ledger-witnessing")
         adapters["ledger"] = ledger
+        adapters["witnessing"] = witnessing
         adapters["blobs"] = BlobStore(settings.blob_store_path)
         report_missing(await BundleStore(runtime.pool, runtime.schema).latest_per_release(""))
 
@@ -44,6 +51,8 @@ def main() -> None:
         assert isinstance(ledger, LedgerStore)
         blobs = adapters["blobs"]
         assert isinstance(blobs, BlobStore)
+        witnessing = adapters["witnessing"]
+        assert isinstance(witnessing, Witnessing)
         authz_table = runtime.authz_table
         assert authz_table is not None  # run_service refused to start without it
         trusted = (load_public_key(str(settings.trusted_public_key_path))
@@ -53,7 +62,7 @@ def main() -> None:
                                     on_commit=runtime.relay.wake)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
-                        LedgerServicer(ledger, authz_table),
+                        LedgerServicer(ledger, authz_table, witnessing if witnessing.endpoints else None),
                         ledger_pb2_grpc.add_LedgerServiceServicer_to_server),
             GrpcService(evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name, evidence,
                         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server),

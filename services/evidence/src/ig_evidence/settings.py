@@ -3,11 +3,30 @@
 from pathlib import Path
 
 from ig_common.settings import GrpcServiceSettings, Port
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from ig_evidence.domain.cosignature import parse_cosigner_key
 from ig_evidence.domain.note import NoteError, parse_verifier_key
 from ig_evidence.domain.upload_limits import UploadLimits
 from ig_evidence.store.signing_key import KEY_FILE_NAME
+from ig_evidence.store.witnessing import WitnessEndpoint
+
+
+class WitnessSetting(BaseModel):
+    """One entry of IG_WITNESSES: where a witness's add-checkpoint is, its cosigner verifier key, its identity."""
+
+    url: str = Field(pattern=r"^https://\S+$")
+    verifier_key: str
+    identity: str = Field(default="witness", pattern=r"^[a-z0-9][a-z0-9-]*$")
+
+    @field_validator("verifier_key")
+    @classmethod
+    def _cosigner_key(cls, value: str) -> str:
+        try:
+            parse_cosigner_key(value)
+        except NoteError as error:
+            raise ValueError(str(error)) from error
+        return value
 
 
 class Settings(GrpcServiceSettings):
@@ -46,6 +65,12 @@ class Settings(GrpcServiceSettings):
     # IG_LEDGER_PREVIOUS_VERIFIER_KEYS: note verifier keys (name+hash+base64) of earlier checkpoint keys, comma
     # separated: the checkpoints they signed stay verifiable after a rotation.
     ledger_previous_verifier_keys: str = ""
+    # IG_WITNESSES: the witnesses each new head checkpoint is submitted to (c2sp.org/tlog-witness), JSON:
+    # [{"url": "https://host:port", "verifier_key": "<name>+<hash>+<base64(0x04||key)>", "identity": "witness"}].
+    # Empty: no witnessing. IG_WITNESS_TIMEOUT_SECONDS: how long the Checkpoint RPC of the head waits for their
+    # cosignatures before it answers with what it has (appends never wait).
+    witnesses: list[WitnessSetting] = []
+    witness_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("ledger_previous_verifier_keys")
     @classmethod
@@ -59,6 +84,9 @@ class Settings(GrpcServiceSettings):
 
     def previous_verifier_keys(self) -> tuple[str, ...]:
         return _split(self.ledger_previous_verifier_keys)
+
+    def witness_endpoints(self) -> list[WitnessEndpoint]:
+        return [WitnessEndpoint(w.url, parse_cosigner_key(w.verifier_key), w.identity) for w in self.witnesses]
 
     def checkpoint_key_file(self) -> Path:
         return self.ledger_key_path or self.workload_certificate().directory / KEY_FILE_NAME

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
 from ig_evidence.store.ledger import LedgerError, LedgerStore
+from ig_evidence.store.witnessing import Witnessing
 
 tracer = trace.get_tracer(__name__)
 FOREIGN_KIND_REFUSED = Counter("ig_ledger_foreign_kind_refused_total",
@@ -37,9 +38,10 @@ async def _invalid(context: Context, message: str) -> None:
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, store: LedgerStore, owners: AuthorizationTable) -> None:
+    def __init__(self, store: LedgerStore, owners: AuthorizationTable, witnessing: Witnessing | None = None) -> None:
         self._store = store
         self._owners = owners
+        self._witnessing = witnessing
 
     async def Append(self, request: ledger_pb2.AppendRequest, context: Context) -> ledger_pb2.AppendResponse:
         if len(request.payload) > MAX_PAYLOAD:
@@ -96,10 +98,13 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             raise
         ts = Timestamp()
         ts.FromDatetime(created)
+        # The head (tree_size 0) waits briefly for the witnesses it was just sent to; a past size never waits.
+        cosigned = (await self._witnessing.cosigned(size, note, wait=request.tree_size == 0)
+                    if self._witnessing is not None else note)
         return ledger_pb2.CheckpointResponse(tree_size=size, root_hash=root.hex(), ts=ts, note=note,
                                              verifier_key=self._store.verifier_for(note) or
                                              self._store.signer.verifier_key,
-                                             origin=self._store.signer.origin)
+                                             origin=self._store.signer.origin, cosigned_note=cosigned)
 
     async def InclusionProof(self, request: ledger_pb2.InclusionProofRequest,
                              context: Context) -> ledger_pb2.InclusionProofResponse:

@@ -87,13 +87,16 @@ class CheckpointSigner:
 
 class LedgerStore:
     def __init__(self, pool: asyncpg.Pool, schema: str, signer: CheckpointSigning,
-                 on_commit: Callable[[], None] = lambda: None, previous_verifier_keys: Sequence[str] = ()) -> None:
+                 on_commit: Callable[[], None] = lambda: None, previous_verifier_keys: Sequence[str] = (),
+                 on_head_checkpoint: Callable[[int, str], None] = lambda size, note: None) -> None:
         self._pool = pool
         self._schema = schema
         self.signer = signer
         # The current key first, then retired ones: a stored checkpoint is handed out with the one that signed it.
         self.verifier_keys = (signer.verifier_key, *previous_verifier_keys)
         self._on_commit = on_commit
+        # Witnessing hook (store/witnessing.py): told of each head checkpoint handed out; must return at once.
+        self._on_head_checkpoint = on_head_checkpoint
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._head: tuple[int, str] | None = None  # (size, head hash) after this writer's last commit
@@ -264,6 +267,8 @@ class LedgerStore:
         stored = await self._pool.fetchrow(
             f"SELECT root_hash, note, created_at FROM {self._schema}.ledger_checkpoints WHERE tree_size = $1", size)
         if stored is not None and self.verifier_for(stored["note"]) is not None:
+            if not tree_size:
+                self._on_head_checkpoint(size, stored["note"])
             return size, bytes.fromhex(stored["root_hash"]), stored["note"], stored["created_at"]
         root = merkle.root_from_leaf_hashes(await self.leaf_hashes(size))
         signed = self.signer.sign(size, root)
@@ -275,7 +280,9 @@ class LedgerStore:
         await self._pool.execute(
             f"""INSERT INTO {self._schema}.ledger_checkpoints (tree_size, root_hash, note) VALUES ($1, $2, $3)
                 ON CONFLICT (tree_size) DO NOTHING""", size, root.hex(), signed)
-        return await self.checkpoint(size)
+        head = await self.checkpoint(size)
+        self._on_head_checkpoint(size, head[2])
+        return head
 
     def verifier_for(self, signed_note: str) -> str | None:
         """The known verifier key (current or previous) whose signature ``signed_note`` carries, if any."""

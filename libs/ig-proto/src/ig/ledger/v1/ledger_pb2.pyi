@@ -88,20 +88,22 @@ class CheckpointRequest(_message.Message):
     def __init__(self, tree_size: _Optional[int] = ...) -> None: ...
 
 class CheckpointResponse(_message.Message):
-    __slots__ = ("tree_size", "root_hash", "ts", "note", "verifier_key", "origin")
+    __slots__ = ("tree_size", "root_hash", "ts", "note", "verifier_key", "origin", "cosigned_note")
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_KEY_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    COSIGNED_NOTE_FIELD_NUMBER: _ClassVar[int]
     tree_size: int
     root_hash: str
     ts: _timestamp_pb2.Timestamp
     note: str
     verifier_key: str
     origin: str
-    def __init__(self, tree_size: _Optional[int] = ..., root_hash: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ..., verifier_key: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
+    cosigned_note: str
+    def __init__(self, tree_size: _Optional[int] = ..., root_hash: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ..., verifier_key: _Optional[str] = ..., origin: _Optional[str] = ..., cosigned_note: _Optional[str] = ...) -> None: ...
 
 class InclusionProofRequest(_message.Message):
     __slots__ = ("seq", "tree_size")

@@ -1,0 +1,333 @@
+"""Witnesses of the evidence ledger as real processes (``python -m ig_evidence.witness``, HTTPS + workload tokens)
+in front of the real PostgreSQL-backed evidence service: head checkpoints come back cosigned, consistency is
+enforced, a history rewritten below the service and re-signed with the log's own key is refused, what a witness
+cosigned survives its restart, and a witness that is down does not hold up the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.grpc_client import channel_as
+from ig_common.http_client import client_as
+from ig_evidence.domain import merkle, note
+from ig_evidence.domain.chain import EntryFields, entry_hash
+from ig_evidence.domain.cosignature import Cosigner, verified_cosignatures
+from ig_evidence.domain.witness import encode_add_checkpoint
+from ig_infra.process import free_port
+
+pytestmark = pytest.mark.e2e
+
+ORIGIN = "e2e.maestro-conductor.dev/witnessed-ledger"
+
+
+@dataclass(frozen=True)
+class RunningEvidence:
+    grpc_target: str
+    database_url: str  # the superuser's, for rewriting the ledger below the service
+    blob_dir: Path
+
+
+def wait_healthy(process: subprocess.Popen[str], http_port: int, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{what} did not start: {process.stdout.read() if process.stdout else ''}"
+                                   ) from None
+            time.sleep(0.2)
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], http_port: int, what: str) -> Iterator[None]:
+    process = subprocess.Popen(command, env={**env, "PATH": os.environ["PATH"]}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    wait_healthy(process, http_port, what)
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextmanager
+def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
+    """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
+    http_port, grpc_port = free_port(), free_port()
+    with running([sys.executable, "-m", "ig_evidence.app"],
+                 {**env, "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),
+                  "IG_BLOB_STORE_PATH": str(blob_dir)}, http_port, "evidence service"):
+        yield RunningEvidence(f"127.0.0.1:{grpc_port}", database_url, blob_dir)
+
+
+def write_key(path: Path) -> Ed25519PrivateKey:
+    key = Ed25519PrivateKey.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    return key
+
+
+@dataclass(frozen=True)
+class RunningWitness:
+    name: str
+    url: str
+    cosigner: Cosigner
+    key_path: Path
+    state_path: Path
+
+
+@contextmanager
+def witness_process(name: str, key_path: Path, state_path: Path, log_verifier_key: str,
+                    port: int | None = None) -> Iterator[RunningWitness]:
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    http_port, api_port = free_port(), port or free_port()
+    env = {**{k: v for k, v in os.environ.items() if k in ("IG_IDENTITIES", "IG_AUTHZ_TABLE")},
+           "IG_SERVICE_NAME": "witness", "IG_HTTP_PORT": str(http_port), "IG_WITNESS_PORT": str(api_port),
+           "IG_WITNESS_NAME": name, "IG_WITNESS_KEY_PATH": str(key_path), "IG_WITNESS_STATE_PATH": str(state_path),
+           "IG_WITNESS_LOGS": json.dumps([{"origin": ORIGIN, "verifier_keys": [log_verifier_key]}])}
+    with running([sys.executable, "-m", "ig_evidence.witness"], env, http_port, f"witness {name}"):
+        yield RunningWitness(name, f"https://127.0.0.1:{api_port}", Cosigner(name, key.public_key()), key_path,
+                             state_path)
+
+
+@dataclass(frozen=True)
+class Setup:
+    service: RunningEvidence
+    witnesses: list[RunningWitness]
+    ledger_key: Ed25519PrivateKey
+    ledger_key_path: Path
+    dead_witness_url: str
+    env: dict[str, str]  # the evidence service's, to start another replica on the same database
+
+
+@contextmanager
+def witnessed_ledger(infra: Any, tmp: Path) -> Iterator[Setup]:
+    """A private database, the evidence service with its own checkpoint key, two witnesses and a third that is
+    configured but never started (down)."""
+    ledger_key_path = tmp / "ledger.key"
+    ledger_key = write_key(ledger_key_path)
+    log_vkey = note.verifier_key(ORIGIN, ledger_key.public_key())
+    own_url = infra.new_database("ig_witness")
+    dead = Cosigner("witness.e2e/down", Ed25519PrivateKey.generate().public_key())
+    dead_url = f"https://127.0.0.1:{free_port()}"
+    try:
+        write_key(tmp / "a.key")
+        write_key(tmp / "b.key")
+        with witness_process("witness.e2e/region-a", tmp / "a.key", tmp / "a.db", log_vkey) as a, \
+             witness_process("witness.e2e/region-b", tmp / "b.key", tmp / "b.db", log_vkey) as b:
+            witnesses = [{"url": w.url, "verifier_key": w.cosigner.verifier_key} for w in (a, b)]
+            witnesses.append({"url": dead_url, "verifier_key": dead.verifier_key})
+            env = {**infra.env(own_url, "evidence"), "IG_LEDGER_KEY_PATH": str(ledger_key_path),
+                   "IG_LEDGER_ORIGIN": ORIGIN, "IG_WITNESSES": json.dumps(witnesses),
+                   "IG_WITNESS_TIMEOUT_SECONDS": "3"}
+            (tmp / "blobs").mkdir(exist_ok=True)
+            with evidence_service(env, own_url, tmp / "blobs") as service:
+                yield Setup(service, [a, b], ledger_key, ledger_key_path, dead_url, env)
+    finally:
+        infra.drop_database(own_url)
+
+
+@pytest.fixture(scope="module")
+def setup(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    with witnessed_ledger(infra, tmp_path_factory.mktemp("witnessed")) as running:
+        yield running
+
+
+def ledger(setup: Setup, identity: str = "release") -> ledger_pb2_grpc.LedgerServiceStub:
+    return ledger_pb2_grpc.LedgerServiceStub(channel_as(identity, setup.service.grpc_target))
+
+
+def append(setup: Setup, count: int, tag: str) -> int:
+    stub = ledger(setup)
+    seq = 0
+    for i in range(count):
+        seq = stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject=f"{tag}-{i}",
+                                                   payload=b"x")).entry.seq
+    return seq
+
+
+def cosigners(setup: Setup) -> list[Cosigner]:
+    return [w.cosigner for w in setup.witnesses]
+
+
+def test_a_head_checkpoint_comes_back_cosigned_by_each_witness_that_is_up(setup: Setup) -> None:
+    size = append(setup, 5, "head")
+    started = time.monotonic()
+    head = ledger(setup, "operator").Checkpoint(ledger_pb2.CheckpointRequest())
+    elapsed = time.monotonic() - started
+    assert head.tree_size == size
+    found = verified_cosignatures(head.cosigned_note, cosigners(setup))
+    assert sorted(c.witness for c in found) == ["witness.e2e/region-a", "witness.e2e/region-b"]
+    assert head.cosigned_note.startswith(head.note) and verified_cosignatures(head.note, cosigners(setup)) == []
+    # The third witness is down: the answer waited for it at most IG_WITNESS_TIMEOUT_SECONDS (3 s), no longer.
+    assert elapsed < 6, elapsed
+    # A past size is a bundle's anchor: the note stays deterministic and nothing waits.
+    past = ledger(setup, "operator").Checkpoint(ledger_pb2.CheckpointRequest(tree_size=size - 1))
+    assert past.cosigned_note == past.note
+
+
+def test_appends_do_not_wait_for_a_witness_that_is_down(setup: Setup) -> None:
+    started = time.monotonic()
+    append(setup, 20, "fast")
+    assert time.monotonic() - started < 5
+    head = ledger(setup, "operator").Checkpoint(ledger_pb2.CheckpointRequest())
+    assert len(verified_cosignatures(head.cosigned_note, cosigners(setup))) == 2
+
+
+def submit(witness: RunningWitness, body: bytes, identity: str = "evidence") -> httpx.Response:
+    with client_as(identity, witness.url, "witness", timeout=10) as client:
+        return client.post("/add-checkpoint", content=body)
+
+
+def current_tree(setup: Setup) -> tuple[list[bytes], str]:
+    async def read() -> list[bytes]:
+        conn = await asyncpg.connect(setup.service.database_url)
+        try:
+            rows = await conn.fetch("SELECT entry_hash FROM evidence.ledger_entries ORDER BY seq")
+        finally:
+            await conn.close()
+        return [merkle.leaf_hash(bytes.fromhex(r["entry_hash"])) for r in rows]
+
+    leaves = asyncio.run(read())
+    signed = note.sign_checkpoint(note.Checkpoint(ORIGIN, len(leaves), merkle.root_from_leaf_hashes(leaves)),
+                                  ORIGIN, setup.ledger_key)
+    return leaves, signed
+
+
+def test_the_witness_enforces_consistency_over_https(setup: Setup) -> None:
+    append(setup, 3, "consistency")
+    head = ledger(setup, "operator").Checkpoint(ledger_pb2.CheckpointRequest())
+    witness = setup.witnesses[0]
+    append(setup, 4, "consistency-more")
+    leaves, signed = current_tree(setup)
+    # A stale old size: 409, text/x.tlog.size, the size the witness holds.
+    stale = submit(witness, encode_add_checkpoint(1, merkle.consistency_proof(leaves, 1), signed))
+    assert stale.status_code == 409
+    assert stale.headers["content-type"].startswith("text/x.tlog.size")
+    assert stale.text == f"{head.tree_size}\n"
+    # The right old size with a wrong proof: 422.
+    proof = merkle.consistency_proof(leaves, head.tree_size)
+    wrong = submit(witness, encode_add_checkpoint(head.tree_size, [bytes(32)] * len(proof), signed))
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.headers["content-type"] == "application/problem+json"
+    # Not the log's key: 403. Not a known log: 404. Malformed: 400.
+    stranger = Ed25519PrivateKey.generate()
+    forged = note.sign_checkpoint(note.Checkpoint(ORIGIN, len(leaves), merkle.root_from_leaf_hashes(leaves)),
+                                  ORIGIN, stranger)
+    assert submit(witness, encode_add_checkpoint(head.tree_size, proof, forged)).status_code == 403
+    other = note.sign_checkpoint(note.Checkpoint("other.example/log", 1, bytes(32)), "other.example/log", stranger)
+    assert submit(witness, encode_add_checkpoint(0, [], other)).status_code == 404
+    assert submit(witness, b"old x\n\n").status_code == 400
+    # And the right proof is cosigned.
+    good = submit(witness, encode_add_checkpoint(head.tree_size, proof, signed))
+    assert good.status_code == 200 and good.text.startswith("\u2014 witness.e2e/region-a ")
+
+
+def test_the_endpoint_needs_a_token_the_table_grants(setup: Setup) -> None:
+    witness = setup.witnesses[1]
+    refused = submit(witness, b"old 0\n\n", identity="release")  # a known identity, not granted the route
+    assert refused.status_code == 403 and "POST /add-checkpoint" in refused.json()["detail"]
+    with client_as("evidence", witness.url, "witness") as client:
+        client.auth = None  # type: ignore[assignment]
+        assert client.post("/add-checkpoint", content=b"old 0\n\n").status_code == 401
+
+
+# Last on purpose: it rewrites this module's private ledger.
+def test_a_rewritten_history_resigned_with_the_log_key_is_refused_by_the_witnesses(setup: Setup) -> None:
+    append(setup, 4, "before-rewrite")
+    honest = ledger(setup, "operator").Checkpoint(ledger_pb2.CheckpointRequest())
+    assert len(verified_cosignatures(honest.cosigned_note, cosigners(setup))) == 2
+
+    async def rewrite() -> None:
+        """As the superuser: entry 3 changed, every later entry re-chained, the head moved, the checkpoints
+        re-signed with the log's own key, so that the ledger's own Verify finds nothing wrong."""
+        conn = await asyncpg.connect(setup.service.database_url)
+        try:
+            await conn.execute("SET session_replication_role = replica")
+            async with conn.transaction():
+                rows = await conn.fetch("SELECT * FROM evidence.ledger_entries ORDER BY seq")
+                prev = rows[1]["entry_hash"]
+                for row in rows[2:]:
+                    subject = "rewritten" if row["seq"] == 3 else row["subject"]
+                    fields = EntryFields(seq=row["seq"], ts=row["ts"], kind=row["kind"], subject=subject,
+                                         payload_sha256=row["payload_sha256"], prev_hash=prev)
+                    prev = entry_hash(fields)
+                    await conn.execute("UPDATE evidence.ledger_entries SET subject = $1, prev_hash = $2, "
+                                       "entry_hash = $3 WHERE seq = $4", subject, fields.prev_hash, prev, row["seq"])
+                await conn.execute("UPDATE evidence.ledger_head SET head_hash = $1", prev)
+                leaves = [merkle.leaf_hash(bytes.fromhex(r["entry_hash"])) for r in
+                          await conn.fetch("SELECT entry_hash FROM evidence.ledger_entries ORDER BY seq")]
+                for checkpoint in await conn.fetch("SELECT tree_size FROM evidence.ledger_checkpoints"):
+                    size = checkpoint["tree_size"]
+                    root = merkle.root_from_leaf_hashes(leaves[:size])
+                    await conn.execute("UPDATE evidence.ledger_checkpoints SET root_hash = $1, note = $2 "
+                                       "WHERE tree_size = $3", root.hex(),
+                                       note.sign_checkpoint(note.Checkpoint(ORIGIN, size, root), ORIGIN,
+                                                            setup.ledger_key), size)
+        finally:
+            await conn.close()
+
+    asyncio.run(rewrite())
+    leaves, signed = current_tree(setup)
+    # Submitted directly, with the best proof the rewritten log can make: refused, 422.
+    for witness in setup.witnesses:
+        answer = submit(witness, encode_add_checkpoint(honest.tree_size,
+                                                       merkle.consistency_proof(leaves, honest.tree_size), signed))
+        assert answer.status_code == 422, answer.text
+    # Through a fresh replica of the evidence service on the rewritten database (no cache of the honest leaves):
+    # its own Verify passes, since the checkpoints were re-signed, yet no witness cosigns its next head.
+    with evidence_service(setup.env, setup.service.database_url, setup.service.blob_dir) as replica:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel_as("release", replica.grpc_target))
+        stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject="after-rewrite", payload=b"x"))
+        assert stub.Verify(ledger_pb2.VerifyRequest()).ok
+        head = stub.Checkpoint(ledger_pb2.CheckpointRequest())
+        assert head.tree_size > honest.tree_size
+        assert verified_cosignatures(head.cosigned_note, cosigners(setup)) == []
+        # And the rewritten checkpoint of the size they did cosign no longer carries their cosignatures.
+        again = stub.Checkpoint(ledger_pb2.CheckpointRequest(tree_size=honest.tree_size))
+        assert again.root_hash != honest.root_hash and again.cosigned_note == again.note
+
+
+def test_what_a_witness_cosigned_survives_its_restart(infra: Any, tmp_path: Path) -> None:
+    log_key = Ed25519PrivateKey.generate()
+    log_vkey = note.verifier_key(ORIGIN, log_key.public_key())
+    write_key(tmp_path / "w.key")
+    leaves = [merkle.leaf_hash(bytes([i]) * 32) for i in range(6)]
+
+    def signed(n: int) -> str:
+        return note.sign_checkpoint(note.Checkpoint(ORIGIN, n, merkle.root_from_leaf_hashes(leaves[:n])), ORIGIN,
+                                    log_key)
+
+    with witness_process("witness.e2e/restart", tmp_path / "w.key", tmp_path / "w.db", log_vkey) as witness:
+        assert submit(witness, encode_add_checkpoint(0, [], signed(6))).status_code == 200
+    with witness_process("witness.e2e/restart", tmp_path / "w.key", tmp_path / "w.db", log_vkey) as witness:
+        rolled_back = submit(witness, encode_add_checkpoint(0, [], signed(3)))
+        assert (rolled_back.status_code, rolled_back.text) == (409, "6\n")
+        assert submit(witness, encode_add_checkpoint(6, [], signed(6))).status_code == 200
