@@ -259,6 +259,54 @@ def test_the_endpoint_needs_a_token_the_table_grants(setup: Setup) -> None:
         assert client.post("/add-checkpoint", content=b"old 0\n\n").status_code == 401
 
 
+REPO = Path(__file__).resolve().parents[1]
+COLLECTED_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
+                   "decision-coverage", "multi-region", "migration-timeline"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ig_evidence.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}, cwd=REPO, timeout=300)
+
+
+def test_verify_requires_witness_cosignatures_on_the_head_its_anchor_is_in(setup: Setup, tmp_path: Path) -> None:
+    assert cli("keygen", "--out", str(tmp_path / "keys")).returncode == 0
+    for artifact_type in COLLECTED_TYPES:
+        (tmp_path / "in" / artifact_type).mkdir(parents=True)
+        (tmp_path / "in" / artifact_type / f"{artifact_type}.json").write_text('{"ok": true}\n')
+    out = tmp_path / "out"
+    built = cli("build", "--release", "v1.2.1", "--inputs", str(tmp_path / "in"), "--out", str(out), "--key",
+                str(tmp_path / "keys/cosign.key"), "--ledger", setup.service.grpc_target)
+    assert built.returncode == 0, built.stderr
+    append(setup, 3, "after-build")  # the head moves on: the kit proves consistency from the anchor to it
+    written = cli("checkpoint", "--ledger", setup.service.grpc_target, "--bundle", str(out), "--out",
+                  str(tmp_path / "witnessed.json"))
+    assert written.returncode == 0, written.stderr
+    document = json.loads((tmp_path / "witnessed.json").read_text())
+    assert len(document["consistency"]) == 1
+    a, b = (w.cosigner.verifier_key for w in setup.witnesses)
+    base = ["verify", str(out), "--key", str(tmp_path / "keys/cosign.pub")]
+
+    uncosigned = cli(*base, "--witness-key", a, "--min-witnesses", "1")
+    assert uncosigned.returncode == 1
+    assert "0 valid witness cosignature(s), 1 required" in uncosigned.stderr, uncosigned.stderr
+    both = cli(*base, "--checkpoint", str(tmp_path / "witnessed.json"), "--witness-key", a, "--witness-key", b,
+               "--min-witnesses", "2")
+    assert both.returncode == 0, both.stderr
+    assert "cosigned by witness.e2e/region-a, witness.e2e/region-b" in both.stdout
+    # A cosignature by a key the verifier did not pin does not count.
+    stranger = Cosigner("witness.e2e/region-a", Ed25519PrivateKey.generate().public_key()).verifier_key
+    unknown = cli(*base, "--checkpoint", str(tmp_path / "witnessed.json"), "--witness-key", stranger)
+    assert unknown.returncode == 1 and "0 valid witness cosignature(s)" in unknown.stderr, unknown.stderr
+    # The same head with its cosignature lines stripped: refused.
+    stripped = dict(document, checkpoint=document["checkpoint"].split("\n\u2014 ")[0] + "\n\u2014 " +
+                    document["checkpoint"].split("\n\u2014 ")[1].split("\n")[0] + "\n")
+    (tmp_path / "stripped.json").write_text(json.dumps(stripped))
+    refused = cli(*base, "--checkpoint", str(tmp_path / "stripped.json"), "--witness-key", a)
+    assert refused.returncode == 1 and "0 valid witness cosignature(s), 1 required" in refused.stderr
+    assert cli(*base, "--witness-key", a, "--min-witnesses", "2").returncode == 2  # more than the keys given
+
+
 # Last on purpose: it rewrites this module's private ledger.
 def test_a_rewritten_history_resigned_with_the_log_key_is_refused_by_the_witnesses(setup: Setup) -> None:
     append(setup, 4, "before-rewrite")

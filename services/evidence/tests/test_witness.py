@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import struct
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ from ig_evidence.domain.witness import (
     encode_add_checkpoint,
     parse_add_checkpoint,
 )
+from ig_evidence.domain.witnessed import WitnessedCheckpoint, WitnessedError, from_document, verify_witnessed
 from ig_evidence.store.witness_state import WitnessState
 from ig_evidence.witness.cosigner import Witness
 
@@ -220,3 +222,47 @@ def test_two_racing_requests_cannot_roll_the_witness_back(tmp_path: Path, witnes
     winner = next(size for size, o in outcomes.items() if isinstance(o, str))
     state.latest = real_latest  # type: ignore[method-assign]
     assert state.latest(ORIGIN).size == winner  # type: ignore[union-attr]
+
+
+# -- verifying a bundle's anchor against a witnessed head -----------------------------------------------------------
+
+def witnessed_head(tree: list[bytes], anchored_size: int, cosigning: list[tuple[str, Ed25519PrivateKey]]
+                   ) -> WitnessedCheckpoint:
+    head = signed(tree)
+    body = head.partition("\n\n")[0] + "\n"
+    cosigned = with_cosignatures(head, [cosign(body, name, key, 1_700_000_000) for name, key in cosigning])
+    return WitnessedCheckpoint(cosigned, LOG.verifier_keys[0],
+                               {anchored_size: tuple(merkle.consistency_proof(tree, anchored_size))})
+
+
+def anchor_of(tree: list[bytes]) -> note.Checkpoint:
+    return note.Checkpoint(ORIGIN, len(tree), merkle.root_from_leaf_hashes(tree))
+
+
+def test_a_bundle_anchor_verifies_against_a_head_enough_witnesses_cosigned(witness_key: Ed25519PrivateKey) -> None:
+    other = Ed25519PrivateKey.generate()
+    cosigners = [Cosigner("w1", witness_key.public_key()), Cosigner("w2", other.public_key())]
+    tree = leaves(30)
+    witnessed = witnessed_head(tree, 11, [("w1", witness_key), ("w2", other)])
+    checked = verify_witnessed(anchor_of(tree[:11]), witnessed, cosigners, 2, LOG.verifier_keys[0])
+    assert checked.head.tree_size == 30 and {c.witness for c in checked.cosignatures} == {"w1", "w2"}
+    # The document round-trips through JSON as the verify kit would carry it.
+    assert from_document(json.loads(json.dumps(witnessed.to_document()))) == witnessed
+    with pytest.raises(WitnessedError, match="1 valid witness cosignature"):
+        verify_witnessed(anchor_of(tree[:11]), witnessed_head(tree, 11, [("w1", witness_key)]), cosigners, 2)
+    with pytest.raises(WitnessedError, match="different log key"):
+        verify_witnessed(anchor_of(tree[:11]), witnessed, cosigners, 1,
+                         note.verifier_key(ORIGIN, Ed25519PrivateKey.generate().public_key()))
+
+
+def test_an_anchor_the_witnessed_head_does_not_extend_is_refused(witness_key: Ed25519PrivateKey) -> None:
+    cosigners = [Cosigner("w1", witness_key.public_key())]
+    tree = leaves(30)
+    forked = leaves(10) + leaves(1, "fork")  # what the bundle was shown: another entry 11
+    witnessed = witnessed_head(tree, 11, [("w1", witness_key)])
+    with pytest.raises(WitnessedError, match="not a prefix"):
+        verify_witnessed(anchor_of(forked), witnessed, cosigners, 1)
+    with pytest.raises(WitnessedError, match="no consistency proof from size 12"):
+        verify_witnessed(anchor_of(tree[:12]), witnessed, cosigners, 1)
+    with pytest.raises(WitnessedError, match="older than the bundle"):
+        verify_witnessed(anchor_of(leaves(31)), witnessed, cosigners, 1)

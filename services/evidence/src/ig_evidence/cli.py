@@ -16,10 +16,13 @@ from ig_evidence.bundle import build as builder
 from ig_evidence.bundle import upload
 from ig_evidence.bundle.amend import amend as amend_bundle
 from ig_evidence.bundle.inputs import InputProblem
-from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable
-from ig_evidence.bundle.verify import verify_bundle
+from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable, witnessed_head
+from ig_evidence.bundle.verify import locate, verify_bundle
 from ig_evidence.domain.contract import ContractError
+from ig_evidence.domain.cosignature import Cosigner, parse_cosigner_key, split_note
 from ig_evidence.domain.manifest import ManifestError
+from ig_evidence.domain.note import NoteError
+from ig_evidence.domain.witnessed import WitnessedCheckpoint, WitnessedError, WitnessPolicy, from_document
 from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key, load_public_key
 
 DEFAULT_CONTRACT = "policies/evidence/release-contract.v1.yaml"
@@ -138,28 +141,92 @@ def amend(previous_bundle: Path, inputs: Path, **options: object) -> None:
               help="re-check completeness against this contract")
 @click.option("--ledger-key", default=None, help="pin the ledger's checkpoint verifier key (name+hash+base64)")
 @click.option("--allow-incomplete", is_flag=True)
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="a witnessed head checkpoint (ig-evidence checkpoint writes one): the bundle's "
+                                 "anchored checkpoint must be a prefix of it")
+@click.option("--witness-key", "witness_keys", multiple=True,
+              help="a witness's cosignature verifier key (name+hash+base64(0x04||key)); repeatable")
+@click.option("--min-witnesses", type=click.IntRange(min=0), default=None,
+              help="valid cosignatures required from the --witness-key witnesses [default: 1 with any key]")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def verify(bundle: Path, key: str, contract: Path | None, ledger_key: str | None, allow_incomplete: bool,
+           checkpoint_file: Path | None, witness_keys: tuple[str, ...], min_witnesses: int | None,
            as_json: bool) -> None:
-    """Offline: signature, every artifact's hash, completeness, ledger inclusion. Non-zero on any problem."""
+    """Offline: signature, every artifact's hash, completeness, ledger inclusion, and (with --witness-key) that
+    the anchor is in a head checkpoint enough witnesses cosigned. Non-zero on any problem."""
     try:
         public_key = load_public_key(key)
         parsed_contract = builder.load_contract(contract)[0] if contract else None
+        witnesses = _witness_policy(checkpoint_file, witness_keys, min_witnesses)
     except (KeyProblem, ContractError, ValueError) as error:
         _fail(str(error))
         return
     result = verify_bundle(bundle, public_key, contract=parsed_contract, pinned_ledger_key=ledger_key,
-                           allow_incomplete=allow_incomplete)
+                           allow_incomplete=allow_incomplete, witnesses=witnesses)
     if as_json:
         click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "artifacts": result.artifacts_checked,
-                               "ledgerSeq": result.ledger_seq}, indent=2))
+                               "ledgerSeq": result.ledger_seq, "witnessedSize": result.witnessed_size,
+                               "cosignedBy": result.cosigned_by}, indent=2))
     elif result.ok:
         release = result.manifest.get("release") if result.manifest else "?"
         anchor = f", ledger seq {result.ledger_seq} included in its checkpoint" if result.ledger_seq else ""
+        if result.witnessed_size is not None:
+            anchor += (f", consistent with checkpoint {result.witnessed_size} cosigned by "
+                       f"{', '.join(result.cosigned_by)}")
         click.echo(f"verified {bundle}: release {release}, {result.artifacts_checked} artifacts{anchor}")
     for problem in result.problems:
         click.echo(f"FAIL {problem}", err=True)
     sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
+
+
+def _witness_policy(checkpoint_file: Path | None, witness_keys: tuple[str, ...], minimum: int | None
+                    ) -> WitnessPolicy | None:
+    if minimum is not None and minimum > len(witness_keys):
+        raise ValueError(f"--min-witnesses {minimum}: only {len(witness_keys)} --witness-key given")
+    if not witness_keys:
+        if checkpoint_file is not None:
+            raise ValueError("--checkpoint: give the witnesses' keys (--witness-key) whose cosignatures count")
+        return None
+    cosigners: list[Cosigner] = []
+    for text in witness_keys:
+        try:
+            cosigners.append(parse_cosigner_key(text))
+        except NoteError as error:
+            raise ValueError(f"--witness-key {text!r}: {error}") from error
+    witnessed = None
+    if checkpoint_file is not None:
+        try:
+            witnessed = from_document(json.loads(checkpoint_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, WitnessedError) as error:
+            raise ValueError(f"--checkpoint {checkpoint_file}: {error}") from error
+    return WitnessPolicy(tuple(cosigners), 1 if minimum is None else minimum, witnessed)
+
+
+@main.command()
+@click.option("--ledger", "ledger", envvar="IG_EVIDENCE_LEDGER", required=True, help="LedgerService gRPC address")
+@click.option("--bundle", "bundles", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="a bundle whose anchored checkpoint needs a consistency proof to the head; repeatable")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def checkpoint(ledger: str, bundles: tuple[Path, ...], out: Path) -> None:
+    """Write the ledger's head checkpoint with its witnesses' cosignatures and consistency proofs from each
+    bundle's anchor (the file `verify --checkpoint` reads)."""
+    sizes = []
+    for bundle in bundles:
+        contents, _ = locate(bundle)
+        try:
+            manifest = json.loads(contents.metadata.get("manifest.json", b"{}"))
+            sizes.append(int(manifest["ledger"]["checkpoint"]["treeSize"]))
+        except (ValueError, KeyError, TypeError) as error:
+            _fail(f"--bundle {bundle}: no ledger anchor in its manifest ({error!r})")
+    try:
+        witnessed: WitnessedCheckpoint = witnessed_head(ledger, sizes)
+    except (LedgerUnavailable, IdentityError) as error:
+        _fail(str(error))
+        return
+    out.write_text(json.dumps(witnessed.to_document(), indent=2) + "\n", encoding="utf-8")
+    signature_lines = len(split_note(witnessed.checkpoint)[1])
+    click.echo(f"wrote {out}: head checkpoint {witnessed.checkpoint.splitlines()[1]} with {signature_lines} "
+               f"signature line(s) (the log's and its witnesses'), {len(witnessed.consistency)} consistency proof(s)")
 
 
 @main.command()

@@ -11,6 +11,7 @@ from ig_common.grpc_client import channel_as
 
 from ig_evidence.domain.anchoring import ledger_section
 from ig_evidence.domain.chain import format_ts
+from ig_evidence.domain.witnessed import WitnessedCheckpoint
 
 
 class LedgerUnavailable(RuntimeError):
@@ -51,3 +52,21 @@ class GrpcLedgerAnchor:
         return ledger_section(entry=entry_json(appended.entry), checkpoint_note=checkpoint.note,
                               verifier_key=checkpoint.verifier_key, leaf_index=proof.leaf_index,
                               tree_size=proof.tree_size, proof_hashes=list(proof.hashes))
+
+
+def witnessed_head(target: str, from_sizes: list[int], timeout: float = 15.0) -> WitnessedCheckpoint:
+    """The ledger's head checkpoint with its witnesses' cosignatures, and consistency proofs to it from
+    ``from_sizes`` (the sizes bundles are anchored at), for ``ig-evidence verify --checkpoint``."""
+    try:
+        with channel_as(CLIENT_IDENTITY, target) as channel:
+            stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+            head = stub.Checkpoint(ledger_pb2.CheckpointRequest(), timeout=timeout)
+            proofs = {}
+            for size in sorted(set(from_sizes)):
+                if 0 < size < head.tree_size:
+                    reply = stub.ConsistencyProof(ledger_pb2.ConsistencyProofRequest(
+                        first_size=size, second_size=head.tree_size), timeout=timeout)
+                    proofs[size] = tuple(bytes.fromhex(h) for h in reply.hashes)
+    except grpc.RpcError as error:
+        raise LedgerUnavailable(f"ledger at {target}: {error.code().name}: {error.details()}") from error
+    return WitnessedCheckpoint(head.cosigned_note or head.note, head.verifier_key, proofs)

@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ig_evidence.bundle.archive import CHUNK, is_safe_member
 from ig_evidence.domain import manifest as mf
-from ig_evidence.domain import signatures
+from ig_evidence.domain import note, signatures
 from ig_evidence.domain.anchoring import AnchorError, verify_anchor
 from ig_evidence.domain.contract import EvidenceContract, missing_items
+from ig_evidence.domain.witnessed import WitnessedCheckpoint, WitnessedError, WitnessPolicy, verify_witnessed
 
 PROVENANCE_PREFIX = f"{mf.ARTIFACTS_DIR}/provenance/"
 KEEP_LIMIT = 64 << 20  # attestations are read whole to check their signature; anything bigger is only hashed
@@ -51,6 +52,8 @@ class Verification:
     manifest: dict[str, Any] | None = None
     artifacts_checked: int = 0
     ledger_seq: int | None = None
+    witnessed_size: int | None = None  # the cosigned head the anchor was checked against
+    cosigned_by: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -146,7 +149,8 @@ def locate(bundle: Path) -> tuple[_Contents, list[str]]:
 
 
 def verify_bundle(bundle: Path, public_key: ec.EllipticCurvePublicKey, *, contract: EvidenceContract | None = None,
-                  pinned_ledger_key: str | None = None, allow_incomplete: bool = False) -> Verification:
+                  pinned_ledger_key: str | None = None, allow_incomplete: bool = False,
+                  witnesses: WitnessPolicy | None = None) -> Verification:
     contents, extra = locate(bundle)
     result = Verification(problems=[*contents.problems, *extra])
     manifest_bytes = contents.metadata.get(mf.MANIFEST_FILE)
@@ -170,7 +174,33 @@ def verify_bundle(bundle: Path, public_key: ec.EllipticCurvePublicKey, *, contra
                                               pinned_ledger_key)
         except AnchorError as error:
             result.problems.append(f"ledger anchor: {error}")
+    if witnesses is not None and witnesses.minimum > 0:
+        _check_witnesses(manifest, witnesses, pinned_ledger_key, result)
     return result
+
+
+def _check_witnesses(manifest: dict[str, Any], policy: WitnessPolicy, pinned_ledger_key: str | None,
+                     result: Verification) -> None:
+    """The anchored checkpoint must be a prefix of a head at least ``policy.minimum`` pinned witnesses cosigned."""
+    if "ledger" not in manifest:
+        result.problems.append("witnesses: the bundle has no ledger anchor, so nothing a witness saw covers it")
+        return
+    if result.ledger_seq is None:
+        return  # the anchor itself failed, and says why
+    ledger = manifest["ledger"]
+    anchored_note = str(ledger["checkpoint"]["note"])
+    anchored = note.parse_checkpoint_body(anchored_note.partition("\n\n")[0] + "\n")
+    witnessed = policy.witnessed or WitnessedCheckpoint(anchored_note, str(ledger["verifierKey"]))
+    try:
+        checked = verify_witnessed(anchored, witnessed, policy.cosigners, policy.minimum, pinned_ledger_key)
+    except WitnessedError as error:
+        hint = ("" if policy.witnessed is not None else
+                " (a bundle's anchored checkpoint never carries cosignatures: pass --checkpoint with a cosigned "
+                "head, `ig-evidence checkpoint` writes one)")
+        result.problems.append(f"witnesses: {error}{hint}")
+        return
+    result.witnessed_size = checked.head.tree_size
+    result.cosigned_by = sorted(c.witness for c in checked.cosignatures)
 
 
 def _check_signatures(contents: _Contents, manifest_bytes: bytes, public_key: ec.EllipticCurvePublicKey,
