@@ -21,7 +21,7 @@ from ig_infra.components import ALL, Component, Kafka
 from ig_infra.go_tools import ensure_all, tool_path
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError
-from ig_infra.services import SERVICES, ServiceProcess
+from ig_infra.services import PROCESSES, ServiceProcess
 
 
 def infra_components(paths: Paths, names: list[str] | None = None) -> list[Component]:
@@ -61,7 +61,7 @@ def status(paths: Paths) -> int:
         state = "up" if component.healthy() else "down"
         unhealthy += state != "up"
         print(f"{component.name:<14} {state:<5} {component.address():<45} logs: {component.logs}")
-    for spec in SERVICES:
+    for spec in PROCESSES:
         service = ServiceProcess(spec, paths)
         state = "up" if service.running() and _quiet(service.healthy) else "down"
         print(f"{spec.name:<14} {state:<5} {service.address():<45} logs: {service.log_file}")
@@ -77,7 +77,7 @@ def _quiet(check: object) -> bool:
 
 def services_up(paths: Paths) -> None:
     infra = infra_components(paths)
-    for spec in SERVICES:
+    for spec in PROCESSES:
         service = ServiceProcess(spec, paths)
         started = time.monotonic()
         service.start(infra)
@@ -86,7 +86,7 @@ def services_up(paths: Paths) -> None:
 
 
 def services_down(paths: Paths) -> None:
-    for spec in reversed(SERVICES):
+    for spec in reversed(PROCESSES):
         if ServiceProcess(spec, paths).stop():
             print(f"[{spec.name}] stopped", flush=True)
 

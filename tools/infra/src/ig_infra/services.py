@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from ig_infra.components.base import Component
+from ig_infra.components.identities import Identities
 from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_infra.pki import identities_directory
 from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
+from ig_infra.witnesses import WITNESSES, evidence_witnesses_env, witness_env
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class ServiceSpec:
     # Settings naming a directory of the service's own data: each gets a directory under IG_RUN_DIR, so that two
     # stacks on one machine (a developer's and a CI clone's) never share one.
     data_dirs: dict[str, str] = field(default_factory=dict)
+    # Settings computed from the run dir when the process starts (key files made by the identities component).
+    run_env: Callable[[Paths], dict[str, str]] | None = None
+    # False: the process gets its identity (IG_IDENTITIES, IG_AUTHZ_TABLE) and nothing of the database or Kafka.
+    uses_infra: bool = True
 
     @property
     def health_port(self) -> int:
@@ -38,8 +46,9 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token); /healthz and /metrics stay on plain 8081.
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051, extra_ports={"IG_AUTHZEN_PORT": 8091}),
+    # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it.
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052,
-                data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}),
+                data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}, run_env=evidence_witnesses_env),
     # /get-burn over HTTPS; OFREP and the /burn page plain and read-only; /healthz and /metrics on plain 8083.
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053, extra_ports={"IG_API_PORT": 8093},
                 plain_ports={"IG_PUBLIC_PORT": 8013}, extra_env={"IG_EXTERNAL_URL": "http://127.0.0.1:8013"}),
@@ -51,6 +60,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("audit-portal", "ig_portal.app", http_port=8080, plain_ports={"IG_HEALTH_PORT": 8085},
                 extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}),
 )
+
+# The ledger's witnesses, one per region (ig_infra.witnesses): POST /add-checkpoint over HTTPS on the extra port.
+WITNESS_SERVICES: tuple[ServiceSpec, ...] = tuple(
+    ServiceSpec(w.process_name, "ig_evidence.witness", http_port=w.http_port,
+                extra_ports={"IG_WITNESS_PORT": w.api_port}, run_env=partial(witness_env, w), uses_infra=False)
+    for w in WITNESSES)
+# What `make up` starts, in order: the witnesses first, so that the ledger's first head is cosigned.
+PROCESSES: tuple[ServiceSpec, ...] = WITNESS_SERVICES + SERVICES
 
 
 def http_healthy(port: int) -> bool:
@@ -93,6 +110,8 @@ class ServiceProcess:
         ensure_port_free("127.0.0.1", self.spec.http_port, self.spec.name, "its IG_HTTP_PORT")
         env = {"IG_SERVICE_NAME": self.spec.name, "IG_HTTP_PORT": str(self.spec.http_port), **self.spec.extra_env}
         env.update({name: str(self.paths.component_dir(sub)) for name, sub in self.spec.data_dirs.items()})
+        if self.spec.run_env is not None:
+            env.update(self.spec.run_env(self.paths))
         if self.spec.grpc_port is not None:
             ensure_port_free("127.0.0.1", self.spec.grpc_port, self.spec.name, "its IG_GRPC_PORT")
             env["IG_GRPC_PORT"] = str(self.spec.grpc_port)
@@ -100,6 +119,8 @@ class ServiceProcess:
             ensure_port_free("127.0.0.1", port, self.spec.name, f"its {setting}")
             env[setting] = str(port)
         for component in infra:
+            if not self.spec.uses_infra and not isinstance(component, Identities):
+                continue
             env.update(component.env())
             if isinstance(component, Postgres):
                 # Its own roles (runtime + migrator), never the superuser's IG_DATABASE_URL that env() exports.

@@ -23,6 +23,7 @@ from ig_infra.pki import (
     is_fresh,
     spiffe_id,
 )
+from ig_infra.witnesses import ensure_witness_keys, witness_keys_exist
 
 AUTHZ_TABLE = REPO_ROOT / "policies" / "authz" / "grpc-methods.yaml"
 ALL_IDENTITIES = SERVICE_IDENTITIES + CLIENT_IDENTITIES + WITNESS_IDENTITIES
@@ -39,6 +40,7 @@ class Identities(Component):
         ensure_identities(self.paths.cache, self.paths.run, ALL_IDENTITIES)
         ensure_approver_signing_key(self.paths.run)
         ensure_ledger_checkpoint_key(self.paths.run)
+        ensure_witness_keys(self.paths.run)
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
@@ -51,8 +53,8 @@ class Identities(Component):
         return self.healthy()
 
     def healthy(self) -> bool:
-        return approver_signing_key(self.paths.run).exists() and ledger_checkpoint_key(self.paths.run).exists() and all(
-            is_fresh(self.issued(name)) for name in ALL_IDENTITIES)
+        return (approver_signing_key(self.paths.run).exists() and ledger_checkpoint_key(self.paths.run).exists()
+                and witness_keys_exist(self.paths.run) and all(is_fresh(self.issued(name)) for name in ALL_IDENTITIES))
 
     def stop(self) -> bool:
         return False
