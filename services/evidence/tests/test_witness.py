@@ -9,6 +9,7 @@ import json
 import struct
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -266,3 +267,19 @@ def test_an_anchor_the_witnessed_head_does_not_extend_is_refused(witness_key: Ed
         verify_witnessed(anchor_of(tree[:12]), witnessed, cosigners, 1)
     with pytest.raises(WitnessedError, match="older than the bundle"):
         verify_witnessed(anchor_of(leaves(31)), witnessed, cosigners, 1)
+
+
+def test_witness_key_writes_a_private_key_once_and_prints_its_verifier_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from ig_evidence.cli import main
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    first = run("witness", "key", "--name", "witness.test/w9", "--out", str(tmp_path / "w.key"))
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "w.key").stat().st_mode & 0o777 == 0o600
+    cosigner = parse_cosigner_key(first.output.strip())
+    assert cosigner.name == "witness.test/w9"
+    again = run("witness", "key", "--name", "witness.test/w9", "--out", str(tmp_path / "w.key"))
+    assert again.output == first.output  # the same key, read back

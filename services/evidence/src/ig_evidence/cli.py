@@ -264,5 +264,44 @@ def keygen(directory: Path, force: bool) -> None:
     click.echo(f"wrote {private_path} and {public_path}")
 
 
+@main.group()
+def witness() -> None:
+    """A witness of the ledger (c2sp.org/tlog-witness): its key, and the server."""
+
+
+@witness.command("serve")
+def witness_serve() -> None:
+    """Run the witness (settings from IG_WITNESS_*; the same as `python -m ig_evidence.witness`)."""
+    from ig_evidence.witness.app import main as serve
+
+    serve()
+
+
+@witness.command("key")
+@click.option("--name", required=True, help="the witness's name in its cosignatures, e.g. witness.example/region-a")
+@click.option("--out", "path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="the key file (PEM PKCS#8, written 0600 when missing; read when it exists)")
+def witness_key(name: str, path: Path) -> None:
+    """Make (or read) a witness's Ed25519 cosigning key and print its verifier key, the value IG_WITNESSES and
+    `verify --witness-key` take."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ig_evidence.store.signing_key import SigningKeyProblem, read_ed25519_key
+
+    if not path.exists():
+        pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption())
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(pem)
+    try:
+        key = read_ed25519_key(path, "a witness key")
+    except SigningKeyProblem as error:
+        _fail(str(error))
+        return
+    click.echo(Cosigner(name, key.public_key()).verifier_key)
+
+
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@
     ig-infra down [COMPONENT ...]    stop (services first)
     ig-infra status                  what runs where, and where its logs are
     ig-infra env                     shell exports that point clients at the running infra
-    ig-infra services up|down        the five services as local processes
+    ig-infra services up|down        the five services and the ledger's witnesses (one per region) as local processes
     ig-infra tool NAME               build (once) and print the path of a Go tool (opa, buf, ...)
     ig-infra tools [NAME ...]        build (once) every Go tool (or those named), two at a time; print paths
 """
