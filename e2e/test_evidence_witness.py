@@ -379,3 +379,18 @@ def test_what_a_witness_cosigned_survives_its_restart(infra: Any, tmp_path: Path
         rolled_back = submit(witness, encode_add_checkpoint(0, [], signed(3)))
         assert (rolled_back.status_code, rolled_back.text) == (409, "6\n")
         assert submit(witness, encode_add_checkpoint(6, [], signed(6))).status_code == 200
+
+
+def test_a_witness_without_a_usable_key_does_not_start(infra: Any, tmp_path: Path) -> None:
+    write_key(tmp_path / "open.key")
+    (tmp_path / "open.key").chmod(0o644)
+    env = {**{k: v for k, v in os.environ.items() if k in ("IG_IDENTITIES", "IG_AUTHZ_TABLE", "PATH")},
+           "IG_SERVICE_NAME": "witness", "IG_HTTP_PORT": str(free_port()), "IG_WITNESS_PORT": str(free_port()),
+           "IG_WITNESS_KEY_PATH": str(tmp_path / "open.key"), "IG_WITNESS_STATE_PATH": str(tmp_path / "s.db"),
+           "IG_WITNESS_LOGS": json.dumps([{"origin": ORIGIN, "verifier_keys": [
+               note.verifier_key(ORIGIN, Ed25519PrivateKey.generate().public_key())]}])}
+    done = subprocess.run([sys.executable, "-m", "ig_evidence.witness"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "invalid setting IG_WITNESS_KEY_PATH" in done.stderr and "open to every user" in done.stderr
+    assert not (tmp_path / "s.db").exists()

@@ -283,3 +283,35 @@ def test_witness_key_writes_a_private_key_once_and_prints_its_verifier_key(tmp_p
     assert cosigner.name == "witness.test/w9"
     again = run("witness", "key", "--name", "witness.test/w9", "--out", str(tmp_path / "w.key"))
     assert again.output == first.output  # the same key, read back
+
+
+# -- settings -----------------------------------------------------------------------------------------------------
+
+def test_bad_witness_settings_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ig_common.settings import describe_errors
+    from ig_evidence.settings import Settings
+    from ig_evidence.witness.settings import WitnessSettings
+    from pydantic import ValidationError
+
+    (tmp_path / "table.yaml").write_text("identities: [witness]\n")
+    monkeypatch.setenv("IG_AUTHZ_TABLE", str(tmp_path / "table.yaml"))
+    monkeypatch.setenv("IG_WITNESS_LOGS", json.dumps([{"origin": ORIGIN, "verifier_keys": ["nope"]}]))
+    with pytest.raises(ValidationError) as caught:
+        WitnessSettings()
+    assert any(line.startswith("invalid setting IG_WITNESS_LOGS:") and "not name+hash+base64" in line
+               for line in describe_errors(WitnessSettings, caught.value))
+    monkeypatch.setenv("IG_WITNESS_LOGS", json.dumps([{"origin": ORIGIN, "verifier_keys": list(LOG.verifier_keys)}]))
+    assert WitnessSettings().logs() == (LOG,)
+
+    env = {"IG_DATABASE_URL": "postgresql://x/y", "IG_KAFKA_BOOTSTRAP": "k:1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    log_key_as_witness_key = LOG.verifier_keys[0]  # a log's (0x01) key where a witness's (0x04) belongs
+    monkeypatch.setenv("IG_WITNESSES", json.dumps([{"url": "https://w:1", "verifier_key": log_key_as_witness_key}]))
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert any(line.startswith("invalid setting IG_WITNESSES") and "type 0x04" in line
+               for line in describe_errors(Settings, caught.value))
+    monkeypatch.setenv("IG_WITNESSES", json.dumps([{"url": "http://w:1", "verifier_key": "x"}]))
+    with pytest.raises(ValidationError):
+        Settings()
