@@ -394,3 +394,38 @@ def test_a_witness_without_a_usable_key_does_not_start(infra: Any, tmp_path: Pat
     assert done.returncode == 2
     assert "invalid setting IG_WITNESS_KEY_PATH" in done.stderr and "open to every user" in done.stderr
     assert not (tmp_path / "s.db").exists()
+
+
+def test_a_witness_that_was_down_is_caught_up_by_the_next_head(infra: Any, tmp_path: Path) -> None:
+    ledger_key = write_key(tmp_path / "ledger.key")
+    log_vkey = note.verifier_key(ORIGIN, ledger_key.public_key())
+    witness_key = write_key(tmp_path / "w.key")
+    cosigner = Cosigner("witness.e2e/flaky", witness_key.public_key())
+    port = free_port()
+    own_url = infra.new_database("ig_witness")
+    (tmp_path / "blobs").mkdir()
+    env = {**infra.env(own_url, "evidence"), "IG_LEDGER_KEY_PATH": str(tmp_path / "ledger.key"),
+           "IG_LEDGER_ORIGIN": ORIGIN, "IG_WITNESS_TIMEOUT_SECONDS": "2",
+           "IG_WITNESSES": json.dumps([{"url": f"https://127.0.0.1:{port}", "verifier_key": cosigner.verifier_key}])}
+    try:
+        with evidence_service(env, own_url, tmp_path / "blobs") as service:
+            stub = ledger_pb2_grpc.LedgerServiceStub(channel_as("release", service.grpc_target))
+
+            def head_after(appends: int) -> ledger_pb2.CheckpointResponse:
+                for i in range(appends):
+                    stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject=f"f{i}", payload=b"x"))
+                return stub.Checkpoint(ledger_pb2.CheckpointRequest())
+
+            down = head_after(3)
+            assert down.tree_size == 3 and down.cosigned_note == down.note
+            with witness_process(cosigner.name, tmp_path / "w.key", tmp_path / "w.db", log_vkey, port=port):
+                up = head_after(2)
+                assert [c.witness for c in verified_cosignatures(up.cosigned_note, [cosigner])] == [cosigner.name]
+            missed = head_after(2)
+            assert missed.cosigned_note == missed.note
+            with witness_process(cosigner.name, tmp_path / "w.key", tmp_path / "w.db", log_vkey, port=port):
+                back = head_after(1)  # from the size it held (5) to 8, over the head it missed (7)
+                assert back.tree_size == 8
+                assert [c.witness for c in verified_cosignatures(back.cosigned_note, [cosigner])] == [cosigner.name]
+    finally:
+        infra.drop_database(own_url)
