@@ -40,7 +40,8 @@ def main() -> None:
                              on_head_checkpoint=witnessing.head_stored)
         witnessing.bind(ledger.consistency_proof)
         runtime.spawn(ledger.serve_appends(), "ledger-writer")
-        runtime.spawn(witnessing.run(), "ledger-witnessing")
+        if witnessing.endpoints:
+            runtime.spawn(witnessing.run(), "ledger-witnessing")
         adapters["ledger"] = ledger
         adapters["witnessing"] = witnessing
         adapters["blobs"] = BlobStore(settings.blob_store_path)
