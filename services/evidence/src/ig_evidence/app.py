@@ -2,6 +2,7 @@
 
 import sys
 
+import structlog
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_server import GrpcService
@@ -10,13 +11,15 @@ from ig_common.settings import load_identity, load_settings
 
 from ig_evidence.api.evidence import EvidenceServicer, report_missing
 from ig_evidence.api.ledger import LedgerServicer
-from ig_evidence.keys import load_public_key
+from ig_evidence.domain.trusted_signers import TrustedSignersError
 from ig_evidence.settings import Settings
 from ig_evidence.store import MIGRATIONS, SCHEMA
 from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import BundleStore
 from ig_evidence.store.ledger import LedgerStore
 from ig_evidence.store.signing_key import SigningKeyProblem, load_checkpoint_signer
+
+log = structlog.get_logger(__name__)
 
 
 def main() -> None:
@@ -27,6 +30,14 @@ def main() -> None:
     except SigningKeyProblem as error:
         print(f"invalid setting IG_LEDGER_KEY_PATH: {error}", file=sys.stderr)
         raise SystemExit(2) from error
+    try:
+        signers = settings.trusted_signers()
+    except TrustedSignersError as error:
+        print(f"invalid setting IG_TRUSTED_SIGNERS_PATH: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+    if not signers.tenants:
+        log.warning("no_trusted_signers", detail="IG_TRUSTED_SIGNERS_PATH names no signer: every RegisterBundle "
+                    "is refused")
     adapters: dict[str, object] = {}
 
     async def on_start(runtime: Runtime) -> None:
@@ -46,10 +57,8 @@ def main() -> None:
         assert isinstance(blobs, BlobStore)
         authz_table = runtime.authz_table
         assert authz_table is not None  # run_service refused to start without it
-        trusted = (load_public_key(str(settings.trusted_public_key_path))
-                   if settings.trusted_public_key_path else None)
         evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
-                                    limits=settings.upload_limits(), trusted_key=trusted,
+                                    limits=settings.upload_limits(), signers=signers,
                                     on_commit=runtime.relay.wake)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,

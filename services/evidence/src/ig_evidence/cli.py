@@ -20,7 +20,9 @@ from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable
 from ig_evidence.bundle.verify import verify_bundle
 from ig_evidence.domain.contract import ContractError
 from ig_evidence.domain.manifest import ManifestError
+from ig_evidence.domain.trusted_signers import TrustedSignersError
 from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key, load_public_key
+from ig_evidence.signers_file import trust_key
 
 DEFAULT_CONTRACT = "policies/evidence/release-contract.v1.yaml"
 EXIT_INCOMPLETE = 3
@@ -180,6 +182,22 @@ def register(bundle: Path, release: str, server: str, tenant: str) -> None:
     state = "already registered" if response.already_registered else "registered"
     click.echo(f"{state}: release {response.release}, manifest sha256 {response.manifest_sha256}, "
                f"ledger seq {response.ledger_seq}")
+
+
+@main.command()
+@click.argument("public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--signers", "signers_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="the trusted-signers file the evidence service reads (IG_TRUSTED_SIGNERS_PATH); created if missing")
+@click.option("--tenant", "tenants", required=True, multiple=True, help="a tenant that trusts the key (repeatable)")
+@click.option("--name", required=True, help="the signer's name, as the service and the portal will show it")
+def trust(public_key: Path, signers_file: Path, tenants: tuple[str, ...], name: str) -> None:
+    """Pin a release signing key (cosign.pub) for tenants in the evidence service's trusted-signers file."""
+    try:
+        pinned = trust_key(signers_file, name, public_key.read_bytes(), tenants)
+    except (TrustedSignersError, ValueError) as error:
+        _fail(f"{public_key}: {error}")
+        return
+    click.echo(f"pinned {name} (key id {pinned}) for {', '.join(tenants)} in {signers_file}")
 
 
 @main.command()

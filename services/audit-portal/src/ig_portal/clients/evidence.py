@@ -53,6 +53,10 @@ class ManifestFiles:
     release: str
     manifest_sha256: str
     files: dict[str, bytes]
+    # The signer the evidence service verified the bundle against, from its own pinned configuration (cosign.pub
+    # here is that signer's key, never the one the bundle carries).
+    signer_name: str = ""
+    signer_key_id: str = ""
 
 
 MANIFEST_FILES = ("manifest.json", "manifest.json.sig", "manifest.sigstore.json", "cosign.pub")
@@ -161,7 +165,7 @@ class EvidenceCatalog:
             metadata=self.users.metadata(user)))
         contents = (reply.manifest, reply.signature, reply.sigstore_bundle, reply.public_key)
         files = {name: data for name, data in zip(MANIFEST_FILES, contents, strict=True) if data}
-        return ManifestFiles(reply.release, reply.manifest_sha256, files)
+        return ManifestFiles(reply.release, reply.manifest_sha256, files, reply.signer_name, reply.signer_key_id)
 
     async def _fetch(self, user: Principal, artifact_id: str, *, with_content: bool
                      ) -> tuple[ArtifactView, bytes]:

@@ -22,6 +22,7 @@ from ig_infra.pki import (
     is_fresh,
     spiffe_id,
 )
+from ig_infra.release_key import ensure_release_signing_key, release_signing_key, trusted_signers_file
 
 AUTHZ_TABLE = REPO_ROOT / "policies" / "authz" / "grpc-methods.yaml"
 ALL_IDENTITIES = SERVICE_IDENTITIES + CLIENT_IDENTITIES
@@ -38,6 +39,7 @@ class Identities(Component):
         ensure_identities(self.paths.cache, self.paths.run, ALL_IDENTITIES)
         ensure_approver_signing_key(self.paths.run)
         ensure_ledger_checkpoint_key(self.paths.run)
+        ensure_release_signing_key(self.paths.run, AUTHZ_TABLE)
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
@@ -50,8 +52,9 @@ class Identities(Component):
         return self.healthy()
 
     def healthy(self) -> bool:
-        return approver_signing_key(self.paths.run).exists() and ledger_checkpoint_key(self.paths.run).exists() and all(
-            is_fresh(self.issued(name)) for name in ALL_IDENTITIES)
+        keys = (approver_signing_key(self.paths.run), ledger_checkpoint_key(self.paths.run),
+                release_signing_key(self.paths.run), trusted_signers_file(self.paths.run))
+        return all(k.exists() for k in keys) and all(is_fresh(self.issued(name)) for name in ALL_IDENTITIES)
 
     def stop(self) -> bool:
         return False
@@ -64,4 +67,8 @@ class Identities(Component):
         return self.root
 
     def env(self) -> dict[str, str]:
-        return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE)}
+        # IG_RELEASE_SIGNING_KEY: what the release flow and `make evidence` sign with; IG_TRUSTED_SIGNERS_PATH: the
+        # file that pins it for the evidence service (which refuses bundles of any other signer).
+        return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE),
+                "IG_RELEASE_SIGNING_KEY": str(release_signing_key(self.paths.run)),
+                "IG_TRUSTED_SIGNERS_PATH": str(trusted_signers_file(self.paths.run))}
