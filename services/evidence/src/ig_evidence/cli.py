@@ -16,11 +16,13 @@ from ig_evidence.bundle import build as builder
 from ig_evidence.bundle import upload
 from ig_evidence.bundle.amend import amend as amend_bundle
 from ig_evidence.bundle.inputs import InputProblem
+from ig_evidence.bundle.kit import is_kit, verify_kit
 from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable
 from ig_evidence.bundle.verify import verify_bundle
 from ig_evidence.domain.contract import ContractError
 from ig_evidence.domain.manifest import ManifestError
 from ig_evidence.domain.trusted_signers import TrustedSignersError
+from ig_evidence.domain.trusted_signers import key_id as signer_key_id
 from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key, load_public_key
 from ig_evidence.signers_file import trust_key
 
@@ -135,15 +137,25 @@ def amend(previous_bundle: Path, inputs: Path, **options: object) -> None:
 
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--key", "key", envvar="IG_EVIDENCE_PUBLIC_KEY", required=True, help="public key (cosign.pub)")
+@click.option("--key", "key", envvar="IG_EVIDENCE_PUBLIC_KEY", default=None,
+              help="public key (cosign.pub); required for a bundle, optional for a kit (which carries its pinned key)")
+@click.option("--key-id", default=None, help="a kit only: require its signer to be this key id (the portal shows it)")
 @click.option("--contract", type=click.Path(path_type=Path, exists=True), default=None,
               help="re-check completeness against this contract")
 @click.option("--ledger-key", default=None, help="pin the ledger's checkpoint verifier key (name+hash+base64)")
 @click.option("--allow-incomplete", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def verify(bundle: Path, key: str, contract: Path | None, ledger_key: str | None, allow_incomplete: bool,
-           as_json: bool) -> None:
-    """Offline: signature, every artifact's hash, completeness, ledger inclusion. Non-zero on any problem."""
+def verify(bundle: Path, key: str | None, key_id: str | None, contract: Path | None, ledger_key: str | None,
+           allow_incomplete: bool, as_json: bool) -> None:
+    """Offline: signature, every artifact's hash, completeness, ledger inclusion. Non-zero on any problem.
+
+    BUNDLE is a bundle (tarball, build directory or unpacked directory) or a verify kit from the audit portal."""
+    if is_kit(bundle):
+        _verify_kit(bundle, key, key_id, ledger_key, as_json)
+        return
+    if key is None:
+        _fail("--key: required to verify a bundle (only a verify kit carries its pinned key)")
+        return
     try:
         public_key = load_public_key(key)
         parsed_contract = builder.load_contract(contract)[0] if contract else None
@@ -159,6 +171,35 @@ def verify(bundle: Path, key: str, contract: Path | None, ledger_key: str | None
         release = result.manifest.get("release") if result.manifest else "?"
         anchor = f", ledger seq {result.ledger_seq} included in its checkpoint" if result.ledger_seq else ""
         click.echo(f"verified {bundle}: release {release}, {result.artifacts_checked} artifacts{anchor}")
+    for problem in result.problems:
+        click.echo(f"FAIL {problem}", err=True)
+    sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
+
+
+def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: str | None, as_json: bool) -> None:
+    if key is not None:
+        try:
+            pinned = signer_key_id(load_public_key(key))
+        except KeyProblem as error:
+            _fail(str(error))
+            return
+        if expected is not None and expected != pinned:
+            _fail(f"--key-id {expected} and --key (key id {pinned}) disagree")
+            return
+        expected = pinned
+    result = verify_kit(kit, expected_key_id=expected, pinned_ledger_key=ledger_key)
+    if as_json:
+        click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "release": result.release,
+                               "tenant": result.tenant, "signer": result.signer,
+                               "artifacts": result.artifacts_checked, "registrationSeq": result.registration_seq,
+                               "checkpointSize": result.head_size}, indent=2))
+    elif result.ok:
+        click.echo(f"verified kit {kit}: release {result.release} of tenant {result.tenant}, signed by "
+                   f"{result.signer}, {result.artifacts_checked} artifacts; registered at ledger seq "
+                   f"{result.registration_seq}, included in the signed checkpoint of size {result.head_size}")
+        if expected is None:
+            click.echo("note: the signer key was taken from the kit; pass --key-id (shown by the portal) or --key to "
+                       "pin it", err=True)
     for problem in result.problems:
         click.echo(f"FAIL {problem}", err=True)
     sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)

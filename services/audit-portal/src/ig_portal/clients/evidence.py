@@ -167,6 +167,25 @@ class EvidenceCatalog:
         files = {name: data for name, data in zip(MANIFEST_FILES, contents, strict=True) if data}
         return ManifestFiles(reply.release, reply.manifest_sha256, files, reply.signer_name, reply.signer_key_id)
 
+    async def verify_kit(self, user: Principal, release: str) -> tuple[evidence_pb2.VerifyKitInfo, bytes]:
+        """The release's verify kit (the evidence service assembles it) and its description."""
+        await self.release(user, release)
+        call = self.stub.GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release=release, tenant=user.tenant),
+                                      timeout=self.timeout, metadata=self.users.metadata(user))
+        info: evidence_pb2.VerifyKitInfo | None = None
+        chunks: list[bytes] = []
+        try:
+            async for part in call:
+                if part.HasField("info"):
+                    info = part.info
+                else:
+                    chunks.append(part.chunk)
+        except grpc.aio.AioRpcError as error:
+            raise self._translate(error) from error
+        if info is None:
+            raise NotFound(release)
+        return info, b"".join(chunks)
+
     async def _fetch(self, user: Principal, artifact_id: str, *, with_content: bool
                      ) -> tuple[ArtifactView, bytes]:
         call = self.stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=artifact_id, tenant=user.tenant),
