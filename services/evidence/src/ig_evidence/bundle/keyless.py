@@ -75,7 +75,7 @@ def certificate_issuer(certificate: x509.Certificate) -> str | None:
     extensions = certificate.extensions
     try:
         v2 = extensions.get_extension_for_oid(OIDC_ISSUER_V2).value
-        return asn1.decode_der(str, v2.value)  # type: ignore[attr-defined, no-any-return]
+        return asn1.decode_der(str, v2.value)  # type: ignore[attr-defined]
     except x509.ExtensionNotFound:
         pass
     try:
@@ -113,15 +113,16 @@ class _IdentityCheck:
             raise _PolicyRefused("the signing certificate names no OIDC issuer (extension "
                                  f"{OIDC_ISSUER_V2.dotted_string} or {OIDC_ISSUER_LEGACY.dotted_string})")
         if issuer != self._policy.issuer:
-            raise _PolicyRefused(f"OIDC issuer mismatch: the certificate's issuer is {issuer!r}, "
-                                 f"the trusted issuer is {self._policy.issuer!r}")
+            raise _PolicyRefused(f"OIDC issuer mismatch: the certificate's issuer is '{issuer}', "
+                                 f"the trusted issuer is '{self._policy.issuer}'")
         subjects = certificate_subjects(cert)
         for subject in subjects:
             if self._pattern.fullmatch(subject):
                 self.matched_subject = subject
                 return
-        raise _PolicyRefused(f"subject mismatch: the certificate's subject {subjects!r} does not match the trusted "
-                             f"subject regexp {self._policy.subject_regexp!r} (the whole subject must match)")
+        shown = ", ".join(f"'{subject}'" for subject in subjects) or "(none)"
+        raise _PolicyRefused(f"subject mismatch: the certificate's subject {shown} does not match the trusted "
+                             f"subject regexp '{self._policy.subject_regexp}' (the whole subject must match)")
 
 
 def load_trusted_root(path: Path) -> TrustedRoot:
@@ -158,15 +159,23 @@ class KeylessVerifier:
         except _PolicyRefused as error:
             raise KeylessRefused(f"keyless bundle refused: {error}") from error
         except CertValidationError as error:
+            if "not valid at validation time" in str(error):
+                raise KeylessRefused(f"keyless bundle refused: the signing certificate was not valid at the signing "
+                                     f"time the log or a timestamp authority vouches for ({error})") from error
             raise KeylessRefused(f"keyless bundle refused: untrusted certificate authority: the signing "
                                  f"certificate does not chain to a Fulcio CA of {self._source} ({error})") from error
         except (Error, ValueError) as error:
-            raise KeylessRefused(f"keyless bundle refused: {_explain(str(error))}") from error
+            raise KeylessRefused(f"keyless bundle refused: {_explain(_shorten(str(error)))}") from error
         assert check.matched_subject is not None  # verify_artifact returned, so the policy passed
         issuer = certificate_issuer(bundle.signing_certificate)
         assert issuer is not None
         fingerprint = hashlib.sha256(bundle.signing_certificate.public_bytes(Encoding.DER)).hexdigest()
         return KeylessSigner(issuer=issuer, subject=check.matched_subject, certificate_sha256=fingerprint)
+
+
+def _shorten(message: str, limit: int = 500) -> str:
+    """Some of sigstore-python's messages embed whole proofs; a refusal names the check, not every byte."""
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 def _explain(message: str) -> str:
