@@ -120,6 +120,19 @@ def entry_of_another_signature(sigstore: LocalSigstore) -> bytes:
     return json.dumps(bundle).encode()
 
 
+def legacy_cosign_bundle(sigstore: LocalSigstore) -> bytes:
+    # The shape cosign 2.x's sign-blob --bundle writes by default: signature, PEM certificate, Rekor's response.
+    bundle = json.loads(sigstore.sign(MANIFEST, SUBJECT, ISSUER))
+    entry = bundle["verificationMaterial"]["tlogEntries"][0]
+    certificate = signed_certificate(json.dumps(bundle).encode()).public_bytes(Encoding.PEM)
+    return json.dumps({
+        "base64Signature": bundle["messageSignature"]["signature"], "cert": base64.b64encode(certificate).decode(),
+        "rekorBundle": {"SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+                        "Payload": {"body": entry["canonicalizedBody"], "integratedTime": int(entry["integratedTime"]),
+                                    "logIndex": int(entry["logIndex"]),
+                                    "logID": base64.b64decode(entry["logId"]["keyId"]).hex()}}}).encode()
+
+
 @dataclass(frozen=True)
 class Refusal:
     name: str
@@ -168,6 +181,8 @@ REFUSALS = [
     Refusal("a genuine entry that records another signature", entry_of_another_signature,
             ("transparency log entry does not record this signature and certificate",)),
     Refusal("bytes that are not a bundle", lambda s: b"{not json", ("not a valid Sigstore bundle",)),
+    Refusal("cosign's legacy bundle (sign-blob without --new-bundle-format)", legacy_cosign_bundle,
+            ("cosign's legacy bundle format", "--new-bundle-format")),
 ]
 
 

@@ -14,6 +14,7 @@ identity policy with cosign's semantics and turns each refusal into a :class:`Ke
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,12 @@ class KeylessVerifier:
         try:
             bundle = Bundle.from_json(sigstore_bundle_json)
         except (InvalidBundle, ValueError) as error:
+            if _is_legacy_cosign_bundle(sigstore_bundle_json):
+                raise KeylessRefused("keyless bundle refused: this is cosign's legacy bundle format (cosign 2.x "
+                                     "sign-blob without --new-bundle-format), not a Sigstore bundle; sign with "
+                                     "--new-bundle-format") from error
             raise KeylessRefused(f"keyless bundle refused: not a valid Sigstore bundle with one transparency log "
-                                 f"entry: {error}") from error
+                                 f"entry: {_shorten(str(error))}") from error
         check = _IdentityCheck(policy)
         try:
             self._verifier.verify_artifact(signed_data, bundle, check)
@@ -171,6 +176,14 @@ class KeylessVerifier:
         assert issuer is not None
         fingerprint = hashlib.sha256(bundle.signing_certificate.public_bytes(Encoding.DER)).hexdigest()
         return KeylessSigner(issuer=issuer, subject=check.matched_subject, certificate_sha256=fingerprint)
+
+
+def _is_legacy_cosign_bundle(document: bytes) -> bool:
+    try:
+        parsed = json.loads(document)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and "rekorBundle" in parsed and "mediaType" not in parsed
 
 
 def _shorten(message: str, limit: int = 500) -> str:
