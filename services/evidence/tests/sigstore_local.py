@@ -3,9 +3,11 @@
 What the public-good instance would hand a verifier, made here from scratch: a Fulcio-like CA (root and
 intermediate) issuing short-lived code-signing certificates with Fulcio's OIDC issuer extensions and an embedded
 SCT from a CT log key, a Rekor-like log key that signs checkpoints (signed-note form) and signed entry timestamps,
-and the ``trusted_root.json`` (Sigstore protobuf-specs ``TrustedRoot``) that pins all three. ``sign`` produces a
-v0.3 Sigstore bundle with a ``hashedrekord`` 0.0.1 entry, an inclusion proof in a small tree, a signed checkpoint
-and an inclusion promise: what sigstore-python and cosign verify without the network.
+and the ``trusted_root.json`` (Sigstore protobuf-specs ``TrustedRoot``) that pins them. ``sign`` produces a
+v0.3 Sigstore bundle as Rekor v1 makes it (a ``hashedrekord`` 0.0.1 entry, an inclusion proof in a small tree, a
+signed checkpoint and an inclusion promise with the integration time); ``sign_v2`` as Rekor v2 and a timestamp
+authority make it (``hashedrekord`` 0.0.2, an Ed25519 C2SP checkpoint, an RFC 3161 timestamp from `tsa_local`).
+Both are what sigstore-python and cosign verify without the network.
 
 Every part can be swapped for a rogue one (another CA, log or CT log), to test that a verifier refuses it.
 """
@@ -25,9 +27,11 @@ import rfc8785
 from cryptography import x509
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ig_evidence.domain import merkle
+
+from .tsa_local import LocalTSA
 
 OIDC_ISSUER_LEGACY = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 OIDC_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
@@ -191,19 +195,55 @@ def signed_note(log: LocalLog, origin: str, size: int, root: bytes) -> str:
 
 
 @dataclass
+class LocalTileLog:
+    """A Rekor v2-like log: Ed25519 C2SP checkpoints, no integration time, no signed entry timestamp."""
+
+    origin: str = "local-rekor-v2.invalid"
+    not_before: datetime = SIGNED_AT - timedelta(days=30)
+    key: ed25519.Ed25519PrivateKey = field(default_factory=ed25519.Ed25519PrivateKey.generate)
+
+    @property
+    def key_id(self) -> bytes:
+        """C2SP signed-note key id of an Ed25519 key: SHA-256(name || 0x0A || 0x01 || key); notes carry [:4]."""
+        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return hashlib.sha256(self.origin.encode() + b"\n\x01" + raw).digest()
+
+    def checkpoint(self, size: int, root: bytes) -> str:
+        text = f"{self.origin}\n{size}\n{b64(root)}\n"
+        return f"{text}\n\u2014 {self.origin} {b64(self.key_id[:4] + self.key.sign(text.encode()))}\n"
+
+    def trusted_root_entry(self) -> dict[str, Any]:
+        spki = self.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return {"baseUrl": f"https://{self.origin}", "hashAlgorithm": "SHA2_256",
+                "publicKey": {"rawBytes": b64(spki), "keyDetails": "PKIX_ED25519",
+                              "validFor": {"start": rfc3339(self.not_before)}},
+                "logId": {"keyId": b64(self.key_id)}, "checkpointKeyId": {"keyId": b64(self.key_id)}}
+
+
+def _tree_with(leaf: bytes) -> tuple[int, int, bytes, list[bytes]]:
+    """The leaf at index 4 of a 7-leaf tree, so the inclusion proof has hashes to check: index, size, root, proof."""
+    leaves = [merkle.leaf_hash(f"other entry {i}".encode()) for i in range(6)]
+    leaves.insert(4, merkle.leaf_hash(leaf))
+    return 4, len(leaves), merkle.root_from_leaf_hashes(leaves), merkle.inclusion_proof(leaves, 4)
+
+
+@dataclass
 class LocalSigstore:
     """A CA, a CT log and a transparency log that together make a trusted root, and sign blobs keylessly."""
 
     ca: LocalCA = field(default_factory=LocalCA)
     ct_log: LocalLog = field(default_factory=lambda: LocalLog("local-ctfe"))
     log: LocalLog = field(default_factory=lambda: LocalLog("local-rekor"))
+    tile_log: LocalTileLog = field(default_factory=LocalTileLog)
+    tsa: LocalTSA = field(default_factory=LocalTSA)
 
     def trusted_root(self) -> dict[str, Any]:
         return {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-                "tlogs": [self.log.trusted_root_entry()],
+                "tlogs": [self.log.trusted_root_entry(), self.tile_log.trusted_root_entry()],
                 "certificateAuthorities": [self.ca.trusted_root_entry()],
                 "ctlogs": [self.ct_log.trusted_root_entry()],
-                "timestampAuthorities": []}
+                "timestampAuthorities": [self.tsa.trusted_root_entry()]}
 
     def write_trusted_root(self, path: Path) -> Path:
         path.write_text(json.dumps(self.trusted_root(), indent=2) + "\n")
@@ -230,12 +270,7 @@ class LocalSigstore:
     @staticmethod
     def log_entry_bundle(log: LocalLog, body: bytes, certificate: x509.Certificate, digest: bytes,
                          signature: bytes, integrated_at: datetime) -> dict[str, Any]:
-        # The entry sits among others in a small tree, so the inclusion proof has hashes to check.
-        leaves = [merkle.leaf_hash(f"other entry {i}".encode()) for i in range(6)]
-        index = 4
-        leaves.insert(index, merkle.leaf_hash(body))
-        root = merkle.root_from_leaf_hashes(leaves)
-        proof = merkle.inclusion_proof(leaves, index)
+        index, size, root, proof = _tree_with(body)
         integrated_time = int(integrated_at.timestamp())
         promise = rfc8785.dumps({"body": b64(body), "integratedTime": integrated_time,
                                  "logID": log.log_id.hex(), "logIndex": index})
@@ -248,10 +283,42 @@ class LocalSigstore:
                     "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
                     "integratedTime": str(integrated_time),
                     "inclusionPromise": {"signedEntryTimestamp": b64(log.sign(promise))},
-                    "inclusionProof": {"logIndex": str(index), "rootHash": b64(root), "treeSize": str(len(leaves)),
+                    "inclusionProof": {"logIndex": str(index), "rootHash": b64(root), "treeSize": str(size),
                                        "hashes": [b64(h) for h in proof],
                                        "checkpoint": {"envelope": signed_note(
-                                           log, f"{log.name}.invalid - 1193050959916656506", len(leaves), root)}},
+                                           log, f"{log.name}.invalid - 1193050959916656506", size, root)}},
                     "canonicalizedBody": b64(body)}]},
             "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(digest)},
                                  "signature": b64(signature)}}
+
+    def sign_v2(self, data: bytes, subject: str, issuer: str, *, signed_at: datetime = SIGNED_AT,
+                tsa: LocalTSA | None = None, tile_log: LocalTileLog | None = None,
+                timestamped_after: timedelta = timedelta(seconds=1)) -> bytes:
+        """A v0.3 bundle as a Rekor v2 log and a TSA make it: a ``hashedrekord`` 0.0.2 entry with an inclusion
+        proof and a C2SP checkpoint, no integration time, and an RFC 3161 timestamp over the signature."""
+        tsa, tile_log = tsa or self.tsa, tile_log or self.tile_log
+        signing_key = ec.generate_private_key(ec.SECP256R1())
+        certificate = issue_certificate(self.ca, self.ct_log, signing_key, subject, issuer, signed_at)
+        digest = hashlib.sha256(data).digest()
+        signature = signing_key.sign(data, ec.ECDSA(hashes.SHA256()))
+        body = rfc8785.dumps({"kind": "hashedrekord", "apiVersion": "0.0.2", "spec": {"hashedRekordV002": {
+            "data": {"algorithm": "SHA2_256", "digest": b64(digest)},
+            "signature": {"content": b64(signature), "verifier": {
+                "x509Certificate": {"rawBytes": b64(certificate.public_bytes(serialization.Encoding.DER))},
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}}}})
+        index, size, root, proof = _tree_with(body)
+        return json.dumps({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {
+                "certificate": {"rawBytes": b64(certificate.public_bytes(serialization.Encoding.DER))},
+                "tlogEntries": [{
+                    "logIndex": str(index), "logId": {"keyId": b64(tile_log.key_id)},
+                    "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+                    "inclusionProof": {"logIndex": str(index), "rootHash": b64(root), "treeSize": str(size),
+                                       "hashes": [b64(h) for h in proof],
+                                       "checkpoint": {"envelope": tile_log.checkpoint(size, root)}},
+                    "canonicalizedBody": b64(body)}],
+                "timestampVerificationData": {"rfc3161Timestamps": [
+                    {"signedTimestamp": b64(tsa.timestamp(signature, signed_at + timestamped_after))}]}},
+            "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(digest)},
+                                 "signature": b64(signature)}}, indent=2).encode()

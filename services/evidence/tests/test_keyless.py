@@ -31,7 +31,8 @@ from ig_evidence.bundle.keyless import (
     verify_keyless,
 )
 
-from .sigstore_local import LocalCA, LocalLog, LocalSigstore
+from .sigstore_local import LocalCA, LocalLog, LocalSigstore, LocalTileLog
+from .tsa_local import LocalTSA
 
 ISSUER = "https://token.actions.githubusercontent.com"
 SUBJECT = "https://github.com/acme/mc/.github/workflows/release.yml@refs/tags/v1.2.1"
@@ -59,8 +60,18 @@ def signed_certificate(bundle: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(base64.b64decode(raw))
 
 
-def test_a_keyless_bundle_verifies_and_names_its_signer(sigstore: LocalSigstore, trusted_root: Path) -> None:
-    bundle = sigstore.sign(MANIFEST, SUBJECT, ISSUER)
+def rekor_v1(sigstore: LocalSigstore) -> bytes:
+    return sigstore.sign(MANIFEST, SUBJECT, ISSUER)
+
+
+def rekor_v2_with_tsa(sigstore: LocalSigstore) -> bytes:
+    return sigstore.sign_v2(MANIFEST, SUBJECT, ISSUER)
+
+
+@pytest.mark.parametrize("make_bundle", [rekor_v1, rekor_v2_with_tsa])
+def test_a_keyless_bundle_verifies_and_names_its_signer(sigstore: LocalSigstore, trusted_root: Path,
+                                                        make_bundle: Callable[[LocalSigstore], bytes]) -> None:
+    bundle = make_bundle(sigstore)
     signer = verify_keyless(bundle, MANIFEST, trusted_root, ISSUER, SUBJECT_REGEXP)
     certificate = signed_certificate(bundle).public_bytes(Encoding.DER)
     assert signer == KeylessSigner(issuer=ISSUER, subject=SUBJECT,
@@ -180,6 +191,19 @@ REFUSALS = [
             ("transparency log entry not verified", "SET: invalid inclusion promise")),
     Refusal("a genuine entry that records another signature", entry_of_another_signature,
             ("transparency log entry does not record this signature and certificate",)),
+    Refusal("Rekor v2: a timestamp from a TSA not in the trusted root",
+            lambda s: s.sign_v2(MANIFEST, SUBJECT, ISSUER, tsa=LocalTSA("rogue-tsa")),
+            ("no trusted signing time",)),
+    Refusal("Rekor v2: a timestamp after the certificate expired",
+            lambda s: s.sign_v2(MANIFEST, SUBJECT, ISSUER, timestamped_after=timedelta(minutes=11)),
+            ("signing certificate was not valid at the signing time",)),
+    Refusal("Rekor v2: an entry in a log not in the trusted root",
+            lambda s: s.sign_v2(MANIFEST, SUBJECT, ISSUER, tile_log=LocalTileLog("rogue-rekor-v2.invalid")),
+            ("transparency log entry not verified", "checkpoint")),
+    Refusal("Rekor v2: another issuer", lambda s: s.sign_v2(MANIFEST, SUBJECT, "https://accounts.google.com"),
+            ("OIDC issuer mismatch",)),
+    Refusal("Rekor v2: a tampered manifest", rekor_v2_with_tsa, ("digest mismatch",),
+            data=MANIFEST.replace(b"v1.2.1", b"v1.2.2")),
     Refusal("bytes that are not a bundle", lambda s: b"{not json", ("not a valid Sigstore bundle",)),
     Refusal("cosign's legacy bundle (sign-blob without --new-bundle-format)", legacy_cosign_bundle,
             ("cosign's legacy bundle format", "--new-bundle-format")),
@@ -247,9 +271,11 @@ def test_the_real_cosign_verifies_the_minted_bundle_offline_and_refuses_what_we_
     bundle = tmp_path / "manifest.sigstore.json"
     bundle.write_bytes(sigstore.sign(MANIFEST, SUBJECT, ISSUER))
 
-    def cosign_verify(file: Path, issuer: str = ISSUER, bundle_file: Path = bundle) -> subprocess.CompletedProcess[str]:
+    def cosign_verify(file: Path, issuer: str = ISSUER, bundle_file: Path = bundle,
+                      extra: tuple[str, ...] | list[str] = ()) -> subprocess.CompletedProcess[str]:
         # cosign's regexp matches anywhere in the subject; anchoring it gives our whole-subject semantics.
-        return offline([cosign, "verify-blob", "--bundle", str(bundle_file), "--trusted-root", str(trusted_root),
+        return offline([cosign, "verify-blob", *extra, "--bundle", str(bundle_file),
+                        "--trusted-root", str(trusted_root),
                         "--certificate-identity-regexp", f"^(?:{SUBJECT_REGEXP})$",
                         "--certificate-oidc-issuer", issuer, str(file)])
 
@@ -262,3 +288,11 @@ def test_the_real_cosign_verifies_the_minted_bundle_offline_and_refuses_what_we_
     rogue = tmp_path / "rogue.sigstore.json"
     rogue.write_bytes(sigstore.sign(MANIFEST, SUBJECT, ISSUER, ca=LocalCA("rogue-fulcio")))
     assert cosign_verify(manifest, bundle_file=rogue).returncode != 0
+    # Rekor v2 + TSA: cosign 2.x counts the TSA's time only with --use-signed-timestamps.
+    v2 = tmp_path / "v2.sigstore.json"
+    v2.write_bytes(sigstore.sign_v2(MANIFEST, SUBJECT, ISSUER))
+    ok_v2 = cosign_verify(manifest, bundle_file=v2, extra=["--use-signed-timestamps"])
+    assert ok_v2.returncode == 0 and "Verified OK" in ok_v2.stdout + ok_v2.stderr, ok_v2.stderr
+    rogue_tsa = tmp_path / "rogue-tsa.sigstore.json"
+    rogue_tsa.write_bytes(sigstore.sign_v2(MANIFEST, SUBJECT, ISSUER, tsa=LocalTSA("rogue-tsa")))
+    assert cosign_verify(manifest, bundle_file=rogue_tsa, extra=["--use-signed-timestamps"]).returncode != 0

@@ -201,8 +201,11 @@ def _explain(message: str) -> str:
         return f"digest mismatch: the signature does not cover these bytes ({message})"
     if "inconsistent with other materials" in message or message.startswith("Expected entry type"):
         return f"transparency log entry does not record this signature and certificate: {message}"
-    if "verified time" in message or "expired at time of signing" in message:
-        return f"no trusted time inside the certificate's validity: {message}"
+    if "sources of verified time" in message:
+        return ("no trusted signing time: neither an integration time vouched for by a log of the trusted root nor "
+                f"a timestamp from one of its timestamp authorities ({message})")
+    if "expired at time of signing" in message:
+        return f"the signing certificate was not valid at the signing time: {message}"
     return message
 
 
