@@ -149,19 +149,21 @@ def _sct(ct_log: LocalLog, issuer_key: ec.EllipticCurvePublicKey, tbs_precertifi
 
 
 def issue_certificate(ca: LocalCA, ct_log: LocalLog, signing_key: ec.EllipticCurvePrivateKey, subject: str,
-                      issuer: str, not_before: datetime, *, legacy_issuer_only: bool = False) -> x509.Certificate:
+                      issuer: str, not_before: datetime, *, legacy_issuer_only: bool = False,
+                      key_usage: bool = True) -> x509.Certificate:
     """A Fulcio-shaped certificate: empty subject, critical SAN (email or URI), code signing, the OIDC issuer
     extensions, and one embedded SCT over the precertificate (the same TBS without the SCT list)."""
     san: x509.GeneralName = (x509.RFC822Name(subject) if "@" in subject and "://" not in subject
                              else x509.UniformResourceIdentifier(subject))
     builder = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca.intermediate.subject)
                .public_key(signing_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(not_before).not_valid_after(not_before + CERT_LIFETIME)
-               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                            key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                            key_cert_sign=False, crl_sign=False, encipher_only=False,
-                                            decipher_only=False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+               .not_valid_before(not_before).not_valid_after(not_before + CERT_LIFETIME))
+    if key_usage:
+        builder = builder.add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False), critical=True)
+    builder = (builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
                .add_extension(x509.SubjectAlternativeName([san]), critical=True)
                .add_extension(x509.UnrecognizedExtension(OIDC_ISSUER_LEGACY, issuer.encode()), critical=False))
     if not legacy_issuer_only:
@@ -251,12 +253,13 @@ class LocalSigstore:
 
     def sign(self, data: bytes, subject: str, issuer: str, *, signed_at: datetime = SIGNED_AT,
              ca: LocalCA | None = None, ct_log: LocalLog | None = None, log: LocalLog | None = None,
-             integrated_after: timedelta = timedelta(seconds=2), legacy_issuer_only: bool = False) -> bytes:
+             integrated_after: timedelta = timedelta(seconds=2), legacy_issuer_only: bool = False,
+             key_usage: bool = True) -> bytes:
         """A v0.3 bundle (JSON bytes) for ``data``; ``ca``/``ct_log``/``log`` replace this instance's own parts."""
         ca, ct_log, log = ca or self.ca, ct_log or self.ct_log, log or self.log
         signing_key = ec.generate_private_key(ec.SECP256R1())  # ephemeral, as with Fulcio
         certificate = issue_certificate(ca, ct_log, signing_key, subject, issuer, signed_at,
-                                        legacy_issuer_only=legacy_issuer_only)
+                                        legacy_issuer_only=legacy_issuer_only, key_usage=key_usage)
         digest = hashlib.sha256(data).digest()
         signature = signing_key.sign(data, ec.ECDSA(hashes.SHA256()))
         cert_pem = certificate.public_bytes(serialization.Encoding.PEM)

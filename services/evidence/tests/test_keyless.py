@@ -204,6 +204,8 @@ REFUSALS = [
             ("OIDC issuer mismatch",)),
     Refusal("Rekor v2: a tampered manifest", rekor_v2_with_tsa, ("digest mismatch",),
             data=MANIFEST.replace(b"v1.2.1", b"v1.2.2")),
+    Refusal("a certificate without key usage (a check that raises outside sigstore's own errors)",
+            lambda s: s.sign(MANIFEST, SUBJECT, ISSUER, key_usage=False), ("not verifiable", "ExtensionNotFound")),
     Refusal("bytes that are not a bundle", lambda s: b"{not json", ("not a valid Sigstore bundle",)),
     Refusal("cosign's legacy bundle (sign-blob without --new-bundle-format)", legacy_cosign_bundle,
             ("cosign's legacy bundle format", "--new-bundle-format")),

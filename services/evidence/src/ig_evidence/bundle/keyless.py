@@ -171,9 +171,12 @@ class KeylessVerifier:
                                  f"certificate does not chain to a Fulcio CA of {self._source} ({error})") from error
         except (Error, ValueError) as error:
             raise KeylessRefused(f"keyless bundle refused: {_explain(_shorten(str(error)))}") from error
-        assert check.matched_subject is not None  # verify_artifact returned, so the policy passed
+        except Exception as error:  # untrusted input: whatever else breaks, it is not verified
+            raise KeylessRefused(f"keyless bundle refused: not verifiable ({type(error).__name__}: "
+                                 f"{_shorten(str(error))})") from error
         issuer = certificate_issuer(bundle.signing_certificate)
-        assert issuer is not None
+        if check.matched_subject is None or issuer is None:  # the policy ran and passed, or we would not be here
+            raise KeylessRefused("keyless bundle refused: the identity policy was not applied")
         fingerprint = hashlib.sha256(bundle.signing_certificate.public_bytes(Encoding.DER)).hexdigest()
         return KeylessSigner(issuer=issuer, subject=check.matched_subject, certificate_sha256=fingerprint)
 
