@@ -254,10 +254,11 @@ class LocalSigstore:
     def sign(self, data: bytes, subject: str, issuer: str, *, signed_at: datetime = SIGNED_AT,
              ca: LocalCA | None = None, ct_log: LocalLog | None = None, log: LocalLog | None = None,
              integrated_after: timedelta = timedelta(seconds=2), legacy_issuer_only: bool = False,
-             key_usage: bool = True) -> bytes:
-        """A v0.3 bundle (JSON bytes) for ``data``; ``ca``/``ct_log``/``log`` replace this instance's own parts."""
+             key_usage: bool = True, signing_key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+        """A v0.3 bundle (JSON bytes) for ``data``; ``ca``/``ct_log``/``log`` replace this instance's own parts;
+        ``signing_key`` is the certificate's key (default: a fresh ephemeral one, as with Fulcio)."""
         ca, ct_log, log = ca or self.ca, ct_log or self.ct_log, log or self.log
-        signing_key = ec.generate_private_key(ec.SECP256R1())  # ephemeral, as with Fulcio
+        signing_key = signing_key or ec.generate_private_key(ec.SECP256R1())
         certificate = issue_certificate(ca, ct_log, signing_key, subject, issuer, signed_at,
                                         legacy_issuer_only=legacy_issuer_only, key_usage=key_usage)
         digest = hashlib.sha256(data).digest()

@@ -1,6 +1,7 @@
 """Wiring only: settings -> adapters -> servers."""
 
 import sys
+from pathlib import Path
 
 import structlog
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
@@ -11,6 +12,7 @@ from ig_common.settings import load_identity, load_settings
 
 from ig_evidence.api.evidence import EvidenceServicer, report_missing
 from ig_evidence.api.ledger import LedgerServicer
+from ig_evidence.bundle.keyless import KeylessVerifier
 from ig_evidence.domain.trusted_signers import TrustedSignersError
 from ig_evidence.settings import Settings
 from ig_evidence.store import MIGRATIONS, SCHEMA
@@ -35,6 +37,12 @@ def main() -> None:
     except TrustedSignersError as error:
         print(f"invalid setting IG_TRUSTED_SIGNERS_PATH: {error}", file=sys.stderr)
         raise SystemExit(2) from error
+    try:
+        keyless = KeylessVerifier.from_file(Path(signers.keyless_trusted_root)) if signers.keyless_trusted_root \
+            else None
+    except ValueError as error:
+        print(f"invalid setting IG_TRUSTED_SIGNERS_PATH: keylessTrustedRoot: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
     if not signers.tenants:
         log.warning("no_trusted_signers", detail="IG_TRUSTED_SIGNERS_PATH names no signer: every RegisterBundle "
                     "is refused")
@@ -58,7 +66,7 @@ def main() -> None:
         authz_table = runtime.authz_table
         assert authz_table is not None  # run_service refused to start without it
         evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
-                                    limits=settings.upload_limits(), signers=signers,
+                                    limits=settings.upload_limits(), signers=signers, keyless=keyless,
                                     on_commit=runtime.relay.wake)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,

@@ -16,6 +16,7 @@ from prometheus_client import Counter, Gauge
 
 from ig_evidence.api.verify_kits import KitUnavailable, assemble_kit
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
+from ig_evidence.bundle.keyless import KeylessVerifier
 from ig_evidence.bundle.kit import file_chunks, kit_file_name, sha256_of_file
 from ig_evidence.bundle.signer import BundleSigner, identify_signer
 from ig_evidence.domain.manifest import BUNDLE_FILE, MANIFEST_FILE, RELEASE_NAME, SIGNATURE_FILE
@@ -70,12 +71,13 @@ async def acting_tenant(requested: str, context: Context, *, field: str = "tenan
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
     def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, limits: UploadLimits,
-                 signers: TrustedSigners, on_commit: Any = None) -> None:
+                 signers: TrustedSigners, keyless: KeylessVerifier | None = None, on_commit: Any = None) -> None:
         self._bundles = bundles
         self._ledger = ledger
         self._blobs = blobs
         self._limits = limits
         self._signers = signers
+        self._keyless = keyless
         self._on_commit = on_commit or (lambda: None)
 
     async def RegisterBundle(self, request_iterator: AsyncIterator[evidence_pb2.RegisterBundleRequest],
@@ -124,7 +126,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                 span.set_attribute("ig.evidence.release", header.release)
                 span.set_attribute("ig.evidence.bundle_bytes", size)
                 def identify(metadata: dict[str, bytes]) -> BundleSigner:
-                    return identify_signer(metadata, self._signers.of(tenant), tenant)
+                    return identify_signer(metadata, self._signers.of(tenant), tenant, self._keyless)
 
                 try:
                     bundle = await asyncio.to_thread(ingest, temp, digest.hexdigest(), self._blobs, identify, None)

@@ -27,6 +27,9 @@ class KitUnavailable(ValueError):
 async def assemble_kit(bundle: BundleRow, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore,
                        signers: TrustedSigners) -> tuple[Path, KitIndex, int]:
     """A temporary file holding the kit (the caller removes it), its index and the head size it proves against."""
+    if not bundle.signer_key_id and bundle.signer_name:
+        raise KitUnavailable(f"{bundle.release!r} is signed keylessly ({bundle.signer_name}): verify kits carry a "
+                             "pinned key, not yet an identity policy")
     pinned = signers.pinned_key(bundle.tenant, bundle.signer_key_id)
     if pinned is None:
         raise KitUnavailable(f"the signer of {bundle.release!r} ({bundle.signer_name or 'none recorded'}) is not "
