@@ -99,18 +99,19 @@ class GitHubPublisher:
     none yet; assets are replaced (``--clobber``) so a re-run of the job converges."""
 
     gh: str = "gh"
+    repo: Path = REPO  # whose tags name the releases
 
     def describe(self) -> str:
         return "github"
 
     def previous_bundle(self, version: str, work: Path, log: Path) -> Path | None:
-        tags = subprocess.run(["git", "tag", "--sort=-v:refname", "--list", "v*.*.*"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.split()
+        tags = subprocess.run(["git", "tag", "--list", "v*.*.*"], cwd=self.repo, capture_output=True, text=True,
+                              check=True).stdout.split()
         current = version_key(version)
         earlier = [t for t in tags if VERSION.match(t) and version_key(t) < current]
         if not earlier:
             return None
-        previous = earlier[0]
+        previous = max(earlier, key=version_key)
         work.mkdir(parents=True, exist_ok=True)
         done = run_logged([self.gh, "release", "download", previous, "--pattern", f"evidence-{previous}.tar.gz",
                            "--dir", str(work), "--clobber"], log, ok=(0, 1), what="gh release download")
