@@ -100,6 +100,9 @@ class JobOptions:
 
 def collect(ctx: ReleaseContext, collected: Path) -> str:
     """Every file under <collected>/<type>/ (or evidence-<type>/, a workflow artifact's folder) as that type."""
+    strays = sorted(p.name for p in collected.iterdir() if not p.is_dir())
+    if strays:
+        raise StageFailed(f"--collected {collected}: files belong in a <type>/ folder, not at the top: {strays}")
     counted, kinds = 0, set[str]()
     for folder in sorted(p for p in collected.iterdir() if p.is_dir()):
         kind = folder.name.removeprefix("evidence-")
