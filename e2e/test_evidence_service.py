@@ -17,8 +17,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import asyncpg
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from ig.events.v1 import events_pb2
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -35,61 +34,22 @@ from ig_common.grpc_client import channel_as
 from ig_common.spiffe import SpiffeId
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import merkle, note
+from ig_evidence.testing import (
+    EPOCH,
+    RunningEvidence,
+    cli,
+    evidence_service,
+    evidence_stub,
+    pin,
+    write_inputs,
+)
 from ig_infra.kafka_reading import consumer_at
 from ig_infra.process import free_port
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-COLLECTED_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
-                   "decision-coverage", "multi-region", "migration-timeline"]
 
-
-
-@dataclass(frozen=True)
-class RunningEvidence:
-    grpc_target: str
-    http_port: int
-    database_url: str  # the superuser's, for the tests that tamper with tables below the API
-    blob_dir: Path
-    pid: int
-
-
-@contextmanager
-def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
-    """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
-    http_port, grpc_port = free_port(), free_port()
-    process_env = {**env, "IG_HTTP_PORT": str(http_port),
-                   "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir), "PATH": os.environ["PATH"]}
-    process = subprocess.Popen([sys.executable, "-m", "ig_evidence.app"], env=process_env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                output = process.stdout.read() if process.stdout else ""
-                raise RuntimeError(f"evidence service did not start: {output}") from None
-            time.sleep(0.2)
-    try:
-        yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir, process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def write_inputs(root: Path, types: list[str] = COLLECTED_TYPES) -> Path:
-    for artifact_type in types:
-        (root / artifact_type).mkdir(parents=True, exist_ok=True)
-        (root / artifact_type / f"{artifact_type}.json").write_text(f'{{"type": "{artifact_type}", "ok": true}}\n')
-    return root
 
 
 async def read_events(bootstrap: str, topic: str, want: int, match: object, since: float, within: float = 30.0
@@ -107,7 +67,6 @@ async def read_events(bootstrap: str, topic: str, want: int, match: object, sinc
     return found
 
 
-EPOCH = "1767225600"
 TRUSTED_ROOT = REPO / "policies/evidence/cosign-offline-trusted-root.json"
 CONTRACT = REPO / "policies/evidence/release-contract.v1.yaml"
 
@@ -121,31 +80,30 @@ def offline(args: list[str], cwd: Path | None = None, isolate: bool = True) -> s
 
 
 @pytest.fixture(scope="module")
-def service(infra: object, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEvidence]:
-    # A database of its own, so tampering with the ledger cannot disturb other tests; the service runs there as its
-    # runtime role (migrations as its migrator role), never as the superuser.
-    own_url = infra.new_database("ig_evidence")  # type: ignore[attr-defined]
-    try:
-        with evidence_service(infra.env(own_url, "evidence"), own_url,  # type: ignore[attr-defined]
-                              tmp_path_factory.mktemp("blobs")) as running:
-            yield running
-    finally:
-        infra.drop_database(own_url)  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("keys")
     cli("keygen", "--out", str(directory))
     return directory
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "ig_evidence.cli", *args], capture_output=True, text=True,
-                            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH}, cwd=REPO, timeout=300)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+@pytest.fixture(scope="module")
+def signers(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's release key, pinned for alpha and beta (the tenants the release identity may act for)."""
+    return pin(keys / "cosign.pub", tmp_path_factory.mktemp("signers") / "signers.yaml", "alpha", "beta")
+
+
+@pytest.fixture(scope="module")
+def service(infra: object, database_url: str, signers: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[RunningEvidence]:
+    # A database of its own, so tampering with the ledger cannot disturb other tests; the service runs there as its
+    # runtime role (migrations as its migrator role), never as the superuser.
+    own_url = infra.new_database("ig_evidence")  # type: ignore[attr-defined]
+    try:
+        env = {**infra.env(own_url, "evidence"), "IG_TRUSTED_SIGNERS_PATH": str(signers)}  # type: ignore[attr-defined]
+        with evidence_service(env, own_url, tmp_path_factory.mktemp("blobs")) as running:
+            yield running
+    finally:
+        infra.drop_database(own_url)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +117,6 @@ def bundle(service: RunningEvidence, keys: Path, tmp_path_factory: pytest.TempPa
 
 def ledger_stub(service: RunningEvidence) -> ledger_pb2_grpc.LedgerServiceStub:
     return ledger_pb2_grpc.LedgerServiceStub(channel_as("release", service.grpc_target))
-
-
-def evidence_stub(service: RunningEvidence) -> evidence_pb2_grpc.EvidenceServiceStub:
-    return evidence_pb2_grpc.EvidenceServiceStub(channel_as("release", service.grpc_target))
 
 
 def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kafka_bootstrap: str) -> None:
@@ -239,7 +193,10 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
     assert files.manifest == (bundle / "manifest.json").read_bytes()
     assert files.signature == (bundle / "manifest.json.sig").read_bytes()
     assert files.sigstore_bundle == (bundle / "manifest.sigstore.json").read_bytes()
-    assert files.public_key == (bundle / "cosign.pub").read_bytes()
+    assert files.public_key == (bundle / "cosign.pub").read_bytes()  # the pinned key, which signed it
+    assert files.signer_name == "e2e release key"
+    assert files.signer_key_id == hashlib.sha256(load_pem_public_key(files.public_key).public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest()
     assert files.manifest_sha256 == first.manifest_sha256
     with pytest.raises(grpc.RpcError) as hidden:
         stub.GetManifest(evidence_pb2.GetManifestRequest(release="v1.2.1", tenant="beta"))
@@ -482,13 +439,14 @@ def test_without_its_checkpoint_key_file_the_service_does_not_start(infra: objec
     assert "invalid setting IG_LEDGER_KEY_PATH" in done.stderr and "no-such.key" in done.stderr
 
 
-def test_the_same_bundle_registers_once_per_tenant(infra: object, bundle: Path, tmp_path: Path) -> None:
+def test_the_same_bundle_registers_once_per_tenant(infra: object, bundle: Path, signers: Path, tmp_path: Path
+                                                  ) -> None:
     """Registering a release first no longer makes it "already registered" for another tenant that trusts its signer:
     each tenant gets its own registration, ledger entry and artifact ids, and sees only its own."""
     own_url = infra.new_database("ig_evidence_tenants")  # type: ignore[attr-defined]
     try:
-        with evidence_service(infra.env(own_url, "evidence"), own_url,  # type: ignore[attr-defined]
-                              tmp_path / "blobs") as running:
+        env = {**infra.env(own_url, "evidence"), "IG_TRUSTED_SIGNERS_PATH": str(signers)}  # type: ignore[attr-defined]
+        with evidence_service(env, own_url, tmp_path / "blobs") as running:
             stub = evidence_stub(running)
             archive = bundle / "evidence-v1.2.1.tar.gz"
             alpha = stub.RegisterBundle(register_requests(archive, "v1.2.1", "alpha"))

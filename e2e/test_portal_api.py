@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -20,9 +21,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import channel_as
-from ig_portal.domain.watermark import unwrap
+from ig_portal.domain.watermark import tar_mark, unwrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
 from portal_stack import RELEASE, Stack, readable_access, shared_stack
@@ -61,7 +63,7 @@ def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
 def test_openapi_document_lists_every_endpoint(portal: str) -> None:
     document = httpx.get(f"{portal}/openapi.json", timeout=10).json()
     assert {"/audit/releases", "/audit/artifacts", "/audit/download/{artifactId}", "/audit/files/{artifactId}",
-            "/audit/access-logs", "/audit/manifest/{release}/{file}"} <= set(document["paths"])
+            "/audit/access-logs", "/audit/manifest/{release}/{file}", "/audit/kit/{release}"} <= set(document["paths"])
 
 
 def test_catalog_is_tenant_scoped(portal: str, tokens: dict[str, str]) -> None:
@@ -126,11 +128,37 @@ def test_other_tenant_gets_exactly_the_nonexistent_answer(portal: str, tokens: d
          get(portal, f"/releases/{RELEASE}/artifacts/{uuid.uuid4().hex}", beta)),
         (get(portal, f"/audit/manifest/{RELEASE}/manifest.json", beta),
          get(portal, "/audit/manifest/v9.9.9/manifest.json", beta)),
+        (get(portal, f"/audit/kit/{RELEASE}", beta), get(portal, "/audit/kit/v9.9.9", beta)),
     ]
     for other_tenant, nonexistent in pairs:
         assert other_tenant.status_code == nonexistent.status_code == 404
         assert other_tenant.json() == nonexistent.json()
         assert other_tenant.headers["content-type"] == nonexistent.headers["content-type"]
+
+
+def test_the_verify_kit_downloads_watermarked_ledgered_and_verifies_offline_in_one_command(
+        stack: Stack, portal: str, tokens: dict[str, str], tmp_path: Path) -> None:
+    before = len(ledger_accesses(stack))
+    response = get(portal, f"/audit/kit/{RELEASE}", tokens["alpha-auditor"])
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == f'attachment; filename="evidence-kit-{RELEASE}.tar"'
+    kit = tmp_path / f"evidence-kit-{RELEASE}.tar"
+    kit.write_bytes(response.content)
+    mark = tar_mark(response.content)
+    assert mark is not None and mark["tenant"] == "alpha" and mark["downloadId"] == \
+        response.headers["x-ig-download-id"]
+    pinned = hashlib.sha256(load_pem_public_key((stack.keys / "cosign.pub").read_bytes()).public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+    cli = Path(sys.executable).parent / "ig-evidence"
+    verified = subprocess.run([str(cli), "verify", str(kit), "--key-id", pinned], capture_output=True, text=True,
+                              timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"release {RELEASE} of tenant alpha" in verified.stdout and pinned in verified.stdout
+    stranger = subprocess.run([str(cli), "verify", str(kit), "--key-id", "0" * 64], capture_output=True, text=True,
+                              timeout=120)
+    assert stranger.returncode == 1 and "not the expected" in stranger.stderr
+    kits = [e for e in ledger_accesses(stack)[before:] if e["object"] == f"kit:{RELEASE}"]
+    assert [(e["action"], e["download_id"]) for e in kits] == [("download", response.headers["x-ig-download-id"])]
 
 
 def test_signed_links_refuse_tampering_expiry_and_other_users(portal: str, tokens: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ and download performed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import channel_as
 
@@ -121,6 +123,11 @@ def test_auditor_retrieves_and_verifies_the_full_evidence_of_the_release(
     page.click(f"text={RELEASE}")
     page.wait_for_url(f"{portal}/releases/{RELEASE}")
     shot(page, "02-release")
+    # The signer shown is the one the evidence service pins for alpha (its configuration), with that key's id.
+    pinned = hashlib.sha256(load_pem_public_key((stack.keys / "cosign.pub").read_bytes()).public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+    signer = page.locator("#pinned-signer").inner_text()
+    assert "portal e2e release key" in signer and pinned in signer, signer
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     links = page.locator("a.download, a.manifest-download")
@@ -149,6 +156,7 @@ def test_auditor_retrieves_and_verifies_the_full_evidence_of_the_release(
     for name in ("manifest.json", "manifest.json.sig", "manifest.sigstore.json"):
         assert (originals / name).exists(), f"{name} was not downloadable from the portal"
         shutil.copy(originals / name, bundle / name)
+    assert (originals / "cosign.pub").read_bytes() == (stack.keys / "cosign.pub").read_bytes()  # the pinned key
     manifest = json.loads((bundle / "manifest.json").read_text())
     for artifact in manifest["artifacts"]:
         target = bundle / artifact["path"]

@@ -94,7 +94,7 @@ def test_the_stages_leave_real_evidence_of_what_happened(flow: dict[str, Any]) -
 def test_an_auditor_downloads_the_bundle_and_verifies_it_offline(flow: dict[str, Any], suite: dict[str, str],
                                                                   tmp_path: Path) -> None:
     assert flow["done"].returncode == 0, "the flow failed; see the first test"
-    public_key = flow["root"] / "keys" / "cosign.pub"
+    public_key = Path(suite["IG_RELEASE_SIGNING_KEY"]).with_suffix(".pub")  # the key the evidence service pins
     work = tmp_path / "auditor"
     outcome = retrieve_and_verify(suite["IG_PORTAL_URL"], suite["IG_OIDC_ISSUER"], RELEASE, public_key, work,
                                   tmp_path / "auditor.log", flow["root"] / "evidence" / "bundle")

@@ -86,12 +86,14 @@ def test_evidence_missing_runbook(infra: Any, database_url: str, tmp_path: Path)
     from ig_release.suite import free_port, service
 
     grpc_port = free_port()
+    keys, inputs, bundle = tmp_path / "keys", tmp_path / "inputs", tmp_path / "bundle"
+    subprocess.run([cli("ig-evidence"), "keygen", "--out", str(keys)], check=True, capture_output=True)
+    subprocess.run([cli("ig-evidence"), "trust", str(keys / "cosign.pub"), "--signers", str(tmp_path / "signers.yaml"),
+                    "--tenant", "alpha", "--name", "runbook release key"], check=True, capture_output=True)
     env = {**infra.database_env("evidence", database_url),
            "IG_KAFKA_BOOTSTRAP": infra.kafka.env()["IG_KAFKA_BOOTSTRAP"], "IG_GRPC_PORT": str(grpc_port),
-           "IG_BLOB_STORE_PATH": str(tmp_path / "blobs")}
+           "IG_BLOB_STORE_PATH": str(tmp_path / "blobs"), "IG_TRUSTED_SIGNERS_PATH": str(tmp_path / "signers.yaml")}
     with service("ig_evidence.app", env, tmp_path / "evidence.log", free_port()):
-        keys, inputs, bundle = tmp_path / "keys", tmp_path / "inputs", tmp_path / "bundle"
-        subprocess.run([cli("ig-evidence"), "keygen", "--out", str(keys)], check=True, capture_output=True)
         for kind in COLLECTED:
             (inputs / kind).mkdir(parents=True)
             (inputs / kind / f"{kind}.json").write_text(json.dumps({"type": kind, "release": "v1.2.1"}) + "\n")

@@ -3,10 +3,11 @@
 # Inputs are <EVIDENCE_INPUTS>/<type>/<files> (types: policies/evidence/release-contract.v1.yaml).
 BENCH_TARGETS += bench-evidence
 
-EVIDENCE_DEFAULT_KEY := $(ARTIFACTS)/evidence/keys/cosign.key
 EVIDENCE_INPUTS ?= $(ARTIFACTS)/evidence-inputs/$(VERSION)
 EVIDENCE_OUT ?= $(ARTIFACTS)/evidence/$(VERSION)
-EVIDENCE_KEY ?= $(EVIDENCE_DEFAULT_KEY)
+# The evidence service accepts a bundle only from a signer pinned for its tenant (IG_TRUSTED_SIGNERS_PATH): locally
+# that is the release key ig-infra made and pinned (IG_RELEASE_SIGNING_KEY); CI passes its own, pinned the same way.
+EVIDENCE_KEY ?= $(or $(IG_RELEASE_SIGNING_KEY),$(shell $(RUN) ig-infra env | sed -n 's/^export IG_RELEASE_SIGNING_KEY=//p'))
 EVIDENCE_PUB ?= $(patsubst %.key,%.pub,$(EVIDENCE_KEY))
 EVIDENCE_CONTRACT ?= policies/evidence/release-contract.v1.yaml
 EVIDENCE_LEDGER ?= 127.0.0.1:50052
@@ -26,9 +27,6 @@ EVIDENCE_FLAGS ?=
 
 evidence: ## build, sign, verify (ig-evidence + real cosign) and register a release's evidence: VERSION=v1.2.1
 	@test -n "$(VERSION)" || { echo "usage: make evidence VERSION=v1.2.1 [EVIDENCE_INPUTS=dir]"; exit 2; }
-	@if [ "$(EVIDENCE_KEY)" = "$(EVIDENCE_DEFAULT_KEY)" ] && [ ! -f "$(EVIDENCE_KEY)" ]; then \
-	  echo "no release key: generating a local one in $(dir $(EVIDENCE_KEY)) (CI passes its own)"; \
-	  $(RUN) ig-evidence keygen --out $(dir $(EVIDENCE_KEY)); fi
 	@mkdir -p $(dir $(EVIDENCE_OUT))
 	$(EVIDENCE_IDENTITY); SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)}" $(RUN) ig-evidence build \
 	  --release $(VERSION) --inputs $(EVIDENCE_INPUTS) --out $(EVIDENCE_OUT) --key $(EVIDENCE_KEY) \

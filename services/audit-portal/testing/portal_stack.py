@@ -174,18 +174,22 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     issuer = start_dex()
     work = Path(tempfile.mkdtemp(prefix="ig-portal-e2e-"))
     http_port, grpc_port = free_port(), free_port()
+    cli = [str(Path(sys.executable).parent / "ig-evidence")]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
+    # The release key, pinned for alpha before the service starts: it accepts bundles of pinned signers only.
+    keys, signers = work / "keys", work / "trusted-signers.yaml"
+    subprocess.run([*cli, "keygen", "--out", str(keys)], check=True, capture_output=True, env=env)
+    subprocess.run([*cli, "trust", str(keys / "cosign.pub"), "--signers", str(signers), "--tenant", "alpha",
+                    "--name", "portal e2e release key"], check=True, capture_output=True, env=env)
     evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),
                     **service_env_for(database_url, "evidence"),
                     "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
-                    "IG_LOG_LEVEL": "WARNING"}
+                    "IG_TRUSTED_SIGNERS_PATH": str(signers), "IG_LOG_LEVEL": "WARNING"}
     os.environ["IG_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     evidence = start("evidence", [sys.executable, "-m", "ig_evidence.app"], evidence_env,
                      f"http://127.0.0.1:{http_port}/healthz", work)
-    stack = Stack(issuer, database_url, f"127.0.0.1:{grpc_port}", work, work / "keys", [evidence])
+    stack = Stack(issuer, database_url, f"127.0.0.1:{grpc_port}", work, keys, [evidence])
     try:
-        cli = [str(Path(sys.executable).parent / "ig-evidence")]
-        env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
-        subprocess.run([*cli, "keygen", "--out", str(stack.keys)], check=True, capture_output=True, env=env)
         inputs = write_inputs(work / "inputs")
         built = subprocess.run([*cli, "build", "--release", RELEASE, "--inputs", str(inputs), "--out",
                                 str(work / "bundle"), "--key", str(stack.keys / "cosign.key"), "--ledger",

@@ -531,3 +531,26 @@ def test_evidence_chart_mounts_the_checkpoint_key_from_a_secret_of_its_own(rende
         main_container(objects, "evidence")["volumeMounts"]
     with pytest.raises(InfraError, match=r"ledger\.previousVerifierKeys: \"not-a-key\" is not a note verifier key"):
         render("evidence", "region-a", ("ledger.previousVerifierKeys[0]=not-a-key",))
+
+
+def test_evidence_chart_pins_the_trusted_signers_and_refuses_every_registration_without_them(render: Render) -> None:
+    """The rendered file is the one the evidence service parses (domain/trusted_signers.py), so a chart that wrote a
+    document the service refuses at start-up fails here."""
+    import yaml
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from ig_evidence.domain.trusted_signers import parse_trusted_signers
+
+    assert "IG_TRUSTED_SIGNERS_PATH" not in settings(render("evidence", "region-a"))
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    objects = render("evidence", "region-a", ("trust.tenants.alpha[0].name=release key",
+                                              f"trust.tenants.alpha[0].publicKey={pem}"))
+    assert settings(objects)["IG_TRUSTED_SIGNERS_PATH"] == "/etc/ig/trust/trusted-signers.yaml"
+    config = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-trusted-signers"))
+    parsed = parse_trusted_signers(yaml.safe_load(config["data"]["trusted-signers.yaml"]), lambda name: b"")
+    assert [(k.name, k.public_key) for k in parsed.of("alpha").keys] == [("release key", key)]
+    assert {"name": "trusted-signers", "mountPath": "/etc/ig/trust", "readOnly": True} in \
+        main_container(objects, "evidence")["volumeMounts"]
+    volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "trusted-signers")
+    assert volume["configMap"]["name"] == config["metadata"]["name"]

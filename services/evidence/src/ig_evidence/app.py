@@ -1,7 +1,9 @@
 """Wiring only: settings -> adapters -> servers."""
 
 import sys
+from pathlib import Path
 
+import structlog
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_server import GrpcService
@@ -10,7 +12,8 @@ from ig_common.settings import load_identity, load_settings
 
 from ig_evidence.api.evidence import EvidenceServicer, report_missing
 from ig_evidence.api.ledger import LedgerServicer
-from ig_evidence.keys import load_public_key
+from ig_evidence.bundle.keyless import KeylessVerifier
+from ig_evidence.domain.trusted_signers import TrustedSignersError
 from ig_evidence.settings import Settings
 from ig_evidence.store import MIGRATIONS, SCHEMA
 from ig_evidence.store.blobs import BlobStore
@@ -18,6 +21,8 @@ from ig_evidence.store.bundles import BundleStore
 from ig_evidence.store.ledger import LedgerStore
 from ig_evidence.store.signing_key import SigningKeyProblem, load_checkpoint_signer
 from ig_evidence.store.witnessing import Witnessing
+
+log = structlog.get_logger(__name__)
 
 
 def main() -> None:
@@ -28,6 +33,20 @@ def main() -> None:
     except SigningKeyProblem as error:
         print(f"invalid setting IG_LEDGER_KEY_PATH: {error}", file=sys.stderr)
         raise SystemExit(2) from error
+    try:
+        signers = settings.trusted_signers()
+    except TrustedSignersError as error:
+        print(f"invalid setting IG_TRUSTED_SIGNERS_PATH: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+    try:
+        keyless = KeylessVerifier.from_file(Path(signers.keyless_trusted_root)) if signers.keyless_trusted_root \
+            else None
+    except ValueError as error:
+        print(f"invalid setting IG_TRUSTED_SIGNERS_PATH: keylessTrustedRoot: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+    if not signers.tenants:
+        log.warning("no_trusted_signers", detail="IG_TRUSTED_SIGNERS_PATH names no signer: every RegisterBundle "
+                    "is refused")
     adapters: dict[str, object] = {}
 
     async def on_start(runtime: Runtime) -> None:
@@ -56,10 +75,8 @@ def main() -> None:
         assert isinstance(witnessing, Witnessing)
         authz_table = runtime.authz_table
         assert authz_table is not None  # run_service refused to start without it
-        trusted = (load_public_key(str(settings.trusted_public_key_path))
-                   if settings.trusted_public_key_path else None)
         evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
-                                    limits=settings.upload_limits(), trusted_key=trusted,
+                                    limits=settings.upload_limits(), signers=signers, keyless=keyless,
                                     on_commit=runtime.relay.wake)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,

@@ -16,14 +16,18 @@ from ig_evidence.bundle import build as builder
 from ig_evidence.bundle import upload
 from ig_evidence.bundle.amend import amend as amend_bundle
 from ig_evidence.bundle.inputs import InputProblem
+from ig_evidence.bundle.kit import is_kit, verify_kit
 from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable, witnessed_head
 from ig_evidence.bundle.verify import locate, verify_bundle
 from ig_evidence.domain.contract import ContractError
 from ig_evidence.domain.cosignature import Cosigner, parse_cosigner_key, split_note
 from ig_evidence.domain.manifest import ManifestError
 from ig_evidence.domain.note import NoteError
+from ig_evidence.domain.trusted_signers import TrustedSignersError
+from ig_evidence.domain.trusted_signers import key_id as signer_key_id
 from ig_evidence.domain.witnessed import WitnessedCheckpoint, WitnessedError, WitnessPolicy, from_document
 from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key, load_public_key
+from ig_evidence.signers_file import trust_key
 
 DEFAULT_CONTRACT = "policies/evidence/release-contract.v1.yaml"
 EXIT_INCOMPLETE = 3
@@ -136,7 +140,9 @@ def amend(previous_bundle: Path, inputs: Path, **options: object) -> None:
 
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--key", "key", envvar="IG_EVIDENCE_PUBLIC_KEY", required=True, help="public key (cosign.pub)")
+@click.option("--key", "key", envvar="IG_EVIDENCE_PUBLIC_KEY", default=None,
+              help="public key (cosign.pub); required for a bundle, optional for a kit (which carries its pinned key)")
+@click.option("--key-id", default=None, help="a kit only: require its signer to be this key id (the portal shows it)")
 @click.option("--contract", type=click.Path(path_type=Path, exists=True), default=None,
               help="re-check completeness against this contract")
 @click.option("--ledger-key", default=None, help="pin the ledger's checkpoint verifier key (name+hash+base64)")
@@ -149,11 +155,22 @@ def amend(previous_bundle: Path, inputs: Path, **options: object) -> None:
 @click.option("--min-witnesses", type=click.IntRange(min=0), default=None,
               help="valid cosignatures required from the --witness-key witnesses [default: 1 with any key]")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def verify(bundle: Path, key: str, contract: Path | None, ledger_key: str | None, allow_incomplete: bool,
-           checkpoint_file: Path | None, witness_keys: tuple[str, ...], min_witnesses: int | None,
-           as_json: bool) -> None:
+def verify(bundle: Path, key: str | None, key_id: str | None, contract: Path | None, ledger_key: str | None,
+           allow_incomplete: bool, checkpoint_file: Path | None, witness_keys: tuple[str, ...],
+           min_witnesses: int | None, as_json: bool) -> None:
     """Offline: signature, every artifact's hash, completeness, ledger inclusion, and (with --witness-key) that
-    the anchor is in a head checkpoint enough witnesses cosigned. Non-zero on any problem."""
+    the anchor is in a head checkpoint enough witnesses cosigned. Non-zero on any problem.
+
+    BUNDLE is a bundle (tarball, build directory or unpacked directory) or a verify kit from the audit portal."""
+    if is_kit(bundle):
+        if witness_keys or checkpoint_file is not None:
+            _fail("--witness-key/--checkpoint: not checked for a verify kit yet")
+            return
+        _verify_kit(bundle, key, key_id, ledger_key, as_json)
+        return
+    if key is None:
+        _fail("--key: required to verify a bundle (only a verify kit carries its pinned key)")
+        return
     try:
         public_key = load_public_key(key)
         parsed_contract = builder.load_contract(contract)[0] if contract else None
@@ -229,6 +246,35 @@ def checkpoint(ledger: str, bundles: tuple[Path, ...], out: Path) -> None:
                f"signature line(s) (the log's and its witnesses'), {len(witnessed.consistency)} consistency proof(s)")
 
 
+def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: str | None, as_json: bool) -> None:
+    if key is not None:
+        try:
+            pinned = signer_key_id(load_public_key(key))
+        except KeyProblem as error:
+            _fail(str(error))
+            return
+        if expected is not None and expected != pinned:
+            _fail(f"--key-id {expected} and --key (key id {pinned}) disagree")
+            return
+        expected = pinned
+    result = verify_kit(kit, expected_key_id=expected, pinned_ledger_key=ledger_key)
+    if as_json:
+        click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "release": result.release,
+                               "tenant": result.tenant, "signer": result.signer,
+                               "artifacts": result.artifacts_checked, "registrationSeq": result.registration_seq,
+                               "checkpointSize": result.head_size}, indent=2))
+    elif result.ok:
+        click.echo(f"verified kit {kit}: release {result.release} of tenant {result.tenant}, signed by "
+                   f"{result.signer}, {result.artifacts_checked} artifacts; registered at ledger seq "
+                   f"{result.registration_seq}, included in the signed checkpoint of size {result.head_size}")
+        if expected is None:
+            click.echo("note: the signer key was taken from the kit; pass --key-id (shown by the portal) or --key to "
+                       "pin it", err=True)
+    for problem in result.problems:
+        click.echo(f"FAIL {problem}", err=True)
+    sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
+
+
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path, exists=True))
 @click.option("--release", required=True)
@@ -247,6 +293,22 @@ def register(bundle: Path, release: str, server: str, tenant: str) -> None:
     state = "already registered" if response.already_registered else "registered"
     click.echo(f"{state}: release {response.release}, manifest sha256 {response.manifest_sha256}, "
                f"ledger seq {response.ledger_seq}")
+
+
+@main.command()
+@click.argument("public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--signers", "signers_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="the trusted-signers file the evidence service reads (IG_TRUSTED_SIGNERS_PATH); created if missing")
+@click.option("--tenant", "tenants", required=True, multiple=True, help="a tenant that trusts the key (repeatable)")
+@click.option("--name", required=True, help="the signer's name, as the service and the portal will show it")
+def trust(public_key: Path, signers_file: Path, tenants: tuple[str, ...], name: str) -> None:
+    """Pin a release signing key (cosign.pub) for tenants in the evidence service's trusted-signers file."""
+    try:
+        pinned = trust_key(signers_file, name, public_key.read_bytes(), tenants)
+    except (TrustedSignersError, ValueError) as error:
+        _fail(f"{public_key}: {error}")
+        return
+    click.echo(f"pinned {name} (key id {pinned}) for {', '.join(tenants)} in {signers_file}")
 
 
 @main.command()

@@ -1,13 +1,18 @@
 """Settings of the Evidence + Provenance Ledger, from IG_* environment variables."""
 
+from __future__ import annotations
+
+import os
 from pathlib import Path
 
 from ig_common.settings import GrpcServiceSettings, Port
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ig_evidence.domain.cosignature import parse_cosigner_key
 from ig_evidence.domain.note import NoteError, parse_verifier_key
+from ig_evidence.domain.trusted_signers import TrustedSigners
 from ig_evidence.domain.upload_limits import UploadLimits
+from ig_evidence.signers_file import load_trusted_signers
 from ig_evidence.store.signing_key import KEY_FILE_NAME
 from ig_evidence.store.witnessing import WitnessEndpoint
 
@@ -54,9 +59,22 @@ class Settings(GrpcServiceSettings):
                             max_member_bytes=self.max_member_bytes, max_members=self.max_members,
                             max_compression_ratio=self.max_compression_ratio)
 
-    # IG_TRUSTED_PUBLIC_KEY_PATH: cosign.pub that registered bundles must be signed with (unset: the key shipped
-    # in the bundle is used, which proves integrity but not origin).
-    trusted_public_key_path: Path | None = None
+    # IG_TRUSTED_SIGNERS_PATH: per tenant, the keys and Sigstore keyless identities whose bundles RegisterBundle
+    # accepts (YAML, domain/trusted_signers.py; the README shows one). Unset: no signer is trusted and every
+    # registration is refused. A bundle's own cosign.pub is never trusted.
+    trusted_signers_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _no_service_wide_key(self) -> Settings:
+        if os.environ.get("IG_TRUSTED_PUBLIC_KEY_PATH"):
+            raise ValueError("IG_TRUSTED_PUBLIC_KEY_PATH: no longer read; pin signers per tenant in the file "
+                             "IG_TRUSTED_SIGNERS_PATH names")
+        return self
+
+    def trusted_signers(self) -> TrustedSigners:
+        """The pinned signers (TrustedSignersError naming the entry when the file is wrong)."""
+        return load_trusted_signers(self.trusted_signers_path) if self.trusted_signers_path else TrustedSigners()
+
     # IG_LEDGER_ORIGIN: the checkpoints' origin line.
     ledger_origin: str = Field(default="maestro-conductor.dev/evidence-ledger", pattern=r"^[^\s+]+$")
     # IG_LEDGER_KEY_PATH: the Ed25519 checkpoint key (PEM, PKCS#8), a file only (store/signing_key.py). Unset:

@@ -1,6 +1,8 @@
 """ig-release: run a release's governance flow against the running suite.
 
     ig-release run --version v1.2.1 --profile demo|ci --artifacts DIR [--stage NAME ...]
+    ig-release job --version v1.2.1 --publish dir:PATH|github [--collected DIR] [--key K --public-key PUB] ...
+                   the release job (.github/workflows/release.yml): produce, build, sign, verify, publish
     ig-release stages
     ig-release flag show|pin|unpin KEY [--value JSON] --reason TEXT [--burn-grpc HOST:PORT]   (as the operator identity)
     ig-release burn [--service NAME] [--burn-api URL]   the burn report, GET /get-burn over HTTPS (as the operator)
@@ -37,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
                      help="where every artifact, log and the bundle go (default artifacts/release)")
     run.add_argument("--stage", action="append", dest="stages", metavar="NAME",
                      help="run only these stages (repeatable); later stages may need earlier ones")
+    from ig_release.release_job import add_arguments
+
+    add_arguments(commands.add_parser("job", help="the release job: produce evidence, build, sign, verify, publish"))
     commands.add_parser("stages", help="list the stages")
     flag = commands.add_parser("flag", help="read, pin or unpin a feature flag (FlagService of the burn service)")
     flag.add_argument("action", choices=["show", "pin", "unpin"])
@@ -97,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         return flag_command(args, console)
     if args.command == "burn":
         return burn_command(args, console)
+    if args.command == "job":
+        if not VERSION.match(args.version):
+            console.print(f"ig-release: --version must look like v1.2.1, not {args.version!r}")
+            return 2
+        from ig_release.release_job import run_job
+
+        return run_job(args, console)
     if args.command == "stages":
         for stage in STAGES:
             console.print(f"{stage.name:10} {stage.title}")

@@ -60,7 +60,8 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
 
     ``base`` holds IG_DATABASE_URL (the superuser's: each service gets its own roles in that database),
     IG_KAFKA_BOOTSTRAP, IG_OPA_URL, IG_OPA_TOKEN_FILE (OPA's API answers only the
-    bearer of its token), IG_OIDC_ISSUER, IG_IDENTITIES and IG_AUTHZ_TABLE."""
+    bearer of its token), IG_OIDC_ISSUER, IG_IDENTITIES, IG_AUTHZ_TABLE and IG_TRUSTED_SIGNERS_PATH (the release
+    key pinned for the release's tenants)."""
     work.mkdir(parents=True, exist_ok=True)
     from ig_infra.components.postgres import service_env_for
 
@@ -82,7 +83,8 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
                                     work / "policy.log", free_port()))
         stack.enter_context(service("ig_evidence.app", {**common, **database("evidence"),
                                                         "IG_GRPC_PORT": str(evidence_grpc),
-                                                        "IG_BLOB_STORE_PATH": str(work / "blobs")},
+                                                        "IG_BLOB_STORE_PATH": str(work / "blobs"),
+                                                        "IG_TRUSTED_SIGNERS_PATH": base["IG_TRUSTED_SIGNERS_PATH"]},
                                     work / "evidence.log", free_port()))
         stack.enter_context(service("ig_portal.app", {
             **common, **database("audit-portal"), "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}",

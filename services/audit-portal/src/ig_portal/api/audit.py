@@ -118,6 +118,20 @@ class AuditApi:
                                     download_id=download_id)
             return attachment(marked, download_id, digest)
 
+        @router.get("/kit/{release}", summary="The release's verify kit: bundle, pinned key, checkpoint and proofs, "
+                    "checked offline by `ig-evidence verify <kit>`",
+                    responses={200: {"content": {"application/x-tar": {}}}})
+        async def verify_kit(request: Request, release: str) -> Response:
+            principal = await self.caller(request, download=True)
+            name = valid_release(release)
+            info, kit = await lookup(self.catalog.verify_kit(principal, name))
+            download_id = new_download_id()
+            marked = await asyncio.to_thread(watermark.mark_tar, kit, self.mark(principal, download_id))
+            await self.guard.record(request, principal, Action.DOWNLOAD, f"kit:{name}", release=name,
+                                    download_id=download_id)
+            return attachment(watermark.Marked(marked, "application/x-tar", info.file_name, "tar-member"),
+                              download_id, info.sha256)
+
         @router.get("/access-logs", summary="Access log of one release (admins only); the export is logged too",
                     response_model=AccessLogOut, responses={200: {"content": {"text/csv": {}}}})
         async def access_logs(request: Request, principal: Caller,

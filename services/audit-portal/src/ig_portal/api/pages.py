@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import lookup, valid_artifact_id, valid_release
 from ig_portal.api.guard import new_download_id
-from ig_portal.clients.evidence import NotFound, Unavailable
+from ig_portal.clients.evidence import ManifestFiles, NotFound, Unavailable
 from ig_portal.domain.access import Action
 from ig_portal.domain.identity import Principal
 from ig_portal.store.sessions import Session
@@ -50,15 +50,12 @@ class Pages:
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    async def manifest_files(self, principal: Principal, release: str) -> list[str]:
-        """Names of the signed manifest's files, when the evidence service offers them."""
+    async def signed_manifest(self, principal: Principal, release: str) -> ManifestFiles | None:
+        """The signed manifest's files and pinned signer, when the evidence service offers them."""
         try:
-            found = await self.api.catalog.manifest(principal, release)
-        except NotImplementedError:
-            return []
-        except (NotFound, Unavailable):
-            return []
-        return sorted(found.files)
+            return await self.api.catalog.manifest(principal, release)
+        except (NotImplementedError, NotFound, Unavailable):
+            return None
 
     def router(self) -> APIRouter:
         router = APIRouter(include_in_schema=False)
@@ -78,10 +75,11 @@ class Pages:
             found = await lookup(catalog.release(principal, name))
             artifacts = await lookup(catalog.artifacts(principal, name))
             signed = [(a, links.issue(principal, a.id, new_download_id())[0]) for a in artifacts]
-            manifest_files = await self.manifest_files(principal, name)
+            manifest = await self.signed_manifest(principal, name)
             await guard.record(request, principal, Action.VIEW, f"release:{name}", release=name)
             return self.render(request, "release.html", principal, session, release=found, artifacts=signed,
-                               manifest_files=manifest_files, ttl=links.default_ttl, title=f"Release {name}")
+                               manifest=manifest, manifest_files=sorted(manifest.files) if manifest else [],
+                               ttl=links.default_ttl, title=f"Release {name}")
 
         @router.get("/releases/{release}/artifacts/{artifact_id}", response_class=HTMLResponse)
         async def artifact_page(request: Request, release: str, artifact_id: str) -> Response:

@@ -53,6 +53,10 @@ class ManifestFiles:
     release: str
     manifest_sha256: str
     files: dict[str, bytes]
+    # The signer the evidence service verified the bundle against, from its own pinned configuration (cosign.pub
+    # here is that signer's key, never the one the bundle carries).
+    signer_name: str = ""
+    signer_key_id: str = ""
 
 
 MANIFEST_FILES = ("manifest.json", "manifest.json.sig", "manifest.sigstore.json", "cosign.pub")
@@ -161,7 +165,26 @@ class EvidenceCatalog:
             metadata=self.users.metadata(user)))
         contents = (reply.manifest, reply.signature, reply.sigstore_bundle, reply.public_key)
         files = {name: data for name, data in zip(MANIFEST_FILES, contents, strict=True) if data}
-        return ManifestFiles(reply.release, reply.manifest_sha256, files)
+        return ManifestFiles(reply.release, reply.manifest_sha256, files, reply.signer_name, reply.signer_key_id)
+
+    async def verify_kit(self, user: Principal, release: str) -> tuple[evidence_pb2.VerifyKitInfo, bytes]:
+        """The release's verify kit (the evidence service assembles it) and its description."""
+        await self.release(user, release)
+        call = self.stub.GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release=release, tenant=user.tenant),
+                                      timeout=self.timeout, metadata=self.users.metadata(user))
+        info: evidence_pb2.VerifyKitInfo | None = None
+        chunks: list[bytes] = []
+        try:
+            async for part in call:
+                if part.HasField("info"):
+                    info = part.info
+                else:
+                    chunks.append(part.chunk)
+        except grpc.aio.AioRpcError as error:
+            raise self._translate(error) from error
+        if info is None:
+            raise NotFound(release)
+        return info, b"".join(chunks)
 
     async def _fetch(self, user: Principal, artifact_id: str, *, with_content: bool
                      ) -> tuple[ArtifactView, bytes]:

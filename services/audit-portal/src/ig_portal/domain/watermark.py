@@ -4,6 +4,8 @@
 - text / CSV: one header line ``# IG-WATERMARK ...`` followed by the original bytes unchanged
 - PDF: a footer stamped on every page (pypdf) and the original attached as an embedded file
 - anything else: a zip holding the original file and ``WATERMARK.txt``
+- a verify kit (a tar ``ig-evidence verify`` reads whole): ``WATERMARK.txt`` appended as the tar's last member, which
+  the verifier ignores, so the marked kit still verifies in one command
 ``unwrap`` reverses each form; ``ig-portal-unwrap`` exposes it to auditors.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import tarfile
 import zipfile
 from dataclasses import dataclass
 
@@ -101,6 +104,29 @@ def unwrap(name: str, data: bytes) -> bytes:
         if isinstance(body, dict) and ENVELOPE_KEY in body:
             return base64.b64decode(body["contentBase64"])
     return data
+
+
+def mark_tar(content: bytes, mark: Watermark) -> bytes:
+    """``content`` (an uncompressed tar) with ``WATERMARK.txt`` appended as its last member."""
+    buffer = io.BytesIO(content)
+    with tarfile.open(fileobj=buffer, mode="a") as archive:
+        text = (mark.line() + "\n" + json.dumps(mark.as_dict()) + "\n").encode()
+        info = tarfile.TarInfo(MARK_FILE)
+        info.size, info.mode = len(text), 0o644
+        archive.addfile(info, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def tar_mark(data: bytes) -> dict[str, str] | None:
+    """The mark a tar carries as ``WATERMARK.txt``, if any."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        try:
+            handle = archive.extractfile(MARK_FILE)
+        except KeyError:
+            return None
+        lines = handle.read().decode().splitlines() if handle is not None else []
+    loaded = json.loads(lines[-1]) if lines else None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def _ascii(text: str) -> str:

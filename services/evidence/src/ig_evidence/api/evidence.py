@@ -9,14 +9,18 @@ from typing import Any
 
 import grpc
 import structlog
-from cryptography.hazmat.primitives.asymmetric import ec
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig_common.authz import current_caller
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
+from ig_evidence.api.verify_kits import KitUnavailable, assemble_kit
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
+from ig_evidence.bundle.keyless import KeylessVerifier
+from ig_evidence.bundle.kit import file_chunks, kit_file_name, sha256_of_file
+from ig_evidence.bundle.signer import BundleSigner, identify_signer
 from ig_evidence.domain.manifest import BUNDLE_FILE, MANIFEST_FILE, RELEASE_NAME, SIGNATURE_FILE
+from ig_evidence.domain.trusted_signers import SignerNotTrusted, TrustedSigners
 from ig_evidence.domain.upload_limits import CapExceeded, MalformedUpload, UploadCheck, UploadLimits
 from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import ArtifactRow, BundleRow, BundleStore
@@ -67,12 +71,13 @@ async def acting_tenant(requested: str, context: Context, *, field: str = "tenan
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
     def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, limits: UploadLimits,
-                 trusted_key: ec.EllipticCurvePublicKey | None, on_commit: Any = None) -> None:
+                 signers: TrustedSigners, keyless: KeylessVerifier | None = None, on_commit: Any = None) -> None:
         self._bundles = bundles
         self._ledger = ledger
         self._blobs = blobs
         self._limits = limits
-        self._trusted_key = trusted_key
+        self._signers = signers
+        self._keyless = keyless
         self._on_commit = on_commit or (lambda: None)
 
     async def RegisterBundle(self, request_iterator: AsyncIterator[evidence_pb2.RegisterBundleRequest],
@@ -120,9 +125,17 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             with tracer.start_as_current_span("evidence.ingest") as span:
                 span.set_attribute("ig.evidence.release", header.release)
                 span.set_attribute("ig.evidence.bundle_bytes", size)
+                def identify(metadata: dict[str, bytes]) -> BundleSigner:
+                    return identify_signer(metadata, self._signers.of(tenant), tenant, self._keyless)
+
                 try:
-                    bundle = await asyncio.to_thread(ingest, temp, digest.hexdigest(), self._blobs,
-                                                     self._trusted_key, None)
+                    bundle = await asyncio.to_thread(ingest, temp, digest.hexdigest(), self._blobs, identify, None)
+                except SignerNotTrusted as error:
+                    BUNDLES_REGISTERED.labels("untrusted_signer").inc()
+                    log.warning("bundle_signer_not_trusted", release=header.release, tenant=tenant,
+                                by=current_caller().actor, detail=str(error))
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"chunk: bundle refused: {error}")
+                    raise
                 except BundleRejected as error:
                     BUNDLES_REGISTERED.labels("rejected").inc()
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunk: bundle rejected: {error}")
@@ -142,13 +155,14 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             header.release, tenant, bundle.manifest_sha256, bundle.archive_sha256), deduplicate=True)
         complete, missing, contract_version = manifest_summary(bundle.manifest)
         row = BundleRow(bundle.manifest_sha256, header.release, tenant, complete, missing, contract_version,
-                        entry.fields.seq)
+                        entry.fields.seq, bundle.signer.name, bundle.signer.key_id)
         inserted = await self._bundles.record(row, bundle.archive_sha256, bundle.records)
         self._on_commit()
         report_missing([row])
         BUNDLES_REGISTERED.labels("registered" if inserted else "already_registered").inc()
         log.info("bundle_registered", release=header.release, tenant=tenant, by=current_caller().actor,
-                 manifest_sha256=bundle.manifest_sha256, ledger_seq=entry.fields.seq, complete=complete)
+                 manifest_sha256=bundle.manifest_sha256, ledger_seq=entry.fields.seq, complete=complete,
+                 signer=bundle.signer.name, signer_key_id=bundle.signer.key_id)
         return evidence_pb2.RegisterBundleResponse(release=header.release, manifest_sha256=bundle.manifest_sha256,
                                                    ledger_seq=entry.fields.seq, already_registered=not inserted)
 
@@ -197,10 +211,34 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"release: the bundle of {request.release!r} is not stored")
         assert archive is not None
         files = await asyncio.to_thread(read_metadata_files, self._blobs.path_of(archive))
+        # The key offered with the manifest is the pinned one it was verified against, never the bundle's own.
+        pinned = self._signers.pinned_key(bundle.tenant, bundle.signer_key_id)
         return evidence_pb2.GetManifestResponse(
             release=bundle.release, manifest_sha256=bundle.manifest_sha256, manifest=files.get(MANIFEST_FILE, b""),
             signature=files.get(SIGNATURE_FILE, b""), sigstore_bundle=files.get(BUNDLE_FILE, b""),
-            public_key=files.get("cosign.pub", b""))
+            public_key=pinned.pem if pinned is not None else b"", signer_name=bundle.signer_name,
+            signer_key_id=bundle.signer_key_id)
+
+    async def GetVerifyKit(self, request: evidence_pb2.GetVerifyKitRequest,
+                           context: Context) -> AsyncIterator[evidence_pb2.GetVerifyKitResponse]:
+        bundle = await self._latest(request.release, request.tenant, context)
+        try:
+            kit, index, head_size = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers)
+        except KitUnavailable as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"release: {error}")
+            raise
+        try:
+            digest = await asyncio.to_thread(sha256_of_file, kit)
+            yield evidence_pb2.GetVerifyKitResponse(info=evidence_pb2.VerifyKitInfo(
+                file_name=kit_file_name(bundle.release), size=kit.stat().st_size, sha256=digest,
+                signer_name=index.signer_name, signer_key_id=index.signer_key_id, head_tree_size=head_size))
+            chunks = file_chunks(kit, DOWNLOAD_CHUNK)
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                yield evidence_pb2.GetVerifyKitResponse(chunk=chunk)
+        finally:
+            kit.unlink(missing_ok=True)
+        log.info("verify_kit_served", release=bundle.release, tenant=bundle.tenant, by=current_caller().actor,
+                 head_tree_size=head_size)
 
     async def Completeness(self, request: evidence_pb2.CompletenessRequest,
                            context: Context) -> evidence_pb2.CompletenessResponse:

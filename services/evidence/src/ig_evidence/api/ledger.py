@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -21,6 +22,7 @@ FOREIGN_KIND_REFUSED = Counter("ig_ledger_foreign_kind_refused_total",
                                "Appends refused because the caller does not own the entry kind")
 MAX_PAYLOAD = 1 << 20
 MAX_PAGE = 1000
+MAX_BATCH_ENTRIES = 1000
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -66,6 +68,32 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
                 raise
             span.set_attribute("ig.ledger.seq", entry.fields.seq)
         return ledger_pb2.AppendResponse(entry=to_proto(entry), existing=existing)
+
+    async def AppendBatch(self, request: ledger_pb2.AppendBatchRequest,
+                          context: Context) -> ledger_pb2.AppendBatchResponse:
+        if not 1 <= len(request.entries) <= MAX_BATCH_ENTRIES:
+            await _invalid(context, f"entries: 1..{MAX_BATCH_ENTRIES} per call, not {len(request.entries)}")
+        caller = current_caller().workload
+        for index, item in enumerate(request.entries):  # every entry checked before any is queued
+            if len(item.payload) > MAX_PAYLOAD:
+                await _invalid(context, f"entries[{index}].payload: {len(item.payload)} bytes exceeds {MAX_PAYLOAD}")
+            try:
+                validate_append(item.kind, item.subject)
+            except ValueError as error:
+                await _invalid(context, f"entries[{index}]: {error}")
+            if not self._owners.may_append(item.kind, caller.name):
+                FOREIGN_KIND_REFUSED.inc()
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"entries[{index}].kind: {caller} may not append {item.kind!r} entries")
+        with tracer.start_as_current_span("ledger.append_batch") as span:
+            span.set_attribute("ig.ledger.entries", len(request.entries))
+            # Queued in request order in one go, so the writer commits them together in its next batches.
+            appended = await asyncio.gather(*(self._store.append(item.kind, item.subject, item.payload,
+                                                                 deduplicate=item.deduplicate)
+                                              for item in request.entries))
+        return ledger_pb2.AppendBatchResponse(entries=[ledger_pb2.AppendResponse(entry=to_proto(entry),
+                                                                                 existing=existing)
+                                                       for entry, existing in appended])
 
     async def Get(self, request: ledger_pb2.GetRequest, context: Context) -> ledger_pb2.GetResponse:
         if request.seq < 1:

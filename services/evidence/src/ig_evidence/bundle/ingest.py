@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from ig_evidence.bundle.signer import BundleSigner
 from ig_evidence.bundle.verify import TooLarge, read_capped, verify_bundle
 from ig_evidence.domain import manifest as mf
-from ig_evidence.keys import KeyProblem, load_public_key
 from ig_evidence.store.blobs import BlobStore
 
 
@@ -30,37 +30,20 @@ class IngestedBundle:
     manifest_sha256: str
     archive_sha256: str
     records: list[mf.ArtifactRecord]
+    signer: BundleSigner
 
 
-def _bundled_public_key(archive: Path) -> ec.EllipticCurvePublicKey:
-    with tarfile.open(archive, "r:*") as tar:
-        try:
-            member = tar.getmember("cosign.pub")
-        except KeyError as error:
-            raise BundleRejected("bundle carries no cosign.pub and the service has no trusted key") from error
-        handle = tar.extractfile(member)
-        assert handle is not None
-        try:
-            pem = read_capped(handle, "cosign.pub")
-        except TooLarge as error:
-            raise BundleRejected(str(error)) from error
-    temp = archive.with_suffix(".pub")
-    temp.write_bytes(pem)
+def ingest(archive: Path, archive_sha256: str, blobs: BlobStore,
+           identify: Callable[[dict[str, bytes]], BundleSigner], pinned_ledger_key: str | None) -> IngestedBundle:
+    """``identify`` picks the trusted signer from the bundle's metadata files (raising SignerNotTrusted); the
+    whole bundle is then verified against that signer's pinned key, never against a key it carries."""
     try:
-        return load_public_key(str(temp))
-    except KeyProblem as error:
-        raise BundleRejected(f"cosign.pub: {error}") from error
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def ingest(archive: Path, archive_sha256: str, blobs: BlobStore, trusted_key: ec.EllipticCurvePublicKey | None,
-           pinned_ledger_key: str | None) -> IngestedBundle:
-    try:
-        public_key = trusted_key or _bundled_public_key(archive)
-    except tarfile.TarError as error:
+        signer = identify(read_metadata_files(archive))
+    except (tarfile.TarError, zlib.error, EOFError) as error:
         raise BundleRejected(f"chunk: the upload is not a tar archive ({error})") from error
-    checked = verify_bundle(archive, public_key, pinned_ledger_key=pinned_ledger_key, allow_incomplete=True)
+    except TooLarge as error:
+        raise BundleRejected(str(error)) from error
+    checked = verify_bundle(archive, signer.public_key, pinned_ledger_key=pinned_ledger_key, allow_incomplete=True)
     if not checked.ok or checked.manifest is None:
         raise BundleRejected("; ".join(checked.problems) or "bundle has no manifest")
     manifest = checked.manifest
@@ -80,7 +63,7 @@ def ingest(archive: Path, archive_sha256: str, blobs: BlobStore, trusted_key: ec
                     raise BundleRejected(f"artifact {wanted[member.name].name}: changed while being stored")
     blobs.adopt(archive, archive_sha256)  # the bundle itself is kept too, content-addressed like its artifacts
     return IngestedBundle(manifest=manifest, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
-                          archive_sha256=archive_sha256, records=records)
+                          archive_sha256=archive_sha256, records=records, signer=signer)
 
 
 def read_metadata_files(archive: Path) -> dict[str, bytes]:

@@ -22,6 +22,9 @@ class BundleRow:
     missing: list[str]
     contract_version: str
     ledger_seq: int
+    # The pinned signer it was verified against (empty for bundles registered before signers were pinned).
+    signer_name: str = ""
+    signer_key_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def artifact_id(tenant: str, manifest_sha256: str, name: str) -> str:
 
 def _bundle(row: asyncpg.Record) -> BundleRow:
     return BundleRow(row["manifest_sha256"], row["release"], row["tenant"], row["complete"], list(row["missing"]),
-                     row["contract_version"], row["ledger_seq"])
+                     row["contract_version"], row["ledger_seq"], row["signer_name"], row["signer_key_id"])
 
 
 def _artifact(row: asyncpg.Record) -> ArtifactRow:
@@ -63,10 +66,11 @@ class BundleStore:
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 f"""INSERT INTO {s}.bundles (manifest_sha256, release, tenant, complete, missing, contract_version,
-                        archive_sha256, ledger_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                        archive_sha256, ledger_seq, signer_name, signer_key_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                     ON CONFLICT (tenant, manifest_sha256) DO NOTHING RETURNING true""",
                 bundle.manifest_sha256, bundle.release, bundle.tenant, bundle.complete, bundle.missing,
-                bundle.contract_version, archive_sha256, bundle.ledger_seq)
+                bundle.contract_version, archive_sha256, bundle.ledger_seq, bundle.signer_name, bundle.signer_key_id)
             if not inserted:
                 return False
             await conn.executemany(

@@ -23,6 +23,7 @@ from ig_infra.pki import (
     is_fresh,
     spiffe_id,
 )
+from ig_infra.release_key import ensure_release_signing_key, release_signing_key, trusted_signers_file
 from ig_infra.witnesses import ensure_witness_keys, witness_keys_exist
 
 AUTHZ_TABLE = REPO_ROOT / "policies" / "authz" / "grpc-methods.yaml"
@@ -40,6 +41,7 @@ class Identities(Component):
         ensure_identities(self.paths.cache, self.paths.run, ALL_IDENTITIES)
         ensure_approver_signing_key(self.paths.run)
         ensure_ledger_checkpoint_key(self.paths.run)
+        ensure_release_signing_key(self.paths.run, AUTHZ_TABLE)
         ensure_witness_keys(self.paths.run)
 
     def issued(self, name: str) -> IssuedIdentity:
@@ -53,8 +55,10 @@ class Identities(Component):
         return self.healthy()
 
     def healthy(self) -> bool:
-        return (approver_signing_key(self.paths.run).exists() and ledger_checkpoint_key(self.paths.run).exists()
-                and witness_keys_exist(self.paths.run) and all(is_fresh(self.issued(name)) for name in ALL_IDENTITIES))
+        keys = (approver_signing_key(self.paths.run), ledger_checkpoint_key(self.paths.run),
+                release_signing_key(self.paths.run), trusted_signers_file(self.paths.run))
+        return (all(k.exists() for k in keys) and witness_keys_exist(self.paths.run)
+                and all(is_fresh(self.issued(name)) for name in ALL_IDENTITIES))
 
     def stop(self) -> bool:
         return False
@@ -67,4 +71,8 @@ class Identities(Component):
         return self.root
 
     def env(self) -> dict[str, str]:
-        return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE)}
+        # IG_RELEASE_SIGNING_KEY: what the release flow and `make evidence` sign with; IG_TRUSTED_SIGNERS_PATH: the
+        # file that pins it for the evidence service (which refuses bundles of any other signer).
+        return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE),
+                "IG_RELEASE_SIGNING_KEY": str(release_signing_key(self.paths.run)),
+                "IG_TRUSTED_SIGNERS_PATH": str(trusted_signers_file(self.paths.run))}

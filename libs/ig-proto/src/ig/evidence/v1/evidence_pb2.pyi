@@ -133,17 +133,53 @@ class GetManifestRequest(_message.Message):
     def __init__(self, release: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GetManifestResponse(_message.Message):
-    __slots__ = ("release", "manifest_sha256", "manifest", "signature", "sigstore_bundle", "public_key")
+    __slots__ = ("release", "manifest_sha256", "manifest", "signature", "sigstore_bundle", "public_key", "signer_name", "signer_key_id")
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     SIGSTORE_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     release: str
     manifest_sha256: str
     manifest: bytes
     signature: bytes
     sigstore_bundle: bytes
     public_key: bytes
-    def __init__(self, release: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., manifest: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., sigstore_bundle: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+    signer_name: str
+    signer_key_id: str
+    def __init__(self, release: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., manifest: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., sigstore_bundle: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., signer_name: _Optional[str] = ..., signer_key_id: _Optional[str] = ...) -> None: ...
+
+class GetVerifyKitRequest(_message.Message):
+    __slots__ = ("release", "tenant")
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    release: str
+    tenant: str
+    def __init__(self, release: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class VerifyKitInfo(_message.Message):
+    __slots__ = ("file_name", "size", "sha256", "signer_name", "signer_key_id", "head_tree_size")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    HEAD_TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    size: int
+    sha256: str
+    signer_name: str
+    signer_key_id: str
+    head_tree_size: int
+    def __init__(self, file_name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., signer_name: _Optional[str] = ..., signer_key_id: _Optional[str] = ..., head_tree_size: _Optional[int] = ...) -> None: ...
+
+class GetVerifyKitResponse(_message.Message):
+    __slots__ = ("info", "chunk")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    info: VerifyKitInfo
+    chunk: bytes
+    def __init__(self, info: _Optional[_Union[VerifyKitInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...

@@ -65,6 +65,11 @@ class EvidenceServiceStub:
                 request_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestRequest.SerializeToString,
                 response_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestResponse.FromString,
                 _registered_method=True)
+        self.GetVerifyKit = channel.unary_stream(
+                '/ig.evidence.v1.EvidenceService/GetVerifyKit',
+                request_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitRequest.SerializeToString,
+                response_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitResponse.FromString,
+                _registered_method=True)
 
 
 class EvidenceServiceServicer:
@@ -110,6 +115,15 @@ class EvidenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVerifyKit(self, request, context):
+        """The auditor's verify kit of a release's latest bundle: the bundle as registered, its pinned signer's key, the
+        ledger's head checkpoint and the proofs tying both to it (services/evidence/README.md, "Verify kit"); checked
+        offline by `ig-evidence verify <kit>`. First message: the kit's description; then its bytes in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvidenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +156,11 @@ def add_EvidenceServiceServicer_to_server(servicer, server):
                     servicer.GetManifest,
                     request_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestRequest.FromString,
                     response_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestResponse.SerializeToString,
+            ),
+            'GetVerifyKit': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetVerifyKit,
+                    request_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitRequest.FromString,
+                    response_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +326,33 @@ class EvidenceService:
             '/ig.evidence.v1.EvidenceService/GetManifest',
             ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestRequest.SerializeToString,
             ig_dot_evidence_dot_v1_dot_evidence__pb2.GetManifestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVerifyKit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ig.evidence.v1.EvidenceService/GetVerifyKit',
+            ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitRequest.SerializeToString,
+            ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitResponse.FromString,
             options,
             channel_credentials,
             insecure,

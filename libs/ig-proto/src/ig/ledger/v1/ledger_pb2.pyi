@@ -41,6 +41,18 @@ class AppendRequest(_message.Message):
     deduplicate: bool
     def __init__(self, kind: _Optional[str] = ..., subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., deduplicate: _Optional[bool] = ...) -> None: ...
 
+class AppendBatchRequest(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AppendRequest]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AppendRequest, _Mapping]]] = ...) -> None: ...
+
+class AppendBatchResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AppendResponse]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AppendResponse, _Mapping]]] = ...) -> None: ...
+
 class AppendResponse(_message.Message):
     __slots__ = ("entry", "existing")
     ENTRY_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class LedgerServiceStub:
                 request_serializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendRequest.SerializeToString,
                 response_deserializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendResponse.FromString,
                 _registered_method=True)
+        self.AppendBatch = channel.unary_unary(
+                '/ig.ledger.v1.LedgerService/AppendBatch',
+                request_serializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendBatchRequest.SerializeToString,
+                response_deserializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendBatchResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/ig.ledger.v1.LedgerService/Get',
                 request_serializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.GetRequest.SerializeToString,
@@ -78,6 +83,14 @@ class LedgerServiceServicer:
 
     def Append(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendBatch(self, request, context):
+        """Up to 1,000 appends in one call, appended in request order; each is checked (kind owner, sizes) before any is
+        queued. Not atomic: on an error, entries already committed stay (append with deduplicate to retry safely).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -125,6 +138,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.Append,
                     request_deserializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendRequest.FromString,
                     response_serializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendResponse.SerializeToString,
+            ),
+            'AppendBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendBatch,
+                    request_deserializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendBatchRequest.FromString,
+                    response_serializer=ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendBatchResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -185,6 +203,33 @@ class LedgerService:
             '/ig.ledger.v1.LedgerService/Append',
             ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendRequest.SerializeToString,
             ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ig.ledger.v1.LedgerService/AppendBatch',
+            ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendBatchRequest.SerializeToString,
+            ig_dot_ledger_dot_v1_dot_ledger__pb2.AppendBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

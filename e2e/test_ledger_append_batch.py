@@ -1,0 +1,71 @@
+"""LedgerService.AppendBatch: many appends in one call, in request order, each checked before any is queued."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ig_common.grpc_client import channel_as
+from ig_evidence.testing import RunningEvidence, evidence_service
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def service(infra: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEvidence]:
+    own_url = infra.new_database("ig_ledger_batch")  # type: ignore[attr-defined]
+    try:
+        with evidence_service(infra.env(own_url, "evidence"), own_url,  # type: ignore[attr-defined]
+                              tmp_path_factory.mktemp("blobs")) as running:
+            # one entry first: an empty ledger has no checkpoint whose size the refusals could be compared with
+            stub(running).Append(ledger_pb2.AppendRequest(kind="release.batch-test", subject="seed", payload=b"s"))
+            yield running
+    finally:
+        infra.drop_database(own_url)  # type: ignore[attr-defined]
+
+
+def stub(service: RunningEvidence, identity: str = "release") -> ledger_pb2_grpc.LedgerServiceStub:
+    return ledger_pb2_grpc.LedgerServiceStub(channel_as(identity, service.grpc_target))
+
+
+def entries(run: str, count: int, kind: str = "release.batch-test") -> list[ledger_pb2.AppendRequest]:
+    return [ledger_pb2.AppendRequest(kind=kind, subject=f"{run}-{i}", payload=b"%d" % i, deduplicate=True)
+            for i in range(count)]
+
+
+def size(service: RunningEvidence) -> int:
+    return stub(service).Checkpoint(ledger_pb2.CheckpointRequest()).tree_size
+
+
+def test_a_batch_is_appended_in_request_order_and_replays_as_existing(service: RunningEvidence) -> None:
+    run = uuid.uuid4().hex[:8]
+    first = stub(service).AppendBatch(ledger_pb2.AppendBatchRequest(entries=entries(run, 300)))
+    seqs = [e.entry.seq for e in first.entries]
+    assert [e.entry.subject for e in first.entries] == [f"{run}-{i}" for i in range(300)]
+    assert seqs == list(range(seqs[0], seqs[0] + 300)) and not any(e.existing for e in first.entries)
+    again = stub(service).AppendBatch(ledger_pb2.AppendBatchRequest(entries=entries(run, 300)))
+    assert [e.entry.seq for e in again.entries] == seqs and all(e.existing for e in again.entries)
+
+
+@pytest.mark.parametrize(("identity", "batch", "code", "field"), [
+    ("release", [], grpc.StatusCode.INVALID_ARGUMENT, "entries: 1..1000"),
+    ("release", entries("x", 1001), grpc.StatusCode.INVALID_ARGUMENT, "entries: 1..1000"),
+    ("release", [*entries("y", 5), ledger_pb2.AppendRequest(kind="ig.audit.access", subject="s", payload=b"{}")],
+     grpc.StatusCode.PERMISSION_DENIED, "entries[5].kind"),
+    ("release", [*entries("z", 2), ledger_pb2.AppendRequest(kind="", subject="s")],
+     grpc.StatusCode.INVALID_ARGUMENT, "entries[2]"),
+    ("release", [ledger_pb2.AppendRequest(kind="release.batch-test", subject="s", payload=b"x" * (1 << 20 | 1))],
+     grpc.StatusCode.INVALID_ARGUMENT, "entries[0].payload"),
+    ("operator", entries("w", 1), grpc.StatusCode.PERMISSION_DENIED, "AppendBatch"),
+])
+def test_a_bad_batch_is_refused_naming_the_entry_and_appends_nothing(
+        service: RunningEvidence, identity: str, batch: list[ledger_pb2.AppendRequest], code: grpc.StatusCode,
+        field: str) -> None:
+    before = size(service)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub(service, identity).AppendBatch(ledger_pb2.AppendBatchRequest(entries=batch))
+    assert refused.value.code() == code and field in refused.value.details(), refused.value.details()
+    assert size(service) == before

@@ -1,0 +1,68 @@
+"""Ledger appends through the real gRPC service (mTLS, authorization, the service's own database roles), driven by
+the Go load generator (tools/loadgen) so that the figure measures the service, not a Python client.
+
+Three loads, closed loop, in one run: 8 writers sending Append; 200 writers sending Append; 200 writers sending
+AppendBatch of BATCH entries. Returns the figures (bench_evidence.py prints and writes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ig.ledger.v1 import ledger_pb2
+from ig_evidence.testing import evidence_service
+from ig_infra.components import Postgres
+from ig_infra.components.identities import Identities
+from ig_infra.components.kafka import Kafka
+from ig_infra.loadgen import drive, grpc_call, loadgen_binary
+from ig_infra.paths import Paths
+
+BATCH = int(os.environ.get("IG_BENCH_APPEND_BATCH", 50))
+SINGLE_CALLS = int(os.environ.get("IG_BENCH_APPEND_CALLS", 20_000))
+BATCH_CALLS = int(os.environ.get("IG_BENCH_APPEND_BATCH_CALLS", 1_200))
+APPEND = "/ig.ledger.v1.LedgerService/Append"
+APPEND_BATCH = "/ig.ledger.v1.LedgerService/AppendBatch"
+
+
+def _append(n: int) -> ledger_pb2.AppendRequest:
+    return ledger_pb2.AppendRequest(kind="bench.append", subject=f"s{n % 64}", payload=b'{"n":%d}' % n)
+
+
+async def _load(target: str, tls: Path, calls: list[dict[str, Any]], count: int, concurrency: int,
+                entries_per_call: int) -> dict[str, Any]:
+    result = await drive(loadgen_binary(), calls, count=count, concurrency=concurrency, grpc_target=target,
+                         tls_dir=tls, warmup=min(200, count // 10))
+    ok = result.outcomes.get("grpc:OK", 0)
+    latencies = sorted(result.latencies_ms)
+    return {"calls": result.calls, "outcomes": result.outcomes, "entries_per_s": round(ok * entries_per_call /
+                                                                                        result.elapsed_s),
+            "call_p50_ms": round(latencies[len(latencies) // 2], 2),
+            "call_p99_ms": round(latencies[int(len(latencies) * 0.99)], 2), "loadgen_cpu_s": round(result.cpu_s, 1)}
+
+
+def bench_appends_through_grpc() -> dict[str, Any]:
+    paths = Paths.from_environment()
+    postgres, identities = Postgres(paths), Identities(paths)
+    name = f"ig_bench_ledger_grpc_{os.getpid()}"
+    postgres.provision(name)
+    env = {**identities.env(), **Kafka(paths).env(), **postgres.service_env("evidence", name), "IG_LOG_LEVEL": "WARNING"}
+    tls = identities.issued("bench").directory
+    try:
+        with tempfile.TemporaryDirectory(prefix="ig-bench-ledger-") as blobs, \
+                evidence_service(env, postgres.dsn(name), Path(blobs)) as service:
+            singles = [grpc_call(APPEND, _append(n).SerializeToString()) for n in range(256)]
+            batches = [grpc_call(APPEND_BATCH, ledger_pb2.AppendBatchRequest(
+                entries=[_append(b * BATCH + i) for i in range(BATCH)]).SerializeToString()) for b in range(16)]
+            return {
+                "append_8_writers": asyncio.run(_load(service.grpc_target, tls, singles, SINGLE_CALLS, 8, 1)),
+                "append_200_writers": asyncio.run(_load(service.grpc_target, tls, singles, SINGLE_CALLS, 200, 1)),
+                f"append_batch_{BATCH}_200_writers": asyncio.run(
+                    _load(service.grpc_target, tls, batches, BATCH_CALLS, 200, BATCH)),
+                "client": "tools/loadgen (Go), closed loop, mTLS as the bench identity, on the same 2 cores",
+            }
+    finally:
+        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', transaction=False)

@@ -1,0 +1,86 @@
+"""The evidence service as a real process for end-to-end tests, and the ``ig-evidence`` CLI they drive."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ig.evidence.v1 import evidence_pb2_grpc
+from ig_common.grpc_client import channel_as
+from ig_infra.process import free_port
+
+REPO = Path(__file__).resolve().parents[4]
+EPOCH = "1767225600"
+COLLECTED_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
+                   "decision-coverage", "multi-region", "migration-timeline"]
+
+
+@dataclass(frozen=True)
+class RunningEvidence:
+    grpc_target: str
+    http_port: int
+    database_url: str  # the superuser's, for the tests that tamper with tables below the API
+    blob_dir: Path
+    pid: int
+
+
+@contextmanager
+def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
+    """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
+    http_port, grpc_port = free_port(), free_port()
+    process_env = {**env, "IG_HTTP_PORT": str(http_port),
+                   "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir), "PATH": os.environ["PATH"]}
+    process = subprocess.Popen([sys.executable, "-m", "ig_evidence.app"], env=process_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                output = process.stdout.read() if process.stdout else ""
+                raise RuntimeError(f"evidence service did not start: {output}") from None
+            time.sleep(0.2)
+    try:
+        yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir, process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def write_inputs(root: Path, types: list[str] = COLLECTED_TYPES) -> Path:
+    for artifact_type in types:
+        (root / artifact_type).mkdir(parents=True, exist_ok=True)
+        (root / artifact_type / f"{artifact_type}.json").write_text(f'{{"type": "{artifact_type}", "ok": true}}\n')
+    return root
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "ig_evidence.cli", *args], capture_output=True, text=True,
+                            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH}, cwd=REPO, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def pin(public_key: Path, signers: Path, *tenants: str, name: str = "e2e release key") -> Path:
+    """``ig-evidence trust``: the key pinned for ``tenants`` in the trusted-signers file ``signers``."""
+    cli("trust", str(public_key), "--signers", str(signers), *(f"--tenant={t}" for t in tenants), "--name", name)
+    return signers
+
+
+def evidence_stub(service: RunningEvidence) -> evidence_pb2_grpc.EvidenceServiceStub:
+    return evidence_pb2_grpc.EvidenceServiceStub(channel_as("release", service.grpc_target))

@@ -1,0 +1,100 @@
+"""Keyless (Sigstore) signers at registration, against the real service: a bundle signed with a Fulcio-like
+certificate is accepted for a tenant that trusts the certificate's identity, and refused, naming why, for one that
+trusts another identity, or when the certificate comes from a CA outside the pinned trusted root."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from ig.evidence.v1 import evidence_pb2
+from ig_evidence.bundle.upload import register_requests
+from ig_evidence.testing import RunningEvidence, cli, evidence_service, evidence_stub, write_inputs
+
+from .sigstore_local import LocalSigstore
+
+pytestmark = pytest.mark.e2e
+
+ISSUER = "https://token.actions.example"
+WORKFLOW = "https://github.com/acme/mc/.github/workflows/release.yml@refs/tags/"
+
+
+@pytest.fixture(scope="module")
+def sigstore() -> LocalSigstore:
+    return LocalSigstore()
+
+
+@pytest.fixture(scope="module")
+def service(infra: object, sigstore: LocalSigstore, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[RunningEvidence]:
+    config = tmp_path_factory.mktemp("trust")
+    sigstore.write_trusted_root(config / "trusted_root.json")
+    (config / "signers.yaml").write_text(yaml.safe_dump({
+        "tenants": {"alpha": [{"name": "release workflow",
+                               "keyless": {"issuer": ISSUER, "subjectRegexp": WORKFLOW.replace(".", r"\.") + "v.*"}}],
+                    "beta": [{"name": "beta workflow",
+                              "keyless": {"issuer": ISSUER, "subjectRegexp": "https://github\\.com/beta/.*"}}]},
+        "keylessTrustedRoot": "trusted_root.json"}))
+    own_url = infra.new_database("ig_evidence_keyless")  # type: ignore[attr-defined]
+    try:
+        env = {**infra.env(own_url, "evidence"),  # type: ignore[attr-defined]
+               "IG_TRUSTED_SIGNERS_PATH": str(config / "signers.yaml")}
+        with evidence_service(env, own_url, tmp_path_factory.mktemp("blobs")) as running:
+            yield running
+    finally:
+        infra.drop_database(own_url)  # type: ignore[attr-defined]
+
+
+def keyless_bundle(service: RunningEvidence, sigstore: LocalSigstore, release: str, subject: str, out: Path) -> Path:
+    """Built and anchored with the certificate's (ephemeral) key, then given the keyless Sigstore bundle of the
+    manifest, as a release workflow signing with its OIDC identity would."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    (out / "ephemeral.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    cli("build", "--release", release, "--inputs", str(write_inputs(out / "inputs")), "--out", str(out / "bundle"),
+        "--key", str(out / "ephemeral.key"), "--ledger", service.grpc_target)
+    manifest = (out / "bundle" / "manifest.json").read_bytes()
+    keyless = sigstore.sign(manifest, subject, ISSUER, signing_key=key)
+    archive = out / "bundle" / f"evidence-{release}.tar.gz"
+    signed = out / "keyless.tar.gz"
+    with tarfile.open(archive, "r:gz") as source, tarfile.open(signed, "w:gz") as target:
+        for member in source:
+            content = source.extractfile(member) if member.isreg() else None
+            if member.name == "manifest.sigstore.json":
+                member.size, content = len(keyless), io.BytesIO(keyless)
+            target.addfile(member, content)
+    return signed
+
+
+def test_a_keyless_bundle_of_a_trusted_identity_registers_under_that_identity(
+        service: RunningEvidence, sigstore: LocalSigstore, tmp_path: Path) -> None:
+    archive = keyless_bundle(service, sigstore, "v4.0.0", WORKFLOW + "v4.0.0", tmp_path)
+    stub = evidence_stub(service)
+    assert not stub.RegisterBundle(register_requests(archive, "v4.0.0", "alpha")).already_registered
+    files = stub.GetManifest(evidence_pb2.GetManifestRequest(release="v4.0.0", tenant="alpha"))
+    assert files.signer_name == f"release workflow ({WORKFLOW}v4.0.0)"
+    assert files.signer_key_id == "" and files.public_key == b""
+
+
+@pytest.mark.parametrize(("tenant", "subject", "other_ca", "message"), [
+    ("beta", WORKFLOW + "v4.0.1", False, "beta workflow: keyless bundle refused: subject mismatch"),
+    ("alpha", "https://github.com/acme/mc/.github/workflows/release.yml@refs/heads/main", False, "subject mismatch"),
+    ("alpha", WORKFLOW + "v4.0.1", True, "untrusted certificate authority"),
+])
+def test_a_keyless_bundle_of_another_identity_is_refused_saying_why(
+        service: RunningEvidence, sigstore: LocalSigstore, tmp_path: Path, tenant: str, subject: str, other_ca: bool,
+        message: str) -> None:
+    signing = LocalSigstore() if other_ca else sigstore
+    archive = keyless_bundle(service, signing, "v4.0.1", subject, tmp_path)
+    with pytest.raises(grpc.RpcError) as refused:
+        evidence_stub(service).RegisterBundle(register_requests(archive, "v4.0.1", tenant))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value.details()
+    assert message in refused.value.details(), refused.value.details()
