@@ -30,6 +30,7 @@ from ig_evidence.domain import merkle, note
 from ig_evidence.domain.chain import EntryFields, entry_hash
 from ig_evidence.domain.cosignature import Cosigner, verified_cosignatures
 from ig_evidence.domain.witness import encode_add_checkpoint
+from ig_evidence.testing import RunningEvidence, evidence_service, evidence_stub, pin
 from ig_infra.process import free_port
 
 pytestmark = pytest.mark.e2e
@@ -37,11 +38,13 @@ pytestmark = pytest.mark.e2e
 ORIGIN = "e2e.maestro-conductor.dev/witnessed-ledger"
 
 
-@dataclass(frozen=True)
-class RunningEvidence:
-    grpc_target: str
-    database_url: str  # the superuser's, for rewriting the ledger below the service
-    blob_dir: Path
+def write_key(path: Path) -> Ed25519PrivateKey:
+    key = Ed25519PrivateKey.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    return key
 
 
 def wait_healthy(process: subprocess.Popen[str], http_port: int, what: str) -> None:
@@ -74,25 +77,6 @@ def running(command: list[str], env: dict[str, str], http_port: int, what: str) 
             process.kill()
 
 
-@contextmanager
-def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
-    """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
-    http_port, grpc_port = free_port(), free_port()
-    with running([sys.executable, "-m", "ig_evidence.app"],
-                 {**env, "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),
-                  "IG_BLOB_STORE_PATH": str(blob_dir)}, http_port, "evidence service"):
-        yield RunningEvidence(f"127.0.0.1:{grpc_port}", database_url, blob_dir)
-
-
-def write_key(path: Path) -> Ed25519PrivateKey:
-    key = Ed25519PrivateKey.generate()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))
-    return key
-
-
 @dataclass(frozen=True)
 class RunningWitness:
     name: str
@@ -117,6 +101,16 @@ def witness_process(name: str, key_path: Path, state_path: Path, log_verifier_ke
                              state_path)
 
 
+REPO = Path(__file__).resolve().parents[1]
+COLLECTED_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
+                   "decision-coverage", "multi-region", "migration-timeline"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ig_evidence.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}, cwd=REPO, timeout=300)
+
+
 @dataclass(frozen=True)
 class Setup:
     service: RunningEvidence
@@ -125,6 +119,7 @@ class Setup:
     ledger_key_path: Path
     dead_witness_url: str
     env: dict[str, str]  # the evidence service's, to start another replica on the same database
+    release_keys: Path  # cosign.key/cosign.pub, pinned for tenant alpha
 
 
 @contextmanager
@@ -135,6 +130,8 @@ def witnessed_ledger(infra: Any, tmp: Path) -> Iterator[Setup]:
     ledger_key = write_key(ledger_key_path)
     log_vkey = note.verifier_key(ORIGIN, ledger_key.public_key())
     own_url = infra.new_database("ig_witness")
+    assert cli("keygen", "--out", str(tmp / "release-keys")).returncode == 0
+    signers = pin(tmp / "release-keys" / "cosign.pub", tmp / "signers.yaml", "alpha")
     dead = Cosigner("witness.e2e/down", Ed25519PrivateKey.generate().public_key())
     dead_url = f"https://127.0.0.1:{free_port()}"
     try:
@@ -146,10 +143,10 @@ def witnessed_ledger(infra: Any, tmp: Path) -> Iterator[Setup]:
             witnesses.append({"url": dead_url, "verifier_key": dead.verifier_key})
             env = {**infra.env(own_url, "evidence"), "IG_LEDGER_KEY_PATH": str(ledger_key_path),
                    "IG_LEDGER_ORIGIN": ORIGIN, "IG_WITNESSES": json.dumps(witnesses),
-                   "IG_WITNESS_TIMEOUT_SECONDS": "3"}
+                   "IG_WITNESS_TIMEOUT_SECONDS": "3", "IG_TRUSTED_SIGNERS_PATH": str(signers)}
             (tmp / "blobs").mkdir(exist_ok=True)
             with evidence_service(env, own_url, tmp / "blobs") as service:
-                yield Setup(service, [a, b], ledger_key, ledger_key_path, dead_url, env)
+                yield Setup(service, [a, b], ledger_key, ledger_key_path, dead_url, env, tmp / "release-keys")
     finally:
         infra.drop_database(own_url)
 
@@ -259,16 +256,6 @@ def test_the_endpoint_needs_a_token_the_table_grants(setup: Setup) -> None:
         assert client.post("/add-checkpoint", content=b"old 0\n\n").status_code == 401
 
 
-REPO = Path(__file__).resolve().parents[1]
-COLLECTED_TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
-                   "decision-coverage", "multi-region", "migration-timeline"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ig_evidence.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}, cwd=REPO, timeout=300)
-
-
 def test_verify_requires_witness_cosignatures_on_the_head_its_anchor_is_in(setup: Setup, tmp_path: Path) -> None:
     assert cli("keygen", "--out", str(tmp_path / "keys")).returncode == 0
     for artifact_type in COLLECTED_TYPES:
@@ -305,6 +292,34 @@ def test_verify_requires_witness_cosignatures_on_the_head_its_anchor_is_in(setup
     refused = cli(*base, "--checkpoint", str(tmp_path / "stripped.json"), "--witness-key", a)
     assert refused.returncode == 1 and "0 valid witness cosignature(s), 1 required" in refused.stderr
     assert cli(*base, "--witness-key", a, "--min-witnesses", "2").returncode == 2  # more than the keys given
+
+
+def test_a_verify_kit_carries_the_witnesses_cosignatures_and_verify_requires_them(setup: Setup,
+                                                                                   tmp_path: Path) -> None:
+    from ig.evidence.v1 import evidence_pb2
+    from ig_evidence.bundle.upload import register_requests
+
+    out = tmp_path / "bundle"
+    for artifact_type in COLLECTED_TYPES:
+        (tmp_path / "in" / artifact_type).mkdir(parents=True)
+        (tmp_path / "in" / artifact_type / f"{artifact_type}.json").write_text('{"ok": true}\n')
+    built = cli("build", "--release", "v7.7.7", "--inputs", str(tmp_path / "in"), "--out", str(out), "--key",
+                str(setup.release_keys / "cosign.key"), "--ledger", setup.service.grpc_target)
+    assert built.returncode == 0, built.stderr
+    evidence_stub(setup.service).RegisterBundle(register_requests(out / "evidence-v7.7.7.tar.gz", "v7.7.7", "alpha"))
+    parts = list(evidence_stub(setup.service).GetVerifyKit(
+        evidence_pb2.GetVerifyKitRequest(release="v7.7.7", tenant="alpha")))
+    kit = tmp_path / "evidence-kit-v7.7.7.tar"
+    kit.write_bytes(b"".join(p.chunk for p in parts[1:]))
+    a, b = (w.cosigner.verifier_key for w in setup.witnesses)
+    both = cli("verify", str(kit), "--key-id", parts[0].info.signer_key_id, "--witness-key", a, "--witness-key", b,
+               "--min-witnesses", "2")
+    assert both.returncode == 0, both.stderr
+    assert "cosigned by witness.e2e/region-a, witness.e2e/region-b" in both.stdout
+    stranger = Cosigner("witness.e2e/region-a", Ed25519PrivateKey.generate().public_key()).verifier_key
+    unknown = cli("verify", str(kit), "--witness-key", stranger)
+    assert unknown.returncode == 1 and "0 valid witness cosignature(s), 1 required" in unknown.stderr
+    assert cli("verify", str(kit)).returncode == 0  # without witness keys the kit verifies as before
 
 
 # Last on purpose: it rewrites this module's private ledger.

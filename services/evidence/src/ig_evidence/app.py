@@ -77,7 +77,8 @@ def main() -> None:
         assert authz_table is not None  # run_service refused to start without it
         evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
                                     limits=settings.upload_limits(), signers=signers, keyless=keyless,
-                                    on_commit=runtime.relay.wake)
+                                    on_commit=runtime.relay.wake,
+                                    witnessing=witnessing if witnessing.endpoints else None)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
                         LedgerServicer(ledger, authz_table, witnessing if witnessing.endpoints else None),

@@ -163,10 +163,15 @@ def verify(bundle: Path, key: str | None, key_id: str | None, contract: Path | N
 
     BUNDLE is a bundle (tarball, build directory or unpacked directory) or a verify kit from the audit portal."""
     if is_kit(bundle):
-        if witness_keys or checkpoint_file is not None:
-            _fail("--witness-key/--checkpoint: not checked for a verify kit yet")
+        if checkpoint_file is not None:
+            _fail("--checkpoint: a verify kit carries its own head checkpoint (with the witnesses' cosignatures)")
             return
-        _verify_kit(bundle, key, key_id, ledger_key, as_json)
+        try:
+            kit_witnesses = _witness_policy(None, witness_keys, min_witnesses)
+        except ValueError as error:
+            _fail(str(error))
+            return
+        _verify_kit(bundle, key, key_id, ledger_key, as_json, kit_witnesses)
         return
     if key is None:
         _fail("--key: required to verify a bundle (only a verify kit carries its pinned key)")
@@ -246,7 +251,8 @@ def checkpoint(ledger: str, bundles: tuple[Path, ...], out: Path) -> None:
                f"signature line(s) (the log's and its witnesses'), {len(witnessed.consistency)} consistency proof(s)")
 
 
-def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: str | None, as_json: bool) -> None:
+def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: str | None, as_json: bool,
+                witnesses: WitnessPolicy | None = None) -> None:
     if key is not None:
         try:
             pinned = signer_key_id(load_public_key(key))
@@ -257,16 +263,19 @@ def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: st
             _fail(f"--key-id {expected} and --key (key id {pinned}) disagree")
             return
         expected = pinned
-    result = verify_kit(kit, expected_key_id=expected, pinned_ledger_key=ledger_key)
+    result = verify_kit(kit, expected_key_id=expected, pinned_ledger_key=ledger_key,
+                        witnesses=witnesses.cosigners if witnesses else (),
+                        min_witnesses=witnesses.minimum if witnesses else 0)
     if as_json:
         click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "release": result.release,
                                "tenant": result.tenant, "signer": result.signer,
                                "artifacts": result.artifacts_checked, "registrationSeq": result.registration_seq,
-                               "checkpointSize": result.head_size}, indent=2))
+                               "checkpointSize": result.head_size, "cosignedBy": result.cosigned_by}, indent=2))
     elif result.ok:
         click.echo(f"verified kit {kit}: release {result.release} of tenant {result.tenant}, signed by "
                    f"{result.signer}, {result.artifacts_checked} artifacts; registered at ledger seq "
-                   f"{result.registration_seq}, included in the signed checkpoint of size {result.head_size}")
+                   f"{result.registration_seq}, included in the signed checkpoint of size {result.head_size}"
+                   + (f", cosigned by {', '.join(result.cosigned_by)}" if result.cosigned_by else ""))
         if expected is None:
             click.echo("note: the signer key was taken from the kit; pass --key-id (shown by the portal) or --key to "
                        "pin it", err=True)

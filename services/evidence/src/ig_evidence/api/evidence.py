@@ -25,6 +25,7 @@ from ig_evidence.domain.upload_limits import CapExceeded, MalformedUpload, Uploa
 from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import ArtifactRow, BundleRow, BundleStore
 from ig_evidence.store.ledger import LedgerStore
+from ig_evidence.store.witnessing import Witnessing
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -71,7 +72,8 @@ async def acting_tenant(requested: str, context: Context, *, field: str = "tenan
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
     def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, limits: UploadLimits,
-                 signers: TrustedSigners, keyless: KeylessVerifier | None = None, on_commit: Any = None) -> None:
+                 signers: TrustedSigners, keyless: KeylessVerifier | None = None, on_commit: Any = None,
+                 witnessing: Witnessing | None = None) -> None:
         self._bundles = bundles
         self._ledger = ledger
         self._blobs = blobs
@@ -79,6 +81,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         self._signers = signers
         self._keyless = keyless
         self._on_commit = on_commit or (lambda: None)
+        self._witnessing = witnessing  # the kits' head checkpoints carry the witnesses' cosignatures
 
     async def RegisterBundle(self, request_iterator: AsyncIterator[evidence_pb2.RegisterBundleRequest],
                              context: Context) -> evidence_pb2.RegisterBundleResponse:
@@ -223,7 +226,8 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                            context: Context) -> AsyncIterator[evidence_pb2.GetVerifyKitResponse]:
         bundle = await self._latest(request.release, request.tenant, context)
         try:
-            kit, index, head_size = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers)
+            kit, index, head_size = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers,
+                                                       self._witnessing)
         except KitUnavailable as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"release: {error}")
             raise

@@ -18,6 +18,7 @@ from ig_evidence.domain.verify_kit import KitIndex, ProvedEntry
 from ig_evidence.store.blobs import BlobStore
 from ig_evidence.store.bundles import BundleRow, BundleStore
 from ig_evidence.store.ledger import LedgerStore
+from ig_evidence.store.witnessing import Witnessing
 
 
 class KitUnavailable(ValueError):
@@ -25,8 +26,9 @@ class KitUnavailable(ValueError):
 
 
 async def assemble_kit(bundle: BundleRow, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore,
-                       signers: TrustedSigners) -> tuple[Path, KitIndex, int]:
-    """A temporary file holding the kit (the caller removes it), its index and the head size it proves against."""
+                       signers: TrustedSigners, witnessing: Witnessing | None = None) -> tuple[Path, KitIndex, int]:
+    """A temporary file holding the kit (the caller removes it), its index and the head size it proves against.
+    With ``witnessing``, the head checkpoint carries the witnesses' cosignatures (``verify --witness-key``)."""
     if not bundle.signer_key_id and bundle.signer_name:
         raise KitUnavailable(f"{bundle.release!r} is signed keylessly ({bundle.signer_name}): verify kits carry a "
                              "pinned key, not yet an identity policy")
@@ -42,6 +44,8 @@ async def assemble_kit(bundle: BundleRow, bundles: BundleStore, ledger: LedgerSt
     anchor = json.loads(files[mf.MANIFEST_FILE]).get("ledger")
     anchored_size = int(anchor["checkpoint"]["treeSize"]) if anchor else 0
     head_size, _, head_note, _ = await ledger.checkpoint()
+    if witnessing is not None:
+        head_note = await witnessing.cosigned(head_size, head_note, wait=True)
     entry = await ledger.get(bundle.ledger_seq)
     _, inclusion, _, _ = await ledger.inclusion_proof(bundle.ledger_seq, head_size)
     consistency = await ledger.consistency_proof(anchored_size, head_size) if anchored_size else []

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ig_evidence.bundle.verify import METADATA_LIMIT, TooLarge, read_capped, verify_bundle
 from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import note
+from ig_evidence.domain.cosignature import Cosigner, require_cosignatures
 from ig_evidence.domain.trusted_signers import key_id
 from ig_evidence.domain.verify_kit import (
     CHECKPOINT_FILE,
@@ -84,6 +85,7 @@ class KitVerification:
     artifacts_checked: int = 0
     head_size: int = 0
     registration_seq: int = 0
+    cosigned_by: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -121,8 +123,9 @@ def _signer_key(pem: bytes | None) -> ec.EllipticCurvePublicKey:
     return loaded
 
 
-def verify_kit(kit: Path, *, expected_key_id: str | None = None, pinned_ledger_key: str | None = None
-               ) -> KitVerification:
+def verify_kit(kit: Path, *, expected_key_id: str | None = None, pinned_ledger_key: str | None = None,
+               witnesses: tuple[Cosigner, ...] = (), min_witnesses: int = 0) -> KitVerification:
+    """``min_witnesses``: the head checkpoint must carry that many valid cosignatures by ``witnesses``."""
     result = KitVerification()
     with tempfile.TemporaryDirectory(prefix="ig-kit-") as scratch:
         try:
@@ -135,6 +138,8 @@ def verify_kit(kit: Path, *, expected_key_id: str | None = None, pinned_ledger_k
         result.signer = f"{index.signer_name} (key id {index.signer_key_id})"
         try:
             _check(index, small, bundle, expected_key_id, pinned_ledger_key, result)
+            if min_witnesses:
+                _check_witnesses(small, witnesses, min_witnesses, result)
         except KitError as error:
             result.problems.append(str(error))
     return result
@@ -169,6 +174,17 @@ def _check(index: KitIndex, small: dict[str, bytes], bundle: Path | None, expect
     if checked.manifest is None:
         return
     _check_manifest(index, bundle, checked.manifest, head)
+
+
+def _check_witnesses(small: dict[str, bytes], witnesses: tuple[Cosigner, ...], minimum: int,
+                     result: KitVerification) -> None:
+    """The head the kit proves everything against must be one at least ``minimum`` pinned witnesses cosigned
+    (its log signature was checked with the rest)."""
+    try:
+        found = require_cosignatures(small.get(CHECKPOINT_FILE, b"").decode(), witnesses, minimum)
+    except (note.NoteError, UnicodeDecodeError) as error:
+        raise KitError(f"{CHECKPOINT_FILE}: witnesses: {error}") from error
+    result.cosigned_by = sorted(c.witness for c in found)
 
 
 def _check_manifest(index: KitIndex, bundle: Path, manifest: dict[str, Any], head: note.Checkpoint) -> None:
