@@ -105,6 +105,21 @@ def retrieve_and_verify(portal: str, issuer: str, release: str, public_key: Path
             f"cosign: Verified OK")
 
 
+def verify_kit_offline(portal: str, issuer: str, release: str, public_key: Path, work: Path, log: Path) -> str:
+    """The auditor's one-download path: the release's verify kit from the portal, checked offline in one command
+    against the release key the auditor was given (``--key`` pins the kit's signer)."""
+    work.mkdir(parents=True, exist_ok=True)
+    with httpx.Client(headers={"Authorization": f"Bearer {auditor_token(issuer)}"}, timeout=120) as client:
+        reply = polite_get(client, f"{portal.rstrip('/')}/audit/kit/{release}")
+    if reply.status_code != 200:
+        raise StageFailed(f"GET /audit/kit/{release} answered {reply.status_code}: {reply.text[:200]}")
+    kit = work / f"evidence-kit-{release}.tar"
+    kit.write_bytes(reply.content)
+    done = run_logged([console_script("ig-evidence"), "verify", str(kit), "--key", str(public_key)], log,
+                      what="ig-evidence verify (verify kit, offline)")
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "verified"
+
+
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m ig_release.auditor PORTAL ISSUER RELEASE KEY DIR
     print(retrieve_and_verify(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), Path(sys.argv[5]),
                               Path(sys.argv[5]) / "auditor.log", Path(sys.argv[6]) if len(sys.argv) > 6 else None))

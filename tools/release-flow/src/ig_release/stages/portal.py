@@ -36,9 +36,12 @@ def run(ctx: ReleaseContext) -> str:
     body = artifacts.json()
     items = body.get("artifacts", body) if isinstance(body, dict) else body
     ctx.summary["audit portal"] = f"{portal}/ (release page: {portal}/releases/{ctx.version})"
-    from ig_release.auditor import retrieve_and_verify
+    from ig_release.auditor import retrieve_and_verify, verify_kit_offline
 
     offline = retrieve_and_verify(portal, ctx.endpoints.oidc_issuer, ctx.version, Path(ctx.shared["public_key"]),
                                   ctx.stage_dir("auditor"), ctx.logs / "auditor.log", Path(ctx.shared["bundle"]))
+    kit = verify_kit_offline(portal, ctx.endpoints.oidc_issuer, ctx.version, Path(ctx.shared["public_key"]),
+                             ctx.stage_dir("auditor-kit"), ctx.logs / "auditor.log")
     ctx.summary["auditor's verified copy"] = str(ctx.artifacts / "auditor" / "bundle")
-    return f"{portal} lists {ctx.version} ({len(items)} artifacts) for the demo auditor; {offline}"
+    ctx.summary["auditor's verify kit"] = str(ctx.artifacts / "auditor-kit" / f"evidence-kit-{ctx.version}.tar")
+    return f"{portal} lists {ctx.version} ({len(items)} artifacts) for the demo auditor; {offline}; verify kit: {kit}"
