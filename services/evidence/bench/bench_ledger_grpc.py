@@ -49,7 +49,8 @@ def bench_appends_through_grpc() -> dict[str, Any]:
     postgres, identities = Postgres(paths), Identities(paths)
     name = f"ig_bench_ledger_grpc_{os.getpid()}"
     postgres.provision(name)
-    env = {**identities.env(), **Kafka(paths).env(), **postgres.service_env("evidence", name), "IG_LOG_LEVEL": "WARNING"}
+    env = {**identities.env(), **Kafka(paths).env(), **postgres.service_env("evidence", name),
+           "IG_LOG_LEVEL": "WARNING"}
     tls = identities.issued("bench").directory
     try:
         with tempfile.TemporaryDirectory(prefix="ig-bench-ledger-") as blobs, \

@@ -21,7 +21,7 @@ from ig_infra.components import ALL, Component, Kafka
 from ig_infra.go_tools import ensure_all, tool_path
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError
-from ig_infra.services import PROCESSES, ServiceProcess
+from ig_infra.services import PROCESSES, ServiceProcess, running_witnesses_env
 
 
 def infra_components(paths: Paths, names: list[str] | None = None) -> list[Component]:
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             for component in infra_components(paths):
                 for key, value in component.env().items():
                     print(f"export {key}={shlex.quote(value)}")
+            for key, value in running_witnesses_env(paths).items():
+                print(f"export {key}={shlex.quote(value)}")
         elif options.command == "tool":
             if len(options.args) != 1:
                 parser.error("tool takes one name")

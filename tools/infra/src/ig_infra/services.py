@@ -15,7 +15,7 @@ from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_infra.pki import identities_directory
 from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
-from ig_infra.witnesses import WITNESSES, evidence_witnesses_env, witness_env
+from ig_infra.witnesses import WITNESSES, evidence_witnesses_env, witness_env, witness_verifier_key
 
 
 @dataclass(frozen=True)
@@ -139,3 +139,12 @@ class ServiceProcess:
         extra += "".join(f", http http://127.0.0.1:{port} ({setting})"
                          for setting, port in self.spec.plain_ports.items())
         return f"{grpc_part}http http://127.0.0.1:{self.spec.http_port}{extra}"
+
+
+def running_witnesses_env(paths: Paths) -> dict[str, str]:
+    """IG_WITNESS_VERIFIER_KEYS (comma separated) when `make up`'s witnesses run: the release flow then requires
+    each one's cosignature on the checkpoint its verify kit carries."""
+    running = [w for w, spec in zip(WITNESSES, WITNESS_SERVICES, strict=True) if ServiceProcess(spec, paths).running()]
+    if len(running) != len(WITNESSES):
+        return {}
+    return {"IG_WITNESS_VERIFIER_KEYS": ",".join(witness_verifier_key(w, paths.run) for w in running)}

@@ -5,6 +5,7 @@ verify offline with `ig-evidence verify` and the real `cosign verify-blob`."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -115,7 +116,12 @@ def verify_kit_offline(portal: str, issuer: str, release: str, public_key: Path,
         raise StageFailed(f"GET /audit/kit/{release} answered {reply.status_code}: {reply.text[:200]}")
     kit = work / f"evidence-kit-{release}.tar"
     kit.write_bytes(reply.content)
-    done = run_logged([console_script("ig-evidence"), "verify", str(kit), "--key", str(public_key)], log,
+    # With `make up`'s witnesses running (ig-infra env names their keys), every one of them must have cosigned.
+    witnesses = [k for k in os.environ.get("IG_WITNESS_VERIFIER_KEYS", "").split(",") if k]
+    required = [arg for key in witnesses for arg in ("--witness-key", key)]
+    if witnesses:
+        required += ["--min-witnesses", str(len(witnesses))]
+    done = run_logged([console_script("ig-evidence"), "verify", str(kit), "--key", str(public_key), *required], log,
                       what="ig-evidence verify (verify kit, offline)")
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "verified"
 
