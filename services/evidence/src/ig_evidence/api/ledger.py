@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
 from ig_evidence.store.ledger import LedgerError, LedgerStore
+from ig_evidence.store.tiles import IntegrationPending
 
 tracer = trace.get_tracer(__name__)
 FOREIGN_KIND_REFUSED = Counter("ig_ledger_foreign_kind_refused_total",
@@ -91,6 +92,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             await _invalid(context, "tree_size: must be >= 0")
         try:
             size, root, note, created = await self._store.checkpoint(request.tree_size)
+        except IntegrationPending as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise
         except LedgerError as error:
             await _invalid(context, str(error))
             raise
@@ -107,6 +111,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             await _invalid(context, "seq: must be >= 1 (tree_size >= 0, 0 = current)")
         try:
             size, path, root, leaf = await self._store.inclusion_proof(request.seq, request.tree_size)
+        except IntegrationPending as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise
         except (LedgerError, ProofError) as error:
             await _invalid(context, str(error))
             raise
@@ -118,6 +125,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
                                context: Context) -> ledger_pb2.ConsistencyProofResponse:
         try:
             path = await self._store.consistency_proof(request.first_size, request.second_size)
+        except IntegrationPending as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise
         except (LedgerError, ProofError) as error:
             await _invalid(context, str(error))
             raise
