@@ -88,6 +88,7 @@ def test_evidence_missing_runbook(infra: Any, database_url: str, tmp_path: Path)
     grpc_port = free_port()
     env = {**infra.database_env("evidence", database_url),
            "IG_KAFKA_BOOTSTRAP": infra.kafka.env()["IG_KAFKA_BOOTSTRAP"], "IG_GRPC_PORT": str(grpc_port),
+           "IG_PUBLIC_PORT": str(free_port()),
            "IG_BLOB_STORE_PATH": str(tmp_path / "blobs")}
     with service("ig_evidence.app", env, tmp_path / "evidence.log", free_port()):
         keys, inputs, bundle = tmp_path / "keys", tmp_path / "inputs", tmp_path / "bundle"

@@ -174,7 +174,7 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     issuer = start_dex()
     work = Path(tempfile.mkdtemp(prefix="ig-portal-e2e-"))
     http_port, grpc_port = free_port(), free_port()
-    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),
+    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port), "IG_PUBLIC_PORT": str(free_port()),
                     **service_env_for(database_url, "evidence"),
                     "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
                     "IG_LOG_LEVEL": "WARNING"}

@@ -32,7 +32,7 @@ from ig_evidence.domain.chain import (
     validate_append,
 )
 from ig_evidence.events import entry_appended
-from ig_evidence.store.tiles import TiledTree
+from ig_evidence.store.tiles import TileAudit, TiledTree
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,7 @@ LEDGER_BATCH = Histogram("ig_ledger_append_batch_size", "Entries per group-commi
 LEDGER_HEAD_RETRIES = Counter("ig_ledger_head_retries_total",
                               "Append batches redone under the head lock because another writer moved the head")
 MAX_BATCH = 256
-VERIFY_PAGE = 10_000
+VERIFY_PAGE = 10_240  # 40 full level-0 tiles: Verify compares the stored tiles page by page
 _COLUMNS = "seq, ts, kind, subject, payload, payload_sha256, prev_hash, entry_hash"
 
 
@@ -278,6 +278,13 @@ class LedgerStore:
                 ON CONFLICT (tree_size) DO NOTHING""", size, root.hex(), signed)
         return await self.checkpoint(size)
 
+    async def latest_checkpoint(self) -> str:
+        """The signed checkpoint of the integrated tree, never waiting for integration (the tlog-tiles /checkpoint)."""
+        size, _ = await self.tree.integrated()
+        if size < 1:
+            raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
+        return (await self.checkpoint(size))[2]
+
     def verifier_for(self, signed_note: str) -> str | None:
         """The known verifier key (current or previous) whose signature ``signed_note`` carries, if any."""
         for key in self.verifier_keys:
@@ -302,11 +309,12 @@ class LedgerStore:
 
     # -- verification --------------------------------------------------------------------------------------
     async def verify(self) -> ChainReport:
-        """Re-read every entry (no cache), re-hash the chain, and re-check every stored checkpoint's root and the
-        root the tiles were integrated to.
+        """Re-read every entry (no cache), re-hash the chain, and re-check every stored checkpoint's root, every
+        stored tile and the root the tiles were integrated to.
 
         One pass in seq order, in flat memory: each entry extends a compact range of the Merkle tree, whose root at
-        a stored checkpoint's size must be that checkpoint's root (no root is recomputed from all the leaves)."""
+        a stored checkpoint's size must be that checkpoint's root (no root is recomputed from all the leaves), and
+        the tiles rebuilt page by page from the entries must be the stored ones."""
         walker = ChainWalker()
         tree = merkle.CompactRange()
         async with self._pool.acquire() as conn:
@@ -315,22 +323,27 @@ class LedgerStore:
             pending = list(reversed(checkpoints))  # the smallest size last, popped first
             tiled = await conn.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
             tiled_root = merkle.EMPTY_ROOT if tiled["size"] == 0 else None  # from the entries, at the tiled size
+            audit = TileAudit(conn, self._schema, tiled["size"])
             mismatch: int | None = None
             last = 0
             while True:
                 rows = await conn.fetch(f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE seq > $1 "
                                         "ORDER BY seq LIMIT $2", last, VERIFY_PAGE)
+                leaves: list[bytes] = []
                 for row in rows:
                     entry = row_to_entry(row)
                     if not walker.feed(entry):
+                        await audit.feed(leaves)
                         break
-                    tree.append(merkle.leaf_hash(bytes.fromhex(entry.entry_hash)))
+                    leaves.append(merkle.leaf_hash(bytes.fromhex(entry.entry_hash)))
+                    tree.append(leaves[-1])
                     while pending and pending[-1][0] == tree.size:
                         if tree.root().hex() != pending.pop()[1] and mismatch is None:
                             mismatch = tree.size
                     if tree.size == tiled["size"]:
                         tiled_root = tree.root()
                 else:
+                    await audit.feed(leaves)
                     if rows:
                         last = rows[-1]["seq"]
                         continue
@@ -348,8 +361,9 @@ class LedgerStore:
         if bad_size is not None:
             return ChainReport(False, report.entries_checked, min(bad_size, report.entries_checked),
                                f"signed checkpoint of size {bad_size} no longer matches the entries")
-        if tiled_root is None or tiled_root != bytes(tiled["root_hash"]) or (
-                tiled["size"] and tiled_root != await self.tree.root(tiled["size"])):
+        if audit.first_bad_seq:
+            return ChainReport(False, report.entries_checked, audit.first_bad_seq, audit.message)
+        if tiled_root is None or tiled_root != bytes(tiled["root_hash"]):
             return ChainReport(False, report.entries_checked, min(tiled["size"], report.entries_checked),
                                f"the tiles' root of size {tiled['size']} does not match the entries")
         return report

@@ -31,6 +31,19 @@ WAIT_POLL_SECONDS = 0.05
 DEFAULT_WAIT_SECONDS = 10.0
 
 
+async def fetch_tiles(conn: asyncpg.Connection | asyncpg.Pool, schema: str, keys: Iterable[TileKey]
+                      ) -> dict[TileKey, bytes]:
+    """The stored tiles of ``keys`` (one query); absent ones are left out."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        f"""SELECT t.level, t.idx, t.hashes FROM {schema}.ledger_tiles t
+            JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) USING (level, idx)""",
+        [k[0] for k in wanted], [k[1] for k in wanted])
+    return {(r["level"], r["idx"]): bytes(r["hashes"]) for r in rows}
+
+
 class IntegrationPending(RuntimeError):
     """A size that is sequenced but not yet integrated did not get integrated within the wait."""
 
@@ -112,10 +125,10 @@ class TiledTree:
         row = await self._pool.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
         return int(row["size"]), bytes(row["root_hash"])
 
-    async def wait_for(self, size: int, timeout: float = DEFAULT_WAIT_SECONDS) -> tuple[int, bytes]:
+    async def wait_for(self, size: int, within: float = DEFAULT_WAIT_SECONDS) -> tuple[int, bytes]:
         """The integrated (size, root) once it covers ``size`` (sequenced already: the caller checked)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while True:
             advanced = self._advanced
             current = await self.integrated()
@@ -131,14 +144,7 @@ class TiledTree:
 
     async def _fetch(self, conn: asyncpg.Connection | asyncpg.Pool, keys: Iterable[TileKey]
                      ) -> dict[TileKey, bytes]:
-        wanted = sorted(set(keys))
-        if not wanted:
-            return {}
-        rows = await conn.fetch(
-            f"""SELECT t.level, t.idx, t.hashes FROM {self._schema}.ledger_tiles t
-                JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) USING (level, idx)""",
-            [k[0] for k in wanted], [k[1] for k in wanted])
-        return {(r["level"], r["idx"]): bytes(r["hashes"]) for r in rows}
+        return await fetch_tiles(conn, self._schema, keys)
 
     async def hashes(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """MTH of each aligned range of an integrated tree, from the tiles they need (one query)."""
@@ -180,3 +186,38 @@ class TiledTree:
         if len(rows) != width:
             return None
         return b"".join(b"\x00\x20" + bytes.fromhex(r["entry_hash"]) for r in rows)
+
+
+class TileAudit:
+    """Verify's check of the stored tiles: rebuilds them from the entries' leaf hashes as Verify streams them (one
+    right edge, a few KiB, in memory) and compares each with the stored tile, up to the integrated size."""
+
+    def __init__(self, conn: asyncpg.Connection, schema: str, integrated_size: int) -> None:
+        self._conn = conn
+        self._schema = schema
+        self._integrated = integrated_size
+        self._size = 0
+        self._edge: dict[TileKey, bytes] = {}
+        self.first_bad_seq = 0
+        self.message = ""
+
+    async def feed(self, leaves: list[bytes]) -> None:
+        """The next leaf hashes, in order."""
+        if self.first_bad_seq or self._size >= self._integrated or not leaves:
+            return
+        leaves = leaves[: self._integrated - self._size]
+        expected = tiles.extend(self._size, self._edge, leaves)
+        new_size = self._size + len(leaves)
+        stored = await fetch_tiles(self._conn, self._schema, expected)
+        for (level, index), want in sorted(expected.items()):
+            got = stored.get((level, index), b"")[: len(want)]
+            if got != want:
+                bad_hash = next(i for i in range(0, len(want), tiles.HASH_SIZE)
+                                if got[i:i + tiles.HASH_SIZE] != want[i:i + tiles.HASH_SIZE]) // tiles.HASH_SIZE
+                seq = ((index * tiles.TILE_WIDTH + bad_hash) << (tiles.TILE_HEIGHT * level)) + 1
+                if not self.first_bad_seq or seq < self.first_bad_seq:
+                    self.first_bad_seq = seq
+                    self.message = f"tile {level}/{index} does not match the entries (hash {bad_hash})"
+        merged = {**self._edge, **expected}
+        self._edge = {key: merged[key] for key in tiles.right_edge(new_size)}
+        self._size = new_size
