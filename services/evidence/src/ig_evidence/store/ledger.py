@@ -245,15 +245,16 @@ class LedgerStore:
                 ORDER BY seq LIMIT $5""", kind, subject, max(from_seq, 1), to_seq, limit)
         return [row_to_entry(r) for r in rows]
 
-    async def _sequenced(self, tree_size: int, name: str = "tree_size") -> int:
+    async def _sequenced(self, tree_size: int, name: str = "tree_size") -> tuple[int, bytes | None]:
         """``tree_size`` (0: the head), refused when beyond what was sequenced; then waits (bounded) until the tiles
-        cover it. Raises IntegrationPending when they do not in time."""
-        head = await self.size()
+        cover it (IntegrationPending when they do not in time). With its root when that is the integrated one."""
+        head, integrated, root = await self.tree.sizes()
         size = tree_size or head
         if size > head:
             raise LedgerError(f"{name}: {size} is beyond the ledger's size")
-        await self.tree.wait_for(size)
-        return size
+        if size > integrated:
+            integrated, root = await self.tree.wait_for(size)
+        return size, root if size == integrated else None
 
     # -- checkpoints and proofs ----------------------------------------------------------------------------
     async def checkpoint(self, tree_size: int = 0) -> tuple[int, bytes, str, datetime]:
@@ -261,12 +262,12 @@ class LedgerStore:
         signed on request, and since Ed25519 is deterministic it gets the same note every time."""
         if tree_size == 0 and await self.size() < 1:
             raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
-        size = await self._sequenced(tree_size)
+        size, known_root = await self._sequenced(tree_size)
         stored = await self._pool.fetchrow(
             f"SELECT root_hash, note, created_at FROM {self._schema}.ledger_checkpoints WHERE tree_size = $1", size)
         if stored is not None and self.verifier_for(stored["note"]) is not None:
             return size, bytes.fromhex(stored["root_hash"]), stored["note"], stored["created_at"]
-        root = await self.tree.root(size)
+        root = known_root or await self.tree.root(size)
         signed = self.signer.sign(size, root)
         if stored is not None or (tree_size and tree_size != await self.size()):
             # A past size (not stored), or a stored one signed by a key this service no longer knows (the generated
@@ -294,18 +295,17 @@ class LedgerStore:
         return None
 
     async def inclusion_proof(self, seq: int, tree_size: int) -> tuple[int, list[bytes], bytes, bytes]:
-        size = tree_size or await self.size()
+        size, known_root = await self._sequenced(tree_size)
         if not 1 <= seq <= size:
             raise LedgerError(f"seq: {seq} is not in a tree of size {size}")
-        size = await self._sequenced(size)
-        proof, root, leaf = await self.tree.inclusion(seq - 1, size)
+        proof, root, leaf = await self.tree.inclusion(seq - 1, size, known_root)
         return size, proof, root, leaf
 
     async def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
-        second = second_size or await self.size()
+        second, _ = await self._sequenced(second_size, "second_size")
         if not 1 <= first_size <= second:
             raise LedgerError(f"first_size: must be in 1..{second}")
-        return await self.tree.consistency(first_size, await self._sequenced(second, "second_size"))
+        return await self.tree.consistency(first_size, second)
 
     # -- verification --------------------------------------------------------------------------------------
     async def verify(self) -> ChainReport:

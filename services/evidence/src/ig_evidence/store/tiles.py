@@ -128,6 +128,12 @@ class TiledTree:
         row = await self._pool.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
         return int(row["size"]), bytes(row["root_hash"])
 
+    async def sizes(self) -> tuple[int, int, bytes]:
+        """(sequenced head size, integrated size, integrated root) in one read."""
+        row = await self._pool.fetchrow(f"SELECT h.size AS head, t.size AS integrated, t.root_hash "
+                                        f"FROM {self._schema}.ledger_head h, {self._schema}.ledger_tree t")
+        return int(row["head"]), int(row["integrated"]), bytes(row["root_hash"])
+
     async def wait_for(self, size: int, within: float = DEFAULT_WAIT_SECONDS) -> tuple[int, bytes]:
         """The integrated (size, root) once it covers ``size`` (sequenced already: the caller checked)."""
         loop = asyncio.get_running_loop()
@@ -157,13 +163,16 @@ class TiledTree:
     async def root(self, size: int) -> bytes:
         return (await self.hashes([(0, size)]))[0]
 
-    async def inclusion(self, index: int, size: int) -> tuple[list[bytes], bytes, bytes]:
-        """(proof, root of ``size``, leaf hash) for leaf ``index``, from one read of O(log n) tiles."""
-        proof_ranges = tiles.inclusion_ranges(index, size)
-        everything = [*proof_ranges, (0, size), (index, index + 1)]
-        found = await self._fetch(self._pool, tiles.tiles_for_ranges(everything))
-        digests = [tiles.range_hash(start, end, found) for start, end in everything]
-        return digests[:-2], digests[-2], digests[-1]
+    async def inclusion(self, index: int, size: int, root: bytes | None = None) -> tuple[list[bytes], bytes, bytes]:
+        """(proof, root of ``size``, leaf hash) for leaf ``index``, from one read of O(log n) tiles; ``root``, when
+        the caller knows it (the integrated size's), is not recomputed."""
+        ranges = [*tiles.inclusion_ranges(index, size), (index, index + 1), *([] if root else [(0, size)])]
+        found = await self._fetch(self._pool, tiles.tiles_for_ranges(ranges))
+        digests = [tiles.range_hash(start, end, found) for start, end in ranges]
+        if root is None:
+            root = digests.pop()
+        leaf = digests.pop()
+        return digests, root, leaf
 
     async def consistency(self, first_size: int, size: int) -> list[bytes]:
         return await self.hashes(tiles.consistency_ranges(first_size, size))
