@@ -103,10 +103,12 @@ class TiledTree:
             # Tiles are a function of the (durably committed) entries: if a crash loses this commit, the next
             # integrator rebuilds the very same tiles, so it need not wait for its WAL flush.
             await conn.execute("SET LOCAL synchronous_commit = off")
-            rows = await conn.fetch(f"SELECT entry_hash FROM {s}.ledger_entries WHERE seq > $1 AND seq <= $2 "
+            rows = await conn.fetch(f"SELECT seq, entry_hash FROM {s}.ledger_entries WHERE seq > $1 AND seq <= $2 "
                                     "ORDER BY seq", size, size + limit)
             if not rows:
                 return 0
+            if rows[-1]["seq"] != size + len(rows):  # committed entries are a prefix (the head lock); never guess
+                raise RuntimeError(f"ledger entries after {size} are not contiguous; not integrating them")
             leaves = [merkle.leaf_hash(bytes.fromhex(r["entry_hash"])) for r in rows]
             new_size = size + len(leaves)
             # One read: the right edge to extend, and whichever older tiles the new root needs.
