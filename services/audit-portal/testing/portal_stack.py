@@ -181,7 +181,7 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     subprocess.run([*cli, "keygen", "--out", str(keys)], check=True, capture_output=True, env=env)
     subprocess.run([*cli, "trust", str(keys / "cosign.pub"), "--signers", str(signers), "--tenant", "alpha",
                     "--name", "portal e2e release key"], check=True, capture_output=True, env=env)
-    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),
+    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port), "IG_PUBLIC_PORT": str(free_port()),
                     **service_env_for(database_url, "evidence"),
                     "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
                     "IG_TRUSTED_SIGNERS_PATH": str(signers), "IG_LOG_LEVEL": "WARNING"}
