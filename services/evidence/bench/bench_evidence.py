@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import yaml
+from bench_ledger_grpc import bench_appends_through_grpc
 from bench_tiles import bench_tiles
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig_common.db import create_pool, prepare_service_schema
@@ -233,6 +234,12 @@ def main() -> None:
         figures["ledger"] = asyncio.run(bench_ledger(roles["IG_DATABASE_URL"], roles["IG_MIGRATION_DATABASE_URL"]))
     finally:
         drop()
+    print("ledger appends through the gRPC service (bench_ledger_grpc.py):", flush=True)
+    figures["ledger_grpc"] = bench_appends_through_grpc()
+    for load, found in figures["ledger_grpc"].items():
+        if isinstance(found, dict):
+            print(f"  {load}: {found['entries_per_s']} entries/s, call p50 {found['call_p50_ms']} ms, p99 "
+                  f"{found['call_p99_ms']} ms, outcomes {found['outcomes']}", flush=True)
     print("ledger tiles through the service (bench_tiles.py):", flush=True)
     with tempfile.TemporaryDirectory(prefix="ig-bench-tiles-", dir="/var/tmp") as work:
         figures["tiles"] = bench_tiles(Path(work))
