@@ -21,6 +21,7 @@ from ig_portal.api.guard import Guard
 from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
 from ig_portal.api.pages import LoginRequired, Pages, login_redirect
+from ig_portal.api.pdf_stamping import PdfStamper
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
@@ -62,8 +63,10 @@ def routes(settings: Settings) -> HttpFactory:
         if not settings.link_secret:
             log.warning("link_secret_random", detail="IG_LINK_SECRET unset: links only work on this replica")
         links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
-        catalog = EvidenceCatalog(evidence_stubs, users, cache_seconds=settings.catalog_cache_seconds)
-        api = AuditApi(guard=guard, catalog=catalog, links=links)
+        catalog = EvidenceCatalog(evidence_stubs, users, cache_seconds=settings.catalog_cache_seconds,
+                                  download_timeout=settings.download_timeout_seconds)
+        stamper = PdfStamper(settings.pdf_stamp_max_bytes, settings.pdf_stamp_timeout_seconds)
+        api = AuditApi(guard=guard, catalog=catalog, links=links, pdf_stamper=stamper)
         app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
                            slow_seconds=settings.slow_request_seconds)
         app.include_router(api.router())

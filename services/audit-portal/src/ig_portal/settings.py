@@ -47,3 +47,9 @@ class Settings(ServiceSettings):
     # Requests slower than this are logged one by one (request_slow), whether or not their trace was sampled.
     slow_request_seconds: float = Field(default=0.5, gt=0, le=300)
     ledger_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A download streams for as long as the browser takes, up to this (the evidence stream's own deadline).
+    download_timeout_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # PDFs up to this size are stamped (whole, in a worker process killed after pdf_stamp_timeout_seconds);
+    # larger ones, and any the worker cannot stamp in time, stream as zip.
+    pdf_stamp_max_bytes: int = Field(default=32 << 20, ge=0, le=256 << 20)
+    pdf_stamp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
