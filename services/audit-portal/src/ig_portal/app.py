@@ -17,6 +17,7 @@ from ig_common.settings import load_settings
 from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import Links
 from ig_portal.api.deadline import RequestDeadline
+from ig_portal.api.edges import harden
 from ig_portal.api.guard import Guard
 from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
@@ -28,6 +29,7 @@ from ig_portal.clients.ledger import AccessLedger
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
 from ig_portal.store.access_outbox import AccessOutbox
+from ig_portal.store.purge import Purger
 from ig_portal.store.ratelimits import RateLimitStore
 from ig_portal.store.sessions import SessionStore
 
@@ -53,6 +55,7 @@ def routes(settings: Settings) -> HttpFactory:
         limits = RateLimitStore(runtime.pool, runtime.schema)
         runtime.spawn(accesses.run(), "access-outbox")
         runtime.spawn(limits.run(), "rate-limits")
+        runtime.spawn(Purger(runtime.pool, runtime.schema, settings.purge_interval_seconds).run(), "purge")
         guard = Guard(provider=provider, sessions=SessionStore(runtime.pool, runtime.schema),
                       limits=limits,
                       ledger=AccessLedger(ledger_stubs, settings.ledger_timeout_seconds), accesses=accesses,
@@ -73,6 +76,7 @@ def routes(settings: Settings) -> HttpFactory:
         app.include_router(Pages(api).router())
         app.include_router(Login(guard, settings.public_url, settings.cookie_secure,
                                  settings.session_lifetime_seconds).router())
+        harden(app, forwarded_allow_ips=settings.forwarded_allow_ips, docs_enabled=settings.docs_enabled)
 
         @app.exception_handler(LoginRequired)
         async def to_login(_: Request, error: LoginRequired) -> Response:

@@ -16,6 +16,13 @@ class Settings(ServiceSettings):
     trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     # Where browsers reach the portal (redirect URI = public_url + /callback).
     public_url: str = Field(default="http://localhost:8080", pattern=r"^https?://[^/]+$")
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses or networks, e.g.
+    # the ingress's); empty: none, the socket peer is the client.
+    forwarded_allow_ips: str = Field(default="", pattern=r"^[0-9A-Fa-f:.,/ ]*$")
+    # The Swagger UI (/docs, /redoc); /openapi.json is always served.
+    docs_enabled: bool = False
+    # Expired sessions, stale sign-in attempts and rate-limit buckets that have refilled are deleted this often.
+    purge_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
     evidence_target: str = Field(default="127.0.0.1:50052", min_length=3)
     # The evidence service's service-account name: the audience of the user tokens the portal forwards.
     evidence_identity: str = Field(default="evidence", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
