@@ -165,7 +165,23 @@ def register(evidence_grpc: str, archive: Path, release: str, tenant: str) -> ev
 
     with channel_as("release", evidence_grpc) as channel:
         stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
-        return stub.RegisterBundle(parts(), timeout=60)
+        return stub.RegisterBundle(parts(), timeout=600)  # a bundle with a 1 GiB artifact takes a while
+
+
+def build_and_register(stack: Stack, release: str, inputs: Path, tenant: str = "alpha") -> Path:
+    """Build ``release`` from ``inputs`` with ``ig-evidence``, signed with the stack's pinned key, and register it
+    for ``tenant``; returns the bundle's directory."""
+    cli = [str(Path(sys.executable).parent / "ig-evidence")]
+    out = stack.work / f"bundle-{release}" if release != RELEASE else stack.work / "bundle"
+    built = subprocess.run([*cli, "build", "--release", release, "--inputs", str(inputs), "--out", str(out),
+                            "--key", str(stack.keys / "cosign.key"), "--ledger", stack.evidence_grpc,
+                            "--repo-root", str(REPO)],
+                           capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"},
+                           cwd=REPO)
+    if built.returncode != 0:
+        raise RuntimeError(f"ig-evidence build failed:\n{built.stdout}\n{built.stderr}")
+    register(stack.evidence_grpc, out / f"evidence-{release}.tar.gz", release, tenant)
+    return out
 
 
 @contextlib.contextmanager
@@ -190,14 +206,7 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
                      f"http://127.0.0.1:{http_port}/healthz", work)
     stack = Stack(issuer, database_url, f"127.0.0.1:{grpc_port}", work, keys, [evidence])
     try:
-        inputs = write_inputs(work / "inputs")
-        built = subprocess.run([*cli, "build", "--release", RELEASE, "--inputs", str(inputs), "--out",
-                                str(work / "bundle"), "--key", str(stack.keys / "cosign.key"), "--ledger",
-                                stack.evidence_grpc, "--repo-root", str(REPO)],
-                               capture_output=True, text=True, env=env, cwd=REPO)
-        if built.returncode != 0:
-            raise RuntimeError(f"ig-evidence build failed:\n{built.stdout}\n{built.stderr}")
-        register(stack.evidence_grpc, work / "bundle" / f"evidence-{RELEASE}.tar.gz", RELEASE, "alpha")
+        build_and_register(stack, RELEASE, write_inputs(work / "inputs"))
         yield stack
     finally:
         for process in reversed(stack.processes):
