@@ -138,7 +138,7 @@ async def _many(url: str, headers: dict[str, str], count: int) -> list[int]:
 
 def test_expired_sessions_sign_ins_and_refilled_buckets_are_purged(stack: Stack, infra: Any) -> None:
     database = infra.new_database("ig_portal_purge")
-    process, url = stack.portal("portal-purge", database_url=database, purge_interval_seconds="0.5")
+    process, _ = stack.portal("portal-purge", database_url=database, purge_interval_seconds="0.5")
     marker = uuid.uuid4().hex
 
     async def seed() -> None:
