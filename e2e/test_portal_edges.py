@@ -183,3 +183,15 @@ def test_expired_sessions_sign_ins_and_refilled_buckets_are_purged(stack: Stack,
     finally:
         process.stop()
         infra.drop_database(database)
+
+
+def test_an_id_token_minted_for_the_browser_client_is_no_api_credential(stack: Stack, portal: str) -> None:
+    """Dex's tokens for the browser client (audit-portal) — ID tokens as the sign-in receives them, and its access
+    tokens, JWTs of the same shape — are refused as bearer tokens; the API client's are accepted."""
+    from portal_stack import dex_token
+
+    browser_token = dex_token(stack.issuer, "alpha-auditor", client_id="audit-portal")
+    refused = httpx.get(f"{portal}/audit/releases", headers=bearer(browser_token))
+    assert refused.status_code == 401 and refused.headers["content-type"].startswith("application/problem+json")
+    api_token = dex_token(stack.issuer, "alpha-auditor", client_id="audit-api")
+    assert httpx.get(f"{portal}/audit/releases", headers=bearer(api_token)).status_code == 200

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,7 +84,7 @@ def start(name: str, args: list[str], env: dict[str, str], health_url: str, logs
     raise RuntimeError(f"{name} not healthy after {timeout}s:\n{process.tail()}")
 
 
-def dex_token(issuer: str, user: str, *, client_id: str = "audit-portal", client_secret: str = "") -> str:
+def dex_token(issuer: str, user: str, *, client_id: str = "audit-api", client_secret: str = "") -> str:
     """An ID token for a directory user through Dex's password grant (how API clients and scripts sign in)."""
     email, password = USERS[user]
     form = urllib.parse.urlencode({"grant_type": "password", "username": email, "password": password,
@@ -146,6 +147,11 @@ class Stack:
 
 
 def start_dex() -> str:
+    """The shared Dex if it runs this tree's client list; else a private Dex (and directory) for this session.
+
+    The shared one keeps the configuration it was started with; one started before the `audit-api` client was
+    added to tools/infra/dex/config.yaml would refuse every API token request. Other sessions use the shared Dex,
+    so it is never restarted from here."""
     from ig_infra.components import Dex
     from ig_infra.paths import Paths
 
@@ -153,6 +159,51 @@ def start_dex() -> str:
     if not dex.healthy():
         dex.install()
         dex.start()
+    if knows_client(dex.issuer, "audit-api"):
+        return dex.issuer
+    return _private_dex()
+
+
+def knows_client(issuer: str, client_id: str) -> bool:
+    try:
+        dex_token(issuer, "alpha-auditor", client_id=client_id)
+    except urllib.error.HTTPError as error:
+        if error.code in (400, 401):
+            return False
+        raise
+    return True
+
+
+_PRIVATE_DEX: list[str] = []
+
+
+def _private_dex() -> str:
+    import atexit
+
+    from ig_infra.components import Dex
+    from ig_infra.paths import Paths
+
+    if _PRIVATE_DEX:
+        return _PRIVATE_DEX[0]
+    shared = Paths.from_environment()
+    run = Path(tempfile.mkdtemp(prefix="ig-portal-dex-", dir="/var/tmp"))
+    run.chmod(0o755)
+    ports = {"IG_DEX_PORT": free_port(), "IG_DEX_LDAP_PORT": free_port(), "IG_DEX_TELEMETRY_PORT": free_port()}
+    saved = {name: os.environ.get(name) for name in ports}
+    os.environ.update({name: str(port) for name, port in ports.items()})
+    try:
+        dex = Dex(Paths(cache=shared.cache, run=run))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    dex.install()
+    atexit.register(shutil.rmtree, run, ignore_errors=True)  # atexit runs last-in first: after the stop
+    dex.start()
+    atexit.register(dex.stop)
+    _PRIVATE_DEX.append(dex.issuer)
     return dex.issuer
 
 

@@ -45,7 +45,8 @@ def routes(settings: Settings) -> HttpFactory:
         users = UserForwarding(runtime.certificate, runtime.certificate.spiffe_id.sibling(settings.evidence_identity))
         http = httpx.AsyncClient(timeout=5.0)
         provider = Provider(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
-                            client_secret=settings.oidc_client_secret, audience=settings.oidc_audience,
+                            client_secret=settings.oidc_client_secret, api_clients=settings.api_clients,
+                            jwks_max_age_seconds=settings.oidc_jwks_max_age_seconds,
                             skew_seconds=settings.oidc_clock_skew_seconds,
                             jwks_refetch_seconds=settings.oidc_jwks_refetch_seconds, http=http,
                             verified_cache_seconds=settings.oidc_token_cache_seconds)
