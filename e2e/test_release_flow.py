@@ -25,24 +25,13 @@ RELEASE = "v1.2.1"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dex_issuer() -> str:
-    from ig_infra.components import Dex
-    from ig_infra.paths import Paths
-
-    dex = Dex(Paths.from_environment())
-    if not dex.healthy():
-        dex.install()
-        dex.start()
-    return str(dex.issuer)
-
-
 @pytest.fixture(scope="module")
 def suite(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from ig_policy.testing import opa_server
 
     # A private OPA (same binary, same policies): the shared one serves every other test on this box too.
     with opa_server() as opa:
-        base = {**infra.env(database_url), **opa.env(), "IG_OIDC_ISSUER": dex_issuer()}
+        base = {**infra.env(database_url), **opa.env(), "IG_OIDC_ISSUER": infra.oidc_issuer()}
         with local_suite(base, tmp_path_factory.mktemp("suite")) as env:
             yield env
 

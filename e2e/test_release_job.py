@@ -29,17 +29,6 @@ JUNIT = b'<?xml version="1.0"?><testsuites><testsuite name="make test" tests="1"
         b"</testsuites>\n"
 
 
-def dex_issuer() -> str:
-    from ig_infra.components import Dex
-    from ig_infra.paths import Paths
-
-    dex = Dex(Paths.from_environment())
-    if not dex.healthy():
-        dex.install()
-        dex.start()
-    return str(dex.issuer)
-
-
 @pytest.fixture(scope="module")
 def infrastructure(infra: Any) -> Iterator[dict[str, str]]:
     """What `make infra-up` + `ig-infra env` give the workflow: here a database and an OPA of the job's own."""
@@ -48,7 +37,7 @@ def infrastructure(infra: Any) -> Iterator[dict[str, str]]:
     database_url = infra.new_database("ig_release_job")
     try:
         with opa_server() as opa:
-            yield {**infra.env(database_url), **opa.env(), "IG_OIDC_ISSUER": dex_issuer()}
+            yield {**infra.env(database_url), **opa.env(), "IG_OIDC_ISSUER": infra.oidc_issuer()}
     finally:
         infra.drop_database(database_url)
 

@@ -31,34 +31,46 @@ class RunningEvidence:
     pid: int
 
 
-@contextmanager
-def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
-    """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
-    http_port, grpc_port = free_port(), free_port()
-    process_env = {**env, "IG_HTTP_PORT": str(http_port), "IG_PUBLIC_PORT": str(free_port()),
-                   "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir), "PATH": os.environ["PATH"]}
-    process = subprocess.Popen([sys.executable, "-m", "ig_evidence.app"], env=process_env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+def wait_healthy(process: subprocess.Popen[str], http_port: int, what: str) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                output = process.stdout.read() if process.stdout else ""
-                raise RuntimeError(f"evidence service did not start: {output}") from None
+                raise RuntimeError(f"{what} did not start: {process.stdout.read() if process.stdout else ''}"
+                                   ) from None
             time.sleep(0.2)
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], http_port: int, what: str
+            ) -> Iterator[subprocess.Popen[str]]:
+    """``command`` as a process, once its /healthz on ``http_port`` answers; stopped on leaving."""
+    process = subprocess.Popen(command, env={**env, "PATH": os.environ["PATH"]}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    wait_healthy(process, http_port, what)
     try:
-        yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir, process.pid)
+        yield process
     finally:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextmanager
+def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
+    """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
+    http_port, grpc_port = free_port(), free_port()
+    process_env = {**env, "IG_HTTP_PORT": str(http_port), "IG_PUBLIC_PORT": str(free_port()),
+                   "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir)}
+    with running([sys.executable, "-m", "ig_evidence.app"], process_env, http_port, "evidence service") as process:
+        yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir, process.pid)
 
 
 def write_inputs(root: Path, types: list[str] = COLLECTED_TYPES) -> Path:

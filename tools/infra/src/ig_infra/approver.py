@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from ig_infra.pki import _private_pem, _write_private, _write_public, identities_directory
+from ig_infra.pki import _write_public, identities_directory, load_or_create_signing_key
 
 APPROVER = "approver"
 
@@ -29,13 +28,7 @@ def approvers_directory(run: Path) -> Path:
 def ensure_approver_signing_key(run: Path) -> Path:
     """The approver's signing key (created when missing) with its public key listed; returns the approvers dir."""
     key_path = approver_signing_key(run)
-    if key_path.exists():
-        loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-        key = loaded
-    else:
-        key = ec.generate_private_key(ec.SECP256R1())
-        _write_private(key_path, _private_pem(key))
+    key = load_or_create_signing_key(key_path)
     directory = approvers_directory(run)
     directory.mkdir(parents=True, exist_ok=True)
     _write_public(directory / f"{APPROVER}.pub", key.public_key().public_bytes(

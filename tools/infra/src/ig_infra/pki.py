@@ -60,6 +60,18 @@ def _write_private(path: Path, data: bytes) -> None:
     temp.replace(path)
 
 
+def load_or_create_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """An ECDSA P-256 signing key kept at ``path`` (0600), created when missing: a signing key outlives certificate
+    renewals, which replace the TLS key."""
+    if path.exists():
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+        return loaded
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_private(path, _private_pem(key))
+    return key
+
+
 def _write_public(path: Path, data: bytes) -> None:
     temp = path.with_suffix(path.suffix + ".tmp")
     temp.write_bytes(data)

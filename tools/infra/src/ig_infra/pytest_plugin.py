@@ -50,6 +50,16 @@ class Infra:
         self.postgres.provision(name)
         return self.postgres.dsn(name)
 
+    def oidc_issuer(self) -> str:
+        """The shared Dex's issuer URL, started when it is not running (the release flow signs its auditor in)."""
+        from ig_infra.components import Dex
+
+        dex = Dex(self.paths)
+        if not dex.healthy():
+            dex.install()
+            dex.start()
+        return str(dex.issuer)
+
     def drop_database(self, database_url: str) -> None:
         self.postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database_of(database_url)}" WITH (FORCE)',
                                 transaction=False)

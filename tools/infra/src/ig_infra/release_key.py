@@ -13,10 +13,9 @@ from pathlib import Path
 
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from ig_common.authz import AuthorizationTable
 
-from ig_infra.pki import _private_pem, _write_private, _write_public, identities_directory
+from ig_infra.pki import _write_public, identities_directory, load_or_create_signing_key
 
 RELEASE = "release"
 SIGNER_NAME = "local release key (ig-infra)"
@@ -35,13 +34,7 @@ def ensure_release_signing_key(run: Path, authz_table: Path) -> Path:
     """The key (created when missing), its .pub beside it, and the trusted-signers file pinning it; returns the
     file."""
     key_path = release_signing_key(run)
-    if key_path.exists():
-        loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-        key = loaded
-    else:
-        key = ec.generate_private_key(ec.SECP256R1())
-        _write_private(key_path, _private_pem(key))
+    key = load_or_create_signing_key(key_path)
     public = key.public_key()
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     _write_public(key_path.with_suffix(".pub"), pem)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig_infra.process import free_port
 
 from ig_evidence.domain.cosignature import Cosigner
+from ig_evidence.testing import running
 
 
 def write_key(path: Path) -> Ed25519PrivateKey:
@@ -28,36 +26,6 @@ def write_key(path: Path) -> Ed25519PrivateKey:
         out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()))
     return key
-
-
-def wait_healthy(process: subprocess.Popen[str], http_port: int, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"{what} did not start: {process.stdout.read() if process.stdout else ''}"
-                                   ) from None
-            time.sleep(0.2)
-
-
-@contextmanager
-def running(command: list[str], env: dict[str, str], http_port: int, what: str) -> Iterator[None]:
-    process = subprocess.Popen(command, env={**env, "PATH": os.environ["PATH"]}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    wait_healthy(process, http_port, what)
-    try:
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @dataclass(frozen=True)
