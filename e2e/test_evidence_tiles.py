@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import channel_as
@@ -216,3 +217,29 @@ def test_the_runtime_role_cannot_rewrite_tiles(ledger: TiledLedger) -> None:
     assert all("permission denied" in m for m in messages[:3]), messages
     assert "may only be extended" in messages[3] or "width" in messages[3], messages[3]
     assert "not" in messages[4] and "ledger tree is at size" in messages[4], messages[4]
+
+
+def test_a_size_not_integrated_in_time_is_unavailable_and_served_once_integrated(ledger: TiledLedger) -> None:
+    async def hold_the_tree() -> asyncpg.Connection:
+        conn = await asyncpg.connect(ledger.database_url)
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT size FROM evidence.ledger_tree FOR UPDATE")  # as another replica's integrator
+        return conn
+
+    append(ledger.stub, 1, "integrated")
+    ledger.stub.Checkpoint(ledger_pb2.CheckpointRequest())  # something is integrated before the tree is held
+    loop = asyncio.new_event_loop()
+    try:
+        holder = loop.run_until_complete(hold_the_tree())
+        try:
+            seq = append(ledger.stub, 1, "pending")[0].seq
+            with pytest.raises(grpc.RpcError) as pending:
+                ledger.stub.Checkpoint(ledger_pb2.CheckpointRequest(tree_size=seq), timeout=30)
+            assert pending.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert f"tree_size: {seq} is sequenced but not yet integrated" in (pending.value.details() or "")
+            assert status(f"{ledger.url}/checkpoint")[0] == 200  # the last integrated one, without waiting
+        finally:
+            loop.run_until_complete(holder.close())
+    finally:
+        loop.close()
+    assert ledger.stub.Checkpoint(ledger_pb2.CheckpointRequest(tree_size=seq), timeout=30).tree_size == seq

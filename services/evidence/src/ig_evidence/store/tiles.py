@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 from prometheus_client import Counter, Histogram
 
 from ig_evidence.domain import merkle, tiles
@@ -34,8 +35,10 @@ WAIT_POLL_SECONDS = 0.05
 DEFAULT_WAIT_SECONDS = 10.0
 
 
-async def fetch_tiles(conn: asyncpg.Connection | asyncpg.Pool, schema: str, keys: Iterable[TileKey]
-                      ) -> dict[TileKey, bytes]:
+Reader = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy
+
+
+async def fetch_tiles(conn: Reader, schema: str, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
     """The stored tiles of ``keys`` (one query); absent ones are left out."""
     wanted = sorted(set(keys))
     if not wanted:
@@ -128,12 +131,14 @@ class TiledTree:
     # -- reads ---------------------------------------------------------------------------------------------------
     async def integrated(self) -> tuple[int, bytes]:
         row = await self._pool.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
+        assert row is not None  # migration 0007 inserts the one row, and nothing may delete it
         return int(row["size"]), bytes(row["root_hash"])
 
     async def sizes(self) -> tuple[int, int, bytes]:
         """(sequenced head size, integrated size, integrated root) in one read."""
         row = await self._pool.fetchrow(f"SELECT h.size AS head, t.size AS integrated, t.root_hash "
                                         f"FROM {self._schema}.ledger_head h, {self._schema}.ledger_tree t")
+        assert row is not None
         return int(row["head"]), int(row["integrated"]), bytes(row["root_hash"])
 
     async def wait_for(self, size: int, within: float = DEFAULT_WAIT_SECONDS) -> tuple[int, bytes]:
@@ -153,8 +158,7 @@ class TiledTree:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(advanced.wait(), min(remaining, WAIT_POLL_SECONDS))
 
-    async def _fetch(self, conn: asyncpg.Connection | asyncpg.Pool, keys: Iterable[TileKey]
-                     ) -> dict[TileKey, bytes]:
+    async def _fetch(self, conn: Reader, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
         return await fetch_tiles(conn, self._schema, keys)
 
     async def hashes(self, ranges: list[tuple[int, int]]) -> list[bytes]:
