@@ -133,6 +133,13 @@ class SimulatedCluster:
             token_file.chmod(0o600)
         return token_file.read_text().strip()
 
+    def node_token(self, node: str) -> str:
+        token_file = self.dir / f"node-{node}.token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_hex(24))
+            token_file.chmod(0o600)
+        return token_file.read_text().strip()
+
     def _write_credentials(self) -> None:
         key_file = self.dir / "sa.key"
         if not key_file.exists():
@@ -142,8 +149,14 @@ class SimulatedCluster:
             key_file.chmod(0o600)
             (self.dir / "sa.pub").write_bytes(key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-        # Static token for the admin (system:masters): helm, the controllers, kwok and the tests use it.
-        (self.dir / "tokens.csv").write_text(f'{self._token()},ig-admin,ig-admin,"system:masters"\n')
+        # Static token for the admin (system:masters): helm, the controllers, kwok and the tests use it; one per
+        # real node as system:node:<name> in system:nodes, which the Node authorizer confines to its own pods.
+        from ig_k8s.node import node_name
+
+        node = node_name(self.region)
+        (self.dir / "tokens.csv").write_text(f'{self._token()},ig-admin,ig-admin,"system:masters"\n'
+                                             f'{self.node_token(node)},system:node:{node},system:node:{node},'
+                                             '"system:nodes"\n')
 
     def _write_kubeconfig(self) -> None:
         ca = self.dir / "pki" / "apiserver.crt"
@@ -231,7 +244,7 @@ class SimulatedCluster:
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.ports.apiserver}",
             f"--cert-dir={pki}",  # writes a self-signed serving cert for 127.0.0.1/localhost
             f"--token-auth-file={self.dir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",  # Node: a real kubelet reads only what its own pods need
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.dir / 'sa.pub'}",
             f"--service-account-signing-key-file={self.dir / 'sa.key'}",
