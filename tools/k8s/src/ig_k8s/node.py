@@ -20,7 +20,9 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from ig_infra.paths import Paths
@@ -104,7 +106,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
   {runc}]
     runtime_type = "io.containerd.runc.v2"
   {runc}.options]
-    BinaryName = "/usr/sbin/runc"
+    BinaryName = "{self.runc_binary()}"
+    Root = "{self.state / 'runc'}"
     SystemdCgroup = false
   [{cri}.runtime'.cni]
     bin_dirs = ["{CNI_BIN_DIR}"]
@@ -115,6 +118,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
 """
+
+    def runc_binary(self) -> Path:
+        """Debian's runc, or on a host that withholds CAP_SYS_RESOURCE, runc behind the OOM-score clamp."""
+        return self.dir / "runc-oom-clamp" if not can_lower_oom_score() else Path("/usr/sbin/runc")
 
     def cni_config(self) -> dict[str, object]:
         return {
@@ -173,6 +180,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self._make_bridge()
         self._make_cgroup_parent()
+        clamp = self.dir / "runc-oom-clamp"
+        clamp.write_text(RUNC_OOM_CLAMP)
+        clamp.chmod(0o755)
         (self.dir / "containerd.toml").write_text(self.containerd_config())
         (self.dir / "cni" / "net.d" / "10-ig.conflist").write_text(json.dumps(self.cni_config(), indent=2))
         (self.dir / "kubelet.yaml").write_text(json.dumps(self.kubelet_config(), indent=2))
@@ -196,17 +206,27 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
                    f"--node-ip={self.network.gateway}",
                    f"--node-labels={REGION_LABEL}={self.region},{REAL_NODE_LABEL}=real", "--v=1"],
                   log_file=self.log("kubelet"), pid_file=self._pid("kubelet"), env=env)
-        wait_until(self.ready, timeout=120, what=f"kubelet of {self.region} (node {self.name} Ready)",
+        since = time.time() - 1  # a Ready from before this start (the API keeps it for a while) does not count
+        wait_until(lambda: self.ready(since), timeout=120, what=f"kubelet of {self.region} (node {self.name} Ready)",
                    log_file=self.log("kubelet"), alive=lambda: read_pid(self._pid("kubelet")) is not None)
 
     def ctr(self, binaries: NodeBinaries, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(binaries.ctr), "--address", str(self.socket), "--namespace", "k8s.io", *args],
                               capture_output=True, text=True, timeout=300)
 
-    def ready(self) -> bool:
+    def ready(self, since: float = 0.0) -> bool:
+        """The kubelet answers its own healthz and the node's Ready condition is True, heard at or after ``since``
+        (epoch seconds)."""
+        healthz = f"http://127.0.0.1:{self.network.kubelet_healthz_port}/healthz"
+        with urllib.request.urlopen(healthz, timeout=2) as response:
+            if response.status != 200:
+                return False
         _, body = self.cluster._get(f"/api/v1/nodes/{self.name}")
-        conditions = {c["type"]: c["status"] for c in json.loads(body).get("status", {}).get("conditions", [])}
-        return conditions.get("Ready") == "True"
+        for condition in json.loads(body).get("status", {}).get("conditions", []):
+            if condition["type"] == "Ready":
+                heard = datetime.fromisoformat(condition["lastHeartbeatTime"].replace("Z", "+00:00")).timestamp()
+                return bool(condition["status"] == "True" and heard >= since)
+        return False
 
     def _make_bridge(self) -> None:
         bridge, prefix = self.network.bridge, self.network.subnet.split("/")[1]
@@ -304,6 +324,38 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         return (f"{self.region}: node {self.name} {state}  containerd {self.socket}, kubelet "
                 f"{self.network.gateway}:{self.network.kubelet_port}, pods {self.network.subnet} on "
                 f"{self.network.bridge}")
+
+
+# The kubelet gives every sandbox oom_score_adj -998 (and Guaranteed pods -997); lowering a score below 0 needs
+# CAP_SYS_RESOURCE, which a sandboxed host (this one) withholds even from root, and runc then fails the container
+# ("failed to update /proc/self/oom_score_adj: Permission denied"). On such a host only, runc is called through
+# this wrapper, which raises negative scores to 0 in the bundle's config.json: the container runs, merely without
+# its OOM protection (logged to stderr, which containerd keeps in its log).
+RUNC_OOM_CLAMP = """#!/bin/sh
+previous=""
+for argument in "$@"; do
+  if [ "$previous" = "--bundle" ] || [ "$previous" = "-b" ]; then
+    /usr/bin/python3 - "$argument/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+score = spec.get("process", {}).get("oomScoreAdj")
+if score is not None and score < 0:
+    spec["process"]["oomScoreAdj"] = 0
+    json.dump(spec, open(path, "w"))
+    print(f"runc-oom-clamp: oomScoreAdj {score} -> 0 (no CAP_SYS_RESOURCE on this host)", file=sys.stderr)
+PY
+  fi
+  previous="$argument"
+done
+exec /usr/sbin/runc "$@"
+"""
+
+
+def can_lower_oom_score() -> bool:
+    """Whether this host lets root lower an OOM score below 0 (tried in a throw-away child)."""
+    tried = subprocess.run(["/bin/sh", "-c", "echo -1 > /proc/self/oom_score_adj"], capture_output=True)
+    return tried.returncode == 0
 
 
 def _run(command: list[str]) -> None:
