@@ -199,14 +199,15 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         from ig_k8s.images import import_image, pause_image
 
         import_image(self, binaries, pause_image(binaries))
+        since = 0.0
         if read_pid(self._pid("kubelet")) is None:
+            since = time.time() - 1  # a Ready from before this start (the API keeps it for a while) does not count
             spawn([str(binaries.kubelet), f"--config={self.dir / 'kubelet.yaml'}",
                    f"--kubeconfig={kubeconfig}", f"--root-dir={self.dir / 'kubelet'}",
                    f"--cert-dir={self.dir / 'kubelet' / 'pki'}", f"--hostname-override={self.name}",
                    f"--node-ip={self.network.gateway}",
                    f"--node-labels={REGION_LABEL}={self.region},{REAL_NODE_LABEL}=real", "--v=1"],
                   log_file=self.log("kubelet"), pid_file=self._pid("kubelet"), env=env)
-        since = time.time() - 1  # a Ready from before this start (the API keeps it for a while) does not count
         wait_until(lambda: self.ready(since), timeout=120, what=f"kubelet of {self.region} (node {self.name} Ready)",
                    log_file=self.log("kubelet"), alive=lambda: read_pid(self._pid("kubelet")) is not None)
 
@@ -292,16 +293,24 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
                     found.append(int(proc.name))
         return found
 
-    def _kill_cgroup_processes(self) -> None:
-        """Anything still in the node's cgroups is a container process of this node."""
+    def _cgroup_pids(self) -> set[int]:
+        found: set[int] = set()
         for directory in self._cgroup_dirs():
-            if not directory.exists():
-                continue
-            for procs in directory.rglob("cgroup.procs"):
-                with contextlib.suppress(OSError):
-                    for pid in procs.read_text().split():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(int(pid), signal.SIGKILL)
+            if directory.exists():
+                for procs in directory.rglob("cgroup.procs"):
+                    with contextlib.suppress(OSError):
+                        found.update(int(pid) for pid in procs.read_text().split())
+        return found
+
+    def _kill_cgroup_processes(self) -> None:
+        """Anything still in the node's cgroups is a container process of this node; wait until they are gone (a
+        cgroup with a process in it cannot be removed)."""
+        deadline = time.monotonic() + 10
+        while (pids := self._cgroup_pids()) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
 
     def _unmount_all(self) -> None:
         prefix = str(self.dir) + "/"
