@@ -273,13 +273,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         return stopped
 
     def _kill_tasks(self, binaries: NodeBinaries) -> None:
-        listed = self.ctr(binaries, "tasks", "list", "-q")
-        for task in listed.stdout.split():
-            self.ctr(binaries, "tasks", "kill", "--signal", "SIGKILL", task)
-        deadline = time.monotonic() + 10
-        for task in listed.stdout.split():
-            while self.ctr(binaries, "tasks", "delete", task).returncode != 0 and time.monotonic() < deadline:
-                time.sleep(0.2)
+        for task in self.ctr(binaries, "tasks", "list", "-q").stdout.split():
+            self.ctr(binaries, "tasks", "delete", "--force", task)  # SIGKILL, wait, delete: its shim then exits
 
     def _shim_pids(self) -> list[int]:
         """Shims of this node's containerd (they daemonize, so they are not in its process group)."""
