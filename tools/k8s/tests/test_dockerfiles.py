@@ -82,7 +82,7 @@ def test_the_base_is_a_build_argument_and_uv_comes_from_its_pypi_wheel(service: 
     froms = [line.split()[1] for stage in stages(text) for line in stage[:1]]
     assert froms == ["${PYTHON_BASE}", "${PYTHON_BASE}"]
     assert "COPY --from=" not in text.replace("COPY --from=build ", "")
-    assert f'pip install --no-cache-dir "uv==${{UV_VERSION}}"' in text
+    assert 'pip install --no-cache-dir "uv==${UV_VERSION}"' in text
     assert f"ARG UV_VERSION={dockerfiles.UV_VERSION}" in text
 
 

@@ -19,7 +19,7 @@ import pytest
 from ig_infra.paths import Paths
 from ig_k8s.cluster import SimulatedCluster
 from ig_k8s.images import build_and_load
-from ig_k8s.node import NETWORKS, RealNode
+from ig_k8s.node import NETWORKS, REAL_NODE_LABEL, RealNode
 from ig_k8s.node_build import CONTAINERD_VERSION, NodeBinaries
 from ig_k8s.node_proof import prove
 from ig_k8s.suite import REGIONS
@@ -66,6 +66,8 @@ def test_node_registers_with_its_own_region_running_containerd_and_the_kubelet(n
     node = nodes[region]
     _, body = node.cluster._get(f"/api/v1/nodes/{node.name}")
     status = json.loads(body)["status"]
+    taints = json.loads(body)["spec"].get("taints", [])
+    assert {"key": REAL_NODE_LABEL, "value": "real", "effect": "NoSchedule"} in taints  # charts stay off it for now
     assert status["nodeInfo"]["containerRuntimeVersion"] == f"containerd://{CONTAINERD_VERSION.lstrip('v')}"
     assert status["nodeInfo"]["kubeletVersion"] == "v1.37.2"
     assert {"type": "InternalIP", "address": NETWORKS[region].gateway} in status["addresses"]

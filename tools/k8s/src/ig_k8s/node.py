@@ -157,6 +157,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             "imageGCHighThresholdPercent": 95, "imageGCLowThresholdPercent": 90,
             "evictionHard": {"memory.available": "200Mi", "nodefs.available": "5%", "imagefs.available": "5%"},
             "staticPodPath": "",
+            # Until the charts' images run here (issue #22 items 3-4), only pods that ask for a real node land on it:
+            # a chart install must not end up on a node that lacks its image.
+            "registerWithTaints": [{"key": REAL_NODE_LABEL, "value": "real", "effect": "NoSchedule"}],
         }
 
     def kubelet_kubeconfig(self) -> dict[str, object]:
@@ -251,6 +254,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         """Stop the kubelet, every container and shim of this node's containerd, containerd; unmount, remove the
         node's network namespaces, cgroups and bridge. Returns what was running."""
         stopped = ["kubelet"] if terminate(self._pid("kubelet")) else []
+        if self._deregister():
+            stopped.append(f"node {self.name} deregistered")
         if read_pid(self._pid("containerd")) is not None and binaries is not None:
             self._kill_tasks(binaries)
         if terminate(self._pid("containerd")):
@@ -271,6 +276,26 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         for lease in (self.dir / "cni" / "ipam").glob("*/*"):
             lease.unlink()
         return stopped
+
+    def _deregister(self) -> bool:
+        """Remove the Node object, so that the scheduler never places a pod on a node that is gone (the API would
+        show it Ready for a grace period after a restart of the cluster)."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        from ig_k8s.kube import api_client
+
+        try:
+            if not self.cluster.apiserver_ready():
+                return False
+            client.CoreV1Api(api_client(self.cluster.kubeconfig)).delete_node(self.name)
+            return True
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        except OSError:
+            return False
 
     def _kill_tasks(self, binaries: NodeBinaries) -> None:
         for task in self.ctr(binaries, "tasks", "list", "-q").stdout.split():

@@ -36,6 +36,7 @@ def _pod(name: str, image: str, node: RealNode, container: dict[str, Any]) -> di
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": name}},
         "spec": {
             "nodeSelector": {REAL_NODE_LABEL: "real", "kubernetes.io/hostname": node.name},
+            "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "real", "effect": "NoSchedule"}],
             "restartPolicy": "Never", "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 5,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
             "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never",
