@@ -201,7 +201,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
                    alive=lambda: read_pid(self._pid("containerd")) is not None)
         from ig_k8s.images import import_image, pause_image
 
-        import_image(self, binaries, pause_image(binaries))
+        import_image(self, binaries, pause_image(binaries, self.cluster.paths))
         since = 0.0
         if read_pid(self._pid("kubelet")) is None:
             since = time.time() - 1  # a Ready from before this start (the API keeps it for a while) does not count
