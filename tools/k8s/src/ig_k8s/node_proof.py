@@ -128,10 +128,11 @@ def prove(region: str, service: str, tag: str, paths: Paths) -> dict[str, Any]:
     probed = _wait(ready, 120, f"pod probed on {node.name} Ready")
     ready_seconds = time.monotonic() - started
     pod_ip = probed["status"]["podIP"]
+    # Read before this process sends a request of its own: every GET in the log so far is the kubelet's probe.
+    log = _wait(lambda: container_log(node, probed) if '"GET / HTTP/1.1" 200' in container_log(node, probed)
+                else None, 30, "the probe's requests in the container's log")
     with urllib.request.urlopen(f"http://{pod_ip}:{PROBE_PORT}/", timeout=5) as response:
         host_status = response.status
-    log = _wait(lambda: container_log(node, probed) if "kube-probe" in container_log(node, probed)
-                or '"GET / HTTP/1.1" 200' in container_log(node, probed) else None, 30, "probe requests in the log")
     container_id = probed["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     task = _task_process(node, binaries, container_id)
 
