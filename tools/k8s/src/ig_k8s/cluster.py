@@ -8,6 +8,7 @@ Everything listens on 127.0.0.1 only; each region has its own ports, data and pi
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import ssl
@@ -41,9 +42,18 @@ class RegionPorts:
     kwok: int
 
 
+def port_offset() -> int:
+    """IG_K8S_PORT_OFFSET (default 0) shifts every port of both regions, so that a second set of clusters (another
+    work tree's, with its own IG_RUN_DIR) can run beside the first."""
+    raw = os.environ.get("IG_K8S_PORT_OFFSET", "0")
+    if not raw.isdigit() or int(raw) > 30000:
+        raise InfraError(f"IG_K8S_PORT_OFFSET must be a whole number from 0 to 30000, not {raw!r}")
+    return int(raw)
+
+
 PORTS: dict[str, RegionPorts] = {
-    "region-a": RegionPorts(apiserver=16443, etcd_client=12379, etcd_peer=12380, kwok=12247),
-    "region-b": RegionPorts(apiserver=26443, etcd_client=22379, etcd_peer=22380, kwok=22247),
+    region: RegionPorts(*(port + port_offset() for port in ports))
+    for region, ports in (("region-a", (16443, 12379, 12380, 12247)), ("region-b", (26443, 22379, 22380, 22247)))
 }
 
 

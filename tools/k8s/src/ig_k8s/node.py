@@ -28,7 +28,7 @@ from pathlib import Path
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError, read_pid, spawn, terminate, wait_until
 
-from ig_k8s.cluster import REGION_LABEL, SimulatedCluster
+from ig_k8s.cluster import REGION_LABEL, SimulatedCluster, port_offset
 from ig_k8s.node_build import CNI_BIN_DIR, NodeBinaries
 
 PAUSE_IMAGE = "localhost/ig/pause:1"
@@ -46,8 +46,8 @@ class NodeNetwork:
 
 
 NETWORKS: dict[str, NodeNetwork] = {
-    "region-a": NodeNetwork("ig-br-a", "10.244.1.0/24", "10.244.1.1", 16250, 16248),
-    "region-b": NodeNetwork("ig-br-b", "10.244.2.0/24", "10.244.2.1", 26250, 26248),
+    "region-a": NodeNetwork("ig-br-a", "10.244.1.0/24", "10.244.1.1", 16250 + port_offset(), 16248 + port_offset()),
+    "region-b": NodeNetwork("ig-br-b", "10.244.2.0/24", "10.244.2.1", 26250 + port_offset(), 26248 + port_offset()),
 }
 
 
