@@ -1,7 +1,11 @@
 # Kubernetes delivery (tools/k8s): Dockerfiles, Helm charts, skaffold/Tilt, simulated clusters. Tests: tools/k8s/tests.
 CHECK_TARGETS += k8s-check k8s-binaries
 
-.PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status
+.PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status k8s-node-up k8s-node-down k8s-images k8s-node-test
+
+# The real-node test (containerd + kubelet running pods from images built here) is not in `make test` yet: warm it
+# adds ~1.5 min, cold (containerd, kubelet, Debian base, one image) several minutes; `make k8s-node-test` runs it.
+PYTEST_COVERED += tools/k8s/tests/test_real_node.py
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs
 	$(RUN) hadolint services/*/Dockerfile
@@ -12,7 +16,19 @@ k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on st
 k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed
 	$(RUN) ig-k8s up
 
-k8s-down: ## stop the simulated Kubernetes clusters
+k8s-node-up: ## a real node per region (containerd 2.x, runc, CNI bridge, kubelet 1.37) on the running clusters
+	$(RUN) ig-k8s node up
+
+k8s-node-down: ## stop the real nodes and everything they run (containers, shims, bridges, cgroups, mounts)
+	$(RUN) ig-k8s node down
+
+k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported into the running real nodes; JSON figures
+	$(RUN) ig-k8s images --service burn
+
+k8s-node-test: ## real nodes in both regions run a pod of the burn image, Ready by its probe (builds what is missing)
+	$(RUN) pytest tools/k8s/tests/test_real_node.py -q -p no:randomly
+
+k8s-down: ## stop the simulated Kubernetes clusters and their real nodes
 	$(RUN) ig-k8s down
 
 k8s-status: ## where the simulated Kubernetes clusters listen, and their kubeconfigs

@@ -53,7 +53,10 @@ def test_final_stage_is_slim_non_root_and_probe_driven(service: ServiceImage) ->
     built = stages(text)
     assert len(built) >= 2, "multi-stage build expected"
     final = built[-1]
-    assert final[0].startswith("FROM python:3.11.") and "-slim" in final[0] and ":latest" not in final[0]
+    assert final[0].startswith("FROM ${PYTHON_BASE}")
+    base_default = next(line for line in text.splitlines() if line.startswith("ARG PYTHON_BASE="))
+    default = base_default.split("=", 1)[1]
+    assert default.startswith("python:3.11.") and "-slim" in default and ":latest" not in default
     assert not any(word in " ".join(final) for word in ("apt-get install", "gcc", "build-essential", "uv sync"))
     users = [line for line in final if line.startswith("USER ")]
     assert users and users[-1].split()[1].split(":")[0] not in ("0", "root")
@@ -70,6 +73,17 @@ def build_context() -> Path:
     context = Paths.from_environment().component_dir("k8s") / "image-replay" / "context"
     dockerfiles.mirror_build_context(REPO_ROOT, context, SERVICES[0])
     return context
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_the_base_is_a_build_argument_and_uv_comes_from_its_pypi_wheel(service: ServiceImage) -> None:
+    """Registry-free builds pass their own base; no stage copies from a registry image (uv's included)."""
+    text = service.dockerfile.read_text()
+    froms = [line.split()[1] for stage in stages(text) for line in stage[:1]]
+    assert froms == ["${PYTHON_BASE}", "${PYTHON_BASE}"]
+    assert "COPY --from=" not in text.replace("COPY --from=build ", "")
+    assert 'pip install --no-cache-dir "uv==${UV_VERSION}"' in text
+    assert f"ARG UV_VERSION={dockerfiles.UV_VERSION}" in text
 
 
 def test_build_context_leaves_out_tests_and_local_state(build_context: Path) -> None:

@@ -1,7 +1,10 @@
 """ig-k8s: Kubernetes delivery of the suite.
 
   ig-k8s up [--region R] [--no-install]   start the simulated cluster(s) and install every release
-  ig-k8s down | status                    stop / describe the simulated clusters
+  ig-k8s down | status                    stop / describe the clusters (and their real nodes)
+  ig-k8s node up|down|status [--region R] a real node per region: containerd + runc + CNI + kubelet
+  ig-k8s images [--service S] [--tag T]   build the Debian base and service images, import them into running nodes
+  ig-k8s prove [--region R] [--service S] a pod of the service image on the real node: Running, Ready by its probe
   ig-k8s build [--allow-failure]          build/cache kube-apiserver, controller-manager, scheduler, kwok; get etcd
   ig-k8s dockerfiles [--check]            (re)write services/*/Dockerfile from the template, or check for drift
   ig-k8s docs [--check]                   (re)write the chart README value tables, or check for drift
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -99,6 +103,7 @@ def _build(allow_failure: bool) -> int:
 def _down(regions: list[str]) -> int:
     from ig_k8s.cluster import SimulatedCluster
 
+    _node("down", regions)
     for region in regions:
         stopped = SimulatedCluster(region).stop()
         print(f"{region}: stopped {', '.join(stopped) if stopped else 'nothing (was not running)'}")
@@ -107,9 +112,50 @@ def _down(regions: list[str]) -> int:
 
 def _status(regions: list[str]) -> int:
     from ig_k8s.cluster import SimulatedCluster
+    from ig_k8s.node import RealNode
 
     for region in regions:
         print(SimulatedCluster(region).describe())
+        print(RealNode(region).describe())
+    return 0
+
+
+def _node(action: str, regions: list[str]) -> int:
+    from ig_k8s.node import RealNode
+    from ig_k8s.node_build import NodeBinaries
+
+    paths = Paths.from_environment()
+    if action == "status":
+        for region in regions:
+            print(RealNode(region, paths).describe())
+        return 0
+    if action == "down":
+        cached = NodeBinaries.cached(paths)
+        for region in regions:
+            stopped = RealNode(region, paths).stop(cached)
+            print(f"{region}: node stopped {', '.join(stopped) if stopped else 'nothing (was not running)'}")
+        return 0
+    binaries = NodeBinaries.ensure(paths)
+    for region in regions:
+        node = RealNode(region, paths)
+        node.start(binaries)
+        print(node.describe(), flush=True)
+    return 0
+
+
+def _images(services: list[str], tag: str) -> int:
+    from ig_k8s.images import build_and_load
+
+    report = build_and_load(services, tag, Paths.from_environment())
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _prove(regions: list[str], service: str, tag: str) -> int:
+    from ig_k8s.node_proof import prove
+
+    for region in regions:
+        print(json.dumps(prove(region, service, tag, Paths.from_environment()), indent=2), flush=True)
     return 0
 
 
@@ -129,6 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
         if name == "up":
             sub.add_argument("--no-install", action="store_true", help="start the clusters only")
+    node = commands.add_parser("node")
+    node.add_argument("action", choices=("up", "down", "status"))
+    node.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
+    images = commands.add_parser("images")
+    images.add_argument("--service", choices=[service.name for service in SERVICES], action="append",
+                        help="default: burn")
+    images.add_argument("--tag", default="dev")
+    prove = commands.add_parser("prove")
+    prove.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
+    prove.add_argument("--service", choices=[service.name for service in SERVICES], default="burn")
+    prove.add_argument("--tag", default="dev")
     commands.add_parser("build").add_argument("--allow-failure", action="store_true")
     for name in ("dockerfiles", "docs"):
         commands.add_parser(name).add_argument("--check", action="store_true")
@@ -143,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "up":
                 return _up(regions, install=not args.no_install)
             return _down(regions) if args.command == "down" else _status(regions)
+        if args.command == "node":
+            return _node(args.action, args.region or list(REGIONS))
+        if args.command == "images":
+            return _images(args.service or ["burn"], args.tag)
+        if args.command == "prove":
+            return _prove(args.region or list(REGIONS), args.service, args.tag)
         if args.command == "bench":
             from ig_k8s.bench import run
 

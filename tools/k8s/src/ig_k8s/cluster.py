@@ -8,6 +8,7 @@ Everything listens on 127.0.0.1 only; each region has its own ports, data and pi
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import ssl
@@ -41,9 +42,18 @@ class RegionPorts:
     kwok: int
 
 
+def port_offset() -> int:
+    """IG_K8S_PORT_OFFSET (default 0) shifts every port of both regions, so that a second set of clusters (another
+    work tree's, with its own IG_RUN_DIR) can run beside the first."""
+    raw = os.environ.get("IG_K8S_PORT_OFFSET", "0")
+    if not raw.isdigit() or int(raw) > 30000:
+        raise InfraError(f"IG_K8S_PORT_OFFSET must be a whole number from 0 to 30000, not {raw!r}")
+    return int(raw)
+
+
 PORTS: dict[str, RegionPorts] = {
-    "region-a": RegionPorts(apiserver=16443, etcd_client=12379, etcd_peer=12380, kwok=12247),
-    "region-b": RegionPorts(apiserver=26443, etcd_client=22379, etcd_peer=22380, kwok=22247),
+    region: RegionPorts(*(port + port_offset() for port in ports))
+    for region, ports in (("region-a", (16443, 12379, 12380, 12247)), ("region-b", (26443, 22379, 22380, 22247)))
 }
 
 
@@ -133,6 +143,13 @@ class SimulatedCluster:
             token_file.chmod(0o600)
         return token_file.read_text().strip()
 
+    def node_token(self, node: str) -> str:
+        token_file = self.dir / f"node-{node}.token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_hex(24))
+            token_file.chmod(0o600)
+        return token_file.read_text().strip()
+
     def _write_credentials(self) -> None:
         key_file = self.dir / "sa.key"
         if not key_file.exists():
@@ -142,8 +159,14 @@ class SimulatedCluster:
             key_file.chmod(0o600)
             (self.dir / "sa.pub").write_bytes(key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-        # Static token for the admin (system:masters): helm, the controllers, kwok and the tests use it.
-        (self.dir / "tokens.csv").write_text(f'{self._token()},ig-admin,ig-admin,"system:masters"\n')
+        # Static token for the admin (system:masters): helm, the controllers, kwok and the tests use it; one per
+        # real node as system:node:<name> in system:nodes, which the Node authorizer confines to its own pods.
+        from ig_k8s.node import node_name
+
+        node = node_name(self.region)
+        (self.dir / "tokens.csv").write_text(f'{self._token()},ig-admin,ig-admin,"system:masters"\n'
+                                             f'{self.node_token(node)},system:node:{node},system:node:{node},'
+                                             '"system:nodes"\n')
 
     def _write_kubeconfig(self) -> None:
         ca = self.dir / "pki" / "apiserver.crt"
@@ -231,7 +254,7 @@ class SimulatedCluster:
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.ports.apiserver}",
             f"--cert-dir={pki}",  # writes a self-signed serving cert for 127.0.0.1/localhost
             f"--token-auth-file={self.dir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",  # Node: a real kubelet reads only what its own pods need
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.dir / 'sa.pub'}",
             f"--service-account-signing-key-file={self.dir / 'sa.key'}",

@@ -19,6 +19,9 @@ from ig_infra.process import InfraError
 
 KUBERNETES_VERSION = "v1.37.2"
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The real node's agents, built from the same module version as the control plane (kubelet and kube-proxy must not
+# be newer than the kube-apiserver they register with; the same version is the simplest rule that holds).
+NODE_COMMANDS = ("kubelet", "kube-proxy")
 
 _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/src/", re.MULTILINE)
 
@@ -45,7 +48,7 @@ def wrapper_go_mod(kubernetes_version: str, kubernetes_go_mod: str) -> str:
 
 
 def _imports_file() -> str:
-    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{command}"' for command in KUBE_COMMANDS)
+    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{command}"' for command in (*KUBE_COMMANDS, *NODE_COMMANDS))
     return f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
 
 
@@ -62,11 +65,13 @@ def _go(args: list[str], cwd: Path, env: dict[str, str]) -> None:
         raise InfraError(f"go {' '.join(args)} failed in {cwd}:\n{result.stderr[-4000:]}")
 
 
-def build_kubernetes(cache: Path, version: str = KUBERNETES_VERSION) -> dict[str, Path]:
-    """Build the control-plane binaries once into ``<cache>/kubernetes-<version>/bin``; return name -> path."""
+def build_kubernetes(cache: Path, version: str = KUBERNETES_VERSION,
+                     commands: tuple[str, ...] = KUBE_COMMANDS) -> dict[str, Path]:
+    """Build ``commands`` (default: the control plane) once into ``<cache>/kubernetes-<version>/bin``; return
+    name -> path. The node's kubelet and kube-proxy come from the same wrapper module: ``commands=NODE_COMMANDS``."""
     root = cache / f"kubernetes-{version}"
     bin_dir = root / "bin"
-    targets = {command: bin_dir / command for command in KUBE_COMMANDS}
+    targets = {command: bin_dir / command for command in commands}
     if all(path.exists() for path in targets.values()):
         return targets
     require("go", "nice")
@@ -75,7 +80,7 @@ def build_kubernetes(cache: Path, version: str = KUBERNETES_VERSION) -> dict[str
     prepared = (module_dir / "go.sum").exists()
     bin_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
-    print(f"  building Kubernetes {version} control plane from the Go module proxy (first time only, slow) ...",
+    print(f"  building Kubernetes {version} {', '.join(commands)} from the Go module proxy (first time only, slow) ...",
           flush=True)
     if not prepared:
         _prepare_wrapper(module_dir, version, env)

@@ -1,0 +1,177 @@
+"""Images built here, without a registry: a Python base from Debian packages (mmdebstrap bookworm + python3.11,
+committed as an OCI image with buildah), the sandbox (pause) image, and the service images from the generated
+Dockerfiles (buildah, the base passed as PYTHON_BASE). Each is exported as an OCI archive and imported into a node's
+containerd (``ctr -n k8s.io images import``); nothing is ever pulled.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ig_infra.paths import REPO_ROOT, Paths
+from ig_infra.prereqs import apt_install
+from ig_infra.process import InfraError
+
+from ig_k8s.suite import ServiceImage
+
+if TYPE_CHECKING:
+    from ig_k8s.node import RealNode
+    from ig_k8s.node_build import NodeBinaries
+
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# python as `python` with its venv module (uv comes from its wheel in a venv), CA roots, groupadd/useradd.
+BASE_PACKAGES = ("python3.11", "python3.11-venv", "python-is-python3", "ca-certificates", "passwd")
+BASE_IMAGE = "localhost/ig/python-base:3.11-bookworm"
+BUILD_PACKAGES = {"mmdebstrap": "/usr/bin/mmdebstrap", "buildah": "/usr/bin/buildah"}
+# The host's CA bundle, mounted into the build steps only (pip and uv reach PyPI through this machine's TLS proxy).
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    archive: Path
+    seconds: float  # 0 when it was already built
+
+    @property
+    def size_bytes(self) -> int:
+        """The OCI archive's size: what is shipped to a node and imported."""
+        return self.archive.stat().st_size
+
+
+def _run(command: list[str], what: str, timeout: float = 1800) -> str:
+    result = subprocess.run(["nice", "-n", "10", *command], capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise InfraError(f"{what} failed ({' '.join(command[:3])} ...):\n{result.stdout[-2000:]}"
+                         f"{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def ensure_build_tools() -> None:
+    missing = [package for package, marker in BUILD_PACKAGES.items() if not Path(marker).exists()]
+    if missing:
+        apt_install(*missing)
+
+
+def image_exists(name: str) -> bool:
+    return subprocess.run(["buildah", "inspect", "--type", "image", name], capture_output=True).returncode == 0
+
+
+def _export(name: str, archive: Path) -> Path:
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.unlink(missing_ok=True)
+    _run(["buildah", "push", "--quiet", name, f"oci-archive:{archive}:{name}"], f"exporting {name}")
+    return archive
+
+
+def images_dir(paths: Paths) -> Path:
+    return paths.component_dir("k8s") / "images"
+
+
+def base_image(paths: Paths) -> BuiltImage:
+    """The Python base from Debian packages (its root filesystem tarball is cached; rebuilt only when missing)."""
+    archive = images_dir(paths) / "python-base.oci.tar"
+    if image_exists(BASE_IMAGE) and archive.exists():
+        return BuiltImage(BASE_IMAGE, archive, 0.0)
+    ensure_build_tools()
+    started = time.monotonic()
+    rootfs = paths.cache / f"ig-python-base-{DEBIAN_SUITE}" / "rootfs.tar"
+    if not rootfs.exists():
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        print(f"  making the Python base from Debian {DEBIAN_SUITE} packages with mmdebstrap ...", flush=True)
+        partial = rootfs.with_suffix(".partial.tar")
+        _run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+              *(f"--dpkgopt=path-exclude=/usr/share/{folder}/*" for folder in ("doc", "man", "locale")),
+              DEBIAN_SUITE, str(partial), DEBIAN_MIRROR], "mmdebstrap")
+        partial.rename(rootfs)
+    container = _run(["buildah", "from", "scratch"], "buildah from scratch").strip()
+    _run(["buildah", "add", "--quiet", container, str(rootfs), "/"], "buildah add")
+    _run(["buildah", "config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+          "--env", "LANG=C.UTF-8", "--cmd", '["python3"]', container], "buildah config")
+    _run(["buildah", "commit", "--quiet", "--rm", container, BASE_IMAGE], "buildah commit")
+    _export(BASE_IMAGE, archive)
+    return BuiltImage(BASE_IMAGE, archive, time.monotonic() - started)
+
+
+def pause_image(binaries: NodeBinaries, paths: Paths | None = None) -> BuiltImage:
+    """The sandbox image: one static file."""
+    from ig_k8s.node import PAUSE_IMAGE
+
+    archive = images_dir(paths or Paths.from_environment()) / "pause.oci.tar"
+    if image_exists(PAUSE_IMAGE) and archive.exists():
+        return BuiltImage(PAUSE_IMAGE, archive, 0.0)
+    ensure_build_tools()
+    started = time.monotonic()
+    container = _run(["buildah", "from", "scratch"], "buildah from scratch").strip()
+    _run(["buildah", "copy", "--quiet", "--chmod", "0755", container, str(binaries.pause), "/pause"], "buildah copy")
+    _run(["buildah", "config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container], "buildah config")
+    _run(["buildah", "commit", "--quiet", "--rm", container, PAUSE_IMAGE], "buildah commit")
+    _export(PAUSE_IMAGE, archive)
+    return BuiltImage(PAUSE_IMAGE, archive, time.monotonic() - started)
+
+
+def service_image(service: ServiceImage, tag: str, paths: Paths) -> BuiltImage:
+    """``buildah bud`` of the service's generated Dockerfile over the repository, on the Debian base."""
+    base = base_image(paths)
+    name = f"localhost/{service.image}:{tag}"
+    started = time.monotonic()
+    build_args = {"PYTHON_BASE": base.name}
+    volumes = []
+    if HOST_CA_BUNDLE.exists():
+        volumes = ["--volume", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro"]
+        build_args |= {"PIP_CERT": "/run/host-ca.crt", "SSL_CERT_FILE": "/run/host-ca.crt"}
+    print(f"  building {name} with buildah on {base.name} ...", flush=True)
+    _run(["buildah", "bud", "--quiet", "--layers", "--network", "host", "--pull=never",
+          "--ignorefile", str(service.dockerfile.with_name("Dockerfile.dockerignore")), "-f", str(service.dockerfile),
+          *(arg for key, value in build_args.items() for arg in ("--build-arg", f"{key}={value}")), *volumes,
+          "-t", name, str(REPO_ROOT)], f"building {name}")
+    archive = _export(name, images_dir(paths) / f"{service.name}-{tag}.oci.tar")
+    return BuiltImage(name, archive, time.monotonic() - started)
+
+
+def import_image(node: RealNode, binaries: NodeBinaries, image: BuiltImage) -> str:
+    """Load an image archive into the node's containerd (k8s.io namespace, unpacked for its snapshotter); returns
+    the image's manifest digest as containerd records it."""
+    imported = node.ctr(binaries, "images", "import", str(image.archive))
+    if imported.returncode != 0:
+        raise InfraError(f"ctr images import {image.archive} into {node.region} failed:\n{imported.stderr[-2000:]}")
+    return image_digest(node, binaries, image.name)
+
+
+def image_digest(node: RealNode, binaries: NodeBinaries, name: str) -> str:
+    listed = node.ctr(binaries, "images", "list", f"name=={name}")
+    for line in listed.stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == name:
+            return next(field for field in fields if field.startswith("sha256:"))
+    raise InfraError(f"{name} is not in {node.region}'s containerd after the import:\n{listed.stdout}")
+
+
+def build_and_load(services: list[str], tag: str, paths: Paths) -> dict[str, object]:
+    """Build the base and the named service images, import each into every running real node; return the figures
+    (seconds, sizes) and each image's digest per node (the subjects a release's provenance names)."""
+    from ig_k8s.node import RealNode
+    from ig_k8s.node_build import NodeBinaries
+    from ig_k8s.suite import REGIONS, by_name
+
+    base = base_image(paths)
+    built = [base, *(service_image(by_name(name), tag, paths) for name in services)]
+    nodes = [node for node in (RealNode(region, paths) for region in REGIONS) if node.running()]
+    binaries = NodeBinaries.cached(paths) if nodes else None
+    report: dict[str, object] = {}
+    for image in built:
+        entry: dict[str, object] = {"build_seconds": round(image.seconds, 1), "size_bytes": image.size_bytes}
+        if binaries is not None:
+            digests = {}
+            for node in nodes:
+                started = time.monotonic()
+                digests[node.region] = import_image(node, binaries, image)
+                entry[f"import_seconds_{node.region}"] = round(time.monotonic() - started, 1)
+            entry["digests"] = digests
+        report[image.name] = entry
+    return report

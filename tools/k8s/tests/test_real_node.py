@@ -1,0 +1,131 @@
+"""A real node per region (containerd 2.x + runc + CNI + kubelet 1.37 on this cgroup v1 host), images built here
+and imported, never pulled, and a pod that really runs: Ready through its HTTP probe, which the container's own log
+on the node shows, reachable at its pod IP from the host, its process a live task of the node's containerd.
+
+Nothing is skipped: a binary or image that cannot be built, or a node that does not come up, fails the test.
+Cold (nothing cached) this builds containerd, the kubelet, the Debian base and one service image (minutes); warm it
+takes about a minute and a half. It runs as `make k8s-node-test`, not yet inside `make test` (see tools/k8s/tool.mk).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ig_infra.paths import Paths
+from ig_k8s.cluster import SimulatedCluster
+from ig_k8s.images import build_and_load
+from ig_k8s.node import NETWORKS, REAL_NODE_LABEL, RealNode
+from ig_k8s.node_build import CONTAINERD_VERSION, NodeBinaries
+from ig_k8s.node_proof import prove
+from ig_k8s.suite import REGIONS
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+SERVICE, TAG = "burn", "node-test"
+
+
+@pytest.fixture(scope="module")
+def nodes() -> Iterator[dict[str, RealNode]]:
+    paths = Paths.from_environment()
+    binaries = NodeBinaries.ensure(paths)
+    started_clusters: list[SimulatedCluster] = []
+    found: dict[str, RealNode] = {}
+    for region in REGIONS:
+        cluster = SimulatedCluster(region, paths)
+        if not cluster.healthy():
+            cluster.start()
+            started_clusters.append(cluster)
+        node = RealNode(region, paths)
+        node.start(binaries)
+        found[region] = node
+    yield found
+    for node in found.values():  # the last test stops them; this is for a run that failed before it
+        node.stop(binaries)
+    for cluster in started_clusters:  # leave clusters that `make k8s-up` started running
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def images(nodes: dict[str, RealNode]) -> dict[str, Any]:
+    return build_and_load([SERVICE], TAG, Paths.from_environment())
+
+
+@pytest.fixture(scope="module")
+def proofs(images: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {region: prove(region, SERVICE, TAG, Paths.from_environment()) for region in REGIONS}
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_node_registers_with_its_own_region_running_containerd_and_the_kubelet(nodes: dict[str, RealNode],
+                                                                              region: str) -> None:
+    node = nodes[region]
+    _, body = node.cluster._get(f"/api/v1/nodes/{node.name}")
+    status = json.loads(body)["status"]
+    taints = json.loads(body)["spec"].get("taints", [])
+    assert {"key": REAL_NODE_LABEL, "value": "real", "effect": "NoSchedule"} in taints  # charts stay off it for now
+    assert status["nodeInfo"]["containerRuntimeVersion"] == f"containerd://{CONTAINERD_VERSION.lstrip('v')}"
+    assert status["nodeInfo"]["kubeletVersion"] == "v1.37.2"
+    assert {"type": "InternalIP", "address": NETWORKS[region].gateway} in status["addresses"]
+    other = next(r for r in REGIONS if r != region)
+    assert node.cluster._get("/api/v1/nodes")[1].count(RealNode(other).name.encode()) == 0
+
+
+def test_images_are_imported_into_both_nodes_with_the_same_digest(images: dict[str, Any]) -> None:
+    for name, entry in images.items():
+        assert set(entry["digests"]) == set(REGIONS), name
+        assert len(set(entry["digests"].values())) == 1, f"{name}: the regions hold different images"
+        assert entry["size_bytes"] > 0
+    containerd_config = (RealNode(REGIONS[0]).dir / "containerd.toml").read_text()
+    assert "registry" not in containerd_config  # nothing to pull from: the images were imported
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_a_pod_is_ready_by_its_probe_and_its_process_really_runs(proofs: dict[str, dict[str, Any]],
+                                                                 region: str) -> None:
+    proof = proofs[region]["probed"]
+    assert proofs[region]["node"] == RealNode(region).name
+    assert proof["probe_requests_in_log"] >= 1  # the kubelet's probe reached the server: its log says so
+    assert proof["host_get_status"] == 200
+    assert proof["pod_ip"].startswith(NETWORKS[region].subnet.rsplit(".", 1)[0] + ".")
+    assert "http.server" in proof["task_cmdline"] and proof["task_uid"] == 10001
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_service_image_entrypoint_runs_the_service(proofs: dict[str, dict[str, Any]], region: str) -> None:
+    """Without its settings the service stops with exit 2 naming them: the image's package really ran."""
+    entrypoint = proofs[region]["entrypoint"]
+    assert entrypoint["exit_code"] == 2
+    assert any("invalid setting IG_DATABASE_URL" in line for line in entrypoint["log_tail"])
+
+
+def test_node_down_leaves_nothing_running(nodes: dict[str, RealNode], proofs: dict[str, dict[str, Any]]) -> None:
+    binaries = NodeBinaries.cached(Paths.from_environment())
+    for region, node in nodes.items():
+        task_pid = proofs[region]["probed"]["task_pid"]
+        assert Path(f"/proc/{task_pid}").exists()
+        node.stop(binaries)
+        assert not node.running()
+        assert not Path(f"/proc/{task_pid}").exists(), "a container process outlived its node"
+        assert not _processes_mentioning(str(node.dir)), "a node process is still running"
+        mounts = Path("/proc/self/mounts").read_text()
+        assert f" {node.dir}/" not in mounts and f" {node.dir} " not in mounts
+        assert subprocess.run(["ip", "link", "show", node.network.bridge], capture_output=True).returncode != 0
+        assert not Path("/sys/fs/cgroup/memory", node.cgroup_parent.lstrip("/")).exists()
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
