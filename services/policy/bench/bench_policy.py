@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import statistics
@@ -51,7 +52,9 @@ from ig_infra.components import Identities, Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
 from ig_infra.paths import Paths
 from ig_infra.process import child_pids, process_cpu_seconds
+from ig_policy.domain.model import rfc3339
 from ig_policy.testing import (
+    GOLDEN_NOW,
     POLICIES,
     OpaServer,
     free_port,
@@ -60,6 +63,7 @@ from ig_policy.testing import (
     opa_server,
     policy_service,
     proto_from_input,
+    set_test_clock,
     stop_process,
 )
 
@@ -72,16 +76,23 @@ CLIENT_IDENTITY = "gateway"
 HOST_WAKEUP = Path(__file__).with_name("host_wakeup.py")
 ROUNDS = 4
 WARMUP = 500
+# The moment every decision is judged at: the service's test clock (IG_TEST_CLOCK_FILE), and raw OPA's input time.
+BENCH_NOW = GOLDEN_NOW
 Mode = Callable[[int, float], Awaitable[LoadResult]]
 
 
 def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
-    """Golden inputs the service accepts (valid protobuf, valid fields): the realistic mix."""
+    """Golden inputs the service accepts (valid protobuf, valid fields): the realistic mix, each dated at the
+    service's test clock (BENCH_NOW). The service judges time with its own clock, so raw OPA gets the same moment
+    and both sides answer the same question (a case dated on a Saturday is asked on Monday morning here)."""
     mix = []
     for case in golden_cases():
-        request = proto_from_input(case.input)
+        document = copy.deepcopy(case.input)
+        if isinstance(document.get("context"), dict):
+            document["context"]["time"] = rfc3339(BENCH_NOW)
+        request = proto_from_input(document)
         if request is not None and case.expect["rule_id"] != "ig.input.invalid":
-            mix.append((case.input, request))
+            mix.append((document, request))
     return mix
 
 
@@ -351,7 +362,9 @@ def main() -> None:
         with opa_server() as opa, tempfile.TemporaryDirectory() as scratch:
             env = {**identities.env(), **kafka.env(), **postgres.service_env("policy", database), **opa.env(),
                    "IG_LOG_LEVEL": "WARNING"}
-            with policy_service(env, Path(scratch) / "policy.log") as service, \
+            set_test_clock(Path(scratch) / "clock", BENCH_NOW)
+            with policy_service(env, Path(scratch) / "policy.log",
+                                test_clock_file=str(Path(scratch) / "clock")) as service, \
                     hop_floor_server(args.hop_floor) as floor, \
                     hop_floor_server(args.hop_floor, plaintext=True) as plain_floor:
                 figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,

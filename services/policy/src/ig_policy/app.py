@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ig_common.authz.http_guard import guarded_by_table
 from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
@@ -9,6 +11,7 @@ from ig_common.settings import load_settings
 
 from ig_policy.api.authzen import mount_authzen
 from ig_policy.api.grpc_service import policy_grpc_service
+from ig_policy.clock import clock_from
 from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.engine.token import read_opa_token
@@ -35,7 +38,8 @@ def main() -> None:
                                           max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
-        wired["decisions"] = DecisionService(engine, decision_log)
+        wired["decisions"] = DecisionService(engine, decision_log, clock=clock_from(settings.test_clock_file),
+                                             skew=timedelta(seconds=settings.clock_skew_s))
         # AuthZEN on a listener of its own: TLS with a client certificate of the CA, then the caller's workload
         # token against the same table as gRPC. /healthz and /metrics stay on the plain IG_HTTP_PORT.
         assert runtime.authz_table is not None  # run_service refused to start without it

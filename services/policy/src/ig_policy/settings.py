@@ -8,6 +8,7 @@ from typing import Any
 from ig_common.settings import GrpcServiceSettings, Port
 from pydantic import Field, field_validator
 
+from ig_policy.clock import FileClock
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.engine.token import read_opa_token
 
@@ -54,11 +55,25 @@ class Settings(GrpcServiceSettings):
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
 
+    # The server's clock judges time windows and expiries; a request's context.time further from it than this is
+    # INVALID_ARGUMENT (a forwarded client clock or a replayed request cannot choose the moment).
+    clock_skew_s: int = Field(default=300, ge=1, le=86_400)
+    # Tests only: the service's clock reads a fixed instant (RFC 3339) from this file on every decision. Golden
+    # cases and the benchmark use it; never set in production (start-up logs test_clock_in_use when it is).
+    test_clock_file: Path | None = None
+
     @field_validator("opa_token_file")
     @classmethod
     def _token_readable(cls, value: Path | None) -> Path | None:
         if value is not None:
             read_opa_token(value)
+        return value
+
+    @field_validator("test_clock_file")
+    @classmethod
+    def _test_clock_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            FileClock(value)
         return value
 
     @field_validator("decision_log_mask")

@@ -18,12 +18,35 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[4]
 POLICIES = REPO / "policies" / "rego"
 GOLDEN = REPO / "policies" / "golden"
+
+
+# The instant most golden cases are dated (a Monday inside every tenant's window): the test clock's default.
+GOLDEN_NOW = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+
+class SettableClock:
+    """An in-process test clock for DecisionService(clock=...): tests move ``moment`` between decisions."""
+
+    def __init__(self, moment: datetime = GOLDEN_NOW) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def set_test_clock(path: Path, moment: datetime | str) -> None:
+    """Point a service started with IG_TEST_CLOCK_FILE=path at ``moment`` (atomic: a decision never reads half)."""
+    text = moment if isinstance(moment, str) else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(text, encoding="utf-8")
+    os.replace(scratch, path)
 
 
 def free_port() -> int:
