@@ -42,6 +42,9 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+from ext_authz_mix import CHECK, check_request, rule_id_of  # beside this script
+from ext_authz_mix import ROUTES as EXT_AUTHZ_ROUTES
 from host_wakeup import percentile  # beside this script
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.authz import AuthorizationInterceptor, AuthorizationTable
@@ -159,6 +162,19 @@ async def answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[d
     return differing
 
 
+async def check_answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
+    """As answers_differing, for Check: the rule id the gateway would see against raw OPA's."""
+    differing = 0
+    async with aiohttp.ClientSession(headers=opa.headers) as session, \
+            aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        for document, check in mix:
+            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+                raw = (await reply.json())["result"]
+            differing += raw["rule_id"] != rule_id_of(await stub.Check(check, timeout=10))
+    return differing
+
+
 async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
                     plain_floor: tuple[str, int] | None, decisions: int, concurrency: int, rate: float,
                     saturation_decisions: int) -> dict[str, Any]:
@@ -167,6 +183,8 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     raw_calls = [http_call(f"{opa.url}/v1/data/ig/ctx/decision", {"input": document}, headers=opa.headers)
                  for document, _ in mix]
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
+    check_mix = [(document, check) for document, _ in mix if (check := check_request(document)) is not None]
+    check_calls = [grpc_call(CHECK, check.SerializeToString()) for _, check in check_mix]
 
     def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "", mtls: bool = True) -> Mode:
         async def run(count: int, at_rate: float) -> LoadResult:
@@ -180,7 +198,9 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         modes["hop_floor_plaintext_grpc"] = mode(decide_calls, grpc_target=plain_floor[0], mtls=False)
         modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
     modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
+    modes["check_ext_authz"] = mode(check_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
     differing = await answers_differing(opa, grpc_address, mix)
+    check_differing = await check_answers_differing(opa, grpc_address, check_mix)
     for run in modes.values():
         await run(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
@@ -202,7 +222,9 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     rounds = {name: [] for name in modes}
     # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
     watched = {"opa_raw": ("raw_opa_rest", opa.pid), "opa_decide": ("decide_grpc", opa.pid),
-               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
+               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid),
+               "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", pid),
+               "service_log_writer_check": ("check_ext_authz", writer_pid)}
     if floor is not None and plain_floor is not None:
         watched["hop_floor"] = ("hop_floor_grpc", floor[1])
         watched["hop_floor_plaintext"] = ("hop_floor_plaintext_grpc", plain_floor[1])
@@ -214,7 +236,8 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
             for key, seconds in before.items():
                 cpu[key] += process_cpu_seconds(watched[key][1]) - seconds
     saturated = {name: merged(results) for name, results in rounds.items()}
-    cpu.update(client_raw=saturated["raw_opa_rest"].cpu_s, client_decide=saturated["decide_grpc"].cpu_s)
+    cpu.update(client_raw=saturated["raw_opa_rest"].cpu_s, client_decide=saturated["decide_grpc"].cpu_s,
+               client_check=saturated["check_ext_authz"].cpu_s)
     saturation_phase = {
         **{name: summary(result) for name, result in saturated.items()},
         "engine_unavailable": saturated["decide_grpc"].matched,
@@ -257,6 +280,21 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         **floor_figures,
         "service_memory": memory,
         "answers_differing_from_raw_opa": differing,
+        "check_ext_authz": {
+            "what": "Envoy ext_authz v3 Check over the same channel and mTLS as Decide, the mix's inputs as HTTP "
+                    "attributes (path + headers, the actor as the peer principal) through IG_GATEWAY_ROUTES "
+                    "(bench/ext_authz_mix.py); break-glass inputs and tenants the gateway is not granted are left "
+                    "out",
+            "inputs": len(check_mix),
+            "overhead_p50_ms": round(latency_phase["check_ext_authz"]["p50_ms"] - raw_summary["p50_ms"], 3),
+            "overhead_p95_ms": round(latency_phase["check_ext_authz"]["p95_ms"] - raw_summary["p95_ms"], 3),
+            "overhead_p99_ms": round(latency_phase["check_ext_authz"]["p99_ms"] - raw_summary["p99_ms"], 3),
+            "answers_differing_from_raw_opa": check_differing,
+        },
+        "saturation_ratio_to_raw_opa": {
+            name: round(saturation_phase[name]["decisions_per_s"]
+                        / max(saturation_phase["raw_opa_rest"]["decisions_per_s"], 1e-9), 3)
+            for name in ("decide_grpc", "check_ext_authz")},
     }
 
 
@@ -363,8 +401,8 @@ def main() -> None:
             env = {**identities.env(), **kafka.env(), **postgres.service_env("policy", database), **opa.env(),
                    "IG_LOG_LEVEL": "WARNING"}
             set_test_clock(Path(scratch) / "clock", BENCH_NOW)
-            with policy_service(env, Path(scratch) / "policy.log",
-                                test_clock_file=str(Path(scratch) / "clock")) as service, \
+            with policy_service(env, Path(scratch) / "policy.log", test_clock_file=str(Path(scratch) / "clock"),
+                                gateway_routes=json.dumps(EXT_AUTHZ_ROUTES)) as service, \
                     hop_floor_server(args.hop_floor) as floor, \
                     hop_floor_server(args.hop_floor, plaintext=True) as plain_floor:
                 figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,
@@ -392,7 +430,8 @@ def main() -> None:
 
 
 LABELS = (("raw OPA REST ", "raw_opa_rest"), ("floor, plain ", "hop_floor_plaintext_grpc"),
-          ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"))
+          ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"),
+          ("Check        ", "check_ext_authz"))
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -416,12 +455,17 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"    mTLS + authorization cost per call: p50 {cost['p50_ms']:+.3f} ms, p95 {cost['p95_ms']:+.3f} ms, "
               f"server CPU {cost['server_cpu_ms_per_call']:+.3f} ms (saturation); the authorization interceptor "
               f"alone {cost['authorization_interceptor']['us_per_call']:.1f} us per call (goal <= 20 us)")
+    check = report["check_ext_authz"]
+    print(f"    Check overhead p50 {check['overhead_p50_ms']:.2f} ms  p95 {check['overhead_p95_ms']:.2f} ms  p99 "
+          f"{check['overhead_p99_ms']:.2f} ms over {check['inputs']} inputs; answers differing from raw OPA "
+          f"{check['answers_differing_from_raw_opa']}")
     print(f"  saturation phase ({saturation['client_model']}):")
     for label, key in LABELS:
         if key not in saturation:
             continue
         row = saturation[key]
         print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s  (p50 {row['p50_ms']:.1f} ms: queueing)")
+    print(f"    ratio to raw OPA {report['saturation_ratio_to_raw_opa']}")
     print(f"    goal >= 2,000 decisions/s; engine_unavailable {saturation['engine_unavailable']}; "
           f"CPU ms per decision {saturation['cpu_ms_per_decision']}")
     machine = report["machine"]
