@@ -29,6 +29,7 @@ import asyncio
 import copy
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -42,8 +43,11 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import grpc
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from envoy.service.auth.v3 import external_auth_pb2_grpc
-from ext_authz_mix import CHECK, check_request, rule_id_of  # beside this script
+from ext_authz_mix import CHECK, JWT_AUDIENCE, JWT_ISSUER, check_request, forward_auth_headers, rule_id_of
 from ext_authz_mix import ROUTES as EXT_AUTHZ_ROUTES
 from host_wakeup import percentile  # beside this script
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
@@ -175,9 +179,25 @@ async def check_answers_differing(opa: OpaServer, grpc_address: str, mix: list[t
     return differing
 
 
+async def forward_answers_differing(opa: OpaServer, url: str, mix: list[tuple[dict[str, Any], dict[str, str]]]
+                                    ) -> int:
+    """As answers_differing, for forward-auth: the X-IG-Rule-Id nginx would see against raw OPA's rule id."""
+    gateway = workload_directory(CLIENT_IDENTITY)
+    context = ssl.create_default_context(cafile=str(gateway / "ca.crt"))
+    context.load_cert_chain(gateway / "tls.crt", gateway / "tls.key")
+    differing = 0
+    async with aiohttp.ClientSession(headers=opa.headers) as session, \
+            httpx.AsyncClient(verify=context, timeout=10) as client:
+        for document, headers in mix:
+            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+                raw = (await reply.json())["result"]
+            differing += raw["rule_id"] != (await client.get(url, headers=headers)).headers.get("x-ig-rule-id")
+    return differing
+
+
 async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
                     plain_floor: tuple[str, int] | None, decisions: int, concurrency: int, rate: float,
-                    saturation_decisions: int) -> dict[str, Any]:
+                    saturation_decisions: int, forward_auth: tuple[str, bytes]) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
     raw_calls = [http_call(f"{opa.url}/v1/data/ig/ctx/decision", {"input": document}, headers=opa.headers)
@@ -185,6 +205,9 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
     check_mix = [(document, check) for document, _ in mix if (check := check_request(document)) is not None]
     check_calls = [grpc_call(CHECK, check.SerializeToString()) for _, check in check_mix]
+    forward_url, jwt_key = forward_auth[0] + "/forward-auth", forward_auth[1]
+    forward_mix = [(document, forward_auth_headers(document, jwt_key)) for document, _ in check_mix]
+    forward_calls = [http_call(forward_url, method="GET", headers=headers) for _, headers in forward_mix]
 
     def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "", mtls: bool = True) -> Mode:
         async def run(count: int, at_rate: float) -> LoadResult:
@@ -199,8 +222,11 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
     modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
     modes["check_ext_authz"] = mode(check_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
+    # HTTPS with the gateway's client certificate (loadgen -tls-dir), as nginx's auth subrequest would call it.
+    modes["forward_auth_https"] = mode(forward_calls, match=FAIL_CLOSED)
     differing = await answers_differing(opa, grpc_address, mix)
     check_differing = await check_answers_differing(opa, grpc_address, check_mix)
+    forward_differing = await forward_answers_differing(opa, forward_url, forward_mix)
     for run in modes.values():
         await run(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
@@ -224,7 +250,9 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     watched = {"opa_raw": ("raw_opa_rest", opa.pid), "opa_decide": ("decide_grpc", opa.pid),
                "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid),
                "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", pid),
-               "service_log_writer_check": ("check_ext_authz", writer_pid)}
+               "service_log_writer_check": ("check_ext_authz", writer_pid),
+               "opa_forward_auth": ("forward_auth_https", opa.pid), "service_forward_auth": ("forward_auth_https", pid),
+               "service_log_writer_forward_auth": ("forward_auth_https", writer_pid)}
     if floor is not None and plain_floor is not None:
         watched["hop_floor"] = ("hop_floor_grpc", floor[1])
         watched["hop_floor_plaintext"] = ("hop_floor_plaintext_grpc", plain_floor[1])
@@ -237,7 +265,8 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
                 cpu[key] += process_cpu_seconds(watched[key][1]) - seconds
     saturated = {name: merged(results) for name, results in rounds.items()}
     cpu.update(client_raw=saturated["raw_opa_rest"].cpu_s, client_decide=saturated["decide_grpc"].cpu_s,
-               client_check=saturated["check_ext_authz"].cpu_s)
+               client_check=saturated["check_ext_authz"].cpu_s,
+               client_forward_auth=saturated["forward_auth_https"].cpu_s)
     saturation_phase = {
         **{name: summary(result) for name, result in saturated.items()},
         "engine_unavailable": saturated["decide_grpc"].matched,
@@ -291,10 +320,20 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
             "overhead_p99_ms": round(latency_phase["check_ext_authz"]["p99_ms"] - raw_summary["p99_ms"], 3),
             "answers_differing_from_raw_opa": check_differing,
         },
+        "forward_auth_https": {
+            "what": "GET /forward-auth over HTTPS with the gateway's client certificate (keep-alive HTTP/1.1), the "
+                    "same inputs as Check described as nginx's auth subrequest describes a request, the actor as "
+                    "the subject of a bearer JWT (ES256) the service verifies",
+            "inputs": len(forward_mix),
+            "overhead_p50_ms": round(latency_phase["forward_auth_https"]["p50_ms"] - raw_summary["p50_ms"], 3),
+            "overhead_p95_ms": round(latency_phase["forward_auth_https"]["p95_ms"] - raw_summary["p95_ms"], 3),
+            "overhead_p99_ms": round(latency_phase["forward_auth_https"]["p99_ms"] - raw_summary["p99_ms"], 3),
+            "answers_differing_from_raw_opa": forward_differing,
+        },
         "saturation_ratio_to_raw_opa": {
             name: round(saturation_phase[name]["decisions_per_s"]
                         / max(saturation_phase["raw_opa_rest"]["decisions_per_s"], 1e-9), 3)
-            for name in ("decide_grpc", "check_ext_authz")},
+            for name in ("decide_grpc", "check_ext_authz", "forward_auth_https")},
     }
 
 
@@ -401,12 +440,20 @@ def main() -> None:
             env = {**identities.env(), **kafka.env(), **postgres.service_env("policy", database), **opa.env(),
                    "IG_LOG_LEVEL": "WARNING"}
             set_test_clock(Path(scratch) / "clock", BENCH_NOW)
+            jwt_key = ec.generate_private_key(ec.SECP256R1())
+            (Path(scratch) / "idp.pem").write_bytes(jwt_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
             with policy_service(env, Path(scratch) / "policy.log", test_clock_file=str(Path(scratch) / "clock"),
-                                gateway_routes=json.dumps(EXT_AUTHZ_ROUTES)) as service, \
+                                gateway_routes=json.dumps(EXT_AUTHZ_ROUTES),
+                                gateway_jwt_public_key_file=str(Path(scratch) / "idp.pem"),
+                                gateway_jwt_issuer=JWT_ISSUER, gateway_jwt_audience=JWT_AUDIENCE) as service, \
                     hop_floor_server(args.hop_floor) as floor, \
                     hop_floor_server(args.hop_floor, plaintext=True) as plain_floor:
                 figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,
-                                                args.decisions, args.concurrency, args.rate, saturation_decisions))
+                                                args.decisions, args.concurrency, args.rate, saturation_decisions,
+                                                (service.forward_auth_url, jwt_key.private_bytes(
+                                                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))))
     finally:
         postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
     saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
@@ -431,7 +478,7 @@ def main() -> None:
 
 LABELS = (("raw OPA REST ", "raw_opa_rest"), ("floor, plain ", "hop_floor_plaintext_grpc"),
           ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"),
-          ("Check        ", "check_ext_authz"))
+          ("Check        ", "check_ext_authz"), ("forward-auth ", "forward_auth_https"))
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -459,6 +506,10 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"    Check overhead p50 {check['overhead_p50_ms']:.2f} ms  p95 {check['overhead_p95_ms']:.2f} ms  p99 "
           f"{check['overhead_p99_ms']:.2f} ms over {check['inputs']} inputs; answers differing from raw OPA "
           f"{check['answers_differing_from_raw_opa']}")
+    forward = report["forward_auth_https"]
+    print(f"    forward-auth overhead p50 {forward['overhead_p50_ms']:.2f} ms  "
+          f"p95 {forward['overhead_p95_ms']:.2f} ms  p99 {forward['overhead_p99_ms']:.2f} ms; "
+          f"answers differing from raw OPA {forward['answers_differing_from_raw_opa']}")
     print(f"  saturation phase ({saturation['client_model']}):")
     for label, key in LABELS:
         if key not in saturation:
