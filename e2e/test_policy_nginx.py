@@ -50,6 +50,10 @@ http {{
   access_log {work}/access.log;
   client_body_temp_path {work}/body; proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fastcgi;
   uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+  upstream policy_forward_auth {{
+    server {policy_address};
+    keepalive 8;  # one TLS handshake per pooled connection, not one per auth subrequest
+  }}
   server {{
     listen 127.0.0.1:{port};
     location /api/ {{
@@ -66,7 +70,10 @@ http {{
     }}
     location = /_ig_authz {{
       internal;
-      proxy_pass {policy}/forward-auth;
+      proxy_pass https://policy_forward_auth/forward-auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_session_reuse on;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Forwarded-Method $request_method;
@@ -162,7 +169,8 @@ def nginx(service: RunningService, upstream: int, infra: Any,
     work = tmp_path_factory.mktemp("nginx")
     port = free_port()
     config = work / "nginx.conf"
-    config.write_text(NGINX_CONF.format(work=work, port=port, upstream=upstream, policy=service.forward_auth_url,
+    config.write_text(NGINX_CONF.format(work=work, port=port, upstream=upstream,
+                                        policy_address=service.forward_auth_url.removeprefix("https://"),
                                         tls=infra.identities.issued("gateway").directory, cert=CERT_FILE,
                                         key=KEY_FILE, ca=CA_FILE))
     process = subprocess.Popen([binary, "-c", str(config), "-p", str(work), "-e", str(work / "error.log")],

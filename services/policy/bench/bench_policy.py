@@ -211,8 +211,10 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
 
     def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "", mtls: bool = True) -> Mode:
         async def run(count: int, at_rate: float) -> LoadResult:
+            # warmup: each caller's connection (a TLS handshake for HTTPS keep-alive) is opened before the
+            # measured calls, as a gateway's pooled connections are.
             return await drive(binary, calls, count=count, concurrency=concurrency, rate=at_rate,
-                               grpc_target=grpc_target, match=match,
+                               grpc_target=grpc_target, match=match, warmup=concurrency,
                                tls_dir=workload_directory(CLIENT_IDENTITY) if mtls else None)
         return run
 
