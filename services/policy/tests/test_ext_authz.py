@@ -194,10 +194,11 @@ async def test_a_tenant_the_table_does_not_grant_the_gateway_is_refused(
 async def test_a_path_no_route_maps_is_denied_naming_it(
     envoy: external_auth_pb2_grpc.AuthorizationStub, issuer_key: tuple[bytes, Path]
 ) -> None:
-    reply = await envoy.Check(check_request("/admin/users", token=user_token(issuer_key[0])))
+    reply = await envoy.Check(check_request("/admin/users/Zoë\r\nx", token=user_token(issuer_key[0])))
     assert reply.denied_response.status.code == http_status_pb2.Forbidden
     headers = headers_of(reply.denied_response.headers)
-    assert headers["x-ig-rule-id"] == "ig.input.invalid" and "GET /admin/users" in headers["x-ig-explanation"]
+    assert headers["x-ig-rule-id"] == "ig.input.invalid"
+    assert "GET /admin/users/Zo?" in headers["x-ig-explanation"] and "\r" not in headers["x-ig-explanation"]
 
 
 async def test_a_field_the_mapping_cannot_fill_is_named(

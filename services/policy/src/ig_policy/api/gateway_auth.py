@@ -132,7 +132,9 @@ class GatewayAuthorizer:
 
     def _refuse(self, status: int, rule_id: str, explanation: str, challenge: str = "") -> GatewayAnswer:
         REFUSED.labels(self.protocol, rule_id).inc()
-        headers = [("x-ig-rule-id", rule_id), ("x-ig-explanation", explanation[:256])]
+        # Parts of the explanation come from the request (its path): printable ASCII only in a header.
+        printable = "".join(c if " " <= c <= "~" else "?" for c in explanation[:256])
+        headers = [("x-ig-rule-id", rule_id), ("x-ig-explanation", printable)]
         if challenge:
             headers.append(("www-authenticate", challenge))
         return GatewayAnswer(status, rule_id, explanation, headers=tuple(headers), reason=rule_id)
