@@ -431,7 +431,8 @@ def test_a_user_token_speaks_only_for_the_portal_and_only_on_its_own_connection(
 def test_without_its_checkpoint_key_file_the_service_does_not_start(infra: object, database_url: str,
                                                                     tmp_path: Path) -> None:
     env = {**infra.env(database_url, "evidence"), "IG_HTTP_PORT": str(free_port()),  # type: ignore[attr-defined]
-           "IG_GRPC_PORT": str(free_port()), "IG_LEDGER_KEY_PATH": str(tmp_path / "no-such.key"),
+           "IG_GRPC_PORT": str(free_port()), "IG_PUBLIC_PORT": str(free_port()),
+           "IG_LEDGER_KEY_PATH": str(tmp_path / "no-such.key"),
            "IG_BLOB_STORE_PATH": str(tmp_path / "blobs"), "PATH": os.environ["PATH"]}
     done = subprocess.run([sys.executable, "-m", "ig_evidence.app"], env=env, capture_output=True, text=True,
                           timeout=60)

@@ -222,3 +222,24 @@ def test_admin_sees_the_access_log_and_a_cross_site_logout_is_refused(stack: Sta
     assert refused.status == 403
     assert page.goto(f"{portal}/").status == 200 and "/dex/auth" not in page.url
     page.context.close()
+
+
+def test_sign_in_begun_at_127_0_0_1_as_the_readme_said_finishes_at_the_public_url(portal: str, browser: Any) -> None:
+    """Issue #24 item 1: Dex (pinned) sends the browser back to the public URL (localhost); a sign-in begun at
+    127.0.0.1 used to end in '400 sign-in state missing' because the state cookie lived on the other host. The
+    portal now moves the sign-in to its public URL before it begins."""
+    loopback = portal.replace("://localhost:", "://127.0.0.1:")
+    assert loopback != portal
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{loopback}/releases/{RELEASE}")
+    assert "/dex/auth" in page.url, page.url
+    email, password = USERS["alpha-auditor"]
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal}/releases/{RELEASE}")
+    assert "sign-in state missing" not in page.content()
+    assert page.locator(f"text={RELEASE}").first.is_visible()
+    shot(page, "08-signed-in-from-127.0.0.1")
+    context.close()

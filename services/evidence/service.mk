@@ -39,7 +39,7 @@ evidence: ## build, sign, verify (ig-evidence + real cosign) and register a rele
 	$(EVIDENCE_IDENTITY); $(RUN) ig-evidence register $(EVIDENCE_OUT) --release $(VERSION) --server $(EVIDENCE_SERVER) \
 	  --tenant $(EVIDENCE_TENANT)
 
-bench-evidence: ## evidence: 1 GiB bundle vs sha256sum, memory; ledger appends/s (8 writers); verify 100k chain
+bench-evidence: ## evidence: 1 GiB bundle vs sha256sum, memory; ledger appends/s (in-process and through gRPC: 8 and 200 writers, AppendBatch); verify 100k chain; tiles: proofs + RSS at 10k/1M (IG_BENCH_TILE_SIZES)
 	@mkdir -p $(ARTIFACTS)/bench
 	$(RUN) ig-infra up postgres kafka
 	$(RUN) python services/evidence/bench/bench_evidence.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,7 +84,7 @@ def start(name: str, args: list[str], env: dict[str, str], health_url: str, logs
     raise RuntimeError(f"{name} not healthy after {timeout}s:\n{process.tail()}")
 
 
-def dex_token(issuer: str, user: str, *, client_id: str = "audit-portal", client_secret: str = "") -> str:
+def dex_token(issuer: str, user: str, *, client_id: str = "audit-api", client_secret: str = "") -> str:
     """An ID token for a directory user through Dex's password grant (how API clients and scripts sign in)."""
     email, password = USERS[user]
     form = urllib.parse.urlencode({"grant_type": "password", "username": email, "password": password,
@@ -146,6 +147,11 @@ class Stack:
 
 
 def start_dex() -> str:
+    """The shared Dex if it runs this tree's client list; else a private Dex (and directory) for this session.
+
+    The shared one keeps the configuration it was started with; one started before the `audit-api` client was
+    added to tools/infra/dex/config.yaml would refuse every API token request. Other sessions use the shared Dex,
+    so it is never restarted from here."""
     from ig_infra.components import Dex
     from ig_infra.paths import Paths
 
@@ -153,6 +159,51 @@ def start_dex() -> str:
     if not dex.healthy():
         dex.install()
         dex.start()
+    if knows_client(dex.issuer, "audit-api"):
+        return dex.issuer
+    return _private_dex()
+
+
+def knows_client(issuer: str, client_id: str) -> bool:
+    try:
+        dex_token(issuer, "alpha-auditor", client_id=client_id)
+    except urllib.error.HTTPError as error:
+        if error.code in (400, 401):
+            return False
+        raise
+    return True
+
+
+_PRIVATE_DEX: list[str] = []
+
+
+def _private_dex() -> str:
+    import atexit
+
+    from ig_infra.components import Dex
+    from ig_infra.paths import Paths
+
+    if _PRIVATE_DEX:
+        return _PRIVATE_DEX[0]
+    shared = Paths.from_environment()
+    run = Path(tempfile.mkdtemp(prefix="ig-portal-dex-", dir="/var/tmp"))
+    run.chmod(0o755)
+    ports = {"IG_DEX_PORT": free_port(), "IG_DEX_LDAP_PORT": free_port(), "IG_DEX_TELEMETRY_PORT": free_port()}
+    saved = {name: os.environ.get(name) for name in ports}
+    os.environ.update({name: str(port) for name, port in ports.items()})
+    try:
+        dex = Dex(Paths(cache=shared.cache, run=run))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    dex.install()
+    atexit.register(shutil.rmtree, run, ignore_errors=True)  # atexit runs last-in first: after the stop
+    dex.start()
+    atexit.register(dex.stop)
+    _PRIVATE_DEX.append(dex.issuer)
     return dex.issuer
 
 
@@ -165,7 +216,23 @@ def register(evidence_grpc: str, archive: Path, release: str, tenant: str) -> ev
 
     with channel_as("release", evidence_grpc) as channel:
         stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
-        return stub.RegisterBundle(parts(), timeout=60)
+        return stub.RegisterBundle(parts(), timeout=600)  # a bundle with a 1 GiB artifact takes a while
+
+
+def build_and_register(stack: Stack, release: str, inputs: Path, tenant: str = "alpha") -> Path:
+    """Build ``release`` from ``inputs`` with ``ig-evidence``, signed with the stack's pinned key, and register it
+    for ``tenant``; returns the bundle's directory."""
+    cli = [str(Path(sys.executable).parent / "ig-evidence")]
+    out = stack.work / f"bundle-{release}" if release != RELEASE else stack.work / "bundle"
+    built = subprocess.run([*cli, "build", "--release", release, "--inputs", str(inputs), "--out", str(out),
+                            "--key", str(stack.keys / "cosign.key"), "--ledger", stack.evidence_grpc,
+                            "--repo-root", str(REPO)],
+                           capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"},
+                           cwd=REPO)
+    if built.returncode != 0:
+        raise RuntimeError(f"ig-evidence build failed:\n{built.stdout}\n{built.stderr}")
+    register(stack.evidence_grpc, out / f"evidence-{release}.tar.gz", release, tenant)
+    return out
 
 
 @contextlib.contextmanager
@@ -181,7 +248,7 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     subprocess.run([*cli, "keygen", "--out", str(keys)], check=True, capture_output=True, env=env)
     subprocess.run([*cli, "trust", str(keys / "cosign.pub"), "--signers", str(signers), "--tenant", "alpha",
                     "--name", "portal e2e release key"], check=True, capture_output=True, env=env)
-    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),
+    evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port), "IG_PUBLIC_PORT": str(free_port()),
                     **service_env_for(database_url, "evidence"),
                     "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
                     "IG_TRUSTED_SIGNERS_PATH": str(signers), "IG_LOG_LEVEL": "WARNING"}
@@ -190,14 +257,7 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
                      f"http://127.0.0.1:{http_port}/healthz", work)
     stack = Stack(issuer, database_url, f"127.0.0.1:{grpc_port}", work, keys, [evidence])
     try:
-        inputs = write_inputs(work / "inputs")
-        built = subprocess.run([*cli, "build", "--release", RELEASE, "--inputs", str(inputs), "--out",
-                                str(work / "bundle"), "--key", str(stack.keys / "cosign.key"), "--ledger",
-                                stack.evidence_grpc, "--repo-root", str(REPO)],
-                               capture_output=True, text=True, env=env, cwd=REPO)
-        if built.returncode != 0:
-            raise RuntimeError(f"ig-evidence build failed:\n{built.stdout}\n{built.stderr}")
-        register(stack.evidence_grpc, work / "bundle" / f"evidence-{RELEASE}.tar.gz", RELEASE, "alpha")
+        build_and_register(stack, RELEASE, write_inputs(work / "inputs"))
         yield stack
     finally:
         for process in reversed(stack.processes):

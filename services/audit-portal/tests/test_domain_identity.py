@@ -26,6 +26,7 @@ def test_principal_from_claims(claims: dict[str, object], expected: Principal) -
     ({"sub": "u", "groups": ["tenant:alpha"]}, "no portal role"),
     ({"sub": "u", "groups": ["tenant:alpha", "role:superuser"]}, "no portal role"),
     ({"sub": "u", "groups": ["tenant:../etc", "role:admin"]}, "not a valid tenant"),
+    ({"sub": "u", "tenant": "alpha\n", "groups": ["role:admin"]}, "not a valid tenant"),  # fullmatch, not match
     ({"sub": "u", "groups": "tenant:alpha role:admin"}, "exactly one tenant"),
 ])
 def test_ambiguous_or_missing_claims_are_refused(claims: dict[str, object], reason: str) -> None:

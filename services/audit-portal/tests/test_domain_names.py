@@ -38,3 +38,15 @@ def test_accepted_ids_never_contain_separators_or_dotdot(value: str) -> None:
     except InvalidName:
         return
     assert "/" not in value and "\\" not in value and ".." not in value and ARTIFACT_ID.match(value)
+
+
+@pytest.mark.parametrize("value", ["v1.2.1\n", "v1.2.1\r\n"])
+def test_a_trailing_newline_is_refused_in_a_release_name(value: str) -> None:
+    # re.match with "$" accepts a string ending in "\n"; names are matched whole (fullmatch).
+    with pytest.raises(InvalidName, match="release"):
+        check_release(value)
+
+
+def test_a_trailing_newline_is_refused_in_an_artifact_id() -> None:
+    with pytest.raises(InvalidName, match="artifactId"):
+        check_artifact_id("art_01HZX\n")

@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from ig_portal.api.oidc import Provider, TokenRejected, pkce_pair
+from ig_portal.api.oidc import Provider, TokenRejected, cache_max_age, pkce_pair
 
 ISSUER = "https://idp.test/dex"
 
@@ -24,6 +24,7 @@ class FakeIdP:
     def __init__(self) -> None:
         self.keys: dict[str, rsa.RSAPrivateKey] = {"k1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
         self.jwks_fetches = 0
+        self.cache_control: str | None = None
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/.well-known/openid-configuration"):
@@ -36,12 +37,13 @@ class FakeIdP:
             for kid, key in self.keys.items():
                 jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
                 keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
-            return httpx.Response(200, json={"keys": keys})
+            headers = {"Cache-Control": self.cache_control} if self.cache_control else {}
+            return httpx.Response(200, json={"keys": keys}, headers=headers)
         return httpx.Response(404)
 
     def token(self, kid: str = "k1", key: rsa.RSAPrivateKey | None = None, **overrides: Any) -> str:
         now = int(time.time())
-        claims = {"iss": ISSUER, "aud": "audit-portal", "sub": "u1", "iat": now, "exp": now + 300,
+        claims = {"iss": ISSUER, "aud": "audit-api", "sub": "u1", "iat": now, "exp": now + 300,
                   "groups": ["tenant:alpha", "role:auditor"], **overrides}
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, key or self.keys[kid], algorithm="RS256", headers={"kid": kid})
@@ -53,7 +55,7 @@ def idp() -> FakeIdP:
 
 
 def provider(idp: FakeIdP, refetch: float = 0.0) -> Provider:
-    return Provider(issuer=ISSUER, client_id="audit-portal", client_secret="", audience="audit-portal",
+    return Provider(issuer=ISSUER, client_id="audit-portal", client_secret="", api_clients=("audit-api",),
                     skew_seconds=30, jwks_refetch_seconds=refetch,
                     http=httpx.AsyncClient(transport=httpx.MockTransport(idp.handler)))
 
@@ -137,7 +139,7 @@ async def test_a_verified_token_is_remembered_but_still_expires(idp: FakeIdP, mo
         return real_decode(token, *args, **kwargs)
 
     monkeypatch.setattr(jwt, "decode", counting_decode)
-    portal = Provider(issuer=ISSUER, client_id="audit-portal", client_secret="", audience="audit-portal",
+    portal = Provider(issuer=ISSUER, client_id="audit-portal", client_secret="", api_clients=("audit-api",),
                       skew_seconds=0, jwks_refetch_seconds=0,
                       http=httpx.AsyncClient(transport=httpx.MockTransport(idp.handler)))
     short = idp.token(exp=int(time.time()) + 2)
@@ -155,7 +157,65 @@ async def test_a_verified_token_is_remembered_but_still_expires(idp: FakeIdP, mo
 
 async def test_login_tokens_with_a_nonce_are_always_fully_verified(idp: FakeIdP) -> None:
     portal = provider(idp)
-    token = idp.token(nonce="n1")
-    await portal.verify(token)  # remembered as a bearer token
+    token = idp.token(aud="audit-portal", nonce="n1")
+    await portal.verify(token, nonce="n1")
     with pytest.raises(TokenRejected, match="nonce"):
         await portal.verify(token, nonce="other")
+
+
+@pytest.mark.parametrize(("claims", "why"), [
+    # The browser sign-in's ID token (Dex: aud = the client that asked, no azp).
+    ({"aud": "audit-portal"}, "(?i)audience"),
+    # Cross-client: the browser client asked for a token naming the API client too; azp names who asked.
+    ({"aud": ["audit-api", "audit-portal"], "azp": "audit-portal"}, "issued to client 'audit-portal'"),
+    # Several audiences and no azp: nobody can tell which client holds it.
+    ({"aud": ["audit-api", "other-app"]}, "issued to client ''"),
+])
+async def test_an_id_token_of_the_browser_sign_in_is_no_api_credential(idp: FakeIdP, claims: dict[str, Any],
+                                                                       why: str) -> None:
+    with pytest.raises(TokenRejected, match=why):
+        await provider(idp).verify(idp.token(**claims))
+
+
+@pytest.mark.parametrize("claims", [{"aud": "audit-api"}, {"aud": ["audit-api"]},
+                                    {"aud": ["audit-api", "audit-portal"], "azp": "audit-api"}])
+async def test_tokens_of_an_api_client_are_bearer_credentials(idp: FakeIdP, claims: dict[str, Any]) -> None:
+    assert (await provider(idp).verify(idp.token(**claims)))["sub"] == "u1"
+
+
+async def test_an_api_token_does_not_sign_in_to_the_browser(idp: FakeIdP) -> None:
+    with pytest.raises(TokenRejected, match=r"(?i)audience"):
+        await provider(idp).verify(idp.token(aud="audit-api", nonce="n1"), nonce="n1")
+
+
+async def test_the_jwks_is_refetched_when_its_max_age_runs_out(idp: FakeIdP) -> None:
+    idp.cache_control = "public, max-age=1, must-revalidate"
+    portal = provider(idp, refetch=0)
+    remembered = idp.token()
+    await portal.verify(remembered)
+    await portal.verify(idp.token(sub="u2"))
+    assert idp.jwks_fetches == 1  # within max-age the keys are reused
+    # The provider withdraws k1 (rotation done): once max-age has run out the set is fetched again, and neither a
+    # new token of k1 nor the remembered one is accepted any more.
+    idp.keys = {"k2": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+    await asyncio.sleep(1.1)
+    with pytest.raises(TokenRejected, match="unknown key id"):
+        await portal.verify(remembered)
+    assert idp.jwks_fetches == 2
+    await portal.verify(idp.token(kid="k2"))
+    assert idp.jwks_fetches == 2
+
+
+async def test_a_jwks_max_age_of_zero_does_not_make_every_request_fetch(idp: FakeIdP) -> None:
+    idp.cache_control = "no-cache"
+    portal = provider(idp, refetch=3600)
+    for n in range(5):
+        await portal.verify(idp.token(sub=f"u{n}"))
+    assert idp.jwks_fetches == 1  # the refetch bound is the floor of the key set's lifetime
+
+
+def test_cache_control_max_age_parsing() -> None:
+    assert cache_max_age("public, max-age=21600, must-revalidate") == 21600
+    assert cache_max_age('max-age="30"') == 30
+    assert cache_max_age("no-store") == 0
+    assert cache_max_age("public") is None and cache_max_age("max-age=soon") is None

@@ -6,6 +6,8 @@ Figures are printed and written to $ARTIFACTS/bench/evidence.json. No timing is 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import json
 import os
 import shutil
@@ -14,10 +16,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import yaml
+from bench_ledger_grpc import bench_appends_through_grpc
+from bench_tiles import bench_tiles
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig_common.db import create_pool, prepare_service_schema
 from ig_evidence.domain import merkle
@@ -124,14 +130,20 @@ async def bench_ledger(database_url: str, migration_database_url: str) -> dict[s
         results["postgres_roundtrip_ms"] = round((time.perf_counter() - started) / 200 * 1000, 3)
         shared = LedgerStore(pool, schema, signer)
         per_writer = 1500
+        appended_at: dict[int, float] = {}  # seq -> when its Append was called
 
         async def writer(store: LedgerStore, n: int) -> None:
             for i in range(per_writer):
-                await store.append("bench", f"w{n}", f"{n}:{i}".encode())
+                called = time.perf_counter()
+                entry, _ = await store.append("bench", f"w{n}", f"{n}:{i}".encode())
+                appended_at[entry.fields.seq] = called
 
         started = time.perf_counter()
-        await asyncio.gather(*(writer(shared, n) for n in range(8)))
-        results["appends_per_s_8_writers_one_service"] = round(8 * per_writer / (time.perf_counter() - started))
+        async with integration_watch(database_url) as integrated_at:
+            await asyncio.gather(*(writer(shared, n) for n in range(8)))
+            results["appends_per_s_8_writers_one_service"] = round(8 * per_writer / (time.perf_counter() - started))
+            await shared.tree.wait_for(max(appended_at))
+        results["append_to_integrated_ms_8_writers"] = append_to_integrated(appended_at, integrated_at)
         replicas = [LedgerStore(await create_pool(database_url, max_size=2), schema, signer) for _ in range(8)]
         started = time.perf_counter()
         await asyncio.gather(*(writer(r, n) for n, r in enumerate(replicas)))
@@ -150,7 +162,7 @@ async def bench_ledger(database_url: str, migration_database_url: str) -> dict[s
         await asyncio.gather(*(filler(n, missing // 64 + (1 if n < missing % 64 else 0)) for n in range(64)))
         results["fill_appends_per_s_64_concurrent"] = round(missing / (time.perf_counter() - started))
         await shared.close()
-        fresh = LedgerStore(pool, schema, signer)  # no cached leaf hashes: proofs start from the database
+        fresh = LedgerStore(pool, schema, signer)
         started = time.perf_counter()
         report = await fresh.verify()
         results["verify_entries"] = report.entries_checked
@@ -173,6 +185,37 @@ async def bench_ledger(database_url: str, migration_database_url: str) -> dict[s
     return results
 
 
+@contextlib.asynccontextmanager
+async def integration_watch(database_url: str) -> AsyncIterator[list[tuple[float, int]]]:
+    """(time, integrated size) each time the tree grows, polled every millisecond on a connection of its own."""
+    seen: list[tuple[float, int]] = []
+    conn = await asyncpg.connect(database_url)
+
+    async def poll() -> None:
+        while True:
+            size = await conn.fetchval("SELECT size FROM evidence.ledger_tree")
+            if not seen or size > seen[-1][1]:
+                seen.append((time.perf_counter(), size))
+            await asyncio.sleep(0.001)
+
+    task = asyncio.ensure_future(poll())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await conn.close()
+
+
+def append_to_integrated(appended_at: dict[int, float], integrated_at: list[tuple[float, int]]) -> dict[str, float]:
+    """From each Append's call to the tree (and so a checkpoint) including its entry, p50/p99/max in ms."""
+    sizes = [size for _, size in integrated_at]
+    delays = sorted(integrated_at[bisect.bisect_left(sizes, seq)][0] - called for seq, called in appended_at.items())
+    return {"p50": round(delays[len(delays) // 2] * 1000, 1), "p99": round(delays[int(len(delays) * 0.99)] * 1000, 1),
+            "max": round(delays[-1] * 1000, 1)}
+
+
 def bench_database() -> tuple[dict[str, str], Any]:
     """A database laid out like the suite's; the evidence roles' DSNs there, and how to drop it."""
     postgres = Postgres(Paths.from_environment())
@@ -191,6 +234,15 @@ def main() -> None:
         figures["ledger"] = asyncio.run(bench_ledger(roles["IG_DATABASE_URL"], roles["IG_MIGRATION_DATABASE_URL"]))
     finally:
         drop()
+    print("ledger appends through the gRPC service (bench_ledger_grpc.py):", flush=True)
+    figures["ledger_grpc"] = bench_appends_through_grpc()
+    for load, found in figures["ledger_grpc"].items():
+        if isinstance(found, dict):
+            print(f"  {load}: {found['entries_per_s']} entries/s, call p50 {found['call_p50_ms']} ms, p99 "
+                  f"{found['call_p99_ms']} ms, outcomes {found['outcomes']}", flush=True)
+    print("ledger tiles through the service (bench_tiles.py):", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ig-bench-tiles-", dir="/var/tmp") as work:
+        figures["tiles"] = bench_tiles(Path(work))
     bundle, ledger = figures["bundle"], figures["ledger"]
     print(f"bundle {bundle['bundle_bytes'] / GIB:.2f} GiB: sha256sum {bundle['sha256sum_mib_s']} MiB/s | "
           f"ig-evidence build (default tar.gz) {bundle['build_targz_mib_s']} MiB/s = "
@@ -199,9 +251,10 @@ def main() -> None:
           f"{bundle['build_peak_rss_mib_1gib']} MiB (64 MiB bundle: {bundle['build_peak_rss_mib_64mib']} MiB)")
     print(f"ledger (PostgreSQL round trip {ledger['postgres_roundtrip_ms']} ms): "
           f"{ledger['appends_per_s_8_writers_one_service']} appends/s with 8 writers on one service, "
-          f"{ledger['appends_per_s_8_writers_8_replicas']}/s with 8 writers on 8 replicas (goal >= 1,000/s) | "
+          f"{ledger['appends_per_s_8_writers_8_replicas']}/s with 8 writers on 8 replicas (goal >= 1,000/s); "
+          f"append -> integrated p99 {ledger['append_to_integrated_ms_8_writers']['p99']} ms | "
           f"verify {ledger['verify_entries']} entries in {ledger['verify_seconds']} s (ok={ledger['verify_ok']}) | "
-          f"inclusion proof cold {ledger['inclusion_proof_cold_seconds']} s, warm "
+          f"inclusion proof {ledger['inclusion_proof_cold_seconds']} s, again "
           f"{ledger['inclusion_proof_warm_seconds']} s ({ledger['inclusion_proof_hashes']} hashes)")
     figures["load_average_at_end"] = os.getloadavg()[0]
     print(f"(machine: {os.cpu_count()} CPUs, load average {figures['load_average_at_start']:.1f} at start, "

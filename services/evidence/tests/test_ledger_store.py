@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tracemalloc
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig_common.db import create_pool, prepare_schema
-from ig_evidence.domain import merkle, note
+from ig_evidence.domain import merkle, note, tiles
 from ig_evidence.store import MIGRATIONS
 from ig_evidence.store.ledger import CheckpointSigner, LedgerError, LedgerStore
+from ig_evidence.store.tiles import IntegrationPending
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +227,96 @@ async def test_verify_names_a_stored_checkpoint_whose_root_was_rewritten(
     report = await ledger.verify()
     assert not report.ok and report.entries_checked == 11
     assert report.first_bad_seq == 7 and report.message == "signed checkpoint of size 7 no longer matches the entries"
+
+
+async def _append_many(ledger: LedgerStore, count: int) -> None:
+    for start in range(0, count, 500):
+        batch = range(start, min(count, start + 500))
+        await asyncio.gather(*(ledger.append("test.kind", f"s{n}", b"{}") for n in batch))
+
+
+async def test_the_stored_tiles_are_the_tiles_of_the_entries(ledger: LedgerStore, database_url: str,
+                                                             schema: str) -> None:
+    await _append_many(ledger, 700)
+    size, root = await ledger.tree.wait_for(700)
+    conn = await asyncpg.connect(database_url)
+    try:
+        hashes = [merkle.leaf_hash(bytes.fromhex(r["entry_hash"])) for r in await conn.fetch(
+            f"SELECT entry_hash FROM {schema}.ledger_entries ORDER BY seq")]
+        stored = {(r["level"], r["idx"]): bytes(r["hashes"]) for r in await conn.fetch(
+            f"SELECT level, idx, hashes FROM {schema}.ledger_tiles")}
+    finally:
+        await conn.close()
+    assert (size, root) == (700, merkle.root_from_leaf_hashes(hashes))
+    level_one = tiles.perfect_root(hashes[:256]) + tiles.perfect_root(hashes[256:512])
+    assert stored == {(0, 0): b"".join(hashes[:256]), (0, 1): b"".join(hashes[256:512]),
+                      (0, 2): b"".join(hashes[512:]), (1, 0): level_one}
+
+
+async def test_a_proof_reads_a_few_tiles_not_every_leaf(ledger: LedgerStore) -> None:
+    # Memory flat in n: a proof allocates for the O(log n) tiles it reads (8 KiB each), nothing per leaf. The old
+    # per-replica list of every leaf hash took > 1 MB here on its first proof (and kept it).
+    await _append_many(ledger, 6000)
+    await ledger.tree.wait_for(6000)
+    await ledger.inclusion_proof(2, 6000)  # the pool's connections have prepared the statements
+    await ledger.consistency_proof(18, 6000)
+    fresh = LedgerStore(ledger._pool, ledger._schema, ledger.signer)  # a replica's first proofs
+
+    async def peak_of(*calls: Awaitable[object]) -> int:
+        tracemalloc.start()
+        try:
+            for call in calls:
+                await call
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    baseline = await peak_of(fresh.get(1))  # one round trip (TLS buffers included)
+    peak = await peak_of(fresh.inclusion_proof(1, 6000), fresh.consistency_proof(17, 6000), fresh.checkpoint(5999))
+    assert peak - baseline < 96 << 10, f"{peak} bytes at the peak of three proofs, {baseline} for one read"
+
+
+async def test_verify_names_a_tile_rewritten_below_the_service(ledger: LedgerStore, database_url: str,
+                                                               schema: str) -> None:
+    await _append_many(ledger, 600)
+    await ledger.tree.wait_for(600)
+    assert (await ledger.verify()).ok
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.PostgresError, match="may only be extended"):  # the trigger, for a superuser too
+            await conn.execute(f"UPDATE {schema}.ledger_tiles SET hashes = $1 WHERE level = 1", bytes(64))
+        await conn.execute("SET session_replication_role = replica")
+        tile = bytes(await conn.fetchval(f"SELECT hashes FROM {schema}.ledger_tiles WHERE level = 0 AND idx = 1"))
+        await conn.execute(f"UPDATE {schema}.ledger_tiles SET hashes = $1 WHERE level = 0 AND idx = 1",
+                           tile[:32 * 9] + bytes(32) + tile[32 * 10:])
+    finally:
+        await conn.close()
+    report = await ledger.verify()
+    assert not report.ok and report.first_bad_seq == 256 + 9 + 1, report.message
+    assert report.message == "tile 0/1 does not match the entries (hash 9)"
+
+
+async def test_a_size_not_yet_integrated_is_waited_for_and_one_beyond_the_head_refused(
+        ledger: LedgerStore, database_url: str, schema: str) -> None:
+    await _append_many(ledger, 10)
+    await ledger.tree.wait_for(10)
+    with pytest.raises(LedgerError, match="tree_size: 11 is beyond"):
+        await ledger.checkpoint(11)
+    blocker = await asyncpg.connect(database_url)
+    try:
+        # Another replica's integrator holds the tree: this one skips it (SKIP LOCKED) and integrates nothing.
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute(f"SELECT size FROM {schema}.ledger_tree FOR UPDATE")
+        appended = [e for e, _ in await asyncio.gather(*(ledger.append("test.kind", "late", b"{}") for _ in range(5)))]
+        with pytest.raises(IntegrationPending, match="tree_size: 15 is sequenced but not yet integrated"):
+            await ledger.tree.wait_for(15, within=0.3)
+        waiting = asyncio.ensure_future(ledger.inclusion_proof(appended[-1].fields.seq, 0))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await transaction.rollback()  # the other integrator is done (without integrating): this one takes over
+        size, path, root, leaf = await asyncio.wait_for(waiting, 5)
+    finally:
+        await blocker.close()
+    assert size == 15 and leaf == merkle.leaf_hash(bytes.fromhex(appended[-1].entry_hash))
+    merkle.verify_inclusion(14, 15, leaf, path, root)

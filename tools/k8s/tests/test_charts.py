@@ -166,6 +166,18 @@ def test_burn_chart_keeps_health_api_and_public_listeners_apart(render: Render) 
                (service[k] for k in ("livenessProbe", "readinessProbe", "startupProbe") if k in service))
 
 
+def test_evidence_chart_serves_the_ledger_tiles_on_a_public_listener(render: Render) -> None:
+    objects = render("evidence", "region-a")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    service = next(c for c in pod["containers"] if c["name"] == "evidence")
+    assert {p["name"]: p["containerPort"] for p in service["ports"]} == {"http": 8082, "grpc": 50052, "public": 8012}
+    assert settings(objects)["IG_PUBLIC_PORT"] == "8012"
+    ports = one(objects, "Service")["spec"]["ports"]
+    assert {"name": "public", "port": 8012, "targetPort": "public", "protocol": "TCP", "appProtocol": "http"} in ports
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert any({"port": "public", "protocol": "TCP"} in rule.get("ports", []) for rule in ingress)
+
+
 @pytest.mark.parametrize("bundle", [False, True], ids=["configmap", "bundle"])
 def test_policy_chart_locks_the_opa_api_with_a_per_pod_token(render: Render, bundle: bool) -> None:
     extra = ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example") if bundle else ()

@@ -107,8 +107,11 @@ async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
     if tls is not None:
         tls_files = {"ssl_certfile": str(tls.directory / CERT_FILE), "ssl_keyfile": str(tls.directory / KEY_FILE),
                      "ssl_ca_certs": str(tls.directory / CA_FILE), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For/-Proto from 127.0.0.1 (or
+    # $FORWARDED_ALLOW_IPS) for every service; a service that sits behind a proxy names it in its own settings
+    # (the audit portal's IG_FORWARDED_ALLOW_IPS).
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=3,
+                            timeout_graceful_shutdown=3, proxy_headers=False,
                             http=_ClientCertificateProtocol if expose_client_certificate and tls else "httptools",
                             **tls_files)
     watcher: asyncio.Task[None] | None = None

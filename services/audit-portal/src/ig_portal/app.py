@@ -17,16 +17,20 @@ from ig_common.settings import load_settings
 from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import Links
 from ig_portal.api.deadline import RequestDeadline
+from ig_portal.api.edges import harden
 from ig_portal.api.guard import Guard
 from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
 from ig_portal.api.pages import LoginRequired, Pages, login_redirect
+from ig_portal.api.pdf_stamping import PdfStamper
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
+from ig_portal.memory import return_large_buffers_promptly
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
 from ig_portal.store.access_outbox import AccessOutbox
+from ig_portal.store.purge import Purger
 from ig_portal.store.ratelimits import RateLimitStore
 from ig_portal.store.sessions import SessionStore
 
@@ -42,7 +46,8 @@ def routes(settings: Settings) -> HttpFactory:
         users = UserForwarding(runtime.certificate, runtime.certificate.spiffe_id.sibling(settings.evidence_identity))
         http = httpx.AsyncClient(timeout=5.0)
         provider = Provider(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
-                            client_secret=settings.oidc_client_secret, audience=settings.oidc_audience,
+                            client_secret=settings.oidc_client_secret, api_clients=settings.api_clients,
+                            jwks_max_age_seconds=settings.oidc_jwks_max_age_seconds,
                             skew_seconds=settings.oidc_clock_skew_seconds,
                             jwks_refetch_seconds=settings.oidc_jwks_refetch_seconds, http=http,
                             verified_cache_seconds=settings.oidc_token_cache_seconds)
@@ -52,6 +57,7 @@ def routes(settings: Settings) -> HttpFactory:
         limits = RateLimitStore(runtime.pool, runtime.schema)
         runtime.spawn(accesses.run(), "access-outbox")
         runtime.spawn(limits.run(), "rate-limits")
+        runtime.spawn(Purger(runtime.pool, runtime.schema, settings.purge_interval_seconds).run(), "purge")
         guard = Guard(provider=provider, sessions=SessionStore(runtime.pool, runtime.schema),
                       limits=limits,
                       ledger=AccessLedger(ledger_stubs, settings.ledger_timeout_seconds), accesses=accesses,
@@ -62,14 +68,17 @@ def routes(settings: Settings) -> HttpFactory:
         if not settings.link_secret:
             log.warning("link_secret_random", detail="IG_LINK_SECRET unset: links only work on this replica")
         links = Links(secret=secret, default_ttl=settings.link_ttl_seconds, cap=settings.link_ttl_cap_seconds)
-        catalog = EvidenceCatalog(evidence_stubs, users, cache_seconds=settings.catalog_cache_seconds)
-        api = AuditApi(guard=guard, catalog=catalog, links=links)
+        catalog = EvidenceCatalog(evidence_stubs, users, cache_seconds=settings.catalog_cache_seconds,
+                                  download_timeout=settings.download_timeout_seconds)
+        stamper = PdfStamper(settings.pdf_stamp_max_bytes, settings.pdf_stamp_timeout_seconds)
+        api = AuditApi(guard=guard, catalog=catalog, links=links, pdf_stamper=stamper)
         app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
                            slow_seconds=settings.slow_request_seconds)
         app.include_router(api.router())
         app.include_router(Pages(api).router())
         app.include_router(Login(guard, settings.public_url, settings.cookie_secure,
                                  settings.session_lifetime_seconds).router())
+        harden(app, forwarded_allow_ips=settings.forwarded_allow_ips, docs_enabled=settings.docs_enabled)
 
         @app.exception_handler(LoginRequired)
         async def to_login(_: Request, error: LoginRequired) -> Response:
@@ -88,6 +97,7 @@ def routes(settings: Settings) -> HttpFactory:
 
 def main() -> None:
     settings = load_settings(Settings)
+    return_large_buffers_promptly()
     # reset_sessions=False: nothing here keeps session state on a pooled connection (the migration advisory lock
     # is unlocked explicitly), so the pool's reset query per release was a wasted round trip.
     run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS,

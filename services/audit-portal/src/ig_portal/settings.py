@@ -1,7 +1,7 @@
 """Settings of the Audit Portal, from IG_* environment variables."""
 
 from ig_common.settings import Port, ServiceSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 
 class Settings(ServiceSettings):
@@ -16,14 +16,25 @@ class Settings(ServiceSettings):
     trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     # Where browsers reach the portal (redirect URI = public_url + /callback).
     public_url: str = Field(default="http://localhost:8080", pattern=r"^https?://[^/]+$")
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses or networks, e.g.
+    # the ingress's); empty: none, the socket peer is the client.
+    forwarded_allow_ips: str = Field(default="", pattern=r"^[0-9A-Fa-f:.,/ ]*$")
+    # The Swagger UI (/docs, /redoc); /openapi.json is always served.
+    docs_enabled: bool = False
+    # Expired sessions, stale sign-in attempts and rate-limit buckets that have refilled are deleted this often.
+    purge_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
     evidence_target: str = Field(default="127.0.0.1:50052", min_length=3)
     # The evidence service's service-account name: the audience of the user tokens the portal forwards.
     evidence_identity: str = Field(default="evidence", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
     oidc_issuer: str = Field(default="http://127.0.0.1:5556/dex", pattern=r"^https?://")
     oidc_client_id: str = Field(default="audit-portal", min_length=1)
     oidc_client_secret: str = ""
-    # Tokens must name this audience; Dex puts the client id in `aud`.
-    oidc_audience: str = Field(default="audit-portal", min_length=1)
+    # Clients whose tokens are accepted as API bearer tokens (comma-separated): a token's authorized party (azp,
+    # or its single aud; Dex puts the requesting client there) must be one of them. Never the browser client:
+    # an ID token from the sign-in must not be an API credential.
+    oidc_api_clients: str = Field(default="audit-api", pattern=r"^[A-Za-z0-9._:-]+(,[A-Za-z0-9._:-]+)*$")
+    # The JWKS is refetched when its Cache-Control max-age runs out, at the latest after this.
+    oidc_jwks_max_age_seconds: float = Field(default=3600.0, gt=0, le=86400)
     oidc_clock_skew_seconds: int = Field(default=60, ge=0, le=300)
     oidc_jwks_refetch_seconds: float = Field(default=10.0, ge=0, le=3600)
     # A verified bearer token's claims are reused this long (never past exp); 0 verifies on every request.
@@ -47,3 +58,20 @@ class Settings(ServiceSettings):
     # Requests slower than this are logged one by one (request_slow), whether or not their trace was sampled.
     slow_request_seconds: float = Field(default=0.5, gt=0, le=300)
     ledger_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @property
+    def api_clients(self) -> tuple[str, ...]:
+        return tuple(self.oidc_api_clients.split(","))
+
+    @model_validator(mode="after")
+    def _browser_client_is_no_api_client(self) -> "Settings":
+        if self.oidc_client_id in self.api_clients:
+            raise ValueError(f"IG_OIDC_API_CLIENTS must not name the sign-in client {self.oidc_client_id!r}: its ID "
+                             "tokens would be API credentials")
+        return self
+    # A download streams for as long as the browser takes, up to this (the evidence stream's own deadline).
+    download_timeout_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # PDFs up to this size are stamped (whole, in a worker process killed after pdf_stamp_timeout_seconds);
+    # larger ones, and any the worker cannot stamp in time, stream as zip.
+    pdf_stamp_max_bytes: int = Field(default=32 << 20, ge=0, le=256 << 20)
+    pdf_stamp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)

@@ -7,11 +7,13 @@ import structlog
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_server import GrpcService
+from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_identity, load_settings
 
 from ig_evidence.api.evidence import EvidenceServicer, report_missing
 from ig_evidence.api.ledger import LedgerServicer
+from ig_evidence.api.tiles_http import tiles_router
 from ig_evidence.bundle.keyless import KeylessVerifier
 from ig_evidence.domain.trusted_signers import TrustedSignersError
 from ig_evidence.settings import Settings
@@ -59,6 +61,11 @@ def main() -> None:
                              on_head_checkpoint=witnessing.head_stored)
         witnessing.bind(ledger.consistency_proof)
         runtime.spawn(ledger.serve_appends(), "ledger-writer")
+        runtime.spawn(ledger.tree.serve_integration(), "ledger-integrator")
+        public = build_api_app("evidence ledger tiles (C2SP tlog-tiles)")
+        public.include_router(tiles_router(ledger))
+        runtime.spawn(serve_http(public, settings.http_host, settings.public_port, runtime.stop),
+                      "ledger-tiles-http")
         if witnessing.endpoints:
             runtime.spawn(witnessing.run(), "ledger-witnessing")
         adapters["ledger"] = ledger

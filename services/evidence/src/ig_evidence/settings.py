@@ -38,6 +38,10 @@ class Settings(GrpcServiceSettings):
     service_name: str = "evidence"
     grpc_port: Port = 50052
     http_port: Port = 8082
+    # IG_PUBLIC_PORT: the ledger as a C2SP tlog-tiles log (/checkpoint, /tile/...), plain HTTP and read-only: a
+    # transparency log's checkpoint and tiles are public by design (signed notes and hashes, no payloads), so that
+    # a CDN or any standard client can serve and verify them.
+    public_port: Port = 8012
     # IG_TRACE_SAMPLE_RATIO: share of the traces started here that are recorded (parent-based: a traced caller's
     # always are). Recording every request's spans cost ~2 ms of CPU per request here; errors and slow requests
     # stay visible in the logs and metrics whatever is sampled.

@@ -35,7 +35,7 @@ class RunningEvidence:
 def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> Iterator[RunningEvidence]:
     """The evidence service as its own roles (``env`` from ``infra.env(database_url, "evidence")``)."""
     http_port, grpc_port = free_port(), free_port()
-    process_env = {**env, "IG_HTTP_PORT": str(http_port),
+    process_env = {**env, "IG_HTTP_PORT": str(http_port), "IG_PUBLIC_PORT": str(free_port()),
                    "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir), "PATH": os.environ["PATH"]}
     process = subprocess.Popen([sys.executable, "-m", "ig_evidence.app"], env=process_env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

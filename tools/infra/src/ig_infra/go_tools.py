@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
+from ig_infra.paths import REPO_ROOT
 from ig_infra.prereqs import require
 from ig_infra.process import InfraError
 
@@ -52,6 +54,36 @@ TOOLS: dict[str, tuple[str, str, str]] = {
     # deprecation notices: it is built inside its downloaded module instead (BUILD_AS_MAIN_MODULE).
     "pushgateway": ("github.com/prometheus/pushgateway", "v1.11.1", ""),
 }
+
+
+# Go programs of this repository (name -> directory): each is a module of its own whose go.mod and go.sum pin what it
+# takes from the Go module proxy; built with ``go build`` there, again whenever its sources change. tlog-verify checks
+# the evidence ledger's tiles with golang.org/x/mod's sumdb/tlog and sumdb/note, an implementation not our own.
+LOCAL_TOOLS: dict[str, str] = {"tlog-verify": "tools/tlog-verify"}
+
+
+def _local_binary(cache: Path, name: str) -> Path:
+    source = REPO_ROOT / LOCAL_TOOLS[name]
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file() and p.name.endswith((".go", "go.mod", "go.sum"))):
+        digest.update(f"{path.relative_to(source)}\0".encode() + path.read_bytes() + b"\0")
+    return cache / f"{name}-{digest.hexdigest()[:12]}" / "bin" / name
+
+
+def local_build(cache: Path, name: str) -> Path:
+    """``go build`` of a program of this repository (LOCAL_TOOLS); returns the binary's path (built when missing)."""
+    target = _local_binary(cache, name)
+    if target.exists():
+        return target
+    require("go")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"  building {name} from {LOCAL_TOOLS[name]} with go build ...", flush=True)
+    args = ["go", "build", "-trimpath", "-mod=readonly", "-o", str(target), "."]
+    result = subprocess.run(args, capture_output=True, text=True, cwd=REPO_ROOT / LOCAL_TOOLS[name],
+                            env={**os.environ, "CGO_ENABLED": "0"})
+    if result.returncode != 0 or not target.exists():
+        raise InfraError(f"{' '.join(args)} in {LOCAL_TOOLS[name]} failed:\n{result.stderr[-3000:]}")
+    return target
 
 
 # Modules whose go.mod has exclude/replace directives refuse ``go install pkg@version`` (and one whose version list
@@ -140,8 +172,10 @@ def pypi_binary(name: str) -> Path | None:
 
 
 def tool_path(cache: Path, name: str) -> Path:
+    if name in LOCAL_TOOLS:
+        return local_build(cache, name)
     if name not in TOOLS:
-        raise InfraError(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
+        raise InfraError(f"unknown tool {name!r}; known: {', '.join(sorted([*TOOLS, *LOCAL_TOOLS]))}")
     module, version, package = TOOLS[name]
     wheel_binary = pypi_binary(name)
     if wheel_binary is not None:
@@ -162,9 +196,9 @@ LONGEST_BUILDS_FIRST: tuple[str, ...] = ("cosign", "prometheus", "dex", "opa", "
 def build_units(names: list[str] | None = None) -> list[str]:
     """One tool name per build (of ``names``, default all), longest first: tools built by the same ``go build``
     (same module and version) appear once."""
-    unknown = sorted(set(names or []) - set(TOOLS))
+    unknown = sorted(set(names or []) - set(TOOLS) - set(LOCAL_TOOLS))
     if unknown:
-        raise InfraError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(sorted(TOOLS))}")
+        raise InfraError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(sorted([*TOOLS, *LOCAL_TOOLS]))}")
     seen: set[tuple[str, str]] = set()
     units = []
     for name, (module, version, _) in TOOLS.items():
@@ -175,6 +209,7 @@ def build_units(names: list[str] | None = None) -> list[str]:
                 continue
             seen.add((module, version))
         units.append(name)
+    units.extend(name for name in LOCAL_TOOLS if not names or name in names)
     first = {name: rank for rank, name in enumerate(LONGEST_BUILDS_FIRST)}
     return sorted(units, key=lambda name: first.get(name, len(first)))
 
@@ -192,8 +227,10 @@ def ensure_all(cache: Path, names: list[str] | None = None, workers: int = 2) ->
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(ensure, build_units(names)))
-    return {name: tool_path(cache, name) for name in TOOLS if not names or name in names}
+    return {name: tool_path(cache, name) for name in [*TOOLS, *LOCAL_TOOLS] if not names or name in names}
 
 
 def _cached(cache: Path, name: str) -> bool:
+    if name in LOCAL_TOOLS:
+        return _local_binary(cache, name).exists()
     return name in FROM_PYPI or (cache / f"{name}-{TOOLS[name][1]}" / "bin" / name).exists()

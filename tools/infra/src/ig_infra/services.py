@@ -48,8 +48,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # 8092; /healthz and /metrics stay on plain 8081.
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051,
                 extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092}),
-    # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it.
-    ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052,
+    # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it. The ledger's tiles
+    # and checkpoint (C2SP tlog-tiles) are plain and read-only on 8012: public by design.
+    ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052, plain_ports={"IG_PUBLIC_PORT": 8012},
                 data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}, run_env=evidence_witnesses_env),
     # /get-burn over HTTPS; OFREP and the /burn page plain and read-only; /healthz and /metrics on plain 8083.
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053, extra_ports={"IG_API_PORT": 8093},

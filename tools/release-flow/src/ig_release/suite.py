@@ -84,6 +84,7 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
                                     work / "policy.log", free_port()))
         stack.enter_context(service("ig_evidence.app", {**common, **database("evidence"),
                                                         "IG_GRPC_PORT": str(evidence_grpc),
+                                                        "IG_PUBLIC_PORT": str(free_port()),
                                                         "IG_BLOB_STORE_PATH": str(work / "blobs"),
                                                         "IG_TRUSTED_SIGNERS_PATH": base["IG_TRUSTED_SIGNERS_PATH"]},
                                     work / "evidence.log", free_port()))

@@ -39,16 +39,20 @@ class RequestDeadline:
             return
         began = time.perf_counter()
         started = False
+        budget: asyncio.Timeout | None = None
         status = 500  # what the client sees when the app raises before answering (ServerErrorMiddleware's 500)
 
         async def send_tracking(message: Message) -> None:
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started, status = True, int(message["status"])
+                # The deadline bounds the wait for an answer, not its length: a 1 GiB download streams on.
+                if budget is not None:
+                    budget.reschedule(None)
             await send(message)
 
         try:
-            async with asyncio.timeout(self.seconds):
+            async with asyncio.timeout(self.seconds) as budget:
                 await self.app(scope, receive, send_tracking)
         except TimeoutError:
             if started:  # too late to change the answer; the client sees a cut-off response

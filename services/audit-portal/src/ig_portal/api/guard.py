@@ -74,12 +74,18 @@ class Guard:
         return None, None
 
     async def admit(self, request: Request, principal: Principal | None, *, download: bool = False) -> None:
-        """Take tokens from the caller's buckets (address, user, downloads) or answer 429 with Retry-After."""
-        address = request.client.host if request.client else "unknown"
+        """Take a token from the caller's bucket or answer 429 with Retry-After.
+
+        A signed-in caller draws from its own bucket only (and its download bucket): many users behind one proxy
+        or NAT share an address, and one of them must not lock the others out. Only anonymous requests (sign-in,
+        refused tokens) draw from the address's bucket, the address being the socket peer or what a trusted proxy
+        (IG_FORWARDED_ALLOW_IPS) reports."""
         per_request = BucketSpec(self.requests_per_minute)
-        buckets = [(f"addr:{address}", per_request)]
-        if principal is not None:
-            buckets.append((f"user:{principal.tenant}/{principal.user}", per_request))
+        if principal is None:
+            address = request.client.host if request.client else "unknown"
+            buckets = [(f"addr:{address}", per_request)]
+        else:
+            buckets = [(f"user:{principal.tenant}/{principal.user}", per_request)]
             if download:
                 buckets.append((f"download:{principal.tenant}/{principal.user}",
                                 BucketSpec(self.downloads_per_minute)))

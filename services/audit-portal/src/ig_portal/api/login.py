@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
+from urllib.parse import urlencode, urlsplit
 
 import structlog
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -31,6 +32,11 @@ class Login:
     def redirect_uri(self) -> str:
         return f"{self.public_url}/callback"
 
+    def at_public_host(self, request: Request) -> bool:
+        """Whether the browser addressed the public URL's host (and port); the scheme is not compared, a TLS
+        ingress in front may talk plain HTTP to the portal."""
+        return request.headers.get("host", "").lower() == urlsplit(self.public_url).netloc.lower()
+
     def router(self) -> APIRouter:
         router = APIRouter(include_in_schema=False)
         sessions, provider = self.guard.sessions, self.guard.provider
@@ -40,6 +46,12 @@ class Login:
             await self.guard.admit(request, None)
             # Only same-site paths: an open redirect after login would hand attackers a trusted link.
             return_to = next if next.startswith("/") and not next.startswith("//") and "\\" not in next else "/"
+            if not self.at_public_host(request):
+                # The login cookie binds the sign-in to the host it was set on, and the provider sends the browser
+                # back to the public URL's host: a sign-in begun on any other name (127.0.0.1 for localhost)
+                # could never finish. Begin it at the public URL instead (a fixed URL, never the Host header's).
+                return RedirectResponse(f"{self.public_url}/login?{urlencode({'next': return_to})}",
+                                        status_code=303)
             state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
             verifier, challenge = pkce_pair()
             await sessions.begin_login(state, PendingLogin(verifier, nonce, return_to))

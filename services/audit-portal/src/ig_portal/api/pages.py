@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import lookup, valid_artifact_id, valid_release
+from ig_portal.api.edges import CONTENT_SECURITY_POLICY
 from ig_portal.api.guard import new_download_id
 from ig_portal.clients.evidence import ManifestFiles, NotFound, Unavailable
 from ig_portal.domain.access import Action
@@ -20,7 +21,7 @@ from ig_portal.domain.identity import Principal
 from ig_portal.store.sessions import Session
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
-SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+SECURITY_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                     "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 

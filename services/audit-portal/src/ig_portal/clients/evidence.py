@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
@@ -106,8 +106,10 @@ class Recent(Generic[K, V]):
 
 class EvidenceCatalog:
     def __init__(self, stubs: RenewingStub[evidence_pb2_grpc.EvidenceServiceStub], users: UserForwarding,
-                 timeout: float = 10.0, cache_seconds: float = 0.0) -> None:
+                 timeout: float = 10.0, cache_seconds: float = 0.0, download_timeout: float = 3600.0) -> None:
         self._stubs = stubs
+        # A whole download must fit in its call's deadline, so it gets its own (much longer) one.
+        self.download_timeout = download_timeout
         self.users = users
         self.timeout = timeout
         self._releases: Recent[str, list[ReleaseView]] = Recent(cache_seconds)
@@ -154,8 +156,58 @@ class EvidenceCatalog:
         found, _ = await self._fetch(user, artifact_id, with_content=False)
         return found
 
-    async def content(self, user: Principal, artifact_id: str) -> tuple[ArtifactView, bytes]:
-        return await self._fetch(user, artifact_id, with_content=True)
+    async def open_content(self, user: Principal, artifact_id: str) -> tuple[ArtifactView, AsyncGenerator[bytes, None]]:
+        """The artifact's metadata (checked to belong to the tenant) and its bytes as they arrive.
+
+        Nothing is collected: each chunk is handed on as the evidence service sends it, and gRPC's flow control
+        holds the sender back while the browser is slower. The iterator cancels the call if it is closed early
+        (the browser went away)."""
+        call = self.stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=artifact_id, tenant=user.tenant),
+                                     timeout=self.download_timeout, metadata=self.users.metadata(user))
+        try:
+            first = await call.read()
+            if first is grpc.aio.EOF or not first.HasField("artifact"):
+                raise NotFound(artifact_id)
+            meta = _artifact(first.artifact)
+            await self.release(user, meta.release)
+        except grpc.aio.AioRpcError as error:
+            call.cancel()
+            raise self._translate(error) from error
+        except BaseException:
+            call.cancel()
+            raise
+        return meta, self._chunks(call, artifact_id)
+
+    async def open_verify_kit(self, user: Principal, release: str
+                              ) -> tuple[evidence_pb2.VerifyKitInfo, AsyncGenerator[bytes, None]]:
+        """The release's verify kit described (the first message) and then streamed as it arrives."""
+        await self.release(user, release)
+        call = self.stub.GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release=release, tenant=user.tenant),
+                                      timeout=self.download_timeout, metadata=self.users.metadata(user))
+        try:
+            first = await call.read()
+            if first is grpc.aio.EOF or not first.HasField("info"):
+                raise NotFound(release)
+        except grpc.aio.AioRpcError as error:
+            call.cancel()
+            raise self._translate(error) from error
+        except BaseException:
+            call.cancel()
+            raise
+        return first.info, self._chunks(call, release)
+
+    async def _chunks(self, call: Any, what: str) -> AsyncGenerator[bytes, None]:
+        try:
+            while True:
+                try:
+                    part = await call.read()
+                except grpc.aio.AioRpcError as error:
+                    raise self._translate(error) from error
+                if part is grpc.aio.EOF:
+                    return
+                yield part.chunk
+        finally:
+            call.cancel()  # a no-op once the call has finished
 
     async def manifest(self, user: Principal, release: str) -> ManifestFiles:
         """The signed manifest and signature files of the release's latest bundle."""
@@ -166,25 +218,6 @@ class EvidenceCatalog:
         contents = (reply.manifest, reply.signature, reply.sigstore_bundle, reply.public_key)
         files = {name: data for name, data in zip(MANIFEST_FILES, contents, strict=True) if data}
         return ManifestFiles(reply.release, reply.manifest_sha256, files, reply.signer_name, reply.signer_key_id)
-
-    async def verify_kit(self, user: Principal, release: str) -> tuple[evidence_pb2.VerifyKitInfo, bytes]:
-        """The release's verify kit (the evidence service assembles it) and its description."""
-        await self.release(user, release)
-        call = self.stub.GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release=release, tenant=user.tenant),
-                                      timeout=self.timeout, metadata=self.users.metadata(user))
-        info: evidence_pb2.VerifyKitInfo | None = None
-        chunks: list[bytes] = []
-        try:
-            async for part in call:
-                if part.HasField("info"):
-                    info = part.info
-                else:
-                    chunks.append(part.chunk)
-        except grpc.aio.AioRpcError as error:
-            raise self._translate(error) from error
-        if info is None:
-            raise NotFound(release)
-        return info, b"".join(chunks)
 
     async def _fetch(self, user: Principal, artifact_id: str, *, with_content: bool
                      ) -> tuple[ArtifactView, bytes]:

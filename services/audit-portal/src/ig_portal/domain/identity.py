@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 TENANT_GROUP_PREFIX = "tenant:"
 ROLE_GROUP_PREFIX = "role:"
 
@@ -58,7 +58,7 @@ def _tenant(claimed: object, groups: list[str]) -> str:
     if len(candidates) != 1:
         raise NotAuthorized("the token must name exactly one tenant")
     tenant = next(iter(candidates))
-    if not isinstance(tenant, str) or not TENANT_NAME.match(tenant):
+    if not isinstance(tenant, str) or not TENANT_NAME.fullmatch(tenant):
         raise NotAuthorized("the token's tenant is not a valid tenant name")
     return tenant
 

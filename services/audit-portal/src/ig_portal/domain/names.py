@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-ARTIFACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$")
+RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+ARTIFACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}")
 
 
 class InvalidName(ValueError):
@@ -15,13 +15,13 @@ class InvalidName(ValueError):
 
 
 def check_release(value: str) -> str:
-    if not RELEASE.match(value) or ".." in value:
+    if not RELEASE.fullmatch(value) or ".." in value:
         raise InvalidName("release", "must be 1-64 letters, digits or . _ + - and start with a letter or digit")
     return value
 
 
 def check_artifact_id(value: str) -> str:
     # ".." and separators never reach the evidence service: ids are opaque keys, never paths.
-    if not ARTIFACT_ID.match(value) or ".." in value:
+    if not ARTIFACT_ID.fullmatch(value) or ".." in value:
         raise InvalidName("artifactId", "must be 1-200 letters, digits or . _ : + @ = - without '..'")
     return value

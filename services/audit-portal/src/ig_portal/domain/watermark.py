@@ -5,7 +5,7 @@
 - PDF: a footer stamped on every page (pypdf) and the original attached as an embedded file
 - anything else: a zip holding the original file and ``WATERMARK.txt``
 - a verify kit (a tar ``ig-evidence verify`` reads whole): ``WATERMARK.txt`` appended as the tar's last member, which
-  the verifier ignores, so the marked kit still verifies in one command
+  the verifier ignores, so the marked kit still verifies in one command (``streamed_marks.TarAppendStream``)
 ``unwrap`` reverses each form; ``ig-portal-unwrap`` exposes it to auditors.
 """
 
@@ -72,11 +72,11 @@ def apply(name: str, media_type: str, sha256: str, content: bytes, mark: Waterma
                     "contentBase64": base64.b64encode(content).decode()}
         return Marked(json.dumps(envelope, indent=2).encode(), "application/json", name, form)
     if form == "text":
-        header = TEXT_HEADER + _ascii(mark.line()).encode() + b"\n"
+        header = TEXT_HEADER + ascii_only(mark.line()).encode() + b"\n"
         return Marked(header + content, media_type or "text/plain", name, form)
     if form == "pdf":
         try:
-            return Marked(_stamp_pdf(name, content, mark), "application/pdf", name, form)
+            return Marked(stamp_pdf(name, content, mark), "application/pdf", name, form)
         except Exception:
             form = "zip"
     return Marked(_zip(name, content, mark), "application/zip", f"{name}.zip", "zip")
@@ -106,17 +106,6 @@ def unwrap(name: str, data: bytes) -> bytes:
     return data
 
 
-def mark_tar(content: bytes, mark: Watermark) -> bytes:
-    """``content`` (an uncompressed tar) with ``WATERMARK.txt`` appended as its last member."""
-    buffer = io.BytesIO(content)
-    with tarfile.open(fileobj=buffer, mode="a") as archive:
-        text = (mark.line() + "\n" + json.dumps(mark.as_dict()) + "\n").encode()
-        info = tarfile.TarInfo(MARK_FILE)
-        info.size, info.mode = len(text), 0o644
-        archive.addfile(info, io.BytesIO(text))
-    return buffer.getvalue()
-
-
 def tar_mark(data: bytes) -> dict[str, str] | None:
     """The mark a tar carries as ``WATERMARK.txt``, if any."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
@@ -129,7 +118,7 @@ def tar_mark(data: bytes) -> dict[str, str] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def _ascii(text: str) -> str:
+def ascii_only(text: str) -> str:
     return text.encode("ascii", "replace").decode()
 
 
@@ -142,10 +131,10 @@ def _zip(name: str, content: bytes, mark: Watermark) -> bytes:
 
 
 def _pdf_text(text: str) -> bytes:
-    return _ascii(text).replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode()
+    return ascii_only(text).replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode()
 
 
-def _stamp_pdf(name: str, content: bytes, mark: Watermark) -> bytes:
+def stamp_pdf(name: str, content: bytes, mark: Watermark) -> bytes:
     reader = PdfReader(io.BytesIO(content))
     writer = PdfWriter(clone_from=reader)
     for page in writer.pages:

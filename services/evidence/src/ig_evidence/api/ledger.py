@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
 from ig_evidence.store.ledger import LedgerError, LedgerStore
+from ig_evidence.store.tiles import IntegrationPending
 from ig_evidence.store.witnessing import Witnessing
 
 tracer = trace.get_tracer(__name__)
@@ -121,6 +122,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             await _invalid(context, "tree_size: must be >= 0")
         try:
             size, root, note, created = await self._store.checkpoint(request.tree_size)
+        except IntegrationPending as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise
         except LedgerError as error:
             await _invalid(context, str(error))
             raise
@@ -140,6 +144,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             await _invalid(context, "seq: must be >= 1 (tree_size >= 0, 0 = current)")
         try:
             size, path, root, leaf = await self._store.inclusion_proof(request.seq, request.tree_size)
+        except IntegrationPending as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise
         except (LedgerError, ProofError) as error:
             await _invalid(context, str(error))
             raise
@@ -151,6 +158,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
                                context: Context) -> ledger_pb2.ConsistencyProofResponse:
         try:
             path = await self._store.consistency_proof(request.first_size, request.second_size)
+        except IntegrationPending as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise
         except (LedgerError, ProofError) as error:
             await _invalid(context, str(error))
             raise

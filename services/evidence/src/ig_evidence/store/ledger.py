@@ -32,6 +32,7 @@ from ig_evidence.domain.chain import (
     validate_append,
 )
 from ig_evidence.events import entry_appended
+from ig_evidence.store.tiles import TileAudit, TiledTree
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,7 @@ LEDGER_BATCH = Histogram("ig_ledger_append_batch_size", "Entries per group-commi
 LEDGER_HEAD_RETRIES = Counter("ig_ledger_head_retries_total",
                               "Append batches redone under the head lock because another writer moved the head")
 MAX_BATCH = 256
-VERIFY_PAGE = 10_000
+VERIFY_PAGE = 10_240  # 40 full level-0 tiles: Verify compares the stored tiles page by page
 _COLUMNS = "seq, ts, kind, subject, payload, payload_sha256, prev_hash, entry_hash"
 
 
@@ -100,8 +101,7 @@ class LedgerStore:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._head: tuple[int, str] | None = None  # (size, head hash) after this writer's last commit
-        self._hash_cache: list[bytes] = []  # leaf hashes of seq 1..n, valid because entries never change
-        self._cache_lock = asyncio.Lock()
+        self.tree = TiledTree(pool, schema)  # proofs and roots from tiles: nothing per leaf is kept in memory
 
     # -- appends -------------------------------------------------------------------------------------------
     async def append(self, kind: str, subject: str, payload: bytes, *, deduplicate: bool = False
@@ -126,6 +126,7 @@ class LedgerStore:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        await self.tree.close()
 
     async def _write_batches(self) -> None:
         while True:
@@ -141,6 +142,7 @@ class LedgerStore:
                         pending.done.set_exception(error)
                 continue
             self._on_commit()
+            self.tree.wake()
             for pending, result in zip(batch, results, strict=True):
                 if not pending.done.done():
                     pending.done.set_result(result)
@@ -246,31 +248,31 @@ class LedgerStore:
                 ORDER BY seq LIMIT $5""", kind, subject, max(from_seq, 1), to_seq, limit)
         return [row_to_entry(r) for r in rows]
 
-    async def leaf_hashes(self, tree_size: int) -> list[bytes]:
-        if tree_size > await self.size():
-            raise LedgerError(f"tree_size: {tree_size} is beyond the ledger's size")
-        async with self._cache_lock:
-            if len(self._hash_cache) < tree_size:
-                rows = await self._pool.fetch(
-                    f"SELECT entry_hash FROM {self._schema}.ledger_entries WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-                    len(self._hash_cache), tree_size)
-                self._hash_cache.extend(merkle.leaf_hash(bytes.fromhex(r["entry_hash"])) for r in rows)
-            return self._hash_cache[:tree_size]
+    async def _sequenced(self, tree_size: int, name: str = "tree_size") -> tuple[int, bytes | None]:
+        """``tree_size`` (0: the head), refused when beyond what was sequenced; then waits (bounded) until the tiles
+        cover it (IntegrationPending when they do not in time). With its root when that is the integrated one."""
+        head, integrated, root = await self.tree.sizes()
+        size = tree_size or head
+        if size > head:
+            raise LedgerError(f"{name}: {size} is beyond the ledger's size")
+        if size > integrated:
+            integrated, root = await self.tree.wait_for(size)
+        return size, root if size == integrated else None
 
     # -- checkpoints and proofs ----------------------------------------------------------------------------
     async def checkpoint(self, tree_size: int = 0) -> tuple[int, bytes, str, datetime]:
         """A signed checkpoint of ``tree_size`` (0 = the head). Only heads are stored: a past size is computed and
         signed on request, and since Ed25519 is deterministic it gets the same note every time."""
-        size = tree_size or await self.size()
-        if size < 1:
+        if tree_size == 0 and await self.size() < 1:
             raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
+        size, known_root = await self._sequenced(tree_size)
         stored = await self._pool.fetchrow(
             f"SELECT root_hash, note, created_at FROM {self._schema}.ledger_checkpoints WHERE tree_size = $1", size)
         if stored is not None and self.verifier_for(stored["note"]) is not None:
             if not tree_size:
                 self._on_head_checkpoint(size, stored["note"])
             return size, bytes.fromhex(stored["root_hash"]), stored["note"], stored["created_at"]
-        root = merkle.root_from_leaf_hashes(await self.leaf_hashes(size))
+        root = known_root or await self.tree.root(size)
         signed = self.signer.sign(size, root)
         if stored is not None or (tree_size and tree_size != await self.size()):
             # A past size (not stored), or a stored one signed by a key this service no longer knows (the generated
@@ -284,6 +286,13 @@ class LedgerStore:
         self._on_head_checkpoint(size, head[2])
         return head
 
+    async def latest_checkpoint(self) -> str:
+        """The signed checkpoint of the integrated tree, never waiting for integration (the tlog-tiles /checkpoint)."""
+        size, _ = await self.tree.integrated()
+        if size < 1:
+            raise LedgerError("tree_size: the ledger is empty; nothing to checkpoint")
+        return (await self.checkpoint(size))[2]
+
     def verifier_for(self, signed_note: str) -> str | None:
         """The known verifier key (current or previous) whose signature ``signed_note`` carries, if any."""
         for key in self.verifier_keys:
@@ -293,44 +302,55 @@ class LedgerStore:
         return None
 
     async def inclusion_proof(self, seq: int, tree_size: int) -> tuple[int, list[bytes], bytes, bytes]:
-        size = tree_size or await self.size()
+        size, known_root = await self._sequenced(tree_size)
         if not 1 <= seq <= size:
             raise LedgerError(f"seq: {seq} is not in a tree of size {size}")
-        leaves = await self.leaf_hashes(size)
-        return size, merkle.inclusion_proof(leaves, seq - 1), merkle.root_from_leaf_hashes(leaves), leaves[seq - 1]
+        proof, root, leaf = await self.tree.inclusion(seq - 1, size, known_root)
+        return size, proof, root, leaf
 
     async def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
-        second = second_size or await self.size()
+        second, _ = await self._sequenced(second_size, "second_size")
         if not 1 <= first_size <= second:
             raise LedgerError(f"first_size: must be in 1..{second}")
-        return merkle.consistency_proof(await self.leaf_hashes(second), first_size)
+        return await self.tree.consistency(first_size, second)
 
     # -- verification --------------------------------------------------------------------------------------
     async def verify(self) -> ChainReport:
-        """Re-read every entry (no cache), re-hash the chain, and re-check every stored checkpoint's root.
+        """Re-read every entry (no cache), re-hash the chain, and re-check every stored checkpoint's root, every
+        stored tile and the root the tiles were integrated to.
 
         One pass in seq order, in flat memory: each entry extends a compact range of the Merkle tree, whose root at
-        a stored checkpoint's size must be that checkpoint's root (no root is recomputed from all the leaves)."""
+        a stored checkpoint's size must be that checkpoint's root (no root is recomputed from all the leaves), and
+        the tiles rebuilt page by page from the entries must be the stored ones."""
         walker = ChainWalker()
         tree = merkle.CompactRange()
         async with self._pool.acquire() as conn:
             checkpoints = [(r["tree_size"], r["root_hash"]) for r in await conn.fetch(
                 f"SELECT tree_size, root_hash FROM {self._schema}.ledger_checkpoints ORDER BY tree_size")]
             pending = list(reversed(checkpoints))  # the smallest size last, popped first
+            tiled = await conn.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
+            tiled_root = merkle.EMPTY_ROOT if tiled["size"] == 0 else None  # from the entries, at the tiled size
+            audit = TileAudit(conn, self._schema, tiled["size"])
             mismatch: int | None = None
             last = 0
             while True:
                 rows = await conn.fetch(f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE seq > $1 "
                                         "ORDER BY seq LIMIT $2", last, VERIFY_PAGE)
+                leaves: list[bytes] = []
                 for row in rows:
                     entry = row_to_entry(row)
                     if not walker.feed(entry):
+                        await audit.feed(leaves)
                         break
-                    tree.append(merkle.leaf_hash(bytes.fromhex(entry.entry_hash)))
+                    leaves.append(merkle.leaf_hash(bytes.fromhex(entry.entry_hash)))
+                    tree.append(leaves[-1])
                     while pending and pending[-1][0] == tree.size:
                         if tree.root().hex() != pending.pop()[1] and mismatch is None:
                             mismatch = tree.size
+                    if tree.size == tiled["size"]:
+                        tiled_root = tree.root()
                 else:
+                    await audit.feed(leaves)
                     if rows:
                         last = rows[-1]["seq"]
                         continue
@@ -348,4 +368,9 @@ class LedgerStore:
         if bad_size is not None:
             return ChainReport(False, report.entries_checked, min(bad_size, report.entries_checked),
                                f"signed checkpoint of size {bad_size} no longer matches the entries")
+        if audit.first_bad_seq:
+            return ChainReport(False, report.entries_checked, audit.first_bad_seq, audit.message)
+        if tiled_root is None or tiled_root != bytes(tiled["root_hash"]):
+            return ChainReport(False, report.entries_checked, min(tiled["size"], report.entries_checked),
+                               f"the tiles' root of size {tiled['size']} does not match the entries")
         return report

@@ -81,17 +81,23 @@ class Dex(Component):
             apt_install("slapd", "ldap-utils")
         dex_binary(self.paths.cache)
 
+    def rendered_config(self) -> str:
+        values = {"host": self.host, "port": self.port, "ldap_port": self.ldap_port,
+                  "telemetry_port": self.telemetry_port, "ldap_admin_password": LDAP_ADMIN_PASSWORD}
+        return string.Template((self.config_dir / "config.yaml").read_text()).substitute(values)
+
     def start(self) -> None:
-        if self.running() and self.healthy():
+        config = self.dir / "config.yaml"
+        # Dex reads its configuration (clients, connectors) once: a running Dex whose file differs from the tree's
+        # (e.g. a client added) is restarted, or it would keep refusing the new client.
+        current = config.read_text() if config.exists() else None
+        if self.running() and self.healthy() and current == self.rendered_config():
             return
         self.stop()
         ensure_port_free(self.host, self.ldap_port, "Dex's LDAP directory", "IG_DEX_LDAP_PORT")
         ensure_port_free(self.host, self.port, "Dex", "IG_DEX_PORT")
         self._start_directory()
-        values = {"host": self.host, "port": self.port, "ldap_port": self.ldap_port,
-                  "telemetry_port": self.telemetry_port, "ldap_admin_password": LDAP_ADMIN_PASSWORD}
-        config = self.dir / "config.yaml"
-        config.write_text(string.Template((self.config_dir / "config.yaml").read_text()).substitute(values))
+        config.write_text(self.rendered_config())
         spawn([str(dex_binary(self.paths.cache)), "serve", str(config)], log_file=self.log_file,
               pid_file=self.pid_file)
         wait_until(self.healthy, timeout=30, what="Dex", log_file=self.log_file, alive=self.running)

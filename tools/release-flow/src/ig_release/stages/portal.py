@@ -14,7 +14,7 @@ from ig_release.settings import DEMO_AUDITOR
 def auditor_token(issuer: str) -> str:
     email, password = DEMO_AUDITOR
     reply = httpx.post(f"{issuer}/token", data={"grant_type": "password", "username": email, "password": password,
-                                                "scope": "openid email profile groups", "client_id": "audit-portal"},
+                                                "scope": "openid email profile groups", "client_id": "audit-api"},
                        timeout=10)
     if reply.status_code != 200:
         raise StageFailed(f"Dex refused the demo auditor's sign-in: {reply.status_code} {reply.text[:200]}")

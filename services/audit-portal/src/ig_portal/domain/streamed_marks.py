@@ -1,0 +1,197 @@
+"""Watermarks applied while the artifact streams through: each form holds only a bounded amount of the artifact at
+a time, so a 1 GiB download costs the portal the same memory as a 1 KiB one.
+
+A mark is a ``StreamMark``: ``feed`` takes the next piece of the original and returns the bytes to send now,
+``finish`` returns the tail. The forms are the ones ``watermark.unwrap`` (and ``ig-portal-unwrap``) reverse:
+
+- text: the ``# IG-WATERMARK`` header line, then the original bytes untouched
+- JSON: the envelope ``{"igWatermark", "artifact", "contentBase64"}``, its base64 written 3 bytes at a time
+- anything else: a zip written front to back (data descriptors instead of seeking back), ``WATERMARK.txt`` first,
+  the original stored uncompressed: deflating a gigabyte would cost the portal seconds of CPU per download, and
+  the mark, not compression, is the point
+- a verify kit (an uncompressed tar): the members pass through untouched; at the archive's end-of-archive blocks
+  ``WATERMARK.txt`` is appended as the last member, then a new end-of-archive
+
+PDF stamping needs the whole document; it is not a stream form (see ``api.pdf_stamping``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tarfile
+import zipfile
+from typing import Protocol
+
+from ig_portal.domain.watermark import ENVELOPE_KEY, MARK_FILE, TEXT_HEADER, Watermark, ascii_only
+
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+
+
+class StreamMark(Protocol):
+    form: str
+    media_type: str
+    filename: str
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+def mark_text(mark: Watermark) -> bytes:
+    return (mark.line() + "\n" + json.dumps(mark.as_dict()) + "\n").encode()
+
+
+class TextStream:
+    form = "text"
+
+    def __init__(self, name: str, media_type: str, mark: Watermark) -> None:
+        self.filename, self.media_type = name, media_type or "text/plain"
+        self._header: bytes | None = TEXT_HEADER + ascii_only(mark.line()).encode() + b"\n"
+
+    def feed(self, chunk: bytes) -> bytes:
+        header, self._header = self._header, None
+        return (header or b"") + chunk
+
+    def finish(self) -> bytes:
+        header, self._header = self._header, None
+        return header or b""
+
+
+class JsonEnvelopeStream:
+    form = "json"
+    media_type = "application/json"
+
+    def __init__(self, name: str, media_type: str, sha256: str, size: int, mark: Watermark) -> None:
+        self.filename = name
+        head = {ENVELOPE_KEY: mark.as_dict(),
+                "artifact": {"name": name, "mediaType": media_type, "sha256": sha256, "size": size}}
+        # The envelope's JSON up to the opening quote of contentBase64; the closing quote and brace follow at the end.
+        self._head: bytes | None = json.dumps(head)[:-1].encode() + b', "contentBase64": "'
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._carry + chunk
+        whole = len(data) - len(data) % 3  # base64 of whole 3-byte groups only: no padding mid-stream
+        self._carry = data[whole:]
+        head, self._head = self._head, None
+        return (head or b"") + base64.b64encode(data[:whole])
+
+    def finish(self) -> bytes:
+        head, self._head = self._head, None
+        tail = base64.b64encode(self._carry)
+        self._carry = b""
+        return (head or b"") + tail + b'"}'
+
+
+class _Drain(io.RawIOBase):
+    """Where zipfile writes: keeps what was written until taken; not seekable, so zipfile uses data descriptors."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        chunk = bytes(data)  # type: ignore[call-overload]
+        self._parts.append(chunk)
+        return len(chunk)
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+class ZipStream:
+    form = "zip"
+    media_type = "application/zip"
+
+    def __init__(self, name: str, mark: Watermark) -> None:
+        self.filename = f"{name}.zip"
+        self._out = _Drain()
+        self._archive = zipfile.ZipFile(self._out, "w", zipfile.ZIP_STORED)
+        self._archive.writestr(MARK_FILE, mark_text(mark))
+        # force_zip64: the size is not known up front and may pass 4 GiB.
+        self._member = self._archive.open(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), "w",
+                                          force_zip64=True)
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._member.write(chunk)
+        return self._out.take()
+
+    def finish(self) -> bytes:
+        self._member.close()
+        self._archive.close()
+        return self._out.take()
+
+
+class UnexpectedTar(ValueError):
+    """The stream is not a tar archive this appender can follow (a header that does not parse)."""
+
+
+class TarAppendStream:
+    """Passes an uncompressed tar through and appends ``WATERMARK.txt`` as its last member.
+
+    A tar is a sequence of 512-byte blocks: a header, then the member's data rounded up to whole blocks; a zero
+    block marks the end (followed by more zeros up to the record size). The stream is followed header by header;
+    everything from the first end-of-archive block on is held back and replaced by the mark member and a new end.
+    Memory: at most one incoming chunk plus a block."""
+
+    form = "tar-member"
+    media_type = "application/x-tar"
+
+    def __init__(self, filename: str, mark: Watermark) -> None:
+        self.filename = filename
+        self._mark = mark
+        self._pending = b""
+        self._data_left = 0  # bytes of the current member's (block-padded) data still to pass through
+        self._ended = False
+        self._sent = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._ended:
+            return b""
+        out: list[bytes] = []
+        data = self._pending + chunk if self._pending else chunk
+        at = 0
+        while at < len(data) and not self._ended:
+            if self._data_left:
+                step = min(self._data_left, len(data) - at)
+                out.append(data[at:at + step])
+                at += step
+                self._data_left -= step
+                continue
+            if len(data) - at < BLOCK:
+                break
+            header = data[at:at + BLOCK]
+            if header == bytes(BLOCK):
+                self._ended = True
+                break
+            try:
+                info = tarfile.TarInfo.frombuf(header, tarfile.ENCODING, "surrogateescape")
+            except tarfile.HeaderError as error:
+                raise UnexpectedTar(f"tar header at byte {self._sent}: {error}") from error
+            out.append(header)
+            at += BLOCK
+            # Members with data (files, pax and GNU long-name headers) carry size rounded up to whole blocks.
+            self._data_left = -(-info.size // BLOCK) * BLOCK if info.type not in (tarfile.DIRTYPE, tarfile.SYMTYPE,
+                                                                                   tarfile.LNKTYPE) else 0
+        self._pending = b"" if self._ended else data[at:]
+        sent = b"".join(out)
+        self._sent += len(sent)
+        return sent
+
+    def finish(self) -> bytes:
+        if not self._ended:
+            raise UnexpectedTar("the archive ended without its end-of-archive blocks")
+        text = mark_text(self._mark)
+        info = tarfile.TarInfo(MARK_FILE)
+        info.size, info.mode = len(text), 0o644
+        member = info.tobuf(tarfile.PAX_FORMAT) + text + bytes(-len(text) % BLOCK)
+        end = member + bytes(2 * BLOCK)
+        total = self._sent + len(end)
+        return end + bytes(-total % RECORD)
