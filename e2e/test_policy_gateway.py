@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from ig_policy.testing import REPO, RunningService, free_port, opa_server, policy_service
+from ig_policy.testing import REPO, RunningService, free_port, opa_server, policy_service, set_test_clock
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +25,13 @@ ALICE = {"X-User": "u-alice", "X-Roles": "analyst", "X-Purposes": "investigation
 
 @pytest.fixture(scope="module")
 def service(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    scratch = tmp_path_factory.mktemp("gw")
+    # The service judges at its own clock; here a test clock on Monday morning, the time the client also sends.
+    set_test_clock(scratch / "clock", MONDAY)
     with opa_server() as opa:
         env = {**infra.env(database_url, "policy"), **opa.env()}
-        with policy_service(env, tmp_path_factory.mktemp("gw") / "policy.log", opa_timeout_ms="5000") as running:
+        with policy_service(env, scratch / "policy.log", opa_timeout_ms="5000",
+                            test_clock_file=str(scratch / "clock")) as running:
             yield running
 
 
@@ -95,6 +99,25 @@ def test_step_up_is_a_401_challenge(gateway: str) -> None:
 def test_invalid_context_is_a_400_naming_the_field(gateway: str) -> None:
     reply = httpx.get(f"{gateway}/alpha/case/case-1", headers={**ALICE, "X-Session-Risk": "150"}, timeout=30)
     assert reply.status_code == 400 and "context.session_risk" in reply.json()["detail"]
+
+
+def test_a_request_dated_ten_years_ahead_is_refused(gateway: str) -> None:
+    reply = httpx.get(f"{gateway}/alpha/case/case-1", headers={**ALICE, "X-Request-Time": "2036-01-05T10:00:00Z"},
+                      timeout=30)
+    assert reply.status_code == 400 and "context.time: is 3652 d ahead" in reply.json()["detail"]
+
+
+def test_a_forged_weekday_time_on_saturday_night_is_refused(gateway: str, service: RunningService) -> None:
+    clock = service.log_path.with_name("clock")
+    set_test_clock(clock, "2026-01-10T23:00:00+01:00")
+    try:
+        forged = httpx.get(f"{gateway}/alpha/case/case-1", headers=ALICE, timeout=30)  # claims Monday 10:00
+        honest = httpx.get(f"{gateway}/alpha/case/case-1", timeout=30,
+                           headers={**ALICE, "X-Request-Time": "2026-01-10T22:01:00Z"})
+    finally:
+        set_test_clock(clock, MONDAY)
+    assert forged.status_code == 400 and "context.time: " in forged.json()["detail"]
+    assert honest.status_code == 403 and honest.headers["X-IG-Rule-Id"] == "ig.time.outside_window"
 
 
 def test_unreachable_policy_service_fails_closed(tmp_path: Path) -> None:

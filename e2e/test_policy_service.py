@@ -9,6 +9,7 @@ import json
 import ssl
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
 from ig_infra.kafka_reading import consumer_at
 from ig_infra.pki import DevCA
 from ig_policy.testing import (
+    GOLDEN_NOW,
     GoldenCase,
     OpaServer,
     RunningService,
@@ -33,6 +35,7 @@ from ig_policy.testing import (
     opa_server,
     policy_service,
     proto_from_input,
+    set_test_clock,
 )
 
 pytestmark = pytest.mark.e2e
@@ -52,9 +55,12 @@ def opa() -> Iterator[OpaServer]:
 def service(infra: Any, database_url: str, opa: OpaServer, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[RunningService]:
     env = {**infra.env(database_url, "policy"), **opa.env()}
-    # The budget is raised so that the contract judges answers, not this shared machine's scheduling.
-    with policy_service(env, tmp_path_factory.mktemp("policy") / "service.log", opa_timeout_ms="5000",
-                        decision_log_flush_ms="20") as running:
+    scratch = tmp_path_factory.mktemp("policy")
+    set_test_clock(scratch / "clock", GOLDEN_NOW)
+    # The budget is raised so that the contract judges answers, not this shared machine's scheduling. The golden
+    # cases are judged at their own moments through the service's test clock, never through the request.
+    with policy_service(env, scratch / "service.log", opa_timeout_ms="5000", decision_log_flush_ms="20",
+                        test_clock_file=str(scratch / "clock")) as running:
         yield running
         assert running.stop() == 0, "SIGTERM must stop the service cleanly"
 
@@ -72,16 +78,20 @@ def deciding_since() -> float:
 
 
 @pytest.fixture(scope="module")
-def decided(stub: policy_pb2_grpc.PolicyServiceStub, deciding_since: float
+def decided(stub: policy_pb2_grpc.PolicyServiceStub, deciding_since: float, service: RunningService
             ) -> dict[str, tuple[policy_pb2.DecideResponse | None, str]]:
-    """Each contract case through the service: the reply, or the INVALID_ARGUMENT details."""
+    """Each contract case through the service, its clock set to the case's moment: the reply, or the
+    INVALID_ARGUMENT details."""
+    clock_file = service.log_path.with_name("clock")
     answers: dict[str, tuple[policy_pb2.DecideResponse | None, str]] = {}
     for case in CONTRACT:
+        set_test_clock(clock_file, proto_from_input(case.input).context.time.ToDatetime(tzinfo=UTC))
         try:
             answers[case.id] = (stub.Decide(proto_from_input(case.input), timeout=30), "")
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
             answers[case.id] = (None, error.details() or "")
+    set_test_clock(clock_file, GOLDEN_NOW)
     return answers
 
 
@@ -275,7 +285,9 @@ def test_health_and_metrics_stay_plain_on_the_http_port_without_authzen(service:
 
 def test_without_opa_every_answer_is_deny(infra: Any, database_url: str, tmp_path: Path) -> None:
     env = {**infra.env(database_url, "policy"), "IG_OPA_URL": f"http://127.0.0.1:{free_port()}"}
-    with policy_service(env, tmp_path / "service.log") as running, channel_as("gateway", running.grpc_address) as ch:
+    set_test_clock(tmp_path / "clock", GOLDEN_NOW)
+    with policy_service(env, tmp_path / "service.log", test_clock_file=str(tmp_path / "clock")) as running, \
+            channel_as("gateway", running.grpc_address) as ch:
         stub = policy_pb2_grpc.PolicyServiceStub(ch)
         allowed = next(c for c in golden_cases() if c.name == "same tenant and purpose may read")
         reply, call = stub.Decide.with_call(proto_from_input(allowed.input), timeout=30)

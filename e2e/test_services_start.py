@@ -58,7 +58,8 @@ def running(request: pytest.FixtureRequest, infra: object,
     health_port = free_port() if service.separate_health else http_port
     env = {**infra.env(database_url, service.name), "IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port),  # type: ignore[attr-defined]
            "IG_HEALTH_PORT": str(health_port) if service.separate_health else "",
-           "IG_AUTHZEN_PORT": str(free_port()), "IG_API_PORT": str(free_port()), "IG_PUBLIC_PORT": str(free_port()),
+           "IG_AUTHZEN_PORT": str(free_port()), "IG_FORWARD_AUTH_PORT": str(free_port()),
+           "IG_API_PORT": str(free_port()), "IG_PUBLIC_PORT": str(free_port()),
            "PATH": "/usr/bin:/bin"}
     env = {name: value for name, value in env.items() if value}
     process = subprocess.Popen([sys.executable, "-m", service.module], env=env, stdout=subprocess.PIPE,
@@ -132,7 +133,8 @@ def test_missing_setting_stops_start_up_naming_it(service: Service) -> None:
 def test_no_certificate_stops_start_up_naming_it(service: Service, infra: object, database_url: str,
                                                  tmp_path: Path) -> None:
     env = {**infra.env(database_url), "IG_HTTP_PORT": str(free_port()), "IG_GRPC_PORT": str(free_port()),  # type: ignore[attr-defined]
-           "IG_AUTHZEN_PORT": str(free_port()), "IG_API_PORT": str(free_port()), "IG_PUBLIC_PORT": str(free_port()),
+           "IG_AUTHZEN_PORT": str(free_port()), "IG_FORWARD_AUTH_PORT": str(free_port()),
+           "IG_API_PORT": str(free_port()), "IG_PUBLIC_PORT": str(free_port()),
            "IG_HEALTH_PORT": str(free_port()), "IG_TLS_DIR": str(tmp_path / "nothing-here"), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", service.module], env=env, capture_output=True, text=True,
                             timeout=60)

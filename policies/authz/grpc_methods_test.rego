@@ -121,6 +121,12 @@ test_authzen_answers_exactly_whom_decide_answers if {
 	{name | some name in data.http["POST /access/v1/evaluations"]} == granted("/ig.policy.v1.PolicyService/BatchDecide")
 }
 
+test_gateway_checks_answer_no_one_decide_refuses if {
+	# ext_authz Check and forward-auth are more doors to the same decisions.
+	granted("/envoy.service.auth.v3.Authorization/Check") <= granted("/ig.policy.v1.PolicyService/Decide")
+	{name | some name in data.http["GET /forward-auth"]} <= granted("/ig.policy.v1.PolicyService/Decide")
+}
+
 test_burn_report_over_https_answers_exactly_whom_get_burn_answers if {
 	# /get-burn and BurnService/GetBurn hand out the same report: one must not be wider than the other.
 	{name | some name in data.http["GET /get-burn"]} == granted("/ig.burn.v1.BurnService/GetBurn")

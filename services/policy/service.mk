@@ -2,10 +2,13 @@
 POLICY_REGO := policies/rego
 POLICY_COVERAGE_MIN := 90
 
-CHECK_TARGETS += policy-rego-test policy-py-coverage
+CHECK_TARGETS += policy-gateway-prereqs policy-rego-test policy-py-coverage
 BENCH_TARGETS += bench-policy
 
-.PHONY: policy-rego-test policy-py-coverage bench-policy
+.PHONY: policy-gateway-prereqs policy-rego-test policy-py-coverage bench-policy
+
+policy-gateway-prereqs: ## policy: Debian's nginx (auth_request) for the real-gateway e2e (e2e/test_policy_nginx.py)
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
 
 policy-rego-test: ## opa test over policies/rego; fails when policy coverage drops below 90 %
 	@mkdir -p $(ARTIFACTS)
@@ -18,7 +21,7 @@ policy-rego-test: ## opa test over policies/rego; fails when policy coverage dro
 	$(RUN) python -c "import json,sys; print('rego coverage: %.1f %%' % json.load(open(sys.argv[1]))['coverage'])" \
 	  $(ARTIFACTS)/policy-rego-coverage.json
 
-policy-py-coverage: infra-up ## pytest over services/policy + e2e/test_policy_*; fails below 90 % line coverage
+policy-py-coverage: infra-up policy-gateway-prereqs ## pytest over services/policy + e2e/test_policy_*; fails below 90 % line coverage
 	@mkdir -p $(ARTIFACTS)
 	$(RUN) pytest services/policy e2e/test_policy_*.py -q $(PYTEST_RERUNS) --cov=ig_policy --cov-config=services/policy/.coveragerc \
 	  --cov-report=term:skip-covered --cov-report=json:$(ARTIFACTS)/policy-py-coverage.json \

@@ -11,7 +11,9 @@ Run: ``uv run python tools/gateway/policy_gateway.py --listen 127.0.0.1:8090 --p
 Requests: ``METHOD /{tenant}/{type}/{id}[?action=export]``; identity and context arrive as headers an
 authenticating proxy in front would set: X-User, X-User-Tenant (defaults to the path tenant), X-Roles,
 X-Purposes (comma-separated), X-Purpose, X-Classification, X-Resource-Region, X-Network-Zone, X-Device-Trust,
-X-Session-Risk, X-Auth-Level. ``X-Request-Time`` (RFC 3339) overrides the gateway clock, for tests only.
+X-Session-Risk, X-Auth-Level. ``X-Request-Time`` (RFC 3339, the client's clock) is forwarded as ``context.time``
+(the gateway's clock when absent): the policy service judges time with its own clock and refuses a sent time
+outside its skew (400 naming ``context.time``).
 """
 
 from __future__ import annotations

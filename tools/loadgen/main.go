@@ -78,10 +78,17 @@ var _ encoding.Codec = rawCodec{}
 
 type caller func(ctx context.Context, r *request) (outcome string, answer []byte)
 
-func httpCaller(concurrency int, timeout time.Duration) caller {
-	client := &http.Client{Timeout: timeout, Transport: &http.Transport{
-		MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, DisableCompression: true,
-	}}
+func httpCaller(concurrency int, timeout time.Duration, tlsDir string) (caller, error) {
+	transport := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, DisableCompression: true}
+	if tlsDir != "" {
+		// https:// URLs present the workload certificate (an internal API that requires one); http:// ignores it.
+		config, err := tlsConfig(tlsDir)
+		if err != nil {
+			return nil, err
+		}
+		transport.TLSClientConfig = config
+	}
+	client := &http.Client{Timeout: timeout, Transport: transport}
 	return func(ctx context.Context, r *request) (string, []byte) {
 		method := r.Method
 		if method == "" {
@@ -107,15 +114,12 @@ func httpCaller(concurrency int, timeout time.Duration) caller {
 			return "error:body", nil
 		}
 		return fmt.Sprintf("http:%d", resp.StatusCode), answer
-	}
+	}, nil
 }
 
-// transportCredentials: mTLS with the workload certificate in tlsDir (tls.crt, tls.key, ca.crt: the layout
-// cert-manager and ig-infra write), verifying the server's chain and address; plaintext only when tlsDir is empty.
-func transportCredentials(tlsDir string) (credentials.TransportCredentials, error) {
-	if tlsDir == "" {
-		return insecure.NewCredentials(), nil
-	}
+// tlsConfig: the workload certificate in tlsDir (tls.crt, tls.key, ca.crt: the layout cert-manager and ig-infra
+// write) as the client certificate, the server's chain and address verified against ca.crt.
+func tlsConfig(tlsDir string) (*tls.Config, error) {
 	pair, err := tls.LoadX509KeyPair(filepath.Join(tlsDir, "tls.crt"), filepath.Join(tlsDir, "tls.key"))
 	if err != nil {
 		return nil, err
@@ -128,8 +132,19 @@ func transportCredentials(tlsDir string) (credentials.TransportCredentials, erro
 	if !roots.AppendCertsFromPEM(authority) {
 		return nil, fmt.Errorf("%s: no certificate in ca.crt", tlsDir)
 	}
-	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots,
-		MinVersion: tls.VersionTLS13}), nil
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS13}, nil
+}
+
+// transportCredentials: gRPC over mTLS with tlsConfig; plaintext only when tlsDir is empty.
+func transportCredentials(tlsDir string) (credentials.TransportCredentials, error) {
+	if tlsDir == "" {
+		return insecure.NewCredentials(), nil
+	}
+	config, err := tlsConfig(tlsDir)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(config), nil
 }
 
 func grpcCaller(target, tlsDir string, timeout time.Duration) (caller, func(), error) {
@@ -157,7 +172,7 @@ func grpcCaller(target, tlsDir string, timeout time.Duration) (caller, func(), e
 func main() {
 	file := flag.String("requests", "", "JSON array of calls")
 	target := flag.String("grpc-target", "", "host:port for gRPC calls")
-	tlsDir := flag.String("tls-dir", "", "gRPC over mTLS as the workload certificate in this directory (tls.crt, tls.key, ca.crt)")
+	tlsDir := flag.String("tls-dir", "", "gRPC over mTLS, and https:// calls with a client certificate, as the workload certificate in this directory (tls.crt, tls.key, ca.crt)")
 	count := flag.Int("count", 1000, "calls to measure")
 	warmup := flag.Int("warmup", 200, "calls sent first and not measured")
 	concurrency := flag.Int("concurrency", 32, "concurrent callers")
@@ -177,7 +192,10 @@ func main() {
 	if err != nil || len(calls) == 0 {
 		fail("-requests: need a non-empty JSON array of calls: %v", err)
 	}
-	call := httpCaller(*concurrency, *timeout)
+	call, err := httpCaller(*concurrency, *timeout, *tlsDir)
+	if err != nil {
+		fail("-tls-dir: %v", err)
+	}
 	if calls[0].GRPCMethod != "" {
 		grpcCall, closeConn, err := grpcCaller(*target, *tlsDir, *timeout)
 		if err != nil {

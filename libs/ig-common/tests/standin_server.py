@@ -36,6 +36,12 @@ def suite_methods() -> dict[str, MethodDescriptor]:
                     found[f"/{service.full_name}/{method.name}"] = method
     for method in health_pb2.DESCRIPTOR.services_by_name["Health"].methods:
         found[f"/grpc.health.v1.Health/{method.name}"] = method
+    # Standard services the suite serves from generated code of their own: Envoy's ext_authz (the policy service;
+    # xds-protos, installed with the workspace).
+    from envoy.service.auth.v3 import external_auth_pb2
+
+    for method in external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].methods:
+        found[f"/envoy.service.auth.v3.Authorization/{method.name}"] = method
     return found
 
 

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from fastapi import FastAPI
 from ig_common.authz import AuthorizationTable, TableError
-from ig_common.authz.http_guard import CALLER_SCOPE_KEY, guarded_by_table
+from ig_common.authz.http_guard import CALLER_SCOPE_KEY, guarded_by_client_certificate, guarded_by_table
 from ig_common.authz.workload_token import WorkloadTokenError, WorkloadTokenVerifier, sign_workload_token
 from ig_common.http_client import WorkloadTokenAuth
 from ig_common.http_server import serve_http
@@ -195,3 +195,48 @@ async def test_the_client_signs_a_token_for_its_audience_and_reuses_it(pki: dict
     first = auth.token()
     assert auth.token() == first
     assert str(verifier(pki).verify(first)) == "spiffe://maestro.local/ns/ig/sa/gateway"
+
+
+async def test_the_client_certificate_guard_takes_the_caller_from_the_verified_certificate(
+        pki: dict[str, Path]) -> None:
+    """For callers that cannot sign tokens (nginx auth_request): serve_http hands the handshake's client
+    certificate to the app (ASGI TLS extension) and ClientCertificateGuard applies the table's rows to it."""
+    app = FastAPI()
+
+    @app.post("/access/v1/evaluation")
+    async def evaluation(request: Request) -> dict[str, str]:
+        return {"caller": str(request.scope[CALLER_SCOPE_KEY])}
+
+    port, stop = free_port(), asyncio.Event()
+    guarded = guarded_by_client_certificate(app, TABLE, WorkloadCertificate(pki["policy"]))
+    serving = asyncio.create_task(serve_http(guarded, "127.0.0.1", port, stop, tls=WorkloadCertificate(pki["policy"]),
+                                             expose_client_certificate=True))
+
+    def ask(caller: str) -> httpx.Response:
+        context = ssl.create_default_context(cafile=str(pki[caller] / CA_FILE))
+        context.load_cert_chain(pki[caller] / CERT_FILE, pki[caller] / KEY_FILE)
+        with httpx.Client(verify=context, timeout=10) as client:
+            for _ in range(100):
+                try:
+                    return client.post(f"https://localhost:{port}/access/v1/evaluation")
+                except httpx.TransportError:
+                    time.sleep(0.1)
+        raise AssertionError("the listener did not start")
+
+    try:
+        granted, refused, unknown = [await asyncio.to_thread(ask, c) for c in ("gateway", "operator", "intruder")]
+    finally:
+        stop.set()
+        await serving
+    assert granted.status_code == 200 and granted.json() == {"caller": "spiffe://maestro.local/ns/ig/sa/gateway"}
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == \
+        "POST /access/v1/evaluation is not granted to spiffe://maestro.local/ns/ig/sa/operator"
+    assert unknown.status_code == 401 and "intruder is not known" in unknown.json()["detail"]
+
+
+async def test_without_the_tls_extension_the_client_certificate_guard_refuses(pki: dict[str, Path]) -> None:
+    guarded = guarded_by_client_certificate(guarded_app(pki), TABLE, WorkloadCertificate(pki["policy"]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://t") as client:
+        reply = await client.post("/access/v1/evaluation")
+    assert reply.status_code == 401 and "client certificate" in reply.json()["detail"]

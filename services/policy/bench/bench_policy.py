@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -41,6 +43,12 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import grpc
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+from ext_authz_mix import CHECK, JWT_AUDIENCE, JWT_ISSUER, check_request, forward_auth_headers, rule_id_of
+from ext_authz_mix import ROUTES as EXT_AUTHZ_ROUTES
 from host_wakeup import percentile  # beside this script
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.authz import AuthorizationInterceptor, AuthorizationTable
@@ -51,7 +59,9 @@ from ig_infra.components import Identities, Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
 from ig_infra.paths import Paths
 from ig_infra.process import child_pids, process_cpu_seconds
+from ig_policy.domain.model import rfc3339
 from ig_policy.testing import (
+    GOLDEN_NOW,
     POLICIES,
     OpaServer,
     free_port,
@@ -60,6 +70,7 @@ from ig_policy.testing import (
     opa_server,
     policy_service,
     proto_from_input,
+    set_test_clock,
     stop_process,
 )
 
@@ -72,16 +83,23 @@ CLIENT_IDENTITY = "gateway"
 HOST_WAKEUP = Path(__file__).with_name("host_wakeup.py")
 ROUNDS = 4
 WARMUP = 500
+# The moment every decision is judged at: the service's test clock (IG_TEST_CLOCK_FILE), and raw OPA's input time.
+BENCH_NOW = GOLDEN_NOW
 Mode = Callable[[int, float], Awaitable[LoadResult]]
 
 
 def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
-    """Golden inputs the service accepts (valid protobuf, valid fields): the realistic mix."""
+    """Golden inputs the service accepts (valid protobuf, valid fields): the realistic mix, each dated at the
+    service's test clock (BENCH_NOW). The service judges time with its own clock, so raw OPA gets the same moment
+    and both sides answer the same question (a case dated on a Saturday is asked on Monday morning here)."""
     mix = []
     for case in golden_cases():
-        request = proto_from_input(case.input)
+        document = copy.deepcopy(case.input)
+        if isinstance(document.get("context"), dict):
+            document["context"]["time"] = rfc3339(BENCH_NOW)
+        request = proto_from_input(document)
         if request is not None and case.expect["rule_id"] != "ig.input.invalid":
-            mix.append((case.input, request))
+            mix.append((document, request))
     return mix
 
 
@@ -148,19 +166,55 @@ async def answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[d
     return differing
 
 
+async def check_answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
+    """As answers_differing, for Check: the rule id the gateway would see against raw OPA's."""
+    differing = 0
+    async with aiohttp.ClientSession(headers=opa.headers) as session, \
+            aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        for document, check in mix:
+            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+                raw = (await reply.json())["result"]
+            differing += raw["rule_id"] != rule_id_of(await stub.Check(check, timeout=10))
+    return differing
+
+
+async def forward_answers_differing(opa: OpaServer, url: str, mix: list[tuple[dict[str, Any], dict[str, str]]]
+                                    ) -> int:
+    """As answers_differing, for forward-auth: the X-IG-Rule-Id nginx would see against raw OPA's rule id."""
+    gateway = workload_directory(CLIENT_IDENTITY)
+    context = ssl.create_default_context(cafile=str(gateway / "ca.crt"))
+    context.load_cert_chain(gateway / "tls.crt", gateway / "tls.key")
+    differing = 0
+    async with aiohttp.ClientSession(headers=opa.headers) as session, \
+            httpx.AsyncClient(verify=context, timeout=10) as client:
+        for document, headers in mix:
+            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+                raw = (await reply.json())["result"]
+            differing += raw["rule_id"] != (await client.get(url, headers=headers)).headers.get("x-ig-rule-id")
+    return differing
+
+
 async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
                     plain_floor: tuple[str, int] | None, decisions: int, concurrency: int, rate: float,
-                    saturation_decisions: int) -> dict[str, Any]:
+                    saturation_decisions: int, forward_auth: tuple[str, bytes]) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
     raw_calls = [http_call(f"{opa.url}/v1/data/ig/ctx/decision", {"input": document}, headers=opa.headers)
                  for document, _ in mix]
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
+    check_mix = [(document, check) for document, _ in mix if (check := check_request(document)) is not None]
+    check_calls = [grpc_call(CHECK, check.SerializeToString()) for _, check in check_mix]
+    forward_url, jwt_key = forward_auth[0] + "/forward-auth", forward_auth[1]
+    forward_mix = [(document, forward_auth_headers(document, jwt_key)) for document, _ in check_mix]
+    forward_calls = [http_call(forward_url, method="GET", headers=headers) for _, headers in forward_mix]
 
     def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "", mtls: bool = True) -> Mode:
         async def run(count: int, at_rate: float) -> LoadResult:
+            # warmup: each caller's connection (a TLS handshake for HTTPS keep-alive) is opened before the
+            # measured calls, as a gateway's pooled connections are.
             return await drive(binary, calls, count=count, concurrency=concurrency, rate=at_rate,
-                               grpc_target=grpc_target, match=match,
+                               grpc_target=grpc_target, match=match, warmup=concurrency,
                                tls_dir=workload_directory(CLIENT_IDENTITY) if mtls else None)
         return run
 
@@ -169,7 +223,12 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         modes["hop_floor_plaintext_grpc"] = mode(decide_calls, grpc_target=plain_floor[0], mtls=False)
         modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
     modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
+    modes["check_ext_authz"] = mode(check_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
+    # HTTPS with the gateway's client certificate (loadgen -tls-dir), as nginx's auth subrequest would call it.
+    modes["forward_auth_https"] = mode(forward_calls, match=FAIL_CLOSED)
     differing = await answers_differing(opa, grpc_address, mix)
+    check_differing = await check_answers_differing(opa, grpc_address, check_mix)
+    forward_differing = await forward_answers_differing(opa, forward_url, forward_mix)
     for run in modes.values():
         await run(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
@@ -191,7 +250,11 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     rounds = {name: [] for name in modes}
     # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
     watched = {"opa_raw": ("raw_opa_rest", opa.pid), "opa_decide": ("decide_grpc", opa.pid),
-               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
+               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid),
+               "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", pid),
+               "service_log_writer_check": ("check_ext_authz", writer_pid),
+               "opa_forward_auth": ("forward_auth_https", opa.pid), "service_forward_auth": ("forward_auth_https", pid),
+               "service_log_writer_forward_auth": ("forward_auth_https", writer_pid)}
     if floor is not None and plain_floor is not None:
         watched["hop_floor"] = ("hop_floor_grpc", floor[1])
         watched["hop_floor_plaintext"] = ("hop_floor_plaintext_grpc", plain_floor[1])
@@ -203,7 +266,9 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
             for key, seconds in before.items():
                 cpu[key] += process_cpu_seconds(watched[key][1]) - seconds
     saturated = {name: merged(results) for name, results in rounds.items()}
-    cpu.update(client_raw=saturated["raw_opa_rest"].cpu_s, client_decide=saturated["decide_grpc"].cpu_s)
+    cpu.update(client_raw=saturated["raw_opa_rest"].cpu_s, client_decide=saturated["decide_grpc"].cpu_s,
+               client_check=saturated["check_ext_authz"].cpu_s,
+               client_forward_auth=saturated["forward_auth_https"].cpu_s)
     saturation_phase = {
         **{name: summary(result) for name, result in saturated.items()},
         "engine_unavailable": saturated["decide_grpc"].matched,
@@ -246,6 +311,31 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         **floor_figures,
         "service_memory": memory,
         "answers_differing_from_raw_opa": differing,
+        "check_ext_authz": {
+            "what": "Envoy ext_authz v3 Check over the same channel and mTLS as Decide, the mix's inputs as HTTP "
+                    "attributes (path + headers, the actor as the peer principal) through IG_GATEWAY_ROUTES "
+                    "(bench/ext_authz_mix.py); break-glass inputs and tenants the gateway is not granted are left "
+                    "out",
+            "inputs": len(check_mix),
+            "overhead_p50_ms": round(latency_phase["check_ext_authz"]["p50_ms"] - raw_summary["p50_ms"], 3),
+            "overhead_p95_ms": round(latency_phase["check_ext_authz"]["p95_ms"] - raw_summary["p95_ms"], 3),
+            "overhead_p99_ms": round(latency_phase["check_ext_authz"]["p99_ms"] - raw_summary["p99_ms"], 3),
+            "answers_differing_from_raw_opa": check_differing,
+        },
+        "forward_auth_https": {
+            "what": "GET /forward-auth over HTTPS with the gateway's client certificate (keep-alive HTTP/1.1), the "
+                    "same inputs as Check described as nginx's auth subrequest describes a request, the actor as "
+                    "the subject of a bearer JWT (ES256) the service verifies",
+            "inputs": len(forward_mix),
+            "overhead_p50_ms": round(latency_phase["forward_auth_https"]["p50_ms"] - raw_summary["p50_ms"], 3),
+            "overhead_p95_ms": round(latency_phase["forward_auth_https"]["p95_ms"] - raw_summary["p95_ms"], 3),
+            "overhead_p99_ms": round(latency_phase["forward_auth_https"]["p99_ms"] - raw_summary["p99_ms"], 3),
+            "answers_differing_from_raw_opa": forward_differing,
+        },
+        "saturation_ratio_to_raw_opa": {
+            name: round(saturation_phase[name]["decisions_per_s"]
+                        / max(saturation_phase["raw_opa_rest"]["decisions_per_s"], 1e-9), 3)
+            for name in ("decide_grpc", "check_ext_authz", "forward_auth_https")},
     }
 
 
@@ -351,11 +441,21 @@ def main() -> None:
         with opa_server() as opa, tempfile.TemporaryDirectory() as scratch:
             env = {**identities.env(), **kafka.env(), **postgres.service_env("policy", database), **opa.env(),
                    "IG_LOG_LEVEL": "WARNING"}
-            with policy_service(env, Path(scratch) / "policy.log") as service, \
+            set_test_clock(Path(scratch) / "clock", BENCH_NOW)
+            jwt_key = ec.generate_private_key(ec.SECP256R1())
+            (Path(scratch) / "idp.pem").write_bytes(jwt_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            with policy_service(env, Path(scratch) / "policy.log", test_clock_file=str(Path(scratch) / "clock"),
+                                gateway_routes=json.dumps(EXT_AUTHZ_ROUTES),
+                                gateway_jwt_public_key_file=str(Path(scratch) / "idp.pem"),
+                                gateway_jwt_issuer=JWT_ISSUER, gateway_jwt_audience=JWT_AUDIENCE) as service, \
                     hop_floor_server(args.hop_floor) as floor, \
                     hop_floor_server(args.hop_floor, plaintext=True) as plain_floor:
                 figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,
-                                                args.decisions, args.concurrency, args.rate, saturation_decisions))
+                                                args.decisions, args.concurrency, args.rate, saturation_decisions,
+                                                (service.forward_auth_url, jwt_key.private_bytes(
+                                                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))))
     finally:
         postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
     saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
@@ -379,7 +479,8 @@ def main() -> None:
 
 
 LABELS = (("raw OPA REST ", "raw_opa_rest"), ("floor, plain ", "hop_floor_plaintext_grpc"),
-          ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"))
+          ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"),
+          ("Check        ", "check_ext_authz"), ("forward-auth ", "forward_auth_https"))
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -403,12 +504,21 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"    mTLS + authorization cost per call: p50 {cost['p50_ms']:+.3f} ms, p95 {cost['p95_ms']:+.3f} ms, "
               f"server CPU {cost['server_cpu_ms_per_call']:+.3f} ms (saturation); the authorization interceptor "
               f"alone {cost['authorization_interceptor']['us_per_call']:.1f} us per call (goal <= 20 us)")
+    check = report["check_ext_authz"]
+    print(f"    Check overhead p50 {check['overhead_p50_ms']:.2f} ms  p95 {check['overhead_p95_ms']:.2f} ms  p99 "
+          f"{check['overhead_p99_ms']:.2f} ms over {check['inputs']} inputs; answers differing from raw OPA "
+          f"{check['answers_differing_from_raw_opa']}")
+    forward = report["forward_auth_https"]
+    print(f"    forward-auth overhead p50 {forward['overhead_p50_ms']:.2f} ms  "
+          f"p95 {forward['overhead_p95_ms']:.2f} ms  p99 {forward['overhead_p99_ms']:.2f} ms; "
+          f"answers differing from raw OPA {forward['answers_differing_from_raw_opa']}")
     print(f"  saturation phase ({saturation['client_model']}):")
     for label, key in LABELS:
         if key not in saturation:
             continue
         row = saturation[key]
         print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s  (p50 {row['p50_ms']:.1f} ms: queueing)")
+    print(f"    ratio to raw OPA {report['saturation_ratio_to_raw_opa']}")
     print(f"    goal >= 2,000 decisions/s; engine_unavailable {saturation['engine_unavailable']}; "
           f"CPU ms per decision {saturation['cpu_ms_per_decision']}")
     machine = report["machine"]

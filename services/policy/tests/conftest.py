@@ -19,7 +19,7 @@ from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.testing import OpaServer, free_port, opa_server
+from ig_policy.testing import OpaServer, SettableClock, free_port, opa_server
 
 # Generous: these tests judge correctness on a shared, busy machine; the 50 ms default is tested on its own.
 TEST_TIMEOUT_MS = 20_000
@@ -67,8 +67,14 @@ async def decision_log(policy_pool: asyncpg.Pool) -> DecisionLog:
 
 
 @pytest.fixture(scope="session")
-async def decisions(engine: OpaEngine, decision_log: DecisionLog) -> DecisionService:
-    return DecisionService(engine, decision_log)
+def clock() -> SettableClock:
+    """The service's clock in these tests: the golden cases' Monday morning unless a test moves it (and back)."""
+    return SettableClock()
+
+
+@pytest.fixture(scope="session")
+async def decisions(engine: OpaEngine, decision_log: DecisionLog, clock: SettableClock) -> DecisionService:
+    return DecisionService(engine, decision_log, clock=clock)
 
 
 @pytest.fixture(scope="session")

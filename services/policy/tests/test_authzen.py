@@ -151,3 +151,12 @@ async def test_bad_evaluations_are_refused(client: httpx.AsyncClient, body: dict
 def test_field_names_translate_to_authzen() -> None:
     assert authzen_field("actor.roles[2]") == "subject.properties.roles[2]"
     assert authzen_field("context.time") == "context.time"
+
+
+async def test_a_time_outside_the_servers_skew_is_400_naming_it(client: httpx.AsyncClient) -> None:
+    one = await client.post("/access/v1/evaluation", json=evaluation(time="2036-01-05T10:00:00Z"))
+    assert one.status_code == 400 and one.json()["fields"] == ["context.time"]
+    assert "ahead of the server's clock" in one.json()["detail"]
+    many = await client.post("/access/v1/evaluations", json={**EVALUATION, "evaluations": [
+        {}, {"context": {**EVALUATION["context"], "time": "2026-01-04T10:00:00Z"}}]})
+    assert many.status_code == 400 and many.json()["fields"] == ["evaluations[1].context.time"]

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ig_common.telemetry import instrument_fastapi
 from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
@@ -74,9 +75,27 @@ def _problem_errors(app: FastAPI) -> None:
 CERTIFICATE_CHECK_SECONDS = 10.0
 
 
+class _ClientCertificateProtocol(HttpToolsProtocol):
+    """httptools, plus the ASGI TLS extension's ``client_cert_chain`` (uvicorn leaves it out): the client
+    certificate the handshake verified, for a guard that takes the caller's identity from it."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        self._tls_extension = {"client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+                               "client_cert_name": None, "client_cert_error": None, "tls_version": None,
+                               "cipher_suite": None, "server_cert": None}
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {"tls": self._tls_extension}  # type: ignore[dict-item]
+
+
 async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
                      tls: WorkloadCertificate | None = None,
-                     certificate_check_seconds: float = CERTIFICATE_CHECK_SECONDS) -> None:
+                     certificate_check_seconds: float = CERTIFICATE_CHECK_SECONDS,
+                     expose_client_certificate: bool = False) -> None:
     """Run uvicorn inside the current event loop until ``stop`` is set.
 
     With ``tls``: HTTPS with that workload certificate, and a client certificate of its CA required (no
@@ -92,7 +111,9 @@ async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
     # $FORWARDED_ALLOW_IPS) for every service; a service that sits behind a proxy names it in its own settings
     # (the audit portal's IG_FORWARDED_ALLOW_IPS).
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=3, http="httptools", proxy_headers=False, **tls_files)
+                            timeout_graceful_shutdown=3, proxy_headers=False,
+                            http=_ClientCertificateProtocol if expose_client_certificate and tls else "httptools",
+                            **tls_files)
     watcher: asyncio.Task[None] | None = None
     if tls is not None:
         config.load()  # builds config.ssl now (serve() then keeps it), so that renewals can be loaded into it

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from ig_common.authz.http_guard import guarded_by_table
+from datetime import timedelta
+from typing import Any
+
+from ig_common.authz.http_guard import guarded_by_client_certificate, guarded_by_table
 from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
 from ig_policy.api.authzen import mount_authzen
+from ig_policy.api.ext_authz import ext_authz_grpc_service
+from ig_policy.api.forward_auth import mount_forward_auth
+from ig_policy.api.gateway_auth import gateway_authorizer
 from ig_policy.api.grpc_service import policy_grpc_service
+from ig_policy.clock import clock_from
 from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.engine.token import read_opa_token
@@ -24,7 +31,7 @@ def main() -> None:
                        data_path=settings.opa_data_path, max_in_flight=settings.opa_max_in_flight,
                        coalesce=settings.opa_coalesce,
                        token=read_opa_token(settings.opa_token_file) if settings.opa_token_file else None)
-    wired: dict[str, DecisionService] = {}
+    wired: dict[str, Any] = {}
 
     async def on_start(runtime: Runtime) -> None:
         await engine.start()
@@ -35,7 +42,9 @@ def main() -> None:
                                           max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
-        wired["decisions"] = DecisionService(engine, decision_log)
+        wired["decisions"] = DecisionService(engine, decision_log, clock=clock_from(settings.test_clock_file),
+                                             skew=timedelta(seconds=settings.clock_skew_s))
+        wired["gateways"] = gateway_authorizer(settings, wired["decisions"], protocol="ext_authz")
         # AuthZEN on a listener of its own: TLS with a client certificate of the CA, then the caller's workload
         # token against the same table as gRPC. /healthz and /metrics stay on the plain IG_HTTP_PORT.
         assert runtime.authz_table is not None  # run_service refused to start without it
@@ -44,13 +53,21 @@ def main() -> None:
         guarded = guarded_by_table(authzen, runtime.authz_table, runtime.certificate)
         runtime.spawn(serve_http(guarded, settings.http_host, settings.authzen_port, runtime.stop,
                                  tls=runtime.certificate), "authzen-https")
+        # Forward-auth for HTTP gateways, which cannot sign workload tokens: known by their client certificate.
+        forward = build_api_app("policy forward-auth")
+        mount_forward_auth(forward, gateway_authorizer(settings, wired["decisions"], protocol="forward_auth"),
+                           runtime.authz_table)
+        runtime.spawn(serve_http(guarded_by_client_certificate(forward, runtime.authz_table, runtime.certificate),
+                                 settings.http_host, settings.forward_auth_port, runtime.stop,
+                                 tls=runtime.certificate, expose_client_certificate=True), "forward-auth-https")
 
     # reset_sessions=False: this process's pool runs the migrations (their advisory lock is unlocked explicitly)
     # and the readiness probe and keeps no session state, so the pool's reset query per release is a wasted round
     # trip. relay_outbox=False: the writer process publishes the outbox.
     run_process(run_service(
         settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=on_start, reset_sessions=False, relay_outbox=False,
-        grpc_services=lambda runtime: [policy_grpc_service(wired["decisions"])],
+        grpc_services=lambda runtime: [policy_grpc_service(wired["decisions"]),
+                                       ext_authz_grpc_service(wired["gateways"])],
     ))
 
 

@@ -9,14 +9,19 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from ig_policy.clock import system_clock
+from ig_policy.domain.clock import Clock, time_errors
 from ig_policy.domain.masking import sensitive_values_of
 from ig_policy.domain.model import Decision, DecisionRequest, Verdict
+from ig_policy.domain.validation import FieldError
+
+DEFAULT_SKEW = timedelta(minutes=5)
 
 DECISIONS = Counter("ig_policy_decisions_total", "Decisions made, by result and primary rule", ["result", "rule_id"])
 DECISION_LATENCY = Histogram(
@@ -42,16 +47,29 @@ def new_decision_id() -> str:
 
 
 class DecisionService:
-    def __init__(self, engine: Engine, sink: DecisionSink) -> None:
+    def __init__(self, engine: Engine, sink: DecisionSink, *, clock: Clock = system_clock,
+                 skew: timedelta = DEFAULT_SKEW) -> None:
         self._engine = engine
         self._sink = sink
+        self._clock = clock
+        self._skew = skew
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def time_errors(self, request: DecisionRequest, prefix: str = "") -> list[FieldError]:
+        """The sent ``context.time`` must be within the skew of the server's clock (checked before deciding)."""
+        return time_errors(request.context.time, self._clock(), self._skew, prefix + "context.time")
 
     @property
     def revision(self) -> str:
         return self._engine.revision
 
     async def decide(self, request: DecisionRequest) -> Decision:
-        policy_input = request.to_policy_input()
+        # The moment judged is the service's (the test clock in tests); evaluated_at stays the wall clock, which
+        # the decision log is ordered and queried by.
+        now = self._clock()
+        policy_input = request.to_policy_input(now)
         started = time.perf_counter()
         verdict = await self._engine.evaluate(policy_input)
         elapsed = time.perf_counter() - started

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from ig_common.settings import GrpcServiceSettings, Port
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from ig_policy.clock import FileClock
+from ig_policy.domain.gateway import parse_routes
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.engine.token import read_opa_token
 
@@ -19,6 +21,15 @@ class Settings(GrpcServiceSettings):
     http_port: Port = 8081
     # AuthZEN over HTTPS: a client certificate of the CA and a workload token granted by the authorization table.
     authzen_port: Port = 8091
+    # HTTP forward-auth (nginx auth_request, Caddy, Traefik) over HTTPS: the caller is known by its client certificate.
+    forward_auth_port: Port = 8092
+    # Envoy ext_authz Check and forward-auth: per route, where each decision field comes from (JSON list, see
+    # ig_policy.domain.gateway); a malformed mapping stops start-up naming the route and key.
+    gateway_routes: list[Any] = Field(default_factory=list)
+    # End users' bearer JWTs at the gateway: the issuer's public key (PEM), the issuer and audience they must carry.
+    gateway_jwt_public_key_file: Path | None = None
+    gateway_jwt_issuer: str = ""
+    gateway_jwt_audience: str = ""
     # Every decision is in the decision log and the metrics; a trace of one in ten root decisions (plus every one a
     # traced gateway asks for) keeps the hot path about 1 ms of CPU cheaper per decision (make bench-policy).
     trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
@@ -54,11 +65,40 @@ class Settings(GrpcServiceSettings):
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
 
+    # The server's clock judges time windows and expiries; a request's context.time further from it than this is
+    # INVALID_ARGUMENT (a forwarded client clock or a replayed request cannot choose the moment).
+    clock_skew_s: int = Field(default=300, ge=1, le=86_400)
+    # Tests only: the service's clock reads a fixed instant (RFC 3339) from this file on every decision. Golden
+    # cases and the benchmark use it; never set in production (start-up logs test_clock_in_use when it is).
+    test_clock_file: Path | None = None
+
     @field_validator("opa_token_file")
     @classmethod
     def _token_readable(cls, value: Path | None) -> Path | None:
         if value is not None:
             read_opa_token(value)
+        return value
+
+    @field_validator("gateway_routes")
+    @classmethod
+    def _routes_parse(cls, value: list[Any]) -> list[Any]:
+        parse_routes(value)
+        return value
+
+    @model_validator(mode="after")
+    def _jwt_settings_complete(self) -> Settings:
+        if self.gateway_jwt_public_key_file is not None:
+            if not self.gateway_jwt_issuer or not self.gateway_jwt_audience:
+                raise ValueError("IG_GATEWAY_JWT_PUBLIC_KEY_FILE needs IG_GATEWAY_JWT_ISSUER and "
+                                 "IG_GATEWAY_JWT_AUDIENCE")
+            self.gateway_jwt_public_key_file.read_bytes()
+        return self
+
+    @field_validator("test_clock_file")
+    @classmethod
+    def _test_clock_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            FileClock(value)
         return value
 
     @field_validator("decision_log_mask")

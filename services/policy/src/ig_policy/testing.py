@@ -18,12 +18,35 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[4]
 POLICIES = REPO / "policies" / "rego"
 GOLDEN = REPO / "policies" / "golden"
+
+
+# The instant most golden cases are dated (a Monday inside every tenant's window): the test clock's default.
+GOLDEN_NOW = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+
+class SettableClock:
+    """An in-process test clock for DecisionService(clock=...): tests move ``moment`` between decisions."""
+
+    def __init__(self, moment: datetime = GOLDEN_NOW) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def set_test_clock(path: Path, moment: datetime | str) -> None:
+    """Point a service started with IG_TEST_CLOCK_FILE=path at ``moment`` (atomic: a decision never reads half)."""
+    text = moment if isinstance(moment, str) else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(text, encoding="utf-8")
+    os.replace(scratch, path)
 
 
 def free_port() -> int:
@@ -126,6 +149,8 @@ class RunningService:
     log_path: Path
     # AuthZEN over HTTPS (a client certificate and a workload token: ig_common.http_client.client_as)
     authzen_url: str = ""
+    # forward-auth over HTTPS (a client certificate the table grants GET /forward-auth)
+    forward_auth_url: str = ""
 
     def stop(self) -> int:
         return stop_process(self.process)
@@ -134,22 +159,24 @@ class RunningService:
 @contextmanager
 def policy_service(env: dict[str, str], log_path: Path, **settings: str) -> Iterator[RunningService]:
     """``python -m ig_policy.app`` on free ports; ``settings`` are extra IG_* variables (without the prefix)."""
-    http_port, grpc_port, authzen_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, authzen_port, forward_auth_port = free_port(), free_port(), free_port(), free_port()
     # The caller's environment minus its IG_* settings (coverage and OTEL variables pass through).
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("IG_")}
     full_env = {**inherited, **env, "IG_HTTP_PORT": str(http_port),
                 "IG_GRPC_PORT": str(grpc_port), "IG_AUTHZEN_PORT": str(authzen_port),
+                "IG_FORWARD_AUTH_PORT": str(forward_auth_port),
                 "OTEL_TRACES_EXPORTER": "none"}
     full_env.update({f"IG_{name.upper()}": value for name, value in settings.items()})
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "ig_policy.app"], env=full_env, stdout=log_file,
                                    stderr=subprocess.STDOUT)
     service = RunningService(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", process, log_path,
-                             f"https://127.0.0.1:{authzen_port}")
+                             f"https://127.0.0.1:{authzen_port}", f"https://127.0.0.1:{forward_auth_port}")
     try:
         # Generous: start-up imports take long on a busy machine (and longer under coverage).
         _wait_http(f"{service.http_url}/healthz", process, "the policy service", timeout=120)
         _wait_port(authzen_port, process, "the policy service's AuthZEN listener")
+        _wait_port(forward_auth_port, process, "the policy service's forward-auth listener")
         yield service
     except RuntimeError as error:
         raise RuntimeError(f"{error}\n{log_path.read_text(errors='replace')[-3000:]}") from error

@@ -25,8 +25,12 @@ from ig_common.grpc_client import channel_as
 from ig_region_test.residency import PinnedTenant
 
 RESIDENCY_RULE = "ig.residency.cross_region"
-# A Monday morning, inside every configured tenant's working hours, so only the region can be the difference.
-PROBE_TIME = "2026-01-05T10:00:00Z"
+
+
+def probe_time() -> str:
+    """Now, as the policy service judges it (its own clock; a sent time is only checked against it): OPA is asked
+    at the same moment, so both layers see one time and both regions of a pair the same window."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def pinned_tenants_from_policy(data_file: Path) -> dict[str, str]:
@@ -54,7 +58,7 @@ def decision_input(tenant: PinnedTenant, asking_region: str) -> dict[str, Any]:
         "resource": {"type": "case", "id": f"{tenant.tenant}-rec-1", "tenant": tenant.tenant,
                      "purpose": "investigation", "region": tenant.home, "classification": "internal"},
         "action": "read",
-        "context": {"time": PROBE_TIME, "network_zone": "corp", "device_trust": "high", "session_risk": 10,
+        "context": {"time": probe_time(), "network_zone": "corp", "device_trust": "high", "session_risk": 10,
                     "auth_level": "mfa", "region": asking_region},
     }
 

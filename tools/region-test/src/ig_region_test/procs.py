@@ -39,6 +39,7 @@ OPA_PORT = 8181
 POLICY_GRPC_PORT = 50051
 POLICY_HTTP_PORT = 8081
 POLICY_AUTHZEN_PORT = 8091
+POLICY_FORWARD_AUTH_PORT = 8092
 
 
 class ProcessError(RuntimeError):
@@ -215,7 +216,8 @@ class RegionPolicyService(RegionProcess):
             "IG_OPA_URL": opa_url, "IG_OPA_TOKEN_FILE": str(opa_token_file), "IG_GRPC_HOST": self.region.client_host,
             "IG_GRPC_PORT": str(self.region.port(POLICY_GRPC_PORT)), "IG_HTTP_HOST": self.region.client_host,
             "IG_HTTP_PORT": str(self.region.port(POLICY_HTTP_PORT)),
-            "IG_AUTHZEN_PORT": str(self.region.port(POLICY_AUTHZEN_PORT)), "OTEL_TRACES_EXPORTER": "none",
+            "IG_AUTHZEN_PORT": str(self.region.port(POLICY_AUTHZEN_PORT)),
+            "IG_FORWARD_AUTH_PORT": str(self.region.port(POLICY_FORWARD_AUTH_PORT)), "OTEL_TRACES_EXPORTER": "none",
         })
 
     def wait_ready(self, timeout: float = 60) -> None:

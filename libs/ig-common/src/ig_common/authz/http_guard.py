@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
+from cryptography import x509
 from prometheus_client import Counter
 
 from ig_common.authz.table import AuthorizationTable, Refusal
@@ -78,6 +79,55 @@ class WorkloadTokenGuard:
         await self._app(scope, receive, send)
 
 
+class ClientCertificateGuard:
+    """ASGI middleware for a client that cannot sign workload tokens (nginx's ``auth_request``, Caddy, Traefik):
+    the caller's identity is the SPIFFE ID of the client certificate the TLS handshake verified against the CA
+    (the listener requires one; serve_http(..., expose_client_certificate=True) hands it over), then the same
+    table rows decide: an identity the table does not know -> 401, a route not granted -> 403."""
+
+    def __init__(self, app: ASGIApp, *, table: AuthorizationTable, own: SpiffeId) -> None:
+        self._app = app
+        self._table = table
+        self._own = own
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        route = f"{scope['method']} {scope['path']}"
+        label = route if route in self._table.http_routes else "unlisted"
+        chain = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain") or []
+        caller = _certificate_identity(chain[0]) if chain else None
+        if caller is None:
+            await _refuse(send, route, label, "no_certificate_identity", 401, "Unauthenticated",
+                          "a client certificate with a SPIFFE ID is required")
+            return
+        same_domain = caller.trust_domain == self._own.trust_domain and caller.namespace == self._own.namespace
+        refusal = self._table.may_request(route, caller.name if same_domain else "")
+        if refusal is Refusal.UNKNOWN_IDENTITY:
+            await _refuse(send, route, label, refusal.value, 401, "Unauthenticated",
+                          f"caller identity {caller} is not known to the authorization table")
+            return
+        if refusal is Refusal.NOT_GRANTED:
+            await _refuse(send, route, label, refusal.value, 403, "Forbidden", f"{route} is not granted to {caller}")
+            return
+        scope[CALLER_SCOPE_KEY] = caller
+        await self._app(scope, receive, send)
+
+
+def _certificate_identity(pem: str) -> SpiffeId | None:
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    for uri in names.get_values_for_type(x509.UniformResourceIdentifier):
+        spiffe = SpiffeId.parse(uri)
+        if spiffe is not None:
+            return spiffe
+    return None
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers") or ():
         if key.lower() == name:
@@ -94,6 +144,12 @@ async def _refuse(send: Send, route: str, label: str, reason: str, status: int, 
         headers.append((b"www-authenticate", b'Bearer realm="ig"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def guarded_by_client_certificate(app: ASGIApp, table: AuthorizationTable, certificate: WorkloadCertificate
+                                  ) -> ClientCertificateGuard:
+    """``app`` behind the table, the caller known by its verified client certificate."""
+    return ClientCertificateGuard(app, table=table, own=certificate.spiffe_id)
 
 
 def guarded_by_table(app: ASGIApp, table: AuthorizationTable, certificate: WorkloadCertificate) -> WorkloadTokenGuard:

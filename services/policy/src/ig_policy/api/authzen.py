@@ -158,7 +158,8 @@ def authzen_router(decisions: DecisionService) -> APIRouter:
     @router.post("/evaluation", summary="One access evaluation")
     async def evaluation(body: Evaluation, response: Response) -> Any:
         request = request_from_evaluation(body)
-        errors = [FieldError(authzen_field(e.field), e.problem) for e in validate_request(request)]
+        errors = [FieldError(authzen_field(e.field), e.problem)
+                  for e in validate_request(request) + decisions.time_errors(request)]
         if errors:
             return _invalid(errors)
         decision = await decisions.decide(request)
@@ -179,7 +180,7 @@ def authzen_router(decisions: DecisionService) -> APIRouter:
                 continue
             request = request_from_evaluation(merged)
             errors += [FieldError(f"evaluations[{index}].{authzen_field(e.field)}", e.problem)
-                       for e in validate_request(request)]
+                       for e in validate_request(request) + decisions.time_errors(request)]
             requests.append(request)
         if errors:
             return _invalid(errors)

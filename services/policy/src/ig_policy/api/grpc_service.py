@@ -31,7 +31,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self, request: policy_pb2.DecideRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> policy_pb2.DecideResponse:
         domain_request, errors = request_from_proto(request)
-        errors += validate_request(domain_request)
+        errors += validate_request(domain_request) + self._decisions.time_errors(domain_request)
         if errors:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _describe(errors))
         decision = await self._decisions.decide(domain_request)
@@ -46,7 +46,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         domain_requests = []
         for index, item in enumerate(request.requests):
             domain_request, item_errors = request_from_proto(item)
-            item_errors += validate_request(domain_request)
+            item_errors += validate_request(domain_request) + self._decisions.time_errors(domain_request)
             errors += [FieldError(f"requests[{index}].{e.field}", e.problem) for e in item_errors]
             domain_requests.append(domain_request)
         if errors:

@@ -60,10 +60,12 @@ class DecisionRequest:
     action: str
     context: Context
 
-    def to_policy_input(self) -> dict[str, Any]:
-        """The document the Rego policies read as ``input``."""
+    def to_policy_input(self, now: datetime | None = None) -> dict[str, Any]:
+        """The document the Rego policies read as ``input``; with ``now`` (the service's clock), time windows and
+        expiries are judged at that moment instead of the time the caller sent."""
+        moment = now if now is not None else self.context.time
         context: dict[str, Any] = {
-            "time": rfc3339(self.context.time) if self.context.time else "",
+            "time": rfc3339(moment) if moment else "",
             "network_zone": self.context.network_zone,
             "device_trust": self.context.device_trust,
             "session_risk": self.context.session_risk,

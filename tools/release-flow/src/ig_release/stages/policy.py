@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,15 @@ from ig_release.settings import REPO
 
 MAX_FAIL_CLOSED_SHARE = 0.05
 CONCURRENT_CLIENTS = 4
-BUSINESS_HOURS = "2026-01-05T10:00:00Z"  # a Monday inside every tenant's window, so the mix is reproducible
-ANALYST = {"X-User": "u-alice", "X-Roles": "analyst", "X-Purposes": "investigation", "X-Purpose": "investigation",
-           "X-Network-Zone": "corp", "X-Device-Trust": "high", "X-Session-Risk": "10", "X-Auth-Level": "pwd",
-           "X-Request-Time": BUSINESS_HOURS}
+# The policy service judges time with its own clock (a sent X-Request-Time is only checked against it), so the mix
+# asks for beta, open around the clock: the same answers at any hour of the release.
+TENANT = "beta"
+ANALYST = {"X-User": "u-bob", "X-Roles": "analyst", "X-Purposes": "investigation", "X-Purpose": "investigation",
+           "X-Network-Zone": "corp", "X-Device-Trust": "high", "X-Session-Risk": "10", "X-Auth-Level": "pwd"}
 # (share of traffic, expected HTTP status, headers on top of ANALYST): what a gateway sees on an ordinary day.
 MIX: list[tuple[str, float, int, dict[str, str]]] = [
     ("allow: analyst reads a case for an investigation", 0.6, 200, {}),
-    ("deny: cross-tenant read", 0.15, 403, {"X-User-Tenant": "beta"}),
+    ("deny: cross-tenant read", 0.15, 403, {"X-User-Tenant": "alpha"}),
     ("deny: purpose not granted", 0.1, 403, {"X-Purpose": "marketing"}),
     ("step-up: session risk in the step-up band", 0.15, 401, {"X-Session-Risk": "50"}),
 ]
@@ -76,7 +78,8 @@ async def send_mix(url: str, requests: int, seed: int = 121) -> list[dict[str, A
         name, _, expected, extra = scenario
         async with limit:
             started = time.perf_counter()
-            reply = await client.get(f"{url}/alpha/case/case-{index % 50}", headers={**ANALYST, **extra})
+            sent_at = {"X-Request-Time": datetime.now(UTC).isoformat()}  # the client's clock, forwarded
+            reply = await client.get(f"{url}/{TENANT}/case/case-{index % 50}", headers={**ANALYST, **sent_at, **extra})
             return {"scenario": name, "expected": expected, "status": reply.status_code,
                     "decision_id": reply.headers.get("X-IG-Decision-Id", ""),
                     "rule_id": reply.headers.get("X-IG-Rule-Id", ""), "ms": (time.perf_counter() - started) * 1000}
