@@ -198,7 +198,10 @@ def _check_manifest(index: KitIndex, bundle: Path, manifest: dict[str, Any], hea
         if index.anchored_size:
             raise KitError("ledger: the kit names an anchor the manifest does not have")
         return
-    size, root = int(anchor["checkpoint"]["treeSize"]), bytes.fromhex(anchor["checkpoint"]["rootHash"])
+    try:
+        size, root = int(anchor["checkpoint"]["treeSize"]), bytes.fromhex(anchor["checkpoint"]["rootHash"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise KitError(f"ledger: the manifest's anchor checkpoint is malformed ({error!r})") from error
     if size != index.anchored_size:
         raise KitError(f"ledger: the manifest is anchored at size {size}, the kit proves size {index.anchored_size}")
     check_anchor_extends_to_head(index, root, head)
