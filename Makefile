@@ -91,7 +91,7 @@ test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 
 test: bootstrap proto-check proto-lint lint typecheck tools infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
 	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest -q --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED)) $(PYTEST_RERUNS)
+	$(RUN) pytest -q -rR --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED)) $(PYTEST_RERUNS)
 
 bench: ## every benchmark; each prints its figures and writes JSON under artifacts/bench
 	@mkdir -p $(ARTIFACTS)/bench

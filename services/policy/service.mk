@@ -23,8 +23,8 @@ policy-rego-test: ## opa test over policies/rego; fails when policy coverage dro
 
 policy-py-coverage: infra-up policy-gateway-prereqs ## pytest over services/policy + e2e/test_policy_*; fails below 90 % line coverage
 	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest services/policy e2e/test_policy_*.py -q $(PYTEST_RERUNS) --cov=ig_policy --cov-config=services/policy/.coveragerc \
-	  --cov-report=term:skip-covered --cov-report=json:$(ARTIFACTS)/policy-py-coverage.json \
+	$(RUN) pytest services/policy e2e/test_policy_*.py -q $(PYTEST_RERUNS) -rR --junitxml=$(ARTIFACTS)/policy-junit.xml \
+	  --cov=ig_policy --cov-config=services/policy/.coveragerc --cov-report=term:skip-covered --cov-report=json:$(ARTIFACTS)/policy-py-coverage.json \
 	  --cov-fail-under=$(POLICY_COVERAGE_MIN)
 
 bench-policy: infra-up ## >= 20,000 decisions, 32 callers: raw OPA REST vs Decide; writes artifacts/bench/policy.json
