@@ -38,7 +38,7 @@ from ig_evidence.testing import (
     EPOCH,
     RunningEvidence,
     cli,
-    evidence_service,
+    evidence_on_own_database,
     evidence_stub,
     pin,
     write_inputs,
@@ -97,13 +97,9 @@ def service(infra: object, database_url: str, signers: Path, tmp_path_factory: p
             ) -> Iterator[RunningEvidence]:
     # A database of its own, so tampering with the ledger cannot disturb other tests; the service runs there as its
     # runtime role (migrations as its migrator role), never as the superuser.
-    own_url = infra.new_database("ig_evidence")  # type: ignore[attr-defined]
-    try:
-        env = {**infra.env(own_url, "evidence"), "IG_TRUSTED_SIGNERS_PATH": str(signers)}  # type: ignore[attr-defined]
-        with evidence_service(env, own_url, tmp_path_factory.mktemp("blobs")) as running:
-            yield running
-    finally:
-        infra.drop_database(own_url)  # type: ignore[attr-defined]
+    with evidence_on_own_database(infra, "ig_evidence", tmp_path_factory.mktemp("blobs"),
+                                  IG_TRUSTED_SIGNERS_PATH=str(signers)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -444,27 +440,23 @@ def test_the_same_bundle_registers_once_per_tenant(infra: object, bundle: Path, 
                                                   ) -> None:
     """Registering a release first no longer makes it "already registered" for another tenant that trusts its signer:
     each tenant gets its own registration, ledger entry and artifact ids, and sees only its own."""
-    own_url = infra.new_database("ig_evidence_tenants")  # type: ignore[attr-defined]
-    try:
-        env = {**infra.env(own_url, "evidence"), "IG_TRUSTED_SIGNERS_PATH": str(signers)}  # type: ignore[attr-defined]
-        with evidence_service(env, own_url, tmp_path / "blobs") as running:
-            stub = evidence_stub(running)
-            archive = bundle / "evidence-v1.2.1.tar.gz"
-            alpha = stub.RegisterBundle(register_requests(archive, "v1.2.1", "alpha"))
-            beta = stub.RegisterBundle(register_requests(archive, "v1.2.1", "beta"))
-            again = stub.RegisterBundle(register_requests(archive, "v1.2.1", "beta"))
-            assert not alpha.already_registered and not beta.already_registered and again.already_registered
-            assert alpha.manifest_sha256 == beta.manifest_sha256 and alpha.ledger_seq != beta.ledger_seq
-            assert again.ledger_seq == beta.ledger_seq
-            ids = {tenant: {a.name: a.id for a in stub.ListArtifacts(evidence_pb2.ListArtifactsRequest(
-                release="v1.2.1", tenant=tenant)).artifacts} for tenant in ("alpha", "beta")}
-            assert ids["alpha"].keys() == ids["beta"].keys()
-            assert not set(ids["alpha"].values()) & set(ids["beta"].values())
-            sbom = ids["beta"]["sbom.spdx.json"]
-            parts = list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom, tenant="beta")))
-            assert parts[0].artifact.id == sbom and parts[0].artifact.name == "sbom.spdx.json"
-            with pytest.raises(grpc.RpcError) as other:
-                list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom, tenant="alpha")))
-            assert other.value.code() == grpc.StatusCode.NOT_FOUND
-    finally:
-        infra.drop_database(own_url)  # type: ignore[attr-defined]
+    with evidence_on_own_database(infra, "ig_evidence_tenants", tmp_path / "blobs",
+                                  IG_TRUSTED_SIGNERS_PATH=str(signers)) as running:
+        stub = evidence_stub(running)
+        archive = bundle / "evidence-v1.2.1.tar.gz"
+        alpha = stub.RegisterBundle(register_requests(archive, "v1.2.1", "alpha"))
+        beta = stub.RegisterBundle(register_requests(archive, "v1.2.1", "beta"))
+        again = stub.RegisterBundle(register_requests(archive, "v1.2.1", "beta"))
+        assert not alpha.already_registered and not beta.already_registered and again.already_registered
+        assert alpha.manifest_sha256 == beta.manifest_sha256 and alpha.ledger_seq != beta.ledger_seq
+        assert again.ledger_seq == beta.ledger_seq
+        ids = {tenant: {a.name: a.id for a in stub.ListArtifacts(evidence_pb2.ListArtifactsRequest(
+            release="v1.2.1", tenant=tenant)).artifacts} for tenant in ("alpha", "beta")}
+        assert ids["alpha"].keys() == ids["beta"].keys()
+        assert not set(ids["alpha"].values()) & set(ids["beta"].values())
+        sbom = ids["beta"]["sbom.spdx.json"]
+        parts = list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom, tenant="beta")))
+        assert parts[0].artifact.id == sbom and parts[0].artifact.name == "sbom.spdx.json"
+        with pytest.raises(grpc.RpcError) as other:
+            list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom, tenant="alpha")))
+        assert other.value.code() == grpc.StatusCode.NOT_FOUND

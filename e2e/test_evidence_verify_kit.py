@@ -17,7 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig.evidence.v1 import evidence_pb2
 from ig_evidence.bundle.upload import register_requests
 from ig_evidence.domain import note
-from ig_evidence.testing import RunningEvidence, cli, evidence_service, evidence_stub, pin, write_inputs
+from ig_evidence.testing import (
+    RunningEvidence,
+    cli,
+    evidence_on_own_database,
+    evidence_stub,
+    pin,
+    write_inputs,
+)
 
 RELEASE = "v3.1.4"
 
@@ -37,13 +44,9 @@ def service(infra: object, keys: dict[str, Path], tmp_path_factory: pytest.TempP
             ) -> Iterator[RunningEvidence]:
     signers = pin(keys["release"] / "cosign.pub", tmp_path_factory.mktemp("signers") / "signers.yaml", "alpha",
                   name="kit release key")
-    own_url = infra.new_database("ig_evidence_kit")  # type: ignore[attr-defined]
-    try:
-        env = {**infra.env(own_url, "evidence"), "IG_TRUSTED_SIGNERS_PATH": str(signers)}  # type: ignore[attr-defined]
-        with evidence_service(env, own_url, tmp_path_factory.mktemp("blobs")) as running:
-            yield running
-    finally:
-        infra.drop_database(own_url)  # type: ignore[attr-defined]
+    with evidence_on_own_database(infra, "ig_evidence_kit", tmp_path_factory.mktemp("blobs"),
+                                  IG_TRUSTED_SIGNERS_PATH=str(signers)) as running:
+        yield running
 
 
 def fetch_kit(service: RunningEvidence, release: str, out: Path) -> tuple[evidence_pb2.VerifyKitInfo, Path]:

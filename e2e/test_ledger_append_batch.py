@@ -9,22 +9,17 @@ import grpc
 import pytest
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import channel_as
-from ig_evidence.testing import RunningEvidence, evidence_service
+from ig_evidence.testing import RunningEvidence, evidence_on_own_database
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def service(infra: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEvidence]:
-    own_url = infra.new_database("ig_ledger_batch")  # type: ignore[attr-defined]
-    try:
-        with evidence_service(infra.env(own_url, "evidence"), own_url,  # type: ignore[attr-defined]
-                              tmp_path_factory.mktemp("blobs")) as running:
-            # one entry first: an empty ledger has no checkpoint whose size the refusals could be compared with
-            stub(running).Append(ledger_pb2.AppendRequest(kind="release.batch-test", subject="seed", payload=b"s"))
-            yield running
-    finally:
-        infra.drop_database(own_url)  # type: ignore[attr-defined]
+    with evidence_on_own_database(infra, "ig_ledger_batch", tmp_path_factory.mktemp("blobs")) as running:
+        # one entry first: an empty ledger has no checkpoint whose size the refusals could be compared with
+        stub(running).Append(ledger_pb2.AppendRequest(kind="release.batch-test", subject="seed", payload=b"s"))
+        yield running
 
 
 def stub(service: RunningEvidence, identity: str = "release") -> ledger_pb2_grpc.LedgerServiceStub:

@@ -16,7 +16,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from ig.evidence.v1 import evidence_pb2
 from ig_evidence.bundle.upload import register_requests
-from ig_evidence.testing import RunningEvidence, cli, evidence_service, evidence_stub, write_inputs
+from ig_evidence.testing import (
+    RunningEvidence,
+    cli,
+    evidence_on_own_database,
+    evidence_stub,
+    write_inputs,
+)
 
 from .sigstore_local import LocalSigstore
 
@@ -42,14 +48,9 @@ def service(infra: object, sigstore: LocalSigstore, tmp_path_factory: pytest.Tem
                     "beta": [{"name": "beta workflow",
                               "keyless": {"issuer": ISSUER, "subjectRegexp": "https://github\\.com/beta/.*"}}]},
         "keylessTrustedRoot": "trusted_root.json"}))
-    own_url = infra.new_database("ig_evidence_keyless")  # type: ignore[attr-defined]
-    try:
-        env = {**infra.env(own_url, "evidence"),  # type: ignore[attr-defined]
-               "IG_TRUSTED_SIGNERS_PATH": str(config / "signers.yaml")}
-        with evidence_service(env, own_url, tmp_path_factory.mktemp("blobs")) as running:
-            yield running
-    finally:
-        infra.drop_database(own_url)  # type: ignore[attr-defined]
+    with evidence_on_own_database(infra, "ig_evidence_keyless", tmp_path_factory.mktemp("blobs"),
+                                  IG_TRUSTED_SIGNERS_PATH=str(config / "signers.yaml")) as running:
+        yield running
 
 
 def keyless_bundle(service: RunningEvidence, sigstore: LocalSigstore, release: str, subject: str, out: Path) -> Path:

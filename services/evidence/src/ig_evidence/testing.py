@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ig.evidence.v1 import evidence_pb2_grpc
 from ig_common.grpc_client import channel_as
@@ -71,6 +72,18 @@ def evidence_service(env: dict[str, str], database_url: str, blob_dir: Path) -> 
                    "IG_GRPC_PORT": str(grpc_port), "IG_BLOB_STORE_PATH": str(blob_dir)}
     with running([sys.executable, "-m", "ig_evidence.app"], process_env, http_port, "evidence service") as process:
         yield RunningEvidence(f"127.0.0.1:{grpc_port}", http_port, database_url, blob_dir, process.pid)
+
+
+@contextmanager
+def evidence_on_own_database(infra: Any, prefix: str, blob_dir: Path, **settings: str) -> Iterator[RunningEvidence]:
+    """The evidence service on a database of its own (dropped afterwards), so that a test tampering with or filling
+    the ledger disturbs no other; ``infra`` is the ig_infra pytest fixture, ``settings`` extra IG_* values."""
+    own_url = infra.new_database(prefix)
+    try:
+        with evidence_service({**infra.env(own_url, "evidence"), **settings}, own_url, blob_dir) as running:
+            yield running
+    finally:
+        infra.drop_database(own_url)
 
 
 def write_inputs(root: Path, types: list[str] = COLLECTED_TYPES) -> Path:

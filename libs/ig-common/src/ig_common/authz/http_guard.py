@@ -66,17 +66,7 @@ class WorkloadTokenGuard:
             await _refuse(send, route, label, "invalid_token", 401, "Unauthenticated",
                           f"{AUTHORIZATION_HEADER}: invalid workload token: {error}")
             return
-        same_domain = caller.trust_domain == self._own.trust_domain and caller.namespace == self._own.namespace
-        refusal = self._table.may_request(route, caller.name if same_domain else "")
-        if refusal is Refusal.UNKNOWN_IDENTITY:
-            await _refuse(send, route, label, refusal.value, 401, "Unauthenticated",
-                          f"caller identity {caller} is not known to the authorization table")
-            return
-        if refusal is Refusal.NOT_GRANTED:
-            await _refuse(send, route, label, refusal.value, 403, "Forbidden", f"{route} is not granted to {caller}")
-            return
-        scope[CALLER_SCOPE_KEY] = caller
-        await self._app(scope, receive, send)
+        await _admit(self._app, self._table, self._own, caller, route, label, scope, receive, send)
 
 
 class ClientCertificateGuard:
@@ -102,17 +92,24 @@ class ClientCertificateGuard:
             await _refuse(send, route, label, "no_certificate_identity", 401, "Unauthenticated",
                           "a client certificate with a SPIFFE ID is required")
             return
-        same_domain = caller.trust_domain == self._own.trust_domain and caller.namespace == self._own.namespace
-        refusal = self._table.may_request(route, caller.name if same_domain else "")
-        if refusal is Refusal.UNKNOWN_IDENTITY:
-            await _refuse(send, route, label, refusal.value, 401, "Unauthenticated",
-                          f"caller identity {caller} is not known to the authorization table")
-            return
-        if refusal is Refusal.NOT_GRANTED:
-            await _refuse(send, route, label, refusal.value, 403, "Forbidden", f"{route} is not granted to {caller}")
-            return
-        scope[CALLER_SCOPE_KEY] = caller
-        await self._app(scope, receive, send)
+        await _admit(self._app, self._table, self._own, caller, route, label, scope, receive, send)
+
+
+async def _admit(app: ASGIApp, table: AuthorizationTable, own: SpiffeId, caller: SpiffeId, route: str, label: str,
+                 scope: Scope, receive: Receive, send: Send) -> None:
+    """The table's decision for an authenticated caller, however it proved who it is: the request goes on with the
+    caller in its scope, or is refused (401 for an identity the table does not know, 403 for a route not granted)."""
+    same_domain = caller.trust_domain == own.trust_domain and caller.namespace == own.namespace
+    refusal = table.may_request(route, caller.name if same_domain else "")
+    if refusal is Refusal.UNKNOWN_IDENTITY:
+        await _refuse(send, route, label, refusal.value, 401, "Unauthenticated",
+                      f"caller identity {caller} is not known to the authorization table")
+        return
+    if refusal is Refusal.NOT_GRANTED:
+        await _refuse(send, route, label, refusal.value, 403, "Forbidden", f"{route} is not granted to {caller}")
+        return
+    scope[CALLER_SCOPE_KEY] = caller
+    await app(scope, receive, send)
 
 
 def _certificate_identity(pem: str) -> SpiffeId | None:

@@ -164,15 +164,10 @@ class EvidenceCatalog:
         (the browser went away)."""
         call = self.stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=artifact_id, tenant=user.tenant),
                                      timeout=self.download_timeout, metadata=self.users.metadata(user))
+        first = await self._first(call, "artifact", artifact_id)
+        meta = _artifact(first.artifact)
         try:
-            first = await call.read()
-            if first is grpc.aio.EOF or not first.HasField("artifact"):
-                raise NotFound(artifact_id)
-            meta = _artifact(first.artifact)
             await self.release(user, meta.release)
-        except grpc.aio.AioRpcError as error:
-            call.cancel()
-            raise self._translate(error) from error
         except BaseException:
             call.cancel()
             raise
@@ -184,17 +179,23 @@ class EvidenceCatalog:
         await self.release(user, release)
         call = self.stub.GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release=release, tenant=user.tenant),
                                       timeout=self.download_timeout, metadata=self.users.metadata(user))
+        first = await self._first(call, "info", release)
+        return first.info, self._chunks(call, release)
+
+    async def _first(self, call: Any, part: str, what: str) -> Any:
+        """A download stream's first message, which must carry ``part`` (the description); the call is cancelled
+        on any failure, so no stream is left open."""
         try:
             first = await call.read()
-            if first is grpc.aio.EOF or not first.HasField("info"):
-                raise NotFound(release)
+            if first is grpc.aio.EOF or not first.HasField(part):
+                raise NotFound(what)
+            return first
         except grpc.aio.AioRpcError as error:
             call.cancel()
             raise self._translate(error) from error
         except BaseException:
             call.cancel()
             raise
-        return first.info, self._chunks(call, release)
 
     async def _chunks(self, call: Any, what: str) -> AsyncGenerator[bytes, None]:
         try:

@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge
 from ig_evidence.api.verify_kits import KitUnavailable, assemble_kit
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
 from ig_evidence.bundle.keyless import KeylessVerifier
-from ig_evidence.bundle.kit import file_chunks, kit_file_name, sha256_of_file
+from ig_evidence.bundle.kit import file_chunks, kit_file_name
 from ig_evidence.bundle.signer import BundleSigner, identify_signer
 from ig_evidence.domain.manifest import BUNDLE_FILE, MANIFEST_FILE, RELEASE_NAME, SIGNATURE_FILE
 from ig_evidence.domain.trusted_signers import SignerNotTrusted, TrustedSigners
@@ -226,23 +226,23 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                            context: Context) -> AsyncIterator[evidence_pb2.GetVerifyKitResponse]:
         bundle = await self._latest(request.release, request.tenant, context)
         try:
-            kit, index, head_size = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers,
-                                                       self._witnessing)
+            kit = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers,
+                                     self._witnessing)
         except KitUnavailable as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"release: {error}")
             raise
         try:
-            digest = await asyncio.to_thread(sha256_of_file, kit)
             yield evidence_pb2.GetVerifyKitResponse(info=evidence_pb2.VerifyKitInfo(
-                file_name=kit_file_name(bundle.release), size=kit.stat().st_size, sha256=digest,
-                signer_name=index.signer_name, signer_key_id=index.signer_key_id, head_tree_size=head_size))
-            chunks = file_chunks(kit, DOWNLOAD_CHUNK)
+                file_name=kit_file_name(bundle.release), size=kit.path.stat().st_size, sha256=kit.sha256,
+                signer_name=kit.index.signer_name, signer_key_id=kit.index.signer_key_id,
+                head_tree_size=kit.head_size))
+            chunks = file_chunks(kit.path, DOWNLOAD_CHUNK)
             while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
                 yield evidence_pb2.GetVerifyKitResponse(chunk=chunk)
         finally:
-            kit.unlink(missing_ok=True)
+            kit.path.unlink(missing_ok=True)
         log.info("verify_kit_served", release=bundle.release, tenant=bundle.tenant, by=current_caller().actor,
-                 head_tree_size=head_size)
+                 head_tree_size=kit.head_size)
 
     async def Completeness(self, request: evidence_pb2.CompletenessRequest,
                            context: Context) -> evidence_pb2.CompletenessResponse:

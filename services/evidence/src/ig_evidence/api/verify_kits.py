@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ig_evidence.bundle.ingest import read_metadata_files
@@ -21,13 +22,21 @@ from ig_evidence.store.ledger import LedgerStore
 from ig_evidence.store.witnessing import Witnessing
 
 
+@dataclass(frozen=True)
+class AssembledKit:
+    path: Path  # a temporary file: the caller removes it
+    index: KitIndex
+    head_size: int  # the checkpoint size everything in it is proved against
+    sha256: str
+
+
 class KitUnavailable(ValueError):
     """No kit can be made for this bundle (the message says why)."""
 
 
 async def assemble_kit(bundle: BundleRow, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore,
-                       signers: TrustedSigners, witnessing: Witnessing | None = None) -> tuple[Path, KitIndex, int]:
-    """A temporary file holding the kit (the caller removes it), its index and the head size it proves against.
+                       signers: TrustedSigners, witnessing: Witnessing | None = None) -> AssembledKit:
+    """The kit written to a temporary file, with its index, the head size it proves against and its SHA-256.
     With ``witnessing``, the head checkpoint carries the witnesses' cosignatures (``verify --witness-key``)."""
     if not bundle.signer_key_id and bundle.signer_name:
         raise KitUnavailable(f"{bundle.release!r} is signed keylessly ({bundle.signer_name}): verify kits carry a "
@@ -57,14 +66,14 @@ async def assemble_kit(bundle: BundleRow, bundles: BundleStore, ledger: LedgerSt
                      anchored_size=anchored_size, consistency=tuple(consistency))
     out, temp = blobs.temp_file()
 
-    def write() -> None:
+    def write() -> str:
         with out:
-            write_kit(out, archive, index, pinned.pem, head_note)
+            return write_kit(out, archive, index, pinned.pem, head_note)
 
     try:
-        await asyncio.to_thread(write)
+        digest = await asyncio.to_thread(write)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return temp, index, head_size
+    return AssembledKit(temp, index, head_size, digest)
 

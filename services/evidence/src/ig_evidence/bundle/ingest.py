@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ig_evidence.bundle.signer import BundleSigner
-from ig_evidence.bundle.verify import TooLarge, read_capped, verify_bundle
+from ig_evidence.bundle.verify import check_contents, locate, read_capped
 from ig_evidence.domain import manifest as mf
 from ig_evidence.store.blobs import BlobStore
 
@@ -37,13 +36,11 @@ def ingest(archive: Path, archive_sha256: str, blobs: BlobStore,
            identify: Callable[[dict[str, bytes]], BundleSigner], pinned_ledger_key: str | None) -> IngestedBundle:
     """``identify`` picks the trusted signer from the bundle's metadata files (raising SignerNotTrusted); the
     whole bundle is then verified against that signer's pinned key, never against a key it carries."""
-    try:
-        signer = identify(read_metadata_files(archive))
-    except (tarfile.TarError, zlib.error, EOFError) as error:
-        raise BundleRejected(f"chunk: the upload is not a tar archive ({error})") from error
-    except TooLarge as error:
-        raise BundleRejected(str(error)) from error
-    checked = verify_bundle(archive, signer.public_key, pinned_ledger_key=pinned_ledger_key, allow_incomplete=True)
+    contents, _ = locate(archive)  # one pass: every member hashed, the metadata files kept
+    if contents.problems:  # not a readable tar, an unsafe member, a metadata file over its cap
+        raise BundleRejected("; ".join(contents.problems))
+    signer = identify(contents.metadata)
+    checked = check_contents(contents, signer.public_key, pinned_ledger_key=pinned_ledger_key, allow_incomplete=True)
     if not checked.ok or checked.manifest is None:
         raise BundleRejected("; ".join(checked.problems) or "bundle has no manifest")
     manifest = checked.manifest

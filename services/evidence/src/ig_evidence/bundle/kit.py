@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,9 +44,26 @@ def kit_file_name(release: str) -> str:
     return f"evidence-kit-{release}.tar"
 
 
-def write_kit(out: BinaryIO, archive: Path, index: KitIndex, signer_pem: bytes, checkpoint_note: str) -> None:
-    """The kit as an uncompressed tar (the bundle inside is compressed already), members in a fixed order."""
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+class _Hashing:
+    """A file object that hashes what goes through it: the kit's SHA-256 without reading the kit again."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._out.write(data)
+
+    def tell(self) -> int:
+        return self._out.tell()
+
+
+def write_kit(out: IO[bytes], archive: Path, index: KitIndex, signer_pem: bytes, checkpoint_note: str) -> str:
+    """The kit as an uncompressed tar (the bundle inside is compressed already), members in a fixed order; returns
+    its SHA-256 (hex)."""
+    hashing = _Hashing(out)
+    with tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         small = {INDEX_FILE: json.dumps(index_document(index), indent=2, sort_keys=True).encode() + b"\n",
                  SIGNER_KEY_FILE: signer_pem, CHECKPOINT_FILE: checkpoint_note.encode()}
         for name, data in small.items():
@@ -57,6 +74,7 @@ def write_kit(out: BinaryIO, archive: Path, index: KitIndex, signer_pem: bytes, 
         info.size, info.mode = archive.stat().st_size, 0o644
         with open(archive, "rb") as handle:
             tar.addfile(info, handle)
+    return hashing.digest.hexdigest()
 
 
 def file_chunks(path: Path, size: int = COPY_CHUNK) -> Iterator[bytes]:

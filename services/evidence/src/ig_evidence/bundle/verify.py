@@ -61,7 +61,7 @@ class Verification:
 
 
 @dataclass
-class _Contents:
+class Contents:
     digests: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (sha256, size)
     metadata: dict[str, bytes] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -80,8 +80,8 @@ def _chunks(handle: Any) -> Iterator[bytes]:
         yield chunk
 
 
-def _read_archive(archive: Path) -> _Contents:
-    contents = _Contents()
+def _read_archive(archive: Path) -> Contents:
+    contents = Contents()
     current = "<archive header>"
     try:
         with tarfile.open(archive, "r|*") as tar:
@@ -108,8 +108,8 @@ def _read_archive(archive: Path) -> _Contents:
     return contents
 
 
-def _read_directory(root: Path) -> _Contents:
-    contents = _Contents()
+def _read_directory(root: Path) -> Contents:
+    contents = Contents()
     for name in METADATA_FILES:
         if (root / name).is_file():
             with open(root / name, "rb") as handle:
@@ -129,12 +129,12 @@ def _read_directory(root: Path) -> _Contents:
     return contents
 
 
-def locate(bundle: Path) -> tuple[_Contents, list[str]]:
+def locate(bundle: Path) -> tuple[Contents, list[str]]:
     """Read the bundle wherever it is; the second value lists problems with the directory's own copies."""
     if bundle.is_file():
         return _read_archive(bundle), []
     if not bundle.is_dir():
-        return _Contents(problems=[f"{bundle}: no such bundle"]), []
+        return Contents(problems=[f"{bundle}: no such bundle"]), []
     archives = sorted(bundle.glob("evidence-*.tar.gz")) + sorted(bundle.glob("evidence-*.tar"))
     if not archives:
         return _read_directory(bundle), []
@@ -152,7 +152,17 @@ def verify_bundle(bundle: Path, public_key: ec.EllipticCurvePublicKey, *, contra
                   pinned_ledger_key: str | None = None, allow_incomplete: bool = False,
                   witnesses: WitnessPolicy | None = None) -> Verification:
     contents, extra = locate(bundle)
-    result = Verification(problems=[*contents.problems, *extra])
+    contents.problems.extend(extra)
+    return check_contents(contents, public_key, contract=contract, pinned_ledger_key=pinned_ledger_key,
+                          allow_incomplete=allow_incomplete, witnesses=witnesses)
+
+
+def check_contents(contents: Contents, public_key: ec.EllipticCurvePublicKey, *,
+                   contract: EvidenceContract | None = None, pinned_ledger_key: str | None = None,
+                   allow_incomplete: bool = False, witnesses: WitnessPolicy | None = None) -> Verification:
+    """Every check of ``verify_bundle`` on a bundle already read (``locate``): the caller that must first pick the
+    key from the bundle's metadata (the service, by its pinned signers) reads the archive once, not twice."""
+    result = Verification(problems=list(contents.problems))
     manifest_bytes = contents.metadata.get(mf.MANIFEST_FILE)
     if manifest_bytes is None:
         result.problems.append(f"{mf.MANIFEST_FILE}: missing from the bundle")
@@ -203,7 +213,7 @@ def _check_witnesses(manifest: dict[str, Any], policy: WitnessPolicy, pinned_led
     result.cosigned_by = sorted(c.witness for c in checked.cosignatures)
 
 
-def _check_signatures(contents: _Contents, manifest_bytes: bytes, public_key: ec.EllipticCurvePublicKey,
+def _check_signatures(contents: Contents, manifest_bytes: bytes, public_key: ec.EllipticCurvePublicKey,
                       result: Verification) -> None:
     raw_signature = contents.metadata.get(mf.SIGNATURE_FILE)
     if raw_signature is None:
@@ -223,7 +233,7 @@ def _check_signatures(contents: _Contents, manifest_bytes: bytes, public_key: ec
         result.problems.append(f"{mf.MANIFEST_FILE}: sigstore bundle {mf.BUNDLE_FILE} fails ({error})")
 
 
-def _check_artifacts(contents: _Contents, records: list[mf.ArtifactRecord], result: Verification) -> None:
+def _check_artifacts(contents: Contents, records: list[mf.ArtifactRecord], result: Verification) -> None:
     expected = {r.path: r for r in records}
     for path, record in sorted(expected.items()):
         found = contents.digests.get(path)
@@ -238,7 +248,7 @@ def _check_artifacts(contents: _Contents, records: list[mf.ArtifactRecord], resu
         result.problems.append(f"{path}: file in the bundle that the manifest does not list")
 
 
-def _check_provenance(contents: _Contents, records: list[mf.ArtifactRecord], public_key: ec.EllipticCurvePublicKey,
+def _check_provenance(contents: Contents, records: list[mf.ArtifactRecord], public_key: ec.EllipticCurvePublicKey,
                       result: Verification) -> None:
     provenance = [r for r in records if r.type == "provenance"]
     if not provenance or provenance[0].path not in contents.digests:

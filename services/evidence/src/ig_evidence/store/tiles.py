@@ -131,7 +131,7 @@ class TiledTree:
     # -- reads ---------------------------------------------------------------------------------------------------
     async def integrated(self) -> tuple[int, bytes]:
         row = await self._pool.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
-        assert row is not None  # migration 0007 inserts the one row, and nothing may delete it
+        assert row is not None  # migration 0009 inserts the one row, and nothing may delete it
         return int(row["size"]), bytes(row["root_hash"])
 
     async def sizes(self) -> tuple[int, int, bytes]:

@@ -12,7 +12,6 @@ A witness that comes back is caught up by the next head (its 409 names the size 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from ig_common.tls import WorkloadCertificate
 from prometheus_client import Counter
 
 from ig_evidence.domain.cosignature import Cosigner, verified_cosignatures, with_cosignatures
-from ig_evidence.domain.note import NoteError
+from ig_evidence.domain.note import NoteError, parse_checkpoint_body
 from ig_evidence.domain.witness import encode_add_checkpoint
 
 log = structlog.get_logger(__name__)
@@ -200,7 +199,7 @@ class Witnessing:
         found = verified_cosignatures(with_cosignatures(head.note, lines), [cosigner])
         if not found:
             raise NoteError(f"witness {cosigner.name} answered no valid cosignature: {answer[:200]!r}")
-        root = base64.b64decode(head.note.split("\n")[2]).hex()
+        root = parse_checkpoint_body(head.note.partition("\n\n")[0] + "\n").root_hash.hex()
         for cosignature in found:
             await self._pool.execute(
                 f"""INSERT INTO {self._schema}.ledger_cosignatures
