@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -101,3 +102,13 @@ async def _transactions(database_url: str, ranges: list[tuple[int, int]]) -> lis
                                     "WHERE seq BETWEEN $1 AND $2", first, last) for first, last in ranges]
     finally:
         await conn.close()
+
+
+def test_append_metrics_are_labelled_by_table_row_not_by_caller_chosen_kind(service: RunningEvidence) -> None:
+    run = uuid.uuid4().hex[:8]
+    stub(service).AppendBatch(ledger_pb2.AppendBatchRequest(entries=[
+        ledger_pb2.AppendRequest(kind=f"release.minted-{run}-{i}", subject="s", payload=b"p") for i in range(3)]))
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/metrics", timeout=10).read().decode()
+    appends = [line for line in metrics.splitlines() if line.startswith("ig_ledger_appends_total{")]
+    assert any('kind="release.*"' in line for line in appends), appends
+    assert run not in metrics  # a kind a caller made up is no series of its own
