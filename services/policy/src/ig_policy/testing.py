@@ -268,3 +268,27 @@ def proto_from_input(document: dict[str, Any]) -> Any:
         return message
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def decision_log_key_env(directory: Path) -> dict[str, str]:
+    """A fresh pepper and replay key pair in ``directory``: the service's IG_DECISION_LOG_* settings and, for the
+    replay tool, IG_DECISION_LOG_REPLAY_KEY_FILE."""
+    from ig_policy.protection_keys import write_decision_log_keys
+
+    paths = write_decision_log_keys(directory)
+    return {"IG_DECISION_LOG_PEPPER_FILE": str(paths["pepper"]),
+            "IG_DECISION_LOG_INPUT_KEY_FILE": str(paths["input_key"]),
+            "IG_DECISION_LOG_REPLAY_KEY_FILE": str(paths["replay_key"])}
+
+
+def new_record_protection() -> tuple[Any, Any]:
+    """A pepper and replay key pair made in memory: (RecordProtection for the log, InputOpener for replay)."""
+    import secrets as _secrets
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from ig_policy.domain.protection import InputOpener, InputSealer, Pseudonymizer, RecordProtection
+
+    key = X25519PrivateKey.generate()
+    protection = RecordProtection(Pseudonymizer(_secrets.token_bytes(32)), InputSealer(key.public_key()))
+    return protection, InputOpener(key)
