@@ -292,3 +292,12 @@ def new_record_protection() -> tuple[Any, Any]:
     key = X25519PrivateKey.generate()
     protection = RecordProtection(Pseudonymizer(_secrets.token_bytes(32)), InputSealer(key.public_key()))
     return protection, InputOpener(key)
+
+
+def write_key_files(opener: Any, private_path: Path) -> None:
+    """The replay tool's private key of ``opener`` as a PEM file (0600)."""
+    from cryptography.hazmat.primitives import serialization
+
+    with os.fdopen(os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(opener.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
