@@ -26,7 +26,7 @@ from ig_policy.domain.model import Decision
 from ig_policy.domain.protection import InputOpener, RecordProtection
 from ig_policy.domain.validation import validate_request
 from ig_policy.engine.opa import OpaEngine
-from ig_policy.replay import ReplayRequest, replay
+from ig_policy.replay import ReplayRequest, UsageError, parse_time, replay
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
 from ig_policy.testing import (
@@ -214,3 +214,13 @@ def test_a_bad_replay_key_file_is_refused_naming_it(tmp_path: Path, content: byt
     assert by_option.returncode == 2 and f"--key: {key}" in by_option.stderr
     missing = cli(*args, "--key", str(tmp_path / "absent.key"), env={})
     assert missing.returncode == 2 and f"--key: {tmp_path / 'absent.key'}: cannot be read" in missing.stderr
+
+
+def test_times_are_rfc3339_or_an_age_before_now() -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    assert parse_time("90m", "--since", now) == now - timedelta(minutes=90)
+    assert parse_time("7d", "--since", now) == now - timedelta(days=7)
+    assert parse_time("2026-12-05T10:00:00+01:00", "--since", now) == datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    for bad in ("yesterday", "2026-12-05T10:00:00", "5w"):
+        with pytest.raises(UsageError, match="--since"):
+            parse_time(bad, "--since", now)
