@@ -31,7 +31,7 @@ from ig_policy.domain.protection import InputOpener, ProtectionKeyError, SealedI
 from ig_policy.engine.candidate import CandidateEngine, CandidateError, candidate_engine, find_opa
 from ig_policy.protection_keys import load_opener
 from ig_policy.store import SCHEMA
-from ig_policy.store.replay_source import logged_decisions
+from ig_policy.store.replay_source import LoggedRow, logged_decisions
 
 KEY_VARIABLE = "IG_DECISION_LOG_REPLAY_KEY_FILE"
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
@@ -69,38 +69,78 @@ class ReplayRequest:
     parallel: int = 2
 
 
-async def _replay_chunk(engine: CandidateEngine, opener: InputOpener, rows: Sequence[Any], report: ImpactReport,
-                        request: ReplayRequest, slots: asyncio.Semaphore) -> None:
-    opened: list[tuple[LoggedDecision, Any]] = []
-    for row in rows:
-        if row.sealed_input is None:
-            report.skip("no_sealed_input")
-            continue
+class _Replayer:
+    """Opens inputs and asks the candidate in batches, keeping up to ``parallel`` batches in flight: the next batch
+    is opened (and the next rows read) while OPA evaluates the previous ones, so neither side waits for the other."""
+
+    def __init__(self, engine: CandidateEngine, request: ReplayRequest, report: ImpactReport) -> None:
+        self._engine = engine
+        self._request = request
+        self._report = report
+        self._slots = asyncio.Semaphore(request.parallel)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._opened: list[tuple[LoggedDecision, Any]] = []
+        self._failure: BaseException | None = None
+
+    async def add(self, rows: Sequence[LoggedRow]) -> None:
+        for row in rows:
+            if row.sealed_input is None:
+                self._report.skip("no_sealed_input")
+                continue
+            try:
+                document = self._request.opener.open(row.sealed_input, row.decision.decision_id)
+            except SealedInputError:
+                self._report.skip("sealed_input_unopenable")
+                continue
+            self._opened.append((row.decision, document))
+            if len(self._opened) >= self._request.batch_size:
+                await self._send()
+
+    async def finish(self) -> None:
+        if self._opened:
+            await self._send()
+        await asyncio.gather(*self._in_flight)
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        # A batch that failed unexpectedly must stop the run: its decisions would be missing from every count.
+        if self._failure is not None:
+            raise self._failure
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._failure = task.exception()
+
+    async def _send(self) -> None:
+        self._raise_failure()
+        part, self._opened = self._opened, []
+        await self._slots.acquire()
+        task = asyncio.create_task(self._ask(part))
+        self._in_flight.add(task)
+        task.add_done_callback(self._done)
+
+    async def _ask(self, part: list[tuple[LoggedDecision, Any]]) -> None:
         try:
-            opened.append((row.decision, opener.open(row.sealed_input, row.decision.decision_id)))
-        except SealedInputError:
-            report.skip("sealed_input_unopenable")
-
-    async def ask(part: list[tuple[LoggedDecision, Any]]) -> None:
-        async with slots:
-            verdicts = await engine.decide([document for _, document in part])
+            verdicts = await self._engine.decide([document for _, document in part])
+        finally:
+            self._slots.release()
         for (logged, _), verdict in zip(part, verdicts, strict=True):
-            report.add(logged, verdict)
-
-    await asyncio.gather(*(ask(opened[i:i + request.batch_size]) for i in range(0, len(opened), request.batch_size)))
+            self._report.add(logged, verdict)
 
 
 async def replay(request: ReplayRequest) -> dict[str, Any]:
     report = ImpactReport()
     started = time.perf_counter()
-    slots = asyncio.Semaphore(request.parallel)
     async with candidate_engine(request.candidate, opa=request.opa) as engine:
         revision = await engine.revision()
+        replayer = _Replayer(engine, request, report)
         conn = await asyncpg.connect(request.database_url)
         try:
             async with conn.transaction(readonly=True):
                 async for rows in logged_decisions(conn, SCHEMA, request.since, request.until, request.tenant):
-                    await _replay_chunk(engine, request.opener, rows, report, request, slots)
+                    await replayer.add(rows)
+            await replayer.finish()
         finally:
             await conn.close()
     elapsed = time.perf_counter() - started
