@@ -74,27 +74,74 @@ def stub(service: RunningService) -> Iterator[policy_pb2_grpc.PolicyServiceStub]
 
 
 @pytest.fixture(scope="module")
+def service_in_region_b(infra: Any, database_url: str, opa: OpaServer, tmp_path_factory: pytest.TempPathFactory
+                        ) -> Iterator[RunningService]:
+    """The same service serving from region-b (IG_REGION): residency is judged on where it serves."""
+    env = {**infra.env(database_url, "policy"), **opa.env()}
+    scratch = tmp_path_factory.mktemp("policy-region-b")
+    set_test_clock(scratch / "clock", GOLDEN_NOW)
+    with policy_service(env, scratch / "service.log", opa_timeout_ms="5000", decision_log_flush_ms="20",
+                        test_clock_file=str(scratch / "clock"), region="region-b") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub_in_region_b(service_in_region_b: RunningService) -> Iterator[policy_pb2_grpc.PolicyServiceStub]:
+    with channel_as("gateway", service_in_region_b.grpc_address) as channel:
+        yield policy_pb2_grpc.PolicyServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
 def deciding_since() -> float:
     """When the contract cases started to be decided: their events on Kafka come after it."""
     return time.time()
 
 
 @pytest.fixture(scope="module")
-def decided(stub: policy_pb2_grpc.PolicyServiceStub, deciding_since: float, service: RunningService
+def decided(stub: policy_pb2_grpc.PolicyServiceStub, stub_in_region_b: policy_pb2_grpc.PolicyServiceStub,
+            deciding_since: float, service: RunningService, service_in_region_b: RunningService
             ) -> dict[str, tuple[policy_pb2.DecideResponse | None, str]]:
-    """Each contract case through the service, its clock set to the case's moment: the reply, or the
-    INVALID_ARGUMENT details."""
-    clock_file = service.log_path.with_name("clock")
+    """Each contract case through the service of the region its input names (a golden case's context.region is
+    where it is served from), its clock set to the case's moment: the reply, or the INVALID_ARGUMENT details."""
+    by_region = {"region-a": (stub, service.log_path.with_name("clock")),
+                 "region-b": (stub_in_region_b, service_in_region_b.log_path.with_name("clock"))}
     answers: dict[str, tuple[policy_pb2.DecideResponse | None, str]] = {}
     for case in CONTRACT:
-        set_test_clock(clock_file, proto_from_input(case.input).context.time.ToDatetime(tzinfo=UTC))
+        message = proto_from_input(case.input)
+        serving, clock_file = by_region.get(message.context.region, by_region["region-a"])
+        set_test_clock(clock_file, message.context.time.ToDatetime(tzinfo=UTC))
         try:
-            answers[case.id] = (stub.Decide(proto_from_input(case.input), timeout=30), "")
+            answers[case.id] = (serving.Decide(message, timeout=30), "")
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
             answers[case.id] = (None, error.details() or "")
-    set_test_clock(clock_file, GOLDEN_NOW)
+    for _, clock_file in by_region.values():
+        set_test_clock(clock_file, GOLDEN_NOW)
     return answers
+
+
+RESIDENCY = {c.name: c for c in CONTRACT if c.file == "residency.json"}
+
+
+@pytest.mark.parametrize(("serving", "tenant_case", "forged"), [
+    ("region-b", "alpha is pinned to region-a", "region-a"),  # a client in region-b claims region-a
+    ("region-a", "gamma Sunday is closed", "region-b"),        # and the other way round for region-b's tenant
+])
+def test_residency_is_judged_on_the_serving_region_not_on_the_region_a_caller_claims(
+        stub: policy_pb2_grpc.PolicyServiceStub, stub_in_region_b: policy_pb2_grpc.PolicyServiceStub,
+        service: RunningService, service_in_region_b: RunningService, serving: str, tenant_case: str,
+        forged: str) -> None:
+    case = RESIDENCY.get(tenant_case) or next(c for c in CONTRACT if c.name == tenant_case)
+    message = proto_from_input(case.input)
+    message.context.region = forged
+    chosen, running = (stub, service) if serving == "region-a" else (stub_in_region_b, service_in_region_b)
+    set_test_clock(running.log_path.with_name("clock"), message.context.time.ToDatetime(tzinfo=UTC))
+    try:
+        reply = chosen.Decide(message, timeout=30)
+    finally:
+        set_test_clock(running.log_path.with_name("clock"), GOLDEN_NOW)
+    assert (RESULT_NAMES[reply.result], reply.rule_id) == ("DENY", "ig.residency.cross_region"), reply
+    assert f"from region '{serving}'" in reply.explanation
 
 
 def test_most_golden_cases_are_part_of_the_contract() -> None:

@@ -90,13 +90,15 @@ Mode = Callable[[int, float], Awaitable[LoadResult]]
 
 def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
     """Golden inputs the service accepts (valid protobuf, valid fields): the realistic mix, each dated at the
-    service's test clock (BENCH_NOW). The service judges time with its own clock, so raw OPA gets the same moment
-    and both sides answer the same question (a case dated on a Saturday is asked on Monday morning here)."""
+    service's test clock (BENCH_NOW). The service judges time with its own clock and residency on its own region
+    (region-a here), so raw OPA gets the same moment and region and both sides answer the same question (a case
+    dated on a Saturday is asked on Monday morning here)."""
     mix = []
     for case in golden_cases():
         document = copy.deepcopy(case.input)
         if isinstance(document.get("context"), dict):
             document["context"]["time"] = rfc3339(BENCH_NOW)
+            document["context"]["region"] = "region-a"
         request = proto_from_input(document)
         if request is not None and case.expect["rule_id"] != "ig.input.invalid":
             mix.append((document, request))

@@ -100,7 +100,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture(scope="session")
 async def decisions(engine: OpaEngine, decision_log: DecisionLog, clock: SettableClock) -> DecisionService:
-    return DecisionService(engine, decision_log, clock=clock)
+    return DecisionService(engine, decision_log, region="region-a", clock=clock)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,9 @@ async def synthetic_log(infra: Any, engine: OpaEngine) -> AsyncIterator[Syntheti
     log = DecisionLog(pool, SCHEMA, None, LogSettings(region="region-a", protection=protection,
                                                       mask_rules=()))
     clock = SettableClock()
-    service = DecisionService(engine, log, clock=clock)
+    # Each case is answered by a service of the region its input names, as the golden contract is.
+    services = {region: DecisionService(engine, log, region=region, clock=clock)
+                for region in ("region-a", "region-b")}
     made: list[tuple[str, Decision]] = []
     since = datetime.now(UTC) - timedelta(seconds=1)
     for case in golden_cases():
@@ -90,7 +92,7 @@ async def synthetic_log(infra: Any, engine: OpaEngine) -> AsyncIterator[Syntheti
         if errors or validate_request(request) or request.context.time is None:
             continue  # malformed cases never reach the engine through the API
         clock.moment = request.context.time  # the server's clock at the case's moment, as the golden contract does
-        made.append((case.input["resource"]["tenant"], await service.decide(request)))
+        made.append((case.input["resource"]["tenant"], await services[request.context.region].decide(request)))
     await log.drain()
     until = datetime.now(UTC) + timedelta(seconds=1)
     try:

@@ -42,7 +42,8 @@ def main() -> None:
                                           max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
-        wired["decisions"] = DecisionService(engine, decision_log, clock=clock_from(settings.test_clock_file),
+        wired["decisions"] = DecisionService(engine, decision_log, region=settings.region,
+                                             clock=clock_from(settings.test_clock_file),
                                              skew=timedelta(seconds=settings.clock_skew_s))
         wired["gateways"] = gateway_authorizer(settings, wired["decisions"], protocol="ext_authz")
         # AuthZEN on a listener of its own: TLS with a client certificate of the CA, then the caller's workload

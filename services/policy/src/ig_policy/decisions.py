@@ -29,6 +29,10 @@ DECISION_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
 
+REGION_CLAIMS_OVERRIDDEN = Counter(
+    "ig_policy_region_claims_overridden_total",
+    "Requests whose context.region differed from the serving region (decided on the serving region)")
+
 tracer = trace.get_tracer("ig_policy")
 
 
@@ -47,10 +51,14 @@ def new_decision_id() -> str:
 
 
 class DecisionService:
-    def __init__(self, engine: Engine, sink: DecisionSink, *, clock: Clock = system_clock,
+    """``region``: the region this service serves from (IG_REGION). Residency is judged on it, never on the
+    ``context.region`` a caller sends: a client in region-b cannot reach region-a-pinned data by claiming region-a."""
+
+    def __init__(self, engine: Engine, sink: DecisionSink, *, region: str, clock: Clock = system_clock,
                  skew: timedelta = DEFAULT_SKEW) -> None:
         self._engine = engine
         self._sink = sink
+        self._region = region
         self._clock = clock
         self._skew = skew
 
@@ -69,7 +77,9 @@ class DecisionService:
         # The moment judged is the service's (the test clock in tests); evaluated_at stays the wall clock, which
         # the decision log is ordered and queried by.
         now = self._clock()
-        policy_input = request.to_policy_input(now)
+        if request.context.region != self._region:
+            REGION_CLAIMS_OVERRIDDEN.inc()
+        policy_input = request.to_policy_input(now, self._region)
         started = time.perf_counter()
         verdict = await self._engine.evaluate(policy_input)
         elapsed = time.perf_counter() - started

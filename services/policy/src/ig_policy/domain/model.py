@@ -60,9 +60,10 @@ class DecisionRequest:
     action: str
     context: Context
 
-    def to_policy_input(self, now: datetime | None = None) -> dict[str, Any]:
-        """The document the Rego policies read as ``input``; with ``now`` (the service's clock), time windows and
-        expiries are judged at that moment instead of the time the caller sent."""
+    def to_policy_input(self, now: datetime | None = None, serving_region: str | None = None) -> dict[str, Any]:
+        """The document the Rego policies read as ``input``. The service passes what it knows better than the
+        caller: ``now`` (its clock), at which time windows and expiries are judged instead of the time sent, and
+        ``serving_region`` (its own region), which residency is judged on instead of the region sent."""
         moment = now if now is not None else self.context.time
         context: dict[str, Any] = {
             "time": rfc3339(moment) if moment else "",
@@ -70,7 +71,7 @@ class DecisionRequest:
             "device_trust": self.context.device_trust,
             "session_risk": self.context.session_risk,
             "auth_level": self.context.auth_level,
-            "region": self.context.region,
+            "region": serving_region if serving_region is not None else self.context.region,
         }
         grant = self.context.break_glass
         if grant is not None:
