@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from ig_policy.breakglass import BreakGlassVerifier, count_use
 from ig_policy.clock import system_clock
 from ig_policy.domain.clock import Clock, time_errors
 from ig_policy.domain.masking import sensitive_values_of
@@ -48,11 +49,13 @@ def new_decision_id() -> str:
 
 class DecisionService:
     def __init__(self, engine: Engine, sink: DecisionSink, *, clock: Clock = system_clock,
-                 skew: timedelta = DEFAULT_SKEW) -> None:
+                 skew: timedelta = DEFAULT_SKEW, break_glass: BreakGlassVerifier | None = None) -> None:
         self._engine = engine
         self._sink = sink
         self._clock = clock
         self._skew = skew
+        # Without approvers no grant verifies: a break-glass request is then always denied (fail closed).
+        self._break_glass = break_glass or BreakGlassVerifier()
 
     def now(self) -> datetime:
         return self._clock()
@@ -69,7 +72,9 @@ class DecisionService:
         # The moment judged is the service's (the test clock in tests); evaluated_at stays the wall clock, which
         # the decision log is ordered and queried by.
         now = self._clock()
-        policy_input = request.to_policy_input(now)
+        # The grant is verified at the same moment the policy judges; the Rego sees only what verified.
+        glass = self._break_glass.check(request, now) if request.context.break_glass is not None else None
+        policy_input = request.to_policy_input(now, glass.policy_facts if glass is not None else None)
         started = time.perf_counter()
         verdict = await self._engine.evaluate(policy_input)
         elapsed = time.perf_counter() - started
@@ -80,6 +85,8 @@ class DecisionService:
         )
         DECISIONS.labels(verdict.result.value, verdict.rule_id).inc()
         DECISION_LATENCY.observe(elapsed)
+        if glass is not None:
+            count_use(glass, verdict.result)
         self._sink.submit(policy_input, decision)
         return decision
 
