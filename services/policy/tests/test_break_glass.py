@@ -187,9 +187,17 @@ async def test_the_server_clock_judges_the_grant_not_the_request_time(
 ) -> None:
     late = DecisionService(engine, logged, clock=SettableClock(SATURDAY + timedelta(minutes=20)),
                            break_glass=BreakGlassVerifier(load_approvers(approvers_file)))
+    before = uses("expired", Result.DENY)
     decision = await late.decide(asking(grant()))  # the request still says 12:00; the server says 12:20
     assert decision.rule_id == "ig.breakglass.invalid"
     assert "expired at '2026-01-10T12:14:00Z'" in decision.verdict.explanation
+    assert uses("expired", Result.DENY) == before + 1, "refused by the service's check, not only by the Rego's"
+    early = DecisionService(engine, logged, clock=SettableClock(SATURDAY - timedelta(minutes=10)),
+                            break_glass=BreakGlassVerifier(load_approvers(approvers_file)))
+    # Issued at 11:58 by the approver's clock: the request says 12:00, but the server says 11:50.
+    ahead = await early.decide(asking(grant(issued=SATURDAY - timedelta(minutes=2))))
+    assert ahead.rule_id == "ig.breakglass.invalid"
+    assert "after the server's time '2026-01-10T11:50:00Z'" in ahead.verdict.explanation
 
 
 async def test_without_approvers_no_grant_is_accepted(engine: OpaEngine, logged: DecisionLog) -> None:
