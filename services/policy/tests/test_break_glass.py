@@ -5,19 +5,31 @@ event names the approver; a bad approvers file stops start-up naming the entry."
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf.timestamp_pb2 import Timestamp
 from ig.events.v1 import events_pb2
+from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+from ig_common.authz import AuthorizationTable
+from ig_common.authz.http_guard import guarded_by_table
+from ig_common.grpc_client import aio_channel_as
+from ig_common.grpc_server import ServerSecurity, build_grpc_server
+from ig_common.http_client import WorkloadTokenAuth
+from ig_common.http_server import build_api_app
 from ig_common.settings import SettingsError, load_settings
+from ig_common.tls import WorkloadCertificate
+from ig_policy.api.authzen import mount_authzen
+from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.breakglass import BREAK_GLASS_USES, BreakGlassVerifier, issue_grant, key_id_of, load_approvers
 from ig_policy.decisions import DecisionService
 from ig_policy.domain.breakglass import GRANT_TYPE
@@ -26,7 +38,7 @@ from ig_policy.engine.opa import OpaEngine
 from ig_policy.settings import Settings
 from ig_policy.store import SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.testing import SettableClock, write_approvers_file
+from ig_policy.testing import SettableClock, free_port, write_approvers_file
 
 pytestmark = pytest.mark.integration
 
@@ -265,3 +277,65 @@ def test_a_well_formed_approvers_file_loads(tmp_path: Path) -> None:
                                                 approvers={"carol": CAROL}))
     assert set(trust) == {"alpha", "gamma"} and trust["alpha"].max_grant_minutes == 45
     assert trust["gamma"].approvers[0].key_id == key_id_of(CAROL.public_key())
+
+
+# The grant travels in every API: gRPC Decide (context.break_glass.grant) and AuthZEN (context.break_glass.grant).
+
+@pytest.fixture(scope="module")
+async def grpc_stub(service: DecisionService, infra: Any) -> AsyncIterator[policy_pb2_grpc.PolicyServiceStub]:
+    port = free_port()
+    env = infra.identities.env()
+    security = ServerSecurity(WorkloadCertificate(Path(env["IG_IDENTITIES"]) / "policy"),
+                              AuthorizationTable.load(Path(env["IG_AUTHZ_TABLE"])))
+    server, _ = build_grpc_server([policy_grpc_service(service)], host="127.0.0.1", port=port, security=security)
+    await server.start()
+    channel = aio_channel_as("gateway", f"127.0.0.1:{port}")
+    yield policy_pb2_grpc.PolicyServiceStub(channel)
+    await channel.close()
+    await server.stop(grace=1)
+
+
+def _decide_request(token: str) -> policy_pb2.DecideRequest:
+    time = Timestamp()
+    time.FromDatetime(SATURDAY)
+    return policy_pb2.DecideRequest(
+        actor=policy_pb2.Actor(id="u-alice", tenant="alpha", roles=["oncall"], purposes=["investigation"]),
+        resource=policy_pb2.Resource(type="case", id="case-1", tenant="alpha", purpose="investigation",
+                                     region="region-a", classification="internal"),
+        action="read",
+        context=policy_pb2.Context(time=time, network_zone="corp", device_trust="high", session_risk=10,
+                                   auth_level="mfa", region="region-a",
+                                   break_glass=policy_pb2.BreakGlass(justification=JUSTIFICATION, grant=token)),
+    )
+
+
+async def test_grpc_carries_the_grant(grpc_stub: policy_pb2_grpc.PolicyServiceStub) -> None:
+    allowed = await grpc_stub.Decide(_decide_request(grant()))
+    assert (allowed.result, allowed.rule_id) == (policy_pb2.RESULT_ALLOW, "ig.breakglass.allow")
+    refused = await grpc_stub.Decide(_decide_request(""))
+    assert (refused.result, refused.rule_id) == (policy_pb2.RESULT_DENY, "ig.breakglass.invalid")
+
+
+async def test_authzen_carries_the_grant(service: DecisionService, infra: Any) -> None:
+    env = infra.identities.env()
+    policy, gateway = (WorkloadCertificate(Path(env["IG_IDENTITIES"]) / name) for name in ("policy", "gateway"))
+    app = build_api_app("policy AuthZEN")
+    mount_authzen(app, service)
+    guarded = guarded_by_table(app, AuthorizationTable.load(Path(env["IG_AUTHZ_TABLE"])), policy)
+    body: dict[str, Any] = {
+        "subject": {"type": "user", "id": "u-alice",
+                    "properties": {"tenant": "alpha", "roles": ["oncall"], "purposes": ["investigation"]}},
+        "resource": {"type": "case", "id": "case-1", "properties": {
+            "tenant": "alpha", "purpose": "investigation", "region": "region-a", "classification": "internal"}},
+        "action": {"name": "read"},
+        "context": {"time": "2026-01-10T13:00:00+01:00", "network_zone": "corp", "device_trust": "high",
+                    "session_risk": 10, "auth_level": "mfa", "region": "region-a"},
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://policy",  # type: ignore[arg-type]
+                                 auth=WorkloadTokenAuth(gateway, policy.spiffe_id)) as client:
+        body["context"]["break_glass"] = {"grant": grant()}
+        allowed = (await client.post("/access/v1/evaluation", json=body)).json()
+        body["context"]["break_glass"] = {"justification": JUSTIFICATION, "expires_at": "2026-01-10T12:30:00Z"}
+        refused = (await client.post("/access/v1/evaluation", json=body)).json()
+    assert allowed["decision"] is True and allowed["context"]["rule_id"] == "ig.breakglass.allow"
+    assert refused["decision"] is False and refused["context"]["rule_id"] == "ig.breakglass.invalid"
