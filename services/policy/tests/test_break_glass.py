@@ -30,7 +30,14 @@ from ig_common.settings import SettingsError, load_settings
 from ig_common.tls import WorkloadCertificate
 from ig_policy.api.authzen import mount_authzen
 from ig_policy.api.grpc_service import policy_grpc_service
-from ig_policy.breakglass import BREAK_GLASS_USES, BreakGlassVerifier, issue_grant, key_id_of, load_approvers
+from ig_policy.breakglass import (
+    BREAK_GLASS_USES,
+    BreakGlassVerifier,
+    issue_grant,
+    key_id_of,
+    load_approvers,
+    load_private_key,
+)
 from ig_policy.decisions import DecisionService
 from ig_policy.domain.breakglass import GRANT_TYPE
 from ig_policy.domain.model import Actor, BreakGlass, Context, DecisionRequest, Resource, Result
@@ -339,3 +346,18 @@ async def test_authzen_carries_the_grant(service: DecisionService, infra: Any) -
         refused = (await client.post("/access/v1/evaluation", json=body)).json()
     assert allowed["decision"] is True and allowed["context"]["rule_id"] == "ig.breakglass.allow"
     assert refused["decision"] is False and refused["context"]["rule_id"] == "ig.breakglass.invalid"
+
+
+async def test_the_demo_approver_make_up_creates_signs_grants_the_service_accepts(
+    tmp_path: Path, engine: OpaEngine, logged: DecisionLog
+) -> None:
+    from ig_infra.breakglass_key import APPROVER, breakglass_approver_key, ensure_breakglass_approver
+
+    trust = load_approvers(ensure_breakglass_approver(tmp_path))
+    assert [a.name for a in trust["alpha"].approvers] == [APPROVER] and set(trust) == {"alpha"}
+    assert ensure_breakglass_approver(tmp_path) and load_approvers(ensure_breakglass_approver(tmp_path)) == trust, \
+        "the key is kept across runs"
+    key = load_private_key(breakglass_approver_key(tmp_path))
+    demo = DecisionService(engine, logged, clock=SettableClock(SATURDAY), break_glass=BreakGlassVerifier(trust))
+    decision = await demo.decide(asking(grant(key, approver=APPROVER)))
+    assert decision.rule_id == "ig.breakglass.allow" and f"approved by '{APPROVER}'" in decision.verdict.explanation
