@@ -40,6 +40,7 @@ from ig_policy.breakglass import (
 )
 from ig_policy.decisions import DecisionService
 from ig_policy.domain.breakglass import GRANT_TYPE
+from ig_policy.domain.masking import parse_drop_rules
 from ig_policy.domain.model import Actor, BreakGlass, Context, DecisionRequest, Resource, Result
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.settings import Settings
@@ -361,3 +362,23 @@ async def test_the_demo_approver_make_up_creates_signs_grants_the_service_accept
     demo = DecisionService(engine, logged, clock=SettableClock(SATURDAY), break_glass=BreakGlassVerifier(trust))
     decision = await demo.decide(asking(grant(key, approver=APPROVER)))
     assert decision.rule_id == "ig.breakglass.allow" and f"approved by '{APPROVER}'" in decision.verdict.explanation
+
+
+async def test_every_break_glass_attempt_is_logged_whatever_the_drop_rules_say(
+    engine: OpaEngine, policy_pool: asyncpg.Pool, approvers_file: Path
+) -> None:
+    dropping = DecisionLog(policy_pool, SCHEMA, None, LogSettings(
+        region="region-a", drop_rules=parse_drop_rules([{"result": "deny"}, {"result": "allow"}])))
+    quiet = DecisionService(engine, dropping, clock=SettableClock(SATURDAY),
+                            break_glass=BreakGlassVerifier(load_approvers(approvers_file)))
+    ordinary = await quiet.decide(REQUEST)
+    refused = await quiet.decide(asking(grant(MALLORY)))
+    self_asserted = await quiet.decide(asking(""))
+    await dropping.drain()
+    ids = [ordinary.decision_id, refused.decision_id, self_asserted.decision_id]
+    found = await policy_pool.fetch(
+        f"SELECT decision_id, record FROM {SCHEMA}.decision_log WHERE decision_id = ANY($1)", ids)
+    records = {r["decision_id"]: json.loads(r["record"]) for r in found}
+    assert set(records) == {refused.decision_id, self_asserted.decision_id}, "the ordinary denial is dropped"
+    assert "not an approver of tenant 'alpha'" in records[refused.decision_id]["breakGlass"]["rejection"]
+    assert records[self_asserted.decision_id]["breakGlass"] == {"rejection": "no signed grant"}
