@@ -194,8 +194,10 @@ async def test_a_refused_grant_is_denied_naming_the_check(service: DecisionServi
 
 async def test_a_verified_grant_opens_only_its_scope(service: DecisionService) -> None:
     export = asking(grant(), action="export")
+    before = uses("scope", Result.DENY)
     decision = await service.decide(export)
     assert (decision.result, decision.rule_id) == (Result.DENY, "ig.breakglass.invalid")
+    assert uses("scope", Result.DENY) == before + 1
     assert "scope (case 'case-1', read, internal) does not cover this request" in decision.verdict.explanation
     wildcard = {"resource_type": "case", "resource_id": "*", "action": "export", "classification": "*"}
     opened = await service.decide(asking(grant(scope=wildcard), action="export"))

@@ -117,6 +117,19 @@ def _scope_of(claims: Mapping[str, Any]) -> dict[str, str] | None:
     return {f: str(v) for f, v in values.items()}
 
 
+def covers(scope: Mapping[str, str], request: DecisionRequest) -> bool:
+    """The Rego judges the same (ig.breakglass.in_scope); checked here too, so a grant is refused as a whole."""
+    asked = {"resource_type": request.resource.type, "resource_id": request.resource.id, "action": request.action,
+             "classification": request.resource.classification}
+    return all(scope[f] in ("*", asked[f]) for f in SCOPE_FIELDS)
+
+
+def scope_problem(scope: Mapping[str, str]) -> str:
+    """The Rego's own sentence for a scope that does not cover the request."""
+    return (f"The break-glass grant's scope ({scope['resource_type']} '{scope['resource_id']}', {scope['action']}, "
+            f"{scope['classification']}) does not cover this request.")
+
+
 def _instant(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
@@ -154,6 +167,8 @@ def check_claims(claims: Mapping[str, Any], approver: Approver, trust: TenantTru
                                    f"'{request.actor.tenant}'.")
     if subject != request.actor.id:
         return Rejection("subject", "The break-glass grant was issued to another subject than the actor.")
+    if not covers(scope, request):
+        return Rejection("scope", scope_problem(scope))
     if expires_at <= issued_at:
         return malformed("exp must be after iat")
     if expires_at - issued_at > timedelta(minutes=trust.max_grant_minutes):
