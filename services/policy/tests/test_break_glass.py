@@ -134,6 +134,7 @@ async def test_a_signed_grant_inside_its_window_allows_and_is_logged_and_publish
     row = await policy_pool.fetchval(f"SELECT record FROM {SCHEMA}.decision_log WHERE decision_id = $1",
                                      decision.decision_id)
     record = json.loads(row)
+    assert token.split(".")[2] not in row, "the bearer grant itself is never logged, only what was verified"
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
     assert record["breakGlass"] == {"approver": "carol", "approverKeyId": key_id_of(CAROL.public_key()),
                                     "jti": jti, "expiresAt": "2026-01-10T12:14:00Z"}
