@@ -591,3 +591,12 @@ def test_policy_chart_mounts_the_break_glass_approvers_from_a_secret(render: Ren
     mount = next(m for m in service["volumeMounts"] if m["name"] == "breakglass-approvers")
     assert mount["mountPath"] == "/etc/ig/breakglass" and mount["readOnly"]
     assert policy_violations(objects) == []
+
+
+def test_policy_chart_can_take_the_break_glass_approvers_from_an_existing_secret(render: Render) -> None:
+    objects = render("policy", "region-a", ("breakGlass.existingSecret=policy-approvers",))
+    assert settings(objects)["IG_BREAKGLASS_APPROVERS_PATH"] == "/etc/ig/breakglass/approvers.yaml"
+    assert not [o for o in by_kind(objects, "Secret") if o["metadata"]["name"].endswith("-breakglass-approvers")]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "breakglass-approvers")
+    assert volume["secret"]["secretName"] == "policy-approvers"
