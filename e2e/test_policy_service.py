@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from ig_common.http_client import client_as
 from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
 from ig_infra.kafka_reading import consumer_at
 from ig_infra.pki import DevCA
+from ig_policy.protection_keys import load_opener, load_pepper
 from ig_policy.testing import (
     GOLDEN_NOW,
     GoldenCase,
@@ -155,8 +157,16 @@ async def test_decisions_are_logged_masked_and_published(
         await conn.close()
     assert {r["decision_id"] for r in rows} == ids
     record = json.loads(rows[0]["record"])
-    assert "id" not in record["input"]["actor"], "the default mask erases /input/actor/id"
-    assert record["subject"].startswith("sha256:") and record["policyRevision"].startswith("sha256:")
+    # The default mask puts the keyed pseudonym in place of /input/actor/id; the whole input is sealed to the
+    # replay key (ig-infra's env: the pepper and public key for the service, the private key for replay).
+    pseudonym = load_pepper(Path(os.environ["IG_DECISION_LOG_PEPPER_FILE"]))
+    sealed_input = load_opener(Path(os.environ["IG_DECISION_LOG_REPLAY_KEY_FILE"])).open(
+        record["sealedInput"], rows[0]["decision_id"])
+    actor = sealed_input["actor"]
+    assert record["input"]["actor"]["id"] == pseudonym(actor["id"]) != actor["id"]
+    assert record["input"] == {**sealed_input, "actor": {**actor, "id": pseudonym(actor["id"])}}
+    assert record["subject"] == pseudonym(f"{actor['tenant']}/{actor['id']}")
+    assert record["policyRevision"].startswith("sha256:")
     events = await _events_for(kafka_bootstrap, ids, deciding_since, within=60)
     assert set(events) == ids
     assert all(e.type == "ig.policy.decision.v1" and e.id == f"evt_{e.subject}" for e in events.values())

@@ -46,7 +46,7 @@ from ig_policy.engine.opa import OpaEngine
 from ig_policy.settings import Settings
 from ig_policy.store import SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.testing import SettableClock, free_port, write_approvers_file
+from ig_policy.testing import SettableClock, free_port, new_record_protection, write_approvers_file
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +54,7 @@ pytestmark = pytest.mark.integration
 SATURDAY = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 SCOPE = {"resource_type": "case", "resource_id": "case-1", "action": "read", "classification": "internal"}
 JUSTIFICATION = "P1 incident INC-4711 customer outage"
+PROTECTION, _ = new_record_protection()
 CAROL, DAVE, MALLORY = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
 
 REQUEST = DecisionRequest(
@@ -102,7 +103,7 @@ def approvers_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def logged(policy_pool: asyncpg.Pool) -> DecisionLog:
-    return DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a"))
+    return DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=PROTECTION))
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +372,8 @@ async def test_every_break_glass_attempt_is_logged_whatever_the_drop_rules_say(
     engine: OpaEngine, policy_pool: asyncpg.Pool, approvers_file: Path
 ) -> None:
     dropping = DecisionLog(policy_pool, SCHEMA, None, LogSettings(
-        region="region-a", drop_rules=parse_drop_rules([{"result": "deny"}, {"result": "allow"}])))
+        region="region-a", protection=PROTECTION,
+        drop_rules=parse_drop_rules([{"result": "deny"}, {"result": "allow"}])))
     quiet = DecisionService(engine, dropping, clock=SettableClock(SATURDAY),
                             break_glass=BreakGlassVerifier(load_approvers(approvers_file)))
     ordinary = await quiet.decide(REQUEST)

@@ -76,7 +76,7 @@ def test_the_mirror_adds_what_a_writer_counted_since_its_last_report_across_rest
 
 @pytest.fixture
 def writer_env(monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstrap: str,
-               policy_pool: asyncpg.Pool) -> None:
+               policy_pool: asyncpg.Pool, decision_log_key_files: dict[str, str]) -> None:
     """The writer reads the service's settings from the environment it inherits (schema migrated by policy_pool)."""
     policy_identity = identity_directory("policy")  # before IG_RUN_DIR / IG_IDENTITIES are cleared
     for name in [n for n in os.environ if n.startswith("IG_")]:
@@ -87,6 +87,8 @@ def writer_env(monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstr
     monkeypatch.setenv("IG_TLS_DIR", str(policy_identity))
     monkeypatch.setenv("IG_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("IG_DECISION_LOG_FLUSH_MS", "20")
+    for name, value in decision_log_key_files.items():
+        monkeypatch.setenv(name, value)
 
 
 @contextlib.asynccontextmanager

@@ -203,6 +203,21 @@ def test_policy_chart_locks_the_opa_api_with_a_per_pod_token(render: Render, bun
     assert mounts["opa"]["opa-system"]["mountPath"] == "/opa-system"
 
 
+@pytest.mark.parametrize("secret", ["", "my-log-keys"])
+def test_policy_chart_mounts_the_decision_log_pepper_and_public_key_from_a_secret(render: Render, secret: str) -> None:
+    objects = render("policy", "region-a", (f"decisionLog.secretName={secret}",) if secret else ())
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "decision-log-keys")
+    assert volume["secret"]["secretName"] == (secret or "policy-decision-log")
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert {item["key"] for item in volume["secret"]["items"]} == {"pepper", "input-key.pub"}, "never the private key"
+    policy = next(c for c in pod["containers"] if c["name"] == "policy")
+    assert {"name": "decision-log-keys", "mountPath": "/etc/ig/decision-log", "readOnly": True} in \
+        policy["volumeMounts"]
+    assert settings(objects)["IG_DECISION_LOG_PEPPER_FILE"] == "/etc/ig/decision-log/pepper"
+    assert settings(objects)["IG_DECISION_LOG_INPUT_KEY_FILE"] == "/etc/ig/decision-log/input-key.pub"
+
+
 def test_policy_chart_can_load_an_opa_bundle_instead(render: Render) -> None:
     objects = render("policy", "region-a", ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example"))
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]

@@ -21,6 +21,7 @@ from ig_common.telemetry import configure_tracing
 
 from ig_policy.domain.losses import Gap
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
+from ig_policy.protection_keys import load_record_protection
 from ig_policy.settings import Settings
 from ig_policy.store import SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
@@ -40,7 +41,9 @@ RELAY_IDLE_S = 1.0
 
 def log_settings(settings: Settings) -> LogSettings:
     return LogSettings(
-        region=settings.region, mask_rules=parse_mask_rules(settings.decision_log_mask),
+        region=settings.region,
+        protection=load_record_protection(settings.decision_log_pepper_file, settings.decision_log_input_key_file),
+        mask_rules=parse_mask_rules(settings.decision_log_mask),
         drop_rules=parse_drop_rules(settings.decision_log_drop), queue_size=settings.decision_log_queue_size,
         batch_size=settings.decision_log_batch_size, flush_interval=settings.decision_log_flush_ms / 1000,
     )

@@ -13,6 +13,7 @@ from ig_policy.clock import FileClock
 from ig_policy.domain.gateway import parse_routes
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.engine.token import read_opa_token
+from ig_policy.protection_keys import load_pepper, load_sealer
 
 
 class Settings(GrpcServiceSettings):
@@ -65,6 +66,10 @@ class Settings(GrpcServiceSettings):
     decision_log_writer_start_s: float = Field(default=60.0, gt=0, le=600)
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
+    # Required, no default (fail closed): the secret pepper of the log's pseudonyms (HMAC-SHA256) and the public
+    # half of the replay key every record's input is sealed to (X25519 PEM). The private half is never here.
+    decision_log_pepper_file: Path
+    decision_log_input_key_file: Path
 
     # The server's clock judges time windows and expiries; a request's context.time further from it than this is
     # INVALID_ARGUMENT (a forwarded client clock or a replayed request cannot choose the moment).
@@ -117,6 +122,18 @@ class Settings(GrpcServiceSettings):
     @classmethod
     def _mask_rules_parse(cls, value: list[Any]) -> list[Any]:
         parse_mask_rules(value)
+        return value
+
+    @field_validator("decision_log_pepper_file")
+    @classmethod
+    def _pepper_usable(cls, value: Path) -> Path:
+        load_pepper(value)
+        return value
+
+    @field_validator("decision_log_input_key_file")
+    @classmethod
+    def _input_key_usable(cls, value: Path) -> Path:
+        load_sealer(value)
         return value
 
     @field_validator("decision_log_drop")

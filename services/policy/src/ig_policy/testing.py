@@ -325,3 +325,36 @@ def proto_from_input(document: dict[str, Any]) -> Any:
         return message
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def decision_log_key_env(directory: Path) -> dict[str, str]:
+    """A fresh pepper and replay key pair in ``directory``: the service's IG_DECISION_LOG_* settings and, for the
+    replay tool, IG_DECISION_LOG_REPLAY_KEY_FILE."""
+    from ig_policy.protection_keys import write_decision_log_keys
+
+    paths = write_decision_log_keys(directory)
+    return {"IG_DECISION_LOG_PEPPER_FILE": str(paths["pepper"]),
+            "IG_DECISION_LOG_INPUT_KEY_FILE": str(paths["input_key"]),
+            "IG_DECISION_LOG_REPLAY_KEY_FILE": str(paths["replay_key"])}
+
+
+def new_record_protection() -> tuple[Any, Any]:
+    """A pepper and replay key pair made in memory: (RecordProtection for the log, InputOpener for replay)."""
+    import secrets as _secrets
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from ig_policy.domain.protection import InputOpener, InputSealer, Pseudonymizer, RecordProtection
+
+    key = X25519PrivateKey.generate()
+    protection = RecordProtection(Pseudonymizer(_secrets.token_bytes(32)), InputSealer(key.public_key()))
+    return protection, InputOpener(key)
+
+
+def write_key_files(opener: Any, private_path: Path) -> None:
+    """The replay tool's private key of ``opener`` as a PEM file (0600)."""
+    from cryptography.hazmat.primitives import serialization
+
+    with os.fdopen(os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(opener.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))

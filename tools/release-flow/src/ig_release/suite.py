@@ -76,6 +76,11 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
         stack.enter_context(service("ig_policy.app", {**common, **database("policy"),
                                                       "IG_OPA_URL": base["IG_OPA_URL"],
                                                       "IG_OPA_TOKEN_FILE": base["IG_OPA_TOKEN_FILE"],
+                                                      # the decision log's pepper and replay public key
+                                                      "IG_DECISION_LOG_PEPPER_FILE":
+                                                          base["IG_DECISION_LOG_PEPPER_FILE"],
+                                                      "IG_DECISION_LOG_INPUT_KEY_FILE":
+                                                          base["IG_DECISION_LOG_INPUT_KEY_FILE"],
                                                       "IG_GRPC_PORT": str(policy_grpc),
                                                       "IG_AUTHZEN_PORT": str(free_port()),
                                                       "IG_FORWARD_AUTH_PORT": str(free_port()),

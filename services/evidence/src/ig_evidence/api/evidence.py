@@ -227,7 +227,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         bundle = await self._latest(request.release, request.tenant, context)
         try:
             kit = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers,
-                                     self._witnessing)
+                                     self._witnessing, self._keyless)
         except KitUnavailable as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"release: {error}")
             raise

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 from ig_policy.domain.losses import Gap, LossTally
 from ig_policy.domain.masking import DropRule, MaskRule, apply_masks
 from ig_policy.domain.model import Decision
+from ig_policy.domain.protection import RecordProtection
 from ig_policy.domain.record import build_log_record
 from ig_policy.events.decisions import decision_event
 
@@ -42,6 +43,8 @@ _CHUNK = 8
 @dataclass(frozen=True)
 class LogSettings:
     region: str
+    # The pepper for pseudonyms and the replay key's public half: every record needs both (no default, fail closed).
+    protection: RecordProtection
     mask_rules: tuple[MaskRule, ...] = ()
     drop_rules: tuple[DropRule, ...] = ()
     queue_size: int = 20_000
@@ -151,13 +154,15 @@ class DecisionLog:
     def records(self, batch: Sequence[tuple[Any, Decision]]) -> list[tuple[dict[str, Any], Decision]]:
         kept = []
         for policy_input, decision in batch:
-            record = build_log_record(policy_input, decision, region=self._settings.region)
+            record = build_log_record(policy_input, decision, region=self._settings.region,
+                                      protection=self._settings.protection)
             # Break-glass use, and every attempt at it, is always logged, whatever the drop rules say.
             audited = "audit:break_glass" in decision.verdict.obligations or "breakGlass" in record
             if not audited and any(rule.drops(record) for rule in self._settings.drop_rules):
                 LOG_FILTERED.inc()
                 continue
-            kept.append((apply_masks(record, self._settings.mask_rules), decision))
+            kept.append((apply_masks(record, self._settings.mask_rules, self._settings.protection.pseudonymize),
+                         decision))
         return kept
 
     async def write(self, batch: Sequence[tuple[Any, Decision]]) -> None:
