@@ -387,3 +387,12 @@ async def test_every_break_glass_attempt_is_logged_whatever_the_drop_rules_say(
     assert set(records) == {refused.decision_id, self_asserted.decision_id}, "the ordinary denial is dropped"
     assert "not an approver of tenant 'alpha'" in records[refused.decision_id]["breakGlass"]["rejection"]
     assert records[self_asserted.decision_id]["breakGlass"] == {"rejection": "no signed grant"}
+
+
+def test_a_tenant_without_approvers_accepts_no_grant(approvers_file: Path) -> None:
+    gamma = replace(REQUEST, actor=replace(REQUEST.actor, tenant="gamma"),
+                    resource=replace(REQUEST.resource, tenant="gamma"))
+    asked = replace(gamma, context=replace(gamma.context, break_glass=BreakGlass(grant=grant(tenant="gamma"))))
+    checked = BreakGlassVerifier(load_approvers(approvers_file)).check(asked, SATURDAY)
+    assert checked is not None and checked.check == "untrusted_approver"
+    assert "not an approver of tenant 'gamma'" in checked.policy_facts["rejection"]
