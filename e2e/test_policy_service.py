@@ -18,6 +18,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+from ig.events.v1 import events_pb2
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.authz.workload_token import sign_workload_token
 from ig_common.events.envelope import from_kafka_record
@@ -38,10 +39,12 @@ from ig_policy.testing import (
     policy_service,
     proto_from_input,
     set_test_clock,
+    write_approvers_file,
 )
 
 pytestmark = pytest.mark.e2e
 
+GOLDEN_KEY_ID = "ae0eaba8420d5b2aa56b5b404b00aba7ad76b301b18d93ffa41f00640ec2c023"
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
 # Golden inputs protobuf can carry; the rest (a string where a number belongs...) exist only at the Rego layer.
 CONTRACT = [c for c in golden_cases() if proto_from_input(c.input) is not None]
@@ -61,8 +64,10 @@ def service(infra: Any, database_url: str, opa: OpaServer, tmp_path_factory: pyt
     set_test_clock(scratch / "clock", GOLDEN_NOW)
     # The budget is raised so that the contract judges answers, not this shared machine's scheduling. The golden
     # cases are judged at their own moments through the service's test clock, never through the request.
+    # The golden break-glass cases carry grants the golden approver signs (ig_policy.testing.proto_from_input).
+    approvers = write_approvers_file(scratch / "approvers")
     with policy_service(env, scratch / "service.log", opa_timeout_ms="5000", decision_log_flush_ms="20",
-                        test_clock_file=str(scratch / "clock")) as running:
+                        test_clock_file=str(scratch / "clock"), breakglass_approvers_path=str(approvers)) as running:
         yield running
         assert running.stop() == 0, "SIGTERM must stop the service cleanly"
 
@@ -80,8 +85,10 @@ def service_in_region_b(infra: Any, database_url: str, opa: OpaServer, tmp_path_
     env = {**infra.env(database_url, "policy"), **opa.env()}
     scratch = tmp_path_factory.mktemp("policy-region-b")
     set_test_clock(scratch / "clock", GOLDEN_NOW)
+    approvers = write_approvers_file(scratch / "approvers")
     with policy_service(env, scratch / "service.log", opa_timeout_ms="5000", decision_log_flush_ms="20",
-                        test_clock_file=str(scratch / "clock"), region="region-b") as running:
+                        test_clock_file=str(scratch / "clock"), breakglass_approvers_path=str(approvers),
+                        region="region-b") as running:
         yield running
 
 
@@ -212,6 +219,21 @@ async def test_decisions_are_logged_masked_and_published(
     events = await _events_for(kafka_bootstrap, ids, deciding_since, within=60)
     assert set(events) == ids
     assert all(e.type == "ig.policy.decision.v1" and e.id == f"evt_{e.subject}" for e in events.values())
+    # Break-glass: the signed grant's approver in the row and on Kafka; a self-asserted one's refusal too.
+    records = {r["decision_id"]: json.loads(r["record"]) for r in rows}
+    for name, expected in (("break_glass:valid break-glass lifts the weekend window", "golden-approver"),
+                           ("break_glass:self-asserted break-glass (justification and expiry, no signed grant) is "
+                            "denied", "")):
+        reply = decided[name][0]
+        assert reply is not None
+        glass = records[reply.decision_id]["breakGlass"]
+        published = events[reply.decision_id].parse(events_pb2.PolicyDecision()).break_glass
+        assert glass.get("approver", "") == published.approver == expected
+        if expected:
+            assert glass["approverKeyId"] == published.approver_key_id == GOLDEN_KEY_ID
+            assert glass["jti"] == published.jti == "bg-golden-01"
+        else:
+            assert glass["rejection"] == "no signed grant" and published.rejection == "no signed grant"
 
 
 def _authzen_body() -> dict[str, Any]:

@@ -72,6 +72,7 @@ from ig_policy.testing import (
     proto_from_input,
     set_test_clock,
     stop_process,
+    write_approvers_file,
 )
 
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
@@ -447,7 +448,9 @@ def main() -> None:
             jwt_key = ec.generate_private_key(ec.SECP256R1())
             (Path(scratch) / "idp.pem").write_bytes(jwt_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            # The mix's break-glass inputs carry grants the golden approver signs: the service verifies them.
             with policy_service(env, Path(scratch) / "policy.log", test_clock_file=str(Path(scratch) / "clock"),
+                                breakglass_approvers_path=str(write_approvers_file(Path(scratch) / "approvers")),
                                 gateway_routes=json.dumps(EXT_AUTHZ_ROUTES),
                                 gateway_jwt_public_key_file=str(Path(scratch) / "idp.pem"),
                                 gateway_jwt_issuer=JWT_ISSUER, gateway_jwt_audience=JWT_AUDIENCE) as service, \

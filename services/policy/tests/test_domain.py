@@ -70,8 +70,8 @@ def test_a_good_request_has_no_errors() -> None:
         (with_context(session_risk=101), "context.session_risk"),
         (with_context(auth_level=""), "context.auth_level"),
         (with_context(region=""), "context.region"),
-        (with_context(break_glass=BreakGlass("", NOW)), "context.break_glass.justification"),
-        (with_context(break_glass=BreakGlass("outage", None)), "context.break_glass.expires_at"),
+        (with_context(break_glass=BreakGlass("x" * 1025, NOW)), "context.break_glass.justification"),
+        (with_context(break_glass=BreakGlass(grant="e" * 8193)), "context.break_glass.grant"),
     ],
 )
 def test_each_bad_field_is_named(request_: DecisionRequest, field: str) -> None:
@@ -86,10 +86,13 @@ def test_batch_sizes() -> None:
     assert "at most 1000" in str(validate_batch_size(MAX_BATCH + 1)[0])
 
 
-def test_policy_input_carries_every_field_and_the_grant() -> None:
-    document = with_context(break_glass=BreakGlass("outage", NOW)).to_policy_input()
+def test_policy_input_carries_every_field_and_only_verified_break_glass_facts() -> None:
+    asking = with_context(break_glass=BreakGlass("outage", NOW))
+    document = asking.to_policy_input()
     assert document["context"]["time"] == "2026-01-05T10:00:00Z"
-    assert document["context"]["break_glass"] == {"justification": "outage", "expires_at": "2026-01-05T10:00:00Z"}
+    assert document["context"]["break_glass"] == {}, "a self-asserted justification and expiry are not passed on"
+    verified = {"verified": {"approver": "carol"}}
+    assert asking.to_policy_input(break_glass=verified)["context"]["break_glass"] == verified
     assert document["actor"]["roles"] == ["analyst"] and document["resource"]["classification"] == "internal"
     assert "break_glass" not in GOOD.to_policy_input()["context"]
 

@@ -581,3 +581,37 @@ def test_evidence_chart_pins_the_trusted_signers_and_refuses_every_registration_
         main_container(objects, "evidence")["volumeMounts"]
     volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "trusted-signers")
     assert volume["configMap"]["name"] == config["metadata"]["name"]
+
+
+def test_policy_chart_mounts_the_break_glass_approvers_from_a_secret(render: Render, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from ig_policy.breakglass import load_approvers, write_approver_key
+
+    entry = write_approver_key(tmp_path / "carol.key", ec.generate_private_key(ec.SECP256R1()))
+    pem = Path(entry["publicKeyPath"]).read_text()
+    assert "IG_BREAKGLASS_APPROVERS_PATH" not in settings(render("policy", "region-a")), "none: no grant accepted"
+    objects = render("policy", "region-a", (
+        "breakGlass.tenants.alpha.maxGrantMinutes=30", "breakGlass.tenants.alpha.approvers[0].name=carol",
+        f"breakGlass.tenants.alpha.approvers[0].keyId={entry['keyId']}",
+        f"breakGlass.tenants.alpha.approvers[0].publicKey={pem}"))
+    assert settings(objects)["IG_BREAKGLASS_APPROVERS_PATH"] == "/etc/ig/breakglass/approvers.yaml"
+    secret = next(o for o in by_kind(objects, "Secret") if o["metadata"]["name"].endswith("-breakglass-approvers"))
+    (tmp_path / "approvers.yaml").write_text(secret["stringData"]["approvers.yaml"])
+    trust = load_approvers(tmp_path / "approvers.yaml")  # what the service will read at start-up
+    assert [a.name for a in trust["alpha"].approvers] == ["carol"] and trust["alpha"].max_grant_minutes == 30
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "breakglass-approvers")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    service = next(c for c in pod["containers"] if c["name"] == "policy")
+    mount = next(m for m in service["volumeMounts"] if m["name"] == "breakglass-approvers")
+    assert mount["mountPath"] == "/etc/ig/breakglass" and mount["readOnly"]
+    assert policy_violations(objects) == []
+
+
+def test_policy_chart_can_take_the_break_glass_approvers_from_an_existing_secret(render: Render) -> None:
+    objects = render("policy", "region-a", ("breakGlass.existingSecret=policy-approvers",))
+    assert settings(objects)["IG_BREAKGLASS_APPROVERS_PATH"] == "/etc/ig/breakglass/approvers.yaml"
+    assert not [o for o in by_kind(objects, "Secret") if o["metadata"]["name"].endswith("-breakglass-approvers")]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "breakglass-approvers")
+    assert volume["secret"]["secretName"] == "policy-approvers"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from ig_common.authz.http_guard import guarded_by_client_certificate, guarded_by_table
 from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
@@ -15,6 +16,7 @@ from ig_policy.api.ext_authz import ext_authz_grpc_service
 from ig_policy.api.forward_auth import mount_forward_auth
 from ig_policy.api.gateway_auth import gateway_authorizer
 from ig_policy.api.grpc_service import policy_grpc_service
+from ig_policy.breakglass import BreakGlassVerifier, load_approvers
 from ig_policy.clock import clock_from
 from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
@@ -22,6 +24,8 @@ from ig_policy.engine.token import read_opa_token
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.log_process import DecisionLogProcess
+
+log = structlog.get_logger(__name__)
 
 
 def main() -> None:
@@ -42,9 +46,14 @@ def main() -> None:
                                           max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
+        approvers = load_approvers(settings.breakglass_approvers_path) if settings.breakglass_approvers_path else {}
+        log.info("break_glass_approvers", tenants={t: [a.name for a in trust.approvers]
+                                                   for t, trust in approvers.items()},
+                 note="" if approvers else "no approvers: every break-glass request is denied")
         wired["decisions"] = DecisionService(engine, decision_log, region=settings.region,
                                              clock=clock_from(settings.test_clock_file),
-                                             skew=timedelta(seconds=settings.clock_skew_s))
+                                             skew=timedelta(seconds=settings.clock_skew_s),
+                                             break_glass=BreakGlassVerifier(approvers))
         wired["gateways"] = gateway_authorizer(settings, wired["decisions"], protocol="ext_authz")
         # AuthZEN on a listener of its own: TLS with a client certificate of the CA, then the caller's workload
         # token against the same table as gRPC. /healthz and /metrics stay on the plain IG_HTTP_PORT.

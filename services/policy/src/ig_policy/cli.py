@@ -1,7 +1,8 @@
 """``ig-policy``: the policy service's operator commands.
 
 ``replay``: a candidate policy against logged decisions. ``keygen --out DIR``: a new decision-log pepper and replay
-key pair (``pepper`` and ``input-key.pub`` for the service, ``replay.key`` for whoever replays)."""
+key pair (``pepper`` and ``input-key.pub`` for the service, ``replay.key`` for whoever replays). ``approver-key`` and
+``break-glass``: a break-glass approver's key pair and the grant it signs (ig_policy.cli_breakglass)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ig_policy import replay
+from ig_policy import cli_breakglass, replay
 from ig_policy.protection_keys import write_decision_log_keys
 
 
@@ -21,7 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay", help="re-evaluate logged decisions against a candidate policy and report what would change"))
     keygen = commands.add_parser("keygen", help="write a new decision-log pepper and replay key pair")
     keygen.add_argument("--out", required=True, type=Path, help="directory for pepper, input-key.pub, replay.key")
+    cli_breakglass.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in cli_breakglass.COMMANDS:
+        return cli_breakglass.run(args)
     if args.command == "replay":
         return replay.run(args)
     if args.command == "keygen":

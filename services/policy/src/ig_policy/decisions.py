@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from ig_policy.breakglass import BreakGlassVerifier, count_use
 from ig_policy.clock import system_clock
 from ig_policy.domain.clock import Clock, time_errors
 from ig_policy.domain.masking import sensitive_values_of
@@ -55,12 +56,14 @@ class DecisionService:
     ``context.region`` a caller sends: a client in region-b cannot reach region-a-pinned data by claiming region-a."""
 
     def __init__(self, engine: Engine, sink: DecisionSink, *, region: str, clock: Clock = system_clock,
-                 skew: timedelta = DEFAULT_SKEW) -> None:
+                 skew: timedelta = DEFAULT_SKEW, break_glass: BreakGlassVerifier | None = None) -> None:
         self._engine = engine
         self._sink = sink
         self._region = region
         self._clock = clock
         self._skew = skew
+        # Without approvers no grant verifies: a break-glass request is then always denied (fail closed).
+        self._break_glass = break_glass or BreakGlassVerifier()
 
     def now(self) -> datetime:
         return self._clock()
@@ -79,7 +82,9 @@ class DecisionService:
         now = self._clock()
         if request.context.region != self._region:
             REGION_CLAIMS_OVERRIDDEN.inc()
-        policy_input = request.to_policy_input(now, self._region)
+        # The grant is verified at the same moment the policy judges; the Rego sees only what verified.
+        glass = self._break_glass.check(request, now) if request.context.break_glass is not None else None
+        policy_input = request.to_policy_input(now, self._region, glass.policy_facts if glass is not None else None)
         started = time.perf_counter()
         verdict = await self._engine.evaluate(policy_input)
         elapsed = time.perf_counter() - started
@@ -90,6 +95,8 @@ class DecisionService:
         )
         DECISIONS.labels(verdict.result.value, verdict.rule_id).inc()
         DECISION_LATENCY.observe(elapsed)
+        if glass is not None:
+            count_use(glass, verdict.result)
         self._sink.submit(policy_input, decision)
         return decision
 

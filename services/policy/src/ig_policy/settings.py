@@ -8,6 +8,7 @@ from typing import Any
 from ig_common.settings import GrpcServiceSettings, Port
 from pydantic import Field, field_validator, model_validator
 
+from ig_policy.breakglass import load_approvers
 from ig_policy.clock import FileClock
 from ig_policy.domain.gateway import parse_routes
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
@@ -76,6 +77,17 @@ class Settings(GrpcServiceSettings):
     # Tests only: the service's clock reads a fixed instant (RFC 3339) from this file on every decision. Golden
     # cases and the benchmark use it; never set in production (start-up logs test_clock_in_use when it is).
     test_clock_file: Path | None = None
+
+    # Signed break-glass: per tenant, the approvers whose grants the service accepts and the longest grant
+    # (YAML, see ig_policy.breakglass). Unset: no grant is accepted, every break-glass request is denied.
+    breakglass_approvers_path: Path | None = None
+
+    @field_validator("breakglass_approvers_path")
+    @classmethod
+    def _approvers_parse(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_approvers(value)  # a malformed entry stops start-up, naming it
+        return value
 
     @field_validator("opa_token_file")
     @classmethod

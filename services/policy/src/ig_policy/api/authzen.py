@@ -53,8 +53,10 @@ class ActionModel(_Model):
 
 
 class BreakGlassModel(_Model):
-    justification: StrictStr
-    expires_at: AwareDatetime
+    # Only the signed grant counts; a justification or expiry alone is self-asserted and denied.
+    grant: StrictStr = ""
+    justification: StrictStr = ""
+    expires_at: AwareDatetime | None = None
 
 
 class ContextModel(_Model):
@@ -109,7 +111,8 @@ def authzen_field(name: str) -> str:
 
 def request_from_evaluation(evaluation: Evaluation) -> DecisionRequest:
     s, r, c = evaluation.subject, evaluation.resource, evaluation.context
-    grant = BreakGlass(c.break_glass.justification, c.break_glass.expires_at) if c.break_glass else None
+    glass = c.break_glass
+    grant = BreakGlass(glass.justification, glass.expires_at, glass.grant) if glass else None
     return DecisionRequest(
         actor=Actor(s.id, s.properties.tenant, tuple(s.properties.roles), tuple(s.properties.purposes)),
         resource=Resource(r.type, r.id, r.properties.tenant, r.properties.purpose, r.properties.region,

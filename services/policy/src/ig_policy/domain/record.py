@@ -50,6 +50,20 @@ def _text_at(document: Any, *path: str) -> str:
     return document if isinstance(document, str) else ""
 
 
+def break_glass_of(policy_input: Any) -> dict[str, Any] | None:
+    """Who approved a break-glass use (name, key id, grant id, expiry), or why its grant was refused; None when
+    the request did not ask for break-glass. Taken before any mask rule, so an audit never loses the approver."""
+    context = policy_input.get("context") if isinstance(policy_input, dict) else None
+    glass = context.get("break_glass") if isinstance(context, dict) else None
+    if not isinstance(glass, dict):
+        return None
+    facts = glass.get("verified")
+    if isinstance(facts, dict):
+        return {"approver": facts.get("approver"), "approverKeyId": facts.get("approver_key_id"),
+                "jti": facts.get("jti"), "expiresAt": facts.get("expires_at")}
+    return {"rejection": glass.get("rejection") or "no signed grant"}
+
+
 def build_log_record(policy_input: Any, decision: Decision, *, region: str,
                      protection: RecordProtection) -> dict[str, Any]:
     """The full record; masking and drop rules are applied by the caller's configuration afterwards.
@@ -76,4 +90,4 @@ def build_log_record(policy_input: Any, decision: Decision, *, region: str,
         "region": region,
         "input": policy_input,
         "sealedInput": protection.sealer.seal(policy_input, decision.decision_id),
-    }
+    } | ({"breakGlass": glass} if (glass := break_glass_of(policy_input)) is not None else {})

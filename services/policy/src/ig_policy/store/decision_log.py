@@ -156,8 +156,8 @@ class DecisionLog:
         for policy_input, decision in batch:
             record = build_log_record(policy_input, decision, region=self._settings.region,
                                       protection=self._settings.protection)
-            # Break-glass use is always logged, whatever the drop rules say.
-            audited = "audit:break_glass" in decision.verdict.obligations
+            # Break-glass use, and every attempt at it, is always logged, whatever the drop rules say.
+            audited = "audit:break_glass" in decision.verdict.obligations or "breakGlass" in record
             if not audited and any(rule.drops(record) for rule in self._settings.drop_rules):
                 LOG_FILTERED.inc()
                 continue
