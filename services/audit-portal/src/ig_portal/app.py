@@ -23,6 +23,8 @@ from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
 from ig_portal.api.pages import LoginRequired, Pages, login_redirect
 from ig_portal.api.pdf_stamping import PdfStamper
+from ig_portal.api.release_panel import ReleasePanel, load_contracts
+from ig_portal.api.verification import ReleaseVerifier
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
@@ -75,7 +77,11 @@ def routes(settings: Settings) -> HttpFactory:
         app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
                            slow_seconds=settings.slow_request_seconds)
         app.include_router(api.router())
-        app.include_router(Pages(api).router())
+        verifier = ReleaseVerifier(catalog, cache_seconds=settings.verification_cache_seconds,
+                                   wait_seconds=settings.verification_wait_seconds,
+                                   ledger_key=settings.ledger_verifier_key or None, witnesses=settings.witnesses)
+        panel = ReleasePanel(catalog, verifier, load_contracts(settings.contract_paths))
+        app.include_router(Pages(api, panel).router())
         app.include_router(Login(guard, settings.public_url, settings.cookie_secure,
                                  settings.session_lifetime_seconds).router())
         harden(app, forwarded_allow_ips=settings.forwarded_allow_ips, docs_enabled=settings.docs_enabled)

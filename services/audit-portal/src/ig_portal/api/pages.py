@@ -15,6 +15,7 @@ from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import lookup, valid_artifact_id, valid_release
 from ig_portal.api.edges import CONTENT_SECURITY_POLICY
 from ig_portal.api.guard import new_download_id
+from ig_portal.api.release_panel import ReleasePanel
 from ig_portal.clients.evidence import ManifestFiles, NotFound, Unavailable
 from ig_portal.domain.access import Action
 from ig_portal.domain.identity import Principal
@@ -35,6 +36,7 @@ class LoginRequired(Exception):
 @dataclass
 class Pages:
     api: AuditApi
+    panel: ReleasePanel | None = None  # the verification panel of the release page
 
     async def visitor(self, request: Request) -> tuple[Principal, Session | None]:
         principal, session = await self.api.guard.authenticate(request)
@@ -77,10 +79,11 @@ class Pages:
             artifacts = await lookup(catalog.artifacts(principal, name))
             signed = [(a, links.issue(principal, a.id, new_download_id())[0]) for a in artifacts]
             manifest = await self.signed_manifest(principal, name)
+            panel = await self.panel.build(principal, found, artifacts, manifest) if self.panel else None
             await guard.record(request, principal, Action.VIEW, f"release:{name}", release=name)
             return self.render(request, "release.html", principal, session, release=found, artifacts=signed,
                                manifest=manifest, manifest_files=sorted(manifest.files) if manifest else [],
-                               ttl=links.default_ttl, title=f"Release {name}")
+                               panel=panel, ttl=links.default_ttl, title=f"Release {name}")
 
         @router.get("/releases/{release}/artifacts/{artifact_id}", response_class=HTMLResponse)
         async def artifact_page(request: Request, release: str, artifact_id: str) -> Response:
