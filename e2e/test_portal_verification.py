@@ -11,19 +11,35 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import subprocess
 import sys
 import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+from ig_evidence.domain import note
+from ig_evidence.domain.cosignature import Cosigner
+from ig_evidence.witness.testing import witness_process, write_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
-from portal_stack import RELEASE, REPO, USERS, Process, Stack, build_and_register, running_stack, write_inputs
+from portal_stack import (
+    RELEASE,
+    REPO,
+    USERS,
+    Process,
+    Stack,
+    build_and_register,
+    register,
+    running_stack,
+    write_inputs,
+)
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
@@ -33,29 +49,65 @@ SHOTS = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "portal"
 NEXT = "v1.2.2"
 CONTRACT = REPO / "policies" / "evidence" / "release-contract.v1.yaml"
 CACHE_SECONDS = 3
+ORIGIN = "portal.e2e/evidence-ledger"
+WITNESS = "witness.e2e/portal"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    verifier_key: str
+    witness: Cosigner
 
 
 @pytest.fixture(scope="module")
-def stack(infra: Any, kafka_bootstrap: str) -> Iterator[Stack]:
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, dict[str, str]]]:
+    """The evidence service's own checkpoint key and one witness of its log (a real witness process)."""
+    tmp = tmp_path_factory.mktemp("witnessed")
+    ledger_key = write_key(tmp / "ledger.key")
+    verifier_key = note.verifier_key(ORIGIN, ledger_key.public_key())
+    write_key(tmp / "witness.key")
+    with witness_process(WITNESS, tmp / "witness.key", tmp / "witness.db", verifier_key) as witness:
+        yield Ledger(verifier_key, witness.cosigner), {
+            "IG_LEDGER_KEY_PATH": str(tmp / "ledger.key"), "IG_LEDGER_ORIGIN": ORIGIN,
+            "IG_WITNESSES": json.dumps([{"url": witness.url, "verifier_key": witness.cosigner.verifier_key}]),
+            "IG_WITNESS_TIMEOUT_SECONDS": "5"}
+
+
+@pytest.fixture(scope="module")
+def stack(infra: Any, kafka_bootstrap: str, ledger: tuple[Ledger, dict[str, str]]) -> Iterator[Stack]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed (apt-get install -y chromium)")
     database = infra.new_database("ig_portal_verification")
     try:
-        with running_stack(database, kafka_bootstrap) as running:
+        with running_stack(database, kafka_bootstrap, evidence_settings=ledger[1]) as running:
             inputs = write_inputs(running.work / "next-inputs")
             (inputs / "slo-report" / "slo-summary.csv").write_text("slo,objective,achieved\navailability,99.9,99.7\n")
             (inputs / "dr-log" / "dr-drill.txt").unlink()
             (inputs / "load-report" / "k6-summary.json").write_text('{"p95_ms": 41}\n')
-            build_and_register(running, NEXT, inputs)
+            bundle = build_and_register(running, NEXT, inputs)
+            # An amendment (ig-evidence amend, runbook "Evidence Missing"): a second bundle for the same release.
+            delta = running.work / "next-delta" / "portal-access-log"
+            delta.mkdir(parents=True)
+            (delta / "access-log.json").write_text('{"entries": []}\n')
+            amended = running.work / f"bundle-{NEXT}-amended"
+            done = subprocess.run([str(Path(sys.executable).parent / "ig-evidence"), "amend", "--release", NEXT,
+                                   "--bundle", str(bundle), "--inputs", str(delta.parent), "--out", str(amended),
+                                   "--key", str(running.keys / "cosign.key"), "--ledger", running.evidence_grpc,
+                                   "--repo-root", str(REPO)], capture_output=True, text=True, cwd=REPO,
+                                  env={**os.environ, "SOURCE_DATE_EPOCH": "1767225700"})
+            assert done.returncode == 0, done.stdout + done.stderr
+            register(running.evidence_grpc, amended / f"evidence-{NEXT}.tar.gz", NEXT, "alpha")
             yield running
     finally:
         infra.drop_database(database)
 
 
 @pytest.fixture(scope="module")
-def portal(stack: Stack) -> Iterator[tuple[Process, str]]:
+def portal(stack: Stack, ledger: tuple[Ledger, dict[str, str]]) -> Iterator[tuple[Process, str]]:
+    pinned = ledger[0]
     process, url = stack.portal("portal-verification", rate_requests_per_minute="100000",
-                                evidence_contracts=str(CONTRACT), verification_cache_seconds=str(CACHE_SECONDS))
+                                evidence_contracts=str(CONTRACT), verification_cache_seconds=str(CACHE_SECONDS),
+                                witness_keys=pinned.witness.verifier_key, ledger_verifier_key=pinned.verifier_key)
     yield process, url
     process.stop()
 
@@ -108,6 +160,9 @@ def test_the_release_page_shows_it_signed_anchored_and_complete(stack: Stack, po
     assert status(page, "#ledger-inclusion") == "anchored"
     assert int(page.locator("#ledger-seq").inner_text()) >= 1
     assert int(page.locator("#checkpoint-size").inner_text()) >= int(page.locator("#ledger-seq").inner_text())
+    # the head the kit proves against, cosigned by the witness the portal pins, named with the cosignature's time
+    witnesses = page.locator("#witnesses").inner_text()
+    assert f"Witnessed by {WITNESS} at {time.strftime('%Y-%m-%d', time.gmtime())}" in witnesses, witnesses
     assert status(page, "#completeness") == "complete", page.locator("#completeness").inner_text()
     items = {row.get_attribute("data-item"): row.get_attribute("data-status")
              for row in page.locator("#completeness-items tr[data-item]").all()}
@@ -133,13 +188,23 @@ def test_changes_since_the_previous_release_are_listed_by_digest(portal: tuple[P
     assert changes.get("dr-drill.txt") == "removed"
     assert changes.get("slo-summary.csv") == "changed"
     assert "load-report.json" not in changes  # the same bytes in both releases
+    assert changes.get("access-log.json") == "added"  # from the amendment: the latest bundle is compared
+    # Both bundles of the release, oldest first; the one shown is the amendment, and it carries the optional item.
+    history = page.locator("#amendment-history tr").all()[1:]
+    assert len(history) == 2 and "(shown)" in history[1].inner_text() and "(shown)" not in history[0].inner_text()
+    assert int(history[0].locator("td").nth(1).inner_text()) < int(history[1].locator("td").nth(1).inner_text())
+    assert page.locator('#completeness-items tr[data-item="portal-access-log"]').get_attribute("data-status") \
+        == "present"
     page.context.close()
+    # Another tenant's auditor: the release page is the same 404 as a release that does not exist.
+    other = sign_in(browser, url, "beta-auditor", start="/")
+    assert other.goto(f"{url}/releases/{NEXT}").status == other.goto(f"{url}/releases/v9.9.9").status == 404
+    other.context.close()
 
 
-def tamper_with_stored_bundle(stack: Stack, release: str) -> Path:
+def tamper_with_stored_bundle(stack: Stack, archive: Path) -> Path:
     """One artifact's bytes changed inside the bundle tarball as the blob store holds it (still a valid tarball
     with the original manifest and signature)."""
-    archive = stack.work / f"bundle-{release}" / f"evidence-{release}.tar.gz"
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     blob = stack.work / "blobs" / "sha256" / digest[:2] / digest
     assert blob.is_file(), blob
@@ -162,7 +227,7 @@ def test_a_bundle_tampered_with_in_storage_does_not_verify(stack: Stack, portal:
     process, url = portal
     page = sign_in(browser, url, "alpha-auditor", start=f"/releases/{NEXT}")
     assert status(page, "#signature-status") == "verifies"
-    tamper_with_stored_bundle(stack, NEXT)
+    tamper_with_stored_bundle(stack, stack.work / f"bundle-{NEXT}-amended" / f"evidence-{NEXT}.tar.gz")
     started = time.monotonic()
     # Within IG_VERIFICATION_CACHE_SECONDS the success checked before the tampering may still be shown, marked as
     # reused; the first view after it is a fresh check, which fails, and a failure is never reused.
