@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -16,11 +17,12 @@ from ig_portal.api.catalog import lookup, valid_artifact_id, valid_release
 from ig_portal.api.edges import CONTENT_SECURITY_POLICY
 from ig_portal.api.guard import new_download_id
 from ig_portal.api.release_panel import ReleasePanel
-from ig_portal.clients.evidence import ManifestFiles, NotFound, Unavailable
+from ig_portal.clients.evidence import ManifestFiles, NdaRequired, NotFound, Unavailable
 from ig_portal.domain.access import Action
 from ig_portal.domain.identity import Principal
 from ig_portal.store.sessions import Session
 
+T = TypeVar("T")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 SECURITY_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                     "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
@@ -31,6 +33,20 @@ class LoginRequired(Exception):
 
     def __init__(self, return_to: str) -> None:
         self.return_to = return_to
+
+
+class NdaFirst(Exception):
+    """A page of a release whose grant's NDA is not accepted yet: the browser goes to the NDA and comes back."""
+
+    def __init__(self, release: str) -> None:
+        self.release = release
+
+
+async def nda_first(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except NdaRequired as error:
+        raise NdaFirst(error.release) from error
 
 
 @dataclass
@@ -75,7 +91,7 @@ class Pages:
         async def release_page(request: Request, release: str) -> Response:
             principal, session = await self.visitor(request)
             name = valid_release(release)
-            found = await lookup(catalog.release(principal, name))
+            found = await lookup(nda_first(catalog.release(principal, name)))
             artifacts = await lookup(catalog.artifacts(principal, name))
             signed = [(a, links.issue(principal, a.id, new_download_id())[0]) for a in artifacts]
             manifest = await self.signed_manifest(principal, name)
@@ -89,7 +105,7 @@ class Pages:
         async def artifact_page(request: Request, release: str, artifact_id: str) -> Response:
             principal, session = await self.visitor(request)
             name, key = valid_release(release), valid_artifact_id(artifact_id)
-            artifact = await lookup(catalog.artifact(principal, key))
+            artifact = await lookup(nda_first(catalog.artifact(principal, key)))
             if artifact.release != name:
                 raise HTTPException(404, "no such release or artifact")
             url, _ = links.issue(principal, key, new_download_id())
@@ -110,6 +126,10 @@ class Pages:
                                title=f"Access log {name}")
 
         return router
+
+
+def nda_redirect(error: NdaFirst) -> RedirectResponse:
+    return RedirectResponse(f"/releases/{quote(error.release)}/nda", status_code=303)
 
 
 def login_redirect(error: LoginRequired) -> RedirectResponse:

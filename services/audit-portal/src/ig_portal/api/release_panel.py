@@ -21,6 +21,7 @@ from ig_portal.clients.evidence import (
     BundleVersionView,
     EvidenceCatalog,
     ManifestFiles,
+    NdaRequired,
     NotFound,
     ReleaseView,
     Unavailable,
@@ -30,7 +31,7 @@ from ig_portal.domain.identity import Principal
 from ig_portal.domain.release_diff import ArtifactDigest, ReleaseDiff, diff_releases, previous_release
 
 log = structlog.get_logger(__name__)
-UNAVAILABLE = (NotFound, Unavailable, NotImplementedError)
+UNAVAILABLE = (NotFound, NdaRequired, Unavailable, NotImplementedError)
 
 
 @dataclass(frozen=True)

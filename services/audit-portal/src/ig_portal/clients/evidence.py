@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
@@ -28,6 +28,22 @@ class NotFound(Exception):
 
 class Unavailable(Exception):
     """The evidence service did not answer in time."""
+
+
+class NdaRequired(Exception):
+    """The caller holds a grant for this release whose NDA they have not accepted yet."""
+
+    def __init__(self, release: str) -> None:
+        super().__init__(release)
+        self.release = release
+
+
+class ReleaseGate(Protocol):
+    """Who may see which release (api.governance): consulted for every release the catalog hands out."""
+
+    async def visible(self, user: Principal, releases: list[ReleaseView]) -> list[ReleaseView]: ...
+
+    async def admit(self, user: Principal, release: str) -> None: ...
 
 
 class KitRefused(Exception):
@@ -114,7 +130,14 @@ class Recent(Generic[K, V]):
         # Shielded: a caller that goes away must not cancel the call the other callers are waiting for.
         return await asyncio.shield(loading)
 
+    def drop(self, key: K) -> None:
+        """Forget ``key``'s answer (it changed here); a load under way is not awaited by later callers."""
+        self._values.pop(key, None)
+        self._loading.pop(key, None)
+
     def _settle(self, key: K, done: asyncio.Future[V]) -> None:
+        if self._loading.get(key) is not done:
+            return  # dropped while loading (drop): its answer may predate the change, so it is not kept
         self._loading.pop(key, None)
         if done.cancelled() or done.exception() is not None:
             return
@@ -135,13 +158,15 @@ class EvidenceCatalog:
         self._releases: Recent[str, list[ReleaseView]] = Recent(cache_seconds)
         self._artifacts: Recent[tuple[str, str], list[ArtifactView]] = Recent(cache_seconds)
         self._metadata: Recent[tuple[str, str], ArtifactView] = Recent(cache_seconds)
+        self.gate: ReleaseGate | None = None  # set by the wiring when access grants are enforced
 
     @property
     def stub(self) -> evidence_pb2_grpc.EvidenceServiceStub:
         return self._stubs.get()
 
     async def releases(self, user: Principal) -> list[ReleaseView]:
-        return await self._releases.get(user.tenant, lambda: self._list_releases(user))
+        found = await self._releases.get(user.tenant, lambda: self._list_releases(user))
+        return await self.gate.visible(user, found) if self.gate is not None else found
 
     async def _list_releases(self, user: Principal) -> list[ReleaseView]:
         reply = await self._call(self.stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant=user.tenant),
@@ -153,6 +178,8 @@ class EvidenceCatalog:
     async def release(self, user: Principal, name: str) -> ReleaseView:
         for release in await self.releases(user):
             if release.name == name:
+                if self.gate is not None:
+                    await self.gate.admit(user, name)
                 return release
         raise NotFound(name)
 
