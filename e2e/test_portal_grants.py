@@ -178,11 +178,11 @@ def test_a_grant_with_an_nda_accepted_once_then_nothing_outside_the_window(
     grant(admin, url, start=-timedelta(hours=2), end=-timedelta(hours=1))
     with admin.expect_navigation():
         admin.locator(f'tr[data-grant="{current}"] button').click()
+    outside = everything_of_the_release(auditor, url, csv["id"], link)
+    assert set(outside.values()) == {404}, outside
     states = sorted(admin.locator("#grants td.state").all_inner_texts())
     assert states == ["expired", "not yet", "revoked"], states
     shot(admin, "22-grants-windows")
-    outside = everything_of_the_release(auditor, url, csv["id"], link)
-    assert set(outside.values()) == {404}, outside
     auditor.goto(f"{url}/")
     assert auditor.locator("#empty").is_visible()  # not even listed
     shot(auditor, "23-outside-the-window")
