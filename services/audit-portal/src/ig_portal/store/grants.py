@@ -31,6 +31,7 @@ class GrantStore:
             f"""INSERT INTO {self.schema}.access_grants (id, tenant, release, auditor, valid_from, valid_until,
                     nda_text, granted_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
             f"g_{secrets.token_hex(12)}", tenant, release, auditor, valid_from, valid_until, nda_text, granted_by)
+        assert row is not None  # INSERT … RETURNING returns the row or raises
         return _grant(row)
 
     async def revoke(self, tenant: str, grant_id: str) -> bool:
