@@ -188,6 +188,21 @@ def test_a_grant_with_an_nda_accepted_once_then_nothing_outside_the_window(
     shot(auditor, "23-outside-the-window")
     # An admin still sees it.
     assert admin.goto(f"{url}/releases/{RELEASE}").status == 200
+    # Another tenant's admin can neither revoke alpha's grants nor grant access to alpha's release.
+    other = sign_in(browser, url, "beta-admin", start="/admin/grants")
+    assert other.locator("#grants tr[data-grant]").count() == 0
+    beta_csrf = csrf_of(other)
+    admin.goto(f"{url}/admin/grants")
+    remaining = admin.locator("#grants tr[data-grant]").first.get_attribute("data-grant")
+    assert other.request.post(f"{url}/admin/grants/{remaining}/revoke", form={"csrf": beta_csrf}).status == 404
+    assert other.request.post(f"{url}/admin/grants", form={
+        "csrf": beta_csrf, "release": RELEASE, "auditor": AUDITOR, "valid_from": "2026-01-01T00:00:00",
+        "valid_until": "2027-01-01T00:00:00"}).status == 404
+    admin.goto(f"{url}/admin/grants")
+    assert "revoked" not in admin.locator(f'tr[data-grant="{remaining}"]').inner_text()
+    # An auditor may not manage grants at all.
+    assert auditor.goto(f"{url}/admin/grants").status == 403
+    other.context.close()
     assert process.popen.poll() is None
     auditor.context.close()
     admin.context.close()

@@ -132,8 +132,13 @@ class GovernancePages:
             grant = await governance.grants.create(tenant=principal.tenant, release=name, auditor=email,
                                                    valid_from=start, valid_until=end, nda_text=nda_text.strip(),
                                                    granted_by=principal.email or principal.user)
-            governance.forget(principal.tenant)
-            await api.guard.record(request, principal, Action.GRANT, f"grant:{grant.id}:{email}", release=name)
+            try:
+                await api.guard.record(request, principal, Action.GRANT, f"grant:{grant.id}:{email}", release=name)
+            except BaseException:
+                await governance.grants.delete(principal.tenant, grant.id)  # not ledgered: not granted
+                raise
+            finally:
+                governance.forget(principal.tenant)
             return RedirectResponse("/admin/grants", status_code=303)
 
         @router.post("/admin/grants/{grant_id}/revoke")

@@ -53,3 +53,7 @@ class GrantStore:
         """An acceptance the ledger did not record is not one: the auditor is asked again."""
         await self.pool.execute(f"UPDATE {self.schema}.access_grants SET nda_accepted_at = NULL, "
                                 "nda_accepted_from = NULL WHERE tenant = $1 AND id = $2", tenant, grant_id)
+
+    async def delete(self, tenant: str, grant_id: str) -> None:
+        await self.pool.execute(f"DELETE FROM {self.schema}.access_grants WHERE tenant = $1 AND id = $2", tenant,
+                                grant_id)
