@@ -5,6 +5,7 @@ from pathlib import Path
 from ig_common.settings import Port, ServiceSettings
 from ig_evidence.bundle.build import load_contract
 from ig_evidence.domain.cosignature import Cosigner, parse_cosigner_key
+from ig_evidence.domain.note import parse_verifier_key
 from pydantic import Field, field_validator, model_validator
 
 
@@ -80,7 +81,10 @@ class Settings(ServiceSettings):
     @classmethod
     def _contracts_load(cls, value: str) -> str:
         for path in filter(None, (p.strip() for p in value.split(","))):
-            load_contract(Path(path))  # ValueError / ContractError name the file and the problem
+            try:
+                load_contract(Path(path))
+            except Exception as error:  # a YAML error is no ValueError: it would escape the setting's name
+                raise ValueError(f"{path}: not an evidence contract ({error})") from error
         return value
 
     @field_validator("witness_keys")
@@ -89,6 +93,13 @@ class Settings(ServiceSettings):
         for key in filter(None, (k.strip() for k in value.split(","))):
             parse_cosigner_key(key)
         return value
+
+    @field_validator("ledger_verifier_key")
+    @classmethod
+    def _ledger_key_parses(cls, value: str) -> str:
+        if value.strip():
+            parse_verifier_key(value.strip())
+        return value.strip()
 
     @property
     def contract_paths(self) -> tuple[Path, ...]:
