@@ -18,11 +18,14 @@ from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import Links
 from ig_portal.api.deadline import RequestDeadline
 from ig_portal.api.edges import harden
+from ig_portal.api.governance import Governance, GovernancePages
 from ig_portal.api.guard import Guard
 from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
-from ig_portal.api.pages import LoginRequired, Pages, login_redirect
+from ig_portal.api.pages import LoginRequired, NdaFirst, Pages, login_redirect, nda_redirect
 from ig_portal.api.pdf_stamping import PdfStamper
+from ig_portal.api.release_panel import ReleasePanel, load_contracts
+from ig_portal.api.verification import ReleaseVerifier
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
@@ -30,6 +33,7 @@ from ig_portal.memory import return_large_buffers_promptly
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
 from ig_portal.store.access_outbox import AccessOutbox
+from ig_portal.store.grants import GrantStore
 from ig_portal.store.purge import Purger
 from ig_portal.store.ratelimits import RateLimitStore
 from ig_portal.store.sessions import SessionStore
@@ -75,7 +79,15 @@ def routes(settings: Settings) -> HttpFactory:
         app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
                            slow_seconds=settings.slow_request_seconds)
         app.include_router(api.router())
-        app.include_router(Pages(api).router())
+        verifier = ReleaseVerifier(catalog, cache_seconds=settings.verification_cache_seconds,
+                                   wait_seconds=settings.verification_wait_seconds,
+                                   ledger_key=settings.ledger_verifier_key or None, witnesses=settings.witnesses)
+        panel = ReleasePanel(catalog, verifier, load_contracts(settings.contract_paths))
+        governance = Governance(GrantStore(runtime.pool, runtime.schema), settings.catalog_cache_seconds)
+        catalog.gate = governance
+        pages = Pages(api, panel)
+        app.include_router(GovernancePages(pages, governance).router())
+        app.include_router(pages.router())
         app.include_router(Login(guard, settings.public_url, settings.cookie_secure,
                                  settings.session_lifetime_seconds).router())
         harden(app, forwarded_allow_ips=settings.forwarded_allow_ips, docs_enabled=settings.docs_enabled)
@@ -83,6 +95,10 @@ def routes(settings: Settings) -> HttpFactory:
         @app.exception_handler(LoginRequired)
         async def to_login(_: Request, error: LoginRequired) -> Response:
             return login_redirect(error)
+
+        @app.exception_handler(NdaFirst)
+        async def to_nda(_: Request, error: NdaFirst) -> Response:
+            return nda_redirect(error)
 
         async def close_clients() -> None:
             await runtime.stop.wait()

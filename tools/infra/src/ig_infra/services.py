@@ -15,7 +15,13 @@ from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_infra.pki import identities_directory
 from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
-from ig_infra.witnesses import WITNESSES, evidence_witnesses_env, witness_env, witness_verifier_key
+from ig_infra.witnesses import (
+    WITNESSES,
+    evidence_witnesses_env,
+    portal_verification_env,
+    witness_env,
+    witness_verifier_key,
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
                 data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers"}),
     # The demo auditor downloads a whole release (about two dozen files) in one go.
     # Browsers on 8080; /healthz and /metrics apart on plain 8085.
+    # The release page verifies each release against the ledger key, witnesses and contract pinned here.
     ServiceSpec("audit-portal", "ig_portal.app", http_port=8080, plain_ports={"IG_HEALTH_PORT": 8085},
-                extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}),
+                extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}, run_env=portal_verification_env),
 )
 
 # The ledger's witnesses, one per region (ig_infra.witnesses): POST /add-checkpoint over HTTPS on the extra port.

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ig_portal.api import downloads
 from ig_portal.api.catalog import EvidenceCatalog, Links, lookup, valid_artifact_id, valid_release
+from ig_portal.api.grant_context import admitted_grant
 from ig_portal.api.guard import Guard, new_download_id
 from ig_portal.api.models import (
     AccessLogEntryOut,
@@ -175,8 +176,9 @@ class AuditApi:
     @staticmethod
     def mark(principal: Principal, download_id: str) -> watermark.Watermark:
         issued = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        grant = admitted_grant()
         return watermark.Watermark(user=principal.email or principal.user, tenant=principal.tenant,
-                                   issued_at=issued, download_id=download_id)
+                                   issued_at=issued, download_id=download_id, grant=grant.describe() if grant else "")
 
     async def read_log(self, principal: Principal, release: str) -> list[RecordedAccess]:
         try:

@@ -15,6 +15,8 @@ class Action(StrEnum):
     READ = "read"          # a JSON API read (catalog, artifact list, link issued)
     DOWNLOAD = "download"  # artifact bytes served through a signed link
     EXPORT = "export"      # an access-log export
+    GRANT = "grant"        # an admin grants (or revokes) an auditor's access to a release
+    ACCEPT = "accept"      # an auditor accepts a grant's NDA (object: nda:<grant>@<address>)
 
 
 class UnreadableEntry(ValueError):
