@@ -8,7 +8,6 @@ Its own database (grants live in the portal's schema and would govern the shared
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,13 +19,10 @@ from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import channel_as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
-from portal_stack import RELEASE, REPO, USERS, Process, Stack, readable_access, running_stack
+from portal_browser import CHROMIUM, chromium, shot, sign_in
+from portal_stack import RELEASE, USERS, Process, Stack, readable_access, running_stack
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-SHOTS = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "portal"
 AUDITOR = USERS["alpha-auditor"][0]
 NDA = "The evidence of v1.2.1 stays between Alpha and its auditors."
 
@@ -54,29 +50,8 @@ def portal(stack: Stack) -> Iterator[tuple[Process, str]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
-
-
-def sign_in(browser: Any, portal: str, user: str, start: str = "/", lands: str | None = None) -> Any:
-    page = browser.new_context(accept_downloads=True).new_page()
-    page.goto(f"{portal}{start}")
-    assert "/dex/auth" in page.url, page.url
-    email, password = USERS[user]
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{portal}{lands or start}")
-    return page
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def local(at: datetime) -> str:

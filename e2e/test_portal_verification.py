@@ -32,10 +32,10 @@ from ig_evidence.domain.cosignature import Cosigner
 from ig_evidence.witness.testing import witness_process, write_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
+from portal_browser import CHROMIUM, chromium, shot, sign_in
 from portal_stack import (
     RELEASE,
     REPO,
-    USERS,
     Process,
     Stack,
     build_and_register,
@@ -45,10 +45,6 @@ from portal_stack import (
 )
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-SHOTS = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "portal"
 NEXT = "v1.2.2"
 CONTRACT = REPO / "policies" / "evidence" / "release-contract.v1.yaml"
 CACHE_SECONDS = 3
@@ -117,29 +113,8 @@ def portal(stack: Stack, ledger: tuple[Ledger, dict[str, str]]) -> Iterator[tupl
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
-
-
-def sign_in(browser: Any, portal: str, user: str, start: str) -> Any:
-    page = browser.new_context().new_page()
-    page.goto(f"{portal}{start}")
-    assert "/dex/auth" in page.url, page.url
-    email, password = USERS[user]
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{portal}{start}")
-    return page
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def pinned_key_id(stack: Stack) -> str:
