@@ -39,7 +39,8 @@ class Engine(Protocol):
 
 
 class DecisionSink(Protocol):
-    def submit(self, policy_input: Any, decision: Decision) -> bool: ...
+    async def record(self, policy_input: Any, decision: Decision) -> None:
+        """Back once the decision is recorded durably enough to answer; DecisionLogUnavailable otherwise."""
 
 
 def new_decision_id() -> str:
@@ -80,7 +81,9 @@ class DecisionService:
         )
         DECISIONS.labels(verdict.result.value, verdict.rule_id).inc()
         DECISION_LATENCY.observe(elapsed)
-        self._sink.submit(policy_input, decision)
+        # Answered only once its record is handed over (ig_policy.store.wal): a decision the log cannot take is
+        # refused (DecisionLogUnavailable -> UNAVAILABLE), never answered unrecorded.
+        await self._sink.record(policy_input, decision)
         return decision
 
     async def decide_all(self, requests: Sequence[DecisionRequest]) -> list[Decision]:

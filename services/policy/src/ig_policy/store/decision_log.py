@@ -73,6 +73,10 @@ class DecisionLog:
         LOG_QUEUE.set(self._queue.qsize())
         return True
 
+    async def record(self, policy_input: Any, decision: Decision) -> None:
+        """The in-process sink (tests): queued, not durable; an overflow is counted as a gap, as ``submit``."""
+        self.submit(policy_input, decision)
+
     @property
     def pending(self) -> int:
         return self._queue.qsize()
