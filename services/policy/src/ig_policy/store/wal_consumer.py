@@ -48,9 +48,11 @@ class WalConsumer:
         await asyncio.to_thread(self._tail.lock)
         try:
             self._replay_end = await asyncio.to_thread(self._tail.end)
-            if self._replay_end > self._tail.cursor:
-                log.info("decision_log_wal_replay_started", since=str(self._tail.cursor),
-                         until=str(self._replay_end))
+            if self._replay_end <= self._tail.cursor:
+                self._replay_end = None  # nothing left behind: what comes now is not a replay
+            else:
+                log.info("decision_log_wal_replay_started", since=_where(self._tail.cursor),
+                         until=_where(self._replay_end))
             while True:
                 stretch = await asyncio.to_thread(self._tail.read, self._batch_size)
                 if stretch.empty:
@@ -120,3 +122,7 @@ class WalConsumer:
         if inserted is not None:
             WAL_GAP_RECORDS.inc(batch.records)
             log.warning("decision_log_wal_torn", records=batch.records, source=batch.source)
+
+
+def _where(position: Position) -> str:
+    return f"segment {position.segment} offset {position.offset}"
