@@ -12,10 +12,18 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import grpc
 import pytest
+from ig.policy.v1 import policy_pb2_grpc
+from ig_common.authz import AuthorizationTable
+from ig_common.grpc_client import aio_channel_as
+from ig_common.grpc_server import ServerSecurity, build_grpc_server
+from ig_common.tls import WorkloadCertificate
 from ig_infra.kafka_reading import identity_directory
+from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.api.translate import request_from_proto
 from ig_policy.decisions import DecisionService, new_decision_id
 from ig_policy.domain.model import Decision, DecisionRequest, Reason, Result, Verdict
@@ -26,7 +34,7 @@ from ig_policy.store.handoff import MAX_FRAME_BYTES, MetricMirror, Status, encod
 from ig_policy.store.log_process import DecisionLogProcess
 from ig_policy.store.wal import WalSettings
 from ig_policy.store.wal_consumer import WAL_REPLAYED
-from ig_policy.testing import SettableClock, golden_cases, proto_from_input
+from ig_policy.testing import SettableClock, free_port, golden_cases, proto_from_input
 from prometheus_client import Counter, Gauge
 
 INPUT = next(c for c in golden_cases() if c.name == "same tenant and purpose may read").input
@@ -206,3 +214,58 @@ async def test_a_writer_killed_in_a_burst_loses_no_answered_decision_and_writes_
     assert await gap_rows(policy_pool) == gaps_before, "nothing was lost, so no gap is recorded"
     assert handoff.restarts >= 1
     assert value(WAL_REPLAYED) > replayed_before, "the new writer read what the killed one had not acknowledged"
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("writer_env")
+async def test_past_the_wal_cap_decide_is_unavailable_until_the_writer_catches_up(
+        policy_pool: asyncpg.Pool, engine: OpaEngine, wal_dir: Path, infra: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cap of a few decisions' records, and a writer that takes none of them while it is stopped.
+    handoff = DecisionLogProcess(WalSettings(wal_dir, max_bytes=8 * 1024))
+    async with running(handoff):
+        # The server's and the client's identities (the writer, started, keeps the policy identity of IG_TLS_DIR).
+        monkeypatch.delenv("IG_TLS_DIR")
+        for name, setting in infra.identities.env().items():
+            monkeypatch.setenv(name, setting)
+        identities = Path(os.environ["IG_IDENTITIES"])
+        security = ServerSecurity(WorkloadCertificate(identities / "policy"),
+                                  AuthorizationTable.load(Path(os.environ["IG_AUTHZ_TABLE"])))
+        port = free_port()
+        server, _ = build_grpc_server([policy_grpc_service(DecisionService(engine, handoff, clock=SettableClock()))],
+                                      host="127.0.0.1", port=port, security=security)
+        await server.start()
+        channel = aio_channel_as("gateway", f"127.0.0.1:{port}")
+        writer = handoff.writer_pid
+        assert writer is not None
+        try:
+            stub = policy_pb2_grpc.PolicyServiceStub(channel)
+            request = proto_from_input(INPUT)
+            os.kill(writer, signal.SIGSTOP)
+            answered: list[str] = []
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                for _ in range(100):
+                    answered.append((await stub.Decide(request, timeout=30)).decision_id)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "IG_DECISION_LOG_WAL_MAX_MB" in (refused.value.details() or "")
+            assert 0 < len(answered) < 100
+            os.kill(writer, signal.SIGCONT)
+
+            async def accepted_again() -> bool:
+                try:
+                    answered.append((await stub.Decide(request, timeout=30)).decision_id)
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE
+                    return False
+                return True
+
+            await until(accepted_again, "decisions accepted once the writer has taken the WAL")
+
+            async def all_logged() -> bool:
+                return len(await logged_ids(policy_pool, answered)) == len(answered)
+
+            await until(all_logged, "every answered decision in the log")
+        finally:
+            os.kill(writer, signal.SIGCONT)
+            await channel.close()
+            await server.stop(grace=1)

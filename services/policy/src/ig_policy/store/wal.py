@@ -11,8 +11,9 @@ for its batch's fsync (``fsync=False``: only for the ``write``, which a killed p
 crash may not). The service never appends to a segment it did not start: at start it opens a new one, so a
 torn tail left by a crash is only ever at the end of an old segment, where the reader counts it.
 
-Bounded disk: past ``max_bytes`` of segments on disk (the writer deletes acknowledged ones) ``append`` raises
-``WalFull`` and the decision is refused (UNAVAILABLE): fail closed, no decision answered without its record.
+Bounded disk: past ``max_bytes`` not yet acknowledged by the writer ``append`` raises ``WalFull`` and the decision
+is refused (UNAVAILABLE): fail closed, no decision answered without its record. The writer deletes a segment once
+it is acknowledged and a newer one exists, so the directory holds at most ``max_bytes`` plus one segment.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ WAL_SYNC_SECONDS = Histogram(
 )
 WAL_BATCH_RECORDS = Histogram("ig_policy_decision_log_wal_batch_records", "Decisions per WAL group commit",
                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
-WAL_BYTES = Gauge("ig_policy_decision_log_wal_bytes", "Bytes of WAL segments on disk (not yet acknowledged)")
+WAL_BYTES = Gauge("ig_policy_decision_log_wal_bytes", "WAL bytes the writer has not acknowledged yet")
 WAL_SEGMENTS = Gauge("ig_policy_decision_log_wal_segments", "WAL segment files on disk")
 WAL_REFUSED = Counter("ig_policy_decision_log_wal_refused_total",
                       "Decisions refused (UNAVAILABLE) because the WAL was full or could not be written", ["reason"])
@@ -109,7 +110,7 @@ class WriteAheadLog:
         self._fd: int | None = None
         self._sequence = 0
         self._segment_size = 0
-        self._disk_bytes = 0
+        self._unacknowledged = 0
         self._scanned_at = 0.0
         self._open: list[bytes] = []
         self._open_bytes = 0
@@ -137,7 +138,7 @@ class WriteAheadLog:
         self._rescan()
         if existing:
             log.info("decision_log_wal_found", directory=str(directory), segments=len(existing),
-                     bytes=self._disk_bytes)
+                     bytes=self._unacknowledged)
         self._start_segment(last + 1)
 
     def append(self, payload: bytes) -> asyncio.Future[None]:
@@ -149,7 +150,7 @@ class WriteAheadLog:
             self._rescan()  # the writer may have deleted segments since
         if self._over_cap(len(payload)):
             WAL_REFUSED.labels("full").inc()
-            raise WalFull(f"the decision log's WAL holds {self._disk_bytes} bytes, its cap "
+            raise WalFull(f"the decision log's WAL holds {self._unacknowledged} bytes not yet written, its cap "
                           f"(IG_DECISION_LOG_WAL_MAX_MB) is {self._settings.max_bytes}")
         if self._batch_done is None:
             self._batch_done = asyncio.get_running_loop().create_future()
@@ -159,7 +160,7 @@ class WriteAheadLog:
         return self._batch_done
 
     def _over_cap(self, adding: int) -> bool:
-        return self._disk_bytes + self._open_bytes + adding > self._settings.max_bytes
+        return self._unacknowledged + self._open_bytes + adding > self._settings.max_bytes
 
     async def run(self) -> None:
         """Group commits until ``close``: each batch written and synced while the next one fills."""
@@ -218,7 +219,7 @@ class WriteAheadLog:
         if self._settings.fsync:
             os.fdatasync(self._fd)
         self._segment_size += len(data)
-        self._disk_bytes += len(data)
+        self._unacknowledged += len(data)
         if time.monotonic() - self._scanned_at > _RESCAN_S:
             self._rescan()
 
@@ -233,13 +234,18 @@ class WriteAheadLog:
         WAL_SEGMENTS.inc()
 
     def _rescan(self) -> None:
-        sizes = []
-        for _, path in segments(self._settings.directory):
+        """Bytes not acknowledged yet (the cap's measure) and the segments on disk, read from the directory."""
+        ack = acknowledged(self._settings.directory)
+        pending = files = 0
+        for sequence, path in segments(self._settings.directory):
             try:
-                sizes.append(path.stat().st_size)
+                size = path.stat().st_size
             except FileNotFoundError:  # acknowledged and deleted meanwhile
                 continue
-        self._disk_bytes = sum(sizes)
+            files += 1
+            if sequence >= ack.segment:
+                pending += size - (ack.offset if sequence == ack.segment else 0)
+        self._unacknowledged = pending
         self._scanned_at = time.monotonic()
-        WAL_BYTES.set(self._disk_bytes)
-        WAL_SEGMENTS.set(len(sizes))
+        WAL_BYTES.set(pending)
+        WAL_SEGMENTS.set(files)
