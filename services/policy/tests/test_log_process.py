@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -27,12 +28,14 @@ from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.api.translate import request_from_proto
 from ig_policy.decisions import DecisionService, new_decision_id
 from ig_policy.domain.model import Decision, DecisionRequest, Reason, Result, Verdict
+from ig_policy.domain.wal_entry import encode_decision
+from ig_policy.domain.wal_format import RECORD
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.store import SCHEMA
 from ig_policy.store.decision_log import LOG_WRITTEN
 from ig_policy.store.handoff import MAX_FRAME_BYTES, MetricMirror, Status, encode, read_message
 from ig_policy.store.log_process import DecisionLogProcess
-from ig_policy.store.wal import WalSettings
+from ig_policy.store.wal import WalSettings, WriteAheadLog, segments
 from ig_policy.store.wal_consumer import WAL_REPLAYED
 from ig_policy.testing import SettableClock, free_port, golden_cases, proto_from_input
 from prometheus_client import Counter, Gauge
@@ -269,3 +272,51 @@ async def test_past_the_wal_cap_decide_is_unavailable_until_the_writer_catches_u
             os.kill(writer, signal.SIGCONT)
             await channel.close()
             await server.stop(grace=1)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("writer_env")
+async def test_a_torn_tail_is_recorded_as_a_gap_of_exactly_its_records_once(policy_pool: asyncpg.Pool,
+                                                                            wal_dir: Path) -> None:
+    # A service that wrote three group commits of 10 and died while the third was reaching the disk: the last
+    # three records of the third batch never arrived.
+    batches = [[decision() for _ in range(10)] for _ in range(3)]
+    wal = WriteAheadLog(WalSettings(wal_dir))
+    wal.open()
+    for batch in batches:
+        done = [wal.append(encode_decision(INPUT, d)) for d in batch]
+        await wal.commit()
+        await asyncio.gather(*done)
+    await wal.close()
+    (_, path), = segments(wal_dir)
+    lost = sum(RECORD.size + len(encode_decision(INPUT, d)) for d in batches[2][-3:])
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size - lost + 5)  # five bytes of the first lost record did arrive
+    intact = [d.decision_id for b in batches for d in b][:-3]
+    gaps_before = await gap_rows(policy_pool)
+    pristine = wal_dir.with_name("pristine")
+    shutil.copytree(wal_dir, pristine)
+    for _ in range(2):  # the same WAL read again, as after a crash between the insert and the acknowledgement
+        handoff = DecisionLogProcess(WalSettings(wal_dir))
+        async with running(handoff):
+
+            async def intact_logged() -> bool:
+                return len(await logged_ids(policy_pool, intact)) == 27
+
+            await until(intact_logged, "the 27 intact decisions")
+
+            async def gap_recorded() -> bool:
+                return await gap_rows(policy_pool) > gaps_before
+
+            await until(gap_recorded, "the gap row")
+
+            async def torn_segment_acknowledged() -> bool:
+                return (wal_dir / "acknowledged").exists()
+
+            await until(torn_segment_acknowledged, "the writer past the torn segment")
+        shutil.rmtree(wal_dir)
+        shutil.copytree(pristine, wal_dir)
+    rows = await policy_pool.fetch(f"SELECT dropped, source FROM {SCHEMA}.decision_log_gaps ORDER BY id DESC LIMIT 2")
+    assert await gap_rows(policy_pool) == gaps_before + 1, "read twice, recorded once"
+    assert rows[0]["dropped"] == 3 and rows[0]["source"].startswith("wal ")
+    assert await logged_ids(policy_pool, [d.decision_id for d in batches[2][-3:]]) == []
