@@ -215,7 +215,9 @@ class WriteAheadLog:
         if self._segment_size >= self._settings.segment_bytes:
             self._start_segment(self._sequence + 1)
         assert self._fd is not None
-        os.write(self._fd, data)
+        written = 0
+        while written < len(data):  # a regular file may take less than asked (e.g. the disk filling up)
+            written += os.write(self._fd, data[written:])
         if self._settings.fsync:
             os.fdatasync(self._fd)
         self._segment_size += len(data)
