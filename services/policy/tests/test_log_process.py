@@ -167,6 +167,7 @@ async def test_stopping_the_service_writes_everything_answered(policy_pool: asyn
         batch = [decision() for _ in range(40)]
         await asyncio.gather(*(handoff.record(INPUT, d) for d in batch))
     assert handoff.writer_pid is None
+    assert handoff.restarts == 0, "the writer exited during the test: nothing left to take the WAL at the stop"
     assert len(await logged_ids(policy_pool, [d.decision_id for d in batch])) == 40
 
 
