@@ -106,3 +106,13 @@ def test_a_service_killed_in_a_burst_and_restarted_on_its_wal_loses_no_answered_
     assert len(found) == len(set(found)) == len(answered)
     assert "decision_log_wal_replayed" in (tmp_path / "second.log").read_text(errors="replace"), \
         "the burst must leave decisions in the WAL that only the restarted service's writer takes"
+
+
+def test_a_second_service_on_the_same_wal_directory_stops_at_start_naming_the_setting(
+        infra: Any, database_url: str, opa: OpaServer, tmp_path: Path) -> None:
+    env = {**infra.env(database_url, "policy"), **opa.env()}
+    settings = {"decision_log_wal_dir": str(tmp_path / "wal")}
+    with policy_service(env, tmp_path / "first.log", **settings), \
+            pytest.raises(RuntimeError, match=r"IG_DECISION_LOG_WAL_DIR \S+ is in use by another policy service"), \
+            policy_service(env, tmp_path / "second.log", **settings):
+        pass

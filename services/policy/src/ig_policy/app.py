@@ -43,6 +43,7 @@ def main() -> None:
         decision_log = DecisionLogProcess(WalSettings(
             settings.wal_directory, segment_bytes=settings.decision_log_wal_segment_mb * 1024 * 1024,
             max_bytes=settings.decision_log_wal_max_mb * 1024 * 1024, fsync=settings.decision_log_wal_fsync))
+        decision_log.open_wal()
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
         wired["decisions"] = DecisionService(engine, decision_log, clock=clock_from(settings.test_clock_file),

@@ -64,6 +64,10 @@ class DecisionLogProcess:
         """Back once the decision is in the WAL (its batch synced); DecisionLogUnavailable when it cannot be."""
         await self._wal.append(encode_decision(policy_input, decision))
 
+    def open_wal(self) -> None:
+        """Take the WAL directory now (start-up fails at once, naming the setting, when another service has it)."""
+        self._wal.open()
+
     # -- the writer's life -------------------------------------------------------------------------------------
 
     @property
@@ -82,7 +86,8 @@ class DecisionLogProcess:
     async def run(self) -> None:
         """Keep the WAL open and a writer running until cancelled (shutdown); then close the WAL and wait for the
         writer to take the rest."""
-        await asyncio.to_thread(self._wal.open)
+        if not self._wal.is_open:
+            await asyncio.to_thread(self._wal.open)
         committing = asyncio.create_task(self._wal.run())
         backoff = self._restart_backoff
         try:

@@ -123,6 +123,10 @@ class WriteAheadLog:
     def directory(self) -> Path:
         return self._settings.directory
 
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
     def open(self) -> None:
         """Take the directory (one service per WAL) and start a new segment after every existing one."""
         directory = self._settings.directory
