@@ -227,6 +227,22 @@ def test_policy_chart_can_load_an_opa_bundle_instead(render: Render) -> None:
     assert not [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-rego")]
 
 
+@pytest.mark.parametrize("claim", ["", "policy-wal-0"], ids=["emptydir", "pvc"])
+def test_policy_chart_puts_the_decision_log_wal_on_a_volume_of_its_own(render: Render, claim: str) -> None:
+    objects = render("policy", "region-a", (f"decisionLogWal.persistentVolumeClaim={claim}",) if claim else ())
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "decision-log-wal")
+    if claim:
+        assert volume == {"name": "decision-log-wal", "persistentVolumeClaim": {"claimName": claim}}
+    else:
+        assert volume["emptyDir"]["sizeLimit"] == "1200Mi"
+    mount = mount_of(main_container(objects, "policy"), "decision-log-wal")
+    assert settings(objects)["IG_DECISION_LOG_WAL_DIR"] == mount["mountPath"] == "/var/lib/ig-policy/wal"
+    assert not mount.get("readOnly")
+    # The cap stays below the volume (one 16 MB segment may exceed it).
+    assert int(settings(objects)["IG_DECISION_LOG_WAL_MAX_MB"]) + 16 < 1200
+
+
 def test_burn_chart_ships_every_dashboard_in_services_burn_dashboards(render: Render) -> None:
     dashboards = sorted((REPO_ROOT / "services" / "burn" / "dashboards").glob("*.json"))
     shipped = [o for o in by_kind(render("burn", "region-a"), "ConfigMap")

@@ -24,6 +24,7 @@ from ig_policy.engine.token import read_opa_token
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.log_process import DecisionLogProcess
+from ig_policy.store.wal import WalSettings
 
 log = structlog.get_logger(__name__)
 
@@ -41,9 +42,12 @@ def main() -> None:
         await engine.start()
         await engine.refresh_revision()
         runtime.spawn(engine.keep_revision_fresh(runtime.stop, settings.policy_revision_refresh_s), "policy-revision")
-        # The decision log and the outbox relay run in a writer process of their own (ig_policy.log_writer).
-        decision_log = DecisionLogProcess(flush_interval=settings.decision_log_handoff_ms / 1000,
-                                          max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
+        # The decision log and the outbox relay run in a writer process of their own (ig_policy.log_writer), fed
+        # through a write-ahead log that outlives both processes.
+        decision_log = DecisionLogProcess(WalSettings(
+            settings.wal_directory, segment_bytes=settings.decision_log_wal_segment_mb * 1024 * 1024,
+            max_bytes=settings.decision_log_wal_max_mb * 1024 * 1024, fsync=settings.decision_log_wal_fsync))
+        decision_log.open_wal()
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
         approvers = load_approvers(settings.breakglass_approvers_path) if settings.breakglass_approvers_path else {}

@@ -44,7 +44,8 @@ class Engine(Protocol):
 
 
 class DecisionSink(Protocol):
-    def submit(self, policy_input: Any, decision: Decision) -> bool: ...
+    async def record(self, policy_input: Any, decision: Decision) -> None:
+        """Back once the decision is recorded durably enough to answer; DecisionLogUnavailable otherwise."""
 
 
 def new_decision_id() -> str:
@@ -97,7 +98,9 @@ class DecisionService:
         DECISION_LATENCY.observe(elapsed)
         if glass is not None:
             count_use(glass, verdict.result)
-        self._sink.submit(policy_input, decision)
+        # Answered only once its record is handed over (ig_policy.store.wal): a decision the log cannot take is
+        # refused (DecisionLogUnavailable -> UNAVAILABLE), never answered unrecorded.
+        await self._sink.record(policy_input, decision)
         return decision
 
     async def decide_all(self, requests: Sequence[DecisionRequest]) -> list[Decision]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,17 @@ class Settings(GrpcServiceSettings):
     decision_log_queue_size: int = Field(default=20_000, ge=1)
     decision_log_batch_size: int = Field(default=500, ge=1, le=10_000)
     decision_log_flush_ms: int = Field(default=200, ge=1, le=60_000)
-    # The service hands decisions to its writer process (which batches, writes and publishes them) every
-    # handoff_ms; past handoff_buffer_mb waiting unsent (writer gone or far behind) a decision counts as dropped.
-    decision_log_handoff_ms: int = Field(default=50, ge=1, le=10_000)
-    decision_log_handoff_buffer_mb: int = Field(default=32, ge=1, le=4096)
+    # The service hands decisions to its writer process through a write-ahead log in this directory (segment
+    # files; an emptyDir or PVC in the chart). Unset: <temp dir>/ig-policy-wal-<grpc port>, stable across restarts
+    # of a service on one port. One service process per directory (a second one is refused at start).
+    decision_log_wal_dir: Path | None = None
+    decision_log_wal_segment_mb: int = Field(default=16, ge=1, le=1024)
+    # Past this many MB of segments not yet acknowledged (PostgreSQL or the writer down for long) decisions are
+    # refused with UNAVAILABLE: none is answered without its record.
+    decision_log_wal_max_mb: int = Field(default=1024, ge=1, le=1_048_576)
+    # True: an answer waits for its batch's fdatasync (survives a machine crash). False: for the write only
+    # (survives a killed process; a machine crash can lose the last batches, counted as a torn tail).
+    decision_log_wal_fsync: bool = True
     decision_log_writer_start_s: float = Field(default=60.0, gt=0, le=600)
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
@@ -87,6 +96,19 @@ class Settings(GrpcServiceSettings):
     def _approvers_parse(cls, value: Path | None) -> Path | None:
         if value is not None:
             load_approvers(value)  # a malformed entry stops start-up, naming it
+        return value
+
+    @property
+    def wal_directory(self) -> Path:
+        if self.decision_log_wal_dir is not None:
+            return self.decision_log_wal_dir
+        return Path(tempfile.gettempdir()) / f"ig-policy-wal-{self.grpc_port}"
+
+    @field_validator("decision_log_wal_dir")
+    @classmethod
+    def _wal_dir_usable(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not (value.is_dir() and os.access(value, os.W_OK | os.X_OK)):
+            raise ValueError(f"{value} is not a writable directory")
         return value
 
     @field_validator("opa_token_file")

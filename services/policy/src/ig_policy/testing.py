@@ -218,6 +218,8 @@ def policy_service(env: dict[str, str], log_path: Path, **settings: str) -> Iter
                 "IG_GRPC_PORT": str(grpc_port), "IG_AUTHZEN_PORT": str(authzen_port),
                 "IG_FORWARD_AUTH_PORT": str(forward_auth_port),
                 "OTEL_TRACES_EXPORTER": "none"}
+    # A WAL directory of this service's own, next to its log (a restart on the same one: pass decision_log_wal_dir).
+    full_env["IG_DECISION_LOG_WAL_DIR"] = str(log_path.with_suffix(".wal"))
     full_env.update({f"IG_{name.upper()}": value for name, value in settings.items()})
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "ig_policy.app"], env=full_env, stdout=log_file,

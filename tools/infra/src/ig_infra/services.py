@@ -52,8 +52,11 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token), forward-auth over HTTPS (client certificate) on
     # 8092; /healthz and /metrics stay on plain 8081.
+    # The decision log's write-ahead log (answered decisions until the writer has them in PostgreSQL) in the run dir,
+    # so that a restarted `make up` replays what a killed one left.
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051,
-                extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092}),
+                extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092},
+                data_dirs={"IG_DECISION_LOG_WAL_DIR": "policy-wal"}),
     # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it. The ledger's tiles
     # and checkpoint (C2SP tlog-tiles) are plain and read-only on 8012: public by design.
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052, plain_ports={"IG_PUBLIC_PORT": 8012},

@@ -85,6 +85,7 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
                                                       "IG_GRPC_PORT": str(policy_grpc),
                                                       "IG_AUTHZEN_PORT": str(free_port()),
                                                       "IG_FORWARD_AUTH_PORT": str(free_port()),
+                                                      "IG_DECISION_LOG_WAL_DIR": str(work / "policy-wal"),
                                                       # a shared 2-core CI box: OPA's p99 exceeds 50 ms at times
                                                       "IG_OPA_TIMEOUT_MS": "5000"},
                                     work / "policy.log", free_port()))

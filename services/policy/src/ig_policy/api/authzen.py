@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 
 from ig_policy.api.translate import decision_metadata
 from ig_policy.decisions import DecisionService, annotate_span
+from ig_policy.domain.losses import DecisionLogUnavailable
 from ig_policy.domain.model import Actor, BreakGlass, Context, Decision, DecisionRequest, Resource, Result, rfc3339
 from ig_policy.domain.validation import MAX_BATCH, FieldError, validate_request
 
@@ -139,6 +140,10 @@ def evaluation_response(decision: Decision) -> dict[str, Any]:
     return {"decision": verdict.result is Result.ALLOW, "context": context}
 
 
+def _unavailable(error: DecisionLogUnavailable) -> JSONResponse:
+    return problem(503, "Decision log unavailable", str(error))
+
+
 def _invalid(errors: list[FieldError]) -> JSONResponse:
     fields = [e.field for e in errors]
     return problem(400, "Invalid request", "invalid field(s): " + "; ".join(str(e) for e in errors[:10]),
@@ -165,7 +170,10 @@ def authzen_router(decisions: DecisionService) -> APIRouter:
                   for e in validate_request(request) + decisions.time_errors(request)]
         if errors:
             return _invalid(errors)
-        decision = await decisions.decide(request)
+        try:
+            decision = await decisions.decide(request)
+        except DecisionLogUnavailable as error:
+            return _unavailable(error)
         annotate_span(decision)
         for name, value in decision_metadata(decision):
             response.headers[name] = value
@@ -187,7 +195,10 @@ def authzen_router(decisions: DecisionService) -> APIRouter:
             requests.append(request)
         if errors:
             return _invalid(errors)
-        answered = await decisions.decide_all(requests)
+        try:
+            answered = await decisions.decide_all(requests)
+        except DecisionLogUnavailable as error:
+            return _unavailable(error)
         return {"evaluations": [evaluation_response(d) for d in answered]}
 
     return router

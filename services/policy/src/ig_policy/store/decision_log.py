@@ -6,6 +6,10 @@ transaction inserts the rows and enqueues their ig.policy.decisions.v1 events in
 loses nothing. When the queue is full (PostgreSQL slow or down for long) the decision is still answered, the
 record is counted as dropped (metric + a row in decision_log_gaps once the writer catches up) and a warning is
 logged: never silent. Writes are idempotent (ON CONFLICT on the decision id), so a retried batch is safe.
+
+The service itself does not use the queue any more: its writer process takes decisions from the write-ahead log
+(``ig_policy.store.wal_consumer``) and calls ``write`` directly, so that nothing is held only in memory. The queue
+remains for in-process use (the API tests' sink).
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class DecisionLog:
             return False
         LOG_QUEUE.set(self._queue.qsize())
         return True
+
+    async def record(self, policy_input: Any, decision: Decision) -> None:
+        """The in-process sink (tests): queued, not durable; an overflow is counted as a gap, as ``submit``."""
+        self.submit(policy_input, decision)
 
     @property
     def pending(self) -> int:
