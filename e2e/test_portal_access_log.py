@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import csv
 import io
 import json
@@ -240,13 +241,15 @@ def test_an_export_verifies_with_ig_evidence_and_formula_cells_are_neutralised(
         report = json.loads(checked.stdout)
         assert report["ok"] and report["tenant"] == "alpha" and report["rows"] >= 1
 
-    # An altered cell, an entry moved to another tenant, or another ledger key: each fails the check.
+    # An altered cell, an entry moved to another tenant, a wrong proof, another ledger key: each fails the check.
     tampered = exported.text.replace("'" + formula_email, "'@SUM(2+2)")
-    document["entries"][0]["ledger"]["payload"] = document["entries"][0]["ledger"]["payload"].replace(
+    moved, unproven = copy.deepcopy(document), copy.deepcopy(document)
+    moved["entries"][0]["ledger"]["payload"] = moved["entries"][0]["ledger"]["payload"].replace(
         '"tenant":"alpha"', '"tenant":"beta"')
+    next(e for e in unproven["entries"] if e["ledger"]["inclusion"])["ledger"]["inclusion"][0] = "00" * 32
     other_key = "other+00000000+AQ" + base64.b64encode(bytes(32)).decode()
-    for name, body, pinned in (("altered.csv", tampered, key), ("moved.json", json.dumps(document), key),
-                               ("log.csv", None, other_key)):
+    for name, body, pinned in (("altered.csv", tampered, key), ("moved.json", json.dumps(moved), key),
+                               ("unproven.json", json.dumps(unproven), key), ("log.csv", None, other_key)):
         if body is not None:
             (tmp_path / name).write_text(body)
         checked = subprocess.run([IG_EVIDENCE, "verify-export", str(tmp_path / name), "--ledger-key", pinned],
