@@ -39,7 +39,7 @@ class LogRow:
         return self.record.entry_hash
 
 
-def _values(row: ProjectedAccess) -> tuple[Any, ...]:
+def row_values(row: ProjectedAccess) -> tuple[Any, ...]:
     e, r = row.entry, row.record
     return (r.seq, e.tenant, e.user, e.email, e.action.value, e.status, e.object, e.release, e.download_id,
             e.request_sha256, row.at, r.ts, r.subject, r.prev_hash, r.entry_hash, r.payload)
@@ -50,7 +50,7 @@ async def insert_rows(conn: Executor, schema: str, rows: Sequence[ProjectedAcces
         await conn.executemany(
             f"""INSERT INTO {schema}.access_log ({COLUMNS})
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                ON CONFLICT (seq) DO NOTHING""", [_values(r) for r in rows])
+                ON CONFLICT (seq) DO NOTHING""", [row_values(r) for r in rows])
 
 
 async def insert_skipped(conn: Executor, schema: str, skipped: Sequence[Skipped]) -> int:
