@@ -105,8 +105,8 @@ def test_the_log_filters_and_pages(portal: str, tokens: dict[str, str]) -> None:
                          timeout=60).status_code == 200
     everything = search(portal, admin, limit=200)
     assert everything["tenant"] == "alpha"
-    seqs = [e["seq"] for e in everything["entries"]]
-    assert seqs == sorted(seqs, reverse=True) and len(seqs) >= 5
+    order = [(e["at"], e["seq"]) for e in everything["entries"]]
+    assert order == sorted(order, reverse=True) and len(order) >= 5  # newest first: access time, then seq
 
     # Pages of 2, cursor to cursor, are the same rows as one page, each once.
     paged, cursor, pages = [], "", 0
@@ -135,8 +135,8 @@ def test_the_log_filters_and_pages(portal: str, tokens: dict[str, str]) -> None:
     # The cursor is the portal's: altered, or reused for another search, it is refused.
     first = search(portal, admin, limit=1)
     encoded, mac = first["next"].split(".")
-    tenant, digest, _ = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    moved = base64.urlsafe_b64encode(json.dumps([tenant, digest, 10 ** 9]).encode()).decode().rstrip("=")
+    tenant, digest, at, _ = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    moved = base64.urlsafe_b64encode(json.dumps([tenant, digest, at, 10 ** 9]).encode()).decode().rstrip("=")
     assert get(portal, "/audit/access-log", admin, cursor=f"{moved}.{mac}").status_code == 400
     assert get(portal, "/audit/access-log", admin, cursor=first["next"], action="view").status_code == 400
     assert get(portal, "/audit/access-log", admin, cursor=first["next"]).status_code == 200

@@ -177,7 +177,7 @@ async def store_only(dsn: str, count: int = 400) -> dict[str, list[float]]:
                                 datetime.fromisoformat(params["from"]) if "from" in params else None,
                                 datetime.fromisoformat(params["until"]) if "until" in params else None)
             started = time.perf_counter()
-            await store.search("alpha", chosen, below_seq=None, limit=50)
+            await store.search("alpha", chosen, below=None, limit=50)
             await store.skipped("alpha")
             latencies.setdefault(name, []).append(time.perf_counter() - started)
     finally:

@@ -65,8 +65,8 @@ def test_what_is_not_an_access_of_the_subjects_tenant_is_skipped(payload: bytes,
 
 def test_cursors_continue_only_the_search_and_tenant_they_were_issued_for() -> None:
     cursors, chosen = Cursors(b"k" * 32), LogFilter(action="download")
-    issued = cursors.issue("alpha", chosen, 42)
-    assert cursors.open(issued, "alpha", LogFilter(action="download")) == 42
+    issued = cursors.issue("alpha", chosen, (TS, 42))
+    assert cursors.open(issued, "alpha", LogFilter(action="download")) == (TS, 42)
     with pytest.raises(CursorInvalid):
         cursors.open(issued, "beta", chosen)
     with pytest.raises(CursorInvalid):
@@ -75,7 +75,7 @@ def test_cursors_continue_only_the_search_and_tenant_they_were_issued_for() -> N
         Cursors(b"other" * 8).open(issued, "alpha", chosen)
     encoded, mac = issued.split(".")
     body = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    moved = base64.urlsafe_b64encode(json.dumps([body[0], body[1], 10 ** 9]).encode()).decode().rstrip("=")
+    moved = base64.urlsafe_b64encode(json.dumps([*body[:3], 10 ** 9]).encode()).decode().rstrip("=")
     with pytest.raises(CursorInvalid):
         cursors.open(f"{moved}.{mac}", "alpha", chosen)
 

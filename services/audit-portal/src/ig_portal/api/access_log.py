@@ -29,7 +29,7 @@ from ig_portal.domain import access_export
 from ig_portal.domain.access import Action
 from ig_portal.domain.access_log import MAX_PAGE, CursorInvalid, Cursors, LogFilter
 from ig_portal.domain.identity import Principal
-from ig_portal.store.access_log import AccessLogStore, LogRow
+from ig_portal.store.access_log import AccessLogStore, LogRow, Position
 
 ActionName = Literal["view", "read", "download", "export"]
 Outcome = Literal["ok", "refused"]
@@ -83,7 +83,7 @@ class AccessLogApi:
     export_max_rows: int
     proof_concurrency: int = 8
 
-    def below(self, cursor: str, principal: Principal, chosen: LogFilter) -> int | None:
+    def below(self, cursor: str, principal: Principal, chosen: LogFilter) -> Position | None:
         if not cursor:
             return None
         try:
@@ -92,9 +92,9 @@ class AccessLogApi:
             raise HTTPException(400, str(error) if isinstance(error, CursorInvalid) else "cursor: malformed") from error
 
     async def page(self, principal: Principal, chosen: LogFilter, cursor: str, limit: int) -> LogPageOut:
-        rows, more = await self.store.search(principal.tenant, chosen, below_seq=self.below(cursor, principal, chosen),
+        rows, more = await self.store.search(principal.tenant, chosen, below=self.below(cursor, principal, chosen),
                                              limit=limit)
-        following = self.cursors.issue(principal.tenant, chosen, rows[-1].seq) if more and rows else None
+        following = self.cursors.issue(principal.tenant, chosen, rows[-1].position) if more and rows else None
         return LogPageOut(tenant=principal.tenant, entries=[entry_out(r) for r in rows], next=following,
                           skipped=await self.store.skipped(principal.tenant))
 
@@ -107,22 +107,22 @@ class AccessLogApi:
 
         return list(await asyncio.gather(*(one(r.seq) for r in rows)))
 
-    async def proved_rows(self, principal: Principal, chosen: LogFilter, below: int | None, tree_size: int,
+    async def proved_rows(self, principal: Principal, chosen: LogFilter, below: Position | None, tree_size: int,
                           outcome: dict[str, Any]) -> AsyncIterator[tuple[LogRow, list[str]]]:
         """Matching rows in the checkpoint, newest first, with their proofs; at most export_max_rows (then
         ``outcome['next']`` is the cursor to continue with)."""
-        sent, last_seq = 0, 0
-        async for rows in self.store.pages(principal.tenant, chosen, below_seq=below, at_most_seq=tree_size,
+        sent, last = 0, below
+        async for rows in self.store.pages(principal.tenant, chosen, below=below, at_most_seq=tree_size,
                                            page_size=min(500, self.export_max_rows + 1)):
             if len(rows) > self.export_max_rows - sent:
                 rows = rows[:self.export_max_rows - sent]
                 outcome["complete"] = False
             for row, proof in zip(rows, await self.proofs(rows, tree_size), strict=True):
                 yield row, proof
-                last_seq = row.seq
+                last = row.position
             sent += len(rows)
             if not outcome["complete"]:
-                outcome["next"] = self.cursors.issue(principal.tenant, chosen, last_seq)
+                outcome["next"] = self.cursors.issue(principal.tenant, chosen, last) if last else ""
                 return
 
     async def export(self, request: Request, principal: Principal, chosen: LogFilter, cursor: str,

@@ -186,7 +186,7 @@ class AuditApi:
 
     async def read_log(self, principal: Principal, release: str) -> list[LogRow]:
         """The release's newest accesses, oldest first, from the access log's projection (never the whole log)."""
-        rows, _ = await self.access_log.search(principal.tenant, LogFilter(release=release), below_seq=None,
+        rows, _ = await self.access_log.search(principal.tenant, LogFilter(release=release), below=None,
                                                limit=self.release_log_rows)
         return rows[::-1]
 

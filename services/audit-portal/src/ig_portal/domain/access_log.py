@@ -103,20 +103,22 @@ class CursorInvalid(ValueError):
 
 @dataclass(frozen=True)
 class Cursors:
-    """Opaque, tamper-evident page cursors: base64url of (tenant, filter digest, last seq shown), with an HMAC-SHA256
-    under the portal's secret. A cursor from another tenant, another search or another key is refused."""
+    """Opaque, tamper-evident page cursors: base64url of (tenant, filter digest, access time and seq of the last row
+    shown), with an HMAC-SHA256 under the portal's secret. A cursor from another tenant, another search or another
+    key is refused."""
 
     secret: bytes
 
     def _mac(self, body: bytes) -> str:
         return hmac.new(self.secret, b"ig-portal access-log cursor\n" + body, hashlib.sha256).hexdigest()[:32]
 
-    def issue(self, tenant: str, log_filter: LogFilter, before_seq: int) -> str:
-        body = json.dumps([tenant, log_filter.digest(), before_seq], separators=(",", ":")).encode()
+    def issue(self, tenant: str, log_filter: LogFilter, below: tuple[datetime, int]) -> str:
+        at, seq = below
+        body = json.dumps([tenant, log_filter.digest(), at.isoformat(), seq], separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + self._mac(body)
 
-    def open(self, cursor: str, tenant: str, log_filter: LogFilter) -> int:
-        """The seq the next page starts below; CursorInvalid otherwise."""
+    def open(self, cursor: str, tenant: str, log_filter: LogFilter) -> tuple[datetime, int]:
+        """The (at, seq) the next page starts below; CursorInvalid otherwise."""
         encoded, _, mac = cursor.partition(".")
         try:
             body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
@@ -124,9 +126,9 @@ class Cursors:
             raise CursorInvalid("cursor: not one this portal issued") from error
         if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
             raise CursorInvalid("cursor: not one this portal issued")
-        issued_tenant, digest, before_seq = json.loads(body)
+        issued_tenant, digest, at, seq = json.loads(body)
         if issued_tenant != tenant or digest != log_filter.digest():
             raise CursorInvalid("cursor: issued for another search")
-        if type(before_seq) is not int or before_seq < 1:
+        if type(seq) is not int or seq < 1 or not isinstance(at, str):
             raise CursorInvalid("cursor: not one this portal issued")
-        return before_seq
+        return parse_at(at), seq

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from ig_portal.domain.access import AccessEntry
-from ig_portal.domain.access_log import LedgerRecord, LogFilter, ProjectedAccess, Skipped
+from ig_portal.domain.access_log import LedgerRecord, LogFilter, ProjectedAccess, Skipped, parse_at
 
 Executor = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool
 
 COLUMNS = ("seq, tenant, user_id, email, action, status, object, release, download_id, request_sha256, at, "
            "ledger_ts, subject, prev_hash, entry_hash, payload")
+
+
+Position = tuple[datetime, int]  # (at, seq) of a row: pages continue below it
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class LogRow:
     @property
     def entry_hash(self) -> str:
         return self.record.entry_hash
+
+    @property
+    def position(self) -> Position:
+        return parse_at(self.entry.at), self.record.seq
 
 
 def row_values(row: ProjectedAccess) -> tuple[Any, ...]:
@@ -71,9 +79,9 @@ def _row(r: asyncpg.Record) -> LogRow:
     return LogRow(record, AccessEntry.from_payload(record.payload))
 
 
-def _where(tenant: str, log_filter: LogFilter, below_seq: int | None, at_most_seq: int | None
+def _where(tenant: str, log_filter: LogFilter, below: Position | None, at_most_seq: int | None
            ) -> tuple[str, list[Any]]:
-    clauses, args = ["tenant = $1"], [tenant]
+    clauses, args = ["tenant = $1"], list[Any]([tenant])
 
     def add(clause: str, value: Any) -> None:
         args.append(value)
@@ -92,8 +100,9 @@ def _where(tenant: str, log_filter: LogFilter, below_seq: int | None, at_most_se
         add("at >= ?", log_filter.since)
     if log_filter.until:
         add("at < ?", log_filter.until)
-    if below_seq is not None:
-        add("seq < ?", below_seq)
+    if below is not None:
+        args.extend(below)
+        clauses.append(f"(at, seq) < (${len(args) - 1}, ${len(args)})")
     if at_most_seq is not None:
         add("seq <= ?", at_most_seq)
     return " AND ".join(clauses), args
@@ -104,30 +113,30 @@ class AccessLogStore:
         self._pool = pool
         self._schema = schema
 
-    async def search(self, tenant: str, log_filter: LogFilter, *, below_seq: int | None, limit: int
+    async def search(self, tenant: str, log_filter: LogFilter, *, below: Position | None, limit: int
                      ) -> tuple[list[LogRow], bool]:
         """One page, newest first, and whether more follow."""
-        where, args = _where(tenant, log_filter, below_seq, None)
+        where, args = _where(tenant, log_filter, below, None)
         rows = await self._pool.fetch(
-            f"SELECT {COLUMNS} FROM {self._schema}.access_log WHERE {where} ORDER BY seq DESC LIMIT {int(limit) + 1}",
-            *args)
+            f"SELECT {COLUMNS} FROM {self._schema}.access_log WHERE {where} ORDER BY at DESC, seq DESC "
+            f"LIMIT {int(limit) + 1}", *args)
         return [_row(r) for r in rows[:limit]], len(rows) > limit
 
-    async def pages(self, tenant: str, log_filter: LogFilter, *, below_seq: int | None, at_most_seq: int,
+    async def pages(self, tenant: str, log_filter: LogFilter, *, below: Position | None, at_most_seq: int,
                     page_size: int = 500) -> AsyncIterator[list[LogRow]]:
         """Every matching row at or below ``at_most_seq``, newest first, a page at a time (keyset, no OFFSET and
         no server-side cursor held across the stream)."""
         while True:
-            where, args = _where(tenant, log_filter, below_seq, at_most_seq)
+            where, args = _where(tenant, log_filter, below, at_most_seq)
             rows = await self._pool.fetch(
-                f"SELECT {COLUMNS} FROM {self._schema}.access_log WHERE {where} ORDER BY seq DESC "
+                f"SELECT {COLUMNS} FROM {self._schema}.access_log WHERE {where} ORDER BY at DESC, seq DESC "
                 f"LIMIT {int(page_size)}", *args)
             if not rows:
                 return
             yield [_row(r) for r in rows]
             if len(rows) < page_size:
                 return
-            below_seq = rows[-1]["seq"]
+            below = (rows[-1]["at"], rows[-1]["seq"])
 
     async def skipped(self, tenant: str) -> int:
         return int(await self._pool.fetchval(

@@ -19,15 +19,16 @@ CREATE TABLE {schema}.access_log (
     entry_hash     text NOT NULL,
     payload        bytea NOT NULL
 );
--- Every search is one tenant's, newest first, continued below a seq: an index per filter, each ending in seq, so
--- a page is an index range scan of at most one page of rows whatever the log's size.
-CREATE INDEX access_log_by_tenant ON {schema}.access_log (tenant, seq DESC);
-CREATE INDEX access_log_by_user ON {schema}.access_log (tenant, user_id, seq DESC);
-CREATE INDEX access_log_by_email ON {schema}.access_log (tenant, email, seq DESC);
-CREATE INDEX access_log_by_action ON {schema}.access_log (tenant, action, seq DESC);
-CREATE INDEX access_log_by_release ON {schema}.access_log (tenant, release, seq DESC);
-CREATE INDEX access_log_refused ON {schema}.access_log (tenant, seq DESC) WHERE status >= 400;
-CREATE INDEX access_log_by_time ON {schema}.access_log (tenant, at);
+-- Every search is one tenant's, newest first by access time (ties by seq), continued below the last (at, seq)
+-- shown: an index per filter, each ending in (at, seq), so a page, with or without a time range, is one index
+-- range scan of at most one page of rows whatever the log's size. (Ordering by seq with a time filter let the
+-- planner walk the seq index back through every newer row: 1.3 s for one past day of 1,000,000 rows.)
+CREATE INDEX access_log_by_tenant ON {schema}.access_log (tenant, at, seq);
+CREATE INDEX access_log_by_user ON {schema}.access_log (tenant, user_id, at, seq);
+CREATE INDEX access_log_by_email ON {schema}.access_log (tenant, email, at, seq);
+CREATE INDEX access_log_by_action ON {schema}.access_log (tenant, action, at, seq);
+CREATE INDEX access_log_by_release ON {schema}.access_log (tenant, release, at, seq);
+CREATE INDEX access_log_refused ON {schema}.access_log (tenant, at, seq) WHERE status >= 400;
 
 -- Entries of the access kind that are not access entries (unparseable, or a payload naming another tenant than its
 -- subject): skipped, kept here so the count survives restarts and each is counted once.
