@@ -124,7 +124,9 @@ class AuditApi:
             return downloads.response(prepared, dl, artifact.sha256)
 
         @router.get("/manifest/{release}/{file}", summary="A watermarked file of the release's signed manifest",
-                    responses={200: {"content": {"application/octet-stream": {}}}})
+                    # the watermark's form decides: a JSON envelope, a text header, or a zip (cosign.pub, .sig)
+                    responses={200: {"content": {"application/json": {}, "text/plain": {},
+                                                 "application/zip": {}, "application/octet-stream": {}}}})
         async def manifest_file(request: Request, release: str,
                                 file: Literal[MANIFEST_FILES]) -> Response:  # type: ignore[valid-type]
             principal = await self.caller(request, download=True)
