@@ -280,3 +280,60 @@ def test_an_unparseable_or_foreign_entry_is_skipped_and_counted_not_a_500(stack:
     assert counted and float(counted[0].split()[-1]) >= 3
     # The per-release log of before (it read the whole ledger and once answered 500 for good) still answers.
     assert get(portal, "/audit/access-logs", admin, release=RELEASE).status_code == 200
+
+
+def test_a_new_portal_database_fills_from_the_ledger_with_the_same_rows_and_a_reread_changes_nothing(
+        stack: Stack, infra: Any, portal: str, tokens: dict[str, str]) -> None:
+    """The feed: a portal on an empty database projects every access entry from seq 1, row for row what the
+    requests themselves wrote elsewhere (seq, entry hash, columns); set back to seq 1 it reads everything again and
+    no row changes or doubles (rows are keyed by seq)."""
+    assert get(portal, "/audit/releases", tokens["alpha-auditor"]).status_code == 200
+
+    async def rows(database_url: str) -> dict[int, tuple[Any, ...]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            found = await conn.fetch("SELECT seq, tenant, user_id, action, status, object, at, entry_hash, payload "
+                                     "FROM portal.access_log")
+            return {r["seq"]: tuple(r.values()) for r in found}
+        finally:
+            await conn.close()
+
+    async def execute(database_url: str, sql: str) -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    written = asyncio.run(rows(stack.database_url))
+    database = infra.new_database("ig_portal_feed")
+    try:
+        process, _ = stack.portal("portal-access-log-fresh", database_url=database, access_log_feed_seconds="0.2")
+        try:
+            assert eventually(lambda: set(written) <= set(asyncio.run(rows(database))), timeout=30)
+            projected = asyncio.run(rows(database))
+            assert {seq: projected[seq] for seq in written} == written
+        finally:
+            process.stop()
+        asyncio.run(execute(database, "UPDATE portal.access_log_feed SET next_seq = 1"))
+        process, _ = stack.portal("portal-access-log-reread", database_url=database, access_log_feed_seconds="0.2")
+        try:
+            def reread() -> bool:
+                conn_rows = asyncio.run(rows(database))
+                position = asyncio.run(_feed_position(database))
+                return position > max(conn_rows) and conn_rows.keys() >= projected.keys()
+            assert eventually(reread, timeout=30)
+            again = asyncio.run(rows(database))
+            assert {seq: again[seq] for seq in projected} == projected
+        finally:
+            process.stop()
+    finally:
+        infra.drop_database(database)
+
+
+async def _feed_position(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT next_seq FROM portal.access_log_feed"))
+    finally:
+        await conn.close()

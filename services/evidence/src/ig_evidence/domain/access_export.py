@@ -85,7 +85,7 @@ def parse_json(document: Any) -> Export:
                                   {k: str(item[k]) for k in (*READABLE, "status")}))
         return Export(str(document["tenant"]), int(head["treeSize"]), str(head["note"]), str(head["verifierKey"]),
                       rows, document.get("complete") is True)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ExportError(f"JSON export: malformed at entry {len(rows)} ({error!r})") from error
 
 
@@ -116,7 +116,7 @@ def parse_csv(text: str) -> Export:
                 complete = row["object"] == "complete"
             else:
                 raise ExportError(f"CSV line {line}: record {record!r} is not checkpoint, entry or end")
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, csv.Error) as error:
         raise ExportError(f"CSV export: malformed ({error!r})") from error
     if not note_text:
         raise ExportError("CSV export: no checkpoint row")
@@ -124,7 +124,10 @@ def parse_csv(text: str) -> Export:
 
 
 def parse(raw: bytes) -> Export:
-    text = raw.decode("utf-8-sig")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ExportError(f"export: not UTF-8 text ({error})") from error
     if text.lstrip().startswith("{"):
         try:
             return parse_json(json.loads(text))
