@@ -238,8 +238,9 @@ async def test_past_the_wal_cap_decide_is_unavailable_until_the_writer_catches_u
         security = ServerSecurity(WorkloadCertificate(identities / "policy"),
                                   AuthorizationTable.load(Path(os.environ["IG_AUTHZ_TABLE"])))
         port = free_port()
-        server, _ = build_grpc_server([policy_grpc_service(DecisionService(engine, handoff, region="region-a", clock=SettableClock()))],
-                                      host="127.0.0.1", port=port, security=security)
+        deciding = DecisionService(engine, handoff, region="region-a", clock=SettableClock())
+        server, _ = build_grpc_server([policy_grpc_service(deciding)], host="127.0.0.1", port=port,
+                                      security=security)
         await server.start()
         channel = aio_channel_as("gateway", f"127.0.0.1:{port}")
         writer = handoff.writer_pid

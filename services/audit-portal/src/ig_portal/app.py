@@ -14,6 +14,7 @@ from ig_common.grpc_client import RenewingStub
 from ig_common.service import HttpFactory, Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
+from ig_portal.api.access_log import AccessLogApi
 from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import Links
 from ig_portal.api.deadline import RequestDeadline
@@ -24,14 +25,18 @@ from ig_portal.api.login import Login
 from ig_portal.api.oidc import Provider
 from ig_portal.api.pages import LoginRequired, NdaFirst, Pages, login_redirect, nda_redirect
 from ig_portal.api.pdf_stamping import PdfStamper
+from ig_portal.api.refusals import RecordRefusals
 from ig_portal.api.release_panel import ReleasePanel, load_contracts
 from ig_portal.api.verification import ReleaseVerifier
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
+from ig_portal.domain.access_log import Cursors
 from ig_portal.memory import return_large_buffers_promptly
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
+from ig_portal.store.access_feed import AccessFeed
+from ig_portal.store.access_log import AccessLogStore
 from ig_portal.store.access_outbox import AccessOutbox
 from ig_portal.store.grants import GrantStore
 from ig_portal.store.purge import Purger
@@ -62,9 +67,11 @@ def routes(settings: Settings) -> HttpFactory:
         runtime.spawn(accesses.run(), "access-outbox")
         runtime.spawn(limits.run(), "rate-limits")
         runtime.spawn(Purger(runtime.pool, runtime.schema, settings.purge_interval_seconds).run(), "purge")
+        ledger = AccessLedger(ledger_stubs, settings.ledger_timeout_seconds)
+        runtime.spawn(AccessFeed(runtime.pool, runtime.schema, ledger,
+                                 interval=settings.access_log_feed_seconds).run(), "access-log-feed")
         guard = Guard(provider=provider, sessions=SessionStore(runtime.pool, runtime.schema),
-                      limits=limits,
-                      ledger=AccessLedger(ledger_stubs, settings.ledger_timeout_seconds), accesses=accesses,
+                      limits=limits, ledger=ledger, accesses=accesses,
                       groups_claim=settings.oidc_groups_claim,
                       tenant_claim=settings.oidc_tenant_claim, requests_per_minute=settings.rate_requests_per_minute,
                       downloads_per_minute=settings.rate_downloads_per_minute)
@@ -75,10 +82,17 @@ def routes(settings: Settings) -> HttpFactory:
         catalog = EvidenceCatalog(evidence_stubs, users, cache_seconds=settings.catalog_cache_seconds,
                                   download_timeout=settings.download_timeout_seconds)
         stamper = PdfStamper(settings.pdf_stamp_max_bytes, settings.pdf_stamp_timeout_seconds)
-        api = AuditApi(guard=guard, catalog=catalog, links=links, pdf_stamper=stamper)
+        access_log = AccessLogStore(runtime.pool, runtime.schema)
+        api = AuditApi(guard=guard, catalog=catalog, links=links, pdf_stamper=stamper, access_log=access_log)
+        log_api = AccessLogApi(api, access_log, Cursors(secret),
+                               export_max_rows=settings.access_log_export_max_rows)
+        # Inside the deadline (added first = innermost): a refusal is recorded within the request's time.
+        app.add_middleware(RecordRefusals, guard=guard)
         app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds,
                            slow_seconds=settings.slow_request_seconds)
         app.include_router(api.router())
+        app.include_router(log_api.router())
+        app.include_router(log_api.page_router())
         verifier = ReleaseVerifier(catalog, cache_seconds=settings.verification_cache_seconds,
                                    wait_seconds=settings.verification_wait_seconds,
                                    ledger_key=settings.ledger_verifier_key or None, witnesses=settings.witnesses)

@@ -63,6 +63,13 @@ class Settings(ServiceSettings):
     # Requests slower than this are logged one by one (request_slow), whether or not their trace was sampled.
     slow_request_seconds: float = Field(default=0.5, gt=0, le=300)
     ledger_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The access log's feed reads the ledger's new access entries this often (a request's own access is in the
+    # log at once; other replicas' within about this).
+    access_log_feed_seconds: float = Field(default=1.0, gt=0, le=300)
+    # An access-log export holds at most this many rows (each with its inclusion proof); a longer one ends with
+    # the cursor to continue from.
+    access_log_export_max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
     # The release page's verification (ig_portal.api.verification): a result that verified is reused this long per
     # (tenant, release, manifest SHA-256); one that did not is never reused. 0 verifies on every view.
     verification_cache_seconds: float = Field(default=60.0, ge=0, le=3600)

@@ -16,7 +16,7 @@ from ig_evidence.bundle import upload
 from ig_evidence.bundle.amend import amend as amend_bundle
 from ig_evidence.bundle.inputs import InputProblem
 from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable
-from ig_evidence.cli_verify import verify
+from ig_evidence.cli_verify import verify, verify_export
 from ig_evidence.cli_witness import checkpoint, witness
 from ig_evidence.domain.contract import ContractError
 from ig_evidence.domain.manifest import ManifestError
@@ -186,6 +186,7 @@ def keygen(directory: Path, force: bool) -> None:
 
 main.add_command(checkpoint)
 main.add_command(verify)
+main.add_command(verify_export)
 main.add_command(witness)
 
 

@@ -1,4 +1,5 @@
-"""``ig-evidence verify``: a bundle against a pinned key or a keyless identity, or a verify kit, offline."""
+"""``ig-evidence verify``: a bundle against a pinned key or a keyless identity, or a verify kit, offline; and
+``ig-evidence verify-export``: an Audit Portal access-log export against the ledger."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ig_evidence.bundle.keyless import IdentityPolicy, KeylessVerifier
 from ig_evidence.bundle.kit import KeylessPin, KitVerification, is_kit, verify_kit
 from ig_evidence.bundle.verify import Verification, verify_bundle, verify_keyless_bundle
 from ig_evidence.cli_witness import fail, witness_policy
+from ig_evidence.domain.access_export import verify_export as verify_access_export
 from ig_evidence.domain.contract import ContractError
 from ig_evidence.domain.trusted_signers import key_id as signer_key_id
 from ig_evidence.domain.witnessed import WitnessPolicy
@@ -168,3 +170,27 @@ def _report_kit(kit: Path, result: KitVerification, as_json: bool) -> None:
     for problem in result.problems:
         click.echo(f"FAIL {problem}", err=True)
     sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
+
+
+@click.command("verify-export")
+@click.argument("export", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--ledger-key", default=None, help="pin the ledger's checkpoint verifier key (name+hash+base64); "
+              "without it the key the export names is used, which proves only that the export is self-consistent")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def verify_export(export: Path, ledger_key: str | None, as_json: bool) -> None:
+    """Offline: every row of an Audit Portal access-log export (CSV or JSON) is a ledger entry included in the
+    export's signed checkpoint, and shows what that entry says. Non-zero on any problem."""
+    report = verify_access_export(export.read_bytes(), ledger_key)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "problems": report.problems, "tenant": report.tenant,
+                               "rows": report.rows, "checkpointSize": report.tree_size,
+                               "complete": report.complete}, indent=2))
+    elif report.ok:
+        click.echo(f"verified export {export}: {report.rows} access-log rows of tenant {report.tenant}, each "
+                   f"included in the signed checkpoint of size {report.tree_size}"
+                   + ("" if report.complete else " (the export is truncated: continue with its cursor)"))
+        if ledger_key is None:
+            click.echo("note: the ledger key was taken from the export; pass --ledger-key to pin it", err=True)
+    for problem in report.problems:
+        click.echo(f"FAIL {problem}", err=True)
+    sys.exit(0 if report.ok else EXIT_VERIFY_FAILED)
