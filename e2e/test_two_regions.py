@@ -11,15 +11,17 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from ig_infra.cli import start_components, start_services
+from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.components.identities import Identities
 from ig_infra.paths import Paths
-from ig_infra.process import free_port, read_pid
+from ig_infra.process import InfraError, free_port, read_pid
 from ig_infra.pytest_plugin import Infra
 from ig_infra.regions import REGION_A, REGION_B, SecondRegion
 from ig_infra.services import SERVICES, ServiceProcess
@@ -59,8 +61,10 @@ def run_root() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def region_b(infra: Infra, run_root: Path) -> Iterator[SecondRegion]:
     region = SecondRegion(REGION_B, Paths(cache=infra.paths.cache, run=run_root / REGION_B), free_ports())
+    primary = region.global_primary()  # Unix socket only, in the private run dir: no port to collide on
     components = region.infra()
     try:
+        start_components([primary])
         start_components(components, prefix="region-b ")
         start_services(region.services(), components, prefix="region-b ")
         yield region
@@ -69,6 +73,7 @@ def region_b(infra: Infra, run_root: Path) -> Iterator[SecondRegion]:
             service.stop()
         for component in reversed(components):
             component.stop()
+        primary.stop()
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +155,19 @@ def test_region_b_services_keep_their_state_in_region_b_postgres(region_b: Secon
     postgres = next(c for c in region_b.infra() if isinstance(c, Postgres))
     schemas = asyncio.run(_schemas(postgres.dsn()))
     assert {"policy", "evidence", "burn", "migration", "portal"} <= schemas, schemas
+
+
+def test_global_data_committed_in_region_a_is_already_applied_in_region_b(region_b: SecondRegion) -> None:
+    replica = region_b.infra()[-1]
+    assert isinstance(replica, GlobalPostgres) and replica.healthy()
+    primary = replica.replica_of
+    assert primary is not None
+    assert primary.sql("SHOW synchronous_commit") == "remote_apply"
+    assert primary.sql("SELECT sync_state FROM pg_stat_replication WHERE application_name = 'region_b'") == "sync"
+    primary.sql("CREATE TABLE IF NOT EXISTS tenants_directory (tenant text PRIMARY KEY, home_region text)")
+    tenant = f"beta-{uuid.uuid4().hex[:8]}"
+    primary.sql(f"INSERT INTO tenants_directory VALUES ('{tenant}', 'global')")
+    # remote_apply: the commit returned only once region-b had applied it, so region-b reads it at once, no wait.
+    assert replica.sql(f"SELECT home_region FROM tenants_directory WHERE tenant = '{tenant}'") == "global"
+    with pytest.raises(InfraError, match="read-only transaction"):
+        replica.sql("INSERT INTO tenants_directory VALUES ('x', 'region-b')")

@@ -21,6 +21,7 @@ import sys
 import time
 
 from ig_infra.components import ALL, Component, Kafka
+from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.go_tools import ensure_all, tool_path
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError
@@ -39,7 +40,12 @@ def infra_components(paths: Paths, names: list[str] | None = None) -> list[Compo
 def up(paths: Paths, names: list[str] | None, regions: list[str] | None = None) -> None:
     start_components(infra_components(paths, names))
     if REGION_B in (regions or []):
-        start_components(SecondRegion.of(paths).infra(), prefix=f"{REGION_B} ")
+        # Named components: region-b's of the same names (the global pair goes with "postgres").
+        second = SecondRegion.of(paths)
+        chosen = [c for c in second.infra() if not names or c.name.removesuffix("-global") in names]
+        if any(isinstance(c, GlobalPostgres) for c in chosen):
+            start_components([second.global_primary()])
+        start_components(chosen, prefix=f"{REGION_B} ")
 
 
 def start_components(components: list[Component], prefix: str = "") -> None:
@@ -65,6 +71,8 @@ def down(paths: Paths, names: list[str] | None) -> None:
             for component in reversed(second.infra()):
                 if component.stop():
                     print(f"[{REGION_B} {component.name}] stopped", flush=True)
+            if second.global_primary().stop():
+                print("[postgres-global] stopped", flush=True)
     for component in reversed(infra_components(paths, names)):
         if component.stop():
             print(f"[{component.name}] stopped", flush=True)
@@ -74,7 +82,8 @@ def status(paths: Paths) -> int:
     second = SecondRegion.of(paths)
     if second.started():
         print(f"== {REGION_A} (and what both regions share: Dex, Prometheus, Pushgateway, the witnesses)")
-    unhealthy = _status_rows(infra_components(paths), [ServiceProcess(spec, paths) for spec in PROCESSES])
+    region_a = infra_components(paths) + ([second.global_primary()] if second.started() else [])
+    unhealthy = _status_rows(region_a, [ServiceProcess(spec, paths) for spec in PROCESSES])
     if second.started():
         print(f"== {REGION_B}: `ig-infra env --region b` points a client at it")
         unhealthy += _status_rows(second.infra(), second.services())

@@ -10,8 +10,8 @@ place to look), the ledger's two witnesses (region-a's stack runs them).
 
 Both regions listen on 127.0.0.1: this is region-test's loopback layout (distinct ports instead of network
 namespaces), chosen because every client, certificate and health check of the suite dials 127.0.0.1; there is no
-link between the regions to cut here. The global PostgreSQL pair streaming between the regions is
-``ig_infra.global_pg``.
+link between the regions to cut here. The global PostgreSQL pair (region-a's primary, region-b's synchronous
+replica) is ``ig_infra.components.global_pg``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ig_infra.components.base import Component
+from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.components.identities import Identities
 from ig_infra.components.kafka import Kafka
 from ig_infra.components.opa import Opa
@@ -70,13 +71,20 @@ class SecondRegion:
         cluster exists (building the components below makes their directories, so those say nothing)."""
         return (self.paths.run / "postgres" / "data" / "PG_VERSION").exists()
 
+    def global_primary(self) -> GlobalPostgres:
+        """region-a's global cluster (in region-a's run dir, the parent of region-b's): started before region-b."""
+        return GlobalPostgres(Paths(cache=self.paths.cache, run=self.paths.run.parent, repo=self.paths.repo))
+
     def infra(self) -> list[Component]:
-        """Its own identities dir, PostgreSQL, Kafka and OPA, on this region's ports."""
+        """Its own identities dir, PostgreSQL, Kafka and OPA, on this region's ports, and its replica of the global
+        cluster (ig_infra.components.global_pg)."""
         postgres, kafka, opa = Postgres(self.paths), Kafka(self.paths), Opa(self.paths)
         postgres.port = self.port(postgres.port)
         kafka.port, kafka.controller_port = self.port(kafka.port), self.port(kafka.controller_port)
         opa.port = self.port(opa.port)
-        return [Identities(self.paths), postgres, kafka, opa]
+        replica = GlobalPostgres(self.paths, replica_of=self.global_primary())
+        replica.port = self.port(replica.port)
+        return [Identities(self.paths), postgres, kafka, opa, replica]
 
     def specs(self) -> tuple[ServiceSpec, ...]:
         return tuple(self._spec(spec) for spec in SERVICES)
