@@ -66,7 +66,7 @@ def region_b(infra: Infra, run_root: Path) -> Iterator[SecondRegion]:
     try:
         start_components([primary])
         start_components(components, prefix="region-b ")
-        start_services(region.services(), components, prefix="region-b ")
+        start_services(region.services(), components, prefix="region-b ", side_by_side=True)
         yield region
     finally:
         for service in reversed(region.services()):
