@@ -96,10 +96,10 @@ def _status_rows(components: list[Component], services: list[ServiceProcess]) ->
     for component in components:
         state = "up" if component.healthy() else "down"
         unhealthy += state != "up"
-        print(f"{component.name:<14} {state:<5} {component.address():<45} logs: {component.logs}")
+        print(f"{component.name:<16} {state:<5} {component.address():<45} logs: {component.logs}")
     for service in services:
         state = "up" if service.running() and _quiet(service.healthy) else "down"
-        print(f"{service.spec.name:<14} {state:<5} {service.address():<45} logs: {service.log_file}")
+        print(f"{service.spec.name:<16} {state:<5} {service.address():<45} logs: {service.log_file}")
     return unhealthy
 
 
