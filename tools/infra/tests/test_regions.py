@@ -63,3 +63,22 @@ def test_env_for_region_b_points_a_client_at_region_b(tmp_path: Path, monkeypatc
     assert "export IG_PORTAL_URL=http://127.0.0.1:8280" in region_b
     assert f"{tmp_path / 'run' / 'region-b' / 'identities'}" in region_b  # its own run dir's certificates
     assert main(["env", "--region", "c"]) == 2
+
+
+def test_region_b_down_fails_status_only_when_the_last_up_asked_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import ig_infra.cli as cli
+
+    paths = Paths(cache=tmp_path / "cache", run=tmp_path / "run")
+    monkeypatch.setenv("IG_RUN_DIR", str(paths.run))
+    monkeypatch.setenv("IG_CACHE_DIR", str(paths.cache))
+    monkeypatch.setattr(cli, "infra_components", lambda paths, names=None: [])  # region-a: nothing to judge
+    monkeypatch.setattr(cli, "PROCESSES", ())
+    region = SecondRegion.of(paths)
+    (region.paths.run / "postgres" / "data").mkdir(parents=True)
+    (region.paths.run / "postgres" / "data" / "PG_VERSION").write_text("15\n")  # made by an earlier up --regions a,b
+    assert main(["status"]) == 0  # listed, down, not counted
+    assert "not counted" in capsys.readouterr().out
+    region.want(True)
+    assert main(["status"]) == 1
+    assert "region-b" in capsys.readouterr().out

@@ -40,9 +40,11 @@ def infra_components(paths: Paths, names: list[str] | None = None) -> list[Compo
 
 def up(paths: Paths, names: list[str] | None, regions: list[str] | None = None) -> None:
     start_components(infra_components(paths, names))
+    second = SecondRegion.of(paths)
+    if not names:
+        second.want(REGION_B in (regions or []))
     if REGION_B in (regions or []):
         # Named components: region-b's of the same names (the global pair goes with "postgres").
-        second = SecondRegion.of(paths)
         chosen = [c for c in second.infra() if not names or c.name.removesuffix("-global") in names]
         if any(isinstance(c, GlobalPostgres) for c in chosen):
             start_components([second.global_primary()])
@@ -81,13 +83,18 @@ def down(paths: Paths, names: list[str] | None) -> None:
 
 def status(paths: Paths) -> int:
     second = SecondRegion.of(paths)
-    if second.started():
+    shown = second.wanted() or second.started()
+    if shown:
         print(f"== {REGION_A} (and what both regions share: Dex, Prometheus, Pushgateway, the witnesses)")
-    region_a = infra_components(paths) + ([second.global_primary()] if second.started() else [])
-    unhealthy = _status_rows(region_a, [ServiceProcess(spec, paths) for spec in PROCESSES])
-    if second.started():
-        print(f"== {REGION_B}: `ig-infra env --region b` points a client at it")
-        unhealthy += _status_rows(second.infra(), second.services())
+    unhealthy = _status_rows(infra_components(paths), [ServiceProcess(spec, paths) for spec in PROCESSES])
+    if shown:
+        # Down and not asked for by the last `up` (a single-region one): listed, not counted as a failure.
+        counted = second.wanted()
+        unhealthy_b = _status_rows([second.global_primary()], [])
+        print(f"== {REGION_B}: `ig-infra env --region b` points a client at it"
+              + ("" if counted else " (not asked for by the last `ig-infra up`: not counted)"))
+        unhealthy_b += _status_rows(second.infra(), second.services())
+        unhealthy += unhealthy_b if counted else 0
     return 1 if unhealthy else 0
 
 

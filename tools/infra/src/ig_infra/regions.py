@@ -20,6 +20,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ig_infra.components.base import Component
 from ig_infra.components.global_pg import GlobalPostgres
@@ -70,6 +71,22 @@ class SecondRegion:
         """Whether region-b was ever brought up from this run dir (status and down then report it): its PostgreSQL
         cluster exists (building the components below makes their directories, so those say nothing)."""
         return (self.paths.run / "postgres" / "data" / "PG_VERSION").exists()
+
+    @property
+    def _wanted_marker(self) -> Path:
+        return self.paths.run / "wanted"
+
+    def wanted(self) -> bool:
+        """Whether the last `ig-infra up` (of everything) asked for region-b: only then does its health count in
+        `status` (a single-region `make up` after a two-region one must not fail on region-b being down)."""
+        return self._wanted_marker.exists()
+
+    def want(self, wanted: bool) -> None:
+        if wanted:
+            self.paths.run.mkdir(parents=True, exist_ok=True)
+            self._wanted_marker.touch()
+        else:
+            self._wanted_marker.unlink(missing_ok=True)
 
     def global_primary(self) -> GlobalPostgres:
         """region-a's global cluster (in region-a's run dir, the parent of region-b's): started before region-b."""
