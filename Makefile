@@ -40,9 +40,9 @@ bootstrap: ## install uv (if missing) and the locked Python workspace
 # The Go tools `make up` needs (cosign signs the release's evidence), built before the infra starts, two at a time.
 UP_TOOLS := opa pushgateway prometheus dex cosign
 
-# The regions `make up` starts: a (the suite as it was), or a,b (region-b's own PostgreSQL, Kafka, OPA and five
-# services beside it; `make up-regions`). See tools/infra/README.md, "Two regions".
-REGIONS ?= a
+# The regions `make up` starts: a,b (region-b's own PostgreSQL, Kafka, OPA and five services beside region-a), or
+# a alone (`make up REGIONS=a`). See tools/infra/README.md, "Two regions".
+REGIONS ?= a,b
 
 # The release flow finds the infrastructure where ig-infra put it (IG_PG_PORT, IG_PROMETHEUS_PORT... may move it).
 up: bootstrap up-tools infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
@@ -50,7 +50,7 @@ up: bootstrap up-tools infra-up services-up ## start everything, print addresses
 	eval "$$($(RUN) ig-infra env)" && \
 		$(RUN) ig-release run --version v1.2.1 --profile demo --artifacts $(ARTIFACTS)/release
 
-up-regions: ## make up with both regions (REGIONS=a,b): region-b beside region-a
+up-regions: ## the same as make up (both regions; kept for scripts that named it)
 	$(MAKE) up REGIONS=a,b
 
 down: ## stop the services and the infrastructure (both regions)
