@@ -1,10 +1,12 @@
-"""Wiring only: settings -> OPA engine, decision-log writer process, decision service -> gRPC + AuthZEN HTTPS."""
+"""Wiring only: settings -> OPA engine (the in-process module in front of it when configured), decision-log writer
+process, decision service -> gRPC + AuthZEN HTTPS."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from ig_common.authz.http_guard import guarded_by_client_certificate, guarded_by_table
 from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
@@ -16,12 +18,27 @@ from ig_policy.api.forward_auth import mount_forward_auth
 from ig_policy.api.gateway_auth import gateway_authorizer
 from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.clock import clock_from
-from ig_policy.decisions import DecisionService
+from ig_policy.decisions import DecisionService, Engine
+from ig_policy.engine.inprocess import InProcessEngine
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.engine.token import read_opa_token
+from ig_policy.engine.wasm import WasmPolicy, read_bundle
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.log_process import DecisionLogProcess
+
+log = structlog.get_logger(__name__)
+
+
+def decision_engine(sidecar: OpaEngine, settings: Settings) -> Engine:
+    """The sidecar alone, or the in-process module in front of it (IG_POLICY_WASM_BUNDLE)."""
+    if settings.policy_wasm_bundle is None:
+        return sidecar
+    bundle = read_bundle(settings.policy_wasm_bundle)
+    engine = InProcessEngine(sidecar, WasmPolicy(bundle), bundle.revision)
+    log.info("inprocess_engine_loaded", bundle=str(settings.policy_wasm_bundle), revision=engine.module_revision,
+             sidecar_revision=sidecar.revision)
+    return engine
 
 
 def main() -> None:
@@ -42,7 +59,7 @@ def main() -> None:
                                           max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
-        wired["decisions"] = DecisionService(engine, decision_log, region=settings.region,
+        wired["decisions"] = DecisionService(decision_engine(engine, settings), decision_log, region=settings.region,
                                              clock=clock_from(settings.test_clock_file),
                                              skew=timedelta(seconds=settings.clock_skew_s))
         wired["gateways"] = gateway_authorizer(settings, wired["decisions"], protocol="ext_authz")

@@ -1,7 +1,8 @@
 """``ig-policy``: the policy service's operator commands.
 
 ``replay``: a candidate policy against logged decisions. ``keygen --out DIR``: a new decision-log pepper and replay
-key pair (``pepper`` and ``input-key.pub`` for the service, ``replay.key`` for whoever replays)."""
+key pair (``pepper`` and ``input-key.pub`` for the service, ``replay.key`` for whoever replays). ``wasm-build
+--policies DIR --out FILE``: the in-process module of a policy directory (IG_POLICY_WASM_BUNDLE)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ig_policy import replay
+from ig_policy.engine.candidate import CandidateError, find_opa
+from ig_policy.engine.wasm_build import build_wasm_bundle
 from ig_policy.protection_keys import write_decision_log_keys
 
 
@@ -21,7 +24,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay", help="re-evaluate logged decisions against a candidate policy and report what would change"))
     keygen = commands.add_parser("keygen", help="write a new decision-log pepper and replay key pair")
     keygen.add_argument("--out", required=True, type=Path, help="directory for pepper, input-key.pub, replay.key")
+    build = commands.add_parser("wasm-build", help="compile a policy directory to the service's in-process module")
+    build.add_argument("--policies", required=True, type=Path, help="the directory the OPA sidecar loads")
+    build.add_argument("--out", required=True, type=Path, help="the bundle to write (.tar.gz)")
+    build.add_argument("--opa", help="the opa binary (default: opa on PATH, else ig-infra's)")
     args = parser.parse_args(argv)
+    if args.command == "wasm-build":
+        try:
+            revision = build_wasm_bundle(args.policies, args.out, opa=find_opa(args.opa))
+        except (CandidateError, RuntimeError) as error:
+            print(f"ig-policy wasm-build: {error}", file=sys.stderr)
+            return 2
+        print(f"{args.out}: revision {revision}")
+        return 0
     if args.command == "replay":
         return replay.run(args)
     if args.command == "keygen":
