@@ -232,3 +232,27 @@ async def test_a_module_built_from_another_revision_never_answers(
     assert fallbacks("revision") == before + 1
     assert verdict == verdict_from_engine(opa_document(opa, BASE))
     assert "(candidate)" not in verdict.explanation
+
+
+async def test_the_decision_service_decides_the_same_through_either_engine(
+    bundle: WasmBundle, module: WasmPolicy, engine: OpaEngine, decision_log: Any, clock: Any
+) -> None:
+    """Through DecisionService, which writes its clock and region into the input: each golden request the service
+    can receive gets the same verdict and revision from the sidecar and from the module, and the module answers
+    them all itself."""
+    from ig_policy.decisions import DecisionService
+
+    sidecar = DecisionService(engine, decision_log, region="region-b", clock=clock)
+    inprocess = DecisionService(InProcessEngine(engine, module, bundle.revision), decision_log,
+                                region="region-b", clock=clock)
+    answered, compared = answered_in_process(), 0
+    for case in CASES:
+        message = proto_from_input(case.input)
+        if message is None or request_from_proto(message)[1]:
+            continue
+        request = request_from_proto(message)[0]
+        theirs, mine = await sidecar.decide(request), await inprocess.decide(request)
+        assert (mine.verdict, mine.policy_revision) == (theirs.verdict, theirs.policy_revision), case.id
+        compared += 1
+    assert compared >= 60
+    assert answered_in_process() == answered + compared

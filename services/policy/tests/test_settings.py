@@ -65,3 +65,27 @@ def test_an_unusable_opa_token_file_stops_start_up(
     with pytest.raises(SettingsError):
         load_settings(Settings)
     assert "invalid setting IG_OPA_TOKEN_FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bundle", ["missing", "not a bundle", "a bundle without policy.wasm"])
+def test_an_unusable_wasm_bundle_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, bundle: str
+) -> None:
+    import io
+    import tarfile
+
+    for name, required in REQUIRED.items():
+        monkeypatch.setenv(name, required)
+    path = tmp_path / "policy.tar.gz"
+    if bundle == "not a bundle":
+        path.write_bytes(b"policy")
+    elif bundle == "a bundle without policy.wasm":
+        with tarfile.open(path, "w:gz") as archive:
+            member = tarfile.TarInfo("/data.json")
+            member.size = 2
+            archive.addfile(member, io.BytesIO(b"{}"))
+    monkeypatch.setenv("IG_POLICY_WASM_BUNDLE", str(path))
+    with pytest.raises(SettingsError) as stopped:
+        load_settings(Settings)
+    assert stopped.value.code == 2
+    assert "invalid setting IG_POLICY_WASM_BUNDLE" in capsys.readouterr().err

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from ig_infra.components.base import Component
 from ig_infra.components.identities import Identities
+from ig_infra.components.opa import opa_binary
 from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_infra.pki import identities_directory
 from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
 from ig_infra.witnesses import WITNESSES, evidence_witnesses_env, witness_env, witness_verifier_key
+
+
+def policy_wasm_env(paths: Paths) -> dict[str, str]:
+    """The policy directory OPA loads, compiled to Wasm at each start (``ig-policy wasm-build``): the bundle is stamped
+    with that directory's revision, so a policy edited later (OPA's --watch reloads it) is answered by OPA until the
+    next start, never by a stale module."""
+    policies = Path(os.environ.get("IG_OPA_POLICIES", paths.repo / "policies" / "rego"))
+    bundle = paths.component_dir("policy-wasm") / "policy.tar.gz"
+    subprocess.run([sys.executable, "-m", "ig_policy.cli", "wasm-build", "--policies", str(policies),
+                    "--out", str(bundle), "--opa", str(opa_binary(paths.cache))], check=True, capture_output=True)
+    return {"IG_POLICY_WASM_BUNDLE": str(bundle)}
 
 
 @dataclass(frozen=True)
@@ -46,8 +61,9 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token), forward-auth over HTTPS (client certificate) on
     # 8092; /healthz and /metrics stay on plain 8081.
+    # Decides in-process with the policy compiled to Wasm, the OPA sidecar whenever the module cannot answer.
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051,
-                extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092}),
+                extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092}, run_env=policy_wasm_env),
     # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it. The ledger's tiles
     # and checkpoint (C2SP tlog-tiles) are plain and read-only on 8012: public by design.
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052, plain_ports={"IG_PUBLIC_PORT": 8012},
