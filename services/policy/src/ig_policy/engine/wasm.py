@@ -27,6 +27,8 @@ from ig_policy.engine.wasm_calls import RawHostFunctions, RawI32Function
 _PAGE = 65_536
 _JSON = 0  # opa_eval's input/output format: JSON text
 _SCRATCH = 16_384
+_REMEMBERED_ANSWERS = 4096
+_UNDEFINED = object()
 
 
 class WasmBundleError(ValueError):
@@ -110,6 +112,7 @@ class WasmPolicy:
         self.builtins_missing = sorted(set(self.builtins_wanted) - set(implementations))
         self._builtins = {number: implementations.get(name) for name, number in self.builtins_wanted.items()}
         self._builtin_names = {number: name for name, number in self.builtins_wanted.items()}
+        self._answers: dict[tuple[int, ...] | tuple[Any, ...], bytes] = {}
         # Builtins' answers are written here and parsed from here (opa_json_parse copies what it reads), so an
         # answer costs one call into the module, not an allocation and a parse.
         self._scratch = function["opa_malloc"](_SCRATCH)
@@ -125,9 +128,14 @@ class WasmPolicy:
     def _dump_json(self, value_address: int) -> Any:
         return json.loads(self._read_cstring(self._json_dump(value_address)))
 
+    def _write(self, text: bytes, address: int) -> None:
+        if address + len(text) > self._memory.data_len(self._store):
+            raise CannotAnswer("no room in the module's memory")
+        ctypes.memmove(ctypes.addressof(self._memory.data_ptr(self._store).contents) + address, text, len(text))
+
     def _parse_json(self, text: bytes) -> int:
         address = self._scratch if len(text) <= _SCRATCH else self._malloc(len(text))
-        self._memory.write(self._store, text, address)
+        self._write(text, address)
         value = self._json_parse(address, len(text))
         if value == 0:
             raise CannotAnswer("the module could not parse a value")
@@ -140,11 +148,21 @@ class WasmPolicy:
         implementation = self._builtins.get(number)
         if implementation is None:
             raise CannotAnswer(f"builtin {self._builtin_names.get(number, number)} is not implemented here")
-        try:
-            answer = implementation(*(self._dump_json(address) for address in arguments))
-        except Undefined:
+        # The same arguments get the same answer (these builtins are pure): remembered as the JSON text to parse.
+        key = (number, *(self._read_cstring(self._json_dump(address)) for address in arguments))
+        answer = self._answers.get(key)
+        if answer is None:
+            try:
+                result = implementation(*(json.loads(text) for text in key[1:]))
+            except Undefined:
+                result = _UNDEFINED
+            answer = b"" if result is _UNDEFINED else json.dumps(result, ensure_ascii=False).encode()
+            if len(self._answers) >= _REMEMBERED_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = answer
+        if not answer:
             return 0  # the compiled policy treats a builtin's null answer as undefined
-        return self._parse_json(json.dumps(answer, ensure_ascii=False).encode())
+        return self._parse_json(answer)
 
     def evaluate(self, policy_input: Any) -> Any:
         text = json.dumps(policy_input, ensure_ascii=False).encode()
@@ -155,7 +173,7 @@ class WasmPolicy:
         current = self._memory.size(self._store)
         if needed_pages > current:
             self._memory.grow(self._store, needed_pages - current)
-        self._memory.write(self._store, text, input_at)
+        self._write(text, input_at)
         self._host.failure = None
         try:
             result_at = self._opa_eval(0, self._entrypoint, self._data, input_at, len(text), heap_after, _JSON)
