@@ -210,7 +210,10 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
     check_mix = [(document, check) for document, _ in mix if (check := check_request(document)) is not None]
     check_calls = [grpc_call(CHECK, check.SerializeToString()) for _, check in check_mix]
-    forward_url, jwt_key = forward_auth[0] + "/forward-auth", forward_auth[1]
+    # The gateway protocols are asked of the service as `make up` runs it: the in-process instance when it runs.
+    gateway_grpc, gateway_forward_auth = ((inprocess.grpc_address, inprocess.forward_auth_url) if inprocess
+                                          else (grpc_address, forward_auth[0]))
+    forward_url, jwt_key = gateway_forward_auth + "/forward-auth", forward_auth[1]
     forward_mix = [(document, forward_auth_headers(document, jwt_key)) for document, _ in check_mix]
     forward_calls = [http_call(forward_url, method="GET", headers=headers) for _, headers in forward_mix]
 
@@ -231,17 +234,19 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     if inprocess is not None:
         modes["decide_inprocess_grpc"] = mode(decide_calls, grpc_target=inprocess.grpc_address, match=FAIL_CLOSED)
     if gateway_modes:
-        modes["check_ext_authz"] = mode(check_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
+        modes["check_ext_authz"] = mode(check_calls, grpc_target=gateway_grpc, match=FAIL_CLOSED)
         # HTTPS with the gateway's client certificate (loadgen -tls-dir), as nginx's auth subrequest would call it.
         modes["forward_auth_https"] = mode(forward_calls, match=FAIL_CLOSED)
     differing = await answers_differing(opa, grpc_address, mix)
     inprocess_differing = await answers_differing(opa, inprocess.grpc_address, mix) if inprocess else None
-    check_differing = await check_answers_differing(opa, grpc_address, check_mix) if gateway_modes else None
+    check_differing = await check_answers_differing(opa, gateway_grpc, check_mix) if gateway_modes else None
     forward_differing = await forward_answers_differing(opa, forward_url, forward_mix) if gateway_modes else None
     for run in modes.values():
         await run(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
     (writer_pid,) = child_pids(pid)
+    gateway_pid = inprocess.process.pid if inprocess is not None else pid
+    (gateway_writer_pid,) = child_pids(gateway_pid)
     sampler, writer_sampler = RssSampler(pid), RssSampler(writer_pid)
     sampling = [asyncio.create_task(sampler.run()), asyncio.create_task(writer_sampler.run())]
 
@@ -263,11 +268,11 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
                "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
     if gateway_modes:
         watched.update({
-            "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", pid),
-            "service_log_writer_check": ("check_ext_authz", writer_pid),
+            "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", gateway_pid),
+            "service_log_writer_check": ("check_ext_authz", gateway_writer_pid),
             "opa_forward_auth": ("forward_auth_https", opa.pid),
-            "service_forward_auth": ("forward_auth_https", pid),
-            "service_log_writer_forward_auth": ("forward_auth_https", writer_pid)})
+            "service_forward_auth": ("forward_auth_https", gateway_pid),
+            "service_log_writer_forward_auth": ("forward_auth_https", gateway_writer_pid)})
     if inprocess is not None:
         (inprocess_writer_pid,) = child_pids(inprocess.process.pid)
         watched.update({"opa_decide_inprocess": ("decide_inprocess_grpc", opa.pid),
@@ -300,7 +305,9 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         for name in saturated}
     memory = {**sampler.stop(), "log_writer": writer_sampler.stop()}
     await asyncio.gather(*sampling)
-    raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase["decide_grpc"]
+    # The service as `make up` runs it is judged: in-process when that instance runs, else the sidecar-only one.
+    judged = "decide_inprocess_grpc" if inprocess is not None else "decide_grpc"
+    raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase[judged]
     floor_figures: dict[str, Any] = {}
     if floor is not None:
         hop = latency_phase["hop_floor_grpc"]
@@ -327,14 +334,16 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     gateway_figures: dict[str, Any] = {}
     if gateway_modes:
         gateway_figures["check_ext_authz"] = {
-            "what": "Envoy ext_authz v3 Check over the same channel and mTLS as Decide, the mix's inputs as HTTP "
+            "what": "Envoy ext_authz v3 Check (of the in-process instance when it runs) over the same channel and "
+                    "mTLS as Decide, the mix's inputs as HTTP "
                     "attributes (path + headers, the actor as the peer principal) through IG_GATEWAY_ROUTES "
                     "(bench/ext_authz_mix.py); break-glass inputs and tenants the gateway is not granted are left "
                     "out",
             "inputs": len(check_mix), **overheads("check_ext_authz"),
             "answers_differing_from_raw_opa": check_differing}
         gateway_figures["forward_auth_https"] = {
-            "what": "GET /forward-auth over HTTPS with the gateway's client certificate (keep-alive HTTP/1.1), the "
+            "what": "GET /forward-auth (of the in-process instance when it runs) over HTTPS with the gateway's "
+                    "client certificate (keep-alive HTTP/1.1), the "
                     "same inputs as Check described as nginx's auth subrequest describes a request, the actor as "
                     "the subject of a bearer JWT (ES256) the service verifies",
             "inputs": len(forward_mix), **overheads("forward_auth_https"),
@@ -354,9 +363,13 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
                     "offered_decisions_per_s": rate, **latency_phase},
         "saturation": {"client_model": f"closed loop: {concurrency} callers, each sends when answered",
                        **saturation_phase},
+        "judged_mode": judged,
         "overhead_p50_ms": round(decide_summary["p50_ms"] - raw_summary["p50_ms"], 3),
         "overhead_p95_ms": round(decide_summary["p95_ms"] - raw_summary["p95_ms"], 3),
         "overhead_p99_ms": round(decide_summary["p99_ms"] - raw_summary["p99_ms"], 3),
+        "decide_sidecar_only": {
+            "what": "Decide through an instance without IG_POLICY_WASM_BUNDLE: every decision an OPA round trip",
+            **overheads("decide_grpc"), "answers_differing_from_raw_opa": differing},
         **floor_figures,
         "service_memory": memory,
         "answers_differing_from_raw_opa": differing,
@@ -520,15 +533,17 @@ def main() -> None:
                                                     serialization.NoEncryption())), inprocess, args.gateway_modes))
     finally:
         postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
-    saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
+    judged = figures["judged_mode"]
+    saturated = figures["saturation"][judged]["decisions_per_s"]
+    ratio = figures["saturation_ratio_to_raw_opa"][judged]
     wakeup = {"before": wakeup_before, "after": host_wakeup()}
     report = {
         "benchmark": "policy", "command": "make bench-policy",
         "decisions_per_mode": args.decisions, "concurrent_callers": args.concurrency, "rounds": ROUNDS,
         **figures,
         "requirement": {"overhead_p95_ms_max": 5.0, "met": figures["overhead_p95_ms"] <= 5.0},
-        "goal": {"overhead_p95_ms_max": 1.0, "decisions_per_s_min": 2000,
-                 "met": figures["overhead_p95_ms"] <= 1.0 and saturated >= 2000},
+        "goal": {"overhead_p95_ms_max": 1.0, "decisions_per_s_min": 2000, "saturation_ratio_to_raw_opa_min": 0.8,
+                 "met": figures["overhead_p95_ms"] <= 1.0 and saturated >= 2000 and ratio >= 0.8},
         "decision_coverage": {"rego_line_coverage_pct": rego_coverage(), "golden_cases": len(golden_cases())},
         "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()], "python": sys.version.split()[0],
@@ -541,7 +556,7 @@ def main() -> None:
 
 
 LABELS = (("raw OPA REST ", "raw_opa_rest"), ("floor, plain ", "hop_floor_plaintext_grpc"),
-          ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"),
+          ("hop floor    ", "hop_floor_grpc"), ("Decide, OPA  ", "decide_grpc"),
           ("Decide, Wasm ", "decide_inprocess_grpc"),
           ("Check        ", "check_ext_authz"), ("forward-auth ", "forward_auth_https"))
 
@@ -555,10 +570,14 @@ def print_report(report: dict[str, Any]) -> None:
             continue
         row = latency[key]
         print(f"    {label}  p50 {row['p50_ms']:.2f} ms  p95 {row['p95_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
-    print(f"    overhead p50 {report['overhead_p50_ms']:.2f} ms  p95 {report['overhead_p95_ms']:.2f} ms  p99 "
+    sidecar = report["decide_sidecar_only"]
+    print(f"    Decide over the sidecar only: overhead p50 {sidecar['overhead_p50_ms']:.2f} ms  p95 "
+          f"{sidecar['overhead_p95_ms']:.2f} ms  p99 {sidecar['overhead_p99_ms']:.2f} ms")
+    print(f"    judged ({report['judged_mode']}): overhead p50 {report['overhead_p50_ms']:.2f} ms  "
+          f"p95 {report['overhead_p95_ms']:.2f} ms  p99 "
           f"{report['overhead_p99_ms']:.2f} ms (required p95 <= 5 ms: "
-          f"{'met' if report['requirement']['met'] else 'NOT met'}; goal <= 1 ms), "
-          f"engine_unavailable {latency['engine_unavailable']}")
+          f"{'met' if report['requirement']['met'] else 'NOT met'}; goal <= 1 ms), engine_unavailable "
+          f"{latency['engine_unavailable']} (in-process {latency['engine_unavailable_inprocess']})")
     if "hop_floor" in report:
         print("    hop floor = the service's gRPC stack answering at once (no OPA, no log, no tracing): Decide pays "
               "it and then an OPA round trip; 'floor, plain' = the same without mTLS and authorization")
@@ -594,12 +613,13 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s"
               f"{f' ({ratio:.2f} of raw OPA)' if ratio is not None else ''}  (p50 {row['p50_ms']:.1f} ms: "
               f"queueing)  CPU ms per decision: {cpu}")
-    print(f"    goal >= 2,000 decisions/s, in-process Decide >= 0.8 of raw OPA; engine_unavailable "
+    print(f"    goal ({report['judged_mode']}): p95 overhead <= 1 ms, >= 2,000 decisions/s and >= 0.8 of raw OPA: "
+          f"{'met' if report['goal']['met'] else 'NOT met'}; engine_unavailable "
           f"{saturation['engine_unavailable']} (in-process {saturation['engine_unavailable_inprocess']})")
     machine = report["machine"]
     memory = report["service_memory"]
     print(f"  service RSS peak {memory['rss_mb_peak']:.0f} MB + its decision-log writer "
-          f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA "
+          f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA (sidecar only) "
           f"{report['answers_differing_from_raw_opa']}; load avg {machine['loadavg_before'][0]} -> "
           f"{machine['loadavg_after'][0]} on {machine['cpus']} CPUs")
     print(f"  host wake-up round trip (socket-pair ping-pong, p50 / p95, before -> after): "
