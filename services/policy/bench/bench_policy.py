@@ -64,6 +64,7 @@ from ig_policy.testing import (
     GOLDEN_NOW,
     POLICIES,
     OpaServer,
+    RunningService,
     free_port,
     golden_cases,
     opa_binary,
@@ -72,6 +73,7 @@ from ig_policy.testing import (
     proto_from_input,
     set_test_clock,
     stop_process,
+    wasm_bundle,
     write_approvers_file,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -202,7 +204,8 @@ async def forward_answers_differing(opa: OpaServer, url: str, mix: list[tuple[di
 
 async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
                     plain_floor: tuple[str, int] | None, decisions: int, concurrency: int, rate: float,
-                    saturation_decisions: int, forward_auth: tuple[str, bytes]) -> dict[str, Any]:
+                    saturation_decisions: int, forward_auth: tuple[str, bytes],
+                    inprocess: RunningService | None, gateway_modes: bool) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
     raw_calls = [http_call(f"{opa.url}/v1/data/ig/ctx/decision", {"input": document}, headers=opa.headers)
@@ -210,7 +213,10 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     decide_calls = [grpc_call(DECIDE, request.SerializeToString()) for _, request in mix]
     check_mix = [(document, check) for document, _ in mix if (check := check_request(document)) is not None]
     check_calls = [grpc_call(CHECK, check.SerializeToString()) for _, check in check_mix]
-    forward_url, jwt_key = forward_auth[0] + "/forward-auth", forward_auth[1]
+    # The gateway protocols are asked of the service as `make up` runs it: the in-process instance when it runs.
+    gateway_grpc, gateway_forward_auth = ((inprocess.grpc_address, inprocess.forward_auth_url) if inprocess
+                                          else (grpc_address, forward_auth[0]))
+    forward_url, jwt_key = gateway_forward_auth + "/forward-auth", forward_auth[1]
     forward_mix = [(document, forward_auth_headers(document, jwt_key)) for document, _ in check_mix]
     forward_calls = [http_call(forward_url, method="GET", headers=headers) for _, headers in forward_mix]
 
@@ -228,16 +234,22 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         modes["hop_floor_plaintext_grpc"] = mode(decide_calls, grpc_target=plain_floor[0], mtls=False)
         modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
     modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
-    modes["check_ext_authz"] = mode(check_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
-    # HTTPS with the gateway's client certificate (loadgen -tls-dir), as nginx's auth subrequest would call it.
-    modes["forward_auth_https"] = mode(forward_calls, match=FAIL_CLOSED)
+    if inprocess is not None:
+        modes["decide_inprocess_grpc"] = mode(decide_calls, grpc_target=inprocess.grpc_address, match=FAIL_CLOSED)
+    if gateway_modes:
+        modes["check_ext_authz"] = mode(check_calls, grpc_target=gateway_grpc, match=FAIL_CLOSED)
+        # HTTPS with the gateway's client certificate (loadgen -tls-dir), as nginx's auth subrequest would call it.
+        modes["forward_auth_https"] = mode(forward_calls, match=FAIL_CLOSED)
     differing = await answers_differing(opa, grpc_address, mix)
-    check_differing = await check_answers_differing(opa, grpc_address, check_mix)
-    forward_differing = await forward_answers_differing(opa, forward_url, forward_mix)
+    inprocess_differing = await answers_differing(opa, inprocess.grpc_address, mix) if inprocess else None
+    check_differing = await check_answers_differing(opa, gateway_grpc, check_mix) if gateway_modes else None
+    forward_differing = await forward_answers_differing(opa, forward_url, forward_mix) if gateway_modes else None
     for run in modes.values():
         await run(WARMUP, 0.0)
     # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
     (writer_pid,) = child_pids(pid)
+    gateway_pid = inprocess.process.pid if inprocess is not None else pid
+    (gateway_writer_pid,) = child_pids(gateway_pid)
     sampler, writer_sampler = RssSampler(pid), RssSampler(writer_pid)
     sampling = [asyncio.create_task(sampler.run()), asyncio.create_task(writer_sampler.run())]
 
@@ -249,17 +261,26 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     latency = {name: merged(results) for name, results in rounds.items()}
     latency_phase = {**{name: summary(result) for name, result in latency.items()},
                      "engine_unavailable": latency["decide_grpc"].matched,
+                     "engine_unavailable_inprocess": latency["decide_inprocess_grpc"].matched if inprocess else None,
                      "outcomes": {name: latency[name].outcomes for name in ("raw_opa_rest", "decide_grpc")}}
 
     per_round = saturation_decisions // ROUNDS
     rounds = {name: [] for name in modes}
     # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
     watched = {"opa_raw": ("raw_opa_rest", opa.pid), "opa_decide": ("decide_grpc", opa.pid),
-               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid),
-               "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", pid),
-               "service_log_writer_check": ("check_ext_authz", writer_pid),
-               "opa_forward_auth": ("forward_auth_https", opa.pid), "service_forward_auth": ("forward_auth_https", pid),
-               "service_log_writer_forward_auth": ("forward_auth_https", writer_pid)}
+               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
+    if gateway_modes:
+        watched.update({
+            "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", gateway_pid),
+            "service_log_writer_check": ("check_ext_authz", gateway_writer_pid),
+            "opa_forward_auth": ("forward_auth_https", opa.pid),
+            "service_forward_auth": ("forward_auth_https", gateway_pid),
+            "service_log_writer_forward_auth": ("forward_auth_https", gateway_writer_pid)})
+    if inprocess is not None:
+        (inprocess_writer_pid,) = child_pids(inprocess.process.pid)
+        watched.update({"opa_decide_inprocess": ("decide_inprocess_grpc", opa.pid),
+                        "service_inprocess": ("decide_inprocess_grpc", inprocess.process.pid),
+                        "service_log_writer_inprocess": ("decide_inprocess_grpc", inprocess_writer_pid)})
     if floor is not None and plain_floor is not None:
         watched["hop_floor"] = ("hop_floor_grpc", floor[1])
         watched["hop_floor_plaintext"] = ("hop_floor_plaintext_grpc", plain_floor[1])
@@ -271,19 +292,25 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
             for key, seconds in before.items():
                 cpu[key] += process_cpu_seconds(watched[key][1]) - seconds
     saturated = {name: merged(results) for name, results in rounds.items()}
-    cpu.update(client_raw=saturated["raw_opa_rest"].cpu_s, client_decide=saturated["decide_grpc"].cpu_s,
-               client_check=saturated["check_ext_authz"].cpu_s,
-               client_forward_auth=saturated["forward_auth_https"].cpu_s)
+    cpu.update({f"client_{name}": result.cpu_s for name, result in saturated.items()})
     saturation_phase = {
         **{name: summary(result) for name, result in saturated.items()},
         "engine_unavailable": saturated["decide_grpc"].matched,
+        "engine_unavailable_inprocess": saturated["decide_inprocess_grpc"].matched if inprocess else None,
         "outcomes": {name: saturated[name].outcomes for name in ("raw_opa_rest", "decide_grpc")},
         "cpu_ms_per_decision": {name: round(seconds * 1000 / (per_round * ROUNDS), 3)
                                 for name, seconds in cpu.items()},
     }
+    # The same figures per mode: every process that works while that mode runs, the load generator included.
+    saturation_phase["cpu_ms_per_decision_by_mode"] = {
+        name: {**{key: saturation_phase["cpu_ms_per_decision"][key] for key, (m, _) in watched.items() if m == name},
+               "client": saturation_phase["cpu_ms_per_decision"][f"client_{name}"]}
+        for name in saturated}
     memory = {**sampler.stop(), "log_writer": writer_sampler.stop()}
     await asyncio.gather(*sampling)
-    raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase["decide_grpc"]
+    # The service as `make up` runs it is judged: in-process when that instance runs, else the sidecar-only one.
+    judged = "decide_inprocess_grpc" if inprocess is not None else "decide_grpc"
+    raw_summary, decide_summary = latency_phase["raw_opa_rest"], latency_phase[judged]
     floor_figures: dict[str, Any] = {}
     if floor is not None:
         hop = latency_phase["hop_floor_grpc"]
@@ -303,6 +330,35 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
             "p50_ms": round(hop["p50_ms"] - plain["p50_ms"], 3), "p95_ms": round(hop["p95_ms"] - plain["p95_ms"], 3),
             "server_cpu_ms_per_call": round(per_call_cpu["hop_floor"] - per_call_cpu["hop_floor_plaintext"], 3),
             "authorization_interceptor": await interceptor_cost_us()}
+    def overheads(name: str) -> dict[str, float]:
+        return {f"overhead_{p}_ms": round(latency_phase[name][f"{p}_ms"] - raw_summary[f"{p}_ms"], 3)
+                for p in ("p50", "p95", "p99")}
+
+    gateway_figures: dict[str, Any] = {}
+    if gateway_modes:
+        gateway_figures["check_ext_authz"] = {
+            "what": "Envoy ext_authz v3 Check (of the in-process instance when it runs) over the same channel and "
+                    "mTLS as Decide, the mix's inputs as HTTP "
+                    "attributes (path + headers, the actor as the peer principal) through IG_GATEWAY_ROUTES "
+                    "(bench/ext_authz_mix.py); break-glass inputs and tenants the gateway is not granted are left "
+                    "out",
+            "inputs": len(check_mix), **overheads("check_ext_authz"),
+            "answers_differing_from_raw_opa": check_differing}
+        gateway_figures["forward_auth_https"] = {
+            "what": "GET /forward-auth (of the in-process instance when it runs) over HTTPS with the gateway's "
+                    "client certificate (keep-alive HTTP/1.1), the "
+                    "same inputs as Check described as nginx's auth subrequest describes a request, the actor as "
+                    "the subject of a bearer JWT (ES256) the service verifies",
+            "inputs": len(forward_mix), **overheads("forward_auth_https"),
+            "answers_differing_from_raw_opa": forward_differing}
+    inprocess_figures: dict[str, Any] = {}
+    if inprocess is not None:
+        inprocess_figures["decide_inprocess"] = {
+            "what": "Decide through a second instance of the service, the same settings plus IG_POLICY_WASM_BUNDLE: "
+                    "the policy compiled to Wasm (ig-policy wasm-build) evaluated in the service's process, the "
+                    "OPA sidecar asked only when the module cannot answer (ig_policy.engine.inprocess)",
+            **overheads("decide_inprocess_grpc"), "answers_differing_from_raw_opa": inprocess_differing,
+            **inprocess_counts(inprocess.http_url)}
     return {
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
                                     "decisions/s in all; latency from the scheduled send time; tools/loadgen "
@@ -310,38 +366,36 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
                     "offered_decisions_per_s": rate, **latency_phase},
         "saturation": {"client_model": f"closed loop: {concurrency} callers, each sends when answered",
                        **saturation_phase},
+        "judged_mode": judged,
         "overhead_p50_ms": round(decide_summary["p50_ms"] - raw_summary["p50_ms"], 3),
         "overhead_p95_ms": round(decide_summary["p95_ms"] - raw_summary["p95_ms"], 3),
         "overhead_p99_ms": round(decide_summary["p99_ms"] - raw_summary["p99_ms"], 3),
+        "decide_sidecar_only": {
+            "what": "Decide through an instance without IG_POLICY_WASM_BUNDLE: every decision an OPA round trip",
+            **overheads("decide_grpc"), "answers_differing_from_raw_opa": differing},
         **floor_figures,
         "service_memory": memory,
         "answers_differing_from_raw_opa": differing,
-        "check_ext_authz": {
-            "what": "Envoy ext_authz v3 Check over the same channel and mTLS as Decide, the mix's inputs as HTTP "
-                    "attributes (path + headers, the actor as the peer principal) through IG_GATEWAY_ROUTES "
-                    "(bench/ext_authz_mix.py); break-glass inputs and tenants the gateway is not granted are left "
-                    "out",
-            "inputs": len(check_mix),
-            "overhead_p50_ms": round(latency_phase["check_ext_authz"]["p50_ms"] - raw_summary["p50_ms"], 3),
-            "overhead_p95_ms": round(latency_phase["check_ext_authz"]["p95_ms"] - raw_summary["p95_ms"], 3),
-            "overhead_p99_ms": round(latency_phase["check_ext_authz"]["p99_ms"] - raw_summary["p99_ms"], 3),
-            "answers_differing_from_raw_opa": check_differing,
-        },
-        "forward_auth_https": {
-            "what": "GET /forward-auth over HTTPS with the gateway's client certificate (keep-alive HTTP/1.1), the "
-                    "same inputs as Check described as nginx's auth subrequest describes a request, the actor as "
-                    "the subject of a bearer JWT (ES256) the service verifies",
-            "inputs": len(forward_mix),
-            "overhead_p50_ms": round(latency_phase["forward_auth_https"]["p50_ms"] - raw_summary["p50_ms"], 3),
-            "overhead_p95_ms": round(latency_phase["forward_auth_https"]["p95_ms"] - raw_summary["p95_ms"], 3),
-            "overhead_p99_ms": round(latency_phase["forward_auth_https"]["p99_ms"] - raw_summary["p99_ms"], 3),
-            "answers_differing_from_raw_opa": forward_differing,
-        },
+        **gateway_figures,
+        **inprocess_figures,
         "saturation_ratio_to_raw_opa": {
             name: round(saturation_phase[name]["decisions_per_s"]
                         / max(saturation_phase["raw_opa_rest"]["decisions_per_s"], 1e-9), 3)
-            for name in ("decide_grpc", "check_ext_authz", "forward_auth_https")},
+            for name in ("decide_grpc", "decide_inprocess_grpc", "check_ext_authz", "forward_auth_https")
+            if name in saturation_phase},
     }
+
+
+def inprocess_counts(http_url: str) -> dict[str, float]:
+    """The in-process instance's own count of what its module answered and what it left to the sidecar."""
+    text = httpx.get(f"{http_url}/metrics/", timeout=10, follow_redirects=True).text
+    counts = {"answered_in_process": 0.0, "left_to_the_sidecar": 0.0}
+    for line in text.splitlines():
+        if line.startswith("ig_policy_inprocess_answers_total "):
+            counts["answered_in_process"] += float(line.split()[-1])
+        elif line.startswith("ig_policy_inprocess_fallbacks_total{"):
+            counts["left_to_the_sidecar"] += float(line.split()[-1])
+    return counts
 
 
 def host_wakeup() -> dict[str, dict[str, float]]:
@@ -432,6 +486,20 @@ def wal_commits(http_url: str) -> dict[str, float]:
             "sync_mean_ms": round(samples[(f"{name}_sum", "")] / commits * 1000, 3), "sync_p95_ms_at_most": p95 * 1000}
 
 
+@contextmanager
+def inprocess_service(wanted: bool, env: dict[str, str], scratch: Path, settings: dict[str, str]
+                      ) -> Iterator[RunningService | None]:
+    """A second instance of the service with the policy compiled to Wasm (IG_POLICY_WASM_BUNDLE), beside the first,
+    against the same OPA and database."""
+    if not wanted:
+        yield None
+        return
+    bundle = wasm_bundle(scratch / "policy-wasm.tar.gz")
+    with policy_service(env, scratch / "policy-inprocess.log", policy_wasm_bundle=str(bundle),
+                        **settings) as service:
+        yield service
+
+
 def fresh_database(postgres: Postgres) -> str:
     """A database laid out like the suite's: the policy service runs there as its own roles."""
     name = f"ig_bench_policy_{uuid.uuid4().hex[:8]}"
@@ -452,6 +520,10 @@ def main() -> None:
     parser.add_argument("--wal-fsync", action=argparse.BooleanOptionalAction, default=True,
                         help="the service's IG_DECISION_LOG_WAL_FSYNC: answers wait for the WAL's fdatasync (default, "
                              "as shipped) or only for its write (--no-wal-fsync: what the sync costs)")
+    parser.add_argument("--inprocess", action=argparse.BooleanOptionalAction, default=True,
+                        help="also drive Decide through a second instance evaluating the policy in-process (Wasm)")
+    parser.add_argument("--gateway-modes", action=argparse.BooleanOptionalAction, default=True,
+                        help="also drive Check (ext_authz) and forward-auth")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/policy.json"))
     args = parser.parse_args()
     saturation_decisions = min(args.saturation_decisions, args.decisions)
@@ -471,25 +543,28 @@ def main() -> None:
             (Path(scratch) / "idp.pem").write_bytes(jwt_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
             # The mix's break-glass inputs carry grants the golden approver signs: the service verifies them.
-            with policy_service(env, Path(scratch) / "policy.log", test_clock_file=str(Path(scratch) / "clock"),
-                                breakglass_approvers_path=str(write_approvers_file(Path(scratch) / "approvers")),
-                                gateway_routes=json.dumps(EXT_AUTHZ_ROUTES),
-                                gateway_jwt_public_key_file=str(Path(scratch) / "idp.pem"),
-                                gateway_jwt_issuer=JWT_ISSUER, gateway_jwt_audience=JWT_AUDIENCE,
-                                decision_log_wal_fsync=str(args.wal_fsync).lower()) as service, \
+            settings = {"test_clock_file": str(Path(scratch) / "clock"), "gateway_routes": json.dumps(EXT_AUTHZ_ROUTES),
+                        "breakglass_approvers_path": str(write_approvers_file(Path(scratch) / "approvers")),
+                        "gateway_jwt_public_key_file": str(Path(scratch) / "idp.pem"),
+                        "gateway_jwt_issuer": JWT_ISSUER, "gateway_jwt_audience": JWT_AUDIENCE,
+                        "decision_log_wal_fsync": str(args.wal_fsync).lower()}
+            with policy_service(env, Path(scratch) / "policy.log", **settings) as service, \
+                    inprocess_service(args.inprocess, env, Path(scratch), settings) as inprocess, \
                     hop_floor_server(args.hop_floor) as floor, \
                     hop_floor_server(args.hop_floor, plaintext=True) as plain_floor:
                 figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,
                                                 args.decisions, args.concurrency, args.rate, saturation_decisions,
                                                 (service.forward_auth_url, jwt_key.private_bytes(
                                                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))))
+                                                    serialization.NoEncryption())), inprocess, args.gateway_modes))
                 figures["decision_log_wal"] = wal_commits(service.http_url)
         # The hand-over alone, in-process: the previous in-memory list against the WAL with and without fsync.
         figures["decision_log_handover"] = asyncio.run(handover_costs(decisions=3000))
     finally:
         postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
-    saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
+    judged = figures["judged_mode"]
+    saturated = figures["saturation"][judged]["decisions_per_s"]
+    ratio = figures["saturation_ratio_to_raw_opa"][judged]
     wakeup = {"before": wakeup_before, "after": host_wakeup()}
     report = {
         "benchmark": "policy", "command": "make bench-policy",
@@ -497,8 +572,8 @@ def main() -> None:
         "decision_log_wal_fsync": args.wal_fsync,
         **figures,
         "requirement": {"overhead_p95_ms_max": 5.0, "met": figures["overhead_p95_ms"] <= 5.0},
-        "goal": {"overhead_p95_ms_max": 1.0, "decisions_per_s_min": 2000,
-                 "met": figures["overhead_p95_ms"] <= 1.0 and saturated >= 2000},
+        "goal": {"overhead_p95_ms_max": 1.0, "decisions_per_s_min": 2000, "saturation_ratio_to_raw_opa_min": 0.8,
+                 "met": figures["overhead_p95_ms"] <= 1.0 and saturated >= 2000 and ratio >= 0.8},
         "decision_coverage": {"rego_line_coverage_pct": rego_coverage(), "golden_cases": len(golden_cases())},
         "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()], "python": sys.version.split()[0],
@@ -511,7 +586,8 @@ def main() -> None:
 
 
 LABELS = (("raw OPA REST ", "raw_opa_rest"), ("floor, plain ", "hop_floor_plaintext_grpc"),
-          ("hop floor    ", "hop_floor_grpc"), ("Decide (gRPC)", "decide_grpc"),
+          ("hop floor    ", "hop_floor_grpc"), ("Decide, OPA  ", "decide_grpc"),
+          ("Decide, Wasm ", "decide_inprocess_grpc"),
           ("Check        ", "check_ext_authz"), ("forward-auth ", "forward_auth_https"))
 
 
@@ -524,10 +600,14 @@ def print_report(report: dict[str, Any]) -> None:
             continue
         row = latency[key]
         print(f"    {label}  p50 {row['p50_ms']:.2f} ms  p95 {row['p95_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
-    print(f"    overhead p50 {report['overhead_p50_ms']:.2f} ms  p95 {report['overhead_p95_ms']:.2f} ms  p99 "
+    sidecar = report["decide_sidecar_only"]
+    print(f"    Decide over the sidecar only: overhead p50 {sidecar['overhead_p50_ms']:.2f} ms  p95 "
+          f"{sidecar['overhead_p95_ms']:.2f} ms  p99 {sidecar['overhead_p99_ms']:.2f} ms")
+    print(f"    judged ({report['judged_mode']}): overhead p50 {report['overhead_p50_ms']:.2f} ms  "
+          f"p95 {report['overhead_p95_ms']:.2f} ms  p99 "
           f"{report['overhead_p99_ms']:.2f} ms (required p95 <= 5 ms: "
-          f"{'met' if report['requirement']['met'] else 'NOT met'}; goal <= 1 ms), "
-          f"engine_unavailable {latency['engine_unavailable']}")
+          f"{'met' if report['requirement']['met'] else 'NOT met'}; goal <= 1 ms), engine_unavailable "
+          f"{latency['engine_unavailable']} (in-process {latency['engine_unavailable_inprocess']})")
     if "hop_floor" in report:
         print("    hop floor = the service's gRPC stack answering at once (no OPA, no log, no tracing): Decide pays "
               "it and then an OPA round trip; 'floor, plain' = the same without mTLS and authorization")
@@ -536,27 +616,40 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"    mTLS + authorization cost per call: p50 {cost['p50_ms']:+.3f} ms, p95 {cost['p95_ms']:+.3f} ms, "
               f"server CPU {cost['server_cpu_ms_per_call']:+.3f} ms (saturation); the authorization interceptor "
               f"alone {cost['authorization_interceptor']['us_per_call']:.1f} us per call (goal <= 20 us)")
-    check = report["check_ext_authz"]
-    print(f"    Check overhead p50 {check['overhead_p50_ms']:.2f} ms  p95 {check['overhead_p95_ms']:.2f} ms  p99 "
-          f"{check['overhead_p99_ms']:.2f} ms over {check['inputs']} inputs; answers differing from raw OPA "
-          f"{check['answers_differing_from_raw_opa']}")
-    forward = report["forward_auth_https"]
-    print(f"    forward-auth overhead p50 {forward['overhead_p50_ms']:.2f} ms  "
-          f"p95 {forward['overhead_p95_ms']:.2f} ms  p99 {forward['overhead_p99_ms']:.2f} ms; "
-          f"answers differing from raw OPA {forward['answers_differing_from_raw_opa']}")
+    if "decide_inprocess" in report:
+        wasm = report["decide_inprocess"]
+        print(f"    Decide, Wasm in-process: overhead p50 {wasm['overhead_p50_ms']:.2f} ms  "
+              f"p95 {wasm['overhead_p95_ms']:.2f} ms  p99 {wasm['overhead_p99_ms']:.2f} ms (goal p95 <= 1 ms); "
+              f"answered in-process {wasm['answered_in_process']:.0f}, left to the sidecar "
+              f"{wasm['left_to_the_sidecar']:.0f}; answers differing from raw OPA "
+              f"{wasm['answers_differing_from_raw_opa']}")
+    if "check_ext_authz" in report:
+        check = report["check_ext_authz"]
+        print(f"    Check overhead p50 {check['overhead_p50_ms']:.2f} ms  p95 {check['overhead_p95_ms']:.2f} ms  "
+              f"p99 {check['overhead_p99_ms']:.2f} ms over {check['inputs']} inputs; answers differing from raw "
+              f"OPA {check['answers_differing_from_raw_opa']}")
+        forward = report["forward_auth_https"]
+        print(f"    forward-auth overhead p50 {forward['overhead_p50_ms']:.2f} ms  "
+              f"p95 {forward['overhead_p95_ms']:.2f} ms  p99 {forward['overhead_p99_ms']:.2f} ms; "
+              f"answers differing from raw OPA {forward['answers_differing_from_raw_opa']}")
     print(f"  saturation phase ({saturation['client_model']}):")
     for label, key in LABELS:
         if key not in saturation:
             continue
         row = saturation[key]
-        print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s  (p50 {row['p50_ms']:.1f} ms: queueing)")
-    print(f"    ratio to raw OPA {report['saturation_ratio_to_raw_opa']}")
-    print(f"    goal >= 2,000 decisions/s; engine_unavailable {saturation['engine_unavailable']}; "
-          f"CPU ms per decision {saturation['cpu_ms_per_decision']}")
+        ratio = report["saturation_ratio_to_raw_opa"].get(key)
+        cpu = ", ".join(f"{process} {ms:.2f}" for process, ms in
+                        saturation["cpu_ms_per_decision_by_mode"].get(key, {}).items())
+        print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s"
+              f"{f' ({ratio:.2f} of raw OPA)' if ratio is not None else ''}  (p50 {row['p50_ms']:.1f} ms: "
+              f"queueing)  CPU ms per decision: {cpu}")
+    print(f"    goal ({report['judged_mode']}): p95 overhead <= 1 ms, >= 2,000 decisions/s and >= 0.8 of raw OPA: "
+          f"{'met' if report['goal']['met'] else 'NOT met'}; engine_unavailable "
+          f"{saturation['engine_unavailable']} (in-process {saturation['engine_unavailable_inprocess']})")
     machine = report["machine"]
     memory = report["service_memory"]
     print(f"  service RSS peak {memory['rss_mb_peak']:.0f} MB + its decision-log writer "
-          f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA "
+          f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA (sidecar only) "
           f"{report['answers_differing_from_raw_opa']}; load avg {machine['loadavg_before'][0]} -> "
           f"{machine['loadavg_after'][0]} on {machine['cpus']} CPUs")
     wal, handover = report["decision_log_wal"], report["decision_log_handover"]

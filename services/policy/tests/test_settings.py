@@ -83,3 +83,27 @@ def test_the_wal_directory_must_be_a_writable_directory(
     assert "invalid setting IG_DECISION_LOG_WAL_DIR" in capsys.readouterr().err
     monkeypatch.setenv("IG_DECISION_LOG_WAL_DIR", str(tmp_path / "not-yet"))
     assert load_settings(Settings).wal_directory == tmp_path / "not-yet", "made at start when missing"
+
+
+@pytest.mark.parametrize("bundle", ["missing", "not a bundle", "a bundle without policy.wasm"])
+def test_an_unusable_wasm_bundle_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, bundle: str
+) -> None:
+    import io
+    import tarfile
+
+    for name, required in REQUIRED.items():
+        monkeypatch.setenv(name, required)
+    path = tmp_path / "policy.tar.gz"
+    if bundle == "not a bundle":
+        path.write_bytes(b"policy")
+    elif bundle == "a bundle without policy.wasm":
+        with tarfile.open(path, "w:gz") as archive:
+            member = tarfile.TarInfo("/data.json")
+            member.size = 2
+            archive.addfile(member, io.BytesIO(b"{}"))
+    monkeypatch.setenv("IG_POLICY_WASM_BUNDLE", str(path))
+    with pytest.raises(SettingsError) as stopped:
+        load_settings(Settings)
+    assert stopped.value.code == 2
+    assert "invalid setting IG_POLICY_WASM_BUNDLE" in capsys.readouterr().err

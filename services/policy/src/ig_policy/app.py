@@ -1,4 +1,5 @@
-"""Wiring only: settings -> OPA engine, decision-log writer process, decision service -> gRPC + AuthZEN HTTPS."""
+"""Wiring only: settings -> OPA engine (the in-process module in front of it when configured), decision-log writer
+process, decision service -> gRPC + AuthZEN HTTPS."""
 
 from __future__ import annotations
 
@@ -18,15 +19,30 @@ from ig_policy.api.gateway_auth import gateway_authorizer
 from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.breakglass import BreakGlassVerifier, load_approvers
 from ig_policy.clock import clock_from
-from ig_policy.decisions import DecisionService
+from ig_policy.decisions import DecisionService, Engine
+from ig_policy.engine.inprocess import InProcessEngine
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.engine.token import read_opa_token
+from ig_policy.engine.wasm import WasmPolicy, read_bundle
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.log_process import DecisionLogProcess
 from ig_policy.store.wal import WalSettings
 
 log = structlog.get_logger(__name__)
+
+log = structlog.get_logger(__name__)
+
+
+def decision_engine(sidecar: OpaEngine, settings: Settings) -> Engine:
+    """The sidecar alone, or the in-process module in front of it (IG_POLICY_WASM_BUNDLE)."""
+    if settings.policy_wasm_bundle is None:
+        return sidecar
+    bundle = read_bundle(settings.policy_wasm_bundle)
+    engine = InProcessEngine(sidecar, WasmPolicy(bundle), bundle.revision)
+    log.info("inprocess_engine_loaded", bundle=str(settings.policy_wasm_bundle), revision=engine.module_revision,
+             sidecar_revision=sidecar.revision)
+    return engine
 
 
 def main() -> None:
@@ -54,7 +70,7 @@ def main() -> None:
         log.info("break_glass_approvers", tenants={t: [a.name for a in trust.approvers]
                                                    for t, trust in approvers.items()},
                  note="" if approvers else "no approvers: every break-glass request is denied")
-        wired["decisions"] = DecisionService(engine, decision_log, region=settings.region,
+        wired["decisions"] = DecisionService(decision_engine(engine, settings), decision_log, region=settings.region,
                                              clock=clock_from(settings.test_clock_file),
                                              skew=timedelta(seconds=settings.clock_skew_s),
                                              break_glass=BreakGlassVerifier(approvers))

@@ -2,7 +2,8 @@
 
 ``replay``: a candidate policy against logged decisions. ``keygen --out DIR``: a new decision-log pepper and replay
 key pair (``pepper`` and ``input-key.pub`` for the service, ``replay.key`` for whoever replays). ``approver-key`` and
-``break-glass``: a break-glass approver's key pair and the grant it signs (ig_policy.cli_breakglass)."""
+``break-glass``: a break-glass approver's key pair and the grant it signs (ig_policy.cli_breakglass). ``wasm-build
+--policies DIR --out FILE``: the in-process module of a policy directory (IG_POLICY_WASM_BUNDLE)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ig_policy import cli_breakglass, replay
+from ig_policy.engine.candidate import CandidateError, find_opa
+from ig_policy.engine.wasm_build import build_wasm_bundle
 from ig_policy.protection_keys import write_decision_log_keys
 
 
@@ -22,10 +25,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay", help="re-evaluate logged decisions against a candidate policy and report what would change"))
     keygen = commands.add_parser("keygen", help="write a new decision-log pepper and replay key pair")
     keygen.add_argument("--out", required=True, type=Path, help="directory for pepper, input-key.pub, replay.key")
+    build = commands.add_parser("wasm-build", help="compile a policy directory to the service's in-process module")
+    build.add_argument("--policies", required=True, type=Path, help="the directory the OPA sidecar loads")
+    build.add_argument("--out", required=True, type=Path, help="the bundle to write (.tar.gz)")
+    build.add_argument("--opa", help="the opa binary (default: opa on PATH, else ig-infra's)")
     cli_breakglass.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command in cli_breakglass.COMMANDS:
         return cli_breakglass.run(args)
+    if args.command == "wasm-build":
+        try:
+            revision = build_wasm_bundle(args.policies, args.out, opa=find_opa(args.opa))
+        except (CandidateError, RuntimeError) as error:
+            print(f"ig-policy wasm-build: {error}", file=sys.stderr)
+            return 2
+        print(f"{args.out}: revision {revision}")
+        return 0
     if args.command == "replay":
         return replay.run(args)
     if args.command == "keygen":

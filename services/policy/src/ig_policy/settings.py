@@ -15,6 +15,7 @@ from ig_policy.clock import FileClock
 from ig_policy.domain.gateway import parse_routes
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.engine.token import read_opa_token
+from ig_policy.engine.wasm import WasmPolicy, read_bundle
 from ig_policy.protection_keys import load_pepper, load_sealer
 
 
@@ -53,6 +54,10 @@ class Settings(GrpcServiceSettings):
     opa_max_in_flight: int = Field(default=4, ge=1, le=1024)
     # The most evaluations one OPA round trip carries (1 = never batch).
     opa_coalesce: int = Field(default=8, ge=1, le=1000)
+    # The same policy compiled to Wasm (`opa build -t wasm -e ig/ctx/decision <policy dir>`, a .tar.gz bundle),
+    # evaluated in this process while it was built from the revision the sidecar has loaded; the sidecar answers
+    # everything else (ig_policy.engine.inprocess). Unset: every decision is an OPA round trip.
+    policy_wasm_bundle: Path | None = None
     # Each refresh downloads and parses every module (~30 ms of event loop for ours): rarely enough to stay off the
     # decisions' p95, often enough that a hot-reloaded policy is stamped with its own revision within seconds.
     policy_revision_refresh_s: float = Field(default=10.0, gt=0, le=3600)
@@ -116,6 +121,13 @@ class Settings(GrpcServiceSettings):
     def _token_readable(cls, value: Path | None) -> Path | None:
         if value is not None:
             read_opa_token(value)
+        return value
+
+    @field_validator("policy_wasm_bundle")
+    @classmethod
+    def _wasm_bundle_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            WasmPolicy(read_bundle(value))
         return value
 
     @field_validator("gateway_routes")

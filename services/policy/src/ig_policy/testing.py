@@ -115,6 +115,14 @@ def opa_binary() -> str:
     return str(built(Paths.from_environment().cache))
 
 
+def wasm_bundle(out: Path, policies: Path = POLICIES, opa: str | None = None) -> Path:
+    """The in-process module of ``policies`` at ``out`` (IG_POLICY_WASM_BUNDLE), built as ``ig-policy wasm-build``."""
+    from ig_policy.engine.wasm_build import build_wasm_bundle
+
+    build_wasm_bundle(policies, out, opa=opa or opa_binary())
+    return out
+
+
 def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

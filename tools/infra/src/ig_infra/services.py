@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from ig_infra.components.base import Component
 from ig_infra.components.identities import Identities
+from ig_infra.components.opa import opa_binary
 from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_infra.pki import identities_directory
@@ -22,6 +26,17 @@ from ig_infra.witnesses import (
     witness_env,
     witness_verifier_key,
 )
+
+
+def policy_wasm_env(paths: Paths) -> dict[str, str]:
+    """The policy directory OPA loads, compiled to Wasm at each start (``ig-policy wasm-build``): the bundle is stamped
+    with that directory's revision, so a policy edited later (OPA's --watch reloads it) is answered by OPA until the
+    next start, never by a stale module."""
+    policies = Path(os.environ.get("IG_OPA_POLICIES", paths.repo / "policies" / "rego"))
+    bundle = paths.component_dir("policy-wasm") / "policy.tar.gz"
+    subprocess.run([sys.executable, "-m", "ig_policy.cli", "wasm-build", "--policies", str(policies),
+                    "--out", str(bundle), "--opa", str(opa_binary(paths.cache))], check=True, capture_output=True)
+    return {"IG_POLICY_WASM_BUNDLE": str(bundle)}
 
 
 @dataclass(frozen=True)
@@ -53,10 +68,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token), forward-auth over HTTPS (client certificate) on
     # 8092; /healthz and /metrics stay on plain 8081.
     # The decision log's write-ahead log (answered decisions until the writer has them in PostgreSQL) in the run dir,
-    # so that a restarted `make up` replays what a killed one left.
+    # so that a restarted `make up` replays what a killed one left. Decides in-process with the policy compiled to
+    # Wasm, the OPA sidecar whenever the module cannot answer.
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051,
                 extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092},
-                data_dirs={"IG_DECISION_LOG_WAL_DIR": "policy-wal"}),
+                data_dirs={"IG_DECISION_LOG_WAL_DIR": "policy-wal"}, run_env=policy_wasm_env),
     # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it. The ledger's tiles
     # and checkpoint (C2SP tlog-tiles) are plain and read-only on 8012: public by design.
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052, plain_ports={"IG_PUBLIC_PORT": 8012},
