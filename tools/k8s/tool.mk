@@ -25,7 +25,7 @@ k8s-node-down: ## stop the real nodes and everything they run (containers, shims
 k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported into the running real nodes; JSON figures
 	$(RUN) ig-k8s images --service burn
 
-k8s-node-test: ## real nodes in both regions run a pod of the burn image, Ready by its probe (builds what is missing)
+k8s-node-test: ## real nodes in both regions: a pod Ready by its probe, a pod calling another by its Service DNS name (builds what is missing)
 	$(RUN) pytest tools/k8s/tests/test_real_node.py -q -p no:randomly
 
 k8s-down: ## stop the simulated Kubernetes clusters and their real nodes
