@@ -7,11 +7,12 @@ CHECK_TARGETS += k8s-check k8s-binaries
 # adds ~1.5 min, cold (containerd, kubelet, Debian base, one image) several minutes; `make k8s-node-test` runs it.
 PYTEST_COVERED += tools/k8s/tests/test_real_node.py
 
-k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs
+k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
 	$(RUN) hadolint services/*/Dockerfile
 	"$$($(RUN) ig-infra tool opa)" test policies/k8s
 	$(RUN) ig-k8s dockerfiles --check
 	$(RUN) ig-k8s docs --check
+	$(RUN) ig-k8s values-schema --check
 
 k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed
 	$(RUN) ig-k8s up
