@@ -3,9 +3,9 @@ CHECK_TARGETS += k8s-check k8s-binaries
 
 .PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status k8s-node-up k8s-node-down k8s-images k8s-node-test
 
-# The real-node test (containerd + kubelet running pods from images built here) is not in `make test` yet: warm it
-# adds ~1.5 min, cold (containerd, kubelet, Debian base, one image) several minutes; `make k8s-node-test` runs it.
-PYTEST_COVERED += tools/k8s/tests/test_real_node.py
+# The real-node test (containerd + kubelet + kube-proxy + CoreDNS running pods from images built here) is part of
+# `make test`: warm it adds ~1.5-2 min (measured 88-100 s); cold it first builds containerd, the kubelet, CoreDNS, the
+# Debian base and one image (roughly 10-19 min, tools/k8s/README.md). It never skips. `make k8s-node-test` runs it alone.
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
 	$(RUN) hadolint services/*/Dockerfile
@@ -36,7 +36,7 @@ k8s-status: ## where the simulated Kubernetes clusters listen, and their kubecon
 	$(RUN) ig-k8s status
 
 k8s-binaries: ## build (once, cached) kube-apiserver/controller-manager/scheduler from k8s.io/kubernetes, kwok; apt etcd
-	nice -n 5 $(RUN) ig-k8s build --allow-failure
+	nice -n 5 $(RUN) ig-k8s build
 
 BENCH_TARGETS += bench-k8s
 .PHONY: bench-k8s
