@@ -136,21 +136,48 @@ def corefile(node: RealNode, kubeconfig: Path) -> str:
 """
 
 
-def kube_dns_objects(node: RealNode) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``kube-dns`` Service (ClusterIP 10.96.0.10, no selector) and the EndpointSlice that names CoreDNS."""
-    ports = [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]
+def host_service_objects(node: RealNode, namespace: str, name: str, ports: list[dict[str, Any]],
+                         cluster_ip: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Service without selector and the EndpointSlice that names a process on the host's end of the node's link:
+    ``ports`` are ``{name, port, targetPort, protocol}`` (the Service's port, the host process's port)."""
     service = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": "kube-dns", "namespace": SYSTEM_NAMESPACE, "labels": {"k8s-app": "kube-dns"}},
-               "spec": {"clusterIP": CLUSTER_DNS_IP, "ports": [{**p, "targetPort": 53} for p in ports]}}
+               "metadata": {"name": name, "namespace": namespace, "labels": {"ig.dev/host-service": "true"}},
+               "spec": {"ports": [{"name": p["name"], "port": p["port"], "targetPort": p["targetPort"],
+                                   "protocol": p.get("protocol", "TCP")} for p in ports],
+                        **({"clusterIP": cluster_ip} if cluster_ip else {})}}
     endpoints = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                 "metadata": {"name": f"kube-dns-{node.name}", "namespace": SYSTEM_NAMESPACE,
-                              "labels": {"kubernetes.io/service-name": "kube-dns",
+                 "metadata": {"name": f"{name}-{node.name}", "namespace": namespace,
+                              "labels": {"kubernetes.io/service-name": name,
                                          "endpointslice.kubernetes.io/managed-by": "ig-k8s"}},
                  "addressType": "IPv4",
                  "endpoints": [{"addresses": [node.network.host_address], "conditions": {"ready": True},
                                 "nodeName": node.name}],
-                 "ports": ports}
+                 "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": p.get("protocol", "TCP")}
+                           for p in ports]}
     return service, endpoints
+
+
+def kube_dns_objects(node: RealNode) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``kube-dns`` Service (ClusterIP 10.96.0.10, no selector) and the EndpointSlice that names CoreDNS."""
+    ports = [{"name": "dns", "port": 53, "targetPort": 53, "protocol": "UDP"},
+             {"name": "dns-tcp", "port": 53, "targetPort": 53, "protocol": "TCP"}]
+    service, endpoints = host_service_objects(node, SYSTEM_NAMESPACE, "kube-dns", ports, CLUSTER_DNS_IP)
+    service["metadata"]["labels"]["k8s-app"] = "kube-dns"
+    return service, endpoints
+
+
+def expose_host_service(node: RealNode, namespace: str, name: str, ports: list[dict[str, Any]]) -> None:
+    """Make a host process listening on the node's host address reachable from pods as ``<name>.<namespace>``."""
+    from kubernetes import client
+
+    from ig_k8s.kube import api_client
+
+    api = api_client(node.cluster.kubeconfig)
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+    _create(lambda: core.create_namespace({"metadata": {"name": namespace}}))
+    service, endpoints = host_service_objects(node, namespace, name, ports)
+    wait_until(lambda: _created_service(core, service, namespace), timeout=30, what=f"Service {namespace}/{name}")
+    _create(lambda: discovery.create_namespaced_endpoint_slice(namespace, endpoints))
 
 
 def start_coredns(node: RealNode, binaries: NodeBinaries) -> None:
@@ -171,20 +198,21 @@ def start_coredns(node: RealNode, binaries: NodeBinaries) -> None:
     service, endpoints = kube_dns_objects(node)
     core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
     # Just after the API server starts, its ClusterIP allocator may still call 10.96.0.10 taken (seen once): retry.
-    wait_until(lambda: _created_service(core, service), timeout=30, what=f"{node.region}: Service kube-dns")
+    wait_until(lambda: _created_service(core, service, SYSTEM_NAMESPACE), timeout=30,
+               what=f"{node.region}: Service kube-dns")
     _create(lambda: discovery.create_namespaced_endpoint_slice(SYSTEM_NAMESPACE, endpoints))
 
 
-def _created_service(core: Any, service: dict[str, Any]) -> bool:
+def _created_service(core: Any, service: dict[str, Any], namespace: str) -> bool:
     """Read first: creating it again would be refused for its ClusterIP (422) before its name (409)."""
     from kubernetes.client.rest import ApiException
 
     try:
-        core.read_namespaced_service(service["metadata"]["name"], SYSTEM_NAMESPACE)
+        core.read_namespaced_service(service["metadata"]["name"], namespace)
     except ApiException as error:
         if error.status != 404:
             raise
-        _create(lambda: core.create_namespaced_service(SYSTEM_NAMESPACE, service))
+        _create(lambda: core.create_namespaced_service(namespace, service))
     return True
 
 
