@@ -131,6 +131,7 @@ def test_policy_chart_runs_opa_as_a_localhost_only_sidecar_with_the_repository_p
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     opa = next(c for c in pod["containers"] if c["name"] == "opa")
     assert "--addr=127.0.0.1:8181" in opa["args"]
+    assert "--ignore=..*" in opa["args"]  # a ConfigMap volume's "..data" copies would load every rule thrice
     assert not any(p["containerPort"] == 8181 for p in opa["ports"])
     assert opa["readinessProbe"]["httpGet"]["path"] == "/health"
     assert opa["image"] == "openpolicyagent/opa:1.22.3-static"

@@ -1,11 +1,13 @@
-"""The suite's charts on the real nodes: `helm upgrade --install --wait --atomic` of the burn release in both
-regions, every pod Ready through its real probes on the region's real node, the service connected to PostgreSQL
-through the Service name the region's values give (`postgresql.ig-data.svc.cluster.local`, `sslmode=verify-full`,
-its workload certificate mapped to its own roles).
+"""The suite's charts on the real nodes: `helm upgrade --install --wait --atomic` of the burn and policy releases
+in both regions, every pod Ready through its real probes on the region's real node, each service connected to
+PostgreSQL through the Service name the region's values give (`postgresql.ig-data.svc.cluster.local`,
+`sslmode=verify-full`, its workload certificate mapped to its own roles), the policy service to its OPA sidecar
+(built here from the static OPA the suite already builds) with the repository's policies loaded.
 
 PostgreSQL here is the real nodes' own (tools/k8s/src/ig_k8s/real_charts.py): the shared one listens on loopback
 only. Kafka is not reachable from pods yet (its brokers advertise loopback addresses), so the services' outbox
-relays retry in the background; burn is Ready without it. Nothing skips: a build, node or install that fails fails.
+relays retry in the background; burn and policy are Ready without it. Nothing skips: a build, node or install
+that fails fails the tests.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ig_k8s.suite import REGIONS
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 TAG = "node-test"
+RELEASES = ("burn", "policy")
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +72,20 @@ def postgres(nodes: dict[str, RealNode]) -> Iterator[Postgres]:
 
 @pytest.fixture(scope="module")
 def installed(nodes: dict[str, RealNode], postgres: Postgres, helm: Helm) -> Iterator[dict[str, dict[str, Any]]]:
-    build_and_load(["burn"], TAG, Paths.from_environment())
-    found = {region: install_on_real_node(nodes[region], "burn", TAG, helm) for region in REGIONS}
+    build_and_load(list(RELEASES), TAG, Paths.from_environment())
+    found = {f"{release}/{region}": install_on_real_node(nodes[region], release, TAG, helm)
+             for region in REGIONS for release in RELEASES}
     yield found
     for region in REGIONS:
-        uninstall(nodes[region], "burn", helm)
+        for release in RELEASES:
+            uninstall(nodes[region], release, helm)
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_burn_installs_with_wait_and_atomic_and_every_pod_is_ready_on_the_real_node(
-        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], region: str) -> None:
-    pods = installed[region]["pods"]
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_release_installs_with_wait_and_atomic_and_every_pod_is_ready_on_the_real_node(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], release: str, region: str) -> None:
+    pods = installed[f"{release}/{region}"]["pods"]
     assert len(pods) >= 2  # the autoscaler's minReplicas
     assert all(pod["ready"] for pod in pods), pods
     assert {pod["node"] for pod in pods} == {nodes[region].name}
@@ -88,17 +94,30 @@ def test_burn_installs_with_wait_and_atomic_and_every_pod_is_ready_on_the_real_n
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_burn_reached_postgresql_through_its_service_name_as_its_own_roles(
-        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], postgres: Postgres, region: str) -> None:
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_release_reached_postgresql_through_its_service_name_as_its_own_roles(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], postgres: Postgres, release: str,
+        region: str) -> None:
     node = nodes[region]
-    logs = [pod_log(node, pod, "burn") for pod in installed[region]["pods"]]
-    assert any('"event": "migrations_applied"' in log or '"event": "service_started"' in log for log in logs)
+    logs = [pod_log(node, pod, release) for pod in installed[f"{release}/{region}"]["pods"]]
     assert all('"event": "service_started"' in log for log in logs)
     # PostgreSQL's side: the service's sessions come from the node's uplink (kube-proxy's masquerade of Service
     # traffic), logged in as the runtime role its certificate maps to.
     sessions = postgres.admin_sql("SELECT DISTINCT usename || ' ' || host(client_addr) FROM pg_stat_activity "
-                                  "WHERE usename LIKE 'ig_burn%'", database="ig")
-    assert f"ig_burn {node.network.uplink_address}" in sessions.splitlines(), sessions
+                                  f"WHERE usename LIKE 'ig_{release}%'", database="ig")
+    assert f"ig_{release} {node.network.uplink_address}" in sessions.splitlines(), sessions
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_policy_loads_the_repository_policies_into_its_opa_sidecar(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], region: str) -> None:
+    """OPA reads the policy ConfigMaps as mounted by the kubelet (each file also under "..<date>" and "..data"):
+    without `--ignore=..*` it loads every rule thrice and exits ("multiple default rules"), seen on these nodes."""
+    for pod in installed[f"policy/{region}"]["pods"]:
+        loaded = [line for line in pod_log(nodes[region], pod, "policy").splitlines()
+                  if '"event": "policy_revision_loaded"' in line]
+        assert loaded and '"modules": 0,' not in loaded[-1]
+        assert "initialization error" not in pod_log(nodes[region], pod, "opa")
 
 
 def test_the_release_namespace_enforces_the_restricted_pod_security_standard(

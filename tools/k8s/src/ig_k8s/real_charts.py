@@ -24,6 +24,7 @@ from ig_infra.paths import Paths
 
 from ig_k8s.cluster import port_offset
 from ig_k8s.helm import Helm, manifests
+from ig_k8s.images import OPA_IMAGE
 from ig_k8s.kube import api_client
 from ig_k8s.node import REAL_NODE_LABEL, RealNode
 from ig_k8s.node_network import NETWORKS
@@ -75,9 +76,14 @@ def start_pod_infrastructure(paths: Paths, nodes: list[RealNode]) -> Postgres:
 def real_node_values(release: Release, tag: str) -> dict[str, Any]:
     """What a release needs beyond its region's values to run on the real node: the image imported there (never
     pulled), and the node's label and taint."""
-    return {"image": {"repository": f"localhost/{release.image}", "tag": tag, "pullPolicy": "Never"},
-            "nodeSelector": {REAL_NODE_LABEL: "real"},
-            "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "real", "effect": "NoSchedule"}]}
+    values: dict[str, Any] = {
+        "image": {"repository": f"localhost/{release.image}", "tag": tag, "pullPolicy": "Never"},
+        "nodeSelector": {REAL_NODE_LABEL: "real"},
+        "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "real", "effect": "NoSchedule"}]}
+    if release.chart == "policy":
+        repository, opa_tag = OPA_IMAGE.rsplit(":", 1)
+        values["opa"] = {"image": {"repository": repository, "tag": opa_tag, "pullPolicy": "Never"}}
+    return values
 
 
 def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm,
