@@ -136,3 +136,24 @@ def test_the_release_set_turns_the_migration_switch_on() -> None:
 
     _, releases = load_release_set()
     assert next(r for r in releases if r.name == "migration").sets == ("kubernetesSwitch.enabled=true",)
+
+
+@pytest.mark.parametrize(("chart", "url", "method"), [
+    ("burn", "http://burn.ig.svc.cluster.local:8013/ofrep/v1/evaluate/flags", "POST"),
+    ("policy", "http://policy.ig.svc.cluster.local:8081/healthz", "GET"),
+])
+def test_helm_test_hook_calls_the_service_through_its_service_dns_name(render: Render, chart: str, url: str,
+                                                                        method: str) -> None:
+    [hook] = [p for p in kind(render(chart, "region-a"), "Pod")
+              if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    assert hook["spec"]["restartPolicy"] == "Never"
+    env = {e["name"]: e["value"] for e in hook["spec"]["containers"][0]["env"]}
+    assert (env["IG_TEST_URL"], env["IG_TEST_METHOD"]) == (url, method)
+    assert hook["spec"]["nodeSelector"] == {"topology.kubernetes.io/region": "region-a"}
+    assert hook["spec"]["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("chart", ["evidence", "migration", "audit-portal"])
+def test_charts_without_a_hook_value_render_no_test_pod(render: Render, chart: str) -> None:
+    assert kind(render(chart, "region-a"), "Pod") == []
+

@@ -25,6 +25,7 @@ from ig_k8s.node import RealNode
 from ig_k8s.node_build import NodeBinaries
 from ig_k8s.real_charts import (
     NAMESPACE,
+    helm_test,
     install_on_real_node,
     pod_log,
     start_pod_infrastructure,
@@ -118,6 +119,17 @@ def test_policy_loads_the_repository_policies_into_its_opa_sidecar(
                   if '"event": "policy_revision_loaded"' in line]
         assert loaded and '"modules": 0,' not in loaded[-1]
         assert "initialization error" not in pod_log(nodes[region], pod, "opa")
+
+
+@pytest.mark.parametrize("region", REGIONS)
+@pytest.mark.parametrize(("release", "answer"), [("burn", '200 {"flags"'), ("policy", '200 {"status":"ok"}')])
+def test_helm_test_calls_each_service_through_its_service_dns_name(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, release: str, answer: str,
+        region: str) -> None:
+    result = helm_test(nodes[region], release, helm)
+    assert "Phase:          Succeeded" in result["helm"], result["helm"]
+    assert result["phase"] == "Succeeded" and result["node"] == nodes[region].name
+    assert answer in result["log"], result["log"]
 
 
 def test_the_release_namespace_enforces_the_restricted_pod_security_standard(

@@ -128,6 +128,20 @@ def pod_log(node: RealNode, pod: dict[str, Any], container: str, namespace: str 
     return "".join(path.read_text(errors="replace") for path in sorted(directory.glob("*.log")))
 
 
+def helm_test(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPACE) -> dict[str, Any]:
+    """``helm test``: the chart's hook pod calls the service through its Service's DNS name; returns helm's verdict
+    and the hook pod's own output, read from the node."""
+    output = helm.with_kubeconfig(node.cluster.kubeconfig).run("test", release, "--namespace", namespace,
+                                                             "--timeout", "120s", timeout=300)
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    hook = core.read_namespaced_pod(f"{release}-test", namespace)
+    pod = {"name": hook.metadata.name, "uid": hook.metadata.uid}
+    return {"helm": output, "phase": hook.status.phase, "node": hook.spec.node_name,
+            "log": pod_log(node, pod, "call", namespace)}
+
+
 def uninstall(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPACE) -> None:
     helm.with_kubeconfig(node.cluster.kubeconfig).run("uninstall", release, "--namespace", namespace, "--wait",
                                                       timeout=300)
