@@ -113,7 +113,9 @@ def release_pods(node: RealNode, release: str, namespace: str = NAMESPACE) -> li
     from kubernetes import client
 
     core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
-    pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={release}").items
+    # The release's workload pods, not its `helm test` hook pod (kept after it ran, for its log).
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component!=helm-test"
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
     found = []
     for pod in pods:
         conditions = {c.type: c.status for c in pod.status.conditions or []}
@@ -143,8 +145,18 @@ def helm_test(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPA
 
 
 def uninstall(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPACE) -> None:
+    """``helm uninstall``, and the test hook pod it leaves behind (hooks are not part of the release's objects)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
     helm.with_kubeconfig(node.cluster.kubeconfig).run("uninstall", release, "--namespace", namespace, "--wait",
                                                       timeout=300)
+    try:
+        client.CoreV1Api(api_client(node.cluster.kubeconfig)).delete_namespaced_pod(f"{release}-test", namespace,
+                                                                                   grace_period_seconds=0)
+    except ApiException as error:
+        if error.status != 404:
+            raise
 
 
 def stop_pod_infrastructure(paths: Paths) -> bool:
