@@ -25,7 +25,7 @@ PYTEST_RERUNS ?= --reruns 2 --reruns-delay 3
 # Domain packages and the shared library are held to mypy --strict.
 STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/domain)
 
-.PHONY: help bootstrap up down status infra-up infra-down services-up test lint typecheck proto proto-check \
+.PHONY: help bootstrap up up-regions down status infra-up infra-down services-up test lint typecheck proto proto-check \
         proto-lint test-unit test-integration bench clean tools up-tools
 
 help: ## list targets
@@ -40,26 +40,33 @@ bootstrap: ## install uv (if missing) and the locked Python workspace
 # The Go tools `make up` needs (cosign signs the release's evidence), built before the infra starts, two at a time.
 UP_TOOLS := opa pushgateway prometheus dex cosign
 
+# The regions `make up` starts: a (the suite as it was), or a,b (region-b's own PostgreSQL, Kafka, OPA and five
+# services beside it; `make up-regions`). See tools/infra/README.md, "Two regions".
+REGIONS ?= a
+
 # The release flow finds the infrastructure where ig-infra put it (IG_PG_PORT, IG_PROMETHEUS_PORT... may move it).
 up: bootstrap up-tools infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
 	@$(RUN) ig-infra status
 	eval "$$($(RUN) ig-infra env)" && \
 		$(RUN) ig-release run --version v1.2.1 --profile demo --artifacts $(ARTIFACTS)/release
 
-down: ## stop the services and the infrastructure
+up-regions: ## make up with both regions (REGIONS=a,b): region-b beside region-a
+	$(MAKE) up REGIONS=a,b
+
+down: ## stop the services and the infrastructure (both regions)
 	@$(RUN) ig-infra down || true
 
 status: ## what runs where
 	@$(RUN) ig-infra status
 
 infra-up: bootstrap ## PostgreSQL, Kafka (KRaft), OPA ... as local processes (cached builds)
-	$(RUN) ig-infra up
+	$(RUN) ig-infra up --regions $(REGIONS)
 
 infra-down:
 	$(RUN) ig-infra down
 
 services-up:
-	$(RUN) ig-infra services up
+	$(RUN) ig-infra services up --regions $(REGIONS)
 
 # Before any test runs: a first-time build inside a test would race the test's timeout.
 tools: bootstrap ## build (once, cached) every Go tool the checks and tests use, two builds at a time

@@ -32,26 +32,36 @@ from ig_burn.devtools.harness import (
     wait_for,
 )
 from ig_burn.devtools.synthetic_exporter import Workload, serve
+from ig_burn.webhook_signing import new_secret
 from ig_common.events.envelope import ReceivedEvent, from_kafka_record
 from ig_infra.components.prometheus import PrivatePrometheus
 from ig_infra.kafka_reading import consumer_at
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 pytestmark = pytest.mark.e2e
 INTERVAL = 1.0
 
 
 class WebhookReceiver:
-    """An Alertmanager webhook receiver that records what it is sent."""
+    """An Alertmanager webhook receiver that records what it is sent, once its Standard Webhooks signature verifies
+    with the shared secret (anything else is refused, as a receiver should)."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str) -> None:
         self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
+        received, verifier = self.bodies, Webhook(secret)
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    verifier.verify(body, {name.lower(): value for name, value in self.headers.items()})
+                except WebhookVerificationError:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                received.append(json.loads(body))
                 self.send_response(200)
                 self.end_headers()
 
@@ -75,13 +85,15 @@ def simulation(infra: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     exporter = serve(workload, "127.0.0.1", free_port())
     prometheus = PrivatePrometheus(infra.paths.cache, tmp_path / "prometheus", prometheus_config(
         {"synthetic": f"127.0.0.1:{exporter.server_address[1]}"}), free_port()).start()
-    receiver = WebhookReceiver()
+    secret = tmp_path / "webhook.secret"
+    secret.write_text(new_secret())
+    receiver = WebhookReceiver(secret.read_text())
     config = tmp_path / "slos"
     config.mkdir()
     (config / "sim.yaml").write_text(synthetic_slo_yaml(slo) + "---\n" + throttle_policy_yaml(slo, min_dwell="2s"))
     env = {**infra.env(database_url, "burn"), "IG_SLO_DIR": str(config), "IG_PROMETHEUS_URL": prometheus.url,
            "IG_EVALUATION_INTERVAL_SECONDS": str(INTERVAL), "IG_WINDOW_SCALE": "86400", "IG_MIN_WINDOW_SECONDS": "3",
-           "IG_ALERT_WEBHOOK_URL": receiver.url}
+           "IG_ALERT_WEBHOOK_URL": receiver.url, "IG_ALERT_WEBHOOK_SECRET_FILE": str(secret)}
     burn = BurnProcess(env, tmp_path / "burn.log").start()
     try:
         yield {"slo": slo, "workload": workload, "prometheus": prometheus, "burn": burn, "receiver": receiver,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import asyncpg
 import grpc
 import pytest
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -64,3 +68,47 @@ def test_a_bad_batch_is_refused_naming_the_entry_and_appends_nothing(
         stub(service, identity).AppendBatch(ledger_pb2.AppendBatchRequest(entries=batch))
     assert refused.value.code() == code and field in refused.value.details(), refused.value.details()
     assert size(service) == before
+
+
+def test_each_batch_is_one_transaction_at_consecutive_seqs(service: RunningEvidence) -> None:
+    """A call is one group the writer commits whole: entries of other callers, single or batched, never land
+    between its entries, even when a batch is larger than the writer's usual batch."""
+    run = uuid.uuid4().hex[:8]
+
+    def batch(n: int) -> list[int]:
+        answer = stub(service).AppendBatch(ledger_pb2.AppendBatchRequest(entries=entries(f"{run}-b{n}", 700)))
+        return [e.entry.seq for e in answer.entries]
+
+    def singles(n: int) -> list[int]:
+        client = stub(service)
+        return [client.Append(request).entry.seq for request in entries(f"{run}-s{n}", 40)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        batches = [pool.submit(batch, n) for n in range(4)]
+        for n in range(4):
+            pool.submit(singles, n)
+        seqs = [future.result() for future in batches]
+    for got in seqs:
+        assert got == list(range(got[0], got[0] + 700))
+    # One transaction per call: PostgreSQL's xmin names the transaction that inserted a row.
+    inserted_by = asyncio.run(_transactions(service.database_url, [(got[0], got[-1]) for got in seqs]))
+    assert inserted_by == [1, 1, 1, 1]
+
+
+async def _transactions(database_url: str, ranges: list[tuple[int, int]]) -> list[int]:
+    conn = await asyncpg.connect(database_url)  # the superuser's: xmin is a system column the test reads directly
+    try:
+        return [await conn.fetchval("SELECT count(DISTINCT xmin::text) FROM evidence.ledger_entries "
+                                    "WHERE seq BETWEEN $1 AND $2", first, last) for first, last in ranges]
+    finally:
+        await conn.close()
+
+
+def test_append_metrics_are_labelled_by_table_row_not_by_caller_chosen_kind(service: RunningEvidence) -> None:
+    run = uuid.uuid4().hex[:8]
+    stub(service).AppendBatch(ledger_pb2.AppendBatchRequest(entries=[
+        ledger_pb2.AppendRequest(kind=f"release.minted-{run}-{i}", subject="s", payload=b"p") for i in range(3)]))
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/metrics", timeout=10).read().decode()
+    appends = [line for line in metrics.splitlines() if line.startswith("ig_ledger_appends_total{")]
+    assert any('kind="release.*"' in line for line in appends), appends
+    assert run not in metrics  # a kind a caller made up is no series of its own

@@ -138,3 +138,30 @@ def test_unreachable_policy_service_fails_closed(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_break_glass_grant_of_the_demo_approver_opens_an_export_through_the_gateway(gateway: str, infra: Any
+                                                                                       ) -> None:
+    """The approver `make up` creates (ig_infra.breakglass_key, the service's IG_BREAKGLASS_APPROVERS_PATH) signs;
+    the gateway forwards the grant (X-IG-Break-Glass); the service verifies it at its clock."""
+    from datetime import datetime, timedelta
+
+    from ig_infra.breakglass_key import APPROVER
+    from ig_policy.breakglass import issue_grant, load_private_key
+
+    key = load_private_key(Path(infra.identities.env()["IG_BREAKGLASS_APPROVER_KEY"]))
+    grant = issue_grant(key, approver=APPROVER, subject="u-alice", tenant="alpha",
+                        scope={"resource_type": "case", "resource_id": "case-1", "action": "export",
+                               "classification": "internal"},
+                        justification="P1 incident INC-4712 export for regulator", ttl=timedelta(minutes=15),
+                        now=datetime.fromisoformat(MONDAY.replace("Z", "+00:00")) - timedelta(minutes=1))
+    on_call = {**ALICE, "X-Roles": "oncall", "X-Auth-Level": "mfa"}
+    without = httpx.get(f"{gateway}/alpha/case/case-1?action=export", headers=on_call, timeout=30)
+    assert without.status_code == 403 and without.headers["X-IG-Rule-Id"] == "ig.rbac.action_not_granted"
+    opened = httpx.get(f"{gateway}/alpha/case/case-1?action=export", headers={**on_call, "X-IG-Break-Glass": grant},
+                       timeout=30)
+    assert opened.status_code == 200 and opened.headers["X-IG-Rule-Id"] == "ig.breakglass.allow"
+    forged = grant[:-4] + ("AAAA" if not grant.endswith("AAAA") else "BBBB")
+    refused = httpx.get(f"{gateway}/alpha/case/case-1?action=export", headers={**on_call, "X-IG-Break-Glass": forged},
+                        timeout=30)
+    assert refused.status_code == 403 and refused.headers["X-IG-Rule-Id"] == "ig.breakglass.invalid"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+from ig.events.v1 import events_pb2
 from ig.policy.v1 import policy_pb2, policy_pb2_grpc
 from ig_common.authz.workload_token import sign_workload_token
 from ig_common.events.envelope import from_kafka_record
@@ -25,6 +27,7 @@ from ig_common.http_client import client_as
 from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
 from ig_infra.kafka_reading import consumer_at
 from ig_infra.pki import DevCA
+from ig_policy.protection_keys import load_opener, load_pepper
 from ig_policy.testing import (
     GOLDEN_NOW,
     GoldenCase,
@@ -36,10 +39,12 @@ from ig_policy.testing import (
     policy_service,
     proto_from_input,
     set_test_clock,
+    write_approvers_file,
 )
 
 pytestmark = pytest.mark.e2e
 
+GOLDEN_KEY_ID = "ae0eaba8420d5b2aa56b5b404b00aba7ad76b301b18d93ffa41f00640ec2c023"
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
 # Golden inputs protobuf can carry; the rest (a string where a number belongs...) exist only at the Rego layer.
 CONTRACT = [c for c in golden_cases() if proto_from_input(c.input) is not None]
@@ -59,8 +64,10 @@ def service(infra: Any, database_url: str, opa: OpaServer, tmp_path_factory: pyt
     set_test_clock(scratch / "clock", GOLDEN_NOW)
     # The budget is raised so that the contract judges answers, not this shared machine's scheduling. The golden
     # cases are judged at their own moments through the service's test clock, never through the request.
+    # The golden break-glass cases carry grants the golden approver signs (ig_policy.testing.proto_from_input).
+    approvers = write_approvers_file(scratch / "approvers")
     with policy_service(env, scratch / "service.log", opa_timeout_ms="5000", decision_log_flush_ms="20",
-                        test_clock_file=str(scratch / "clock")) as running:
+                        test_clock_file=str(scratch / "clock"), breakglass_approvers_path=str(approvers)) as running:
         yield running
         assert running.stop() == 0, "SIGTERM must stop the service cleanly"
 
@@ -72,27 +79,76 @@ def stub(service: RunningService) -> Iterator[policy_pb2_grpc.PolicyServiceStub]
 
 
 @pytest.fixture(scope="module")
+def service_in_region_b(infra: Any, database_url: str, opa: OpaServer, tmp_path_factory: pytest.TempPathFactory
+                        ) -> Iterator[RunningService]:
+    """The same service serving from region-b (IG_REGION): residency is judged on where it serves."""
+    env = {**infra.env(database_url, "policy"), **opa.env()}
+    scratch = tmp_path_factory.mktemp("policy-region-b")
+    set_test_clock(scratch / "clock", GOLDEN_NOW)
+    approvers = write_approvers_file(scratch / "approvers")
+    with policy_service(env, scratch / "service.log", opa_timeout_ms="5000", decision_log_flush_ms="20",
+                        test_clock_file=str(scratch / "clock"), breakglass_approvers_path=str(approvers),
+                        region="region-b") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub_in_region_b(service_in_region_b: RunningService) -> Iterator[policy_pb2_grpc.PolicyServiceStub]:
+    with channel_as("gateway", service_in_region_b.grpc_address) as channel:
+        yield policy_pb2_grpc.PolicyServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
 def deciding_since() -> float:
     """When the contract cases started to be decided: their events on Kafka come after it."""
     return time.time()
 
 
 @pytest.fixture(scope="module")
-def decided(stub: policy_pb2_grpc.PolicyServiceStub, deciding_since: float, service: RunningService
+def decided(stub: policy_pb2_grpc.PolicyServiceStub, stub_in_region_b: policy_pb2_grpc.PolicyServiceStub,
+            deciding_since: float, service: RunningService, service_in_region_b: RunningService
             ) -> dict[str, tuple[policy_pb2.DecideResponse | None, str]]:
-    """Each contract case through the service, its clock set to the case's moment: the reply, or the
-    INVALID_ARGUMENT details."""
-    clock_file = service.log_path.with_name("clock")
+    """Each contract case through the service of the region its input names (a golden case's context.region is
+    where it is served from), its clock set to the case's moment: the reply, or the INVALID_ARGUMENT details."""
+    by_region = {"region-a": (stub, service.log_path.with_name("clock")),
+                 "region-b": (stub_in_region_b, service_in_region_b.log_path.with_name("clock"))}
     answers: dict[str, tuple[policy_pb2.DecideResponse | None, str]] = {}
     for case in CONTRACT:
-        set_test_clock(clock_file, proto_from_input(case.input).context.time.ToDatetime(tzinfo=UTC))
+        message = proto_from_input(case.input)
+        serving, clock_file = by_region.get(message.context.region, by_region["region-a"])
+        set_test_clock(clock_file, message.context.time.ToDatetime(tzinfo=UTC))
         try:
-            answers[case.id] = (stub.Decide(proto_from_input(case.input), timeout=30), "")
+            answers[case.id] = (serving.Decide(message, timeout=30), "")
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
             answers[case.id] = (None, error.details() or "")
-    set_test_clock(clock_file, GOLDEN_NOW)
+    for _, clock_file in by_region.values():
+        set_test_clock(clock_file, GOLDEN_NOW)
     return answers
+
+
+RESIDENCY = {c.name: c for c in CONTRACT if c.file == "residency.json"}
+
+
+@pytest.mark.parametrize(("serving", "tenant_case", "forged"), [
+    ("region-b", "alpha is pinned to region-a", "region-a"),  # a client in region-b claims region-a
+    ("region-a", "gamma Sunday is closed", "region-b"),        # and the other way round for region-b's tenant
+])
+def test_residency_is_judged_on_the_serving_region_not_on_the_region_a_caller_claims(
+        stub: policy_pb2_grpc.PolicyServiceStub, stub_in_region_b: policy_pb2_grpc.PolicyServiceStub,
+        service: RunningService, service_in_region_b: RunningService, serving: str, tenant_case: str,
+        forged: str) -> None:
+    case = RESIDENCY.get(tenant_case) or next(c for c in CONTRACT if c.name == tenant_case)
+    message = proto_from_input(case.input)
+    message.context.region = forged
+    chosen, running = (stub, service) if serving == "region-a" else (stub_in_region_b, service_in_region_b)
+    set_test_clock(running.log_path.with_name("clock"), message.context.time.ToDatetime(tzinfo=UTC))
+    try:
+        reply = chosen.Decide(message, timeout=30)
+    finally:
+        set_test_clock(running.log_path.with_name("clock"), GOLDEN_NOW)
+    assert (RESULT_NAMES[reply.result], reply.rule_id) == ("DENY", "ig.residency.cross_region"), reply
+    assert f"from region '{serving}'" in reply.explanation
 
 
 def test_most_golden_cases_are_part_of_the_contract() -> None:
@@ -150,11 +206,34 @@ async def test_decisions_are_logged_masked_and_published(
         await conn.close()
     assert {r["decision_id"] for r in rows} == ids
     record = json.loads(rows[0]["record"])
-    assert "id" not in record["input"]["actor"], "the default mask erases /input/actor/id"
-    assert record["subject"].startswith("sha256:") and record["policyRevision"].startswith("sha256:")
+    # The default mask puts the keyed pseudonym in place of /input/actor/id; the whole input is sealed to the
+    # replay key (ig-infra's env: the pepper and public key for the service, the private key for replay).
+    pseudonym = load_pepper(Path(os.environ["IG_DECISION_LOG_PEPPER_FILE"]))
+    sealed_input = load_opener(Path(os.environ["IG_DECISION_LOG_REPLAY_KEY_FILE"])).open(
+        record["sealedInput"], rows[0]["decision_id"])
+    actor = sealed_input["actor"]
+    assert record["input"]["actor"]["id"] == pseudonym(actor["id"]) != actor["id"]
+    assert record["input"] == {**sealed_input, "actor": {**actor, "id": pseudonym(actor["id"])}}
+    assert record["subject"] == pseudonym(f"{actor['tenant']}/{actor['id']}")
+    assert record["policyRevision"].startswith("sha256:")
     events = await _events_for(kafka_bootstrap, ids, deciding_since, within=60)
     assert set(events) == ids
     assert all(e.type == "ig.policy.decision.v1" and e.id == f"evt_{e.subject}" for e in events.values())
+    # Break-glass: the signed grant's approver in the row and on Kafka; a self-asserted one's refusal too.
+    records = {r["decision_id"]: json.loads(r["record"]) for r in rows}
+    for name, expected in (("break_glass:valid break-glass lifts the weekend window", "golden-approver"),
+                           ("break_glass:self-asserted break-glass (justification and expiry, no signed grant) is "
+                            "denied", "")):
+        reply = decided[name][0]
+        assert reply is not None
+        glass = records[reply.decision_id]["breakGlass"]
+        published = events[reply.decision_id].parse(events_pb2.PolicyDecision()).break_glass
+        assert glass.get("approver", "") == published.approver == expected
+        if expected:
+            assert glass["approverKeyId"] == published.approver_key_id == GOLDEN_KEY_ID
+            assert glass["jti"] == published.jti == "bg-golden-01"
+        else:
+            assert glass["rejection"] == "no signed grant" and published.rejection == "no signed grant"
 
 
 def _authzen_body() -> dict[str, Any]:

@@ -250,12 +250,14 @@ def test_one_ledger_entry_and_one_event_per_access(stack: Stack, portal: str, to
     link = get(portal, f"/audit/download/{artifact['id']}", token).json()                       # 1 read
     assert get(portal, link["url"], token).status_code == 200                                   # 1 download
     assert get(portal, "/audit/releases", token).status_code == 200                             # 1 read
-    assert get(portal, "/audit/artifacts", token, release="v9.9.9").status_code == 404          # nothing seen
+    assert get(portal, "/audit/artifacts", token, release="v9.9.9").status_code == 404          # 1 refused
     after = ledger_accesses(stack)
     new = after[len(before):]
-    assert [(e["action"], e["object"]) for e in new] == [
-        ("read", f"artifacts:{RELEASE}"), ("read", f"link:{artifact['id']}"),
-        ("download", f"artifact:{artifact['id']}"), ("read", "releases")]
+    assert [(e["action"], e["object"], e.get("status", 200)) for e in new] == [
+        ("read", f"artifacts:{RELEASE}", 200), ("read", f"link:{artifact['id']}", 200),
+        ("download", f"artifact:{artifact['id']}", 200), ("read", "releases", 200),
+        ("read", "refused:/audit/artifacts", 404)]  # refused attempts are in the access log too
+    refused = new.pop()
     assert new[2]["download_id"] == link["downloadId"] == new[1]["download_id"]
     assert all(len(e["request_sha256"]) == 64 and e["user"] for e in new)
 
@@ -270,6 +272,7 @@ def test_one_ledger_entry_and_one_event_per_access(stack: Stack, portal: str, to
 
     published = {events_pb2.AuditAccess.FromString(r["payload"]).ledger_seq for r in asyncio.run(outbox_rows())}
     assert {e["seq"] for e in new} <= published
+    assert refused["seq"] not in published  # a refusal is no access: nothing is published for it
 
 
 def test_sixty_first_request_in_a_minute_gets_429_across_replicas(stack: Stack, infra: Any,
@@ -363,7 +366,12 @@ def test_a_forged_access_entry_in_the_ledger_is_skipped_and_counted_not_a_500(
     answer = get(portal, "/audit/access-logs", admin, release=RELEASE, format="json")
     assert answer.status_code == 200, answer.text
     assert all(e["tenant"] == "alpha" for e in answer.json()["entries"])
-    metrics = stack.metrics(portal)
-    skipped = [line for line in metrics.splitlines()
-               if line.startswith("ig_portal_access_log_unreadable_entries_total")]
+    # The access log's feed reads them from the ledger within a second or so (IG_ACCESS_LOG_FEED_SECONDS).
+    deadline = time.monotonic() + 20
+    while True:
+        skipped = [line for line in stack.metrics(portal).splitlines()
+                   if line.startswith("ig_portal_access_log_unreadable_entries_total")]
+        if (skipped and float(skipped[0].split()[-1]) >= 3) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert skipped and float(skipped[0].split()[-1]) >= 3

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,19 +23,17 @@ from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import channel_as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
+from portal_browser import CHROMIUM, chromium, shot, sign_in
 from portal_stack import RELEASE, USERS, Process, Stack, readable_access, shared_stack
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path(os.environ.get("IG_CHROMIUM", "/usr/bin/chromium"))
-SHOTS = Path(os.environ.get("ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts")) / "portal"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 @pytest.fixture(scope="module")
 def stack(infra: Any, database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+        # A browser test that cannot start its browser fails: a skip would leave `make test` green untested.
+        pytest.fail(f"Debian's chromium is not at {CHROMIUM} (make test installs it: apt-get install -y chromium)")
     yield shared_stack(database_url, kafka_bootstrap)
 
 
@@ -54,31 +51,8 @@ def portal(portal_process: tuple[Process, str]) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
-
-
-def sign_in(browser: Any, portal: str, user: str, start: str = "/") -> Any:
-    context = browser.new_context(accept_downloads=True)
-    page = context.new_page()
-    page.goto(f"{portal}{start}")
-    # Dex's own login form (LDAP connector), reached through the portal's PKCE redirect.
-    assert "/dex/auth" in page.url, page.url
-    email, password = USERS[user]
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{portal}{start}")
-    return page
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:

@@ -49,5 +49,6 @@ def test_schemathesis_finds_no_server_errors(portal: str, admin_token: str, tmp_
     operations = {case.get("name") for case in report.iter("testcase")}
     assert operations == {f"GET {path}" for path in (
         "/audit/releases", "/audit/artifacts", "/audit/download/{artifactId}", "/audit/files/{artifactId}",
-        "/audit/access-logs", "/audit/manifest/{release}/{file}", "/audit/kit/{release}")}
+        "/audit/access-logs", "/audit/access-log", "/audit/access-log/export", "/audit/manifest/{release}/{file}",
+        "/audit/kit/{release}")}
     assert report.get("failures") == "0" and report.get("errors") == "0"

@@ -3,9 +3,9 @@ POLICY_REGO := policies/rego
 POLICY_COVERAGE_MIN := 90
 
 CHECK_TARGETS += policy-gateway-prereqs policy-rego-test policy-py-coverage
-BENCH_TARGETS += bench-policy
+BENCH_TARGETS += bench-policy bench-replay
 
-.PHONY: policy-gateway-prereqs policy-rego-test policy-py-coverage bench-policy
+.PHONY: policy-gateway-prereqs policy-rego-test policy-py-coverage bench-policy bench-replay
 
 policy-gateway-prereqs: ## policy: Debian's nginx (auth_request) for the real-gateway e2e (e2e/test_policy_nginx.py)
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
@@ -30,6 +30,12 @@ policy-py-coverage: infra-up policy-gateway-prereqs ## pytest over services/poli
 bench-policy: infra-up ## >= 20,000 decisions, 32 callers: raw OPA REST vs Decide; writes artifacts/bench/policy.json
 	@mkdir -p $(ARTIFACTS)/bench
 	$(RUN) python services/policy/bench/bench_policy.py --decisions 10000 --concurrency 32 --out $(ARTIFACTS)/bench/policy.json
+
+REPLAY_DECISIONS ?= 100000
+
+bench-replay: infra-up ## ig-policy replay speed over a synthetic decision log (REPLAY_DECISIONS=1000000 for the issue's size); writes artifacts/bench/policy-replay.json
+	@mkdir -p $(ARTIFACTS)/bench
+	$(RUN) python services/policy/bench/bench_replay.py --decisions $(REPLAY_DECISIONS) --out $(ARTIFACTS)/bench/policy-replay.json
 
 # policy-py-coverage already ran these under pytest; the main pytest run skips them.
 PYTEST_COVERED += services/policy e2e/test_policy_*.py

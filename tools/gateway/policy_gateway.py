@@ -13,7 +13,8 @@ authenticating proxy in front would set: X-User, X-User-Tenant (defaults to the 
 X-Purposes (comma-separated), X-Purpose, X-Classification, X-Resource-Region, X-Network-Zone, X-Device-Trust,
 X-Session-Risk, X-Auth-Level. ``X-Request-Time`` (RFC 3339, the client's clock) is forwarded as ``context.time``
 (the gateway's clock when absent): the policy service judges time with its own clock and refuses a sent time
-outside its skew (400 naming ``context.time``).
+outside its skew (400 naming ``context.time``). ``X-IG-Break-Glass`` carries a signed break-glass grant
+(``ig-policy break-glass``) as ``context.break_glass.grant``: the policy service verifies it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def decide_request(request: Request, tenant: str, kind: str, resource_id: str, r
         action=request.query_params.get("action", ACTIONS.get(request.method, "")),
         context=policy_pb2.Context(time=when, network_zone=headers.get("x-network-zone", "unknown"),
                                    device_trust=headers.get("x-device-trust", "unknown"), session_risk=risk,
-                                   auth_level=headers.get("x-auth-level", ""), region=region),
+                                   auth_level=headers.get("x-auth-level", ""), region=region,
+                                   break_glass=policy_pb2.BreakGlass(grant=headers["x-ig-break-glass"])
+                                   if "x-ig-break-glass" in headers else None),
     )
 
 

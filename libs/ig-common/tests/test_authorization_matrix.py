@@ -171,3 +171,19 @@ def test_permission_denied_names_the_method_and_the_caller(server: str, pki: dic
         channel.unary_unary(path)(b"", timeout=5)
     assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert denied.value.details() == f"{path} is not granted to spiffe://maestro.local/ns/ig/sa/burn"
+
+
+@pytest.mark.parametrize(("kind", "row", "owner", "stranger"), [
+    ("evidence.manifest", "evidence.manifest", "release", "audit-portal"),   # an exact row
+    ("ig.audit.access", "ig.audit.*", "audit-portal", "release"),            # under a prefix row
+    ("release.anything.at.all", "release.*", "release", "bench"),
+    ("release", None, None, "release"),                                      # the prefix itself is not below it
+    ("evidence.manifestx", None, None, "release"),                           # exact rows match exactly
+    ("unknown.kind", None, None, "release"),
+])
+def test_a_ledger_kind_is_owned_through_the_one_row_that_covers_it(kind: str, row: str | None, owner: str | None,
+                                                                    stranger: str) -> None:
+    assert TABLE.ledger_kind_row(kind) == row  # the bounded name ledger metrics label with
+    assert TABLE.may_append(kind, stranger) is False
+    if owner is not None:
+        assert TABLE.may_append(kind, owner) is True

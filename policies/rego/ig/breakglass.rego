@@ -1,12 +1,27 @@
-# Break-glass: a justified, short-lived emergency grant that lifts the overridable denials
+# Break-glass: an emergency grant, signed by an approver the tenant trusts, that lifts the overridable denials
 # (data.ig.config.break_glass_overridable) for holders of an allowed role, with MFA. Every use is audited.
+#
+# The policy service verifies the grant (signature, the approver's trust for the tenant, tenant, subject, issue
+# and expiry times at the server's clock) and hands over only what it verified, as
+# context.break_glass.verified = {approver, approver_key_id, tenant, scope, justification, jti, issued_at,
+# expires_at}; a grant it refused arrives as {"rejection": "<which check failed>"}, a request without one as {}.
+# Nothing else a caller sends about break-glass is believed.
 package ig.breakglass
 
 import data.ig.lib
 
 requested if is_object(input.context.break_glass)
 
-expires_ns := time.parse_rfc3339_ns(input.context.break_glass.expires_at)
+verified if is_object(input.context.break_glass.verified)
+
+grant := input.context.break_glass.verified
+
+expires_ns := time.parse_rfc3339_ns(grant.expires_at)
+
+self_asserted := concat(" ", [
+	"Break-glass needs a grant signed by an approver the tenant trusts;",
+	"a justification or expiry sent without one is not accepted.",
+])
 
 holds_allowed_role if {
 	some role in input.actor.roles
@@ -16,22 +31,58 @@ holds_allowed_role if {
 # The tenant's break-glass setting, else the default's (the defaults define all four: tests/config_test.rego).
 setting(name) := object.get(lib.tenant, ["break_glass", name], data.ig.config.defaults.break_glass[name])
 
+# "*" in a scope field opens every value of it.
+covers(pattern, _) if pattern == "*"
+
+covers(pattern, value) if pattern == value
+
+in_scope if {
+	covers(grant.scope.resource_type, input.resource.type)
+	covers(grant.scope.resource_id, input.resource.id)
+	covers(grant.scope.action, input.action)
+	covers(grant.scope.classification, input.resource.classification)
+}
+
 deny contains reason if {
 	requested
+	not verified
+	reason := {"rule_id": "ig.breakglass.invalid", "message": object.get(input.context.break_glass, "rejection", self_asserted)}
+}
+
+deny contains reason if {
+	verified
 	not setting("enabled")
 	reason := {"rule_id": "ig.breakglass.invalid", "message": "Break-glass is not enabled for this tenant."}
 }
 
 deny contains reason if {
-	requested
+	verified
 	not holds_allowed_role
 	reason := {"rule_id": "ig.breakglass.invalid", "message": "The actor holds no role that may use break-glass."}
 }
 
 deny contains reason if {
-	requested
+	verified
+	grant.tenant != input.resource.tenant
+	reason := {"rule_id": "ig.breakglass.invalid", "message": sprintf("The break-glass grant is for tenant '%s', not the resource's tenant '%s'.", [grant.tenant, input.resource.tenant])}
+}
+
+deny contains reason if {
+	verified
+	not in_scope
+	reason := {
+		"rule_id": "ig.breakglass.invalid",
+		"message": sprintf(
+			"The break-glass grant's scope (%s '%s', %s, %s) does not cover this request.",
+			[grant.scope.resource_type, grant.scope.resource_id, grant.scope.action, grant.scope.classification],
+		),
+	}
+}
+
+deny contains reason if {
+	verified
 	min_justification := setting("min_justification")
-	count(trim_space(input.context.break_glass.justification)) < min_justification
+	count(trim_space(grant.justification)) < min_justification
 	reason := {
 		"rule_id": "ig.breakglass.invalid",
 		"message": sprintf(
@@ -42,16 +93,16 @@ deny contains reason if {
 }
 
 deny contains reason if {
-	requested
+	verified
 	expires_ns <= lib.request_ns
 	reason := {
-		"rule_id": "ig.breakglass.expired",
-		"message": sprintf("The break-glass grant expired at '%s'.", [input.context.break_glass.expires_at]),
+		"rule_id": "ig.breakglass.invalid",
+		"message": sprintf("The break-glass grant expired at '%s'.", [grant.expires_at]),
 	}
 }
 
 deny contains reason if {
-	requested
+	verified
 	max_minutes := setting("max_minutes")
 	expires_ns - lib.request_ns > max_minutes * 60000000000
 	reason := {
@@ -61,7 +112,7 @@ deny contains reason if {
 }
 
 step_up contains reason if {
-	requested
+	verified
 	not lib.has_mfa
 	reason := {
 		"rule_id": "ig.breakglass.requires_mfa",
@@ -72,7 +123,7 @@ step_up contains reason if {
 
 # Acceptable: nothing is wrong with the grant itself, though a step-up may still be owed.
 acceptable if {
-	requested
+	verified
 	count(deny) == 0
 }
 
@@ -86,8 +137,8 @@ allow contains reason if {
 	reason := {
 		"rule_id": "ig.breakglass.allow",
 		"message": sprintf(
-			"Break-glass access granted until '%s' with justification '%s'; this use is audited.",
-			[input.context.break_glass.expires_at, input.context.break_glass.justification],
+			"Break-glass access approved by '%s' until '%s' with justification '%s'; this use is audited.",
+			[grant.approver, grant.expires_at, grant.justification],
 		),
 	}
 }

@@ -1,4 +1,6 @@
 # Data residency: a tenant pinned to a region is only served from that region.
+# input.context.region is the region the deciding service serves from: the policy service writes its own IG_REGION
+# there, whatever region the caller sent, so a client cannot reach pinned data by claiming to be in its region.
 package ig.residency
 
 import data.ig.lib

@@ -80,11 +80,34 @@ timestamp(value) if {
 	_ = time.parse_rfc3339_ns(value)
 }
 
+# What the policy service hands over about break-glass (ig.breakglass): {} (nothing verified), a rejection, or
+# the verified facts of a signed grant. Other keys (a caller's self-asserted justification) are ignored.
 break_glass_grant(grant) if {
 	is_object(grant)
-	is_string(grant.justification)
-	count(grant.justification) <= 1024
-	timestamp(grant.expires_at)
+	rejection_text(object.get(grant, "rejection", ""))
+	verified_facts(object.get(grant, "verified", null))
+}
+
+rejection_text(text) if {
+	is_string(text)
+	count(text) <= 1024
+}
+
+verified_facts(facts) if facts == null
+
+verified_facts(facts) if {
+	is_object(facts)
+	bounded_string(facts.approver, 1)
+	bounded_string(facts.approver_key_id, 1)
+	bounded_string(facts.tenant, 1)
+	bounded_string(facts.jti, 1)
+	is_string(facts.justification)
+	count(facts.justification) <= 1024
+	timestamp(facts.issued_at)
+	timestamp(facts.expires_at)
+	every field in ["resource_type", "resource_id", "action", "classification"] {
+		bounded_string(object.get(facts.scope, field, null), 1)
+	}
 }
 
 # Two definitions: `count(invalid) == 0` is the definition, and it names each bad field, but walking every field

@@ -22,11 +22,27 @@ gamma := object.union(alpha, {
 
 with_context(base, patch) := object.union(base, {"context": patch})
 
-grant := {"justification": "P1 incident INC-4711 customer outage", "expires_at": "2026-01-10T12:30:00Z"}
+# What the policy service hands over once it verified a grant (ig_policy.breakglass).
+grant := {"verified": {
+	"approver": "golden-approver",
+	"approver_key_id": "ae0eaba8420d5b2aa56b5b404b00aba7ad76b301b18d93ffa41f00640ec2c023",
+	"tenant": "alpha",
+	"scope": {"resource_type": "case", "resource_id": "case-1", "action": "read", "classification": "internal"},
+	"justification": "P1 incident INC-4711 customer outage",
+	"jti": "bg-test-1",
+	"issued_at": "2026-01-10T11:55:00Z",
+	"expires_at": "2026-01-10T12:30:00Z",
+}}
 
-saturday_break_glass := object.union(alpha, {
+# The saturday_break_glass request with its verified grant patched.
+with_grant(patch) := with_context(saturday_break_glass, {"break_glass": {"verified": object.union(grant.verified, patch)}})
+
+saturday_break_glass := with_break_glass(grant)
+
+# The Saturday request of an on-call actor with MFA, carrying ``glass`` as context.break_glass.
+with_break_glass(glass) := object.union(alpha, {
 	"actor": {"roles": ["oncall"]},
-	"context": {"time": "2026-01-10T12:00:00Z", "auth_level": "mfa", "break_glass": grant},
+	"context": {"time": "2026-01-10T12:00:00Z", "auth_level": "mfa", "break_glass": glass},
 })
 
 rule_ids(reasons) := {r.rule_id | some r in reasons}

@@ -17,7 +17,7 @@ test_validate_names_each_bad_field if {
 		"action": "fly",
 		"context": {
 			"time": "yesterday", "network_zone": "mars", "device_trust": "shiny",
-			"session_risk": 101, "break_glass": {"justification": "x"},
+			"session_risk": 101, "break_glass": {"verified": {"justification": "x"}},
 		},
 	})
 	ig.validate.invalid == {
@@ -164,15 +164,52 @@ test_break_glass_needs_mfa if {
 
 test_break_glass_faults if {
 	base := fixtures.saturday_break_glass
-	expired := fixtures.with_context(base, {"break_glass": {"justification": fixtures.grant.justification, "expires_at": "2026-01-10T11:00:00Z"}})
-	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.expired"} with input as expired
-	too_long := fixtures.with_context(base, {"break_glass": {"justification": fixtures.grant.justification, "expires_at": "2026-01-11T12:00:00Z"}})
-	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as too_long
-	thin := fixtures.with_context(base, {"break_glass": {"justification": "  because  ", "expires_at": fixtures.grant.expires_at}})
+	expired := fixtures.with_grant({"issued_at": "2026-01-10T10:30:00Z", "expires_at": "2026-01-10T11:00:00Z"})
+	fixtures.messages(ig.breakglass.deny) == {"The break-glass grant expired at '2026-01-10T11:00:00Z'."} with input as expired
+	too_long := fixtures.with_grant({"expires_at": "2026-01-11T12:00:00Z"})
+	fixtures.messages(ig.breakglass.deny) == {"A break-glass grant may last at most '60' minutes."} with input as too_long
+	thin := fixtures.with_grant({"justification": "  because  "})
 	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as thin
 	no_role := object.union(base, {"actor": {"roles": ["viewer"]}})
 	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as no_role
-	disabled := object.union(base, {"actor": {"tenant": "beta"}, "resource": {"tenant": "beta"}})
-	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as disabled
+	disabled := object.union(fixtures.with_grant({"tenant": "beta"}), {"actor": {"tenant": "beta"}, "resource": {"tenant": "beta"}})
+	"Break-glass is not enabled for this tenant." in fixtures.messages(ig.breakglass.deny) with input as disabled
+	other_tenant := fixtures.with_grant({"tenant": "gamma"})
+	fixtures.messages(ig.breakglass.deny) == {"The break-glass grant is for tenant 'gamma', not the resource's tenant 'alpha'."} with input as other_tenant
 	not ig.breakglass.requested with input as alpha
+}
+
+# Only facts the service verified open anything: a caller's own justification and expiry are not believed.
+test_break_glass_self_asserted_is_invalid if {
+	self_asserted := fixtures.with_break_glass({"justification": "P1 incident INC-4711 customer outage", "expires_at": "2026-01-10T12:30:00Z"})
+	ig.breakglass.requested with input as self_asserted
+	not ig.breakglass.acceptable with input as self_asserted
+	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as self_asserted
+	d := ig.ctx.decision with input as self_asserted
+	d.result == "DENY"
+	d.rule_id == "ig.breakglass.invalid"
+	contains(d.explanation, "signed by an approver the tenant trusts")
+}
+
+test_break_glass_rejection_is_the_explanation if {
+	refused := fixtures.with_break_glass({"rejection": "The break-glass grant's signature does not verify."})
+	fixtures.messages(ig.breakglass.deny) == {"The break-glass grant's signature does not verify."} with input as refused
+	count(ig.breakglass.allow) == 0 with input as refused
+}
+
+test_break_glass_scope if {
+	everything := {"resource_type": "*", "resource_id": "*", "action": "*", "classification": "*"}
+	ig.breakglass.valid with input as fixtures.with_grant({"scope": everything})
+	some field in ["resource_type", "resource_id", "action", "classification"]
+	narrowed := fixtures.with_grant({"scope": object.union(everything, {field: "other"})})
+	fixtures.rule_ids(ig.breakglass.deny) == {"ig.breakglass.invalid"} with input as narrowed
+}
+
+test_break_glass_scope_each_field_narrows if {
+	everything := {"resource_type": "*", "resource_id": "*", "action": "*", "classification": "*"}
+	count([field |
+		some field in ["resource_type", "resource_id", "action", "classification"]
+		narrowed := fixtures.with_grant({"scope": object.union(everything, {field: "other"})})
+		not ig.breakglass.in_scope with input as narrowed
+	]) == 4
 }

@@ -236,8 +236,10 @@ def build_and_register(stack: Stack, release: str, inputs: Path, tenant: str = "
 
 
 @contextlib.contextmanager
-def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
-    """Dex, the evidence service with alpha's v1.2.1 registered; portals are started per test module."""
+def running_stack(database_url: str, kafka_bootstrap: str,
+                  evidence_settings: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Dex, the evidence service with alpha's v1.2.1 registered; portals are started per test module.
+    ``evidence_settings``: more IG_* variables for the evidence service (e.g. its ledger key and witnesses)."""
     issuer = start_dex()
     work = Path(tempfile.mkdtemp(prefix="ig-portal-e2e-"))
     http_port, grpc_port = free_port(), free_port()
@@ -251,7 +253,7 @@ def running_stack(database_url: str, kafka_bootstrap: str) -> Iterator[Stack]:
     evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port), "IG_PUBLIC_PORT": str(free_port()),
                     **service_env_for(database_url, "evidence"),
                     "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
-                    "IG_TRUSTED_SIGNERS_PATH": str(signers), "IG_LOG_LEVEL": "WARNING"}
+                    "IG_TRUSTED_SIGNERS_PATH": str(signers), "IG_LOG_LEVEL": "WARNING", **(evidence_settings or {})}
     os.environ["IG_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     evidence = start("evidence", [sys.executable, "-m", "ig_evidence.app"], evidence_env,
                      f"http://127.0.0.1:{http_port}/healthz", work)

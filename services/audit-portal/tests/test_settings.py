@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ig_portal.settings import Settings
 from pydantic import ValidationError
 
+REPO = Path(__file__).resolve().parents[3]
 REQUIRED = {"database_url": "postgresql://portal@127.0.0.1/x", "kafka_bootstrap": "127.0.0.1:9092"}
 
 
@@ -25,3 +28,27 @@ def test_the_defaults_trust_no_proxy_serve_no_docs_and_accept_only_the_api_clien
     assert settings.forwarded_allow_ips == "" and not settings.docs_enabled
     assert settings.api_clients == ("audit-api",)
     assert Settings(**REQUIRED, forwarded_allow_ips="10.0.0.0/8, 192.168.1.7").forwarded_allow_ips
+
+
+@pytest.mark.parametrize(("setting", "value", "named"), [
+    ("evidence_contracts", "/nonexistent/contract.yaml", "evidence_contracts"),
+    ("evidence_contracts", str(REPO / "pyproject.toml"), "evidence_contracts"),  # not YAML
+    ("evidence_contracts", str(REPO / "policies" / "authz" / "grpc-methods.yaml"), "evidence_contracts"),
+    ("witness_keys", "witness+00+notbase64!", "witness_keys"),
+    ("ledger_verifier_key", "ledger+1234+AAAA", "ledger_verifier_key"),
+])
+def test_bad_verification_settings_stop_start_up_naming_them(setting: str, value: str, named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        Settings(**REQUIRED, **{setting: value})
+
+
+def test_the_repository_contract_and_real_keys_are_accepted() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ig_evidence.domain import note
+    from ig_evidence.domain.cosignature import Cosigner
+
+    contract = REPO / "policies" / "evidence" / "release-contract.v1.yaml"
+    witness = Cosigner("witness.example/a", Ed25519PrivateKey.generate().public_key())
+    settings = Settings(**REQUIRED, evidence_contracts=str(contract), witness_keys=witness.verifier_key,
+                        ledger_verifier_key=note.verifier_key("log.example", Ed25519PrivateKey.generate().public_key()))
+    assert settings.contract_paths == (contract,) and [w.name for w in settings.witnesses] == ["witness.example/a"]

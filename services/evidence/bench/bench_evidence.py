@@ -241,8 +241,9 @@ def main() -> None:
     figures["ledger_grpc"] = bench_appends_through_grpc()
     for load, found in figures["ledger_grpc"].items():
         if isinstance(found, dict):
-            print(f"  {load}: {found['entries_per_s']} entries/s, call p50 {found['call_p50_ms']} ms, p99 "
-                  f"{found['call_p99_ms']} ms, outcomes {found['outcomes']}", flush=True)
+            print(f"  {load}: {found['entries_per_s']} entries (calls for the baseline)/s, call p50 "
+                  f"{found['call_p50_ms']} ms, p99 {found['call_p99_ms']} ms, service CPU "
+                  f"{found['service_cpu_ms_per_entry']} ms per entry, outcomes {found['outcomes']}", flush=True)
     print("ledger tiles through the service (bench_tiles.py):", flush=True)
     with tempfile.TemporaryDirectory(prefix="ig-bench-tiles-", dir="/var/tmp") as work:
         figures["tiles"] = bench_tiles(Path(work))

@@ -2,7 +2,11 @@
 the Go load generator (tools/loadgen) so that the figure measures the service, not a Python client.
 
 Three loads, closed loop, in one run: 8 writers sending Append; 200 writers sending Append; 200 writers sending
-AppendBatch of BATCH entries. Returns the figures (bench_evidence.py prints and writes them).
+AppendBatch of BATCH entries. The named baseline, in the same run against the same process: 8 writers sending
+grpc.health.v1 Check, which passes the same TLS, interceptors and authorization and does nothing else, so it is the
+most unary calls per second this server could answer. Each load also reports the service's CPU per entry (per
+call for the baseline), which contention on the shared machine disturbs far less than a rate. Returns the figures
+(bench_evidence.py prints and writes them).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from grpc_health.v1 import health_pb2
 from ig.ledger.v1 import ledger_pb2
 from ig_evidence.testing import evidence_service
 from ig_infra.components import Postgres
@@ -26,22 +31,32 @@ SINGLE_CALLS = int(os.environ.get("IG_BENCH_APPEND_CALLS", 20_000))
 BATCH_CALLS = int(os.environ.get("IG_BENCH_APPEND_BATCH_CALLS", 1_200))
 APPEND = "/ig.ledger.v1.LedgerService/Append"
 APPEND_BATCH = "/ig.ledger.v1.LedgerService/AppendBatch"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def _append(n: int) -> ledger_pb2.AppendRequest:
     return ledger_pb2.AppendRequest(kind="bench.append", subject=f"s{n % 64}", payload=b'{"n":%d}' % n)
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 async def _load(target: str, tls: Path, calls: list[dict[str, Any]], count: int, concurrency: int,
-                entries_per_call: int) -> dict[str, Any]:
+                entries_per_call: int, pid: int) -> dict[str, Any]:
+    cpu_before = _cpu_seconds(pid)
+    warmup = min(200, count // 10)
     result = await drive(loadgen_binary(), calls, count=count, concurrency=concurrency, grpc_target=target,
-                         tls_dir=tls, warmup=min(200, count // 10))
+                         tls_dir=tls, warmup=warmup)
+    cpu = _cpu_seconds(pid) - cpu_before  # spent on the warm-up calls too, so they count below
     ok = result.outcomes.get("grpc:OK", 0)
     latencies = sorted(result.latencies_ms)
     return {"calls": result.calls, "outcomes": result.outcomes, "entries_per_s": round(ok * entries_per_call /
                                                                                         result.elapsed_s),
             "call_p50_ms": round(latencies[len(latencies) // 2], 2),
-            "call_p99_ms": round(latencies[int(len(latencies) * 0.99)], 2), "loadgen_cpu_s": round(result.cpu_s, 1)}
+            "call_p99_ms": round(latencies[int(len(latencies) * 0.99)], 2), "loadgen_cpu_s": round(result.cpu_s, 1),
+            "service_cpu_ms_per_entry": round(cpu * 1000 / ((result.calls + warmup) * entries_per_call), 3)}
 
 
 def bench_appends_through_grpc() -> dict[str, Any]:
@@ -58,11 +73,14 @@ def bench_appends_through_grpc() -> dict[str, Any]:
             singles = [grpc_call(APPEND, _append(n).SerializeToString()) for n in range(256)]
             batches = [grpc_call(APPEND_BATCH, ledger_pb2.AppendBatchRequest(
                 entries=[_append(b * BATCH + i) for i in range(BATCH)]).SerializeToString()) for b in range(16)]
+            health = [grpc_call(HEALTH_CHECK, health_pb2.HealthCheckRequest().SerializeToString())]
+            pid, target = service.pid, service.grpc_target
             return {
-                "append_8_writers": asyncio.run(_load(service.grpc_target, tls, singles, SINGLE_CALLS, 8, 1)),
-                "append_200_writers": asyncio.run(_load(service.grpc_target, tls, singles, SINGLE_CALLS, 200, 1)),
+                "baseline_health_check_8_writers": asyncio.run(_load(target, tls, health, SINGLE_CALLS, 8, 1, pid)),
+                "append_8_writers": asyncio.run(_load(target, tls, singles, SINGLE_CALLS, 8, 1, pid)),
+                "append_200_writers": asyncio.run(_load(target, tls, singles, SINGLE_CALLS, 200, 1, pid)),
                 f"append_batch_{BATCH}_200_writers": asyncio.run(
-                    _load(service.grpc_target, tls, batches, BATCH_CALLS, 200, BATCH)),
+                    _load(target, tls, batches, BATCH_CALLS, 200, BATCH, pid)),
                 "client": "tools/loadgen (Go), closed loop, mTLS as the bench identity, on the same 2 cores",
             }
     finally:

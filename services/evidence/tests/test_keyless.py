@@ -73,9 +73,10 @@ def test_a_keyless_bundle_verifies_and_names_its_signer(sigstore: LocalSigstore,
                                                         make_bundle: Callable[[LocalSigstore], bytes]) -> None:
     bundle = make_bundle(sigstore)
     signer = verify_keyless(bundle, MANIFEST, trusted_root, ISSUER, SUBJECT_REGEXP)
-    certificate = signed_certificate(bundle).public_bytes(Encoding.DER)
+    certificate = signed_certificate(bundle)
     assert signer == KeylessSigner(issuer=ISSUER, subject=SUBJECT,
-                                   certificate_sha256=hashlib.sha256(certificate).hexdigest())
+                                   certificate_sha256=hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest(),
+                                   public_key=certificate.public_key())
 
 
 @pytest.mark.parametrize("subject", ["release-bot@acme.example", SUBJECT])

@@ -99,3 +99,63 @@ def test_a_keyless_bundle_of_another_identity_is_refused_saying_why(
         evidence_stub(service).RegisterBundle(register_requests(archive, "v4.0.1", tenant))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value.details()
     assert message in refused.value.details(), refused.value.details()
+
+
+@pytest.fixture(scope="module")
+def keyless_kit(service: RunningEvidence, sigstore: LocalSigstore, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Path, Path]:
+    """A keyless release registered, then its verify kit fetched; with the trusted root the service pins."""
+    out = tmp_path_factory.mktemp("keyless-kit")
+    archive = keyless_bundle(service, sigstore, "v4.2.0", WORKFLOW + "v4.2.0", out)
+    evidence_stub(service).RegisterBundle(register_requests(archive, "v4.2.0", "alpha"))
+    parts = list(evidence_stub(service).GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release="v4.2.0",
+                                                                                       tenant="alpha")))
+    assert parts[0].info.signer_name == f"release workflow ({WORKFLOW}v4.2.0)" and not parts[0].info.signer_key_id
+    kit = out / "evidence-kit-v4.2.0.tar"
+    kit.write_bytes(b"".join(p.chunk for p in parts[1:]))
+    root = out / "auditor_trusted_root.json"
+    sigstore.write_trusted_root(root)
+    return kit, root
+
+
+ALPHA_REGEXP = WORKFLOW.replace(".", r"\.") + "v.*"
+
+
+def test_a_keyless_kit_verifies_offline_against_the_identity_the_auditor_pins(keyless_kit: tuple[Path, Path]
+                                                                               ) -> None:
+    kit, root = keyless_kit
+    done = cli("verify", str(kit), "--certificate-oidc-issuer", ISSUER, "--certificate-identity-regexp",
+               ALPHA_REGEXP, "--trusted-root", str(root))
+    assert f"keyless: {WORKFLOW}v4.2.0 from {ISSUER}" in done.stdout, done.stdout
+    assert "release v4.2.0 of tenant alpha" in done.stdout and "note:" not in done.stderr
+    unpinned = cli("verify", str(kit))  # the kit's own identity policy and trusted root: verified, and said so
+    assert "keyless" in unpinned.stdout and "the signer was taken from the kit" in unpinned.stderr
+
+
+@pytest.mark.parametrize(("pins", "message"), [
+    (["--certificate-oidc-issuer", ISSUER, "--certificate-identity-regexp", r"https://github\.com/beta/.*"],
+     "subject mismatch"),
+    (["--certificate-oidc-issuer", "https://accounts.example", "--certificate-identity-regexp", ALPHA_REGEXP],
+     "OIDC issuer mismatch"),
+    (["--trusted-root", "OTHER"], "untrusted certificate authority"),
+    (["--key-id", "ab" * 32], "signs keylessly (no key id)"),
+])
+def test_a_keyless_kit_is_refused_when_the_auditor_pins_another_signer(
+        keyless_kit: tuple[Path, Path], tmp_path: Path, pins: list[str], message: str) -> None:
+    kit, _ = keyless_kit
+    if "OTHER" in pins:
+        LocalSigstore().write_trusted_root(tmp_path / "other_root.json")
+        pins = [str(tmp_path / "other_root.json") if p == "OTHER" else p for p in pins]
+    refused = cli("verify", str(kit), *pins, check=False)
+    assert refused.returncode == 1 and message in refused.stderr, refused.stdout + refused.stderr
+
+
+def test_a_keyless_bundle_verifies_with_an_identity_and_trusted_root_not_without(
+        service: RunningEvidence, sigstore: LocalSigstore, tmp_path: Path) -> None:
+    archive = keyless_bundle(service, sigstore, "v4.3.0", WORKFLOW + "v4.3.0", tmp_path)
+    sigstore.write_trusted_root(tmp_path / "root.json")
+    done = cli("verify", str(archive), "--certificate-oidc-issuer", ISSUER, "--certificate-identity-regexp",
+               ALPHA_REGEXP, "--trusted-root", str(tmp_path / "root.json"))
+    assert f"signed keylessly by {WORKFLOW}v4.3.0" in done.stdout, done.stdout
+    unpinned = cli("verify", str(archive), check=False)
+    assert unpinned.returncode == 2 and "--certificate-identity-regexp" in unpinned.stderr

@@ -72,7 +72,10 @@ from ig_policy.testing import (
     proto_from_input,
     set_test_clock,
     stop_process,
+    write_approvers_file,
 )
+from prometheus_client.parser import text_string_to_metric_families
+from wal_handover import handover_costs  # beside this script
 
 RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
 DECIDE = "/ig.policy.v1.PolicyService/Decide"
@@ -90,13 +93,15 @@ Mode = Callable[[int, float], Awaitable[LoadResult]]
 
 def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
     """Golden inputs the service accepts (valid protobuf, valid fields): the realistic mix, each dated at the
-    service's test clock (BENCH_NOW). The service judges time with its own clock, so raw OPA gets the same moment
-    and both sides answer the same question (a case dated on a Saturday is asked on Monday morning here)."""
+    service's test clock (BENCH_NOW). The service judges time with its own clock and residency on its own region
+    (region-a here), so raw OPA gets the same moment and region and both sides answer the same question (a case
+    dated on a Saturday is asked on Monday morning here)."""
     mix = []
     for case in golden_cases():
         document = copy.deepcopy(case.input)
         if isinstance(document.get("context"), dict):
             document["context"]["time"] = rfc3339(BENCH_NOW)
+            document["context"]["region"] = "region-a"
         request = proto_from_input(document)
         if request is not None and case.expect["rule_id"] != "ig.input.invalid":
             mix.append((document, request))
@@ -410,6 +415,23 @@ async def interceptor_cost_us(calls: int = 20_000, rounds: int = 5) -> dict[str,
     return {"us_per_call": round(guarded_us - bare_us, 2), "calls_per_round": calls, "rounds": rounds}
 
 
+def wal_commits(http_url: str) -> dict[str, float]:
+    """The service's WAL group commits over the whole run, from its /metrics: how many, their mean size, and the
+    mean and bucketed p95 of a commit's write + fdatasync (what every answer waited for on top of deciding)."""
+    text = httpx.get(f"{http_url}/metrics", timeout=10, follow_redirects=True).text
+    samples = {(s.name, s.labels.get("le", "")): s.value for family in text_string_to_metric_families(text)
+               for s in family.samples if s.name.startswith("ig_policy_decision_log_wal_")}
+    name = "ig_policy_decision_log_wal_sync_seconds"
+    commits = samples.get((f"{name}_count", ""), 0.0)
+    if not commits:
+        return {"group_commits": 0}
+    buckets = sorted((float(le), count) for (sample, le), count in samples.items() if sample == f"{name}_bucket")
+    p95 = next(le for le, count in buckets if count >= 0.95 * commits)
+    records = samples.get(("ig_policy_decision_log_wal_batch_records_sum", ""), 0.0)
+    return {"group_commits": commits, "records_per_commit": round(records / commits, 1),
+            "sync_mean_ms": round(samples[(f"{name}_sum", "")] / commits * 1000, 3), "sync_p95_ms_at_most": p95 * 1000}
+
+
 def fresh_database(postgres: Postgres) -> str:
     """A database laid out like the suite's: the policy service runs there as its own roles."""
     name = f"ig_bench_policy_{uuid.uuid4().hex[:8]}"
@@ -427,6 +449,9 @@ def main() -> None:
     parser.add_argument("--saturation-decisions", type=int, default=8_000, help="per mode in the saturation phase")
     parser.add_argument("--hop-floor", action=argparse.BooleanOptionalAction, default=True,
                         help="also drive the hop floor (hop_floor.py): the service's gRPC stack answering at once")
+    parser.add_argument("--wal-fsync", action=argparse.BooleanOptionalAction, default=True,
+                        help="the service's IG_DECISION_LOG_WAL_FSYNC: answers wait for the WAL's fdatasync (default, "
+                             "as shipped) or only for its write (--no-wal-fsync: what the sync costs)")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/policy.json"))
     args = parser.parse_args()
     saturation_decisions = min(args.saturation_decisions, args.decisions)
@@ -445,10 +470,13 @@ def main() -> None:
             jwt_key = ec.generate_private_key(ec.SECP256R1())
             (Path(scratch) / "idp.pem").write_bytes(jwt_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            # The mix's break-glass inputs carry grants the golden approver signs: the service verifies them.
             with policy_service(env, Path(scratch) / "policy.log", test_clock_file=str(Path(scratch) / "clock"),
+                                breakglass_approvers_path=str(write_approvers_file(Path(scratch) / "approvers")),
                                 gateway_routes=json.dumps(EXT_AUTHZ_ROUTES),
                                 gateway_jwt_public_key_file=str(Path(scratch) / "idp.pem"),
-                                gateway_jwt_issuer=JWT_ISSUER, gateway_jwt_audience=JWT_AUDIENCE) as service, \
+                                gateway_jwt_issuer=JWT_ISSUER, gateway_jwt_audience=JWT_AUDIENCE,
+                                decision_log_wal_fsync=str(args.wal_fsync).lower()) as service, \
                     hop_floor_server(args.hop_floor) as floor, \
                     hop_floor_server(args.hop_floor, plaintext=True) as plain_floor:
                 figures = asyncio.run(benchmark(opa, service.grpc_address, service.process.pid, floor, plain_floor,
@@ -456,6 +484,9 @@ def main() -> None:
                                                 (service.forward_auth_url, jwt_key.private_bytes(
                                                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()))))
+                figures["decision_log_wal"] = wal_commits(service.http_url)
+        # The hand-over alone, in-process: the previous in-memory list against the WAL with and without fsync.
+        figures["decision_log_handover"] = asyncio.run(handover_costs(decisions=3000))
     finally:
         postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
     saturated = figures["saturation"]["decide_grpc"]["decisions_per_s"]
@@ -463,6 +494,7 @@ def main() -> None:
     report = {
         "benchmark": "policy", "command": "make bench-policy",
         "decisions_per_mode": args.decisions, "concurrent_callers": args.concurrency, "rounds": ROUNDS,
+        "decision_log_wal_fsync": args.wal_fsync,
         **figures,
         "requirement": {"overhead_p95_ms_max": 5.0, "met": figures["overhead_p95_ms"] <= 5.0},
         "goal": {"overhead_p95_ms_max": 1.0, "decisions_per_s_min": 2000,
@@ -527,6 +559,17 @@ def print_report(report: dict[str, Any]) -> None:
           f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA "
           f"{report['answers_differing_from_raw_opa']}; load avg {machine['loadavg_before'][0]} -> "
           f"{machine['loadavg_after'][0]} on {machine['cpus']} CPUs")
+    wal, handover = report["decision_log_wal"], report["decision_log_handover"]
+    if wal.get("group_commits"):
+        print(f"  decision-log WAL during the run: {wal['group_commits']:.0f} group commits of "
+              f"{wal['records_per_commit']} decisions, write+fdatasync mean {wal['sync_mean_ms']:.2f} ms, "
+              f"p95 <= {wal['sync_p95_ms_at_most']:g} ms (every answer waits for its commit; fsync "
+              f"{'on' if report['decision_log_wal_fsync'] else 'off'})")
+    print("  hand-over alone (in-process, closed loop, wait per decision p50 / p95 / p99):")
+    for mode in ("memory", "wal_write", "wal_fsync"):
+        row = handover[mode]
+        print(f"    {mode:10} {row['decisions_per_s']:6d} decisions/s  {row['wait_p50_ms']:.3f} / "
+              f"{row['wait_p95_ms']:.3f} / {row['wait_p99_ms']:.3f} ms")
     print(f"  host wake-up round trip (socket-pair ping-pong, p50 / p95, before -> after): "
           f"{wakeup_line(machine['wakeup_round_trip_us'])}")
 

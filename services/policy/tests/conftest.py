@@ -16,10 +16,18 @@ from ig_common.grpc_server import ServerSecurity, build_grpc_server
 from ig_common.tls import WorkloadCertificate
 from ig_policy.api.grpc_service import policy_grpc_service
 from ig_policy.decisions import DecisionService
+from ig_policy.domain.protection import InputOpener, RecordProtection
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.testing import OpaServer, SettableClock, free_port, opa_server
+from ig_policy.testing import (
+    OpaServer,
+    SettableClock,
+    decision_log_key_env,
+    free_port,
+    new_record_protection,
+    opa_server,
+)
 
 # Generous: these tests judge correctness on a shared, busy machine; the 50 ms default is tested on its own.
 TEST_TIMEOUT_MS = 20_000
@@ -62,8 +70,26 @@ async def policy_pool(infra: Any, database_url: str) -> AsyncIterator[asyncpg.Po
 
 
 @pytest.fixture(scope="session")
-async def decision_log(policy_pool: asyncpg.Pool) -> DecisionLog:
-    return DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a"))
+def log_keys() -> tuple[RecordProtection, InputOpener]:
+    """The in-process decision log's pepper and replay key (the opener is what only the replay tool holds)."""
+    return new_record_protection()
+
+
+@pytest.fixture(scope="session")
+def decision_log_key_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return decision_log_key_env(tmp_path_factory.mktemp("decision-log-keys") / "keys")
+
+
+@pytest.fixture(autouse=True)
+def _decision_log_keys_in_env(decision_log_key_files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The service refuses to start without them: every settings test starts from a complete environment.
+    for name, value in decision_log_key_files.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+async def decision_log(policy_pool: asyncpg.Pool, log_keys: tuple[RecordProtection, InputOpener]) -> DecisionLog:
+    return DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=log_keys[0]))
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +100,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture(scope="session")
 async def decisions(engine: OpaEngine, decision_log: DecisionLog, clock: SettableClock) -> DecisionService:
-    return DecisionService(engine, decision_log, clock=clock)
+    return DecisionService(engine, decision_log, region="region-a", clock=clock)
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,10 @@ async def test_step_up_is_decision_false_with_step_up_in_context(client: httpx.A
 
 
 async def test_deny_returns_every_reason(client: httpx.AsyncClient) -> None:
-    body = (await client.post("/access/v1/evaluation", json=evaluation(region="region-b", session_risk=95))).json()
+    # gamma is pinned to region-b and this service serves region-a (the region the request claims is ignored)
+    gamma = evaluation(region="region-b", session_risk=95)
+    gamma["subject"]["properties"]["tenant"] = gamma["resource"]["properties"]["tenant"] = "gamma"
+    body = (await client.post("/access/v1/evaluation", json=gamma)).json()
     assert body["decision"] is False
     assert [r["rule_id"] for r in body["context"]["reasons"]] == ["ig.residency.cross_region", "ig.risk.too_high"]
 

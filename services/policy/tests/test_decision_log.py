@@ -16,10 +16,11 @@ from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.domain.model import Decision, Reason, Result, Verdict
 from ig_policy.store import SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.testing import golden_cases
+from ig_policy.testing import golden_cases, new_record_protection
 
 pytestmark = pytest.mark.integration
 
+PROTECTION, OPENER = new_record_protection()
 INPUT = next(c for c in golden_cases() if c.name == "same tenant and purpose may read").input
 
 
@@ -41,7 +42,7 @@ async def events(pool: asyncpg.Pool, ids: list[str]) -> dict[str, events_pb2.Pol
 
 
 async def test_a_batch_is_written_with_its_events(policy_pool: asyncpg.Pool) -> None:
-    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a"))
+    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=PROTECTION))
     batch = [(INPUT, decision()) for _ in range(3)]
     await log.write(batch)
     ids = [d.decision_id for _, d in batch]
@@ -55,7 +56,7 @@ async def test_a_batch_is_written_with_its_events(policy_pool: asyncpg.Pool) -> 
 
 
 async def test_writing_a_batch_twice_is_harmless(policy_pool: asyncpg.Pool) -> None:
-    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a"))
+    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=PROTECTION))
     batch = [(INPUT, decision())]
     await log.write(batch)
     await log.write(batch)
@@ -65,7 +66,7 @@ async def test_writing_a_batch_twice_is_harmless(policy_pool: asyncpg.Pool) -> N
 
 async def test_mask_and_drop_rules_apply(policy_pool: asyncpg.Pool) -> None:
     settings = LogSettings(
-        region="region-a",
+        region="region-a", protection=PROTECTION,
         mask_rules=parse_mask_rules(["/input/actor/id", {"op": "upsert", "path": "/input/context/region",
                                                          "value": "masked"}]),
         drop_rules=parse_drop_rules([{"result": "allow"}]),
@@ -79,13 +80,15 @@ async def test_mask_and_drop_rules_apply(policy_pool: asyncpg.Pool) -> None:
     written = await rows(policy_pool, [kept.decision_id, dropped.decision_id, glass.decision_id])
     assert set(written) == {kept.decision_id, glass.decision_id}, "break-glass is logged despite the drop rule"
     record = written[kept.decision_id]
-    assert "id" not in record["input"]["actor"] and record["input"]["context"]["region"] == "masked"
-    assert record["subject"].startswith("sha256:")
+    assert record["input"]["actor"]["id"] == PROTECTION.pseudonymize("u-alice") != "u-alice"
+    assert record["input"]["context"]["region"] == "masked"
+    assert record["subject"] == PROTECTION.pseudonymize("alpha/u-alice")
+    assert OPENER.open(record["sealedInput"], kept.decision_id) == INPUT, "the whole input, sealed for replay"
     assert INPUT["actor"]["id"] == "u-alice", "masking works on the record, never on the caller's input"
 
 
 async def test_overflow_is_counted_and_recorded_as_a_gap(policy_pool: asyncpg.Pool) -> None:
-    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", queue_size=2))
+    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=PROTECTION, queue_size=2))
     accepted = [log.submit(INPUT, decision()) for _ in range(5)]
     assert accepted == [True, True, False, False, False]
     before = await policy_pool.fetchval(f"SELECT count(*) FROM {SCHEMA}.decision_log_gaps")
@@ -97,7 +100,8 @@ async def test_overflow_is_counted_and_recorded_as_a_gap(policy_pool: asyncpg.Po
 
 
 async def test_the_writer_batches_in_the_background_and_drains_on_stop(policy_pool: asyncpg.Pool) -> None:
-    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", batch_size=4, flush_interval=0.02))
+    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=PROTECTION,
+                                                             batch_size=4, flush_interval=0.02))
     stop = asyncio.Event()
     task = asyncio.create_task(log.run(stop))
     first = [decision() for _ in range(10)]
@@ -117,7 +121,8 @@ async def test_the_writer_batches_in_the_background_and_drains_on_stop(policy_po
 
 
 async def test_cancelling_the_writer_still_writes_what_was_queued(policy_pool: asyncpg.Pool) -> None:
-    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", flush_interval=5))
+    log = DecisionLog(policy_pool, SCHEMA, None,
+                      LogSettings(region="region-a", protection=PROTECTION, flush_interval=5))
     stop = asyncio.Event()
     task = asyncio.create_task(log.run(stop))
     await asyncio.sleep(0.05)
@@ -131,7 +136,8 @@ async def test_cancelling_the_writer_still_writes_what_was_queued(policy_pool: a
 
 
 async def test_a_failing_database_is_retried_then_counted_at_shutdown(policy_pool: asyncpg.Pool) -> None:
-    log = DecisionLog(policy_pool, "no_such_schema", None, LogSettings(region="region-a", flush_interval=0.01))
+    log = DecisionLog(policy_pool, "no_such_schema", None, LogSettings(region="region-a", protection=PROTECTION,
+                                                                          flush_interval=0.01))
     stop = asyncio.Event()
     task = asyncio.create_task(log.run(stop))
     log.submit(INPUT, decision())

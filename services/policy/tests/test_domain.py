@@ -34,6 +34,7 @@ from ig_policy.domain.record import build_log_record, input_hash
 from ig_policy.domain.revision import policy_revision
 from ig_policy.domain.validation import MAX_BATCH, validate_batch_size, validate_request
 from ig_policy.domain.verdict import engine_unavailable, verdict_from_engine
+from ig_policy.testing import new_record_protection
 
 NOW = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 GOOD = DecisionRequest(
@@ -69,8 +70,8 @@ def test_a_good_request_has_no_errors() -> None:
         (with_context(session_risk=101), "context.session_risk"),
         (with_context(auth_level=""), "context.auth_level"),
         (with_context(region=""), "context.region"),
-        (with_context(break_glass=BreakGlass("", NOW)), "context.break_glass.justification"),
-        (with_context(break_glass=BreakGlass("outage", None)), "context.break_glass.expires_at"),
+        (with_context(break_glass=BreakGlass("x" * 1025, NOW)), "context.break_glass.justification"),
+        (with_context(break_glass=BreakGlass(grant="e" * 8193)), "context.break_glass.grant"),
     ],
 )
 def test_each_bad_field_is_named(request_: DecisionRequest, field: str) -> None:
@@ -85,10 +86,13 @@ def test_batch_sizes() -> None:
     assert "at most 1000" in str(validate_batch_size(MAX_BATCH + 1)[0])
 
 
-def test_policy_input_carries_every_field_and_the_grant() -> None:
-    document = with_context(break_glass=BreakGlass("outage", NOW)).to_policy_input()
+def test_policy_input_carries_every_field_and_only_verified_break_glass_facts() -> None:
+    asking = with_context(break_glass=BreakGlass("outage", NOW))
+    document = asking.to_policy_input()
     assert document["context"]["time"] == "2026-01-05T10:00:00Z"
-    assert document["context"]["break_glass"] == {"justification": "outage", "expires_at": "2026-01-05T10:00:00Z"}
+    assert document["context"]["break_glass"] == {}, "a self-asserted justification and expiry are not passed on"
+    verified = {"verified": {"approver": "carol"}}
+    assert asking.to_policy_input(break_glass=verified)["context"]["break_glass"] == verified
     assert document["actor"]["roles"] == ["analyst"] and document["resource"]["classification"] == "internal"
     assert "break_glass" not in GOOD.to_policy_input()["context"]
 
@@ -158,20 +162,24 @@ def decision(**changes: object) -> Decision:
     return replace(base, **changes)
 
 
+PROTECTION, OPENER = new_record_protection()
+
+
 def test_log_record_is_a_superset_of_the_brief() -> None:
     document = GOOD.to_policy_input()
-    record = build_log_record(document, decision(), region="region-a")
+    record = build_log_record(document, decision(), region="region-a", protection=PROTECTION)
     assert {k: record[k] for k in ("decisionId", "ruleId", "result", "explanation", "tenant", "purpose", "ts")} == {
         "decisionId": "dec_1", "ruleId": "ig.tenant.mismatch", "result": "deny", "explanation": "differs",
         "tenant": "alpha", "purpose": "investigation", "ts": "2026-01-05T10:00:00Z"}
-    assert record["subject"].startswith("sha256:") and "u-alice" not in record["subject"]
-    assert record["inputHash"] == input_hash(document)
+    assert record["subject"] == PROTECTION.pseudonymize("alpha/u-alice")
+    assert record["inputHash"] == PROTECTION.pseudonymize(rfc8785.dumps(document))
+    assert OPENER.open(record["sealedInput"], "dec_1") == document
     assert record["latencyMs"] == 1.235 and record["policyRevision"] == "sha256:r"
     assert record["reasons"] == [{"ruleId": "ig.tenant.mismatch", "message": "differs"}]
 
 
 def test_log_record_of_a_shapeless_input_still_builds() -> None:
-    record = build_log_record("not an object", decision(), region="region-a")
+    record = build_log_record("not an object", decision(), region="region-a", protection=PROTECTION)
     assert record["tenant"] == "" and record["action"] == ""
 
 
@@ -196,19 +204,22 @@ def test_input_hash_is_canonical() -> None:
 
 def test_masks_leave_the_original_record_alone() -> None:
     record = {"input": {"actor": {"id": "u", "tenant": "t"}}, "ruleId": "r"}
-    masked = apply_masks(record, parse_mask_rules(["/input/actor/id"]))
-    assert masked == {"input": {"actor": {"tenant": "t"}}, "ruleId": "r"}
+    masked = apply_masks(record, parse_mask_rules(["/input/actor/id"]), PROTECTION.pseudonymize)
+    assert masked == {"input": {"actor": {"id": PROTECTION.pseudonymize("u"), "tenant": "t"}}, "ruleId": "r"}
     assert record == {"input": {"actor": {"id": "u", "tenant": "t"}}, "ruleId": "r"}
-    assert apply_masks(record, ()) is record
+    assert apply_masks(record, (), PROTECTION.pseudonymize) is record
 
 
-def test_mask_rules_erase_and_upsert() -> None:
+def test_mask_rules_pseudonymize_erase_and_upsert() -> None:
     rules = parse_mask_rules(["/input/actor/id", {"op": "upsert", "path": "/input/context/region", "value": "**"},
-                              "/input/missing/deeper", "/input/action/x", {"path": "/explanation"}, "/a~1b"])
-    record = {"input": {"actor": {"id": "u", "tenant": "t"}, "context": {}, "action": "read"},
+                              "/input/missing/deeper", "/input/action/x", {"op": "remove", "path": "/explanation"},
+                              {"op": "remove", "path": "/a~1b"}, {"op": "pseudonymize", "path": "/input/actor/roles"}])
+    record = {"input": {"actor": {"id": "u", "tenant": "t", "roles": ["a"]}, "context": {}, "action": "read"},
               "explanation": "e", "a/b": 1}
-    assert apply_masks(record, rules) == {"input": {"actor": {"tenant": "t"}, "context": {"region": "**"},
-                                                    "action": "read"}}
+    pseudonym = PROTECTION.pseudonymize
+    assert apply_masks(record, rules, pseudonym) == {
+        "input": {"actor": {"id": pseudonym("u"), "tenant": "t", "roles": pseudonym(["a"])},
+                  "context": {"region": "**"}, "action": "read"}}
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,22 @@ def test_a_request_fills_the_decision_from_path_headers_claims_and_source_addres
         "corp", "mfa", "unknown")
 
 
+def test_a_break_glass_grant_comes_only_from_where_the_route_maps_it() -> None:
+    request = GatewayRequest("GET", "/api/alpha/cases/c-1", headers={"x-ig-break-glass": "eyJ.signed.grant"})
+    mapped = parse_routes([{**ROUTE, "fields": {**FIELDS, "context.break_glass.grant": "header:X-IG-Break-Glass"}}])
+    found = find_route(mapped, request)
+    assert found is not None
+    glass = decision_request(*found, request, Principal("u")).context.break_glass
+    assert glass is not None and glass.grant == "eyJ.signed.grant"
+    without = find_route(mapped, GatewayRequest("GET", "/api/alpha/cases/c-1"))
+    assert without is not None
+    assert decision_request(*without, GatewayRequest("GET", "/api/alpha/cases/c-1"), Principal("u")
+                            ).context.break_glass is None, "no header: no break-glass asked for"
+    unmapped = find_route(parse_routes([ROUTE]), request)
+    assert unmapped is not None
+    assert decision_request(*unmapped, request, Principal("u")).context.break_glass is None
+
+
 def test_the_action_defaults_to_the_method_and_other_paths_do_not_match() -> None:
     routes = parse_routes([ROUTE])
     found = find_route(routes, GatewayRequest("DELETE", "/api/beta/cases/x"))

@@ -38,6 +38,8 @@ def test_rules_come_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("IG_DECISION_LOG_MASK", '["input/actor"]'),
         ("IG_DECISION_LOG_DROP", '[{"colour": "red"}]'),
         ("IG_DECISION_LOG_QUEUE_SIZE", "0"),
+        ("IG_DECISION_LOG_WAL_MAX_MB", "0"),
+        ("IG_DECISION_LOG_WAL_FSYNC", "sometimes"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -65,3 +67,19 @@ def test_an_unusable_opa_token_file_stops_start_up(
     with pytest.raises(SettingsError):
         load_settings(Settings)
     assert "invalid setting IG_OPA_TOKEN_FILE" in capsys.readouterr().err
+
+
+def test_the_wal_directory_must_be_a_writable_directory(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for name, required in REQUIRED.items():
+        monkeypatch.setenv(name, required)
+    monkeypatch.setenv("IG_GRPC_PORT", "50999")
+    assert load_settings(Settings).wal_directory.name == "ig-policy-wal-50999", "unset: one per service port"
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("IG_DECISION_LOG_WAL_DIR", str(tmp_path / "a-file"))
+    with pytest.raises(SettingsError):
+        load_settings(Settings)
+    assert "invalid setting IG_DECISION_LOG_WAL_DIR" in capsys.readouterr().err
+    monkeypatch.setenv("IG_DECISION_LOG_WAL_DIR", str(tmp_path / "not-yet"))
+    assert load_settings(Settings).wal_directory == tmp_path / "not-yet", "made at start when missing"

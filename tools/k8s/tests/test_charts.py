@@ -212,6 +212,21 @@ def test_policy_chart_locks_the_opa_api_with_a_per_pod_token(render: Render, bun
     assert mounts["opa"]["opa-system"]["mountPath"] == "/opa-system"
 
 
+@pytest.mark.parametrize("secret", ["", "my-log-keys"])
+def test_policy_chart_mounts_the_decision_log_pepper_and_public_key_from_a_secret(render: Render, secret: str) -> None:
+    objects = render("policy", "region-a", (f"decisionLog.secretName={secret}",) if secret else ())
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "decision-log-keys")
+    assert volume["secret"]["secretName"] == (secret or "policy-decision-log")
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert {item["key"] for item in volume["secret"]["items"]} == {"pepper", "input-key.pub"}, "never the private key"
+    policy = next(c for c in pod["containers"] if c["name"] == "policy")
+    assert {"name": "decision-log-keys", "mountPath": "/etc/ig/decision-log", "readOnly": True} in \
+        policy["volumeMounts"]
+    assert settings(objects)["IG_DECISION_LOG_PEPPER_FILE"] == "/etc/ig/decision-log/pepper"
+    assert settings(objects)["IG_DECISION_LOG_INPUT_KEY_FILE"] == "/etc/ig/decision-log/input-key.pub"
+
+
 def test_policy_chart_can_load_an_opa_bundle_instead(render: Render) -> None:
     objects = render("policy", "region-a", ("opa.bundle.enabled=true", "opa.bundle.url=https://bundles.example"))
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
@@ -219,6 +234,22 @@ def test_policy_chart_can_load_an_opa_bundle_instead(render: Render) -> None:
     assert "--set=services.bundles.url=https://bundles.example" in opa["args"]
     assert opa["readinessProbe"]["httpGet"]["path"] == "/health?bundles"
     assert not [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-rego")]
+
+
+@pytest.mark.parametrize("claim", ["", "policy-wal-0"], ids=["emptydir", "pvc"])
+def test_policy_chart_puts_the_decision_log_wal_on_a_volume_of_its_own(render: Render, claim: str) -> None:
+    objects = render("policy", "region-a", (f"decisionLogWal.persistentVolumeClaim={claim}",) if claim else ())
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "decision-log-wal")
+    if claim:
+        assert volume == {"name": "decision-log-wal", "persistentVolumeClaim": {"claimName": claim}}
+    else:
+        assert volume["emptyDir"]["sizeLimit"] == "1200Mi"
+    mount = mount_of(main_container(objects, "policy"), "decision-log-wal")
+    assert settings(objects)["IG_DECISION_LOG_WAL_DIR"] == mount["mountPath"] == "/var/lib/ig-policy/wal"
+    assert not mount.get("readOnly")
+    # The cap stays below the volume (one 16 MB segment may exceed it).
+    assert int(settings(objects)["IG_DECISION_LOG_WAL_MAX_MB"]) + 16 < 1200
 
 
 def test_burn_chart_ships_every_dashboard_in_services_burn_dashboards(render: Render) -> None:
@@ -575,3 +606,37 @@ def test_evidence_chart_pins_the_trusted_signers_and_refuses_every_registration_
         main_container(objects, "evidence")["volumeMounts"]
     volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "trusted-signers")
     assert volume["configMap"]["name"] == config["metadata"]["name"]
+
+
+def test_policy_chart_mounts_the_break_glass_approvers_from_a_secret(render: Render, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from ig_policy.breakglass import load_approvers, write_approver_key
+
+    entry = write_approver_key(tmp_path / "carol.key", ec.generate_private_key(ec.SECP256R1()))
+    pem = Path(entry["publicKeyPath"]).read_text()
+    assert "IG_BREAKGLASS_APPROVERS_PATH" not in settings(render("policy", "region-a")), "none: no grant accepted"
+    objects = render("policy", "region-a", (
+        "breakGlass.tenants.alpha.maxGrantMinutes=30", "breakGlass.tenants.alpha.approvers[0].name=carol",
+        f"breakGlass.tenants.alpha.approvers[0].keyId={entry['keyId']}",
+        f"breakGlass.tenants.alpha.approvers[0].publicKey={pem}"))
+    assert settings(objects)["IG_BREAKGLASS_APPROVERS_PATH"] == "/etc/ig/breakglass/approvers.yaml"
+    secret = next(o for o in by_kind(objects, "Secret") if o["metadata"]["name"].endswith("-breakglass-approvers"))
+    (tmp_path / "approvers.yaml").write_text(secret["stringData"]["approvers.yaml"])
+    trust = load_approvers(tmp_path / "approvers.yaml")  # what the service will read at start-up
+    assert [a.name for a in trust["alpha"].approvers] == ["carol"] and trust["alpha"].max_grant_minutes == 30
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "breakglass-approvers")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    service = next(c for c in pod["containers"] if c["name"] == "policy")
+    mount = next(m for m in service["volumeMounts"] if m["name"] == "breakglass-approvers")
+    assert mount["mountPath"] == "/etc/ig/breakglass" and mount["readOnly"]
+    assert policy_violations(objects) == []
+
+
+def test_policy_chart_can_take_the_break_glass_approvers_from_an_existing_secret(render: Render) -> None:
+    objects = render("policy", "region-a", ("breakGlass.existingSecret=policy-approvers",))
+    assert settings(objects)["IG_BREAKGLASS_APPROVERS_PATH"] == "/etc/ig/breakglass/approvers.yaml"
+    assert not [o for o in by_kind(objects, "Secret") if o["metadata"]["name"].endswith("-breakglass-approvers")]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "breakglass-approvers")
+    assert volume["secret"]["secretName"] == "policy-approvers"

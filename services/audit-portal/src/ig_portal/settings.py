@@ -1,7 +1,12 @@
 """Settings of the Audit Portal, from IG_* environment variables."""
 
+from pathlib import Path
+
 from ig_common.settings import Port, ServiceSettings
-from pydantic import Field, model_validator
+from ig_evidence.bundle.build import load_contract
+from ig_evidence.domain.cosignature import Cosigner, parse_cosigner_key
+from ig_evidence.domain.note import parse_verifier_key
+from pydantic import Field, field_validator, model_validator
 
 
 class Settings(ServiceSettings):
@@ -58,6 +63,58 @@ class Settings(ServiceSettings):
     # Requests slower than this are logged one by one (request_slow), whether or not their trace was sampled.
     slow_request_seconds: float = Field(default=0.5, gt=0, le=300)
     ledger_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The access log's feed reads the ledger's new access entries this often (a request's own access is in the
+    # log at once; other replicas' within about this).
+    access_log_feed_seconds: float = Field(default=1.0, gt=0, le=300)
+    # An access-log export holds at most this many rows (each with its inclusion proof); a longer one ends with
+    # the cursor to continue from.
+    access_log_export_max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    # The release page's verification (ig_portal.api.verification): a result that verified is reused this long per
+    # (tenant, release, manifest SHA-256); one that did not is never reused. 0 verifies on every view.
+    verification_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # How long a page waits for a verification still running; it then goes on, and a later view shows it.
+    verification_wait_seconds: float = Field(default=8.0, gt=0, le=300)
+    # The evidence contracts the portal holds (comma-separated YAML paths): a manifest's completeness is shown
+    # item by item when it names one of them by SHA-256, else only as the signed manifest states it.
+    evidence_contracts: str = ""
+    # The witnesses whose cosignatures on the ledger's head the page names (comma-separated cosigner verifier keys,
+    # name+hash+base64, as `ig-evidence verify --witness-key` takes them). Empty: none is named.
+    witness_keys: str = ""
+    # The ledger's checkpoint verifier key (name+hash+base64); empty: the key the verify kit names is used.
+    ledger_verifier_key: str = ""
+
+    @field_validator("evidence_contracts")
+    @classmethod
+    def _contracts_load(cls, value: str) -> str:
+        for path in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                load_contract(Path(path))
+            except Exception as error:  # a YAML error is no ValueError: it would escape the setting's name
+                raise ValueError(f"{path}: not an evidence contract ({error})") from error
+        return value
+
+    @field_validator("witness_keys")
+    @classmethod
+    def _witness_keys_parse(cls, value: str) -> str:
+        for key in filter(None, (k.strip() for k in value.split(","))):
+            parse_cosigner_key(key)
+        return value
+
+    @field_validator("ledger_verifier_key")
+    @classmethod
+    def _ledger_key_parses(cls, value: str) -> str:
+        if value.strip():
+            parse_verifier_key(value.strip())
+        return value.strip()
+
+    @property
+    def contract_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(p.strip()) for p in self.evidence_contracts.split(",") if p.strip())
+
+    @property
+    def witnesses(self) -> tuple[Cosigner, ...]:
+        return tuple(parse_cosigner_key(k.strip()) for k in self.witness_keys.split(",") if k.strip())
 
     @property
     def api_clients(self) -> tuple[str, ...]:

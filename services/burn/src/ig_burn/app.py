@@ -26,6 +26,7 @@ from ig_burn.prometheus import PrometheusClient
 from ig_burn.settings import Settings
 from ig_burn.store import MIGRATIONS, SCHEMA
 from ig_burn.webhook import WebhookSender
+from ig_burn.webhook_signing import webhook_signer
 
 
 class Wiring:
@@ -43,7 +44,10 @@ class Wiring:
         prometheus = PrometheusClient(s.prometheus_url, timeout=s.prometheus_timeout_seconds,
                                       concurrency=s.query_concurrency)
         if s.alert_webhook_url:
-            self.webhook = WebhookSender(runtime.pool, runtime.schema, s.alert_webhook_url)
+            assert s.alert_webhook_secret_file is not None  # the settings refuse a URL without it
+            self.webhook = WebhookSender(runtime.pool, runtime.schema, s.alert_webhook_url,
+                                         webhook_signer(s.alert_webhook_secret_file),
+                                         max_attempts=s.alert_webhook_max_attempts)
             runtime.spawn(self.webhook.run(runtime.stop), "incident-webhook")
         self.engine = BurnEngine(self.config, prometheus, runtime.pool, runtime.schema,
                                  scale=WindowScale(s.window_scale, s.min_window_seconds),

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from ig_common.settings import GrpcServiceSettings, Port
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
+
+from ig_burn.webhook_signing import webhook_signer
 
 DEFAULT_CONFIG = Path(__file__).parent / "config"
 
@@ -36,6 +38,27 @@ class Settings(GrpcServiceSettings):
     recording_rules_max_age_seconds: float = Field(default=90.0, ge=0, le=3600)
     # Alertmanager-compatible webhook receiving incident open/resolve notifications; empty = none.
     alert_webhook_url: str = Field(default="", pattern=r"^(https?://.*)?$")
+    # The Standard Webhooks signing secret (a file holding `whsec_` + base64 of 24 to 64 random bytes): every
+    # notification is signed with it (webhook-id, webhook-timestamp, webhook-signature), so a receiver can tell our
+    # notifications from anyone's. Required with a webhook URL.
+    alert_webhook_secret_file: Path | None = None
+    # A notification is given up after this many failed attempts (backing off 1 s, 2 s, 4 s ... up to 5 min), or at
+    # once when the receiver refuses it for good (a 4xx other than 408 and 429).
+    alert_webhook_max_attempts: int = Field(default=20, ge=1, le=1000)
+
+    @field_validator("alert_webhook_secret_file")
+    @classmethod
+    def _secret_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            webhook_signer(value)  # raises ValueError saying what is wrong with the file
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> "Settings":
+        if self.alert_webhook_url and self.alert_webhook_secret_file is None:
+            raise ValueError("IG_ALERT_WEBHOOK_SECRET_FILE is required with IG_ALERT_WEBHOOK_URL: notifications are "
+                             "signed (Standard Webhooks) so that a receiver can refuse forged ones")
+        return self
     # Where people open the /burn page (incident notifications link to it): the public listener, or its ingress.
     external_url: str = Field(default="http://127.0.0.1:8013", pattern=r"^https?://")
     # How often a replica reloads the flag set from PostgreSQL for OFREP (changes it makes itself apply at once).

@@ -58,7 +58,8 @@ def main() -> None:
                                 timeout=settings.witness_timeout_seconds)
         ledger = LedgerStore(runtime.pool, runtime.schema, signer,
                              previous_verifier_keys=settings.previous_verifier_keys(),
-                             on_head_checkpoint=witnessing.head_stored)
+                             on_head_checkpoint=witnessing.head_stored,
+                             kind_label=runtime.authz_table.ledger_kind_row if runtime.authz_table else lambda _: None)
         witnessing.bind(ledger.consistency_proof)
         runtime.spawn(ledger.serve_appends(), "ledger-writer")
         runtime.spawn(ledger.tree.serve_integration(), "ledger-integrator")

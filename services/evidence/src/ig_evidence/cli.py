@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -16,16 +15,13 @@ from ig_evidence.bundle import build as builder
 from ig_evidence.bundle import upload
 from ig_evidence.bundle.amend import amend as amend_bundle
 from ig_evidence.bundle.inputs import InputProblem
-from ig_evidence.bundle.kit import is_kit, verify_kit
 from ig_evidence.bundle.ledger_client import GrpcLedgerAnchor, LedgerUnavailable
-from ig_evidence.bundle.verify import verify_bundle
-from ig_evidence.cli_witness import checkpoint, witness, witness_policy
+from ig_evidence.cli_verify import verify, verify_export
+from ig_evidence.cli_witness import checkpoint, witness
 from ig_evidence.domain.contract import ContractError
 from ig_evidence.domain.manifest import ManifestError
 from ig_evidence.domain.trusted_signers import TrustedSignersError
-from ig_evidence.domain.trusted_signers import key_id as signer_key_id
-from ig_evidence.domain.witnessed import WitnessPolicy
-from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key, load_public_key
+from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key
 from ig_evidence.signers_file import trust_key
 
 DEFAULT_CONTRACT = "policies/evidence/release-contract.v1.yaml"
@@ -138,102 +134,6 @@ def amend(previous_bundle: Path, inputs: Path, **options: object) -> None:
 
 
 @main.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--key", "key", envvar="IG_EVIDENCE_PUBLIC_KEY", default=None,
-              help="public key (cosign.pub); required for a bundle, optional for a kit (which carries its pinned key)")
-@click.option("--key-id", default=None, help="a kit only: require its signer to be this key id (the portal shows it)")
-@click.option("--contract", type=click.Path(path_type=Path, exists=True), default=None,
-              help="re-check completeness against this contract")
-@click.option("--ledger-key", default=None, help="pin the ledger's checkpoint verifier key (name+hash+base64)")
-@click.option("--allow-incomplete", is_flag=True)
-@click.option("--checkpoint", "checkpoint_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              default=None, help="a witnessed head checkpoint (ig-evidence checkpoint writes one): the bundle's "
-                                 "anchored checkpoint must be a prefix of it")
-@click.option("--witness-key", "witness_keys", multiple=True,
-              help="a witness's cosignature verifier key (name+hash+base64(0x04||key)); repeatable")
-@click.option("--min-witnesses", type=click.IntRange(min=0), default=None,
-              help="valid cosignatures required from the --witness-key witnesses [default: 1 with any key]")
-@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def verify(bundle: Path, key: str | None, key_id: str | None, contract: Path | None, ledger_key: str | None,
-           allow_incomplete: bool, checkpoint_file: Path | None, witness_keys: tuple[str, ...],
-           min_witnesses: int | None, as_json: bool) -> None:
-    """Offline: signature, every artifact's hash, completeness, ledger inclusion, and (with --witness-key) that
-    the anchor is in a head checkpoint enough witnesses cosigned. Non-zero on any problem.
-
-    BUNDLE is a bundle (tarball, build directory or unpacked directory) or a verify kit from the audit portal."""
-    if is_kit(bundle):
-        if checkpoint_file is not None:
-            _fail("--checkpoint: a verify kit carries its own head checkpoint (with the witnesses' cosignatures)")
-            return
-        try:
-            kit_witnesses = witness_policy(None, witness_keys, min_witnesses)
-        except ValueError as error:
-            _fail(str(error))
-            return
-        _verify_kit(bundle, key, key_id, ledger_key, as_json, kit_witnesses)
-        return
-    if key is None:
-        _fail("--key: required to verify a bundle (only a verify kit carries its pinned key)")
-        return
-    try:
-        public_key = load_public_key(key)
-        parsed_contract = builder.load_contract(contract)[0] if contract else None
-        witnesses = witness_policy(checkpoint_file, witness_keys, min_witnesses)
-    except (KeyProblem, ContractError, ValueError) as error:
-        _fail(str(error))
-        return
-    result = verify_bundle(bundle, public_key, contract=parsed_contract, pinned_ledger_key=ledger_key,
-                           allow_incomplete=allow_incomplete, witnesses=witnesses)
-    if as_json:
-        click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "artifacts": result.artifacts_checked,
-                               "ledgerSeq": result.ledger_seq, "witnessedSize": result.witnessed_size,
-                               "cosignedBy": result.cosigned_by}, indent=2))
-    elif result.ok:
-        release = result.manifest.get("release") if result.manifest else "?"
-        anchor = f", ledger seq {result.ledger_seq} included in its checkpoint" if result.ledger_seq else ""
-        if result.witnessed_size is not None:
-            anchor += (f", consistent with checkpoint {result.witnessed_size} cosigned by "
-                       f"{', '.join(result.cosigned_by)}")
-        click.echo(f"verified {bundle}: release {release}, {result.artifacts_checked} artifacts{anchor}")
-    for problem in result.problems:
-        click.echo(f"FAIL {problem}", err=True)
-    sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
-
-
-def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: str | None, as_json: bool,
-                witnesses: WitnessPolicy | None = None) -> None:
-    if key is not None:
-        try:
-            pinned = signer_key_id(load_public_key(key))
-        except KeyProblem as error:
-            _fail(str(error))
-            return
-        if expected is not None and expected != pinned:
-            _fail(f"--key-id {expected} and --key (key id {pinned}) disagree")
-            return
-        expected = pinned
-    result = verify_kit(kit, expected_key_id=expected, pinned_ledger_key=ledger_key,
-                        witnesses=witnesses.cosigners if witnesses else (),
-                        min_witnesses=witnesses.minimum if witnesses else 0)
-    if as_json:
-        click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "release": result.release,
-                               "tenant": result.tenant, "signer": result.signer,
-                               "artifacts": result.artifacts_checked, "registrationSeq": result.registration_seq,
-                               "checkpointSize": result.head_size, "cosignedBy": result.cosigned_by}, indent=2))
-    elif result.ok:
-        click.echo(f"verified kit {kit}: release {result.release} of tenant {result.tenant}, signed by "
-                   f"{result.signer}, {result.artifacts_checked} artifacts; registered at ledger seq "
-                   f"{result.registration_seq}, included in the signed checkpoint of size {result.head_size}"
-                   + (f", cosigned by {', '.join(result.cosigned_by)}" if result.cosigned_by else ""))
-        if expected is None:
-            click.echo("note: the signer key was taken from the kit; pass --key-id (shown by the portal) or --key to "
-                       "pin it", err=True)
-    for problem in result.problems:
-        click.echo(f"FAIL {problem}", err=True)
-    sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
-
-
-@main.command()
 @click.argument("bundle", type=click.Path(path_type=Path, exists=True))
 @click.option("--release", required=True)
 @click.option("--server", envvar="IG_EVIDENCE_SERVER", required=True, help="EvidenceService gRPC address")
@@ -285,6 +185,8 @@ def keygen(directory: Path, force: bool) -> None:
 
 
 main.add_command(checkpoint)
+main.add_command(verify)
+main.add_command(verify_export)
 main.add_command(witness)
 
 

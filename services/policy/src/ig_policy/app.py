@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from ig_common.authz.http_guard import guarded_by_client_certificate, guarded_by_table
 from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
@@ -15,6 +16,7 @@ from ig_policy.api.ext_authz import ext_authz_grpc_service
 from ig_policy.api.forward_auth import mount_forward_auth
 from ig_policy.api.gateway_auth import gateway_authorizer
 from ig_policy.api.grpc_service import policy_grpc_service
+from ig_policy.breakglass import BreakGlassVerifier, load_approvers
 from ig_policy.clock import clock_from
 from ig_policy.decisions import DecisionService
 from ig_policy.engine.opa import OpaEngine
@@ -22,6 +24,9 @@ from ig_policy.engine.token import read_opa_token
 from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.log_process import DecisionLogProcess
+from ig_policy.store.wal import WalSettings
+
+log = structlog.get_logger(__name__)
 
 
 def main() -> None:
@@ -37,13 +42,22 @@ def main() -> None:
         await engine.start()
         await engine.refresh_revision()
         runtime.spawn(engine.keep_revision_fresh(runtime.stop, settings.policy_revision_refresh_s), "policy-revision")
-        # The decision log and the outbox relay run in a writer process of their own (ig_policy.log_writer).
-        decision_log = DecisionLogProcess(flush_interval=settings.decision_log_handoff_ms / 1000,
-                                          max_buffered_bytes=settings.decision_log_handoff_buffer_mb * 1024 * 1024)
+        # The decision log and the outbox relay run in a writer process of their own (ig_policy.log_writer), fed
+        # through a write-ahead log that outlives both processes.
+        decision_log = DecisionLogProcess(WalSettings(
+            settings.wal_directory, segment_bytes=settings.decision_log_wal_segment_mb * 1024 * 1024,
+            max_bytes=settings.decision_log_wal_max_mb * 1024 * 1024, fsync=settings.decision_log_wal_fsync))
+        decision_log.open_wal()
         runtime.spawn(decision_log.run(), "decision-log-writer")
         await decision_log.wait_ready(within_s=settings.decision_log_writer_start_s)
-        wired["decisions"] = DecisionService(engine, decision_log, clock=clock_from(settings.test_clock_file),
-                                             skew=timedelta(seconds=settings.clock_skew_s))
+        approvers = load_approvers(settings.breakglass_approvers_path) if settings.breakglass_approvers_path else {}
+        log.info("break_glass_approvers", tenants={t: [a.name for a in trust.approvers]
+                                                   for t, trust in approvers.items()},
+                 note="" if approvers else "no approvers: every break-glass request is denied")
+        wired["decisions"] = DecisionService(engine, decision_log, region=settings.region,
+                                             clock=clock_from(settings.test_clock_file),
+                                             skew=timedelta(seconds=settings.clock_skew_s),
+                                             break_glass=BreakGlassVerifier(approvers))
         wired["gateways"] = gateway_authorizer(settings, wired["decisions"], protocol="ext_authz")
         # AuthZEN on a listener of its own: TLS with a client certificate of the CA, then the caller's workload
         # token against the same table as gRPC. /healthz and /metrics stay on the plain IG_HTTP_PORT.

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from ig_policy.breakglass import BreakGlassVerifier, count_use
 from ig_policy.clock import system_clock
 from ig_policy.domain.clock import Clock, time_errors
 from ig_policy.domain.masking import sensitive_values_of
@@ -29,6 +30,10 @@ DECISION_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
 
+REGION_CLAIMS_OVERRIDDEN = Counter(
+    "ig_policy_region_claims_overridden_total",
+    "Requests whose context.region differed from the serving region (decided on the serving region)")
+
 tracer = trace.get_tracer("ig_policy")
 
 
@@ -39,7 +44,8 @@ class Engine(Protocol):
 
 
 class DecisionSink(Protocol):
-    def submit(self, policy_input: Any, decision: Decision) -> bool: ...
+    async def record(self, policy_input: Any, decision: Decision) -> None:
+        """Back once the decision is recorded durably enough to answer; DecisionLogUnavailable otherwise."""
 
 
 def new_decision_id() -> str:
@@ -47,12 +53,18 @@ def new_decision_id() -> str:
 
 
 class DecisionService:
-    def __init__(self, engine: Engine, sink: DecisionSink, *, clock: Clock = system_clock,
-                 skew: timedelta = DEFAULT_SKEW) -> None:
+    """``region``: the region this service serves from (IG_REGION). Residency is judged on it, never on the
+    ``context.region`` a caller sends: a client in region-b cannot reach region-a-pinned data by claiming region-a."""
+
+    def __init__(self, engine: Engine, sink: DecisionSink, *, region: str, clock: Clock = system_clock,
+                 skew: timedelta = DEFAULT_SKEW, break_glass: BreakGlassVerifier | None = None) -> None:
         self._engine = engine
         self._sink = sink
+        self._region = region
         self._clock = clock
         self._skew = skew
+        # Without approvers no grant verifies: a break-glass request is then always denied (fail closed).
+        self._break_glass = break_glass or BreakGlassVerifier()
 
     def now(self) -> datetime:
         return self._clock()
@@ -69,7 +81,11 @@ class DecisionService:
         # The moment judged is the service's (the test clock in tests); evaluated_at stays the wall clock, which
         # the decision log is ordered and queried by.
         now = self._clock()
-        policy_input = request.to_policy_input(now)
+        if request.context.region != self._region:
+            REGION_CLAIMS_OVERRIDDEN.inc()
+        # The grant is verified at the same moment the policy judges; the Rego sees only what verified.
+        glass = self._break_glass.check(request, now) if request.context.break_glass is not None else None
+        policy_input = request.to_policy_input(now, self._region, glass.policy_facts if glass is not None else None)
         started = time.perf_counter()
         verdict = await self._engine.evaluate(policy_input)
         elapsed = time.perf_counter() - started
@@ -80,7 +96,11 @@ class DecisionService:
         )
         DECISIONS.labels(verdict.result.value, verdict.rule_id).inc()
         DECISION_LATENCY.observe(elapsed)
-        self._sink.submit(policy_input, decision)
+        if glass is not None:
+            count_use(glass, verdict.result)
+        # Answered only once its record is handed over (ig_policy.store.wal): a decision the log cannot take is
+        # refused (DecisionLogUnavailable -> UNAVAILABLE), never answered unrecorded.
+        await self._sink.record(policy_input, decision)
         return decision
 
     async def decide_all(self, requests: Sequence[DecisionRequest]) -> list[Decision]:

@@ -1,7 +1,9 @@
-"""Wiring of the decision-log writer process: the service's settings -> PostgreSQL -> decision log + outbox relay.
+"""Wiring of the decision-log writer process: the service's settings -> WAL -> PostgreSQL (decision log +
+outbox) -> relay to Kafka.
 
-Started by the service (``ig_policy.store.log_process``) with one end of a socket pair as its argument. It ends
-when the service closes that socket: it writes what it holds, publishes what it wrote, reports and exits.
+Started by the service (``ig_policy.store.log_process``) with one end of a socket pair as its argument. It reads
+the service's write-ahead log from its last acknowledgement on. It ends when the service closes that socket: it
+takes what the WAL holds, publishes what it wrote, reports and exits.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from ig_common.service import run_process
 from ig_common.settings import load_identity, load_settings
 from ig_common.telemetry import configure_tracing
 
-from ig_policy.domain.losses import Gap
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
+from ig_policy.protection_keys import load_record_protection
 from ig_policy.settings import Settings
 from ig_policy.store import SCHEMA
 from ig_policy.store.decision_log import DecisionLog, LogSettings
-from ig_policy.store.handoff import Decisions, Status, encode, metric_totals, read_message
+from ig_policy.store.handoff import Status, encode, metric_totals, read_message
 from ig_policy.store.log_process import MIRRORED_COUNTERS, MIRRORED_GAUGES
+from ig_policy.store.wal_consumer import WalConsumer
+from ig_policy.store.wal_tail import WalTail
 
 log = structlog.get_logger(__name__)
 REPORT_EVERY_S = 0.5
@@ -40,36 +44,32 @@ RELAY_IDLE_S = 1.0
 
 def log_settings(settings: Settings) -> LogSettings:
     return LogSettings(
-        region=settings.region, mask_rules=parse_mask_rules(settings.decision_log_mask),
+        region=settings.region,
+        protection=load_record_protection(settings.decision_log_pepper_file, settings.decision_log_input_key_file),
+        mask_rules=parse_mask_rules(settings.decision_log_mask),
         drop_rules=parse_drop_rules(settings.decision_log_drop), queue_size=settings.decision_log_queue_size,
         batch_size=settings.decision_log_batch_size, flush_interval=settings.decision_log_flush_ms / 1000,
     )
 
 
-class Writer:
-    def __init__(self, decision_log: DecisionLog, stream: asyncio.StreamWriter) -> None:
-        self.decision_log = decision_log
+class Reporter:
+    def __init__(self, consumer: WalConsumer, stream: asyncio.StreamWriter) -> None:
+        self.consumer = consumer
         self.stream = stream
-        self.received = 0
 
     def report(self) -> None:
-        settled = self.received - self.decision_log.unsettled
-        self.stream.write(encode(Status(settled, metric_totals(MIRRORED_COUNTERS + MIRRORED_GAUGES))))
+        self.stream.write(encode(Status(self.consumer.consumed, metric_totals(MIRRORED_COUNTERS + MIRRORED_GAUGES))))
 
     async def report_regularly(self) -> None:
         while True:
             await asyncio.sleep(REPORT_EVERY_S)
             self.report()
 
-    async def take(self, reader: asyncio.StreamReader) -> None:
-        """Everything the service hands over, until it closes its end."""
-        while (message := await read_message(reader)) is not None:
-            if isinstance(message, Decisions):
-                for policy_input, decision in message.batch:
-                    self.decision_log.submit(policy_input, decision)
-                self.received += len(message.batch)
-            elif isinstance(message, Gap):
-                self.decision_log.record_loss(message)
+
+async def until_end_of_stream(reader: asyncio.StreamReader) -> None:
+    """The service sends nothing but the end of its stream (at shutdown, or when it died)."""
+    while await read_message(reader) is not None:
+        pass
 
 
 async def write_decisions(settings: Settings, fd: int) -> None:
@@ -81,26 +81,31 @@ async def write_decisions(settings: Settings, fd: int) -> None:
     try:
         relay = OutboxRelay(pool, SCHEMA, settings.kafka_bootstrap, tls=load_identity(settings).client_ssl_context,
                             idle_interval=RELAY_IDLE_S)
-        writer = Writer(DecisionLog(pool, SCHEMA, relay, log_settings(settings)), stream)
-        stop_writing, stop_relaying = asyncio.Event(), asyncio.Event()
-        writing = asyncio.create_task(writer.decision_log.run(stop_writing))
+        consumer = WalConsumer(
+            WalTail(settings.wal_directory, fsync=settings.decision_log_wal_fsync),
+            DecisionLog(pool, SCHEMA, relay, log_settings(settings)), pool, SCHEMA,
+            batch_size=settings.decision_log_batch_size, poll_interval=settings.decision_log_flush_ms / 1000)
+        reporter = Reporter(consumer, stream)
+        stop_consuming, stop_relaying = asyncio.Event(), asyncio.Event()
+        consuming = asyncio.create_task(consumer.run(stop_consuming))
         relaying = asyncio.create_task(relay.run(stop_relaying))
-        writer.report()
-        reporting = asyncio.create_task(writer.report_regularly())
-        log.info("decision_log_writer_started")
+        reporter.report()
+        reporting = asyncio.create_task(reporter.report_regularly())
+        log.info("decision_log_writer_started", wal=str(settings.wal_directory))
         try:
-            await writer.take(reader)
+            ended = asyncio.create_task(until_end_of_stream(reader))
+            await asyncio.wait((ended, consuming), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop_writing.set()
-            await writing
+            stop_consuming.set()
+            await consuming
             stop_relaying.set()
             await relaying
             await relay.publish_backlog(FINAL_PUBLISH_S)
             reporting.cancel()
-            writer.report()
+            reporter.report()
             await stream.drain()
             stream.close()
-            log.info("decision_log_writer_stopped", received=writer.received)
+            log.info("decision_log_writer_stopped", taken=consumer.consumed)
     finally:
         await pool.close()
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ig_common.settings import GrpcServiceSettings, Port
 from pydantic import Field, field_validator, model_validator
 
+from ig_policy.breakglass import load_approvers
 from ig_policy.clock import FileClock
 from ig_policy.domain.gateway import parse_routes
 from ig_policy.domain.masking import parse_drop_rules, parse_mask_rules
 from ig_policy.engine.token import read_opa_token
+from ig_policy.protection_keys import load_pepper, load_sealer
 
 
 class Settings(GrpcServiceSettings):
@@ -57,13 +61,24 @@ class Settings(GrpcServiceSettings):
     decision_log_queue_size: int = Field(default=20_000, ge=1)
     decision_log_batch_size: int = Field(default=500, ge=1, le=10_000)
     decision_log_flush_ms: int = Field(default=200, ge=1, le=60_000)
-    # The service hands decisions to its writer process (which batches, writes and publishes them) every
-    # handoff_ms; past handoff_buffer_mb waiting unsent (writer gone or far behind) a decision counts as dropped.
-    decision_log_handoff_ms: int = Field(default=50, ge=1, le=10_000)
-    decision_log_handoff_buffer_mb: int = Field(default=32, ge=1, le=4096)
+    # The service hands decisions to its writer process through a write-ahead log in this directory (segment
+    # files; an emptyDir or PVC in the chart). Unset: <temp dir>/ig-policy-wal-<grpc port>, stable across restarts
+    # of a service on one port. One service process per directory (a second one is refused at start).
+    decision_log_wal_dir: Path | None = None
+    decision_log_wal_segment_mb: int = Field(default=16, ge=1, le=1024)
+    # Past this many MB of segments not yet acknowledged (PostgreSQL or the writer down for long) decisions are
+    # refused with UNAVAILABLE: none is answered without its record.
+    decision_log_wal_max_mb: int = Field(default=1024, ge=1, le=1_048_576)
+    # True: an answer waits for its batch's fdatasync (survives a machine crash). False: for the write only
+    # (survives a killed process; a machine crash can lose the last batches, counted as a torn tail).
+    decision_log_wal_fsync: bool = True
     decision_log_writer_start_s: float = Field(default=60.0, gt=0, le=600)
     decision_log_mask: list[Any] = Field(default_factory=lambda: ["/input/actor/id"])
     decision_log_drop: list[Any] = Field(default_factory=list)
+    # Required, no default (fail closed): the secret pepper of the log's pseudonyms (HMAC-SHA256) and the public
+    # half of the replay key every record's input is sealed to (X25519 PEM). The private half is never here.
+    decision_log_pepper_file: Path
+    decision_log_input_key_file: Path
 
     # The server's clock judges time windows and expiries; a request's context.time further from it than this is
     # INVALID_ARGUMENT (a forwarded client clock or a replayed request cannot choose the moment).
@@ -71,6 +86,30 @@ class Settings(GrpcServiceSettings):
     # Tests only: the service's clock reads a fixed instant (RFC 3339) from this file on every decision. Golden
     # cases and the benchmark use it; never set in production (start-up logs test_clock_in_use when it is).
     test_clock_file: Path | None = None
+
+    # Signed break-glass: per tenant, the approvers whose grants the service accepts and the longest grant
+    # (YAML, see ig_policy.breakglass). Unset: no grant is accepted, every break-glass request is denied.
+    breakglass_approvers_path: Path | None = None
+
+    @field_validator("breakglass_approvers_path")
+    @classmethod
+    def _approvers_parse(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_approvers(value)  # a malformed entry stops start-up, naming it
+        return value
+
+    @property
+    def wal_directory(self) -> Path:
+        if self.decision_log_wal_dir is not None:
+            return self.decision_log_wal_dir
+        return Path(tempfile.gettempdir()) / f"ig-policy-wal-{self.grpc_port}"
+
+    @field_validator("decision_log_wal_dir")
+    @classmethod
+    def _wal_dir_usable(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not (value.is_dir() and os.access(value, os.W_OK | os.X_OK)):
+            raise ValueError(f"{value} is not a writable directory")
+        return value
 
     @field_validator("opa_token_file")
     @classmethod
@@ -105,6 +144,18 @@ class Settings(GrpcServiceSettings):
     @classmethod
     def _mask_rules_parse(cls, value: list[Any]) -> list[Any]:
         parse_mask_rules(value)
+        return value
+
+    @field_validator("decision_log_pepper_file")
+    @classmethod
+    def _pepper_usable(cls, value: Path) -> Path:
+        load_pepper(value)
+        return value
+
+    @field_validator("decision_log_input_key_file")
+    @classmethod
+    def _input_key_usable(cls, value: Path) -> Path:
+        load_sealer(value)
         return value
 
     @field_validator("decision_log_drop")

@@ -27,6 +27,58 @@ POLICIES = REPO / "policies" / "rego"
 GOLDEN = REPO / "policies" / "golden"
 
 
+GOLDEN_APPROVER = "golden-approver"
+
+
+def golden_approver_key() -> Any:
+    """The approver that signs the golden cases' break-glass grants: a fixed P-256 key (tests only, never trusted
+    outside a test's approvers file), so the golden inputs can name its key id."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    seed = int.from_bytes(hashlib.sha256(b"ig-policy golden break-glass approver").digest(), "big")
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    return ec.derive_private_key(seed % (order - 1) + 1, ec.SECP256R1())
+
+
+def write_approvers_file(directory: Path, *, max_grant_minutes: int = 24 * 60,
+                         tenants: tuple[str, ...] = ("alpha", "beta", "gamma"),
+                         approvers: dict[str, Any] | None = None) -> Path:
+    """An approvers file (IG_BREAKGLASS_APPROVERS_PATH) trusting ``approvers`` (name -> private key; the golden
+    approver by default) for each of ``tenants``. The default lifetime is a day, so the golden cases' lifetimes are
+    judged by the Rego's own cap."""
+    import yaml
+
+    from ig_policy.breakglass import write_approver_key
+
+    entries = []
+    for name, key in (approvers or {GOLDEN_APPROVER: golden_approver_key()}).items():
+        written = write_approver_key(directory / f"{name}.key", key)
+        entries.append({"name": name, **written})
+    path = directory / "approvers.yaml"
+    path.write_text(yaml.safe_dump({"tenants": {t: {"maxGrantMinutes": max_grant_minutes, "approvers": entries}
+                                                for t in tenants}}), encoding="utf-8")
+    return path
+
+
+def golden_grant(facts: dict[str, Any], subject: str) -> str:
+    """The signed grant whose verification yields ``facts`` (a golden input's context.break_glass.verified)."""
+    import jwt
+
+    from ig_policy.breakglass import key_id_of
+    from ig_policy.domain.breakglass import ALGORITHM, GRANT_TYPE
+
+    def seconds(text: str) -> int:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+    key = golden_approver_key()
+    claims = {"iss": facts["approver"], "sub": subject, "tenant": facts["tenant"], "scope": facts["scope"],
+              "justification": facts["justification"], "jti": facts["jti"],
+              "iat": seconds(facts["issued_at"]), "exp": seconds(facts["expires_at"])}
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"typ": GRANT_TYPE, "kid": key_id_of(key.public_key())})
+
+
 # The instant most golden cases are dated (a Monday inside every tenant's window): the test clock's default.
 GOLDEN_NOW = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
@@ -166,6 +218,8 @@ def policy_service(env: dict[str, str], log_path: Path, **settings: str) -> Iter
                 "IG_GRPC_PORT": str(grpc_port), "IG_AUTHZEN_PORT": str(authzen_port),
                 "IG_FORWARD_AUTH_PORT": str(forward_auth_port),
                 "OTEL_TRACES_EXPORTER": "none"}
+    # A WAL directory of this service's own, next to its log (a restart on the same one: pass decision_log_wal_dir).
+    full_env["IG_DECISION_LOG_WAL_DIR"] = str(log_path.with_suffix(".wal"))
     full_env.update({f"IG_{name.upper()}": value for name, value in settings.items()})
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "ig_policy.app"], env=full_env, stdout=log_file,
@@ -261,6 +315,11 @@ def proto_from_input(document: dict[str, Any]) -> Any:
         )
         grant = context.get("break_glass")
         if grant is not None:
+            if "rejection" in grant:
+                return None  # what the service says of a grant it refused: no request produces it verbatim
+            if "verified" in grant:
+                # The verified facts come back out of a grant the golden approver signs (write_approvers_file).
+                message.context.break_glass.grant = golden_grant(grant["verified"], actor.get("id", ""))
             message.context.break_glass.justification = grant.get("justification", "")
             expires = stamp(grant.get("expires_at"))
             if expires is not None:
@@ -268,3 +327,36 @@ def proto_from_input(document: dict[str, Any]) -> Any:
         return message
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def decision_log_key_env(directory: Path) -> dict[str, str]:
+    """A fresh pepper and replay key pair in ``directory``: the service's IG_DECISION_LOG_* settings and, for the
+    replay tool, IG_DECISION_LOG_REPLAY_KEY_FILE."""
+    from ig_policy.protection_keys import write_decision_log_keys
+
+    paths = write_decision_log_keys(directory)
+    return {"IG_DECISION_LOG_PEPPER_FILE": str(paths["pepper"]),
+            "IG_DECISION_LOG_INPUT_KEY_FILE": str(paths["input_key"]),
+            "IG_DECISION_LOG_REPLAY_KEY_FILE": str(paths["replay_key"])}
+
+
+def new_record_protection() -> tuple[Any, Any]:
+    """A pepper and replay key pair made in memory: (RecordProtection for the log, InputOpener for replay)."""
+    import secrets as _secrets
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from ig_policy.domain.protection import InputOpener, InputSealer, Pseudonymizer, RecordProtection
+
+    key = X25519PrivateKey.generate()
+    protection = RecordProtection(Pseudonymizer(_secrets.token_bytes(32)), InputSealer(key.public_key()))
+    return protection, InputOpener(key)
+
+
+def write_key_files(opener: Any, private_path: Path) -> None:
+    """The replay tool's private key of ``opener`` as a PEM file (0600)."""
+    from cryptography.hazmat.primitives import serialization
+
+    with os.fdopen(os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(opener.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))

@@ -1,10 +1,12 @@
 """ig-infra: bring the real local infrastructure (and the services) up, down, or report on it.
 
     ig-infra up [COMPONENT ...]      install what is missing (cached), start, wait until ready
-    ig-infra down [COMPONENT ...]    stop (services first)
-    ig-infra status                  what runs where, and where its logs are
-    ig-infra env                     shell exports that point clients at the running infra
+    ig-infra up --regions a,b        ... and region-b's own PostgreSQL, Kafka, OPA (ig_infra.regions)
+    ig-infra down [COMPONENT ...]    stop (services first; region-b's too)
+    ig-infra status                  what runs where, per region, and where its logs are
+    ig-infra env [--region b]        shell exports that point clients at the running infra (of region-b)
     ig-infra services up|down        the five services and the ledger's witnesses (one per region) as local processes
+    ig-infra services up --regions a,b   ... and region-b's five services (IG_REGION=region-b)
     ig-infra tool NAME               build (once) and print the path of a Go tool (opa, buf, ...)
     ig-infra tools [NAME ...]        build (once) every Go tool (or those named), two at a time; print paths
 """
@@ -13,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ig_infra.components import ALL, Component, Kafka
+from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.go_tools import ensure_all, tool_path
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError
+from ig_infra.regions import REGION_A, REGION_B, SecondRegion, parse_regions
 from ig_infra.services import PROCESSES, ServiceProcess, running_witnesses_env
 
 
@@ -32,40 +38,89 @@ def infra_components(paths: Paths, names: list[str] | None = None) -> list[Compo
     return [cls(paths) for cls in ALL if not names or cls.name in names]
 
 
-def up(paths: Paths, names: list[str] | None) -> None:
+def up(paths: Paths, names: list[str] | None, regions: list[str] | None = None) -> None:
+    start_components(infra_components(paths, names))
+    second = SecondRegion.of(paths)
+    if not names:
+        second.want(REGION_B in (regions or []))
+    if REGION_B in (regions or []):
+        # Named components: region-b's of the same names (the global pair goes with "postgres").
+        chosen = [c for c in second.infra() if not names or c.name.removesuffix("-global") in names]
+        if any(isinstance(c, GlobalPostgres) for c in chosen):
+            start_components([second.global_primary()])
+        start_components(chosen, prefix=f"{REGION_B} ")
+
+
+def start_components(components: list[Component], prefix: str = "") -> None:
     from ig_common.events.topics import ALL_TOPICS
 
-    for component in infra_components(paths, names):
+    for component in components:
         started = time.monotonic()
-        print(f"[{component.name}] installing / checking cache", flush=True)
+        print(f"[{prefix}{component.name}] installing / checking cache", flush=True)
         component.install()
         component.start()
-        print(f"[{component.name}] ready at {component.address()} in {time.monotonic() - started:.1f}s "
+        print(f"[{prefix}{component.name}] ready at {component.address()} in {time.monotonic() - started:.1f}s "
               f"(logs: {component.logs})", flush=True)
         if isinstance(component, Kafka):
             created = component.create_topics(list(ALL_TOPICS))
-            print(f"[kafka] topics: {len(ALL_TOPICS)} ({len(created)} created)", flush=True)
+            print(f"[{prefix}kafka] topics: {len(ALL_TOPICS)} ({len(created)} created)", flush=True)
 
 
 def down(paths: Paths, names: list[str] | None) -> None:
+    second = SecondRegion.of(paths)
     if not names:
         services_down(paths)
+        if second.started():  # "down" stops everything: region-b's stack too, whether or not --regions says so
+            for component in reversed(second.infra()):
+                if component.stop():
+                    print(f"[{REGION_B} {component.name}] stopped", flush=True)
+            if second.global_primary().stop():
+                print("[postgres-global] stopped", flush=True)
     for component in reversed(infra_components(paths, names)):
         if component.stop():
             print(f"[{component.name}] stopped", flush=True)
 
 
 def status(paths: Paths) -> int:
+    second = SecondRegion.of(paths)
+    shown = second.wanted() or second.started()
+    if shown:
+        print(f"== {REGION_A} (and what both regions share: Dex, Prometheus, Pushgateway, the witnesses)")
+    unhealthy = _status_rows(infra_components(paths), [ServiceProcess(spec, paths) for spec in PROCESSES])
+    if shown:
+        # Down and not asked for by the last `up` (a single-region one): listed, not counted as a failure.
+        counted = second.wanted()
+        unhealthy_b = _status_rows([second.global_primary()], [])
+        print(f"== {REGION_B}: `ig-infra env --region b` points a client at it"
+              + ("" if counted else " (not asked for by the last `ig-infra up`: not counted)"))
+        unhealthy_b += _status_rows(second.infra(), second.services())
+        unhealthy += unhealthy_b if counted else 0
+    return 1 if unhealthy else 0
+
+
+def _status_rows(components: list[Component], services: list[ServiceProcess]) -> int:
     unhealthy = 0
-    for component in infra_components(paths):
+    for component in components:
         state = "up" if component.healthy() else "down"
         unhealthy += state != "up"
-        print(f"{component.name:<14} {state:<5} {component.address():<45} logs: {component.logs}")
-    for spec in PROCESSES:
-        service = ServiceProcess(spec, paths)
+        print(f"{component.name:<16} {state:<5} {component.address():<45} logs: {component.logs}")
+    for service in services:
         state = "up" if service.running() and _quiet(service.healthy) else "down"
-        print(f"{spec.name:<14} {state:<5} {service.address():<45} logs: {service.log_file}")
-    return 1 if unhealthy else 0
+        print(f"{service.spec.name:<16} {state:<5} {service.address():<45} logs: {service.log_file}")
+    return unhealthy
+
+
+def client_env(paths: Paths, region: str) -> dict[str, str]:
+    """region-a: the infra's settings as always; region-b: the shared parts' (Dex, Prometheus, Pushgateway) with
+    region-b's own infrastructure and services over them."""
+    env: dict[str, str] = {}
+    for component in infra_components(paths):
+        env.update(component.env())
+    env.update(running_witnesses_env(paths))
+    if parse_regions(f"a,{region}")[-1] == REGION_B:
+        env.pop("IG_WITNESS_VERIFIER_KEYS", None)  # region-b's ledger is not witnessed yet (ig_infra.regions)
+        env.update(SecondRegion.of(paths).client_env())
+    return env
 
 
 def _quiet(check: object) -> bool:
@@ -75,17 +130,38 @@ def _quiet(check: object) -> bool:
         return False
 
 
-def services_up(paths: Paths) -> None:
-    infra = infra_components(paths)
-    for spec in PROCESSES:
-        service = ServiceProcess(spec, paths)
+def services_up(paths: Paths, regions: list[str] | None = None) -> None:
+    start_services([ServiceProcess(spec, paths) for spec in PROCESSES], infra_components(paths))
+    if REGION_B in (regions or []):
+        second = SecondRegion.of(paths)
+        start_services(second.services(), second.infra(), prefix=f"{REGION_B} ", side_by_side=True)
+
+
+def start_services(services: list[ServiceProcess], infra: list[Component], prefix: str = "", *,
+                   side_by_side: bool = False) -> None:
+    """One after the other (region-a: its witnesses must answer before evidence starts), or ``side_by_side``
+    (region-b's five need nothing of each other to come up healthy: two start at a time, one per core of the
+    machines this runs on, so that no start-up starves past its 60 s health timeout)."""
+    def start(service: ServiceProcess) -> None:
         started = time.monotonic()
         service.start(infra)
-        print(f"[{spec.name}] healthy: {service.address()} in {time.monotonic() - started:.1f}s "
+        print(f"[{prefix}{service.spec.name}] healthy: {service.address()} in {time.monotonic() - started:.1f}s "
               f"(logs: {service.log_file})", flush=True)
+
+    if not side_by_side:
+        for service in services:
+            start(service)
+        return
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(start, service) for service in services]:
+            future.result()
 
 
 def services_down(paths: Paths) -> None:
+    second = SecondRegion.of(paths)
+    for service in reversed(second.services() if second.started() else []):
+        if service.stop():
+            print(f"[{REGION_B} {service.spec.name}] stopped", flush=True)
     for spec in reversed(PROCESSES):
         if ServiceProcess(spec, paths).stop():
             print(f"[{spec.name}] stopped", flush=True)
@@ -96,20 +172,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "env", "services", "tool", "tools"])
     parser.add_argument("args", nargs="*")
+    parser.add_argument("--regions", default=None,
+                        help="up / services up: the regions to start, a or a,b (default: IG_REGIONS, else a)")
+    parser.add_argument("--region", default="a", help="env: the region whose endpoints to export (a or b)")
     options = parser.parse_args(argv)
     paths = Paths.from_environment()
     try:
+        regions = parse_regions(options.regions or os.environ.get("IG_REGIONS") or "a")
         if options.command == "up":
-            up(paths, options.args or None)
+            up(paths, options.args or None, regions)
         elif options.command == "down":
             down(paths, options.args or None)
         elif options.command == "status":
             return status(paths)
         elif options.command == "env":
-            for component in infra_components(paths):
-                for key, value in component.env().items():
-                    print(f"export {key}={shlex.quote(value)}")
-            for key, value in running_witnesses_env(paths).items():
+            for key, value in client_env(paths, options.region).items():
                 print(f"export {key}={shlex.quote(value)}")
         elif options.command == "tool":
             if len(options.args) != 1:
@@ -126,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         elif options.command == "services":
             action = options.args[0] if options.args else ""
             if action == "up":
-                services_up(paths)
+                services_up(paths, regions)
             elif action == "down":
                 services_down(paths)
             else:

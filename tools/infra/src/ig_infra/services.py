@@ -15,7 +15,13 @@ from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_infra.pki import identities_directory
 from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
-from ig_infra.witnesses import WITNESSES, evidence_witnesses_env, witness_env, witness_verifier_key
+from ig_infra.witnesses import (
+    WITNESSES,
+    evidence_witnesses_env,
+    portal_verification_env,
+    witness_env,
+    witness_verifier_key,
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,11 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token), forward-auth over HTTPS (client certificate) on
     # 8092; /healthz and /metrics stay on plain 8081.
+    # The decision log's write-ahead log (answered decisions until the writer has them in PostgreSQL) in the run dir,
+    # so that a restarted `make up` replays what a killed one left.
     ServiceSpec("policy", "ig_policy.app", http_port=8081, grpc_port=50051,
-                extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092}),
+                extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092},
+                data_dirs={"IG_DECISION_LOG_WAL_DIR": "policy-wal"}),
     # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it. The ledger's tiles
     # and checkpoint (C2SP tlog-tiles) are plain and read-only on 8012: public by design.
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052, plain_ports={"IG_PUBLIC_PORT": 8012},
@@ -60,8 +69,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
                 data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers"}),
     # The demo auditor downloads a whole release (about two dozen files) in one go.
     # Browsers on 8080; /healthz and /metrics apart on plain 8085.
+    # The release page verifies each release against the ledger key, witnesses and contract pinned here.
     ServiceSpec("audit-portal", "ig_portal.app", http_port=8080, plain_ports={"IG_HEALTH_PORT": 8085},
-                extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}),
+                extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}, run_env=portal_verification_env),
 )
 
 # The ledger's witnesses, one per region (ig_infra.witnesses): POST /add-checkpoint over HTTPS on the extra port.

@@ -95,3 +95,12 @@ def evidence_witnesses_env(paths: Paths) -> dict[str, str]:
     return {"IG_WITNESSES": json.dumps([{"url": f"https://127.0.0.1:{w.api_port}",
                                          "verifier_key": witness_verifier_key(w, paths.run), "identity": IDENTITY}
                                         for w in WITNESSES])}
+
+
+def portal_verification_env(paths: Paths) -> dict[str, str]:
+    """What the audit portal pins to verify releases on its page: the ledger's checkpoint key, the local witnesses'
+    cosigner keys, and the evidence contract the release job builds against."""
+    ledger = _verifier_key(LEDGER_ORIGIN, _private_key(ledger_checkpoint_key(paths.run)), b"\x01")
+    return {"IG_LEDGER_VERIFIER_KEY": ledger,
+            "IG_WITNESS_KEYS": ",".join(witness_verifier_key(w, paths.run) for w in WITNESSES),
+            "IG_EVIDENCE_CONTRACTS": str(paths.repo / "policies" / "evidence" / "release-contract.v1.yaml")}

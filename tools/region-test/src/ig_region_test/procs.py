@@ -218,6 +218,7 @@ class RegionPolicyService(RegionProcess):
             "IG_HTTP_PORT": str(self.region.port(POLICY_HTTP_PORT)),
             "IG_AUTHZEN_PORT": str(self.region.port(POLICY_AUTHZEN_PORT)),
             "IG_FORWARD_AUTH_PORT": str(self.region.port(POLICY_FORWARD_AUTH_PORT)), "OTEL_TRACES_EXPORTER": "none",
+            "IG_DECISION_LOG_WAL_DIR": str(self.root / f"{self.region.name}-policy-wal"),
         })
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -45,7 +45,7 @@ GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 KEYLESS_BUNDLE = "manifest.keyless.sigstore.json"
 # What the services started by --start-suite need from the infrastructure (ig_release.suite.local_suite).
 SUITE_BASE = ("IG_DATABASE_URL", "IG_KAFKA_BOOTSTRAP", "IG_OPA_URL", "IG_OPA_TOKEN_FILE", "IG_OIDC_ISSUER",
-              "IG_IDENTITIES", "IG_AUTHZ_TABLE")
+              "IG_IDENTITIES", "IG_AUTHZ_TABLE", "IG_DECISION_LOG_PEPPER_FILE", "IG_DECISION_LOG_INPUT_KEY_FILE")
 
 
 def add_arguments(job: argparse.ArgumentParser) -> None:

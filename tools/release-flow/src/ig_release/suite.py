@@ -64,6 +64,7 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
     key pinned for the release's tenants)."""
     work.mkdir(parents=True, exist_ok=True)
     from ig_infra.components.postgres import service_env_for
+    from ig_infra.paths import REPO_ROOT
 
     common = {k: base[k] for k in ("IG_KAFKA_BOOTSTRAP", "IG_IDENTITIES", "IG_AUTHZ_TABLE")}
 
@@ -76,9 +77,15 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
         stack.enter_context(service("ig_policy.app", {**common, **database("policy"),
                                                       "IG_OPA_URL": base["IG_OPA_URL"],
                                                       "IG_OPA_TOKEN_FILE": base["IG_OPA_TOKEN_FILE"],
+                                                      # the decision log's pepper and replay public key
+                                                      "IG_DECISION_LOG_PEPPER_FILE":
+                                                          base["IG_DECISION_LOG_PEPPER_FILE"],
+                                                      "IG_DECISION_LOG_INPUT_KEY_FILE":
+                                                          base["IG_DECISION_LOG_INPUT_KEY_FILE"],
                                                       "IG_GRPC_PORT": str(policy_grpc),
                                                       "IG_AUTHZEN_PORT": str(free_port()),
                                                       "IG_FORWARD_AUTH_PORT": str(free_port()),
+                                                      "IG_DECISION_LOG_WAL_DIR": str(work / "policy-wal"),
                                                       # a shared 2-core CI box: OPA's p99 exceeds 50 ms at times
                                                       "IG_OPA_TIMEOUT_MS": "5000"},
                                     work / "policy.log", free_port()))
@@ -93,7 +100,9 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
             "IG_OIDC_ISSUER": base["IG_OIDC_ISSUER"],
             "IG_HEALTH_PORT": str(free_port()),
             "IG_PUBLIC_URL": f"http://localhost:{portal_port}", "IG_LINK_SECRET": "release-flow-" + "k" * 40,
-            "IG_RATE_REQUESTS_PER_MINUTE": "6000", "IG_RATE_DOWNLOADS_PER_MINUTE": "600"},
+            "IG_RATE_REQUESTS_PER_MINUTE": "6000", "IG_RATE_DOWNLOADS_PER_MINUTE": "600",
+            # the release page decides completeness item by item against the contract the release is built with
+            "IG_EVIDENCE_CONTRACTS": str(REPO_ROOT / "policies" / "evidence" / "release-contract.v1.yaml")},
             work / "portal.log", portal_port))
         yield {**base, "IG_POLICY_GRPC": f"127.0.0.1:{policy_grpc}", "IG_EVIDENCE_GRPC": f"127.0.0.1:{evidence_grpc}",
                "IG_PORTAL_URL": f"http://localhost:{portal_port}"}

@@ -104,12 +104,16 @@ class AuthorizationTable:
         return self.tenants.get(name, frozenset())
 
     def may_append(self, kind: str, name: str) -> bool:
-        """Exact kinds first; ``prefix.*`` rows own every kind below the prefix."""
-        owners = self.ledger_kinds.get(kind)
-        if owners is None:
-            owners = next((names for pattern, names in self.ledger_kinds.items()
-                           if pattern.endswith(".*") and kind.startswith(pattern[:-1])), frozenset())
-        return name in owners
+        row = self.ledger_kind_row(kind)
+        return row is not None and name in self.ledger_kinds[row]
+
+    def ledger_kind_row(self, kind: str) -> str | None:
+        """The ``ledger_kinds`` row that covers ``kind``: the exact kind first, else the ``prefix.*`` row it falls
+        under. A bounded name for a caller-chosen kind (what metrics may label with)."""
+        if kind in self.ledger_kinds:
+            return kind
+        return next((pattern for pattern in self.ledger_kinds
+                     if pattern.endswith(".*") and kind.startswith(pattern[:-1])), None)
 
     def may_forward_users(self, name: str) -> bool:
         return name in self.user_forwarders

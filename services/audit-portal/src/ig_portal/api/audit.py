@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from ig_common.spreadsheet import neutralise
 
 from ig_portal.api import downloads
 from ig_portal.api.catalog import EvidenceCatalog, Links, lookup, valid_artifact_id, valid_release
+from ig_portal.api.grant_context import admitted_grant
 from ig_portal.api.guard import Guard, new_download_id
 from ig_portal.api.models import (
     AccessLogEntryOut,
@@ -26,11 +28,12 @@ from ig_portal.api.models import (
 )
 from ig_portal.api.pdf_stamping import PdfStamper
 from ig_portal.clients.evidence import MANIFEST_FILES
-from ig_portal.clients.ledger import LedgerUnavailable, RecordedAccess
 from ig_portal.domain import watermark
 from ig_portal.domain.access import CSV_COLUMNS, Action
+from ig_portal.domain.access_log import LogFilter
 from ig_portal.domain.identity import Principal
 from ig_portal.domain.streamed_marks import TarAppendStream
+from ig_portal.store.access_log import AccessLogStore, LogRow
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
@@ -44,6 +47,10 @@ class AuditApi:
     catalog: EvidenceCatalog
     links: Links
     pdf_stamper: PdfStamper
+    access_log: AccessLogStore
+    # The per-release log (page and /audit/access-logs) shows at most this many of the newest rows; the
+    # tenant-wide log (api.access_log) pages through everything.
+    release_log_rows: int = 1000
 
     async def caller(self, request: Request, *, download: bool = False) -> Principal:
         try:
@@ -118,7 +125,9 @@ class AuditApi:
             return downloads.response(prepared, dl, artifact.sha256)
 
         @router.get("/manifest/{release}/{file}", summary="A watermarked file of the release's signed manifest",
-                    responses={200: {"content": {"application/octet-stream": {}}}})
+                    # the watermark's form decides: a JSON envelope, a text header, or a zip (cosign.pub, .sig)
+                    responses={200: {"content": {"application/json": {}, "text/plain": {},
+                                                 "application/zip": {}, "application/octet-stream": {}}}})
         async def manifest_file(request: Request, release: str,
                                 file: Literal[MANIFEST_FILES]) -> Response:  # type: ignore[valid-type]
             principal = await self.caller(request, download=True)
@@ -175,14 +184,15 @@ class AuditApi:
     @staticmethod
     def mark(principal: Principal, download_id: str) -> watermark.Watermark:
         issued = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        grant = admitted_grant()
         return watermark.Watermark(user=principal.email or principal.user, tenant=principal.tenant,
-                                   issued_at=issued, download_id=download_id)
+                                   issued_at=issued, download_id=download_id, grant=grant.describe() if grant else "")
 
-    async def read_log(self, principal: Principal, release: str) -> list[RecordedAccess]:
-        try:
-            return await self.guard.ledger.accesses(principal.tenant, release)
-        except LedgerUnavailable as error:
-            raise HTTPException(503, "ledger unavailable") from error
+    async def read_log(self, principal: Principal, release: str) -> list[LogRow]:
+        """The release's newest accesses, oldest first, from the access log's projection (never the whole log)."""
+        rows, _ = await self.access_log.search(principal.tenant, LogFilter(release=release), below=None,
+                                               limit=self.release_log_rows)
+        return rows[::-1]
 
 
 async def apply_watermark(name: str, media_type: str, sha256: str, content: bytes,
@@ -194,19 +204,19 @@ async def apply_watermark(name: str, media_type: str, sha256: str, content: byte
     return watermark.apply(name, media_type, sha256, content, mark)
 
 
-def to_out(recorded: RecordedAccess) -> AccessLogEntryOut:
+def to_out(recorded: LogRow) -> AccessLogEntryOut:
     e = recorded.entry
     return AccessLogEntryOut(seq=recorded.seq, at=e.at, user=e.user, email=e.email, tenant=e.tenant,
                              action=e.action.value, object=e.object, release=e.release, download_id=e.download_id,
                              request_sha256=e.request_sha256, entry_hash=recorded.entry_hash)
 
 
-def to_csv(recorded: list[RecordedAccess]) -> str:
+def to_csv(recorded: list[LogRow]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(CSV_COLUMNS))
     writer.writeheader()
     for item in recorded:
-        writer.writerow(to_out(item).model_dump())
+        writer.writerow({k: neutralise(v) if isinstance(v, str) else v for k, v in to_out(item).model_dump().items()})
     return out.getvalue()
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import HTTPException
 
-from ig_portal.clients.evidence import EvidenceCatalog, NotFound, Unavailable
+from ig_portal.clients.evidence import EvidenceCatalog, NdaRequired, NotFound, Unavailable
 from ig_portal.domain import links
 from ig_portal.domain.identity import Principal
 from ig_portal.domain.names import InvalidName, check_artifact_id, check_release
@@ -67,6 +67,9 @@ async def lookup(call: Awaitable[T]) -> T:
         return await call
     except NotFound as error:
         raise HTTPException(404, NOT_FOUND) from error
+    except NdaRequired as error:
+        raise HTTPException(403, f"accept the NDA of release {error.release} first, at /releases/{error.release}/nda"
+                            ) from error
     except Unavailable as error:
         raise HTTPException(503, "evidence service unavailable") from error
     except NotImplementedError as error:

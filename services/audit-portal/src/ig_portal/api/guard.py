@@ -54,8 +54,10 @@ class Guard:
                 raise _unauthorized("expected 'Authorization: Bearer <token>'")
             try:
                 claims = await self.provider.verify(token.strip())
-                return principal_from_claims(claims, groups_claim=self.groups_claim,
-                                             tenant_claim=self.tenant_claim), None
+                principal = principal_from_claims(claims, groups_claim=self.groups_claim,
+                                                  tenant_claim=self.tenant_claim)
+                request.state.ig_principal = principal  # a refusal after this is recorded (api.refusals)
+                return principal, None
             except TokenRejected as error:
                 REFUSALS.labels("token").inc()
                 log.info("token_rejected", reason=str(error))
@@ -70,6 +72,7 @@ class Guard:
         if cookie:
             session = await self.sessions.find(cookie)
             if session is not None:
+                request.state.ig_principal = session.principal  # a refusal after this is recorded (api.refusals)
                 return session.principal, session
         return None, None
 
@@ -97,16 +100,18 @@ class Guard:
                                 headers={"Retry-After": str(denied.retry_after_seconds)})
 
     async def record(self, request: Request, principal: Principal, action: Action, object_: str, *,
-                     release: str = "", download_id: str = "") -> AccessEntry:
+                     release: str = "", download_id: str = "", status: int = 200) -> AccessEntry:
         at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         entry = AccessEntry(user=principal.user, tenant=principal.tenant, action=action, object=object_,
                             release=release, download_id=download_id,
                             request_sha256=request_hash(request.method, request.url.path, request.url.query,
-                                                        principal.user, at), at=at, email=principal.email)
+                                                        principal.user, at), at=at, email=principal.email,
+                            status=status)
         started = time.perf_counter()
         try:
-            seq = await self.ledger.append(entry)
-            await self.accesses.publish(entry, seq)
+            recorded = await self.ledger.append(entry)
+            seq = recorded.seq
+            await self.accesses.publish(entry, recorded)
         except (LedgerUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             REFUSALS.labels("ledger_unavailable").inc()
             log.error("access_not_recorded", error=str(error), action=action.value, object=object_)

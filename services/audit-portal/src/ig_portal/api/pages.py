@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -15,11 +16,13 @@ from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import lookup, valid_artifact_id, valid_release
 from ig_portal.api.edges import CONTENT_SECURITY_POLICY
 from ig_portal.api.guard import new_download_id
-from ig_portal.clients.evidence import ManifestFiles, NotFound, Unavailable
+from ig_portal.api.release_panel import ReleasePanel
+from ig_portal.clients.evidence import ManifestFiles, NdaRequired, NotFound, Unavailable
 from ig_portal.domain.access import Action
 from ig_portal.domain.identity import Principal
 from ig_portal.store.sessions import Session
 
+T = TypeVar("T")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 SECURITY_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                     "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
@@ -32,9 +35,24 @@ class LoginRequired(Exception):
         self.return_to = return_to
 
 
+class NdaFirst(Exception):
+    """A page of a release whose grant's NDA is not accepted yet: the browser goes to the NDA and comes back."""
+
+    def __init__(self, release: str) -> None:
+        self.release = release
+
+
+async def nda_first(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except NdaRequired as error:
+        raise NdaFirst(error.release) from error
+
+
 @dataclass
 class Pages:
     api: AuditApi
+    panel: ReleasePanel | None = None  # the verification panel of the release page
 
     async def visitor(self, request: Request) -> tuple[Principal, Session | None]:
         principal, session = await self.api.guard.authenticate(request)
@@ -73,20 +91,21 @@ class Pages:
         async def release_page(request: Request, release: str) -> Response:
             principal, session = await self.visitor(request)
             name = valid_release(release)
-            found = await lookup(catalog.release(principal, name))
+            found = await lookup(nda_first(catalog.release(principal, name)))
             artifacts = await lookup(catalog.artifacts(principal, name))
             signed = [(a, links.issue(principal, a.id, new_download_id())[0]) for a in artifacts]
             manifest = await self.signed_manifest(principal, name)
+            panel = await self.panel.build(principal, found, artifacts, manifest) if self.panel else None
             await guard.record(request, principal, Action.VIEW, f"release:{name}", release=name)
             return self.render(request, "release.html", principal, session, release=found, artifacts=signed,
                                manifest=manifest, manifest_files=sorted(manifest.files) if manifest else [],
-                               ttl=links.default_ttl, title=f"Release {name}")
+                               panel=panel, ttl=links.default_ttl, title=f"Release {name}")
 
         @router.get("/releases/{release}/artifacts/{artifact_id}", response_class=HTMLResponse)
         async def artifact_page(request: Request, release: str, artifact_id: str) -> Response:
             principal, session = await self.visitor(request)
             name, key = valid_release(release), valid_artifact_id(artifact_id)
-            artifact = await lookup(catalog.artifact(principal, key))
+            artifact = await lookup(nda_first(catalog.artifact(principal, key)))
             if artifact.release != name:
                 raise HTTPException(404, "no such release or artifact")
             url, _ = links.issue(principal, key, new_download_id())
@@ -107,6 +126,10 @@ class Pages:
                                title=f"Access log {name}")
 
         return router
+
+
+def nda_redirect(error: NdaFirst) -> RedirectResponse:
+    return RedirectResponse(f"/releases/{quote(error.release)}/nda", status_code=303)
 
 
 def login_redirect(error: LoginRequired) -> RedirectResponse:

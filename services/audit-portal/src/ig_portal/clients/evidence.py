@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 import grpc
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
@@ -28,6 +28,42 @@ class NotFound(Exception):
 
 class Unavailable(Exception):
     """The evidence service did not answer in time."""
+
+
+class NdaRequired(Exception):
+    """The caller holds a grant for this release whose NDA they have not accepted yet."""
+
+    def __init__(self, release: str) -> None:
+        super().__init__(release)
+        self.release = release
+
+
+class ReleaseGate(Protocol):
+    """Who may see which release (api.governance): consulted for every release the catalog hands out."""
+
+    async def visible(self, user: Principal, releases: list[ReleaseView]) -> list[ReleaseView]: ...
+
+    async def admit(self, user: Principal, release: str) -> None: ...
+
+
+class KitRefused(Exception):
+    """The evidence service could not assemble the release's verify kit: ``readable`` False when the stored bundle
+    itself could not be read (an internal error while assembling), True when it declined for a stated reason
+    (keyless signer, signer no longer pinned)."""
+
+    def __init__(self, detail: str, *, readable: bool) -> None:
+        super().__init__(detail)
+        self.readable = readable
+
+
+@dataclass(frozen=True)
+class BundleVersionView:
+    manifest_sha256: str
+    ledger_seq: int
+    registered_at: str
+    complete: bool
+    missing: tuple[str, ...]
+    signer_name: str
 
 
 @dataclass(frozen=True)
@@ -94,7 +130,14 @@ class Recent(Generic[K, V]):
         # Shielded: a caller that goes away must not cancel the call the other callers are waiting for.
         return await asyncio.shield(loading)
 
+    def drop(self, key: K) -> None:
+        """Forget ``key``'s answer (it changed here); a load under way is not awaited by later callers."""
+        self._values.pop(key, None)
+        self._loading.pop(key, None)
+
     def _settle(self, key: K, done: asyncio.Future[V]) -> None:
+        if self._loading.get(key) is not done:
+            return  # dropped while loading (drop): its answer may predate the change, so it is not kept
         self._loading.pop(key, None)
         if done.cancelled() or done.exception() is not None:
             return
@@ -115,13 +158,15 @@ class EvidenceCatalog:
         self._releases: Recent[str, list[ReleaseView]] = Recent(cache_seconds)
         self._artifacts: Recent[tuple[str, str], list[ArtifactView]] = Recent(cache_seconds)
         self._metadata: Recent[tuple[str, str], ArtifactView] = Recent(cache_seconds)
+        self.gate: ReleaseGate | None = None  # set by the wiring when access grants are enforced
 
     @property
     def stub(self) -> evidence_pb2_grpc.EvidenceServiceStub:
         return self._stubs.get()
 
     async def releases(self, user: Principal) -> list[ReleaseView]:
-        return await self._releases.get(user.tenant, lambda: self._list_releases(user))
+        found = await self._releases.get(user.tenant, lambda: self._list_releases(user))
+        return await self.gate.visible(user, found) if self.gate is not None else found
 
     async def _list_releases(self, user: Principal) -> list[ReleaseView]:
         reply = await self._call(self.stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant=user.tenant),
@@ -133,6 +178,8 @@ class EvidenceCatalog:
     async def release(self, user: Principal, name: str) -> ReleaseView:
         for release in await self.releases(user):
             if release.name == name:
+                if self.gate is not None:
+                    await self.gate.admit(user, name)
                 return release
         raise NotFound(name)
 
@@ -219,6 +266,43 @@ class EvidenceCatalog:
         contents = (reply.manifest, reply.signature, reply.sigstore_bundle, reply.public_key)
         files = {name: data for name, data in zip(MANIFEST_FILES, contents, strict=True) if data}
         return ManifestFiles(reply.release, reply.manifest_sha256, files, reply.signer_name, reply.signer_key_id)
+
+    async def completeness(self, user: Principal, release: str) -> list[str]:
+        """What the evidence service records as missing from the release's latest bundle."""
+        reply = await self._call(self.stub.Completeness(
+            evidence_pb2.CompletenessRequest(release=release, tenant=user.tenant), timeout=self.timeout,
+            metadata=self.users.metadata(user)))
+        return list(reply.missing)
+
+    async def bundle_history(self, user: Principal, release: str) -> list[BundleVersionView]:
+        """Every bundle registered for the release, oldest first (its amendments)."""
+        reply = await self._call(self.stub.ListBundleHistory(
+            evidence_pb2.ListBundleHistoryRequest(release=release, tenant=user.tenant), timeout=self.timeout,
+            metadata=self.users.metadata(user)))
+        return [BundleVersionView(b.manifest_sha256, b.ledger_seq, b.registered_at, b.complete, tuple(b.missing),
+                                  b.signer_name) for b in reply.bundles]
+
+    async def save_verify_kit(self, user: Principal, release: str, out: IO[bytes]) -> evidence_pb2.VerifyKitInfo:
+        """The release's verify kit written to ``out``; KitRefused when the service cannot assemble it."""
+        await self.release(user, release)
+        call = self.stub.GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release=release, tenant=user.tenant),
+                                      timeout=self.download_timeout, metadata=self.users.metadata(user))
+        info: evidence_pb2.VerifyKitInfo | None = None
+        try:
+            async for part in call:
+                if part.HasField("info"):
+                    info = part.info
+                else:
+                    await asyncio.to_thread(out.write, part.chunk)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise KitRefused(error.details() or "", readable=True) from error
+            if error.code() in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS):
+                raise KitRefused(error.details() or error.code().name, readable=False) from error
+            raise self._translate(error) from error
+        if info is None:
+            raise NotFound(release)
+        return info
 
     async def _fetch(self, user: Principal, artifact_id: str, *, with_content: bool
                      ) -> tuple[ArtifactView, bytes]:

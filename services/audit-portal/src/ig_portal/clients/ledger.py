@@ -1,31 +1,26 @@
-"""Appending access entries to the provenance ledger and reading them back for the access log."""
+"""The provenance ledger as the access log needs it: append an access, read access entries in seq order, the
+signed checkpoint and inclusion proofs an export carries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import UTC
 
 import grpc
-import structlog
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import RenewingStub
-from prometheus_client import Counter
 
-from ig_portal.domain.access import LEDGER_KIND, AccessEntry, UnreadableEntry, ledger_subject
-
-log = structlog.get_logger(__name__)
-UNREADABLE = Counter("ig_portal_access_log_unreadable_entries_total",
-                     "Ledger entries of the access kind skipped by the access-log reader because they do not parse")
+from ig_portal.domain.access import LEDGER_KIND, AccessEntry, ledger_subject
+from ig_portal.domain.access_log import LedgerRecord
 
 
 class LedgerUnavailable(Exception):
     """The ledger did not take the entry: the request must fail closed."""
 
 
-@dataclass(frozen=True)
-class RecordedAccess:
-    seq: int
-    entry_hash: str
-    entry: AccessEntry
+def to_record(entry: ledger_pb2.Entry) -> LedgerRecord:
+    return LedgerRecord(seq=int(entry.seq), ts=entry.ts.ToDatetime(tzinfo=UTC), kind=entry.kind,
+                        subject=entry.subject, payload=bytes(entry.payload), prev_hash=entry.prev_hash,
+                        entry_hash=entry.entry_hash)
 
 
 class AccessLedger:
@@ -37,7 +32,8 @@ class AccessLedger:
     def stub(self) -> ledger_pb2_grpc.LedgerServiceStub:
         return self._stubs.get()
 
-    async def append(self, entry: AccessEntry) -> int:
+    async def append(self, entry: AccessEntry) -> LedgerRecord:
+        """The entry as the ledger chained it (seq, time, hashes): the access log's row is projected from it."""
         request = ledger_pb2.AppendRequest(kind=LEDGER_KIND, subject=ledger_subject(entry.tenant, entry.release),
                                            payload=entry.payload())
         try:
@@ -46,29 +42,29 @@ class AccessLedger:
             raise LedgerUnavailable(f"ledger append failed: {error.code().name} {error.details()}") from error
         if reply.entry.seq <= 0:
             raise LedgerUnavailable("ledger answered without a sequence number")
-        return int(reply.entry.seq)
+        return to_record(reply.entry)
 
-    async def accesses(self, tenant: str, release: str, page_size: int = 1000) -> list[RecordedAccess]:
-        """Every access entry recorded for ``tenant``'s ``release``, oldest first (paged by sequence number)."""
-        found: list[RecordedAccess] = []
-        from_seq = 0
-        while True:
-            request = ledger_pb2.ListRequest(kind=LEDGER_KIND, subject=ledger_subject(tenant, release),
-                                             from_seq=from_seq, page_size=page_size)
-            try:
-                reply = await self.stub.List(request, timeout=self.timeout)
-            except grpc.aio.AioRpcError as error:
-                raise LedgerUnavailable(f"ledger list failed: {error.code().name} {error.details()}") from error
-            for item in reply.entries:
-                try:
-                    entry = AccessEntry.from_payload(item.payload)
-                except UnreadableEntry as error:
-                    # One bad entry must not take the whole log down for good: skipped, counted, logged.
-                    UNREADABLE.inc()
-                    log.warning("access_log_entry_unreadable", seq=int(item.seq), error=str(error))
-                    continue
-                if entry.tenant == tenant and entry.release == release:
-                    found.append(RecordedAccess(int(item.seq), item.entry_hash, entry))
-            if len(reply.entries) < page_size:
-                return found
-            from_seq = int(reply.entries[-1].seq) + 1
+    async def entries_from(self, from_seq: int, page_size: int = 1000) -> list[LedgerRecord]:
+        """Access-kind entries of every tenant from ``from_seq`` on, oldest first (the access log's feed)."""
+        request = ledger_pb2.ListRequest(kind=LEDGER_KIND, from_seq=from_seq, page_size=page_size)
+        try:
+            reply = await self.stub.List(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as error:
+            raise LedgerUnavailable(f"ledger list failed: {error.code().name} {error.details()}") from error
+        return [to_record(item) for item in reply.entries]
+
+    async def checkpoint(self) -> ledger_pb2.CheckpointResponse:
+        """The ledger's signed head checkpoint (with the witnesses' cosignatures where it has them)."""
+        try:
+            return await self.stub.Checkpoint(ledger_pb2.CheckpointRequest(), timeout=self.timeout)
+        except grpc.aio.AioRpcError as error:
+            raise LedgerUnavailable(f"ledger checkpoint failed: {error.code().name} {error.details()}") from error
+
+    async def inclusion(self, seq: int, tree_size: int) -> list[str]:
+        """The RFC 9162 inclusion proof (hex) of entry ``seq`` in the tree of ``tree_size``."""
+        request = ledger_pb2.InclusionProofRequest(seq=seq, tree_size=tree_size)
+        try:
+            reply = await self.stub.InclusionProof(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as error:
+            raise LedgerUnavailable(f"ledger proof failed: {error.code().name} {error.details()}") from error
+        return list(reply.hashes)

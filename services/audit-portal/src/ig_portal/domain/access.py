@@ -15,6 +15,8 @@ class Action(StrEnum):
     READ = "read"          # a JSON API read (catalog, artifact list, link issued)
     DOWNLOAD = "download"  # artifact bytes served through a signed link
     EXPORT = "export"      # an access-log export
+    GRANT = "grant"        # an admin grants (or revokes) an auditor's access to a release
+    ACCEPT = "accept"      # an auditor accepts a grant's NDA (object: nda:<grant>@<address>)
 
 
 class UnreadableEntry(ValueError):
@@ -32,6 +34,13 @@ class AccessEntry:
     request_sha256: str
     at: str
     email: str = ""  # for people reading the log; `user` (the token's subject) is the identity
+    # The HTTP status answered: 200 for an access served; 403/404/429 for a refused attempt (recorded too). Entries
+    # written before refusals were recorded carry no status and read as 200.
+    status: int = 200
+
+    @property
+    def outcome(self) -> str:
+        return "refused" if self.status >= 400 else "ok"
 
     def payload(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces): the bytes whose hash the ledger chains."""
@@ -46,8 +55,11 @@ class AccessEntry:
             entry = cls(**{**body, "action": Action(body["action"])})
         except (ValueError, TypeError, KeyError) as error:
             raise UnreadableEntry(str(error)) from error
-        if not all(isinstance(getattr(entry, name), str) for name in ("tenant", "release", "user")):
-            raise UnreadableEntry("tenant, release and user must be strings")
+        if not all(isinstance(getattr(entry, name), str)
+                   for name in ("tenant", "release", "user", "email", "object", "download_id", "request_sha256", "at")):
+            raise UnreadableEntry("user, tenant, object, release, download_id, request_sha256 and at must be strings")
+        if type(entry.status) is not int or not 100 <= entry.status <= 599:
+            raise UnreadableEntry("status must be an HTTP status code")
         return entry
 
 

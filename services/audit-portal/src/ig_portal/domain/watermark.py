@@ -35,14 +35,15 @@ class Watermark:
     tenant: str
     issued_at: str
     download_id: str
+    grant: str = ""  # the access grant that admitted the download, described (empty: none was needed)
 
     def line(self) -> str:
         return (f"downloaded by {self.user} (tenant {self.tenant}) at {self.issued_at} "
-                f"download {self.download_id}")
+                f"download {self.download_id}" + (f" under {self.grant}" if self.grant else ""))
 
     def as_dict(self) -> dict[str, str]:
         return {"user": self.user, "tenant": self.tenant, "issuedAt": self.issued_at,
-                "downloadId": self.download_id}
+                "downloadId": self.download_id, **({"grant": self.grant} if self.grant else {})}
 
 
 @dataclass(frozen=True)

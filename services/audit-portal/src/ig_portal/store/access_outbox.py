@@ -1,4 +1,5 @@
-"""Publishing accesses (already in the ledger) on ig.audit.access.v1 through the portal's outbox.
+"""Publishing accesses (already in the ledger) on ig.audit.access.v1 through the portal's outbox, and writing their
+access-log rows (``store.access_log``) in the same transaction.
 
 Rows are written in batches (``store.batching``): one transaction and one WAL flush for all the accesses that
 arrived while the previous batch committed. Each request still returns only after its own row committed, and
@@ -15,7 +16,9 @@ from ig_common.events.envelope import OutgoingEvent
 from ig_common.events.outbox import enqueue_many
 
 from ig_portal.domain.access import AccessEntry
+from ig_portal.domain.access_log import LedgerRecord, ProjectedAccess, parse_at
 from ig_portal.events import accessed
+from ig_portal.store.access_log import insert_rows
 from ig_portal.store.batching import Batcher
 
 
@@ -30,19 +33,21 @@ class AccessOutbox:
         self._pool = pool
         self._schema = schema
         self._on_commit = on_commit
-        self._batches: Batcher[OutgoingEvent, None] = Batcher("outbox", self._write)
+        self._batches: Batcher[tuple[OutgoingEvent, ProjectedAccess], None] = Batcher("outbox", self._write)
 
-    async def publish(self, entry: AccessEntry, ledger_seq: int) -> None:
-        """Returns once the access event is committed to the outbox; raises what the commit raised."""
-        await self._batches.submit(access_event(entry, ledger_seq))
+    async def publish(self, entry: AccessEntry, ledger: LedgerRecord) -> None:
+        """Returns once the access event and the access-log row are committed; raises what the commit raised."""
+        row = ProjectedAccess(ledger, entry, parse_at(entry.at))
+        await self._batches.submit((access_event(entry, ledger.seq), row))
 
     async def run(self) -> None:
         await self._batches.run()
 
-    async def _write(self, events: list[OutgoingEvent]) -> list[None]:
-        # One executemany is atomic on its own (asyncpg pipelines the rows and commits once): no BEGIN/COMMIT
-        # round trips around it.
-        async with self._pool.acquire() as conn:
-            await enqueue_many(conn, self._schema, events)
+    async def _write(self, items: list[tuple[OutgoingEvent, ProjectedAccess]]) -> list[None]:
+        # One transaction for the batch's events and rows: a page read after the answer shows the access.
+        async with self._pool.acquire() as conn, conn.transaction():
+            # A refused attempt is in the ledger and the log, but is no access: nothing is published for it.
+            await enqueue_many(conn, self._schema, [event for event, row in items if row.entry.status < 400])
+            await insert_rows(conn, self._schema, [row for _, row in items])
         self._on_commit()
-        return [None] * len(events)
+        return [None] * len(items)

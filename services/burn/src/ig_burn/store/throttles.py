@@ -145,8 +145,8 @@ class ThrottleStore:
             incident_id=row["incident_id"], slo=row["slo"], service=row["service"], status=row["status"],
             severity=row["severity"], summary=row["summary"], opened_at=row["opened_at"],
             resolved_at=row["resolved_at"], external_url=self.external_url)
-        await conn.execute(f"INSERT INTO {self.schema}.webhook_deliveries (payload) VALUES ($1::jsonb)",
-                           json.dumps(body))
+        await conn.execute(f"INSERT INTO {self.schema}.webhook_deliveries (payload, group_key) VALUES ($1::jsonb, $2)",
+                           json.dumps(body), str(body["groupKey"]))
 
     async def incidents(self, conn: Executor, limit: int = 50) -> list[IncidentRow]:
         rows = await conn.fetch(f"SELECT * FROM {self.schema}.incidents ORDER BY opened_at DESC LIMIT $1", limit)

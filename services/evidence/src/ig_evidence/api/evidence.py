@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import grpc
@@ -227,7 +228,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         bundle = await self._latest(request.release, request.tenant, context)
         try:
             kit = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers,
-                                     self._witnessing)
+                                     self._witnessing, self._keyless)
         except KitUnavailable as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"release: {error}")
             raise
@@ -249,3 +250,14 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         bundle = await self._latest(request.release, request.tenant, context)
         return evidence_pb2.CompletenessResponse(complete=bundle.complete, missing=bundle.missing,
                                                  contract_version=bundle.contract_version)
+
+    async def ListBundleHistory(self, request: evidence_pb2.ListBundleHistoryRequest,
+                                context: Context) -> evidence_pb2.ListBundleHistoryResponse:
+        # Tenant-scoped like the rest: another tenant's release is NOT_FOUND, exactly like a missing one.
+        latest = await self._latest(request.release, request.tenant, context)
+        rows = await self._bundles.history(latest.release, latest.tenant)
+        return evidence_pb2.ListBundleHistoryResponse(bundles=[evidence_pb2.BundleVersion(
+            manifest_sha256=row.manifest_sha256, ledger_seq=row.ledger_seq,
+            registered_at=at.astimezone(UTC).isoformat().replace("+00:00", "Z"), complete=row.complete,
+            missing=row.missing, contract_version=row.contract_version, signer_name=row.signer_name,
+            signer_key_id=row.signer_key_id) for row, at in rows])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import grpc
@@ -14,7 +13,7 @@ from prometheus_client import Counter
 
 from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
-from ig_evidence.store.ledger import LedgerError, LedgerStore
+from ig_evidence.store.ledger import Append, LedgerError, LedgerStore
 from ig_evidence.store.tiles import IntegrationPending
 from ig_evidence.store.witnessing import Witnessing
 
@@ -88,10 +87,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
                                     f"entries[{index}].kind: {caller} may not append {item.kind!r} entries")
         with tracer.start_as_current_span("ledger.append_batch") as span:
             span.set_attribute("ig.ledger.entries", len(request.entries))
-            # Queued in request order in one go, so the writer commits them together in its next batches.
-            appended = await asyncio.gather(*(self._store.append(item.kind, item.subject, item.payload,
-                                                                 deduplicate=item.deduplicate)
-                                              for item in request.entries))
+            # One group: committed in one transaction, in request order, or not at all.
+            appended = await self._store.append_many([Append(item.kind, item.subject, item.payload, item.deduplicate)
+                                                      for item in request.entries])
         return ledger_pb2.AppendBatchResponse(entries=[ledger_pb2.AppendResponse(entry=to_proto(entry),
                                                                                  existing=existing)
                                                        for entry, existing in appended])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat import asn1
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from sigstore.errors import CertValidationError, Error, VerificationError
 from sigstore.models import Bundle, InvalidBundle, TrustedRoot
@@ -45,6 +46,7 @@ class KeylessSigner:
     issuer: str
     subject: str
     certificate_sha256: str  # hex SHA-256 of the signing certificate's DER
+    public_key: ec.EllipticCurvePublicKey  # the certificate's: every other signature in the bundle must be by it
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,12 @@ class KeylessVerifier:
         issuer = certificate_issuer(bundle.signing_certificate)
         if check.matched_subject is None or issuer is None:  # the policy ran and passed, or we would not be here
             raise KeylessRefused("keyless bundle refused: the identity policy was not applied")
+        public_key = bundle.signing_certificate.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise KeylessRefused("keyless bundle refused: the signing certificate's key is not ECDSA")
         fingerprint = hashlib.sha256(bundle.signing_certificate.public_bytes(Encoding.DER)).hexdigest()
-        return KeylessSigner(issuer=issuer, subject=check.matched_subject, certificate_sha256=fingerprint)
+        return KeylessSigner(issuer=issuer, subject=check.matched_subject, certificate_sha256=fingerprint,
+                             public_key=public_key)
 
 
 def _is_legacy_cosign_bundle(document: bytes) -> bool:

@@ -2,7 +2,9 @@
 
 The kit's layout and its ledger checks are domain/verify_kit.py's; the bundle inside is verified exactly as
 ``ig-evidence verify`` verifies any bundle, against the signer key the kit carries, which must hash to the key id
-the kit names (and to ``--key-id``, the id the portal shows, when the auditor pins it).
+the kit names (and to ``--key-id``, the id the portal shows, when the auditor pins it). A keyless signer's bundle is
+verified with sigstore-python against the identity policy and the trusted root: the kit's, or the ones the auditor
+pins (``--certificate-oidc-issuer`` / ``--certificate-identity-regexp``, ``--trusted-root``), which take their place.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import IO, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ig_evidence.bundle.verify import METADATA_LIMIT, TooLarge, read_capped, verify_bundle
+from ig_evidence.bundle.keyless import IdentityPolicy, KeylessVerifier
+from ig_evidence.bundle.verify import (
+    METADATA_LIMIT,
+    TooLarge,
+    Verification,
+    read_capped,
+    verify_bundle,
+    verify_keyless_bundle,
+)
 from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import note
 from ig_evidence.domain.cosignature import Cosigner, require_cosignatures
@@ -29,6 +39,7 @@ from ig_evidence.domain.verify_kit import (
     CHECKPOINT_FILE,
     INDEX_FILE,
     SIGNER_KEY_FILE,
+    TRUSTED_ROOT_FILE,
     KitError,
     KitIndex,
     check_anchor_extends_to_head,
@@ -59,13 +70,14 @@ class _Hashing:
         return self._out.tell()
 
 
-def write_kit(out: IO[bytes], archive: Path, index: KitIndex, signer_pem: bytes, checkpoint_note: str) -> str:
+def write_kit(out: IO[bytes], archive: Path, index: KitIndex, signer_files: dict[str, bytes],
+              checkpoint_note: str) -> str:
     """The kit as an uncompressed tar (the bundle inside is compressed already), members in a fixed order; returns
-    its SHA-256 (hex)."""
+    its SHA-256 (hex). ``signer_files``: the pinned key (``signer.pub``) or the keyless trusted root."""
     hashing = _Hashing(out)
     with tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         small = {INDEX_FILE: json.dumps(index_document(index), indent=2, sort_keys=True).encode() + b"\n",
-                 SIGNER_KEY_FILE: signer_pem, CHECKPOINT_FILE: checkpoint_note.encode()}
+                 **signer_files, CHECKPOINT_FILE: checkpoint_note.encode()}
         for name, data in small.items():
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
@@ -104,6 +116,7 @@ class KitVerification:
     head_size: int = 0
     registration_seq: int = 0
     cosigned_by: list[str] = field(default_factory=list)
+    signer_pinned: bool = False  # by the auditor (--key-id, --key, or a keyless identity and trusted root)
 
     @property
     def ok(self) -> bool:
@@ -119,7 +132,7 @@ def _read_kit(kit: Path, scratch: Path) -> tuple[dict[str, bytes], Path | None]:
             handle = tar.extractfile(member) if member.isreg() else None
             if handle is None:
                 continue
-            if member.name in (INDEX_FILE, SIGNER_KEY_FILE, CHECKPOINT_FILE):
+            if member.name in (INDEX_FILE, SIGNER_KEY_FILE, TRUSTED_ROOT_FILE, CHECKPOINT_FILE):
                 small[member.name] = read_capped(handle, member.name, METADATA_LIMIT)
             elif "/" not in member.name and member.name.endswith((".tar.gz", ".tar")):
                 bundle = scratch / member.name
@@ -141,8 +154,17 @@ def _signer_key(pem: bytes | None) -> ec.EllipticCurvePublicKey:
     return loaded
 
 
+@dataclass(frozen=True)
+class KeylessPin:
+    """What the auditor pins for a keyless kit; each part left out is taken from the kit."""
+
+    identity: IdentityPolicy | None = None
+    trusted_root: Path | None = None
+
+
 def verify_kit(kit: Path, *, expected_key_id: str | None = None, pinned_ledger_key: str | None = None,
-               witnesses: tuple[Cosigner, ...] = (), min_witnesses: int = 0) -> KitVerification:
+               witnesses: tuple[Cosigner, ...] = (), min_witnesses: int = 0,
+               keyless: KeylessPin = KeylessPin()) -> KitVerification:
     """``min_witnesses``: the head checkpoint must carry that many valid cosignatures by ``witnesses``."""
     result = KitVerification()
     with tempfile.TemporaryDirectory(prefix="ig-kit-") as scratch:
@@ -155,7 +177,16 @@ def verify_kit(kit: Path, *, expected_key_id: str | None = None, pinned_ledger_k
         result.release, result.tenant = index.release, index.tenant
         result.signer = f"{index.signer_name} (key id {index.signer_key_id})"
         try:
-            _check(index, small, bundle, expected_key_id, pinned_ledger_key, result)
+            head, registered = _check_ledger(index, small, bundle, pinned_ledger_key, result)
+            if index.signer_identity is None:
+                checked = _check_key_signer(index, small, registered, expected_key_id, keyless, result)
+            else:
+                checked = _check_keyless_signer(index, small, registered, expected_key_id, keyless, Path(scratch),
+                                                result)
+            result.problems.extend(checked.problems)
+            result.artifacts_checked = checked.artifacts_checked
+            if checked.manifest is not None:
+                _check_manifest(index, registered, checked.manifest, head)
             if min_witnesses:
                 _check_witnesses(small, witnesses, min_witnesses, result)
         except KitError as error:
@@ -163,13 +194,9 @@ def verify_kit(kit: Path, *, expected_key_id: str | None = None, pinned_ledger_k
     return result
 
 
-def _check(index: KitIndex, small: dict[str, bytes], bundle: Path | None, expected_key_id: str | None,
-           pinned_ledger_key: str | None, result: KitVerification) -> None:
-    signer = _signer_key(small.get(SIGNER_KEY_FILE))
-    if key_id(signer) != index.signer_key_id:
-        raise KitError(f"{SIGNER_KEY_FILE}: its key id is {key_id(signer)}, the kit names {index.signer_key_id}")
-    if expected_key_id is not None and expected_key_id != index.signer_key_id:
-        raise KitError(f"signer: key id {index.signer_key_id}, not the expected {expected_key_id}")
+def _check_ledger(index: KitIndex, small: dict[str, bytes], bundle: Path | None, pinned_ledger_key: str | None,
+                  result: KitVerification) -> tuple[note.Checkpoint, Path]:
+    """The head checkpoint's signature, the registration entry in it, and the bundle being the registered one."""
     verifier = pinned_ledger_key or index.ledger_verifier_key
     if verifier != index.ledger_verifier_key:
         raise KitError("ledger: the kit's checkpoint key is not the pinned one")
@@ -184,14 +211,48 @@ def _check(index: KitIndex, small: dict[str, bytes], bundle: Path | None, expect
         raise KitError(f"{index.bundle_file}: the bundle is missing from the kit")
     if sha256_of_file(bundle) != index.archive_sha256:
         raise KitError(f"{index.bundle_file}: its SHA-256 is not the registered archive's")
+    return head, bundle
+
+
+def _check_key_signer(index: KitIndex, small: dict[str, bytes], bundle: Path, expected_key_id: str | None,
+                      keyless: KeylessPin, result: KitVerification) -> Verification:
+    if keyless.identity is not None or keyless.trusted_root is not None:
+        raise KitError(f"signer: {index.signer_name} is a pinned key (key id {index.signer_key_id}), not a keyless "
+                       "identity: pin it with --key-id or --key")
+    signer = _signer_key(small.get(SIGNER_KEY_FILE))
+    if key_id(signer) != index.signer_key_id:
+        raise KitError(f"{SIGNER_KEY_FILE}: its key id is {key_id(signer)}, the kit names {index.signer_key_id}")
+    if expected_key_id is not None and expected_key_id != index.signer_key_id:
+        raise KitError(f"signer: key id {index.signer_key_id}, not the expected {expected_key_id}")
+    result.signer_pinned = expected_key_id is not None
     # The anchor's own checkpoint may be signed by a key since rotated out: what ties it to the head is the
-    # consistency of its root with the head's, checked below, not its signature.
-    checked = verify_bundle(bundle, signer)
-    result.problems.extend(checked.problems)
-    result.artifacts_checked = checked.artifacts_checked
-    if checked.manifest is None:
-        return
-    _check_manifest(index, bundle, checked.manifest, head)
+    # consistency of its root with the head's (_check_manifest), not its signature.
+    return verify_bundle(bundle, signer)
+
+
+def _check_keyless_signer(index: KitIndex, small: dict[str, bytes], bundle: Path, expected_key_id: str | None,
+                          keyless: KeylessPin, scratch: Path, result: KitVerification) -> Verification:
+    assert index.signer_identity is not None
+    if expected_key_id is not None:
+        raise KitError(f"signer: {index.signer_name} signs keylessly (no key id); pin it with "
+                       "--certificate-oidc-issuer, --certificate-identity-regexp and --trusted-root")
+    policy = keyless.identity or IdentityPolicy(index.signer_identity.issuer, index.signer_identity.subject_regexp)
+    root = keyless.trusted_root
+    if root is None:
+        if TRUSTED_ROOT_FILE not in small:
+            raise KitError(f"{TRUSTED_ROOT_FILE}: missing from the kit")
+        root = scratch / TRUSTED_ROOT_FILE
+        root.write_bytes(small[TRUSTED_ROOT_FILE])
+    try:
+        verifier = KeylessVerifier.from_file(root)
+    except ValueError as error:
+        raise KitError(f"{TRUSTED_ROOT_FILE}: {error}") from error
+    checked, signer = verify_keyless_bundle(bundle, verifier, policy)
+    result.signer_pinned = keyless.identity is not None and keyless.trusted_root is not None
+    if signer is not None:
+        result.signer = (f"{index.signer_name}, keyless: {signer.subject} from {signer.issuer} (subject ~ "
+                         f"{policy.subject_regexp})")
+    return checked
 
 
 def _check_witnesses(small: dict[str, bytes], witnesses: tuple[Cosigner, ...], minimum: int,

@@ -27,7 +27,13 @@ from ig_evidence.bundle.keyless import (
 )
 from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import signatures
-from ig_evidence.domain.trusted_signers import SignerNotTrusted, TenantSigners, key_id, key_id_from_hint
+from ig_evidence.domain.trusted_signers import (
+    KeylessIdentity,
+    SignerNotTrusted,
+    TenantSigners,
+    key_id,
+    key_id_from_hint,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class BundleSigner:
     name: str
     key_id: str  # a pinned key's id; empty for a keyless signer (its name carries the certificate's subject)
     public_key: ec.EllipticCurvePublicKey
+    identity: KeylessIdentity | None = None  # the tenant's keyless identity the certificate satisfied
 
 
 def claimed_key_id(metadata: dict[str, bytes]) -> str | None:
@@ -85,7 +92,7 @@ def _keyless_signer(metadata: dict[str, bytes], certificate: x509.Certificate, t
         except KeylessRefused as error:
             refusals.append(f"{identity.name}: {error}")
             continue
-        return BundleSigner(f"{identity.name} ({signed.subject})", "", public_key)
+        return BundleSigner(f"{identity.name} ({signed.subject})", "", public_key, identity)
     raise SignerNotTrusted(f"{mf.MANIFEST_FILE} is signed keylessly by {who}, which is not trusted for tenant "
                            f"{tenant!r}: {'; '.join(refusals)}")
 

@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ig_evidence.bundle.archive import CHUNK, is_safe_member
+from ig_evidence.bundle.keyless import IdentityPolicy, KeylessRefused, KeylessSigner, KeylessVerifier
 from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import note, signatures
 from ig_evidence.domain.anchoring import AnchorError, verify_anchor
@@ -155,6 +156,23 @@ def verify_bundle(bundle: Path, public_key: ec.EllipticCurvePublicKey, *, contra
     contents.problems.extend(extra)
     return check_contents(contents, public_key, contract=contract, pinned_ledger_key=pinned_ledger_key,
                           allow_incomplete=allow_incomplete, witnesses=witnesses)
+
+
+def verify_keyless_bundle(bundle: Path, verifier: KeylessVerifier, policy: IdentityPolicy, *,
+                          contract: EvidenceContract | None = None, pinned_ledger_key: str | None = None,
+                          allow_incomplete: bool = False, witnesses: WitnessPolicy | None = None
+                          ) -> tuple[Verification, KeylessSigner | None]:
+    """``verify_bundle`` for a keyless bundle: its Sigstore bundle must satisfy ``policy`` under ``verifier``'s
+    trusted root (offline), and every other check then runs against the signing certificate's key."""
+    contents, extra = locate(bundle)
+    contents.problems.extend(extra)
+    try:
+        signer = verifier.verify(contents.metadata.get(mf.BUNDLE_FILE, b""),
+                                 contents.metadata.get(mf.MANIFEST_FILE, b""), policy)
+    except KeylessRefused as error:
+        return Verification(problems=[*contents.problems, f"{mf.BUNDLE_FILE}: {error}"]), None
+    return check_contents(contents, signer.public_key, contract=contract, pinned_ledger_key=pinned_ledger_key,
+                          allow_incomplete=allow_incomplete, witnesses=witnesses), signer
 
 
 def check_contents(contents: Contents, public_key: ec.EllipticCurvePublicKey, *,

@@ -8,6 +8,7 @@ its raw 32-byte entry hash, so an inclusion proof proves the whole chained entry
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,7 +65,22 @@ def entry_hash(fields: EntryFields) -> str:
         "payload_sha256": fields.payload_sha256,
         "prev_hash": fields.prev_hash,
     }
+    if _json_is_canonical_for(fields):
+        # The appender's hot path: for these values the standard encoder's output is RFC 8785's, byte for byte
+        # (tests/test_chain_canonical.py checks it against rfc8785 over generated entries), at a fifth of the cost.
+        return sha256_hex(json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode())
     return sha256_hex(rfc8785.dumps(document))
+
+
+def _json_is_canonical_for(fields: EntryFields) -> bool:
+    """True when Python's JSON encoder (sorted keys, no spaces, no ASCII escaping) writes what RFC 8785 writes.
+
+    The keys are fixed ASCII, so Python's code-point order is RFC 8785's UTF-16 order. A printable string has no
+    control characters and no lone surrogates, so both escape exactly ``"`` and ``\\`` the same way; ``seq`` is an
+    integer within the range JSON numbers carry exactly. Anything else takes the library.
+    """
+    return (0 <= fields.seq < 2**53 and fields.kind.isprintable() and fields.subject.isprintable()
+            and fields.payload_sha256.isprintable() and fields.prev_hash.isprintable())
 
 
 def validate_append(kind: str, subject: str) -> None:

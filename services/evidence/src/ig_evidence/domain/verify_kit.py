@@ -1,11 +1,13 @@
 """The auditor's verify kit: what ties one registered bundle to the ledger's latest checkpoint, checked offline.
 
-A kit is a tar of the registered bundle as uploaded, the signer's pinned public key, the ledger's head checkpoint
-(a signed note, with witness cosignatures when the ledger has them) and ``kit.json``: the index below plus two
-proofs against that head. One is the inclusion of the registration entry (``evidence.bundle_registered``: tenant,
-manifest and archive SHA-256, so the head proves *this* bundle was registered for *this* tenant). The other is
-the consistency of the checkpoint the manifest was anchored in at build time with the head, so the bundle's own
-anchor (checked by ``verify_bundle``) is part of the same history the head, and its witnesses, vouch for.
+A kit is a tar of the registered bundle as uploaded, the signer's pinned public key (for a keyless signer: the
+pinned identity policy in the index and the Sigstore trusted root the service checks keyless signatures against),
+the ledger's head checkpoint (a signed note, with witness cosignatures when the ledger has them) and ``kit.json``:
+the index below plus two proofs against that head. One is the inclusion of the registration entry
+(``evidence.bundle_registered``: tenant, manifest and archive SHA-256, so the head proves *this* bundle was
+registered for *this* tenant). The other is the consistency of the checkpoint the manifest was anchored in at build
+time with the head, so the bundle's own anchor (checked by ``verify_bundle``) is part of the same history the head,
+and its witnesses, vouch for.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ KIT_VERSION = 1
 INDEX_FILE = "kit.json"
 CHECKPOINT_FILE = "checkpoint"
 SIGNER_KEY_FILE = "signer.pub"
+TRUSTED_ROOT_FILE = "trusted_root.json"
 REGISTERED_KIND = "evidence.bundle_registered"
 
 
@@ -41,6 +44,15 @@ class ProvedEntry:
 
 
 @dataclass(frozen=True)
+class SignerIdentity:
+    """A keyless signer as the service pins it: cosign's --certificate-oidc-issuer and a regexp the certificate's
+    subject must match as a whole."""
+
+    issuer: str
+    subject_regexp: str
+
+
+@dataclass(frozen=True)
 class KitIndex:
     release: str
     tenant: str
@@ -53,6 +65,7 @@ class KitIndex:
     registration: ProvedEntry
     anchored_size: int  # the size of the checkpoint the manifest was anchored in (0: not anchored)
     consistency: tuple[bytes, ...]  # from anchored_size to the head
+    signer_identity: SignerIdentity | None = None  # a keyless signer (signer_key_id is then empty)
 
 
 def _entry_document(entry: ProvedEntry) -> dict[str, Any]:
@@ -63,9 +76,13 @@ def _entry_document(entry: ProvedEntry) -> dict[str, Any]:
 
 
 def index_document(index: KitIndex) -> dict[str, Any]:
+    signer: dict[str, Any] = {"name": index.signer_name, "keyId": index.signer_key_id}
+    if index.signer_identity is not None:
+        signer["identity"] = {"issuer": index.signer_identity.issuer,
+                              "subjectRegexp": index.signer_identity.subject_regexp}
     return {"kitVersion": KIT_VERSION, "release": index.release, "tenant": index.tenant,
             "manifestSha256": index.manifest_sha256, "archiveSha256": index.archive_sha256,
-            "bundle": index.bundle_file, "signer": {"name": index.signer_name, "keyId": index.signer_key_id},
+            "bundle": index.bundle_file, "signer": signer,
             "ledger": {"verifierKey": index.ledger_verifier_key, "registration": _entry_document(index.registration),
                        "anchoredSize": index.anchored_size,
                        "consistency": [h.hex() for h in index.consistency]}}
@@ -86,6 +103,9 @@ def parse_index(document: object) -> KitIndex:
                              payload_sha256=str(raw["payloadSha256"]), prev_hash=str(raw["prevHash"]))
         registration = ProvedEntry(fields, str(raw["entryHash"]), str(raw["payload"]).encode(),
                                    _hashes(raw["inclusion"]))
+        identity = document["signer"].get("identity")
+        signer_identity = SignerIdentity(str(identity["issuer"]), str(identity["subjectRegexp"])) \
+            if identity is not None else None
         bundle_file = str(document["bundle"])
         if "/" in bundle_file or bundle_file.startswith("."):
             raise KitError(f"bundle: {bundle_file!r} is not a plain file name")
@@ -94,7 +114,8 @@ def parse_index(document: object) -> KitIndex:
                         archive_sha256=str(document["archiveSha256"]), bundle_file=bundle_file,
                         signer_name=str(document["signer"]["name"]), signer_key_id=str(document["signer"]["keyId"]),
                         ledger_verifier_key=str(ledger["verifierKey"]), registration=registration,
-                        anchored_size=int(ledger["anchoredSize"]), consistency=_hashes(ledger["consistency"]))
+                        anchored_size=int(ledger["anchoredSize"]), consistency=_hashes(ledger["consistency"]),
+                        signer_identity=signer_identity)
     except KitError:
         raise
     except (AssertionError, KeyError, TypeError, ValueError) as error:

@@ -9,9 +9,9 @@ ENTRY_APPENDED = "ig.ledger.entry_appended.v1"
 BUNDLE_REGISTERED = "ig.evidence.bundle_registered.v1"
 
 
-def entry_appended(entry: events_pb2.LedgerEntryAppended) -> OutgoingEvent:
+def entry_appended(entry: events_pb2.LedgerEntryAppended, event_id: str) -> OutgoingEvent:
     return OutgoingEvent(topic=LEDGER_ENTRIES, type=ENTRY_APPENDED, source=SOURCE, payload=entry,
-                         subject=str(entry.seq), key=entry.kind)
+                         subject=str(entry.seq), key=entry.kind, id=event_id)
 
 
 def bundle_registered(bundle: events_pb2.BundleRegistered) -> OutgoingEvent:

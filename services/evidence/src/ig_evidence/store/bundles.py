@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from ig.events.v1 import events_pb2
@@ -94,6 +95,13 @@ class BundleStore:
             f"""SELECT * FROM {self._schema}.bundles WHERE release = $1 AND ($2::text IS NULL OR tenant = $2)
                 ORDER BY registered_at DESC LIMIT 1""", release, tenant)
         return _bundle(row) if row else None
+
+    async def history(self, release: str, tenant: str) -> list[tuple[BundleRow, datetime]]:
+        """Every bundle registered for ``release`` of ``tenant`` with when, oldest first (its amendments)."""
+        rows = await self._pool.fetch(
+            f"""SELECT * FROM {self._schema}.bundles WHERE release = $1 AND tenant = $2
+                ORDER BY registered_at, ledger_seq""", release, tenant)
+        return [(_bundle(r), r["registered_at"]) for r in rows]
 
     async def archive_of(self, bundle: BundleRow) -> str | None:
         """The content address of the bundle tarball a manifest came in."""

@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 
 from ig_policy.api.translate import decision_metadata
 from ig_policy.decisions import DecisionService, annotate_span
+from ig_policy.domain.losses import DecisionLogUnavailable
 from ig_policy.domain.model import Actor, BreakGlass, Context, Decision, DecisionRequest, Resource, Result, rfc3339
 from ig_policy.domain.validation import MAX_BATCH, FieldError, validate_request
 
@@ -53,8 +54,10 @@ class ActionModel(_Model):
 
 
 class BreakGlassModel(_Model):
-    justification: StrictStr
-    expires_at: AwareDatetime
+    # Only the signed grant counts; a justification or expiry alone is self-asserted and denied.
+    grant: StrictStr = ""
+    justification: StrictStr = ""
+    expires_at: AwareDatetime | None = None
 
 
 class ContextModel(_Model):
@@ -109,7 +112,8 @@ def authzen_field(name: str) -> str:
 
 def request_from_evaluation(evaluation: Evaluation) -> DecisionRequest:
     s, r, c = evaluation.subject, evaluation.resource, evaluation.context
-    grant = BreakGlass(c.break_glass.justification, c.break_glass.expires_at) if c.break_glass else None
+    glass = c.break_glass
+    grant = BreakGlass(glass.justification, glass.expires_at, glass.grant) if glass else None
     return DecisionRequest(
         actor=Actor(s.id, s.properties.tenant, tuple(s.properties.roles), tuple(s.properties.purposes)),
         resource=Resource(r.type, r.id, r.properties.tenant, r.properties.purpose, r.properties.region,
@@ -134,6 +138,10 @@ def evaluation_response(decision: Decision) -> dict[str, Any]:
     if verdict.result is Result.STEP_UP:
         context["step_up"] = {"required": True, "obligations": list(verdict.obligations)}
     return {"decision": verdict.result is Result.ALLOW, "context": context}
+
+
+def _unavailable(error: DecisionLogUnavailable) -> JSONResponse:
+    return problem(503, "Decision log unavailable", str(error))
 
 
 def _invalid(errors: list[FieldError]) -> JSONResponse:
@@ -162,7 +170,10 @@ def authzen_router(decisions: DecisionService) -> APIRouter:
                   for e in validate_request(request) + decisions.time_errors(request)]
         if errors:
             return _invalid(errors)
-        decision = await decisions.decide(request)
+        try:
+            decision = await decisions.decide(request)
+        except DecisionLogUnavailable as error:
+            return _unavailable(error)
         annotate_span(decision)
         for name, value in decision_metadata(decision):
             response.headers[name] = value
@@ -184,7 +195,10 @@ def authzen_router(decisions: DecisionService) -> APIRouter:
             requests.append(request)
         if errors:
             return _invalid(errors)
-        answered = await decisions.decide_all(requests)
+        try:
+            answered = await decisions.decide_all(requests)
+        except DecisionLogUnavailable as error:
+            return _unavailable(error)
         return {"evaluations": [evaluation_response(d) for d in answered]}
 
     return router

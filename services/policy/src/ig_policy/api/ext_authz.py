@@ -27,8 +27,10 @@ from ig_policy.domain.gateway import GatewayRequest
 
 SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_RPC_CODES = {200: code_pb2.OK, 401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}
-_HTTP_CODES = {401: http_status_pb2.Unauthorized, 403: http_status_pb2.Forbidden}
+_RPC_CODES = {200: code_pb2.OK, 401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
+              503: code_pb2.UNAVAILABLE}
+_HTTP_CODES = {401: http_status_pb2.Unauthorized, 403: http_status_pb2.Forbidden,
+               503: http_status_pb2.ServiceUnavailable}
 
 
 def gateway_request(attributes: attribute_context_pb2.AttributeContext) -> GatewayRequest:

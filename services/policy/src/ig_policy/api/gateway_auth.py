@@ -27,6 +27,7 @@ from ig_policy.domain.gateway import (
     parse_routes,
     step_up_challenge,
 )
+from ig_policy.domain.losses import DecisionLogUnavailable
 from ig_policy.domain.masking import mask_explanation
 from ig_policy.domain.model import Result
 from ig_policy.domain.validation import validate_request
@@ -37,6 +38,7 @@ NO_PRINCIPAL = "ig.gateway.no_principal"
 INVALID_PRINCIPAL = "ig.gateway.invalid_principal"
 TENANT_NOT_GRANTED = "ig.gateway.tenant_not_granted"
 INPUT_INVALID = "ig.input.invalid"
+DECISION_LOG_UNAVAILABLE = "ig.system.decision_log_unavailable"
 UPSTREAM_HEADERS = ("x-ig-decision-id", "x-ig-rule-id", "x-ig-policy-revision")
 
 
@@ -116,7 +118,10 @@ class GatewayAuthorizer:
         if errors:
             fields = "; ".join(str(e) for e in errors[:10])
             return self._refuse(403, INPUT_INVALID, f"route {route.name} cannot fill the decision: {fields}")
-        decision = await self.decisions.decide(asked)
+        try:
+            decision = await self.decisions.decide(asked)
+        except DecisionLogUnavailable as error:
+            return self._refuse(503, DECISION_LOG_UNAVAILABLE, str(error))
         annotate_span(decision)
         masked = mask_explanation(decision.verdict.explanation, decision.sensitive_values)
         ids = (("x-ig-decision-id", decision.decision_id), ("x-ig-rule-id", decision.rule_id),

@@ -11,6 +11,7 @@ from ig_common.grpc_server import GrpcService
 
 from ig_policy.api.translate import decision_metadata, request_from_proto, response_from_decision
 from ig_policy.decisions import DecisionService, annotate_span
+from ig_policy.domain.losses import DecisionLogUnavailable
 from ig_policy.domain.validation import FieldError, validate_batch_size, validate_request
 
 SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
@@ -34,7 +35,10 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         errors += validate_request(domain_request) + self._decisions.time_errors(domain_request)
         if errors:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _describe(errors))
-        decision = await self._decisions.decide(domain_request)
+        try:
+            decision = await self._decisions.decide(domain_request)
+        except DecisionLogUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         annotate_span(decision)
         await context.send_initial_metadata(decision_metadata(decision))
         return response_from_decision(decision)
@@ -51,7 +55,10 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             domain_requests.append(domain_request)
         if errors:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _describe(errors))
-        decisions = await self._decisions.decide_all(domain_requests)
+        try:
+            decisions = await self._decisions.decide_all(domain_requests)
+        except DecisionLogUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         await context.send_initial_metadata((
             ("x-ig-decision-count", str(len(decisions))),
             ("x-ig-policy-revision", self._decisions.revision),

@@ -38,6 +38,7 @@ def request_from_proto(message: policy_pb2.DecideRequest) -> tuple[DecisionReque
             justification=context.break_glass.justification,
             expires_at=_moment(expires, "context.break_glass.expires_at", errors)
             if context.break_glass.HasField("expires_at") else None,
+            grant=context.break_glass.grant,
         )
     request = DecisionRequest(
         actor=Actor(message.actor.id, message.actor.tenant, tuple(message.actor.roles), tuple(message.actor.purposes)),

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ig_policy.domain.model import NETWORK_ZONES, Actor, Context, DecisionRequest, Resource
+from ig_policy.domain.model import NETWORK_ZONES, Actor, BreakGlass, Context, DecisionRequest, Resource
 
 SOURCE_KINDS = ("path", "header", "query", "claim", "const")
 LIST_FIELDS = ("actor.roles", "actor.purposes")
@@ -32,7 +32,9 @@ DEFAULT_SOURCES = {
     "resource.purpose": "const:", "resource.region": "const:", "context.device_trust": "const:unknown",
     "context.session_risk": "const:0", "context.auth_level": "claim:acr", "context.network_zone": "const:unknown",
 }
-KNOWN_FIELDS = (*REQUIRED_FIELDS, *DEFAULT_SOURCES, "action")
+# Mapped only when a route says so: a signed break-glass grant, e.g. from a header ("header:x-ig-break-glass").
+BREAK_GLASS_GRANT = "context.break_glass.grant"
+KNOWN_FIELDS = (*REQUIRED_FIELDS, *DEFAULT_SOURCES, "action", BREAK_GLASS_GRANT)
 DEFAULT_ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "POST": "write", "PUT": "write",
                    "PATCH": "write", "DELETE": "delete"}
 DEFAULT_STEP_UP_MAX_AGE_S = 300
@@ -233,6 +235,7 @@ def decision_request(route: Route, variables: Mapping[str, str], request: Gatewa
         risk = -1  # validation names context.session_risk
     action = _text(get("action")) if "action" in route.fields else ""
     zone = _zone(route, request.source_address) if route.zones else None
+    grant = _text(get(BREAK_GLASS_GRANT)).strip() if BREAK_GLASS_GRANT in route.fields else ""
     return DecisionRequest(
         actor=Actor(principal.id, _text(get("actor.tenant")), _texts(get("actor.roles")),
                     _texts(get("actor.purposes"))),
@@ -241,7 +244,8 @@ def decision_request(route: Route, variables: Mapping[str, str], request: Gatewa
                           _text(get("resource.classification"))),
         action=action or route.actions.get(request.method.upper(), ""),
         context=Context(None, zone or _text(get("context.network_zone")), _text(get("context.device_trust")),
-                        risk, _text(get("context.auth_level")), _text(get("context.region"))),
+                        risk, _text(get("context.auth_level")), _text(get("context.region")),
+                        BreakGlass(grant=grant) if grant else None),
     )
 
 

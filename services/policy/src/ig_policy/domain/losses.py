@@ -15,6 +15,10 @@ class Gap:
     last: datetime
 
 
+class DecisionLogUnavailable(RuntimeError):
+    """The decision cannot be recorded, so it must not be answered (fail closed: UNAVAILABLE / 503)."""
+
+
 class LossTally:
     def __init__(self) -> None:
         self._gap: Gap | None = None

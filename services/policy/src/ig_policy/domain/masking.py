@@ -1,14 +1,16 @@
 """What may leave the service where: masked explanations for metadata, mask and drop rules for the log.
 
-Mask rules follow OPA's ``system.log.mask``: a JSON pointer to erase (``"/input/actor/id"``) or an object
-``{"op": "upsert", "path": "/input/context/region", "value": "**"}`` that replaces (or adds) the value.
+Mask rules follow OPA's ``system.log.mask``, with one change: a bare JSON pointer (``"/input/actor/id"``, or
+``{"op": "pseudonymize", "path": ...}``) replaces the value by its keyed pseudonym (``hmac-sha256:...``, see
+ig_policy.domain.protection) instead of erasing it, so a reader can still tell one subject's decisions together;
+``{"op": "remove", "path": ...}`` erases and ``{"op": "upsert", "path": ..., "value": "**"}`` replaces (or adds).
 Drop rules are objects of log-record fields to values; a record matching every field of any rule is not logged.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,13 +49,17 @@ def sensitive_values_of(document: Any) -> frozenset[str]:
     return frozenset(found)
 
 
+MASK_OPS = ("pseudonymize", "remove", "upsert")
+Pseudonym = Callable[[Any], str]
+
+
 @dataclass(frozen=True)
 class MaskRule:
     path: tuple[str, ...]
-    upsert: bool = False
+    op: str = "pseudonymize"
     value: Any = None
 
-    def apply(self, record: dict[str, Any]) -> None:
+    def apply(self, record: dict[str, Any], pseudonym: Pseudonym) -> None:
         """Mask in place, copying each dict on the way down first, so shared sub-documents stay untouched."""
         parent: Any = record
         for key in self.path[:-1]:
@@ -62,10 +68,12 @@ class MaskRule:
             parent[key] = dict(parent[key])
             parent = parent[key]
         last = self.path[-1]
-        if self.upsert:
+        if self.op == "upsert":
             parent[last] = self.value
-        else:
+        elif self.op == "remove":
             parent.pop(last, None)
+        elif isinstance(parent, dict) and last in parent:
+            parent[last] = pseudonym(parent[last])
 
 
 def _pointer(text: Any) -> tuple[str, ...]:
@@ -80,12 +88,12 @@ def parse_mask_rules(raw: Iterable[Any]) -> tuple[MaskRule, ...]:
         if isinstance(item, str):
             rules.append(MaskRule(_pointer(item)))
         elif isinstance(item, Mapping):
-            op = item.get("op", "remove")
-            if op not in ("remove", "upsert"):
-                raise ValueError(f"mask op {op!r} must be remove or upsert")
+            op = item.get("op", "pseudonymize")
+            if op not in MASK_OPS:
+                raise ValueError(f"mask op {op!r} must be one of {', '.join(MASK_OPS)}")
             if op == "upsert" and "value" not in item:
                 raise ValueError("an upsert mask rule needs a value")
-            rules.append(MaskRule(_pointer(item.get("path")), op == "upsert", item.get("value")))
+            rules.append(MaskRule(_pointer(item.get("path")), op, item.get("value")))
         else:
             raise ValueError(f"mask rule {item!r} must be a JSON pointer or an object with op/path")
     return tuple(rules)
@@ -111,12 +119,12 @@ def parse_drop_rules(raw: Iterable[Any]) -> tuple[DropRule, ...]:
     return tuple(rules)
 
 
-def apply_masks(record: dict[str, Any], rules: Sequence[MaskRule]) -> dict[str, Any]:
+def apply_masks(record: dict[str, Any], rules: Sequence[MaskRule], pseudonym: Pseudonym) -> dict[str, Any]:
     """A masked copy: the caller's record (and the input inside it) stays as it was. Only the dicts on a rule's
     path are copied, not the whole record."""
     if not rules:
         return record
     masked = dict(record)
     for rule in rules:
-        rule.apply(masked)
+        rule.apply(masked, pseudonym)
     return masked

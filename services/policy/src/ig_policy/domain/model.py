@@ -38,8 +38,12 @@ class Resource:
 
 @dataclass(frozen=True)
 class BreakGlass:
-    justification: str
-    expires_at: datetime | None
+    """What a request says about break-glass. Only ``grant`` (a signed token) can open anything; a justification
+    or expiry sent without one is self-asserted and never reaches the policy (ig_policy.breakglass)."""
+
+    justification: str = ""
+    expires_at: datetime | None = None
+    grant: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,13 @@ class DecisionRequest:
     action: str
     context: Context
 
-    def to_policy_input(self, now: datetime | None = None) -> dict[str, Any]:
-        """The document the Rego policies read as ``input``; with ``now`` (the service's clock), time windows and
-        expiries are judged at that moment instead of the time the caller sent."""
+    def to_policy_input(self, now: datetime | None = None, serving_region: str | None = None,
+                        break_glass: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The document the Rego policies read as ``input``. The service passes what it knows better than the
+        caller: ``now`` (its clock), at which time windows and expiries are judged instead of the time sent,
+        ``serving_region`` (its own region), which residency is judged on instead of the region sent, and
+        ``break_glass``, what it verified of the request's grant (ig_policy.breakglass): a request asking for
+        break-glass without it hands the policy nothing to believe, so it is denied."""
         moment = now if now is not None else self.context.time
         context: dict[str, Any] = {
             "time": rfc3339(moment) if moment else "",
@@ -70,14 +78,10 @@ class DecisionRequest:
             "device_trust": self.context.device_trust,
             "session_risk": self.context.session_risk,
             "auth_level": self.context.auth_level,
-            "region": self.context.region,
+            "region": serving_region if serving_region is not None else self.context.region,
         }
-        grant = self.context.break_glass
-        if grant is not None:
-            context["break_glass"] = {
-                "justification": grant.justification,
-                "expires_at": rfc3339(grant.expires_at) if grant.expires_at else "",
-            }
+        if self.context.break_glass is not None:
+            context["break_glass"] = break_glass if break_glass is not None else {}
         return {
             "actor": {"id": self.actor.id, "tenant": self.actor.tenant, "roles": list(self.actor.roles),
                       "purposes": list(self.actor.purposes)},

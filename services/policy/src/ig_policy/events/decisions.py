@@ -18,6 +18,18 @@ def _text(record: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _break_glass_use(record: dict[str, Any]) -> events_pb2.BreakGlassUse | None:
+    glass = record.get("breakGlass")
+    if not isinstance(glass, dict):
+        return None
+    use = events_pb2.BreakGlassUse(approver=_text(glass, "approver"), approver_key_id=_text(glass, "approverKeyId"),
+                                   jti=_text(glass, "jti"), rejection=_text(glass, "rejection"))
+    expires = _text(glass, "expiresAt")
+    if expires:
+        use.expires_at.FromDatetime(datetime.fromisoformat(expires.replace("Z", "+00:00")))
+    return use
+
+
 def decision_event(record: dict[str, Any], *, region: str, evaluated_at: datetime) -> OutgoingEvent:
     ts = Timestamp()
     ts.FromDatetime(evaluated_at)
@@ -28,6 +40,7 @@ def decision_event(record: dict[str, Any], *, region: str, evaluated_at: datetim
         action=_text(record, "action"), subject_hash=_text(record, "subject"), input_hash=_text(record, "inputHash"),
         policy_revision=_text(record, "policyRevision"),
         latency_ms=float(latency) if isinstance(latency, int | float) else 0.0, ts=ts,
+        break_glass=_break_glass_use(record),
     )
     return OutgoingEvent(
         topic=POLICY_DECISIONS, type=DECISION_EVENT_TYPE, source=f"//ig/policy/{region}", payload=payload,

@@ -6,6 +6,10 @@ transaction inserts the rows and enqueues their ig.policy.decisions.v1 events in
 loses nothing. When the queue is full (PostgreSQL slow or down for long) the decision is still answered, the
 record is counted as dropped (metric + a row in decision_log_gaps once the writer catches up) and a warning is
 logged: never silent. Writes are idempotent (ON CONFLICT on the decision id), so a retried batch is safe.
+
+The service itself does not use the queue any more: its writer process takes decisions from the write-ahead log
+(``ig_policy.store.wal_consumer``) and calls ``write`` directly, so that nothing is held only in memory. The queue
+remains for in-process use (the API tests' sink).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from prometheus_client import Counter, Gauge
 from ig_policy.domain.losses import Gap, LossTally
 from ig_policy.domain.masking import DropRule, MaskRule, apply_masks
 from ig_policy.domain.model import Decision
+from ig_policy.domain.protection import RecordProtection
 from ig_policy.domain.record import build_log_record
 from ig_policy.events.decisions import decision_event
 
@@ -42,6 +47,8 @@ _CHUNK = 8
 @dataclass(frozen=True)
 class LogSettings:
     region: str
+    # The pepper for pseudonyms and the replay key's public half: every record needs both (no default, fail closed).
+    protection: RecordProtection
     mask_rules: tuple[MaskRule, ...] = ()
     drop_rules: tuple[DropRule, ...] = ()
     queue_size: int = 20_000
@@ -72,6 +79,10 @@ class DecisionLog:
             return False
         LOG_QUEUE.set(self._queue.qsize())
         return True
+
+    async def record(self, policy_input: Any, decision: Decision) -> None:
+        """The in-process sink (tests): queued, not durable; an overflow is counted as a gap, as ``submit``."""
+        self.submit(policy_input, decision)
 
     @property
     def pending(self) -> int:
@@ -151,13 +162,15 @@ class DecisionLog:
     def records(self, batch: Sequence[tuple[Any, Decision]]) -> list[tuple[dict[str, Any], Decision]]:
         kept = []
         for policy_input, decision in batch:
-            record = build_log_record(policy_input, decision, region=self._settings.region)
-            # Break-glass use is always logged, whatever the drop rules say.
-            audited = "audit:break_glass" in decision.verdict.obligations
+            record = build_log_record(policy_input, decision, region=self._settings.region,
+                                      protection=self._settings.protection)
+            # Break-glass use, and every attempt at it, is always logged, whatever the drop rules say.
+            audited = "audit:break_glass" in decision.verdict.obligations or "breakGlass" in record
             if not audited and any(rule.drops(record) for rule in self._settings.drop_rules):
                 LOG_FILTERED.inc()
                 continue
-            kept.append((apply_masks(record, self._settings.mask_rules), decision))
+            kept.append((apply_masks(record, self._settings.mask_rules, self._settings.protection.pseudonymize),
+                         decision))
         return kept
 
     async def write(self, batch: Sequence[tuple[Any, Decision]]) -> None:

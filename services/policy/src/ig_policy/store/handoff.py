@@ -1,9 +1,10 @@
 """The wire between the service process and its decision-log writer: framed messages and mirrored metrics.
 
 Both ends are this service's own processes on one socket pair, so a frame is a 4-byte length and a pickle.
-Service -> writer: ``Decisions(batch)``, and a ``Gap`` of decisions it could not hand over, for the writer to
-record. Writer -> service: ``Status(settled, totals)`` - how many decisions it has written or filtered so far, and
-its metric totals, which the service process exposes on its own /metrics (one scrape target per pod, as before).
+The decisions themselves go through the write-ahead log (``ig_policy.store.wal``), which outlives both processes;
+the socket carries the writer's ``Status(settled, totals)`` - how many decisions it has taken from the WAL so far,
+and its metric totals, which the service process exposes on its own /metrics (one scrape target per pod) - and,
+from the service, only the end of the stream, which tells the writer to take what the WAL holds and exit.
 """
 
 from __future__ import annotations
@@ -13,24 +14,15 @@ import pickle
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from ig_policy.domain.losses import Gap
-from ig_policy.domain.model import Decision
-
 _LENGTH = struct.Struct(">I")
-# A frame is one hand-over interval's decisions (50 ms by default: kilobytes); anything this large is a bug.
+# A frame is one status report (kilobytes); anything this large is a bug.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 # Metric key: (sample name, sorted label pairs).
 MetricKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-@dataclass(frozen=True)
-class Decisions:
-    batch: list[tuple[Any, Decision]]
 
 
 @dataclass(frozen=True)
@@ -39,7 +31,7 @@ class Status:
     totals: dict[MetricKey, float]
 
 
-Message = Decisions | Gap | Status
+Message = Status
 
 
 def encode(message: Message) -> bytes:
@@ -57,7 +49,7 @@ async def read_message(reader: asyncio.StreamReader) -> Message | None:
         message = pickle.loads(await reader.readexactly(length))
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    if not isinstance(message, Decisions | Gap | Status):
+    if not isinstance(message, Status):
         raise TypeError(f"unexpected handoff message {type(message).__name__}")
     return message
 

@@ -1,16 +1,15 @@
-"""The decision log in a helper process: the service hands each decision over and goes on answering.
+"""The decision log in a helper process: the service puts each decision in a write-ahead log and answers.
 
 Building the records, masking, the PostgreSQL writes and the outbox relay to Kafka cost CPU and event-loop turns,
 and sharing the loop with the requests they were a large part of the decisions' p95 (``make bench-policy``). The
 writer process (``python -m ig_policy.log_writer``, started and watched from here) does all of that with the
-same settings; this process only gathers (input, decision) pairs for ``flush_interval`` and writes them as one
-frame to a socket pair.
+same settings. The hand-over is the WAL (``ig_policy.store.wal``): a decision is answered once its batch is
+written and synced there, and the writer reads it from there - so a writer that dies, or a service killed
+between answering and the writer's insert, loses nothing: the next writer reads on from the last acknowledgement.
 
-Nothing is lost silently. A decision this process cannot hand over - no writer running, or the writer so far
-behind that ``max_buffered_bytes`` wait unsent - counts in ``ig_policy_decision_log_dropped_total`` at once, and
-the next writer records the gap in ``decision_log_gaps``. When a writer dies, the decisions it had received but
-not yet written or filtered count the same way; a new writer starts after ``restart_backoff``. At shutdown the
-writer gets the last decisions and the end of its stream, writes what it holds, publishes and exits.
+The socket pair between the two processes carries only the writer's reports (its metric totals, shown on this
+process's /metrics) and, at shutdown, the end of the stream: the writer then takes what the WAL holds and exits.
+When a writer dies a new one starts after ``restart_backoff``.
 """
 
 from __future__ import annotations
@@ -19,22 +18,24 @@ import asyncio
 import socket
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from ig_common.events.outbox import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_PUBLISHED
 
-from ig_policy.domain.losses import LossTally
 from ig_policy.domain.model import Decision
+from ig_policy.domain.wal_entry import encode_decision
 from ig_policy.store.decision_log import LOG_DROPPED, LOG_FAILURES, LOG_FILTERED, LOG_QUEUE, LOG_WRITTEN
-from ig_policy.store.handoff import Decisions, MetricMirror, Status, encode, read_message
+from ig_policy.store.handoff import MetricMirror, Status, read_message
+from ig_policy.store.wal import WalSettings, WriteAheadLog
+from ig_policy.store.wal_consumer import WAL_GAP_RECORDS, WAL_PENDING_BYTES, WAL_REPLAYED, WAL_UNCOUNTABLE
 
 log = structlog.get_logger(__name__)
 
 # What the writer counts and this process shows on its /metrics (one scrape target per pod).
-MIRRORED_COUNTERS = (LOG_WRITTEN, LOG_FILTERED, LOG_DROPPED, LOG_FAILURES, OUTBOX_PUBLISHED, OUTBOX_FAILURES)
-MIRRORED_GAUGES = (LOG_QUEUE, OUTBOX_BACKLOG)
+MIRRORED_COUNTERS = (LOG_WRITTEN, LOG_FILTERED, LOG_DROPPED, LOG_FAILURES, OUTBOX_PUBLISHED, OUTBOX_FAILURES,
+                     WAL_REPLAYED, WAL_GAP_RECORDS, WAL_UNCOUNTABLE)
+MIRRORED_GAUGES = (LOG_QUEUE, OUTBOX_BACKLOG, WAL_PENDING_BYTES)
 WRITER_COMMAND = (sys.executable, "-m", "ig_policy.log_writer")
 _MAX_RESTART_BACKOFF_S = 30.0
 
@@ -44,59 +45,28 @@ class WriterUnavailable(RuntimeError):
 
 
 class DecisionLogProcess:
-    def __init__(self, *, flush_interval: float = 0.05, max_buffered_bytes: int = 32 * 1024 * 1024,
-                 restart_backoff: float = 1.0, stop_timeout: float = 30.0,
+    def __init__(self, wal: WalSettings, *, restart_backoff: float = 1.0, stop_timeout: float = 30.0,
                  command: Sequence[str] = WRITER_COMMAND) -> None:
-        self._flush_interval = flush_interval
-        self._max_buffered_bytes = max_buffered_bytes
+        self._wal = WriteAheadLog(wal)
         self._restart_backoff = restart_backoff
         self._stop_timeout = stop_timeout
         self._command = tuple(command)
         self._mirror = MetricMirror(MIRRORED_COUNTERS, MIRRORED_GAUGES)
-        self._pending: list[tuple[Any, Decision]] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ready = asyncio.Event()
-        self._sent = 0
-        self._settled = 0
-        self._losses = LossTally()
         self.restarts = 0
 
     # -- the request path --------------------------------------------------------------------------------------
 
-    def submit(self, policy_input: Any, decision: Decision) -> bool:
-        """Hand a decision to the writer (within ``flush_interval``); False, and counted, when it cannot be."""
-        writer = self._writer
-        if writer is None or writer.is_closing() or (
-                writer.transport.get_write_buffer_size() > self._max_buffered_bytes):
-            self._count_lost(1)
-            return False
-        self._pending.append((policy_input, decision))
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self._flush_interval, self._flush)
-        return True
+    async def record(self, policy_input: Any, decision: Decision) -> None:
+        """Back once the decision is in the WAL (its batch synced); DecisionLogUnavailable when it cannot be."""
+        await self._wal.append(encode_decision(policy_input, decision))
 
-    def _flush(self) -> None:
-        self._flush_handle = None
-        batch, self._pending = self._pending, []
-        writer = self._writer
-        if writer is None or writer.is_closing():
-            self._count_lost(len(batch))
-            return
-        gap = self._losses.pending
-        if gap is not None:
-            writer.write(encode(gap))
-            self._losses.settle(gap)
-        if batch:
-            writer.write(encode(Decisions(batch)))
-            self._sent += len(batch)
-
-    def _count_lost(self, count: int) -> None:
-        if self._losses.add(count, datetime.now(UTC)):
-            log.warning("decision_log_handoff_lost", decisions=count, writer_running=self._writer is not None)
-        LOG_DROPPED.inc(count)
+    def open_wal(self) -> None:
+        """Take the WAL directory now (start-up fails at once, naming the setting, when another service has it)."""
+        self._wal.open()
 
     # -- the writer's life -------------------------------------------------------------------------------------
 
@@ -114,7 +84,11 @@ class DecisionLogProcess:
             raise WriterUnavailable(f"the decision-log writer did not start within {within_s:g} s") from None
 
     async def run(self) -> None:
-        """Keep a writer running until cancelled (shutdown); then hand over the rest and wait for it to finish."""
+        """Keep the WAL open and a writer running until cancelled (shutdown); then close the WAL and wait for the
+        writer to take the rest."""
+        if not self._wal.is_open:
+            await asyncio.to_thread(self._wal.open)
+        committing = asyncio.create_task(self._wal.run())
         backoff = self._restart_backoff
         try:
             while True:
@@ -127,6 +101,8 @@ class DecisionLogProcess:
                 log.error("decision_log_writer_exited", status=status, restart_in_s=backoff)
                 await asyncio.sleep(backoff)
         except asyncio.CancelledError:
+            await self._wal.close()
+            await committing
             await self._shut_down()
             raise
 
@@ -138,7 +114,6 @@ class DecisionLogProcess:
         finally:
             theirs.close()
         self._reader, self._writer = await asyncio.open_connection(sock=ours)
-        self._sent = self._settled = 0
         self._mirror.restart()
 
     async def _follow_writer(self) -> bool:
@@ -147,18 +122,16 @@ class DecisionLogProcess:
         reported = False
         while (message := await read_message(self._reader)) is not None:
             if isinstance(message, Status):
-                self._settled = message.settled
                 self._mirror.apply(message.totals)
                 self._ready.set()
                 reported = True
         return reported
 
     async def _reap(self) -> int | None:
-        """The writer is gone or going: whatever it had not settled is lost and counted."""
+        """The writer is gone or going (what it had not acknowledged stays in the WAL for the next one)."""
         writer, process, self._writer = self._writer, self._process, None
         if writer is not None:
             writer.close()
-        self._count_lost(self._sent - self._settled)
         if process is None:
             return None
         try:
@@ -169,9 +142,6 @@ class DecisionLogProcess:
             return await process.wait()
 
     async def _shut_down(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-        self._flush()
         writer = self._writer
         if writer is None or writer.is_closing():
             return

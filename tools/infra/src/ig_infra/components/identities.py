@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ig_infra.approver import approver_signing_key, ensure_approver_signing_key
+from ig_infra.breakglass_key import breakglass_approver_key, breakglass_approvers_file, ensure_breakglass_approver
 from ig_infra.components.base import Component
+from ig_infra.decision_log_keys import decision_log_env, decision_log_keys_exist, ensure_decision_log_keys
 from ig_infra.ledger_key import ensure_ledger_checkpoint_key, ledger_checkpoint_key
 from ig_infra.paths import REPO_ROOT
 from ig_infra.pki import (
@@ -43,6 +45,8 @@ class Identities(Component):
         ensure_ledger_checkpoint_key(self.paths.run)
         ensure_release_signing_key(self.paths.run, AUTHZ_TABLE)
         ensure_witness_keys(self.paths.run)
+        ensure_decision_log_keys(self.paths.run)
+        ensure_breakglass_approver(self.paths.run)
 
     def issued(self, name: str) -> IssuedIdentity:
         return IssuedIdentity(name, self.root / name, spiffe_id(name))
@@ -56,8 +60,10 @@ class Identities(Component):
 
     def healthy(self) -> bool:
         keys = (approver_signing_key(self.paths.run), ledger_checkpoint_key(self.paths.run),
-                release_signing_key(self.paths.run), trusted_signers_file(self.paths.run))
+                release_signing_key(self.paths.run), trusted_signers_file(self.paths.run),
+                breakglass_approver_key(self.paths.run), breakglass_approvers_file(self.paths.run))
         return (all(k.exists() for k in keys) and witness_keys_exist(self.paths.run)
+                and decision_log_keys_exist(self.paths.run)
                 and all(is_fresh(self.issued(name)) for name in ALL_IDENTITIES))
 
     def stop(self) -> bool:
@@ -73,6 +79,13 @@ class Identities(Component):
     def env(self) -> dict[str, str]:
         # IG_RELEASE_SIGNING_KEY: what the release flow and `make evidence` sign with; IG_TRUSTED_SIGNERS_PATH: the
         # file that pins it for the evidence service (which refuses bundles of any other signer).
+        # IG_DECISION_LOG_*: the policy log's pepper and replay public key (the service), the replay private key
+        # (`ig-policy replay`; locally one user holds both, a cluster gives the service only the first two).
+        # IG_BREAKGLASS_APPROVERS_PATH: the policy service's break-glass approvers (the demo approver for alpha);
+        # IG_BREAKGLASS_APPROVER_KEY: that approver's key, for `ig-policy break-glass`.
         return {"IG_IDENTITIES": str(self.root), "IG_AUTHZ_TABLE": str(AUTHZ_TABLE),
                 "IG_RELEASE_SIGNING_KEY": str(release_signing_key(self.paths.run)),
-                "IG_TRUSTED_SIGNERS_PATH": str(trusted_signers_file(self.paths.run))}
+                "IG_TRUSTED_SIGNERS_PATH": str(trusted_signers_file(self.paths.run)),
+                "IG_BREAKGLASS_APPROVERS_PATH": str(breakglass_approvers_file(self.paths.run)),
+                "IG_BREAKGLASS_APPROVER_KEY": str(breakglass_approver_key(self.paths.run)),
+                **decision_log_env(self.paths.run)}

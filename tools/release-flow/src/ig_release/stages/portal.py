@@ -3,6 +3,8 @@ release with its artifacts."""
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +23,31 @@ def auditor_token(issuer: str) -> str:
     return str(reply.json()["id_token"])
 
 
+PANEL_LINE = re.compile(r'id="(signature-status|ledger-inclusion|completeness)" data-status="([a-z_]+)"')
+
+
+def panel_statuses(html: str) -> dict[str, str]:
+    """The release page's verification panel, line by line (the portal marks each with its status)."""
+    return dict(PANEL_LINE.findall(html))
+
+
+def release_page_verdict(portal: str, headers: dict[str, str], version: str, attempts: int = 10) -> dict[str, str]:
+    """What the portal's release page says after verifying the release on its server; a verification still running
+    ("not_checked") is waited for."""
+    statuses: dict[str, str] = {}
+    for _ in range(attempts):
+        page = httpx.get(f"{portal}/releases/{version}", headers=headers, timeout=30)
+        if page.status_code != 200:
+            raise StageFailed(f"GET /releases/{version} answered {page.status_code}: {page.text[:300]}")
+        statuses = panel_statuses(page.text)
+        if statuses.get("signature-status") != "not_checked":
+            break
+        time.sleep(2)
+    if statuses.get("signature-status") != "verifies":
+        raise StageFailed(f"the portal's release page does not show {version} verified: {statuses}")
+    return statuses
+
+
 def run(ctx: ReleaseContext) -> str:
     token = auditor_token(ctx.endpoints.oidc_issuer)
     headers = {"Authorization": f"Bearer {token}"}
@@ -36,6 +63,7 @@ def run(ctx: ReleaseContext) -> str:
     body = artifacts.json()
     items = body.get("artifacts", body) if isinstance(body, dict) else body
     ctx.summary["audit portal"] = f"{portal}/ (release page: {portal}/releases/{ctx.version})"
+    panel = release_page_verdict(portal, headers, ctx.version)
     from ig_release.auditor import retrieve_and_verify, verify_kit_offline
 
     offline = retrieve_and_verify(portal, ctx.endpoints.oidc_issuer, ctx.version, Path(ctx.shared["public_key"]),
@@ -44,4 +72,6 @@ def run(ctx: ReleaseContext) -> str:
                              ctx.stage_dir("auditor-kit"), ctx.logs / "auditor.log")
     ctx.summary["auditor's verified copy"] = str(ctx.artifacts / "auditor" / "bundle")
     ctx.summary["auditor's verify kit"] = str(ctx.artifacts / "auditor-kit" / f"evidence-kit-{ctx.version}.tar")
-    return f"{portal} lists {ctx.version} ({len(items)} artifacts) for the demo auditor; {offline}; verify kit: {kit}"
+    shown = ", ".join(f"{line} {status}" for line, status in sorted(panel.items()))
+    return (f"{portal} lists {ctx.version} ({len(items)} artifacts) for the demo auditor; release page: {shown}; "
+            f"{offline}; verify kit: {kit}")

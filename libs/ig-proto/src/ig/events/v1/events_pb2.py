@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ig/events/v1/events.proto\x12\x0cig.events.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x02\n\x0ePolicyDecision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0e\n\x06result\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\t\x12\x14\n\x0csubject_hash\x18\x08 \x01(\t\x12\x12\n\ninput_hash\x18\t \x01(\t\x12\x17\n\x0fpolicy_revision\x18\n \x01(\t\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12&\n\x02ts\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x10\x42undleRegistered\x12\x0f\n\x07release\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\x12\x12\n\nledger_seq\x18\x04 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\"U\n\x13LedgerEntryAppended\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\nentry_hash\x18\x04 \x01(\t\"\x8c\x01\n\x0b\x41uditAccess\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0e\n\x06object\x18\x04 \x01(\t\x12\x13\n\x0b\x64ownload_id\x18\x05 \x01(\t\x12\x16\n\x0erequest_sha256\x18\x06 \x01(\t\x12\x12\n\nledger_seq\x18\x07 \x01(\x03\"\x85\x01\n\x0e\x42urnTransition\x12\x0b\n\x03slo\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x12\n\nfrom_state\x18\x03 \x01(\t\x12\x10\n\x08to_state\x18\x04 \x01(\t\x12\x1f\n\x17monthly_budget_consumed\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x94\x01\n\x0b\x46lagChanged\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\told_value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\tnew_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\nchanged_by\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"^\n\x08Incident\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0b\n\x03slo\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\"]\n\x15MigrationPhaseChanged\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x12\n\nfrom_phase\x18\x02 \x01(\t\x12\x10\n\x08to_phase\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"o\n\x0eServiceStarted\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12+\n\nattributes\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Structb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ig/events/v1/events.proto\x12\x0cig.events.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x02\n\x0ePolicyDecision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0e\n\x06result\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\t\x12\x14\n\x0csubject_hash\x18\x08 \x01(\t\x12\x12\n\ninput_hash\x18\t \x01(\t\x12\x17\n\x0fpolicy_revision\x18\n \x01(\t\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12&\n\x02ts\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0b\x62reak_glass\x18\r \x01(\x0b\x32\x1b.ig.events.v1.BreakGlassUse\"\x8a\x01\n\rBreakGlassUse\x12\x10\n\x08\x61pprover\x18\x01 \x01(\t\x12\x17\n\x0f\x61pprover_key_id\x18\x02 \x01(\t\x12\x0b\n\x03jti\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trejection\x18\x05 \x01(\t\"r\n\x10\x42undleRegistered\x12\x0f\n\x07release\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\x12\x12\n\nledger_seq\x18\x04 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\"U\n\x13LedgerEntryAppended\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\nentry_hash\x18\x04 \x01(\t\"\x8c\x01\n\x0b\x41uditAccess\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0e\n\x06object\x18\x04 \x01(\t\x12\x13\n\x0b\x64ownload_id\x18\x05 \x01(\t\x12\x16\n\x0erequest_sha256\x18\x06 \x01(\t\x12\x12\n\nledger_seq\x18\x07 \x01(\x03\"\x85\x01\n\x0e\x42urnTransition\x12\x0b\n\x03slo\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x12\n\nfrom_state\x18\x03 \x01(\t\x12\x10\n\x08to_state\x18\x04 \x01(\t\x12\x1f\n\x17monthly_budget_consumed\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x94\x01\n\x0b\x46lagChanged\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\told_value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\tnew_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\nchanged_by\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"^\n\x08Incident\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0b\n\x03slo\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\"]\n\x15MigrationPhaseChanged\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x12\n\nfrom_phase\x18\x02 \x01(\t\x12\x10\n\x08to_phase\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"o\n\x0eServiceStarted\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12+\n\nattributes\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Structb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ig.events.v1.events_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICYDECISION']._serialized_start=107
-  _globals['_POLICYDECISION']._serialized_end=374
-  _globals['_BUNDLEREGISTERED']._serialized_start=376
-  _globals['_BUNDLEREGISTERED']._serialized_end=490
-  _globals['_LEDGERENTRYAPPENDED']._serialized_start=492
-  _globals['_LEDGERENTRYAPPENDED']._serialized_end=577
-  _globals['_AUDITACCESS']._serialized_start=580
-  _globals['_AUDITACCESS']._serialized_end=720
-  _globals['_BURNTRANSITION']._serialized_start=723
-  _globals['_BURNTRANSITION']._serialized_end=856
-  _globals['_FLAGCHANGED']._serialized_start=859
-  _globals['_FLAGCHANGED']._serialized_end=1007
-  _globals['_INCIDENT']._serialized_start=1009
-  _globals['_INCIDENT']._serialized_end=1103
-  _globals['_MIGRATIONPHASECHANGED']._serialized_start=1105
-  _globals['_MIGRATIONPHASECHANGED']._serialized_end=1198
-  _globals['_SERVICESTARTED']._serialized_start=1200
-  _globals['_SERVICESTARTED']._serialized_end=1311
+  _globals['_POLICYDECISION']._serialized_end=424
+  _globals['_BREAKGLASSUSE']._serialized_start=427
+  _globals['_BREAKGLASSUSE']._serialized_end=565
+  _globals['_BUNDLEREGISTERED']._serialized_start=567
+  _globals['_BUNDLEREGISTERED']._serialized_end=681
+  _globals['_LEDGERENTRYAPPENDED']._serialized_start=683
+  _globals['_LEDGERENTRYAPPENDED']._serialized_end=768
+  _globals['_AUDITACCESS']._serialized_start=771
+  _globals['_AUDITACCESS']._serialized_end=911
+  _globals['_BURNTRANSITION']._serialized_start=914
+  _globals['_BURNTRANSITION']._serialized_end=1047
+  _globals['_FLAGCHANGED']._serialized_start=1050
+  _globals['_FLAGCHANGED']._serialized_end=1198
+  _globals['_INCIDENT']._serialized_start=1200
+  _globals['_INCIDENT']._serialized_end=1294
+  _globals['_MIGRATIONPHASECHANGED']._serialized_start=1296
+  _globals['_MIGRATIONPHASECHANGED']._serialized_end=1389
+  _globals['_SERVICESTARTED']._serialized_start=1391
+  _globals['_SERVICESTARTED']._serialized_end=1502
 # @@protoc_insertion_point(module_scope)

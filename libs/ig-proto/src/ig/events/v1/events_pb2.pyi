@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PolicyDecision(_message.Message):
-    __slots__ = ("decision_id", "rule_id", "result", "explanation", "tenant", "purpose", "action", "subject_hash", "input_hash", "policy_revision", "latency_ms", "ts")
+    __slots__ = ("decision_id", "rule_id", "result", "explanation", "tenant", "purpose", "action", "subject_hash", "input_hash", "policy_revision", "latency_ms", "ts", "break_glass")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class PolicyDecision(_message.Message):
     POLICY_REVISION_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
+    BREAK_GLASS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     rule_id: str
     result: str
@@ -35,7 +36,22 @@ class PolicyDecision(_message.Message):
     policy_revision: str
     latency_ms: float
     ts: _timestamp_pb2.Timestamp
-    def __init__(self, decision_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., result: _Optional[str] = ..., explanation: _Optional[str] = ..., tenant: _Optional[str] = ..., purpose: _Optional[str] = ..., action: _Optional[str] = ..., subject_hash: _Optional[str] = ..., input_hash: _Optional[str] = ..., policy_revision: _Optional[str] = ..., latency_ms: _Optional[float] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    break_glass: BreakGlassUse
+    def __init__(self, decision_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., result: _Optional[str] = ..., explanation: _Optional[str] = ..., tenant: _Optional[str] = ..., purpose: _Optional[str] = ..., action: _Optional[str] = ..., subject_hash: _Optional[str] = ..., input_hash: _Optional[str] = ..., policy_revision: _Optional[str] = ..., latency_ms: _Optional[float] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., break_glass: _Optional[_Union[BreakGlassUse, _Mapping]] = ...) -> None: ...
+
+class BreakGlassUse(_message.Message):
+    __slots__ = ("approver", "approver_key_id", "jti", "expires_at", "rejection")
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    JTI_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_FIELD_NUMBER: _ClassVar[int]
+    approver: str
+    approver_key_id: str
+    jti: str
+    expires_at: _timestamp_pb2.Timestamp
+    rejection: str
+    def __init__(self, approver: _Optional[str] = ..., approver_key_id: _Optional[str] = ..., jti: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rejection: _Optional[str] = ...) -> None: ...
 
 class BundleRegistered(_message.Message):
     __slots__ = ("release", "tenant", "manifest_sha256", "ledger_seq", "complete")

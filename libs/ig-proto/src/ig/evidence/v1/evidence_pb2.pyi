@@ -183,3 +183,37 @@ class GetVerifyKitResponse(_message.Message):
     info: VerifyKitInfo
     chunk: bytes
     def __init__(self, info: _Optional[_Union[VerifyKitInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class ListBundleHistoryRequest(_message.Message):
+    __slots__ = ("release", "tenant")
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    release: str
+    tenant: str
+    def __init__(self, release: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class BundleVersion(_message.Message):
+    __slots__ = ("manifest_sha256", "ledger_seq", "registered_at", "complete", "missing", "contract_version", "signer_name", "signer_key_id")
+    MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    manifest_sha256: str
+    ledger_seq: int
+    registered_at: str
+    complete: bool
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    contract_version: str
+    signer_name: str
+    signer_key_id: str
+    def __init__(self, manifest_sha256: _Optional[str] = ..., ledger_seq: _Optional[int] = ..., registered_at: _Optional[str] = ..., complete: _Optional[bool] = ..., missing: _Optional[_Iterable[str]] = ..., contract_version: _Optional[str] = ..., signer_name: _Optional[str] = ..., signer_key_id: _Optional[str] = ...) -> None: ...
+
+class ListBundleHistoryResponse(_message.Message):
+    __slots__ = ("bundles",)
+    BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    bundles: _containers.RepeatedCompositeFieldContainer[BundleVersion]
+    def __init__(self, bundles: _Optional[_Iterable[_Union[BundleVersion, _Mapping]]] = ...) -> None: ...

@@ -70,6 +70,11 @@ class EvidenceServiceStub:
                 request_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitRequest.SerializeToString,
                 response_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitResponse.FromString,
                 _registered_method=True)
+        self.ListBundleHistory = channel.unary_unary(
+                '/ig.evidence.v1.EvidenceService/ListBundleHistory',
+                request_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.ListBundleHistoryRequest.SerializeToString,
+                response_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.ListBundleHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class EvidenceServiceServicer:
@@ -124,6 +129,14 @@ class EvidenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBundleHistory(self, request, context):
+        """Every bundle registered for a release of the caller's tenant, oldest first: the release's amendment history
+        (`ig-evidence amend` registers a new bundle for the same release; the latest one is what the other calls serve).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvidenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +174,11 @@ def add_EvidenceServiceServicer_to_server(servicer, server):
                     servicer.GetVerifyKit,
                     request_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitRequest.FromString,
                     response_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitResponse.SerializeToString,
+            ),
+            'ListBundleHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBundleHistory,
+                    request_deserializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.ListBundleHistoryRequest.FromString,
+                    response_serializer=ig_dot_evidence_dot_v1_dot_evidence__pb2.ListBundleHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +371,33 @@ class EvidenceService:
             '/ig.evidence.v1.EvidenceService/GetVerifyKit',
             ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitRequest.SerializeToString,
             ig_dot_evidence_dot_v1_dot_evidence__pb2.GetVerifyKitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBundleHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ig.evidence.v1.EvidenceService/ListBundleHistory',
+            ig_dot_evidence_dot_v1_dot_evidence__pb2.ListBundleHistoryRequest.SerializeToString,
+            ig_dot_evidence_dot_v1_dot_evidence__pb2.ListBundleHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ig/policy/v1/policy.proto\x12\x0cig.policy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x05\x41\x63tor\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x10\n\x08purposes\x18\x04 \x03(\t\"m\n\x08Resource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x06 \x01(\t\"\xc8\x01\n\x07\x43ontext\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cnetwork_zone\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65vice_trust\x18\x03 \x01(\t\x12\x14\n\x0csession_risk\x18\x04 \x01(\x05\x12\x12\n\nauth_level\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12-\n\x0b\x62reak_glass\x18\x07 \x01(\x0b\x32\x18.ig.policy.v1.BreakGlass\"S\n\nBreakGlass\x12\x15\n\rjustification\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x95\x01\n\rDecideRequest\x12\"\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x13.ig.policy.v1.Actor\x12(\n\x08resource\x18\x02 \x01(\x0b\x32\x16.ig.policy.v1.Resource\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12&\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x15.ig.policy.v1.Context\"*\n\x06Reason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf8\x01\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0e\x32\x14.ig.policy.v1.Result\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12%\n\x07reasons\x18\x05 \x03(\x0b\x32\x14.ig.policy.v1.Reason\x12\x13\n\x0bobligations\x18\x06 \x03(\t\x12\x17\n\x0fpolicy_revision\x18\x07 \x01(\t\x12\x30\n\x0c\x65valuated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x12\x42\x61tchDecideRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.ig.policy.v1.DecideRequest\"F\n\x13\x42\x61tchDecideResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.ig.policy.v1.DecideResponse*W\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x10\n\x0cRESULT_ALLOW\x10\x01\x12\x0f\n\x0bRESULT_DENY\x10\x02\x12\x12\n\x0eRESULT_STEP_UP\x10\x03\x32\xa8\x01\n\rPolicyService\x12\x43\n\x06\x44\x65\x63ide\x12\x1b.ig.policy.v1.DecideRequest\x1a\x1c.ig.policy.v1.DecideResponse\x12R\n\x0b\x42\x61tchDecide\x12 .ig.policy.v1.BatchDecideRequest\x1a!.ig.policy.v1.BatchDecideResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ig/policy/v1/policy.proto\x12\x0cig.policy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x05\x41\x63tor\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x10\n\x08purposes\x18\x04 \x03(\t\"m\n\x08Resource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x06 \x01(\t\"\xc8\x01\n\x07\x43ontext\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cnetwork_zone\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65vice_trust\x18\x03 \x01(\t\x12\x14\n\x0csession_risk\x18\x04 \x01(\x05\x12\x12\n\nauth_level\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12-\n\x0b\x62reak_glass\x18\x07 \x01(\x0b\x32\x18.ig.policy.v1.BreakGlass\"b\n\nBreakGlass\x12\x15\n\rjustification\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05grant\x18\x03 \x01(\t\"\x95\x01\n\rDecideRequest\x12\"\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x13.ig.policy.v1.Actor\x12(\n\x08resource\x18\x02 \x01(\x0b\x32\x16.ig.policy.v1.Resource\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12&\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x15.ig.policy.v1.Context\"*\n\x06Reason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf8\x01\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0e\x32\x14.ig.policy.v1.Result\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12%\n\x07reasons\x18\x05 \x03(\x0b\x32\x14.ig.policy.v1.Reason\x12\x13\n\x0bobligations\x18\x06 \x03(\t\x12\x17\n\x0fpolicy_revision\x18\x07 \x01(\t\x12\x30\n\x0c\x65valuated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x12\x42\x61tchDecideRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.ig.policy.v1.DecideRequest\"F\n\x13\x42\x61tchDecideResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.ig.policy.v1.DecideResponse*W\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x10\n\x0cRESULT_ALLOW\x10\x01\x12\x0f\n\x0bRESULT_DENY\x10\x02\x12\x12\n\x0eRESULT_STEP_UP\x10\x03\x32\xa8\x01\n\rPolicyService\x12\x43\n\x06\x44\x65\x63ide\x12\x1b.ig.policy.v1.DecideRequest\x1a\x1c.ig.policy.v1.DecideResponse\x12R\n\x0b\x42\x61tchDecide\x12 .ig.policy.v1.BatchDecideRequest\x1a!.ig.policy.v1.BatchDecideResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ig.policy.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESULT']._serialized_start=1133
-  _globals['_RESULT']._serialized_end=1220
+  _globals['_RESULT']._serialized_start=1148
+  _globals['_RESULT']._serialized_end=1235
   _globals['_ACTOR']._serialized_start=76
   _globals['_ACTOR']._serialized_end=144
   _globals['_RESOURCE']._serialized_start=146
@@ -41,17 +41,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTEXT']._serialized_start=258
   _globals['_CONTEXT']._serialized_end=458
   _globals['_BREAKGLASS']._serialized_start=460
-  _globals['_BREAKGLASS']._serialized_end=543
-  _globals['_DECIDEREQUEST']._serialized_start=546
-  _globals['_DECIDEREQUEST']._serialized_end=695
-  _globals['_REASON']._serialized_start=697
-  _globals['_REASON']._serialized_end=739
-  _globals['_DECIDERESPONSE']._serialized_start=742
-  _globals['_DECIDERESPONSE']._serialized_end=990
-  _globals['_BATCHDECIDEREQUEST']._serialized_start=992
-  _globals['_BATCHDECIDEREQUEST']._serialized_end=1059
-  _globals['_BATCHDECIDERESPONSE']._serialized_start=1061
-  _globals['_BATCHDECIDERESPONSE']._serialized_end=1131
-  _globals['_POLICYSERVICE']._serialized_start=1223
-  _globals['_POLICYSERVICE']._serialized_end=1391
+  _globals['_BREAKGLASS']._serialized_end=558
+  _globals['_DECIDEREQUEST']._serialized_start=561
+  _globals['_DECIDEREQUEST']._serialized_end=710
+  _globals['_REASON']._serialized_start=712
+  _globals['_REASON']._serialized_end=754
+  _globals['_DECIDERESPONSE']._serialized_start=757
+  _globals['_DECIDERESPONSE']._serialized_end=1005
+  _globals['_BATCHDECIDEREQUEST']._serialized_start=1007
+  _globals['_BATCHDECIDEREQUEST']._serialized_end=1074
+  _globals['_BATCHDECIDERESPONSE']._serialized_start=1076
+  _globals['_BATCHDECIDERESPONSE']._serialized_end=1146
+  _globals['_POLICYSERVICE']._serialized_start=1238
+  _globals['_POLICYSERVICE']._serialized_end=1406
 # @@protoc_insertion_point(module_scope)

@@ -68,12 +68,14 @@ class Context(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., network_zone: _Optional[str] = ..., device_trust: _Optional[str] = ..., session_risk: _Optional[int] = ..., auth_level: _Optional[str] = ..., region: _Optional[str] = ..., break_glass: _Optional[_Union[BreakGlass, _Mapping]] = ...) -> None: ...
 
 class BreakGlass(_message.Message):
-    __slots__ = ("justification", "expires_at")
+    __slots__ = ("justification", "expires_at", "grant")
     JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     justification: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, justification: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    grant: str
+    def __init__(self, justification: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., grant: _Optional[str] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
     __slots__ = ("actor", "resource", "action", "context")

@@ -1,0 +1,172 @@
+"""The global PostgreSQL pair of two-region mode: region-a's primary streams to region-b's replica, synchronously
+(``synchronous_standby_names = 'region_b'``, ``synchronous_commit = remote_apply``: a commit returns once region-b
+has applied it), as tools/region-test's drill does.
+
+Only data that may live in every region belongs here; the regions' own clusters (``Postgres``, one per region)
+are never replicated, so a pinned tenant's rows cannot leak through byte-for-byte physical replication. No
+service writes here yet: which global data (the tenant directory, the ledger's hashes) moves here is issue #23's
+item 2.
+
+Both clusters listen on a Unix socket only (``listen_addresses = ''``) with ``peer`` authentication: the OS user
+``postgres`` is the only one that can connect (and replicate), so nothing on the machine's loopback can log in as
+their superuser. The replica follows the primary over that socket; on one machine there is no link to cut.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+from ig_infra.components.base import Component, env_port
+from ig_infra.components.postgres import find_bin_dir
+from ig_infra.process import InfraError, tail
+
+STANDBY = "region_b"
+INCLUDE = "ig-global.conf"
+CONFIG = """# Written by ig-infra (ig_infra.components.global_pg) at every start.
+listen_addresses = ''
+wal_level = replica
+max_wal_senders = 4
+max_replication_slots = 4
+hot_standby = on
+wal_receiver_status_interval = 1s
+shared_buffers = 16MB
+max_connections = 20
+"""
+# The primary's only: a promoted replica with these would wait for a standby named after itself.
+PRIMARY_CONFIG = f"""synchronous_commit = remote_apply
+synchronous_standby_names = '{STANDBY}'
+"""
+HBA = """# Written by ig-infra: the OS user postgres over the Unix socket, nothing else.
+local  all          postgres  peer
+local  replication  postgres  peer
+"""
+
+
+class GlobalPostgres(Component):
+    """region-a's global primary (``replica_of`` None) or region-b's streaming replica of it."""
+
+    name = "postgres-global"
+
+    def __init__(self, *args: object, replica_of: GlobalPostgres | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.port = env_port("IG_GLOBAL_PG_PORT", 55433)  # names the socket file; no TCP listener
+        self.replica_of = replica_of
+        self.data = self.dir / "data"
+        self.socket_dir = self.dir / "sock"
+
+    def _as_postgres(self, *args: str) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+
+    def _run(self, *args: str) -> str:
+        result = subprocess.run(self._as_postgres(*args), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise InfraError(f"{' '.join(args)} failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
+        return result.stdout
+
+    def _bin(self, name: str) -> str:
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            raise InfraError("PostgreSQL 15 not found; run `ig-infra up postgres` once to install it")
+        return str(bin_dir / name)
+
+    def sql(self, query: str) -> str:
+        return self._run(self._bin("psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres",
+                         "-d", "postgres", "-Atc", query).strip()
+
+    def running(self) -> bool:
+        pid_file = self.data / "postmaster.pid"
+        if not pid_file.exists():
+            return False
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), 0)
+        except (ProcessLookupError, ValueError):
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def healthy(self) -> bool:
+        if not self.running():
+            return False
+        try:
+            if self.replica_of is None:
+                return self.sql("SELECT pg_is_in_recovery()") == "f"
+            return self.sql("SELECT status FROM pg_stat_wal_receiver") == "streaming"
+        except InfraError:
+            return False
+
+    def start(self) -> None:
+        if self.running():
+            return
+        for path in (self.paths.run, self.dir):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o755)
+        self.socket_dir.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            for path in (self.dir, self.socket_dir):
+                shutil.chown(path, "postgres", "postgres")
+        if not (self.data / "PG_VERSION").exists():
+            if self.replica_of is None:
+                self._run(self._bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=peer",
+                          "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
+            else:
+                self._clone()
+        conf = self.data / "postgresql.conf"
+        if f"include '{INCLUDE}'" not in conf.read_text():
+            with open(conf, "a") as handle:
+                handle.write(f"\ninclude '{INCLUDE}'\n")
+        (self.data / INCLUDE).write_text(CONFIG + (PRIMARY_CONFIG if self.replica_of is None else ""))
+        (self.data / "pg_hba.conf").write_text(HBA)
+        if os.geteuid() == 0:
+            shutil.chown(self.data / INCLUDE, "postgres", "postgres")
+        self._run(self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log_file),
+                  "-o", f"-p {self.port} -k {self.socket_dir}")
+        if self.replica_of is not None:
+            self._wait_streaming(within=60)
+
+    def _clone(self) -> None:
+        """A fresh physical replica of region-a's primary (``pg_basebackup`` with a replication slot)."""
+        primary = self.replica_of
+        assert primary is not None
+        self._run(self._bin("pg_basebackup"), "-h", str(primary.socket_dir), "-p", str(primary.port), "-U", "postgres",
+                  "-D", str(self.data), "-X", "stream", "-c", "fast", "-C", "-S", STANDBY, "--no-sync")
+        # Its own recovery settings only: the primary's auto.conf must not come along.
+        (self.data / "postgresql.auto.conf").write_text(
+            f"primary_conninfo = 'host={primary.socket_dir} port={primary.port} user=postgres "
+            f"application_name={STANDBY}'\nprimary_slot_name = '{STANDBY}'\n")
+        (self.data / "standby.signal").touch()
+        if os.geteuid() == 0:
+            for name in ("postgresql.auto.conf", "standby.signal"):
+                shutil.chown(self.data / name, "postgres", "postgres")
+
+    def _wait_streaming(self, within: float) -> None:
+        primary = self.replica_of
+        assert primary is not None
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                if primary.sql(f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY}'") \
+                        == "sync":
+                    return
+            except InfraError:
+                pass
+            time.sleep(0.3)
+        raise InfraError(f"region-b's global replica is not streaming from region-a after {within:.0f}s; see "
+                         f"{self.log_file}\n{tail(self.log_file)}")
+
+    def stop(self) -> bool:
+        if not self.running():
+            return False
+        self._run(self._bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", "30")
+        return True
+
+    def address(self) -> str:
+        role = "primary, synchronous (remote_apply) to region-b" if self.replica_of is None \
+            else "streaming replica of region-a's"
+        return f"{self.socket_dir}/.s.PGSQL.{self.port} ({role})"
+
+    def env(self) -> dict[str, str]:
+        return {}

@@ -1,0 +1,84 @@
+"""region-b's layout (ig_infra.regions) without starting it: which regions a command line names, and that every
+region-b listener is a port of its own, apart from region-a's and from what both regions share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ig_infra.cli import main
+from ig_infra.components import Kafka, Opa, Postgres
+from ig_infra.paths import Paths
+from ig_infra.regions import REGION_A, REGION_B, SecondRegion, parse_regions
+from ig_infra.services import PROCESSES, SERVICES, ServiceSpec
+
+# Dex, Prometheus and the Pushgateway (ig_infra.components): shared by both regions, never shadowed by region-b.
+SHARED_PORTS = {5556, 5558, 9090, 9091}
+
+
+@pytest.mark.parametrize(("raw", "regions"), [("a", [REGION_A]), ("a,b", [REGION_A, REGION_B]),
+                                              ("region-b, region-a", [REGION_A, REGION_B])])
+def test_regions_are_read_from_a_comma_separated_list(raw: str, regions: list[str]) -> None:
+    assert parse_regions(raw) == regions
+
+
+@pytest.mark.parametrize("raw", ["", "c", "a,c", "b"])
+def test_a_bad_region_list_is_refused_naming_it(raw: str) -> None:
+    with pytest.raises(ValueError, match="invalid regions"):
+        parse_regions(raw)
+
+
+def ports_of(specs: tuple[ServiceSpec, ...]) -> list[int]:
+    found: list[int] = []
+    for spec in specs:
+        found += [spec.http_port, *spec.extra_ports.values(), *spec.plain_ports.values()]
+        found += [spec.grpc_port] if spec.grpc_port else []
+    return found
+
+
+def test_every_region_b_port_is_its_own(tmp_path: Path) -> None:
+    region = SecondRegion.of(Paths(cache=tmp_path / "cache", run=tmp_path / "run"))
+    postgres, kafka, opa = (c for c in region.infra() if isinstance(c, Postgres | Kafka | Opa))
+    region_b = [*ports_of(region.specs()), postgres.port, kafka.port, kafka.controller_port, opa.port]
+    region_a = {*ports_of(PROCESSES), 55432, 59092, 59093, 8181}
+    assert len(region_b) == len(set(region_b)), sorted(region_b)
+    assert not set(region_b) & region_a, set(region_b) & region_a
+    assert not set(region_b) & SHARED_PORTS
+    assert {spec.extra_env["IG_REGION"] for spec in region.specs()} == {REGION_B}
+    assert [spec.name for spec in region.specs()] == [spec.name for spec in SERVICES]
+
+
+def test_env_for_region_b_points_a_client_at_region_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("IG_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("IG_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["env"]) == 0
+    region_a = capsys.readouterr().out
+    assert main(["env", "--region", "b"]) == 0
+    region_b = capsys.readouterr().out
+    assert "export IG_KAFKA_BOOTSTRAP=127.0.0.1:59092" in region_a
+    assert "export IG_KAFKA_BOOTSTRAP=127.0.0.1:59292" in region_b
+    assert "export IG_REGION=region-b" in region_b and "IG_REGION" not in region_a
+    assert "export IG_POLICY_GRPC=127.0.0.1:50251" in region_b
+    assert "export IG_PORTAL_URL=http://127.0.0.1:8280" in region_b
+    assert f"{tmp_path / 'run' / 'region-b' / 'identities'}" in region_b  # its own run dir's certificates
+    assert main(["env", "--region", "c"]) == 2
+
+
+def test_region_b_down_fails_status_only_when_the_last_up_asked_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import ig_infra.cli as cli
+
+    paths = Paths(cache=tmp_path / "cache", run=tmp_path / "run")
+    monkeypatch.setenv("IG_RUN_DIR", str(paths.run))
+    monkeypatch.setenv("IG_CACHE_DIR", str(paths.cache))
+    monkeypatch.setattr(cli, "infra_components", lambda paths, names=None: [])  # region-a: nothing to judge
+    monkeypatch.setattr(cli, "PROCESSES", ())
+    region = SecondRegion.of(paths)
+    (region.paths.run / "postgres" / "data").mkdir(parents=True)
+    (region.paths.run / "postgres" / "data" / "PG_VERSION").write_text("15\n")  # made by an earlier up --regions a,b
+    assert main(["status"]) == 0  # listed, down, not counted
+    assert "not counted" in capsys.readouterr().out
+    region.want(True)
+    assert main(["status"]) == 1
+    assert "region-b" in capsys.readouterr().out
