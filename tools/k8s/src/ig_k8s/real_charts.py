@@ -95,6 +95,8 @@ def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm
     cluster = node.cluster
     ensure_namespace(api_client(cluster.kubeconfig), namespace)
     ensure_workload_secret(helm, cluster, release, namespace, release.sets)
+    if release.chart == "policy":
+        ensure_decision_log_secret(node, f"{release.name}-decision-log", namespace)
     ensure_volumes(cluster, manifests(helm.template(release.chart_dir, cluster.region, release.name, namespace,
                                                     release.sets)), namespace)
     values = cluster.dir / f"real-node-{release.name}.yaml"
@@ -107,6 +109,30 @@ def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm
     helm.with_kubeconfig(cluster.kubeconfig).run(*args, timeout=600)
     return {"release": release.name, "install_seconds": round(time.monotonic() - started, 1),
             "pods": release_pods(node, release.name, namespace)}
+
+
+def ensure_decision_log_secret(node: RealNode, name: str, namespace: str) -> None:
+    """The policy chart mounts the decision log's pepper and the replay key's public half from a Secret and the pod
+    does not start without it (a kwok node never checks): made once here as `ig-policy keygen` makes them; the
+    private half is thrown away (nobody replays these test decisions)."""
+    import tempfile
+    from pathlib import Path
+
+    from ig_policy.protection_keys import write_decision_log_keys
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    try:
+        core.read_namespaced_secret(name, namespace)
+        return
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    with tempfile.TemporaryDirectory() as scratch:
+        keys = write_decision_log_keys(Path(scratch) / "keys")
+        data = {"pepper": keys["pepper"].read_text(), "input-key.pub": keys["input_key"].read_text()}
+    core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "type": "Opaque", "stringData": data})
 
 
 def release_pods(node: RealNode, release: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
