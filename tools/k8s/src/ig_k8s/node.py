@@ -153,8 +153,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             "failSwapOn": False,
             "registerNode": True,
             "serializeImagePulls": False,
-            "imageGCHighThresholdPercent": 95, "imageGCLowThresholdPercent": 90,
-            "evictionHard": {"memory.available": "200Mi", "nodefs.available": "5%", "imagefs.available": "5%"},
+            # No image garbage collection: the images are imported, never pulled, so one the kubelet deletes is gone
+            # for good; and the disk is the shared host's, whose fill by others once (95 %) made it delete the
+            # just-imported, not yet used service images (ErrImageNeverPull). 100 turns image GC off. For the same
+            # reason eviction waits until the host's disk is nearly full.
+            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "evictionHard": {"memory.available": "200Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
             "staticPodPath": "",
             # Until the charts' images run here (issue #22 items 3-4), only pods that ask for a real node land on it:
             # a chart install must not end up on a node that lacks its image.
