@@ -104,9 +104,17 @@ deny contains msg if {
 	msg := sprintf("%s container %s: resources.requests.%s must be set", [name(obj), container.name, resource])
 }
 
-# Probes apply to long-running containers, not init containers.
+# A chart's `helm test` hook: a pod that runs once to completion (restartPolicy Never), started by `helm test`.
+run_once(obj) if {
+	obj.kind == "Pod"
+	obj.metadata.annotations["helm.sh/hook"] == "test"
+	obj.spec.restartPolicy == "Never"
+}
+
+# Probes apply to long-running containers, not init containers nor a test hook that runs once.
 deny contains msg if {
 	some [obj, spec] in pod_specs
+	not run_once(obj)
 	some container in spec.containers
 	some probe in ["livenessProbe", "readinessProbe"]
 	not container[probe]

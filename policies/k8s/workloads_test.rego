@@ -95,3 +95,29 @@ test_host_namespaces_and_paths_are_denied if {
 test_non_workloads_are_ignored if {
 	count(k.deny) == 0 with input as {"manifests": [{"kind": "Service", "metadata": {"name": "s"}, "spec": {}}]}
 }
+
+hook_pod := {
+	"kind": "Pod",
+	"metadata": {"name": "burn-test", "annotations": {"helm.sh/hook": "test"}},
+	"spec": {
+		"restartPolicy": "Never", "securityContext": restricted_pod,
+		"containers": [json.remove(good_container, ["livenessProbe", "readinessProbe"])],
+	},
+}
+
+deny_for_pod(pod) := msgs if {
+	msgs := k.deny with input as {"manifests": [pod]}
+}
+
+test_a_run_once_test_hook_needs_no_probes if {
+	count(deny_for_pod(hook_pod)) == 0
+}
+
+test_a_pod_that_is_no_test_hook_still_needs_probes if {
+	restarting := json.patch(hook_pod, [{"op": "replace", "path": "/spec/restartPolicy", "value": "Always"}])
+	unannotated := json.patch(hook_pod, [{"op": "remove", "path": "/metadata/annotations"}])
+	some restarting_msg in deny_for_pod(restarting)
+	contains(restarting_msg, "livenessProbe")
+	some unannotated_msg in deny_for_pod(unannotated)
+	contains(unannotated_msg, "readinessProbe")
+}

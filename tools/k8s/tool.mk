@@ -3,15 +3,17 @@ CHECK_TARGETS += k8s-check k8s-binaries
 
 .PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status k8s-node-up k8s-node-down k8s-images k8s-node-test
 
-# The real-node test (containerd + kubelet running pods from images built here) is not in `make test` yet: warm it
-# adds ~1.5 min, cold (containerd, kubelet, Debian base, one image) several minutes; `make k8s-node-test` runs it.
-PYTEST_COVERED += tools/k8s/tests/test_real_node.py
+# The real-node tests (containerd + kubelet + kube-proxy + CoreDNS running pods from images built here; the burn chart
+# installed there) are part of `make test`: warm they add ~4 min (measured 108 s + 112 s); cold they first build
+# containerd, the kubelet, CoreDNS, the Debian base and one image (roughly 10-19 min, tools/k8s/README.md). They never
+# skip. `make k8s-node-test` runs them alone.
 
-k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs
+k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
 	$(RUN) hadolint services/*/Dockerfile
 	"$$($(RUN) ig-infra tool opa)" test policies/k8s
 	$(RUN) ig-k8s dockerfiles --check
 	$(RUN) ig-k8s docs --check
+	$(RUN) ig-k8s values-schema --check
 
 k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed
 	$(RUN) ig-k8s up
@@ -25,8 +27,8 @@ k8s-node-down: ## stop the real nodes and everything they run (containers, shims
 k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported into the running real nodes; JSON figures
 	$(RUN) ig-k8s images --service burn
 
-k8s-node-test: ## real nodes in both regions run a pod of the burn image, Ready by its probe (builds what is missing)
-	$(RUN) pytest tools/k8s/tests/test_real_node.py -q -p no:randomly
+k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn and policy installed with --wait --atomic
+	$(RUN) pytest tools/k8s/tests/test_real_node.py tools/k8s/tests/test_real_charts.py -q -p no:randomly
 
 k8s-down: ## stop the simulated Kubernetes clusters and their real nodes
 	$(RUN) ig-k8s down
@@ -35,7 +37,7 @@ k8s-status: ## where the simulated Kubernetes clusters listen, and their kubecon
 	$(RUN) ig-k8s status
 
 k8s-binaries: ## build (once, cached) kube-apiserver/controller-manager/scheduler from k8s.io/kubernetes, kwok; apt etcd
-	nice -n 5 $(RUN) ig-k8s build --allow-failure
+	nice -n 5 $(RUN) ig-k8s build
 
 BENCH_TARGETS += bench-k8s
 .PHONY: bench-k8s

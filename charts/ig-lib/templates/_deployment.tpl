@@ -109,6 +109,9 @@ spec:
                   name: {{ include "ig-lib.databaseSecretName" $root }}
                   key: {{ $v.database.migrationSecretKey }}
             {{- include "ig-lib.identityEnv" $root | nindent 12 }}
+            {{- with .env }}
+            {{- trimSuffix "\n" . | nindent 12 }}
+            {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}

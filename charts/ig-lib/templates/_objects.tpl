@@ -254,6 +254,8 @@ spec:
 ---
 {{ include "ig-lib.networkpolicy" $root }}
 ---
+{{ include "ig-lib.testHook" $root }}
+---
 {{ include "ig-lib.servicemonitor" $root }}
 {{ include "ig-lib.prometheusrules" $root }}
 {{- end -}}

@@ -101,6 +101,10 @@
     - --log-level={{ $opa.logLevel }}
     - --authentication=token
     - --authorization=basic
+    {{- /* A ConfigMap volume holds each file three times over: the kubelet's timestamped "..<date>" directory,
+           the "..data" link to it, and the file's own link. OPA would load every rule thrice ("multiple default
+           rules") and refuse to start: only the plain names are loaded. */}}
+    - --ignore=..*
     {{- if $opa.bundle.enabled }}
     - --set=services.bundles.url={{ required "opa.bundle.url is required when opa.bundle.enabled" $opa.bundle.url }}
     - --set=bundles.ig.service=bundles

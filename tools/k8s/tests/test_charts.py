@@ -26,6 +26,12 @@ def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
 
 
+def database_secret(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chart's DSN Secret (the portal also renders its link key's Secret)."""
+    [secret] = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith("-database")]
+    return secret
+
+
 def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(objects, kind)
     assert len(found) == 1, f"expected one {kind}, found {[o['metadata']['name'] for o in found]}"
@@ -82,7 +88,7 @@ def test_every_chart_carries_the_operational_objects(render: Render, chart: str,
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": service.health_port_name}
     assert container["image"] == f"ig/{chart}:1.2.1"
     database = next(e for e in container["env"] if e["name"] == "IG_DATABASE_URL")
-    assert database["valueFrom"]["secretKeyRef"]["name"] == one(objects, "Secret")["metadata"]["name"]
+    assert database["valueFrom"]["secretKeyRef"]["name"] == database_secret(objects)["metadata"]["name"]
 
 
 @pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
@@ -96,12 +102,14 @@ def test_region_values_reach_settings_and_scheduling(render: Render, chart: str,
     assert "kafka-0.kafka" in values["IG_KAFKA_BOOTSTRAP"]
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"topology.kubernetes.io/region": region}
-    assert region in one(objects, "Secret")["stringData"]["database-url"]
+    assert region in database_secret(objects)["stringData"]["database-url"]
 
 
 @pytest.mark.parametrize("chart", [s.name for s in SERVICES])
 def test_only_the_migration_orchestrator_may_touch_the_kubernetes_api(render: Render, chart: str) -> None:
-    objects = render(chart, "region-a")
+    """And it only with its Service-selector switch on (the suite's release set turns it on)."""
+    sets = ("kubernetesSwitch.enabled=true",) if chart == "migration" else ()
+    objects = render(chart, "region-a", sets)
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     if chart != "migration":
         assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
@@ -123,6 +131,7 @@ def test_policy_chart_runs_opa_as_a_localhost_only_sidecar_with_the_repository_p
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     opa = next(c for c in pod["containers"] if c["name"] == "opa")
     assert "--addr=127.0.0.1:8181" in opa["args"]
+    assert "--ignore=..*" in opa["args"]  # a ConfigMap volume's "..data" copies would load every rule thrice
     assert not any(p["containerPort"] == 8181 for p in opa["ports"])
     assert opa["readinessProbe"]["httpGet"]["path"] == "/health"
     assert opa["image"] == "openpolicyagent/opa:1.22.3-static"
@@ -283,7 +292,7 @@ def test_each_service_connects_as_its_own_roles_over_verified_tls(render: Render
     from ig_infra.components.postgres import SERVICE_ROLES
 
     objects = render(chart, region)
-    [secret] = by_kind(objects, "Secret")
+    secret = database_secret(objects)
     tls_dir = next(e["value"] for e in main_container(objects, chart)["env"] if e["name"] == "IG_TLS_DIR")
     roles = SERVICE_ROLES[chart]
     for key, role in (("database-url", roles.runtime), ("migration-database-url", roles.migrator)):

@@ -1,6 +1,8 @@
 """A real node per region (containerd 2.x + runc + CNI + kubelet 1.37 on this cgroup v1 host), images built here
 and imported, never pulled, and a pod that really runs: Ready through its HTTP probe, which the container's own log
-on the node shows, reachable at its pod IP from the host, its process a live task of the node's containerd.
+on the node shows, reachable at its pod IP from the host, its process a live task of the node's containerd; and
+Services with cluster DNS: a pod calls another pod by its Service's DNS name (CoreDNS, kube-proxy in the node's own
+network namespace).
 
 Nothing is skipped: a binary or image that cannot be built, or a node that does not come up, fails the test.
 Cold (nothing cached) this builds containerd, the kubelet, the Debian base and one service image (minutes); warm it
@@ -21,7 +23,10 @@ from ig_k8s.cluster import SimulatedCluster
 from ig_k8s.images import build_and_load
 from ig_k8s.node import NETWORKS, REAL_NODE_LABEL, RealNode
 from ig_k8s.node_build import CONTAINERD_VERSION, NodeBinaries
+from ig_k8s.node_network import CLUSTER_DNS_IP, netns_path
 from ig_k8s.node_proof import prove
+from ig_k8s.service_proof import NAMESPACE as SERVICE_NAMESPACE
+from ig_k8s.service_proof import prove_services
 from ig_k8s.suite import REGIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -70,7 +75,7 @@ def test_node_registers_with_its_own_region_running_containerd_and_the_kubelet(n
     assert {"key": REAL_NODE_LABEL, "value": "real", "effect": "NoSchedule"} in taints  # charts stay off it for now
     assert status["nodeInfo"]["containerRuntimeVersion"] == f"containerd://{CONTAINERD_VERSION.lstrip('v')}"
     assert status["nodeInfo"]["kubeletVersion"] == "v1.37.2"
-    assert {"type": "InternalIP", "address": NETWORKS[region].gateway} in status["addresses"]
+    assert {"type": "InternalIP", "address": NETWORKS[region].host_address} in status["addresses"]
     other = next(r for r in REGIONS if r != region)
     assert node.cluster._get("/api/v1/nodes")[1].count(RealNode(other).name.encode()) == 0
 
@@ -103,7 +108,45 @@ def test_the_service_image_entrypoint_runs_the_service(proofs: dict[str, dict[st
     assert any("invalid setting IG_DATABASE_URL" in line for line in entrypoint["log_tail"])
 
 
-def test_node_down_leaves_nothing_running(nodes: dict[str, RealNode], proofs: dict[str, dict[str, Any]]) -> None:
+@pytest.fixture(scope="module")
+def service_proofs(images: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {region: prove_services(region, SERVICE, TAG, Paths.from_environment()) for region in REGIONS}
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_a_pod_reaches_another_pod_through_its_service_dns_name(service_proofs: dict[str, dict[str, Any]],
+                                                                region: str) -> None:
+    """CoreDNS (behind the kube-dns ClusterIP) resolves the Service's name to its ClusterIP, and kube-proxy's NAT in
+    the node's namespace carries the client's GET to the server pod: the server saw it from the bridge address
+    (masquerade), not from the client pod's own address."""
+    proof = service_proofs[region]
+    network = NETWORKS[region]
+    assert f"nameserver {CLUSTER_DNS_IP}" in proof["resolv_conf"]
+    assert f"search {SERVICE_NAMESPACE}.svc.cluster.local" in proof["resolv_conf"]
+    assert proof["resolved"] == [proof["cluster_ip"]]
+    assert proof["cluster_ip"].startswith("10.96.") and proof["cluster_ip"] != proof["web_pod_ip"]
+    assert proof["status"] == 200 and "Directory listing" in proof["body"]
+    assert proof["absent"] != "resolved"  # a name with no Service is not answered: the resolver is the cluster's
+    assert network.gateway in proof["server_saw_from"]
+    assert proof["client_pod_ip"] not in proof["server_saw_from"]
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_service_rules_live_in_the_node_namespace_not_the_hosts(service_proofs: dict[str, dict[str, Any]],
+                                                                region: str) -> None:
+    """Both regions' kube-proxies on one host: each one's chains are in its own node namespace only."""
+    proof = service_proofs[region]
+    assert f"-d {proof['cluster_ip']}/32" in proof["node_netns_rules"]
+    assert f"{SERVICE_NAMESPACE}/web:http cluster IP" in proof["node_netns_rules"]
+    assert "KUBE-SERVICES" not in proof["host_rules"]
+    other = NETWORKS[next(r for r in REGIONS if r != region)]
+    # kube-dns leads to this region's CoreDNS only: the other region's rules are not here.
+    assert f"--to-destination {NETWORKS[region].host_address}:53" in proof["node_netns_rules"]
+    assert f"--to-destination {other.host_address}:53" not in proof["node_netns_rules"]
+
+
+def test_node_down_leaves_nothing_running(nodes: dict[str, RealNode], proofs: dict[str, dict[str, Any]],
+                                         service_proofs: dict[str, dict[str, Any]]) -> None:
     binaries = NodeBinaries.cached(Paths.from_environment())
     for region, node in nodes.items():
         task_pid = proofs[region]["probed"]["task_pid"]
@@ -115,6 +158,8 @@ def test_node_down_leaves_nothing_running(nodes: dict[str, RealNode], proofs: di
         mounts = Path("/proc/self/mounts").read_text()
         assert f" {node.dir}/" not in mounts and f" {node.dir} " not in mounts
         assert subprocess.run(["ip", "link", "show", node.network.bridge], capture_output=True).returncode != 0
+        assert not netns_path(node.network).exists()
+        assert subprocess.run(["ip", "link", "show", node.network.host_veth], capture_output=True).returncode != 0
         assert not Path("/sys/fs/cgroup/memory", node.cgroup_parent.lstrip("/")).exists()
 
 

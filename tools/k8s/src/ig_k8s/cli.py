@@ -2,12 +2,14 @@
 
   ig-k8s up [--region R] [--no-install]   start the simulated cluster(s) and install every release
   ig-k8s down | status                    stop / describe the clusters (and their real nodes)
-  ig-k8s node up|down|status [--region R] a real node per region: containerd + runc + CNI + kubelet
+  ig-k8s node up|down|status [--region R] a real node per region: containerd, runc, CNI, kubelet, kube-proxy, CoreDNS
+  ig-k8s prove-services [--region R]      a pod calls another pod by its Service's DNS name on the real node
   ig-k8s images [--service S] [--tag T]   build the Debian base and service images, import them into running nodes
   ig-k8s prove [--region R] [--service S] a pod of the service image on the real node: Running, Ready by its probe
   ig-k8s build [--allow-failure]          build/cache kube-apiserver, controller-manager, scheduler, kwok; get etcd
   ig-k8s dockerfiles [--check]            (re)write services/*/Dockerfile from the template, or check for drift
   ig-k8s docs [--check]                   (re)write the chart README value tables, or check for drift
+  ig-k8s values-schema [--check]          (re)write each chart's values.schema.json from values.yaml, or check
   ig-k8s render CHART --region R          helm template with the region's values (what the checks validate)
   ig-k8s bench OUTPUT.json                time the checks, a cluster start and a region install
 """
@@ -151,11 +153,33 @@ def _images(services: list[str], tag: str) -> int:
     return 0
 
 
-def _prove(regions: list[str], service: str, tag: str) -> int:
+def _prove(regions: list[str], service: str, tag: str, services: bool) -> int:
     from ig_k8s.node_proof import prove
+    from ig_k8s.service_proof import prove_services
 
     for region in regions:
-        print(json.dumps(prove(region, service, tag, Paths.from_environment()), indent=2), flush=True)
+        if services:
+            report = prove_services(region, service, tag, Paths.from_environment())
+            for rules in ("node_netns_rules", "host_rules"):  # the iptables dumps: only their size here
+                report[rules] = f"{len(report[rules].splitlines())} lines"
+        else:
+            report = prove(region, service, tag, Paths.from_environment())
+        print(json.dumps(report, indent=2), flush=True)
+    return 0
+
+
+def _values_schema(check: bool) -> int:
+    from ig_k8s import values_schema
+
+    charts = [service.chart_dir for service in SERVICES]
+    if check:
+        stale = values_schema.stale_schemas(charts)
+        for path in stale:
+            print(f"stale (run `uv run ig-k8s values-schema`): {path.relative_to(REPO_ROOT)}", file=sys.stderr)
+        return 1 if stale else 0
+    for chart in charts:
+        (chart / values_schema.SCHEMA_FILE).write_text(values_schema.render(chart))
+        print(f"wrote {(chart / values_schema.SCHEMA_FILE).relative_to(REPO_ROOT)}")
     return 0
 
 
@@ -182,12 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     images.add_argument("--service", choices=[service.name for service in SERVICES], action="append",
                         help="default: burn")
     images.add_argument("--tag", default="dev")
-    prove = commands.add_parser("prove")
-    prove.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
-    prove.add_argument("--service", choices=[service.name for service in SERVICES], default="burn")
-    prove.add_argument("--tag", default="dev")
+    for name in ("prove", "prove-services"):
+        prove = commands.add_parser(name)
+        prove.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
+        prove.add_argument("--service", choices=[service.name for service in SERVICES], default="burn")
+        prove.add_argument("--tag", default="dev")
     commands.add_parser("build").add_argument("--allow-failure", action="store_true")
-    for name in ("dockerfiles", "docs"):
+    for name in ("dockerfiles", "docs", "values-schema"):
         commands.add_parser(name).add_argument("--check", action="store_true")
     commands.add_parser("bench").add_argument("output")
     render = commands.add_parser("render")
@@ -204,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return _node(args.action, args.region or list(REGIONS))
         if args.command == "images":
             return _images(args.service or ["burn"], args.tag)
-        if args.command == "prove":
-            return _prove(args.region or list(REGIONS), args.service, args.tag)
+        if args.command in ("prove", "prove-services"):
+            return _prove(args.region or list(REGIONS), args.service, args.tag, args.command == "prove-services")
         if args.command == "bench":
             from ig_k8s.bench import run
 
@@ -217,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             return _dockerfiles(args.check)
         if args.command == "docs":
             return _docs(args.check)
+        if args.command == "values-schema":
+            return _values_schema(args.check)
         return _render(args.chart, args.region)
     except InfraError as error:
         print(f"ig-k8s: {error}", file=sys.stderr)

@@ -115,6 +115,28 @@ def pause_image(binaries: NodeBinaries, paths: Paths | None = None) -> BuiltImag
     return BuiltImage(PAUSE_IMAGE, archive, time.monotonic() - started)
 
 
+OPA_IMAGE = "localhost/ig/opa:1.22.3-static"
+
+
+def opa_image(paths: Paths) -> BuiltImage:
+    """The policy chart's OPA sidecar without a registry: the static OPA the suite already builds (ig-infra's
+    go_tools, v1.22.3, the version of the chart's default tag) as the one file of a scratch image."""
+    from ig_infra.go_tools import tool_path
+
+    archive = images_dir(paths) / "opa.oci.tar"
+    if image_exists(OPA_IMAGE) and archive.exists():
+        return BuiltImage(OPA_IMAGE, archive, 0.0)
+    ensure_build_tools()
+    started = time.monotonic()
+    binary = tool_path(paths.cache, "opa")
+    container = _run(["buildah", "from", "scratch"], "buildah from scratch").strip()
+    _run(["buildah", "copy", "--quiet", "--chmod", "0755", container, str(binary), "/opa"], "buildah copy")
+    _run(["buildah", "config", "--entrypoint", '["/opa"]', "--user", "10001:10001", container], "buildah config")
+    _run(["buildah", "commit", "--quiet", "--rm", container, OPA_IMAGE], "buildah commit")
+    _export(OPA_IMAGE, archive)
+    return BuiltImage(OPA_IMAGE, archive, time.monotonic() - started)
+
+
 def service_image(service: ServiceImage, tag: str, paths: Paths) -> BuiltImage:
     """``buildah bud`` of the service's generated Dockerfile over the repository, on the Debian base."""
     base = base_image(paths)
@@ -153,14 +175,17 @@ def image_digest(node: RealNode, binaries: NodeBinaries, name: str) -> str:
 
 
 def build_and_load(services: list[str], tag: str, paths: Paths) -> dict[str, object]:
-    """Build the base and the named service images, import each into every running real node; return the figures
-    (seconds, sizes) and each image's digest per node (the subjects a release's provenance names)."""
+    """Build the base and the named service images (and OPA's for the policy service's sidecar), import each into
+    every running real node; return the figures (seconds, sizes) and each image's digest per node (the subjects a
+    release's provenance names)."""
     from ig_k8s.node import RealNode
     from ig_k8s.node_build import NodeBinaries
     from ig_k8s.suite import REGIONS, by_name
 
     base = base_image(paths)
     built = [base, *(service_image(by_name(name), tag, paths) for name in services)]
+    if "policy" in services:
+        built.append(opa_image(paths))
     nodes = [node for node in (RealNode(region, paths) for region in REGIONS) if node.running()]
     binaries = NodeBinaries.cached(paths) if nodes else None
     report: dict[str, object] = {}

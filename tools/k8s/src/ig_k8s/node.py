@@ -4,12 +4,14 @@ kube-apiserver.
 
 Two regions share one host, so everything a node owns is its own: containerd root/state/socket, the kubelet's root
 dir, pod log dir and ports, the cgroup parent (``/ig-<region>`` in every cgroup v1 hierarchy), the bridge and pod
-subnet, the network namespaces (under containerd's state dir) and the IPAM state. ``stop()`` kills what the node
+subnet, its own network namespace for the bridge, pods and kube-proxy rules (node_network.py), the pods' network
+namespaces (under containerd's state dir) and the IPAM state. ``stop()`` kills what the node
 started, down to its containers, their shims, mounts, cgroups and bridge, and leaves nothing running.
 
 The host is cgroup v1: the 1.37 kubelet refuses it unless ``failCgroupV1: false``. No systemd, so the cgroupfs
-driver. The bridge's own address is the node's InternalIP (not loopback, which the kubelet refuses); pods get no
-default route out (no masquerade, the host does not forward), only the host itself.
+driver. The host's end of the node's link is the node's InternalIP (not loopback, which the kubelet refuses); pods
+get no default route out, only routes to their subnet, the service CIDR and the host link. Services and cluster DNS:
+kube-proxy and CoreDNS (node_services.py).
 """
 
 from __future__ import annotations
@@ -21,34 +23,28 @@ import signal
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError, read_pid, spawn, terminate, wait_until
 
-from ig_k8s.cluster import REGION_LABEL, SimulatedCluster, port_offset
+from ig_k8s.cluster import REGION_LABEL, SimulatedCluster
 from ig_k8s.node_build import CNI_BIN_DIR, NodeBinaries
+from ig_k8s.node_network import (
+    CLUSTER_DNS_IP,
+    CLUSTER_DOMAIN,
+    NETWORKS,
+    make_namespace,
+    pod_routes,
+    remove_namespace,
+    write_wrappers,
+)
+from ig_k8s.node_services import start_coredns, start_kube_proxy, stop_services
 
 PAUSE_IMAGE = "localhost/ig/pause:1"
 REAL_NODE_LABEL = "ig.dev/node-kind"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-@dataclass(frozen=True)
-class NodeNetwork:
-    bridge: str
-    subnet: str
-    gateway: str
-    kubelet_port: int
-    kubelet_healthz_port: int
-
-
-NETWORKS: dict[str, NodeNetwork] = {
-    "region-a": NodeNetwork("ig-br-a", "10.244.1.0/24", "10.244.1.1", 16250 + port_offset(), 16248 + port_offset()),
-    "region-b": NodeNetwork("ig-br-b", "10.244.2.0/24", "10.244.2.1", 26250 + port_offset(), 26248 + port_offset()),
-}
 
 
 def node_name(region: str) -> str:
@@ -58,7 +54,7 @@ def node_name(region: str) -> str:
 class RealNode:
     """One region's node. ``start()`` is idempotent; ``stop()`` removes what it made."""
 
-    PROCESSES = ("containerd", "kubelet")
+    PROCESSES = ("containerd", "kubelet", "kube-proxy", "coredns")
 
     def __init__(self, region: str, paths: Paths | None = None) -> None:
         self.cluster = SimulatedCluster(region, paths)
@@ -70,6 +66,8 @@ class RealNode:
         self.state = self.dir / "containerd" / "state"
         self.cgroup_parent = f"/ig-{region}"
         self.pod_logs = self.dir / "pod-logs"
+        self.cni_bin = self.dir / "cni" / "bin"  # the CNI plugins, entered into the node's network namespace
+        self.netfilter_bin = self.dir / "netfilter-bin"  # kube-proxy's iptables, likewise
 
     # ---- files --------------------------------------------------------------------------------------------
     def _pid(self, name: str) -> Path:
@@ -110,7 +108,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     Root = "{self.state / 'runc'}"
     SystemdCgroup = false
   [{cri}.runtime'.cni]
-    bin_dirs = ["{CNI_BIN_DIR}"]
+    bin_dirs = ["{self.cni_bin}"]
     conf_dir = "{self.dir / 'cni' / 'net.d'}"
     max_conf_num = 1
 
@@ -131,7 +129,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
                  "hairpinMode": True,
                  "ipam": {"type": "host-local", "dataDir": str(self.dir / "cni" / "ipam"),
                           "ranges": [[{"subnet": self.network.subnet, "gateway": self.network.gateway}]],
-                          "routes": [{"dst": self.network.subnet}]}},
+                          "routes": pod_routes(self.network)}},
                 {"type": "portmap", "capabilities": {"portMappings": True}},
             ],
         }
@@ -143,19 +141,24 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             "failCgroupV1": False,
             "cgroupDriver": "cgroupfs", "cgroupRoot": self.cgroup_parent,
             "containerRuntimeEndpoint": f"unix://{self.socket}",
-            "address": self.network.gateway, "port": self.network.kubelet_port, "readOnlyPort": 0,
+            "address": self.network.host_address, "port": self.network.kubelet_port, "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1", "healthzPort": self.network.kubelet_healthz_port,
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
             "authorization": {"mode": "Webhook"},
             "podLogsDir": str(self.pod_logs),
-            # Pods get no resolver of the host's (nothing outside this machine is theirs to ask).
+            # Pods get no resolver of the host's (nothing outside this machine is theirs to ask): only the
+            # cluster's CoreDNS, behind the kube-dns Service.
             "resolvConf": "",
-            "clusterDomain": "cluster.local",
+            "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [CLUSTER_DNS_IP],
             "failSwapOn": False,
             "registerNode": True,
             "serializeImagePulls": False,
-            "imageGCHighThresholdPercent": 95, "imageGCLowThresholdPercent": 90,
-            "evictionHard": {"memory.available": "200Mi", "nodefs.available": "5%", "imagefs.available": "5%"},
+            # No image garbage collection: the images are imported, never pulled, so one the kubelet deletes is gone
+            # for good; and the disk is the shared host's, whose fill by others once (95 %) made it delete the
+            # just-imported, not yet used service images (ErrImageNeverPull). 100 turns image GC off. For the same
+            # reason eviction waits until the host's disk is nearly full.
+            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "evictionHard": {"memory.available": "200Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
             "staticPodPath": "",
             # Until the charts' images run here (issue #22 items 3-4), only pods that ask for a real node land on it:
             # a chart install must not end up on a node that lacks its image.
@@ -181,7 +184,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             raise InfraError(f"{self.region}: the kube-apiserver is not up (run `ig-k8s up --region {self.region}`)")
         for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self._make_bridge()
+        make_namespace(self.network)
+        write_wrappers(self.network, self.cni_bin, self.netfilter_bin, CNI_BIN_DIR)
         self._make_cgroup_parent()
         clamp = self.dir / "runc-oom-clamp"
         clamp.write_text(RUNC_OOM_CLAMP)
@@ -208,11 +212,13 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             spawn([str(binaries.kubelet), f"--config={self.dir / 'kubelet.yaml'}",
                    f"--kubeconfig={kubeconfig}", f"--root-dir={self.dir / 'kubelet'}",
                    f"--cert-dir={self.dir / 'kubelet' / 'pki'}", f"--hostname-override={self.name}",
-                   f"--node-ip={self.network.gateway}",
+                   f"--node-ip={self.network.host_address}",
                    f"--node-labels={REGION_LABEL}={self.region},{REAL_NODE_LABEL}=real", "--v=1"],
                   log_file=self.log("kubelet"), pid_file=self._pid("kubelet"), env=env)
         wait_until(lambda: self.ready(since), timeout=120, what=f"kubelet of {self.region} (node {self.name} Ready)",
                    log_file=self.log("kubelet"), alive=lambda: read_pid(self._pid("kubelet")) is not None)
+        start_kube_proxy(self, binaries)
+        start_coredns(self, binaries)
 
     def ctr(self, binaries: NodeBinaries, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(binaries.ctr), "--address", str(self.socket), "--namespace", "k8s.io", *args],
@@ -232,15 +238,6 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
                 return bool(condition["status"] == "True" and heard >= since)
         return False
 
-    def _make_bridge(self) -> None:
-        bridge, prefix = self.network.bridge, self.network.subnet.split("/")[1]
-        if subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0:
-            _run(["ip", "link", "add", bridge, "type", "bridge"])
-        addresses = subprocess.run(["ip", "-4", "addr", "show", bridge], capture_output=True, text=True).stdout
-        if f"{self.network.gateway}/" not in addresses:
-            _run(["ip", "addr", "add", f"{self.network.gateway}/{prefix}", "dev", bridge])
-        _run(["ip", "link", "set", bridge, "up"])
-
     def _cgroup_dirs(self) -> list[Path]:
         controllers = [entry for entry in CGROUP_ROOT.iterdir() if entry.is_dir() and not entry.is_symlink()]
         return [controller / self.cgroup_parent.lstrip("/") for controller in controllers]
@@ -253,7 +250,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     def stop(self, binaries: NodeBinaries | None = None) -> list[str]:
         """Stop the kubelet, every container and shim of this node's containerd, containerd; unmount, remove the
         node's network namespaces, cgroups and bridge. Returns what was running."""
-        stopped = ["kubelet"] if terminate(self._pid("kubelet")) else []
+        stopped = stop_services(self)
+        stopped += ["kubelet"] if terminate(self._pid("kubelet")) else []
         if self._deregister():
             stopped.append(f"node {self.name} deregistered")
         if read_pid(self._pid("containerd")) is not None and binaries is not None:
@@ -269,9 +267,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         self._kill_cgroup_processes()
         self._unmount_all()
         self._remove_cgroups()
-        if subprocess.run(["ip", "link", "show", self.network.bridge], capture_output=True).returncode == 0:
-            _run(["ip", "link", "delete", self.network.bridge])
-            stopped.append(f"bridge {self.network.bridge}")
+        if remove_namespace(self.network):
+            stopped.append(f"network namespace {self.network.netns} (bridge {self.network.bridge})")
         # Leases of pods that no longer exist would exhaust the range over many runs.
         for lease in (self.dir / "cni" / "ipam").glob("*/*"):
             lease.unlink()
@@ -351,8 +348,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     def describe(self) -> str:
         state = "running" if self.running() else "stopped"
         return (f"{self.region}: node {self.name} {state}  containerd {self.socket}, kubelet "
-                f"{self.network.gateway}:{self.network.kubelet_port}, pods {self.network.subnet} on "
-                f"{self.network.bridge}")
+                f"{self.network.host_address}:{self.network.kubelet_port}, pods {self.network.subnet} on "
+                f"{self.network.bridge} in netns {self.network.netns}, kube-proxy (iptables), CoreDNS "
+                f"{self.network.host_address}:53 behind {CLUSTER_DNS_IP}")
 
 
 # The kubelet gives every sandbox oom_score_adj -998 (and Guaranteed pods -997); lowering a score below 0 needs
@@ -386,8 +384,3 @@ def can_lower_oom_score() -> bool:
     tried = subprocess.run(["/bin/sh", "-c", "echo -1 > /proc/self/oom_score_adj"], capture_output=True)
     return tried.returncode == 0
 
-
-def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise InfraError(f"{' '.join(command)} failed: {result.stderr.strip()}")

@@ -25,12 +25,16 @@ from ig_k8s.kube_build import KUBERNETES_VERSION, NODE_COMMANDS, build_kubernete
 CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
 CONTAINERD_VERSION = "v2.4.2"
 CONTAINERD_COMMANDS = ("containerd", "ctr", "containerd-shim-runc-v2")
+# Cluster DNS. v1.15.0: the newest CoreDNS the module proxy serves; its go.mod has no replace directives and asks for
+# go 1.26, which this machine has.
+COREDNS_MODULE = "github.com/coredns/coredns"
+COREDNS_VERSION = "v1.15.0"
 # Snapshotters that need cgo libraries or kernel features this node does not use; overlayfs is the one it runs.
 CONTAINERD_TAGS = "no_btrfs no_devmapper no_zfs"
 # Debian packages the node runs as they are: the OCI runtime and the CNI plugins (bridge, host-local, portmap,
-# loopback), iptables for portmap.
+# loopback), iptables for portmap and kube-proxy, nfacct for kube-proxy's counter in the node's namespace.
 NODE_PACKAGES = {"runc": "/usr/sbin/runc", "containernetworking-plugins": "/usr/lib/cni/bridge",
-                 "iptables": "/usr/sbin/iptables"}
+                 "iptables": "/usr/sbin/iptables", "nfacct": "/usr/sbin/nfacct"}
 CNI_BIN_DIR = Path("/usr/lib/cni")
 
 # The sandbox ("pause") container: holds a pod's namespaces, reaps zombies, exits on SIGINT/SIGTERM. Compiled
@@ -67,6 +71,7 @@ class NodeBinaries:
     kubelet: Path
     kube_proxy: Path
     pause: Path
+    coredns: Path
 
     @classmethod
     def cached(cls, paths: Paths) -> NodeBinaries | None:
@@ -75,7 +80,8 @@ class NodeBinaries:
         kube_bin = paths.cache / f"kubernetes-{KUBERNETES_VERSION}" / "bin"
         found = cls(containerd=containerd_bin / "containerd", ctr=containerd_bin / "ctr",
                     containerd_shim=containerd_bin / "containerd-shim-runc-v2", runc=Path(NODE_PACKAGES["runc"]),
-                    kubelet=kube_bin / "kubelet", kube_proxy=kube_bin / "kube-proxy", pause=_pause_path(paths.cache))
+                    kubelet=kube_bin / "kubelet", kube_proxy=kube_bin / "kube-proxy", pause=_pause_path(paths.cache),
+                    coredns=_coredns_path(paths.cache))
         return found if all(path.exists() for path in vars(found).values()) else None
 
     @classmethod
@@ -87,7 +93,8 @@ class NodeBinaries:
         kube = build_kubernetes(paths.cache, commands=NODE_COMMANDS)
         return cls(containerd=containerd["containerd"], ctr=containerd["ctr"],
                    containerd_shim=containerd["containerd-shim-runc-v2"], runc=Path(NODE_PACKAGES["runc"]),
-                   kubelet=kube["kubelet"], kube_proxy=kube["kube-proxy"], pause=build_pause(paths.cache))
+                   kubelet=kube["kubelet"], kube_proxy=kube["kube-proxy"], pause=build_pause(paths.cache),
+                   coredns=build_coredns(paths.cache))
 
 
 def build_containerd(cache: Path, version: str = CONTAINERD_VERSION) -> dict[str, Path]:
@@ -108,6 +115,27 @@ def build_containerd(cache: Path, version: str = CONTAINERD_VERSION) -> dict[str
     if result.returncode != 0 or missing:
         raise InfraError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return targets
+
+
+def build_coredns(cache: Path) -> Path:
+    """``go install`` CoreDNS once (its main package is the module root; 1 min 49 s cold here, measured)."""
+    target = _coredns_path(cache)
+    if target.exists():
+        return target
+    require("go", "nice")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"  building CoreDNS {COREDNS_VERSION} from the Go module proxy (first time only) ...", flush=True)
+    args = ["nice", "-n", "10", "go", "install", "-p", "2", "-trimpath", "-ldflags", "-s -w",
+            f"{COREDNS_MODULE}@{COREDNS_VERSION}"]
+    result = subprocess.run(args, capture_output=True, text=True,
+                            env={**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0"})
+    if result.returncode != 0 or not target.exists():
+        raise InfraError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return target
+
+
+def _coredns_path(cache: Path) -> Path:
+    return cache / f"coredns-{COREDNS_VERSION}" / "bin" / "coredns"
 
 
 def build_pause(cache: Path) -> Path:
@@ -140,4 +168,5 @@ def describe_versions(binaries: NodeBinaries) -> dict[str, str]:
     return {"containerd": first_line([str(binaries.containerd), "--version"]),
             "runc": first_line([str(binaries.runc), "--version"]),
             "kubelet": first_line([str(binaries.kubelet), "--version"]),
+            "coredns": first_line([str(binaries.coredns), "-version"]),
             "kubernetes-module": KUBERNETES_VERSION}

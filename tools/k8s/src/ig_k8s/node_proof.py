@@ -30,10 +30,11 @@ NAMESPACE = "ig-node-proof"
 PROBE_PORT = 8080
 
 
-def _pod(name: str, image: str, node: RealNode, container: dict[str, Any]) -> dict[str, Any]:
+def _pod(name: str, image: str, node: RealNode, container: dict[str, Any],
+         namespace: str = NAMESPACE) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": name}},
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
         "spec": {
             "nodeSelector": {REAL_NODE_LABEL: "real", "kubernetes.io/hostname": node.name},
             "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "real", "effect": "NoSchedule"}],
@@ -71,8 +72,8 @@ def _wait(check: Any, timeout: float, what: str) -> Any:
 
 def container_log(node: RealNode, pod: dict[str, Any]) -> str:
     """The container's log file as the kubelet writes it on the node (<podLogsDir>/<ns>_<pod>_<uid>/<container>)."""
-    uid = pod["metadata"]["uid"]
-    directory = node.pod_logs / f"{NAMESPACE}_{pod['metadata']['name']}_{uid}" / "main"
+    meta = pod["metadata"]
+    directory = node.pod_logs / f"{meta['namespace']}_{meta['name']}_{meta['uid']}" / "main"
     return "".join(path.read_text(errors="replace") for path in sorted(directory.glob("*.log")))
 
 

@@ -17,6 +17,7 @@ from ig_k8s.cluster import SimulatedCluster
 from ig_k8s.helm import Helm, manifests
 from ig_k8s.kube import api_client
 from ig_k8s.suite import CHARTS_DIR, region_values
+from ig_k8s.volumes import ensure_volumes
 
 RELEASES_FILE = CHARTS_DIR / "releases.yaml"
 
@@ -26,6 +27,8 @@ class Release:
     name: str
     chart: str
     image: str
+    # `--set` values this release of the suite needs beyond the region's values (e.g. the migration's switch).
+    sets: tuple[str, ...] = ()
 
     @property
     def chart_dir(self) -> Path:
@@ -34,7 +37,8 @@ class Release:
 
 def load_release_set(path: Path = RELEASES_FILE) -> tuple[str, list[Release]]:
     document: dict[str, Any] = yaml.safe_load(path.read_text())
-    return document["namespace"], [Release(**item) for item in document["releases"]]
+    return document["namespace"], [Release(**{**item, "sets": tuple(item.get("sets", ()))})
+                                   for item in document["releases"]]
 
 
 def ensure_namespace(api: client.ApiClient, namespace: str) -> None:
@@ -118,7 +122,10 @@ def ensure_workload_secret(helm: Helm, cluster: SimulatedCluster, release: Relea
 def install(helm: Helm, cluster: SimulatedCluster, release: Release, namespace: str,
             extra_sets: tuple[str, ...] = (), timeout: str = "180s") -> str:
     """`helm upgrade --install --wait`: returns once the release's Deployments are Available."""
+    extra_sets = (*release.sets, *extra_sets)
     ensure_workload_secret(helm, cluster, release, namespace, extra_sets)
+    ensure_volumes(cluster, manifests(helm.template(release.chart_dir, cluster.region, release.name, namespace,
+                                                   extra_sets)), namespace)
     args = ["upgrade", "--install", release.name, str(release.chart_dir), "--namespace", namespace,
             "-f", str(region_values(cluster.region)), "--wait", "--timeout", timeout]
     for item in extra_sets:

@@ -21,7 +21,16 @@ from urllib.parse import quote, urlsplit
 from cryptography import x509
 
 from ig_infra.components.base import Component, env_port
-from ig_infra.pki import RENEW_AFTER, DevCA, IssuedIdentity, ca_directory, identities_directory, spiffe_id
+from ig_infra.pki import (
+    LOCAL_ADDRESSES,
+    LOCAL_NAMES,
+    RENEW_AFTER,
+    DevCA,
+    IssuedIdentity,
+    ca_directory,
+    identities_directory,
+    spiffe_id,
+)
 from ig_infra.prereqs import apt_install
 from ig_infra.process import InfraError, ensure_port_free, port_open, tail, wait_until
 
@@ -75,13 +84,36 @@ def find_bin_dir() -> Path | None:
     return None
 
 
-def hba_conf() -> str:
+# Pods of the real Kubernetes nodes (tools/k8s/README.md) reach this server when IG_PG_POD_ADDRESSES names the
+# host's end of each node's link (10.250.N.1): PostgreSQL listens there too, admits TLS client certificates from the
+# nodes' links and pod subnets (kube-proxy masquerades Service traffic to the node's uplink address), and its
+# certificate carries the name the charts dial (charts/values-region-*.yaml).
+POD_ADDRESSES_VARIABLE = "IG_PG_POD_ADDRESSES"
+POD_SOURCES = ("10.250.0.0/16", "10.244.0.0/16")
+POD_NAMES = ("postgresql.ig-data.svc.cluster.local", "postgresql.ig-data.svc")
+
+
+def pod_addresses() -> tuple[str, ...]:
+    import ipaddress
+
+    raw = os.environ.get(POD_ADDRESSES_VARIABLE, "")
+    found = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for address in found:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise InfraError(f"{POD_ADDRESSES_VARIABLE}: {address!r} is not an IPv4 address") from None
+    return found
+
+
+def hba_conf(pod_sources: tuple[str, ...] = ()) -> str:
     return "\n".join([
         "# Written by ig-infra at every start; edits are lost. No trust, no passwords: TLS client certificates.",
         "# TYPE   DATABASE  USER  ADDRESS       METHOD",
         "local    all       all                 peer map=local",
         "hostssl  all       all   127.0.0.1/32  cert map=workloads",
         "hostssl  all       all   ::1/128       cert map=workloads",
+        *(f"hostssl  all       all   {source}  cert map=workloads" for source in pod_sources),
         "# Anything else, plaintext TCP above all, matches no line and is refused.",
         "",
     ])
@@ -172,6 +204,7 @@ class Postgres(Component):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.port = env_port("IG_PG_PORT", 55432)
         self.host = "127.0.0.1"
+        self.pod_addresses = pod_addresses()
         self.data = self.dir / "data"
         self.socket_dir = self.dir / "sock"
         self.server_tls = self.dir / "tls"
@@ -235,7 +268,11 @@ class Postgres(Component):
                                        (ADMIN_IDENTITY, self.admin_tls, False)):
             if self._fresh(IssuedIdentity(name, directory, spiffe_id(name)), ca):
                 continue
-            issued = ca.issue(name, directory)
+            if owned and self.pod_addresses:
+                issued = ca.issue(name, directory, dns_names=(*LOCAL_NAMES, *POD_NAMES),
+                                  ip_addresses=(*LOCAL_ADDRESSES, *self.pod_addresses))
+            else:
+                issued = ca.issue(name, directory)
             if owned:
                 for path in (directory, issued.cert, issued.key, issued.ca):
                     self._own(path)
@@ -244,7 +281,8 @@ class Postgres(Component):
 
     def _write_auth_files(self) -> bool:
         changed = False
-        for file_name, text in (("pg_hba.conf", hba_conf()), ("pg_ident.conf", ident_conf())):
+        sources = POD_SOURCES if self.pod_addresses else ()
+        for file_name, text in (("pg_hba.conf", hba_conf(sources)), ("pg_ident.conf", ident_conf())):
             path = self.data / file_name
             if path.exists() and path.read_text() == text:
                 continue
@@ -286,7 +324,8 @@ class Postgres(Component):
         self._ensure_certificates()
         self._write_auth_files()
         options = " ".join([
-            f"-p {self.port}", f"-k {self.socket_dir}", f"-c listen_addresses={self.host}",
+            f"-p {self.port}", f"-k {self.socket_dir}",
+            f"-c listen_addresses={','.join((self.host, *self.pod_addresses))}",
             "-c max_connections=400", "-c shared_buffers=256MB", "-c wal_level=logical",
             "-c shared_preload_libraries=pg_stat_statements", "-c max_wal_senders=10",
             "-c max_replication_slots=10",

@@ -1,0 +1,189 @@
+"""The suite's charts on the real nodes (issue #22 items 3-4): infrastructure reachable from pods, and
+``helm upgrade --install --wait --atomic`` of a release whose pods must become Ready through their real probes.
+
+Infrastructure stays host processes. A pod reaches one through a Service of namespace ``ig-data`` without selector
+whose EndpointSlice names the host's end of the node's link (10.250.N.1) and the process's port there; the region
+files already name ``postgresql.ig-data.svc.cluster.local:5432``. The process must listen on that address too:
+``IG_PG_POD_ADDRESSES`` (tools/infra, components/postgres.py) adds it to PostgreSQL's ``listen_addresses``, admits
+certificate logins from the nodes' links and pod subnets, and puts the Service's name in the server certificate, so
+the charts' ``sslmode=verify-full`` DSNs verify. The tests run a PostgreSQL of their own for it (under the k8s run
+dir, its own port): the shared one listens on loopback only and is not theirs to restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ig_infra.components.postgres import POD_ADDRESSES_VARIABLE, Postgres
+from ig_infra.paths import Paths
+
+from ig_k8s.cluster import port_offset
+from ig_k8s.helm import Helm, manifests
+from ig_k8s.images import OPA_IMAGE
+from ig_k8s.kube import api_client
+from ig_k8s.node import REAL_NODE_LABEL, RealNode
+from ig_k8s.node_network import NETWORKS
+from ig_k8s.node_services import expose_host_service
+from ig_k8s.releases import Release, ensure_namespace, ensure_workload_secret, load_release_set
+from ig_k8s.suite import region_values
+from ig_k8s.volumes import ensure_volumes
+
+NAMESPACE = "ig-real"
+DATA_NAMESPACE = "ig-data"
+POD_PG_PORT = 56432
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def pod_postgres(paths: Paths) -> Postgres:
+    """A PostgreSQL of the real nodes' own (never the shared one), listening on loopback and every node's host
+    address, with the suite's roles and databases as ig-infra lays them out."""
+    own = Paths(cache=paths.cache, run=paths.component_dir("k8s") / "pod-infra")
+    addresses = ",".join(network.host_address for network in NETWORKS.values())
+    with _environment(IG_PG_PORT=str(POD_PG_PORT + port_offset()), **{POD_ADDRESSES_VARIABLE: addresses}):
+        return Postgres(own)
+
+
+def start_pod_infrastructure(paths: Paths, nodes: list[RealNode]) -> Postgres:
+    """Start the nodes' PostgreSQL (the nodes must be up: it binds their host addresses) and expose it in each
+    node's cluster as ``postgresql.ig-data``."""
+    postgres = pod_postgres(paths)
+    postgres.install()
+    postgres.start()
+    for node in nodes:
+        expose_host_service(node, DATA_NAMESPACE, "postgresql",
+                            [{"name": "postgresql", "port": 5432, "targetPort": postgres.port}])
+    return postgres
+
+
+def real_node_values(release: Release, tag: str) -> dict[str, Any]:
+    """What a release needs beyond its region's values to run on the real node: the image imported there (never
+    pulled), and the node's label and taint."""
+    values: dict[str, Any] = {
+        "image": {"repository": f"localhost/{release.image}", "tag": tag, "pullPolicy": "Never"},
+        "nodeSelector": {REAL_NODE_LABEL: "real"},
+        "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "real", "effect": "NoSchedule"}]}
+    if release.chart == "policy":
+        repository, opa_tag = OPA_IMAGE.rsplit(":", 1)
+        values["opa"] = {"image": {"repository": repository, "tag": opa_tag, "pullPolicy": "Never"}}
+    return values
+
+
+def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm,
+                         namespace: str = NAMESPACE, timeout: str = "300s") -> dict[str, Any]:
+    """``helm upgrade --install --wait --atomic`` of one release of the suite onto the region's real node; returns
+    its pods as the API and the node see them."""
+    _, releases = load_release_set()
+    release = next(r for r in releases if r.name == release_name)
+    cluster = node.cluster
+    ensure_namespace(api_client(cluster.kubeconfig), namespace)
+    ensure_workload_secret(helm, cluster, release, namespace, release.sets)
+    if release.chart == "policy":
+        ensure_decision_log_secret(node, f"{release.name}-decision-log", namespace)
+    ensure_volumes(cluster, manifests(helm.template(release.chart_dir, cluster.region, release.name, namespace,
+                                                    release.sets)), namespace)
+    values = cluster.dir / f"real-node-{release.name}.yaml"
+    values.write_text(json.dumps(real_node_values(release, tag), indent=2))
+    args = ["upgrade", "--install", release.name, str(release.chart_dir), "--namespace", namespace,
+            "-f", str(region_values(cluster.region)), "-f", str(values), "--wait", "--atomic", "--timeout", timeout]
+    for item in release.sets:
+        args += ["--set", item]
+    started = time.monotonic()
+    helm.with_kubeconfig(cluster.kubeconfig).run(*args, timeout=600)
+    return {"release": release.name, "install_seconds": round(time.monotonic() - started, 1),
+            "pods": release_pods(node, release.name, namespace)}
+
+
+def ensure_decision_log_secret(node: RealNode, name: str, namespace: str) -> None:
+    """The policy chart mounts the decision log's pepper and the replay key's public half from a Secret and the pod
+    does not start without it (a kwok node never checks): made once here as `ig-policy keygen` makes them; the
+    private half is thrown away (nobody replays these test decisions)."""
+    import tempfile
+    from pathlib import Path
+
+    from ig_policy.protection_keys import write_decision_log_keys
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    try:
+        core.read_namespaced_secret(name, namespace)
+        return
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    with tempfile.TemporaryDirectory() as scratch:
+        keys = write_decision_log_keys(Path(scratch) / "keys")
+        data = {"pepper": keys["pepper"].read_text(), "input-key.pub": keys["input_key"].read_text()}
+    core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "type": "Opaque", "stringData": data})
+
+
+def release_pods(node: RealNode, release: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    # The release's workload pods, not its `helm test` hook pod (kept after it ran, for its log).
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component!=helm-test"
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    found = []
+    for pod in pods:
+        conditions = {c.type: c.status for c in pod.status.conditions or []}
+        found.append({"name": pod.metadata.name, "node": pod.spec.node_name, "ip": pod.status.pod_ip,
+                      "ready": conditions.get("Ready") == "True", "uid": pod.metadata.uid,
+                      "restarts": sum(c.restart_count for c in pod.status.container_statuses or [])})
+    return found
+
+
+def pod_log(node: RealNode, pod: dict[str, Any], container: str, namespace: str = NAMESPACE) -> str:
+    directory = node.pod_logs / f"{namespace}_{pod['name']}_{pod['uid']}" / container
+    return "".join(path.read_text(errors="replace") for path in sorted(directory.glob("*.log")))
+
+
+def helm_test(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPACE) -> dict[str, Any]:
+    """``helm test``: the chart's hook pod calls the service through its Service's DNS name; returns helm's verdict
+    and the hook pod's own output, read from the node."""
+    output = helm.with_kubeconfig(node.cluster.kubeconfig).run("test", release, "--namespace", namespace,
+                                                             "--timeout", "120s", timeout=300)
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    hook = core.read_namespaced_pod(f"{release}-test", namespace)
+    pod = {"name": hook.metadata.name, "uid": hook.metadata.uid}
+    return {"helm": output, "phase": hook.status.phase, "node": hook.spec.node_name,
+            "log": pod_log(node, pod, "call", namespace)}
+
+
+def uninstall(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPACE) -> None:
+    """``helm uninstall``, and the test hook pod it leaves behind (hooks are not part of the release's objects)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    helm.with_kubeconfig(node.cluster.kubeconfig).run("uninstall", release, "--namespace", namespace, "--wait",
+                                                      timeout=300)
+    try:
+        client.CoreV1Api(api_client(node.cluster.kubeconfig)).delete_namespaced_pod(f"{release}-test", namespace,
+                                                                                   grace_period_seconds=0)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def stop_pod_infrastructure(paths: Paths) -> bool:
+    return pod_postgres(paths).stop()
