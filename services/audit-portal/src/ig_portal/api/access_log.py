@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -63,16 +63,36 @@ def entry_out(row: LogRow) -> LogEntryOut:
                        entryHash=row.entry_hash)
 
 
-def log_filter(user: str, action: str, release: str, outcome: str, since: datetime | None,
-               until: datetime | None) -> LogFilter:
+@dataclass
+class FilterParams:
+    """The access log's filter as its three routes (search, export, page) take it from the query string; checked
+    by ``log_filter`` once the caller is known."""
+
+    user: Annotated[str, Query(max_length=320)] = ""
+    action: ActionName | Literal[""] = ""
+    release: Annotated[str, Query(max_length=64)] = ""
+    outcome: Outcome | Literal[""] = ""
+    since: Annotated[datetime | None, Query(alias="from")] = None
+    until: datetime | None = None
+
+
+def log_filter(params: FilterParams) -> LogFilter:
     try:
-        for name, value in (("from", since), ("until", until)):
+        for name, value in (("from", params.since), ("until", params.until)):
             if value is not None and value.tzinfo is None:
                 raise ValueError(f"{name}: give a time zone (e.g. 2026-12-06T00:00:00Z)")
-        return LogFilter(user=user, action=action, release=valid_release(release) if release else "",
-                         outcome=outcome, since=since, until=until)
+        return LogFilter(user=params.user, action=params.action,
+                         release=valid_release(params.release) if params.release else "",
+                         outcome=params.outcome, since=params.since, until=params.until)
     except ValueError as error:
         raise HTTPException(400, str(error)) from error
+
+
+def filter_query(chosen: LogFilter) -> dict[str, str]:
+    """The filter back as query parameters (the page's links, an export's header), empty ones left out."""
+    return {k: v for k, v in (("user", chosen.user), ("action", chosen.action), ("release", chosen.release),
+                              ("outcome", chosen.outcome), ("from", chosen.since.isoformat() if chosen.since else ""),
+                              ("until", chosen.until.isoformat() if chosen.until else "")) if v}
 
 
 @dataclass
@@ -136,10 +156,7 @@ class AccessLogApi:
             head = await self.api.guard.ledger.checkpoint()
         except LedgerUnavailable as error:
             raise HTTPException(503, "ledger unavailable") from error
-        filters = {k: v for k, v in (("user", chosen.user), ("action", chosen.action), ("release", chosen.release),
-                                     ("outcome", chosen.outcome),
-                                     ("from", chosen.since.isoformat() if chosen.since else ""),
-                                     ("until", chosen.until.isoformat() if chosen.until else "")) if v}
+        filters = filter_query(chosen)
         outcome: dict[str, Any] = {"complete": True, "next": ""}
         rows = self.proved_rows(principal, chosen, below, head.tree_size, outcome)
         name = f"access-log-{principal.tenant}"
@@ -161,16 +178,11 @@ class AccessLogApi:
         @router.get("/access-log", response_model=LogPageOut,
                     summary="The tenant's access log, newest first (admins and auditors of the tenant)")
         async def search(request: Request,
-                         user: Annotated[str, Query(max_length=320)] = "",
-                         action: ActionName | Literal[""] = "",
-                         release: Annotated[str, Query(max_length=64)] = "",
-                         outcome: Outcome | Literal[""] = "",
-                         since: Annotated[datetime | None, Query(alias="from")] = None,
-                         until: datetime | None = None,
+                         params: Annotated[FilterParams, Depends()],
                          cursor: Annotated[str, Query(max_length=512)] = "",
                          limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> LogPageOut:
             principal = await api.caller(request)
-            chosen = log_filter(user, action, release, outcome, since, until)
+            chosen = log_filter(params)
             found = await self.page(principal, chosen, cursor, limit)
             await api.guard.record(request, principal, Action.READ, "access-log", release=chosen.release)
             return found
@@ -178,16 +190,11 @@ class AccessLogApi:
         @router.get("/access-log/export", summary="Export the tenant's access log with a signed checkpoint and "
                     "inclusion proofs (admins); check it with `ig-evidence verify-export`",
                     responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
-        async def export(request: Request, format: Literal["json", "csv"] = "json",
-                         user: Annotated[str, Query(max_length=320)] = "",
-                         action: ActionName | Literal[""] = "",
-                         release: Annotated[str, Query(max_length=64)] = "",
-                         outcome: Outcome | Literal[""] = "",
-                         since: Annotated[datetime | None, Query(alias="from")] = None,
-                         until: datetime | None = None,
+        async def export(request: Request, params: Annotated[FilterParams, Depends()],
+                         format: Literal["json", "csv"] = "json",
                          cursor: Annotated[str, Query(max_length=512)] = "") -> Response:
             principal = await api.caller(request)
-            chosen = log_filter(user, action, release, outcome, since, until)
+            chosen = log_filter(params)
             return await self.export(request, principal, chosen, cursor, format)
 
         return router
@@ -197,23 +204,16 @@ class AccessLogApi:
         guard = self.api.guard
 
         @router.get("/access-log", response_class=HTMLResponse)
-        async def access_log_page(request: Request, user: Annotated[str, Query(max_length=320)] = "",
-                                  action: ActionName | Literal[""] = "",
-                                  release: Annotated[str, Query(max_length=64)] = "",
-                                  outcome: Outcome | Literal[""] = "",
-                                  since: Annotated[datetime | None, Query(alias="from")] = None,
-                                  until: datetime | None = None,
+        async def access_log_page(request: Request, params: Annotated[FilterParams, Depends()],
                                   cursor: Annotated[str, Query(max_length=512)] = "") -> Response:
             principal, session = await guard.authenticate(request)
             await guard.admit(request, principal)
             if principal is None:
                 raise LoginRequired(str(request.url.path))
-            chosen = log_filter(user, action, release, outcome, since, until)
+            chosen = log_filter(params)
             found = await self.page(principal, chosen, cursor, 50)
             await guard.record(request, principal, Action.VIEW, "access-log", release=chosen.release)
-            query = {k: v for k, v in (("user", user), ("action", action), ("release", release),
-                                       ("outcome", outcome), ("from", since.isoformat() if since else ""),
-                                       ("until", until.isoformat() if until else "")) if v}
+            query = filter_query(chosen)
             context = {"principal": principal, "csrf": session.csrf_token if session else "",
                        "title": "Access log", "page": found, "query": query}
             response = TEMPLATES.TemplateResponse(request, "access_log_search.html", context)
