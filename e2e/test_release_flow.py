@@ -1,15 +1,28 @@
-"""The release flow end to end (issue 10): `ig-release run --profile ci` — the same code as `make up`'s demo run,
-shorter — against real services (policy, evidence, portal as processes on free ports; the shared PostgreSQL, Kafka,
-OPA and Dex; the burn harness's private Prometheus + burn service; ig-migrate; region-test in network namespaces),
-ending with the auditor's offline verification of the bundle downloaded from the portal, by `ig-evidence verify`
-and by the real cosign."""
+"""The release flow and the release job end to end (issue 10), producing once.
+
+`ig-release run --profile ci` — the same code as `make up`'s demo run, shorter — against real services (policy,
+evidence, portal as processes on free ports; the shared PostgreSQL, Kafka, OPA and Dex; the burn harness's private
+Prometheus + burn service; ig-migrate; region-test in network namespaces), ending with the auditor's offline
+verification of the bundle downloaded from the portal, by `ig-evidence verify` and by the real cosign.
+
+Then the release job (`ig-release job`, what .github/workflows/release.yml runs), for real: it starts policy, evidence
+and portal itself (--start-suite) on the shared PostgreSQL (a database of its own), Kafka and Dex and a private OPA,
+takes the flow's evidence plus a collected JUnit report as other jobs' output, builds, signs, verifies (ig-evidence +
+the real cosign), registers, lets the auditor verify through the portal, and publishes to a local folder; a later
+release signs with a given key and diffs its schema against the published one, and a release missing required
+evidence fails the job and publishes nothing. The job's producing stages are the flow's own (the same Stage objects,
+tools/release-flow/tests/test_release_workflow.py): running them a second time here would add minutes and prove
+nothing more."""
+
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +36,10 @@ from ig_release.suite import local_suite
 pytestmark = pytest.mark.e2e
 RELEASE = "v1.2.1"
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SECOND, INCOMPLETE = "v1.2.2", "v1.2.3"
+JUNIT = b'<?xml version="1.0"?><testsuites><testsuite name="make test" tests="1"><testcase name="t"/></testsuite>' \
+        b"</testsuites>\n"
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +118,109 @@ def test_an_auditor_downloads_the_bundle_and_verifies_it_offline(flow: dict[str,
     (bundle / "manifest.json").write_text((bundle / "manifest.json").read_text().replace(RELEASE, "v9.9.9", 1))
     with pytest.raises(StageFailed, match="cosign verify-blob exited"):
         cosign_verify(bundle, public_key, tmp_path / "cosign-tampered.log")
+
+
+@pytest.fixture(scope="module")
+def infrastructure(infra: Any) -> Iterator[dict[str, str]]:
+    """What `make infra-up` + `ig-infra env` give the workflow: here a database and an OPA of the job's own."""
+    from ig_policy.testing import opa_server
+
+    database_url = infra.new_database("ig_release_job")
+    try:
+        with opa_server() as opa:
+            yield {**infra.env(database_url), **opa.env(), "IG_OIDC_ISSUER": infra.oidc_issuer()}
+    finally:
+        infra.drop_database(database_url)
+
+
+def release_job(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    # The job's own IG_* variables only: nothing of a suite the test process may know about leaks in.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IG_")}
+    return subprocess.run([str(BIN / "ig-release"), "job", "--start-suite", *args], env={**clean, **env}, cwd=REPO,
+                          capture_output=True, text=True, timeout=900, check=False)
+
+
+def stages_of(artifacts: Path, version: str) -> list[tuple[str, str]]:
+    record = json.loads((artifacts / version / "release-flow.json").read_text())
+    return [(s["stage"], s["state"]) for s in record["stages"]]
+
+
+def verify_published(folder: Path, public_key: Path, log: Path) -> None:
+    """The auditor's check of what was published, independent of the job's own: ig-evidence + cosign."""
+    done = subprocess.run([str(BIN / "ig-evidence"), "verify", str(folder), "--key", str(public_key), "--contract",
+                           str(REPO / "policies/evidence/release-contract.v1.yaml")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cosign_verify(folder, public_key, log)
+
+
+@pytest.fixture(scope="module")
+def first(flow: dict[str, Any], infrastructure: dict[str, str],
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    assert flow["done"].returncode == 0, "the flow failed; see its first test"
+    work = tmp_path_factory.mktemp("release-job")
+    collected = work / "collected"  # what the flow produced, laid out <type>/<file>, plus another job's output
+    shutil.copytree(flow["root"] / "evidence" / "inputs", collected)
+    (collected / "evidence-test-report").mkdir()  # as actions/download-artifact lays out `evidence-*`
+    (collected / "evidence-test-report" / "junit.xml").write_bytes(JUNIT)
+    done = release_job(infrastructure, "--version", RELEASE, "--no-produce", "--collected", str(collected),
+                       "--artifacts", str(work / "artifacts"), "--publish", f"dir:{work / 'published'}")
+    return {"done": done, "work": work, "infrastructure": infrastructure}
+
+
+def test_the_job_builds_verifies_and_publishes_a_bundle_that_verifies(first: dict[str, Any]) -> None:
+    done, work = first["done"], first["work"]
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert stages_of(work / "artifacts", RELEASE) == [(name, "passed") for name in (
+        "collect", "previous", "evidence", "portal", "publish")]
+    published = work / "published" / RELEASE
+    assert sorted(p.name for p in published.iterdir()) == sorted([
+        f"evidence-{RELEASE}.tar.gz", "manifest.json", "manifest.json.sig", "manifest.sigstore.json", "cosign.pub"])
+    pinned = Path(first["infrastructure"]["IG_RELEASE_SIGNING_KEY"]).with_suffix(".pub")  # the suite's pinned key
+    assert (published / "cosign.pub").read_bytes() == pinned.read_bytes()
+    verify_published(published, pinned, work / "cosign.log")
+    manifest = json.loads((published / "manifest.json").read_text())
+    assert manifest["complete"] is True and manifest["release"] == RELEASE and "ledger" in manifest
+    test_reports = {a["name"] for a in manifest["artifacts"] if a["type"] == "test-report"}
+    assert {"junit.xml", "multi-region-junit.xml"} <= test_reports  # collected from "make test" + the region drill
+    with tarfile.open(published / f"evidence-{RELEASE}.tar.gz") as tar:
+        member = tar.extractfile("artifacts/test-report/junit.xml")
+        assert member is not None and member.read() == JUNIT
+
+
+def test_a_later_release_gathers_its_inputs_signs_with_a_given_key_and_diffs_against_the_published_one(
+        first: dict[str, Any], infrastructure: dict[str, str]) -> None:
+    work = first["work"]
+    assert first["done"].returncode == 0, "the first release failed; see the first test"
+    keys = work / "job-keys"  # not the suite's key: the job pins the key it is given for its evidence service
+    subprocess.run([str(BIN / "ig-evidence"), "keygen", "--out", str(keys)], check=True, capture_output=True)
+    inputs = work / "artifacts" / RELEASE / "evidence" / "inputs"  # every type, laid out <type>/<file>
+    env = {**infrastructure, "RELEASE_SIGNING_KEY": (keys / "cosign.key").read_text()}
+    done = release_job(env, "--version", SECOND, "--no-produce", "--collected", str(inputs), "--artifacts",
+                       str(work / "artifacts"), "--key", "env://RELEASE_SIGNING_KEY", "--public-key",
+                       str(keys / "cosign.pub"), "--publish", f"dir:{work / 'published'}")
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert stages_of(work / "artifacts", SECOND) == [(name, "passed") for name in (
+        "collect", "previous", "evidence", "portal", "publish")]
+    assert not (work / "artifacts" / SECOND / "keys").exists()  # the given key signed it, no generated pair
+    published = work / "published" / SECOND
+    verify_published(published, keys / "cosign.pub", work / "cosign-second.log")
+    with tarfile.open(published / f"evidence-{SECOND}.tar.gz") as tar:
+        member = tar.extractfile("artifacts/schema-diff/schema-diff.json")
+        assert member is not None
+        assert json.load(member)["previousRelease"] == RELEASE
+
+
+def test_missing_required_evidence_fails_the_job_and_nothing_is_published(first: dict[str, Any],
+                                                                          infrastructure: dict[str, str]) -> None:
+    work = first["work"]
+    assert first["done"].returncode == 0, "the first release failed; see the first test"
+    partial = work / "partial-inputs"
+    shutil.copytree(work / "artifacts" / RELEASE / "evidence" / "inputs", partial)
+    shutil.rmtree(partial / "chaos-report")
+    done = release_job(infrastructure, "--version", INCOMPLETE, "--no-produce", "--collected", str(partial),
+                       "--artifacts", str(work / "artifacts"), "--publish", f"dir:{work / 'published'}")
+    assert done.returncode == 1
+    assert "stage evidence failed" in done.stdout and "chaos-report" in done.stdout, done.stdout[-4000:]
+    assert stages_of(work / "artifacts", INCOMPLETE)[-1] == ("evidence", "failed")
+    assert not (work / "published" / INCOMPLETE).exists()

@@ -96,3 +96,26 @@ def test_bad_job_options_are_named(argv: list[str], message: str) -> None:
     args = parser().parse_args(["job", "--version", "v1.2.1", "--publish", "dir:/tmp/x", *argv])
     with pytest.raises(ValueError, match=message):
         JobOptions.from_arguments(args)
+
+
+def test_the_workflow_job_runs_the_flows_producing_stages_between_collect_and_the_bundle(tmp_path: Path,
+                                                                                         monkeypatch: pytest.MonkeyPatch
+                                                                                         ) -> None:
+    # The e2e test (e2e/test_release_flow.py) produces once, through `ig-release run`, and hands the job what that
+    # produced with --no-produce: this is what makes the job CI runs produce the same way.
+    from ig_release.flow import STAGES
+    from ig_release.release_job import job_stages
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "artifacts" / "collected").mkdir(parents=True)
+    options = JobOptions.from_arguments(parser().parse_args(job_command()))
+    stages = job_stages(options)
+    assert [s.name for s in stages] == ["collect", "policy", "burn", "migration", "region", "previous", "evidence",
+                                        "keyless", "portal", "publish"]
+    flow = {s.name: s for s in STAGES}
+    assert all(s is flow[s.name] for s in stages if s.name in ("policy", "burn", "migration", "region", "evidence",
+                                                               "portal"))
+    no_produce = parser().parse_args(["job", "--version", "v1.2.1", "--publish", "dir:/tmp/x", "--no-produce",
+                                      "--collected", str(tmp_path / "artifacts" / "collected")])
+    assert [s.name for s in job_stages(JobOptions.from_arguments(no_produce))] == [
+        "collect", "previous", "evidence", "portal", "publish"]
