@@ -1,5 +1,5 @@
 """Schema diffs compare against the previous release's bundle. (The release workflow that passes it:
-tools/release-flow/tests/test_release_workflow.py and e2e/test_release_job.py.)"""
+tools/release-flow/tests/test_release_workflow.py and e2e/test_release_flow.py.)"""
 
 from __future__ import annotations
 

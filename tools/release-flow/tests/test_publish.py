@@ -1,7 +1,7 @@
 """Publish targets: which earlier release is the schema diff's baseline, what a release carries, and the `gh`
 commands of the GitHub target (GitHub cannot be reached here: a recording `gh` on PATH stands in for it and keeps
 the uploaded files in a folder, so publish -> fetch round-trips; the directory target runs for real in
-e2e/test_release_job.py)."""
+e2e/test_release_flow.py)."""
 
 from __future__ import annotations
 

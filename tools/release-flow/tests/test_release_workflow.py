@@ -1,5 +1,5 @@
 """The release workflow's shape: what it downloads some job of it uploads, and its one command is a valid
-`ig-release job` call (the job itself runs for real in e2e/test_release_job.py)."""
+`ig-release job` call (the job itself runs for real in e2e/test_release_flow.py)."""
 
 from __future__ import annotations
 
