@@ -119,3 +119,60 @@ def test_the_workflow_job_runs_the_flows_producing_stages_between_collect_and_th
                                       "--collected", str(tmp_path / "artifacts" / "collected")])
     assert [s.name for s in job_stages(JobOptions.from_arguments(no_produce))] == [
         "collect", "previous", "evidence", "portal", "publish"]
+
+
+SETUP_SUITE = REPO / ".github/actions/setup-suite/action.yml"
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# Never restored from a cache in the job that signs: what signs (cosign), what the signing code is installed from
+# (uv's cache) and the CA the job's suite trusts.
+SIGNING_TOOLCHAIN = ("~/.cache/ig-mc/cosign-", "~/.cache/ig-mc/dev-ca-", "~/.cache/uv")
+
+
+def remote_actions() -> list[str]:
+    definitions = [workflow(), dict(yaml.safe_load(SETUP_SUITE.read_text()))]
+    steps = [s for w in definitions for job in w.get("jobs", {}).values() for s in job["steps"]]
+    steps += [s for w in definitions for s in w.get("runs", {}).get("steps", [])]
+    return [str(s["uses"]) for s in steps if "uses" in s and not str(s["uses"]).startswith("./")]
+
+
+def test_every_action_is_pinned_to_a_commit_not_a_tag_that_can_move() -> None:
+    uses = remote_actions()
+    assert uses and [u for u in uses if not PINNED.match(u)] == []
+
+
+def restored_path_sets(signing: bool) -> list[list[str]]:
+    """The paths of each cache step of setup-suite that runs with `signing` as the job passes it."""
+    steps = dict(yaml.safe_load(SETUP_SUITE.read_text()))["runs"]["steps"]
+    found: list[list[str]] = []
+    for step in steps:
+        if not str(step.get("uses", "")).startswith("actions/cache"):
+            continue
+        condition = step.get("if")
+        assert condition in (None, "inputs.signing != 'true'"), f"an `if` this test cannot judge: {condition}"
+        if condition is not None and signing:
+            continue
+        found.append([p.strip() for p in step["with"]["path"].splitlines() if p.strip()])
+    return found
+
+
+def restores_any_of(path_sets: list[list[str]], wanted: tuple[str, ...]) -> list[str]:
+    """Which of the wanted path prefixes some cache step restores (its `!` exclusions apply to that step only)."""
+    found = []
+    for prefix in wanted:
+        for paths in path_sets:
+            excluded = [p[1:] for p in paths if p.startswith("!")]
+            covering = [p for p in paths if not p.startswith("!") and (prefix.startswith(p.rstrip("*"))
+                                                                        or p.startswith(prefix))]
+            if covering and not any(e.startswith(prefix) for e in excluded):
+                found.append(prefix)
+                break
+    return found
+
+
+def test_the_signing_job_restores_no_part_of_its_signing_toolchain_from_a_cache() -> None:
+    evidence = workflow()["jobs"]["evidence"]
+    setup = steps_using(evidence, "./.github/actions/setup-suite")
+    assert len(setup) == 1 and setup[0].get("with", {}).get("signing") == "true"
+    assert restores_any_of(restored_path_sets(signing=True), SIGNING_TOOLCHAIN) == []
+    # The tests job keeps its caches (nothing it builds is signed), so the check above is not vacuous.
+    assert restores_any_of(restored_path_sets(signing=False), SIGNING_TOOLCHAIN) == list(SIGNING_TOOLCHAIN)
