@@ -40,7 +40,7 @@ def read_migrations(component: str, directory: Path, schema: str, runtime_role: 
     ``{runtime_role}`` the (quoted) role the service runs as, for migrations that grant it less than the default."""
     found = []
     for path in sorted(directory.glob("*.sql")):
-        match = _MIGRATION_NAME.match(path.name)
+        match = _MIGRATION_NAME.fullmatch(path.name)
         if not match:
             raise ValueError(f"migration file {path} must be named NNNN_lower_snake.sql")
         sql = path.read_text(encoding="utf-8").replace("{schema}", schema)
@@ -92,7 +92,7 @@ async def prepare_schema(pool: asyncpg.Pool, schema: str, service_migrations: Pa
     An advisory lock keyed on the schema lets several replicas start at once; each migration runs in its own
     transaction and is recorded, so a second start applies nothing.
     """
-    if not _SCHEMA_NAME.match(schema):
+    if not _SCHEMA_NAME.fullmatch(schema):
         raise ValueError(f"invalid schema name {schema!r}")
     applied: list[str] = []
     async with pool.acquire() as conn:

@@ -38,7 +38,7 @@ class Refused(ValueError):
 
 def parse_ttl(text: str) -> timedelta:
     """``900``, ``900s``, ``15m`` or ``1h``: at least a minute, at most a day (the service caps it per tenant)."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise Refused(f"--ttl: {text!r} is not a duration like 900s, 15m or 1h")
     value, unit = int(match.group(1)), match.group(2) or "s"

@@ -46,7 +46,7 @@ class UsageError(ValueError):
 
 def parse_time(text: str, option: str, now: datetime) -> datetime:
     """RFC 3339 (``2026-12-05T10:00:00Z``) or an age before now (``90m``, ``24h``, ``7d``)."""
-    relative = _RELATIVE.match(text.strip())
+    relative = _RELATIVE.fullmatch(text.strip())
     if relative:
         return now - timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
     try:

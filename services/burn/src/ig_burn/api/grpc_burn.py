@@ -20,7 +20,7 @@ class BurnServicer(burn_pb2_grpc.BurnServiceServicer):
 
     async def GetBurn(self, request: burn_pb2.GetBurnRequest,
                       context: grpc.aio.ServicerContext[object, object]) -> burn_pb2.GetBurnResponse:
-        if request.service and not _SERVICE.match(request.service):
+        if request.service and not _SERVICE.fullmatch(request.service):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "service: must be a service name like 'policy'")
         return build_response(self._engine, request.service)
 

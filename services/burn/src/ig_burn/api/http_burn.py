@@ -52,7 +52,7 @@ def burn_router(engine: BurnEngine) -> APIRouter:
                 summary="Current error-budget burn by service",
                 responses={400: {"description": "invalid service name (problem+json)"}})
     async def get_burn(service: str | None = Query(default=None, description="only this service's SLOs")) -> BurnOut:
-        if service is not None and not _SERVICE.match(service):
+        if service is not None and not _SERVICE.fullmatch(service):
             raise HTTPException(400, "service: must be a service name like 'policy'")
         snapshot = engine.snapshot
         items = []

@@ -20,7 +20,7 @@ AUTOMATION = "ig-burn"
 
 
 def check_flag_key(key: object) -> str:
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ValueError("must be 1-128 characters: letters, digits, '.', '_' or '-', starting alphanumeric")
     return key
 

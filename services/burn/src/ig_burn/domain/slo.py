@@ -60,7 +60,7 @@ class Slo:
 
 def parse_duration(text: str) -> int:
     """``30d`` -> seconds; OpenSLO durations use a single unit."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a duration like 30d, 7d, 1h or 5m")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
@@ -91,11 +91,11 @@ def parse_slo(document: Mapping[str, Any], file: str, prefix: str = "") -> Slo:
         raise fail("apiVersion", f"must be openslo/v1, got {document.get('apiVersion')!r}")
     metadata = _mapping(document.get("metadata"), fail, "metadata")
     name = metadata.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise fail("metadata.name", "must be a DNS-style name: lower-case letters, digits, '-' or '.'")
     spec = _mapping(document.get("spec"), fail, "spec")
     service = spec.get("service")
-    if not isinstance(service, str) or not _NAME.match(service):
+    if not isinstance(service, str) or not _NAME.fullmatch(service):
         raise fail("spec.service", "must name the service (lower-case letters, digits, '-' or '.')")
     budgeting = spec.get("budgetingMethod", "Occurrences")
     if budgeting != "Occurrences":
@@ -153,7 +153,7 @@ def _query(ratio: Mapping[str, Any], key: str, fail: Any, base: str, *, required
 
 
 def is_counter_query(query: str) -> bool:
-    return any(p in query for p in WINDOW_PLACEHOLDERS) or bool(_SELECTOR.match(query))
+    return any(p in query for p in WINDOW_PLACEHOLDERS) or bool(_SELECTOR.fullmatch(query))
 
 
 def _balanced(query: str) -> bool:

@@ -134,13 +134,13 @@ def parse_policy(document: Mapping[str, Any], file: str, prefix: str = "") -> Th
         raise fail("apiVersion", f"must be ig.burn/v1, got {document.get('apiVersion')!r}")
     metadata = document.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise fail("metadata.name", "must be a DNS-style name")
     spec = document.get("spec")
     if not isinstance(spec, Mapping):
         raise fail("spec", "must be a mapping")
     slo = spec.get("slo")
-    if not isinstance(slo, str) or not _NAME.match(slo):
+    if not isinstance(slo, str) or not _NAME.fullmatch(slo):
         raise fail("spec.slo", "must name the SLO this policy protects")
     thresholds = {key: _ratio(spec, key, default, fail) for key, default in
                   (("enterAbove", 0.20), ("releaseBelow", 0.10), ("warnAbove", 0.20), ("pageAbove", 0.30))}

@@ -92,7 +92,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         assert first is not None
         header = first.header
         tenant = await acting_tenant(header.tenant, context, field="header.tenant")
-        if not RELEASE_NAME.match(header.release):
+        if not RELEASE_NAME.fullmatch(header.release):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"header.release: {header.release!r} is not a "
                                 "release name")
         out, temp = self._blobs.temp_file()
@@ -177,7 +177,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
 
     async def _latest(self, release: str, requested_tenant: str, context: Context) -> BundleRow:
         tenant = await acting_tenant(requested_tenant, context)
-        if not RELEASE_NAME.match(release):
+        if not RELEASE_NAME.fullmatch(release):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"release: {release!r} is not a release name")
         row = await self._bundles.latest(release, tenant)
         if row is None:

@@ -80,7 +80,7 @@ def parse_contract(document: object) -> EvidenceContract:
             raise ContractError(f"{where}: must be a mapping")
         _only_keys(raw, {"type", "mediaType", "required", "minItems", "source", "description"}, where)
         name = _require(raw, "type", str, where)
-        if not TYPE_NAME.match(name):
+        if not TYPE_NAME.fullmatch(name):
             raise ContractError(f"{where}.type: {name!r} must be lower-kebab-case")
         source = raw.get("source", "collected")
         if source not in SOURCES:

@@ -49,13 +49,13 @@ class ArtifactRecord:
 
 
 def validate_release(release: str) -> str:
-    if not RELEASE_NAME.match(release):
+    if not RELEASE_NAME.fullmatch(release):
         raise ManifestError(f"release {release!r} must match {RELEASE_NAME.pattern}")
     return release
 
 
 def validate_artifact_name(name: str) -> str:
-    if not ARTIFACT_NAME.match(name):
+    if not ARTIFACT_NAME.fullmatch(name):
         raise ManifestError(f"artifact name {name!r} must match {ARTIFACT_NAME.pattern}")
     return name
 
@@ -118,7 +118,7 @@ def artifacts_of(manifest: dict[str, Any]) -> list[ArtifactRecord]:
     except (KeyError, TypeError) as error:
         raise ManifestError(f"manifest artifacts are malformed: {error!r}") from error
     for record in records:
-        if not SHA256_HEX.match(record.sha256) or record.size < 0:
+        if not SHA256_HEX.fullmatch(record.sha256) or record.size < 0:
             raise ManifestError(f"artifact {record.name!r}: bad sha256 or size")
         if ".." in record.type or "/" in record.type:
             raise ManifestError(f"artifact {record.name!r}: bad type {record.type!r}")

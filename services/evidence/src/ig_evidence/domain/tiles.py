@@ -55,7 +55,7 @@ _PATH = re.compile(r"^(?P<level>0|[1-9][0-9]?|entries)/(?P<index>(?:x[0-9]{3}/)*
 
 def parse_tile_path(path: str) -> tuple[int | None, int, int]:
     """``<L>/<N>[.p/<W>]`` (below ``tile/``) -> (level or None for entries, index, width); ValueError if malformed."""
-    match = _PATH.match(path)
+    match = _PATH.fullmatch(path)
     if match is None:
         raise ValueError(f"not a tile path: {path!r}")
     level = None if match["level"] == "entries" else int(match["level"])

@@ -149,7 +149,7 @@ def parse_trusted_signers(document: object, read: Callable[[str], bytes]) -> Tru
     any_keyless = False
     for tenant, entries in document["tenants"].items():
         where = f"tenants.{tenant}"
-        if not isinstance(tenant, str) or not TENANT.match(tenant):
+        if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
             raise TrustedSignersError(f"{where}: not a tenant name")
         if not isinstance(entries, list) or not entries:
             raise TrustedSignersError(f"{where}: a non-empty list of signers")

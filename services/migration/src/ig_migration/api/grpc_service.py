@@ -40,7 +40,7 @@ async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoRet
 
 
 async def _valid_change(change: str, context: Context) -> str:
-    if not re.match(CHANGE_NAME, change):
+    if not re.fullmatch(CHANGE_NAME, change):
         await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"change: must match {CHANGE_NAME}")
     return change
 
