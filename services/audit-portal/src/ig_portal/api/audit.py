@@ -15,6 +15,7 @@ from ig_common.spreadsheet import neutralise
 from ig_portal.api import downloads
 from ig_portal.api.catalog import EvidenceCatalog, Links, lookup, valid_artifact_id, valid_release
 from ig_portal.api.grant_context import admitted_grant
+from ig_portal.api.residency import ResidencyRefused
 from ig_portal.api.guard import Guard, new_download_id
 from ig_portal.api.models import (
     AccessLogEntryOut,
@@ -56,7 +57,9 @@ class AuditApi:
         try:
             principal, _ = await self.guard.authenticate(request)
         except HTTPException as refused:
-            if refused.status_code == 401:  # refused tokens are anonymous requests: the address's bucket pays
+            # Refused tokens and tenants pinned elsewhere are anonymous requests here: the address's bucket pays
+            # (a bucket of the pinned tenant's user would keep its data in this region).
+            if refused.status_code == 401 or isinstance(refused, ResidencyRefused):
                 await self.guard.admit(request, None)
             raise
         await self.guard.admit(request, principal, download=download)
