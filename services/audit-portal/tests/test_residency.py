@@ -10,7 +10,7 @@ import pytest
 from fastapi import HTTPException
 from ig_portal.api.residency import RESIDENCY_REFUSALS, ResidencyGate, ResidencyRefused
 from ig_portal.domain.identity import Principal, Role
-from ig_portal.domain.residency import InvalidResidencyData, Residency, residency_from_policy_data
+from ig_portal.domain.residency import InvalidResidencyData, residency_from_policy_data
 from ig_portal.settings import Settings
 from pydantic import ValidationError
 
@@ -39,7 +39,8 @@ def test_a_tenant_is_refused_exactly_where_it_is_not_pinned(serving: str, tenant
 
 def test_a_default_pin_applies_to_every_tenant_without_its_own() -> None:
     document = json.dumps({"defaults": {"residency": {"pinned_region": "region-a"}},
-                           "tenants": {"beta": {"residency": {}}, "gamma": {"residency": {"pinned_region": "region-b"}}}})
+                           "tenants": {"beta": {"residency": {}},
+                                       "gamma": {"residency": {"pinned_region": "region-b"}}}})
     residency = residency_from_policy_data(document, "region-b")
     assert residency.refusal("beta") is not None and residency.refusal("new") is not None
     assert residency.refusal("gamma") is None

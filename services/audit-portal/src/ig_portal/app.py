@@ -26,8 +26,8 @@ from ig_portal.api.oidc import Provider
 from ig_portal.api.pages import LoginRequired, NdaFirst, Pages, login_redirect, nda_redirect
 from ig_portal.api.pdf_stamping import PdfStamper
 from ig_portal.api.refusals import RecordRefusals
-from ig_portal.api.residency import ResidencyGate
 from ig_portal.api.release_panel import ReleasePanel, load_contracts
+from ig_portal.api.residency import ResidencyGate
 from ig_portal.api.verification import ReleaseVerifier
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding

@@ -15,7 +15,6 @@ from ig_common.spreadsheet import neutralise
 from ig_portal.api import downloads
 from ig_portal.api.catalog import EvidenceCatalog, Links, lookup, valid_artifact_id, valid_release
 from ig_portal.api.grant_context import admitted_grant
-from ig_portal.api.residency import ResidencyRefused
 from ig_portal.api.guard import Guard, new_download_id
 from ig_portal.api.models import (
     AccessLogEntryOut,
@@ -28,6 +27,7 @@ from ig_portal.api.models import (
     ReleasesOut,
 )
 from ig_portal.api.pdf_stamping import PdfStamper
+from ig_portal.api.residency import ResidencyRefused
 from ig_portal.clients.evidence import MANIFEST_FILES
 from ig_portal.domain import watermark
 from ig_portal.domain.access import CSV_COLUMNS, Action
