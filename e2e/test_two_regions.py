@@ -33,7 +33,9 @@ from ig_infra.regions import REGION_A, REGION_B, SecondRegion
 from ig_infra.services import SERVICES, ServiceProcess
 from ig_region_test.policyprobe import RESIDENCY_RULE, ask_service, decision_input
 from ig_region_test.residency import PinnedTenant
-from ig_region_test.suite_residency import RegionStores, TenantFingerprints, probe, proof, sha256_files, write_proof
+from ig_region_test.suite_proof import Suite
+from ig_region_test.suite_proof import run as run_suite_proof
+from ig_region_test.suite_residency import RegionStores, TenantFingerprints, sha256_files, write_proof
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
 from portal_stack import Stack, build_and_register, dex_token, shared_stack, write_inputs
@@ -289,32 +291,40 @@ def test_region_b_portal_refuses_alpha_whatever_region_the_request_claims_and_se
 
 
 def test_region_b_stores_hold_nothing_of_alpha_read_directly_and_the_proof_is_written(
-        infra: Infra, database_url: str, region_b: SecondRegion, alpha_in_region_a: AlphaInRegionA,
-        forged_at_region_b: dict[str, object]) -> None:
+        infra: Infra, database_url: str, region_b: SecondRegion, region_a_policy: ServiceProcess,
+        alpha_in_region_a: AlphaInRegionA, forged_at_region_b: dict[str, object]) -> None:
+    """The release's probe (``python -m ig_region_test.suite_proof``) on this module's two regions: it writes a
+    marker decision for alpha at region-a's policy service, then reads region-b's PostgreSQL (every database), its
+    replica of the global cluster, its Kafka (every topic from the beginning) and its evidence blob store, and
+    region-a's as the positive control (this session's database, its Kafka since the data was written, the blob
+    store of the evidence service that holds alpha's release)."""
     from ig_infra.components.postgres import Postgres, database_of
 
     postgres_b = next(c for c in region_b.infra() if isinstance(c, Postgres))
     replica = region_b.infra()[-1]
     assert isinstance(replica, GlobalPostgres)
-    region_b_stores = RegionStores(REGION_B, postgres_b.dsn, region_b.client_env()["IG_KAFKA_BOOTSTRAP"],
-                                   (region_b.paths.component_dir("evidence-blobs"),), global_sql=replica.sql)
-    # The positive control: the same probe on region-a's stores this test wrote to (its session database, its
-    # Kafka from the moment the data was written, the evidence service's blob store).
-    region_a_stores = RegionStores(REGION_A, infra.postgres.dsn, infra.kafka.bootstrap,
-                                   (alpha_in_region_a.stack.work / "blobs",),
-                                   kafka_since_ms=int(alpha_in_region_a.since * 1000),
-                                   databases=(database_of(database_url),))
+    suite = Suite(
+        home_policy=f"127.0.0.1:{region_a_policy.spec.grpc_port}", home_evidence_dsn=database_url,
+        home=RegionStores(REGION_A, infra.postgres.dsn, infra.kafka.bootstrap,
+                          (alpha_in_region_a.stack.work / "blobs",), databases=(database_of(database_url),),
+                          kafka_since_ms=int(alpha_in_region_a.since * 1000)),
+        away=RegionStores(REGION_B, postgres_b.dsn, region_b.client_env()["IG_KAFKA_BOOTSTRAP"],
+                          (region_b.paths.component_dir("evidence-blobs"),), global_sql=replica.sql))
     fingerprints = alpha_in_region_a.fingerprints
-    away = asyncio.run(probe(region_b_stores, fingerprints))
-    home = asyncio.run(probe(region_a_stores, fingerprints))
-    document = write_proof(PROOF, proof(fingerprints, away, home))
+    document = asyncio.run(run_suite_proof(suite, "alpha", needles=fingerprints.needles,
+                                           blob_sha256=fingerprints.blob_sha256))
+    write_proof(PROOF, document)
+    away, home = document["absentElsewhere"], document["positiveControlAtHome"]
     stores_b = away["stores"]
     # What was read is real: region-b's services' schemas, its topics, its blob store, its global replica.
     assert stores_b["postgres"]["tables_scanned"] > 10 and stores_b["kafka"]["topics"], stores_b
-    assert stores_b["blobs"][0]["exists"] and stores_b["global_postgres"]["tables_scanned"] >= 0
+    assert stores_b["blobs"][0]["exists"] and stores_b["global_postgres"]["tables_scanned"] >= 1, stores_b
     assert away["count"] == 0, json.dumps(away, indent=1)[:3000]
-    # Each kind of store saw alpha's data at home: the probe can see what it looks for.
+    # Each kind of store saw alpha's data at home (the probe can see what it looks for), the marker included.
     stores_a = home["stores"]
     assert stores_a["postgres"]["count"] > 0 and stores_a["kafka"]["count"] > 0, stores_a
     assert stores_a["blobs"][0]["count"] > 0, stores_a["blobs"]
-    assert json.loads(document.read_text())["status"] == "passed"
+    marker, decision_id = document["fingerprints"]["needles"][:2]
+    assert marker in json.dumps(stores_a["postgres"]["found"]), stores_a["postgres"]
+    assert decision_id in json.dumps(stores_a["kafka"]["found"]), stores_a["kafka"]
+    assert document["status"] == "passed"
