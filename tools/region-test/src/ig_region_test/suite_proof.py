@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for the marker in region-a's decision log")
     args = parser.parse_args(argv)
     paths = Paths.from_environment()
-    if not SecondRegion.of(paths).started():
+    region_b = SecondRegion.of(paths)
+    if not (region_b.started() and region_b.wanted()):
         print("region-b of the suite is not running here (`ig-infra up --regions a,b`); no proof written",
               file=sys.stderr)
         return 2
