@@ -328,3 +328,30 @@ def test_region_b_stores_hold_nothing_of_alpha_read_directly_and_the_proof_is_wr
     assert marker in json.dumps(stores_a["postgres"]["found"]), stores_a["postgres"]
     assert decision_id in json.dumps(stores_a["kafka"]["found"]), stores_a["kafka"]
     assert document["status"] == "passed"
+
+
+async def _ledger_entries_naming(dsn: str, tenant: str) -> list[str]:
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = await connection.fetch(
+            "SELECT kind || ' ' || subject AS entry FROM evidence.ledger_entries "
+            "WHERE strpos(subject, $1) > 0 OR position(convert_to($1, 'UTF8') IN payload) > 0", tenant)
+        return [row["entry"] for row in rows]
+    finally:
+        await connection.close()
+
+
+def test_the_ledgers_are_per_region_and_region_b_ledger_and_the_global_cluster_hold_no_entry_of_alpha(
+        region_b: SecondRegion, forged_at_region_b: dict[str, object]) -> None:
+    """The decision for the replicated data: the ledger is one per region, in the region's own cluster, never in
+    the global one; so region-b's ledger holds no entry naming alpha (its refused requests are not ledgered there),
+    and the global cluster, which replicates to region-b, holds no ledger at all."""
+    from ig_infra.components.postgres import DB_NAME, Postgres
+
+    postgres_b = next(c for c in region_b.infra() if isinstance(c, Postgres))
+    assert asyncio.run(_ledger_entries_naming(postgres_b.dsn(DB_NAME), "alpha")) == []
+    assert asyncio.run(_ledger_entries_naming(postgres_b.dsn(DB_NAME), "beta")), "beta's accesses are ledgered here"
+    replica = region_b.infra()[-1]
+    assert isinstance(replica, GlobalPostgres)
+    assert replica.sql("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'ledger%' "
+                       "OR table_schema IN ('evidence', 'ledger', 'portal')") == "0"

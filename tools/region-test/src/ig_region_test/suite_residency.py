@@ -1,12 +1,12 @@
 """The running suite's residency proof: region-b's own stores, read directly, hold nothing of a region-a-pinned
 tenant after that tenant's data was written in region-a.
 
-Read directly, not through a service: every row of every table of every database of region-b's PostgreSQL, and
-of its replica of the global cluster; every message of every topic of its Kafka from the beginning; every file of
-its evidence blob store (bytes and SHA-256). The tenant's data is recognised by its fingerprints: strings only
-its data carries (a release name made for the run, the bundle's archive and manifest SHA-256, its users' e-mail
-domain) and the SHA-256 of its blobs. The same probe run on region-a's stores is the positive control: a probe
-that cannot see the fingerprints where they are written proves nothing where they are not.
+Read directly, not through a service: every row (as text; bytea as hex) of every table of every database of
+region-b's PostgreSQL, and of its replica of the global cluster; every message of every topic of its Kafka from the
+beginning; every file of its evidence blob store (bytes and SHA-256). The tenant's data is recognised by its
+fingerprints: strings only its data carries (a release name made for the run, the bundle's archive and manifest
+SHA-256, its users' e-mail domain) and the SHA-256 of its blobs. The same probe run on region-a's stores is the
+positive control: a probe that cannot see the fingerprints where they are written proves nothing where they are not.
 
 The result is a JSON proof (``write_proof``): what was scanned (counts, digests of the result sets) and what was
 found, so a reviewer can re-check it rather than trust a boolean.
@@ -50,6 +50,12 @@ def _needle_hits(text: bytes, needles: Sequence[str]) -> list[str]:
     return [n for n in needles if n.encode() in text]
 
 
+def _in_rows(needles: Sequence[str]) -> list[str]:
+    """The needles as a row's text shows them: as they are, and hex-encoded (a bytea column, e.g. a ledger entry's
+    payload, renders as ``\\x<hex>``)."""
+    return [*needles, *(n.encode().hex() for n in needles)]
+
+
 async def rows_in_postgres(dsn_for: Callable[[str], str], needles: Sequence[str],
                            only: Sequence[str] | None = None) -> dict[str, Any]:
     """Every row of every table of every database of a cluster (``dsn_for(database)`` -> a superuser's DSN),
@@ -76,8 +82,9 @@ async def rows_in_postgres(dsn_for: Callable[[str], str], needles: Sequence[str]
                 rows += int(await db.fetchval(f"SELECT count(*) FROM {name}"))
                 found = await db.fetch(f"SELECT t::text AS row FROM {name} t WHERE "
                                        "EXISTS (SELECT 1 FROM unnest($1::text[]) n WHERE strpos(t::text, n) > 0)",
-                                       list(needles))
-                hits += [f"{database}:{name}:{','.join(_needle_hits(r['row'].encode(), needles))}" for r in found]
+                                       _in_rows(needles))
+                hits += [f"{database}:{name}:{','.join(_needle_hits(r['row'].encode(), _in_rows(needles)))}"
+                         for r in found]
         finally:
             await db.close()
     return {"databases": databases, "tables_scanned": tables, "rows_scanned": rows, "count": len(hits),
@@ -94,7 +101,7 @@ def rows_in_global_replica(sql: Callable[[str], str], needles: Sequence[str]) ->
     rows = 0
     for table in tables:
         rows += int(sql(f"SELECT count(*) FROM {table}"))
-        for needle in needles:
+        for needle in _in_rows(needles):
             literal = needle.replace("'", "''")
             found = int(sql(f"SELECT count(*) FROM {table} t WHERE strpos(t::text, '{literal}') > 0"))
             hits += [f"postgres:{table}:{needle}"] * found
