@@ -318,7 +318,8 @@ def test_region_b_stores_hold_nothing_of_alpha_read_directly_and_the_proof_is_wr
     stores_b = away["stores"]
     # What was read is real: region-b's services' schemas, its topics, its blob store, its global replica.
     assert stores_b["postgres"]["tables_scanned"] > 10 and stores_b["kafka"]["topics"], stores_b
-    assert stores_b["blobs"][0]["exists"] and stores_b["global_postgres"]["tables_scanned"] >= 1, stores_b
+    # (The global replica may hold no table at all: nothing global is written yet but another test's directory.)
+    assert stores_b["blobs"][0]["exists"] and stores_b["global_postgres"]["databases"] == ["postgres"], stores_b
     assert away["count"] == 0, json.dumps(away, indent=1)[:3000]
     # Each kind of store saw alpha's data at home (the probe can see what it looks for), the marker included.
     stores_a = home["stores"]
