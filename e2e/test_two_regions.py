@@ -8,8 +8,14 @@ A component that cannot start fails the test (InfraError), it never skips.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import hashlib
+import json
 import shutil
+import sys
+import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +33,12 @@ from ig_infra.regions import REGION_A, REGION_B, SecondRegion
 from ig_infra.services import SERVICES, ServiceProcess
 from ig_region_test.policyprobe import RESIDENCY_RULE, ask_service, decision_input
 from ig_region_test.residency import PinnedTenant
+from ig_region_test.suite_proof import Suite
+from ig_region_test.suite_proof import run as run_suite_proof
+from ig_region_test.suite_residency import RegionStores, TenantFingerprints, sha256_files, write_proof
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
+from portal_stack import Stack, build_and_register, dex_token, shared_stack, write_inputs
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +183,176 @@ def test_global_data_committed_in_region_a_is_already_applied_in_region_b(region
     assert replica.sql(f"SELECT home_region FROM tenants_directory WHERE tenant = '{tenant}'") == "global"
     with pytest.raises(InfraError, match="read-only transaction"):
         replica.sql("INSERT INTO tenants_directory VALUES ('x', 'region-b')")
+
+
+# --- Residency where data is served: region-b's portal and stores (issue #23, item 2) ---
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY_DATA = REPO / "policies" / "rego" / "ig" / "config" / "data.json"
+PROOF = REPO / "artifacts" / "residency-proof" / "suite-residency-proof.json"
+# Every way a caller can say "I am in region-a" to region-b's portal: headers, forwarded values, the query.
+REGION_A_CLAIMS: dict[str, str] = {
+    "X-IG-Region": REGION_A, "X-Region": REGION_A, "X-Forwarded-Region": REGION_A,
+    "X-Forwarded-For": "10.1.0.7", "X-Forwarded-Host": "portal.region-a.example", "X-Forwarded-Proto": "https",
+    "Forwarded": "for=10.1.0.7;host=portal.region-a.example;proto=https", "Host": "portal.region-a.example",
+}
+FORGED_QUERY = f"region={REGION_A}&context.region={REGION_A}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaInRegionA:
+    stack: Stack
+    release: str
+    fingerprints: TenantFingerprints
+    since: float
+    portal_a: str
+
+
+@pytest.fixture(scope="module")
+def alpha_in_region_a(infra: Infra, database_url: str, kafka_bootstrap: str,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlphaInRegionA]:
+    """alpha's data written in region-a: a release registered with region-a's evidence service (blob store,
+    ledger, events), read by alpha's auditor through a region-a portal (access entries in its ledger)."""
+    since = time.time()
+    stack = shared_stack(database_url, kafka_bootstrap)
+    release = f"residency-{uuid.uuid4().hex[:12]}"
+    inputs = write_inputs(tmp_path_factory.mktemp("alpha-inputs"))
+    marker = inputs / "dr-log" / "residency-marker.txt"
+    marker.write_text(f"alpha's own evidence, written in region-a only: {release}\n")
+    bundle = build_and_register(stack, release, inputs, tenant="alpha")
+    archive = bundle / f"evidence-{release}.tar.gz"
+    fingerprints = TenantFingerprints(
+        "alpha", REGION_A, needles=(release, hashlib.sha256(archive.read_bytes()).hexdigest(), "@alpha.example"),
+        blob_sha256=sha256_files([archive, marker]))
+    process, portal_a = stack.portal("portal-region-a", region=REGION_A, tenant_residency_file=str(POLICY_DATA))
+    token = dex_token(stack.issuer, "alpha-auditor")
+    status, body = _get(f"{portal_a}/audit/releases", token)
+    assert status == 200 and release in json.dumps(body), (status, body)  # served at home
+    try:
+        yield AlphaInRegionA(stack, release, fingerprints, since, portal_a)
+    finally:
+        process.stop()
+        stack.processes.remove(process)
+
+
+def _get(url: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        assert error.headers.get("Content-Type", "").startswith("application/problem+json"), error.headers
+        return error.code, json.loads(error.read())
+
+
+def _portal_metric(region: SecondRegion, name: str) -> float:
+    port = region.service("audit-portal").spec.health_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        lines = answer.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
+
+
+@pytest.fixture(scope="module")
+def forged_at_region_b(region_b: SecondRegion, alpha_in_region_a: AlphaInRegionA) -> dict[str, object]:
+    """alpha's auditor and admin ask region-b's portal for alpha's release claiming region-a every way they can;
+    beta's auditor asks the same way. The answers, and region-b's refusal count before and after."""
+    portal_b = f"http://127.0.0.1:{region_b.port(8080)}"
+    refused_before = _portal_metric(region_b, 'ig_portal_residency_refused_total{pinned_region="region-a"}')
+    release = alpha_in_region_a.release
+    paths = ["/audit/releases", f"/audit/artifacts?release={release}", f"/audit/manifest/{release}/manifest.json",
+             "/audit/access-log"]
+    answers: dict[str, object] = {}
+    # beta asks for its own catalog only: a beta request naming alpha's release would carry that name (a needle of
+    # the store probe) into region-b's ledger as beta's refused attempt -- the request's words, not alpha's data.
+    for user, asked in (("alpha-auditor", paths), ("alpha-admin", paths), ("beta-auditor", paths[:1])):
+        token = dex_token(alpha_in_region_a.stack.issuer, user)
+        for path in asked:
+            joined = f"{path}{'&' if '?' in path else '?'}{FORGED_QUERY}"
+            answers[f"{user} {path}"] = _get(f"{portal_b}{joined}", token, REGION_A_CLAIMS)
+    return {"answers": answers, "refused_before": refused_before,
+            "refused_after": _portal_metric(region_b, 'ig_portal_residency_refused_total{pinned_region="region-a"}')}
+
+
+def test_region_b_portal_refuses_alpha_whatever_region_the_request_claims_and_serves_beta(
+        region_b: SecondRegion, forged_at_region_b: dict[str, object]) -> None:
+    answers = forged_at_region_b["answers"]
+    assert isinstance(answers, dict)
+    alpha = {k: v for k, v in answers.items() if k.startswith("alpha-")}
+    for asked, (status, body) in alpha.items():
+        assert status == 403, (asked, status, body)
+        assert "pinned to region-a" in str(body["detail"]) and "region-b" in str(body["detail"]), (asked, body)
+    # Counted once per refusal, and logged by region-b's portal (tenant and regions, never the user).
+    assert forged_at_region_b["refused_after"] == forged_at_region_b["refused_before"] + len(alpha)  # type: ignore[operator]
+    log = region_b.service("audit-portal").log_file.read_text()
+    assert "residency_refused" in log and "@alpha.example" not in log
+    # A global tenant is served from region-b (its catalog there is region-b's, empty: nothing registered yet).
+    status, body = answers["beta-auditor /audit/releases"]
+    assert status == 200 and isinstance(body.get("releases"), list), body
+
+
+def test_region_b_stores_hold_nothing_of_alpha_read_directly_and_the_proof_is_written(
+        infra: Infra, database_url: str, region_b: SecondRegion, region_a_policy: ServiceProcess,
+        alpha_in_region_a: AlphaInRegionA, forged_at_region_b: dict[str, object]) -> None:
+    """The release's probe (``python -m ig_region_test.suite_proof``) on this module's two regions: it writes a
+    marker decision for alpha at region-a's policy service, then reads region-b's PostgreSQL (every database), its
+    replica of the global cluster, its Kafka (every topic from the beginning) and its evidence blob store, and
+    region-a's as the positive control (this session's database, its Kafka since the data was written, the blob
+    store of the evidence service that holds alpha's release)."""
+    from ig_infra.components.postgres import Postgres, database_of
+
+    postgres_b = next(c for c in region_b.infra() if isinstance(c, Postgres))
+    replica = region_b.infra()[-1]
+    assert isinstance(replica, GlobalPostgres)
+    suite = Suite(
+        home_policy=f"127.0.0.1:{region_a_policy.spec.grpc_port}", home_evidence_dsn=database_url,
+        home=RegionStores(REGION_A, infra.postgres.dsn, infra.kafka.bootstrap,
+                          (alpha_in_region_a.stack.work / "blobs",), databases=(database_of(database_url),),
+                          kafka_since_ms=int(alpha_in_region_a.since * 1000)),
+        away=RegionStores(REGION_B, postgres_b.dsn, region_b.client_env()["IG_KAFKA_BOOTSTRAP"],
+                          (region_b.paths.component_dir("evidence-blobs"),), global_sql=replica.sql))
+    fingerprints = alpha_in_region_a.fingerprints
+    document = asyncio.run(run_suite_proof(suite, "alpha", needles=fingerprints.needles,
+                                           blob_sha256=fingerprints.blob_sha256))
+    write_proof(PROOF, document)
+    away, home = document["absentElsewhere"], document["positiveControlAtHome"]
+    stores_b = away["stores"]
+    # What was read is real: region-b's services' schemas, its topics, its blob store, its global replica.
+    assert stores_b["postgres"]["tables_scanned"] > 10 and stores_b["kafka"]["topics"], stores_b
+    # (The global replica may hold no table at all: nothing global is written yet but another test's directory.)
+    assert stores_b["blobs"][0]["exists"] and stores_b["global_postgres"]["databases"] == ["postgres"], stores_b
+    assert away["count"] == 0, json.dumps(away, indent=1)[:3000]
+    # Each kind of store saw alpha's data at home (the probe can see what it looks for), the marker included.
+    stores_a = home["stores"]
+    assert stores_a["postgres"]["count"] > 0 and stores_a["kafka"]["count"] > 0, stores_a
+    assert stores_a["blobs"][0]["count"] > 0, stores_a["blobs"]
+    marker, decision_id = document["fingerprints"]["needles"][:2]
+    assert marker in json.dumps(stores_a["postgres"]["found"]), stores_a["postgres"]
+    assert decision_id in json.dumps(stores_a["kafka"]["found"]), stores_a["kafka"]
+    assert document["status"] == "passed"
+
+
+async def _ledger_entries_naming(dsn: str, tenant: str) -> list[str]:
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = await connection.fetch(
+            "SELECT kind || ' ' || subject AS entry FROM evidence.ledger_entries "
+            "WHERE strpos(subject, $1) > 0 OR position(convert_to($1, 'UTF8') IN payload) > 0", tenant)
+        return [row["entry"] for row in rows]
+    finally:
+        await connection.close()
+
+
+def test_the_ledgers_are_per_region_and_region_b_ledger_and_the_global_cluster_hold_no_entry_of_alpha(
+        region_b: SecondRegion, forged_at_region_b: dict[str, object]) -> None:
+    """The decision for the replicated data: the ledger is one per region, in the region's own cluster, never in
+    the global one; so region-b's ledger holds no entry naming alpha (its refused requests are not ledgered there),
+    and the global cluster, which replicates to region-b, holds no ledger at all."""
+    from ig_infra.components.postgres import DB_NAME, Postgres
+
+    postgres_b = next(c for c in region_b.infra() if isinstance(c, Postgres))
+    assert asyncio.run(_ledger_entries_naming(postgres_b.dsn(DB_NAME), "alpha")) == []
+    assert asyncio.run(_ledger_entries_naming(postgres_b.dsn(DB_NAME), "beta")), "beta's accesses are ledgered here"
+    replica = region_b.infra()[-1]
+    assert isinstance(replica, GlobalPostgres)
+    assert replica.sql("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'ledger%' "
+                       "OR table_schema IN ('evidence', 'ledger', 'portal')") == "0"

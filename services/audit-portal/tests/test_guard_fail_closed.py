@@ -9,9 +9,11 @@ from __future__ import annotations
 import pytest
 from fastapi import HTTPException
 from ig_portal.api.guard import Guard
+from ig_portal.api.residency import ResidencyGate
 from ig_portal.clients.ledger import LedgerUnavailable
 from ig_portal.domain.access import AccessEntry, Action
 from ig_portal.domain.identity import Principal, Role
+from ig_portal.domain.residency import Residency
 from starlette.requests import Request
 
 
@@ -38,7 +40,7 @@ async def test_access_is_refused_when_the_ledger_cannot_record_it() -> None:
     ledger = RefusingLedger()
     guard = Guard(provider=None, sessions=None, limits=None, ledger=ledger,  # type: ignore[arg-type]
                   accesses=UnreachableOutbox(), groups_claim="groups", tenant_claim="tenant", requests_per_minute=60,
-                  downloads_per_minute=10)
+                  downloads_per_minute=10, residency=ResidencyGate(Residency("region-a")))
     with pytest.raises(HTTPException) as refused:
         await guard.record(request(), Principal("u1", "alpha", Role.AUDITOR), Action.READ, "releases")
     assert refused.value.status_code == 503

@@ -27,6 +27,7 @@ from ig_portal.api.pages import LoginRequired, NdaFirst, Pages, login_redirect, 
 from ig_portal.api.pdf_stamping import PdfStamper
 from ig_portal.api.refusals import RecordRefusals
 from ig_portal.api.release_panel import ReleasePanel, load_contracts
+from ig_portal.api.residency import ResidencyGate
 from ig_portal.api.verification import ReleaseVerifier
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
@@ -74,7 +75,8 @@ def routes(settings: Settings) -> HttpFactory:
                       limits=limits, ledger=ledger, accesses=accesses,
                       groups_claim=settings.oidc_groups_claim,
                       tenant_claim=settings.oidc_tenant_claim, requests_per_minute=settings.rate_requests_per_minute,
-                      downloads_per_minute=settings.rate_downloads_per_minute)
+                      downloads_per_minute=settings.rate_downloads_per_minute,
+                      residency=ResidencyGate(settings.residency))
         secret = settings.link_secret.encode() if settings.link_secret else secrets.token_bytes(32)
         if not settings.link_secret:
             log.warning("link_secret_random", detail="IG_LINK_SECRET unset: links only work on this replica")

@@ -8,6 +8,8 @@ from ig_evidence.domain.cosignature import Cosigner, parse_cosigner_key
 from ig_evidence.domain.note import parse_verifier_key
 from pydantic import Field, field_validator, model_validator
 
+from ig_portal.domain.residency import Residency, residency_from_policy_data
+
 
 class Settings(ServiceSettings):
     service_name: str = "audit-portal"
@@ -83,6 +85,27 @@ class Settings(ServiceSettings):
     witness_keys: str = ""
     # The ledger's checkpoint verifier key (name+hash+base64); empty: the key the verify kit names is used.
     ledger_verifier_key: str = ""
+
+    # The policy data document (JSON, as OPA loads it: policies/rego/ig/config/data.json) whose tenants'
+    # residency.pinned_region say where each tenant is served: a tenant pinned to another region than IG_REGION is
+    # refused here. Empty: no tenant is pinned (a single-region deployment); start-up logs that.
+    tenant_residency_file: str = ""
+
+    @field_validator("tenant_residency_file")
+    @classmethod
+    def _residency_loads(cls, value: str) -> str:
+        if value.strip():
+            try:
+                residency_from_policy_data(Path(value.strip()).read_text(), "any")
+            except (OSError, ValueError) as error:
+                raise ValueError(f"{value.strip()}: not the policy's residency data ({error})") from error
+        return value.strip()
+
+    @property
+    def residency(self) -> Residency:
+        if not self.tenant_residency_file:
+            return Residency(self.region)
+        return residency_from_policy_data(Path(self.tenant_residency_file).read_text(), self.region)
 
     @field_validator("evidence_contracts")
     @classmethod

@@ -39,6 +39,14 @@ def policy_wasm_env(paths: Paths) -> dict[str, str]:
     return {"IG_POLICY_WASM_BUNDLE": str(bundle)}
 
 
+def portal_env(paths: Paths) -> dict[str, str]:
+    """The portal's verification pins, and the policy data whose residency pins it serves by: the document the
+    region's OPA loads, so the portal and ``ig.residency.cross_region`` read the same pins."""
+    policies = Path(os.environ.get("IG_OPA_POLICIES", paths.repo / "policies" / "rego"))
+    return {**portal_verification_env(paths),
+            "IG_TENANT_RESIDENCY_FILE": str(policies / "ig" / "config" / "data.json")}
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
@@ -87,7 +95,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # Browsers on 8080; /healthz and /metrics apart on plain 8085.
     # The release page verifies each release against the ledger key, witnesses and contract pinned here.
     ServiceSpec("audit-portal", "ig_portal.app", http_port=8080, plain_ports={"IG_HEALTH_PORT": 8085},
-                extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}, run_env=portal_verification_env),
+                extra_env={"IG_RATE_DOWNLOADS_PER_MINUTE": "120"}, run_env=portal_env),
 )
 
 # The ledger's witnesses, one per region (ig_infra.witnesses): POST /add-checkpoint over HTTPS on the extra port.

@@ -27,6 +27,7 @@ from ig_portal.api.models import (
     ReleasesOut,
 )
 from ig_portal.api.pdf_stamping import PdfStamper
+from ig_portal.api.residency import ResidencyRefused
 from ig_portal.clients.evidence import MANIFEST_FILES
 from ig_portal.domain import watermark
 from ig_portal.domain.access import CSV_COLUMNS, Action
@@ -56,7 +57,9 @@ class AuditApi:
         try:
             principal, _ = await self.guard.authenticate(request)
         except HTTPException as refused:
-            if refused.status_code == 401:  # refused tokens are anonymous requests: the address's bucket pays
+            # Refused tokens and tenants pinned elsewhere are anonymous requests here: the address's bucket pays
+            # (a bucket of the pinned tenant's user would keep its data in this region).
+            if refused.status_code == 401 or isinstance(refused, ResidencyRefused):
                 await self.guard.admit(request, None)
             raise
         await self.guard.admit(request, principal, download=download)

@@ -17,6 +17,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from ig_portal.api.oidc import Provider, ProviderUnavailable, TokenRejected
+from ig_portal.api.residency import ResidencyGate
 from ig_portal.clients.ledger import AccessLedger, LedgerUnavailable
 from ig_portal.domain.access import AccessEntry, Action, request_hash
 from ig_portal.domain.identity import NotAuthorized, Principal, principal_from_claims
@@ -44,6 +45,7 @@ class Guard:
     tenant_claim: str
     requests_per_minute: float
     downloads_per_minute: float
+    residency: ResidencyGate
 
     async def authenticate(self, request: Request) -> tuple[Principal | None, Session | None]:
         """The caller from a bearer token or a session cookie; (None, None) when neither is presented."""
@@ -56,6 +58,7 @@ class Guard:
                 claims = await self.provider.verify(token.strip())
                 principal = principal_from_claims(claims, groups_claim=self.groups_claim,
                                                   tenant_claim=self.tenant_claim)
+                self.residency.admit(principal, where="bearer")
                 request.state.ig_principal = principal  # a refusal after this is recorded (api.refusals)
                 return principal, None
             except TokenRejected as error:
@@ -72,6 +75,7 @@ class Guard:
         if cookie:
             session = await self.sessions.find(cookie)
             if session is not None:
+                self.residency.admit(session.principal, where="session")
                 request.state.ig_principal = session.principal  # a refusal after this is recorded (api.refusals)
                 return session.principal, session
         return None, None

@@ -89,6 +89,7 @@ class Login:
                 raise HTTPException(403, f"not authorized for the audit portal: {refused}") from refused
             except ProviderUnavailable as down:
                 raise HTTPException(503, "identity provider unavailable") from down
+            self.guard.residency.admit(principal, where="sign-in")  # before a session of theirs is stored here
             token_value, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
             await sessions.create(token_value, principal, csrf, timedelta(seconds=self.session_lifetime))
             log.info("login", user=principal.user, tenant=principal.tenant, role=principal.role.value)

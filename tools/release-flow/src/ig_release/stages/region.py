@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from ig_release.context import ReleaseContext, StageFailed
 from ig_release.process import console_script, run_logged
@@ -30,4 +32,18 @@ def run(ctx: ReleaseContext) -> str:
         raise StageFailed("region-test wrote no failover phase", log)
     figures = ", ".join(f"{p['phase']}: RTO {p['rto_seconds']:.1f} s, RPO {p['rpo_lost_writes']} writes"
                         for p in phases)
-    return f"{figures}; residency probes passed ({'netns' if 'FALLBACK' not in log.read_text() else 'loopback'})"
+    layout = 'netns' if 'FALLBACK' not in log.read_text() else 'loopback'
+    suite = suite_residency(ctx, out, ctx.logs / "suite-residency.log")
+    return f"{figures}; residency probes passed ({layout}); {suite}"
+
+
+def suite_residency(ctx: ReleaseContext, out: Path, log: Path) -> str:
+    """The running suite's own proof (``ig_region_test.suite_proof``) when `make up` runs region-b: alpha's data
+    written in region-a is nowhere in region-b's stores, read directly. A failed proof fails the stage."""
+    proof = out / "residency-proof" / "suite-residency-proof.json"
+    done = run_logged([sys.executable, "-m", "ig_region_test.suite_proof", "--tenant", "alpha", "--out", str(proof)],
+                      log, ok=(0, 2), what="the suite's residency proof", timeout=300)
+    if done.returncode == 2:
+        return "the suite runs no region-b: no suite residency proof"
+    ctx.add_evidence("residency-proof", proof)
+    return "suite residency proof passed (region-b's stores hold nothing of alpha)"
