@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from ig_portal.api.audit import ERRORS, AuditApi
 from ig_portal.api.catalog import valid_release
+from ig_portal.api.page_docs import PAGE_RESPONSES
 from ig_portal.api.pages import SECURITY_HEADERS, TEMPLATES, LoginRequired
 from ig_portal.clients.ledger import LedgerUnavailable
 from ig_portal.domain import access_export
@@ -200,7 +201,7 @@ class AccessLogApi:
         return router
 
     def page_router(self) -> APIRouter:
-        router = APIRouter(include_in_schema=False)
+        router = APIRouter(tags=["pages"], responses=PAGE_RESPONSES)
         guard = self.api.guard
 
         @router.get("/access-log", response_class=HTMLResponse)
