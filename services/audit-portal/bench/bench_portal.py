@@ -15,8 +15,9 @@ generator (load-independent figures), and first each service's idle CPU (ms per 
 cost that a low request rate divides among few requests); writes $ARTIFACTS/bench/portal.json. The portal runs
 with rate limits raised (the benchmark measures the path, not the refusals; every request still takes from its
 buckets in PostgreSQL). Knobs: BENCH_CLIENTS (200), BENCH_SECONDS (60), BENCH_THINK_SECONDS (5),
-BENCH_SATURATION_SECONDS (30), BENCH_GRPC_SECONDS (20). Then the access-log search over 1,000,000 loaded rows
-(``access_log_search.py``; BENCH_SEARCH_ROWS=0 skips it).
+BENCH_SATURATION_SECONDS (30), BENCH_GRPC_SECONDS (20). Then a 1 GiB download through the portal and by raw
+GetArtifact, alternating (``large_download.py``; BENCH_DOWNLOAD_BYTES=0 skips it), and the access-log search over
+1,000,000 loaded rows (``access_log_search.py``; BENCH_SEARCH_ROWS=0 skips it).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from portal_stack import RELEASE, running_stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import access_log_search  # the search phase, beside this file
+import large_download  # the 1 GiB download phase, beside this file
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "200"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
@@ -266,8 +268,9 @@ def main() -> None:
             raw, raw_errors, raw_elapsed = asyncio.run(raw_get_artifact(stack.evidence_grpc, ids))
             print(f"raw ledger Append: {CLIENTS} clients for {GRPC_SECONDS:.0f} s ...", flush=True)
             appends, append_errors, append_elapsed = asyncio.run(raw_ledger_append(stack.evidence_grpc))
+            download = large_download.run(stack, base, token, pids) if large_download.SIZE else None
             # Last: the 1,000,000 loaded rows would otherwise sit in the database the phases above measure.
-            search = access_log_search.run(stack.database_url, base, stack.token("alpha-admin")) \
+            search = access_log_search.run(stack.database_url, base, stack.token("alpha-admin"), pids) \
                 if access_log_search.ROWS else None
     finally:
         postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
@@ -281,6 +284,7 @@ def main() -> None:
         "raw_ledger_append": summary(appends, append_errors, append_elapsed),
         "goal": {"catalog_page_p95_ms_max": 50, "client_model": auditors["client_model"],
                  "catalog_page_p95_ms": catalog.get("p95_ms"), "met": (catalog.get("p95_ms") or 1e9) <= 50},
+        "large_download": download,
         "access_log_search": search,
         "note": "one 2-core machine runs the clients, the portal, the evidence service, PostgreSQL and Kafka",
     }
@@ -293,6 +297,8 @@ def main() -> None:
                                                      **result["raw_get_artifact"]})
     print_phase("gRPC ledger Append (raw, evidence)", {"client_model": f"{CLIENTS} closed-loop gRPC clients",
                                                        **result["raw_ledger_append"]})
+    if download:
+        large_download.print_result(download)
     if search:
         access_log_search.print_result(search)
     print(f"\ngoal: catalog page p95 <= 50 ms with {auditors['client_model']}: {catalog.get('p95_ms')} ms "

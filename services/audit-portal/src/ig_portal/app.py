@@ -8,7 +8,6 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from ig.evidence.v1 import evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2_grpc
 from ig_common.grpc_client import RenewingStub
 from ig_common.service import HttpFactory, Runtime, run_process, run_service
@@ -29,6 +28,7 @@ from ig_portal.api.refusals import RecordRefusals
 from ig_portal.api.release_panel import ReleasePanel, load_contracts
 from ig_portal.api.residency import ResidencyGate
 from ig_portal.api.verification import ReleaseVerifier
+from ig_portal.clients.chunk_parts import StreamingEvidenceStub
 from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
@@ -50,8 +50,7 @@ log = structlog.get_logger(__name__)
 def routes(settings: Settings) -> HttpFactory:
     def add_routes(runtime: Runtime, app: FastAPI) -> None:
         # Long-lived: each client moves to a new channel when the portal's certificate is renewed on disk.
-        evidence_stubs = RenewingStub(evidence_pb2_grpc.EvidenceServiceStub, settings.evidence_target,
-                                      runtime.certificate)
+        evidence_stubs = RenewingStub(StreamingEvidenceStub, settings.evidence_target, runtime.certificate)
         ledger_stubs = RenewingStub(ledger_pb2_grpc.LedgerServiceStub, settings.evidence_target, runtime.certificate)
         users = UserForwarding(runtime.certificate, runtime.certificate.spiffe_id.sibling(settings.evidence_identity))
         http = httpx.AsyncClient(timeout=5.0)

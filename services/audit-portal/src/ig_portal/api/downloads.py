@@ -15,6 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from ig_portal.api.pdf_stamping import PdfStamper
 from ig_portal.clients.evidence import ArtifactView
 from ig_portal.domain import streamed_marks, watermark
+from ig_portal.domain.streamed_marks import Chunk
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Download:
     media_type: str
     filename: str
     content: bytes | None = None
-    chunks: AsyncIterator[bytes] | None = None
+    chunks: AsyncIterator[Chunk] | None = None
     marker: streamed_marks.StreamMark | None = None
 
 
@@ -39,7 +40,7 @@ def stream_mark(artifact: ArtifactView, mark: watermark.Watermark) -> streamed_m
     return streamed_marks.ZipStream(artifact.name, mark)
 
 
-async def prepare(artifact: ArtifactView, chunks: AsyncIterator[bytes], mark: watermark.Watermark,
+async def prepare(artifact: ArtifactView, chunks: AsyncIterator[Chunk], mark: watermark.Watermark,
                   stamper: PdfStamper) -> Download:
     """Decide the form before the answer starts (its headers name it); only a stampable PDF is read ahead."""
     if watermark.kind_of(artifact.name, artifact.media_type) == "pdf" and stamper.accepts(artifact.size):
@@ -55,11 +56,11 @@ async def prepare(artifact: ArtifactView, chunks: AsyncIterator[bytes], mark: wa
     return _streamed(stream_mark(artifact, mark), chunks)
 
 
-def _streamed(marker: streamed_marks.StreamMark, chunks: AsyncIterator[bytes]) -> Download:
+def _streamed(marker: streamed_marks.StreamMark, chunks: AsyncIterator[Chunk]) -> Download:
     return Download(marker.form, marker.media_type, marker.filename, chunks=chunks, marker=marker)
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
     try:
         yield first
         async for chunk in rest:
@@ -70,12 +71,12 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
             await aclose()
 
 
-async def _empty() -> AsyncIterator[bytes]:
+async def _empty() -> AsyncIterator[Chunk]:
     return
     yield b""  # pragma: no cover - makes this an async generator
 
 
-async def marked_chunks(chunks: AsyncIterator[bytes], marker: streamed_marks.StreamMark) -> AsyncIterator[bytes]:
+async def marked_chunks(chunks: AsyncIterator[Chunk], marker: streamed_marks.StreamMark) -> AsyncIterator[Chunk]:
     try:
         async for chunk in chunks:
             out = marker.feed(chunk)

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ig_portal.api.catalog import lookup, valid_release
 from ig_portal.api.grant_context import admit_through
+from ig_portal.api.page_docs import FORM_RESPONSES, PAGE_RESPONSES
 from ig_portal.api.pages import Pages
 from ig_portal.clients.evidence import NdaRequired, NotFound, Recent, ReleaseView
 from ig_portal.domain.access import Action
@@ -81,7 +82,7 @@ class GovernancePages:
     governance: Governance
 
     def router(self) -> APIRouter:
-        router = APIRouter(include_in_schema=False)
+        router = APIRouter(tags=["grants"], responses=PAGE_RESPONSES)
         pages = self.pages
         governance = self.governance
         api = pages.api
@@ -113,7 +114,7 @@ class GovernancePages:
             await api.guard.record(request, principal, Action.VIEW, "grants")
             return await render_grants(request, principal, session)
 
-        @router.post("/admin/grants")
+        @router.post("/admin/grants", responses=FORM_RESPONSES)
         async def create_grant(request: Request, csrf: Annotated[str, Form(max_length=128)] = "",
                                release: Annotated[str, Form(max_length=64)] = "",
                                auditor: Annotated[str, Form(max_length=320)] = "",
@@ -141,7 +142,7 @@ class GovernancePages:
                 governance.forget(principal.tenant)
             return RedirectResponse("/admin/grants", status_code=303)
 
-        @router.post("/admin/grants/{grant_id}/revoke")
+        @router.post("/admin/grants/{grant_id}/revoke", responses=FORM_RESPONSES)
         async def revoke_grant(request: Request, grant_id: str,
                                csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
             principal, session = await admin(request)
@@ -166,7 +167,7 @@ class GovernancePages:
             return pages.render(request, "nda.html", principal, session,
                                 release=name, grant=found.grant, title=f"NDA for {name}")
 
-        @router.post("/releases/{release}/nda")
+        @router.post("/releases/{release}/nda", responses=FORM_RESPONSES)
         async def accept_nda(request: Request, release: str,
                              csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
             principal, session = await pages.visitor(request)

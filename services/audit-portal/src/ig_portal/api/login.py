@@ -10,10 +10,11 @@ from urllib.parse import urlencode, urlsplit
 
 import structlog
 from fastapi import APIRouter, Form, HTTPException, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ig_portal.api.guard import SESSION_COOKIE, Guard
 from ig_portal.api.oidc import ProviderUnavailable, TokenRejected, pkce_pair
+from ig_portal.api.page_docs import FORM_RESPONSES, HTML_PAGE, SIGN_IN_RESPONSES
 from ig_portal.domain.identity import NotAuthorized, principal_from_claims
 from ig_portal.store.sessions import PendingLogin
 
@@ -38,7 +39,7 @@ class Login:
         return request.headers.get("host", "").lower() == urlsplit(self.public_url).netloc.lower()
 
     def router(self) -> APIRouter:
-        router = APIRouter(include_in_schema=False)
+        router = APIRouter(tags=["sign-in"], responses=SIGN_IN_RESPONSES)
         sessions, provider = self.guard.sessions, self.guard.provider
 
         @router.get("/login")
@@ -99,7 +100,7 @@ class Login:
             response.delete_cookie(LOGIN_COOKIE, path="/callback")
             return response
 
-        @router.post("/logout")
+        @router.post("/logout", responses=FORM_RESPONSES)
         async def logout(request: Request, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
             await self.guard.admit(request, None)
             _, session = await self.guard.authenticate(request)
@@ -113,7 +114,7 @@ class Login:
                                    samesite="lax")
             return response
 
-        @router.get("/signed-out")
+        @router.get("/signed-out", response_class=HTMLResponse, responses={200: HTML_PAGE})
         async def signed_out() -> Response:
             return Response("<!doctype html><p id='message'>Signed out.</p><p><a href='/'>Sign in again</a></p>",
                             media_type="text/html")

@@ -16,6 +16,7 @@ from ig_portal.api.audit import AuditApi
 from ig_portal.api.catalog import lookup, valid_artifact_id, valid_release
 from ig_portal.api.edges import CONTENT_SECURITY_POLICY
 from ig_portal.api.guard import new_download_id
+from ig_portal.api.page_docs import PAGE_RESPONSES
 from ig_portal.api.release_panel import ReleasePanel
 from ig_portal.clients.evidence import ManifestFiles, NdaRequired, NotFound, Unavailable
 from ig_portal.domain.access import Action
@@ -77,7 +78,7 @@ class Pages:
             return None
 
     def router(self) -> APIRouter:
-        router = APIRouter(include_in_schema=False)
+        router = APIRouter(tags=["pages"], responses=PAGE_RESPONSES)
         guard, catalog, links = self.api.guard, self.api.catalog, self.api.links
 
         @router.get("/", response_class=HTMLResponse)

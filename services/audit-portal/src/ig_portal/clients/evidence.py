@@ -16,6 +16,7 @@ from ig_common.grpc_client import RenewingStub
 
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.domain.identity import Principal
+from ig_portal.domain.streamed_marks import Chunk
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -203,7 +204,7 @@ class EvidenceCatalog:
         found, _ = await self._fetch(user, artifact_id, with_content=False)
         return found
 
-    async def open_content(self, user: Principal, artifact_id: str) -> tuple[ArtifactView, AsyncGenerator[bytes, None]]:
+    async def open_content(self, user: Principal, artifact_id: str) -> tuple[ArtifactView, AsyncGenerator[Chunk, None]]:
         """The artifact's metadata (checked to belong to the tenant) and its bytes as they arrive.
 
         Nothing is collected: each chunk is handed on as the evidence service sends it, and gRPC's flow control
@@ -221,7 +222,7 @@ class EvidenceCatalog:
         return meta, self._chunks(call, artifact_id)
 
     async def open_verify_kit(self, user: Principal, release: str
-                              ) -> tuple[evidence_pb2.VerifyKitInfo, AsyncGenerator[bytes, None]]:
+                              ) -> tuple[evidence_pb2.VerifyKitInfo, AsyncGenerator[Chunk, None]]:
         """The release's verify kit described (the first message) and then streamed as it arrives."""
         await self.release(user, release)
         call = self.stub.GetVerifyKit(evidence_pb2.GetVerifyKitRequest(release=release, tenant=user.tenant),
@@ -244,7 +245,7 @@ class EvidenceCatalog:
             call.cancel()
             raise
 
-    async def _chunks(self, call: Any, what: str) -> AsyncGenerator[bytes, None]:
+    async def _chunks(self, call: Any, what: str) -> AsyncGenerator[Chunk, None]:
         try:
             while True:
                 try:

@@ -28,6 +28,8 @@ from ig_portal.domain.watermark import ENVELOPE_KEY, MARK_FILE, TEXT_HEADER, Wat
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
+# A chunk as the evidence stream hands it on: a read-only view into the received message (no copy), or bytes.
+Chunk = bytes | memoryview
 
 
 class StreamMark(Protocol):
@@ -35,7 +37,7 @@ class StreamMark(Protocol):
     media_type: str
     filename: str
 
-    def feed(self, chunk: bytes) -> bytes: ...
+    def feed(self, chunk: Chunk) -> Chunk: ...
 
     def finish(self) -> bytes: ...
 
@@ -51,9 +53,9 @@ class TextStream:
         self.filename, self.media_type = name, media_type or "text/plain"
         self._header: bytes | None = TEXT_HEADER + ascii_only(mark.line()).encode() + b"\n"
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: Chunk) -> Chunk:
         header, self._header = self._header, None
-        return (header or b"") + chunk
+        return header + chunk if header else chunk
 
     def finish(self) -> bytes:
         header, self._header = self._header, None
@@ -72,7 +74,7 @@ class JsonEnvelopeStream:
         self._head: bytes | None = json.dumps(head)[:-1].encode() + b', "contentBase64": "'
         self._carry = b""
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: Chunk) -> Chunk:
         data = self._carry + chunk
         whole = len(data) - len(data) % 3  # base64 of whole 3-byte groups only: no padding mid-stream
         self._carry = data[whole:]
@@ -90,17 +92,21 @@ class _Drain(io.RawIOBase):
     """Where zipfile writes: keeps what was written until taken; not seekable, so zipfile uses data descriptors."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[Chunk] = []
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: object) -> int:
-        chunk = bytes(data)  # type: ignore[call-overload]
+        # Kept as given when it cannot change later (bytes, a read-only view): a member's data passes uncopied.
+        chunk = data if isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly) \
+            else bytes(data)  # type: ignore[call-overload]
         self._parts.append(chunk)
         return len(chunk)
 
-    def take(self) -> bytes:
+    def take(self) -> Chunk:
+        if len(self._parts) == 1:
+            return self._parts.pop()
         out = b"".join(self._parts)
         self._parts.clear()
         return out
@@ -119,14 +125,14 @@ class ZipStream:
         self._member = self._archive.open(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), "w",
                                           force_zip64=True)
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: Chunk) -> Chunk:
         self._member.write(chunk)
         return self._out.take()
 
     def finish(self) -> bytes:
         self._member.close()
         self._archive.close()
-        return self._out.take()
+        return bytes(self._out.take())
 
 
 class UnexpectedTar(ValueError):
@@ -152,9 +158,10 @@ class TarAppendStream:
         self._ended = False
         self._sent = 0
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: Chunk) -> Chunk:
         if self._ended:
             return b""
+        chunk = bytes(chunk)  # tarfile parses headers from bytes only (a kit is small: the copy is cheap)
         out: list[bytes] = []
         data = self._pending + chunk if self._pending else chunk
         at = 0
