@@ -95,6 +95,18 @@ def test_the_file_clock_reads_its_instant_on_every_call(tmp_path: Path) -> None:
     assert clock() == SATURDAY_NIGHT
 
 
+def test_the_file_clock_sees_a_new_instant_of_the_same_length_written_at_once(tmp_path: Path) -> None:
+    # It parses again only when the text changed: a new instant of the same length, in the same clock tick,
+    # written in place (not replaced), must still be the next call's time.
+    path = tmp_path / "clock"
+    path.write_text("2026-01-05T10:00:00Z")
+    clock = FileClock(path)
+    assert clock() == GOLDEN_NOW
+    with path.open("r+") as same_file:
+        same_file.write("2026-01-10T22:00:00Z")
+    assert clock() == SATURDAY_NIGHT
+
+
 def test_without_a_test_clock_file_the_system_clock_is_used() -> None:
     assert clock_from(None) is system_clock
 

@@ -55,6 +55,19 @@ async def test_a_batch_is_written_with_its_events(policy_pool: asyncpg.Pool) -> 
     assert published[ids[0]].rule_id == "ig.tenant.mismatch" and published[ids[0]].subject_hash == record["subject"]
 
 
+async def test_each_batch_seals_its_inputs_under_a_data_key_of_its_own(policy_pool: asyncpg.Pool) -> None:
+    log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=PROTECTION))
+    batches = [[(INPUT, decision()) for _ in range(3)] for _ in range(2)]
+    for batch in batches:
+        await log.write(batch)
+    written = await rows(policy_pool, [d.decision_id for batch in batches for _, d in batch])
+    sealed_keys = [{written[d.decision_id]["sealedInput"].split(".")[3] for _, d in batch} for batch in batches]
+    assert [len(keys) for keys in sealed_keys] == [1, 1] and sealed_keys[0] != sealed_keys[1]
+    for batch in batches:
+        for _, kept in batch:
+            assert OPENER.open(written[kept.decision_id]["sealedInput"], kept.decision_id) == INPUT
+
+
 async def test_writing_a_batch_twice_is_harmless(policy_pool: asyncpg.Pool) -> None:
     log = DecisionLog(policy_pool, SCHEMA, None, LogSettings(region="region-a", protection=PROTECTION))
     batch = [(INPUT, decision())]

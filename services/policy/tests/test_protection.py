@@ -3,16 +3,19 @@ start-up naming the file."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ig_common.settings import SettingsError, load_settings
 from ig_policy.cli import main as ig_policy
+from ig_policy.domain import protection as protection_module
 from ig_policy.domain.protection import InputOpener, Pseudonymizer, SealedInputError
 from ig_policy.protection_keys import load_opener, load_record_protection
 from ig_policy.settings import Settings
@@ -126,3 +129,45 @@ def test_a_missing_or_bad_key_setting_stops_start_up_naming_it(
     assert f"invalid setting {variable}" in err
     if bad is not None and problem != "private":
         assert str(bad) in err
+
+
+class CountingSuite:
+    """The HPKE suite, counting its key encapsulations (one X25519 key agreement each)."""
+
+    def __init__(self, suite: Any) -> None:
+        self._suite, self.encryptions = suite, 0
+
+    def encrypt(self, *args: Any, **kwargs: Any) -> bytes:
+        self.encryptions += 1
+        return bytes(self._suite.encrypt(*args, **kwargs))
+
+    def decrypt(self, *args: Any, **kwargs: Any) -> bytes:
+        return bytes(self._suite.decrypt(*args, **kwargs))
+
+
+def test_a_batch_pays_one_key_agreement_and_each_of_its_records_opens_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = CountingSuite(protection_module._SUITE)
+    monkeypatch.setattr(protection_module, "_SUITE", suite)
+    protection, opener = new_record_protection()
+    first = [protection.sealer.seal({**INPUT, "n": n}, f"dec_{n}") for n in range(100)]
+    protection.sealer.new_key()
+    second = protection.sealer.seal(INPUT, "dec_100")
+    assert suite.encryptions == 2
+    for n, sealed in reversed(list(enumerate(first))):
+        assert InputOpener(opener.private_key).open(sealed, f"dec_{n}") == {**INPUT, "n": n}
+    assert opener.open(second, "dec_100") == INPUT
+    # The batches' data keys differ: a record given the other batch's sealed key does not open.
+    other_key = second.split(".")[3]
+    parts = first[0].split(".")
+    with pytest.raises(SealedInputError, match="does not open"):
+        opener.open(".".join([*parts[:3], other_key, parts[4]]), "dec_0")
+
+
+def test_records_sealed_one_key_agreement_each_by_the_previous_format_still_open() -> None:
+    protection, opener = new_record_protection()
+    blob = protection_module._SUITE.encrypt(json.dumps(INPUT).encode(), protection.sealer.public_key,
+                                            info=b"ig-policy decision-log input v1 dec_1")
+    v1 = f"hpke-x25519-a256gcm.v1.{opener.key_id}.{base64.urlsafe_b64encode(blob).decode().rstrip('=')}"
+    assert opener.open(v1, "dec_1") == INPUT
+    with pytest.raises(SealedInputError, match="does not open"):
+        opener.open(v1, "dec_2")

@@ -35,6 +35,16 @@ REGION_CLAIMS_OVERRIDDEN = Counter(
     "Requests whose context.region differed from the serving region (decided on the serving region)")
 
 tracer = trace.get_tracer("ig_policy")
+# The counter's children, bound once per (result, rule id): .labels() validates and hashes its labels on every
+# call. Rule ids come from the loaded policy, so this stays as small as the policy's set of rules.
+_DECISION_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _count_decision(result: str, rule_id: str) -> None:
+    child = _DECISION_COUNTERS.get((result, rule_id))
+    if child is None:
+        child = _DECISION_COUNTERS[(result, rule_id)] = DECISIONS.labels(result, rule_id)
+    child.inc()
 
 
 class Engine(Protocol):
@@ -94,7 +104,7 @@ class DecisionService:
             evaluated_at=datetime.now(UTC), latency_ms=elapsed * 1000,
             sensitive_values=sensitive_values_of(policy_input),
         )
-        DECISIONS.labels(verdict.result.value, verdict.rule_id).inc()
+        _count_decision(verdict.result.value, verdict.rule_id)
         DECISION_LATENCY.observe(elapsed)
         if glass is not None:
             count_use(glass, verdict.result)

@@ -174,6 +174,15 @@ class DecisionLog:
         return kept
 
     async def write(self, batch: Sequence[tuple[Any, Decision]]) -> None:
+        # One data key per batch for the sealed inputs, forgotten once the batch is built (protection.py).
+        sealer = self._settings.protection.sealer
+        sealer.new_key()
+        try:
+            await self._write(batch)
+        finally:
+            sealer.new_key()
+
+    async def _write(self, batch: Sequence[tuple[Any, Decision]]) -> None:
         kept: list[tuple[dict[str, Any], Decision]] = []
         texts: list[str] = []
         for start in range(0, len(batch), _CHUNK):
