@@ -27,8 +27,8 @@ k8s-node-down: ## stop the real nodes and everything they run (containers, shims
 k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported into the running real nodes; JSON figures
 	$(RUN) ig-k8s images --service burn
 
-k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn and policy installed with --wait --atomic
-	$(RUN) pytest tools/k8s/tests/test_real_node.py tools/k8s/tests/test_real_charts.py -q -p no:randomly
+k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn and policy installed with --wait --atomic, upgrade/rollback under load, RBAC switch
+	$(RUN) pytest tools/k8s/tests/real -q -p no:randomly
 
 k8s-down: ## stop the simulated Kubernetes clusters and their real nodes
 	$(RUN) ig-k8s down

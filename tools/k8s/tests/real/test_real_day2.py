@@ -1,0 +1,144 @@
+"""Day-2 operations on the real nodes: policy upgraded to a new image tag and rolled back with `helm rollback` while a
+pod calls it through its Service's DNS name (no request may fail), and the migration orchestrator's
+Service-selector switch judged by RBAC with real ServiceAccount tokens.
+
+The releases are the package's (conftest.py): installed once for this module and test_real_charts.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ig_infra.paths import Paths
+from ig_k8s.day2 import client_loop_requests, delete_pod, release_images, retag_image, start_client_loop
+from ig_k8s.helm import Helm, manifests
+from ig_k8s.kube import api_client
+from ig_k8s.node import RealNode
+from ig_k8s.node_build import NodeBinaries
+from ig_k8s.real_charts import NAMESPACE, install_on_real_node, release_pods
+from ig_k8s.releases import load_release_set, release_history
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def test_upgrade_to_a_new_tag_and_rollback_fail_no_request_through_the_service(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, image_tag: str) -> None:
+    """Readiness, maxUnavailable 0 and the pods' graceful end keep the Service answering while the Deployment is
+    replaced twice; helm's history records the upgrade and the rollback, and the pods run the image each names."""
+    node = nodes["region-b"]
+    binaries = NodeBinaries.cached(Paths.from_environment())
+    image = "localhost/ig/policy"
+    next_tag = f"{image_tag}-next"
+    retag_image(node, binaries, f"{image}:{image_tag}", f"{image}:{next_tag}")
+    before = release_history(helm, node.cluster, "policy", NAMESPACE)[-1]["revision"]
+    loop = start_client_loop(node, helm, "policy", image_tag, seconds=300)
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    try:
+        upgraded = install_on_real_node(node, "policy", next_tag, helm)
+        assert set(release_images(node, "policy").values()) == {f"{image}:{next_tag}"}
+        assert all(pod["ready"] for pod in upgraded["pods"]) and len(upgraded["pods"]) >= 2
+
+        helm.with_kubeconfig(node.cluster.kubeconfig).run(
+            "rollback", "policy", str(before), "--namespace", NAMESPACE, "--wait", "--timeout", "300s", timeout=400)
+        history = release_history(helm, node.cluster, "policy", NAMESPACE)
+        assert [h["revision"] for h in history][-2:] == [before + 1, before + 2]
+        assert history[-1]["status"] == "deployed" and history[-1]["description"] == f"Rollback to {before}"
+        assert set(release_images(node, "policy").values()) == {f"{image}:{image_tag}"}
+        assert all(pod["ready"] for pod in release_pods(node, "policy"))
+        time.sleep(1)  # requests after the last old pod ended
+        requests = client_loop_requests(node, loop)
+    finally:
+        delete_pod(core, loop)
+    failed = [r for r in requests if not r["ok"]]
+    assert not failed, f"{len(failed)} of {len(requests)} requests failed: {failed[:5]}"
+    assert len(requests) >= 50, requests  # the loop ran through both rollouts, not only before them
+
+
+def _service_account_kubeconfig(node: RealNode, account: str, target: Path) -> Path:
+    """A kubeconfig carrying a real token of the ServiceAccount (TokenRequest API), so RBAC judges that account."""
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    token = core.create_namespaced_service_account_token(
+        account, NAMESPACE, {"spec": {"expirationSeconds": 600}}).status.token
+    config = json.loads(node.cluster.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = account
+    target.write_text(json.dumps(config))
+    return target
+
+
+def _use_kubeconfig(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    # The client reads $KUBECONFIG once, at import, into this module-level default.
+    from kubernetes.config import kube_config
+
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+
+
+def _apply_migration_identity(node: RealNode, helm: Helm) -> list[dict[str, Any]]:
+    """The migration release's ServiceAccount, Role and RoleBinding exactly as its chart renders them with the
+    release set's values (the switch on): the identity without the pods (its image is not built for these nodes)."""
+    _, releases = load_release_set()
+    migration = next(r for r in releases if r.name == "migration")
+    objects = [o for o in manifests(helm.template(migration.chart_dir, node.cluster.region, migration.name,
+                                                  NAMESPACE, migration.sets))
+               if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    assert {o["kind"] for o in objects} == {"ServiceAccount", "Role", "RoleBinding"}
+    api = api_client(node.cluster.kubeconfig)
+    creators = {"ServiceAccount": client.CoreV1Api(api).create_namespaced_service_account,
+                "Role": client.RbacAuthorizationV1Api(api).create_namespaced_role,
+                "RoleBinding": client.RbacAuthorizationV1Api(api).create_namespaced_role_binding}
+    for item in objects:
+        try:
+            creators[item["kind"]](NAMESPACE, item)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+    return objects
+
+
+def test_only_the_migration_service_account_can_switch_a_service_selector(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ig_migration.adapters.kubernetes_switch import switch_selector
+    from ig_migration.domain.plan import KubernetesSwitch
+
+    node = nodes["region-a"]
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    migration = next(o for o in _apply_migration_identity(node, helm) if o["kind"] == "ServiceAccount")
+    # Another workload's identity: the account burn's running pods use.
+    burn_pod = core.read_namespaced_pod(installed["burn/region-a"]["pods"][0]["name"], NAMESPACE)
+    other = burn_pod.spec.service_account_name
+    assert other and other != migration["metadata"]["name"]
+    delete_service(core, "checkout")
+    core.create_namespaced_service(NAMESPACE, {
+        "metadata": {"name": "checkout"},
+        "spec": {"selector": {"app": "checkout", "version": "blue"}, "ports": [{"port": 8080}]}})
+    switch = KubernetesSwitch(enabled=True, namespace=NAMESPACE, service="checkout", selector_key="version")
+    try:
+        _use_kubeconfig(monkeypatch, _service_account_kubeconfig(node, other, tmp_path / "other"))
+        with pytest.raises(ApiException) as forbidden:
+            asyncio.run(switch_selector(switch, "green"))
+        assert forbidden.value.status == 403
+
+        _use_kubeconfig(monkeypatch, _service_account_kubeconfig(node, migration["metadata"]["name"],
+                                                                 tmp_path / "migration"))
+        assert asyncio.run(switch_selector(switch, "green")) == "blue"
+        assert core.read_namespaced_service("checkout", NAMESPACE).spec.selector == {"app": "checkout",
+                                                                                     "version": "green"}
+    finally:
+        delete_service(core, "checkout")
+
+
+def delete_service(core: client.CoreV1Api, name: str) -> None:
+    try:
+        core.delete_namespaced_service(name, NAMESPACE)
+    except ApiException as error:
+        if error.status != 404:
+            raise
