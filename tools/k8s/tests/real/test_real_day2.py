@@ -1,6 +1,6 @@
 """Day-2 operations on the real nodes: policy upgraded to a new image tag and rolled back with `helm rollback` while a
 pod calls it through its Service's DNS name (no request may fail), and the migration orchestrator's
-Service-selector switch judged by RBAC with real ServiceAccount tokens.
+Service-selector switch judged by RBAC with real ServiceAccount tokens, and a deleted pod replaced.
 
 The releases are the package's (conftest.py): installed once for this module and test_real_charts.py.
 """
@@ -142,3 +142,28 @@ def delete_service(core: client.CoreV1Api, name: str) -> None:
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+def test_a_deleted_pod_is_replaced_and_rejoins_the_service(installed: dict[str, dict[str, Any]],
+                                                           nodes: dict[str, RealNode]) -> None:
+    """The Deployment replaces a deleted pod on the real node, the new pod becomes Ready through its probes, and its
+    address is a ready endpoint of the Service again (what kube-proxy routes to)."""
+    node = nodes["region-a"]
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    discovery = client.DiscoveryV1Api(api_client(node.cluster.kubeconfig))
+    pods = release_pods(node, "policy")
+    victim = pods[0]["name"]
+    core.delete_namespaced_pod(victim, NAMESPACE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        current = release_pods(node, "policy")
+        fresh = [p for p in current if p["name"] not in {p["name"] for p in pods} and p["ready"]]
+        slices = discovery.list_namespaced_endpoint_slice(NAMESPACE,
+                                                          label_selector="kubernetes.io/service-name=policy").items
+        ready = {address for s in slices for e in s.endpoints or [] if e.conditions.ready for address in e.addresses}
+        if fresh and fresh[0]["ip"] in ready and victim not in {p["name"] for p in current}:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"no replacement of {victim} joined the Service within 120 s: {current}, {ready}")
+    assert fresh[0]["node"] == node.name and len([p for p in current if p["ready"]]) >= 2
