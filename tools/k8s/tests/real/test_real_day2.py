@@ -1,6 +1,7 @@
 """Day-2 operations on the real nodes: policy upgraded to a new image tag and rolled back with `helm rollback` while a
 pod calls it through its Service's DNS name (no request may fail), and the migration orchestrator's
-Service-selector switch judged by RBAC with real ServiceAccount tokens, and a deleted pod replaced.
+Service-selector switch judged by RBAC with real ServiceAccount tokens, and evicted pods replaced within their
+disruption budget.
 
 The releases are the package's (conftest.py): installed once for this module and test_real_charts.py.
 """
@@ -81,7 +82,7 @@ def _use_kubeconfig(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
 
 
-def _apply_migration_identity(node: RealNode, helm: Helm) -> list[dict[str, Any]]:
+def _render_migration_identity(node: RealNode, helm: Helm) -> list[dict[str, Any]]:
     """The migration release's ServiceAccount, Role and RoleBinding exactly as its chart renders them with the
     release set's values (the switch on): the identity without the pods (its image is not built for these nodes)."""
     _, releases = load_release_set()
@@ -90,17 +91,43 @@ def _apply_migration_identity(node: RealNode, helm: Helm) -> list[dict[str, Any]
                                                   NAMESPACE, migration.sets))
                if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
     assert {o["kind"] for o in objects} == {"ServiceAccount", "Role", "RoleBinding"}
-    api = api_client(node.cluster.kubeconfig)
-    creators = {"ServiceAccount": client.CoreV1Api(api).create_namespaced_service_account,
-                "Role": client.RbacAuthorizationV1Api(api).create_namespaced_role,
-                "RoleBinding": client.RbacAuthorizationV1Api(api).create_namespaced_role_binding}
+    return objects
+
+
+def _apply_migration_identity(node: RealNode, objects: list[dict[str, Any]]) -> None:
+    for item in objects:
+        _migration_identity_api(node, item["kind"], "create")(NAMESPACE, item)
+
+
+def _wait_until_rbac_sees(node: RealNode, account: str, timeout: float = 15) -> bool:
+    """The API server's RBAC authorizer learns of a new binding through a watch: ask it, as it will judge the
+    switch, until the binding counts (False when it never does: the switch is then refused, as it should be)."""
+    review = {"spec": {"user": f"system:serviceaccount:{NAMESPACE}:{account}",
+                       "groups": ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"],
+                       "resourceAttributes": {"namespace": NAMESPACE, "verb": "patch", "resource": "services"}}}
+    authorization = client.AuthorizationV1Api(api_client(node.cluster.kubeconfig))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if authorization.create_subject_access_review(review).status.allowed:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _remove_migration_identity(node: RealNode, objects: list[dict[str, Any]]) -> None:
     for item in objects:
         try:
-            creators[item["kind"]](NAMESPACE, item)
+            _migration_identity_api(node, item["kind"], "delete")(item["metadata"]["name"], NAMESPACE)
         except ApiException as error:
-            if error.status != 409:
+            if error.status != 404:
                 raise
-    return objects
+
+
+def _migration_identity_api(node: RealNode, kind: str, verb: str) -> Any:
+    api = api_client(node.cluster.kubeconfig)
+    group = client.CoreV1Api(api) if kind == "ServiceAccount" else client.RbacAuthorizationV1Api(api)
+    noun = {"ServiceAccount": "service_account", "Role": "role", "RoleBinding": "role_binding"}[kind]
+    return getattr(group, f"{verb}_namespaced_{noun}")
 
 
 def test_only_the_migration_service_account_can_switch_a_service_selector(
@@ -111,9 +138,13 @@ def test_only_the_migration_service_account_can_switch_a_service_selector(
 
     node = nodes["region-a"]
     core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
-    migration = next(o for o in _apply_migration_identity(node, helm) if o["kind"] == "ServiceAccount")
+    identity = _render_migration_identity(node, helm)
+    _remove_migration_identity(node, identity)  # what an earlier run that failed may have left
+    _apply_migration_identity(node, identity)
+    migration = next(o for o in identity if o["kind"] == "ServiceAccount")
+    _wait_until_rbac_sees(node, migration["metadata"]["name"])
     # Another workload's identity: the account burn's running pods use.
-    burn_pod = core.read_namespaced_pod(installed["burn/region-a"]["pods"][0]["name"], NAMESPACE)
+    burn_pod = core.read_namespaced_pod(release_pods(node, "burn")[0]["name"], NAMESPACE)
     other = burn_pod.spec.service_account_name
     assert other and other != migration["metadata"]["name"]
     delete_service(core, "checkout")
@@ -134,6 +165,7 @@ def test_only_the_migration_service_account_can_switch_a_service_selector(
                                                                                      "version": "green"}
     finally:
         delete_service(core, "checkout")
+        _remove_migration_identity(node, identity)
 
 
 def delete_service(core: client.CoreV1Api, name: str) -> None:
@@ -144,16 +176,24 @@ def delete_service(core: client.CoreV1Api, name: str) -> None:
             raise
 
 
-def test_a_deleted_pod_is_replaced_and_rejoins_the_service(installed: dict[str, dict[str, Any]],
-                                                           nodes: dict[str, RealNode]) -> None:
-    """The Deployment replaces a deleted pod on the real node, the new pod becomes Ready through its probes, and its
-    address is a ready endpoint of the Service again (what kube-proxy routes to)."""
+def test_evicted_pods_are_replaced_and_rejoin_while_the_budget_keeps_one_serving(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode]) -> None:
+    """The Eviction API (what `kubectl drain` uses) takes all policy pods but one and the PodDisruptionBudget
+    (minAvailable 1) refuses the last; the Deployment replaces the evicted pods on the real node, each new pod becomes
+    Ready through its probes and its address is a ready endpoint of the Service again (what kube-proxy routes to)."""
     node = nodes["region-a"]
-    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
-    discovery = client.DiscoveryV1Api(api_client(node.cluster.kubeconfig))
+    api = api_client(node.cluster.kubeconfig)
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
     pods = release_pods(node, "policy")
-    victim = pods[0]["name"]
-    core.delete_namespaced_pod(victim, NAMESPACE)
+    assert len(pods) >= 2 and all(pod["ready"] for pod in pods), pods
+    _wait_for_budget(client.PolicyV1Api(api), "policy", healthy=len(pods))
+    for pod in pods[:-1]:
+        core.create_namespaced_pod_eviction(pod["name"], NAMESPACE, _eviction(pod["name"]))
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod_eviction(pods[-1]["name"], NAMESPACE, _eviction(pods[-1]["name"]))
+    assert refused.value.status == 429 and "disruption budget" in refused.value.body
+
+    evicted = {pod["name"] for pod in pods[:-1]}
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         current = release_pods(node, "policy")
@@ -161,9 +201,25 @@ def test_a_deleted_pod_is_replaced_and_rejoins_the_service(installed: dict[str, 
         slices = discovery.list_namespaced_endpoint_slice(NAMESPACE,
                                                           label_selector="kubernetes.io/service-name=policy").items
         ready = {address for s in slices for e in s.endpoints or [] if e.conditions.ready for address in e.addresses}
-        if fresh and fresh[0]["ip"] in ready and victim not in {p["name"] for p in current}:
+        if len(fresh) == len(evicted) and {p["ip"] for p in fresh} <= ready \
+                and not evicted & {p["name"] for p in current}:
             break
         time.sleep(1)
     else:
-        raise AssertionError(f"no replacement of {victim} joined the Service within 120 s: {current}, {ready}")
-    assert fresh[0]["node"] == node.name and len([p for p in current if p["ready"]]) >= 2
+        raise AssertionError(f"the evicted {evicted} were not replaced in the Service within 120 s: {current}, {ready}")
+    assert {p["node"] for p in fresh} == {node.name}
+
+
+def _eviction(name: str) -> client.V1Eviction:
+    return client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=NAMESPACE))
+
+
+def _wait_for_budget(policy: client.PolicyV1Api, name: str, healthy: int) -> None:
+    """The disruption controller counts the pods asynchronously (another test may just have replaced them)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = policy.read_namespaced_pod_disruption_budget(name, NAMESPACE).status
+        if status.current_healthy == healthy and status.disruptions_allowed == healthy - 1:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"PodDisruptionBudget {name} did not count {healthy} healthy pods: {status}")
