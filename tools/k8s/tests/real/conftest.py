@@ -7,9 +7,8 @@ Nothing skips: a binary or image that cannot be built, or a node or install that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from ig_infra.components.postgres import Postgres
@@ -20,14 +19,12 @@ from ig_k8s.images import build_and_load
 from ig_k8s.node import RealNode
 from ig_k8s.node_build import NodeBinaries
 from ig_k8s.real_charts import install_on_real_node, start_pod_infrastructure, stop_pod_infrastructure, uninstall
-from ig_k8s.suite import REGIONS
+from ig_k8s.suite import REGIONS, in_parallel
 
 TAG = "node-test"
 RELEASES = ("burn", "policy")
 # The test that stops the nodes: it runs after every other test that uses them (see the hook below).
 STOPS_THE_NODES = "stops_real_nodes"
-
-T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,13 +39,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     users = [index for index, item in enumerate(items) if "nodes" in getattr(item, "fixturenames", ())]
     at = users[-1] + 1 if users else len(items)
     items[at:at] = stoppers
-
-
-def in_parallel(work: dict[str, Callable[[], T]]) -> dict[str, T]:
-    """Each region's (or release's) work in a thread of its own: most of it is waiting on the API and kubelets."""
-    with ThreadPoolExecutor(max_workers=len(work)) as pool:
-        futures = {key: pool.submit(job) for key, job in work.items()}
-        return {key: future.result() for key, future in futures.items()}
 
 
 @pytest.fixture(scope="package")

@@ -24,7 +24,7 @@ from ig_k8s.node_network import CLUSTER_DNS_IP, netns_path
 from ig_k8s.node_proof import prove
 from ig_k8s.service_proof import NAMESPACE as SERVICE_NAMESPACE
 from ig_k8s.service_proof import prove_services
-from ig_k8s.suite import REGIONS
+from ig_k8s.suite import REGIONS, in_parallel
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -33,7 +33,8 @@ SERVICE = "burn"
 
 @pytest.fixture(scope="module")
 def proofs(images: dict[str, Any], image_tag: str) -> dict[str, dict[str, Any]]:
-    return {region: prove(region, SERVICE, image_tag, Paths.from_environment()) for region in REGIONS}
+    paths = Paths.from_environment()
+    return in_parallel({region: (lambda region=region: prove(region, SERVICE, image_tag, paths)) for region in REGIONS})
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -81,7 +82,9 @@ def test_the_service_image_entrypoint_runs_the_service(proofs: dict[str, dict[st
 
 @pytest.fixture(scope="module")
 def service_proofs(images: dict[str, Any], image_tag: str) -> dict[str, dict[str, Any]]:
-    return {region: prove_services(region, SERVICE, image_tag, Paths.from_environment()) for region in REGIONS}
+    paths = Paths.from_environment()
+    return in_parallel({region: (lambda region=region: prove_services(region, SERVICE, image_tag, paths))
+                        for region in REGIONS})
 
 
 @pytest.mark.parametrize("region", REGIONS)
