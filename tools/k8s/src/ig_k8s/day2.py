@@ -38,6 +38,41 @@ while time.monotonic() < until:
     time.sleep(0.05)
 """
 
+# Decide over mTLS as the `bench` identity (the authorization table lets it call Decide), on a new channel -- a new
+# connection and TLS handshake -- per request. An RPC error is a failure; the answer and its rule are logged, so that
+# a pod that answers differently (say, fails closed because its OPA has gone) shows too.
+DECIDE_LOOP = """
+import json, os, time
+from datetime import datetime, timezone
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ig.policy.v1 import policy_pb2, policy_pb2_grpc
+read = lambda name: open(os.path.join(os.environ["IG_LOOP_TLS"], name), "rb").read()
+credentials = grpc.ssl_channel_credentials(read("ca.crt"), read("tls.key"), read("tls.crt"))
+target, region = os.environ["IG_LOOP_TARGET"], os.environ["IG_LOOP_REGION"]
+until = time.monotonic() + float(os.environ["IG_LOOP_SECONDS"])
+while time.monotonic() < until:
+    sent = time.time()
+    when = Timestamp()
+    when.FromDatetime(datetime.now(timezone.utc))
+    request = policy_pb2.DecideRequest(
+        actor=policy_pb2.Actor(id="u-loop", tenant="t-loop", roles=["analyst"], purposes=["investigation"]),
+        resource=policy_pb2.Resource(type="case", id="t-loop-rec-1", tenant="t-loop", purpose="investigation",
+                                     region=region, classification="internal"),
+        action="read", context=policy_pb2.Context(time=when, network_zone="corp", device_trust="high",
+                                                   session_risk=10, auth_level="mfa", region=region))
+    try:
+        with grpc.secure_channel(target, credentials) as channel:
+            answer = policy_pb2_grpc.PolicyServiceStub(channel).Decide(request, timeout=5)
+        print(json.dumps({"at": sent, "ok": True, "result": policy_pb2.Result.Name(answer.result),
+                          "rule_id": answer.rule_id}), flush=True)
+    except Exception as error:
+        print(json.dumps({"at": sent, "ok": False, "error": repr(error)[:300]}), flush=True)
+    time.sleep(0.05)
+"""
+DECIDE_IDENTITY = "bench"
+DECIDE_TLS_DIR = "/var/run/ig-loop"
+
 
 def retag_image(node: RealNode, binaries: NodeBinaries, source: str, target: str) -> None:
     """A second tag of an imported image: a new tag for the upgrade without another build or import."""
@@ -47,9 +82,10 @@ def retag_image(node: RealNode, binaries: NodeBinaries, source: str, target: str
 
 
 def start_client_loop(node: RealNode, helm: Helm, release_name: str, tag: str, seconds: float,
-                      namespace: str = NAMESPACE) -> str:
+                      namespace: str = NAMESPACE, decide: bool = False) -> str:
     """Start the looping client pod next to the release and wait until its first request answered; returns its
-    name."""
+    name. ``decide``: policy's gRPC Decide over mTLS (a certificate of its own from the development CA) instead of
+    the chart's plain HTTP call."""
     _, releases = load_release_set()
     release = next(r for r in releases if r.name == release_name)
     rendered = manifests(helm.template(release.chart_dir, node.cluster.region, release.name, namespace,
@@ -61,8 +97,18 @@ def start_client_loop(node: RealNode, helm: Helm, release_name: str, tag: str, s
     container = hook["spec"]["containers"][0]
     container["image"] = f"{values['image']['repository']}:{tag}"
     container["imagePullPolicy"] = "Never"
-    container["command"] = ["python", "-c", CLIENT_LOOP]
+    container["command"] = ["python", "-c", DECIDE_LOOP if decide else CLIENT_LOOP]
     container["env"].append({"name": "IG_LOOP_SECONDS", "value": str(seconds)})
+    if decide:
+        secret = _decide_certificate(node, namespace)
+        service = next(o for o in rendered if o["kind"] == "Service")
+        grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+        target = f"{service['metadata']['name']}.{namespace}.svc.cluster.local:{grpc_port}"
+        container["env"] += [{"name": "IG_LOOP_TLS", "value": DECIDE_TLS_DIR},
+                             {"name": "IG_LOOP_REGION", "value": node.cluster.region},
+                             {"name": "IG_LOOP_TARGET", "value": target}]
+        container["volumeMounts"].append({"name": "loop-tls", "mountPath": DECIDE_TLS_DIR, "readOnly": True})
+        hook["spec"]["volumes"].append({"name": "loop-tls", "secret": {"secretName": secret}})
     hook["spec"]["nodeSelector"] = values["nodeSelector"]
     hook["spec"]["tolerations"] = values["tolerations"]
     hook["metadata"] = {"name": name, "labels": {"app.kubernetes.io/component": "client-loop"}}
@@ -76,6 +122,25 @@ def start_client_loop(node: RealNode, helm: Helm, release_name: str, tag: str, s
             raise RuntimeError(f"{name} made no request within 60 s: {status}")
         time.sleep(0.5)
     return name
+
+
+def _decide_certificate(node: RealNode, namespace: str) -> str:
+    """A Secret with a certificate of the ``bench`` identity in the release's namespace (same trust domain and
+    namespace as the service, as its authorization demands), issued by the CA that issued the service's."""
+    from ig_infra.pki import DevCA, ca_directory
+
+    from ig_k8s.releases import WorkloadSecret
+
+    wanted = WorkloadSecret("decide-loop-tls", DECIDE_IDENTITY, "decide-loop", namespace)
+    body = wanted.body(DevCA.load_or_create(ca_directory(node.cluster.paths.cache)))
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        core.replace_namespaced_secret(wanted.secret_name, namespace, body)
+    return wanted.secret_name
 
 
 def client_loop_requests(node: RealNode, name: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Day-2 operations on the real nodes: policy upgraded to a new image tag and rolled back with `helm rollback` while a
-pod calls it through its Service's DNS name (no request may fail), and the migration orchestrator's
-Service-selector switch judged by RBAC with real ServiceAccount tokens, and evicted pods replaced within their
-disruption budget.
+pod calls Decide through its Service's DNS name (no call may fail or answer differently), the migration
+orchestrator's Service-selector switch judged by RBAC with real ServiceAccount tokens, and evicted pods replaced
+within their disruption budget.
 
 The releases are the package's (conftest.py): installed once for this module and test_real_charts.py.
 """
@@ -29,17 +29,18 @@ from kubernetes.client.rest import ApiException
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
-def test_upgrade_to_a_new_tag_and_rollback_fail_no_request_through_the_service(
+def test_upgrade_to_a_new_tag_and_rollback_fail_no_decide_call_through_the_service(
         installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, image_tag: str) -> None:
-    """Readiness, maxUnavailable 0 and the pods' graceful end keep the Service answering while the Deployment is
-    replaced twice; helm's history records the upgrade and the rollback, and the pods run the image each names."""
+    """Readiness, maxUnavailable 0 and the pods' graceful end (preStop sleep, for the OPA sidecar too) keep Decide
+    answering through the Service, over mTLS, while the Deployment is replaced twice; helm's history records the
+    upgrade and the rollback, and the pods run the image each names."""
     node = nodes["region-b"]
     binaries = NodeBinaries.cached(Paths.from_environment())
     image = "localhost/ig/policy"
     next_tag = f"{image_tag}-next"
     retag_image(node, binaries, f"{image}:{image_tag}", f"{image}:{next_tag}")
     before = release_history(helm, node.cluster, "policy", NAMESPACE)[-1]["revision"]
-    loop = start_client_loop(node, helm, "policy", image_tag, seconds=300)
+    loop = start_client_loop(node, helm, "policy", image_tag, seconds=300, decide=True)
     core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
     try:
         started = time.time()
@@ -61,6 +62,10 @@ def test_upgrade_to_a_new_tag_and_rollback_fail_no_request_through_the_service(
         delete_pod(core, loop)
     failed = [r for r in requests if not r["ok"]]
     assert not failed, f"{len(failed)} of {len(requests)} requests failed: {failed[:5]}"
+    # One input, one policy: every pod, old or new, must give the same decision by the same rule (a pod whose OPA
+    # had already ended would fail closed with another rule).
+    answers = {(r["result"], r["rule_id"]) for r in requests}
+    assert len(answers) == 1 and next(iter(answers))[0] != "RESULT_UNSPECIFIED", answers
     during = [r for r in requests if started <= r["at"] <= ended]
     assert len(during) >= 100, (len(during), ended - started)  # the loop ran through both rollouts
 
