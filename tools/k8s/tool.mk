@@ -4,7 +4,7 @@ CHECK_TARGETS += k8s-check k8s-binaries
 .PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status k8s-node-up k8s-node-down k8s-images k8s-node-test
 
 # The real-node tests (tools/k8s/tests/real: containerd + kubelet + kube-proxy + CoreDNS running pods from images built
-# here; burn and policy installed, upgraded and rolled back there) are part of `make test`: warm 221-233 s
+# here; burn and policy installed, upgraded and rolled back there) are part of `make test`: warm 174-233 s
 # measured (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
 # the kubelet, CoreDNS, the Debian base and two images (roughly 10-19 min, charts/README.md). They never skip.
 # `make k8s-node-test` runs them alone.
