@@ -93,6 +93,12 @@ spec:
               containerPort: {{ $v.ports.public }}
               protocol: TCP
             {{- end }}
+          {{- /* SIGTERM only once the endpoint is out of every node's Service rules (the removal and SIGTERM start
+                 together): a rollout then refuses no connection (tools/k8s/tests/real/test_real_day2.py). */}}
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: {{ $v.preStopSleepSeconds }}
           envFrom:
             - configMapRef:
                 name: {{ include "ig-lib.fullname" $root }}-settings

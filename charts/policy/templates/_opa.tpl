@@ -91,6 +91,12 @@
 - name: opa
   image: {{ include "ig-lib.image" (dict "image" $opa.image "appVersion" "") | quote }}
   imagePullPolicy: {{ $opa.image.pullPolicy }}
+  {{- /* OPA outlives the service: after its own SIGTERM (at the end of the same preStop sleep) the service still
+         takes gRPC calls while its HTTP side stops (up to 3 s) and finishes them (up to 5 s), and each asks OPA. */}}
+  lifecycle:
+    preStop:
+      sleep:
+        seconds: {{ add .Values.preStopSleepSeconds 10 }}
   args:
     - run
     - --server

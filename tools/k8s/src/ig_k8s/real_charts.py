@@ -170,16 +170,21 @@ def helm_test(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPA
             "log": pod_log(node, pod, "call", namespace)}
 
 
-def uninstall(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPACE) -> None:
-    """``helm uninstall``, and the test hook pod it leaves behind (hooks are not part of the release's objects)."""
+def uninstall(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPACE, wait: bool = True) -> None:
+    """``helm uninstall``, and the test hook pod it leaves behind (hooks are not part of the release's objects).
+    Without ``wait`` the release's pods are deleted at once (grace 0): for a clean-up when the node may be gone
+    already, whose kubelet would never confirm a graceful end."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    helm.with_kubeconfig(node.cluster.kubeconfig).run("uninstall", release, "--namespace", namespace, "--wait",
-                                                      timeout=300)
+    args = ["uninstall", release, "--namespace", namespace, "--ignore-not-found", *(["--wait"] if wait else [])]
+    helm.with_kubeconfig(node.cluster.kubeconfig).run(*args, timeout=300)
+    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
+    if not wait:
+        core.delete_collection_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={release}",
+                                              grace_period_seconds=0)
     try:
-        client.CoreV1Api(api_client(node.cluster.kubeconfig)).delete_namespaced_pod(f"{release}-test", namespace,
-                                                                                   grace_period_seconds=0)
+        core.delete_namespaced_pod(f"{release}-test", namespace, grace_period_seconds=0)
     except ApiException as error:
         if error.status != 404:
             raise

@@ -142,12 +142,6 @@ def install_suite(helm: Helm, cluster: SimulatedCluster, namespace: str | None =
     return [release.name for release in releases]
 
 
-def deployment_available(api: client.ApiClient, namespace: str, name: str) -> bool:
-    deployment = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
-    conditions = {c.type: c.status for c in (deployment.status.conditions or [])}
-    return conditions.get("Available") == "True" and (deployment.status.available_replicas or 0) >= 1
-
-
 def release_history(helm: Helm, cluster: SimulatedCluster, release: str, namespace: str) -> list[dict[str, Any]]:
     output = helm.with_kubeconfig(cluster.kubeconfig).run("history", release, "--namespace", namespace,
                                                            "--output", "yaml")

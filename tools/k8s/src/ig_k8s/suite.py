@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ig_infra.paths import REPO_ROOT
 
 REGIONS: tuple[str, ...] = ("region-a", "region-b")
+
+T = TypeVar("T")
+
+
+def in_parallel(work: dict[str, Callable[[], T]]) -> dict[str, T]:
+    """Each region's (or release's) work in a thread of its own, for work that mostly waits on API servers and
+    kubelets; the first failure is raised once all have ended."""
+    with ThreadPoolExecutor(max_workers=max(1, len(work))) as pool:
+        futures = {key: pool.submit(job) for key, job in work.items()}
+        return {key: future.result() for key, future in futures.items()}
 
 
 @dataclass(frozen=True)

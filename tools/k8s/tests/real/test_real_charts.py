@@ -12,74 +12,18 @@ that fails fails the tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from ig_infra.components.postgres import Postgres
-from ig_infra.paths import Paths
-from ig_k8s.cluster import SimulatedCluster
 from ig_k8s.helm import Helm
-from ig_k8s.images import build_and_load
 from ig_k8s.node import RealNode
-from ig_k8s.node_build import NodeBinaries
-from ig_k8s.real_charts import (
-    NAMESPACE,
-    helm_test,
-    install_on_real_node,
-    pod_log,
-    start_pod_infrastructure,
-    stop_pod_infrastructure,
-    uninstall,
-)
+from ig_k8s.real_charts import NAMESPACE, helm_test, pod_log, release_pods
 from ig_k8s.suite import REGIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
-TAG = "node-test"
-RELEASES = ("burn", "policy")
-
-
-@pytest.fixture(scope="module")
-def nodes() -> Iterator[dict[str, RealNode]]:
-    paths = Paths.from_environment()
-    binaries = NodeBinaries.ensure(paths)
-    started: list[SimulatedCluster] = []
-    found: dict[str, RealNode] = {}
-    try:
-        for region in REGIONS:
-            cluster = SimulatedCluster(region, paths)
-            if not cluster.healthy():
-                cluster.start()
-                started.append(cluster)
-            found[region] = RealNode(region, paths)
-            found[region].start(binaries)
-        yield found
-    finally:
-        for node in found.values():
-            node.stop(binaries)
-        for cluster in started:  # leave clusters that `make k8s-up` started running
-            cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def postgres(nodes: dict[str, RealNode]) -> Iterator[Postgres]:
-    paths = Paths.from_environment()
-    try:
-        yield start_pod_infrastructure(paths, list(nodes.values()))
-    finally:
-        stop_pod_infrastructure(paths)
-
-
-@pytest.fixture(scope="module")
-def installed(nodes: dict[str, RealNode], postgres: Postgres, helm: Helm) -> Iterator[dict[str, dict[str, Any]]]:
-    build_and_load(list(RELEASES), TAG, Paths.from_environment())
-    found = {f"{release}/{region}": install_on_real_node(nodes[region], release, TAG, helm)
-             for region in REGIONS for release in RELEASES}
-    yield found
-    for region in REGIONS:
-        for release in RELEASES:
-            uninstall(nodes[region], release, helm)
+RELEASES = ("burn", "policy")  # installed by the package's `installed` fixture (conftest.py)
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -100,7 +44,7 @@ def test_a_release_reached_postgresql_through_its_service_name_as_its_own_roles(
         installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], postgres: Postgres, release: str,
         region: str) -> None:
     node = nodes[region]
-    logs = [pod_log(node, pod, release) for pod in installed[f"{release}/{region}"]["pods"]]
+    logs = [pod_log(node, pod, release) for pod in release_pods(node, release)]
     assert all('"event": "service_started"' in log for log in logs)
     # PostgreSQL's side: the service's sessions come from the node's uplink (kube-proxy's masquerade of Service
     # traffic), logged in as the runtime role its certificate maps to.
@@ -114,7 +58,7 @@ def test_policy_loads_the_repository_policies_into_its_opa_sidecar(
         installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], region: str) -> None:
     """OPA reads the policy ConfigMaps as mounted by the kubelet (each file also under "..<date>" and "..data"):
     without `--ignore=..*` it loads every rule thrice and exits ("multiple default rules"), seen on these nodes."""
-    for pod in installed[f"policy/{region}"]["pods"]:
+    for pod in release_pods(nodes[region], "policy"):  # today's pods: another module may have replaced them
         loaded = [line for line in pod_log(nodes[region], pod, "policy").splitlines()
                   if '"event": "policy_revision_loaded"' in line]
         assert loaded and '"modules": 0,' not in loaded[-1]
@@ -133,10 +77,29 @@ def test_helm_test_calls_each_service_through_its_service_dns_name(
 
 
 def test_the_release_namespace_enforces_the_restricted_pod_security_standard(
-        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode]) -> None:
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], image_tag: str) -> None:
+    """The charts' pods run there, so they comply; a pod the baseline level allows (no runAsNonRoot, escalation
+    allowed, capabilities kept) is refused by the API server itself."""
     from ig_k8s.kube import api_client
     from kubernetes import client
+    from kubernetes.client.rest import ApiException
 
     core = client.CoreV1Api(api_client(nodes[REGIONS[0]].cluster.kubeconfig))
     labels = core.read_namespace(NAMESPACE).metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    unrestricted = {"metadata": {"name": "unrestricted-probe"},
+                    "spec": {"containers": [{"name": "x", "image": f"localhost/ig/burn:{image_tag}"}]}}
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod(NAMESPACE, unrestricted)
+    assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
+
+
+@pytest.mark.parametrize("region", REGIONS)
+@pytest.mark.parametrize("release", RELEASES)
+def test_each_region_runs_its_release_with_its_own_region_setting(
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], release: str, region: str) -> None:
+    from ig_k8s.kube import api_client
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client(nodes[region].cluster.kubeconfig))
+    assert core.read_namespaced_config_map(f"{release}-settings", NAMESPACE).data["IG_REGION"] == region

@@ -5,64 +5,36 @@ Services with cluster DNS: a pod calls another pod by its Service's DNS name (Co
 network namespace).
 
 Nothing is skipped: a binary or image that cannot be built, or a node that does not come up, fails the test.
-Cold (nothing cached) this builds containerd, the kubelet, the Debian base and one service image (minutes); warm it
-takes about a minute and a half. It runs as `make k8s-node-test`, not yet inside `make test` (see tools/k8s/tool.mk).
+Cold (nothing cached) this builds containerd, the kubelet, the Debian base and the service images (minutes). The
+nodes and images are the package's (conftest.py), shared with the chart tests; the node-down test runs last.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ig_infra.paths import Paths
-from ig_k8s.cluster import SimulatedCluster
-from ig_k8s.images import build_and_load
 from ig_k8s.node import NETWORKS, REAL_NODE_LABEL, RealNode
 from ig_k8s.node_build import CONTAINERD_VERSION, NodeBinaries
 from ig_k8s.node_network import CLUSTER_DNS_IP, netns_path
 from ig_k8s.node_proof import prove
 from ig_k8s.service_proof import NAMESPACE as SERVICE_NAMESPACE
 from ig_k8s.service_proof import prove_services
-from ig_k8s.suite import REGIONS
+from ig_k8s.suite import REGIONS, in_parallel
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
-SERVICE, TAG = "burn", "node-test"
+SERVICE = "burn"
 
 
 @pytest.fixture(scope="module")
-def nodes() -> Iterator[dict[str, RealNode]]:
+def proofs(images: dict[str, Any], image_tag: str) -> dict[str, dict[str, Any]]:
     paths = Paths.from_environment()
-    binaries = NodeBinaries.ensure(paths)
-    started_clusters: list[SimulatedCluster] = []
-    found: dict[str, RealNode] = {}
-    for region in REGIONS:
-        cluster = SimulatedCluster(region, paths)
-        if not cluster.healthy():
-            cluster.start()
-            started_clusters.append(cluster)
-        node = RealNode(region, paths)
-        node.start(binaries)
-        found[region] = node
-    yield found
-    for node in found.values():  # the last test stops them; this is for a run that failed before it
-        node.stop(binaries)
-    for cluster in started_clusters:  # leave clusters that `make k8s-up` started running
-        cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def images(nodes: dict[str, RealNode]) -> dict[str, Any]:
-    return build_and_load([SERVICE], TAG, Paths.from_environment())
-
-
-@pytest.fixture(scope="module")
-def proofs(images: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {region: prove(region, SERVICE, TAG, Paths.from_environment()) for region in REGIONS}
+    return in_parallel({region: (lambda region=region: prove(region, SERVICE, image_tag, paths)) for region in REGIONS})
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -109,8 +81,10 @@ def test_the_service_image_entrypoint_runs_the_service(proofs: dict[str, dict[st
 
 
 @pytest.fixture(scope="module")
-def service_proofs(images: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {region: prove_services(region, SERVICE, TAG, Paths.from_environment()) for region in REGIONS}
+def service_proofs(images: dict[str, Any], image_tag: str) -> dict[str, dict[str, Any]]:
+    paths = Paths.from_environment()
+    return in_parallel({region: (lambda region=region: prove_services(region, SERVICE, image_tag, paths))
+                        for region in REGIONS})
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -145,6 +119,7 @@ def test_service_rules_live_in_the_node_namespace_not_the_hosts(service_proofs: 
     assert f"--to-destination {other.host_address}:53" not in proof["node_netns_rules"]
 
 
+@pytest.mark.stops_real_nodes
 def test_node_down_leaves_nothing_running(nodes: dict[str, RealNode], proofs: dict[str, dict[str, Any]],
                                          service_proofs: dict[str, dict[str, Any]]) -> None:
     binaries = NodeBinaries.cached(Paths.from_environment())
