@@ -129,17 +129,11 @@ def _decide_certificate(node: RealNode, namespace: str) -> str:
     namespace as the service, as its authorization demands), issued by the CA that issued the service's."""
     from ig_infra.pki import DevCA, ca_directory
 
-    from ig_k8s.releases import WorkloadSecret
+    from ig_k8s.releases import WorkloadSecret, put_secret
 
     wanted = WorkloadSecret("decide-loop-tls", DECIDE_IDENTITY, "decide-loop", namespace)
     body = wanted.body(DevCA.load_or_create(ca_directory(node.cluster.paths.cache)))
-    core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
-    try:
-        core.create_namespaced_secret(namespace, body)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-        core.replace_namespaced_secret(wanted.secret_name, namespace, body)
+    put_secret(client.CoreV1Api(api_client(node.cluster.kubeconfig)), namespace, wanted.secret_name, body)
     return wanted.secret_name
 
 

@@ -108,15 +108,18 @@ def ensure_workload_secret(helm: Helm, cluster: SimulatedCluster, release: Relea
     wanted = WorkloadSecret.of(objects, namespace)
     with _CA_LOCK:
         ca = DevCA.load_or_create(ca_directory(cluster.paths.cache))
-    body = wanted.body(ca)
-    core = client.CoreV1Api(api_client(cluster.kubeconfig))
+    put_secret(client.CoreV1Api(api_client(cluster.kubeconfig)), namespace, wanted.secret_name, wanted.body(ca))
+    return wanted
+
+
+def put_secret(core: client.CoreV1Api, namespace: str, name: str, body: dict[str, Any]) -> None:
+    """Create the Secret, or replace the one a previous install left (a fresh certificate every time)."""
     try:
         core.create_namespaced_secret(namespace, body)
     except ApiException as error:
         if error.status != 409:
             raise
-        core.replace_namespaced_secret(wanted.secret_name, namespace, body)
-    return wanted
+        core.replace_namespaced_secret(name, namespace, body)
 
 
 def install(helm: Helm, cluster: SimulatedCluster, release: Release, namespace: str,
