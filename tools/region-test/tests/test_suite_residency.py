@@ -33,3 +33,13 @@ def test_a_proof_passes_only_with_nothing_elsewhere_and_the_data_seen_at_home(aw
                                                                              status: str) -> None:
     document = proof(ALPHA, {"region": "region-b", "count": away}, {"region": "region-a", "count": home})
     assert document["status"] == status
+
+
+def test_each_needle_is_counted_however_many_other_hits_push_it_out_of_the_found_list(tmp_path: Path) -> None:
+    for index in range(60):  # more files than `found` lists, each with another needle, sorted before the marker's
+        (tmp_path / f"a-{index:02}").write_bytes(b"bundle-of-alpha")
+    (tmp_path / "z-last").write_bytes(b"marker-123")
+    fingerprints = TenantFingerprints("alpha", "region-a", ("bundle-of-alpha", "marker-123"), frozenset())
+    found = blobs_in(tmp_path, fingerprints)
+    assert len(found["found"]) == 50 and not any("marker-123" in hit for hit in found["found"])
+    assert found["by_needle"] == {"bundle-of-alpha": 60, "marker-123": 1}

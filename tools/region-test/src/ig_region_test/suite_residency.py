@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,15 @@ class TenantFingerprints:
 
 def _needle_hits(text: bytes, needles: Sequence[str]) -> list[str]:
     return [n for n in needles if n.encode() in text]
+
+
+def _by_needle(hits: list[str]) -> dict[str, int]:
+    """How many hits each needle has (a hit ends with ``:<needle>[,<needle>...]``): the ``found`` list is cut at 50,
+    so whether one needle was seen must not depend on how many others were."""
+    counted: Counter[str] = Counter()
+    for hit in hits:
+        counted.update(hit.rsplit(":", 1)[-1].split(","))
+    return dict(sorted(counted.items()))
 
 
 def _in_rows(needles: Sequence[str]) -> list[str]:
@@ -88,7 +98,7 @@ async def rows_in_postgres(dsn_for: Callable[[str], str], needles: Sequence[str]
         finally:
             await db.close()
     return {"databases": databases, "tables_scanned": tables, "rows_scanned": rows, "count": len(hits),
-            "found": sorted(hits)[:50], "sha256": digest(hits)}
+            "found": sorted(hits)[:50], "by_needle": _by_needle(hits), "sha256": digest(hits)}
 
 
 def rows_in_global_replica(sql: Callable[[str], str], needles: Sequence[str]) -> dict[str, Any]:
@@ -106,7 +116,7 @@ def rows_in_global_replica(sql: Callable[[str], str], needles: Sequence[str]) ->
             found = int(sql(f"SELECT count(*) FROM {table} t WHERE strpos(t::text, '{literal}') > 0"))
             hits += [f"postgres:{table}:{needle}"] * found
     return {"databases": ["postgres"], "tables_scanned": len(tables), "rows_scanned": rows, "count": len(hits),
-            "found": sorted(hits)[:50], "sha256": digest(hits)}
+            "found": sorted(hits)[:50], "by_needle": _by_needle(hits), "sha256": digest(hits)}
 
 
 async def messages_on_kafka(bootstrap: str, needles: Sequence[str], *, since_ms: int | None = None,
@@ -155,7 +165,7 @@ async def messages_on_kafka(bootstrap: str, needles: Sequence[str], *, since_ms:
         await consumer.stop()
     return {"bootstrap": bootstrap, "topics": topics, "partitions": len(partitions), "messages_read": read,
             "from": "beginning" if since_ms is None else f"{since_ms} ms", "count": len(hits),
-            "found": sorted(hits)[:50], "sha256": digest(hits)}
+            "found": sorted(hits)[:50], "by_needle": _by_needle(hits), "sha256": digest(hits)}
 
 
 def blobs_in(directory: Path, fingerprints: TenantFingerprints) -> dict[str, Any]:
@@ -175,7 +185,7 @@ def blobs_in(directory: Path, fingerprints: TenantFingerprints) -> dict[str, Any
                 hits.append(f"{path}:sha256")
             hits += [f"{path}:{n}" for n in _needle_hits(data + str(path).encode(), fingerprints.needles)]
     return {"directory": str(directory), "exists": directory.is_dir(), "files_scanned": files, "bytes_scanned": size,
-            "count": len(hits), "found": sorted(hits)[:50], "sha256": digest(hits)}
+            "count": len(hits), "found": sorted(hits)[:50], "by_needle": _by_needle(hits), "sha256": digest(hits)}
 
 
 @dataclass(frozen=True)
