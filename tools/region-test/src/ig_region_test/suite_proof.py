@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import sys
 import time
 import uuid
@@ -33,7 +32,7 @@ from ig_infra.services import SERVICES
 
 from ig_region_test.policyprobe import ask_service, decision_input
 from ig_region_test.residency import PinnedTenant
-from ig_region_test.suite_residency import RegionStores, TenantFingerprints, probe, proof, write_proof
+from ig_region_test.suite_residency import RegionStores, TenantFingerprints, probe, proof, saw, write_proof
 
 BLOBS = "evidence-blobs"
 
@@ -97,8 +96,8 @@ async def run(suite: Suite, tenant: str, *, marker_wait: float = 20.0, needles: 
     deadline = time.monotonic() + marker_wait
     while True:
         home = await probe(home_stores, fingerprints)
-        seen = json.dumps(home["stores"]["postgres"]["found"]), json.dumps(home["stores"]["kafka"]["found"])
-        if (marker in seen[0] and decision_id in seen[1]) or time.monotonic() > deadline:
+        stores = home["stores"]
+        if (saw(stores["postgres"], marker) and saw(stores["kafka"], decision_id)) or time.monotonic() > deadline:
             break
         await asyncio.sleep(1)
     away = await probe(suite.away, fingerprints)

@@ -60,6 +60,12 @@ def _by_needle(hits: list[str]) -> dict[str, int]:
     return dict(sorted(counted.items()))
 
 
+def saw(store: dict[str, Any], needle: str) -> bool:
+    """Whether a store's probe saw the needle, as it is or hex-encoded (a bytea column), whatever `found` shows."""
+    counted = store["by_needle"]
+    return counted.get(needle, 0) + counted.get(needle.encode().hex(), 0) > 0
+
+
 def _in_rows(needles: Sequence[str]) -> list[str]:
     """The needles as a row's text shows them: as they are, and hex-encoded (a bytea column, e.g. a ledger entry's
     payload, renders as ``\\x<hex>``)."""
