@@ -134,10 +134,16 @@ def infrastructure(infra: Any) -> Iterator[dict[str, str]]:
 
 
 def release_job(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    # The job's own IG_* variables only: nothing of a suite the test process may know about leaks in.
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("IG_")}
+    # The job's own IG_* variables only: nothing of a suite the test process may know about leaks in. Where the
+    # machine's infrastructure is (its run dir and ports, as `make` was given them) stays: a run with moved ports
+    # would otherwise send the job to the default ones.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IG_") or _locates_infrastructure(k)}
     return subprocess.run([str(BIN / "ig-release"), "job", "--start-suite", *args], env={**clean, **env}, cwd=REPO,
                           capture_output=True, text=True, timeout=900, check=False)
+
+
+def _locates_infrastructure(variable: str) -> bool:
+    return variable in ("IG_RUN_DIR", "IG_CACHE_DIR") or (variable.startswith("IG_") and variable.endswith("_PORT"))
 
 
 def stages_of(artifacts: Path, version: str) -> list[tuple[str, str]]:

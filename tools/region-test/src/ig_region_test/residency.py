@@ -7,7 +7,6 @@ the home region run the same way, so a probe that cannot see anything cannot pas
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from dataclasses import dataclass
@@ -15,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from ig_common.events.kafka_tls import client_security
 from ig_infra.kafka_reading import identity_tls
 
+from ig_region_test.kafka_scan import all_partitions, records_to_end
 from ig_region_test.procs import KAFKA_CLIENT_IDENTITY
 from ig_region_test.workload import RESIDENT_SCHEMA
 
@@ -117,40 +115,20 @@ async def events_on(bootstrap: str, tenant: PinnedTenant, within: float = 15) ->
     log entry for a request it denied) are counted separately: they record what this region did, not the
     tenant's data.
     """
-    partitions = await _all_partitions(bootstrap)
-    topics = sorted({tp.topic for tp in partitions})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000,
-                                **_kafka_security())
-    await consumer.start()
-    try:
-        matching: list[str] = []
-        keyed_metadata: list[str] = []  # e.g. this region's own decision log about a denied request
-        total = 0
-        if partitions:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            remaining = {tp for tp in partitions if end[tp] > 0}
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + within
-            while remaining and loop.time() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for tp, records in batch.items():
-                    for record in records:
-                        total += 1
-                        ce_id = dict(record.headers).get("ce_id", b"").decode(errors="replace")
-                        if tenant.marker.encode() in (record.value or b""):
-                            matching.append(f"{record.topic}:{ce_id}")
-                        elif (record.key or b"").decode(errors="replace") == tenant.tenant:
-                            keyed_metadata.append(f"{record.topic}:{ce_id}")
-                        if record.offset + 1 >= end[tp]:
-                            remaining.discard(tp)
-            if remaining:
-                raise TimeoutError(f"could not read {len(remaining)} partitions to their end within {within}s")
-    finally:
-        await consumer.stop()
-    return {"bootstrap": bootstrap, "topics": topics, "partitions": len(partitions), "events_read": total,
-            "count": len(matching), "sha256": digest(matching),
+    security = _kafka_security()
+    partitions = await all_partitions(bootstrap, security)
+    matching: list[str] = []
+    keyed_metadata: list[str] = []  # e.g. this region's own decision log about a denied request
+    total = 0
+    async for record in records_to_end(bootstrap, partitions, security, within=within):
+        total += 1
+        ce_id = dict(record.headers).get("ce_id", b"").decode(errors="replace")
+        if tenant.marker.encode() in (record.value or b""):
+            matching.append(f"{record.topic}:{ce_id}")
+        elif (record.key or b"").decode(errors="replace") == tenant.tenant:
+            keyed_metadata.append(f"{record.topic}:{ce_id}")
+    return {"bootstrap": bootstrap, "topics": sorted({tp.topic for tp in partitions}), "partitions": len(partitions),
+            "events_read": total, "count": len(matching), "sha256": digest(matching),
             "other_events_keyed_by_tenant": {topic: sum(1 for m in keyed_metadata if m.startswith(topic + ":"))
                                              for topic in sorted({m.split(":", 1)[0] for m in keyed_metadata})},
             }
@@ -158,14 +136,3 @@ async def events_on(bootstrap: str, tenant: PinnedTenant, within: float = 15) ->
 
 def _kafka_security() -> dict[str, Any]:
     return client_security(identity_tls(KAFKA_CLIENT_IDENTITY)())
-
-
-async def _all_partitions(bootstrap: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **_kafka_security())
-    await admin.start()
-    try:
-        topics = sorted(t for t in await admin.list_topics() if not t.startswith("__"))
-        described = await admin.describe_topics(topics) if topics else []
-    finally:
-        await admin.close()
-    return [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]

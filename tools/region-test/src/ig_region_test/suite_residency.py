@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from ig_common.events.kafka_tls import client_security
 from ig_infra.components.kafka import READER_IDENTITY
 from ig_infra.kafka_reading import identity_tls
 
+from ig_region_test.kafka_scan import all_partitions, records_to_end
 from ig_region_test.residency import digest
 
 PROOF_VERSION = 1
@@ -130,47 +129,15 @@ async def messages_on_kafka(bootstrap: str, needles: Sequence[str], *, since_ms:
     """Every message (value, key and headers) of every topic from the beginning (or from ``since_ms``, for a
     long-lived cluster's positive control), searched for each needle, read as the bus's reader identity."""
     security = client_security(identity_tls(READER_IDENTITY)())
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **security)
-    await admin.start()
-    try:
-        topics = sorted(t for t in await admin.list_topics() if not t.startswith("__"))
-        described = await admin.describe_topics(topics) if topics else []
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000,
-                                **security)
-    await consumer.start()
+    partitions = await all_partitions(bootstrap, security)
     hits: list[str] = []
     read = 0
-    try:
-        if partitions:
-            consumer.assign(partitions)
-            end = await consumer.end_offsets(partitions)
-            start = {tp: 0 for tp in partitions}
-            if since_ms is not None:
-                found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
-                start = {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in partitions}
-            for tp in partitions:
-                consumer.seek(tp, start[tp])
-            remaining = {tp for tp in partitions if end[tp] > start[tp]}
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + within
-            while remaining and loop.time() < deadline:
-                for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
-                    for record in records:
-                        read += 1
-                        text = b"|".join([record.key or b"", record.value or b"",
-                                          *(value for _, value in record.headers)])
-                        hits += [f"{record.topic}:{record.offset}:{n}" for n in _needle_hits(text, needles)]
-                        if record.offset + 1 >= end[tp]:
-                            remaining.discard(tp)
-            if remaining:
-                raise TimeoutError(f"could not read {len(remaining)} partitions to their end within {within}s")
-    finally:
-        await consumer.stop()
-    return {"bootstrap": bootstrap, "topics": topics, "partitions": len(partitions), "messages_read": read,
-            "from": "beginning" if since_ms is None else f"{since_ms} ms", "count": len(hits),
+    async for record in records_to_end(bootstrap, partitions, security, since_ms=since_ms, within=within):
+        read += 1
+        text = b"|".join([record.key or b"", record.value or b"", *(value for _, value in record.headers)])
+        hits += [f"{record.topic}:{record.offset}:{n}" for n in _needle_hits(text, needles)]
+    return {"bootstrap": bootstrap, "topics": sorted({tp.topic for tp in partitions}), "partitions": len(partitions),
+            "messages_read": read, "from": "beginning" if since_ms is None else f"{since_ms} ms", "count": len(hits),
             "found": sorted(hits)[:50], "by_needle": _by_needle(hits), "sha256": digest(hits)}
 
 
