@@ -94,6 +94,9 @@ def test_every_artifact_downloads_watermarked_and_unwraps_to_its_manifest_hash(
         assert served.headers["x-ig-download-id"] == body["downloadId"]
         assert served.headers["cache-control"] == "no-store"
         forms.add(served.headers["x-ig-watermark"])
+        # The length is announced up front (no chunked framing, which costs the portal a copy of every chunk).
+        assert "transfer-encoding" not in served.headers, served.headers
+        assert int(served.headers["content-length"]) == len(served.content), artifact["name"]
         original = unwrap(served.headers["content-disposition"].split('filename="')[1].rstrip('"'), served.content)
         assert hashlib.sha256(original).hexdigest() == artifact["sha256"], artifact["name"]
         assert body["downloadId"].encode() in _watermark_text(served)

@@ -24,6 +24,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from ig_infra.cli import start_components, start_services
+from ig_infra.components.dex import Dex
 from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.components.identities import Identities
 from ig_infra.paths import Paths
@@ -78,7 +79,7 @@ def region_b(infra: Infra, run_root: Path) -> Iterator[SecondRegion]:
     try:
         start_components([primary])
         start_components(components, prefix="region-b ")
-        start_services(region.services(), components, prefix="region-b ", side_by_side=True)
+        start_services(region.services(), [*region.shared(), *components], prefix="region-b ", side_by_side=True)
         yield region
     finally:
         for service in reversed(region.services()):
@@ -134,6 +135,9 @@ def test_each_region_policy_judges_residency_on_its_own_region_whatever_the_requ
 
 def test_every_region_b_service_is_healthy_at_region_b_addresses_and_knows_its_region(
         region_b: SecondRegion) -> None:
+    from ig_infra.components.postgres import Postgres
+
+    own_postgres = next(c for c in region_b.infra() if isinstance(c, Postgres))
     services = region_b.services()
     assert [s.spec.name for s in services] == [s.name for s in SERVICES]
     for service in services:
@@ -143,7 +147,10 @@ def test_every_region_b_service_is_healthy_at_region_b_addresses_and_knows_its_r
         # Its own region's infrastructure, never region-a's (the shared instance's ports).
         assert environ.get("IG_KAFKA_BOOTSTRAP") == region_b.client_env()["IG_KAFKA_BOOTSTRAP"], service.spec.name
         if "IG_DATABASE_URL" in environ:
-            assert f":{region_b.port(55432)}/" in environ["IG_DATABASE_URL"], service.spec.name
+            assert f":{own_postgres.port}/" in environ["IG_DATABASE_URL"], service.spec.name
+        # The shared Dex wherever region-a's runs (IG_DEX_PORT), never a default port.
+        if service.spec.name == "audit-portal":
+            assert environ["IG_OIDC_ISSUER"] == Dex(Paths.from_environment()).issuer
     portal = region_b.service("audit-portal")
     assert environ_of(portal)["IG_EVIDENCE_TARGET"] == region_b.client_env()["IG_EVIDENCE_GRPC"]
     # The browser-facing portal answers at region-b's address (its sign-in page redirects to the shared Dex).

@@ -58,7 +58,7 @@ def main() -> None:
             started = time.monotonic()
             start_components([region.global_primary()])
             start_components(region.infra(), prefix="region-b ")
-            start_services(region.services(), region.infra(), prefix="region-b ", side_by_side=True)
+            start_services(region.services(), region.service_infra(), prefix="region-b ", side_by_side=True)
             print(f"region-b {what}: {time.monotonic() - started:.1f}s", flush=True)
         time.sleep(10)  # past the start-ups' own work
         pid_files = [*options.run_dir.rglob("*.pid"), *options.run_dir.rglob("postmaster.pid")]

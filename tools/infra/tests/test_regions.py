@@ -85,3 +85,20 @@ def test_region_b_down_fails_status_only_when_the_last_up_asked_for_it(
     region.want(True)
     assert main(["status"]) == 1
     assert "region-b" in capsys.readouterr().out
+
+
+def test_region_b_services_start_with_the_shared_parts_where_region_a_runs_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Moved ports, as tools/infra/scripts/measure-cold.sh moves them: region-b's portal once kept the default issuer
+    # (127.0.0.1:5556) and could not sign anyone in.
+    monkeypatch.setenv("IG_DEX_PORT", "5656")
+    monkeypatch.setenv("IG_PROMETHEUS_PORT", "9190")
+    monkeypatch.setenv("IG_PUSHGATEWAY_PORT", "9191")
+    region = SecondRegion.of(Paths(cache=tmp_path / "cache", run=tmp_path / "run"))
+    env: dict[str, str] = {}
+    for component in region.service_infra():
+        env.update(component.env())
+    assert env["IG_OIDC_ISSUER"] == "http://127.0.0.1:5656/dex"
+    assert env["IG_PROMETHEUS_URL"].endswith(":9190")
+    assert env["IG_PUSHGATEWAY_URL"].endswith(":9191")
+    assert env["IG_KAFKA_BOOTSTRAP"] == region.client_env()["IG_KAFKA_BOOTSTRAP"]  # its own, not region-a's

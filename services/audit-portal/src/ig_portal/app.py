@@ -33,7 +33,7 @@ from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
 from ig_portal.domain.access_log import Cursors
-from ig_portal.memory import return_large_buffers_promptly
+from ig_portal.memory import tune_allocator_for_streaming
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
 from ig_portal.store.access_feed import AccessFeed
@@ -128,7 +128,7 @@ def routes(settings: Settings) -> HttpFactory:
 
 def main() -> None:
     settings = load_settings(Settings)
-    return_large_buffers_promptly()
+    tune_allocator_for_streaming()
     # reset_sessions=False: nothing here keeps session state on a pooled connection (the migration advisory lock
     # is unlocked explicitly), so the pool's reset query per release was a wasted round trip.
     run_process(run_service(settings, schema=SCHEMA, migrations=MIGRATIONS,

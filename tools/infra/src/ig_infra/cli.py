@@ -134,7 +134,7 @@ def services_up(paths: Paths, regions: list[str] | None = None) -> None:
     start_services([ServiceProcess(spec, paths) for spec in PROCESSES], infra_components(paths))
     if REGION_B in (regions or []):
         second = SecondRegion.of(paths)
-        start_services(second.services(), second.infra(), prefix=f"{REGION_B} ", side_by_side=True)
+        start_services(second.services(), second.service_infra(), prefix=f"{REGION_B} ", side_by_side=True)
 
 
 def start_services(services: list[ServiceProcess], infra: list[Component], prefix: str = "", *,

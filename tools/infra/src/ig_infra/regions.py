@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ig_infra.components.base import Component
+from ig_infra.components.dex import Dex
 from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.components.identities import Identities
 from ig_infra.components.kafka import Kafka
 from ig_infra.components.opa import Opa
 from ig_infra.components.postgres import Postgres
+from ig_infra.components.prometheus import Prometheus
+from ig_infra.components.pushgateway import Pushgateway
 from ig_infra.paths import Paths
 from ig_infra.services import SERVICES, ServiceProcess, ServiceSpec
 from ig_infra.witnesses import LEDGER_ORIGIN
@@ -102,6 +105,17 @@ class SecondRegion:
         replica = GlobalPostgres(self.paths, replica_of=self.global_primary())
         replica.port = self.port(replica.port)
         return [Identities(self.paths), postgres, kafka, opa, replica]
+
+    def shared(self) -> list[Component]:
+        """What region-b's services use of region-a's stack: Dex (the portal's issuer), Prometheus (burn's SLO
+        source) and the Pushgateway, on whatever ports region-a's were given (IG_DEX_PORT, ...), never the defaults."""
+        region_a = Paths(cache=self.paths.cache, run=self.paths.run.parent, repo=self.paths.repo)
+        return [Pushgateway(region_a), Prometheus(region_a), Dex(region_a)]
+
+    def service_infra(self) -> list[Component]:
+        """Every component whose settings region-b's services start with: the shared ones, then the region's own
+        (which win where both set one)."""
+        return [*self.shared(), *self.infra()]
 
     def specs(self) -> tuple[ServiceSpec, ...]:
         return tuple(self._spec(spec) for spec in SERVICES)

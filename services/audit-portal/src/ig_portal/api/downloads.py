@@ -28,6 +28,9 @@ class Download:
     content: bytes | None = None
     chunks: AsyncIterator[Chunk] | None = None
     marker: streamed_marks.StreamMark | None = None
+    # The streamed answer's length when known up front (the artifact's size per its metadata, through the mark):
+    # sent with a Content-Length, the body passes to the socket as it is, where chunked framing copies every chunk.
+    length: int | None = None
 
 
 def stream_mark(artifact: ArtifactView, mark: watermark.Watermark) -> streamed_marks.StreamMark:
@@ -53,11 +56,12 @@ async def prepare(artifact: ArtifactView, chunks: AsyncIterator[Chunk], mark: wa
         if stamped is not None:
             return Download("pdf", "application/pdf", artifact.name, content=stamped)
         return _streamed(streamed_marks.ZipStream(artifact.name, mark), _prepend(bytes(collected), _empty()))
-    return _streamed(stream_mark(artifact, mark), chunks)
+    marker = stream_mark(artifact, mark)
+    return _streamed(marker, chunks, marker.sent_length(artifact.size))
 
 
-def _streamed(marker: streamed_marks.StreamMark, chunks: AsyncIterator[Chunk]) -> Download:
-    return Download(marker.form, marker.media_type, marker.filename, chunks=chunks, marker=marker)
+def _streamed(marker: streamed_marks.StreamMark, chunks: AsyncIterator[Chunk], length: int | None = None) -> Download:
+    return Download(marker.form, marker.media_type, marker.filename, chunks=chunks, marker=marker, length=length)
 
 
 async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
@@ -105,6 +109,10 @@ def response(download: Download, download_id: str, original_sha256: str) -> Resp
     if download.content is not None:
         return Response(download.content, media_type=download.media_type, headers=headers)
     assert download.chunks is not None and download.marker is not None
+    if download.length is not None:
+        # Should the evidence service send more or fewer bytes than its metadata said, the server ends the answer
+        # short of or at this length and the client sees a truncated download, never a different file.
+        headers["Content-Length"] = str(download.length)
     return StreamingResponse(marked_chunks(download.chunks, download.marker), media_type=download.media_type,
                              headers=headers)
 

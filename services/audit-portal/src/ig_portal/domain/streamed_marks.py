@@ -22,7 +22,7 @@ import io
 import json
 import tarfile
 import zipfile
-from typing import Protocol
+from typing import IO, Protocol
 
 from ig_portal.domain.watermark import ENVELOPE_KEY, MARK_FILE, TEXT_HEADER, Watermark, ascii_only
 
@@ -41,6 +41,11 @@ class StreamMark(Protocol):
 
     def finish(self) -> bytes: ...
 
+    def sent_length(self, size: int) -> int | None:
+        """How many bytes feed and finish return in all for an original of ``size`` bytes, when the form knows it
+        in advance (the answer then carries a Content-Length instead of chunked framing); None when it does not."""
+        ...
+
 
 def mark_text(mark: Watermark) -> bytes:
     return (mark.line() + "\n" + json.dumps(mark.as_dict()) + "\n").encode()
@@ -52,6 +57,7 @@ class TextStream:
     def __init__(self, name: str, media_type: str, mark: Watermark) -> None:
         self.filename, self.media_type = name, media_type or "text/plain"
         self._header: bytes | None = TEXT_HEADER + ascii_only(mark.line()).encode() + b"\n"
+        self._header_length = len(self._header)
 
     def feed(self, chunk: Chunk) -> Chunk:
         header, self._header = self._header, None
@@ -60,6 +66,9 @@ class TextStream:
     def finish(self) -> bytes:
         header, self._header = self._header, None
         return header or b""
+
+    def sent_length(self, size: int) -> int | None:
+        return self._header_length + size
 
 
 class JsonEnvelopeStream:
@@ -72,6 +81,7 @@ class JsonEnvelopeStream:
                 "artifact": {"name": name, "mediaType": media_type, "sha256": sha256, "size": size}}
         # The envelope's JSON up to the opening quote of contentBase64; the closing quote and brace follow at the end.
         self._head: bytes | None = json.dumps(head)[:-1].encode() + b', "contentBase64": "'
+        self._head_length = len(self._head)
         self._carry = b""
 
     def feed(self, chunk: Chunk) -> Chunk:
@@ -86,6 +96,9 @@ class JsonEnvelopeStream:
         tail = base64.b64encode(self._carry)
         self._carry = b""
         return (head or b"") + tail + b'"}'
+
+    def sent_length(self, size: int) -> int | None:
+        return self._head_length + 4 * -(-size // 3) + len(b'"}')
 
 
 class _Drain(io.RawIOBase):
@@ -118,12 +131,16 @@ class ZipStream:
 
     def __init__(self, name: str, mark: Watermark) -> None:
         self.filename = f"{name}.zip"
+        self._name, self._mark = name, mark
         self._out = _Drain()
-        self._archive = zipfile.ZipFile(self._out, "w", zipfile.ZIP_STORED)
-        self._archive.writestr(MARK_FILE, mark_text(mark))
+        self._archive, self._member = self._open(self._out)
+
+    def _open(self, out: io.RawIOBase) -> tuple[zipfile.ZipFile, IO[bytes]]:
+        archive = zipfile.ZipFile(out, "w", zipfile.ZIP_STORED)
+        archive.writestr(MARK_FILE, mark_text(self._mark))
         # force_zip64: the size is not known up front and may pass 4 GiB.
-        self._member = self._archive.open(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), "w",
-                                          force_zip64=True)
+        member = archive.open(zipfile.ZipInfo(self._name, date_time=(1980, 1, 1, 0, 0, 0)), "w", force_zip64=True)
+        return archive, member
 
     def feed(self, chunk: Chunk) -> Chunk:
         self._member.write(chunk)
@@ -133,6 +150,17 @@ class ZipStream:
         self._member.close()
         self._archive.close()
         return bytes(self._out.take())
+
+    def sent_length(self, size: int) -> int | None:
+        """The same archive around an empty member, plus ``size``: the member's bytes are stored as they are, and
+        every header field that holds a size or an offset has a fixed width while each stays under zipfile's
+        ZIP64_LIMIT. Past it zipfile adds zip64 extra fields; such an archive is sent with chunked framing."""
+        counted = _Drain()
+        archive, member = self._open(counted)
+        member.close()
+        archive.close()
+        empty = len(counted.take())
+        return empty + size if empty + size < zipfile.ZIP64_LIMIT else None
 
 
 class UnexpectedTar(ValueError):
@@ -191,6 +219,9 @@ class TarAppendStream:
         sent = b"".join(out)
         self._sent += len(sent)
         return sent
+
+    def sent_length(self, size: int) -> int | None:
+        return None  # the mark member goes where the archive's end blocks are found, padded to its record size
 
     def finish(self) -> bytes:
         if not self._ended:
