@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import aiohttp
@@ -81,6 +81,7 @@ async def portal_load(base: str, token: str, artifact_ids: list[str], *, seconds
     leaves the moment the last answer arrives)."""
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
+    error_kinds: dict[str, Counter[str]] = defaultdict(Counter)  # what a failed request got: a status or an exception
     headers = {"Authorization": f"Bearer {token}"}
     deadline = time.monotonic() + seconds
 
@@ -90,11 +91,13 @@ async def portal_load(base: str, token: str, artifact_ids: list[str], *, seconds
             async with http.get(url) as response:
                 body = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError) as error:
             errors[name] += 1
+            error_kinds[name][type(error).__name__] += 1
             return None
         if status != 200:
             errors[name] += 1
+            error_kinds[name][f"HTTP {status}"] += 1
             return None
         latencies[name].append(time.perf_counter() - started)
         return body
@@ -135,7 +138,7 @@ async def portal_load(base: str, token: str, artifact_ids: list[str], *, seconds
 
     started = time.monotonic()
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
-    return latencies, errors, time.monotonic() - started
+    return latencies, errors, error_kinds, time.monotonic() - started
 
 
 async def raw_get_artifact(target: str, artifact_ids: list[str]) -> tuple[list[float], int, float]:
@@ -216,13 +219,14 @@ def run_phase(name: str, base: str, token: str, ids: list[str], pids: dict[str, 
     print(f"{name}: {model}, {seconds:.0f} s over {len(ids)} artifacts ...", flush=True)
     before = ({process: process_cpu_seconds(pid) for process, pid in pids.items()}
               | {"load generator": own_cpu_seconds()})
-    latencies, errors, elapsed = asyncio.run(portal_load(base, token, ids, seconds=seconds,
-                                                         think_seconds=think_seconds))
+    latencies, errors, error_kinds, elapsed = asyncio.run(portal_load(base, token, ids, seconds=seconds,
+                                                                      think_seconds=think_seconds))
     after = {process: process_cpu_seconds(pid) for process, pid in pids.items()} | {"load generator": own_cpu_seconds()}
     total = sum(len(s) for s in latencies.values())
     return {
         "client_model": model, "seconds": round(elapsed, 1), "requests_per_second": round(total / elapsed, 1),
         "endpoints": {step: summary(latencies[step], errors.get(step, 0), elapsed) for step in STEPS},
+        "errors_by_kind": {step: dict(kinds) for step, kinds in error_kinds.items() if kinds},
         "cpu_ms_per_request": {process: round((after[process] - before[process]) * 1000 / max(1, total), 2)
                                for process in after},
         "load_average_1m": round(os.getloadavg()[0], 1),
@@ -237,6 +241,8 @@ def print_phase(name: str, phase: dict[str, object]) -> None:
     for endpoint, row in rows.items():
         print(f"{endpoint or name:44} {row['count']:>7} {row['errors']:>5} {row.get('p50_ms', 0):>8} "
               f"{row.get('p95_ms', 0):>8} {row.get('p99_ms', 0):>8} {row.get('per_second', 0):>7}")
+    for endpoint, kinds in phase.get("errors_by_kind", {}).items():  # type: ignore[attr-defined]
+        print(f"  errors of {endpoint}: {', '.join(f'{kind} x{n}' for kind, n in sorted(kinds.items()))}")
     if "cpu_ms_per_request" in phase:
         cpu = ", ".join(f"{process} {ms} ms" for process, ms in phase["cpu_ms_per_request"].items())  # type: ignore[attr-defined]
         print(f"throughput {phase['requests_per_second']} req/s; CPU per portal request: {cpu}; "
