@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
 from ig_infra.cli import start_components, start_services
 from ig_infra.components.dex import Dex
@@ -210,6 +211,7 @@ FORGED_QUERY = f"region={REGION_A}&context.region={REGION_A}"
 class AlphaInRegionA:
     stack: Stack
     release: str
+    archive: Path
     fingerprints: TenantFingerprints
     since: float
     portal_a: str
@@ -236,7 +238,7 @@ def alpha_in_region_a(infra: Infra, database_url: str, kafka_bootstrap: str,
     status, body = _get(f"{portal_a}/audit/releases", token)
     assert status == 200 and release in json.dumps(body), (status, body)  # served at home
     try:
-        yield AlphaInRegionA(stack, release, fingerprints, since, portal_a)
+        yield AlphaInRegionA(stack, release, archive, fingerprints, since, portal_a)
     finally:
         process.stop()
         stack.processes.remove(process)
@@ -297,9 +299,63 @@ def test_region_b_portal_refuses_alpha_whatever_region_the_request_claims_and_se
     assert status == 200 and isinstance(body.get("releases"), list), body
 
 
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        lines = answer.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
+
+
+EVIDENCE_REFUSED = 'ig_evidence_residency_refused_total{pinned_region="region-a"}'
+
+
+@pytest.fixture(scope="module")
+def registered_at_region_b(region_b: SecondRegion, alpha_in_region_a: AlphaInRegionA) -> dict[str, object]:
+    """The release job sends alpha's signed bundle (the one region-a holds) to region-b's evidence service, then
+    asks it for alpha's and beta's releases: the answers, and region-b's refusal count before and after."""
+    from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
+    from ig_common.grpc_client import channel_as
+    from ig_evidence.bundle.upload import register_requests
+
+    evidence = region_b.service("evidence")
+    before = _metric(evidence.spec.health_port, EVIDENCE_REFUSED)
+    answers: dict[str, object] = {}
+    with channel_as("release", f"127.0.0.1:{evidence.spec.grpc_port}") as channel:
+        stub = evidence_pb2_grpc.EvidenceServiceStub(channel)
+        calls = {
+            "register alpha": lambda: stub.RegisterBundle(register_requests(
+                alpha_in_region_a.archive, alpha_in_region_a.release, "alpha"), timeout=30),
+            "list alpha": lambda: stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant="alpha"), timeout=10),
+            "list beta": lambda: stub.ListReleases(evidence_pb2.ListReleasesRequest(tenant="beta"), timeout=10),
+        }
+        for name, call in calls.items():
+            try:
+                answers[name] = ("OK", str(call()))
+            except grpc.RpcError as error:
+                answers[name] = (error.code().name, error.details())
+    return {"answers": answers, "refused_before": before,
+            "refused_after": _metric(evidence.spec.health_port, EVIDENCE_REFUSED)}
+
+
+def test_region_b_evidence_refuses_alpha_bundle_and_reads_and_serves_beta(
+        region_b: SecondRegion, alpha_in_region_a: AlphaInRegionA, registered_at_region_b: dict[str, object]) -> None:
+    answers = registered_at_region_b["answers"]
+    assert isinstance(answers, dict)
+    for name in ("register alpha", "list alpha"):
+        code, details = answers[name]
+        assert code == "FAILED_PRECONDITION", (name, code, details)
+        assert "pinned to region-a" in details and "served from region-b" in details, (name, details)
+    assert answers["list beta"][0] == "OK", answers["list beta"]  # a global tenant is served from region-b
+    assert registered_at_region_b["refused_after"] == registered_at_region_b["refused_before"] + 2  # type: ignore[operator]
+    log = region_b.service("evidence").log_file.read_text()
+    assert "residency_refused" in log
+    # Refused on the header: the upload was never read, so no signer check or ingest step logged the release.
+    assert alpha_in_region_a.release not in log
+
+
 def test_region_b_stores_hold_nothing_of_alpha_read_directly_and_the_proof_is_written(
         infra: Infra, database_url: str, region_b: SecondRegion, region_a_policy: ServiceProcess,
-        alpha_in_region_a: AlphaInRegionA, forged_at_region_b: dict[str, object]) -> None:
+        alpha_in_region_a: AlphaInRegionA, forged_at_region_b: dict[str, object],
+        registered_at_region_b: dict[str, object]) -> None:
     """The release's probe (``python -m ig_region_test.suite_proof``) on this module's two regions: it writes a
     marker decision for alpha at region-a's policy service, then reads region-b's PostgreSQL (every database), its
     replica of the global cluster, its Kafka (every topic from the beginning) and its evidence blob store, and

@@ -54,9 +54,10 @@ data:
   grpc-methods.yaml: {{ include "ig-lib.authzTable" . | quote }}
 {{- end -}}
 
-{{/* The chart sets these from tls.* and authz.*; reflection stays off in a cluster (a development setting only). */}}
+{{/* The chart sets these from tls.*, authz.* and tenantResidency.* (an empty residency file would serve every
+     tenant everywhere); reflection stays off in a cluster (a development setting only). */}}
 {{- define "ig-lib.reservedSettings" -}}
-IG_TLS_DIR IG_AUTHZ_TABLE IG_GRPC_REFLECTION
+IG_TLS_DIR IG_AUTHZ_TABLE IG_GRPC_REFLECTION IG_TENANT_RESIDENCY_FILE
 {{- end -}}
 
 {{- define "ig-lib.identityEnv" -}}

@@ -33,7 +33,7 @@ Call with (dict "root" $ "extra" (dict "IG_OPA_URL" "...")) to add chart-specifi
 {{- fail (printf "settings key %q must be an IG_* environment variable name" $key) }}
 {{- end }}
 {{- if has $key $reserved }}
-{{- fail (printf "settings key %s is not settable: the chart sets IG_TLS_DIR and IG_AUTHZ_TABLE from tls.* and authz.*, and gRPC reflection (IG_GRPC_REFLECTION) stays off in a cluster" $key) }}
+{{- fail (printf "settings key %s is not settable: the chart sets IG_TLS_DIR, IG_AUTHZ_TABLE and IG_TENANT_RESIDENCY_FILE from tls.*, authz.* and tenantResidency.*, and gRPC reflection (IG_GRPC_REFLECTION) stays off in a cluster" $key) }}
 {{- end }}
 {{- $_ := set $settings $key (toString $value) }}
 {{- end }}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 from fastapi import HTTPException
+from ig_common.residency import Residency
 from ig_portal.api.guard import Guard
 from ig_portal.api.residency import ResidencyGate
 from ig_portal.clients.ledger import LedgerUnavailable
 from ig_portal.domain.access import AccessEntry, Action
 from ig_portal.domain.identity import Principal, Role
-from ig_portal.domain.residency import Residency
 from starlette.requests import Request
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from fastapi import HTTPException
+from ig_common.residency import InvalidResidencyData, residency_from_policy_data
 from ig_portal.api.residency import RESIDENCY_REFUSALS, ResidencyGate, ResidencyRefused
 from ig_portal.domain.identity import Principal, Role
-from ig_portal.domain.residency import InvalidResidencyData, residency_from_policy_data
 from ig_portal.settings import Settings
 from pydantic import ValidationError
 

@@ -102,3 +102,23 @@ def test_region_b_services_start_with_the_shared_parts_where_region_a_runs_them(
     assert env["IG_PROMETHEUS_URL"].endswith(":9190")
     assert env["IG_PUSHGATEWAY_URL"].endswith(":9191")
     assert env["IG_KAFKA_BOOTSTRAP"] == region.client_env()["IG_KAFKA_BOOTSTRAP"]  # its own, not region-a's
+
+
+def test_both_regions_evidence_and_portal_serve_by_the_policy_data_residency_pins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ig_common.residency import load_residency
+    from ig_infra import services
+
+    # The witnesses' and ledger's keys come from a run dir's identities; they are not what this test is about.
+    monkeypatch.setattr(services, "evidence_witnesses_env", lambda paths: {})
+    monkeypatch.setattr(services, "portal_verification_env", lambda paths: {})
+    monkeypatch.delenv("IG_OPA_POLICIES", raising=False)
+    paths = Paths(cache=tmp_path / "cache", run=tmp_path / "run")
+    region_b = SecondRegion.of(paths)
+    for region, specs in ((REGION_A, SERVICES), (REGION_B, region_b.specs())):
+        for name in ("evidence", "audit-portal"):
+            spec = next(s for s in specs if s.name == name)
+            assert spec.run_env is not None, (region, name)
+            pins = spec.run_env(region_b.paths if region == REGION_B else paths)["IG_TENANT_RESIDENCY_FILE"]
+            assert Path(pins) == paths.repo / "policies" / "rego" / "ig" / "config" / "data.json", (region, name)
+            assert load_residency(pins, REGION_B).refusal("alpha") is not None, (region, name)

@@ -2,13 +2,12 @@
 
 from pathlib import Path
 
+from ig_common.residency import Residency, check_residency_file, load_residency
 from ig_common.settings import Port, ServiceSettings
 from ig_evidence.bundle.build import load_contract
 from ig_evidence.domain.cosignature import Cosigner, parse_cosigner_key
 from ig_evidence.domain.note import parse_verifier_key
 from pydantic import Field, field_validator, model_validator
-
-from ig_portal.domain.residency import Residency, residency_from_policy_data
 
 
 class Settings(ServiceSettings):
@@ -94,18 +93,11 @@ class Settings(ServiceSettings):
     @field_validator("tenant_residency_file")
     @classmethod
     def _residency_loads(cls, value: str) -> str:
-        if value.strip():
-            try:
-                residency_from_policy_data(Path(value.strip()).read_text(), "any")
-            except (OSError, ValueError) as error:
-                raise ValueError(f"{value.strip()}: not the policy's residency data ({error})") from error
-        return value.strip()
+        return check_residency_file(value)
 
     @property
     def residency(self) -> Residency:
-        if not self.tenant_residency_file:
-            return Residency(self.region)
-        return residency_from_policy_data(Path(self.tenant_residency_file).read_text(), self.region)
+        return load_residency(self.tenant_residency_file, self.region)
 
     @field_validator("evidence_contracts")
     @classmethod

@@ -13,6 +13,7 @@ from ig_common.settings import load_identity, load_settings
 
 from ig_evidence.api.evidence import EvidenceServicer, report_missing
 from ig_evidence.api.ledger import LedgerServicer
+from ig_evidence.api.residency import ResidencyGate
 from ig_evidence.api.tiles_http import tiles_router
 from ig_evidence.bundle.keyless import KeylessVerifier
 from ig_evidence.domain.trusted_signers import TrustedSignersError
@@ -49,6 +50,7 @@ def main() -> None:
     if not signers.tenants:
         log.warning("no_trusted_signers", detail="IG_TRUSTED_SIGNERS_PATH names no signer: every RegisterBundle "
                     "is refused")
+    residency = ResidencyGate(settings.residency)  # read once: a changed file takes effect at the next start
     adapters: dict[str, object] = {}
 
     async def on_start(runtime: Runtime) -> None:
@@ -84,12 +86,14 @@ def main() -> None:
         authz_table = runtime.authz_table
         assert authz_table is not None  # run_service refused to start without it
         evidence = EvidenceServicer(BundleStore(runtime.pool, runtime.schema), ledger, blobs,
-                                    limits=settings.upload_limits(), signers=signers, keyless=keyless,
+                                    limits=settings.upload_limits(), signers=signers, residency=residency,
+                                    keyless=keyless,
                                     on_commit=runtime.relay.wake,
                                     witnessing=witnessing if witnessing.endpoints else None)
         return [
             GrpcService(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
-                        LedgerServicer(ledger, authz_table, witnessing if witnessing.endpoints else None),
+                        LedgerServicer(ledger, authz_table, witnessing if witnessing.endpoints else None,
+                                       residency=residency),
                         ledger_pb2_grpc.add_LedgerServiceServicer_to_server),
             GrpcService(evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name, evidence,
                         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server),

@@ -32,7 +32,7 @@ from ig_infra.components.postgres import Postgres
 from ig_infra.components.prometheus import Prometheus
 from ig_infra.components.pushgateway import Pushgateway
 from ig_infra.paths import Paths
-from ig_infra.services import SERVICES, ServiceProcess, ServiceSpec
+from ig_infra.services import SERVICES, ServiceProcess, ServiceSpec, tenant_residency_env
 from ig_infra.witnesses import LEDGER_ORIGIN
 
 REGION_A = "region-a"
@@ -173,9 +173,11 @@ def _grpc_port(name: str) -> int:
 def _region_ledger_env(region: str) -> Callable[[Paths], dict[str, str]]:
     """region-b's evidence ledger is a log of its own (its own checkpoint key, from its run dir's identities), so it
     gets its own origin. The two witnesses `make up` runs are told of region-a's ledger only; region-b's is not
-    witnessed yet (IG_WITNESSES empty) rather than submitted to witnesses that would refuse it."""
+    witnessed yet (IG_WITNESSES empty) rather than submitted to witnesses that would refuse it. It serves by the
+    same residency pins as region-a's."""
 
     def env(paths: Paths) -> dict[str, str]:
-        return {"IG_LEDGER_ORIGIN": f"{LEDGER_ORIGIN}/{region}", "IG_WITNESSES": json.dumps([])}
+        return {"IG_LEDGER_ORIGIN": f"{LEDGER_ORIGIN}/{region}", "IG_WITNESSES": json.dumps([]),
+                **tenant_residency_env(paths)}
 
     return env

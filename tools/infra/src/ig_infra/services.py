@@ -39,12 +39,21 @@ def policy_wasm_env(paths: Paths) -> dict[str, str]:
     return {"IG_POLICY_WASM_BUNDLE": str(bundle)}
 
 
-def portal_env(paths: Paths) -> dict[str, str]:
-    """The portal's verification pins, and the policy data whose residency pins it serves by: the document the
-    region's OPA loads, so the portal and ``ig.residency.cross_region`` read the same pins."""
+def tenant_residency_env(paths: Paths) -> dict[str, str]:
+    """The policy data whose residency pins the portal and the evidence service serve by: the document the region's
+    OPA loads, so they and ``ig.residency.cross_region`` read the same pins."""
     policies = Path(os.environ.get("IG_OPA_POLICIES", paths.repo / "policies" / "rego"))
-    return {**portal_verification_env(paths),
-            "IG_TENANT_RESIDENCY_FILE": str(policies / "ig" / "config" / "data.json")}
+    return {"IG_TENANT_RESIDENCY_FILE": str(policies / "ig" / "config" / "data.json")}
+
+
+def portal_env(paths: Paths) -> dict[str, str]:
+    """The portal's verification pins and the residency pins."""
+    return {**portal_verification_env(paths), **tenant_residency_env(paths)}
+
+
+def evidence_env(paths: Paths) -> dict[str, str]:
+    """The witnesses the ledger's head checkpoints go to, and the residency pins."""
+    return {**evidence_witnesses_env(paths), **tenant_residency_env(paths)}
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
                 extra_ports={"IG_AUTHZEN_PORT": 8091, "IG_FORWARD_AUTH_PORT": 8092},
                 data_dirs={"IG_DECISION_LOG_WAL_DIR": "policy-wal"}, run_env=policy_wasm_env),
     # Each new head checkpoint goes to the witnesses below (IG_WITNESSES), which run before it. The ledger's tiles
-    # and checkpoint (C2SP tlog-tiles) are plain and read-only on 8012: public by design.
+    # and checkpoint (C2SP tlog-tiles) are plain and read-only on 8012: public by design. A tenant pinned to another
+    # region than its IG_REGION is refused (IG_TENANT_RESIDENCY_FILE, as the portal's).
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052, plain_ports={"IG_PUBLIC_PORT": 8012},
-                data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}, run_env=evidence_witnesses_env),
+                data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}, run_env=evidence_env),
     # /get-burn over HTTPS; OFREP and the /burn page plain and read-only; /healthz and /metrics on plain 8083.
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053, extra_ports={"IG_API_PORT": 8093},
                 plain_ports={"IG_PUBLIC_PORT": 8013}, extra_env={"IG_EXTERNAL_URL": "http://127.0.0.1:8013"}),

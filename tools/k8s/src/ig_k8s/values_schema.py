@@ -30,7 +30,7 @@ ENUMS: dict[str, list[str]] = {
 }
 # Values a chart cannot do without and that have no region-wide fallback: an empty one is refused.
 NON_EMPTY = ("image.repository", "database.role", "database.migratorRole", "database.secretKey",
-             "database.migrationSecretKey", "authz.mountPath", "tls.mountPath")
+             "database.migrationSecretKey", "authz.mountPath", "tls.mountPath", "tenantResidency.mountPath")
 # Open although undescribed: the region-wide values, and Kubernetes' resource lists (ephemeral-storage, hugepages-*).
 OPEN_STRUCTURES = ("global", "resources", "resources.requests", "resources.limits")
 # Helm hands every dependency its values under its name (the library chart has none, but the key exists).

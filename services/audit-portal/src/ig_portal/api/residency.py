@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import structlog
 from fastapi import HTTPException
+from ig_common.residency import Residency
 from prometheus_client import Counter
 
 from ig_portal.domain.identity import Principal
-from ig_portal.domain.residency import Residency
 
 log = structlog.get_logger(__name__)
 RESIDENCY_REFUSALS = Counter("ig_portal_residency_refused_total",
@@ -30,7 +30,7 @@ class ResidencyRefused(HTTPException):
 class ResidencyGate:
     def __init__(self, residency: Residency) -> None:
         self.residency = residency
-        if not residency.pins and residency.default_pin is None:
+        if not residency.configured:
             log.warning("residency_unconfigured", region=residency.serving_region,
                         detail="IG_TENANT_RESIDENCY_FILE unset: no tenant is pinned, every tenant is served here")
 
@@ -43,4 +43,4 @@ class ResidencyGate:
         # The tenant and region only: the user is the pinned tenant's data, not this region's to keep in its logs.
         log.warning("residency_refused", tenant=refusal.tenant, pinned_region=refusal.pinned_region,
                     serving_region=refusal.serving_region, where=where)
-        raise ResidencyRefused(403, f"residency: {refusal.detail}")
+        raise ResidencyRefused(403, f"residency: {refusal.detail}; use the portal of {refusal.pinned_region}")

@@ -15,6 +15,7 @@ from ig_common.authz import current_caller
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
+from ig_evidence.api.residency import ResidencyGate
 from ig_evidence.api.verify_kits import KitUnavailable, assemble_kit
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
 from ig_evidence.bundle.keyless import KeylessVerifier
@@ -73,8 +74,8 @@ async def acting_tenant(requested: str, context: Context, *, field: str = "tenan
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
     def __init__(self, bundles: BundleStore, ledger: LedgerStore, blobs: BlobStore, *, limits: UploadLimits,
-                 signers: TrustedSigners, keyless: KeylessVerifier | None = None, on_commit: Any = None,
-                 witnessing: Witnessing | None = None) -> None:
+                 signers: TrustedSigners, residency: ResidencyGate, keyless: KeylessVerifier | None = None,
+                 on_commit: Any = None, witnessing: Witnessing | None = None) -> None:
         self._bundles = bundles
         self._ledger = ledger
         self._blobs = blobs
@@ -83,6 +84,14 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         self._keyless = keyless
         self._on_commit = on_commit or (lambda: None)
         self._witnessing = witnessing  # the kits' head checkpoints carry the witnesses' cosignatures
+        self._residency = residency
+
+    async def _tenant(self, requested: str, context: Context, method: str, *, field: str = "tenant") -> str:
+        """The verified tenant of the call, once residency admits it here: every RPC that stores or serves a
+        tenant's data starts with this, before it reads the store or keeps a byte of the request."""
+        tenant = await acting_tenant(requested, context, field=field)
+        await self._residency.admit(tenant, context, method=method)
+        return tenant
 
     async def RegisterBundle(self, request_iterator: AsyncIterator[evidence_pb2.RegisterBundleRequest],
                              context: Context) -> evidence_pb2.RegisterBundleResponse:
@@ -91,7 +100,8 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "header: the first message must carry the header")
         assert first is not None
         header = first.header
-        tenant = await acting_tenant(header.tenant, context, field="header.tenant")
+        # Before the upload is written anywhere: a tenant pinned elsewhere leaves no byte in this region.
+        tenant = await self._tenant(header.tenant, context, "RegisterBundle", field="header.tenant")
         if not RELEASE_NAME.fullmatch(header.release):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"header.release: {header.release!r} is not a "
                                 "release name")
@@ -172,11 +182,11 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
 
     async def ListReleases(self, request: evidence_pb2.ListReleasesRequest,
                            context: Context) -> evidence_pb2.ListReleasesResponse:
-        rows = await self._bundles.latest_per_release(await acting_tenant(request.tenant, context))
+        rows = await self._bundles.latest_per_release(await self._tenant(request.tenant, context, "ListReleases"))
         return evidence_pb2.ListReleasesResponse(releases=[_release(r) for r in rows])
 
-    async def _latest(self, release: str, requested_tenant: str, context: Context) -> BundleRow:
-        tenant = await acting_tenant(requested_tenant, context)
+    async def _latest(self, release: str, requested_tenant: str, context: Context, method: str) -> BundleRow:
+        tenant = await self._tenant(requested_tenant, context, method)
         if not RELEASE_NAME.fullmatch(release):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"release: {release!r} is not a release name")
         row = await self._bundles.latest(release, tenant)
@@ -187,7 +197,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
 
     async def ListArtifacts(self, request: evidence_pb2.ListArtifactsRequest,
                             context: Context) -> evidence_pb2.ListArtifactsResponse:
-        bundle = await self._latest(request.release, request.tenant, context)
+        bundle = await self._latest(request.release, request.tenant, context, "ListArtifacts")
         rows = await self._bundles.artifacts(bundle)
         return evidence_pb2.ListArtifactsResponse(artifacts=[_artifact(r) for r in rows])
 
@@ -195,7 +205,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                           context: Context) -> AsyncIterator[evidence_pb2.GetArtifactResponse]:
         if not request.artifact_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "artifact_id: required")
-        tenant = await acting_tenant(request.tenant, context)
+        tenant = await self._tenant(request.tenant, context, "GetArtifact")
         row = await self._bundles.artifact(request.artifact_id)
         # Another tenant's artifact is reported exactly like a missing one: no existence oracle.
         if row is None or row.tenant != tenant:
@@ -209,7 +219,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
     async def GetManifest(self, request: evidence_pb2.GetManifestRequest,
                           context: Context) -> evidence_pb2.GetManifestResponse:
         # Tenant-scoped like ListArtifacts: another tenant's release is NOT_FOUND, exactly like a missing one.
-        bundle = await self._latest(request.release, request.tenant, context)
+        bundle = await self._latest(request.release, request.tenant, context, "GetManifest")
         archive = await self._bundles.archive_of(bundle)
         if archive is None or not self._blobs.exists(archive):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"release: the bundle of {request.release!r} is not stored")
@@ -225,7 +235,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
 
     async def GetVerifyKit(self, request: evidence_pb2.GetVerifyKitRequest,
                            context: Context) -> AsyncIterator[evidence_pb2.GetVerifyKitResponse]:
-        bundle = await self._latest(request.release, request.tenant, context)
+        bundle = await self._latest(request.release, request.tenant, context, "GetVerifyKit")
         try:
             kit = await assemble_kit(bundle, self._bundles, self._ledger, self._blobs, self._signers,
                                      self._witnessing, self._keyless)
@@ -247,14 +257,14 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
 
     async def Completeness(self, request: evidence_pb2.CompletenessRequest,
                            context: Context) -> evidence_pb2.CompletenessResponse:
-        bundle = await self._latest(request.release, request.tenant, context)
+        bundle = await self._latest(request.release, request.tenant, context, "Completeness")
         return evidence_pb2.CompletenessResponse(complete=bundle.complete, missing=bundle.missing,
                                                  contract_version=bundle.contract_version)
 
     async def ListBundleHistory(self, request: evidence_pb2.ListBundleHistoryRequest,
                                 context: Context) -> evidence_pb2.ListBundleHistoryResponse:
         # Tenant-scoped like the rest: another tenant's release is NOT_FOUND, exactly like a missing one.
-        latest = await self._latest(request.release, request.tenant, context)
+        latest = await self._latest(request.release, request.tenant, context, "ListBundleHistory")
         rows = await self._bundles.history(latest.release, latest.tenant)
         return evidence_pb2.ListBundleHistoryResponse(bundles=[evidence_pb2.BundleVersion(
             manifest_sha256=row.manifest_sha256, ledger_seq=row.ledger_seq,

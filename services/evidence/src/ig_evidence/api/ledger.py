@@ -11,6 +11,7 @@ from ig_common.authz import AuthorizationTable, current_caller
 from opentelemetry import trace
 from prometheus_client import Counter
 
+from ig_evidence.api.residency import ResidencyGate
 from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
 from ig_evidence.store.ledger import Append, LedgerError, LedgerStore
@@ -40,12 +41,17 @@ async def _invalid(context: Context, message: str) -> None:
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, store: LedgerStore, owners: AuthorizationTable, witnessing: Witnessing | None = None) -> None:
+    def __init__(self, store: LedgerStore, owners: AuthorizationTable, witnessing: Witnessing | None = None, *,
+                 residency: ResidencyGate) -> None:
         self._store = store
         self._owners = owners
         self._witnessing = witnessing
+        # Ledger requests name no tenant: a call is a tenant's only when it forwards that tenant's user, and then
+        # residency judges it before the ledger is read or written (ResidencyGate.admit_forwarded_user).
+        self._residency = residency
 
     async def Append(self, request: ledger_pb2.AppendRequest, context: Context) -> ledger_pb2.AppendResponse:
+        await self._residency.admit_forwarded_user(context, method="Append")
         if len(request.payload) > MAX_PAYLOAD:
             await _invalid(context, f"payload: {len(request.payload)} bytes exceeds {MAX_PAYLOAD}")
         try:
@@ -71,6 +77,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def AppendBatch(self, request: ledger_pb2.AppendBatchRequest,
                           context: Context) -> ledger_pb2.AppendBatchResponse:
+        await self._residency.admit_forwarded_user(context, method="AppendBatch")
         if not 1 <= len(request.entries) <= MAX_BATCH_ENTRIES:
             await _invalid(context, f"entries: 1..{MAX_BATCH_ENTRIES} per call, not {len(request.entries)}")
         caller = current_caller().workload
@@ -95,6 +102,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
                                                        for entry, existing in appended])
 
     async def Get(self, request: ledger_pb2.GetRequest, context: Context) -> ledger_pb2.GetResponse:
+        await self._residency.admit_forwarded_user(context, method="Get")
         if request.seq < 1:
             await _invalid(context, "seq: must be >= 1")
         try:
@@ -104,6 +112,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             raise
 
     async def List(self, request: ledger_pb2.ListRequest, context: Context) -> ledger_pb2.ListResponse:
+        await self._residency.admit_forwarded_user(context, method="List")
         if request.from_seq < 0 or request.to_seq < 0:
             await _invalid(context, "from_seq/to_seq: must be >= 0")
         if request.to_seq and request.to_seq < request.from_seq:
@@ -116,6 +125,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def Checkpoint(self, request: ledger_pb2.CheckpointRequest,
                          context: Context) -> ledger_pb2.CheckpointResponse:
+        await self._residency.admit_forwarded_user(context, method="Checkpoint")
         if request.tree_size < 0:
             await _invalid(context, "tree_size: must be >= 0")
         try:
@@ -138,6 +148,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def InclusionProof(self, request: ledger_pb2.InclusionProofRequest,
                              context: Context) -> ledger_pb2.InclusionProofResponse:
+        await self._residency.admit_forwarded_user(context, method="InclusionProof")
         if request.seq < 1 or request.tree_size < 0:
             await _invalid(context, "seq: must be >= 1 (tree_size >= 0, 0 = current)")
         try:
@@ -154,6 +165,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def ConsistencyProof(self, request: ledger_pb2.ConsistencyProofRequest,
                                context: Context) -> ledger_pb2.ConsistencyProofResponse:
+        await self._residency.admit_forwarded_user(context, method="ConsistencyProof")
         try:
             path = await self._store.consistency_proof(request.first_size, request.second_size)
         except IntegrationPending as error:
@@ -165,6 +177,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         return ledger_pb2.ConsistencyProofResponse(hashes=[h.hex() for h in path])
 
     async def Verify(self, request: ledger_pb2.VerifyRequest, context: Context) -> ledger_pb2.VerifyResponse:
+        await self._residency.admit_forwarded_user(context, method="Verify")
         with tracer.start_as_current_span("ledger.verify") as span:
             report = await self._store.verify()
             span.set_attribute("ig.ledger.ok", report.ok)

@@ -1,9 +1,13 @@
-"""Which tenants this portal may serve, judged on the region it serves from (its own IG_REGION).
+"""Which tenants a service may serve, judged on the region it serves from (its own IG_REGION).
 
 A tenant pinned to a region is served only there. The pins are the policy's own data (the document OPA loads,
 ``policies/rego/ig/config/data.json``: ``tenants.<name>.residency.pinned_region``, else
-``defaults.residency.pinned_region``), so the portal and ``ig.residency.cross_region`` read one source. Nothing a
-request carries (a header, a query parameter, a forwarded value) takes part: the serving region is configuration.
+``defaults.residency.pinned_region``), so every service that gates on residency and ``ig.residency.cross_region``
+read one source. Nothing a request carries (a header, a field, a forwarded value) takes part: the serving region
+is configuration, the tenant is the verified caller's.
+
+Mechanism only: the document's format and the lookup. What a refusal looks like (HTTP 403, a gRPC status) and
+where it is checked belongs to each service.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class InvalidResidencyData(ValueError):
@@ -25,8 +30,7 @@ class ResidencyRefusal:
 
     @property
     def detail(self) -> str:
-        return (f"tenant {self.tenant!r} is pinned to {self.pinned_region} and is not served from "
-                f"{self.serving_region}; use the portal of {self.pinned_region}")
+        return f"tenant {self.tenant!r} is pinned to {self.pinned_region} and is not served from {self.serving_region}"
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,11 @@ class Residency:
     serving_region: str
     pins: Mapping[str, str] = field(default_factory=dict)
     default_pin: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """False for the empty residency of a service started without the pins (nothing is ever refused)."""
+        return bool(self.pins) or self.default_pin is not None
 
     def pinned_region(self, tenant: str) -> str | None:
         return self.pins.get(tenant, self.default_pin)
@@ -47,7 +56,7 @@ class Residency:
 
 
 def residency_from_policy_data(document: str, serving_region: str) -> Residency:
-    """The pins of the policy data document (JSON), for a portal serving from ``serving_region``."""
+    """The pins of the policy data document (JSON), for a service serving from ``serving_region``."""
     try:
         data = json.loads(document)
     except ValueError as error:
@@ -67,6 +76,25 @@ def residency_from_policy_data(document: str, serving_region: str) -> Residency:
         if pin is not None:
             pins[str(name)] = pin
     return Residency(serving_region, pins, default_pin)
+
+
+def check_residency_file(value: str) -> str:
+    """A settings validator's body: ``value`` stripped, after checking the file it names (when set) reads as the
+    policy's data; ValueError naming the path otherwise, so start-up stops naming the setting."""
+    path = value.strip()
+    if path:
+        try:
+            residency_from_policy_data(Path(path).read_text(), "any")
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: not the policy's residency data ({error})") from error
+    return path
+
+
+def load_residency(path: str, serving_region: str) -> Residency:
+    """The pins of the file at ``path`` for ``serving_region``; an empty path: nothing pinned."""
+    if not path:
+        return Residency(serving_region)
+    return residency_from_policy_data(Path(path).read_text(), serving_region)
 
 
 def _pin(config: Mapping[str, object], where: str) -> str | None:
