@@ -201,7 +201,9 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
     assert completeness.complete and completeness.contract_version == "1.0.0" and not completeness.missing
     with urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/metrics", timeout=5) as response:
         metrics = response.read().decode()
-    assert 'ig_evidence_release_missing_artifacts{release="v1.2.1",tenant="alpha"} 0.0' in metrics
+    # Named by its manifest, never by tenant or release: /metrics answers anyone who reaches the port.
+    assert f'ig_evidence_release_missing_artifacts{{manifest="{first.manifest_sha256[:16]}"}} 0.0' in metrics
+    assert 'tenant="' not in metrics and 'release="' not in metrics
     entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=first.ledger_seq)).entry
     assert entry.kind == "evidence.bundle_registered" and first.manifest_sha256.encode() in entry.payload
     events = asyncio.run(read_events(kafka_bootstrap, "ig.evidence.bundles.v1", 1, lambda e: e.parse(

@@ -13,8 +13,9 @@ import structlog
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig_common.authz import current_caller
 from opentelemetry import trace
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
+from ig_evidence.api.missing_metric import MissingEvidenceGauge
 from ig_evidence.api.residency import ResidencyGate
 from ig_evidence.api.verify_kits import KitUnavailable, assemble_kit
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
@@ -34,8 +35,6 @@ tracer = trace.get_tracer(__name__)
 BUNDLES_REGISTERED = Counter("ig_evidence_bundles_registered_total", "Bundle uploads by outcome", ["outcome"])
 UPLOADS_REFUSED = Counter("ig_evidence_uploads_refused_total", "Bundle uploads refused at a cap while arriving",
                           ["cap"])
-RELEASE_MISSING = Gauge("ig_evidence_release_missing_artifacts",
-                        "Required evidence items missing from a release's latest bundle", ["release", "tenant"])
 REGISTER_KIND = "evidence.bundle_registered"
 DOWNLOAD_CHUNK = 1 << 20
 
@@ -48,10 +47,13 @@ def _artifact(row: ArtifactRow) -> evidence_pb2.Artifact:
                                  size=r.size, sha256=r.sha256)
 
 
+# One per process: the service reports at start-up (app.py) and on every registration.
+MISSING_EVIDENCE = MissingEvidenceGauge()
+
+
 def report_missing(rows: list[BundleRow]) -> None:
     """Expose each release's missing evidence, so the EvidenceMissingArtifact alert can fire."""
-    for row in rows:
-        RELEASE_MISSING.labels(row.release, row.tenant).set(len(row.missing))
+    MISSING_EVIDENCE.report(rows)
 
 
 def _release(row: BundleRow) -> evidence_pb2.Release:
