@@ -177,6 +177,8 @@ def test_get_burn_reports_stale_when_prometheus_is_unreachable_and_documents_its
     with urllib.request.urlopen(f"{burn.url}/burn", timeout=5) as page:
         html = page.read().decode()
     assert "api-sim" in html and "Prometheus unavailable" in html and "subs.optimizedBuffer" in html
+    # Production windows: said in the report, and no simulation banner on the page.
+    assert report["windowScale"] == 1 and "Simulation" not in html
 
 
 def test_burn_report_is_served_over_https_to_granted_callers_only(burn: BurnProcess) -> None:

@@ -143,6 +143,8 @@ async def test_healthy_change_through_grpc(service: str, infra: object, assets_d
 
         assert result.phase == "completed" and not result.backed_out, result.detail
         assert result.approved_by == "approver"
+        # One id for the run: the answer, the Status stream and the report carry it.
+        assert result.run_id.startswith("run_") and updates[-1].run_id == result.run_id
         assert result.aca_score >= 0.9
         assert updates[-1].state == "completed"
         # total counts the entities present when the backfill started: the seeded rows, less what the live writer
@@ -160,6 +162,7 @@ async def test_healthy_change_through_grpc(service: str, infra: object, assets_d
         assert report["aca"]["score"] >= 0.9 and len(report["aca"]["metrics"]) == 3
         assert report["error_rate"]["before"] is not None and report["error_rate"]["after"] is not None
         assert [t["to"] for t in report["timeline"]][-3:] == ["verify", "contract", "completed"]
+        assert report["run_id"] == result.run_id
         assert (tmp_path / f"{CHANGE}.md").read_text().startswith(f"# Migration {CHANGE}")
 
         conn = await asyncpg.connect(assets_dsn)

@@ -1,9 +1,11 @@
 """The release flow and the release job end to end (issue 10), producing once.
 
 `ig-release run --profile ci` — the same code as `make up`'s demo run, shorter — against real services (policy,
-evidence, portal as processes on free ports; the shared PostgreSQL, Kafka, OPA and Dex; the burn harness's private
-Prometheus + burn service; ig-migrate; region-test in network namespaces), ending with the auditor's offline
-verification of the bundle downloaded from the portal, by `ig-evidence verify` and by the real cosign.
+evidence, portal and migration as processes on free ports; the shared PostgreSQL, Kafka, OPA and Dex; the burn
+harness's private Prometheus + burn service, which the migration service's SLO-headroom gate asks; region-test in
+network namespaces), ending with the auditor's offline verification of the bundle downloaded from the portal, by
+`ig-evidence verify` and by the real cosign. The migration goes through MigrationService: the test asks the service
+for the run id the flow recorded and reads the run's events on ig.migration.v1 itself.
 
 Then the release job (`ig-release job`, what .github/workflows/release.yml runs), for real: it starts policy, evidence
 and portal itself (--start-suite) on the shared PostgreSQL (a database of its own), Kafka and Dex and a private OPA,
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,12 +59,13 @@ def suite(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def flow(suite: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     artifacts = tmp_path_factory.mktemp("release")
+    started = time.time()
     done = subprocess.run([str(Path(sys.executable).parent / "ig-release"), "run", "--version", RELEASE, "--profile",
                            "ci", "--artifacts", str(artifacts)], env={**os.environ, **suite}, cwd=REPO,
                           capture_output=True, text=True, timeout=900, check=False)
     root = artifacts / RELEASE
     record = json.loads((root / "release-flow.json").read_text()) if (root / "release-flow.json").exists() else {}
-    return {"done": done, "root": root, "record": record}
+    return {"done": done, "root": root, "record": record, "started": started}
 
 
 def test_every_stage_passes_and_the_summary_says_where_things_are(flow: dict[str, Any]) -> None:
@@ -82,11 +86,22 @@ def test_the_stages_leave_real_evidence_of_what_happened(flow: dict[str, Any]) -
     events = [e["event"] for e in burst]
     assert events.index("throttle flags flipped, incident opened") < events.index("rolled back, incident resolved")
     flipped = next(e for e in burst if e["event"] == "throttle flags flipped, incident opened")
+    # The scaled windows are said on every report and page the burn evidence holds.
+    assert json.loads((root / "burn" / "burn-error-burst.json").read_text())["window_scale"] == 86400
+    assert json.loads((root / "burn" / "slo-report.json").read_text())["windowScale"] == 86400
+    assert "Simulation: every window divided by 86400" in (root / "burn" / "burn-dashboard.html").read_text()
     assert flipped["flags"]["subs.optimizedBuffer"] is False and flipped["incident"]["status"] == "open"
     report = json.loads((root / "migration" / "add-asset-index-v3.json").read_text())
     assert report["aca"]["score"] >= 0.9 and report["shadow_read"]["mismatches"] == 0
     rehearsal = json.loads((root / "migration" / "backout-rehearsal.json").read_text())
     assert rehearsal["validated"] is True
+    # Something to undo: green lost or garbled acknowledged writes of batch 1, the view showed it, the partial
+    # backout restored them, and the writer's own record finds no acknowledged write lost afterwards.
+    diverged = rehearsal["divergence"]["deleted_on_green"] + rehearsal["divergence"]["garbled_on_green"]
+    assert diverged and rehearsal["acknowledged_writes"]["lost_on_diverged_rows_before_rehearsal"]
+    assert rehearsal["per_batch"][0]["restored_rows"] > 0
+    assert rehearsal["acknowledged_writes"]["rows_in_record"] > 0
+    assert rehearsal["acknowledged_writes"]["lost_after_rehearsal"] == []
     rtbf = json.loads((root / "migration" / "rtbf-log.json").read_text())
     assert sum(rtbf["rows_before"].values()) > 0 and sum(rtbf["rows_after"].values()) == 0
     region = json.loads((root / "region" / "multi-region" / "multi-region-results.json").read_text())
@@ -95,6 +110,45 @@ def test_the_stages_leave_real_evidence_of_what_happened(flow: dict[str, Any]) -
     assert manifest["complete"] is True and manifest["release"] == RELEASE
     assert {"sbom", "provenance", "schema-diff", "decision-coverage", "multi-region", "aca-report"} <= {
         a["type"] for a in manifest["artifacts"]}
+
+
+async def test_the_migration_went_through_the_suites_migration_service(flow: dict[str, Any],
+                                                                       suite: dict[str, str]) -> None:
+    """The run id the flow recorded is the one the service reports for the change, and the service's events of
+    that run are on ig.migration.v1 (read here, independently of the flow), one per transition of the timeline."""
+    from ig.events.v1 import events_pb2
+    from ig.migration.v1 import migration_pb2, migration_pb2_grpc
+    from ig_common.events.envelope import from_kafka_record
+    from ig_common.grpc_client import aio_channel_as
+    from ig_infra.kafka_reading import consumer_at
+
+    assert flow["done"].returncode == 0, "the flow failed; see the first test"
+    recorded = json.loads((flow["root"] / "migration" / "migration-service-run.json").read_text())
+    run_id = recorded["run_id"]
+    assert run_id.startswith("run_") and recorded["service"] == suite["IG_MIGRATION_GRPC"]
+    assert recorded["status_stream"][-1]["state"] == "completed"
+    assert recorded["states_seen"][-1] == "completed/completed"
+    async with aio_channel_as("operator", suite["IG_MIGRATION_GRPC"]) as channel:
+        stub = migration_pb2_grpc.MigrationServiceStub(channel)
+        now = [u async for u in stub.Status(migration_pb2.StatusRequest(change="add-asset-index-v3"))]
+    assert now[-1].run_id == run_id and now[-1].phase == "completed"
+
+    report = json.loads((flow["root"] / "migration" / "add-asset-index-v3.json").read_text())
+    transitions = [t["to"] for t in report["timeline"] if t["from"] != t["to"]]  # not the rehearsal's note
+    assert report["run_id"] == run_id and transitions[-1] == "completed"
+    seen: list[str] = []
+    async with consumer_at(suite["IG_KAFKA_BOOTSTRAP"], "ig.migration.v1", since=flow["started"]) as consumer:
+        ends = await consumer.end_offsets(sorted(consumer.assignment()))
+        while any([await consumer.position(p) < end for p, end in ends.items()]):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
+                    payload = event.parse(events_pb2.MigrationPhaseChanged())
+                    if payload.run_id == run_id:
+                        assert event.type == "ig.migration.phase_changed.v1" and event.subject == payload.change
+                        seen.append(payload.to_phase)
+    assert seen == transitions
+    assert [e["to_phase"] for e in recorded["events"]] == transitions
 
 
 def test_an_auditor_downloads_the_bundle_and_verifies_it_offline(flow: dict[str, Any], suite: dict[str, str],

@@ -11,7 +11,7 @@ from ig_infra.cli import main
 from ig_infra.components import Kafka, Opa, Postgres
 from ig_infra.paths import Paths
 from ig_infra.regions import REGION_A, REGION_B, SecondRegion, parse_regions
-from ig_infra.services import PROCESSES, SERVICES, ServiceSpec
+from ig_infra.services import PROCESSES, RELEASE_BURN_GRPC_PORT, SERVICES, ServiceSpec
 
 # Dex, Prometheus and the Pushgateway (ig_infra.components): shared by both regions, never shadowed by region-b.
 SHARED_PORTS = {5556, 5558, 9090, 9091}
@@ -47,6 +47,16 @@ def test_every_region_b_port_is_its_own(tmp_path: Path) -> None:
     assert not set(region_b) & SHARED_PORTS
     assert {spec.extra_env["IG_REGION"] for spec in region.specs()} == {REGION_B}
     assert [spec.name for spec in region.specs()] == [spec.name for spec in SERVICES]
+
+
+def test_each_regions_migration_service_asks_its_own_regions_release_burn_service(tmp_path: Path) -> None:
+    # The SLO-headroom gate asks the burn stage's BurnService of the flow run against that region (ig-release).
+    region = SecondRegion.of(Paths(cache=tmp_path / "cache", run=tmp_path / "run"))
+    assert region.service("migration").spec.extra_env["IG_BURN_GRPC"] == f"127.0.0.1:{RELEASE_BURN_GRPC_PORT + 200}"
+    assert region.client_env()["IG_RELEASE_BURN_GRPC"] == f"127.0.0.1:{RELEASE_BURN_GRPC_PORT + 200}"
+    migration = next(spec for spec in SERVICES if spec.name == "migration")
+    assert migration.extra_env["IG_BURN_GRPC"] == f"127.0.0.1:{RELEASE_BURN_GRPC_PORT}"
+    assert RELEASE_BURN_GRPC_PORT not in ports_of(PROCESSES)
 
 
 def test_env_for_region_b_points_a_client_at_region_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -34,6 +34,17 @@ def test_preflight_names_what_is_not_running(tmp_path: Path, monkeypatch: pytest
     assert "policy service (IG_POLICY_GRPC)" in capsys.readouterr().out
 
 
+def test_the_migration_stage_needs_the_suites_migration_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # The stage goes through MigrationService: without it the flow stops before starting, naming it.
+    monkeypatch.setenv("IG_MIGRATION_GRPC", f"127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_DATABASE_URL", f"postgresql://ig@127.0.0.1:{_listening()}/ig")
+    monkeypatch.setenv("IG_KAFKA_BOOTSTRAP", f"127.0.0.1:{_listening()}")
+    assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "migration",
+                 "--artifacts", str(tmp_path)]) == 1
+    assert "migration service (IG_MIGRATION_GRPC)" in capsys.readouterr().out
+
+
 def test_endpoints_default_to_the_make_up_ports_and_follow_ig_variables() -> None:
     defaults = Endpoints.from_environment({})
     assert (defaults.policy_grpc, defaults.portal_url) == ("127.0.0.1:50051", "http://127.0.0.1:8080")

@@ -81,6 +81,8 @@ class BurnEngine:
         self.slos = {s.name: s for s in config.slos}
         self.policies = {p.slo: p for p in config.policies}
         self.batch_size = batch_size
+        # Shown on every page and report (a simulation's burn must never pass for production's).
+        self.scale = scale
         self.terms: dict[str, tuple[Term, ...]] = {s.name: terms_for(s, scale) for s in config.slos}
         # None: never look for recording rules. Otherwise the oldest recorded sample (seconds) a tick accepts.
         self.recording_rules_max_age = recording_rules_max_age

@@ -40,9 +40,29 @@ async def seed(conn: asyncpg.Connection, table: str, rows: int) -> None:
     await conn.execute(f"ANALYZE {table}")
 
 
+@dataclass(frozen=True)
+class Loss:
+    """An acknowledged write the table does not show: the row's name as last acknowledged (None: deleted) and what
+    the table holds instead (None: no row)."""
+
+    id: int
+    acknowledged: str | None
+    found: str | None
+
+
+def losses(acknowledged: dict[int, str | None], found: dict[int, str]) -> list[Loss]:
+    """Every key whose last acknowledged write is not what ``found`` (key -> name, read after the writer stopped)
+    shows: an acknowledged insert or update missing or changed, or an acknowledged delete still present."""
+    return [Loss(key, name, found.get(key)) for key, name in sorted(acknowledged.items()) if found.get(key) != name]
+
+
 @dataclass
 class Writer:
-    """Keeps writing through ``view`` until stopped: 60 % updates, 30 % inserts, 10 % deletes."""
+    """Keeps writing through ``view`` until stopped: 60 % updates, 30 % inserts, 10 % deletes.
+
+    ``acknowledged`` is the writer's own record: for every row a write of it was acknowledged (the statement
+    committed and touched the row), the name that write left, or None for a delete. It is what a check of "no
+    acknowledged write lost" compares the table with once the writer has stopped (``losses``)."""
 
     dsn: str
     view: str = "app.assets"
@@ -54,6 +74,7 @@ class Writer:
     errors: int = 0
     last_error: str = ""
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    acknowledged: dict[int, str | None] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -68,18 +89,25 @@ class Writer:
                 roll = rng.random()
                 try:
                     if roll < 0.6:
-                        await conn.execute(f"UPDATE {self.view} SET name = $2, updated_at = now() WHERE id = $1",
-                                           rng.randint(1, top), f"renamed {rng.random():.6f}")
+                        key, name = rng.randint(1, top), f"renamed {rng.random():.6f}"
+                        status = await conn.execute(
+                            f"UPDATE {self.view} SET name = $2, updated_at = now() WHERE id = $1", key, name)
                         self.updates += 1
+                        if status.endswith(" 1"):
+                            self.acknowledged[key] = name
                     elif roll < 0.9:
                         top = int(await conn.fetchval(
                             f"INSERT INTO {self.view} (tenant, owner, kind, name) VALUES ($1, $2, 'doc', $3) "
                             f"RETURNING id", f"tenant-{rng.randint(0, 9)}", f"owner-{rng.randint(0, 99)}",
                             "new asset"))
                         self.inserts += 1
+                        self.acknowledged[top] = "new asset"
                     else:
-                        await conn.execute(f"DELETE FROM {self.view} WHERE id = $1", rng.randint(1, top))
+                        key = rng.randint(1, top)
+                        status = await conn.execute(f"DELETE FROM {self.view} WHERE id = $1", key)
                         self.deletes += 1
+                        if status.endswith(" 1"):
+                            self.acknowledged[key] = None
                 except asyncpg.PostgresError as error:
                     self.errors += 1
                     self.last_error = str(error)

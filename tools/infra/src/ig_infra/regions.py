@@ -32,7 +32,7 @@ from ig_infra.components.postgres import Postgres
 from ig_infra.components.prometheus import Prometheus
 from ig_infra.components.pushgateway import Pushgateway
 from ig_infra.paths import Paths
-from ig_infra.services import SERVICES, ServiceProcess, ServiceSpec, tenant_residency_env
+from ig_infra.services import RELEASE_BURN_GRPC_PORT, SERVICES, ServiceProcess, ServiceSpec, tenant_residency_env
 from ig_infra.witnesses import LEDGER_ORIGIN
 
 REGION_A = "region-a"
@@ -125,6 +125,8 @@ class SecondRegion:
         extra_env = {**spec.extra_env, "IG_REGION": self.name}
         if spec.name == "burn":
             extra_env["IG_EXTERNAL_URL"] = f"http://127.0.0.1:{port(spec.plain_ports['IG_PUBLIC_PORT'])}"
+        if spec.name == "migration":
+            extra_env["IG_BURN_GRPC"] = f"127.0.0.1:{port(RELEASE_BURN_GRPC_PORT)}"
         if spec.name == "audit-portal":
             extra_env["IG_PUBLIC_URL"] = f"http://localhost:{port(spec.http_port)}"
             extra_env["IG_EVIDENCE_TARGET"] = f"127.0.0.1:{port(_grpc_port('evidence'))}"
@@ -156,6 +158,7 @@ class SecondRegion:
             "IG_BURN_GRPC": f"127.0.0.1:{grpc['burn']}", "IG_MIGRATION_GRPC": f"127.0.0.1:{grpc['migration']}",
             "IG_BURN_API": f"https://127.0.0.1:{self.port(_spec('burn').extra_ports['IG_API_PORT'])}",
             "IG_PORTAL_URL": f"http://127.0.0.1:{self.port(_spec('audit-portal').http_port)}",
+            "IG_RELEASE_BURN_GRPC": f"127.0.0.1:{self.port(RELEASE_BURN_GRPC_PORT)}",
         })
         return env
 

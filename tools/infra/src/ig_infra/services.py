@@ -81,6 +81,9 @@ class ServiceSpec:
         return self.plain_ports.get("IG_HEALTH_PORT", self.http_port)
 
 
+# ig-release's burn stage serves its BurnService here (IG_RELEASE_BURN_GRPC); region-b's is this + 200.
+RELEASE_BURN_GRPC_PORT = 50055
+
 SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token), forward-auth over HTTPS (client certificate) on
     # 8092; /healthz and /metrics stay on plain 8081.
@@ -98,9 +101,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # /get-burn over HTTPS; OFREP and the /burn page plain and read-only; /healthz and /metrics on plain 8083.
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053, extra_ports={"IG_API_PORT": 8093},
                 plain_ports={"IG_PUBLIC_PORT": 8013}, extra_env={"IG_EXTERNAL_URL": "http://127.0.0.1:8013"}),
-    # Run accepts a plan only with a signature by a key in this directory (ig_infra.approver lays it out).
+    # Run accepts a plan only with a signature by a key in this directory (ig_infra.approver lays it out). The
+    # SLO-headroom gate asks the BurnService the release flow's burn stage serves (scaled windows, the demo workload's
+    # SLOs) on RELEASE_BURN_GRPC_PORT: the suite's own burn service measures 30-day windows and knows no demo SLO.
+    # Outside a flow nothing listens there and the gate fails closed, naming the address.
     ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054,
-                data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers"}),
+                data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers",
+                           # its reports at an absolute path in the run dir, where ig-release reads them
+                           "IG_MIGRATION_ARTIFACTS_DIR": "migration-artifacts"},
+                extra_env={"IG_BURN_GRPC": f"127.0.0.1:{RELEASE_BURN_GRPC_PORT}"}),
     # The demo auditor downloads a whole release (about two dozen files) in one go.
     # Browsers on 8080; /healthz and /metrics apart on plain 8085.
     # The release page verifies each release against the ledger key, witnesses and contract pinned here.

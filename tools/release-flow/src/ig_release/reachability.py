@@ -22,6 +22,8 @@ def needed(endpoints: Endpoints, stages: list[str]) -> dict[str, str]:
              "Kafka (IG_KAFKA_BOOTSTRAP)": endpoints.kafka_bootstrap.split(",")[0]}
     if "policy" in stages:
         wants["policy service (IG_POLICY_GRPC)"] = endpoints.policy_grpc
+    if "migration" in stages:
+        wants["migration service (IG_MIGRATION_GRPC)"] = endpoints.migration_grpc
     if "evidence" in stages:
         wants["evidence service (IG_EVIDENCE_GRPC)"] = endpoints.evidence_grpc
     if "portal" in stages:

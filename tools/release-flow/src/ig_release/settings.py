@@ -24,6 +24,9 @@ class Endpoints:
     oidc_issuer: str
     database_url: str
     kafka_bootstrap: str
+    # Where the burn stage serves its BurnService (scaled windows): the address the suite's migration service asks
+    # for SLO headroom (its IG_BURN_GRPC), fixed before either starts.
+    release_burn_grpc: str
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | None = None) -> Endpoints:
@@ -43,6 +46,7 @@ class Endpoints:
             oidc_issuer=get("IG_OIDC_ISSUER", "http://127.0.0.1:5556/dex"),
             database_url=get("IG_DATABASE_URL", "postgresql://ig@127.0.0.1:55432/ig"),
             kafka_bootstrap=get("IG_KAFKA_BOOTSTRAP", "127.0.0.1:59092"),
+            release_burn_grpc=get("IG_RELEASE_BURN_GRPC", "127.0.0.1:50055"),
         )
 
     def database(self, name: str) -> str:

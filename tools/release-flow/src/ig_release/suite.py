@@ -1,8 +1,9 @@
 """The services the flow talks to, started as real processes on free ports (tests; `make up` starts its own).
 
-Policy (against the shared OPA), evidence (ledger + blob store) and the audit portal (against the shared Dex), each
-``python -m <service>`` with the suite's IG_* settings, stopped on exit. Burn and migration are not needed: the flow
-starts the burn harness itself, and ig-migrate is an orchestrator of its own.
+Policy (against the shared OPA), evidence (ledger + blob store), the audit portal (against the shared Dex) and, when
+the migration stage will run, the migration service, each ``python -m <service>`` with the suite's IG_* settings,
+stopped on exit. Burn is not needed: the flow starts the burn harness itself, on the gRPC address the migration
+service is told to ask for SLO headroom (IG_RELEASE_BURN_GRPC, reserved here).
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def service(module: str, env: dict[str, str], log: Path, http_port: int, timeout
 
 
 @contextmanager
-def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
-    """Start policy, evidence and portal; yield the IG_* variables that point ig-release at them.
+def local_suite(base: dict[str, str], work: Path, *, migration: bool = True) -> Iterator[dict[str, str]]:
+    """Start policy, evidence, portal and (``migration``) the migration service; yield the IG_* variables that
+    point ig-release at them.
 
     ``base`` holds IG_DATABASE_URL (the superuser's: each service gets its own roles in that database),
     IG_KAFKA_BOOTSTRAP, IG_OPA_URL, IG_OPA_TOKEN_FILE (OPA's API answers only the
@@ -104,5 +106,26 @@ def local_suite(base: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
             # the release page decides completeness item by item against the contract the release is built with
             "IG_EVIDENCE_CONTRACTS": str(REPO_ROOT / "policies" / "evidence" / "release-contract.v1.yaml")},
             work / "portal.log", portal_port))
-        yield {**base, "IG_POLICY_GRPC": f"127.0.0.1:{policy_grpc}", "IG_EVIDENCE_GRPC": f"127.0.0.1:{evidence_grpc}",
-               "IG_PORTAL_URL": f"http://localhost:{portal_port}"}
+        endpoints = {"IG_POLICY_GRPC": f"127.0.0.1:{policy_grpc}", "IG_EVIDENCE_GRPC": f"127.0.0.1:{evidence_grpc}",
+                     "IG_PORTAL_URL": f"http://localhost:{portal_port}"}
+        if migration:
+            endpoints.update(stack.enter_context(migration_service(common, database("migration"), work)))
+        yield {**base, **endpoints}
+
+
+@contextmanager
+def migration_service(common: dict[str, str], database: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
+    """The migration service on the suite's database (it migrates the database it keeps its state in): plans run
+    only with a signature of the local `approver` (the run dir's approvers directory), and its SLO-headroom gate asks
+    the BurnService the flow's burn stage will serve on a port reserved now."""
+    from ig_infra.approver import ensure_approver_signing_key
+    from ig_infra.paths import Paths
+
+    grpc_port, release_burn = free_port(), f"127.0.0.1:{free_port()}"
+    with service("ig_migration.app", {**common, **database, "IG_GRPC_PORT": str(grpc_port),
+                                      "IG_BURN_GRPC": release_burn,
+                                      "IG_MIGRATION_APPROVERS": str(ensure_approver_signing_key(
+                                          Paths.from_environment().run)),
+                                      "IG_MIGRATION_ARTIFACTS_DIR": str(work / "migration-artifacts")},
+                 work / "migration.log", free_port()):
+        yield {"IG_MIGRATION_GRPC": f"127.0.0.1:{grpc_port}", "IG_RELEASE_BURN_GRPC": release_burn}

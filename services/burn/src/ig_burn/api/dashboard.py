@@ -9,6 +9,7 @@ from html import escape
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from ig_burn.domain.burn import format_duration
 from ig_burn.domain.throttle import THROTTLED
 from ig_burn.engine import BurnEngine
 
@@ -67,8 +68,12 @@ def dashboard_router(engine: BurnEngine) -> APIRouter:
             f"<td>{escape(i.summary)}</td></tr>" for i in incidents)
         evaluated = snapshot.evaluated_at.isoformat() if snapshot.evaluated_at else "never"
         banner = ""
+        if engine.scale.divisor != 1:
+            banner += (f'<p class="page">Simulation: every window divided by {engine.scale.divisor:g} '
+                       f"(30 d lasts {format_duration(engine.scale.apply(30 * 86400))}); "
+                       f"these figures are not production burn.</p>")
         if snapshot.stale and snapshot.error:
-            banner = f'<p class="stale">Prometheus unavailable, last known state shown: {escape(snapshot.error)}</p>'
+            banner += f'<p class="stale">Prometheus unavailable, last known state shown: {escape(snapshot.error)}</p>'
         page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
 <title>Error budget burn</title><style>{_STYLE}</style></head><body>
 <h1>Error budget burn</h1><p>Last evaluation: {escape(evaluated)}</p>{banner}

@@ -40,6 +40,8 @@ class SloBurnOut(BaseModel):
 
 class BurnOut(BaseModel):
     evaluated_at: datetime | None = Field(alias="evaluatedAt")
+    window_scale: float = Field(alias="windowScale",
+                                description="1 = production windows; N = every window divided by N (a simulation)")
     stale: bool
     error: str
     slos: list[SloBurnOut]
@@ -73,7 +75,8 @@ def burn_router(engine: BurnEngine) -> APIRouter:
                 "stale": snapshot.stale or report is None or not report.complete,
                 "missingWindows": list(report.missing_windows) if report else [],
             }))
-        return BurnOut.model_validate({"evaluatedAt": snapshot.evaluated_at, "stale": snapshot.stale,
+        return BurnOut.model_validate({"evaluatedAt": snapshot.evaluated_at, "windowScale": engine.scale.divisor,
+                                       "stale": snapshot.stale,
                                        "error": snapshot.error, "slos": items})
 
     return router

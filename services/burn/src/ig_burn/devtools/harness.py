@@ -88,9 +88,12 @@ spec:
 class BurnProcess:
     """``python -m ig_burn`` as a subprocess on free ports, with the given extra IG_* settings."""
 
-    def __init__(self, env: dict[str, str], log_file: Path, *, caller: str = "operator") -> None:
+    def __init__(self, env: dict[str, str], log_file: Path, *, caller: str = "operator",
+                 grpc_port: int | None = None) -> None:
         self.http_port = free_port()
-        self.grpc_port = free_port()
+        # A gRPC port given in advance: a client configured before this process starts (a migration service's
+        # IG_BURN_GRPC) finds it there.
+        self.grpc_port = grpc_port or free_port()
         self.api_port = free_port()
         self.public_port = free_port()
         # The caller's certificate settings come along unless its env names its own.

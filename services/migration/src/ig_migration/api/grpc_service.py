@@ -68,7 +68,7 @@ def _status_pb(status: commands.Status) -> migration_pb2.StatusResponse:
     return migration_pb2.StatusResponse(change=status.change, phase=status.phase, done=status.done,
                                         total=status.total, rows_per_second=status.rows_per_second,
                                         eta_seconds=status.eta_seconds, updated_at=stamp, state=status.state,
-                                        detail=status.detail)
+                                        detail=status.detail, run_id=status.run_id)
 
 
 class MigrationServicer(migration_pb2_grpc.MigrationServiceServicer):
@@ -130,7 +130,7 @@ class MigrationServicer(migration_pb2_grpc.MigrationServiceServicer):
         return migration_pb2.RunResponse(change=outcome.change, phase=outcome.phase.value,
                                          aca_score=outcome.aca_score, backed_out=outcome.backed_out,
                                          report_path=outcome.report_path, detail=outcome.detail,
-                                         approved_by=outcome.approved_by)
+                                         approved_by=outcome.approved_by, run_id=outcome.run_id)
 
     async def Status(self, request: migration_pb2.StatusRequest,
                      context: Context) -> AsyncIterator[migration_pb2.StatusResponse]:

@@ -61,6 +61,7 @@ class Status:
     rows_per_second: float
     eta_seconds: float
     updated_at: datetime
+    run_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "updated_at": self.updated_at.isoformat()}
@@ -76,7 +77,7 @@ async def status(conn: Conn, change: str) -> Status:
     eta = progress.eta_seconds if progress else 0.0
     return Status(change, row.phase.value, row.state, row.detail, progress.done if progress else 0,
                   progress.total if progress else 0, progress.rows_per_second if progress else 0.0,
-                  eta if eta != float("inf") else -1.0, updated)
+                  eta if eta != float("inf") else -1.0, updated, row.run_id)
 
 
 async def backout(dsn: str, change: str, batches: list[int], settings: Settings) -> dict[str, Any]:

@@ -18,7 +18,8 @@ async def build_report(conn: Conn, plan: Plan, change: str) -> dict[str, Any]:
     results = await state.load_results(conn, change)
     baseline, aca = results.get("baseline", {}), results.get("aca", {})
     return {
-        "change": change, "scope": plan.scope, "strategy": plan.strategy, "plan_sha256": row.plan_sha256,
+        "change": change, "run_id": row.run_id, "scope": plan.scope, "strategy": plan.strategy,
+        "plan_sha256": row.plan_sha256,
         "blue": plan.blue.model_dump(), "green": {"table": plan.green.table, "version": plan.green.version},
         "phase": row.phase.value, "state": row.state, "detail": row.detail,
         "approval": {"submitted_by": list(row.submitted_by), "submitter": row.submitter_actor,

@@ -67,6 +67,7 @@ class RunOutcome:
     report_path: str = ""
     detail: str = ""
     approved_by: str = ""
+    run_id: str = ""
 
 
 @dataclass
@@ -111,9 +112,11 @@ class Orchestrator:
         plan = parse_plan(row.plan_yaml)
         names = Names.of(plan)
         done = row.phase
+        run_id = await state.start_run(self.conn, change)
+        log.info("run_started", change=change, run_id=run_id, after=done.value)
         await state.set_state(self.conn, change, "running", f"resuming after {done.value}",
                               owner=state.orchestrator_identity())
-        outcome = RunOutcome(change, done, "running", approved_by=approved_by)
+        outcome = RunOutcome(change, done, "running", approved_by=approved_by, run_id=run_id)
         for phase in remaining(done, until):
             with tracer.start_as_current_span(f"migration.{phase.value}") as span:
                 span.set_attribute("ig.migration.change", change)
@@ -126,7 +129,7 @@ class Orchestrator:
                 except Exception as error:  # any failure must leave blue serving, then surface
                     log.error("phase_failed", change=change, phase=phase.value, error=str(error))
                     failed = await self._fail(plan, names, change, done, phase, str(error) or repr(error))
-                    failed.approved_by = approved_by
+                    failed.approved_by, failed.run_id = approved_by, run_id
                     return failed
                 async with self.conn.transaction():
                     await state.record_transition(self.conn, change, done, phase, detail)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,7 @@ class ChangeRow:
     submitter_actor: str = ""
     signature: str = ""
     approved_by: str | None = None
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,19 @@ async def load_change(conn: Conn, change: str) -> ChangeRow | None:
         return None
     return ChangeRow(row["change"], row["plan_yaml"], row["plan_sha256"], Phase(row["phase"]), row["state"],
                      row["cutover_committed"], row["owner"], row["detail"], row["updated_at"],
-                     tuple(row["submitted_by"]), row["submitter_actor"], row["signature"], row["approved_by"])
+                     tuple(row["submitted_by"]), row["submitter_actor"], row["signature"], row["approved_by"],
+                     row["run_id"])
+
+
+def new_run_id() -> str:
+    return "run_" + uuid.uuid4().hex
+
+
+async def start_run(conn: Conn, change: str) -> str:
+    """Mint the id of the run that starts now; its transitions' events carry it."""
+    run_id = new_run_id()
+    await conn.execute(f"UPDATE {SCHEMA}.changes SET run_id = $2 WHERE change = $1", change, run_id)
+    return run_id
 
 
 async def set_state(conn: Conn, change: str, state: str, detail: str = "", owner: str | None = None) -> None:
@@ -131,13 +145,14 @@ async def set_state(conn: Conn, change: str, state: str, detail: str = "", owner
 
 
 async def record_transition(conn: Conn, change: str, from_phase: Phase, to_phase: Phase, detail: str) -> None:
-    """Phase row, timeline entry and the ig.migration.v1 event in the caller's transaction."""
-    await conn.execute(f"UPDATE {SCHEMA}.changes SET phase = $2, detail = $3, updated_at = now() WHERE change = $1",
-                       change, to_phase.value, detail)
+    """Phase row, timeline entry and the ig.migration.v1 event in the caller's transaction. The event carries the
+    change's latest run id (a backout outside a run: the run it undoes)."""
+    run_id = await conn.fetchval(f"UPDATE {SCHEMA}.changes SET phase = $2, detail = $3, updated_at = now() "
+                                 f"WHERE change = $1 RETURNING run_id", change, to_phase.value, detail)
     await conn.execute(f"INSERT INTO {SCHEMA}.timeline (change, from_phase, to_phase, detail) VALUES ($1,$2,$3,$4)",
                        change, from_phase.value, to_phase.value, detail)
     await enqueue(conn, SCHEMA, phase_changed(events_pb2.MigrationPhaseChanged(
-        change=change, from_phase=from_phase.value, to_phase=to_phase.value, detail=detail)))
+        change=change, from_phase=from_phase.value, to_phase=to_phase.value, detail=detail, run_id=run_id or "")))
 
 
 async def save_result(conn: Conn, change: str, kind: str, body: dict[str, Any]) -> None:

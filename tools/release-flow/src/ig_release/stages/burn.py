@@ -5,7 +5,8 @@ The burn service of `make up` computes production windows (30 d), which no simul
 this stage starts the burn harness's private instances (ig_burn.devtools.harness): a private Prometheus scraping
 the synthetic exporter, and a burn service with IG_WINDOW_SCALE=86400 (30 d -> 30 s) on a database of its own.
 They stay up until the flow ends, because the migration's SLO-headroom gate asks this burn service (service
-assets-api, a healthy series of the same exporter)."""
+assets-api, a healthy series of the same exporter): its gRPC listens on IG_RELEASE_BURN_GRPC (default
+127.0.0.1:50055), the address the suite's migration service is configured to ask (its IG_BURN_GRPC)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ from ig_release.databases import recreate_for_service
 SLO = "release-synthetic-availability"
 ASSETS_SLO = "assets-api-availability"
 FLAGS = ("subs.optimizedBuffer", "subs.rateLimitPerSecond", "connectors.rateLimitPerSecond", "experiments.paused")
+
+
+def grpc_port_of(address: str) -> int:
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        raise StageFailed(f"IG_RELEASE_BURN_GRPC: expected 127.0.0.1:<port> (the burn stage serves it on this "
+                          f"machine), got {address!r}")
+    return int(port)
 
 
 class BurnSimulation:
@@ -55,7 +64,8 @@ class BurnSimulation:
                "IG_EVALUATION_INTERVAL_SECONDS": "1", "IG_WINDOW_SCALE": "86400", "IG_MIN_WINDOW_SECONDS": "3",
                "IG_LOG_LEVEL": "INFO"}
         try:
-            self.burn = BurnProcess(env, self.log, caller="release").start()
+            self.burn = BurnProcess(env, self.log, caller="release",
+                                    grpc_port=grpc_port_of(ctx.endpoints.release_burn_grpc)).start()
         except RuntimeError as error:
             raise StageFailed(f"the burn service did not start: {error}", self.log) from error
         resources.callback(self.burn.stop)
@@ -140,7 +150,6 @@ class BurnSimulation:
 def run(ctx: ReleaseContext, resources: ExitStack) -> str:
     simulation = BurnSimulation(ctx, resources)
     ctx.summary["burn service (private, windows / 86400)"] = simulation.burn.url + "/burn"
-    ctx.shared["burn_grpc"] = simulation.burn.grpc_target
     figures = simulation.drive()
     simulation.write_evidence()
     return (f"burn peaked at {figures['peak_burn']:.0%} -> throttled, incident {figures['incident']} opened; "

@@ -142,16 +142,18 @@ class Incident(_message.Message):
     def __init__(self, incident_id: _Optional[str] = ..., slo: _Optional[str] = ..., service: _Optional[str] = ..., status: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class MigrationPhaseChanged(_message.Message):
-    __slots__ = ("change", "from_phase", "to_phase", "detail")
+    __slots__ = ("change", "from_phase", "to_phase", "detail", "run_id")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     FROM_PHASE_FIELD_NUMBER: _ClassVar[int]
     TO_PHASE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     change: str
     from_phase: str
     to_phase: str
     detail: str
-    def __init__(self, change: _Optional[str] = ..., from_phase: _Optional[str] = ..., to_phase: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    run_id: str
+    def __init__(self, change: _Optional[str] = ..., from_phase: _Optional[str] = ..., to_phase: _Optional[str] = ..., detail: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class ServiceStarted(_message.Message):
     __slots__ = ("service", "version", "region", "attributes")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fig/migration/v1/migration.proto\x12\x0fig.migration.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n\rSubmitRequest\x12\x11\n\tplan_yaml\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\"K\n\x0eSubmitResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x02 \x01(\t\x12\x14\n\x0csubmitted_by\x18\x03 \x01(\t\"[\n\nGateResult\x12\x0c\n\x04gate\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x10\n\x08measured\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\"\n\x10PreflightRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\"O\n\x11PreflightResponse\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12*\n\x05gates\x18\x02 \x03(\x0b\x32\x1b.ig.migration.v1.GateResult\"D\n\nRunRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x13\n\x0buntil_phase\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\"\x8d\x01\n\x0bRunResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x11\n\taca_score\x18\x03 \x01(\x01\x12\x12\n\nbacked_out\x18\x04 \x01(\x08\x12\x13\n\x0breport_path\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x07 \x01(\t\"/\n\rStatusRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\xc9\x01\n\x0eStatusResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x17\n\x0frows_per_second\x18\x05 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\"1\n\x0e\x42\x61\x63koutRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x02 \x03(\x03\"\x9a\x01\n\x0f\x42\x61\x63koutResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x11\n\tvalidated\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\tblue_rows\x18\x04 \x01(\x03\x12\x12\n\ngreen_rows\x18\x05 \x01(\x03\x12\x15\n\rblue_checksum\x18\x06 \x01(\t\x12\x16\n\x0egreen_checksum\x18\x07 \x01(\t2\x8e\x03\n\x10MigrationService\x12I\n\x06Submit\x12\x1e.ig.migration.v1.SubmitRequest\x1a\x1f.ig.migration.v1.SubmitResponse\x12R\n\tPreflight\x12!.ig.migration.v1.PreflightRequest\x1a\".ig.migration.v1.PreflightResponse\x12@\n\x03Run\x12\x1b.ig.migration.v1.RunRequest\x1a\x1c.ig.migration.v1.RunResponse\x12K\n\x06Status\x12\x1e.ig.migration.v1.StatusRequest\x1a\x1f.ig.migration.v1.StatusResponse0\x01\x12L\n\x07\x42\x61\x63kout\x12\x1f.ig.migration.v1.BackoutRequest\x1a .ig.migration.v1.BackoutResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fig/migration/v1/migration.proto\x12\x0fig.migration.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n\rSubmitRequest\x12\x11\n\tplan_yaml\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\"K\n\x0eSubmitResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x02 \x01(\t\x12\x14\n\x0csubmitted_by\x18\x03 \x01(\t\"[\n\nGateResult\x12\x0c\n\x04gate\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x10\n\x08measured\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\"\n\x10PreflightRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\"O\n\x11PreflightResponse\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12*\n\x05gates\x18\x02 \x03(\x0b\x32\x1b.ig.migration.v1.GateResult\"D\n\nRunRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x13\n\x0buntil_phase\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\"\x9d\x01\n\x0bRunResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x11\n\taca_score\x18\x03 \x01(\x01\x12\x12\n\nbacked_out\x18\x04 \x01(\x08\x12\x13\n\x0breport_path\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x07 \x01(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\"/\n\rStatusRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\xd9\x01\n\x0eStatusResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x17\n\x0frows_per_second\x18\x05 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x0e\n\x06run_id\x18\n \x01(\t\"1\n\x0e\x42\x61\x63koutRequest\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x02 \x03(\x03\"\x9a\x01\n\x0f\x42\x61\x63koutResponse\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12\x11\n\tvalidated\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\tblue_rows\x18\x04 \x01(\x03\x12\x12\n\ngreen_rows\x18\x05 \x01(\x03\x12\x15\n\rblue_checksum\x18\x06 \x01(\t\x12\x16\n\x0egreen_checksum\x18\x07 \x01(\t2\x8e\x03\n\x10MigrationService\x12I\n\x06Submit\x12\x1e.ig.migration.v1.SubmitRequest\x1a\x1f.ig.migration.v1.SubmitResponse\x12R\n\tPreflight\x12!.ig.migration.v1.PreflightRequest\x1a\".ig.migration.v1.PreflightResponse\x12@\n\x03Run\x12\x1b.ig.migration.v1.RunRequest\x1a\x1c.ig.migration.v1.RunResponse\x12K\n\x06Status\x12\x1e.ig.migration.v1.StatusRequest\x1a\x1f.ig.migration.v1.StatusResponse0\x01\x12L\n\x07\x42\x61\x63kout\x12\x1f.ig.migration.v1.BackoutRequest\x1a .ig.migration.v1.BackoutResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,15 +45,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNREQUEST']._serialized_start=427
   _globals['_RUNREQUEST']._serialized_end=495
   _globals['_RUNRESPONSE']._serialized_start=498
-  _globals['_RUNRESPONSE']._serialized_end=639
-  _globals['_STATUSREQUEST']._serialized_start=641
-  _globals['_STATUSREQUEST']._serialized_end=688
-  _globals['_STATUSRESPONSE']._serialized_start=691
-  _globals['_STATUSRESPONSE']._serialized_end=892
-  _globals['_BACKOUTREQUEST']._serialized_start=894
-  _globals['_BACKOUTREQUEST']._serialized_end=943
-  _globals['_BACKOUTRESPONSE']._serialized_start=946
-  _globals['_BACKOUTRESPONSE']._serialized_end=1100
-  _globals['_MIGRATIONSERVICE']._serialized_start=1103
-  _globals['_MIGRATIONSERVICE']._serialized_end=1501
+  _globals['_RUNRESPONSE']._serialized_end=655
+  _globals['_STATUSREQUEST']._serialized_start=657
+  _globals['_STATUSREQUEST']._serialized_end=704
+  _globals['_STATUSRESPONSE']._serialized_start=707
+  _globals['_STATUSRESPONSE']._serialized_end=924
+  _globals['_BACKOUTREQUEST']._serialized_start=926
+  _globals['_BACKOUTREQUEST']._serialized_end=975
+  _globals['_BACKOUTRESPONSE']._serialized_start=978
+  _globals['_BACKOUTRESPONSE']._serialized_end=1132
+  _globals['_MIGRATIONSERVICE']._serialized_start=1135
+  _globals['_MIGRATIONSERVICE']._serialized_end=1533
 # @@protoc_insertion_point(module_scope)

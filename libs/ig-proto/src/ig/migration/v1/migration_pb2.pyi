@@ -66,7 +66,7 @@ class RunRequest(_message.Message):
     def __init__(self, change: _Optional[str] = ..., until_phase: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("change", "phase", "aca_score", "backed_out", "report_path", "detail", "approved_by")
+    __slots__ = ("change", "phase", "aca_score", "backed_out", "report_path", "detail", "approved_by", "run_id")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     ACA_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class RunResponse(_message.Message):
     REPORT_PATH_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     change: str
     phase: str
     aca_score: float
@@ -81,7 +82,8 @@ class RunResponse(_message.Message):
     report_path: str
     detail: str
     approved_by: str
-    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., aca_score: _Optional[float] = ..., backed_out: _Optional[bool] = ..., report_path: _Optional[str] = ..., detail: _Optional[str] = ..., approved_by: _Optional[str] = ...) -> None: ...
+    run_id: str
+    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., aca_score: _Optional[float] = ..., backed_out: _Optional[bool] = ..., report_path: _Optional[str] = ..., detail: _Optional[str] = ..., approved_by: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("change", "follow")
@@ -92,7 +94,7 @@ class StatusRequest(_message.Message):
     def __init__(self, change: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("change", "phase", "done", "total", "rows_per_second", "eta_seconds", "updated_at", "state", "detail")
+    __slots__ = ("change", "phase", "done", "total", "rows_per_second", "eta_seconds", "updated_at", "state", "detail", "run_id")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +104,7 @@ class StatusResponse(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     change: str
     phase: str
     done: int
@@ -111,7 +114,8 @@ class StatusResponse(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     state: str
     detail: str
-    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    run_id: str
+    def __init__(self, change: _Optional[str] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class BackoutRequest(_message.Message):
     __slots__ = ("change", "batches")
