@@ -16,7 +16,7 @@ k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on st
 	$(RUN) ig-k8s docs --check
 	$(RUN) ig-k8s values-schema --check
 
-k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed
+k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed; prints each region's addresses, pods and images (size, digest)
 	$(RUN) ig-k8s up
 
 k8s-node-up: ## a real node per region (containerd 2.x, runc, CNI bridge, kubelet 1.37) on the running clusters
