@@ -126,7 +126,9 @@ class PodClient:
 
 def bundle_contents(archive: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     """Each artifact the manifest lists, by name, byte for byte as the bundle carries it."""
-    paths = {artifact["path"]: artifact["name"] for artifact in manifest["artifacts"]}
+    from ig_evidence.domain.manifest import artifacts_of
+
+    paths = {record.path: record.name for record in artifacts_of(manifest)}
     found = {}
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
