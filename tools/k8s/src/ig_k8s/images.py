@@ -59,6 +59,10 @@ def ensure_build_tools() -> None:
 
 
 def image_exists(name: str) -> bool:
+    # On a fresh machine buildah is not installed yet (ensure_build_tools installs it before any build): then no
+    # image exists, rather than a FileNotFoundError before the install.
+    if not Path(BUILD_PACKAGES["buildah"]).exists():
+        return False
     return subprocess.run(["buildah", "inspect", "--type", "image", name], capture_output=True).returncode == 0
 
 
