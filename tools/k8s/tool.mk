@@ -7,8 +7,8 @@ CHECK_TARGETS += k8s-check k8s-binaries
 # here; burn, policy and evidence installed, policy upgraded and rolled back, evidence blobs kept across the loss of
 # every pod, migration and portal helm tests) are part of `make test`: warm 382 s on 2026-12-06 (48 tests; 174-233 s
 # before evidence, migration and portal)
-# measured (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
-# the kubelet, CoreDNS, the Debian base and two images (roughly 10-19 min, charts/README.md). They never skip.
+# (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
+# the kubelet, CoreDNS, the Debian base and five images (about 26 min on 2026-12-06 under other load). They never skip.
 # `make k8s-node-test` runs them alone.
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
