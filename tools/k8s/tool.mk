@@ -8,7 +8,8 @@ CHECK_TARGETS += k8s-check k8s-binaries
 # every pod, migration and portal helm tests) are part of `make test`: warm 382 s on 2026-12-06 (48 tests; 174-233 s
 # before evidence, migration and portal)
 # (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
-# the kubelet, CoreDNS, the Debian base and five images (about 26 min on 2026-12-06 under other load). They never skip.
+# the kubelet, CoreDNS, the control plane, the Debian base and the images (on 2026-12-06, under other helpers' load,
+# 26 min of builds before that cold run failed on the apt lock, since fixed: no complete cold figure). They never skip.
 # `make k8s-node-test` runs them alone.
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
