@@ -4,9 +4,12 @@ CHECK_TARGETS += k8s-check k8s-binaries
 .PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status k8s-node-up k8s-node-down k8s-images k8s-node-test
 
 # The real-node tests (tools/k8s/tests/real: containerd + kubelet + kube-proxy + CoreDNS running pods from images built
-# here; burn and policy installed, upgraded and rolled back there) are part of `make test`: warm 174-233 s
-# measured (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
-# the kubelet, CoreDNS, the Debian base and two images (roughly 10-19 min, charts/README.md). They never skip.
+# here; burn, policy and evidence installed, policy upgraded and rolled back, evidence blobs kept across the loss of
+# every pod, migration and portal helm tests) are part of `make test`: warm 382 s on 2026-12-06 (48 tests; 174-233 s
+# before evidence, migration and portal)
+# (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
+# the kubelet, CoreDNS, the control plane, the Debian base and the images (on 2026-12-06, under other helpers' load,
+# 26 min of builds before that cold run failed on the apt lock, since fixed: no complete cold figure). They never skip.
 # `make k8s-node-test` runs them alone.
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
@@ -16,7 +19,7 @@ k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on st
 	$(RUN) ig-k8s docs --check
 	$(RUN) ig-k8s values-schema --check
 
-k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed
+k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed; prints each region's addresses, pods and images (size, digest)
 	$(RUN) ig-k8s up
 
 k8s-node-up: ## a real node per region (containerd 2.x, runc, CNI bridge, kubelet 1.37) on the running clusters
@@ -28,7 +31,7 @@ k8s-node-down: ## stop the real nodes and everything they run (containers, shims
 k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported into the running real nodes; JSON figures
 	$(RUN) ig-k8s images --service burn
 
-k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn and policy installed with --wait --atomic, upgrade/rollback under load, RBAC switch
+k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn, policy, evidence, migration and portal installed with --wait --atomic, helm tests, evidence blobs across pod loss, upgrade/rollback under load, RBAC switch
 	$(RUN) pytest tools/k8s/tests/real -q -p no:randomly
 
 k8s-down: ## stop the simulated Kubernetes clusters and their real nodes

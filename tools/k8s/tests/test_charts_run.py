@@ -141,6 +141,9 @@ def test_the_release_set_turns_the_migration_switch_on() -> None:
 @pytest.mark.parametrize(("chart", "url", "method"), [
     ("burn", "http://burn.ig.svc.cluster.local:8013/ofrep/v1/evaluate/flags", "POST"),
     ("policy", "http://policy.ig.svc.cluster.local:8081/healthz", "GET"),
+    ("evidence", "http://evidence.ig.svc.cluster.local:8082/healthz", "GET"),
+    ("migration", "http://migration.ig.svc.cluster.local:8084/healthz", "GET"),
+    ("audit-portal", "http://audit-portal.ig.svc.cluster.local:8085/healthz", "GET"),
 ])
 def test_helm_test_hook_calls_the_service_through_its_service_dns_name(render: Render, chart: str, url: str,
                                                                         method: str) -> None:
@@ -153,7 +156,6 @@ def test_helm_test_hook_calls_the_service_through_its_service_dns_name(render: R
     assert hook["spec"]["automountServiceAccountToken"] is False
 
 
-@pytest.mark.parametrize("chart", ["evidence", "migration", "audit-portal"])
-def test_charts_without_a_hook_value_render_no_test_pod(render: Render, chart: str) -> None:
-    assert kind(render(chart, "region-a"), "Pod") == []
+def test_a_hook_switched_off_renders_no_test_pod(render: Render) -> None:
+    assert kind(render("audit-portal", "region-a", ("helmTest.enabled=false",)), "Pod") == []
 

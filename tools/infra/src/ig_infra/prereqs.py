@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 
 from ig_infra.process import InfraError
 
@@ -22,10 +23,18 @@ def require(*commands: str) -> None:
                                                                 for c in missing))
 
 
+# One apt at a time in this process (both regions' clusters start in threads and each installed etcd: the second
+# failed on dpkg's lock, cold run of 2026-12-06); another process's apt is waited for through dpkg's lock timeout.
+_APT = threading.Lock()
+LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
+
+
 def apt_install(*packages: str) -> None:
     require("apt-get")
-    for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
-        result = subprocess.run(args, capture_output=True, text=True, env={"DEBIAN_FRONTEND": "noninteractive",
-                                                                             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-        if result.returncode != 0:
-            raise InfraError(f"{' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    with _APT:
+        for args in (["apt-get", "update", "-qq", *LOCK_WAIT], ["apt-get", "install", "-y", "-qq", *LOCK_WAIT,
+                                                                 *packages]):
+            result = subprocess.run(args, capture_output=True, text=True,
+                                    env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+            if result.returncode != 0:
+                raise InfraError(f"{' '.join(args)} failed:\n{result.stderr[-2000:]}")

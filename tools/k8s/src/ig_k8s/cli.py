@@ -1,7 +1,8 @@
 """ig-k8s: Kubernetes delivery of the suite.
 
-  ig-k8s up [--region R] [--no-install]   start the simulated cluster(s) and install every release
-  ig-k8s down | status                    stop / describe the clusters (and their real nodes)
+  ig-k8s up [--region R] [--no-install]   start the simulated cluster(s), install every release, print each region's
+                                          addresses, pods and images (size, digest)
+  ig-k8s down | status                    stop / describe the clusters (and their real nodes, addresses, pods, images)
   ig-k8s node up|down|status [--region R] a real node per region: containerd, runc, CNI, kubelet, kube-proxy, CoreDNS
   ig-k8s prove-services [--region R]      a pod calls another pod by its Service's DNS name on the real node
   ig-k8s images [--service S] [--tag T]   build the Debian base and service images, import them into running nodes
@@ -80,7 +81,21 @@ def _up(regions: list[str], install: bool) -> int:
         if install:
             installed = install_suite(helm, cluster)
             print(f"  {region}: installed and Available: {', '.join(installed)}", flush=True)
+    for region in regions:
+        print(_overview(region, paths), flush=True)
     return 0
+
+
+def _overview(region: str, paths: Paths) -> str:
+    """The region's addresses, pods and images (with size and digest), or why there is nothing to show."""
+    from ig_k8s.cluster import SimulatedCluster
+    from ig_k8s.node import RealNode
+    from ig_k8s.overview import collect, render
+
+    cluster = SimulatedCluster(region, paths)
+    if not cluster.apiserver_ready():
+        return f"{region}: no API server answers at {cluster.server}"
+    return render(collect(cluster, RealNode(region, paths), paths))
 
 
 def _build(allow_failure: bool) -> int:
@@ -116,9 +131,11 @@ def _status(regions: list[str]) -> int:
     from ig_k8s.cluster import SimulatedCluster
     from ig_k8s.node import RealNode
 
+    paths = Paths.from_environment()
     for region in regions:
-        print(SimulatedCluster(region).describe())
-        print(RealNode(region).describe())
+        print(SimulatedCluster(region, paths).describe())
+        print(RealNode(region, paths).describe())
+        print(_overview(region, paths))
     return 0
 
 

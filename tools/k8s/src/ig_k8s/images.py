@@ -27,7 +27,11 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # python as `python` with its venv module (uv comes from its wheel in a venv), CA roots, groupadd/useradd.
 BASE_PACKAGES = ("python3.11", "python3.11-venv", "python-is-python3", "ca-certificates", "passwd")
 BASE_IMAGE = "localhost/ig/python-base:3.11-bookworm"
-BUILD_PACKAGES = {"mmdebstrap": "/usr/bin/mmdebstrap", "buildah": "/usr/bin/buildah"}
+BUILD_PACKAGES = {"mmdebstrap": "/usr/bin/mmdebstrap", "buildah": "/usr/bin/buildah", "runc": "/usr/sbin/runc"}
+# The runtime of a Dockerfile's RUN steps, named rather than buildah's default: Debian's buildah brings crun when
+# no runtime is installed yet, and crun refuses this cgroup v1 ("hybrid") host ("cgroups in hybrid mode not
+# supported"), seen on a fresh machine.
+BUILD_RUNTIME = BUILD_PACKAGES["runc"]
 # The host's CA bundle, mounted into the build steps only (pip and uv reach PyPI through this machine's TLS proxy).
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -59,6 +63,10 @@ def ensure_build_tools() -> None:
 
 
 def image_exists(name: str) -> bool:
+    # On a fresh machine buildah is not installed yet (ensure_build_tools installs it before any build): then no
+    # image exists, rather than a FileNotFoundError before the install.
+    if not Path(BUILD_PACKAGES["buildah"]).exists():
+        return False
     return subprocess.run(["buildah", "inspect", "--type", "image", name], capture_output=True).returncode == 0
 
 
@@ -148,7 +156,8 @@ def service_image(service: ServiceImage, tag: str, paths: Paths) -> BuiltImage:
         volumes = ["--volume", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro"]
         build_args |= {"PIP_CERT": "/run/host-ca.crt", "SSL_CERT_FILE": "/run/host-ca.crt"}
     print(f"  building {name} with buildah on {base.name} ...", flush=True)
-    _run(["buildah", "bud", "--quiet", "--layers", "--network", "host", "--pull=never",
+    ensure_build_tools()
+    _run(["buildah", "bud", "--quiet", "--runtime", BUILD_RUNTIME, "--layers", "--network", "host", "--pull=never",
           "--ignorefile", str(service.dockerfile.with_name("Dockerfile.dockerignore")), "-f", str(service.dockerfile),
           *(arg for key, value in build_args.items() for arg in ("--build-arg", f"{key}={value}")), *volumes,
           "-t", name, str(REPO_ROOT)], f"building {name}")

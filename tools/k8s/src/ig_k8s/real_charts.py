@@ -95,12 +95,18 @@ def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm
     cluster = node.cluster
     ensure_namespace(api_client(cluster.kubeconfig), namespace)
     ensure_workload_secret(helm, cluster, release, namespace, release.sets)
+    extra: dict[str, Any] = {}
     if release.chart == "policy":
         ensure_decision_log_secret(node, f"{release.name}-decision-log", namespace)
+    if release.chart == "evidence":
+        from ig_k8s.real_evidence import ensure_ledger_key_secret, evidence_values
+
+        ensure_ledger_key_secret(node, f"{release.name}-ledger-key", namespace)
+        extra = evidence_values(cluster.paths)
     ensure_volumes(cluster, manifests(helm.template(release.chart_dir, cluster.region, release.name, namespace,
                                                     release.sets)), namespace)
     values = cluster.dir / f"real-node-{release.name}.yaml"
-    values.write_text(json.dumps(real_node_values(release, tag), indent=2))
+    values.write_text(json.dumps({**real_node_values(release, tag), **extra}, indent=2))
     args = ["upgrade", "--install", release.name, str(release.chart_dir), "--namespace", namespace,
             "-f", str(region_values(cluster.region)), "-f", str(values), "--wait", "--atomic", "--timeout", timeout]
     for item in release.sets:

@@ -1,6 +1,6 @@
 """The real nodes of both regions, started once for every test of this package (package scope: torn down after the
-package's last test, not at the end of a `make test` session), with the burn and policy images imported and both
-releases installed on demand.
+package's last test, not at the end of a `make test` session), with the burn, policy and evidence images imported and
+the three releases installed on demand.
 
 Nothing skips: a binary or image that cannot be built, or a node or install that fails, fails the tests.
 """
@@ -22,7 +22,7 @@ from ig_k8s.real_charts import install_on_real_node, start_pod_infrastructure, s
 from ig_k8s.suite import REGIONS, in_parallel
 
 TAG = "node-test"
-RELEASES = ("burn", "policy")
+RELEASES = ("burn", "policy", "evidence")
 # The test that stops the nodes: it runs after every other test that uses them (see the hook below).
 STOPS_THE_NODES = "stops_real_nodes"
 
@@ -89,7 +89,7 @@ def postgres(nodes: dict[str, RealNode]) -> Iterator[Postgres]:
 @pytest.fixture(scope="package")
 def installed(nodes: dict[str, RealNode], images: dict[str, Any], postgres: Postgres,
               helm: Helm) -> Iterator[dict[str, dict[str, Any]]]:
-    """burn and policy in both regions, the four installs at once."""
+    """burn, policy and evidence in both regions, the six installs at once."""
     jobs = {f"{release}/{region}": (lambda release=release, region=region:
                                    install_on_real_node(nodes[region], release, TAG, helm))
             for region in REGIONS for release in RELEASES}

@@ -1,12 +1,12 @@
-"""The suite's charts on the real nodes: `helm upgrade --install --wait --atomic` of the burn and policy releases
-in both regions, every pod Ready through its real probes on the region's real node, each service connected to
+"""The suite's charts on the real nodes: `helm upgrade --install --wait --atomic` of the burn, policy and evidence
+releases in both regions, every pod Ready through its real probes on the region's real node, each service connected to
 PostgreSQL through the Service name the region's values give (`postgresql.ig-data.svc.cluster.local`,
 `sslmode=verify-full`, its workload certificate mapped to its own roles), the policy service to its OPA sidecar
 (built here from the static OPA the suite already builds) with the repository's policies loaded.
 
 PostgreSQL here is the real nodes' own (tools/k8s/src/ig_k8s/real_charts.py): the shared one listens on loopback
 only. Kafka is not reachable from pods yet (its brokers advertise loopback addresses), so the services' outbox
-relays retry in the background; burn and policy are Ready without it. Nothing skips: a build, node or install
+relays retry in the background; burn, policy and evidence are Ready without it. Nothing skips: a build, node or install
 that fails fails the tests.
 """
 
@@ -23,7 +23,7 @@ from ig_k8s.suite import REGIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
-RELEASES = ("burn", "policy")  # installed by the package's `installed` fixture (conftest.py)
+RELEASES = ("burn", "policy", "evidence")  # installed by the package's `installed` fixture (conftest.py)
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -66,7 +66,8 @@ def test_policy_loads_the_repository_policies_into_its_opa_sidecar(
 
 
 @pytest.mark.parametrize("region", REGIONS)
-@pytest.mark.parametrize(("release", "answer"), [("burn", '200 {"flags"'), ("policy", '200 {"status":"ok"}')])
+@pytest.mark.parametrize(("release", "answer"), [("burn", '200 {"flags"'), ("policy", '200 {"status":"ok"}'),
+                                                   ("evidence", '200 {"status":"ok"}')])
 def test_helm_test_calls_each_service_through_its_service_dns_name(
         installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, release: str, answer: str,
         region: str) -> None:
