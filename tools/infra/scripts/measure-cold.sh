@@ -2,7 +2,7 @@
 # Time `make test` (or another target) as a brand-new machine would run it, beside a running shared stack:
 #   tools/infra/scripts/measure-cold.sh [TARGET] [DIR]      (defaults: test, /var/tmp/cold)
 # A fresh clone of this repository's HEAD, a fresh HOME (so uv's, Go's, Maven's and ig-mc's caches are all empty and
-# uv itself is installed by `make bootstrap`), its own IG_RUN_DIR and ports (PostgreSQL not on 56432: the real-node tests'
+# uv itself is installed by `make bootstrap`), its own IG_RUN_DIR and ports (PostgreSQL not on 26432: the real-node tests'
 # pods use that one, tools/k8s/src/ig_k8s/real_charts.py POD_PG_PORT). Every output line is prefixed with the
 # UTC time and the seconds since the start; the load average is sampled every 30 s. Logs: DIR/log/.
 # What stays warm: Debian packages already installed (PostgreSQL, slapd, etcd, chromium, Java, Maven) and the Go

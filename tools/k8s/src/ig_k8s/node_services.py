@@ -177,7 +177,20 @@ def expose_host_service(node: RealNode, namespace: str, name: str, ports: list[d
     _create(lambda: core.create_namespace({"metadata": {"name": namespace}}))
     service, endpoints = host_service_objects(node, namespace, name, ports)
     wait_until(lambda: _created_service(core, service, namespace), timeout=30, what=f"Service {namespace}/{name}")
-    _create(lambda: discovery.create_namespaced_endpoint_slice(namespace, endpoints))
+    _create_or_replace_endpoints(discovery, namespace, endpoints)
+
+
+def _create_or_replace_endpoints(discovery: Any, namespace: str, endpoints: dict[str, Any]) -> None:
+    """The cluster's etcd outlives a run: an EndpointSlice kept from an earlier one names the host port of then
+    (pods got "connection refused" after the nodes' PostgreSQL moved port), so an existing one is replaced."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        discovery.create_namespaced_endpoint_slice(namespace, endpoints)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        discovery.replace_namespaced_endpoint_slice(endpoints["metadata"]["name"], namespace, endpoints)
 
 
 def start_coredns(node: RealNode, binaries: NodeBinaries) -> None:

@@ -35,7 +35,10 @@ from ig_k8s.volumes import ensure_volumes
 
 NAMESPACE = "ig-real"
 DATA_NAMESPACE = "ig-data"
-POD_PG_PORT = 56432
+# Below the kernel's ephemeral range (32768-60999): this PostgreSQL starts mid-run, when thousands of client
+# sockets (etcd, the API servers, the suite) hold ephemeral local ports, and 56432 was once taken by one of them
+# ("could not bind IPv4 address 127.0.0.1: Address already in use").
+POD_PG_PORT = 26432
 
 
 @contextlib.contextmanager

@@ -38,8 +38,9 @@ from ig_k8s.node import RealNode
 
 RELEASE = "evidence"
 GRPC_PORT = 50052
-# The tenant the test registers for: one the `release` identity may act for (policies/authz/grpc-methods.yaml).
-TENANT = "alpha"
+# The tenant the test registers for: one the `release` identity may act for (policies/authz/grpc-methods.yaml) and
+# that both regions serve. alpha is pinned to region-a, so region-b's evidence service refuses it (residency).
+TENANT = "beta"
 SIGNER_NAME = "real-node release key"
 CLIENT_IDENTITY = "release"
 
