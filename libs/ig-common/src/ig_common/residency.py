@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
+
 
 class InvalidResidencyData(ValueError):
     """The residency document cannot be read as the policy's data; start-up stops on it."""
@@ -95,6 +97,14 @@ def load_residency(path: str, serving_region: str) -> Residency:
     if not path:
         return Residency(serving_region)
     return residency_from_policy_data(Path(path).read_text(), serving_region)
+
+
+def log_when_unconfigured(residency: Residency) -> None:
+    """At a gate's start: a service given no pins serves every tenant, which an operator must be able to see."""
+    if not residency.configured:
+        structlog.get_logger(__name__).warning(
+            "residency_unconfigured", region=residency.serving_region,
+            detail="IG_TENANT_RESIDENCY_FILE unset: no tenant is pinned, every tenant is served here")
 
 
 def _pin(config: Mapping[str, object], where: str) -> str | None:

@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ig_common.residency import Residency, check_residency_file, load_residency
 from ig_common.tls import IdentityError, WorkloadCertificate, workload_directory
 
 ENV_PREFIX = "IG_"
@@ -48,6 +49,25 @@ class ServiceSettings(BaseSettings):
 
     def workload_certificate(self) -> WorkloadCertificate:
         return WorkloadCertificate(self.tls_dir or workload_directory(self.service_name))
+
+
+class TenantResidencySettings(ServiceSettings):
+    """For a service that stores or serves tenants' data: which tenants its region (IG_REGION) may serve."""
+
+    # IG_TENANT_RESIDENCY_FILE: the policy data document (JSON, as OPA loads it: policies/rego/ig/config/data.json)
+    # whose tenants' residency.pinned_region say where each tenant is served (ig_common.residency). A tenant pinned
+    # to another region than IG_REGION is refused. Empty: no tenant is pinned (a single-region deployment); the
+    # service logs `residency_unconfigured` at start-up, and the charts and `make up` never leave it empty.
+    tenant_residency_file: str = ""
+
+    @field_validator("tenant_residency_file")
+    @classmethod
+    def _residency_loads(cls, value: str) -> str:
+        return check_residency_file(value)
+
+    @property
+    def residency(self) -> Residency:
+        return load_residency(self.tenant_residency_file, self.region)
 
 
 class GrpcServiceSettings(ServiceSettings):

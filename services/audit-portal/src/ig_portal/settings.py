@@ -2,15 +2,14 @@
 
 from pathlib import Path
 
-from ig_common.residency import Residency, check_residency_file, load_residency
-from ig_common.settings import Port, ServiceSettings
+from ig_common.settings import Port, TenantResidencySettings
 from ig_evidence.bundle.build import load_contract
 from ig_evidence.domain.cosignature import Cosigner, parse_cosigner_key
 from ig_evidence.domain.note import parse_verifier_key
 from pydantic import Field, field_validator, model_validator
 
 
-class Settings(ServiceSettings):
+class Settings(TenantResidencySettings):
     service_name: str = "audit-portal"
     # The browser-facing HTTP (TLS belongs to the ingress in front of it).
     http_port: Port = 8080
@@ -84,20 +83,6 @@ class Settings(ServiceSettings):
     witness_keys: str = ""
     # The ledger's checkpoint verifier key (name+hash+base64); empty: the key the verify kit names is used.
     ledger_verifier_key: str = ""
-
-    # The policy data document (JSON, as OPA loads it: policies/rego/ig/config/data.json) whose tenants'
-    # residency.pinned_region say where each tenant is served: a tenant pinned to another region than IG_REGION is
-    # refused here. Empty: no tenant is pinned (a single-region deployment); start-up logs that.
-    tenant_residency_file: str = ""
-
-    @field_validator("tenant_residency_file")
-    @classmethod
-    def _residency_loads(cls, value: str) -> str:
-        return check_residency_file(value)
-
-    @property
-    def residency(self) -> Residency:
-        return load_residency(self.tenant_residency_file, self.region)
 
     @field_validator("evidence_contracts")
     @classmethod

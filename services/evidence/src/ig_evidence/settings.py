@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ig_common.residency import Residency, check_residency_file, load_residency
-from ig_common.settings import GrpcServiceSettings, Port
+from ig_common.settings import GrpcServiceSettings, Port, TenantResidencySettings
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ig_evidence.domain.cosignature import parse_cosigner_key
@@ -35,7 +34,7 @@ class WitnessSetting(BaseModel):
         return value
 
 
-class Settings(GrpcServiceSettings):
+class Settings(GrpcServiceSettings, TenantResidencySettings):
     service_name: str = "evidence"
     grpc_port: Port = 50052
     http_port: Port = 8082
@@ -79,21 +78,6 @@ class Settings(GrpcServiceSettings):
     def trusted_signers(self) -> TrustedSigners:
         """The pinned signers (TrustedSignersError naming the entry when the file is wrong)."""
         return load_trusted_signers(self.trusted_signers_path) if self.trusted_signers_path else TrustedSigners()
-
-    # IG_TENANT_RESIDENCY_FILE: the policy data document (JSON, as OPA loads it: policies/rego/ig/config/data.json)
-    # whose tenants' residency.pinned_region say where each tenant is served. A call acting for a tenant pinned to
-    # another region than IG_REGION is refused before anything of it is stored or read (api/residency.py). Empty: no
-    # tenant is pinned (a single-region deployment); start-up logs that, and the charts never leave it empty.
-    tenant_residency_file: str = ""
-
-    @field_validator("tenant_residency_file")
-    @classmethod
-    def _residency_loads(cls, value: str) -> str:
-        return check_residency_file(value)
-
-    @property
-    def residency(self) -> Residency:
-        return load_residency(self.tenant_residency_file, self.region)
 
     # IG_LEDGER_ORIGIN: the checkpoints' origin line.
     ledger_origin: str = Field(default="maestro-conductor.dev/evidence-ledger", pattern=r"^[^\s+]+$")

@@ -25,7 +25,7 @@ from ig_infra.paths import Paths
 from ig_k8s.cluster import port_offset
 from ig_k8s.helm import Helm, manifests
 from ig_k8s.images import OPA_IMAGE
-from ig_k8s.kube import api_client
+from ig_k8s.kube import api_client, secret_exists
 from ig_k8s.node import REAL_NODE_LABEL, RealNode
 from ig_k8s.node_network import NETWORKS
 from ig_k8s.node_services import expose_host_service
@@ -129,15 +129,10 @@ def ensure_decision_log_secret(node: RealNode, name: str, namespace: str) -> Non
 
     from ig_policy.protection_keys import write_decision_log_keys
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
     core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
-    try:
-        core.read_namespaced_secret(name, namespace)
+    if secret_exists(core, name, namespace):
         return
-    except ApiException as error:
-        if error.status != 404:
-            raise
     with tempfile.TemporaryDirectory() as scratch:
         keys = write_decision_log_keys(Path(scratch) / "keys")
         data = {"pepper": keys["pepper"].read_text(), "input-key.pub": keys["input_key"].read_text()}

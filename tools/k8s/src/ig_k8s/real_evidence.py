@@ -31,9 +31,8 @@ from ig_common.tls import WorkloadCertificate
 from ig_infra.paths import Paths
 from ig_infra.pki import DevCA, ca_directory
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from ig_k8s.kube import api_client
+from ig_k8s.kube import api_client, secret_exists
 from ig_k8s.node import RealNode
 
 RELEASE = "evidence"
@@ -69,12 +68,8 @@ def ensure_ledger_key_secret(node: RealNode, name: str, namespace: str) -> None:
     """The ledger's Ed25519 checkpoint key (PEM, PKCS#8) in the Secret the chart mounts: made once and kept, since
     a new key would make the checkpoints already signed unverifiable."""
     core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
-    try:
-        core.read_namespaced_secret(name, namespace)
+    if secret_exists(core, name, namespace):
         return
-    except ApiException as error:
-        if error.status != 404:
-            raise
     pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                      serialization.NoEncryption())
     core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "type": "Opaque",

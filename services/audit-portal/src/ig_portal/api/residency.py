@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import structlog
 from fastapi import HTTPException
-from ig_common.residency import Residency
+from ig_common.residency import Residency, log_when_unconfigured
 from prometheus_client import Counter
 
 from ig_portal.domain.identity import Principal
@@ -30,9 +30,7 @@ class ResidencyRefused(HTTPException):
 class ResidencyGate:
     def __init__(self, residency: Residency) -> None:
         self.residency = residency
-        if not residency.configured:
-            log.warning("residency_unconfigured", region=residency.serving_region,
-                        detail="IG_TENANT_RESIDENCY_FILE unset: no tenant is pinned, every tenant is served here")
+        log_when_unconfigured(residency)
 
     def admit(self, principal: Principal, *, where: str) -> None:
         """Raise 403 (problem+json) when the principal's tenant may not be served from this region."""

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import structlog
 from ig_common.authz import current_caller
-from ig_common.residency import Residency
+from ig_common.residency import Residency, log_when_unconfigured
 from prometheus_client import Counter
 
 log = structlog.get_logger(__name__)
@@ -30,9 +30,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class ResidencyGate:
     def __init__(self, residency: Residency) -> None:
         self.residency = residency
-        if not residency.configured:
-            log.warning("residency_unconfigured", region=residency.serving_region,
-                        detail="IG_TENANT_RESIDENCY_FILE unset: no tenant is pinned, every tenant is served here")
+        log_when_unconfigured(residency)
 
     async def admit(self, tenant: str, context: Context, *, method: str) -> None:
         """Abort the call (FAILED_PRECONDITION naming both regions) when ``tenant`` may not be served here."""
