@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from ig_infra.paths import Paths
+from ig_infra.process import wait_until
 from ig_k8s.day2 import client_loop_requests, delete_pod, release_images, retag_image, start_client_loop
 from ig_k8s.helm import Helm, manifests
 from ig_k8s.kube import api_client
@@ -55,7 +56,10 @@ def test_upgrade_to_a_new_tag_and_rollback_fail_no_decide_call_through_the_servi
         assert [h["revision"] for h in history][-2:] == [before + 1, before + 2]
         assert history[-1]["status"] == "deployed" and history[-1]["description"] == f"Rollback to {before}"
         assert set(release_images(node, "policy").values()) == {f"{image}:{image_tag}"}
-        assert all(pod["ready"] for pod in release_pods(node, "policy"))
+        # helm's --wait returns once the new pods are Ready; the old ones may still be in their preStop sleep (not
+        # Ready, about to go), which once failed an immediate check. Every pod the release keeps must become Ready.
+        wait_until(lambda: all(pod["ready"] for pod in release_pods(node, "policy")), timeout=90,
+                   what="every policy pod Ready after the rollback (the old ones gone)")
         ended = time.time()
         time.sleep(1)  # requests after the last old pod ended
         requests = client_loop_requests(node, loop)
