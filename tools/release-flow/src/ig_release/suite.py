@@ -66,9 +66,11 @@ def local_suite(base: dict[str, str], work: Path, *, migration: bool = True) -> 
     key pinned for the release's tenants)."""
     work.mkdir(parents=True, exist_ok=True)
     from ig_infra.components.postgres import service_env_for
-    from ig_infra.paths import REPO_ROOT
+    from ig_infra.paths import REPO_ROOT, Paths
+    from ig_infra.services import tenant_residency_env
 
     common = {k: base[k] for k in ("IG_KAFKA_BOOTSTRAP", "IG_IDENTITIES", "IG_AUTHZ_TABLE")}
+    residency = tenant_residency_env(Paths.from_environment())  # the pins the OPA the suite's policy asks loads
 
     def database(service: str) -> dict[str, str]:
         # each service as its own runtime and migrator roles in the suite's database, never as the superuser
@@ -91,14 +93,14 @@ def local_suite(base: dict[str, str], work: Path, *, migration: bool = True) -> 
                                                       # a shared 2-core CI box: OPA's p99 exceeds 50 ms at times
                                                       "IG_OPA_TIMEOUT_MS": "5000"},
                                     work / "policy.log", free_port()))
-        stack.enter_context(service("ig_evidence.app", {**common, **database("evidence"),
+        stack.enter_context(service("ig_evidence.app", {**common, **residency, **database("evidence"),
                                                         "IG_GRPC_PORT": str(evidence_grpc),
                                                         "IG_PUBLIC_PORT": str(free_port()),
                                                         "IG_BLOB_STORE_PATH": str(work / "blobs"),
                                                         "IG_TRUSTED_SIGNERS_PATH": base["IG_TRUSTED_SIGNERS_PATH"]},
                                     work / "evidence.log", free_port()))
         stack.enter_context(service("ig_portal.app", {
-            **common, **database("audit-portal"), "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}",
+            **common, **residency, **database("audit-portal"), "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}",
             "IG_OIDC_ISSUER": base["IG_OIDC_ISSUER"],
             "IG_HEALTH_PORT": str(free_port()),
             "IG_PUBLIC_URL": f"http://localhost:{portal_port}", "IG_LINK_SECRET": "release-flow-" + "k" * 40,
