@@ -24,11 +24,14 @@ class Stage:
     name: str
     title: str
     run: Callable[[ReleaseContext, ExitStack], str]
+    # Started before the first stage runs, kept until the flow ends: what needs time to warm up (the burn stage's
+    # synthetic traffic must be scraped for a while before its burst means anything) warms up under earlier stages.
+    warm_up: Callable[[ReleaseContext, ExitStack], None] | None = None
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("policy", "policy decisions through a gateway, coverage + latency", lambda c, _: policy.run(c)),
-    Stage("burn", "error-budget burn drives throttle flags and an incident", burn.run),
+    Stage("burn", "error-budget burn drives throttle flags, an incident and an alert", burn.run, burn.warm_up),
     Stage("migration", "add-asset-index-v3 blue/green, ACA, backout rehearsal", lambda c, _: migration.run(c)),
     Stage("region", "multi-region failover and residency probes", lambda c, _: region.run(c)),
     Stage("evidence", "signed evidence bundle, verified, registered in the ledger", lambda c, _: evidence.run(c)),
@@ -60,6 +63,16 @@ def run_flow(ctx: ReleaseContext, stages: list[Stage], console: Console) -> int:
                                             console=console, transient=False,
                                             disable=not console.is_terminal) as progress:
         overall = progress.add_task(f"release {ctx.version}", total=len(stages))
+        for stage in stages:
+            if stage.warm_up is not None:
+                try:
+                    stage.warm_up(ctx, resources)
+                except StageFailed as error:
+                    progress.stop()
+                    where = f"\n  log: {error.log}" if error.log else ""
+                    console.print(f"[bold red]✗ stage {stage.name} failed[/] warming up: {error}{where}")
+                    record(ctx, results, stage.name, "failed", f"warming up: {error}", time.monotonic())
+                    return 1
         for index, stage in enumerate(stages, 1):
             task = progress.add_task(f"[{index}/{len(stages)}] {stage.name}: {stage.title}", total=None)
             if not console.is_terminal:  # CI logs and pipes: one line per stage start, no live display
