@@ -29,6 +29,11 @@ def test_the_demo_slo_dir_holds_the_packaged_slos_and_the_suites_two(tmp_path: P
     assert [p.slo for p in config.policies if p.slo == names.slo] == [names.slo]
 
 
+def test_a_suite_without_the_measured_services_declares_the_demo_slos_only(tmp_path: Path) -> None:
+    config = load_config(write_slo_dir(DemoNames("suite-1"), tmp_path / "slos", packaged=False))
+    assert {s.name for s in config.slos} == {"release-synthetic-suite-1", "assets-api-suite-1"}
+
+
 def test_suite_ids_are_checked_before_they_name_anything() -> None:
     for bad in ("", "Region-A", "a" * 33, "a_b", "-a", 'a"}'):
         with pytest.raises(ValueError, match="suite id"):

@@ -121,7 +121,8 @@ def burn_service(common: dict[str, str], database: dict[str, str], work: Path) -
     """The suite's burn service in the demo profile (ig_burn.devtools.demo: windows / 86400, the flow's demo SLOs)
     against the shared Prometheus, which also scrapes its /metrics (a file_sd target: the alert rules, such as
     BurnThrottleEngaged, then see it). The suite id is random: the shared Prometheus serves every suite on the
-    machine (`make up`'s regions are region-a and region-b), so no two share SLO or job names."""
+    machine (`make up`'s regions are region-a and region-b), so no two share SLO or job names. Only the demo SLOs:
+    the packaged ones measure the `policy`, `evidence` ... jobs, which are `make up`'s services, not this suite's."""
     from ig_burn.devtools.demo import DemoNames, demo_settings
     from ig_infra.components.prometheus import Prometheus
     from ig_infra.paths import Paths
@@ -134,7 +135,7 @@ def burn_service(common: dict[str, str], database: dict[str, str], work: Path) -
     http_port, grpc_port, api_port, public_port = free_port(), free_port(), free_port(), free_port()
     prometheus.add_exporter(names.burn_metrics_job, f"127.0.0.1:{http_port}")
     try:
-        with service("ig_burn.app", {**common, **database, **demo_settings(names, work / "burn-slos"),
+        with service("ig_burn.app", {**common, **database, **demo_settings(names, work / "burn-slos", packaged=False),
                                      "IG_PROMETHEUS_URL": prometheus.address(), "IG_GRPC_PORT": str(grpc_port),
                                      "IG_API_PORT": str(api_port), "IG_PUBLIC_PORT": str(public_port),
                                      "IG_EXTERNAL_URL": f"http://127.0.0.1:{public_port}"},

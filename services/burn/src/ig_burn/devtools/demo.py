@@ -72,12 +72,13 @@ class DemoNames:
         return f"burn-{self.suite_id}"
 
 
-def write_slo_dir(names: DemoNames, directory: Path) -> Path:
-    """The packaged SLOs plus the demo workload's two, in ``directory`` (replaced)."""
+def write_slo_dir(names: DemoNames, directory: Path, *, packaged: bool = True) -> Path:
+    """The demo workload's two SLOs in ``directory`` (replaced), beside the packaged ones unless ``packaged`` is
+    False (a suite that does not run the services they measure, whose jobs are `make up`'s)."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    for packaged in sorted(DEFAULT_CONFIG.glob("*.yaml")):
-        shutil.copyfile(packaged, directory / packaged.name)
+    for document in sorted(DEFAULT_CONFIG.glob("*.yaml")) if packaged else []:
+        shutil.copyfile(document, directory / document.name)
     # minDwell 2 s: the burst and its rollback each last seconds in the demo.
     (directory / "release-synthetic.yaml").write_text(
         synthetic_slo_yaml(names.slo, series="s0000", job=names.synthetic_job) + "---\n"
@@ -88,9 +89,9 @@ def write_slo_dir(names: DemoNames, directory: Path) -> Path:
     return directory
 
 
-def demo_settings(names: DemoNames, directory: Path) -> dict[str, str]:
+def demo_settings(names: DemoNames, directory: Path, *, packaged: bool = True) -> dict[str, str]:
     """The IG_* settings of the demo profile, after writing its SLO directory."""
-    return {**DEMO_SETTINGS, "IG_SLO_DIR": str(write_slo_dir(names, directory))}
+    return {**DEMO_SETTINGS, "IG_SLO_DIR": str(write_slo_dir(names, directory, packaged=packaged))}
 
 
 def main(argv: list[str] | None = None) -> None:
