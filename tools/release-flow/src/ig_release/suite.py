@@ -128,9 +128,9 @@ def burn_service(common: dict[str, str], database: dict[str, str], work: Path) -
     from ig_infra.paths import Paths
 
     prometheus = Prometheus(Paths.from_environment())
-    if not prometheus.healthy():
-        raise RuntimeError(f"the shared Prometheus at {prometheus.address()} is not running (`uv run ig-infra up`): "
-                           "the burn service measures burn there")
+    if not prometheus.healthy():  # started like the tests' fixtures start PostgreSQL, Kafka and OPA; kept running
+        prometheus.install()
+        prometheus.start()
     names = DemoNames(f"suite-{secrets.token_hex(4)}")
     http_port, grpc_port, api_port, public_port = free_port(), free_port(), free_port(), free_port()
     prometheus.add_exporter(names.burn_metrics_job, f"127.0.0.1:{http_port}")
