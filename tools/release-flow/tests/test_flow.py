@@ -48,6 +48,19 @@ def test_the_migration_stage_needs_the_suites_migration_service(tmp_path: Path, 
     assert "migration service (IG_MIGRATION_GRPC)" in capsys.readouterr().out
 
 
+def test_the_burn_stage_needs_the_suites_burn_service_and_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # The stage drives the suite's own burn service and the shared Prometheus: without them it never starts.
+    monkeypatch.setenv("IG_BURN_API", f"https://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_PROMETHEUS_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_DATABASE_URL", f"postgresql://ig@127.0.0.1:{_listening()}/ig")
+    monkeypatch.setenv("IG_KAFKA_BOOTSTRAP", f"127.0.0.1:{_listening()}")
+    assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "burn",
+                 "--artifacts", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "burn service (IG_BURN_API)" in out and "Prometheus (IG_PROMETHEUS_URL)" in out
+
+
 def test_endpoints_default_to_the_make_up_ports_and_follow_ig_variables() -> None:
     defaults = Endpoints.from_environment({})
     assert (defaults.policy_grpc, defaults.portal_url) == ("127.0.0.1:50051", "http://127.0.0.1:8080")
@@ -163,6 +176,33 @@ def test_the_flow_runs_policy_burn_and_region_side_by_side_and_the_bundle_last()
     assert needs["evidence"] == {"policy", "burn", "migration", "region"}
     assert needs["portal"] == {"policy", "burn", "migration", "region", "evidence"}
     assert prerequisites(select(["migration"]))["migration"] == set()  # burn not selected: nothing to wait for
+
+
+def test_warm_ups_run_before_the_first_stage_and_a_failed_one_stops_the_flow(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def stage(name: str) -> Stage:
+        def run(ctx: ReleaseContext, _: ExitStack) -> str:
+            ran.append(name)
+            return "ok"
+        return Stage(name, name, run)
+
+    def warm(ctx: ReleaseContext, resources: ExitStack) -> None:
+        ran.append("warm second")
+        resources.callback(ran.append, "cooled second")  # kept until the flow ends
+
+    def cold(ctx: ReleaseContext, _: ExitStack) -> None:
+        raise StageFailed("no exporter")
+
+    first, second = stage("first"), stage("second")
+    second = Stage(second.name, second.title, second.run, warm_up=warm)
+    assert run_flow(context(tmp_path), [first, second], Console(record=True, width=200)) == 0
+    assert ran == ["warm second", "first", "second", "cooled second"]
+    ran.clear()
+    console = Console(record=True, width=200)
+    assert run_flow(context(tmp_path), [first, Stage("second", "x", second.run, warm_up=cold)], console) == 1
+    text = console.export_text()
+    assert ran == [] and "stage second failed warming up: no exporter" in text
 
 
 def test_evidence_inputs_are_laid_out_by_type_and_clashing_names_refused(tmp_path: Path) -> None:

@@ -28,6 +28,9 @@ class Stage:
     # The earlier stages this one needs finished. None: every stage listed before it (the safe default for a stage
     # that reads what the others produced). Independent stages run at the same time, each in a thread of its own.
     after: tuple[str, ...] | None = None
+    # Started before the first stage runs, kept until the flow ends: what needs time to warm up (the burn stage's
+    # synthetic traffic must be scraped for a while before its burst means anything) warms up from the start.
+    warm_up: Callable[[ReleaseContext, ExitStack], None] | None = None
 
 
 # policy, burn and region touch different parts of the suite and can run side by side (most of their time is spent
@@ -35,7 +38,8 @@ class Stage:
 # service for SLO headroom, which the burn stage's burst takes away, so it follows burn; the bundle takes everything.
 STAGES: tuple[Stage, ...] = (
     Stage("policy", "policy decisions through a gateway, coverage + latency", lambda c, _: policy.run(c), after=()),
-    Stage("burn", "error-budget burn drives throttle flags and an incident", burn.run, after=()),
+    Stage("burn", "error-budget burn drives throttle flags, an incident and an alert", burn.run, after=(),
+          warm_up=burn.warm_up),
     Stage("migration", "add-asset-index-v3 blue/green, ACA, backout rehearsal", lambda c, _: migration.run(c),
           after=("burn",)),
     Stage("region", "multi-region failover and residency probes", lambda c, _: region.run(c), after=()),
@@ -89,6 +93,16 @@ def run_flow(ctx: ReleaseContext, stages: list[Stage], console: Console) -> int:
                                             disable=not console.is_terminal) as progress, \
             ThreadPoolExecutor(max_workers=max(len(stages), 1), thread_name_prefix="stage") as pool:
         overall = progress.add_task(f"release {ctx.version}", total=len(stages))
+        for stage in stages:
+            if stage.warm_up is not None:
+                try:
+                    stage.warm_up(ctx, resources)
+                except StageFailed as error:
+                    progress.stop()
+                    where = f"\n  log: {error.log}" if error.log else ""
+                    console.print(f"[bold red]✗ stage {stage.name} failed[/] warming up: {error}{where}")
+                    record(ctx, results, stage.name, "failed", f"warming up: {error}", time.monotonic())
+                    return 1
         running: dict[Future[str], _Running] = {}
         while pending or running:
             for stage in [s for s in pending if not failed and needs[s.name] <= passed]:
