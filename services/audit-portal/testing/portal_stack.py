@@ -256,7 +256,8 @@ def running_stack(database_url: str, kafka_bootstrap: str,
     evidence_env = {"IG_HTTP_PORT": str(http_port), "IG_GRPC_PORT": str(grpc_port), "IG_PUBLIC_PORT": str(free_port()),
                     **service_env_for(database_url, "evidence"),
                     "IG_KAFKA_BOOTSTRAP": kafka_bootstrap, "IG_BLOB_STORE_PATH": str(work / "blobs"),
-                    "IG_TRUSTED_SIGNERS_PATH": str(signers), "IG_LOG_LEVEL": "WARNING", **(evidence_settings or {})}
+                    "IG_TRUSTED_SIGNERS_PATH": str(signers), "IG_TENANT_RESIDENCY_FILE": str(POLICY_DATA),
+                    "IG_LOG_LEVEL": "WARNING", **(evidence_settings or {})}
     os.environ["IG_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     evidence = start("evidence", [sys.executable, "-m", "ig_evidence.app"], evidence_env,
                      f"http://127.0.0.1:{http_port}/healthz", work)
