@@ -9,6 +9,8 @@
     ig-infra services up --regions a,b   ... and region-b's five services (IG_REGION=region-b)
     ig-infra tool NAME               build (once) and print the path of a Go tool (opa, buf, ...)
     ig-infra tools [NAME ...]        build (once) every Go tool (or those named), two at a time; print paths
+    ig-infra failover | failback     partition region-a and promote region-b's global replica / undo it
+                                     (ig_region_test.suite_cli; `ig-infra failover --help`)
 """
 
 from __future__ import annotations
@@ -168,6 +170,12 @@ def services_down(paths: Paths) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] in (["failover"], ["failback"]):
+        # The drill lives with region-test's (its writer and RPO/RTO measure); imported here only when asked for.
+        from ig_region_test.suite_cli import main as failover_main
+
+        return failover_main(arguments)
     parser = argparse.ArgumentParser(prog="ig-infra", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "env", "services", "tool", "tools"])
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regions", default=None,
                         help="up / services up: the regions to start, a or a,b (default: IG_REGIONS, else a)")
     parser.add_argument("--region", default="a", help="env: the region whose endpoints to export (a or b)")
-    options = parser.parse_args(argv)
+    options = parser.parse_args(arguments)
     paths = Paths.from_environment()
     try:
         regions = parse_regions(options.regions or os.environ.get("IG_REGIONS") or "a")
