@@ -64,6 +64,12 @@ def free_ports() -> Callable[[int], int]:
     return port
 
 
+def _running(service: ServiceProcess) -> dict[str, int]:
+    pid = read_pid(service.pid_file)
+    assert pid is not None, f"region-a's {service.spec.name} is not running"
+    return {service.spec.name: pid}
+
+
 @dataclasses.dataclass
 class TwoRegions:
     suite: SuiteRegions
@@ -89,7 +95,7 @@ def two_regions(infra: Infra, database_url: str, tmp_path_factory: pytest.TempPa
     identities_a = Identities(paths_a)
     policy_a = ServiceProcess(spec, paths_a)
     suite = SuiteRegions(
-        primary=primary, replica=replica, partitioned=lambda: {"policy": read_pid(policy_a.pid_file) or -1},
+        primary=primary, replica=replica, partitioned=lambda: _running(policy_a),
         policy_b=f"127.0.0.1:{region.service('policy').spec.grpc_port}",
         portal_b=f"http://127.0.0.1:{region.port(8080)}",
         evidence_b=f"127.0.0.1:{region.service('evidence').spec.grpc_port}",
@@ -149,7 +155,7 @@ def failed_back(two_regions: TwoRegions, failed_over: dict[str, Any]) -> dict[st
 
 
 def _check(document: dict[str, Any], start: str) -> dict[str, Any]:
-    found = [c for c in document["checks"] if c["name"].startswith(start)]
+    found: list[dict[str, Any]] = [c for c in document["checks"] if c["name"].startswith(start)]
     assert len(found) == 1, [c["name"] for c in document["checks"]]
     return found[0]
 

@@ -54,6 +54,8 @@ def freeze(roots: dict[str, int]) -> list[FrozenProcess]:
     """SIGSTOP each root and its descendants; returns what was stopped."""
     frozen: list[FrozenProcess] = []
     for name, root in roots.items():
+        if root <= 1:  # never init, and never kill(-1, ...): that would signal every process
+            raise ValueError(f"{name}: not a process to freeze: {root}")
         for pid in process_tree(root):
             stat = _stat(pid)
             if stat is None:

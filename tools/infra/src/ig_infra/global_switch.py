@@ -134,7 +134,7 @@ def rebuild_as_replica(stale: GlobalPostgres, primary: GlobalPostgres, stale_reg
         why = "pg_rewind did not apply: " + (said[-1] if said else f"exit status {rewind.returncode}")
         shutil.rmtree(stale.data)
     if primary.sql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'") == "0":
-        primary.sql(f"SELECT pg_create_physical_replication_slot('{slot}')")
+        primary.sql(f"SELECT pg_create_physical_replication_slot('{slot}', true)")
     if method == "pg_basebackup":
         stale._run(stale._bin("pg_basebackup"), "-h", str(primary.socket_dir), "-p", str(primary.port), "-U",
                    "postgres", "-D", str(stale.data), "-X", "stream", "-c", "fast", "-S", slot, "--no-sync")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
 from ig_infra.components.dex import Dex
 from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.components.kafka import Kafka
@@ -31,7 +32,7 @@ from ig_infra.services import SERVICES, ServiceProcess
 
 from ig_region_test.measure import ThresholdError, parse_seconds
 from ig_region_test.suite_failback import failback
-from ig_region_test.suite_failover import FALLBACK, Limits, Report, SuiteRegions, failover, finish
+from ig_region_test.suite_failover import FALLBACK, Limits, Report, SuiteRegions, check_pair, failover, finish
 from ig_region_test.suite_takeover import GLOBAL_TENANT, ensure_release
 from ig_region_test.timeline import Timeline
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "failover":
             print(FALLBACK, flush=True)
+            check_pair(suite)
             inputs = args.inputs or artifacts / "release" / suite.release / "evidence" / "inputs"
             done = ensure_release(suite.evidence_b, version=suite.release, tenant=GLOBAL_TENANT, inputs=inputs,
                                   signing_key=suite.signing_key_b, out=suite.state_dir / f"bundle-{GLOBAL_TENANT}")
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             report.document["precondition"] = done
         else:
             report = asyncio.run(failback(suite, timeline))
-    except (InfraError, RuntimeError, FileNotFoundError) as error:
+    except (InfraError, RuntimeError, FileNotFoundError, grpc.RpcError) as error:
         print(f"ig-infra {args.action}: {error}", file=sys.stderr)
         return 3
     document = finish(report, timeline, out)

@@ -76,7 +76,8 @@ def decide(policy_target: str, tenant: str, home: str, asking_region: str) -> di
 def id_token(issuer: str, tenant: str) -> str:
     email, password = DEMO_USERS[tenant]
     form = urllib.parse.urlencode({"grant_type": "password", "username": email, "password": password,
-                                   "scope": "openid email profile groups", "client_id": "audit-api"}).encode()
+                                   "scope": "openid email profile groups", "client_id": "audit-api",
+                                   "client_secret": ""}).encode()
     request = urllib.request.Request(f"{issuer}/token", data=form, method="POST",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
     with urllib.request.urlopen(request, timeout=10) as response:
