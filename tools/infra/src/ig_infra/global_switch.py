@@ -122,6 +122,9 @@ def rebuild_as_replica(stale: GlobalPostgres, primary: GlobalPostgres, stale_reg
     started = time.monotonic()
     slot = slot_of(stale_region)
     stop(stale, "fast")
+    # A just-promoted primary has written its new timeline to pg_control only after a checkpoint; without one
+    # pg_rewind reads the old timeline there and wrongly finds nothing to rewind.
+    primary.sql("CHECKPOINT")
     source = f"host={primary.socket_dir} port={primary.port} user=postgres dbname=postgres"
     rewind = subprocess.run(stale._as_postgres(stale._bin("pg_rewind"), "--target-pgdata", str(stale.data),
                                                "--source-server", source),
