@@ -134,8 +134,9 @@ def failed_over(two_regions: TwoRegions, tmp_path_factory: pytest.TempPathFactor
     assert pid is not None
     marker = f"during-partition-{uuid.uuid4().hex[:8]}"
     try:
-        # Bounded: an old primary left unfenced would make a synchronous commit wait for a replica that is gone.
-        suite.primary.sql(f"SET statement_timeout = '5s'; CREATE TABLE {marker.replace('-', '_')} (x int)")
+        # Not waiting for region-b: an old primary left unfenced would accept this write locally (a synchronous
+        # commit would instead wait for ever for a replica that is gone); a fenced one refuses it.
+        suite.primary.sql(f"SET synchronous_commit = local; CREATE TABLE {marker.replace('-', '_')} (x int)")
         direct_write: str | None = None
     except InfraError as error:
         direct_write = str(error)
