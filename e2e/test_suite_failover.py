@@ -140,7 +140,8 @@ def failed_over(two_regions: TwoRegions, tmp_path_factory: pytest.TempPathFactor
         direct_write: str | None = None
     except InfraError as error:
         direct_write = str(error)
-    return {**document, "precondition": precondition, "policy_a_state": state_of(pid), "direct_write": direct_write}
+    return {**document, "precondition": precondition, "policy_a_state": state_of(pid), "direct_write": direct_write,
+            "status_lines": {REGION_A: suite.primary.address(), REGION_B: suite.replica.address()}}
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,8 @@ def failed_back(two_regions: TwoRegions, failed_over: dict[str, Any]) -> dict[st
         replica_read = suite.replica.sql(f"SELECT count(*) FROM failback_check WHERE token = '{token}'")
     except InfraError as error:
         replica_read = f"not readable: {error}"
-    return {**document, "token": token, "replica_read": replica_read}
+    return {**document, "token": token, "replica_read": replica_read,
+            "status_lines": {REGION_A: suite.primary.address(), REGION_B: suite.replica.address()}}
 
 
 def _check(document: dict[str, Any], start: str) -> dict[str, Any]:
@@ -184,6 +186,13 @@ def test_the_fenced_old_primary_refuses_writes_during_the_partition(failed_over:
     assert failed_over["direct_write"] is not None and "read-only transaction" in failed_over["direct_write"], \
         failed_over["direct_write"]
     assert failed_over["global_roles"] == {REGION_A: "fenced", REGION_B: "primary"}, failed_over["global_roles"]
+
+
+def test_status_shows_which_global_cluster_is_primary(failed_over: dict[str, Any], failed_back: dict[str, Any]) -> None:
+    # What `ig-infra status` prints for each global cluster (GlobalPostgres.address), during and after.
+    during, after = failed_over["status_lines"], failed_back["status_lines"]
+    assert "(now: FENCED;" in during[REGION_A] and "(now: PRIMARY;" in during[REGION_B], during
+    assert "(now: PRIMARY;" in after[REGION_A] and "(now: REPLICA;" in after[REGION_B], after
 
 
 def test_region_a_processes_are_frozen_during_the_partition(failed_over: dict[str, Any]) -> None:
