@@ -66,3 +66,15 @@ def test_the_partition_freezes_region_a_own_processes_only(tmp_path: Path, sleep
     # Shared by both regions (Dex, Prometheus, the witnesses) and region-b's own: never frozen.
     assert sorted(found) == ["audit-portal", "kafka", "opa", "policy", "postgres"]
     assert set(found.values()) == {sleeper}
+
+
+def test_status_says_while_region_a_is_partitioned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("IG_RUN_DIR", str(tmp_path))
+    ig_infra_main(["status"])
+    assert "partitioned" not in capsys.readouterr().out
+    suite = running_suite(Paths(cache=tmp_path / "cache", run=tmp_path))
+    suite.state_dir.mkdir()
+    (suite.state_dir / "state.json").write_text('{"frozen": []}')
+    ig_infra_main(["status"])
+    assert "region-a is partitioned by `ig-infra failover`" in capsys.readouterr().out

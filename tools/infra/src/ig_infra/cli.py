@@ -83,7 +83,14 @@ def down(paths: Paths, names: list[str] | None) -> None:
             print(f"[{component.name}] stopped", flush=True)
 
 
+FAILOVER_STATE = "failover/state.json"  # written by `ig-infra failover`, removed by `ig-infra failback`
+
+
 def status(paths: Paths) -> int:
+    if (paths.run / FAILOVER_STATE).exists():
+        print("!! region-a is partitioned by `ig-infra failover`: its PostgreSQL, Kafka, OPA and services are frozen "
+              "(SIGSTOP; a frozen PostgreSQL may still look up: its port accepts connections) and its global "
+              "cluster is fenced; `ig-infra failback` undoes it", flush=True)
     second = SecondRegion.of(paths)
     shown = second.wanted() or second.started()
     if shown:
@@ -103,7 +110,7 @@ def status(paths: Paths) -> int:
 def _status_rows(components: list[Component], services: list[ServiceProcess]) -> int:
     unhealthy = 0
     for component in components:
-        state = "up" if component.healthy() else "down"
+        state = "up" if _quiet(component.healthy) else "down"  # a frozen one may time out instead of answering
         unhealthy += state != "up"
         print(f"{component.name:<16} {state:<5} {component.address():<45} logs: {component.logs}")
     for service in services:

@@ -87,7 +87,7 @@ class Report:
 
 
 def state_file(suite: SuiteRegions) -> Path:
-    return suite.state_dir / "state.json"
+    return suite.state_dir / "state.json"  # under the run dir: ig_infra.cli.FAILOVER_STATE
 
 
 def save_state(suite: SuiteRegions, frozen: list[FrozenProcess], **extra: Any) -> None:
