@@ -44,6 +44,12 @@ UP_TOOLS := opa pushgateway prometheus dex cosign
 # a alone (`make up REGIONS=a`). See tools/infra/README.md, "Two regions".
 REGIONS ?= a,b
 
+# The services' profile: production windows unless asked. `make up` is the demo: its burn service divides every
+# window by 86400 (30 d lasts 30 s) so that the release flow's burst fires and resolves the suite's alerts within
+# the flow (services/burn/README.md, "Demo profile"); `ig-infra up` / `make services-up` alone keep production.
+SUITE_PROFILE ?= production
+up: SUITE_PROFILE := demo
+
 # The release flow finds the infrastructure where ig-infra put it (IG_PG_PORT, IG_PROMETHEUS_PORT... may move it).
 up: bootstrap up-tools infra-up services-up ## start everything, print addresses and health, run the v1.2.1 release flow
 	@$(RUN) ig-infra status
@@ -66,7 +72,7 @@ infra-down:
 	$(RUN) ig-infra down
 
 services-up:
-	$(RUN) ig-infra services up --regions $(REGIONS)
+	$(RUN) ig-infra services up --regions $(REGIONS) --profile $(SUITE_PROFILE)
 
 # Before any test runs: a first-time build inside a test would race the test's timeout.
 tools: bootstrap ## build (once, cached) every Go tool the checks and tests use, two builds at a time

@@ -211,6 +211,27 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
     assert events and events[0].parse(events_pb2.BundleRegistered()).ledger_seq == first.ledger_seq
 
 
+def test_an_artifact_whose_bytes_are_gone_is_data_loss_naming_it(service: RunningEvidence, bundle: Path) -> None:
+    """A registered artifact whose blob left the store (a volume not shared between replicas, a lost disk) is answered
+    DATA_LOSS naming the artifact before any part is sent, instead of UNKNOWN half-way through the stream."""
+    stub = evidence_stub(service)
+    stub.RegisterBundle(register_requests(bundle / "evidence-v1.2.1.tar.gz", "v1.2.1", "alpha"))
+    artifacts = stub.ListArtifacts(evidence_pb2.ListArtifactsRequest(release="v1.2.1", tenant="alpha")).artifacts
+    sbom = next(a for a in artifacts if a.type == "sbom")
+    blob = service.blob_dir / "sha256" / sbom.sha256[:2] / sbom.sha256
+    aside = blob.with_name(blob.name + ".aside")
+    blob.rename(aside)
+    try:
+        with pytest.raises(grpc.RpcError) as lost:
+            list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="alpha")))
+    finally:
+        aside.rename(blob)
+    assert lost.value.code() == grpc.StatusCode.DATA_LOSS
+    assert lost.value.details().startswith(f"artifact_id: the bytes of {sbom.id!r}")
+    parts = list(stub.GetArtifact(evidence_pb2.GetArtifactRequest(artifact_id=sbom.id, tenant="alpha")))
+    assert hashlib.sha256(b"".join(p.chunk for p in parts[1:])).hexdigest() == sbom.sha256
+
+
 def _tampered(archive: Path, tmp: Path) -> Path:
     data = bytearray(archive.read_bytes())
     data[len(data) // 3] ^= 0x40

@@ -1,11 +1,14 @@
 """The release flow and the release job end to end (issue 10), producing once.
 
 `ig-release run --profile ci` — the same code as `make up`'s demo run, shorter — against real services (policy,
-evidence, portal and migration as processes on free ports; the shared PostgreSQL, Kafka, OPA and Dex; the burn
-harness's private Prometheus + burn service, which the migration service's SLO-headroom gate asks; region-test in
-network namespaces), ending with the auditor's offline verification of the bundle downloaded from the portal, by
-`ig-evidence verify` and by the real cosign. The migration goes through MigrationService: the test asks the service
-for the run id the flow recorded and reads the run's events on ig.migration.v1 itself.
+evidence, portal, burn and migration as processes on free ports; the shared PostgreSQL, Kafka, OPA, Dex and
+Prometheus; region-test in network namespaces), ending with the auditor's offline verification of the bundle
+downloaded from the portal, by `ig-evidence verify` and by the real cosign. The burn stage drives the suite's own burn
+service (demo profile: windows / 86400) through the shared Prometheus: the test reads the incident from that
+service's database and from ig.incidents.v1, and asks Prometheus itself whether BurnThrottleEngaged fired for the
+suite's SLO, from the suite's burn service's metrics, and resolved. The migration goes through MigrationService
+(whose SLO-headroom gate asks that burn service): the test asks the service for the run id the flow recorded and
+reads the run's events on ig.migration.v1 itself.
 
 Then the release job (`ig-release job`, what .github/workflows/release.yml runs), for real: it starts policy, evidence
 and portal itself (--start-suite) on the shared PostgreSQL (a database of its own), Kafka and Dex and a private OPA,
@@ -71,8 +74,11 @@ def flow(suite: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dic
 def test_every_stage_passes_and_the_summary_says_where_things_are(flow: dict[str, Any]) -> None:
     done = flow["done"]
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    stages = [(s["stage"], s["state"]) for s in flow["record"]["stages"]]
-    assert stages == [(name, "passed") for name in ("policy", "burn", "migration", "region", "evidence", "portal")]
+    stages = [(s["stage"], s["state"]) for s in flow["record"]["stages"]]  # in the order they finished
+    assert sorted(stages) == sorted((name, "passed") for name in ("policy", "burn", "migration", "region", "evidence",
+                                                                   "portal"))
+    finished = [name for name, _ in stages]
+    assert finished[-2:] == ["evidence", "portal"] and finished.index("burn") < finished.index("migration")
     assert "auditor@alpha.example / alpha-auditor-pw" in done.stdout
     assert "flow completed" in done.stdout and "audit portal" in done.stdout
 
@@ -110,6 +116,65 @@ def test_the_stages_leave_real_evidence_of_what_happened(flow: dict[str, Any]) -
     assert manifest["complete"] is True and manifest["release"] == RELEASE
     assert {"sbom", "provenance", "schema-diff", "decision-coverage", "multi-region", "aca-report"} <= {
         a["type"] for a in manifest["artifacts"]}
+
+
+async def test_the_suites_own_burn_service_opened_the_incident_and_prometheus_fired_and_resolved_the_alert(
+        flow: dict[str, Any], suite: dict[str, str]) -> None:
+    """Read from the suite's burn service (its own database, its events on ig.incidents.v1) and from the shared
+    Prometheus, not from the flow's report: a stage that burned a private burn service (its own database, its own
+    Prometheus) leaves no incident in the suite's database, and no BurnThrottleEngaged or ig_burn_throttled series
+    of the suite's SLO from the suite's burn job in the shared Prometheus."""
+    import asyncpg
+    import httpx
+    from ig.events.v1 import events_pb2
+    from ig_burn.devtools.demo import DemoNames
+    from ig_common.events.envelope import from_kafka_record
+    from ig_common.events.topics import INCIDENTS
+    from ig_infra.kafka_reading import consumer_at
+
+    assert flow["done"].returncode == 0, "the flow failed; see the first test"
+    names = DemoNames(suite["IG_BURN_DEMO_ID"])
+    report = json.loads((flow["root"] / "burn" / "burn-error-burst.json").read_text())
+    incident = report["incident"]["id"]
+    assert report["burn_service"]["api"] == suite["IG_BURN_API"] and report["slo"] == names.slo
+
+    # The suite's burn service opened the incident (its own schema in the suite's database) and resolved it.
+    conn = await asyncpg.connect(suite["IG_DATABASE_URL"])
+    try:
+        rows = await conn.fetch("SELECT incident_id, status, opened_at, resolved_at FROM burn.incidents "
+                                "WHERE slo = $1", names.slo)
+    finally:
+        await conn.close()
+    assert [(r["incident_id"], r["status"]) for r in rows] == [(incident, "resolved")]
+    assert rows[0]["opened_at"].timestamp() >= flow["started"] - 1 and rows[0]["resolved_at"] > rows[0]["opened_at"]
+
+    # ... and published both on ig.incidents.v1.
+    seen: list[tuple[str, str]] = []
+    async with consumer_at(suite["IG_KAFKA_BOOTSTRAP"], INCIDENTS, since=flow["started"]) as consumer:
+        ends = await consumer.end_offsets(sorted(consumer.assignment()))
+        while any([await consumer.position(p) < end for p, end in ends.items()]):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
+                    payload = event.parse(events_pb2.Incident())
+                    if payload.slo == names.slo:
+                        seen.append((event.type, payload.incident_id))
+    assert seen == [("ig.incident.opened.v1", incident), ("ig.incident.resolved.v1", incident)]
+
+    # Prometheus itself: the alert fired for this suite's SLO during the flow, fed by this suite's burn service's
+    # metrics (the job local_suite registered), and is no longer active.
+    prometheus = suite["IG_PROMETHEUS_URL"]
+    span = {"start": flow["started"], "end": time.time(), "step": "1"}
+    async with httpx.AsyncClient(base_url=prometheus, timeout=10) as client:
+        fired = (await client.get("/api/v1/query_range", params={**span, "query": (
+            f'ALERTS{{alertname="BurnThrottleEngaged",alertstate="firing",slo="{names.slo}"}}')})).json()
+        throttled = (await client.get("/api/v1/query_range", params={
+            **span, "query": f'ig_burn_throttled{{slo="{names.slo}"}} == 1'})).json()["data"]["result"]
+        active = (await client.get("/api/v1/alerts")).json()["data"]["alerts"]
+    assert fired["status"] == "success" and fired["data"]["result"], fired
+    assert throttled and {s["metric"]["job"] for s in throttled} == {names.burn_metrics_job}
+    assert not [a for a in active if a["labels"].get("slo") == names.slo]
+    assert report["alert"]["firing"]["labels"]["slo"] == names.slo and report["alert"]["resolved_seen_at"]
 
 
 async def test_the_migration_went_through_the_suites_migration_service(flow: dict[str, Any],

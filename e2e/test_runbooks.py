@@ -92,6 +92,7 @@ def test_evidence_missing_runbook(infra: Any, database_url: str, tmp_path: Path)
                     "--tenant", "alpha", "--name", "runbook release key"], check=True, capture_output=True)
     env = {**infra.database_env("evidence", database_url),
            "IG_KAFKA_BOOTSTRAP": infra.kafka.env()["IG_KAFKA_BOOTSTRAP"], "IG_GRPC_PORT": str(grpc_port),
+           "IG_TENANT_RESIDENCY_FILE": infra.env(database_url)["IG_TENANT_RESIDENCY_FILE"],
            "IG_PUBLIC_PORT": str(free_port()),
            "IG_BLOB_STORE_PATH": str(tmp_path / "blobs"), "IG_TRUSTED_SIGNERS_PATH": str(tmp_path / "signers.yaml")}
     with service("ig_evidence.app", env, tmp_path / "evidence.log", free_port()):

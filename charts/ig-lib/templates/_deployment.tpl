@@ -38,7 +38,9 @@ spec:
         checksum/settings: {{ include "ig-lib.configmap" (dict "root" $root "extra" .settings) | sha256sum }}
         {{- /* The table is read at start-up: a changed table rolls the pods. A renewed certificate does not (the
                service reloads it from the mounted Secret). */}}
+        {{- if $v.ports.grpc }}
         checksum/authz-table: {{ include "ig-lib.authzTable" $root | sha256sum }}
+        {{- end }}
         {{- if $v.metrics.podAnnotations }}
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ $v.ports.health | default $v.ports.http | quote }}

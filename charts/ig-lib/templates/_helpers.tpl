@@ -34,9 +34,12 @@ ig.maestro/region: {{ include "ig-lib.region" . }}
 {{- required "region is required (set region or global.region, e.g. -f charts/values-region-a.yaml)" (.Values.region | default $global.region) -}}
 {{- end -}}
 
-{{- define "ig-lib.residency" -}}
-{{- $global := .Values.global | default dict -}}
-{{- .Values.residency | default $global.residency | default "" -}}
+{{/* (dict "root" $ "settings" $settings): IG_PROMETHEUS_URL from global.prometheus.url, for a chart whose service
+     queries Prometheus; the others never get it (a setting nobody reads only misleads whoever reads the ConfigMap). */}}
+{{- define "ig-lib.prometheusSettings" -}}
+{{- with ((.root.Values.global | default dict).prometheus | default dict).url }}
+{{- $_ := set $.settings "IG_PROMETHEUS_URL" . }}
+{{- end }}
 {{- end -}}
 
 {{- define "ig-lib.kafkaBootstrap" -}}

@@ -60,20 +60,26 @@ data:
 IG_TLS_DIR IG_AUTHZ_TABLE IG_GRPC_REFLECTION IG_TENANT_RESIDENCY_FILE
 {{- end -}}
 
+{{/* The authorization table is what a gRPC server enforces: a service without a gRPC port (the portal) calls
+     others with its certificate but serves no method, so it gets neither the table nor IG_AUTHZ_TABLE. */}}
 {{- define "ig-lib.identityEnv" -}}
 - name: IG_TLS_DIR
   value: {{ include "ig-lib.tlsMountPath" . | quote }}
+{{- if .Values.ports.grpc }}
 - name: IG_AUTHZ_TABLE
   value: {{ printf "%s/grpc-methods.yaml" (include "ig-lib.authzMountPath" .) | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "ig-lib.identityMounts" -}}
 - name: tls
   mountPath: {{ include "ig-lib.tlsMountPath" . }}
   readOnly: true
+{{- if .Values.ports.grpc }}
 - name: authz
   mountPath: {{ include "ig-lib.authzMountPath" . }}
   readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* 0440: readable by the pod's fsGroup (the service's group), by nobody else. */}}
@@ -82,9 +88,11 @@ IG_TLS_DIR IG_AUTHZ_TABLE IG_GRPC_REFLECTION IG_TENANT_RESIDENCY_FILE
   secret:
     secretName: {{ include "ig-lib.tlsSecretName" . }}
     defaultMode: 288  # 0440
+{{- if .Values.ports.grpc }}
 - name: authz
   configMap:
     name: {{ include "ig-lib.fullname" . }}-authz
+{{- end }}
 {{- end -}}
 
 {{/* The names clients dial: the Service in its namespace, short to fully qualified. */}}

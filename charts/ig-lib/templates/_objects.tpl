@@ -236,8 +236,10 @@ spec:
 ---
 {{ include "ig-lib.secret" $root }}
 ---
+{{- if $root.Values.ports.grpc }}
 {{ include "ig-lib.authzConfigmap" $root }}
 ---
+{{- end }}
 {{ include "ig-lib.certificate" $root }}
 ---
 {{ include "ig-lib.deployment" . }}

@@ -21,9 +21,6 @@ Call with (dict "root" $ "extra" (dict "IG_OPA_URL" "...")) to add chart-specifi
 {{- $_ := set $settings "IG_GRPC_HOST" "0.0.0.0" }}
 {{- $_ := set $settings "IG_GRPC_PORT" (toString $v.ports.grpc) }}
 {{- end }}
-{{- with (include "ig-lib.residency" $root) }}
-{{- $_ := set $settings "IG_RESIDENCY" . }}
-{{- end }}
 {{- $reserved := splitList " " (include "ig-lib.reservedSettings" $root) }}
 {{- range $key, $value := (.extra | default dict) }}
 {{- $_ := set $settings $key (toString $value) }}

@@ -26,6 +26,8 @@ from ig_infra.components.postgres import service_env_for
 from ig_infra.process import free_port
 
 REPO = Path(__file__).resolve().parents[3]
+# The residency pins the suite's OPA loads; a portal never starts without them.
+POLICY_DATA = REPO / "policies" / "rego" / "ig" / "config" / "data.json"
 RELEASE = "v1.2.1"
 USERS = {
     "alpha-auditor": ("auditor@alpha.example", "alpha-auditor-pw"),
@@ -131,7 +133,8 @@ class Stack:
                **service_env_for(database_url or self.database_url, "audit-portal"),
                "IG_EVIDENCE_TARGET": self.evidence_grpc, "IG_OIDC_ISSUER": self.issuer,
                "IG_PUBLIC_URL": f"http://localhost:{port}", "IG_LINK_SECRET": "e2e-" + "k" * 40,
-               "IG_LOG_LEVEL": "WARNING", **{f"IG_{k.upper()}": v for k, v in settings.items()}}
+               "IG_LOG_LEVEL": "WARNING", "IG_TENANT_RESIDENCY_FILE": str(POLICY_DATA),
+               **{f"IG_{k.upper()}": v for k, v in settings.items()}}
         process = start(name, [sys.executable, "-m", "ig_portal.app"], env,
                         f"http://127.0.0.1:{health_port}/healthz", self.work)
         self.processes.append(process)

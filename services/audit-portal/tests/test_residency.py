@@ -68,9 +68,11 @@ def test_settings_read_the_pins_with_the_portal_region_and_refuse_a_bad_file(tmp
     settings = Settings(**REQUIRED, region="region-b", tenant_residency_file=str(POLICY_DATA))
     assert settings.residency.serving_region == "region-b"
     assert settings.residency.refusal("alpha") is not None
-    assert Settings(**REQUIRED).residency.refusal("alpha") is None  # unset: nothing pinned (single region)
+    assert Settings(**REQUIRED, tenant_residency_file=str(POLICY_DATA)).residency.refusal("alpha") is None
     bad = tmp_path / "data.json"
     bad.write_text('{"tenants": {"alpha": {"residency": {"pinned_region": ""}}}}')
-    for path in (str(bad), str(tmp_path / "missing.json")):
+    for path in ("", "  ", str(bad), str(tmp_path / "missing.json")):  # unset fails closed, as a bad file does
         with pytest.raises(ValidationError, match="tenant_residency_file"):
             Settings(**REQUIRED, tenant_residency_file=path)
+    with pytest.raises(ValidationError, match="unset: name the policy data document"):
+        Settings(**REQUIRED)

@@ -9,7 +9,8 @@ from ig_portal.settings import Settings
 from pydantic import ValidationError
 
 REPO = Path(__file__).resolve().parents[3]
-REQUIRED = {"database_url": "postgresql://portal@127.0.0.1/x", "kafka_bootstrap": "127.0.0.1:9092"}
+REQUIRED = {"database_url": "postgresql://portal@127.0.0.1/x", "kafka_bootstrap": "127.0.0.1:9092",
+            "tenant_residency_file": str(REPO / "policies" / "rego" / "ig" / "config" / "data.json")}
 
 
 def test_the_sign_in_client_cannot_be_an_api_client() -> None:

@@ -36,6 +36,7 @@ from ig_evidence.domain.chain import next_entry
 from ig_infra.components import Identities, Kafka, Opa, Postgres
 from ig_infra.paths import Paths
 from ig_infra.process import free_port
+from ig_infra.services import tenant_residency_env
 
 REPO = Path(__file__).resolve().parents[3]
 SIZES = [int(s) for s in os.environ.get("IG_BENCH_TILE_SIZES", "10000,1000000").split(",")]
@@ -176,7 +177,7 @@ def bench_tiles(work: Path) -> dict[str, Any]:
     postgres = Postgres(paths)
     name = f"ig_bench_tiles_{uuid.uuid4().hex[:6]}"
     postgres.provision(name)
-    env = {**Identities(paths).env(), **Kafka(paths).env(), **Opa(paths).env(),
+    env = {**Identities(paths).env(), **Kafka(paths).env(), **Opa(paths).env(), **tenant_residency_env(paths),
            **postgres.service_env("evidence", name)}
     os.environ.update(Identities(paths).env())  # this process is a client too, as "bench"
     try:

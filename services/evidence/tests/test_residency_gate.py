@@ -222,6 +222,8 @@ def test_settings_read_the_pins_for_the_service_region_and_refuse_a_bad_file(tmp
     assert settings.residency.refusal("alpha") is not None and settings.residency.refusal("beta") is None
     bad = tmp_path / "data.json"
     bad.write_text('{"tenants": {"alpha": {"residency": {"pinned_region": ""}}}}')
-    for path in (str(bad), str(tmp_path / "missing.json")):
+    for path in ("", "  ", str(bad), str(tmp_path / "missing.json")):  # unset fails closed, as a bad file does
         with pytest.raises(ValidationError, match="tenant_residency_file"):
             Settings(**REQUIRED, tenant_residency_file=path)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="unset: name the policy data document"):
+        Settings(**REQUIRED)  # type: ignore[arg-type]

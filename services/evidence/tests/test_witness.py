@@ -303,7 +303,9 @@ def test_bad_witness_settings_are_named(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("IG_WITNESS_LOGS", json.dumps([{"origin": ORIGIN, "verifier_keys": list(LOG.verifier_keys)}]))
     assert WitnessSettings().logs() == (LOG,)
 
-    env = {"IG_DATABASE_URL": "postgresql://x/y", "IG_KAFKA_BOOTSTRAP": "k:1"}
+    env = {"IG_DATABASE_URL": "postgresql://x/y", "IG_KAFKA_BOOTSTRAP": "k:1",
+           "IG_TENANT_RESIDENCY_FILE": str(Path(__file__).resolve().parents[3] / "policies" / "rego" / "ig" / "config"
+                                           / "data.json")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     log_key_as_witness_key = LOG.verifier_keys[0]  # a log's (0x01) key where a witness's (0x04) belongs

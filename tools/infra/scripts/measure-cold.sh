@@ -7,6 +7,7 @@
 # UTC time and the seconds since the start; the load average is sampled every 30 s. Logs: DIR/log/.
 # What stays warm: Debian packages already installed (PostgreSQL, slapd, etcd, chromium, Java, Maven) and the Go
 # toolchain itself; the machine's Go settings (go env file) are copied into the fresh HOME.
+# OPA on 8481, not 8281: region-b's policy service takes 8281 (8081 + 200) when `make up` starts both regions.
 set -u
 TARGET=${1:-test}
 C=${2:-/var/tmp/cold}
@@ -21,7 +22,7 @@ GO_BIN=$(dirname "$(command -v go)")
 export HOME=$C/home
 unset PIP_FIND_LINKS XDG_CACHE_HOME XDG_CONFIG_HOME XDG_DATA_HOME GOPATH GOMODCACHE GOCACHE UV_CACHE_DIR VIRTUAL_ENV
 export PATH=$HOME/.local/bin:$C/bin:$GO_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export IG_RUN_DIR=$C/run IG_PG_PORT=57432 IG_KAFKA_PORT=60092 IG_KAFKA_CONTROLLER_PORT=60093 IG_OPA_PORT=8281 \
+export IG_RUN_DIR=$C/run IG_PG_PORT=57432 IG_KAFKA_PORT=60092 IG_KAFKA_CONTROLLER_PORT=60093 IG_OPA_PORT=8481 \
   IG_PROMETHEUS_PORT=9190 IG_DEX_PORT=5656 IG_DEX_LDAP_PORT=5489 IG_DEX_TELEMETRY_PORT=5658 IG_PUSHGATEWAY_PORT=9191
 ( while sleep 30; do echo "$(date -u +%T) $(cut -d' ' -f1-3 /proc/loadavg)"; done ) > "$C/log/loadavg.log" &
 sampler=$!

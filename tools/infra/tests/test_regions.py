@@ -11,7 +11,7 @@ from ig_infra.cli import main
 from ig_infra.components import Kafka, Opa, Postgres
 from ig_infra.paths import Paths
 from ig_infra.regions import REGION_A, REGION_B, SecondRegion, parse_regions
-from ig_infra.services import PROCESSES, RELEASE_BURN_GRPC_PORT, SERVICES, ServiceSpec
+from ig_infra.services import PROCESSES, SERVICES, ServiceProcess, ServiceSpec
 
 # Dex, Prometheus and the Pushgateway (ig_infra.components): shared by both regions, never shadowed by region-b.
 SHARED_PORTS = {5556, 5558, 9090, 9091}
@@ -49,14 +49,37 @@ def test_every_region_b_port_is_its_own(tmp_path: Path) -> None:
     assert [spec.name for spec in region.specs()] == [spec.name for spec in SERVICES]
 
 
-def test_each_regions_migration_service_asks_its_own_regions_release_burn_service(tmp_path: Path) -> None:
-    # The SLO-headroom gate asks the burn stage's BurnService of the flow run against that region (ig-release).
+def test_each_regions_migration_service_asks_its_own_regions_burn_service(tmp_path: Path) -> None:
+    # The SLO-headroom gate asks the suite's own burn service (in the demo profile it knows service assets-api).
     region = SecondRegion.of(Paths(cache=tmp_path / "cache", run=tmp_path / "run"))
-    assert region.service("migration").spec.extra_env["IG_BURN_GRPC"] == f"127.0.0.1:{RELEASE_BURN_GRPC_PORT + 200}"
-    assert region.client_env()["IG_RELEASE_BURN_GRPC"] == f"127.0.0.1:{RELEASE_BURN_GRPC_PORT + 200}"
-    migration = next(spec for spec in SERVICES if spec.name == "migration")
-    assert migration.extra_env["IG_BURN_GRPC"] == f"127.0.0.1:{RELEASE_BURN_GRPC_PORT}"
-    assert RELEASE_BURN_GRPC_PORT not in ports_of(PROCESSES)
+    burn_b = region.service("burn").spec.grpc_port
+    assert region.service("migration").spec.extra_env["IG_BURN_GRPC"] == f"127.0.0.1:{burn_b}" == "127.0.0.1:50253"
+    assert region.client_env()["IG_BURN_GRPC"] == f"127.0.0.1:{burn_b}"
+    migration, burn = (next(spec for spec in SERVICES if spec.name == name) for name in ("migration", "burn"))
+    assert migration.extra_env["IG_BURN_GRPC"] == f"127.0.0.1:{burn.grpc_port}" == "127.0.0.1:50053"
+
+
+@pytest.mark.parametrize("region_b", [False, True])
+def test_only_the_demo_profile_scales_burn_and_names_its_demo_slos_after_the_region(tmp_path: Path,
+                                                                                    region_b: bool) -> None:
+    paths = Paths(cache=tmp_path / "cache", run=tmp_path / "run")
+    second = SecondRegion.of(paths)
+    spec = second.service("burn").spec if region_b else next(s for s in SERVICES if s.name == "burn")
+    run = second.paths if region_b else paths
+    region = REGION_B if region_b else REGION_A
+    assert ServiceProcess(spec, run).profile_env() == {}  # ig-infra up / services up alone: production windows
+    demo = ServiceProcess(spec, run, "demo").profile_env()
+    assert demo["IG_WINDOW_SCALE"] == "86400" and demo["IG_RECORDING_RULES_MAX_AGE_SECONDS"] == "0"
+    slos = Path(demo["IG_SLO_DIR"])
+    assert slos.parent == run.run  # in the region's own run dir
+    assert f"name: release-synthetic-{region}\n" in (slos / "release-synthetic.yaml").read_text()
+    assert (slos / "policy-decide.yaml").is_file()  # the packaged SLOs stay
+    # The other services run the same in both profiles.
+    policy = next(s for s in SERVICES if s.name == "policy")
+    assert ServiceProcess(policy, paths, "demo").profile_env() == {}
+    assert ServiceProcess(policy, paths, "demo").wanted_profile == "production"
+    with pytest.raises(ValueError, match="profile"):
+        ServiceProcess(spec, run, "fast")
 
 
 def test_env_for_region_b_points_a_client_at_region_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -74,6 +97,8 @@ def test_env_for_region_b_points_a_client_at_region_b(tmp_path: Path, monkeypatc
     assert "export IG_REGION=region-b" in region_b and "IG_REGION" not in region_a
     assert "export IG_POLICY_GRPC=127.0.0.1:50251" in region_b
     assert "export IG_PORTAL_URL=http://127.0.0.1:8280" in region_b
+    assert "export IG_BURN_PUBLIC_URL=http://127.0.0.1:8213" in region_b
+    assert "export IG_BURN_DEMO_ID=region-b" in region_b and "export IG_BURN_DEMO_ID=region-a" in region_a
     assert f"{tmp_path / 'run' / 'region-b' / 'identities'}" in region_b  # its own run dir's certificates
     assert main(["env", "--region", "c"]) == 2
 

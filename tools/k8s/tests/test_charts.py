@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from ig_infra.process import InfraError
 from ig_k8s.helm import Helm
 from ig_k8s.suite import CHARTS_DIR, REGIONS, SERVICES
 from ig_k8s.validate import kubeconform, kubeconform_errors, policy_violations
+from pydantic_settings import BaseSettings
 
 Render = Callable[..., list[dict[str, Any]]]
 CHART_REGIONS = [(service.name, region) for service in SERVICES for region in REGIONS]
@@ -96,13 +98,41 @@ def test_region_values_reach_settings_and_scheduling(render: Render, chart: str,
     objects = render(chart, region)
     values = settings(objects)
     assert values["IG_REGION"] == region
-    assert values["IG_RESIDENCY"] == "eu"
-    assert values["IG_PEER_REGION"] == ("region-b" if region == "region-a" else "region-a")
     assert values["IG_HTTP_HOST"] == "0.0.0.0"
     assert "kafka-0.kafka" in values["IG_KAFKA_BOOTSTRAP"]
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"topology.kubernetes.io/region": region}
     assert region in database_secret(objects)["stringData"]["database-url"]
+
+
+def settings_read_by(module: str) -> set[str]:
+    """The IG_* variables the service started as ``python -m module`` reads: the fields of every settings class of
+    its package's ``settings`` module (pydantic-settings, prefix IG_)."""
+    package = importlib.import_module(module.rsplit(".", 1)[0] + ".settings")
+    classes = [c for c in vars(package).values() if isinstance(c, type) and issubclass(c, BaseSettings)]
+    return {f"IG_{name.upper()}" for cls in classes for name in cls.model_fields}
+
+
+@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
+def test_every_setting_a_chart_renders_is_read_by_its_service(render: Render, chart: str, region: str) -> None:
+    """With the region's values, every IG_* variable a pod gets (its ConfigMap and its env) is a setting of the
+    service: a dead setting (the zone IG_RESIDENCY and IG_PEER_REGION were, read by nothing) tells an operator
+    something the service does not do."""
+    service = next(s for s in SERVICES if s.name == chart)
+    objects = render(chart, region)
+    given = set(settings(objects)) | {e["name"] for e in main_container(objects, chart).get("env", [])}
+    unread = sorted(name for name in given if name.startswith("IG_") and name not in settings_read_by(service.module))
+    assert unread == [], f"{chart} ({region}) sets {unread}, which {service.module} does not read"
+
+
+@pytest.mark.parametrize(("chart", "expected"), [("burn", True), ("migration", True), ("policy", False),
+                                                  ("evidence", False), ("audit-portal", False)])
+def test_only_the_services_that_query_prometheus_are_given_its_address(render: Render, chart: str,
+                                                                      expected: bool) -> None:
+    values = settings(render(chart, "region-a"))
+    assert ("IG_PROMETHEUS_URL" in values) is expected
+    if expected:
+        assert values["IG_PROMETHEUS_URL"] == "http://prometheus.monitoring.svc.cluster.local:9090"
 
 
 @pytest.mark.parametrize("chart", [s.name for s in SERVICES])
@@ -403,8 +433,12 @@ def test_every_deployment_mounts_its_certificate_secret_read_only_as_ig_tls_dir(
     assert env_value(container, "IG_TLS_DIR") == mount["mountPath"] == "/var/run/ig/tls"
 
 
-@pytest.mark.parametrize(("chart", "region"), CHART_REGIONS)
-def test_every_deployment_mounts_the_authorization_table_as_ig_authz_table(
+GRPC_CHART_REGIONS = [(s.name, region) for s in SERVICES if s.grpc_port for region in REGIONS]
+GRPC_CHARTS = [s.name for s in SERVICES if s.grpc_port]
+
+
+@pytest.mark.parametrize(("chart", "region"), GRPC_CHART_REGIONS)
+def test_every_grpc_server_mounts_the_authorization_table_as_ig_authz_table(
         render: Render, chart: str, region: str) -> None:
     objects = render(chart, region)
     pod = pod_spec(objects)
@@ -417,6 +451,13 @@ def test_every_deployment_mounts_the_authorization_table_as_ig_authz_table(
     assert list(table["data"]) == ["grpc-methods.yaml"]
 
 
+def test_the_portal_serves_no_grpc_and_gets_no_authorization_table(render: Render) -> None:
+    objects = render("audit-portal", "region-a")
+    assert not any(v["name"] == "authz" for v in pod_spec(objects)["volumes"])
+    assert "IG_AUTHZ_TABLE" not in {e["name"] for e in main_container(objects, "audit-portal")["env"]}
+    assert not any(o["metadata"]["name"] == "audit-portal-authz" for o in by_kind(objects, "ConfigMap"))
+
+
 def test_an_explicit_tls_secret_name_wins(render: Render) -> None:
     objects = render("burn", "region-b", ("tls.secretName=burn-workload-cert", "tls.mountPath=/certs"))
     volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "tls")
@@ -424,7 +465,7 @@ def test_an_explicit_tls_secret_name_wins(render: Render) -> None:
     assert env_value(main_container(objects, "burn"), "IG_TLS_DIR") == "/certs"
 
 
-@pytest.mark.parametrize("chart", [s.name for s in SERVICES])
+@pytest.mark.parametrize("chart", GRPC_CHARTS)
 def test_the_authorization_table_config_map_is_the_repository_file(render: Render, chart: str) -> None:
     objects = render(chart, "region-a")
     table = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == f"{chart}-authz")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from ig_release.cli import main
 from ig_release.context import ReleaseContext, StageFailed
-from ig_release.flow import Stage, run_flow, select
+from ig_release.flow import Stage, prerequisites, run_flow, select
 from ig_release.settings import PROFILES, Endpoints
 from rich.console import Console
 
@@ -43,6 +46,19 @@ def test_the_migration_stage_needs_the_suites_migration_service(tmp_path: Path, 
     assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "migration",
                  "--artifacts", str(tmp_path)]) == 1
     assert "migration service (IG_MIGRATION_GRPC)" in capsys.readouterr().out
+
+
+def test_the_burn_stage_needs_the_suites_burn_service_and_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # The stage drives the suite's own burn service and the shared Prometheus: without them it never starts.
+    monkeypatch.setenv("IG_BURN_API", f"https://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_PROMETHEUS_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_DATABASE_URL", f"postgresql://ig@127.0.0.1:{_listening()}/ig")
+    monkeypatch.setenv("IG_KAFKA_BOOTSTRAP", f"127.0.0.1:{_listening()}")
+    assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "burn",
+                 "--artifacts", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "burn service (IG_BURN_API)" in out and "Prometheus (IG_PROMETHEUS_URL)" in out
 
 
 def test_endpoints_default_to_the_make_up_ports_and_follow_ig_variables() -> None:
@@ -94,6 +110,99 @@ def test_a_failing_stage_stops_the_flow_naming_the_stage_and_its_log(tmp_path: P
     assert "stage second failed" in text and "the thing broke" in text and str(ctx.logs / "broken.log") in text
     record = json.loads((tmp_path / "release-flow.json").read_text())
     assert [(s["stage"], s["state"]) for s in record["stages"]] == [("first", "passed"), ("second", "failed")]
+
+
+def test_independent_stages_run_at_the_same_time_and_a_stage_waits_for_what_it_needs(tmp_path: Path) -> None:
+    both_running = threading.Barrier(2, timeout=10)  # broken (and the stage failed) unless the two overlap
+    finished: dict[str, float] = {}
+    started: dict[str, float] = {}
+
+    def meet(name: str) -> Callable[[ReleaseContext, ExitStack], str]:
+        def run(ctx: ReleaseContext, _: ExitStack) -> str:
+            started[name] = time.monotonic()
+            try:
+                both_running.wait()
+            except threading.BrokenBarrierError as error:
+                raise StageFailed(f"{name} ran alone") from error
+            time.sleep(0.2 if name == "a" else 0)
+            finished[name] = time.monotonic()
+            return name
+        return run
+
+    def after_a(ctx: ReleaseContext, _: ExitStack) -> str:
+        started["c"] = time.monotonic()
+        return "c"
+
+    stages = [Stage("a", "", meet("a"), after=()), Stage("b", "", meet("b"), after=()),
+              Stage("c", "", after_a, after=("a",)), Stage("d", "", lambda c, _: "d")]
+    assert run_flow(context(tmp_path), stages, Console(record=True, width=200)) == 0
+    assert started["c"] >= finished["a"]
+    record = json.loads((tmp_path / "release-flow.json").read_text())
+    assert [s["stage"] for s in record["stages"]][-1] == "d"  # after=None: every stage listed before it
+
+
+def test_after_a_failure_no_stage_starts_and_the_running_ones_finish(tmp_path: Path) -> None:
+    ran: list[str] = []
+    slow_started = threading.Event()
+
+    def slow(ctx: ReleaseContext, _: ExitStack) -> str:
+        slow_started.set()
+        time.sleep(0.5)
+        ran.append("slow")
+        return "slow"
+
+    def broken(ctx: ReleaseContext, _: ExitStack) -> str:
+        slow_started.wait(10)
+        raise StageFailed("broke")
+
+    def dependent(ctx: ReleaseContext, _: ExitStack) -> str:
+        ran.append("dependent")
+        return "dependent"
+
+    stages = [Stage("slow", "", slow, after=()), Stage("broken", "", broken, after=()),
+              Stage("dependent", "", dependent, after=("slow",))]
+    console = Console(record=True, width=200)
+    assert run_flow(context(tmp_path), stages, console) == 1
+    assert ran == ["slow"]
+    assert "waiting for the stages still running: slow" in console.export_text()
+    record = json.loads((tmp_path / "release-flow.json").read_text())
+    assert [(s["stage"], s["state"]) for s in record["stages"]] == [("broken", "failed"), ("slow", "passed")]
+
+
+def test_the_flow_runs_policy_burn_and_region_side_by_side_and_the_bundle_last() -> None:
+    needs = prerequisites(select(None))
+    assert needs["policy"] == needs["burn"] == needs["region"] == set()
+    assert needs["migration"] == {"burn"}
+    assert needs["evidence"] == {"policy", "burn", "migration", "region"}
+    assert needs["portal"] == {"policy", "burn", "migration", "region", "evidence"}
+    assert prerequisites(select(["migration"]))["migration"] == set()  # burn not selected: nothing to wait for
+
+
+def test_warm_ups_run_before_the_first_stage_and_a_failed_one_stops_the_flow(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def stage(name: str) -> Stage:
+        def run(ctx: ReleaseContext, _: ExitStack) -> str:
+            ran.append(name)
+            return "ok"
+        return Stage(name, name, run)
+
+    def warm(ctx: ReleaseContext, resources: ExitStack) -> None:
+        ran.append("warm second")
+        resources.callback(ran.append, "cooled second")  # kept until the flow ends
+
+    def cold(ctx: ReleaseContext, _: ExitStack) -> None:
+        raise StageFailed("no exporter")
+
+    first, second = stage("first"), stage("second")
+    second = Stage(second.name, second.title, second.run, warm_up=warm)
+    assert run_flow(context(tmp_path), [first, second], Console(record=True, width=200)) == 0
+    assert ran == ["warm second", "first", "second", "cooled second"]
+    ran.clear()
+    console = Console(record=True, width=200)
+    assert run_flow(context(tmp_path), [first, Stage("second", "x", second.run, warm_up=cold)], console) == 1
+    text = console.export_text()
+    assert ran == [] and "stage second failed warming up: no exporter" in text
 
 
 def test_evidence_inputs_are_laid_out_by_type_and_clashing_names_refused(tmp_path: Path) -> None:

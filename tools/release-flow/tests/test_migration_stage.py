@@ -1,5 +1,5 @@
 """The migration stage's judgements, without the suite: what counts as a lost acknowledged write, when a run counts
-as having gone through the service, and the release burn address the migration service is told to ask."""
+as having gone through the service."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from ig.migration.v1 import migration_pb2
 from ig_migration.workload import Loss, losses
 from ig_release.context import StageFailed
 from ig_release.migration_service import ServiceRun
-from ig_release.stages.burn import grpc_port_of
 from ig_release.stages.migration import check_run
 
 RUN = "run_" + "a" * 32
@@ -50,10 +49,3 @@ def test_a_completed_run_with_its_events_passes() -> None:
 def test_a_run_without_its_events_or_unfinished_fails_the_stage(run: ServiceRun, message: str) -> None:
     with pytest.raises(StageFailed, match=message):
         check_run(run, Path("log"))
-
-
-def test_the_release_burn_address_is_a_local_port() -> None:
-    assert grpc_port_of("127.0.0.1:50055") == 50055
-    for bad in ("10.0.0.1:50055", "127.0.0.1:", "127.0.0.1:grpc"):
-        with pytest.raises(StageFailed, match="IG_RELEASE_BURN_GRPC"):
-            grpc_port_of(bad)

@@ -43,7 +43,7 @@ class Residency:
 
     @property
     def configured(self) -> bool:
-        """False for the empty residency of a service started without the pins (nothing is ever refused)."""
+        """False for residency data that pins no tenant (nothing is ever refused)."""
         return bool(self.pins) or self.default_pin is not None
 
     def pinned_region(self, tenant: str) -> str | None:
@@ -81,30 +81,33 @@ def residency_from_policy_data(document: str, serving_region: str) -> Residency:
 
 
 def check_residency_file(value: str) -> str:
-    """A settings validator's body: ``value`` stripped, after checking the file it names (when set) reads as the
-    policy's data; ValueError naming the path otherwise, so start-up stops naming the setting."""
+    """A settings validator's body: ``value`` stripped, after checking the file it names reads as the policy's data.
+    ValueError otherwise, so start-up stops naming the setting: a service that stores or serves tenants' data never
+    starts without knowing which tenants its region may serve (unset would serve every tenant everywhere)."""
     path = value.strip()
-    if path:
-        try:
-            residency_from_policy_data(Path(path).read_text(), "any")
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: not the policy's residency data ({error})") from error
+    if not path:
+        raise ValueError("unset: name the policy data document that pins tenants to regions (the one OPA loads, "
+                         "policies/rego/ig/config/data.json); a service holding tenants' data does not start "
+                         "without it")
+    try:
+        residency_from_policy_data(Path(path).read_text(), "any")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not the policy's residency data ({error})") from error
     return path
 
 
 def load_residency(path: str, serving_region: str) -> Residency:
-    """The pins of the file at ``path`` for ``serving_region``; an empty path: nothing pinned."""
-    if not path:
-        return Residency(serving_region)
+    """The pins of the policy data file at ``path`` for ``serving_region``."""
     return residency_from_policy_data(Path(path).read_text(), serving_region)
 
 
 def log_when_unconfigured(residency: Residency) -> None:
-    """At a gate's start: a service given no pins serves every tenant, which an operator must be able to see."""
+    """At a gate's start: residency data that pins no tenant serves every tenant here, which an operator must be
+    able to see."""
     if not residency.configured:
         structlog.get_logger(__name__).warning(
             "residency_unconfigured", region=residency.serving_region,
-            detail="IG_TENANT_RESIDENCY_FILE unset: no tenant is pinned, every tenant is served here")
+            detail="the residency data (IG_TENANT_RESIDENCY_FILE) pins no tenant: every tenant is served here")
 
 
 def _pin(config: Mapping[str, object], where: str) -> str | None:

@@ -56,9 +56,9 @@ class TenantResidencySettings(ServiceSettings):
 
     # IG_TENANT_RESIDENCY_FILE: the policy data document (JSON, as OPA loads it: policies/rego/ig/config/data.json)
     # whose tenants' residency.pinned_region say where each tenant is served (ig_common.residency). A tenant pinned
-    # to another region than IG_REGION is refused. Empty: no tenant is pinned (a single-region deployment); the
-    # service logs `residency_unconfigured` at start-up, and the charts and `make up` never leave it empty.
-    tenant_residency_file: str = ""
+    # to another region than IG_REGION is refused. Required: unset or unreadable stops start-up (fail closed; a
+    # single-region deployment names the same document, whose pins then refuse only other regions' tenants).
+    tenant_residency_file: str = Field(default="", validate_default=True)
 
     @field_validator("tenant_residency_file")
     @classmethod

@@ -43,6 +43,8 @@ TICK_SECONDS = Histogram("ig_burn_evaluation_seconds", "Time of one evaluation t
                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 QUERIES_PER_TICK = Gauge("ig_burn_queries_per_tick", "PromQL queries the last tick sent")
 RECORDED_SLOS = Gauge("ig_burn_recorded_slos", "SLOs whose error ratios the last tick read from recording rules")
+WINDOW_SCALE = Gauge("ig_burn_window_scale", "Every window is divided by this: 1 = production windows, more = a "
+                     "simulation (the demo profile's 86400: 30 d lasts 30 s), whose budgets are not production's")
 _ALERT_LEVELS = {"none": 0, "warn": 1, "page": 2}
 
 
@@ -83,6 +85,7 @@ class BurnEngine:
         self.batch_size = batch_size
         # Shown on every page and report (a simulation's burn must never pass for production's).
         self.scale = scale
+        WINDOW_SCALE.set(scale.divisor)
         self.terms: dict[str, tuple[Term, ...]] = {s.name: terms_for(s, scale) for s in config.slos}
         # None: never look for recording rules. Otherwise the oldest recorded sample (seconds) a tick accepts.
         self.recording_rules_max_age = recording_rules_max_age

@@ -7,6 +7,7 @@
     ig-infra env [--region b]        shell exports that point clients at the running infra (of region-b)
     ig-infra services up|down        the five services and the ledger's witnesses (one per region) as local processes
     ig-infra services up --regions a,b   ... and region-b's five services (IG_REGION=region-b)
+    ig-infra services up --profile demo  ... burn on scaled windows with the release flow's demo SLOs (`make up`)
     ig-infra tool NAME               build (once) and print the path of a Go tool (opa, buf, ...)
     ig-infra tools [NAME ...]        build (once) every Go tool (or those named), two at a time; print paths
     ig-infra failover | failback     partition region-a and promote region-b's global replica / undo it
@@ -29,7 +30,7 @@ from ig_infra.go_tools import ensure_all, tool_path
 from ig_infra.paths import Paths
 from ig_infra.process import InfraError
 from ig_infra.regions import REGION_A, REGION_B, SecondRegion, parse_regions
-from ig_infra.services import PROCESSES, ServiceProcess, running_witnesses_env
+from ig_infra.services import DEFAULT_REGION, PROCESSES, PROFILES, ServiceProcess, running_witnesses_env
 
 
 def infra_components(paths: Paths, names: list[str] | None = None) -> list[Component]:
@@ -126,6 +127,7 @@ def client_env(paths: Paths, region: str) -> dict[str, str]:
     for component in infra_components(paths):
         env.update(component.env())
     env.update(running_witnesses_env(paths))
+    env["IG_BURN_DEMO_ID"] = DEFAULT_REGION  # names the demo profile's SLOs and synthetic job (ig_burn.devtools.demo)
     if parse_regions(f"a,{region}")[-1] == REGION_B:
         env.pop("IG_WITNESS_VERIFIER_KEYS", None)  # region-b's ledger is not witnessed yet (ig_infra.regions)
         env.update(SecondRegion.of(paths).client_env())
@@ -139,11 +141,11 @@ def _quiet(check: object) -> bool:
         return False
 
 
-def services_up(paths: Paths, regions: list[str] | None = None) -> None:
-    start_services([ServiceProcess(spec, paths) for spec in PROCESSES], infra_components(paths))
+def services_up(paths: Paths, regions: list[str] | None = None, profile: str = "production") -> None:
+    start_services([ServiceProcess(spec, paths, profile) for spec in PROCESSES], infra_components(paths))
     if REGION_B in (regions or []):
         second = SecondRegion.of(paths)
-        start_services(second.services(), second.service_infra(), prefix=f"{REGION_B} ", side_by_side=True)
+        start_services(second.services(profile), second.service_infra(), prefix=f"{REGION_B} ", side_by_side=True)
 
 
 def start_services(services: list[ServiceProcess], infra: list[Component], prefix: str = "", *,
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regions", default=None,
                         help="up / services up: the regions to start, a or a,b (default: IG_REGIONS, else a)")
     parser.add_argument("--region", default="a", help="env: the region whose endpoints to export (a or b)")
+    parser.add_argument("--profile", default="production", choices=PROFILES,
+                        help="services up: demo = burn on windows / 86400 with the release flow's demo SLOs (make up)")
     options = parser.parse_args(arguments)
     paths = Paths.from_environment()
     try:
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         elif options.command == "services":
             action = options.args[0] if options.args else ""
             if action == "up":
-                services_up(paths, regions)
+                services_up(paths, regions, options.profile)
             elif action == "down":
                 services_down(paths)
             else:

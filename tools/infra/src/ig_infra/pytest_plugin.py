@@ -20,6 +20,7 @@ import pytest
 from ig_infra.components import Identities, Kafka, Opa, Postgres
 from ig_infra.components.postgres import database_of
 from ig_infra.paths import Paths
+from ig_infra.services import tenant_residency_env
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class Infra:
         Kafka, OPA and a database: the superuser's ``database_url`` itself, or, naming ``service``, that service's
         runtime and migrator roles in the same database."""
         database = self.database_env(service, database_url) if service else {"IG_DATABASE_URL": database_url}
-        return {**self.identities.env(), **self.kafka.env(), **self.opa.env(), **database}
+        return {**self.identities.env(), **self.kafka.env(), **self.opa.env(), **tenant_residency_env(self.paths),
+                **database}
 
     def database_env(self, service: str, database_url: str) -> dict[str, str]:
         """``IG_DATABASE_URL`` (runtime role) and ``IG_MIGRATION_DATABASE_URL`` (schema owner) of ``service``."""

@@ -32,7 +32,7 @@ from ig_infra.components.postgres import Postgres
 from ig_infra.components.prometheus import Prometheus
 from ig_infra.components.pushgateway import Pushgateway
 from ig_infra.paths import Paths
-from ig_infra.services import RELEASE_BURN_GRPC_PORT, SERVICES, ServiceProcess, ServiceSpec, tenant_residency_env
+from ig_infra.services import SERVICES, ServiceProcess, ServiceSpec, tenant_residency_env
 from ig_infra.witnesses import LEDGER_ORIGIN
 
 REGION_A = "region-a"
@@ -126,7 +126,7 @@ class SecondRegion:
         if spec.name == "burn":
             extra_env["IG_EXTERNAL_URL"] = f"http://127.0.0.1:{port(spec.plain_ports['IG_PUBLIC_PORT'])}"
         if spec.name == "migration":
-            extra_env["IG_BURN_GRPC"] = f"127.0.0.1:{port(RELEASE_BURN_GRPC_PORT)}"
+            extra_env["IG_BURN_GRPC"] = f"127.0.0.1:{port(_grpc_port('burn'))}"  # the region's own burn service
         if spec.name == "audit-portal":
             extra_env["IG_PUBLIC_URL"] = f"http://localhost:{port(spec.http_port)}"
             extra_env["IG_EVIDENCE_TARGET"] = f"127.0.0.1:{port(_grpc_port('evidence'))}"
@@ -140,11 +140,11 @@ class SecondRegion:
             plain_ports={k: port(v) for k, v in spec.plain_ports.items()},
             extra_env=extra_env, run_env=run_env)
 
-    def services(self) -> list[ServiceProcess]:
-        return [ServiceProcess(spec, self.paths) for spec in self.specs()]
+    def services(self, profile: str = "production") -> list[ServiceProcess]:
+        return [ServiceProcess(spec, self.paths, profile) for spec in self.specs()]
 
-    def service(self, name: str) -> ServiceProcess:
-        return next(s for s in self.services() if s.spec.name == name)
+    def service(self, name: str, profile: str = "production") -> ServiceProcess:
+        return next(s for s in self.services(profile) if s.spec.name == name)
 
     def client_env(self) -> dict[str, str]:
         """What `ig-infra env --region b` exports: region-b's infrastructure, and its services under the names
@@ -157,8 +157,10 @@ class SecondRegion:
             "IG_POLICY_GRPC": f"127.0.0.1:{grpc['policy']}", "IG_EVIDENCE_GRPC": f"127.0.0.1:{grpc['evidence']}",
             "IG_BURN_GRPC": f"127.0.0.1:{grpc['burn']}", "IG_MIGRATION_GRPC": f"127.0.0.1:{grpc['migration']}",
             "IG_BURN_API": f"https://127.0.0.1:{self.port(_spec('burn').extra_ports['IG_API_PORT'])}",
+            "IG_BURN_PUBLIC_URL": f"http://127.0.0.1:{self.port(_spec('burn').plain_ports['IG_PUBLIC_PORT'])}",
             "IG_PORTAL_URL": f"http://127.0.0.1:{self.port(_spec('audit-portal').http_port)}",
-            "IG_RELEASE_BURN_GRPC": f"127.0.0.1:{self.port(RELEASE_BURN_GRPC_PORT)}",
+            # the demo profile's SLOs and synthetic job carry the region's name (ig_burn.devtools.demo)
+            "IG_BURN_DEMO_ID": self.name,
         })
         return env
 

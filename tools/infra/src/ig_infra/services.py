@@ -56,6 +56,23 @@ def evidence_env(paths: Paths) -> dict[str, str]:
     return {**evidence_witnesses_env(paths), **tenant_residency_env(paths)}
 
 
+# What `ig-infra services up --profile` accepts. `make up` starts the demo; production windows stay the default.
+PROFILES = ("production", "demo")
+# The services' own default IG_REGION (region-b's specs set theirs, ig_infra.regions).
+DEFAULT_REGION = "region-a"
+
+
+def burn_demo_env(paths: Paths, region: str) -> dict[str, str]:
+    """The burn service's demo profile (ig_burn.devtools.demo): every window divided by 86400 and the release flow's
+    demo SLOs, named after the region (the shared Prometheus serves both regions' burn services and every test
+    suite's). Written into the run dir at each start by the burn package itself (ig-infra imports no service)."""
+    done = subprocess.run([sys.executable, "-m", "ig_burn.devtools.demo", "--suite-id", region,
+                           "--slo-dir", str(paths.component_dir("burn-demo-slos"))],
+                          check=True, capture_output=True, text=True)
+    settings: dict[str, str] = json.loads(done.stdout)
+    return settings
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
@@ -74,15 +91,15 @@ class ServiceSpec:
     run_env: Callable[[Paths], dict[str, str]] | None = None
     # False: the process gets its identity (IG_IDENTITIES, IG_AUTHZ_TABLE) and nothing of the database or Kafka.
     uses_infra: bool = True
+    # Settings of the demo profile (`ig-infra services up --profile demo`, what `make up` starts), from the run dir
+    # and the region's name; None: the service runs the same in both profiles.
+    demo_env: Callable[[Paths, str], dict[str, str]] | None = None
 
     @property
     def health_port(self) -> int:
         """Where /healthz and /metrics are: IG_HEALTH_PORT when the service has one, else IG_HTTP_PORT."""
         return self.plain_ports.get("IG_HEALTH_PORT", self.http_port)
 
-
-# ig-release's burn stage serves its BurnService here (IG_RELEASE_BURN_GRPC); region-b's is this + 200.
-RELEASE_BURN_GRPC_PORT = 50055
 
 SERVICES: tuple[ServiceSpec, ...] = (
     # AuthZEN over HTTPS (client certificate + workload token), forward-auth over HTTPS (client certificate) on
@@ -99,17 +116,18 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("evidence", "ig_evidence.app", http_port=8082, grpc_port=50052, plain_ports={"IG_PUBLIC_PORT": 8012},
                 data_dirs={"IG_BLOB_STORE_PATH": "evidence-blobs"}, run_env=evidence_env),
     # /get-burn over HTTPS; OFREP and the /burn page plain and read-only; /healthz and /metrics on plain 8083.
+    # In the demo profile every window is scaled (30 d lasts 30 s) and the release flow's demo SLOs are declared.
     ServiceSpec("burn", "ig_burn.app", http_port=8083, grpc_port=50053, extra_ports={"IG_API_PORT": 8093},
-                plain_ports={"IG_PUBLIC_PORT": 8013}, extra_env={"IG_EXTERNAL_URL": "http://127.0.0.1:8013"}),
+                plain_ports={"IG_PUBLIC_PORT": 8013}, extra_env={"IG_EXTERNAL_URL": "http://127.0.0.1:8013"},
+                demo_env=burn_demo_env),
     # Run accepts a plan only with a signature by a key in this directory (ig_infra.approver lays it out). The
-    # SLO-headroom gate asks the BurnService the release flow's burn stage serves (scaled windows, the demo workload's
-    # SLOs) on RELEASE_BURN_GRPC_PORT: the suite's own burn service measures 30-day windows and knows no demo SLO.
-    # Outside a flow nothing listens there and the gate fails closed, naming the address.
+    # SLO-headroom gate asks the suite's own burn service (service assets-api: an SLO of the demo profile only, so
+    # in production windows the gate fails closed, as it does whenever burn is unreachable).
     ServiceSpec("migration", "ig_migration.app", http_port=8084, grpc_port=50054,
                 data_dirs={"IG_MIGRATION_APPROVERS": "migration-approvers",
                            # its reports at an absolute path in the run dir, where ig-release reads them
                            "IG_MIGRATION_ARTIFACTS_DIR": "migration-artifacts"},
-                extra_env={"IG_BURN_GRPC": f"127.0.0.1:{RELEASE_BURN_GRPC_PORT}"}),
+                extra_env={"IG_BURN_GRPC": "127.0.0.1:50053"}),
     # The demo auditor downloads a whole release (about two dozen files) in one go.
     # Browsers on 8080; /healthz and /metrics apart on plain 8085.
     # The release page verifies each release against the ledger key, witnesses and contract pinned here.
@@ -145,15 +163,24 @@ def grpc_healthy(port: int, paths: Paths) -> bool:
 
 
 class ServiceProcess:
-    def __init__(self, spec: ServiceSpec, paths: Paths) -> None:
+    def __init__(self, spec: ServiceSpec, paths: Paths, profile: str = "production") -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"profile: {profile!r} is none of {', '.join(PROFILES)}")
         self.spec = spec
         self.paths = paths
+        self.profile = profile
         self.dir = paths.component_dir("services")
         self.log_file = self.dir / f"{spec.name}.log"
         self.pid_file = self.dir / f"{spec.name}.pid"
+        self.profile_file = self.dir / f"{spec.name}.profile"
 
     def running(self) -> bool:
         return read_pid(self.pid_file) is not None
+
+    def running_profile(self) -> str:
+        """The profile the running process was started with (production when it left no record)."""
+        recorded = self.profile_file.read_text().strip() if self.profile_file.exists() else ""
+        return recorded if self.spec.demo_env is not None and recorded in PROFILES else "production"
 
     def healthy(self) -> bool:
         if not port_open("127.0.0.1", self.spec.health_port) or not http_healthy(self.spec.health_port):
@@ -162,12 +189,15 @@ class ServiceProcess:
 
     def start(self, infra: list[Component]) -> None:
         if self.running() and self.healthy():
-            return
+            if self.running_profile() == self.wanted_profile:
+                return
+            self.stop()  # started with the other profile: a demo must not run on production windows, nor back
         ensure_port_free("127.0.0.1", self.spec.http_port, self.spec.name, "its IG_HTTP_PORT")
         env = {"IG_SERVICE_NAME": self.spec.name, "IG_HTTP_PORT": str(self.spec.http_port), **self.spec.extra_env}
         env.update({name: str(self.paths.component_dir(sub)) for name, sub in self.spec.data_dirs.items()})
         if self.spec.run_env is not None:
             env.update(self.spec.run_env(self.paths))
+        env.update(self.profile_env())
         if self.spec.grpc_port is not None:
             ensure_port_free("127.0.0.1", self.spec.grpc_port, self.spec.name, "its IG_GRPC_PORT")
             env["IG_GRPC_PORT"] = str(self.spec.grpc_port)
@@ -182,8 +212,20 @@ class ServiceProcess:
                 # Its own roles (runtime + migrator), never the superuser's IG_DATABASE_URL that env() exports.
                 env.update(component.service_env(self.spec.name))
         spawn([sys.executable, "-m", self.spec.module], log_file=self.log_file, pid_file=self.pid_file, env=env)
+        self.profile_file.write_text(self.wanted_profile + "\n")
         wait_until(self.healthy, timeout=60, what=f"service {self.spec.name}", log_file=self.log_file,
                    alive=self.running)
+
+    def profile_env(self) -> dict[str, str]:
+        """The settings the wanted profile adds (the demo's, named after the service's region); none in production."""
+        if self.wanted_profile != "demo" or self.spec.demo_env is None:
+            return {}
+        return self.spec.demo_env(self.paths, self.spec.extra_env.get("IG_REGION", DEFAULT_REGION))
+
+    @property
+    def wanted_profile(self) -> str:
+        """The profile this process starts with: production for a service that has no demo settings."""
+        return self.profile if self.spec.demo_env is not None else "production"
 
     def stop(self) -> bool:
         return terminate(self.pid_file)
@@ -194,7 +236,8 @@ class ServiceProcess:
                         for setting, port in self.spec.extra_ports.items())
         extra += "".join(f", http http://127.0.0.1:{port} ({setting})"
                          for setting, port in self.spec.plain_ports.items())
-        return f"{grpc_part}http http://127.0.0.1:{self.spec.http_port}{extra}"
+        demo = ", demo profile (every window / 86400)" if self.running_profile() == "demo" else ""
+        return f"{grpc_part}http http://127.0.0.1:{self.spec.http_port}{extra}{demo}"
 
 
 def running_witnesses_env(paths: Paths) -> dict[str, str]:

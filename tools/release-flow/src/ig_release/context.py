@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ig_release.settings import Endpoints, Profile
 
@@ -26,6 +27,7 @@ class ReleaseContext:
     evidence: dict[str, list[Path]] = field(default_factory=dict)
     summary: dict[str, str] = field(default_factory=dict)
     shared: dict[str, str] = field(default_factory=dict)  # what one stage hands a later one
+    warm: dict[str, Any] = field(default_factory=dict)  # what a stage's warm-up started before the first stage
 
     def stage_dir(self, stage: str) -> Path:
         path = self.artifacts / stage

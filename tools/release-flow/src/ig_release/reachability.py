@@ -22,6 +22,10 @@ def needed(endpoints: Endpoints, stages: list[str]) -> dict[str, str]:
              "Kafka (IG_KAFKA_BOOTSTRAP)": endpoints.kafka_bootstrap.split(",")[0]}
     if "policy" in stages:
         wants["policy service (IG_POLICY_GRPC)"] = endpoints.policy_grpc
+    if "burn" in stages:
+        wants["burn service (IG_BURN_API)"] = endpoints.burn_api
+        wants["burn service's OFREP (IG_BURN_PUBLIC_URL)"] = endpoints.burn_public_url
+        wants["Prometheus (IG_PROMETHEUS_URL)"] = endpoints.prometheus_url
     if "migration" in stages:
         wants["migration service (IG_MIGRATION_GRPC)"] = endpoints.migration_grpc
     if "evidence" in stages:

@@ -189,9 +189,9 @@ def pin_release_key(public_key: Path, work: Path) -> Path:
 
 
 @contextmanager
-def suite_if_asked(start: bool, work: Path, public_key: Path | None, *, migration: bool = True) -> Iterator[None]:
-    """Start policy, evidence and portal when asked, and the migration service when the migration stage runs
-    (``migration``); their addresses go into this process's IG_* variables, which every stage and the tools it runs
+def suite_if_asked(start: bool, work: Path, public_key: Path | None, *, producing: bool = True) -> Iterator[None]:
+    """Start policy, evidence and portal when asked, and the burn and migration services when the producing stages
+    run (``producing``); their addresses go into this process's IG_* variables, which every stage and the tools it runs
     read. The evidence service trusts the job's --public-key when given, else the signers `ig-infra env` names
     (IG_TRUSTED_SIGNERS_PATH: the suite's release key)."""
     if not start:
@@ -207,7 +207,7 @@ def suite_if_asked(start: bool, work: Path, public_key: Path | None, *, migratio
     base = {name: os.environ[name] for name in wanted}
     if public_key is not None:
         base["IG_TRUSTED_SIGNERS_PATH"] = str(pin_release_key(public_key, work))
-    with local_suite(base, work, migration=migration) as env:
+    with local_suite(base, work, producing=producing) as env:
         saved = dict(os.environ)
         os.environ.update(env)
         try:
@@ -228,7 +228,7 @@ def run_job(args: argparse.Namespace, console: Console) -> int:
     with ExitStack() as stack:
         try:
             stack.enter_context(suite_if_asked(args.start_suite, artifacts / "suite", options.public_key,
-                                               migration=options.produce))
+                                               producing=options.produce))
         except ValueError as error:
             console.print(f"ig-release job: {error}")
             return 2

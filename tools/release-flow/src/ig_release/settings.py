@@ -24,9 +24,11 @@ class Endpoints:
     oidc_issuer: str
     database_url: str
     kafka_bootstrap: str
-    # Where the burn stage serves its BurnService (scaled windows): the address the suite's migration service asks
-    # for SLO headroom (its IG_BURN_GRPC), fixed before either starts.
-    release_burn_grpc: str
+    # The burn service's plain listener: OFREP (the flags the throttle flips) and the /burn page.
+    burn_public_url: str
+    # The suite id the burn service's demo profile names its demo SLOs and synthetic job after
+    # (ig_burn.devtools.demo): `make up`'s regions are region-a and region-b.
+    burn_demo_id: str
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | None = None) -> Endpoints:
@@ -46,7 +48,8 @@ class Endpoints:
             oidc_issuer=get("IG_OIDC_ISSUER", "http://127.0.0.1:5556/dex"),
             database_url=get("IG_DATABASE_URL", "postgresql://ig@127.0.0.1:55432/ig"),
             kafka_bootstrap=get("IG_KAFKA_BOOTSTRAP", "127.0.0.1:59092"),
-            release_burn_grpc=get("IG_RELEASE_BURN_GRPC", "127.0.0.1:50055"),
+            burn_public_url=get("IG_BURN_PUBLIC_URL", "http://127.0.0.1:8013"),
+            burn_demo_id=get("IG_BURN_DEMO_ID", "region-a"),
         )
 
     def database(self, name: str) -> str:

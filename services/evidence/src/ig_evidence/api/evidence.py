@@ -49,6 +49,8 @@ def _artifact(row: ArtifactRow) -> evidence_pb2.Artifact:
 
 # One per process: the service reports at start-up (app.py) and on every registration.
 MISSING_EVIDENCE = MissingEvidenceGauge()
+BLOBS_MISSING = Counter("ig_evidence_artifact_blobs_missing_total",
+                        "GetArtifact calls for a registered artifact with no bytes in the blob store (DATA_LOSS)")
 
 
 def report_missing(rows: list[BundleRow]) -> None:
@@ -213,10 +215,22 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         if row is None or row.tenant != tenant:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"artifact_id: no artifact {request.artifact_id!r}")
         assert row is not None
-        yield evidence_pb2.GetArtifactResponse(artifact=_artifact(row))
         chunks = self._blobs.read_chunks(row.record.sha256, DOWNLOAD_CHUNK)
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        try:
+            # The first read opens the blob, before anything is sent: a registered artifact whose bytes are gone (a
+            # blob store lost or not shared between replicas) is DATA_LOSS naming it, not UNKNOWN half-way through.
+            chunk = await asyncio.to_thread(next, chunks, None)
+        except FileNotFoundError:
+            BLOBS_MISSING.inc()
+            log.error("artifact_blob_missing", artifact_id=request.artifact_id, sha256=row.record.sha256,
+                      tenant=tenant)
+            await context.abort(grpc.StatusCode.DATA_LOSS, f"artifact_id: the bytes of {request.artifact_id!r} "
+                                f"(sha256 {row.record.sha256}) are missing from the blob store")
+            raise
+        yield evidence_pb2.GetArtifactResponse(artifact=_artifact(row))
+        while chunk is not None:
             yield evidence_pb2.GetArtifactResponse(chunk=chunk)
+            chunk = await asyncio.to_thread(next, chunks, None)
 
     async def GetManifest(self, request: evidence_pb2.GetManifestRequest,
                           context: Context) -> evidence_pb2.GetManifestResponse:

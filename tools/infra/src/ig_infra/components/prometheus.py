@@ -111,6 +111,10 @@ class Prometheus(Component):
         path.write_text(json.dumps([{"targets": [target], "labels": {"job": job}}]), encoding="utf-8")
         return path
 
+    def remove_exporter(self, job: str) -> None:
+        """Stop scraping what ``add_exporter`` added (its series go stale at the next file_sd refresh)."""
+        (self.targets_dir / f"{job}.json").unlink(missing_ok=True)
+
     def version(self) -> str:
         return subprocess.run([str(prometheus_binary(self.paths.cache)), "--version"], capture_output=True,
                               text=True).stdout.splitlines()[0]
