@@ -8,13 +8,17 @@ service writes here yet: which global data (the tenant directory, the ledger's h
 item 2.
 
 Both clusters listen on a Unix socket only (``listen_addresses = ''``) with ``peer`` authentication: the OS user
-``postgres`` is the only one that can connect (and replicate), so nothing on the machine's loopback can log in as
-their superuser. The replica follows the primary over that socket; on one machine there is no link to cut.
+``postgres`` is the only one that can log in as their superuser (and replicate), so nothing on the machine's
+loopback can. The OS user that runs ig-infra may log in as ``ig_global_writer`` (no superuser) to the ``ig_global``
+database only: the failover's sequenced writer (``ig_region_test.suite_failover``). The replica follows the primary
+over that socket; on one machine there is no link to cut. Which cluster is primary can change (``ig-infra
+failover`` / ``failback``, ``ig_infra.global_switch``); ``role()`` asks the running cluster.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import time
@@ -25,9 +29,14 @@ from ig_infra.process import InfraError, tail
 
 STANDBY = "region_b"
 INCLUDE = "ig-global.conf"
+WRITER_ROLE = "ig_global_writer"
+WRITER_DATABASE = "ig_global"
+FENCED_MARKER = "fenced"  # in the component's dir: written by the failover's fence, removed at failback
+# wal_log_hints: pg_rewind can then bring a diverged old primary back as a replica (ig_infra.global_switch).
 CONFIG = """# Written by ig-infra (ig_infra.components.global_pg) at every start.
 listen_addresses = ''
 wal_level = replica
+wal_log_hints = on
 max_wal_senders = 4
 max_replication_slots = 4
 hot_standby = on
@@ -39,10 +48,16 @@ max_connections = 20
 PRIMARY_CONFIG = f"""synchronous_commit = remote_apply
 synchronous_standby_names = '{STANDBY}'
 """
-HBA = """# Written by ig-infra: the OS user postgres over the Unix socket, nothing else.
+HBA = f"""# Written by ig-infra: the OS user postgres over the Unix socket; the operator as the global writer.
 local  all          postgres  peer
 local  replication  postgres  peer
+local  {WRITER_DATABASE}    {WRITER_ROLE}  peer map=global_writer
 """
+
+
+def ident() -> str:
+    """pg_ident.conf: the OS user running ig-infra may log in as the global writer role, nobody else."""
+    return f"global_writer  {pwd.getpwuid(os.geteuid()).pw_name}  {WRITER_ROLE}\n"
 
 
 class GlobalPostgres(Component):
@@ -89,14 +104,8 @@ class GlobalPostgres(Component):
         return True
 
     def healthy(self) -> bool:
-        if not self.running():
-            return False
-        try:
-            if self.replica_of is None:
-                return self.sql("SELECT pg_is_in_recovery()") == "f"
-            return self.sql("SELECT status FROM pg_stat_wal_receiver") == "streaming"
-        except InfraError:
-            return False
+        """Serving as a primary or a streaming replica, whichever region it is (a failover swaps them)."""
+        return self.role() in ("primary", "replica")
 
     def start(self) -> None:
         if self.running():
@@ -119,13 +128,43 @@ class GlobalPostgres(Component):
             with open(conf, "a") as handle:
                 handle.write(f"\ninclude '{INCLUDE}'\n")
         (self.data / INCLUDE).write_text(CONFIG + (PRIMARY_CONFIG if self.replica_of is None else ""))
-        (self.data / "pg_hba.conf").write_text(HBA)
+        self.write_access(HBA)
         if os.geteuid() == 0:
             shutil.chown(self.data / INCLUDE, "postgres", "postgres")
         self._run(self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log_file),
                   "-o", f"-p {self.port} -k {self.socket_dir}")
         if self.replica_of is not None:
             self._wait_streaming(within=60)
+
+    def write_access(self, hba: str) -> None:
+        """pg_hba.conf and pg_ident.conf (read at start and at ``pg_reload_conf()``)."""
+        (self.data / "pg_hba.conf").write_text(hba)
+        (self.data / "pg_ident.conf").write_text(ident())
+        if os.geteuid() == 0:
+            for name in ("pg_hba.conf", "pg_ident.conf"):
+                shutil.chown(self.data / name, "postgres", "postgres")
+
+    def writer_dsn(self) -> str:
+        """The failover writer's DSN (asyncpg or libpq): the Unix socket, peer authentication, no password."""
+        return f"postgresql://{WRITER_ROLE}@/{WRITER_DATABASE}?host={self.socket_dir}&port={self.port}"
+
+    @property
+    def fenced_marker(self) -> os.PathLike[str]:
+        return self.dir / FENCED_MARKER
+
+    def role(self) -> str:
+        """What the running cluster is now: ``primary``, ``replica`` (streaming), ``fenced`` (an old primary kept
+        in recovery by the failover: it answers reads and refuses every write), ``recovering`` or ``down``."""
+        if not self.running():
+            return "down"
+        try:
+            if self.sql("SELECT pg_is_in_recovery()") == "f":
+                return "primary"
+            if self.sql("SELECT status FROM pg_stat_wal_receiver") == "streaming":
+                return "replica"
+        except InfraError:
+            return "down"
+        return "fenced" if (self.dir / FENCED_MARKER).exists() else "recovering"
 
     def _clone(self) -> None:
         """A fresh physical replica of region-a's primary (``pg_basebackup`` with a replication slot)."""
@@ -164,9 +203,10 @@ class GlobalPostgres(Component):
         return True
 
     def address(self) -> str:
-        role = "primary, synchronous (remote_apply) to region-b" if self.replica_of is None \
-            else "streaming replica of region-a's"
-        return f"{self.socket_dir}/.s.PGSQL.{self.port} ({role})"
+        built = "built as primary, synchronous (remote_apply) to region-b" if self.replica_of is None \
+            else "built as streaming replica of region-a's"
+        now = self.role()
+        return f"{self.socket_dir}/.s.PGSQL.{self.port} (now: {now.upper()}; {built})"
 
     def env(self) -> dict[str, str]:
         return {}
