@@ -75,10 +75,13 @@ def test_every_stage_passes_and_the_summary_says_where_things_are(flow: dict[str
     done = flow["done"]
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     stages = [(s["stage"], s["state"]) for s in flow["record"]["stages"]]  # in the order they finished
-    assert sorted(stages) == sorted((name, "passed") for name in ("policy", "burn", "migration", "region", "evidence",
-                                                                   "portal"))
+    assert sorted(stages) == sorted((name, "passed") for name in ("policy", "burn", "migration", "region", "failover",
+                                                                   "evidence", "portal"))
     finished = [name for name, _ in stages]
     assert finished[-2:] == ["evidence", "portal"] and finished.index("burn") < finished.index("migration")
+    # the suite's failover acts on `make up`'s suite only, never on the one this test started
+    failover = next(s for s in flow["record"]["stages"] if s["stage"] == "failover")
+    assert failover["detail"].endswith("not `make up`'s: no suite failover")
     assert "auditor@alpha.example / alpha-auditor-pw" in done.stdout
     assert "flow completed" in done.stdout and "audit portal" in done.stdout
 

@@ -173,8 +173,9 @@ def test_the_flow_runs_policy_burn_and_region_side_by_side_and_the_bundle_last()
     needs = prerequisites(select(None))
     assert needs["policy"] == needs["burn"] == needs["region"] == set()
     assert needs["migration"] == {"burn"}
-    assert needs["evidence"] == {"policy", "burn", "migration", "region"}
-    assert needs["portal"] == {"policy", "burn", "migration", "region", "evidence"}
+    assert needs["failover"] == {"policy", "burn", "migration", "region"}  # it freezes region-a: alone
+    assert needs["evidence"] == {"policy", "burn", "migration", "region", "failover"}
+    assert needs["portal"] == {"policy", "burn", "migration", "region", "failover", "evidence"}
     assert prerequisites(select(["migration"]))["migration"] == set()  # burn not selected: nothing to wait for
 
 
@@ -223,4 +224,4 @@ def test_evidence_inputs_are_laid_out_by_type_and_clashing_names_refused(tmp_pat
 
 def test_stage_selection_keeps_the_flow_order() -> None:
     assert [s.name for s in select(["portal", "policy"])] == ["policy", "portal"]
-    assert len(select(None)) == 6
+    assert len(select(None)) == 7

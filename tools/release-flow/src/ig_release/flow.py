@@ -17,7 +17,7 @@ from rich.table import Table
 from ig_release.context import ReleaseContext, StageFailed
 from ig_release.reachability import unreachable
 from ig_release.settings import DEMO_AUDITOR
-from ig_release.stages import burn, evidence, migration, policy, portal, region
+from ig_release.stages import burn, evidence, failover, migration, policy, portal, region
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class Stage:
 
 # policy, burn and region touch different parts of the suite and can run side by side (most of their time is spent
 # waiting: the benchmark's open-loop pacing, Prometheus scrapes, region-test's probes); migration asks the burn
-# service for SLO headroom, which the burn stage's burst takes away, so it follows burn; the bundle takes everything.
+# service for SLO headroom, which the burn stage's burst takes away, so it follows burn; the suite's failover freezes
+# region-a, so it waits for every stage that uses the suite; the bundle takes everything.
 STAGES: tuple[Stage, ...] = (
     Stage("policy", "policy decisions through a gateway, coverage + latency", lambda c, _: policy.run(c), after=()),
     Stage("burn", "error-budget burn drives throttle flags, an incident and an alert", burn.run, after=(),
@@ -43,6 +44,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("migration", "add-asset-index-v3 blue/green, ACA, backout rehearsal", lambda c, _: migration.run(c),
           after=("burn",)),
     Stage("region", "multi-region failover and residency probes", lambda c, _: region.run(c), after=()),
+    # Freezes region-a: it runs alone, once every stage that uses the suite is done.
+    Stage("failover", "the running suite fails over to region-b and back", lambda c, _: failover.run(c),
+          after=("policy", "burn", "migration", "region")),
     Stage("evidence", "signed evidence bundle, verified, registered in the ledger", lambda c, _: evidence.run(c)),
     Stage("portal", "portal serves the release; auditor verifies it offline", lambda c, _: portal.run(c)),
 )

@@ -37,18 +37,26 @@ def run(ctx: ReleaseContext) -> str:
     return f"{figures}; residency probes passed ({layout}); {suite}"
 
 
+def drives_make_up_suite(ctx: ReleaseContext) -> bool:
+    """True when the flow drives `make up`'s suite. The suite's own proofs and drills act on that suite; a flow
+    driving a suite of its own (the e2e test, `ig-release job --start-suite`) would prove, or fail on, another suite
+    than the one it released."""
+    from ig_infra.services import SERVICES
+
+    policy = next(spec for spec in SERVICES if spec.name == "policy")
+    return ctx.endpoints.policy_grpc == f"127.0.0.1:{policy.grpc_port}"
+
+
+def own_suite(ctx: ReleaseContext) -> str:
+    return f"the flow drives a suite of its own (IG_POLICY_GRPC {ctx.endpoints.policy_grpc}), not `make up`'s"
+
+
 def suite_residency(ctx: ReleaseContext, out: Path, log: Path) -> str:
     """The running suite's own proof (``ig_region_test.suite_proof``) when `make up` runs region-b: alpha's data
     written in region-a is nowhere in region-b's stores, read directly. A failed proof fails the stage."""
-    from ig_infra.services import SERVICES
-
     proof = out / "residency-proof" / "suite-residency-proof.json"
-    policy = next(spec for spec in SERVICES if spec.name == "policy")
-    if ctx.endpoints.policy_grpc != f"127.0.0.1:{policy.grpc_port}":
-        # The proof probes `make up`'s suite; a flow driving a suite of its own (the e2e test, `ig-release job
-        # --start-suite`) would prove, or fail on, another suite than the one it released.
-        return (f"the flow drives a suite of its own (IG_POLICY_GRPC {ctx.endpoints.policy_grpc}), not `make up`'s: "
-                f"no suite residency proof")
+    if not drives_make_up_suite(ctx):
+        return f"{own_suite(ctx)}: no suite residency proof"
     done = run_logged([sys.executable, "-m", "ig_region_test.suite_proof", "--tenant", "alpha", "--out", str(proof)],
                       log, ok=(0, 2), what="the suite's residency proof", timeout=300)
     if done.returncode == 2:
