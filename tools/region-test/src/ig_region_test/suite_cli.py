@@ -1,6 +1,6 @@
 """``ig-infra failover`` / ``ig-infra failback`` (`make failover` / `make failback`) on the running two-region suite.
 
-    failover [--max-rto 10] [--time-limit 60] [--out FILE] [--inputs DIR]
+    failover [--max-rto 10] [--time-limit 60] [--out FILE]
     failback [--out FILE]
 
 Exit status: 0 every check held; 1 a check failed (the report says which); 2 usage error; 3 the suite is not
@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rto", default="10", help="failover: the RTO goal in seconds (default 10)")
     parser.add_argument("--time-limit", default="60", help="failover: give up on the RTO after this long")
     parser.add_argument("--out", type=Path, default=None, help="the JSON report (default artifacts/failover/)")
-    parser.add_argument("--inputs", type=Path, default=None,
-                        help="evidence inputs for beta's release in region-b, when region-b lacks it (default: the "
-                             "release flow's, artifacts/release/v1.2.1/evidence/inputs)")
     args = parser.parse_args(argv)
     try:
         limits = Limits(max_rto=parse_seconds("--max-rto", args.max_rto),
@@ -100,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "failover":
             print(FALLBACK, flush=True)
             check_pair(suite)
-            inputs = args.inputs or artifacts / "release" / suite.release / "evidence" / "inputs"
+            # beta's release in region-b gathers nothing of the release flow: that flow released alpha's, and its
+            # evidence names alpha's data (its decisions, the residency proof's fingerprints of alpha's bundles),
+            # which must never reach region-b. Built from no inputs, the bundle holds only what `ig-evidence build`
+            # generates itself (SBOM, provenance) and says it is incomplete.
+            inputs = suite.state_dir / f"inputs-{GLOBAL_TENANT}"
+            shutil.rmtree(inputs, ignore_errors=True)
+            inputs.mkdir(parents=True)
             done = ensure_release(suite.evidence_b, version=suite.release, tenant=GLOBAL_TENANT, inputs=inputs,
                                   signing_key=suite.signing_key_b, out=suite.state_dir / f"bundle-{GLOBAL_TENANT}")
             print(f"precondition: {done}", flush=True)

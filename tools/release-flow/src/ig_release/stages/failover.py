@@ -29,14 +29,11 @@ def run(ctx: ReleaseContext) -> str:
         return f"{own_suite(ctx)}: no suite failover"
     out = ctx.stage_dir("failover")
     log = ctx.logs / "suite-failover.log"
-    # Beta's release in region-b, if region-b lacks it, is built from what the flow has gathered so far (the bundle
-    # of this release is made after this stage).
-    inputs = ctx.write_evidence_inputs(out / "inputs-so-far")
     failover, failback = out / "suite-failover.json", out / "suite-failback.json"
     for report in (failover, failback):  # an earlier flow's must not pass for this one's
         report.unlink(missing_ok=True)
-    done = run_logged([console_script("ig-infra"), "failover", "--max-rto", "10", "--out", str(failover),
-                       "--inputs", str(inputs)], log, ok=(0, 1, NOT_READY), what="ig-infra failover", timeout=300)
+    done = run_logged([console_script("ig-infra"), "failover", "--max-rto", "10", "--out", str(failover)], log,
+                      ok=(0, 1, NOT_READY), what="ig-infra failover", timeout=300)
     if done.returncode == NOT_READY and not partitioned():
         return f"the suite cannot fail over ({done.stderr.strip()[-200:]}): no suite failover"
     back = run_logged([console_script("ig-infra"), "failback", "--out", str(failback)], log, ok=(0, 1, NOT_READY),
