@@ -170,6 +170,10 @@ class GlobalPostgres(Component):
         """A fresh physical replica of region-a's primary (``pg_basebackup`` with a replication slot)."""
         primary = self.replica_of
         assert primary is not None
+        # A slot left by a replica whose data is gone (its run dir removed) would make pg_basebackup -C refuse; no
+        # replica streams from it (this one is being made), so it is dropped rather than reused half-way.
+        primary.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    f"WHERE slot_name = '{STANDBY}' AND NOT active")
         self._run(self._bin("pg_basebackup"), "-h", str(primary.socket_dir), "-p", str(primary.port), "-U", "postgres",
                   "-D", str(self.data), "-X", "stream", "-c", "fast", "-C", "-S", STANDBY, "--no-sync")
         # Its own recovery settings only: the primary's auto.conf must not come along.
