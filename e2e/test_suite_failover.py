@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.components.identities import Identities
 from ig_infra.freeze import state_of, thaw
 from ig_infra.paths import Paths
-from ig_infra.process import InfraError, free_port, read_pid
+from ig_infra.process import InfraError, free_port, free_ports, read_pid
 from ig_infra.pytest_plugin import Infra
 from ig_infra.regions import REGION_A, REGION_B, SecondRegion
 from ig_infra.release_key import release_signing_key
@@ -48,19 +48,6 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_RTO = float(os.environ.get("IG_FAILOVER_MAX_RTO", "60"))  # the CI profile's limit; the goal is 10 s
 REPORT = Path(os.environ.get("IG_FAILOVER_REPORT", REPO / "artifacts" / "failover" / "suite-failover-test.json"))
 RELEASE = "v1.2.1"
-
-
-def free_ports() -> Callable[[int], int]:
-    chosen: dict[int, int] = {}
-
-    def port(base: int) -> int:
-        while base not in chosen:
-            candidate = free_port()
-            if candidate not in chosen.values():
-                chosen[base] = candidate
-        return chosen[base]
-
-    return port
 
 
 def _running(service: ServiceProcess) -> dict[str, int]:

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -29,7 +29,7 @@ from ig_infra.components.dex import Dex
 from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.components.identities import Identities
 from ig_infra.paths import Paths
-from ig_infra.process import InfraError, free_port, read_pid
+from ig_infra.process import InfraError, free_port, free_ports, read_pid
 from ig_infra.pytest_plugin import Infra
 from ig_infra.regions import REGION_A, REGION_B, SecondRegion
 from ig_infra.services import SERVICES, ServiceProcess
@@ -47,20 +47,6 @@ pytestmark = pytest.mark.integration
 # Pinned by the policy data (policies/rego/ig/config/data.json): alpha to region-a, gamma to region-b.
 ALPHA = PinnedTenant("alpha", REGION_A, marker="two-regions-test")
 GAMMA = PinnedTenant("gamma", REGION_B, marker="two-regions-test")
-
-
-def free_ports() -> Callable[[int], int]:
-    """A distinct free port for each of region-a's ports, the same one each time it is asked for."""
-    chosen: dict[int, int] = {}
-
-    def port(base: int) -> int:
-        while base not in chosen:
-            candidate = free_port()
-            if candidate not in chosen.values():
-                chosen[base] = candidate
-        return chosen[base]
-
-    return port
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports() -> Callable[[int], int]:
+    """A port map for a second copy of a layout on one host: each base port asked for gets a distinct free port,
+    the same one each time it is asked for (tests that start a region beside the suite's own ports)."""
+    chosen: dict[int, int] = {}
+
+    def port(base: int) -> int:
+        while base not in chosen:
+            candidate = free_port()
+            if candidate not in chosen.values():
+                chosen[base] = candidate
+        return chosen[base]
+
+    return port
+
+
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
