@@ -111,6 +111,23 @@ class BurnDrill:
             values[flag] = reply.json().get("value")
         return values
 
+    def flags_become(self, *, optimized_buffer: bool, paused: bool, what: str) -> dict[str, Any]:
+        """The flags over OFREP once they show the throttle's state. OFREP serves the flags a moment after the burn
+        service commits the transition (one flag may still show the old value while another shows the new one, seen
+        once in a make test run), so a single read right after /get-burn says "throttled" can catch them half-way."""
+        seen: dict[str, Any] = {}
+
+        def settled() -> dict[str, Any] | None:
+            seen.update(self.flags())
+            done = seen["subs.optimizedBuffer"] is optimized_buffer and seen["experiments.paused"] is paused
+            return dict(seen) if done else None
+
+        try:
+            flags: dict[str, Any] = self.wait(settled, f"the flags to show {what}", 10)
+        except StageFailed as error:
+            raise StageFailed(f"{what}, but the flags say {seen}", self.log) from error
+        return flags
+
     def alerts(self) -> list[dict[str, Any]]:
         return prometheus_alerts(self.prometheus, ALERT, self.names.slo)
 
@@ -150,9 +167,7 @@ class BurnDrill:
         over = self.wait(lambda: (s := self.slo())["monthlyBudgetConsumed"] > 0.2 and s, "burn > 20 %", 60)
         self.note("burn above 20 %", burn=over["monthlyBudgetConsumed"], alert=over["alertLevel"])
         self.wait(lambda: self.slo()["throttleState"] == "throttled", "the throttle", 15)
-        throttled_flags = self.flags()
-        if throttled_flags["subs.optimizedBuffer"] is not False or throttled_flags["experiments.paused"] is not True:
-            raise StageFailed(f"throttled, but the flags say {throttled_flags}", self.log)
+        throttled_flags = self.flags_become(optimized_buffer=False, paused=True, what="throttled")
         opened = self.wait(lambda: watch.first("open"), f"the incident of {self.names.slo} on ig.incidents.v1", 20)
         self.note("throttle flags flipped, incident opened", flags=throttled_flags, incident=opened)
         # Held until Prometheus has scraped the throttle and evaluated the rule (5 s + 5 s in the shared instance).
@@ -163,9 +178,7 @@ class BurnDrill:
         self.traffic.workload.set_ratio(0.0, ERROR_SERIES)
         self.note("errors stopped")
         self.wait(lambda: self.slo()["throttleState"] == "ok", "the rollback (burn < 10 %)", 120)
-        restored = self.flags()
-        if restored["subs.optimizedBuffer"] is not True or restored["experiments.paused"] is not False:
-            raise StageFailed(f"rolled back, but the flags say {restored}", self.log)
+        restored = self.flags_become(optimized_buffer=True, paused=False, what="rolled back")
         resolved = self.wait(lambda: watch.first("resolved", opened["incident_id"]),
                              f"incident {opened['incident_id']} resolved on ig.incidents.v1", 20)
         self.note("rolled back, incident resolved", burn=self.slo()["monthlyBudgetConsumed"], flags=restored,
