@@ -49,14 +49,20 @@ JUNIT = b'<?xml version="1.0"?><testsuites><testsuite name="make test" tests="1"
 
 
 @pytest.fixture(scope="module")
-def suite(infra: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def suite(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from ig_policy.testing import opa_server
 
-    # A private OPA (same binary, same policies): the shared one serves every other test on this box too.
-    with opa_server() as opa:
-        base = {**infra.env(database_url), **opa.env(), "IG_OIDC_ISSUER": infra.oidc_issuer()}
-        with local_suite(base, tmp_path_factory.mktemp("suite")) as env:
-            yield env
+    # A database of its own, as `make up`'s suite has: the session's is shared with tests that leave state behind
+    # in the services' schemas (e2e/test_burn_resilience.py pins experiments.paused, which the burn stage's throttle
+    # then cannot flip). And a private OPA (same binary, same policies): the shared one serves every other test.
+    database = infra.new_database("ig_release_flow")
+    try:
+        with opa_server() as opa:
+            base = {**infra.env(database), **opa.env(), "IG_OIDC_ISSUER": infra.oidc_issuer()}
+            with local_suite(base, tmp_path_factory.mktemp("suite")) as env:
+                yield env
+    finally:
+        infra.drop_database(database)
 
 
 @pytest.fixture(scope="module")
