@@ -112,9 +112,10 @@ class BurnDrill:
         return values
 
     def flags_become(self, *, optimized_buffer: bool, paused: bool, what: str) -> dict[str, Any]:
-        """The flags over OFREP once they show the throttle's state. OFREP serves the flags a moment after the burn
-        service commits the transition (one flag may still show the old value while another shows the new one, seen
-        once in a make test run), so a single read right after /get-burn says "throttled" can catch them half-way."""
+        """The flags over OFREP once they show the throttle's state (read for up to 10 s, not once right after
+        /get-burn reports the transition); otherwise the stage fails naming what they say. A flag a person pinned is
+        left alone by the throttle, so a pinned flag fails here: a full `make test` run showed it, when the flow's
+        suite shared a database with a test that pins experiments.paused."""
         seen: dict[str, Any] = {}
 
         def settled() -> dict[str, Any] | None:
