@@ -147,7 +147,12 @@ def test_after_a_failure_no_stage_starts_and_the_running_ones_finish(tmp_path: P
 
     def slow(ctx: ReleaseContext, _: ExitStack) -> str:
         slow_started.set()
-        time.sleep(0.5)
+        # Still running when the flow handles the failure: it finishes only once the failure is on record (a fixed
+        # sleep let a loaded machine see both stages finished at once).
+        record = ctx.artifacts / "release-flow.json"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (record.exists() and '"failed"' in record.read_text()):
+            time.sleep(0.01)
         ran.append("slow")
         return "slow"
 
