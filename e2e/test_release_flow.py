@@ -139,7 +139,7 @@ async def test_the_suites_own_burn_service_opened_the_incident_and_prometheus_fi
     from ig_burn.devtools.demo import DemoNames
     from ig_common.events.envelope import from_kafka_record
     from ig_common.events.topics import INCIDENTS
-    from ig_infra.kafka_reading import consumer_at
+    from ig_infra.kafka_reading import consumer_at, records_until_now
 
     assert flow["done"].returncode == 0, "the flow failed; see the first test"
     names = DemoNames(suite["IG_BURN_DEMO_ID"])
@@ -160,14 +160,11 @@ async def test_the_suites_own_burn_service_opened_the_incident_and_prometheus_fi
     # ... and published both on ig.incidents.v1.
     seen: list[tuple[str, str]] = []
     async with consumer_at(suite["IG_KAFKA_BOOTSTRAP"], INCIDENTS, since=flow["started"]) as consumer:
-        ends = await consumer.end_offsets(sorted(consumer.assignment()))
-        while any([await consumer.position(p) < end for p, end in ends.items()]):
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
-                    payload = event.parse(events_pb2.Incident())
-                    if payload.slo == names.slo:
-                        seen.append((event.type, payload.incident_id))
+        async for record in records_until_now(consumer):
+            event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
+            payload = event.parse(events_pb2.Incident())
+            if payload.slo == names.slo:
+                seen.append((event.type, payload.incident_id))
     assert seen == [("ig.incident.opened.v1", incident), ("ig.incident.resolved.v1", incident)]
 
     # Prometheus itself: the alert fired for this suite's SLO during the flow, fed by this suite's burn service's
@@ -194,7 +191,7 @@ async def test_the_migration_went_through_the_suites_migration_service(flow: dic
     from ig.migration.v1 import migration_pb2, migration_pb2_grpc
     from ig_common.events.envelope import from_kafka_record
     from ig_common.grpc_client import aio_channel_as
-    from ig_infra.kafka_reading import consumer_at
+    from ig_infra.kafka_reading import consumer_at, records_until_now
 
     assert flow["done"].returncode == 0, "the flow failed; see the first test"
     recorded = json.loads((flow["root"] / "migration" / "migration-service-run.json").read_text())
@@ -212,15 +209,12 @@ async def test_the_migration_went_through_the_suites_migration_service(flow: dic
     assert report["run_id"] == run_id and transitions[-1] == "completed"
     seen: list[str] = []
     async with consumer_at(suite["IG_KAFKA_BOOTSTRAP"], "ig.migration.v1", since=flow["started"]) as consumer:
-        ends = await consumer.end_offsets(sorted(consumer.assignment()))
-        while any([await consumer.position(p) < end for p, end in ends.items()]):
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
-                    payload = event.parse(events_pb2.MigrationPhaseChanged())
-                    if payload.run_id == run_id:
-                        assert event.type == "ig.migration.phase_changed.v1" and event.subject == payload.change
-                        seen.append(payload.to_phase)
+        async for record in records_until_now(consumer):
+            event = from_kafka_record(record.topic, record.key, record.value, list(record.headers))
+            payload = event.parse(events_pb2.MigrationPhaseChanged())
+            if payload.run_id == run_id:
+                assert event.type == "ig.migration.phase_changed.v1" and event.subject == payload.change
+                seen.append(payload.to_phase)
     assert seen == transitions
     assert [e["to_phase"] for e in recorded["events"]] == transitions
 

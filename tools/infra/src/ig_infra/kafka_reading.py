@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from ig_common.events.kafka_tls import SslContextSource, client_security
 from ig_common.tls import IDENTITIES_VARIABLE, WorkloadCertificate
 
@@ -65,3 +65,14 @@ async def consumer_at(bootstrap: str, *topics: str, since: float | None = None,
         yield consumer
     finally:
         await consumer.stop()
+
+
+async def records_until_now(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record from the consumer's positions up to the end offsets each partition has when this starts: what
+    was published so far, then the iteration ends instead of waiting for more."""
+    ends = await consumer.end_offsets(sorted(consumer.assignment()))
+    while any([await consumer.position(partition) < end for partition, end in ends.items()]):
+        for records in (await consumer.getmany(timeout_ms=1000)).values():
+            for record in records:
+                yield record
+
