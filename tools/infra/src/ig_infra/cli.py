@@ -31,6 +31,13 @@ from ig_infra.paths import Paths
 from ig_infra.process import InfraError
 from ig_infra.regions import REGION_A, REGION_B, SecondRegion, parse_regions
 from ig_infra.services import DEFAULT_REGION, PROCESSES, PROFILES, ServiceProcess, running_witnesses_env
+from ig_infra.suite_bridge import PortBridge
+from ig_infra.suite_network import destroy as destroy_network
+from ig_infra.suite_network import ensure as ensure_network
+from ig_infra.suite_network import inter_region_link_up, namespaces_usable, pids_inside
+from ig_infra.suite_network import load as load_network
+
+NETWORKS = ("netns", "loopback")
 
 
 def infra_components(paths: Paths, names: list[str] | None = None) -> list[Component]:
@@ -41,7 +48,38 @@ def infra_components(paths: Paths, names: list[str] | None = None) -> list[Compo
     return [cls(paths) for cls in ALL if not names or cls.name in names]
 
 
+def wanted_network(regions: list[str]) -> str:
+    """IG_NETWORK: ``netns`` (the default of two regions) or ``loopback``; one region is always on the loopback."""
+    wanted = os.environ.get("IG_NETWORK", "netns")
+    if wanted not in NETWORKS:
+        raise ValueError(f"invalid setting IG_NETWORK: {wanted!r} is none of {', '.join(NETWORKS)}")
+    return wanted if REGION_B in regions else "loopback"
+
+
+def prepare_network(paths: Paths, regions: list[str]) -> None:
+    """The regions' network namespaces and the bridge to them, built before anything starts; a suite running on
+    the other layout is stopped first (a process cannot move into a namespace)."""
+    wanted, current = wanted_network(regions), load_network(paths.run)
+    if wanted == "netns" and current is None:
+        usable, why = namespaces_usable()
+        if not usable:
+            print(f"!! FALLBACK: network namespaces unavailable ({why}): both regions listen on this machine's "
+                  "127.0.0.1 on distinct ports, with no inter-region link to cut (`ig-infra failover` then freezes "
+                  "region-a instead)", flush=True)
+            wanted = "loopback"
+    if (wanted == "netns") != (current is not None):
+        print(f"[network] switching the suite to the {wanted} layout: stopping what runs on the other", flush=True)
+        down(paths, None)
+    if wanted == "netns":
+        network = ensure_network(paths.run)
+        print(f"[network] region-a in {network.a.netns} ({network.a.peer_address}), region-b in {network.b.netns} "
+              f"({network.b.peer_address}), joined by {network.a.peer_if}/{network.b.peer_if}", flush=True)
+        start_components([PortBridge(paths)])
+
+
 def up(paths: Paths, names: list[str] | None, regions: list[str] | None = None) -> None:
+    if not names:
+        prepare_network(paths, regions or [REGION_A])
     start_components(infra_components(paths, names))
     second = SecondRegion.of(paths)
     if not names:
@@ -82,6 +120,18 @@ def down(paths: Paths, names: list[str] | None) -> None:
     for component in reversed(infra_components(paths, names)):
         if component.stop():
             print(f"[{component.name}] stopped", flush=True)
+    if not names:
+        if PortBridge(paths).stop():
+            print("[port-bridge] stopped", flush=True)
+        network = load_network(paths.run)
+        if network is not None:
+            left = [pid for region in network.regions for pid in pids_inside(region.netns)]
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            removed = destroy_network(paths.run, network)
+            print(f"[network] removed {', '.join(removed) or 'nothing'}"
+                  + (f" ({len(left)} leftover processes killed)" if left else ""), flush=True)
 
 
 FAILOVER_STATE = "failover/state.json"  # written by `ig-infra failover`, removed by `ig-infra failback`
@@ -89,14 +139,27 @@ FAILOVER_STATE = "failover/state.json"  # written by `ig-infra failover`, remove
 
 def status(paths: Paths) -> int:
     if (paths.run / FAILOVER_STATE).exists():
-        print("!! region-a is partitioned by `ig-infra failover`: its PostgreSQL, Kafka, OPA and services are frozen "
-              "(SIGSTOP; a frozen PostgreSQL may still look up: its port accepts connections) and its global "
-              "cluster is fenced; `ig-infra failback` undoes it", flush=True)
+        if load_network(paths.run) is not None:
+            print("!! region-a is partitioned by `ig-infra failover`: the inter-region link is down and region-a's "
+                  "global cluster is fenced; `ig-infra failback` undoes it", flush=True)
+        else:
+            print("!! region-a is partitioned by `ig-infra failover`: its PostgreSQL, Kafka, OPA and services are "
+                  "frozen (SIGSTOP; a frozen PostgreSQL may still look up: its port accepts connections) and its "
+                  "global cluster is fenced; `ig-infra failback` undoes it", flush=True)
     second = SecondRegion.of(paths)
     shown = second.wanted() or second.started()
+    network = load_network(paths.run)
+    if network is not None:
+        link = "up" if inter_region_link_up(network) else "DOWN (partitioned)"
+        print(f"network: region-a in namespace {network.a.netns} ({network.a.peer_address}), region-b in "
+              f"{network.b.netns} ({network.b.peer_address}), inter-region link {link}; every 127.0.0.1 address "
+              "below is the host's, forwarded into its region by the port bridge")
+    elif shown:
+        print("network: loopback layout (both regions on this machine's 127.0.0.1; no inter-region link to cut)")
     if shown:
         print(f"== {REGION_A} (and what both regions share: Dex, Prometheus, Pushgateway, the witnesses)")
-    unhealthy = _status_rows(infra_components(paths), [ServiceProcess(spec, paths) for spec in PROCESSES])
+    bridge = [PortBridge(paths)] if network is not None else []
+    unhealthy = _status_rows([*bridge, *infra_components(paths)], [ServiceProcess(spec, paths) for spec in PROCESSES])
     if shown:
         # Down and not asked for by the last `up` (a single-region one): listed, not counted as a failure.
         counted = second.wanted()

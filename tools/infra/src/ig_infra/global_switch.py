@@ -21,7 +21,6 @@ from pathlib import Path
 
 from ig_infra.components.global_pg import (
     CONFIG,
-    HBA,
     INCLUDE,
     PRIMARY_CONFIG,
     WRITER_DATABASE,
@@ -52,8 +51,7 @@ def _pg_ctl(cluster: GlobalPostgres, *args: str) -> None:
 
 
 def _start(cluster: GlobalPostgres) -> None:
-    _pg_ctl(cluster, "start", "-w", "-t", "60", "-l", str(cluster.log_file), "-o",
-            f"-p {cluster.port} -k {cluster.socket_dir}")
+    cluster.start_server()
 
 
 def stop(cluster: GlobalPostgres, mode: str) -> None:
@@ -64,7 +62,7 @@ def stop(cluster: GlobalPostgres, mode: str) -> None:
 def ensure_writer(primary: GlobalPostgres) -> None:
     """The writer role and its database and table on the primary (replication brings them to the replica), and both
     clusters' access files re-read: a suite started before the role existed gets its pg_hba/pg_ident lines."""
-    primary.write_access(HBA)
+    primary.write_access(primary.hba())
     primary.sql("SELECT pg_reload_conf()")
     if primary.sql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{WRITER_ROLE}'") == "0":
         primary.sql(f"CREATE ROLE {WRITER_ROLE} LOGIN")
@@ -78,7 +76,7 @@ def ensure_writer(primary: GlobalPostgres) -> None:
 
 
 def refresh_access(cluster: GlobalPostgres) -> None:
-    cluster.write_access(HBA)
+    cluster.write_access(cluster.hba())
     cluster.sql("SELECT pg_reload_conf()")
 
 
@@ -125,10 +123,10 @@ def rebuild_as_replica(stale: GlobalPostgres, primary: GlobalPostgres, stale_reg
     # A just-promoted primary has written its new timeline to pg_control only after a checkpoint; without one
     # pg_rewind reads the old timeline there and wrongly finds nothing to rewind.
     primary.sql("CHECKPOINT")
-    source = f"host={primary.socket_dir} port={primary.port} user=postgres dbname=postgres"
-    rewind = subprocess.run(stale._as_postgres(stale._bin("pg_rewind"), "--target-pgdata", str(stale.data),
-                                               "--source-server", source),
-                            capture_output=True, text=True)
+    upstream = primary.conninfo_from(stale)
+    rewind = subprocess.run(stale.in_region(stale._as_postgres(
+        stale._bin("pg_rewind"), "--target-pgdata", str(stale.data),
+        "--source-server", primary.conninfo_from(stale, "postgres"))), capture_output=True, text=True)
     said = (rewind.stdout + rewind.stderr).strip().splitlines()
     if rewind.returncode == 0:
         method, why = "pg_rewind", "; ".join(line.removeprefix("pg_rewind: ") for line in said[-2:]) or "done"
@@ -139,8 +137,8 @@ def rebuild_as_replica(stale: GlobalPostgres, primary: GlobalPostgres, stale_reg
     if primary.sql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'") == "0":
         primary.sql(f"SELECT pg_create_physical_replication_slot('{slot}', true)")
     if method == "pg_basebackup":
-        stale._run(stale._bin("pg_basebackup"), "-h", str(primary.socket_dir), "-p", str(primary.port), "-U",
-                   "postgres", "-D", str(stale.data), "-X", "stream", "-c", "fast", "-S", slot, "--no-sync")
+        stale.run_in_region(stale._bin("pg_basebackup"), "-d", upstream, "-D", str(stale.data), "-X", "stream",
+                            "-c", "fast", "-S", slot, "--no-sync")
         conf = stale.data / "postgresql.conf"
         if f"include '{INCLUDE}'" not in conf.read_text():
             with open(conf, "a") as handle:
@@ -148,10 +146,9 @@ def rebuild_as_replica(stale: GlobalPostgres, primary: GlobalPostgres, stale_reg
     # Its own settings, never the source's (pg_rewind and pg_basebackup copy the configuration files too).
     (stale.data / INCLUDE).write_text(CONFIG + (PRIMARY_CONFIG if stale.replica_of is None else ""))
     (stale.data / "postgresql.auto.conf").write_text(
-        f"primary_conninfo = 'host={primary.socket_dir} port={primary.port} user=postgres "
-        f"application_name={slot}'\nprimary_slot_name = '{slot}'\n")
+        f"primary_conninfo = '{upstream} application_name={slot}'\nprimary_slot_name = '{slot}'\n")
     (stale.data / "standby.signal").touch()
-    stale.write_access(HBA)
+    stale.write_access(stale.hba())
     _chown(stale.data / INCLUDE, stale.data / "postgresql.auto.conf", stale.data / "standby.signal")
     Path(stale.fenced_marker).unlink(missing_ok=True)
     _start(stale)

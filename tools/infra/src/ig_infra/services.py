@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -16,9 +17,10 @@ from ig_infra.components.base import Component
 from ig_infra.components.identities import Identities
 from ig_infra.components.opa import opa_binary
 from ig_infra.components.postgres import Postgres
+from ig_infra.netns import namespace_of, port_open_in, wrapped
 from ig_infra.paths import Paths
 from ig_infra.pki import identities_directory
-from ig_infra.process import ensure_port_free, port_open, read_pid, spawn, terminate, wait_until
+from ig_infra.process import InfraError, read_pid, spawn, terminate, wait_until
 from ig_infra.witnesses import (
     WITNESSES,
     evidence_witnesses_env,
@@ -94,6 +96,8 @@ class ServiceSpec:
     # Settings of the demo profile (`ig-infra services up --profile demo`, what `make up` starts), from the run dir
     # and the region's name; None: the service runs the same in both profiles.
     demo_env: Callable[[Paths, str], dict[str, str]] | None = None
+    # False: shared by both regions (the witnesses), on the host even when the regions run in network namespaces.
+    regional: bool = True
 
     @property
     def health_port(self) -> int:
@@ -138,7 +142,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
 # The ledger's witnesses, one per region (ig_infra.witnesses): POST /add-checkpoint over HTTPS on the extra port.
 WITNESS_SERVICES: tuple[ServiceSpec, ...] = tuple(
     ServiceSpec(w.process_name, "ig_evidence.witness", http_port=w.http_port,
-                extra_ports={"IG_WITNESS_PORT": w.api_port}, run_env=partial(witness_env, w), uses_infra=False)
+                extra_ports={"IG_WITNESS_PORT": w.api_port}, run_env=partial(witness_env, w), uses_infra=False,
+                regional=False)
     for w in WITNESSES)
 # What `make up` starts, in order: the witnesses first, so that the ledger's first head is cosigned.
 PROCESSES: tuple[ServiceSpec, ...] = WITNESS_SERVICES + SERVICES
@@ -182,8 +187,30 @@ class ServiceProcess:
         recorded = self.profile_file.read_text().strip() if self.profile_file.exists() else ""
         return recorded if self.spec.demo_env is not None and recorded in PROFILES else "production"
 
+    @property
+    def netns(self) -> str | None:
+        """The network namespace the service runs in (ig_infra.suite_network), None on the loopback layout."""
+        return namespace_of(self.paths.run) if self.spec.regional else None
+
+    def _ensure_free(self, port: int, setting: str) -> None:
+        if port_open_in(self.netns, "127.0.0.1", port):
+            raise InfraError(f"port 127.0.0.1:{port} for {self.spec.name} is already taken by another process; stop "
+                             f"it or set {setting}")
+
+    def _check_reachable(self, env: dict[str, str]) -> None:
+        """Inside a namespace, every 127.0.0.1 port a setting names must listen there already (the region's own
+        component or the bridge to the host's): a setting nothing forwards fails here, naming it, not later."""
+        own = {self.spec.http_port, self.spec.grpc_port, *self.spec.extra_ports.values(),
+               *self.spec.plain_ports.values()}
+        for setting, value in env.items():
+            for port in {int(p) for p in re.findall(r"(?:127\.0\.0\.1|localhost):(\d+)", value)} - own:
+                if not port_open_in(self.netns, "127.0.0.1", port):
+                    raise InfraError(f"{self.spec.name}: {setting} names 127.0.0.1:{port}, which nothing inside "
+                                     f"{self.netns} listens on (add it to ig_infra.suite_bridge)")
+
     def healthy(self) -> bool:
-        if not port_open("127.0.0.1", self.spec.health_port) or not http_healthy(self.spec.health_port):
+        if not port_open_in(self.netns, "127.0.0.1", self.spec.health_port) \
+                or not http_healthy(self.spec.health_port):
             return False
         return self.spec.grpc_port is None or grpc_healthy(self.spec.grpc_port, self.paths)
 
@@ -192,17 +219,17 @@ class ServiceProcess:
             if self.running_profile() == self.wanted_profile:
                 return
             self.stop()  # started with the other profile: a demo must not run on production windows, nor back
-        ensure_port_free("127.0.0.1", self.spec.http_port, self.spec.name, "its IG_HTTP_PORT")
+        self._ensure_free(self.spec.http_port, "its IG_HTTP_PORT")
         env = {"IG_SERVICE_NAME": self.spec.name, "IG_HTTP_PORT": str(self.spec.http_port), **self.spec.extra_env}
         env.update({name: str(self.paths.component_dir(sub)) for name, sub in self.spec.data_dirs.items()})
         if self.spec.run_env is not None:
             env.update(self.spec.run_env(self.paths))
         env.update(self.profile_env())
         if self.spec.grpc_port is not None:
-            ensure_port_free("127.0.0.1", self.spec.grpc_port, self.spec.name, "its IG_GRPC_PORT")
+            self._ensure_free(self.spec.grpc_port, "its IG_GRPC_PORT")
             env["IG_GRPC_PORT"] = str(self.spec.grpc_port)
         for setting, port in {**self.spec.extra_ports, **self.spec.plain_ports}.items():
-            ensure_port_free("127.0.0.1", port, self.spec.name, f"its {setting}")
+            self._ensure_free(port, f"its {setting}")
             env[setting] = str(port)
         for component in infra:
             if not self.spec.uses_infra and not isinstance(component, Identities):
@@ -211,7 +238,10 @@ class ServiceProcess:
             if isinstance(component, Postgres):
                 # Its own roles (runtime + migrator), never the superuser's IG_DATABASE_URL that env() exports.
                 env.update(component.service_env(self.spec.name))
-        spawn([sys.executable, "-m", self.spec.module], log_file=self.log_file, pid_file=self.pid_file, env=env)
+        if self.netns:
+            self._check_reachable(env)
+        spawn(wrapped(self.netns, [sys.executable, "-m", self.spec.module]), log_file=self.log_file,
+              pid_file=self.pid_file, env=env)
         self.profile_file.write_text(self.wanted_profile + "\n")
         wait_until(self.healthy, timeout=60, what=f"service {self.spec.name}", log_file=self.log_file,
                    alive=self.running)

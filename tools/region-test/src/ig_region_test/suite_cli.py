@@ -30,10 +30,11 @@ from ig_infra.process import InfraError, read_pid
 from ig_infra.regions import SecondRegion
 from ig_infra.release_key import release_signing_key
 from ig_infra.services import SERVICES, ServiceProcess
+from ig_infra.suite_network import load as load_network
 
 from ig_region_test.measure import ThresholdError, parse_seconds
 from ig_region_test.suite_failback import failback
-from ig_region_test.suite_failover import FALLBACK, Limits, Report, SuiteRegions, check_pair, failover, finish
+from ig_region_test.suite_failover import Limits, Report, SuiteRegions, check_pair, failover, finish
 from ig_region_test.suite_takeover import GLOBAL_TENANT, ensure_release
 from ig_region_test.timeline import Timeline
 
@@ -62,7 +63,7 @@ def running_suite(paths: Paths) -> SuiteRegions:
         partitioned=lambda: region_a_processes(paths),
         policy_b=env_b["IG_POLICY_GRPC"], portal_b=env_b["IG_PORTAL_URL"], evidence_b=env_b["IG_EVIDENCE_GRPC"],
         issuer=Dex(paths).issuer, signing_key_b=release_signing_key(region_b.paths.run),
-        state_dir=paths.run / "failover")
+        state_dir=paths.run / "failover", network=load_network(paths.run))
 
 
 def print_report(document: dict[str, Any], out: Path) -> None:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     timeline = Timeline()
     try:
         if args.action == "failover":
-            print(FALLBACK, flush=True)
+            print(suite.partition, flush=True)
             check_pair(suite)
             # beta's release in region-b gathers nothing of the release flow: that flow released alpha's, and its
             # evidence names alpha's data (its decisions, the residency proof's fingerprints of alpha's bundles),

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from ig_infra import global_switch
 from ig_infra.freeze import thaw
+from ig_infra.suite_network import set_inter_region_link
 
 from ig_region_test.suite_failover import NEW, OLD, Report, SuiteRegions, load_frozen, state_file, try_write
 from ig_region_test.timeline import Timeline
@@ -32,9 +33,12 @@ async def _read_seq(dsn: str, seq: int) -> bool:
 
 async def failback(suite: SuiteRegions, timeline: Timeline) -> Report:
     report = Report()
+    if suite.network:
+        timeline.add("failback", "link_restored", command=set_inter_region_link(suite.network, True))
     frozen = load_frozen(suite)
     resumed = thaw(frozen)
-    timeline.add("failback", "region_resumed", region=OLD, processes=len(resumed), recorded=len(frozen))
+    if frozen:
+        timeline.add("failback", "region_resumed", region=OLD, processes=len(resumed), recorded=len(frozen))
     roles = {OLD: suite.primary.role(), NEW: suite.replica.role()}
     if roles[NEW] != "primary":
         raise RuntimeError(f"region-b's global cluster is not the primary ({roles}): nothing to fail back")
@@ -61,8 +65,9 @@ async def failback(suite: SuiteRegions, timeline: Timeline) -> Report:
                  roles == {OLD: "primary", NEW: "replica"}
                  and suite.primary.sql("SELECT sync_state FROM pg_stat_replication WHERE application_name = "
                                        "'region_b'") == "sync", roles=roles)
-    report.check(f"{OLD}'s processes resumed", len(resumed) == len(frozen), resumed=len(resumed),
-                 recorded=len(frozen))
+    if frozen:
+        report.check(f"{OLD}'s processes resumed", len(resumed) == len(frozen), resumed=len(resumed),
+                     recorded=len(frozen))
     document: dict[str, Any] = {
         "kind": "suite-failback", "resumed_processes": len(resumed),
         "region_a_rejoined": {"method": rejoined.method, "why": rejoined.reason, "seconds": rejoined.seconds},

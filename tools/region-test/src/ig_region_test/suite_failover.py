@@ -1,13 +1,20 @@
 """Failover and failback of the RUNNING two-region suite (`make up`): ``ig-infra failover`` / ``ig-infra failback``.
 
-region-test's drill (``ig_region_test.scenario``) builds regions of its own; this one acts on the suite's. Both
-regions of the suite listen on 127.0.0.1, so there is no link to cut (FALLBACK). The partition is defined as:
+region-test's drill (``ig_region_test.scenario``) builds regions of its own; this one acts on the suite's. The
+partition, on the suite's layout (ig_infra.suite_network):
 
-* region-a's own processes (its PostgreSQL, Kafka, OPA and five services) are frozen with SIGSTOP: they keep their
-  sockets and answer nobody. What both regions share (Dex, Prometheus, the Pushgateway, the ledger's witnesses) is
-  left running: region-b's portal signs its users in at the shared Dex.
-* region-a's global primary is FENCED at the cut: stopped at once and restarted in recovery with no upstream and no
-  replication access (ig_infra.global_switch.fence), so it answers reads and refuses every write.
+* network namespaces (what `make up` builds): the inter-region link is set down. region-b can no longer reach
+  region-a at all (checked: a connection from inside region-b's namespace to region-a's end of the link fails),
+  and the replication stream stops. Both regions keep serving what is theirs through the host's bridge: region-a
+  its pinned tenant, region-b, once promoted, the global tenants.
+* loopback (FALLBACK, where namespaces cannot be made): there is no link to cut; region-a's own processes (its
+  PostgreSQL, Kafka, OPA and five services) are frozen with SIGSTOP instead: they keep their sockets and answer
+  nobody.
+
+Either way what both regions share (Dex, Prometheus, the Pushgateway, the ledger's witnesses) is left running
+(region-b's portal signs its users in at the shared Dex), and region-a's global primary is FENCED at the cut:
+stopped at once and restarted in recovery with no upstream and no replication access
+(ig_infra.global_switch.fence), so it answers reads and refuses every write.
 
 A sequenced writer (``ig_region_test.workload.SequencedWriter``, ``synchronous_commit = remote_apply``) writes the
 global cluster as ``ig_global_writer`` throughout and records only acknowledged writes; the controller promotes
@@ -31,6 +38,8 @@ import asyncpg
 from ig_infra import global_switch
 from ig_infra.components.global_pg import GlobalPostgres
 from ig_infra.freeze import FrozenProcess, freeze
+from ig_infra.netns import port_open_in
+from ig_infra.suite_network import SuiteNetwork, set_inter_region_link
 
 from ig_region_test.measure import measure_rpo, measure_rto
 from ig_region_test.suite_takeover import PINNED_TENANT, Check, served_by
@@ -41,6 +50,8 @@ OLD, NEW = "region-a", "region-b"
 FALLBACK = ("FALLBACK: the suite's two regions share the loopback (no network namespaces), so there is no link to "
             "cut: the partition is region-a's processes frozen (SIGSTOP) and its global primary fenced "
             "(restarted in recovery: refuses writes) at the cut")
+CUT = ("the inter-region link is set down (network namespaces): region-a and region-b cannot reach each other; "
+       "region-a's global primary is fenced (restarted in recovery: refuses writes) at the cut")
 RESIDENCY = (f"residency wins over availability: {PINNED_TENANT} is pinned to {OLD}, whose data lives only in "
              f"{OLD}'s own stores; while {OLD} is partitioned {PINNED_TENANT} is not served from {NEW} (its "
              f"policy denies, its portal refuses with 403). Availability for {PINNED_TENANT} needs a standby "
@@ -61,6 +72,11 @@ class SuiteRegions:
     signing_key_b: Path  # the release key region-b's evidence service pins
     state_dir: Path  # state between failover and failback, and the reports
     release: str = "v1.2.1"  # the global tenant's release region-b must serve
+    network: SuiteNetwork | None = None  # the regions' namespaces; None: the loopback layout (FALLBACK)
+
+    @property
+    def partition(self) -> str:
+        return CUT if self.network else FALLBACK
 
 
 @dataclass(frozen=True)
@@ -159,18 +175,24 @@ async def failover(suite: SuiteRegions, limits: Limits, timeline: Timeline, *, f
     writing = asyncio.create_task(writer.run(stop))
     frozen: list[FrozenProcess] = []
     fence_error: str | None = "not tried"
+    reachable: bool | None = None
     try:
         await asyncio.sleep(limits.warmup)
         if not writer.acked_in(OLD):
             raise RuntimeError(f"the writer could not write to {OLD}'s global primary during the warm-up")
-        cut_at = timeline.add("failover", "cut", detail=FALLBACK)
+        cut_at = timeline.add("failover", "cut", detail=suite.partition)
+        if suite.network:
+            done = await asyncio.to_thread(set_inter_region_link, suite.network, False)
+            timeline.add("failover", "link_cut", command=done)
         if fence:
             await asyncio.to_thread(global_switch.fence, suite.primary)
             timeline.add("failover", "old_primary_fenced", region=OLD, role=suite.primary.role())
-        frozen = freeze(suite.partitioned())
-        save_state(suite, frozen, cut_at_utc=time.time())
-        timeline.add("failover", "region_frozen", region=OLD, processes=len(frozen),
-                     names=sorted({p.name for p in frozen}))
+        frozen = [] if suite.network else freeze(suite.partitioned())
+        save_state(suite, frozen, cut_at_utc=time.time(), link_cut=suite.network is not None)
+        if frozen:
+            timeline.add("failover", "region_frozen", region=OLD, processes=len(frozen),
+                         names=sorted({p.name for p in frozen}))
+        reachable = _across_the_link(suite)
         fence_error = await try_write(suite.primary.writer_dsn(), -int(time.time() * 1000), OLD)
         timeline.add("failover", "fence_checked", refused=fence_error is not None, error=fence_error)
         await asyncio.to_thread(global_switch.promote, suite.replica)
@@ -195,24 +217,36 @@ async def failover(suite: SuiteRegions, limits: Limits, timeline: Timeline, *, f
     # Refused by the server as a write (it answers, in recovery), not merely unreachable.
     fenced = fence_error is not None and "read-only transaction" in fence_error
     report.check("the fenced old primary refuses writes during the partition", fenced, error=fence_error)
+    if suite.network:
+        report.check("region-b cannot reach region-a across the cut link", reachable is False,
+                     reached=reachable, address=f"{suite.network.a.peer_address}:{suite.primary.port}")
     served = await asyncio.to_thread(served_by, NEW, policy=suite.policy_b, portal=suite.portal_b,
                                      issuer=suite.issuer, version=suite.release, pinned_home=OLD)
     report.checks.extend(served)
     timeline.add("failover", "takeover_checked", region=NEW, passed=[c.name for c in served if c.passed],
                  failed=[c.name for c in served if not c.passed])
     report.document = {
-        "kind": "suite-failover", "layout": "loopback", "fallback": FALLBACK, "old_primary": OLD, "new_primary": NEW,
+        "kind": "suite-failover", "layout": "netns" if suite.network else "loopback", "partition_kind": suite.partition,
+        **({} if suite.network else {"fallback": FALLBACK}), "old_primary": OLD, "new_primary": NEW,
         "rto_seconds": rto.seconds, "rto_goal_seconds": limits.max_rto, "time_limit_seconds": limits.time_limit,
         "rpo_lost_writes": rpo.lost_writes, "rpo_lost_seconds": rpo.lost_seconds,
         "acknowledged_writes": len(writer.acks), "acknowledged_before_cut": rpo.acknowledged_before_failure,
         "acknowledged_by_new_primary": len(writer.acked_in(NEW)), "failed_or_ambiguous_writes": len(writer.failed),
         "fence": {"applied": fence, "write_refused": fenced, "error": fence_error},
-        "partition": {"frozen": len(frozen), "processes": sorted({p.name for p in frozen}),
+        "partition": {"link": None if suite.network is None else f"{suite.network.a.peer_if}/{suite.network.b.peer_if}",
+                      "frozen": len(frozen), "processes": sorted({p.name for p in frozen}),
                       "left_running": "what both regions share: Dex, Prometheus, the Pushgateway, the witnesses"},
         "tenants": {c.name: c.as_dict() for c in served}, "residency": RESIDENCY,
         "global_roles": {OLD: suite.primary.role(), NEW: suite.replica.role()},
     }
     return report
+
+
+def _across_the_link(suite: SuiteRegions) -> bool | None:
+    """Whether region-b's namespace still reaches region-a's global cluster over the link (None: no link)."""
+    if suite.network is None:
+        return None
+    return port_open_in(suite.network.b.netns, suite.network.a.peer_address, suite.primary.port, timeout=1.0)
 
 
 def finish(report: Report, timeline: Timeline, out: Path) -> dict[str, Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
+from ig_infra.netns import namespace_of, port_open_in, wrapped
 from ig_infra.paths import Paths
-from ig_infra.process import read_pid, terminate
+from ig_infra.process import InfraError, read_pid, terminate
 
 
 def env_port(variable: str, default: int) -> int:
@@ -22,6 +24,8 @@ def env_port(variable: str, default: int) -> int:
 
 class Component(ABC):
     name: str
+    # False: shared by both regions, runs on the host even when the regions run in network namespaces.
+    regional: ClassVar[bool] = True
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
@@ -50,6 +54,25 @@ class Component(ABC):
     def env(self) -> dict[str, str]:
         """Environment variables that point clients (services, tests) at this component."""
         return {}
+
+    @property
+    def netns(self) -> str | None:
+        """The network namespace this component runs in (ig_infra.suite_network), None on the loopback layout."""
+        return namespace_of(self.paths.run) if self.regional else None
+
+    def in_region(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run where this component runs (inside its region's namespace, if it has one)."""
+        return wrapped(self.netns, argv)
+
+    def listening(self, host: str, port: int) -> bool:
+        """Whether ``host:port`` listens where this component runs: checked inside its namespace, never through
+        the host's forwarded port (which accepts whether or not anything is behind it)."""
+        return port_open_in(self.netns, host, port)
+
+    def ensure_free(self, host: str, port: int, variable: str) -> None:
+        if self.listening(host, port):
+            raise InfraError(f"port {host}:{port} for {self.name} is already taken by another process; stop it or "
+                             f"set {variable}")
 
     @property
     def logs(self) -> Path:

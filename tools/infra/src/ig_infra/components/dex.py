@@ -60,6 +60,7 @@ def _go(args: list[str], env: dict[str, str], cwd: Path) -> str:
 
 class Dex(Component):
     name = "dex"
+    regional = False  # one identity provider for both regions
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from ig_infra.components.base import Component, env_port
 from ig_infra.components.postgres import find_bin_dir
 from ig_infra.process import InfraError, tail
+from ig_infra.suite_network import REGION_B_DIR, load
 
 STANDBY = "region_b"
 INCLUDE = "ig-global.conf"
@@ -55,6 +58,14 @@ local  {WRITER_DATABASE}    {WRITER_ROLE}  peer map=global_writer
 """
 
 
+# In network namespaces the replica streams over the inter-region link: TCP to the primary's end of the link, as
+# the superuser with a password (scram-sha-256) that only the OS user postgres can read; pg_rewind logs in the same
+# way. Only the other region's end of the link may try (nothing else can route there).
+def link_hba(other_peer: str) -> str:
+    return (f"host  replication  postgres  {other_peer}/32  scram-sha-256\n"
+            f"host  postgres     postgres  {other_peer}/32  scram-sha-256\n")
+
+
 def ident() -> str:
     """pg_ident.conf: the OS user running ig-infra may log in as the global writer role, nobody else."""
     return f"global_writer  {pwd.getpwuid(os.geteuid()).pw_name}  {WRITER_ROLE}\n"
@@ -77,6 +88,13 @@ class GlobalPostgres(Component):
 
     def _run(self, *args: str) -> str:
         result = subprocess.run(self._as_postgres(*args), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise InfraError(f"{' '.join(args)} failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
+        return result.stdout
+
+    def run_in_region(self, *args: str) -> str:
+        """A PostgreSQL tool that dials another cluster: from inside this region's namespace."""
+        result = subprocess.run(self.in_region(self._as_postgres(*args)), capture_output=True, text=True)
         if result.returncode != 0:
             raise InfraError(f"{' '.join(args)} failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
         return result.stdout
@@ -128,13 +146,95 @@ class GlobalPostgres(Component):
             with open(conf, "a") as handle:
                 handle.write(f"\ninclude '{INCLUDE}'\n")
         (self.data / INCLUDE).write_text(CONFIG + (PRIMARY_CONFIG if self.replica_of is None else ""))
-        self.write_access(HBA)
+        self.write_access(self.hba())
+        self._follow_layout()
         if os.geteuid() == 0:
             shutil.chown(self.data / INCLUDE, "postgres", "postgres")
-        self._run(self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log_file),
-                  "-o", f"-p {self.port} -k {self.socket_dir}")
+        self.start_server()
+        if self.replica_of is None and self.peer_address:
+            # Replicated with everything else: the replica (and a failback's pg_rewind) log in with the same one.
+            # (locally committed: the synchronous standby it would wait for is the replica still to be made)
+            self.sql("SET synchronous_commit = local; SET password_encryption = 'scram-sha-256'; "
+                     f"ALTER ROLE postgres PASSWORD '{self._secret()}'")
         if self.replica_of is not None:
             self._wait_streaming(within=60)
+
+    def start_server(self) -> None:
+        """pg_ctl start inside the region's namespace, listening on its end of the inter-region link there (on the
+        Unix socket alone on the loopback layout)."""
+        listen = f" -c listen_addresses={self.peer_address}" if self.peer_address else ""
+        result = subprocess.run(self.in_region(self._as_postgres(
+            self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log_file),
+            "-o", f"-p {self.port} -k {self.socket_dir}{listen}")), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise InfraError(f"the global cluster did not start; see {self.log_file}\n{tail(self.log_file)}")
+
+    def _follow_layout(self) -> None:
+        """A replica made on the other network layout dials its upstream the way this one reaches it: the other
+        region's end of the link in namespaces, its Unix socket on the loopback (port, slot and name unchanged)."""
+        auto = self.data / "postgresql.auto.conf"
+        if not (self.data / "standby.signal").exists() or not auto.exists():
+            return
+        lines = auto.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if not line.startswith("primary_conninfo = '"):
+                continue
+            fields = dict(part.split("=", 1) for part in line.split("'")[1].split())
+            network = load(self._suite_run)
+            if network is not None:
+                fields["host"] = network.other(self.region).peer_address
+                fields["passfile"] = str(self._passfile())
+            else:
+                other = self._suite_run if self.region == "region-b" else self._suite_run / REGION_B_DIR
+                fields["host"] = str(other / self.name / "sock")
+                fields.pop("passfile", None)
+            lines[index] = "primary_conninfo = '" + " ".join(f"{k}={v}" for k, v in fields.items()) + "'"
+        auto.write_text("\n".join(lines) + "\n")
+
+    @property
+    def region(self) -> str:
+        return "region-b" if self.paths.run.name == REGION_B_DIR else "region-a"
+
+    @property
+    def _suite_run(self) -> Path:
+        return self.paths.run.parent if self.region == "region-b" else self.paths.run
+
+    @property
+    def peer_address(self) -> str | None:
+        """This region's end of the inter-region link, None on the loopback layout."""
+        network = load(self._suite_run)
+        return network.region(self.region).peer_address if network else None
+
+    def _secret(self) -> str:
+        """The replication password, one per suite, in region-a's run dir (root only)."""
+        path = self._suite_run / "global-replication.secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _passfile(self) -> Path:
+        """The password in a libpq passfile that the OS user postgres owns and only it can read."""
+        passfile = self.dir / "replication.pgpass"
+        passfile.write_text(f"*:*:*:postgres:{self._secret()}\n")
+        passfile.chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(passfile, "postgres", "postgres")
+        return passfile
+
+    def conninfo_from(self, client: GlobalPostgres, database: str | None = None) -> str:
+        """How ``client`` (the other region's cluster) reaches this one: over the inter-region link in network
+        namespaces, else over this one's Unix socket."""
+        where = (f"host={self.peer_address} port={self.port} passfile={client._passfile()}" if self.peer_address
+                 else f"host={self.socket_dir} port={self.port}")
+        return f"{where} user=postgres" + (f" dbname={database}" if database else "")
+
+    def hba(self) -> str:
+        """The access rules of a serving cluster: HBA, and the other region's end of the link in namespaces."""
+        network = load(self._suite_run)
+        if network is None:
+            return HBA
+        return HBA + link_hba(network.other(self.region).peer_address)
 
     def write_access(self, hba: str) -> None:
         """pg_hba.conf and pg_ident.conf (read at start and at ``pg_reload_conf()``)."""
@@ -174,12 +274,12 @@ class GlobalPostgres(Component):
         # replica streams from it (this one is being made), so it is dropped rather than reused half-way.
         primary.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                     f"WHERE slot_name = '{STANDBY}' AND NOT active")
-        self._run(self._bin("pg_basebackup"), "-h", str(primary.socket_dir), "-p", str(primary.port), "-U", "postgres",
-                  "-D", str(self.data), "-X", "stream", "-c", "fast", "-C", "-S", STANDBY, "--no-sync")
+        upstream = primary.conninfo_from(self)
+        self.run_in_region(self._bin("pg_basebackup"), "-d", upstream, "-D", str(self.data), "-X", "stream",
+                           "-c", "fast", "-C", "-S", STANDBY, "--no-sync")
         # Its own recovery settings only: the primary's auto.conf must not come along.
         (self.data / "postgresql.auto.conf").write_text(
-            f"primary_conninfo = 'host={primary.socket_dir} port={primary.port} user=postgres "
-            f"application_name={STANDBY}'\nprimary_slot_name = '{STANDBY}'\n")
+            f"primary_conninfo = '{upstream} application_name={STANDBY}'\nprimary_slot_name = '{STANDBY}'\n")
         (self.data / "standby.signal").touch()
         if os.geteuid() == 0:
             for name in ("postgresql.auto.conf", "standby.signal"):

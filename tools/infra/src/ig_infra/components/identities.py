@@ -34,6 +34,7 @@ ALL_IDENTITIES = SERVICE_IDENTITIES + CLIENT_IDENTITIES + WITNESS_IDENTITIES
 
 class Identities(Component):
     name = "identities"
+    regional = False  # files only: no process, no port
 
     @property
     def root(self) -> Path:

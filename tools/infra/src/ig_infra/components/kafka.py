@@ -28,7 +28,7 @@ from ig_infra.components.base import Component, env_port
 from ig_infra.kafka_acls import AclBinding, apply_bindings, load_bindings, principal
 from ig_infra.pki import ensure_identities, identities_directory
 from ig_infra.prereqs import require
-from ig_infra.process import InfraError, ensure_port_free, port_open, spawn, wait_until
+from ig_infra.process import InfraError, spawn, wait_until
 
 KAFKA_VERSION = "3.9.1"
 SLF4J_BINDING = ("org.slf4j", "slf4j-reload4j", "1.7.36")
@@ -183,8 +183,8 @@ class Kafka(Component):
             # the outbox keeps what could not be sent).
             self.stop()
         require("java")
-        ensure_port_free(self.host, self.port, "Kafka", "IG_KAFKA_PORT")
-        ensure_port_free(self.host, self.controller_port, "the Kafka controller", "IG_KAFKA_CONTROLLER_PORT")
+        self.ensure_free(self.host, self.port, "IG_KAFKA_PORT")
+        self.ensure_free(self.host, self.controller_port, "IG_KAFKA_CONTROLLER_PORT")
         self._write_config()
         if not (self.data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -196,16 +196,16 @@ class Kafka(Component):
                 raise InfraError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
         heap = os.environ.get("IG_KAFKA_HEAP", "512m")
         spawn(
-            ["java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+            self.in_region(["java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
              f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}", "-cp", f"{self.libs}/*",
-             "kafka.Kafka", str(self.config)],
+             "kafka.Kafka", str(self.config)]),
             log_file=self.log_file, pid_file=self.pid_file,
         )
         wait_until(self.healthy, timeout=90, what="Kafka", log_file=self.log_file, alive=self.running)
         self.apply_acls()
 
     def healthy(self) -> bool:
-        if not (self.running() and port_open(self.host, self.port)):
+        if not (self.running() and self.listening(self.host, self.port)):
             return False
         try:
             context = self.ssl_context(ADMIN_IDENTITY)

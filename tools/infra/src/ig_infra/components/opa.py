@@ -22,7 +22,7 @@ from pathlib import Path
 from ig_infra.components.base import Component, env_port
 from ig_infra.go_tools import tool_path
 from ig_infra.paths import REPO_ROOT
-from ig_infra.process import ensure_port_free, port_open, spawn, terminate, wait_until
+from ig_infra.process import spawn, terminate, wait_until
 
 SYSTEM_POLICIES = REPO_ROOT / "policies" / "opa-system"
 # Where OPA finds the token's digest in its data (see authz.rego).
@@ -107,12 +107,12 @@ class Opa(Component):
             return
         if self.running() and self._serving():
             terminate(self.pid_file)  # an open OPA started before the lock-down: replace it
-        ensure_port_free(self.host, self.port, "OPA", "IG_OPA_PORT")
+        self.ensure_free(self.host, self.port, "IG_OPA_PORT")
         self.policies.mkdir(parents=True, exist_ok=True)
         token = ensure_opa_token(self.dir)
         spawn(
-            [str(opa_binary(self.paths.cache)), "run", "--server", "--addr", f"{self.host}:{self.port}",
-             "--log-level", "error", "--watch", *locked_opa_arguments(token, self.policies)],
+            self.in_region([str(opa_binary(self.paths.cache)), "run", "--server", "--addr", f"{self.host}:{self.port}",
+                            "--log-level", "error", "--watch", *locked_opa_arguments(token, self.policies)]),
             log_file=self.log_file, pid_file=self.pid_file,
         )
         wait_until(self.healthy, timeout=30, what="OPA", log_file=self.log_file, alive=self.running)
@@ -121,7 +121,7 @@ class Opa(Component):
         return self._serving() and api_locked(self.address())
 
     def _serving(self) -> bool:
-        if not port_open(self.host, self.port):
+        if not self.listening(self.host, self.port):
             return False
         with urllib.request.urlopen(f"http://{self.host}:{self.port}/health", timeout=2) as response:
             return bool(response.status == 200)

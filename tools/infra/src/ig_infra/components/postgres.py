@@ -32,7 +32,7 @@ from ig_infra.pki import (
     spiffe_id,
 )
 from ig_infra.prereqs import apt_install
-from ig_infra.process import InfraError, ensure_port_free, port_open, tail, wait_until
+from ig_infra.process import InfraError, tail, wait_until
 
 PG_MAJOR = "15"
 DB_USER = "ig"  # the bootstrap superuser: ig-infra and tests only, never a service
@@ -239,7 +239,7 @@ class Postgres(Component):
         return status.returncode == 0
 
     def healthy(self) -> bool:
-        return self.running() and port_open(self.host, self.port) and self._identities_fresh()
+        return self.running() and self.listening(self.host, self.port) and self._identities_fresh()
 
     # -- certificates --------------------------------------------------------------------------------------
     def _ca(self) -> DevCA:
@@ -307,7 +307,7 @@ class Postgres(Component):
             self._run(str(bin_dir / "pg_ctl"), "reload", "-D", str(self.data))
             self.provision()
             return
-        ensure_port_free(self.host, self.port, "PostgreSQL", "IG_PG_PORT")
+        self.ensure_free(self.host, self.port, "IG_PG_PORT")
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             for path in (self.paths.run, self.dir):
@@ -325,7 +325,8 @@ class Postgres(Component):
         self._write_auth_files()
         options = " ".join([
             f"-p {self.port}", f"-k {self.socket_dir}",
-            f"-c listen_addresses={','.join((self.host, *self.pod_addresses))}",
+            # Pods reach the host's addresses; inside a region's namespace there are none of those.
+            f"-c listen_addresses={','.join((self.host, *(() if self.netns else self.pod_addresses)))}",
             "-c max_connections=400", "-c shared_buffers=256MB", "-c wal_level=logical",
             "-c shared_preload_libraries=pg_stat_statements", "-c max_wal_senders=10",
             "-c max_replication_slots=10",
@@ -334,13 +335,14 @@ class Postgres(Component):
             "-c ssl_min_protocol_version=TLSv1.2",
         ])
         result = subprocess.run(
-            self._as_owner(str(bin_dir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
-                           "-l", str(self.log_file), "-o", options),
+            self.in_region(self._as_owner(str(bin_dir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
+                                          "-l", str(self.log_file), "-o", options)),
             capture_output=True, text=True,
         )
         if result.returncode != 0:
             raise InfraError(f"PostgreSQL did not start; see {self.log_file}\n{tail(self.log_file)}")
-        wait_until(lambda: port_open(self.host, self.port), timeout=30, what="PostgreSQL", log_file=self.log_file)
+        wait_until(lambda: self.listening(self.host, self.port), timeout=30, what="PostgreSQL",
+                   log_file=self.log_file)
         self.provision()
 
     def _check_layout(self) -> None:

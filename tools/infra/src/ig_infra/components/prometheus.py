@@ -46,6 +46,7 @@ def prometheus_command(binary: Path, config: Path, data_dir: Path, host: str, po
 
 class Prometheus(Component):
     name = "prometheus"
+    regional = False  # one place to look for both regions
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ def pushgateway_command(binary: Path, host: str, port: int, persistence: Path | 
 
 class Pushgateway(Component):
     name = "pushgateway"
+    regional = False  # beside the shared Prometheus
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -50,4 +50,5 @@ def run(ctx: ReleaseContext) -> str:
     ctx.summary["suite failover report"] = str(failover)
     return (f"RTO {figures['rto_seconds']} s (goal 10 s), RPO {figures['rpo_lost_writes']} acknowledged writes "
             f"lost; region-b served beta and refused alpha; failback by "
-            f"{back_figures['region_a_rejoined']['method']}, region-a primary again (loopback: FALLBACK)")
+            f"{back_figures['region_a_rejoined']['method']}, region-a primary again "
+            f"({'inter-region link cut' if figures.get('layout') == 'netns' else 'loopback: FALLBACK'})")
