@@ -165,13 +165,15 @@ def _echo_server(netns: str | None, port: int) -> socket.socket:
     return server
 
 
-def _ask(port: int, netns: str | None = None) -> bytes:
+def _ask(port: int, netns: str | None = None, *, half_close: bool = False) -> bytes:
     with entered(netns):
         client = socket.socket()
     with client:
         client.settimeout(5)
         client.connect(("127.0.0.1", port))
         client.sendall(b"hi")
+        if half_close:  # "I am done sending": the answer must still come back
+            client.shutdown(socket.SHUT_WR)
         try:
             return client.recv(100)
         except ConnectionResetError:
@@ -193,6 +195,7 @@ def test_the_bridge_forwards_both_ways_and_closes_when_nothing_is_behind(namespa
                    log_file=tmp_path / "bridge.log", alive=lambda: read_pid(pid_file) is not None)
         assert _ask(inside) == b"echo:hi"  # host -> region
         assert _ask(on_host, namespace) == b"echo:hi"  # region -> host
+        assert _ask(inside, half_close=True) == b"echo:hi"
         # The host cannot reach the region's listener but through the bridge, nor the region the host's.
         assert not port_open_in(None, "127.0.0.1", free_port())
         started = time.monotonic()

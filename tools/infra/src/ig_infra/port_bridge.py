@@ -53,6 +53,8 @@ def read_routes(path: Path) -> list[Route]:
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction until its end; pass the end on as a half-close, so the other direction (a response still
+    on its way) keeps flowing until it ends too."""
     try:
         while data := await reader.read(CHUNK):
             writer.write(data)
@@ -60,10 +62,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         if writer.can_write_eof():
             writer.write_eof()
     except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(ConnectionError, OSError):
-            writer.close()
+        writer.transport.abort()  # a reset on one side is a reset on the other
 
 
 async def _serve(route: Route, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
@@ -77,11 +76,16 @@ async def _serve(route: Route, client_reader: asyncio.StreamReader, client_write
         upstream.close()
         client_writer.close()
         return
-    upstream_reader, upstream_writer = await asyncio.open_connection(sock=upstream)
+    upstream_reader, upstream_writer = await asyncio.open_connection(sock=upstream, limit=CHUNK)
     sock = client_writer.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    await asyncio.gather(_pump(client_reader, upstream_writer), _pump(upstream_reader, client_writer))
+    try:
+        await asyncio.gather(_pump(client_reader, upstream_writer), _pump(upstream_reader, client_writer))
+    finally:
+        for writer in (upstream_writer, client_writer):
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.close()
 
 
 async def serve(routes: list[Route]) -> None:
