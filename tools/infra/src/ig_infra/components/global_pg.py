@@ -7,12 +7,15 @@ are never replicated, so a pinned tenant's rows cannot leak through byte-for-byt
 service writes here yet: which global data (the tenant directory, the ledger's hashes) moves here is issue #23's
 item 2.
 
-Both clusters listen on a Unix socket only (``listen_addresses = ''``) with ``peer`` authentication: the OS user
-``postgres`` is the only one that can log in as their superuser (and replicate), so nothing on the machine's
-loopback can. The OS user that runs ig-infra may log in as ``ig_global_writer`` (no superuser) to the ``ig_global``
-database only: the failover's sequenced writer (``ig_region_test.suite_failover``). The replica follows the primary
-over that socket; on one machine there is no link to cut. Which cluster is primary can change (``ig-infra
-failover`` / ``failback``, ``ig_infra.global_switch``); ``role()`` asks the running cluster.
+Locally both clusters listen on a Unix socket with ``peer`` authentication: the OS user ``postgres`` is the only
+one that can log in as their superuser, so nothing on the machine's loopback can. The OS user that runs ig-infra
+may log in as ``ig_global_writer`` (no superuser) to the ``ig_global`` database only: the failover's sequenced
+writer (``ig_region_test.suite_failover``). With the regions in network namespaces (ig_infra.suite_network) each
+cluster also listens on its end of the inter-region link, where the other region's end may log in as ``postgres``
+with a password (replication, pg_rewind): the replica streams over the link, which the failover cuts. On the
+loopback layout the replica follows the primary over the socket and there is no link to cut. Which cluster is
+primary can change (``ig-infra failover`` / ``failback``, ``ig_infra.global_switch``); ``role()`` asks the running
+cluster.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class GlobalPostgres(Component):
 
     def __init__(self, *args: object, replica_of: GlobalPostgres | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.port = env_port("IG_GLOBAL_PG_PORT", 55433)  # names the socket file; no TCP listener
+        self.port = env_port("IG_GLOBAL_PG_PORT", 55433)  # the socket file; TCP only on the link (namespaces)
         self.replica_of = replica_of
         self.data = self.dir / "data"
         self.socket_dir = self.dir / "sock"
