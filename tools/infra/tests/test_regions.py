@@ -157,3 +157,18 @@ def test_both_regions_evidence_and_portal_serve_by_the_policy_data_residency_pin
             pins = spec.run_env(region_b.paths if region == REGION_B else paths)["IG_TENANT_RESIDENCY_FILE"]
             assert Path(pins) == paths.repo / "policies" / "rego" / "ig" / "config" / "data.json", (region, name)
             assert load_residency(pins, REGION_B).refusal("alpha") is not None, (region, name)
+
+
+def test_the_shared_prometheus_scrapes_every_region_b_service_as_a_job_of_its_own(tmp_path: Path) -> None:
+    import yaml
+    from ig_infra.components import Prometheus
+
+    paths = Paths(cache=tmp_path, run=tmp_path / "run")
+    config = yaml.safe_load(Prometheus(paths).render_config().read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for spec in SecondRegion.of(paths).specs():
+        job = jobs[f"region-b-{spec.name}"]
+        assert job["static_configs"] == [{"targets": [f"127.0.0.1:{spec.health_port}"],
+                                          "labels": {"region": "region-b"}}], spec.name
+        # region-a's job of the same service, which the charts' rules select, scrapes region-a's port only
+        assert jobs[spec.name]["static_configs"][0]["targets"] == [f"127.0.0.1:{spec.health_port - 200}"]
