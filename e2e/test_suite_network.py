@@ -106,6 +106,8 @@ def test_the_password_the_replica_logs_in_with_is_readable_by_postgres_only(pair
     passfile = pair.replica.dir / "replication.pgpass"
     assert passfile.stat().st_mode & 0o077 == 0, oct(passfile.stat().st_mode)
     assert passfile.owner() == "postgres"
+    secret = pair.root / "global-replication.secret"
+    assert secret.stat().st_mode & 0o077 == 0 and secret.owner() == "root", oct(secret.stat().st_mode)
     assert "passfile=" in (pair.replica.data / "postgresql.auto.conf").read_text()
     # a login from the other end of the link without the password is refused (scram-sha-256, not trust)
     refused = subprocess.run(pair.replica.in_region(pair.replica._as_postgres(

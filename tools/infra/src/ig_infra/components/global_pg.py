@@ -211,16 +211,19 @@ class GlobalPostgres(Component):
     def _secret(self) -> str:
         """The replication password, one per suite, in region-a's run dir (root only)."""
         path = self._suite_run / "global-replication.secret"
-        if not path.exists():
-            path.write_text(secrets.token_urlsafe(24) + "\n")
-            path.chmod(0o600)
+        if not path.exists():  # created 0600: never readable by others, not even for a moment
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(24) + "\n")
         return path.read_text().strip()
 
     def _passfile(self) -> Path:
         """The password in a libpq passfile that the OS user postgres owns and only it can read."""
         passfile = self.dir / "replication.pgpass"
-        passfile.write_text(f"*:*:*:postgres:{self._secret()}\n")
-        passfile.chmod(0o600)
+        passfile.unlink(missing_ok=True)
+        descriptor = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"*:*:*:postgres:{self._secret()}\n")
         if os.geteuid() == 0:
             shutil.chown(passfile, "postgres", "postgres")
         return passfile
