@@ -203,6 +203,8 @@ def test_the_bridge_forwards_both_ways_and_closes_when_nothing_is_behind(namespa
         started = time.monotonic()
         assert _ask(dead) == b""  # accepted, then closed at once: a health check sees nothing there
         assert time.monotonic() - started < 2
+        logged = (tmp_path / "bridge.log").read_text()
+        assert f"refused: host 127.0.0.1:{dead} -> {namespace} 127.0.0.1:{dead}" in logged
     finally:
         terminate(pid_file)
         for server in servers:

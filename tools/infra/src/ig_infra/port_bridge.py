@@ -72,7 +72,9 @@ async def _serve(route: Route, client_reader: asyncio.StreamReader, client_write
     try:
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(
             upstream, (route.connect_host, route.connect_port)), timeout=10)
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError) as error:
+        # In the log (port-bridge.log): "nothing answers behind this port" is the first thing to look for.
+        print(f"refused: {route.describe()}: {error or 'timed out'}", flush=True)
         upstream.close()
         client_writer.close()
         return
