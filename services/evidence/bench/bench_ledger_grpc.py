@@ -35,7 +35,9 @@ HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def _append(n: int) -> ledger_pb2.AppendRequest:
-    return ledger_pb2.AppendRequest(kind="bench.append", subject=f"s{n % 64}", payload=b'{"n":%d}' % n)
+    # "bench" is the tenant the table grants the bench identity (policies/authz/grpc-methods.yaml); pinned nowhere
+    return ledger_pb2.AppendRequest(kind="bench.append", subject=f"s{n % 64}", payload=b'{"n":%d}' % n,
+                                    tenant="bench")
 
 
 def _cpu_seconds(pid: int) -> float:
