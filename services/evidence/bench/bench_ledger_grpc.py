@@ -34,6 +34,7 @@ from ig_infra.components.identities import Identities
 from ig_infra.components.kafka import Kafka
 from ig_infra.loadgen import drive, grpc_call, loadgen_binary
 from ig_infra.paths import Paths
+from ig_infra.services import tenant_residency_env
 
 BATCH = int(os.environ.get("IG_BENCH_APPEND_BATCH", 50))
 SINGLE_CALLS = int(os.environ.get("IG_BENCH_APPEND_CALLS", 20_000))
@@ -98,8 +99,9 @@ def bench_appends_through_grpc() -> dict[str, Any]:
     postgres, identities = Postgres(paths), Identities(paths)
     name = f"ig_bench_ledger_grpc_{os.getpid()}"
     postgres.provision(name)
+    # The residency pins are required (the service holds tenants' data); the bench's tenant is pinned nowhere.
     env = {**identities.env(), **Kafka(paths).env(), **postgres.service_env("evidence", name),
-           "IG_LOG_LEVEL": "WARNING"}
+           **tenant_residency_env(paths), "IG_LOG_LEVEL": "WARNING"}
     tls = identities.issued("bench").directory
     try:
         with tempfile.TemporaryDirectory(prefix="ig-bench-ledger-") as blobs, \
