@@ -255,7 +255,8 @@ def main() -> None:
             if isinstance(found, dict):
                 print(f"  {load}: {found['entries_per_s']} entries (calls for the baseline)/s, call p50 "
                       f"{found['call_p50_ms']} ms, p99 {found['call_p99_ms']} ms, service CPU "
-                      f"{found['service_cpu_ms_per_entry']} ms per entry, outcomes {found['outcomes']}", flush=True)
+                      f"{found['service_cpu_ms_per_entry']} ms per entry, its PostgreSQL backends' CPU "
+                      f"{found['postgres_cpu_ms_per_entry']} ms per entry, outcomes {found['outcomes']}", flush=True)
     if "tiles" in PHASES:
         print("ledger tiles through the service (bench_tiles.py):", flush=True)
         with tempfile.TemporaryDirectory(prefix="ig-bench-tiles-", dir="/var/tmp") as work:

@@ -59,6 +59,23 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _database_cpu_seconds(database: str) -> float:
+    """CPU of the PostgreSQL backends serving ``database`` (their process titles name it), summed: the share of
+    PostgreSQL's work a load costs, which the rate of a busy shared machine hides. Backends that come and go
+    within a load, and the server's own processes (WAL writer, checkpointer), are not counted."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if title.startswith("postgres: ") and f" {database} " in title:
+                total += _cpu_seconds(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
 @contextlib.contextmanager
 def _profiled(pid: int, name: str) -> Iterator[None]:
     """py-spy sampling the service for the block, when IG_BENCH_PROFILE_DIR asks for it."""
@@ -78,20 +95,23 @@ def _profiled(pid: int, name: str) -> Iterator[None]:
 
 
 async def _load(target: str, tls: Path, calls: list[dict[str, Any]], count: int, concurrency: int,
-                entries_per_call: int, pid: int, name: str) -> dict[str, Any]:
-    cpu_before = _cpu_seconds(pid)
+                entries_per_call: int, pid: int, name: str, database: str) -> dict[str, Any]:
+    cpu_before, database_before = _cpu_seconds(pid), _database_cpu_seconds(database)
     warmup = min(200, count // 10)
     with _profiled(pid, name):
         result = await drive(loadgen_binary(), calls, count=count, concurrency=concurrency, grpc_target=target,
                              tls_dir=tls, warmup=warmup)
     cpu = _cpu_seconds(pid) - cpu_before  # spent on the warm-up calls too, so they count below
+    database_cpu = _database_cpu_seconds(database) - database_before
     ok = result.outcomes.get("grpc:OK", 0)
     latencies = sorted(result.latencies_ms)
     return {"calls": result.calls, "outcomes": result.outcomes, "entries_per_s": round(ok * entries_per_call /
                                                                                         result.elapsed_s),
             "call_p50_ms": round(latencies[len(latencies) // 2], 2),
             "call_p99_ms": round(latencies[int(len(latencies) * 0.99)], 2), "loadgen_cpu_s": round(result.cpu_s, 1),
-            "service_cpu_ms_per_entry": round(cpu * 1000 / ((result.calls + warmup) * entries_per_call), 3)}
+            "service_cpu_ms_per_entry": round(cpu * 1000 / ((result.calls + warmup) * entries_per_call), 3),
+            "postgres_cpu_ms_per_entry": round(database_cpu * 1000 / ((result.calls + warmup) * entries_per_call),
+                                               3)}
 
 
 def bench_appends_through_grpc() -> dict[str, Any]:
@@ -121,9 +141,9 @@ def bench_appends_through_grpc() -> dict[str, Any]:
             if unknown:
                 raise SystemExit(f"IG_BENCH_GRPC_LOADS: {sorted(unknown)}: name loads of {', '.join(loads)}")
             figures: dict[str, Any] = {}
-            for name in LOADS:
-                figure, calls, count, writers, per_call = loads[name]
-                figures[figure] = asyncio.run(_load(target, tls, calls, count, writers, per_call, pid, name))
+            for load in LOADS:
+                figure, calls, count, writers, per_call = loads[load]
+                figures[figure] = asyncio.run(_load(target, tls, calls, count, writers, per_call, pid, load, name))
             figures["client"] = "tools/loadgen (Go), closed loop, mTLS as the bench identity, on the same 2 cores"
             return figures
     finally:
