@@ -121,7 +121,9 @@ def bench_appends_through_grpc() -> dict[str, Any]:
     postgres.provision(name)
     # The residency pins are required (the service holds tenants' data); the bench's tenant is pinned nowhere.
     env = {**identities.env(), **Kafka(paths).env(), **postgres.service_env("evidence", name),
-           **tenant_residency_env(paths), "IG_LOG_LEVEL": "WARNING"}
+           **tenant_residency_env(paths), "IG_LOG_LEVEL": "WARNING",
+           # the writer's batching, to compare settings in one run (the service's default when unset)
+           **{k: v for k, v in os.environ.items() if k == "IG_LEDGER_APPEND_LINGER_MS"}}
     tls = identities.issued("bench").directory
     try:
         with tempfile.TemporaryDirectory(prefix="ig-bench-ledger-") as blobs, \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -130,6 +131,33 @@ async def test_eight_concurrent_writers_on_separate_pools_never_fork_or_gap(data
         for store in stores:
             await store.close()
             await store._pool.close()
+
+
+async def test_while_several_callers_append_the_writer_waits_for_more_and_an_append_alone_never_waits(
+        database_url: str, schema: str) -> None:
+    pool = await create_pool(database_url)
+    store = LedgerStore(pool, schema, CheckpointSigner("t", Ed25519PrivateKey.generate()), linger_seconds=0.3)
+    try:
+        started = time.perf_counter()
+        for i in range(3):
+            await store.append("solo", "s", b"%d" % i)
+        assert time.perf_counter() - started < 0.3  # three appends one after another: none of them waited
+        await asyncio.gather(*(store.append("pair", "s", b"%d" % i) for i in range(2)))  # two callers at once
+
+        async def arriving(i: int) -> int:
+            await asyncio.sleep(0.03 * i)
+            return (await store.append("stream", "s", b"%d" % i))[0].fields.seq
+
+        seqs = await asyncio.gather(*(arriving(i) for i in range(5)))
+    finally:
+        await store.close()
+        await pool.close()
+    conn = await asyncpg.connect(database_url)
+    try:  # xmin names the transaction that inserted a row: the five callers, 30 ms apart, were committed as one
+        assert await conn.fetchval(f"SELECT count(DISTINCT xmin::text) FROM {schema}.ledger_entries "
+                                   "WHERE seq = ANY($1::bigint[])", seqs) == 1
+    finally:
+        await conn.close()
 
 
 async def test_inclusion_and_consistency_proofs_verify_against_signed_checkpoints(ledger: LedgerStore) -> None:
