@@ -60,9 +60,9 @@ def service(infra: object, database: str, signers: Path, tmp_path_factory: pytes
         yield running
 
 
-def build(service: RunningEvidence, key: Path, release: str, out: Path) -> Path:
+def build(service: RunningEvidence, key: Path, release: str, out: Path, tenant: str = "alpha") -> Path:
     cli("build", "--release", release, "--inputs", str(write_inputs(out / "inputs")), "--out", str(out / "bundle"),
-        "--key", str(key / "cosign.key"), "--ledger", service.grpc_target)
+        "--key", str(key / "cosign.key"), "--ledger", service.grpc_target, "--tenant", tenant)
     return out / "bundle" / f"evidence-{release}.tar.gz"
 
 
@@ -98,7 +98,7 @@ def test_a_bundle_signed_by_a_key_nobody_pins_is_refused_naming_its_key_id(servi
 def test_a_key_pinned_for_another_tenant_is_refused_and_accepted_for_its_own(service: RunningEvidence,
                                                                              keys: dict[str, Path],
                                                                              tmp_path: Path) -> None:
-    archive = build(service, keys["beta"], "v9.0.2", tmp_path)
+    archive = build(service, keys["beta"], "v9.0.2", tmp_path, tenant="beta")
     refused = refusal(service, archive, "v9.0.2", "alpha")
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert key_id_of(keys["beta"] / "cosign.pub") in refused.details()

@@ -107,7 +107,7 @@ def bundle(service: RunningEvidence, keys: Path, tmp_path_factory: pytest.TempPa
     root = tmp_path_factory.mktemp("bundle")
     inputs = write_inputs(root / "inputs")
     cli("build", "--release", "v1.2.1", "--inputs", str(inputs), "--out", str(root / "out"), "--key",
-        str(keys / "cosign.key"), "--ledger", service.grpc_target)
+        str(keys / "cosign.key"), "--ledger", service.grpc_target, "--tenant", "alpha")
     return root / "out"
 
 
@@ -120,7 +120,7 @@ def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kaf
     since = time.time()
     run = uuid.uuid4().hex[:8]  # the topic is shared with earlier runs: match this run's entries only
     appended = [stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-test", subject=f"{run}-item-{i}",
-                                                     payload=b"p%d" % i)) for i in range(6)]
+                                                     payload=b"p%d" % i, tenant="alpha")) for i in range(6)]
     seqs = [a.entry.seq for a in appended]
     assert seqs == list(range(seqs[0], seqs[0] + 6))
     assert stub.Get(ledger_pb2.GetRequest(seq=seqs[2])).entry.entry_hash == appended[2].entry.entry_hash
@@ -146,8 +146,11 @@ def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kaf
 
 
 @pytest.mark.parametrize(("call", "request_message", "field"), [
-    ("Append", ledger_pb2.AppendRequest(kind="", subject="s"), "kind"),
-    ("Append", ledger_pb2.AppendRequest(kind="release.k", subject="s", payload=b"x" * (1 << 20 | 1)), "payload"),
+    ("Append", ledger_pb2.AppendRequest(kind="", subject="s", tenant="alpha"), "kind"),
+    ("Append", ledger_pb2.AppendRequest(kind="release.k", subject="s", payload=b"x" * (1 << 20 | 1), tenant="alpha"),
+     "payload"),
+    ("Append", ledger_pb2.AppendRequest(kind="release.k", subject="s"), "tenant"),
+    ("Append", ledger_pb2.AppendRequest(kind="release.k", subject="s", tenant="Alpha!"), "tenant"),
     ("Get", ledger_pb2.GetRequest(seq=0), "seq"),
     ("List", ledger_pb2.ListRequest(page_size=5000), "page_size"),
     ("InclusionProof", ledger_pb2.InclusionProofRequest(seq=10 ** 9), "seq"),
@@ -341,7 +344,8 @@ def test_amend_anchors_a_new_entry_that_links_the_superseded_manifest(service: R
     delta.mkdir(parents=True)
     (delta / "portal-access.csv").write_text("user,action,object\nauditor@acme,download,sbom.spdx.json\n")
     cli("amend", "--release", "v1.2.1", "--bundle", str(bundle), "--inputs", str(tmp_path / "delta"), "--out",
-        str(tmp_path / "amended"), "--key", str(keys / "cosign.key"), "--ledger", service.grpc_target)
+        str(tmp_path / "amended"), "--key", str(keys / "cosign.key"), "--ledger", service.grpc_target,
+        "--tenant", "alpha")
     old = json.loads((bundle / "manifest.json").read_text())
     new = json.loads((tmp_path / "amended" / "manifest.json").read_text())
     assert new["supersedes"]["provenance"] == old["provenance"]
@@ -358,7 +362,8 @@ def test_amend_anchors_a_new_entry_that_links_the_superseded_manifest(service: R
 # Last on purpose: it corrupts this module's private ledger.
 def test_a_superuser_edit_makes_verify_name_the_first_bad_seq(service: RunningEvidence) -> None:
     stub = ledger_stub(service)
-    seqs = [stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-tamper", subject=f"t{i}", payload=b"v")).entry.seq
+    seqs = [stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-tamper", subject=f"t{i}", payload=b"v",
+                                                 tenant="alpha")).entry.seq
             for i in range(5)]
     assert stub.Verify(ledger_pb2.VerifyRequest()).ok
 
@@ -396,15 +401,18 @@ def test_a_forged_audit_entry_is_refused_and_nothing_is_appended(service: Runnin
     before = ledger.Checkpoint(ledger_pb2.CheckpointRequest()).tree_size
     with pytest.raises(grpc.RpcError) as refused:
         ledger.Append(ledger_pb2.AppendRequest(kind="ig.audit.access", subject="portal/alpha/v1.2.1",
-                                               payload=b"not json"))
+                                               payload=b"not json", tenant="alpha"))
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refused.value.details() == ("kind: spiffe://maestro.local/ns/ig/sa/release may not append "
                                        "'ig.audit.access' entries")
     assert ledger.Checkpoint(ledger_pb2.CheckpointRequest()).tree_size == before
     with channel_as("audit-portal", service.grpc_target) as channel:
         portal = ledger_pb2_grpc.LedgerServiceStub(channel)
+        # the portal appends for the user it serves: the tenant is the forwarded user's
+        alpha_user = ForwardedUser("auditor@alpha.example", "alpha", ("auditor",))
         owned = portal.Append(ledger_pb2.AppendRequest(kind="ig.audit.access", subject="portal/alpha/v1.2.1",
-                                                       payload=b"{}"))
+                                                       payload=b"{}", tenant="alpha"),
+                              metadata=((USER_TOKEN_METADATA, _user_token("audit-portal", alpha_user)),))
     assert owned.entry.seq == before + 1
 
 

@@ -78,7 +78,7 @@ def status(url: str) -> tuple[int, dict[str, str], bytes]:
 def append(stub: ledger_pb2_grpc.LedgerServiceStub, count: int, tag: str) -> list[ledger_pb2.Entry]:
     def one(i: int) -> ledger_pb2.Entry:
         return stub.Append(ledger_pb2.AppendRequest(kind="release.tiles-test", subject=f"{tag}-{i}",
-                                                    payload=f"payload {tag} {i}".encode())).entry
+                                                    payload=f"payload {tag} {i}".encode(), tenant="alpha")).entry
     with ThreadPoolExecutor(8) as pool:  # concurrent writers: several entries per integration batch
         return sorted(pool.map(one, range(count)), key=lambda e: e.seq)
 

@@ -61,12 +61,12 @@ def kit(service: RunningEvidence, keys: dict[str, Path], tmp_path_factory: pytes
         ) -> tuple[evidence_pb2.VerifyKitInfo, Path]:
     root = tmp_path_factory.mktemp("kit")
     cli("build", "--release", RELEASE, "--inputs", str(write_inputs(root / "inputs")), "--out", str(root / "bundle"),
-        "--key", str(keys["release"] / "cosign.key"), "--ledger", service.grpc_target)
+        "--key", str(keys["release"] / "cosign.key"), "--ledger", service.grpc_target, "--tenant", "alpha")
     evidence_stub(service).RegisterBundle(register_requests(root / "bundle" / f"evidence-{RELEASE}.tar.gz", RELEASE,
                                                             "alpha"))
     # Appends after the registration: the kit proves the bundle against a head that moved on.
     cli("build", "--release", "v3.1.5", "--inputs", str(write_inputs(root / "later")), "--out", str(root / "later-b"),
-        "--key", str(keys["release"] / "cosign.key"), "--ledger", service.grpc_target)
+        "--key", str(keys["release"] / "cosign.key"), "--ledger", service.grpc_target, "--tenant", "alpha")
     return fetch_kit(service, RELEASE, root / f"evidence-kit-{RELEASE}.tar")
 
 

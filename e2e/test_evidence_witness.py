@@ -102,7 +102,7 @@ def append(setup: Setup, count: int, tag: str) -> int:
     seq = 0
     for i in range(count):
         seq = stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject=f"{tag}-{i}",
-                                                   payload=b"x")).entry.seq
+                                                   payload=b"x", tenant="alpha")).entry.seq
     return seq
 
 
@@ -199,7 +199,7 @@ def test_verify_requires_witness_cosignatures_on_the_head_its_anchor_is_in(setup
         (tmp_path / "in" / artifact_type / f"{artifact_type}.json").write_text('{"ok": true}\n')
     out = tmp_path / "out"
     built = cli("build", "--release", "v1.2.1", "--inputs", str(tmp_path / "in"), "--out", str(out), "--key",
-                str(tmp_path / "keys/cosign.key"), "--ledger", setup.service.grpc_target)
+                str(tmp_path / "keys/cosign.key"), "--ledger", setup.service.grpc_target, "--tenant", "alpha")
     assert built.returncode == 0, built.stderr
     append(setup, 3, "after-build")  # the head moves on: the kit proves consistency from the anchor to it
     written = cli("checkpoint", "--ledger", setup.service.grpc_target, "--bundle", str(out), "--out",
@@ -240,7 +240,7 @@ def test_a_verify_kit_carries_the_witnesses_cosignatures_and_verify_requires_the
         (tmp_path / "in" / artifact_type).mkdir(parents=True)
         (tmp_path / "in" / artifact_type / f"{artifact_type}.json").write_text('{"ok": true}\n')
     built = cli("build", "--release", "v7.7.7", "--inputs", str(tmp_path / "in"), "--out", str(out), "--key",
-                str(setup.release_keys / "cosign.key"), "--ledger", setup.service.grpc_target)
+                str(setup.release_keys / "cosign.key"), "--ledger", setup.service.grpc_target, "--tenant", "alpha")
     assert built.returncode == 0, built.stderr
     evidence_stub(setup.service).RegisterBundle(register_requests(out / "evidence-v7.7.7.tar.gz", "v7.7.7", "alpha"))
     parts = list(evidence_stub(setup.service).GetVerifyKit(
@@ -308,7 +308,8 @@ def test_a_rewritten_history_resigned_with_the_log_key_is_refused_by_the_witness
     # its own Verify passes, since the checkpoints were re-signed, yet no witness cosigns its next head.
     with evidence_service(setup.env, setup.service.database_url, setup.service.blob_dir) as replica:
         stub = ledger_pb2_grpc.LedgerServiceStub(channel_as("release", replica.grpc_target))
-        stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject="after-rewrite", payload=b"x"))
+        stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject="after-rewrite", payload=b"x",
+                                              tenant="alpha"))
         assert stub.Verify(ledger_pb2.VerifyRequest()).ok
         head = stub.Checkpoint(ledger_pb2.CheckpointRequest())
         assert head.tree_size > honest.tree_size
@@ -368,7 +369,8 @@ def test_a_witness_that_was_down_is_caught_up_by_the_next_head(infra: Any, tmp_p
 
             def head_after(appends: int) -> ledger_pb2.CheckpointResponse:
                 for i in range(appends):
-                    stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject=f"f{i}", payload=b"x"))
+                    stub.Append(ledger_pb2.AppendRequest(kind="release.e2e-witness", subject=f"f{i}", payload=b"x",
+                                                              tenant="alpha"))
                 return stub.Checkpoint(ledger_pb2.CheckpointRequest())
 
             down = head_after(3)

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 def service(infra: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEvidence]:
     with evidence_on_own_database(infra, "ig_ledger_batch", tmp_path_factory.mktemp("blobs")) as running:
         # one entry first: an empty ledger has no checkpoint whose size the refusals could be compared with
-        stub(running).Append(ledger_pb2.AppendRequest(kind="release.batch-test", subject="seed", payload=b"s"))
+        stub(running).Append(ledger_pb2.AppendRequest(kind="release.batch-test", subject="seed", payload=b"s",
+                                                            tenant="alpha"))
         yield running
 
 
@@ -31,8 +32,8 @@ def stub(service: RunningEvidence, identity: str = "release") -> ledger_pb2_grpc
 
 
 def entries(run: str, count: int, kind: str = "release.batch-test") -> list[ledger_pb2.AppendRequest]:
-    return [ledger_pb2.AppendRequest(kind=kind, subject=f"{run}-{i}", payload=b"%d" % i, deduplicate=True)
-            for i in range(count)]
+    return [ledger_pb2.AppendRequest(kind=kind, subject=f"{run}-{i}", payload=b"%d" % i, deduplicate=True,
+                                     tenant="alpha") for i in range(count)]
 
 
 def size(service: RunningEvidence) -> int:
@@ -52,12 +53,19 @@ def test_a_batch_is_appended_in_request_order_and_replays_as_existing(service: R
 @pytest.mark.parametrize(("identity", "batch", "code", "field"), [
     ("release", [], grpc.StatusCode.INVALID_ARGUMENT, "entries: 1..1000"),
     ("release", entries("x", 1001), grpc.StatusCode.INVALID_ARGUMENT, "entries: 1..1000"),
-    ("release", [*entries("y", 5), ledger_pb2.AppendRequest(kind="ig.audit.access", subject="s", payload=b"{}")],
+    ("release", [*entries("y", 5), ledger_pb2.AppendRequest(kind="ig.audit.access", subject="s", payload=b"{}",
+                                                            tenant="alpha")],
      grpc.StatusCode.PERMISSION_DENIED, "entries[5].kind"),
-    ("release", [*entries("z", 2), ledger_pb2.AppendRequest(kind="", subject="s")],
+    ("release", [*entries("z", 2), ledger_pb2.AppendRequest(kind="", subject="s", tenant="alpha")],
      grpc.StatusCode.INVALID_ARGUMENT, "entries[2]"),
-    ("release", [ledger_pb2.AppendRequest(kind="release.batch-test", subject="s", payload=b"x" * (1 << 20 | 1))],
+    ("release", [ledger_pb2.AppendRequest(kind="release.batch-test", subject="s", payload=b"x" * (1 << 20 | 1),
+                                          tenant="alpha")],
      grpc.StatusCode.INVALID_ARGUMENT, "entries[0].payload"),
+    ("release", [*entries("t", 2), ledger_pb2.AppendRequest(kind="release.batch-test", subject="s")],
+     grpc.StatusCode.INVALID_ARGUMENT, "entries[2].tenant"),
+    # gamma is not the release job's (policies/authz/grpc-methods.yaml grants it alpha and beta)
+    ("release", [*entries("g", 1), ledger_pb2.AppendRequest(kind="release.batch-test", subject="s", tenant="gamma")],
+     grpc.StatusCode.PERMISSION_DENIED, "entries[1].tenant"),
     ("operator", entries("w", 1), grpc.StatusCode.PERMISSION_DENIED, "AppendBatch"),
 ])
 def test_a_bad_batch_is_refused_naming_the_entry_and_appends_nothing(
@@ -107,7 +115,8 @@ async def _transactions(database_url: str, ranges: list[tuple[int, int]]) -> lis
 def test_append_metrics_are_labelled_by_table_row_not_by_caller_chosen_kind(service: RunningEvidence) -> None:
     run = uuid.uuid4().hex[:8]
     stub(service).AppendBatch(ledger_pb2.AppendBatchRequest(entries=[
-        ledger_pb2.AppendRequest(kind=f"release.minted-{run}-{i}", subject="s", payload=b"p") for i in range(3)]))
+        ledger_pb2.AppendRequest(kind=f"release.minted-{run}-{i}", subject="s", payload=b"p", tenant="alpha")
+        for i in range(3)]))
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/metrics", timeout=10).read().decode()
     appends = [line for line in metrics.splitlines() if line.startswith("ig_ledger_appends_total{")]
     assert any('kind="release.*"' in line for line in appends), appends

@@ -92,7 +92,8 @@ def stack(infra: Any, kafka_bootstrap: str, ledger: tuple[Ledger, dict[str, str]
             done = subprocess.run([str(Path(sys.executable).parent / "ig-evidence"), "amend", "--release", NEXT,
                                    "--bundle", str(bundle), "--inputs", str(delta.parent), "--out", str(amended),
                                    "--key", str(running.keys / "cosign.key"), "--ledger", running.evidence_grpc,
-                                   "--repo-root", str(REPO)], capture_output=True, text=True, cwd=REPO,
+                                   "--tenant", "alpha", "--repo-root", str(REPO)],
+                                  capture_output=True, text=True, cwd=REPO,
                                   env={**os.environ, "SOURCE_DATE_EPOCH": "1767225700"})
             assert done.returncode == 0, done.stdout + done.stderr
             register(running.evidence_grpc, amended / f"evidence-{NEXT}.tar.gz", NEXT, "alpha")

@@ -101,7 +101,7 @@ def test_evidence_missing_runbook(infra: Any, database_url: str, tmp_path: Path)
             (inputs / kind / f"{kind}.json").write_text(json.dumps({"type": kind, "release": "v1.2.1"}) + "\n")
         built = subprocess.run([cli("ig-evidence"), "build", "--release", "v1.2.1", "--inputs", str(inputs), "--out",
                                 str(bundle), "--key", str(keys / "cosign.key"), "--ledger", f"127.0.0.1:{grpc_port}",
-                                "--allow-incomplete"], cwd=REPO, capture_output=True, text=True,
+                                "--tenant", "alpha", "--allow-incomplete"], cwd=REPO, capture_output=True, text=True,
                                env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"})
         assert built.returncode == 0, built.stdout + built.stderr
         assert json.loads((bundle / "manifest.json").read_text())["complete"] is False

@@ -30,7 +30,7 @@ evidence: ## build, sign, verify (ig-evidence + real cosign) and register a rele
 	@mkdir -p $(dir $(EVIDENCE_OUT))
 	$(EVIDENCE_IDENTITY); SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)}" $(RUN) ig-evidence build \
 	  --release $(VERSION) --inputs $(EVIDENCE_INPUTS) --out $(EVIDENCE_OUT) --key $(EVIDENCE_KEY) \
-	  --contract $(EVIDENCE_CONTRACT) --ledger $(EVIDENCE_LEDGER) --force \
+	  --contract $(EVIDENCE_CONTRACT) --ledger $(EVIDENCE_LEDGER) --tenant $(EVIDENCE_TENANT) --force \
 	  $(if $(EVIDENCE_PREVIOUS),--previous $(EVIDENCE_PREVIOUS)) $(EVIDENCE_FLAGS)
 	$(RUN) ig-evidence verify $(EVIDENCE_OUT) --key $(EVIDENCE_PUB) --contract $(EVIDENCE_CONTRACT)
 	"$$($(RUN) ig-infra tool cosign)" verify-blob --key $(EVIDENCE_PUB) \

@@ -185,7 +185,8 @@ async def raw_ledger_append(target: str) -> tuple[list[float], int, float]:
                 started = time.perf_counter()
                 try:
                     await stub.Append(ledger_pb2.AppendRequest(kind="bench.portal", subject=f"bench/{number}",
-                                                               payload=f"{number}:{turn}".encode()), timeout=60)
+                                                               payload=f"{number}:{turn}".encode(), tenant="bench"),
+                                      timeout=60)
                 except grpc.aio.AioRpcError:
                     errors += 1
                     continue

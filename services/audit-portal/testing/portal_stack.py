@@ -229,7 +229,7 @@ def build_and_register(stack: Stack, release: str, inputs: Path, tenant: str = "
     out = stack.work / f"bundle-{release}" if release != RELEASE else stack.work / "bundle"
     built = subprocess.run([*cli, "build", "--release", release, "--inputs", str(inputs), "--out", str(out),
                             "--key", str(stack.keys / "cosign.key"), "--ledger", stack.evidence_grpc,
-                            "--repo-root", str(REPO)],
+                            "--tenant", tenant, "--repo-root", str(REPO)],
                            capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"},
                            cwd=REPO)
     if built.returncode != 0:

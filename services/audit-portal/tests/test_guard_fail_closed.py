@@ -21,7 +21,7 @@ class RefusingLedger:
     def __init__(self) -> None:
         self.attempts: list[AccessEntry] = []
 
-    async def append(self, entry: AccessEntry) -> int:
+    async def append(self, entry: AccessEntry, principal: Principal) -> int:
         self.attempts.append(entry)
         raise LedgerUnavailable("ledger down")
 

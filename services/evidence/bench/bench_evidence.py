@@ -1,6 +1,8 @@
 """make bench-evidence: bundle throughput vs sha256sum (same files, same run), memory, ledger appends/s, verify time.
 
 Figures are printed and written to $ARTIFACTS/bench/evidence.json. No timing is asserted anywhere.
+IG_BENCH_PHASES (comma-separated, default all: bundle, ledger, grpc, tiles) runs only the phases named, e.g.
+IG_BENCH_PHASES=grpc for the appends through the gRPC service alone; the JSON then holds only those.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ REPO = Path(__file__).resolve().parents[3]
 GIB = 1 << 30
 BUNDLE_BYTES = int(os.environ.get("IG_BENCH_BUNDLE_BYTES", GIB))
 CHAIN_ENTRIES = int(os.environ.get("IG_BENCH_CHAIN_ENTRIES", 100_000))
+ALL_PHASES = ("bundle", "ledger", "grpc", "tiles")
+PHASES = [p.strip() for p in os.environ.get("IG_BENCH_PHASES", ",".join(ALL_PHASES)).split(",") if p.strip()]
 TYPES = ["load-report", "chaos-report", "aca-report", "dr-log", "rtbf-log", "residency-proof", "slo-report",
          "decision-coverage", "multi-region", "migration-timeline"]
 
@@ -229,24 +233,46 @@ def bench_database() -> tuple[dict[str, str], Any]:
 
 
 def main() -> None:
-    figures: dict[str, Any] = {"machine_cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
-    with tempfile.TemporaryDirectory(prefix="ig-bench-evidence-", dir="/var/tmp") as work:
-        figures["bundle"] = bench_bundle(Path(work))
-    roles, drop = bench_database()
-    try:
-        figures["ledger"] = asyncio.run(bench_ledger(roles["IG_DATABASE_URL"], roles["IG_MIGRATION_DATABASE_URL"]))
-    finally:
-        drop()
-    print("ledger appends through the gRPC service (bench_ledger_grpc.py):", flush=True)
-    figures["ledger_grpc"] = bench_appends_through_grpc()
-    for load, found in figures["ledger_grpc"].items():
-        if isinstance(found, dict):
-            print(f"  {load}: {found['entries_per_s']} entries (calls for the baseline)/s, call p50 "
-                  f"{found['call_p50_ms']} ms, p99 {found['call_p99_ms']} ms, service CPU "
-                  f"{found['service_cpu_ms_per_entry']} ms per entry, outcomes {found['outcomes']}", flush=True)
-    print("ledger tiles through the service (bench_tiles.py):", flush=True)
-    with tempfile.TemporaryDirectory(prefix="ig-bench-tiles-", dir="/var/tmp") as work:
-        figures["tiles"] = bench_tiles(Path(work))
+    unknown = set(PHASES) - set(ALL_PHASES)
+    if unknown or not PHASES:
+        sys.exit(f"IG_BENCH_PHASES: {sorted(unknown) or 'empty'}: name phases of {', '.join(ALL_PHASES)}")
+    figures: dict[str, Any] = {"machine_cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0],
+                               "phases": PHASES}
+    if "bundle" in PHASES:
+        with tempfile.TemporaryDirectory(prefix="ig-bench-evidence-", dir="/var/tmp") as work:
+            figures["bundle"] = bench_bundle(Path(work))
+    if "ledger" in PHASES:
+        roles, drop = bench_database()
+        try:
+            figures["ledger"] = asyncio.run(bench_ledger(roles["IG_DATABASE_URL"],
+                                                         roles["IG_MIGRATION_DATABASE_URL"]))
+        finally:
+            drop()
+    if "grpc" in PHASES:
+        print("ledger appends through the gRPC service (bench_ledger_grpc.py):", flush=True)
+        figures["ledger_grpc"] = bench_appends_through_grpc()
+        for load, found in figures["ledger_grpc"].items():
+            if isinstance(found, dict):
+                print(f"  {load}: {found['entries_per_s']} entries (calls for the baseline)/s, call p50 "
+                      f"{found['call_p50_ms']} ms, p99 {found['call_p99_ms']} ms, service CPU "
+                      f"{found['service_cpu_ms_per_entry']} ms per entry, its PostgreSQL backends' CPU "
+                      f"{found['postgres_cpu_ms_per_entry']} ms per entry, outcomes {found['outcomes']}", flush=True)
+    if "tiles" in PHASES:
+        print("ledger tiles through the service (bench_tiles.py):", flush=True)
+        with tempfile.TemporaryDirectory(prefix="ig-bench-tiles-", dir="/var/tmp") as work:
+            figures["tiles"] = bench_tiles(Path(work))
+    if "bundle" in PHASES and "ledger" in PHASES:
+        _summarise(figures)
+    figures["load_average_at_end"] = os.getloadavg()[0]
+    print(f"(machine: {os.cpu_count()} CPUs, load average {figures['load_average_at_start']:.1f} at start, "
+          f"{figures['load_average_at_end']:.1f} at end: other work shares these CPUs)")
+    out = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "bench" / "evidence.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def _summarise(figures: dict[str, Any]) -> None:
     bundle, ledger = figures["bundle"], figures["ledger"]
     print(f"bundle {bundle['bundle_bytes'] / GIB:.2f} GiB: sha256sum {bundle['sha256sum_mib_s']} MiB/s | "
           f"ig-evidence build (default tar.gz) {bundle['build_targz_mib_s']} MiB/s = "
@@ -260,13 +286,6 @@ def main() -> None:
           f"verify {ledger['verify_entries']} entries in {ledger['verify_seconds']} s (ok={ledger['verify_ok']}) | "
           f"inclusion proof {ledger['inclusion_proof_cold_seconds']} s, again "
           f"{ledger['inclusion_proof_warm_seconds']} s ({ledger['inclusion_proof_hashes']} hashes)")
-    figures["load_average_at_end"] = os.getloadavg()[0]
-    print(f"(machine: {os.cpu_count()} CPUs, load average {figures['load_average_at_start']:.1f} at start, "
-          f"{figures['load_average_at_end']:.1f} at end: other work shares these CPUs)")
-    out = Path(os.environ.get("ARTIFACTS", REPO / "artifacts")) / "bench" / "evidence.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ async def bulk_load(superuser_dsn: str, target: int) -> float:
     try:
         size, prev = await conn.fetchrow("SELECT size, head_hash FROM evidence.ledger_head")
         first, started = size, time.perf_counter()
-        await conn.execute("SET session_replication_role = replica")  # the per-row append trigger, off
+        await conn.execute("SET session_replication_role = replica")  # the append trigger, off
         while size < target:
             ts = datetime.now(UTC)
             records = []

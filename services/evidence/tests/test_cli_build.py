@@ -84,6 +84,16 @@ def test_the_real_contract_requires_a_ledger_anchor(tmp_path: Path, inputs: Path
     assert code == 3 and "ledger-anchor" in output
 
 
+def test_anchoring_in_a_ledger_names_the_tenant_or_nothing_is_written(tmp_path: Path, inputs: Path,
+                                                                      keys: Path) -> None:
+    """The ledger takes an entry only for a named tenant: without --tenant the build stops before it calls the ledger
+    (the address below would refuse a connection, so reaching it would be a different error)."""
+    result = run("build", "--release", "v1.2.1", "--inputs", str(inputs), "--out", str(tmp_path / "out"),
+                 "--key", str(keys / "cosign.key"), "--ledger", "127.0.0.1:9")
+    assert result.exit_code == 2 and "--tenant: required with --ledger" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _symlink_escape(inputs: Path, outside: Path) -> None:
     (outside / "secret.json").write_text("{}")
     (inputs / "dr-log" / "leak.json").symlink_to(outside / "secret.json")

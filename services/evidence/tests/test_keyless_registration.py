@@ -61,7 +61,7 @@ def keyless_bundle(service: RunningEvidence, sigstore: LocalSigstore, release: s
                                                           serialization.PrivateFormat.PKCS8,
                                                           serialization.NoEncryption()))
     cli("build", "--release", release, "--inputs", str(write_inputs(out / "inputs")), "--out", str(out / "bundle"),
-        "--key", str(out / "ephemeral.key"), "--ledger", service.grpc_target)
+        "--key", str(out / "ephemeral.key"), "--ledger", service.grpc_target, "--tenant", "alpha")
     manifest = (out / "bundle" / "manifest.json").read_bytes()
     keyless = sigstore.sign(manifest, subject, ISSUER, signing_key=key)
     archive = out / "bundle" / f"evidence-{release}.tar.gz"

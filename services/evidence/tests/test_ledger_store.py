@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -60,13 +61,27 @@ async def test_deduplicated_append_returns_the_existing_entry(ledger: LedgerStor
     assert plain.fields.seq == first.fields.seq + 1
 
 
+_ROW = "now(), 'k', 's', ''::bytea, repeat('a', 64)"  # ts, kind, subject, payload, payload_sha256 of a forged row
+
+
 @pytest.mark.parametrize("statement", [
     "UPDATE {s}.ledger_entries SET subject = 'x' WHERE seq = 1",
     "DELETE FROM {s}.ledger_entries WHERE seq = 1",
     "TRUNCATE {s}.ledger_entries CASCADE",
     "INSERT INTO {s}.ledger_entries VALUES (7, now(), 'k', 's', '', repeat('a', 64), repeat('0', 64), repeat('b', 64))",
     "UPDATE {s}.ledger_checkpoints SET root_hash = 'x'",
-], ids=["update", "delete", "truncate", "gap-insert", "checkpoint-update"])
+    # several rows in one statement (the head is checked once per statement): the second does not link to the first
+    "INSERT INTO {s}.ledger_entries SELECT size + 1, " + _ROW + ", head_hash, repeat('c', 64) FROM {s}.ledger_head "
+    "UNION ALL SELECT size + 2, " + _ROW + ", repeat('d', 64), repeat('e', 64) FROM {s}.ledger_head",
+    # ... or skips a seq, though linked
+    "INSERT INTO {s}.ledger_entries SELECT size + 1, " + _ROW + ", head_hash, repeat('c', 64) FROM {s}.ledger_head "
+    "UNION ALL SELECT size + 3, " + _ROW + ", repeat('c', 64), repeat('e', 64) FROM {s}.ledger_head",
+    # ... or its first row does not link to the head
+    "INSERT INTO {s}.ledger_entries SELECT size + 1, " + _ROW + ", repeat('f', 64), repeat('c', 64) "
+    "FROM {s}.ledger_head UNION ALL SELECT size + 2, " + _ROW + ", repeat('c', 64), repeat('e', 64) "
+    "FROM {s}.ledger_head",
+], ids=["update", "delete", "truncate", "gap-insert", "checkpoint-update", "batch-broken-link", "batch-gap",
+        "batch-not-from-head"])
 async def test_the_database_refuses_to_rewrite_history(ledger: LedgerStore, database_url: str, schema: str,
                                                        statement: str) -> None:
     await ledger.append("test.kind", "s", b"p")
@@ -75,6 +90,23 @@ async def test_the_database_refuses_to_rewrite_history(ledger: LedgerStore, data
     try:
         with pytest.raises(asyncpg.PostgresError, match=r"append-only|does not extend the head"):
             await conn.execute(statement.format(s=schema))
+    finally:
+        await conn.close()
+
+
+async def test_a_statement_that_extends_the_head_is_taken_and_moves_the_head_once_to_its_last_row(
+        ledger: LedgerStore, database_url: str, schema: str) -> None:
+    """The positive control of the batch refusals above: the same shape of statement, linked and gapless, is taken
+    and leaves the head at its last row (the check runs once per statement, on all of its rows)."""
+    await ledger.append("test.kind", "s", b"p")
+    conn = await asyncpg.connect(database_url)
+    try:
+        size = await conn.fetchval(f"SELECT size FROM {schema}.ledger_head")
+        await conn.execute(
+            f"INSERT INTO {schema}.ledger_entries SELECT size + 1, now(), 'k', 's', ''::bytea, repeat('a', 64), "
+            f"head_hash, repeat('c', 64) FROM {schema}.ledger_head UNION ALL SELECT size + 2, now(), 'k', 's', "
+            f"''::bytea, repeat('a', 64), repeat('c', 64), repeat('e', 64) FROM {schema}.ledger_head")
+        assert tuple(await conn.fetchrow(f"SELECT size, head_hash FROM {schema}.ledger_head")) == (size + 2, "e" * 64)
     finally:
         await conn.close()
 
@@ -99,6 +131,33 @@ async def test_eight_concurrent_writers_on_separate_pools_never_fork_or_gap(data
         for store in stores:
             await store.close()
             await store._pool.close()
+
+
+async def test_while_several_callers_append_the_writer_waits_for_more_and_an_append_alone_never_waits(
+        database_url: str, schema: str) -> None:
+    pool = await create_pool(database_url)
+    store = LedgerStore(pool, schema, CheckpointSigner("t", Ed25519PrivateKey.generate()), linger_seconds=0.3)
+    try:
+        started = time.perf_counter()
+        for i in range(3):
+            await store.append("solo", "s", b"%d" % i)
+        assert time.perf_counter() - started < 0.3  # three appends one after another: none of them waited
+        await asyncio.gather(*(store.append("pair", "s", b"%d" % i) for i in range(2)))  # two callers at once
+
+        async def arriving(i: int) -> int:
+            await asyncio.sleep(0.03 * i)
+            return (await store.append("stream", "s", b"%d" % i))[0].fields.seq
+
+        seqs = await asyncio.gather(*(arriving(i) for i in range(5)))
+    finally:
+        await store.close()
+        await pool.close()
+    conn = await asyncpg.connect(database_url)
+    try:  # xmin names the transaction that inserted a row: the five callers, 30 ms apart, were committed as one
+        assert await conn.fetchval(f"SELECT count(DISTINCT xmin::text) FROM {schema}.ledger_entries "
+                                   "WHERE seq = ANY($1::bigint[])", seqs) == 1
+    finally:
+        await conn.close()
 
 
 async def test_inclusion_and_consistency_proofs_verify_against_signed_checkpoints(ledger: LedgerStore) -> None:

@@ -204,7 +204,8 @@ async def test_the_ledger_refuses_a_forwarded_user_of_a_pinned_tenant_and_serves
             await service.ledger_api.List(ledger_pb2.ListRequest(), Context())  # type: ignore[arg-type]
         assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(Aborted):
-            await service.ledger_api.Append(ledger_pb2.AppendRequest(kind="ig.audit.access", subject="alpha/v1"),
+            await service.ledger_api.Append(ledger_pb2.AppendRequest(kind="ig.audit.access", subject="alpha/v1",
+                                                                     tenant="alpha"),
                                             Context())  # type: ignore[arg-type]
     assert service.ledger.calls == []
     for served in (portal_user("beta"), release_job()):

@@ -159,8 +159,8 @@ async def test_the_evidence_role_appends_only_through_the_ledger_functions_and_c
                               "ALTER TABLE evidence.ledger_head DISABLE TRIGGER ALL",
                               "TRUNCATE evidence.ledger_entries CASCADE",
                               "DROP TABLE evidence.ledger_entries CASCADE",
-                              "ALTER FUNCTION evidence.ledger_check_append() OWNER TO CURRENT_USER",
-                              "CREATE OR REPLACE FUNCTION evidence.ledger_check_append() RETURNS trigger "
+                              "ALTER FUNCTION evidence.ledger_check_appended() OWNER TO CURRENT_USER",
+                              "CREATE OR REPLACE FUNCTION evidence.ledger_check_appended() RETURNS trigger "
                               "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
                               f"SET ROLE {LEDGER_OWNER}"):
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):

@@ -60,6 +60,7 @@ def main() -> None:
                                 timeout=settings.witness_timeout_seconds)
         ledger = LedgerStore(runtime.pool, runtime.schema, signer,
                              previous_verifier_keys=settings.previous_verifier_keys(),
+                             linger_seconds=settings.ledger_append_linger_ms / 1000,
                              on_head_checkpoint=witnessing.head_stored,
                              kind_label=runtime.authz_table.ledger_kind_row if runtime.authz_table else lambda _: None)
         witnessing.bind(ledger.consistency_proof)

@@ -57,6 +57,9 @@ def _common_build_options(function: click.decorators.FC) -> click.decorators.FC:
                      type=click.Path(path_type=Path)),
         click.option("--ledger", "ledger", envvar="IG_EVIDENCE_LEDGER", default=None,
                      help="LedgerService gRPC address (host:port) to anchor the manifest in"),
+        click.option("--tenant", "tenant", envvar="IG_EVIDENCE_TENANT", default=None,
+                     help="tenant the release is built for; required with --ledger (the ledger judges it: granted "
+                     "to the release identity, not pinned to another region)"),
         click.option("--allow-incomplete", is_flag=True, help="write a manifest marked incomplete instead of failing"),
         click.option("--source-date-epoch", type=int, default=None, help="overrides $SOURCE_DATE_EPOCH"),
         click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True),
@@ -70,14 +73,16 @@ def _common_build_options(function: click.decorators.FC) -> click.decorators.FC:
     return function
 
 
-def _request(release: str, out: Path, key: str, contract: Path, ledger: str | None, allow_incomplete: bool,
-             source_date_epoch: int | None, compression: str, max_artifact_bytes: int, force: bool,
-             repo_root: Path) -> builder.BuildRequest:
+def _request(release: str, out: Path, key: str, contract: Path, ledger: str | None, tenant: str | None,
+             allow_incomplete: bool, source_date_epoch: int | None, compression: str, max_artifact_bytes: int,
+             force: bool, repo_root: Path) -> builder.BuildRequest:
+    if ledger and not tenant:
+        raise ValueError("--tenant: required with --ledger (the tenant the release is anchored for)")
     return builder.BuildRequest(
         release=release, out=out.absolute(), contract_path=contract, signing_key=load_private_key(key),
         source_date_epoch=_source_date_epoch(source_date_epoch), repo_root=repo_root.absolute(),
         allow_incomplete=allow_incomplete, compression=compression, max_artifact_bytes=max_artifact_bytes,
-        anchor=GrpcLedgerAnchor(ledger) if ledger else None, force=force)
+        anchor=GrpcLedgerAnchor(ledger, tenant or "") if ledger else None, force=force)
 
 
 def _report(result: builder.BuildResult) -> None:

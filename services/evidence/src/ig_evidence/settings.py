@@ -56,6 +56,10 @@ class Settings(GrpcServiceSettings, TenantResidencySettings):
     max_member_bytes: int = Field(default=2 << 30, ge=1)
     max_members: int = Field(default=10_000, ge=1)
     max_compression_ratio: float = Field(default=200.0, ge=1.0)
+    # IG_LEDGER_APPEND_LINGER_MS: how long the ledger's writer, once it has appends from more than one caller in
+    # flight, waits for more before it commits them in one statement (Tessera's batching); 0 = commit at once.
+    # An append alone (no other caller) never waits.
+    ledger_append_linger_ms: float = Field(default=1.0, ge=0.0, le=50.0)
 
     def upload_limits(self) -> UploadLimits:
         return UploadLimits(max_bundle_bytes=self.max_bundle_bytes,

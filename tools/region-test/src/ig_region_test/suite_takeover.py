@@ -54,7 +54,7 @@ def ensure_release(evidence_target: str, *, version: str, tenant: str, inputs: P
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SOURCE_DATE_EPOCH": source_date_epoch}
     steps = ([cli, "build", "--release", version, "--inputs", str(inputs), "--out", str(out), "--key",
-              str(signing_key), "--ledger", evidence_target, "--force", "--allow-incomplete",
+              str(signing_key), "--ledger", evidence_target, "--tenant", tenant, "--force", "--allow-incomplete",
               "--repo-root", str(REPO_ROOT)],
              [cli, "register", str(out), "--release", version, "--server", evidence_target, "--tenant", tenant])
     for step in steps:

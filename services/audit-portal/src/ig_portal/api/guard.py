@@ -113,7 +113,7 @@ class Guard:
                             status=status)
         started = time.perf_counter()
         try:
-            recorded = await self.ledger.append(entry)
+            recorded = await self.ledger.append(entry, principal)
             seq = recorded.seq
             await self.accesses.publish(entry, recorded)
         except (LedgerUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:

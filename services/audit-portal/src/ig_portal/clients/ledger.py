@@ -9,8 +9,10 @@ import grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_client import RenewingStub
 
+from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.domain.access import LEDGER_KIND, AccessEntry, ledger_subject
 from ig_portal.domain.access_log import LedgerRecord
+from ig_portal.domain.identity import Principal
 
 
 class LedgerUnavailable(Exception):
@@ -24,20 +26,25 @@ def to_record(entry: ledger_pb2.Entry) -> LedgerRecord:
 
 
 class AccessLedger:
-    def __init__(self, stubs: RenewingStub[ledger_pb2_grpc.LedgerServiceStub], timeout: float = 5.0) -> None:
+    def __init__(self, stubs: RenewingStub[ledger_pb2_grpc.LedgerServiceStub], users: UserForwarding,
+                 timeout: float = 5.0) -> None:
         self._stubs = stubs
+        self._users = users
         self.timeout = timeout
 
     @property
     def stub(self) -> ledger_pb2_grpc.LedgerServiceStub:
         return self._stubs.get()
 
-    async def append(self, entry: AccessEntry) -> LedgerRecord:
-        """The entry as the ledger chained it (seq, time, hashes): the access log's row is projected from it."""
+    async def append(self, entry: AccessEntry, principal: Principal) -> LedgerRecord:
+        """The entry as the ledger chained it (seq, time, hashes): the access log's row is projected from it.
+
+        Appended for the principal's tenant, with the principal forwarded: the ledger takes an entry only for a
+        tenant the verified caller acts for, and the portal acts for no tenant of its own."""
         request = ledger_pb2.AppendRequest(kind=LEDGER_KIND, subject=ledger_subject(entry.tenant, entry.release),
-                                           payload=entry.payload())
+                                           payload=entry.payload(), tenant=principal.tenant)
         try:
-            reply = await self.stub.Append(request, timeout=self.timeout)
+            reply = await self.stub.Append(request, timeout=self.timeout, metadata=self._users.metadata(principal))
         except grpc.aio.AioRpcError as error:
             raise LedgerUnavailable(f"ledger append failed: {error.code().name} {error.details()}") from error
         if reply.entry.seq <= 0:

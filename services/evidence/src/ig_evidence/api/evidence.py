@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from ig_evidence.api.missing_metric import MissingEvidenceGauge
 from ig_evidence.api.residency import ResidencyGate
+from ig_evidence.api.tenants import acting_tenant
 from ig_evidence.api.verify_kits import KitUnavailable, assemble_kit
 from ig_evidence.bundle.ingest import BundleRejected, ingest, ledger_payload, manifest_summary, read_metadata_files
 from ig_evidence.bundle.keyless import KeylessVerifier
@@ -61,19 +62,6 @@ def report_missing(rows: list[BundleRow]) -> None:
 def _release(row: BundleRow) -> evidence_pb2.Release:
     return evidence_pb2.Release(name=row.release, tenant=row.tenant, manifest_sha256=row.manifest_sha256,
                                 complete=row.complete)
-
-
-async def acting_tenant(requested: str, context: Context, *, field: str = "tenant") -> str:
-    """The tenant this call may act for, from the verified caller (a forwarded user's own tenant, or one the table
-    grants the calling workload); the request's field only names which of a workload's tenants is meant. There is
-    no wildcard: an empty or ungranted tenant is refused."""
-    caller = current_caller()
-    tenant = caller.tenant_for(requested)
-    if tenant is None:
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                            f"{field}: {caller.workload} may not act for tenant {requested!r}")
-    assert tenant is not None
-    return tenant
 
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):

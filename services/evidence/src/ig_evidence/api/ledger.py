@@ -12,6 +12,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from ig_evidence.api.residency import ResidencyGate
+from ig_evidence.api.tenants import admit_append_for
 from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
 from ig_evidence.store.ledger import Append, LedgerError, LedgerStore
@@ -46,12 +47,13 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         self._store = store
         self._owners = owners
         self._witnessing = witnessing
-        # Ledger requests name no tenant: a call is a tenant's only when it forwards that tenant's user, and then
-        # residency judges it before the ledger is read or written (ResidencyGate.admit_forwarded_user).
+        # Appends name their tenant, admitted for the verified caller and this region before anything is stored
+        # (api/tenants.admit_append_for). Reads name none: a read is a tenant's only when it forwards that tenant's
+        # user, and then residency judges it before the ledger is read (ResidencyGate.admit_forwarded_user).
         self._residency = residency
 
     async def Append(self, request: ledger_pb2.AppendRequest, context: Context) -> ledger_pb2.AppendResponse:
-        await self._residency.admit_forwarded_user(context, method="Append")
+        await admit_append_for(request.tenant, context, self._residency, field="tenant", method="Append")
         if len(request.payload) > MAX_PAYLOAD:
             await _invalid(context, f"payload: {len(request.payload)} bytes exceeds {MAX_PAYLOAD}")
         try:
@@ -77,11 +79,14 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def AppendBatch(self, request: ledger_pb2.AppendBatchRequest,
                           context: Context) -> ledger_pb2.AppendBatchResponse:
-        await self._residency.admit_forwarded_user(context, method="AppendBatch")
         if not 1 <= len(request.entries) <= MAX_BATCH_ENTRIES:
             await _invalid(context, f"entries: 1..{MAX_BATCH_ENTRIES} per call, not {len(request.entries)}")
         caller = current_caller().workload
+        admitted: set[str] = set()  # a batch usually names one tenant: judged once
         for index, item in enumerate(request.entries):  # every entry checked before any is queued
+            if item.tenant not in admitted:
+                admitted.add(await admit_append_for(item.tenant, context, self._residency,
+                                                    field=f"entries[{index}].tenant", method="AppendBatch"))
             if len(item.payload) > MAX_PAYLOAD:
                 await _invalid(context, f"entries[{index}].payload: {len(item.payload)} bytes exceeds {MAX_PAYLOAD}")
             try:

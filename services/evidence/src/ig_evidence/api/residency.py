@@ -45,8 +45,8 @@ class ResidencyGate:
                             f"residency: {refusal.detail}; call the evidence service of {refusal.pinned_region}")
 
     async def admit_forwarded_user(self, context: Context, *, method: str) -> None:
-        """For calls that name no tenant (the ledger's): when the verified caller forwards an end user, the call is
-        that user's tenant's and is judged as such; a workload alone acts for no tenant here."""
+        """For calls that name no tenant (the ledger's reads): when the verified caller forwards an end user, the call
+        is that user's tenant's and is judged as such; a workload alone acts for no tenant here."""
         user = current_caller().user
         if user is not None:
             await self.admit(user.tenant, context, method=method)

@@ -29,10 +29,13 @@ CLIENT_IDENTITY = "release"
 
 
 class GrpcLedgerAnchor:
-    """Appends (deduplicated, so a rebuild reuses the entry) and fetches the checkpoint + inclusion proof."""
+    """Appends for ``tenant`` (deduplicated, so a rebuild reuses the entry) and fetches the checkpoint + inclusion
+    proof. The ledger takes the entry only when the release identity may act for the tenant and the tenant is not
+    pinned to another region than the ledger's."""
 
-    def __init__(self, target: str, timeout: float = 15.0) -> None:
+    def __init__(self, target: str, tenant: str, timeout: float = 15.0) -> None:
         self._target = target
+        self._tenant = tenant
         self._timeout = timeout
 
     def __call__(self, kind: str, subject: str, payload: bytes) -> dict[str, Any]:
@@ -40,7 +43,8 @@ class GrpcLedgerAnchor:
             with channel_as(CLIENT_IDENTITY, self._target) as channel:
                 stub = ledger_pb2_grpc.LedgerServiceStub(channel)
                 appended = stub.Append(ledger_pb2.AppendRequest(kind=kind, subject=subject, payload=payload,
-                                                                deduplicate=True), timeout=self._timeout)
+                                                                deduplicate=True, tenant=self._tenant),
+                                       timeout=self._timeout)
                 seq = appended.entry.seq
                 # The checkpoint of the tree that ends with this entry: the same entry always yields the same
                 # (deterministically signed) checkpoint and proof, which keeps rebuilds byte-identical.

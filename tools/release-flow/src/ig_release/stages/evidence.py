@@ -65,7 +65,8 @@ def run(ctx: ReleaseContext) -> str:
     previous = ["--previous", ctx.shared["previous_bundle"]] if ctx.shared.get("previous_bundle") else []
     run_logged([cli, "build", "--release", ctx.version, "--inputs", str(inputs), "--out", str(bundle), "--key",
                 signing_key, "--contract", str(CONTRACT), "--ledger", ctx.endpoints.evidence_grpc,
-                "--repo-root", str(REPO), "--force", *previous], log, env=env, what="ig-evidence build")
+                "--tenant", DEMO_TENANT, "--repo-root", str(REPO), "--force", *previous], log, env=env,
+               what="ig-evidence build")
     run_logged([cli, "verify", str(bundle), "--key", public_key, "--contract", str(CONTRACT)], log,
                what="ig-evidence verify")
     cosign_verify(bundle, public_key, log)

@@ -30,16 +30,18 @@ class Entry(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., subject: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., prev_hash: _Optional[str] = ..., entry_hash: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
-    __slots__ = ("kind", "subject", "payload", "deduplicate")
+    __slots__ = ("kind", "subject", "payload", "deduplicate", "tenant")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     DEDUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     kind: str
     subject: str
     payload: bytes
     deduplicate: bool
-    def __init__(self, kind: _Optional[str] = ..., subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., deduplicate: _Optional[bool] = ...) -> None: ...
+    tenant: str
+    def __init__(self, kind: _Optional[str] = ..., subject: _Optional[str] = ..., payload: _Optional[bytes] = ..., deduplicate: _Optional[bool] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class AppendBatchRequest(_message.Message):
     __slots__ = ("entries",)

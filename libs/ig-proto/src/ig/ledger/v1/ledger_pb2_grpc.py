@@ -88,8 +88,8 @@ class LedgerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AppendBatch(self, request, context):
-        """Up to 1,000 appends in one call, appended in request order; each is checked (kind owner, sizes) before any is
-        queued. Not atomic: on an error, entries already committed stay (append with deduplicate to retry safely).
+        """Up to 1,000 appends in one call, appended in request order; each is checked (tenant, kind owner, sizes) before
+        any is queued.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
