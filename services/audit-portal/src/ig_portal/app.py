@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ig.ledger.v1 import ledger_pb2_grpc
 from ig_common.grpc_client import RenewingStub
+from ig_common.memory import tune_allocator_for_streaming
 from ig_common.service import HttpFactory, Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
@@ -33,7 +34,6 @@ from ig_portal.clients.evidence import EvidenceCatalog
 from ig_portal.clients.forwarding import UserForwarding
 from ig_portal.clients.ledger import AccessLedger
 from ig_portal.domain.access_log import Cursors
-from ig_portal.memory import tune_allocator_for_streaming
 from ig_portal.settings import Settings
 from ig_portal.store import MIGRATIONS, SCHEMA
 from ig_portal.store.access_feed import AccessFeed

@@ -8,6 +8,7 @@ from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ig_common.grpc_server import GrpcService
 from ig_common.http_server import build_api_app, serve_http
+from ig_common.memory import tune_allocator_for_streaming
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_identity, load_settings
 
@@ -31,6 +32,7 @@ log = structlog.get_logger(__name__)
 def main() -> None:
     settings = load_settings(Settings)
     load_identity(settings)  # first: without a certificate that is the setting to name
+    tune_allocator_for_streaming()  # GetArtifact's 1 MiB chunks reuse heap memory instead of faulting in fresh pages
     try:
         signer = load_checkpoint_signer(settings.ledger_origin, settings.checkpoint_key_file())
     except SigningKeyProblem as error:

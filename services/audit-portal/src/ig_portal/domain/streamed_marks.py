@@ -24,12 +24,20 @@ import tarfile
 import zipfile
 from typing import IO, Protocol
 
+from isal import isal_zlib
+
 from ig_portal.domain.watermark import ENVELOPE_KEY, MARK_FILE, TEXT_HEADER, Watermark, ascii_only
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 # A chunk as the evidence stream hands it on: a read-only view into the received message (no copy), or bytes.
 Chunk = bytes | memoryview
+
+# zipfile takes each member's CRC-32 from its module-level ``crc32`` (zlib's). ISA-L's (python-isal, which the
+# evidence service already uses for its gzip) is the same function, running value and all, about ten times faster
+# here: profiled, zlib's CRC was 10-13 % of the portal's CPU for a 1 GiB zip download. zipfile's reading (the CRC
+# check of ``unwrap``) uses the same name, so the tests also check each CRC against zlib's own.
+zipfile.crc32 = isal_zlib.crc32  # type: ignore[attr-defined]  # typeshed does not declare it
 
 
 class StreamMark(Protocol):
