@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -266,6 +267,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             stopped.append(f"{len(shims)} shim(s)")
         self._kill_cgroup_processes()
         self._unmount_all()
+        # Images are imported at every start, never pulled (and image GC is off): a root kept across runs only
+        # grew, by the images of every run (28 GB here after a few days, until the disk was full).
+        if read_pid(self._pid("containerd")) is None:
+            shutil.rmtree(self.dir / "containerd" / "root", ignore_errors=True)
         self._remove_cgroups()
         if remove_namespace(self.network):
             stopped.append(f"network namespace {self.network.netns} (bridge {self.network.bridge})")

@@ -136,6 +136,7 @@ def test_node_down_leaves_nothing_running(nodes: dict[str, RealNode], proofs: di
         assert not netns_path(node.network).exists()
         assert subprocess.run(["ip", "link", "show", node.network.host_veth], capture_output=True).returncode != 0
         assert not Path("/sys/fs/cgroup/memory", node.cgroup_parent.lstrip("/")).exists()
+        assert not (node.dir / "containerd" / "root").exists(), "the node's images outlived it (disk leak)"
 
 
 def _processes_mentioning(text: str) -> list[str]:
