@@ -23,7 +23,6 @@ import os
 import random
 import statistics
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -247,25 +246,12 @@ def main() -> None:
     import sys
     from pathlib import Path
 
-    from ig_infra.components import Identities, Kafka, Postgres
-    from ig_infra.paths import Paths
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
-    from portal_stack import running_stack
+    from portal_stack import bench_stack
 
-    paths = Paths.from_environment()
-    postgres, kafka, identities = Postgres(paths), Kafka(paths), Identities(paths)
-    identities.start()
-    os.environ.update(identities.env())
-    database = f"ig_bench_alog_{uuid.uuid4().hex[:8]}"
-    postgres.provision(database)
-    try:
-        with running_stack(postgres.dsn(database), kafka.bootstrap) as stack:
-            _, base = stack.portal("portal-bench-search", rate_requests_per_minute="100000000")
-            token = stack.token("alpha-admin")
-            result = run(stack.database_url, base, token)
-    finally:
-        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
+    with bench_stack("ig_bench_alog") as stack:
+        _, base = stack.portal("portal-bench-search", rate_requests_per_minute="100000000")
+        result = run(stack.database_url, base, stack.token("alpha-admin"))
     out = Path(os.environ.get("ARTIFACTS", "artifacts")) / "bench" / "portal-access-log.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -130,29 +130,16 @@ def print_result(result: dict[str, Any]) -> None:
 def main() -> None:
     import json
     import sys
-    import uuid
-
-    from ig_infra.components import Identities, Kafka, Postgres
-    from ig_infra.paths import Paths
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
-    from portal_stack import running_stack
+    from portal_stack import bench_stack
 
-    paths = Paths.from_environment()
-    postgres, kafka, identities = Postgres(paths), Kafka(paths), Identities(paths)
-    identities.start()
-    os.environ.update(identities.env())
-    database = f"ig_bench_download_{uuid.uuid4().hex[:8]}"
-    postgres.provision(database)
-    try:
-        with running_stack(postgres.dsn(database), kafka.bootstrap) as stack:
-            # Limits raised as in make bench-portal: every download still takes from its buckets.
-            portal, base = stack.portal("portal-bench-download", rate_requests_per_minute="100000000",
-                                        rate_downloads_per_minute="100000000")
-            pids = {"portal": portal.popen.pid, "evidence": stack.processes[0].popen.pid}
-            result = run(stack, base, stack.token("alpha-auditor"), pids)
-    finally:
-        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
+    with bench_stack("ig_bench_download") as stack:
+        # Limits raised as in make bench-portal: every download still takes from its buckets.
+        portal, base = stack.portal("portal-bench-download", rate_requests_per_minute="100000000",
+                                    rate_downloads_per_minute="100000000")
+        pids = {"portal": portal.popen.pid, "evidence": stack.processes[0].popen.pid}
+        result = run(stack, base, stack.token("alpha-auditor"), pids)
     out = Path(os.environ.get("ARTIFACTS", "artifacts")) / "bench" / "portal-large-download.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

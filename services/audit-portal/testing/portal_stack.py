@@ -288,6 +288,28 @@ def shared_stack(database_url: str, kafka_bootstrap: str) -> Stack:
     return _SHARED[database_url]
 
 
+@contextlib.contextmanager
+def bench_stack(database_prefix: str) -> Iterator[Stack]:
+    """A benchmark's own stack on the shared infrastructure (`ig-infra up`): its identities exported, a fresh
+    database (dropped afterwards, whatever happens) and ``running_stack`` on it."""
+    import uuid
+
+    from ig_infra.components import Identities, Kafka, Postgres
+    from ig_infra.paths import Paths
+
+    paths = Paths.from_environment()
+    postgres, kafka, identities = Postgres(paths), Kafka(paths), Identities(paths)
+    identities.start()
+    os.environ.update(identities.env())
+    database = f"{database_prefix}_{uuid.uuid4().hex[:8]}"
+    postgres.provision(database)
+    try:
+        with running_stack(postgres.dsn(database), kafka.bootstrap) as stack:
+            yield stack
+    finally:
+        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
+
+
 def readable_access(payload: bytes) -> bool:
     """Whether a ledger entry of the access kind is an access entry (tests forge some that are not)."""
     from ig_portal.domain.access import AccessEntry, UnreadableEntry
