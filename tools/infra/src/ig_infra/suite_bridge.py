@@ -21,7 +21,7 @@ from ig_infra.components.prometheus import Prometheus
 from ig_infra.components.pushgateway import Pushgateway
 from ig_infra.netns import port_open_in
 from ig_infra.paths import Paths
-from ig_infra.port_bridge import Route, write_routes
+from ig_infra.port_bridge import Route, read_routes, write_routes
 from ig_infra.process import spawn, wait_until
 from ig_infra.regions import SecondRegion
 from ig_infra.services import SERVICES, ServiceSpec
@@ -80,32 +80,34 @@ class PortBridge(Component):
     def _network(self) -> SuiteNetwork | None:
         return load(self.paths.run)
 
+    def served(self) -> list[Route]:
+        """The routes the running bridge was started with (its routes file), none before the first start."""
+        return read_routes(self.routes_file) if self.routes_file.exists() else []
+
     def start(self) -> None:
         network = self._network()
         if network is None:
             return
         wanted = routes(self.paths, network)
-        if self.running() and self.routes_file.exists() and self.healthy():
+        if self.served() == wanted and self.healthy():
             return
-        self.stop()
+        self.stop()  # not running, or serving other ports than this suite's settings give now
         write_routes(self.routes_file, wanted)
         spawn([sys.executable, "-m", "ig_infra.port_bridge", str(self.routes_file)], log_file=self.log_file,
               pid_file=self.pid_file)
         wait_until(self.healthy, timeout=20, what="the port bridge", log_file=self.log_file, alive=self.running)
 
     def healthy(self) -> bool:
-        network = self._network()
-        if network is None:
+        """Running, and listening where its first and last routes say (they are bound in order at its start)."""
+        if self._network() is None:
             return True
-        if not self.running():
-            return False
-        first = routes(self.paths, network)
-        return all(port_open_in(route.listen_netns, route.listen_host, route.listen_port)
-                   for route in (first[0], first[-1]))
+        served = self.served()
+        return self.running() and bool(served) and all(
+            port_open_in(route.listen_netns, route.listen_host, route.listen_port) for route in (served[0], served[-1]))
 
     def address(self) -> str:
         network = self._network()
         if network is None:
             return "not used (loopback layout)"
         return (f"host 127.0.0.1 <-> {network.a.netns} / {network.b.netns}, "
-                f"{len(routes(self.paths, network))} routes ({self.routes_file})")
+                f"{len(self.served())} routes ({self.routes_file})")

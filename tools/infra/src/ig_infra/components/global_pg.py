@@ -220,10 +220,13 @@ class GlobalPostgres(Component):
     def _passfile(self) -> Path:
         """The password in a libpq passfile that the OS user postgres owns and only it can read."""
         passfile = self.dir / "replication.pgpass"
+        line = f"*:*:*:postgres:{self._secret()}\n"
+        if passfile.exists() and passfile.read_text() == line:
+            return passfile  # written once: a running walreceiver may be reading it
         passfile.unlink(missing_ok=True)
         descriptor = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(f"*:*:*:postgres:{self._secret()}\n")
+            handle.write(line)
         if os.geteuid() == 0:
             shutil.chown(passfile, "postgres", "postgres")
         return passfile
