@@ -242,19 +242,16 @@ def print_result(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    import json
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
-    from portal_stack import bench_stack
+    from portal_stack import bench_stack, write_bench_result
 
     with bench_stack("ig_bench_alog") as stack:
         _, base = stack.portal("portal-bench-search", rate_requests_per_minute="100000000")
         result = run(stack.database_url, base, stack.token("alpha-admin"))
-    out = Path(os.environ.get("ARTIFACTS", "artifacts")) / "bench" / "portal-access-log.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_bench_result("portal-access-log", result)
     print_result(result)
 
 

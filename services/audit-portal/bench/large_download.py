@@ -128,11 +128,10 @@ def print_result(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    import json
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
-    from portal_stack import bench_stack
+    from portal_stack import bench_stack, write_bench_result
 
     with bench_stack("ig_bench_download") as stack:
         # Limits raised as in make bench-portal: every download still takes from its buckets.
@@ -140,9 +139,7 @@ def main() -> None:
                                     rate_downloads_per_minute="100000000")
         pids = {"portal": portal.popen.pid, "evidence": stack.processes[0].popen.pid}
         result = run(stack, base, stack.token("alpha-auditor"), pids)
-    out = Path(os.environ.get("ARTIFACTS", "artifacts")) / "bench" / "portal-large-download.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_bench_result("portal-large-download", result)
     print_result(result)
 
 

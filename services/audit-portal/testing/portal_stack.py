@@ -310,6 +310,14 @@ def bench_stack(database_prefix: str) -> Iterator[Stack]:
         postgres.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', transaction=False)
 
 
+def write_bench_result(name: str, result: dict[str, object]) -> Path:
+    """A benchmark's figures as ``$ARTIFACTS/bench/<name>.json`` (make bench's layout); returns the path."""
+    out = Path(os.environ.get("ARTIFACTS", "artifacts")) / "bench" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def readable_access(payload: bytes) -> bool:
     """Whether a ledger entry of the access kind is an access entry (tests forge some that are not)."""
     from ig_portal.domain.access import AccessEntry, UnreadableEntry
