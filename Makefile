@@ -18,7 +18,8 @@ CHECK_TARGETS :=
 BENCH_TARGETS :=
 PYTEST_COVERED :=
 # End-to-end tests drive real processes on a shared 2-core box; a test that fails is run again up to twice and
-# every rerun is reported ("R" in the progress line, <rerun> in junit.xml), so a real failure still fails.
+# every rerun is reported ("R" in the progress line; each failed attempt with its output in
+# $(ARTIFACTS)/<junit name>-reruns.txt, by ig_infra.rerun_record), so a real failure still fails.
 PYTEST_RERUNS ?= --reruns 2 --reruns-delay 3
 -include services/*/service.mk tools/*/tool.mk
 
