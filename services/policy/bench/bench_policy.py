@@ -29,31 +29,29 @@ import asyncio
 import copy
 import json
 import os
-import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import aiohttp
 import grpc
-import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from envoy.service.auth.v3 import external_auth_pb2_grpc
-from ext_authz_mix import CHECK, JWT_AUDIENCE, JWT_ISSUER, check_request, forward_auth_headers, rule_id_of
+from decision_agreement import (  # beside this script
+    CLIENT_IDENTITY,
+    answers_differing,
+    check_answers_differing,
+    forward_answers_differing,
+)
+from ext_authz_mix import CHECK, JWT_AUDIENCE, JWT_ISSUER, check_request, forward_auth_headers
 from ext_authz_mix import ROUTES as EXT_AUTHZ_ROUTES
-from host_wakeup import percentile  # beside this script
-from ig.policy.v1 import policy_pb2, policy_pb2_grpc
-from ig_common.authz import AuthorizationInterceptor, AuthorizationTable
-from ig_common.grpc_client import aio_channel_as, channel_as
-from ig_common.spiffe import SpiffeId
+from figures import merged, print_report, summary  # beside this script
+from ig.policy.v1 import policy_pb2
+from ig_common.grpc_client import channel_as
 from ig_common.tls import workload_directory
 from ig_infra.components import Identities, Kafka, Postgres
 from ig_infra.loadgen import LoadResult, drive, grpc_call, http_call, loadgen_binary
@@ -76,15 +74,11 @@ from ig_policy.testing import (
     wasm_bundle,
     write_approvers_file,
 )
-from prometheus_client.parser import text_string_to_metric_families
+from service_probes import DECIDE, RssSampler, inprocess_counts, interceptor_cost_us, wal_commits  # beside this
 from wal_handover import handover_costs  # beside this script
 
-RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY", policy_pb2.RESULT_STEP_UP: "STEP_UP"}
-DECIDE = "/ig.policy.v1.PolicyService/Decide"
 FAIL_CLOSED = "ig.system.engine_unavailable"
 HOP_FLOOR = Path(__file__).with_name("hop_floor.py")
-# Decide is driven as a gateway would call it: mTLS with the gateway's workload certificate.
-CLIENT_IDENTITY = "gateway"
 HOST_WAKEUP = Path(__file__).with_name("host_wakeup.py")
 ROUNDS = 4
 WARMUP = 500
@@ -110,96 +104,10 @@ def workload() -> list[tuple[dict[str, Any], policy_pb2.DecideRequest]]:
     return mix
 
 
-def summary(result: LoadResult) -> dict[str, float]:
-    ordered = sorted(result.latencies_ms)
-
-    def pct(p: float) -> float:
-        return round(percentile(ordered, p), 3)
-
-    return {"decisions": len(ordered), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "mean_ms": round(statistics.fmean(ordered), 3), "max_ms": round(ordered[-1], 3),
-            "decisions_per_s": round(len(ordered) / result.elapsed_s, 1)}
-
-
-def merged(results: list[LoadResult]) -> LoadResult:
-    outcomes: dict[str, int] = {}
-    for result in results:
-        for name, count in result.outcomes.items():
-            outcomes[name] = outcomes.get(name, 0) + count
-    return LoadResult(latencies_ms=[ms for r in results for ms in r.latencies_ms],
-                      elapsed_s=sum(r.elapsed_s for r in results), outcomes=outcomes,
-                      matched=sum(r.matched for r in results), cpu_s=sum(r.cpu_s for r in results))
-
-
-class RssSampler:
-    def __init__(self, pid: int) -> None:
-        self.pid, self.samples, self._stop = pid, [], asyncio.Event()
-
-    def _read(self, key: str) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(self._read("VmRSS:"))
-            await asyncio.sleep(0.1)
-
-    def stop(self) -> dict[str, float]:
-        self._stop.set()
-        return {"rss_mb_peak": round(max(self.samples, default=0), 1),
-                "rss_mb_mean": round(statistics.fmean(self.samples) if self.samples else 0, 1),
-                "rss_mb_high_water": round(self._read("VmHWM:"), 1)}
-
-
 def rego_coverage() -> float:
     out = subprocess.run([opa_binary(), "test", "--coverage", str(POLICIES)], capture_output=True, text=True,
                          check=True).stdout
     return float(json.loads(out)["coverage"])
-
-
-async def answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
-    """Ask every input once each way (unloaded) and count the (result, rule id) pairs that differ."""
-    differing = 0
-    async with aiohttp.ClientSession(headers=opa.headers) as session, \
-            aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
-        stub = policy_pb2_grpc.PolicyServiceStub(channel)
-        for document, request in mix:
-            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
-                raw = (await reply.json())["result"]
-            decided = await stub.Decide(request, timeout=10)
-            differing += (raw["result"], raw["rule_id"]) != (RESULT_NAMES[decided.result], decided.rule_id)
-    return differing
-
-
-async def check_answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
-    """As answers_differing, for Check: the rule id the gateway would see against raw OPA's."""
-    differing = 0
-    async with aiohttp.ClientSession(headers=opa.headers) as session, \
-            aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
-        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
-        for document, check in mix:
-            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
-                raw = (await reply.json())["result"]
-            differing += raw["rule_id"] != rule_id_of(await stub.Check(check, timeout=10))
-    return differing
-
-
-async def forward_answers_differing(opa: OpaServer, url: str, mix: list[tuple[dict[str, Any], dict[str, str]]]
-                                    ) -> int:
-    """As answers_differing, for forward-auth: the X-IG-Rule-Id nginx would see against raw OPA's rule id."""
-    gateway = workload_directory(CLIENT_IDENTITY)
-    context = ssl.create_default_context(cafile=str(gateway / "ca.crt"))
-    context.load_cert_chain(gateway / "tls.crt", gateway / "tls.key")
-    differing = 0
-    async with aiohttp.ClientSession(headers=opa.headers) as session, \
-            httpx.AsyncClient(verify=context, timeout=10) as client:
-        for document, headers in mix:
-            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
-                raw = (await reply.json())["result"]
-            differing += raw["rule_id"] != (await client.get(url, headers=headers)).headers.get("x-ig-rule-id")
-    return differing
 
 
 async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
@@ -386,18 +294,6 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     }
 
 
-def inprocess_counts(http_url: str) -> dict[str, float]:
-    """The in-process instance's own count of what its module answered and what it left to the sidecar."""
-    text = httpx.get(f"{http_url}/metrics/", timeout=10, follow_redirects=True).text
-    counts = {"answered_in_process": 0.0, "left_to_the_sidecar": 0.0}
-    for line in text.splitlines():
-        if line.startswith("ig_policy_inprocess_answers_total "):
-            counts["answered_in_process"] += float(line.split()[-1])
-        elif line.startswith("ig_policy_inprocess_fallbacks_total{"):
-            counts["left_to_the_sidecar"] += float(line.split()[-1])
-    return counts
-
-
 def host_wakeup() -> dict[str, dict[str, float]]:
     """host_wakeup.py in its own process (it forks): the host's wake-up round trip, one CPU and across two."""
     out = subprocess.run([sys.executable, str(HOST_WAKEUP)], capture_output=True, text=True, check=True).stdout
@@ -420,70 +316,6 @@ def hop_floor_server(wanted: bool, *, plaintext: bool = False) -> Iterator[tuple
         yield address, process.pid
     finally:
         stop_process(process)
-
-
-class CallDetails(NamedTuple):
-    """What grpc hands an interceptor about a call (grpc.HandlerCallDetails is only a protocol)."""
-
-    method: str
-    invocation_metadata: tuple[tuple[str, str], ...]
-
-
-async def interceptor_cost_us(calls: int = 20_000, rounds: int = 5) -> dict[str, float]:
-    """The authorization interceptor's own work per call, in-process: the handler it wraps (through its public
-    intercept_service) against the bare handler, on a context that answers auth_context() and the metadata from
-    memory as grpc's does. Excludes building auth_context() itself, which grpc does per call in C either way."""
-    table = AuthorizationTable.load(Path(os.environ["IG_AUTHZ_TABLE"]))
-    interceptor = AuthorizationInterceptor(table, SpiffeId("maestro.local", "ig", "policy"))
-    peer = b"spiffe://maestro.local/ns/ig/sa/gateway"
-
-    class Context:
-        def auth_context(self) -> dict[str, list[bytes]]:
-            return {"transport_security_type": [b"ssl"], "peer_spiffe_id": [peer], "x509_common_name": [b"gateway"],
-                    "x509_subject_alternative_name": [peer, b"localhost", b"127.0.0.1"]}
-
-        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-            return (("user-agent", "grpc-go/1.77.0"), ("content-type", "application/grpc"))
-
-    async def bare(request: Any, context: Any) -> None:
-        return None
-
-    async def per_call() -> tuple[float, float]:
-        details = CallDetails(DECIDE, ())
-
-        async def continuation(_: Any) -> Any:
-            return grpc.unary_unary_rpc_method_handler(bare)
-
-        guarded = (await interceptor.intercept_service(continuation, details)).unary_unary
-        context = Context()
-        timings = {"bare": [], "guarded": []}
-        for _ in range(rounds):
-            for name, behaviour in (("bare", bare), ("guarded", guarded)):
-                started = time.perf_counter()
-                for _ in range(calls):
-                    await behaviour(None, context)
-                timings[name].append((time.perf_counter() - started) / calls * 1e6)
-        return statistics.median(timings["bare"]), statistics.median(timings["guarded"])
-
-    bare_us, guarded_us = await per_call()
-    return {"us_per_call": round(guarded_us - bare_us, 2), "calls_per_round": calls, "rounds": rounds}
-
-
-def wal_commits(http_url: str) -> dict[str, float]:
-    """The service's WAL group commits over the whole run, from its /metrics: how many, their mean size, and the
-    mean and bucketed p95 of a commit's write + fdatasync (what every answer waited for on top of deciding)."""
-    text = httpx.get(f"{http_url}/metrics", timeout=10, follow_redirects=True).text
-    samples = {(s.name, s.labels.get("le", "")): s.value for family in text_string_to_metric_families(text)
-               for s in family.samples if s.name.startswith("ig_policy_decision_log_wal_")}
-    name = "ig_policy_decision_log_wal_sync_seconds"
-    commits = samples.get((f"{name}_count", ""), 0.0)
-    if not commits:
-        return {"group_commits": 0}
-    buckets = sorted((float(le), count) for (sample, le), count in samples.items() if sample == f"{name}_bucket")
-    p95 = next(le for le, count in buckets if count >= 0.95 * commits)
-    records = samples.get(("ig_policy_decision_log_wal_batch_records_sum", ""), 0.0)
-    return {"group_commits": commits, "records_per_commit": round(records / commits, 1),
-            "sync_mean_ms": round(samples[(f"{name}_sum", "")] / commits * 1000, 3), "sync_p95_ms_at_most": p95 * 1000}
 
 
 @contextmanager
@@ -584,97 +416,6 @@ def main() -> None:
     print_report(report)
     print(f"  written to {args.out}")
 
-
-LABELS = (("raw OPA REST ", "raw_opa_rest"), ("floor, plain ", "hop_floor_plaintext_grpc"),
-          ("hop floor    ", "hop_floor_grpc"), ("Decide, OPA  ", "decide_grpc"),
-          ("Decide, Wasm ", "decide_inprocess_grpc"),
-          ("Check        ", "check_ext_authz"), ("forward-auth ", "forward_auth_https"))
-
-
-def print_report(report: dict[str, Any]) -> None:
-    latency, saturation = report["latency"], report["saturation"]
-    print(f"policy bench: {report['decisions_per_mode']} decisions per mode, {report['concurrent_callers']} callers")
-    print(f"  latency phase ({latency['client_model']}):")
-    for label, key in LABELS:
-        if key not in latency:
-            continue
-        row = latency[key]
-        print(f"    {label}  p50 {row['p50_ms']:.2f} ms  p95 {row['p95_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
-    sidecar = report["decide_sidecar_only"]
-    print(f"    Decide over the sidecar only: overhead p50 {sidecar['overhead_p50_ms']:.2f} ms  p95 "
-          f"{sidecar['overhead_p95_ms']:.2f} ms  p99 {sidecar['overhead_p99_ms']:.2f} ms")
-    print(f"    judged ({report['judged_mode']}): overhead p50 {report['overhead_p50_ms']:.2f} ms  "
-          f"p95 {report['overhead_p95_ms']:.2f} ms  p99 "
-          f"{report['overhead_p99_ms']:.2f} ms (required p95 <= 5 ms: "
-          f"{'met' if report['requirement']['met'] else 'NOT met'}; goal <= 1 ms), engine_unavailable "
-          f"{latency['engine_unavailable']} (in-process {latency['engine_unavailable_inprocess']})")
-    if "hop_floor" in report:
-        print("    hop floor = the service's gRPC stack answering at once (no OPA, no log, no tracing): Decide pays "
-              "it and then an OPA round trip; 'floor, plain' = the same without mTLS and authorization")
-    if "security_cost" in report:
-        cost = report["security_cost"]
-        print(f"    mTLS + authorization cost per call: p50 {cost['p50_ms']:+.3f} ms, p95 {cost['p95_ms']:+.3f} ms, "
-              f"server CPU {cost['server_cpu_ms_per_call']:+.3f} ms (saturation); the authorization interceptor "
-              f"alone {cost['authorization_interceptor']['us_per_call']:.1f} us per call (goal <= 20 us)")
-    if "decide_inprocess" in report:
-        wasm = report["decide_inprocess"]
-        print(f"    Decide, Wasm in-process: overhead p50 {wasm['overhead_p50_ms']:.2f} ms  "
-              f"p95 {wasm['overhead_p95_ms']:.2f} ms  p99 {wasm['overhead_p99_ms']:.2f} ms (goal p95 <= 1 ms); "
-              f"answered in-process {wasm['answered_in_process']:.0f}, left to the sidecar "
-              f"{wasm['left_to_the_sidecar']:.0f}; answers differing from raw OPA "
-              f"{wasm['answers_differing_from_raw_opa']}")
-    if "check_ext_authz" in report:
-        check = report["check_ext_authz"]
-        print(f"    Check overhead p50 {check['overhead_p50_ms']:.2f} ms  p95 {check['overhead_p95_ms']:.2f} ms  "
-              f"p99 {check['overhead_p99_ms']:.2f} ms over {check['inputs']} inputs; answers differing from raw "
-              f"OPA {check['answers_differing_from_raw_opa']}")
-        forward = report["forward_auth_https"]
-        print(f"    forward-auth overhead p50 {forward['overhead_p50_ms']:.2f} ms  "
-              f"p95 {forward['overhead_p95_ms']:.2f} ms  p99 {forward['overhead_p99_ms']:.2f} ms; "
-              f"answers differing from raw OPA {forward['answers_differing_from_raw_opa']}")
-    print(f"  saturation phase ({saturation['client_model']}):")
-    for label, key in LABELS:
-        if key not in saturation:
-            continue
-        row = saturation[key]
-        ratio = report["saturation_ratio_to_raw_opa"].get(key)
-        cpu = ", ".join(f"{process} {ms:.2f}" for process, ms in
-                        saturation["cpu_ms_per_decision_by_mode"].get(key, {}).items())
-        print(f"    {label}  {row['decisions_per_s']:.0f} decisions/s"
-              f"{f' ({ratio:.2f} of raw OPA)' if ratio is not None else ''}  (p50 {row['p50_ms']:.1f} ms: "
-              f"queueing)  CPU ms per decision: {cpu}")
-    print(f"    goal ({report['judged_mode']}): p95 overhead <= 1 ms, >= 2,000 decisions/s and >= 0.8 of raw OPA: "
-          f"{'met' if report['goal']['met'] else 'NOT met'}; engine_unavailable "
-          f"{saturation['engine_unavailable']} (in-process {saturation['engine_unavailable_inprocess']})")
-    machine = report["machine"]
-    memory = report["service_memory"]
-    print(f"  service RSS peak {memory['rss_mb_peak']:.0f} MB + its decision-log writer "
-          f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA (sidecar only) "
-          f"{report['answers_differing_from_raw_opa']}; load avg {machine['loadavg_before'][0]} -> "
-          f"{machine['loadavg_after'][0]} on {machine['cpus']} CPUs")
-    wal, handover = report["decision_log_wal"], report["decision_log_handover"]
-    if wal.get("group_commits"):
-        print(f"  decision-log WAL during the run: {wal['group_commits']:.0f} group commits of "
-              f"{wal['records_per_commit']} decisions, write+fdatasync mean {wal['sync_mean_ms']:.2f} ms, "
-              f"p95 <= {wal['sync_p95_ms_at_most']:g} ms (every answer waits for its commit; fsync "
-              f"{'on' if report['decision_log_wal_fsync'] else 'off'})")
-    print("  hand-over alone (in-process, closed loop, wait per decision p50 / p95 / p99):")
-    for mode in ("memory", "wal_write", "wal_fsync"):
-        row = handover[mode]
-        print(f"    {mode:10} {row['decisions_per_s']:6d} decisions/s  {row['wait_p50_ms']:.3f} / "
-              f"{row['wait_p95_ms']:.3f} / {row['wait_p99_ms']:.3f} ms")
-    print(f"  host wake-up round trip (socket-pair ping-pong, p50 / p95, before -> after): "
-          f"{wakeup_line(machine['wakeup_round_trip_us'])}")
-
-
-def wakeup_line(wakeup: dict[str, dict[str, dict[str, float]]]) -> str:
-    """``same cpu 58 / 131 us -> 60 / 140 us; cross cpu ...``"""
-    placements = []
-    for placement in wakeup["before"]:
-        moments = [f"{moment[placement]['p50_us']:.0f} / {moment[placement]['p95_us']:.0f} us"
-                   for moment in wakeup.values()]
-        placements.append(f"{placement.replace('_', ' ')} " + " -> ".join(moments))
-    return "; ".join(placements)
 
 
 if __name__ == "__main__":
