@@ -9,8 +9,10 @@ listeners. A namespace that cannot be made fails the test (this machine runs `ma
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -209,6 +211,83 @@ def test_the_bridge_forwards_both_ways_and_closes_when_nothing_is_behind(namespa
         terminate(pid_file)
         for server in servers:
             server.close()
+
+
+def _bridge(tmp_path: Path, routes: list[Route]) -> Path:
+    write_routes(tmp_path / "routes.json", routes)
+    pid_file = tmp_path / "bridge.pid"
+    spawn([sys.executable, "-m", "ig_infra.port_bridge", str(tmp_path / "routes.json")],
+          log_file=tmp_path / "bridge.log", pid_file=pid_file)
+    # Its log, not a probe connection: the servers below accept one connection only.
+    log = tmp_path / "bridge.log"
+    wait_until(lambda: log.exists() and "ready:" in log.read_text(), timeout=20, what="bridge", log_file=log,
+               alive=lambda: read_pid(pid_file) is not None)
+    return pid_file
+
+
+def test_the_bridge_moves_large_transfers_intact_to_a_slow_reader(namespace: str, tmp_path: Path) -> None:
+    """64 MiB each way through the bridge while the reader pauses: the bridge must stop reading while its sink is
+    full and resume after, losing and reordering nothing (the spliced path's partial writes)."""
+    port = free_port()
+    payload = hashlib.sha256(b"seed").digest() * (64 * 1024 * 1024 // 32)
+    with entered(namespace):
+        server = socket.socket()
+    server.bind(("127.0.0.1", port))
+    server.listen()
+    received = hashlib.sha256()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(1 << 20):  # the upload, to its end (the client's half-close)
+                received.update(data)
+            conn.sendall(payload)  # then the download
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    pid_file = _bridge(tmp_path, [Route(None, "127.0.0.1", port, namespace, "127.0.0.1", port, "bulk")])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(payload)
+            client.shutdown(socket.SHUT_WR)
+            time.sleep(1.0)  # the download backs up into the bridge meanwhile
+            downloaded, size = hashlib.sha256(), 0
+            while data := client.recv(1 << 16):
+                downloaded.update(data)
+                size += len(data)
+        thread.join(timeout=30)
+        assert size == len(payload)
+        assert downloaded.digest() == hashlib.sha256(payload).digest()
+        assert received.digest() == hashlib.sha256(payload).digest()
+    finally:
+        terminate(pid_file)
+        server.close()
+
+
+def test_a_reset_on_one_side_is_a_reset_on_the_other(namespace: str, tmp_path: Path) -> None:
+    port = free_port()
+    with entered(namespace):
+        server = socket.socket()
+    server.bind(("127.0.0.1", port))
+    server.listen()
+
+    def reset_after_hello() -> None:
+        conn, _ = server.accept()
+        conn.recv(100)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    threading.Thread(target=reset_after_hello, daemon=True).start()
+    pid_file = _bridge(tmp_path, [Route(None, "127.0.0.1", port, namespace, "127.0.0.1", port, "reset")])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"hello")
+            with pytest.raises(ConnectionResetError):
+                while client.recv(100):
+                    pass
+    finally:
+        terminate(pid_file)
+        server.close()
 
 
 def test_a_service_whose_settings_name_an_unforwarded_port_does_not_start(namespace: str, tmp_path: Path) -> None:
