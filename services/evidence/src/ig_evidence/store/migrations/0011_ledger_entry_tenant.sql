@@ -8,8 +8,9 @@ CREATE INDEX ledger_entries_tenant ON {schema}.ledger_entries (tenant, seq);
 -- Entries from before this migration: attributed only where their appender wrote the tenant it had verified into
 -- the payload, i.e. the evidence service's own registrations (the registering tenant) and the portal's access
 -- entries (the signed-in user's tenant). Other kinds' payloads are whatever the caller sent, and a manifest names no
--- tenant: those rows stay NULL rather than be given a tenant nothing verified.
-CREATE FUNCTION pg_temp.verified_tenant_of(payload bytea) RETURNS text LANGUAGE plpgsql AS $$
+-- tenant: those rows stay NULL rather than be given a tenant nothing verified. (The helper lives in the schema, not
+-- pg_temp: the migrator may not create temporary objects.)
+CREATE FUNCTION {schema}.ledger_0011_verified_tenant_of(payload bytea) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     tenant text;
 BEGIN
@@ -22,9 +23,10 @@ $$;
 -- The one UPDATE these rows will ever see, as the ledger's owner inside this migration's transaction: the trigger
 -- that refuses every change is off for this statement only (the owner's ALTER TABLE holds the table exclusively).
 ALTER TABLE {schema}.ledger_entries DISABLE TRIGGER ledger_entries_append_only;
-UPDATE {schema}.ledger_entries SET tenant = pg_temp.verified_tenant_of(payload)
+UPDATE {schema}.ledger_entries SET tenant = {schema}.ledger_0011_verified_tenant_of(payload)
     WHERE kind IN ('evidence.bundle_registered', 'ig.audit.access');
 ALTER TABLE {schema}.ledger_entries ENABLE TRIGGER ledger_entries_append_only;
+DROP FUNCTION {schema}.ledger_0011_verified_tenant_of(bytea);  -- a helper of this backfill only
 
 -- ledger_append takes each entry's tenant; the form without it goes, so no writer can append unattributed rows.
 CREATE FUNCTION {schema}.ledger_append(seqs bigint[], tss timestamptz[], kinds text[], subjects text[],
