@@ -347,7 +347,8 @@ async def _slip_into_ledger(database_url: str, kind: str, subject: str, payload:
     assert pool is not None
     try:
         store = LedgerStore(pool, "evidence", CheckpointSigner("e2e/forger", Ed25519PrivateKey.generate()))
-        entry, _ = await store.append(kind, subject, payload)
+        # recorded for alpha, whose subject these entries carry: the tenant the portal's feed reads them under
+        entry, _ = await store.append(kind, subject, payload, tenant="alpha")
         return entry.fields.seq
     finally:
         await pool.close()
