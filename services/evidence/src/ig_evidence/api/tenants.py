@@ -38,7 +38,7 @@ async def admit_append_for(requested: str, context: Context, residency: Residenc
     """The tenant an append names, once the caller may act for exactly that tenant and this region may hold its
     entries; the call is aborted otherwise, before anything is stored.
 
-    Stricter than the reads' ``acting_tenant``, which serves a forwarded user's own tenant whatever the request
+    Stricter than the evidence RPCs' ``acting_tenant``, which serves a forwarded user's own tenant whatever the request
     names: an entry is kept for good, so a request naming another tenant than the user's is refused, not
     re-read as the user's."""
     await _named_tenant(requested, context, field=field)

@@ -42,7 +42,6 @@ LEDGER_COMMIT_SECONDS = Histogram("ig_ledger_append_commit_seconds",
                                   "Time to write and commit one group-committed append batch",
                                   buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256))
 MAX_BATCH = 1000
-__all__ = ["Append", "LedgerError", "LedgerStore", "row_to_entry"]
 
 
 class LedgerError(ValueError):
