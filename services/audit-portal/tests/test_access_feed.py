@@ -17,6 +17,7 @@ from ig_portal.domain.access import AccessEntry, Action, ledger_subject
 from ig_portal.domain.access_log import LedgerRecord
 from ig_portal.store import MIGRATIONS
 from ig_portal.store.access_feed import AccessFeed
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 TS = datetime(2026, 12, 6, tzinfo=UTC)
@@ -73,6 +74,8 @@ async def test_each_tenant_is_read_from_its_own_position_and_a_refused_tenant_st
     positions = {r["tenant"]: r["next_seq"] for r in await pool.fetch(
         f"SELECT tenant, next_seq FROM {schema}.access_log_feed_tenants")}
     assert positions == {"alpha": 10, "gamma": 7}  # beta, refused, keeps none and is asked again next time
+    # read up to 4 for every tenant: beta, still at the old position 5, is the one behind
+    assert REGISTRY.get_sample_value("ig_portal_access_log_fed_seq") == 4
     ledger.asked.clear()
     await feed.step()
     assert ledger.asked == [("alpha", 10), ("beta", 5), ("gamma", 7)]
