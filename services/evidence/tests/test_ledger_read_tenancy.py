@@ -62,6 +62,7 @@ async def seeded(database_url: str) -> AsyncIterator[Seeded]:
         yield Seeded(store, seqs["alpha"], seqs["beta"], seqs[None][0])
     finally:
         await store.close()
+        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
         await pool.close()
 
 
@@ -214,4 +215,5 @@ async def test_migration_0011_attributes_only_entries_whose_appender_verified_th
         finally:
             await store.close()
     finally:
+        await pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await pool.close()
