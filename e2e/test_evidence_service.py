@@ -123,8 +123,9 @@ def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kaf
                                                      payload=b"p%d" % i, tenant="alpha")) for i in range(6)]
     seqs = [a.entry.seq for a in appended]
     assert seqs == list(range(seqs[0], seqs[0] + 6))
-    assert stub.Get(ledger_pb2.GetRequest(seq=seqs[2])).entry.entry_hash == appended[2].entry.entry_hash
-    listed = stub.List(ledger_pb2.ListRequest(kind="release.e2e-test", subject=f"{run}-item-4")).entries
+    assert stub.Get(ledger_pb2.GetRequest(seq=seqs[2], tenant="alpha")).entry.entry_hash == appended[2].entry.entry_hash
+    listed = stub.List(ledger_pb2.ListRequest(kind="release.e2e-test", subject=f"{run}-item-4",
+                                               tenant="alpha")).entries
     assert [e.seq for e in listed] == [seqs[4]]
     checkpoint = stub.Checkpoint(ledger_pb2.CheckpointRequest())
     opened = note.open_checkpoint(checkpoint.note, checkpoint.verifier_key)
@@ -151,8 +152,10 @@ def test_ledger_appends_reads_proves_and_publishes(service: RunningEvidence, kaf
      "payload"),
     ("Append", ledger_pb2.AppendRequest(kind="release.k", subject="s"), "tenant"),
     ("Append", ledger_pb2.AppendRequest(kind="release.k", subject="s", tenant="Alpha!"), "tenant"),
-    ("Get", ledger_pb2.GetRequest(seq=0), "seq"),
-    ("List", ledger_pb2.ListRequest(page_size=5000), "page_size"),
+    ("Get", ledger_pb2.GetRequest(seq=0, tenant="alpha"), "seq"),
+    ("Get", ledger_pb2.GetRequest(seq=1), "tenant"),
+    ("List", ledger_pb2.ListRequest(page_size=5000, tenant="alpha"), "page_size"),
+    ("List", ledger_pb2.ListRequest(kind="release.k"), "tenant"),
     ("InclusionProof", ledger_pb2.InclusionProofRequest(seq=10 ** 9), "seq"),
     ("ConsistencyProof", ledger_pb2.ConsistencyProofRequest(first_size=0), "first_size"),
     ("Checkpoint", ledger_pb2.CheckpointRequest(tree_size=10 ** 9), "tree_size"),
@@ -207,7 +210,7 @@ def test_register_list_download_and_idempotent_reregistration(service: RunningEv
     # Named by its manifest, never by tenant or release: /metrics answers anyone who reaches the port.
     assert f'ig_evidence_release_missing_artifacts{{manifest="{first.manifest_sha256[:16]}"}} 0.0' in metrics
     assert 'tenant="' not in metrics and 'release="' not in metrics
-    entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=first.ledger_seq)).entry
+    entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=first.ledger_seq, tenant="alpha")).entry
     assert entry.kind == "evidence.bundle_registered" and first.manifest_sha256.encode() in entry.payload
     events = asyncio.run(read_events(kafka_bootstrap, "ig.evidence.bundles.v1", 1, lambda e: e.parse(
         events_pb2.BundleRegistered()).manifest_sha256 == first.manifest_sha256, since))
@@ -353,7 +356,8 @@ def test_amend_anchors_a_new_entry_that_links_the_superseded_manifest(service: R
     assert new["ledger"]["entry"]["kind"] == "evidence.amend"
     assert new["ledger"]["entry"]["seq"] > old["ledger"]["entry"]["seq"]
     assert "portal-access.csv" in {a["name"] for a in new["artifacts"]}
-    entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=new["ledger"]["entry"]["seq"])).entry
+    entry = ledger_stub(service).Get(ledger_pb2.GetRequest(seq=new["ledger"]["entry"]["seq"],
+                                                        tenant="alpha")).entry
     assert json.loads(entry.payload)["supersedes"]["provenance"] == old["provenance"]
     verified = cli("verify", str(tmp_path / "amended"), "--key", str(keys / "cosign.pub"), "--contract", str(CONTRACT))
     assert "included in its checkpoint" in verified.stdout

@@ -87,7 +87,8 @@ async def _slip_into_ledger(database_url: str, subject: str, payload: bytes) -> 
     assert pool is not None
     try:
         store = LedgerStore(pool, "evidence", CheckpointSigner("e2e/forger", Ed25519PrivateKey.generate()))
-        entry, _ = await store.append("ig.audit.access", subject, payload)
+        # recorded for alpha, whose subject these entries carry: the tenant the portal's feed reads them under
+        entry, _ = await store.append("ig.audit.access", subject, payload, tenant="alpha")
         return entry.fields.seq
     finally:
         await pool.close()
@@ -319,13 +320,17 @@ def test_a_new_portal_database_fills_from_the_ledger_with_the_same_rows_and_a_re
             assert {seq: projected[seq] for seq in written} == written
         finally:
             process.stop()
-        asyncio.run(execute(database, "UPDATE portal.access_log_feed SET next_seq = 1"))
+        asyncio.run(execute(database, "UPDATE portal.access_log_feed SET next_seq = 1; "
+                                      "DELETE FROM portal.access_log_feed_tenants"))
         process, _ = stack.portal("portal-access-log-reread", database_url=database, access_log_feed_seconds="0.2")
         try:
             def reread() -> bool:
+                # each tenant's position (the feed reads tenant by tenant) past that tenant's last row
                 conn_rows = asyncio.run(rows(database))
-                position = asyncio.run(_feed_position(database))
-                return position > max(conn_rows) and conn_rows.keys() >= projected.keys()
+                positions = asyncio.run(_feed_positions(database))
+                last = {row[1]: seq for seq, row in sorted(conn_rows.items())}
+                return all(positions.get(tenant, 0) > seq for tenant, seq in last.items()) and \
+                    conn_rows.keys() >= projected.keys()
             assert eventually(reread, timeout=30)
             again = asyncio.run(rows(database))
             assert {seq: again[seq] for seq in projected} == projected
@@ -335,9 +340,10 @@ def test_a_new_portal_database_fills_from_the_ledger_with_the_same_rows_and_a_re
         infra.drop_database(database)
 
 
-async def _feed_position(database_url: str) -> int:
+async def _feed_positions(database_url: str) -> dict[str, int]:
     conn = await asyncpg.connect(database_url)
     try:
-        return int(await conn.fetchval("SELECT next_seq FROM portal.access_log_feed"))
+        return {r["tenant"]: int(r["next_seq"])
+                for r in await conn.fetch("SELECT tenant, next_seq FROM portal.access_log_feed_tenants")}
     finally:
         await conn.close()

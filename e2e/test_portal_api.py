@@ -22,12 +22,10 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
-from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from ig_common.grpc_client import channel_as
 from ig_portal.domain.watermark import tar_mark, unwrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
-from portal_stack import RELEASE, Stack, readable_access, shared_stack
+from portal_stack import RELEASE, Stack, ledger_access_entries, readable_access, shared_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -56,10 +54,8 @@ def get(portal: str, path: str, token: str | None, **params: Any) -> httpx.Respo
 
 
 def ledger_accesses(stack: Stack) -> list[dict[str, Any]]:
-    with channel_as("operator", stack.evidence_grpc) as channel:
-        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
-        reply = stub.List(ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
-    return [{**json.loads(e.payload), "seq": e.seq} for e in reply.entries if readable_access(e.payload)]
+    return [{**json.loads(e.payload), "seq": e.seq} for e in ledger_access_entries(stack.evidence_grpc)
+            if readable_access(e.payload)]
 
 
 def test_openapi_document_lists_every_endpoint(portal: str) -> None:
@@ -351,7 +347,8 @@ async def _slip_into_ledger(database_url: str, kind: str, subject: str, payload:
     assert pool is not None
     try:
         store = LedgerStore(pool, "evidence", CheckpointSigner("e2e/forger", Ed25519PrivateKey.generate()))
-        entry, _ = await store.append(kind, subject, payload)
+        # recorded for alpha, whose subject these entries carry: the tenant the portal's feed reads them under
+        entry, _ = await store.append(kind, subject, payload, tenant="alpha")
         return entry.fields.seq
     finally:
         await pool.close()

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from ig_common.grpc_client import channel_as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "audit-portal" / "testing"))
 from portal_browser import CHROMIUM, chromium, shot, sign_in
-from portal_stack import RELEASE, USERS, Process, Stack, readable_access, running_stack
+from portal_stack import RELEASE, USERS, Process, Stack, ledger_access_entries, readable_access, running_stack
 
 pytestmark = pytest.mark.e2e
 AUDITOR = USERS["alpha-auditor"][0]
@@ -78,10 +76,7 @@ def csrf_of(page: Any) -> str:
 
 
 def accesses(stack: Stack) -> list[dict[str, Any]]:
-    with channel_as("operator", stack.evidence_grpc) as channel:
-        reply = ledger_pb2_grpc.LedgerServiceStub(channel).List(
-            ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000), timeout=10)
-    return [json.loads(e.payload) for e in reply.entries if readable_access(e.payload)]
+    return [json.loads(e.payload) for e in ledger_access_entries(stack.evidence_grpc) if readable_access(e.payload)]
 
 
 def everything_of_the_release(page: Any, portal: str, artifact_id: str, link: str) -> dict[str, int]:

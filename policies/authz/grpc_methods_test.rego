@@ -107,6 +107,16 @@ test_no_workload_acts_for_every_tenant if {
 	}
 }
 
+test_ledger_readers_read_named_tenants_only_and_the_portal_acts_for_none if {
+	# Reading a tenant's ledger entries alone (the portal's access-log feed) is all the portal may do without a user:
+	# it is granted no tenant to act for, and no reader is granted every tenant.
+	every _, tenants in data.ledger_readers {
+		not "*" in tenants
+		not "" in tenants
+	}
+	not data.tenants["audit-portal"]
+}
+
 test_http_rows_name_known_identities_and_never_everyone if {
 	every _, names in data.http {
 		every name in names {

@@ -19,11 +19,13 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ig.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ig_common.grpc_client import channel_as
 from ig_infra.components.postgres import service_env_for
 from ig_infra.process import free_port
+from ig_infra.services import portal_feed_env
 
 REPO = Path(__file__).resolve().parents[3]
 # The residency pins the suite's OPA loads; a portal never starts without them.
@@ -133,7 +135,7 @@ class Stack:
                **service_env_for(database_url or self.database_url, "audit-portal"),
                "IG_EVIDENCE_TARGET": self.evidence_grpc, "IG_OIDC_ISSUER": self.issuer,
                "IG_PUBLIC_URL": f"http://localhost:{port}", "IG_LINK_SECRET": "e2e-" + "k" * 40,
-               "IG_LOG_LEVEL": "WARNING", "IG_TENANT_RESIDENCY_FILE": str(POLICY_DATA),
+               "IG_LOG_LEVEL": "WARNING", "IG_TENANT_RESIDENCY_FILE": str(POLICY_DATA), **portal_feed_env(),
                **{f"IG_{k.upper()}": v for k, v in settings.items()}}
         process = start(name, [sys.executable, "-m", "ig_portal.app"], env,
                         f"http://127.0.0.1:{health_port}/healthz", self.work)
@@ -316,6 +318,20 @@ def write_bench_result(name: str, result: dict[str, object]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return out
+
+
+def ledger_access_entries(evidence_grpc: str, tenants: tuple[str, ...] = ("alpha", "beta")) -> list[Any]:
+    """The ledger's access entries of ``tenants``, in seq order, read as the portal's feed reads them: as the portal
+    itself, one tenant per List (the ledger returns a tenant's entries only; the table's ledger_readers grant)."""
+    from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+
+    entries: list[Any] = []
+    with channel_as("audit-portal", evidence_grpc) as channel:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+        for tenant in tenants:
+            entries += stub.List(ledger_pb2.ListRequest(kind="ig.audit.access", page_size=1000, tenant=tenant),
+                                 timeout=10).entries
+    return sorted(entries, key=lambda e: e.seq)
 
 
 def readable_access(payload: bytes) -> bool:

@@ -63,6 +63,15 @@ def test_what_is_not_an_access_of_the_subjects_tenant_is_skipped(payload: bytes,
     assert isinstance(skipped, Skipped) and skipped.reason.startswith(reason) and skipped.tenant == "alpha"
 
 
+def test_an_entry_the_ledger_recorded_for_another_tenant_than_its_payload_names_is_skipped() -> None:
+    """The feed reads each tenant's entries as the ledger recorded them (issue #21); a payload naming another tenant
+    (consistent with its subject) still gets no row, in either tenant's log."""
+    payload = entry().payload()
+    assert isinstance(project(record(payload), recorded_for="alpha"), ProjectedAccess)
+    skipped = project(record(payload), recorded_for="beta")
+    assert isinstance(skipped, Skipped) and skipped.reason == "foreign: appended for tenant 'beta'"
+
+
 def test_cursors_continue_only_the_search_and_tenant_they_were_issued_for() -> None:
     cursors, chosen = Cursors(b"k" * 32), LogFilter(action="download")
     issued = cursors.issue("alpha", chosen, (TS, 42))

@@ -53,3 +53,13 @@ def test_the_repository_contract_and_real_keys_are_accepted() -> None:
     settings = Settings(**REQUIRED, evidence_contracts=str(contract), witness_keys=witness.verifier_key,
                         ledger_verifier_key=note.verifier_key("log.example", Ed25519PrivateKey.generate().public_key()))
     assert settings.contract_paths == (contract,) and [w.name for w in settings.witnesses] == ["witness.example/a"]
+
+
+def test_the_feed_reads_only_the_tenants_this_region_serves_and_refuses_a_malformed_list() -> None:
+    named = "alpha,beta,gamma"  # data.json: alpha pinned to region-a, gamma to region-b, beta global
+    assert Settings(**REQUIRED, region="region-a", access_log_feed_tenants=named).feed_tenants == ("alpha", "beta")
+    assert Settings(**REQUIRED, region="region-b", access_log_feed_tenants=named).feed_tenants == ("beta", "gamma")
+    assert Settings(**REQUIRED).feed_tenants == ()
+    for bad in ("alpha,", "Alpha", "alpha beta", "*"):
+        with pytest.raises(ValidationError, match="access_log_feed_tenants"):
+            Settings(**REQUIRED, access_log_feed_tenants=bad)

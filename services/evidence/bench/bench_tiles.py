@@ -43,7 +43,7 @@ SIZES = [int(s) for s in os.environ.get("IG_BENCH_TILE_SIZES", "10000,1000000").
 PROOFS = int(os.environ.get("IG_BENCH_TILE_PROOFS", 2000))
 VERIFY = os.environ.get("IG_BENCH_TILE_VERIFY", "1") != "0"  # 0: no full Verify at the end (6 min at 10 M here)
 COPY_CHUNK = 50_000
-_COLUMNS = ["seq", "ts", "kind", "subject", "payload", "payload_sha256", "prev_hash", "entry_hash"]
+_COLUMNS = ["seq", "ts", "kind", "subject", "payload", "payload_sha256", "prev_hash", "entry_hash", "tenant"]
 
 
 async def bulk_load(superuser_dsn: str, target: int) -> float:
@@ -60,7 +60,7 @@ async def bulk_load(superuser_dsn: str, target: int) -> float:
                 payload = f"bulk {seq}".encode()
                 fields, digest = next_entry(seq, prev, ts, "bench.bulk", f"s{seq % 1000}", payload)
                 records.append((fields.seq, ts, fields.kind, fields.subject, payload, fields.payload_sha256,
-                                fields.prev_hash, digest))
+                                fields.prev_hash, digest, "bench"))
                 prev = digest
             await conn.copy_records_to_table("ledger_entries", schema_name="evidence", records=records,
                                              columns=_COLUMNS)

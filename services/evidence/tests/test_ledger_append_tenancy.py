@@ -31,9 +31,9 @@ class AppendingLedger:
     def __init__(self) -> None:
         self.appended: list[Append] = []
 
-    async def append(self, kind: str, subject: str, payload: bytes, *, deduplicate: bool = False
-                     ) -> tuple[StoredEntry, bool]:
-        return (await self.append_many([Append(kind, subject, payload, deduplicate)]))[0]
+    async def append(self, kind: str, subject: str, payload: bytes, *, deduplicate: bool = False,
+                     tenant: str | None = None) -> tuple[StoredEntry, bool]:
+        return (await self.append_many([Append(kind, subject, payload, deduplicate, tenant)]))[0]
 
     async def append_many(self, appends: Sequence[Append]) -> list[tuple[StoredEntry, bool]]:
         answers = []
@@ -139,6 +139,8 @@ async def test_an_allowed_tenant_in_its_region_is_appended(method: str, region: 
         await call(servicer, method, append(tenant, kind), *([append(tenant, kind)] if method == "AppendBatch"
                                                              else []))
     assert [a.kind for a in store.appended] == [kind] * (2 if method == "AppendBatch" else 1)
+    # recorded for the tenant it was admitted for: what Get and List filter on (test_ledger_read_tenancy.py)
+    assert [a.tenant for a in store.appended] == [tenant] * len(store.appended)
 
 
 def test_the_stand_ins_match_the_table_they_are_judged_by() -> None:

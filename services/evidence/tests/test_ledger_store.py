@@ -162,12 +162,12 @@ async def test_while_several_callers_append_the_writer_waits_for_more_and_an_app
 
 async def test_inclusion_and_consistency_proofs_verify_against_signed_checkpoints(ledger: LedgerStore) -> None:
     for i in range(37):
-        await ledger.append("proof", "s", str(i).encode())
+        await ledger.append("proof", "s", str(i).encode(), tenant="alpha")
     size, root, signed, _ = await ledger.checkpoint(20)
     assert size == 20
     checkpoint = note.open_checkpoint(signed, ledger.signer.verifier_key)
     assert checkpoint.root_hash == root and checkpoint.tree_size == 20
-    entry = await ledger.get(13)
+    entry = await ledger.get(13, tenant="alpha")
     tree_size, path, proof_root, leaf = await ledger.inclusion_proof(13, 20)
     assert leaf == merkle.leaf_hash(bytes.fromhex(entry.entry_hash))
     assert proof_root == root
@@ -330,7 +330,7 @@ async def test_a_proof_reads_a_few_tiles_not_every_leaf(ledger: LedgerStore) -> 
         finally:
             tracemalloc.stop()
 
-    baseline = await peak_of(fresh.get(1))  # one round trip (TLS buffers included)
+    baseline = await peak_of(fresh.size())  # one round trip (TLS buffers included)
     peak = await peak_of(fresh.inclusion_proof(1, 6000), fresh.consistency_proof(17, 6000), fresh.checkpoint(5999))
     assert peak - baseline < 96 << 10, f"{peak} bytes at the peak of three proofs, {baseline} for one read"
 

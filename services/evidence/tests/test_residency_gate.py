@@ -201,7 +201,7 @@ async def test_the_ledger_refuses_a_forwarded_user_of_a_pinned_tenant_and_serves
     service = region_b(tmp_path)
     with acting(portal_user("alpha")):
         with pytest.raises(Aborted) as refused:
-            await service.ledger_api.List(ledger_pb2.ListRequest(), Context())  # type: ignore[arg-type]
+            await service.ledger_api.List(ledger_pb2.ListRequest(tenant="alpha"), Context())  # type: ignore[arg-type]
         assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(Aborted):
             await service.ledger_api.Append(ledger_pb2.AppendRequest(kind="ig.audit.access", subject="alpha/v1",
@@ -210,7 +210,7 @@ async def test_the_ledger_refuses_a_forwarded_user_of_a_pinned_tenant_and_serves
     assert service.ledger.calls == []
     for served in (portal_user("beta"), release_job()):
         with acting(served):
-            await service.ledger_api.List(ledger_pb2.ListRequest(), Context())  # type: ignore[arg-type]
+            await service.ledger_api.List(ledger_pb2.ListRequest(tenant="beta"), Context())  # type: ignore[arg-type]
     assert service.ledger.calls == ["list", "list"]
 
 

@@ -119,7 +119,8 @@ async def test_the_policy_role_cannot_read_the_evidence_schema(suite: Infra, dat
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
                     await conn.fetch(f"SELECT * FROM evidence.{table} LIMIT 1")
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await conn.fetchval(f"SELECT {APPEND}('{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}')")
+                await conn.fetchval(f"SELECT {APPEND}('{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', "
+                                    "'{}')")
             # Its own schema it can use.
             await conn.fetch("SELECT * FROM policy.outbox LIMIT 1")
         finally:
@@ -169,7 +170,7 @@ async def test_the_evidence_role_appends_only_through_the_ledger_functions_and_c
             with pytest.raises(asyncpg.IntegrityConstraintViolationError):
                 await conn.fetchval(
                     f"SELECT {APPEND}(ARRAY[1]::bigint[], ARRAY[now()], ARRAY['k'], ARRAY['s'], ARRAY['x'::bytea], "
-                    "ARRAY[repeat('a', 64)], ARRAY[repeat('0', 64)], ARRAY[repeat('b', 64)])")
+                    "ARRAY[repeat('a', 64)], ARRAY[repeat('0', 64)], ARRAY[repeat('b', 64)], ARRAY['alpha'])")
             assert await conn.fetchval("SELECT count(*) FROM evidence.ledger_entries") >= 20
         finally:
             await pool.release(conn)

@@ -68,7 +68,7 @@ def routes(settings: Settings) -> HttpFactory:
         runtime.spawn(limits.run(), "rate-limits")
         runtime.spawn(Purger(runtime.pool, runtime.schema, settings.purge_interval_seconds).run(), "purge")
         ledger = AccessLedger(ledger_stubs, users, settings.ledger_timeout_seconds)
-        runtime.spawn(AccessFeed(runtime.pool, runtime.schema, ledger,
+        runtime.spawn(AccessFeed(runtime.pool, runtime.schema, ledger, tenants=settings.feed_tenants,
                                  interval=settings.access_log_feed_seconds).run(), "access-log-feed")
         guard = Guard(provider=provider, sessions=SessionStore(runtime.pool, runtime.schema),
                       limits=limits, ledger=ledger, accesses=accesses,

@@ -66,6 +66,11 @@ class Settings(TenantResidencySettings):
     # The access log's feed reads the ledger's new access entries this often (a request's own access is in the
     # log at once; other replicas' within about this).
     access_log_feed_seconds: float = Field(default=1.0, gt=0, le=300)
+    # The tenants whose access entries the feed reads back from the ledger (comma-separated): the ledger returns one
+    # tenant's entries per read, to a reader the authorization table grants that tenant (ledger_readers:
+    # audit-portal). Tenants pinned to another region than IG_REGION are not read. Empty: the feed reads nothing
+    # (each request still writes its own row).
+    access_log_feed_tenants: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9-]{0,62}(,[a-z0-9][a-z0-9-]{0,62})*)?$")
     # An access-log export holds at most this many rows (each with its inclusion proof); a longer one ends with
     # the cursor to continue from.
     access_log_export_max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
@@ -115,6 +120,12 @@ class Settings(TenantResidencySettings):
     @property
     def witnesses(self) -> tuple[Cosigner, ...]:
         return tuple(parse_cosigner_key(k.strip()) for k in self.witness_keys.split(",") if k.strip())
+
+    @property
+    def feed_tenants(self) -> tuple[str, ...]:
+        """The feed's tenants that this region serves (a pinned tenant's entries are not in this region's ledger)."""
+        residency = self.residency
+        return tuple(t for t in self.access_log_feed_tenants.split(",") if t and residency.refusal(t) is None)
 
     @property
     def api_clients(self) -> tuple[str, ...]:

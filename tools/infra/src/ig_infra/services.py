@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from ig_common.authz import AuthorizationTable
+
 from ig_infra.components.base import Component
-from ig_infra.components.identities import Identities
+from ig_infra.components.identities import AUTHZ_TABLE, Identities
 from ig_infra.components.opa import opa_binary
 from ig_infra.components.postgres import Postgres
 from ig_infra.netns import namespace_of, port_open_in, wrapped
@@ -49,8 +51,15 @@ def tenant_residency_env(paths: Paths) -> dict[str, str]:
 
 
 def portal_env(paths: Paths) -> dict[str, str]:
-    """The portal's verification pins and the residency pins."""
-    return {**portal_verification_env(paths), **tenant_residency_env(paths)}
+    """The portal's verification pins, the residency pins and the tenants its access-log feed reads."""
+    return {**portal_verification_env(paths), **tenant_residency_env(paths), **portal_feed_env()}
+
+
+def portal_feed_env() -> dict[str, str]:
+    """The tenants whose access entries the portal's access-log feed reads back from the ledger: those the
+    authorization table lets the portal read on its own (``ledger_readers``), so the two never disagree here."""
+    tenants = AuthorizationTable.load(AUTHZ_TABLE).ledger_tenants_readable_by("audit-portal")
+    return {"IG_ACCESS_LOG_FEED_TENANTS": ",".join(sorted(tenants))}
 
 
 def evidence_env(paths: Paths) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ig_common.tls import inherited_identity
 from ig_infra.process import free_port
+from ig_infra.services import portal_feed_env
 
 
 def healthy(url: str) -> bool:
@@ -101,7 +102,8 @@ def local_suite(base: dict[str, str], work: Path, *, producing: bool = True) -> 
                                                         "IG_TRUSTED_SIGNERS_PATH": base["IG_TRUSTED_SIGNERS_PATH"]},
                                     work / "evidence.log", free_port()))
         stack.enter_context(service("ig_portal.app", {
-            **common, **residency, **database("audit-portal"), "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}",
+            **common, **residency, **portal_feed_env(), **database("audit-portal"),
+            "IG_EVIDENCE_TARGET": f"127.0.0.1:{evidence_grpc}",
             "IG_OIDC_ISSUER": base["IG_OIDC_ISSUER"],
             "IG_HEALTH_PORT": str(free_port()),
             "IG_PUBLIC_URL": f"http://localhost:{portal_port}", "IG_LINK_SECRET": "release-flow-" + "k" * 40,

@@ -1,5 +1,5 @@
 """The declarative table of who may call what: gRPC methods, HTTP routes of internal APIs, tenants a workload acts
-for, ledger kinds it owns.
+for, tenants whose ledger entries it may read, ledger kinds it owns.
 
 Pure data and lookups (no gRPC here): the interceptor asks ``may_call``, the ledger asks ``may_append``. Anything
 not in the table is refused.
@@ -39,6 +39,9 @@ class AuthorizationTable:
     # "POST /access/v1/evaluation" -> identities: internal HTTP APIs whose callers prove who they are with a
     # workload token (ig_common.authz.http_guard). Never "*": health and metrics are not behind the guard.
     http_routes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Workload -> tenants whose ledger entries it may read (LedgerService Get/List) with no end user behind the
+    # call, without acting for them otherwise: the portal's access-log feed reads back the entries it appended.
+    ledger_readers: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> AuthorizationTable:
@@ -66,7 +69,7 @@ class AuthorizationTable:
                 if section == "http" and not _HTTP_ROUTE.fullmatch(str(key)):
                     raise TableError(f"{where}: http.{key}: expected '<HTTP method> /path'")
                 unknown = granted - identities - {ANY_KNOWN}
-                if unknown and section != "tenants":
+                if unknown and section not in ("tenants", "ledger_readers"):
                     raise TableError(f"{where}: {section}.{key}: unknown identities {sorted(unknown)}")
                 found[str(key)] = granted
             return found
@@ -76,14 +79,16 @@ class AuthorizationTable:
             if not method.startswith("/") or method.count("/") != 2:
                 raise TableError(f"{where}: methods.{method}: expected /package.Service/Method")
         tenants = grants("tenants")
-        unknown_holders = set(tenants) - identities
-        if unknown_holders:
-            raise TableError(f"{where}: tenants: unknown identities {sorted(unknown_holders)}")
+        readers = grants("ledger_readers")
+        for section, granted in (("tenants", tenants), ("ledger_readers", readers)):
+            unknown_holders = set(granted) - identities
+            if unknown_holders:
+                raise TableError(f"{where}: {section}: unknown identities {sorted(unknown_holders)}")
         forwarders = frozenset(_names(document.get("user_forwarders") or [], f"{where}: user_forwarders",
                                       allow_any=False))
         if forwarders - identities:
             raise TableError(f"{where}: user_forwarders: unknown identities {sorted(forwarders - identities)}")
-        return cls(identities, methods, tenants, grants("ledger_kinds"), forwarders, grants("http"))
+        return cls(identities, methods, tenants, grants("ledger_kinds"), forwarders, grants("http"), readers)
 
     def may_call(self, method: str, name: str) -> Refusal | None:
         """None when ``name`` may call ``method``; else why not."""
@@ -102,6 +107,10 @@ class AuthorizationTable:
 
     def tenants_of(self, name: str) -> frozenset[str]:
         return self.tenants.get(name, frozenset())
+
+    def ledger_tenants_readable_by(self, name: str) -> frozenset[str]:
+        """Tenants whose ledger entries ``name`` may read on its own (``ledger_readers``), besides those it acts for."""
+        return self.ledger_readers.get(name, frozenset())
 
     def may_append(self, kind: str, name: str) -> bool:
         row = self.ledger_kind_row(kind)

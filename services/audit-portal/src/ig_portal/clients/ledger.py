@@ -51,9 +51,12 @@ class AccessLedger:
             raise LedgerUnavailable("ledger answered without a sequence number")
         return to_record(reply.entry)
 
-    async def entries_from(self, from_seq: int, page_size: int = 1000) -> list[LedgerRecord]:
-        """Access-kind entries of every tenant from ``from_seq`` on, oldest first (the access log's feed)."""
-        request = ledger_pb2.ListRequest(kind=LEDGER_KIND, from_seq=from_seq, page_size=page_size)
+    async def entries_from(self, tenant: str, from_seq: int, page_size: int = 1000) -> list[LedgerRecord]:
+        """``tenant``'s access-kind entries from ``from_seq`` on, oldest first (the access log's feed).
+
+        Read as the portal itself, no user forwarded: the ledger returns a tenant's entries to a workload only when
+        the authorization table lets it read that tenant (``ledger_readers``)."""
+        request = ledger_pb2.ListRequest(kind=LEDGER_KIND, from_seq=from_seq, page_size=page_size, tenant=tenant)
         try:
             reply = await self.stub.List(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:

@@ -54,7 +54,9 @@ def parse_at(value: str) -> datetime:
     return parsed
 
 
-def project(record: LedgerRecord) -> ProjectedAccess | Skipped:
+def project(record: LedgerRecord, recorded_for: str | None = None) -> ProjectedAccess | Skipped:
+    """The access log's row of ``record``, or why it has none. ``recorded_for``: the tenant the ledger recorded the
+    entry for (the tenant the feed read it under), which the payload must name too."""
     subject_tenant = record.subject.split("/")[1] if record.subject.startswith("portal/") else ""
     if record.kind != LEDGER_KIND:
         return Skipped(record.seq, subject_tenant, f"kind {record.kind!r}")
@@ -66,6 +68,8 @@ def project(record: LedgerRecord) -> ProjectedAccess | Skipped:
     if not entry.tenant or record.subject != ledger_subject(entry.tenant, entry.release):
         # Foreign: the payload claims a tenant (or release) its subject does not; neither log may show it.
         return Skipped(record.seq, subject_tenant, "foreign: payload and subject disagree")
+    if recorded_for is not None and entry.tenant != recorded_for:
+        return Skipped(record.seq, subject_tenant, f"foreign: appended for tenant {recorded_for!r}")
     return ProjectedAccess(record, entry, at)
 
 

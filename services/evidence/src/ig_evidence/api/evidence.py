@@ -158,7 +158,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
                                                        manifest_sha256=existing.manifest_sha256,
                                                        ledger_seq=existing.ledger_seq, already_registered=True)
         entry, _ = await self._ledger.append(REGISTER_KIND, header.release, ledger_payload(
-            header.release, tenant, bundle.manifest_sha256, bundle.archive_sha256), deduplicate=True)
+            header.release, tenant, bundle.manifest_sha256, bundle.archive_sha256), deduplicate=True, tenant=tenant)
         complete, missing, contract_version = manifest_summary(bundle.manifest)
         row = BundleRow(bundle.manifest_sha256, header.release, tenant, complete, missing, contract_version,
                         entry.fields.seq, bundle.signer.name, bundle.signer.key_id)

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from ig_evidence.api.residency import ResidencyGate
-from ig_evidence.api.tenants import admit_append_for
+from ig_evidence.api.tenants import admit_append_for, admit_ledger_read_for
 from ig_evidence.domain.chain import StoredEntry, validate_append
 from ig_evidence.domain.merkle import ProofError
 from ig_evidence.store.ledger import Append, LedgerError, LedgerStore
@@ -47,9 +47,10 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         self._store = store
         self._owners = owners
         self._witnessing = witnessing
-        # Appends name their tenant, admitted for the verified caller and this region before anything is stored
-        # (api/tenants.admit_append_for). Reads name none: a read is a tenant's only when it forwards that tenant's
-        # user, and then residency judges it before the ledger is read (ResidencyGate.admit_forwarded_user).
+        # Appends and the entry reads (Get, List) name their tenant, admitted for the verified caller and this region
+        # before the store is asked (api/tenants.py); the tenant is recorded beside each entry and reads return only
+        # that tenant's. The Merkle-level reads carry hashes, not payloads: they name no tenant, and residency judges
+        # them only when they forward a user (ResidencyGate.admit_forwarded_user).
         self._residency = residency
 
     async def Append(self, request: ledger_pb2.AppendRequest, context: Context) -> ledger_pb2.AppendResponse:
@@ -70,7 +71,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             span.set_attribute("ig.ledger.kind", request.kind)
             try:
                 entry, existing = await self._store.append(request.kind, request.subject, request.payload,
-                                                           deduplicate=request.deduplicate)
+                                                           deduplicate=request.deduplicate, tenant=request.tenant)
             except ValueError as error:
                 await _invalid(context, str(error))
                 raise
@@ -100,32 +101,34 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         with tracer.start_as_current_span("ledger.append_batch") as span:
             span.set_attribute("ig.ledger.entries", len(request.entries))
             # One group: committed in one transaction, in request order, or not at all.
-            appended = await self._store.append_many([Append(item.kind, item.subject, item.payload, item.deduplicate)
-                                                      for item in request.entries])
+            appended = await self._store.append_many([Append(item.kind, item.subject, item.payload, item.deduplicate,
+                                                             item.tenant) for item in request.entries])
         return ledger_pb2.AppendBatchResponse(entries=[ledger_pb2.AppendResponse(entry=to_proto(entry),
                                                                                  existing=existing)
                                                        for entry, existing in appended])
 
     async def Get(self, request: ledger_pb2.GetRequest, context: Context) -> ledger_pb2.GetResponse:
-        await self._residency.admit_forwarded_user(context, method="Get")
+        tenant = await admit_ledger_read_for(request.tenant, context, self._residency, self._owners, method="Get")
         if request.seq < 1:
             await _invalid(context, "seq: must be >= 1")
         try:
-            return ledger_pb2.GetResponse(entry=to_proto(await self._store.get(request.seq)))
+            # Another tenant's entry is NOT_FOUND, as a seq beyond the head: the answer does not tell them apart.
+            return ledger_pb2.GetResponse(entry=to_proto(await self._store.get(request.seq, tenant=tenant)))
         except LedgerError as error:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
             raise
 
     async def List(self, request: ledger_pb2.ListRequest, context: Context) -> ledger_pb2.ListResponse:
-        await self._residency.admit_forwarded_user(context, method="List")
+        tenant = await admit_ledger_read_for(request.tenant, context, self._residency, self._owners, method="List")
         if request.from_seq < 0 or request.to_seq < 0:
             await _invalid(context, "from_seq/to_seq: must be >= 0")
         if request.to_seq and request.to_seq < request.from_seq:
             await _invalid(context, "to_seq: must not be below from_seq")
         if not 0 <= request.page_size <= MAX_PAGE:
             await _invalid(context, f"page_size: must be 0..{MAX_PAGE}")
-        entries = await self._store.list(kind=request.kind, subject=request.subject, from_seq=request.from_seq,
-                                         to_seq=request.to_seq, limit=request.page_size or 100)
+        entries = await self._store.list(tenant=tenant, kind=request.kind, subject=request.subject,
+                                         from_seq=request.from_seq, to_seq=request.to_seq,
+                                         limit=request.page_size or 100)
         return ledger_pb2.ListResponse(entries=[to_proto(e) for e in entries])
 
     async def Checkpoint(self, request: ledger_pb2.CheckpointRequest,

@@ -68,7 +68,7 @@ async def assemble_kit(bundle: BundleRow, bundles: BundleStore, ledger: LedgerSt
     head_size, _, head_note, _ = await ledger.checkpoint()
     if witnessing is not None:
         head_note = await witnessing.cosigned(head_size, head_note, wait=True)
-    entry = await ledger.get(bundle.ledger_seq)
+    entry = await ledger.get(bundle.ledger_seq, tenant=bundle.tenant)
     _, inclusion, _, _ = await ledger.inclusion_proof(bundle.ledger_seq, head_size)
     consistency = await ledger.consistency_proof(anchored_size, head_size) if anchored_size else []
     index = KitIndex(release=bundle.release, tenant=bundle.tenant, manifest_sha256=bundle.manifest_sha256,

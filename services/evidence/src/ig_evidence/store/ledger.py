@@ -22,18 +22,12 @@ from ig.events.v1 import events_pb2
 from ig_common.events.envelope import new_event_ids
 from prometheus_client import Counter, Histogram
 
-from ig_evidence.domain import merkle, note
-from ig_evidence.domain.chain import (
-    ChainReport,
-    ChainWalker,
-    EntryFields,
-    StoredEntry,
-    next_entry,
-    sha256_hex,
-    validate_append,
-)
+from ig_evidence.domain import note
+from ig_evidence.domain.chain import ChainReport, StoredEntry, next_entry, sha256_hex, validate_append
 from ig_evidence.events import entry_appended
-from ig_evidence.store.tiles import TileAudit, TiledTree
+from ig_evidence.store.ledger_rows import COLUMNS, row_to_entry
+from ig_evidence.store.ledger_verify import verify_ledger
+from ig_evidence.store.tiles import TiledTree
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +42,6 @@ LEDGER_COMMIT_SECONDS = Histogram("ig_ledger_append_commit_seconds",
                                   "Time to write and commit one group-committed append batch",
                                   buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256))
 MAX_BATCH = 1000
-VERIFY_PAGE = 10_240  # 40 full level-0 tiles: Verify compares the stored tiles page by page
-_COLUMNS = "seq, ts, kind, subject, payload, payload_sha256, prev_hash, entry_hash"
 
 
 class LedgerError(ValueError):
@@ -57,12 +49,22 @@ class LedgerError(ValueError):
 
 
 class Append(NamedTuple):
-    """One entry to append; with ``deduplicate`` an entry of the same kind, subject and payload is returned instead."""
+    """One entry to append; with ``deduplicate`` an entry of the same tenant, kind, subject and payload is returned
+    instead. ``tenant`` is recorded beside the entry (not hashed); None attributes it to no tenant, which no
+    Get/List reader can see (the API always names one)."""
 
     kind: str
     subject: str
     payload: bytes
     deduplicate: bool = False
+    tenant: str | None = None
+
+
+class _New(NamedTuple):
+    """An entry this batch appends, with the tenant recorded beside it."""
+
+    entry: StoredEntry
+    tenant: str | None
 
 
 @dataclass
@@ -71,12 +73,6 @@ class _Pending:
 
     appends: Sequence[Append]
     done: asyncio.Future[list[tuple[StoredEntry, bool]]]
-
-
-def row_to_entry(row: asyncpg.Record) -> StoredEntry:
-    fields = EntryFields(seq=row["seq"], ts=row["ts"], kind=row["kind"], subject=row["subject"],
-                         payload_sha256=row["payload_sha256"], prev_hash=row["prev_hash"])
-    return StoredEntry(fields=fields, entry_hash=row["entry_hash"], payload=bytes(row["payload"]))
 
 
 class CheckpointSigning(Protocol):
@@ -127,10 +123,10 @@ class LedgerStore:
         self.tree = TiledTree(pool, schema)  # proofs and roots from tiles: nothing per leaf is kept in memory
 
     # -- appends -------------------------------------------------------------------------------------------
-    async def append(self, kind: str, subject: str, payload: bytes, *, deduplicate: bool = False
-                     ) -> tuple[StoredEntry, bool]:
+    async def append(self, kind: str, subject: str, payload: bytes, *, deduplicate: bool = False,
+                     tenant: str | None = None) -> tuple[StoredEntry, bool]:
         """Returns the entry and whether it already existed (deduplicate only)."""
-        return (await self.append_many([Append(kind, subject, payload, deduplicate)]))[0]
+        return (await self.append_many([Append(kind, subject, payload, deduplicate, tenant)]))[0]
 
     async def append_many(self, appends: Sequence[Append]) -> list[tuple[StoredEntry, bool]]:
         """Appends in the given order, all in one transaction: every entry is committed, or none is."""
@@ -204,9 +200,9 @@ class LedgerStore:
         return self._committed(batch, results, new)
 
     async def _plan(self, conn: asyncpg.Connection, batch: list[Append], size: int, prev: str
-                    ) -> tuple[list[tuple[StoredEntry, bool]], list[StoredEntry]]:
+                    ) -> tuple[list[tuple[StoredEntry, bool]], list[_New]]:
         results: list[tuple[StoredEntry, bool]] = []
-        new: list[StoredEntry] = []
+        new: list[_New] = []
         for pending in batch:
             if pending.deduplicate:
                 found = await self._find_same(conn, pending, new)
@@ -215,15 +211,16 @@ class LedgerStore:
                     continue
             fields, digest = next_entry(size, prev, datetime.now(UTC), pending.kind, pending.subject, pending.payload)
             entry = StoredEntry(fields=fields, entry_hash=digest, payload=pending.payload)
-            new.append(entry)
+            new.append(_New(entry, pending.tenant))
             results.append((entry, False))
             size, prev = fields.seq, digest
         return results, new
 
-    async def _insert(self, conn: asyncpg.Connection, new: list[StoredEntry]) -> None:
+    async def _insert(self, conn: asyncpg.Connection, planned: list[_New]) -> None:
         """Entries and their outbox events in one statement: both commit together or neither does."""
-        if not new:
+        if not planned:
             return
+        new = [p.entry for p in planned]
         events = [entry_appended(events_pb2.LedgerEntryAppended(seq=e.fields.seq, kind=e.fields.kind,
                                                                 subject=e.fields.subject, entry_hash=e.entry_hash),
                                  event_id)
@@ -235,7 +232,7 @@ class LedgerStore:
         await conn.execute(
             f"""WITH entries AS MATERIALIZED (
                     SELECT {s}.ledger_append($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bytea[],
-                                             $6::text[], $7::text[], $8::text[]) AS appended)
+                                             $6::text[], $7::text[], $8::text[], $18::text[]) AS appended)
                 INSERT INTO {s}.outbox (ce_id, topic, ce_type, ce_source, ce_subject, ce_time, message_key, payload)
                 SELECT u.* FROM entries,
                     unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
@@ -247,44 +244,52 @@ class LedgerStore:
             [e.id for e in events], [e.topic for e in events], [e.type for e in events], [e.source for e in events],
             [e.subject for e in events], [e.time for e in events],
             [e.key.encode() if e.key is not None else None for e in events],
-            [e.payload.SerializeToString() for e in events], len(new))
+            [e.payload.SerializeToString() for e in events], len(new), [p.tenant for p in planned])
 
-    def _committed(self, batch: list[Append], results: list[tuple[StoredEntry, bool]], new: list[StoredEntry]
+    def _committed(self, batch: list[Append], results: list[tuple[StoredEntry, bool]], new: list[_New]
                    ) -> list[tuple[StoredEntry, bool]]:
         if new:
-            self._head = (new[-1].fields.seq, new[-1].entry_hash)
+            self._head = (new[-1].entry.fields.seq, new[-1].entry.entry_hash)
         LEDGER_BATCH.observe(len(batch))
-        for entry in new:
+        for entry, _ in new:
             LEDGER_APPENDS.labels(self._kind_label(entry.fields.kind) or "other").inc()
         return results
 
-    async def _find_same(self, conn: asyncpg.Connection, pending: Append, new: list[StoredEntry]
+    async def _find_same(self, conn: asyncpg.Connection, pending: Append, new: list[_New]
                          ) -> StoredEntry | None:
+        """The same tenant's entry only: another tenant's (or an unattributed one) is never handed out."""
         digest = sha256_hex(pending.payload)
-        for entry in new:
-            if (entry.fields.kind, entry.fields.subject, entry.fields.payload_sha256) == \
-                    (pending.kind, pending.subject, digest):
+        for entry, tenant in new:
+            if (entry.fields.kind, entry.fields.subject, entry.fields.payload_sha256, tenant) == \
+                    (pending.kind, pending.subject, digest, pending.tenant):
                 return entry
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE kind = $1 AND subject = $2 "
-            "AND payload_sha256 = $3 ORDER BY seq LIMIT 1", pending.kind, pending.subject, digest)
+            f"SELECT {COLUMNS} FROM {self._schema}.ledger_entries WHERE kind = $1 AND subject = $2 "
+            "AND payload_sha256 = $3 AND tenant IS NOT DISTINCT FROM $4 ORDER BY seq LIMIT 1",
+            pending.kind, pending.subject, digest, pending.tenant)
         return row_to_entry(row) if row is not None else None
 
     # -- reads ---------------------------------------------------------------------------------------------
     async def size(self) -> int:
         return int(await self._pool.fetchval(f"SELECT size FROM {self._schema}.ledger_head WHERE singleton"))
 
-    async def get(self, seq: int) -> StoredEntry:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE seq = $1", seq)
+    async def get(self, seq: int, *, tenant: str) -> StoredEntry:
+        """Entry ``seq`` when it was appended for ``tenant``; another tenant's, an unattributed one and one that
+        does not exist are the same LedgerError, so a reader learns nothing of what it may not read."""
+        row = await self._pool.fetchrow(
+            f"SELECT {COLUMNS} FROM {self._schema}.ledger_entries WHERE seq = $1 AND tenant = $2", seq, tenant)
         if row is None:
-            raise LedgerError(f"seq: no ledger entry {seq}")
+            raise LedgerError(f"seq: no ledger entry {seq} for tenant {tenant!r}")
         return row_to_entry(row)
 
-    async def list(self, *, kind: str, subject: str, from_seq: int, to_seq: int, limit: int) -> list[StoredEntry]:
+    async def list(self, *, tenant: str, kind: str, subject: str, from_seq: int, to_seq: int, limit: int
+                   ) -> list[StoredEntry]:
+        """``tenant``'s entries only, in seq order."""
         rows = await self._pool.fetch(
-            f"""SELECT {_COLUMNS} FROM {self._schema}.ledger_entries
-                WHERE ($1 = '' OR kind = $1) AND ($2 = '' OR subject = $2) AND seq >= $3 AND ($4 = 0 OR seq <= $4)
-                ORDER BY seq LIMIT $5""", kind, subject, max(from_seq, 1), to_seq, limit)
+            f"""SELECT {COLUMNS} FROM {self._schema}.ledger_entries
+                WHERE tenant = $6 AND ($1 = '' OR kind = $1) AND ($2 = '' OR subject = $2) AND seq >= $3
+                    AND ($4 = 0 OR seq <= $4)
+                ORDER BY seq LIMIT $5""", kind, subject, max(from_seq, 1), to_seq, limit, tenant)
         return [row_to_entry(r) for r in rows]
 
     async def _sequenced(self, tree_size: int, name: str = "tree_size") -> tuple[int, bytes | None]:
@@ -356,60 +361,5 @@ class LedgerStore:
     # -- verification --------------------------------------------------------------------------------------
     async def verify(self) -> ChainReport:
         """Re-read every entry (no cache), re-hash the chain, and re-check every stored checkpoint's root, every
-        stored tile and the root the tiles were integrated to.
-
-        One pass in seq order, in flat memory: each entry extends a compact range of the Merkle tree, whose root at
-        a stored checkpoint's size must be that checkpoint's root (no root is recomputed from all the leaves), and
-        the tiles rebuilt page by page from the entries must be the stored ones."""
-        walker = ChainWalker()
-        tree = merkle.CompactRange()
-        async with self._pool.acquire() as conn:
-            checkpoints = [(r["tree_size"], r["root_hash"]) for r in await conn.fetch(
-                f"SELECT tree_size, root_hash FROM {self._schema}.ledger_checkpoints ORDER BY tree_size")]
-            pending = list(reversed(checkpoints))  # the smallest size last, popped first
-            tiled = await conn.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
-            tiled_root = merkle.EMPTY_ROOT if tiled["size"] == 0 else None  # from the entries, at the tiled size
-            audit = TileAudit(conn, self._schema, tiled["size"])
-            mismatch: int | None = None
-            last = 0
-            while True:
-                rows = await conn.fetch(f"SELECT {_COLUMNS} FROM {self._schema}.ledger_entries WHERE seq > $1 "
-                                        "ORDER BY seq LIMIT $2", last, VERIFY_PAGE)
-                leaves: list[bytes] = []
-                for row in rows:
-                    entry = row_to_entry(row)
-                    if not walker.feed(entry):
-                        await audit.feed(leaves)
-                        break
-                    leaves.append(merkle.leaf_hash(bytes.fromhex(entry.entry_hash)))
-                    tree.append(leaves[-1])
-                    while pending and pending[-1][0] == tree.size:
-                        if tree.root().hex() != pending.pop()[1] and mismatch is None:
-                            mismatch = tree.size
-                    if tree.size == tiled["size"]:
-                        tiled_root = tree.root()
-                else:
-                    await audit.feed(leaves)
-                    if rows:
-                        last = rows[-1]["seq"]
-                        continue
-                break
-            report = walker.report()
-            head = await conn.fetchrow(f"SELECT size, head_hash FROM {self._schema}.ledger_head WHERE singleton")
-        if not report.ok:
-            return report
-        if head["size"] != report.entries_checked or (report.entries_checked and head["head_hash"] !=
-                                                        walker.prev_hash):
-            return ChainReport(False, report.entries_checked, report.entries_checked + 1,
-                               f"ledger head (size {head['size']}) does not match the {report.entries_checked} "
-                               "entries found: entries were removed")
-        bad_size = mismatch or (pending[-1][0] if pending else None)
-        if bad_size is not None:
-            return ChainReport(False, report.entries_checked, min(bad_size, report.entries_checked),
-                               f"signed checkpoint of size {bad_size} no longer matches the entries")
-        if audit.first_bad_seq:
-            return ChainReport(False, report.entries_checked, audit.first_bad_seq, audit.message)
-        if tiled_root is None or tiled_root != bytes(tiled["root_hash"]):
-            return ChainReport(False, report.entries_checked, min(tiled["size"], report.entries_checked),
-                               f"the tiles' root of size {tiled['size']} does not match the entries")
-        return report
+        stored tile and the root the tiles were integrated to (store/ledger_verify.py)."""
+        return await verify_ledger(self._pool, self._schema)

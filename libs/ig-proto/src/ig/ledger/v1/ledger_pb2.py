@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ig/ledger/v1/ledger.proto\x12\x0cig.ledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x05\x45ntry\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12&\n\x02ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x16\n\x0epayload_sha256\x18\x05 \x01(\t\x12\x11\n\tprev_hash\x18\x06 \x01(\t\x12\x12\n\nentry_hash\x18\x07 \x01(\t\x12\x0f\n\x07payload\x18\x08 \x01(\x0c\"d\n\rAppendRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64\x65\x64uplicate\x18\x04 \x01(\x08\x12\x0e\n\x06tenant\x18\x05 \x01(\t\"B\n\x12\x41ppendBatchRequest\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.ig.ledger.v1.AppendRequest\"D\n\x13\x41ppendBatchResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.ig.ledger.v1.AppendResponse\"F\n\x0e\x41ppendResponse\x12\"\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x13.ig.ledger.v1.Entry\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"\x19\n\nGetRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x03\"1\n\x0bGetResponse\x12\"\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x13.ig.ledger.v1.Entry\"a\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x03\x12\x0e\n\x06to_seq\x18\x04 \x01(\x03\x12\x11\n\tpage_size\x18\x05 \x01(\x05\"4\n\x0cListResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.ig.ledger.v1.Entry\"&\n\x11\x43heckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x03\"\xad\x01\n\x12\x43heckpointResponse\x12\x11\n\ttree_size\x18\x01 \x01(\x03\x12\x11\n\troot_hash\x18\x02 \x01(\t\x12&\n\x02ts\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x14\n\x0cverifier_key\x18\x05 \x01(\t\x12\x0e\n\x06origin\x18\x06 \x01(\t\x12\x15\n\rcosigned_note\x18\x07 \x01(\t\"7\n\x15InclusionProofRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"u\n\x16InclusionProofResponse\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x0e\n\x06hashes\x18\x03 \x03(\t\x12\x11\n\troot_hash\x18\x04 \x01(\t\x12\x11\n\tleaf_hash\x18\x05 \x01(\t\"B\n\x17\x43onsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x03\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x03\"*\n\x18\x43onsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"\x0f\n\rVerifyRequest\"]\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0f\x65ntries_checked\x18\x02 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t2\xf9\x04\n\rLedgerService\x12\x43\n\x06\x41ppend\x12\x1b.ig.ledger.v1.AppendRequest\x1a\x1c.ig.ledger.v1.AppendResponse\x12R\n\x0b\x41ppendBatch\x12 .ig.ledger.v1.AppendBatchRequest\x1a!.ig.ledger.v1.AppendBatchResponse\x12:\n\x03Get\x12\x18.ig.ledger.v1.GetRequest\x1a\x19.ig.ledger.v1.GetResponse\x12=\n\x04List\x12\x19.ig.ledger.v1.ListRequest\x1a\x1a.ig.ledger.v1.ListResponse\x12O\n\nCheckpoint\x12\x1f.ig.ledger.v1.CheckpointRequest\x1a .ig.ledger.v1.CheckpointResponse\x12[\n\x0eInclusionProof\x12#.ig.ledger.v1.InclusionProofRequest\x1a$.ig.ledger.v1.InclusionProofResponse\x12\x61\n\x10\x43onsistencyProof\x12%.ig.ledger.v1.ConsistencyProofRequest\x1a&.ig.ledger.v1.ConsistencyProofResponse\x12\x43\n\x06Verify\x12\x1b.ig.ledger.v1.VerifyRequest\x1a\x1c.ig.ledger.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ig/ledger/v1/ledger.proto\x12\x0cig.ledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x05\x45ntry\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12&\n\x02ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x16\n\x0epayload_sha256\x18\x05 \x01(\t\x12\x11\n\tprev_hash\x18\x06 \x01(\t\x12\x12\n\nentry_hash\x18\x07 \x01(\t\x12\x0f\n\x07payload\x18\x08 \x01(\x0c\"d\n\rAppendRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64\x65\x64uplicate\x18\x04 \x01(\x08\x12\x0e\n\x06tenant\x18\x05 \x01(\t\"B\n\x12\x41ppendBatchRequest\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.ig.ledger.v1.AppendRequest\"D\n\x13\x41ppendBatchResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.ig.ledger.v1.AppendResponse\"F\n\x0e\x41ppendResponse\x12\"\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x13.ig.ledger.v1.Entry\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\")\n\nGetRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"1\n\x0bGetResponse\x12\"\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x13.ig.ledger.v1.Entry\"q\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x03 \x01(\x03\x12\x0e\n\x06to_seq\x18\x04 \x01(\x03\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x0e\n\x06tenant\x18\x06 \x01(\t\"4\n\x0cListResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.ig.ledger.v1.Entry\"&\n\x11\x43heckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x03\"\xad\x01\n\x12\x43heckpointResponse\x12\x11\n\ttree_size\x18\x01 \x01(\x03\x12\x11\n\troot_hash\x18\x02 \x01(\t\x12&\n\x02ts\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x14\n\x0cverifier_key\x18\x05 \x01(\t\x12\x0e\n\x06origin\x18\x06 \x01(\t\x12\x15\n\rcosigned_note\x18\x07 \x01(\t\"7\n\x15InclusionProofRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"u\n\x16InclusionProofResponse\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x0e\n\x06hashes\x18\x03 \x03(\t\x12\x11\n\troot_hash\x18\x04 \x01(\t\x12\x11\n\tleaf_hash\x18\x05 \x01(\t\"B\n\x17\x43onsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x03\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x03\"*\n\x18\x43onsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"\x0f\n\rVerifyRequest\"]\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0f\x65ntries_checked\x18\x02 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t2\xf9\x04\n\rLedgerService\x12\x43\n\x06\x41ppend\x12\x1b.ig.ledger.v1.AppendRequest\x1a\x1c.ig.ledger.v1.AppendResponse\x12R\n\x0b\x41ppendBatch\x12 .ig.ledger.v1.AppendBatchRequest\x1a!.ig.ledger.v1.AppendBatchResponse\x12:\n\x03Get\x12\x18.ig.ledger.v1.GetRequest\x1a\x19.ig.ledger.v1.GetResponse\x12=\n\x04List\x12\x19.ig.ledger.v1.ListRequest\x1a\x1a.ig.ledger.v1.ListResponse\x12O\n\nCheckpoint\x12\x1f.ig.ledger.v1.CheckpointRequest\x1a .ig.ledger.v1.CheckpointResponse\x12[\n\x0eInclusionProof\x12#.ig.ledger.v1.InclusionProofRequest\x1a$.ig.ledger.v1.InclusionProofResponse\x12\x61\n\x10\x43onsistencyProof\x12%.ig.ledger.v1.ConsistencyProofRequest\x1a&.ig.ledger.v1.ConsistencyProofResponse\x12\x43\n\x06Verify\x12\x1b.ig.ledger.v1.VerifyRequest\x1a\x1c.ig.ledger.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,29 +43,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDRESPONSE']._serialized_start=490
   _globals['_APPENDRESPONSE']._serialized_end=560
   _globals['_GETREQUEST']._serialized_start=562
-  _globals['_GETREQUEST']._serialized_end=587
-  _globals['_GETRESPONSE']._serialized_start=589
-  _globals['_GETRESPONSE']._serialized_end=638
-  _globals['_LISTREQUEST']._serialized_start=640
-  _globals['_LISTREQUEST']._serialized_end=737
-  _globals['_LISTRESPONSE']._serialized_start=739
-  _globals['_LISTRESPONSE']._serialized_end=791
-  _globals['_CHECKPOINTREQUEST']._serialized_start=793
-  _globals['_CHECKPOINTREQUEST']._serialized_end=831
-  _globals['_CHECKPOINTRESPONSE']._serialized_start=834
-  _globals['_CHECKPOINTRESPONSE']._serialized_end=1007
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=1009
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=1064
-  _globals['_INCLUSIONPROOFRESPONSE']._serialized_start=1066
-  _globals['_INCLUSIONPROOFRESPONSE']._serialized_end=1183
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_start=1185
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_end=1251
-  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_start=1253
-  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_end=1295
-  _globals['_VERIFYREQUEST']._serialized_start=1297
-  _globals['_VERIFYREQUEST']._serialized_end=1312
-  _globals['_VERIFYRESPONSE']._serialized_start=1314
-  _globals['_VERIFYRESPONSE']._serialized_end=1407
-  _globals['_LEDGERSERVICE']._serialized_start=1410
-  _globals['_LEDGERSERVICE']._serialized_end=2043
+  _globals['_GETREQUEST']._serialized_end=603
+  _globals['_GETRESPONSE']._serialized_start=605
+  _globals['_GETRESPONSE']._serialized_end=654
+  _globals['_LISTREQUEST']._serialized_start=656
+  _globals['_LISTREQUEST']._serialized_end=769
+  _globals['_LISTRESPONSE']._serialized_start=771
+  _globals['_LISTRESPONSE']._serialized_end=823
+  _globals['_CHECKPOINTREQUEST']._serialized_start=825
+  _globals['_CHECKPOINTREQUEST']._serialized_end=863
+  _globals['_CHECKPOINTRESPONSE']._serialized_start=866
+  _globals['_CHECKPOINTRESPONSE']._serialized_end=1039
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=1041
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=1096
+  _globals['_INCLUSIONPROOFRESPONSE']._serialized_start=1098
+  _globals['_INCLUSIONPROOFRESPONSE']._serialized_end=1215
+  _globals['_CONSISTENCYPROOFREQUEST']._serialized_start=1217
+  _globals['_CONSISTENCYPROOFREQUEST']._serialized_end=1283
+  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_start=1285
+  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_end=1327
+  _globals['_VERIFYREQUEST']._serialized_start=1329
+  _globals['_VERIFYREQUEST']._serialized_end=1344
+  _globals['_VERIFYRESPONSE']._serialized_start=1346
+  _globals['_VERIFYRESPONSE']._serialized_end=1439
+  _globals['_LEDGERSERVICE']._serialized_start=1442
+  _globals['_LEDGERSERVICE']._serialized_end=2075
 # @@protoc_insertion_point(module_scope)
