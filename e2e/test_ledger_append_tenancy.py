@@ -8,7 +8,6 @@ The service runs as its own roles on a database of its own with IG_REGION=region
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,15 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from ig_common.authz import USER_TOKEN_METADATA, ForwardedUser, sign_user_token
-from ig_common.grpc_client import channel_as
-from ig_common.spiffe import SpiffeId
-from ig_evidence.testing import RunningEvidence, cli, evidence_on_own_database, write_inputs
+from ig.ledger.v1 import ledger_pb2
+from ig_evidence.testing import (
+    RunningEvidence,
+    cli,
+    evidence_on_own_database,
+    forwarded_auditor,
+    ledger_stub,
+    write_inputs,
+)
 
 pytestmark = pytest.mark.e2e
 KIND = "release.tenancy-test"
@@ -31,19 +34,6 @@ def region_b(infra: object, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with evidence_on_own_database(infra, "ig_ledger_tenancy", tmp_path_factory.mktemp("blobs"),
                                   IG_REGION="region-b") as running:
         yield running
-
-
-def forwarded(tenant: str) -> tuple[tuple[str, str], ...]:
-    """The metadata the portal sends for a signed-in auditor of ``tenant``: a user token signed with its own key."""
-    portal = SpiffeId("maestro.local", "ig", "audit-portal")
-    key = (Path(os.environ["IG_IDENTITIES"]) / "audit-portal" / "tls.key").read_bytes()
-    token = sign_user_token(key, portal, portal.sibling("evidence"),
-                            ForwardedUser(f"auditor@{tenant}.example", tenant, ("auditor",)), lifetime=30)
-    return ((USER_TOKEN_METADATA, token),)
-
-
-def ledger(service: RunningEvidence, identity: str = "release") -> ledger_pb2_grpc.LedgerServiceStub:
-    return ledger_pb2_grpc.LedgerServiceStub(channel_as(identity, service.grpc_target))
 
 
 def rows_carrying(service: RunningEvidence, marker: str) -> tuple[int, int, int]:
@@ -68,7 +58,7 @@ def rows_carrying(service: RunningEvidence, marker: str) -> tuple[int, int, int]
 def test_region_b_refuses_alphas_appends_and_its_store_holds_no_row_of_them(region_b: RunningEvidence,
                                                                             tmp_path: Path) -> None:
     marker = f"alpha-{uuid.uuid4().hex[:12]}"
-    stub = ledger(region_b)
+    stub = ledger_stub(region_b)
     _, _, total_before = rows_carrying(region_b, marker)
     calls = {
         "Append": lambda: stub.Append(ledger_pb2.AppendRequest(kind=KIND, subject=marker, payload=marker.encode(),
@@ -103,7 +93,7 @@ def _keys(tmp_path: Path) -> Path:
 def test_a_global_tenant_is_appended_at_region_b_and_found_where_alphas_was_not(region_b: RunningEvidence) -> None:
     """The positive control of the test above: the same lookup finds beta's entry and its event."""
     marker = f"beta-{uuid.uuid4().hex[:12]}"
-    entry = ledger(region_b).Append(ledger_pb2.AppendRequest(kind=KIND, subject=marker, payload=marker.encode(),
+    entry = ledger_stub(region_b).Append(ledger_pb2.AppendRequest(kind=KIND, subject=marker, payload=marker.encode(),
                                                              tenant="beta")).entry
     assert entry.seq >= 1 and entry.subject == marker
     # the entry and its event commit together; the relay marks the event published and keeps the row
@@ -119,9 +109,9 @@ def test_a_global_tenant_is_appended_at_region_b_and_found_where_alphas_was_not(
 def test_a_caller_not_allowed_for_the_tenant_is_refused(region_b: RunningEvidence, identity: str, tenant: str,
                                                         kind: str, user: str | None) -> None:
     marker = f"{identity}-{uuid.uuid4().hex[:12]}"
-    metadata = forwarded(user) if user else ()
+    metadata = forwarded_auditor(user) if user else ()
     with pytest.raises(grpc.RpcError) as refused:
-        ledger(region_b, identity).Append(ledger_pb2.AppendRequest(kind=kind, subject=marker, payload=b"{}",
+        ledger_stub(region_b, identity).Append(ledger_pb2.AppendRequest(kind=kind, subject=marker, payload=b"{}",
                                                                    tenant=tenant), metadata=metadata)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value.details()
     assert refused.value.details().startswith("tenant: ") and repr(tenant) in refused.value.details()
@@ -130,7 +120,7 @@ def test_a_caller_not_allowed_for_the_tenant_is_refused(region_b: RunningEvidenc
 
 def test_a_user_of_the_tenant_forwarded_by_the_portal_appends(region_b: RunningEvidence) -> None:
     marker = f"portal-{uuid.uuid4().hex[:12]}"
-    entry = ledger(region_b, "audit-portal").Append(
+    entry = ledger_stub(region_b, "audit-portal").Append(
         ledger_pb2.AppendRequest(kind="ig.audit.access", subject=marker, payload=b"{}", tenant="beta"),
-        metadata=forwarded("beta")).entry
+        metadata=forwarded_auditor("beta")).entry
     assert entry.subject == marker and rows_carrying(region_b, marker)[0] == 1

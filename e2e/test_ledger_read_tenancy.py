@@ -4,35 +4,17 @@ database of its own (region-a, the suite's residency data: alpha pinned here, ga
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import grpc
 import pytest
-from ig.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from ig_common.authz import USER_TOKEN_METADATA, ForwardedUser, sign_user_token
-from ig_common.grpc_client import channel_as
-from ig_common.spiffe import SpiffeId
-from ig_evidence.testing import RunningEvidence, evidence_on_own_database
+from ig.ledger.v1 import ledger_pb2
+from ig_evidence.testing import RunningEvidence, evidence_on_own_database, forwarded_auditor, ledger_stub
 
 pytestmark = pytest.mark.e2e
 KIND = "release.read-tenancy-test"
-
-
-def forwarded(tenant: str) -> tuple[tuple[str, str], ...]:
-    """The metadata the portal sends for a signed-in auditor of ``tenant``: a user token signed with its own key."""
-    portal = SpiffeId("maestro.local", "ig", "audit-portal")
-    key = (Path(os.environ["IG_IDENTITIES"]) / "audit-portal" / "tls.key").read_bytes()
-    token = sign_user_token(key, portal, portal.sibling("evidence"),
-                            ForwardedUser(f"auditor@{tenant}.example", tenant, ("auditor",)), lifetime=30)
-    return ((USER_TOKEN_METADATA, token),)
-
-
-def ledger(service: RunningEvidence, identity: str = "release") -> ledger_pb2_grpc.LedgerServiceStub:
-    return ledger_pb2_grpc.LedgerServiceStub(channel_as(identity, service.grpc_target))
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +34,19 @@ class Appended(NamedTuple):
 def appended(region_a: RunningEvidence) -> Appended:
     """alpha's and beta's entries under one subject, interleaved, then a beta auditor's access entry."""
     subject = f"read-{uuid.uuid4().hex[:12]}"
-    stub, seqs = ledger(region_a), {"alpha": [], "beta": []}  # type: dict[str, list[int]]
+    stub, seqs = ledger_stub(region_a), {"alpha": [], "beta": []}  # type: dict[str, list[int]]
     for tenant in ("alpha", "beta", "alpha", "beta"):
         seqs[tenant].append(stub.Append(ledger_pb2.AppendRequest(kind=KIND, subject=subject,
                                                                  payload=tenant.encode(), tenant=tenant)).entry.seq)
-    access = ledger(region_a, "audit-portal").Append(
+    access = ledger_stub(region_a, "audit-portal").Append(
         ledger_pb2.AppendRequest(kind="ig.audit.access", subject=subject, payload=b"{}", tenant="beta"),
-        metadata=forwarded("beta")).entry
+        metadata=forwarded_auditor("beta")).entry
     return Appended(subject, seqs["alpha"], seqs["beta"], access.seq)
 
 
 def test_each_tenant_lists_and_gets_only_its_own_entries(region_a: RunningEvidence,
                                                          appended: Appended) -> None:
-    stub = ledger(region_a)
+    stub = ledger_stub(region_a)
     own = {"alpha": appended.alpha, "beta": appended.beta}
     for tenant, other in (("alpha", "beta"), ("beta", "alpha")):
         listed = stub.List(ledger_pb2.ListRequest(tenant=tenant, subject=appended.subject)).entries
@@ -79,7 +61,7 @@ def test_each_tenant_lists_and_gets_only_its_own_entries(region_a: RunningEviden
 
 def test_another_tenants_entry_is_not_found_worded_as_a_missing_one(region_a: RunningEvidence,
                                                                     appended: Appended) -> None:
-    stub = ledger(region_a)
+    stub = ledger_stub(region_a)
     answers = []
     for seq in (appended.beta[0], 10 ** 9):
         with pytest.raises(grpc.RpcError) as refused:
@@ -91,13 +73,13 @@ def test_another_tenants_entry_is_not_found_worded_as_a_missing_one(region_a: Ru
 
 def test_the_portal_reads_its_access_entries_alone_and_a_users_own_tenant_with_the_user(
         region_a: RunningEvidence, appended: Appended) -> None:
-    portal = ledger(region_a, "audit-portal")
+    portal = ledger_stub(region_a, "audit-portal")
     # the access-log feed: no user behind it, the table's ledger_readers grant
     feed = portal.List(ledger_pb2.ListRequest(tenant="beta", kind="ig.audit.access", page_size=1000)).entries
     assert appended.beta_access in {e.seq for e in feed}
     assert not {e.seq for e in feed} & set(appended.alpha)
     as_user = portal.List(ledger_pb2.ListRequest(tenant="beta", subject=appended.subject),
-                          metadata=forwarded("beta")).entries
+                          metadata=forwarded_auditor("beta")).entries
     assert [e.seq for e in as_user] == [*appended.beta, appended.beta_access]
 
 
@@ -111,11 +93,11 @@ def test_the_portal_reads_its_access_entries_alone_and_a_users_own_tenant_with_t
 def test_a_caller_not_allowed_to_read_the_tenant_is_permission_denied(
         region_a: RunningEvidence, appended: Appended, method: str, identity: str, tenant: str,
         user: str | None) -> None:
-    stub = ledger(region_a, identity)
+    stub = ledger_stub(region_a, identity)
     request = (ledger_pb2.GetRequest(tenant=tenant, seq=appended.alpha[0]) if method == "Get"
                else ledger_pb2.ListRequest(tenant=tenant))
     with pytest.raises(grpc.RpcError) as refused:
-        getattr(stub, method)(request, metadata=forwarded(user) if user else ())
+        getattr(stub, method)(request, metadata=forwarded_auditor(user) if user else ())
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value.details()
     assert refused.value.details().startswith("tenant: ") and repr(tenant) in refused.value.details()
 
@@ -126,7 +108,7 @@ def test_a_missing_tenant_is_invalid_argument_and_a_tenant_pinned_elsewhere_is_r
     def call(identity: str, tenant: str) -> None:
         request = (ledger_pb2.GetRequest(tenant=tenant, seq=1) if method == "Get"
                    else ledger_pb2.ListRequest(tenant=tenant))
-        getattr(ledger(region_a, identity), method)(request)
+        getattr(ledger_stub(region_a, identity), method)(request)
 
     with pytest.raises(grpc.RpcError) as missing:
         call("release", "")

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ig.evidence.v1 import evidence_pb2_grpc
+from ig.ledger.v1 import ledger_pb2_grpc
+from ig_common.authz import USER_TOKEN_METADATA, ForwardedUser, sign_user_token
 from ig_common.grpc_client import channel_as
+from ig_common.spiffe import SpiffeId
 from ig_infra.process import free_port
 
 REPO = Path(__file__).resolve().parents[4]
@@ -109,3 +112,16 @@ def pin(public_key: Path, signers: Path, *tenants: str, name: str = "e2e release
 
 def evidence_stub(service: RunningEvidence) -> evidence_pb2_grpc.EvidenceServiceStub:
     return evidence_pb2_grpc.EvidenceServiceStub(channel_as("release", service.grpc_target))
+
+
+def ledger_stub(service: RunningEvidence, identity: str = "release") -> ledger_pb2_grpc.LedgerServiceStub:
+    return ledger_pb2_grpc.LedgerServiceStub(channel_as(identity, service.grpc_target))
+
+
+def forwarded_auditor(tenant: str) -> tuple[tuple[str, str], ...]:
+    """The metadata the portal sends for a signed-in auditor of ``tenant``: a user token signed with its own key."""
+    portal = SpiffeId("maestro.local", "ig", "audit-portal")
+    key = (Path(os.environ["IG_IDENTITIES"]) / "audit-portal" / "tls.key").read_bytes()
+    token = sign_user_token(key, portal, portal.sibling("evidence"),
+                            ForwardedUser(f"auditor@{tenant}.example", tenant, ("auditor",)), lifetime=30)
+    return ((USER_TOKEN_METADATA, token),)
