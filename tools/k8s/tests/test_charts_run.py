@@ -109,6 +109,17 @@ def test_portal_names_the_evidence_service_and_the_issuer_it_uses(render: Render
     assert "127.0.0.1" not in values["IG_EVIDENCE_TARGET"] + values["IG_OIDC_ISSUER"]
 
 
+def test_portal_feeds_its_access_log_from_the_tenants_the_table_lets_it_read(render: Render) -> None:
+    """Unset, the feed reads nothing (the access log would miss every other portal replica's and region's entries):
+    the chart names the table's `ledger_readers` row for the portal's identity, and `settings` can narrow it."""
+    assert settings(render("audit-portal", "region-a"), "audit-portal")["IG_ACCESS_LOG_FEED_TENANTS"] == \
+        "alpha,beta,gamma"
+    narrowed = render("audit-portal", "region-a", ("settings.IG_ACCESS_LOG_FEED_TENANTS=beta",))
+    assert settings(narrowed, "audit-portal")["IG_ACCESS_LOG_FEED_TENANTS"] == "beta"
+    other = render("audit-portal", "region-a", ("serviceAccount.name=evidence",))
+    assert "IG_ACCESS_LOG_FEED_TENANTS" not in settings(other, "audit-portal")
+
+
 @pytest.mark.parametrize(("sets", "message"), [
     (("global.oidc.issuer=",), r"oidc\.issuer \(or global\.oidc\.issuer\) is required"),
     (("global.oidc.issuer=dex:5556",), r"is not an http\(s\):// URL"),
