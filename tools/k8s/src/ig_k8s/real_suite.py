@@ -134,10 +134,10 @@ class RealSuite:
 def stop_everything(paths: Paths, regions: list[str]) -> list[str]:
     """``ig-k8s down``: the real nodes (containers, shims, network namespaces, cgroups, images), the pod
     infrastructure's PostgreSQL and the clusters; returns what was running."""
-    stopped = []
     binaries = NodeBinaries.cached(paths)
-    for region in regions:
-        stopped += [f"{region} node: {what}" for what in RealNode(region, paths).stop(binaries)]
+    # Each node's stop mostly waits (on its kubelet, its containers' ends): both at once.
+    by_region = in_parallel({region: partial(RealNode(region, paths).stop, binaries) for region in regions})
+    stopped = [f"{region} node: {what}" for region, done in by_region.items() for what in done]
     # Both regions' pods use the one PostgreSQL: it stops with the last node.
     if not any(RealNode(region, paths).running() for region in REGIONS) and stop_pod_infrastructure(paths):
         stopped.append("pod infrastructure PostgreSQL")
