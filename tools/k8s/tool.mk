@@ -5,8 +5,8 @@ CHECK_TARGETS += k8s-check k8s-binaries
 
 # The real-node tests (tools/k8s/tests/real: the suite brought up as `make k8s-up` does, RealSuite.up: containerd +
 # kubelet + kube-proxy + CoreDNS running all five releases from images built here, policy upgraded and rolled back,
-# evidence blobs kept across the loss of every pod, helm tests) are part of `make test`: warm 360 s on 2026-12-06
-# (49 tests, load 8-11; 382-421 s before the five installs were one set-up)
+# evidence blobs kept across the loss of every pod, helm tests) are part of `make test`: warm 290-360 s on 2026-12-06
+# (49 tests, load 1-4 / 8-11; 382-421 s before the five installs were one set-up)
 # (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
 # the kubelet, CoreDNS, the control plane, the Debian base and the images (no complete cold figure). They never skip.
 # `make k8s-node-test` runs them alone.
