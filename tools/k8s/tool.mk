@@ -3,13 +3,12 @@ CHECK_TARGETS += k8s-check k8s-binaries
 
 .PHONY: k8s-check k8s-binaries k8s-up k8s-down k8s-status k8s-node-up k8s-node-down k8s-images k8s-node-test
 
-# The real-node tests (tools/k8s/tests/real: containerd + kubelet + kube-proxy + CoreDNS running pods from images built
-# here; burn, policy and evidence installed, policy upgraded and rolled back, evidence blobs kept across the loss of
-# every pod, migration and portal helm tests) are part of `make test`: warm 382 s on 2026-12-06 (48 tests; 174-233 s
-# before evidence, migration and portal)
+# The real-node tests (tools/k8s/tests/real: the suite brought up as `make k8s-up` does, RealSuite.up: containerd +
+# kubelet + kube-proxy + CoreDNS running all five releases from images built here, policy upgraded and rolled back,
+# evidence blobs kept across the loss of every pod, helm tests) are part of `make test`: warm 290-360 s on 2026-12-06
+# (49 tests, load 1-4 / 8-11; 382-421 s before the five installs were one set-up)
 # (the three modules took 478 s with the kwok install tests they replaced); cold they first build containerd,
-# the kubelet, CoreDNS, the control plane, the Debian base and the images (on 2026-12-06, under other helpers' load,
-# 26 min of builds before that cold run failed on the apt lock, since fixed: no complete cold figure). They never skip.
+# the kubelet, CoreDNS, the control plane, the Debian base and the images (no complete cold figure). They never skip.
 # `make k8s-node-test` runs them alone.
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
@@ -19,7 +18,7 @@ k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on st
 	$(RUN) ig-k8s docs --check
 	$(RUN) ig-k8s values-schema --check
 
-k8s-up: bootstrap ## two simulated Kubernetes clusters (region-a, region-b: kube-apiserver + etcd + kwok) with every chart installed; prints each region's addresses, pods and images (size, digest)
+k8s-up: bootstrap ## both regions with every service as real pods: clusters, a real node each, images built here and imported, the nodes' PostgreSQL, every release installed with --wait --atomic; prints each region's addresses, pods and images (size, digest). `ig-k8s up --simulated`: kwok nodes only
 	$(RUN) ig-k8s up
 
 k8s-node-up: ## a real node per region (containerd 2.x, runc, CNI bridge, kubelet 1.37) on the running clusters
@@ -34,7 +33,7 @@ k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported 
 k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn, policy, evidence, migration and portal installed with --wait --atomic, helm tests, evidence blobs across pod loss, upgrade/rollback under load, RBAC switch
 	$(RUN) pytest tools/k8s/tests/real -q -p no:randomly
 
-k8s-down: ## stop the simulated Kubernetes clusters and their real nodes
+k8s-down: ## stop the real nodes (containers, images, network namespaces), the nodes' PostgreSQL and the clusters, and forget the clusters' state
 	$(RUN) ig-k8s down
 
 k8s-status: ## where the simulated Kubernetes clusters listen, and their kubeconfigs
@@ -45,6 +44,6 @@ k8s-binaries: ## build (once, cached) kube-apiserver/controller-manager/schedule
 
 BENCH_TARGETS += bench-k8s
 .PHONY: bench-k8s
-bench-k8s: ## time helm template + kubeconform + Rego for all charts, a cluster start and a region install
+bench-k8s: ## time helm template + kubeconform + Rego, a kwok region install, and the suite brought up on the real nodes (per region to all pods Ready, image builds and sizes, node and pod memory)
 	@mkdir -p $(ARTIFACTS)/bench
 	$(RUN) ig-k8s bench $(ARTIFACTS)/bench/k8s.json

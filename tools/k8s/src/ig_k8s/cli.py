@@ -1,8 +1,10 @@
 """ig-k8s: Kubernetes delivery of the suite.
 
-  ig-k8s up [--region R] [--no-install]   start the simulated cluster(s), install every release, print each region's
-                                          addresses, pods and images (size, digest)
-  ig-k8s down | status                    stop / describe the clusters (and their real nodes, addresses, pods, images)
+  ig-k8s up [--region R] [--tag T]       the clusters, a real node each, images built and imported, the nodes'
+                                          PostgreSQL, every release installed as real pods (--wait --atomic); prints
+                                          each region's addresses, pods and images (size, digest)
+  ig-k8s up --simulated | --no-install    every release on kwok nodes only (no container runs) / the clusters only
+  ig-k8s down | status                    stop everything up started / describe the clusters, nodes, pods, images
   ig-k8s node up|down|status [--region R] a real node per region: containerd, runc, CNI, kubelet, kube-proxy, CoreDNS
   ig-k8s prove-services [--region R]      a pod calls another pod by its Service's DNS name on the real node
   ig-k8s images [--service S] [--tag T]   build the Debian base and service images, import them into running nodes
@@ -66,21 +68,27 @@ def _docs(check: bool) -> int:
     return 0
 
 
-def _up(regions: list[str], install: bool) -> int:
+def _up(regions: list[str], install: bool, simulated: bool, tag: str) -> int:
     from ig_k8s.cluster import Binaries, SimulatedCluster
     from ig_k8s.helm import Helm
-    from ig_k8s.releases import install_suite
+    from ig_k8s.releases import install_suite, load_release_set
 
     paths = Paths.from_environment()
-    binaries = Binaries.ensure(paths)
     helm = Helm.create(paths)
-    for region in regions:
-        cluster = SimulatedCluster(region, paths)
-        cluster.start(binaries)
-        print(cluster.describe(), flush=True)
-        if install:
-            installed = install_suite(helm, cluster)
-            print(f"  {region}: installed and Available: {', '.join(installed)}", flush=True)
+    if install and not simulated:
+        from ig_k8s.real_suite import RealSuite
+
+        suite = RealSuite(paths, tuple(regions), tag, load_release_set()[0]).up(helm)
+        print("  seconds: " + ", ".join(f"{phase} {value}" for phase, value in suite.seconds.items()), flush=True)
+    else:
+        binaries = Binaries.ensure(paths)
+        for region in regions:
+            cluster = SimulatedCluster(region, paths)
+            cluster.start(binaries)
+            print(cluster.describe(), flush=True)
+            if install:
+                installed = install_suite(helm, cluster)
+                print(f"  {region}: installed on kwok nodes: {', '.join(installed)}", flush=True)
     for region in regions:
         print(_overview(region, paths), flush=True)
     return 0
@@ -118,12 +126,10 @@ def _build(allow_failure: bool) -> int:
 
 
 def _down(regions: list[str]) -> int:
-    from ig_k8s.cluster import SimulatedCluster
+    from ig_k8s.real_suite import stop_everything
 
-    _node("down", regions)
-    for region in regions:
-        stopped = SimulatedCluster(region).stop()
-        print(f"{region}: stopped {', '.join(stopped) if stopped else 'nothing (was not running)'}")
+    stopped = stop_everything(Paths.from_environment(), regions)
+    print("stopped: " + ("\n  ".join(["", *stopped]) if stopped else "nothing (was not running)"))
     return 0
 
 
@@ -215,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name)
         sub.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
         if name == "up":
-            sub.add_argument("--no-install", action="store_true", help="start the clusters only")
+            mode = sub.add_mutually_exclusive_group()
+            mode.add_argument("--no-install", action="store_true", help="start the clusters only")
+            mode.add_argument("--simulated", action="store_true",
+                              help="install every release on kwok nodes only (no real node, no container runs)")
+            sub.add_argument("--tag", default="dev", help="the tag of the images built and installed")
     node = commands.add_parser("node")
     node.add_argument("action", choices=("up", "down", "status"))
     node.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
@@ -240,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("up", "down", "status"):
             regions = args.region or list(REGIONS)
             if args.command == "up":
-                return _up(regions, install=not args.no_install)
+                return _up(regions, install=not args.no_install, simulated=args.simulated, tag=args.tag)
             return _down(regions) if args.command == "down" else _status(regions)
         if args.command == "node":
             return _node(args.action, args.region or list(REGIONS))

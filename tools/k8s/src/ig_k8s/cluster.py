@@ -318,11 +318,18 @@ class SimulatedCluster:
                 if error.status != 409:
                     raise
 
-    def stop(self) -> list[str]:
+    def stop(self, forget: bool = False) -> list[str]:
+        """With ``forget`` the cluster's state (etcd's data) goes too: kept, the next start would have the
+        controllers recreate every workload it held on a node that returns under the same name, beside whatever
+        that start installs (the real node's CPU then no longer fits both)."""
         stopped = []
         for name in reversed(self.PROCESSES):
             if terminate(self._pid(name)):
                 stopped.append(name)
+        data = self.dir / "etcd-data"
+        if forget and read_pid(self._pid("etcd")) is None and data.exists():
+            shutil.rmtree(data)
+            stopped.append("etcd data removed")
         return stopped
 
     def describe(self) -> str:

@@ -165,6 +165,15 @@ def service_image(service: ServiceImage, tag: str, paths: Paths) -> BuiltImage:
     return BuiltImage(name, archive, time.monotonic() - started)
 
 
+def prune_untagged_images() -> None:
+    """Remove the images no tag names any more: a rebuild after any change to the repository (the build context)
+    makes new layers and leaves the previous image and its build stage untagged, about 1 GB per service image
+    (42 GB of them here after a day of runs, until the disk was short). What goes with them is buildah's layer cache
+    of this build's stages, which costs little: the layer cache cleared, `make k8s-up` took 172 s against 143 s
+    warm, uv's downloads being kept in buildah's cache mount."""
+    _run(["buildah", "rmi", "--prune"], "removing untagged images")
+
+
 def import_image(node: RealNode, binaries: NodeBinaries, image: BuiltImage) -> str:
     """Load an image archive into the node's containerd (k8s.io namespace, unpacked for its snapshotter); returns
     the image's manifest digest as containerd records it."""
@@ -195,6 +204,7 @@ def build_and_load(services: list[str], tag: str, paths: Paths) -> dict[str, obj
     built = [base, *(service_image(by_name(name), tag, paths) for name in services)]
     if "policy" in services:
         built.append(opa_image(paths))
+    prune_untagged_images()
     nodes = [node for node in (RealNode(region, paths) for region in REGIONS) if node.running()]
     binaries = NodeBinaries.cached(paths) if nodes else None
     report: dict[str, object] = {}

@@ -74,6 +74,10 @@ class RealNode:
     def _pid(self, name: str) -> Path:
         return self.dir / f"{name}.pid"
 
+    def pid(self, name: str) -> int | None:
+        """The running process of one of ``PROCESSES``, if it runs."""
+        return read_pid(self._pid(name))
+
     def log(self, name: str) -> Path:
         return self.dir / f"{name}.log"
 
@@ -259,7 +263,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             self._kill_tasks(binaries)
         if terminate(self._pid("containerd")):
             stopped.append("containerd")
-        shims = self._shim_pids()
+        shims = self.shim_pids()
         for pid in shims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -303,7 +307,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         for task in self.ctr(binaries, "tasks", "list", "-q").stdout.split():
             self.ctr(binaries, "tasks", "delete", "--force", task)  # SIGKILL, wait, delete: its shim then exits
 
-    def _shim_pids(self) -> list[int]:
+    def shim_pids(self) -> list[int]:
         """Shims of this node's containerd (they daemonize, so they are not in its process group)."""
         found = []
         for proc in Path("/proc").iterdir():

@@ -115,7 +115,8 @@ def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm
     for item in release.sets:
         args += ["--set", item]
     started = time.monotonic()
-    helm.with_kubeconfig(cluster.kubeconfig).run(*args, timeout=600)
+    # helm's own timeout ends first, so that --atomic can roll back before the process is killed.
+    helm.with_kubeconfig(cluster.kubeconfig).run(*args, timeout=int(timeout.rstrip("s")) + 120)
     return {"release": release.name, "install_seconds": round(time.monotonic() - started, 1),
             "pods": release_pods(node, release.name, namespace)}
 

@@ -1,6 +1,7 @@
-"""The real nodes of both regions, started once for every test of this package (package scope: torn down after the
-package's last test, not at the end of a `make test` session), with the burn, policy and evidence images imported and
-the three releases installed on demand.
+"""The whole suite on the real nodes of both regions, brought up once for every test of this package (package scope:
+torn down after the package's last test, not at the end of a `make test` session) by ``RealSuite.up``, the entry
+point `make k8s-up` runs: clusters and nodes, every service image built and imported, the nodes' PostgreSQL, and every
+release of the release set installed with `--wait --atomic` (in the package's own namespace, not `make k8s-up`'s).
 
 Nothing skips: a binary or image that cannot be built, or a node or install that fails, fails the tests.
 """
@@ -13,16 +14,13 @@ from typing import Any
 import pytest
 from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
-from ig_k8s.cluster import SimulatedCluster
 from ig_k8s.helm import Helm
-from ig_k8s.images import build_and_load
 from ig_k8s.node import RealNode
-from ig_k8s.node_build import NodeBinaries
-from ig_k8s.real_charts import install_on_real_node, start_pod_infrastructure, stop_pod_infrastructure, uninstall
-from ig_k8s.suite import REGIONS, in_parallel
+from ig_k8s.real_charts import NAMESPACE
+from ig_k8s.real_suite import RealSuite
+from ig_k8s.suite import REGIONS
 
 TAG = "node-test"
-RELEASES = ("burn", "policy", "evidence")
 # The test that stops the nodes: it runs after every other test that uses them (see the hook below).
 STOPS_THE_NODES = "stops_real_nodes"
 
@@ -42,28 +40,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def nodes() -> Iterator[dict[str, RealNode]]:
-    paths = Paths.from_environment()
-    binaries = NodeBinaries.ensure(paths)
-    started: list[SimulatedCluster] = []
-    found: dict[str, RealNode] = {}
-
-    def start(region: str) -> RealNode:
-        cluster = SimulatedCluster(region, paths)
-        if not cluster.healthy():
-            started.append(cluster)
-            cluster.start()
-        node = found[region] = RealNode(region, paths)
-        node.start(binaries)
-        return node
-
+def suite(helm: Helm) -> Iterator[RealSuite]:
+    """What `make k8s-up` had running is left running (the node-down test stops the nodes anyway); what this
+    suite started is stopped, also after a run that failed before the node-down test."""
+    up = RealSuite(Paths.from_environment(), REGIONS, TAG, NAMESPACE)
     try:
-        yield in_parallel({region: (lambda region=region: start(region)) for region in REGIONS})
+        yield up.up(helm)
     finally:
-        for node in found.values():  # the node-down test stops them first; this is for a run that failed before it
-            node.stop(binaries)
-        for cluster in started:  # leave clusters that `make k8s-up` started running
-            cluster.stop()
+        up.release(helm)
+
+
+@pytest.fixture(scope="package")
+def nodes(suite: RealSuite) -> dict[str, RealNode]:
+    return suite.nodes
 
 
 @pytest.fixture(scope="package")
@@ -72,31 +61,19 @@ def image_tag() -> str:
 
 
 @pytest.fixture(scope="package")
-def images(nodes: dict[str, RealNode]) -> dict[str, Any]:
-    """Built once (buildah's layer cache keeps a warm build short) and imported into both nodes."""
-    return build_and_load(list(RELEASES), TAG, Paths.from_environment())
+def images(suite: RealSuite) -> dict[str, Any]:
+    """Every service image (and the base and OPA's), built once (buildah's layer cache keeps a warm build short)
+    and imported into both nodes."""
+    return suite.images
 
 
 @pytest.fixture(scope="package")
-def postgres(nodes: dict[str, RealNode]) -> Iterator[Postgres]:
-    paths = Paths.from_environment()
-    try:
-        yield start_pod_infrastructure(paths, list(nodes.values()))
-    finally:
-        stop_pod_infrastructure(paths)
+def postgres(suite: RealSuite) -> Postgres:
+    assert suite.postgres is not None
+    return suite.postgres
 
 
 @pytest.fixture(scope="package")
-def installed(nodes: dict[str, RealNode], images: dict[str, Any], postgres: Postgres,
-              helm: Helm) -> Iterator[dict[str, dict[str, Any]]]:
-    """burn, policy and evidence in both regions, the six installs at once."""
-    jobs = {f"{release}/{region}": (lambda release=release, region=region:
-                                   install_on_real_node(nodes[region], release, TAG, helm))
-            for region in REGIONS for release in RELEASES}
-    try:
-        yield in_parallel(jobs)
-    finally:
-        # Without waiting: the node-down test may have stopped the nodes already, and nobody waits for the pods.
-        in_parallel({key: (lambda key=key: uninstall(nodes[key.split("/")[1]], key.split("/")[0], helm,
-                                                   wait=False))
-                     for key in jobs})
+def installed(suite: RealSuite) -> dict[str, dict[str, Any]]:
+    """Every release in both regions, as ``RealSuite.up`` installed them (all at once)."""
+    return suite.installed

@@ -3,7 +3,7 @@ pod calls Decide through its Service's DNS name (no call may fail), the migratio
 orchestrator's Service-selector switch judged by RBAC with real ServiceAccount tokens, and evicted pods replaced
 within their disruption budget.
 
-The releases are the package's (conftest.py): installed once for this module and test_real_charts.py.
+The releases are the package's (conftest.py): every release of the release set, installed once for all its modules.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pytest
 from ig_infra.paths import Paths
 from ig_infra.process import wait_until
 from ig_k8s.day2 import client_loop_requests, delete_pod, release_images, retag_image, start_client_loop
-from ig_k8s.helm import Helm, manifests
+from ig_k8s.helm import Helm
 from ig_k8s.kube import api_client
 from ig_k8s.node import RealNode
 from ig_k8s.node_build import NodeBinaries
 from ig_k8s.real_charts import NAMESPACE, install_on_real_node, release_pods
-from ig_k8s.releases import load_release_set, release_history
+from ig_k8s.releases import release_history
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -98,23 +98,6 @@ def _use_kubeconfig(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
 
 
-def _render_migration_identity(node: RealNode, helm: Helm) -> list[dict[str, Any]]:
-    """The migration release's ServiceAccount, Role and RoleBinding exactly as its chart renders them with the
-    release set's values (the switch on): the identity without the pods (its image is not built for these nodes)."""
-    _, releases = load_release_set()
-    migration = next(r for r in releases if r.name == "migration")
-    objects = [o for o in manifests(helm.template(migration.chart_dir, node.cluster.region, migration.name,
-                                                  NAMESPACE, migration.sets))
-               if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
-    assert {o["kind"] for o in objects} == {"ServiceAccount", "Role", "RoleBinding"}
-    return objects
-
-
-def _apply_migration_identity(node: RealNode, objects: list[dict[str, Any]]) -> None:
-    for item in objects:
-        _migration_identity_api(node, item["kind"], "create")(NAMESPACE, item)
-
-
 def _wait_until_rbac_sees(node: RealNode, account: str, timeout: float = 15) -> bool:
     """The API server's RBAC authorizer learns of a new binding through a watch: ask it, as it will judge the
     switch, until the binding counts (False when it never does: the switch is then refused, as it should be)."""
@@ -130,39 +113,20 @@ def _wait_until_rbac_sees(node: RealNode, account: str, timeout: float = 15) -> 
     return False
 
 
-def _remove_migration_identity(node: RealNode, objects: list[dict[str, Any]]) -> None:
-    for item in objects:
-        try:
-            _migration_identity_api(node, item["kind"], "delete")(item["metadata"]["name"], NAMESPACE)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-
-
-def _migration_identity_api(node: RealNode, kind: str, verb: str) -> Any:
-    api = api_client(node.cluster.kubeconfig)
-    group = client.CoreV1Api(api) if kind == "ServiceAccount" else client.RbacAuthorizationV1Api(api)
-    noun = {"ServiceAccount": "service_account", "Role": "role", "RoleBinding": "role_binding"}[kind]
-    return getattr(group, f"{verb}_namespaced_{noun}")
-
-
 def test_only_the_migration_service_account_can_switch_a_service_selector(
-        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, tmp_path: Path,
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from ig_migration.adapters.kubernetes_switch import switch_selector
     from ig_migration.domain.plan import KubernetesSwitch
 
     node = nodes["region-a"]
     core = client.CoreV1Api(api_client(node.cluster.kubeconfig))
-    identity = _render_migration_identity(node, helm)
-    _remove_migration_identity(node, identity)  # what an earlier run that failed may have left
-    _apply_migration_identity(node, identity)
-    migration = next(o for o in identity if o["kind"] == "ServiceAccount")
-    _wait_until_rbac_sees(node, migration["metadata"]["name"])
-    # Another workload's identity: the account burn's running pods use.
-    burn_pod = core.read_namespaced_pod(release_pods(node, "burn")[0]["name"], NAMESPACE)
-    other = burn_pod.spec.service_account_name
-    assert other and other != migration["metadata"]["name"]
+    # The identity of the migration release's running pods (ServiceAccount, Role, RoleBinding as its chart renders
+    # them with the release set's values, the switch on), and another workload's: the account burn's pods use.
+    migration, other = (core.read_namespaced_pod(release_pods(node, release)[0]["name"], NAMESPACE)
+                        .spec.service_account_name for release in ("migration", "burn"))
+    assert migration and other and other != migration
+    _wait_until_rbac_sees(node, migration)
     delete_service(core, "checkout")
     core.create_namespaced_service(NAMESPACE, {
         "metadata": {"name": "checkout"},
@@ -174,14 +138,12 @@ def test_only_the_migration_service_account_can_switch_a_service_selector(
             asyncio.run(switch_selector(switch, "green"))
         assert forbidden.value.status == 403
 
-        _use_kubeconfig(monkeypatch, _service_account_kubeconfig(node, migration["metadata"]["name"],
-                                                                 tmp_path / "migration"))
+        _use_kubeconfig(monkeypatch, _service_account_kubeconfig(node, migration, tmp_path / "migration"))
         assert asyncio.run(switch_selector(switch, "green")) == "blue"
         assert core.read_namespaced_service("checkout", NAMESPACE).spec.selector == {"app": "checkout",
                                                                                      "version": "green"}
     finally:
         delete_service(core, "checkout")
-        _remove_migration_identity(node, identity)
 
 
 def delete_service(core: client.CoreV1Api, name: str) -> None:
