@@ -11,17 +11,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from ig_common.ports import free_port
 from ig_release.cli import main
 from ig_release.context import ReleaseContext, StageFailed
 from ig_release.flow import Stage, prerequisites, run_flow, select
 from ig_release.settings import PROFILES, Endpoints
 from rich.console import Console
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # closed again when the with block ends
 
 
 @pytest.mark.parametrize("argv", [["run", "--version", "1.2.1"], ["run", "--version", "v1.2.1", "--stage", "nope"]])
@@ -31,7 +26,7 @@ def test_usage_errors_exit_2(argv: list[str], tmp_path: Path) -> None:
 
 def test_preflight_names_what_is_not_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("IG_POLICY_GRPC", f"127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_POLICY_GRPC", f"127.0.0.1:{free_port()}")
     assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "policy",
                  "--artifacts", str(tmp_path)]) == 1
     assert "policy service (IG_POLICY_GRPC)" in capsys.readouterr().out
@@ -40,7 +35,7 @@ def test_preflight_names_what_is_not_running(tmp_path: Path, monkeypatch: pytest
 def test_the_migration_stage_needs_the_suites_migration_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     # The stage goes through MigrationService: without it the flow stops before starting, naming it.
-    monkeypatch.setenv("IG_MIGRATION_GRPC", f"127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_MIGRATION_GRPC", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("IG_DATABASE_URL", f"postgresql://ig@127.0.0.1:{_listening()}/ig")
     monkeypatch.setenv("IG_KAFKA_BOOTSTRAP", f"127.0.0.1:{_listening()}")
     assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "migration",
@@ -51,8 +46,8 @@ def test_the_migration_stage_needs_the_suites_migration_service(tmp_path: Path, 
 def test_the_burn_stage_needs_the_suites_burn_service_and_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     # The stage drives the suite's own burn service and the shared Prometheus: without them it never starts.
-    monkeypatch.setenv("IG_BURN_API", f"https://127.0.0.1:{closed_port()}")
-    monkeypatch.setenv("IG_PROMETHEUS_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("IG_BURN_API", f"https://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("IG_PROMETHEUS_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("IG_DATABASE_URL", f"postgresql://ig@127.0.0.1:{_listening()}/ig")
     monkeypatch.setenv("IG_KAFKA_BOOTSTRAP", f"127.0.0.1:{_listening()}")
     assert main(["run", "--version", "v1.2.1", "--profile", "ci", "--stage", "burn",

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ig_common.ports import free_port
+
 REPO = Path(__file__).resolve().parents[4]
 POLICIES = REPO / "policies" / "rego"
 GOLDEN = REPO / "policies" / "golden"
@@ -99,12 +101,6 @@ def set_test_clock(path: Path, moment: datetime | str) -> None:
     scratch = path.with_name(path.name + ".tmp")
     scratch.write_text(text, encoding="utf-8")
     os.replace(scratch, path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def opa_binary() -> str:

@@ -11,16 +11,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ig_common.ports import free_port
+
 
 class InfraError(RuntimeError):
     """Something the person running the tool must fix; the message says what."""
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (for a process a test or tool starts)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def free_ports() -> Callable[[int], int]:

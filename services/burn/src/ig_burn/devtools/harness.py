@@ -17,13 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ig_common.http_client import client_as
+from ig_common.ports import free_port
 from ig_common.tls import inherited_identity
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prometheus_config(targets: dict[str, str], *, scrape_interval: str = "1s", rules_dir: Path | None = None) -> str:
