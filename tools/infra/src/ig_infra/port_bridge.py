@@ -61,10 +61,10 @@ def read_routes(path: Path) -> list[Route]:
 class _Splice:
     """One direction of a connection, moved socket -> pipe -> socket by splice(2): the bytes stay in the kernel and
     never pass through this process (tools/infra/bench/bench_port_bridge.py: copying them through Python buffers
-    cost the bridge about twice the CPU per GiB). Driven by the event loop's readiness callbacks, as asyncio's own
-    transports are: read while the sink keeps up, stop reading while it does not. The end is passed on as a
-    half-close, so the other direction (a response still on its way) keeps flowing until it ends too; a failure (a
-    reset) ends ``done`` with its error."""
+    cost the bridge two and a half times the CPU per GiB). Driven by the event loop's readiness callbacks, as
+    asyncio's own transports are: read while the sink keeps up, stop reading while it does not. The end is passed on
+    as a half-close, so the other direction (a response still on its way) keeps flowing until it ends too; a failure
+    (a reset) ends ``done`` with its error."""
 
     def __init__(self, source: socket.socket, sink: socket.socket) -> None:
         self.loop = asyncio.get_running_loop()
