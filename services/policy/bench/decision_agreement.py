@@ -20,6 +20,13 @@ RESULT_NAMES = {policy_pb2.RESULT_ALLOW: "ALLOW", policy_pb2.RESULT_DENY: "DENY"
 CLIENT_IDENTITY = "gateway"
 
 
+async def raw_opa_answer(session: aiohttp.ClientSession, opa: OpaServer, document: dict[str, Any]) -> dict[str, Any]:
+    """What OPA itself answers for ``document``: the side every comparison below is made against."""
+    async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
+        result: dict[str, Any] = (await reply.json())["result"]
+        return result
+
+
 async def answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[dict[str, Any], Any]]) -> int:
     """Ask every input once each way (unloaded) and count the (result, rule id) pairs that differ."""
     differing = 0
@@ -27,8 +34,7 @@ async def answers_differing(opa: OpaServer, grpc_address: str, mix: list[tuple[d
             aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
         stub = policy_pb2_grpc.PolicyServiceStub(channel)
         for document, request in mix:
-            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
-                raw = (await reply.json())["result"]
+            raw = await raw_opa_answer(session, opa, document)
             decided = await stub.Decide(request, timeout=10)
             differing += (raw["result"], raw["rule_id"]) != (RESULT_NAMES[decided.result], decided.rule_id)
     return differing
@@ -41,8 +47,7 @@ async def check_answers_differing(opa: OpaServer, grpc_address: str, mix: list[t
             aio_channel_as(CLIENT_IDENTITY, grpc_address) as channel:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
         for document, check in mix:
-            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
-                raw = (await reply.json())["result"]
+            raw = await raw_opa_answer(session, opa, document)
             differing += raw["rule_id"] != rule_id_of(await stub.Check(check, timeout=10))
     return differing
 
@@ -57,7 +62,6 @@ async def forward_answers_differing(opa: OpaServer, url: str, mix: list[tuple[di
     async with aiohttp.ClientSession(headers=opa.headers) as session, \
             httpx.AsyncClient(verify=context, timeout=10) as client:
         for document, headers in mix:
-            async with session.post(f"{opa.url}/v1/data/ig/ctx/decision", json={"input": document}) as reply:
-                raw = (await reply.json())["result"]
+            raw = await raw_opa_answer(session, opa, document)
             differing += raw["rule_id"] != (await client.get(url, headers=headers)).headers.get("x-ig-rule-id")
     return differing
