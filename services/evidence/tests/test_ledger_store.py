@@ -379,3 +379,40 @@ async def test_a_size_not_yet_integrated_is_waited_for_and_one_beyond_the_head_r
         await blocker.close()
     assert size == 15 and leaf == merkle.leaf_hash(bytes.fromhex(appended[-1].entry_hash))
     merkle.verify_inclusion(14, 15, leaf, path, root)
+
+
+async def test_a_proof_within_the_seen_tree_reads_tiles_only_and_a_larger_size_is_looked_up(
+        ledger: LedgerStore) -> None:
+    """One round trip per proof: sizes up to the largest integrated one this replica has seen need no read of the
+    sizes (the tree never shrinks). A size beyond it, grown by another replica, is read and proven all the same."""
+    await _append_many(ledger, 40)
+    await ledger.tree.wait_for(40)
+    other = LedgerStore(ledger._pool, ledger._schema, ledger.signer)  # a second replica on the same database
+    try:
+        sizes_reads = 0
+        read_sizes = other.tree.sizes
+
+        async def counted() -> tuple[int, int, bytes]:
+            nonlocal sizes_reads
+            sizes_reads += 1
+            return await read_sizes()
+
+        other.tree.sizes = counted  # type: ignore[method-assign]
+        _, root, _, _ = await other.checkpoint(40)
+        assert sizes_reads == 1
+        for seq, tree_size in [(3, 40), (40, 40), (7, 25)]:
+            proven_size, path, proof_root, leaf = await other.inclusion_proof(seq, tree_size)
+            expected_root = (await ledger.checkpoint(tree_size))[1]
+            assert proof_root == expected_root
+            merkle.verify_inclusion(seq - 1, proven_size, leaf, path, expected_root)
+        merkle.verify_consistency(25, 40, (await ledger.checkpoint(25))[1], root, await other.consistency_proof(25, 40))
+        assert sizes_reads == 1, "a proof within the seen tree read the sizes again"
+        await _append_many(ledger, 10)  # the first replica grows the tree
+        await ledger.tree.wait_for(50)
+        proven_size, path, proof_root, leaf = await other.inclusion_proof(45, 50)
+        assert sizes_reads == 2 and proven_size == 50
+        merkle.verify_inclusion(44, 50, leaf, path, (await ledger.checkpoint(50))[1])
+        with pytest.raises(LedgerError, match="beyond"):
+            await other.inclusion_proof(1, 51)
+    finally:
+        await other.close()

@@ -4,7 +4,8 @@ Appends are sequenced into ``ledger_entries`` as before; an integrator (one at a
 ``ledger_tree`` row lock, taken with SKIP LOCKED so the others do not queue) then extends the tiles from the
 integrated size to the head in one transaction per batch and records the new size and root. Integrating a batch
 reads the new entries' hashes and the right-edge tiles (one per level), nothing more; a proof or a past root reads
-the few tiles domain/tiles.py names. Nothing is cached per replica: memory stays flat in the ledger's size.
+the few tiles domain/tiles.py names. Nothing of the tree is cached per replica (only the largest integrated size
+and its root it has seen): memory stays flat in the ledger's size.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class TiledTree:
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()  # replaced after each integration: waiters hold the one they saw
         self._integrator: asyncio.Task[None] | None = None
+        # The largest integrated (size, root) this replica has read or written. The tree only moves forward (the
+        # ledger_tree trigger) and a size's root never changes, so a proof or checkpoint at or below it needs no
+        # read of the sizes: one database round trip per proof instead of two. Two numbers, not a cache of the tree.
+        self._seen: tuple[int, bytes] = (0, merkle.EMPTY_ROOT)
 
     # -- integration ---------------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -122,6 +127,7 @@ class TiledTree:
             await conn.execute(f"SELECT {s}.ledger_integrate($1, $2, $3, $4::smallint[], $5::bigint[], $6::bytea[])",
                                size, new_size, root, [k[0] for k in keys], [k[1] for k in keys],
                                [changed[k] for k in keys])
+        self._saw(new_size, root)
         INTEGRATED.inc(len(leaves))
         INTEGRATION_BATCH.observe(len(leaves))
         advanced, self._advanced = self._advanced, asyncio.Event()
@@ -129,9 +135,19 @@ class TiledTree:
         return len(leaves)
 
     # -- reads ---------------------------------------------------------------------------------------------------
+    @property
+    def seen(self) -> tuple[int, bytes]:
+        """The largest integrated (size, root) this replica has seen: every size up to it is integrated."""
+        return self._seen
+
+    def _saw(self, size: int, root: bytes) -> None:
+        if size > self._seen[0]:
+            self._seen = (size, root)
+
     async def integrated(self) -> tuple[int, bytes]:
         row = await self._pool.fetchrow(f"SELECT size, root_hash FROM {self._schema}.ledger_tree WHERE singleton")
         assert row is not None  # migration 0009 inserts the one row, and nothing may delete it
+        self._saw(int(row["size"]), bytes(row["root_hash"]))
         return int(row["size"]), bytes(row["root_hash"])
 
     async def sizes(self) -> tuple[int, int, bytes]:
@@ -139,6 +155,7 @@ class TiledTree:
         row = await self._pool.fetchrow(f"SELECT h.size AS head, t.size AS integrated, t.root_hash "
                                         f"FROM {self._schema}.ledger_head h, {self._schema}.ledger_tree t")
         assert row is not None
+        self._saw(int(row["integrated"]), bytes(row["root_hash"]))
         return int(row["head"]), int(row["integrated"]), bytes(row["root_hash"])
 
     async def wait_for(self, size: int, within: float = DEFAULT_WAIT_SECONDS) -> tuple[int, bytes]:
