@@ -176,3 +176,19 @@ def test_a_worker_killed_in_a_burst_stops_the_service_and_the_restart_loses_no_a
     assert len(found) == len(set(found)) == len(answered)
     assert "decision_log_wal_replayed" in (tmp_path / "second.log").read_text(errors="replace"), \
         "the burst must leave decisions in the WAL that only the restarted workers' writers take"
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(
+        infra: Any, database_url: str, opa: OpaServer, tmp_path: Path) -> None:
+    """A SIGKILLed supervisor cannot stop its workers itself: the kernel tells them (PR_SET_PDEATHSIG), so none is
+    left serving the port with nobody watching it."""
+    env = {**infra.env(database_url, "policy"), **opa.env()}
+    with policy_service(env, tmp_path / "service.log", policy_workers="2") as service:
+        workers = children(service.process.pid)
+        assert len(workers) == 2
+        os.kill(service.process.pid, signal.SIGKILL)
+        service.process.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a worker outlived its supervisor"

@@ -2,7 +2,8 @@
 
 (a) raw calls to the OPA sidecar's REST API (POST /v1/data/ig/ctx/decision, keep-alive HTTP/1.1, with the bearer
 token OPA's locked API demands, as the service sends it: both sides pay OPA's system.authz check) and
-(b) ig.policy.v1.PolicyService/Decide through the service (one HTTP/2 channel), both with the same input mix
+(b) ig.policy.v1.PolicyService/Decide through the service (``--conns`` HTTP/2 connections, 8 by default, as a
+gateway's worker threads each open one), both with the same input mix
 (the golden scenarios protobuf can carry: allows, denies and step-ups across every dimension), the same 32
 concurrent callers, against the same private OPA, sent by the same client: tools/loadgen (Go), standing in for
 an API gateway (Envoy, a Go or Java gateway), so the comparison measures the service and not a Python client's
