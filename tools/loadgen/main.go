@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -147,26 +148,46 @@ func transportCredentials(tlsDir string) (credentials.TransportCredentials, erro
 	return credentials.NewTLS(config), nil
 }
 
-func grpcCaller(target, tlsDir string, timeout time.Duration) (caller, func(), error) {
+// grpcCaller spreads the calls over conns connections, one after the other: a gateway opens one per worker
+// thread (Envoy), and a service whose worker processes share the port with SO_REUSEPORT gets connections, not
+// calls, spread by the kernel, so one connection would reach one process only.
+func grpcCaller(target, tlsDir string, timeout time.Duration, conns int) (caller, func(), error) {
 	transport, err := transportCredentials(tlsDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(transport),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
-	if err != nil {
-		return nil, nil, err
+	if conns < 1 {
+		return nil, nil, fmt.Errorf("-conns: %d, need at least 1", conns)
 	}
+	opened := make([]*grpc.ClientConn, 0, conns)
+	closeAll := func() {
+		for _, conn := range opened {
+			conn.Close()
+		}
+	}
+	for i := 0; i < conns; i++ {
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(transport),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		// Connect now: a lazily connecting client would open its connections during the measured calls.
+		conn.Connect()
+		opened = append(opened, conn)
+	}
+	var next atomic.Uint64
 	call := func(ctx context.Context, r *request) (string, []byte) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
+		conn := opened[next.Add(1)%uint64(len(opened))]
 		in, out := r.Message, []byte{}
 		if err := conn.Invoke(ctx, r.GRPCMethod, &in, &out); err != nil {
 			return "grpc:" + status.Code(err).String(), nil
 		}
 		return "grpc:OK", out
 	}
-	return call, func() { conn.Close() }, nil
+	return call, closeAll, nil
 }
 
 func main() {
@@ -182,6 +203,7 @@ func main() {
 	match := flag.String("match", "", "count answers whose bytes contain this string")
 	timeout := flag.Duration("timeout", 60*time.Second, "per-call timeout")
 	out := flag.String("out", "", "write the JSON report here (default stdout)")
+	conns := flag.Int("conns", 1, "gRPC connections; calls go to them in turn")
 	flag.Parse()
 
 	var calls []request
@@ -197,7 +219,7 @@ func main() {
 		fail("-tls-dir: %v", err)
 	}
 	if calls[0].GRPCMethod != "" {
-		grpcCall, closeConn, err := grpcCaller(*target, *tlsDir, *timeout)
+		grpcCall, closeConn, err := grpcCaller(*target, *tlsDir, *timeout, *conns)
 		if err != nil {
 			fail("-grpc-target: %v", err)
 		}

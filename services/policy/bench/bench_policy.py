@@ -2,7 +2,8 @@
 
 (a) raw calls to the OPA sidecar's REST API (POST /v1/data/ig/ctx/decision, keep-alive HTTP/1.1, with the bearer
 token OPA's locked API demands, as the service sends it: both sides pay OPA's system.authz check) and
-(b) ig.policy.v1.PolicyService/Decide through the service (one HTTP/2 channel), both with the same input mix
+(b) ig.policy.v1.PolicyService/Decide through the service (``--conns`` HTTP/2 connections, 8 by default, as a
+gateway's worker threads each open one), both with the same input mix
 (the golden scenarios protobuf can carry: allows, denies and step-ups across every dimension), the same 32
 concurrent callers, against the same private OPA, sent by the same client: tools/loadgen (Go), standing in for
 an API gateway (Envoy, a Go or Java gateway), so the comparison measures the service and not a Python client's
@@ -74,7 +75,14 @@ from ig_policy.testing import (
     wasm_bundle,
     write_approvers_file,
 )
-from service_probes import DECIDE, RssSampler, inprocess_counts, interceptor_cost_us, wal_commits  # beside this
+from service_probes import (  # beside this script
+    DECIDE,
+    RssSampler,
+    inprocess_counts,
+    interceptor_cost_us,
+    service_processes,
+    wal_commits,
+)
 from wal_handover import handover_costs  # beside this script
 
 FAIL_CLOSED = "ig.system.engine_unavailable"
@@ -113,7 +121,7 @@ def rego_coverage() -> float:
 async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[str, int] | None,
                     plain_floor: tuple[str, int] | None, decisions: int, concurrency: int, rate: float,
                     saturation_decisions: int, forward_auth: tuple[str, bytes],
-                    inprocess: RunningService | None, gateway_modes: bool) -> dict[str, Any]:
+                    inprocess: RunningService | None, gateway_modes: bool, conns: int = 1) -> dict[str, Any]:
     mix = workload()
     binary = loadgen_binary()
     raw_calls = [http_call(f"{opa.url}/v1/data/ig/ctx/decision", {"input": document}, headers=opa.headers)
@@ -128,24 +136,28 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     forward_mix = [(document, forward_auth_headers(document, jwt_key)) for document, _ in check_mix]
     forward_calls = [http_call(forward_url, method="GET", headers=headers) for _, headers in forward_mix]
 
-    def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "", mtls: bool = True) -> Mode:
+    def mode(calls: list[dict[str, Any]], grpc_target: str = "", match: str = "", mtls: bool = True,
+             connections: int = 1) -> Mode:
         async def run(count: int, at_rate: float) -> LoadResult:
             # warmup: each caller's connection (a TLS handshake for HTTPS keep-alive) is opened before the
             # measured calls, as a gateway's pooled connections are.
             return await drive(binary, calls, count=count, concurrency=concurrency, rate=at_rate,
-                               grpc_target=grpc_target, match=match, warmup=concurrency,
-                               tls_dir=workload_directory(CLIENT_IDENTITY) if mtls else None)
+                               grpc_target=grpc_target, match=match, warmup=max(concurrency, connections),
+                               tls_dir=workload_directory(CLIENT_IDENTITY) if mtls else None, conns=connections)
         return run
 
     modes = {"raw_opa_rest": mode(raw_calls)}
     if floor is not None and plain_floor is not None:
         modes["hop_floor_plaintext_grpc"] = mode(decide_calls, grpc_target=plain_floor[0], mtls=False)
         modes["hop_floor_grpc"] = mode(decide_calls, grpc_target=floor[0])
-    modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED)
+    # The service's modes over `conns` connections, as a gateway's worker threads open them: with several worker
+    # processes on the port (IG_POLICY_WORKERS) the kernel spreads connections, not calls.
+    modes["decide_grpc"] = mode(decide_calls, grpc_target=grpc_address, match=FAIL_CLOSED, connections=conns)
     if inprocess is not None:
-        modes["decide_inprocess_grpc"] = mode(decide_calls, grpc_target=inprocess.grpc_address, match=FAIL_CLOSED)
+        modes["decide_inprocess_grpc"] = mode(decide_calls, grpc_target=inprocess.grpc_address, match=FAIL_CLOSED,
+                                              connections=conns)
     if gateway_modes:
-        modes["check_ext_authz"] = mode(check_calls, grpc_target=gateway_grpc, match=FAIL_CLOSED)
+        modes["check_ext_authz"] = mode(check_calls, grpc_target=gateway_grpc, match=FAIL_CLOSED, connections=conns)
         # HTTPS with the gateway's client certificate (loadgen -tls-dir), as nginx's auth subrequest would call it.
         modes["forward_auth_https"] = mode(forward_calls, match=FAIL_CLOSED)
     differing = await answers_differing(opa, grpc_address, mix)
@@ -154,11 +166,12 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     forward_differing = await forward_answers_differing(opa, forward_url, forward_mix) if gateway_modes else None
     for run in modes.values():
         await run(WARMUP, 0.0)
-    # The service is two processes: the one that answers and its decision-log writer (ig_policy.log_writer).
-    (writer_pid,) = child_pids(pid)
-    gateway_pid = inprocess.process.pid if inprocess is not None else pid
-    (gateway_writer_pid,) = child_pids(gateway_pid)
-    sampler, writer_sampler = RssSampler(pid), RssSampler(writer_pid)
+    # The service is the process that answers and its decision-log writer (ig_policy.log_writer); with
+    # IG_POLICY_WORKERS > 1, a supervisor, its workers and one writer per worker. CPU counts all of them; RSS is
+    # sampled on one answering process and one writer (each worker is one such pair).
+    service = service_processes(pid, child_pids)
+    gateway = service_processes(inprocess.process.pid, child_pids) if inprocess is not None else service
+    sampler, writer_sampler = RssSampler(service.answering[-1]), RssSampler(service.writers[0])
     sampling = [asyncio.create_task(sampler.run()), asyncio.create_task(writer_sampler.run())]
 
     per_round = decisions // ROUNDS
@@ -175,30 +188,34 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
     per_round = saturation_decisions // ROUNDS
     rounds = {name: [] for name in modes}
     # CPU seconds of each process while each mode runs: OPA under raw and under Decide, the floor server, the service.
-    watched = {"opa_raw": ("raw_opa_rest", opa.pid), "opa_decide": ("decide_grpc", opa.pid),
-               "service": ("decide_grpc", pid), "service_log_writer": ("decide_grpc", writer_pid)}
+    opa_pids = [opa.pid]
+    watched = {"opa_raw": ("raw_opa_rest", opa_pids), "opa_decide": ("decide_grpc", opa_pids),
+               "service": ("decide_grpc", service.answering), "service_log_writer": ("decide_grpc", service.writers)}
     if gateway_modes:
         watched.update({
-            "opa_check": ("check_ext_authz", opa.pid), "service_check": ("check_ext_authz", gateway_pid),
-            "service_log_writer_check": ("check_ext_authz", gateway_writer_pid),
-            "opa_forward_auth": ("forward_auth_https", opa.pid),
-            "service_forward_auth": ("forward_auth_https", gateway_pid),
-            "service_log_writer_forward_auth": ("forward_auth_https", gateway_writer_pid)})
+            "opa_check": ("check_ext_authz", opa_pids), "service_check": ("check_ext_authz", gateway.answering),
+            "service_log_writer_check": ("check_ext_authz", gateway.writers),
+            "opa_forward_auth": ("forward_auth_https", opa_pids),
+            "service_forward_auth": ("forward_auth_https", gateway.answering),
+            "service_log_writer_forward_auth": ("forward_auth_https", gateway.writers)})
     if inprocess is not None:
-        (inprocess_writer_pid,) = child_pids(inprocess.process.pid)
-        watched.update({"opa_decide_inprocess": ("decide_inprocess_grpc", opa.pid),
-                        "service_inprocess": ("decide_inprocess_grpc", inprocess.process.pid),
-                        "service_log_writer_inprocess": ("decide_inprocess_grpc", inprocess_writer_pid)})
+        watched.update({"opa_decide_inprocess": ("decide_inprocess_grpc", opa_pids),
+                        "service_inprocess": ("decide_inprocess_grpc", gateway.answering),
+                        "service_log_writer_inprocess": ("decide_inprocess_grpc", gateway.writers)})
     if floor is not None and plain_floor is not None:
-        watched["hop_floor"] = ("hop_floor_grpc", floor[1])
-        watched["hop_floor_plaintext"] = ("hop_floor_plaintext_grpc", plain_floor[1])
+        watched["hop_floor"] = ("hop_floor_grpc", [floor[1]])
+        watched["hop_floor_plaintext"] = ("hop_floor_plaintext_grpc", [plain_floor[1]])
+
+    def cpu_seconds(pids: list[int]) -> float:
+        return sum(process_cpu_seconds(p) for p in pids)
+
     cpu = dict.fromkeys(watched, 0.0)
     for _ in range(ROUNDS):
         for name, run in modes.items():
-            before = {key: process_cpu_seconds(p) for key, (m, p) in watched.items() if m == name}
+            before = {key: cpu_seconds(p) for key, (m, p) in watched.items() if m == name}
             rounds[name].append(await run(per_round, 0.0))
             for key, seconds in before.items():
-                cpu[key] += process_cpu_seconds(watched[key][1]) - seconds
+                cpu[key] += cpu_seconds(watched[key][1]) - seconds
     saturated = {name: merged(results) for name, results in rounds.items()}
     cpu.update({f"client_{name}": result.cpu_s for name, result in saturated.items()})
     saturation_phase = {
@@ -214,7 +231,8 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
         name: {**{key: saturation_phase["cpu_ms_per_decision"][key] for key, (m, _) in watched.items() if m == name},
                "client": saturation_phase["cpu_ms_per_decision"][f"client_{name}"]}
         for name in saturated}
-    memory = {**sampler.stop(), "log_writer": writer_sampler.stop()}
+    memory = {**sampler.stop(), "log_writer": writer_sampler.stop(),
+              "answering_processes": len(service.answering), "log_writers": len(service.writers)}
     await asyncio.gather(*sampling)
     # The service as `make up` runs it is judged: in-process when that instance runs, else the sidecar-only one.
     judged = "decide_inprocess_grpc" if inprocess is not None else "decide_grpc"
@@ -268,6 +286,7 @@ async def benchmark(opa: OpaServer, grpc_address: str, pid: int, floor: tuple[st
             **overheads("decide_inprocess_grpc"), "answers_differing_from_raw_opa": inprocess_differing,
             **inprocess_counts(inprocess.http_url)}
     return {
+        "grpc_connections": conns,
         "latency": {"client_model": f"open loop: {concurrency} callers sending on a fixed schedule, {rate:g} "
                                     "decisions/s in all; latency from the scheduled send time; tools/loadgen "
                                     "(Go) for every mode",
@@ -356,6 +375,11 @@ def main() -> None:
                         help="also drive Decide through a second instance evaluating the policy in-process (Wasm)")
     parser.add_argument("--gateway-modes", action=argparse.BooleanOptionalAction, default=True,
                         help="also drive Check (ext_authz) and forward-auth")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the service instances' IG_POLICY_WORKERS (default: the service's own default)")
+    parser.add_argument("--conns", type=int, default=8,
+                        help="gRPC connections the load generator spreads Decide and Check over (a gateway's worker "
+                             "threads each open one; with several service workers the kernel spreads connections)")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/policy.json"))
     args = parser.parse_args()
     saturation_decisions = min(args.saturation_decisions, args.decisions)
@@ -380,6 +404,8 @@ def main() -> None:
                         "gateway_jwt_public_key_file": str(Path(scratch) / "idp.pem"),
                         "gateway_jwt_issuer": JWT_ISSUER, "gateway_jwt_audience": JWT_AUDIENCE,
                         "decision_log_wal_fsync": str(args.wal_fsync).lower()}
+            if args.workers is not None:
+                settings["policy_workers"] = str(args.workers)
             with policy_service(env, Path(scratch) / "policy.log", **settings) as service, \
                     inprocess_service(args.inprocess, env, Path(scratch), settings) as inprocess, \
                     hop_floor_server(args.hop_floor) as floor, \
@@ -388,7 +414,8 @@ def main() -> None:
                                                 args.decisions, args.concurrency, args.rate, saturation_decisions,
                                                 (service.forward_auth_url, jwt_key.private_bytes(
                                                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption())), inprocess, args.gateway_modes))
+                                                    serialization.NoEncryption())), inprocess, args.gateway_modes,
+                                                args.conns))
                 figures["decision_log_wal"] = wal_commits(service.http_url)
         # The hand-over alone, in-process: the previous in-memory list against the WAL with and without fsync.
         figures["decision_log_handover"] = asyncio.run(handover_costs(decisions=3000))
@@ -402,6 +429,7 @@ def main() -> None:
         "benchmark": "policy", "command": "make bench-policy",
         "decisions_per_mode": args.decisions, "concurrent_callers": args.concurrency, "rounds": ROUNDS,
         "decision_log_wal_fsync": args.wal_fsync,
+        "policy_workers": args.workers if args.workers is not None else "service default",
         **figures,
         "requirement": {"overhead_p95_ms_max": 5.0, "met": figures["overhead_p95_ms"] <= 5.0},
         "goal": {"overhead_p95_ms_max": 1.0, "decisions_per_s_min": 2000, "saturation_ratio_to_raw_opa_min": 0.8,

@@ -77,7 +77,8 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"    forward-auth overhead p50 {forward['overhead_p50_ms']:.2f} ms  "
               f"p95 {forward['overhead_p95_ms']:.2f} ms  p99 {forward['overhead_p99_ms']:.2f} ms; "
               f"answers differing from raw OPA {forward['answers_differing_from_raw_opa']}")
-    print(f"  saturation phase ({saturation['client_model']}):")
+    print(f"  saturation phase ({saturation['client_model']}; service workers {report['policy_workers']}, "
+          f"Decide and Check over {report['grpc_connections']} gRPC connections):")
     for label, key in LABELS:
         if key not in saturation:
             continue
@@ -94,7 +95,8 @@ def print_report(report: dict[str, Any]) -> None:
     machine = report["machine"]
     memory = report["service_memory"]
     print(f"  service RSS peak {memory['rss_mb_peak']:.0f} MB + its decision-log writer "
-          f"{memory['log_writer']['rss_mb_peak']:.0f} MB; answers differing from raw OPA (sidecar only) "
+          f"{memory['log_writer']['rss_mb_peak']:.0f} MB (per process: {memory['answering_processes']} answering, "
+          f"{memory['log_writers']} writers); answers differing from raw OPA (sidecar only) "
           f"{report['answers_differing_from_raw_opa']}; load avg {machine['loadavg_before'][0]} -> "
           f"{machine['loadavg_after'][0]} on {machine['cpus']} CPUs")
     wal, handover = report["decision_log_wal"], report["decision_log_handover"]

@@ -19,6 +19,23 @@ from prometheus_client.parser import text_string_to_metric_families
 DECIDE = "/ig.policy.v1.PolicyService/Decide"
 
 
+class ServiceProcesses(NamedTuple):
+    """The processes of one policy service: those that answer (one, or the supervisor and its workers) and the
+    decision-log writers (one per answering process)."""
+
+    answering: list[int]
+    writers: list[int]
+
+
+def service_processes(pid: int, children: Any) -> ServiceProcesses:
+    """``pid``'s tree: a single process has its writer as its child; a supervisor has workers, each a writer."""
+    kids = list(children(pid))
+    grandchildren = [g for kid in kids for g in children(kid)]
+    if grandchildren:
+        return ServiceProcesses([pid, *kids], grandchildren)
+    return ServiceProcesses([pid], kids)
+
+
 class RssSampler:
     def __init__(self, pid: int) -> None:
         self.pid, self.samples, self._stop = pid, [], asyncio.Event()
@@ -46,7 +63,8 @@ def inprocess_counts(http_url: str) -> dict[str, float]:
     text = httpx.get(f"{http_url}/metrics/", timeout=10, follow_redirects=True).text
     counts = {"answered_in_process": 0.0, "left_to_the_sidecar": 0.0}
     for line in text.splitlines():
-        if line.startswith("ig_policy_inprocess_answers_total "):
+        # Unlabelled from one process; with a worker label from each of several (IG_POLICY_WORKERS).
+        if line.startswith(("ig_policy_inprocess_answers_total ", "ig_policy_inprocess_answers_total{")):
             counts["answered_in_process"] += float(line.split()[-1])
         elif line.startswith("ig_policy_inprocess_fallbacks_total{"):
             counts["left_to_the_sidecar"] += float(line.split()[-1])
@@ -104,8 +122,13 @@ def wal_commits(http_url: str) -> dict[str, float]:
     """The service's WAL group commits over the whole run, from its /metrics: how many, their mean size, and the
     mean and bucketed p95 of a commit's write + fdatasync (what every answer waited for on top of deciding)."""
     text = httpx.get(f"{http_url}/metrics", timeout=10, follow_redirects=True).text
-    samples = {(s.name, s.labels.get("le", "")): s.value for family in text_string_to_metric_families(text)
-               for s in family.samples if s.name.startswith("ig_policy_decision_log_wal_")}
+    # Summed over the worker label when the service runs several workers (IG_POLICY_WORKERS).
+    samples: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("ig_policy_decision_log_wal_"):
+                key = (s.name, s.labels.get("le", ""))
+                samples[key] = samples.get(key, 0.0) + s.value
     name = "ig_policy_decision_log_wal_sync_seconds"
     commits = samples.get((f"{name}_count", ""), 0.0)
     if not commits:

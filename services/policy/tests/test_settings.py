@@ -40,6 +40,9 @@ def test_rules_come_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("IG_DECISION_LOG_QUEUE_SIZE", "0"),
         ("IG_DECISION_LOG_WAL_MAX_MB", "0"),
         ("IG_DECISION_LOG_WAL_FSYNC", "sometimes"),
+        ("IG_POLICY_WORKERS", "0"),
+        ("IG_POLICY_WORKERS", "two"),
+        ("IG_POLICY_WORKERS", "65"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -107,3 +110,16 @@ def test_an_unusable_wasm_bundle_stops_start_up(
         load_settings(Settings)
     assert stopped.value.code == 2
     assert "invalid setting IG_POLICY_WASM_BUNDLE" in capsys.readouterr().err
+
+
+def test_each_worker_has_a_wal_directory_of_its_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, required in REQUIRED.items():
+        monkeypatch.setenv(name, required)
+    monkeypatch.setenv("IG_DECISION_LOG_WAL_DIR", str(tmp_path))
+    monkeypatch.setenv("IG_POLICY_WORKERS", "3")
+    assert load_settings(Settings).wal_directory == tmp_path, "the supervisor's (and a single process's) base"
+    monkeypatch.setenv("IG_POLICY_WORKER_INDEX", "2")
+    assert load_settings(Settings).wal_directory == tmp_path / "worker-2"
+    monkeypatch.setenv("IG_POLICY_WORKER_INDEX", "3")
+    with pytest.raises(SettingsError):
+        load_settings(Settings)

@@ -80,15 +80,20 @@ class ServerSecurity:
 
 
 def build_grpc_server(
-    services: Iterable[GrpcService], *, host: str, port: int, security: ServerSecurity, max_message_mb: int = 16
+    services: Iterable[GrpcService], *, host: str, port: int, security: ServerSecurity, max_message_mb: int = 16,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     """A server with the given services plus standard health, on an mTLS port only; not yet started.
 
-    Metrics run outermost so that refused calls are counted with their status like any other."""
+    Metrics run outermost so that refused calls are counted with their status like any other.
+
+    ``reuse_port``: share the port with other processes (SO_REUSEPORT; the kernel spreads *connections* over
+    them), for a service's own worker processes. Off by default, so that a second service started on a taken
+    port fails to bind instead of silently taking half of the other's connections."""
     options = [
         ("grpc.max_receive_message_length", max_message_mb * 1024 * 1024),
         ("grpc.max_send_message_length", max_message_mb * 1024 * 1024),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     authorization = AuthorizationInterceptor(security.table, security.certificate.spiffe_id)
     server = grpc.aio.server(interceptors=[MetricsInterceptor(), authorization], options=options)
@@ -100,7 +105,11 @@ def build_grpc_server(
         names.append(service.name)
     if security.reflection:
         reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
-    bound = server.add_secure_port(f"{host}:{port}", security.certificate.server_credentials())
+    # grpc raises RuntimeError for a port it cannot bind (older versions returned 0): either way, say which port.
+    try:
+        bound = server.add_secure_port(f"{host}:{port}", security.certificate.server_credentials())
+    except RuntimeError as error:
+        raise OSError(f"cannot bind gRPC port {host}:{port}: already in use? ({error})") from error
     if bound == 0:
         raise OSError(f"cannot bind gRPC port {host}:{port}: already in use?")
     return server, health_servicer

@@ -4,6 +4,7 @@ API, a listener of its own that speaks TLS and requires a client certificate of 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -95,8 +96,11 @@ class _ClientCertificateProtocol(HttpToolsProtocol):
 async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
                      tls: WorkloadCertificate | None = None,
                      certificate_check_seconds: float = CERTIFICATE_CHECK_SECONDS,
-                     expose_client_certificate: bool = False) -> None:
+                     expose_client_certificate: bool = False, reuse_port: bool = False) -> None:
     """Run uvicorn inside the current event loop until ``stop`` is set.
+
+    ``reuse_port``: listen with SO_REUSEPORT, sharing the port with a service's other worker processes (the kernel
+    spreads connections over them); off by default, so a second service on a taken port fails to start.
 
     With ``tls``: HTTPS with that workload certificate, and a client certificate of its CA required (no
     certificate, or one of another CA, fails the handshake). uvicorn reads the files once; a renewed certificate is
@@ -120,7 +124,8 @@ async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
         assert config.ssl is not None
         watcher = asyncio.create_task(_keep_certificate_fresh(config.ssl, tls, certificate_check_seconds))
     server = uvicorn.Server(config)
-    server_task = asyncio.create_task(server.serve())
+    sockets = [_reuse_port_socket(host, port)] if reuse_port else None
+    server_task = asyncio.create_task(server.serve(sockets=sockets))
     stop_task = asyncio.create_task(stop.wait())
     waiting = {server_task, stop_task} | ({watcher} if watcher is not None else set())
     done, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -133,6 +138,22 @@ async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
         return
     server.should_exit = True
     await server_task
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket of the port's SO_REUSEPORT group (uvicorn has no such option)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot serve HTTP on {host}:{port}: {error}") from error
+    return sock
 
 
 async def _keep_certificate_fresh(context: ssl.SSLContext, tls: WorkloadCertificate, every: float) -> None:

@@ -97,9 +97,11 @@ async def run_service(
     on_start: StartHook | None = None,
     reset_sessions: bool = True,
     relay_outbox: bool = True,
+    grpc_reuse_port: bool = False,
 ) -> None:
     """``reset_sessions=False``: see ``ig_common.db.create_pool(reset_session=...)``. ``relay_outbox=False``: a
-    helper process of the service publishes its outbox, so this process runs no relay."""
+    helper process of the service publishes its outbox, so this process runs no relay. ``grpc_reuse_port``: this
+    process is one of the service's workers sharing the gRPC port (``build_grpc_server(reuse_port=...)``)."""
     configure_logging(settings.service_name, settings.log_level, settings.region)
     configure_tracing(settings.service_name, settings.region, sample_ratio=settings.trace_sample_ratio)
     certificate = load_identity(settings)
@@ -135,7 +137,7 @@ async def run_service(
             assert security is not None
             services = list(grpc_services(runtime))
             grpc_server, health = build_grpc_server(services, host=settings.grpc_host, port=settings.grpc_port,
-                                                    security=security)
+                                                    security=security, reuse_port=grpc_reuse_port)
             await grpc_server.start()
             await mark_serving(health, [s.name for s in services])
         # Everything built so far lives as long as the process: move it out of the collector's sight, so a full

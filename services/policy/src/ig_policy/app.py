@@ -3,6 +3,9 @@ process, decision service -> gRPC + AuthZEN HTTPS."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -28,10 +31,14 @@ from ig_policy.settings import Settings
 from ig_policy.store import MIGRATIONS, SCHEMA
 from ig_policy.store.log_process import DecisionLogProcess
 from ig_policy.store.wal import WalSettings
+from ig_policy.workers import check_wal_layout, supervise
 
 log = structlog.get_logger(__name__)
 
-log = structlog.get_logger(__name__)
+
+def run_supervisor(supervisor: Coroutine[Any, Any, int]) -> int:
+    """The supervisor's loop (plain asyncio: it only starts, probes and stops processes)."""
+    return asyncio.run(supervisor)
 
 
 def decision_engine(sidecar: OpaEngine, settings: Settings) -> Engine:
@@ -47,6 +54,16 @@ def decision_engine(sidecar: OpaEngine, settings: Settings) -> Engine:
 
 def main() -> None:
     settings = load_settings(Settings)
+    worker = settings.policy_worker_index
+    if worker is None:
+        check_wal_layout(settings)
+        if settings.policy_workers > 1:
+            # The supervisor: starts the workers (this module again, with IG_POLICY_WORKER_INDEX) and watches them.
+            sys.exit(run_supervisor(supervise(settings)))
+    else:
+        structlog.contextvars.bind_contextvars(worker=worker)
+    # A worker shares the service's ports with its siblings (SO_REUSEPORT); a single process keeps them its own.
+    shared_ports = worker is not None
     engine = OpaEngine(settings.opa_url, timeout_ms=settings.opa_timeout_ms,
                        decision_path=settings.opa_decision_path, batch_path=settings.opa_batch_path,
                        data_path=settings.opa_data_path, max_in_flight=settings.opa_max_in_flight,
@@ -82,20 +99,22 @@ def main() -> None:
         mount_authzen(authzen, wired["decisions"])
         guarded = guarded_by_table(authzen, runtime.authz_table, runtime.certificate)
         runtime.spawn(serve_http(guarded, settings.http_host, settings.authzen_port, runtime.stop,
-                                 tls=runtime.certificate), "authzen-https")
+                                 tls=runtime.certificate, reuse_port=shared_ports), "authzen-https")
         # Forward-auth for HTTP gateways, which cannot sign workload tokens: known by their client certificate.
         forward = build_api_app("policy forward-auth")
         mount_forward_auth(forward, gateway_authorizer(settings, wired["decisions"], protocol="forward_auth"),
                            runtime.authz_table)
         runtime.spawn(serve_http(guarded_by_client_certificate(forward, runtime.authz_table, runtime.certificate),
                                  settings.http_host, settings.forward_auth_port, runtime.stop,
-                                 tls=runtime.certificate, expose_client_certificate=True), "forward-auth-https")
+                                 tls=runtime.certificate, expose_client_certificate=True, reuse_port=shared_ports),
+                     "forward-auth-https")
 
     # reset_sessions=False: this process's pool runs the migrations (their advisory lock is unlocked explicitly)
     # and the readiness probe and keeps no session state, so the pool's reset query per release is a wasted round
     # trip. relay_outbox=False: the writer process publishes the outbox.
     run_process(run_service(
         settings, schema=SCHEMA, migrations=MIGRATIONS, on_start=on_start, reset_sessions=False, relay_outbox=False,
+        grpc_reuse_port=shared_ports,
         grpc_services=lambda runtime: [policy_grpc_service(wired["decisions"]),
                                        ext_authz_grpc_service(wired["gateways"])],
     ))

@@ -62,6 +62,14 @@ class Settings(GrpcServiceSettings):
     # decisions' p95, often enough that a hot-reloaded policy is stamped with its own revision within seconds.
     policy_revision_refresh_s: float = Field(default=10.0, gt=0, le=3600)
 
+    # Worker processes serving the gRPC, AuthZEN and forward-auth ports together (SO_REUSEPORT: the kernel spreads
+    # *connections* over them, so callers must open several). A service process decides on one Python thread, and
+    # that thread is what saturates (README "Several worker processes"); 1 = no supervisor, the process serves.
+    policy_workers: int = Field(default=1, ge=1, le=64)
+    # Set by the supervisor for each worker it starts, never by hand: which one this is (its WAL directory and
+    # metrics are its own).
+    policy_worker_index: int | None = Field(default=None, ge=0)
+
     # Decision log: bounded queue, batched writes, OPA-style mask rules and drop rules (JSON in the env var).
     decision_log_queue_size: int = Field(default=20_000, ge=1)
     decision_log_batch_size: int = Field(default=500, ge=1, le=10_000)
@@ -104,10 +112,27 @@ class Settings(GrpcServiceSettings):
         return value
 
     @property
-    def wal_directory(self) -> Path:
+    def wal_base(self) -> Path:
+        """IG_DECISION_LOG_WAL_DIR, or its default: the directory of a one-process service, the parent of the
+        workers' own."""
         if self.decision_log_wal_dir is not None:
             return self.decision_log_wal_dir
         return Path(tempfile.gettempdir()) / f"ig-policy-wal-{self.grpc_port}"
+
+    @property
+    def wal_directory(self) -> Path:
+        """This process's WAL: the base for one process, ``worker-<i>`` in it for each worker (one service process
+        per WAL directory; the writer of a worker reads its worker's)."""
+        if self.policy_worker_index is None:
+            return self.wal_base
+        return self.wal_base / f"worker-{self.policy_worker_index}"
+
+    @model_validator(mode="after")
+    def _worker_index_in_range(self) -> Settings:
+        if self.policy_worker_index is not None and self.policy_worker_index >= self.policy_workers:
+            raise ValueError(f"IG_POLICY_WORKER_INDEX {self.policy_worker_index} is not below IG_POLICY_WORKERS "
+                             f"{self.policy_workers} (the supervisor sets it)")
+        return self
 
     @field_validator("decision_log_wal_dir")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +28,10 @@ SOURCE = Paths.from_environment().repo / "tools" / "loadgen"
 def loadgen_binary(paths: Paths | None = None) -> Path:
     """``go build`` the generator into the cache (Go's build cache makes an unchanged rebuild a no-op)."""
     paths = paths or Paths.from_environment()
-    target = paths.cache / "loadgen" / "bin" / "loadgen"
+    # Named by its source: the cache is shared by every checkout on the host, and a benchmark must not run a
+    # generator another checkout built from other code (e.g. without a flag this one passes).
+    digest = hashlib.sha256(b"".join((SOURCE / name).read_bytes() for name in ("main.go", "go.mod", "go.sum")))
+    target = paths.cache / "loadgen" / "bin" / f"loadgen-{digest.hexdigest()[:12]}"
     require("go")
     result = subprocess.run(["go", "build", "-trimpath", "-o", str(target), "."], cwd=SOURCE, capture_output=True,
                             text=True, env={**os.environ, "CGO_ENABLED": "0"})
@@ -63,10 +67,12 @@ class LoadResult:
 
 async def drive(binary: Path, calls: Sequence[dict[str, Any]], *, count: int, concurrency: int, rate: float = 0.0,
                 arrivals: str = "uniform", duration_s: float = 0.0, warmup: int = 0, grpc_target: str = "",
-                match: str = "", tls_dir: Path | None = None) -> LoadResult:
+                match: str = "", tls_dir: Path | None = None, conns: int = 1) -> LoadResult:
     """``count`` calls round-robin over ``calls``: open loop at ``rate`` calls/s in all (``uniform``: call i due
     at i / rate; ``poisson``: each caller at its own Poisson moments, none due after ``duration_s`` when given, so
-    ``count`` is then a bound), or closed loop at rate 0. ``tls_dir``: gRPC over mTLS as that workload certificate."""
+    ``count`` is then a bound), or closed loop at rate 0. ``tls_dir``: gRPC over mTLS as that workload certificate.
+    ``conns``: gRPC connections the calls take in turn (a service with several worker processes on one port gets
+    connections, not calls, spread by the kernel)."""
     with tempfile.TemporaryDirectory() as scratch:
         requests, report = Path(scratch) / "calls.json", Path(scratch) / "report.json"
         requests.write_text(json.dumps(list(calls)))
@@ -74,7 +80,7 @@ async def drive(binary: Path, calls: Sequence[dict[str, Any]], *, count: int, co
             str(binary), "-requests", str(requests), "-count", str(count), "-concurrency", str(concurrency),
             "-rate", str(rate), "-arrivals", arrivals, "-duration", f"{duration_s}s", "-warmup", str(warmup),
             "-grpc-target", grpc_target, "-tls-dir", str(tls_dir or ""), "-match", match,
-            "-out", str(report), stderr=asyncio.subprocess.PIPE)
+            "-conns", str(conns), "-out", str(report), stderr=asyncio.subprocess.PIPE)
         _, stderr = await process.communicate()
         if process.returncode != 0:
             raise InfraError(f"loadgen failed ({process.returncode}): {stderr.decode()[-2000:]}")

@@ -86,6 +86,20 @@ def segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def unacknowledged_bytes(directory: Path) -> int:
+    """Bytes of ``directory``'s segments the writer has not acknowledged (0 once everything is in PostgreSQL)."""
+    ack = acknowledged(directory)
+    pending = 0
+    for sequence, path in segments(directory):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:  # acknowledged and deleted meanwhile
+            continue
+        if sequence >= ack.segment:
+            pending += size - (ack.offset if sequence == ack.segment else 0)
+    return pending
+
+
 def fsync_directory(directory: Path) -> None:
     """A file created or renamed survives a machine crash only once its directory entry is synced too."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
