@@ -42,6 +42,9 @@ REPO = Path(__file__).resolve().parents[3]
 SIZES = [int(s) for s in os.environ.get("IG_BENCH_TILE_SIZES", "10000,1000000").split(",")]
 PROOFS = int(os.environ.get("IG_BENCH_TILE_PROOFS", 2000))
 VERIFY = os.environ.get("IG_BENCH_TILE_VERIFY", "1") != "0"  # 0: no full Verify at the end (6 min at 10 M here)
+# A database to keep between runs (made when missing, never dropped): the 10 M entries are loaded once, and a later
+# run with the same name times the proofs at once. Unset: a fresh database per run, dropped after it.
+KEEP_DATABASE = os.environ.get("IG_BENCH_TILE_DATABASE", "")
 COPY_CHUNK = 50_000
 _COLUMNS = ["seq", "ts", "kind", "subject", "payload", "payload_sha256", "prev_hash", "entry_hash", "tenant"]
 
@@ -51,6 +54,8 @@ async def bulk_load(superuser_dsn: str, target: int) -> float:
     conn = await asyncpg.connect(superuser_dsn)
     try:
         size, prev = await conn.fetchrow("SELECT size, head_hash FROM evidence.ledger_head")
+        if size >= target:  # a kept database loaded by an earlier run
+            return 0.0
         first, started = size, time.perf_counter()
         await conn.execute("SET session_replication_role = replica")  # the append trigger, off
         while size < target:
@@ -72,6 +77,18 @@ async def bulk_load(superuser_dsn: str, target: int) -> float:
         await conn.execute("VACUUM (ANALYZE) evidence.ledger_entries")
         await conn.execute("CHECKPOINT")
         return rate
+    finally:
+        await conn.close()
+
+
+async def settle_tiles(superuser_dsn: str) -> float:
+    """VACUUM (ANALYZE) of the tiles the integrator wrote after the load, and a CHECKPOINT; returns the seconds."""
+    conn = await asyncpg.connect(superuser_dsn)
+    try:
+        started = time.perf_counter()
+        await conn.execute("VACUUM (ANALYZE) evidence.ledger_tiles")
+        await conn.execute("CHECKPOINT")
+        return round(time.perf_counter() - started, 2)
     finally:
         await conn.close()
 
@@ -151,6 +168,15 @@ async def measure(target: str, pid: int, superuser_dsn: str) -> dict[str, Any]:
         integrate_seconds = await wait_integrated(stub, size)
         at: dict[str, Any] = {"bulk_load_entries_per_s": round(load_rate),
                               "integration_seconds_after_load": round(integrate_seconds, 2)}
+        if load_rate:
+            # Timed at once, the proofs meet what a load of millions leaves behind (the tiles the integrator has
+            # just written, their first reads, autovacuum): a p99 twice the settled one at 10 M. Kept as a figure
+            # of its own; the judged one follows what a steady ledger's autovacuum does anyway.
+            at["just_after_load"] = await proof_latencies(stub, size)
+            print(f"  {size:,} entries, just after the load: inclusion p50 / p99 "
+                  f"{at['just_after_load']['inclusion']['p50_ms']} / {at['just_after_load']['inclusion']['p99_ms']} ms",
+                  flush=True)
+            at["settle_seconds"] = await settle_tiles(superuser_dsn)
         at.update(await proof_latencies(stub, size))
         at["service_rss_mib_after_proofs"] = round(rss_mib(pid), 1)
         figures["sizes"][size] = at
@@ -175,7 +201,7 @@ async def measure(target: str, pid: int, superuser_dsn: str) -> dict[str, Any]:
 def bench_tiles(work: Path) -> dict[str, Any]:
     paths = Paths.from_environment()
     postgres = Postgres(paths)
-    name = f"ig_bench_tiles_{uuid.uuid4().hex[:6]}"
+    name = KEEP_DATABASE or f"ig_bench_tiles_{uuid.uuid4().hex[:6]}"
     postgres.provision(name)
     env = {**Identities(paths).env(), **Kafka(paths).env(), **Opa(paths).env(), **tenant_residency_env(paths),
            **postgres.service_env("evidence", name)}
@@ -184,7 +210,8 @@ def bench_tiles(work: Path) -> dict[str, Any]:
         with running_service(env, work / "evidence.log") as (target, pid):
             return asyncio.run(measure(target, pid, postgres.dsn(name)))
     finally:
-        postgres.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', transaction=False)
+        if not KEEP_DATABASE:
+            postgres.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', transaction=False)
 
 
 def main() -> None:
