@@ -85,3 +85,15 @@ def test_each_region_has_its_own_prometheus_on_its_node_address(paths: Paths) ->
     found = {region: pod_prometheus(paths, region) for region in REGIONS}
     assert [(p.host, p.port) for p in found.values()] == [("10.250.1.1", 29090), ("10.250.2.1", 29290)]
     assert "10.250.1.1:29090" in found["region-a"].config_text
+
+
+def test_components_made_in_parallel_threads_get_their_own_regions_ports(paths: Paths) -> None:
+    """RealSuite starts both regions' infrastructure at once; each thread sets and restores the environment the
+    components read their ports from."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ports = list(pool.map(lambda index: (REGIONS[index % 2], pod_postgres(paths, REGIONS[index % 2]).port,
+                                             pod_kafka(paths, REGIONS[index % 2]).port), range(400)))
+    assert {(region, pg, kafka) for region, pg, kafka in ports} == {("region-a", 26432, 26092),
+                                                                      ("region-b", 26632, 26292)}

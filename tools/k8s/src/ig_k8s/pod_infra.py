@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -58,19 +59,25 @@ REGION_PORT_STEP = 200
 KAFKA_BOOTSTRAP = f"{KAFKA_POD_NAME}:{KAFKA_POD_PORT}"
 
 
+# Both regions' components are made in parallel threads: without the lock one thread's restore of the environment
+# let the other's PostgreSQL read the default port, 55432, `make up`'s own (seen; refused only because it was busy).
+_ENVIRONMENT_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _environment(**values: str) -> Iterator[None]:
-    """ig-infra's components read their ports and addresses from the environment when made."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    """ig-infra's components read their ports and addresses from the environment when made: one at a time."""
+    with _ENVIRONMENT_LOCK:
+        saved = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def region_port(base: int, region: str) -> int:

@@ -10,6 +10,7 @@ outbox, and the test waits for it on the broker. Nothing skips.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ssl
 import tempfile
 import time
@@ -40,15 +41,17 @@ def other(region: str) -> str:
     return next(r for r in REGIONS if r != region)
 
 
-def evaluation(subject: str) -> dict[str, Any]:
+def evaluation(subject: str, region: str) -> dict[str, Any]:
     """An AuthZEN evaluation whose subject names this test run, so its decision is found by nothing else."""
+    now = datetime.datetime.now(datetime.UTC).isoformat()
     return {"subject": {"type": "user", "id": subject,
                         "properties": {"tenant": "acme", "roles": ["analyst"], "purposes": ["analytics"]}},
             "resource": {"type": "dataset", "id": f"ds-{subject}",
-                         "properties": {"tenant": "acme", "purpose": "analytics", "region": "region-a",
+                         "properties": {"tenant": "acme", "purpose": "analytics", "region": region,
                                         "classification": "internal"}},
             "action": {"name": "read"},
-            "context": {"network_zone": "corp", "device_trust": "high", "session_risk": 10, "auth_level": "mfa"}}
+            "context": {"time": now, "region": region, "network_zone": "corp", "device_trust": "high",
+                        "session_risk": 10, "auth_level": "mfa"}}
 
 
 def decide(node: RealNode, scratch: Path, subject: str) -> str:
@@ -61,7 +64,7 @@ def decide(node: RealNode, scratch: Path, subject: str) -> str:
     with httpx.Client(base_url=f"https://{pod['ip']}:{AUTHZEN_PORT}", verify=context, timeout=30,
                       auth=WorkloadTokenAuth(gateway, gateway.spiffe_id.sibling("policy"))) as client:
         # The pod's certificate names its Service, not its address: verify it as the Service's name.
-        reply = client.post("/access/v1/evaluation", json=evaluation(subject),
+        reply = client.post("/access/v1/evaluation", json=evaluation(subject, node.region),
                             extensions={"sni_hostname": f"policy.{NAMESPACE}.svc.cluster.local"})
     assert reply.status_code == 200, reply.text
     return reply.headers["x-ig-decision-id"]
