@@ -33,7 +33,7 @@ k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported 
 k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn, policy, evidence, migration and portal installed with --wait --atomic, helm tests, evidence blobs across pod loss, upgrade/rollback under load, RBAC switch
 	$(RUN) pytest tools/k8s/tests/real -q -p no:randomly
 
-k8s-down: ## stop the real nodes (containers, images, network namespaces), the nodes' PostgreSQL and the clusters, and forget the clusters' state
+k8s-down: ## stop the real nodes (containers, images, network namespaces), each region's PostgreSQL, Kafka and Prometheus for its pods, and the clusters, and forget the clusters' state
 	$(RUN) ig-k8s down
 
 k8s-status: ## where the simulated Kubernetes clusters listen, and their kubeconfigs
