@@ -18,7 +18,7 @@ k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on st
 	$(RUN) ig-k8s docs --check
 	$(RUN) ig-k8s values-schema --check
 
-k8s-up: bootstrap ## both regions with every service as real pods: clusters, a real node each, images built here and imported, the nodes' PostgreSQL, every release installed with --wait --atomic; prints each region's addresses, pods and images (size, digest). `ig-k8s up --simulated`: kwok nodes only
+k8s-up: bootstrap ## both regions with every service as real pods: clusters, a real node each, images built here (only when their inputs changed) and imported, each region's own PostgreSQL, Kafka and Prometheus, every release installed with --wait --atomic; prints each region's addresses, pods and images (size, digest). `ig-k8s up --simulated`: kwok nodes only
 	$(RUN) ig-k8s up
 
 k8s-node-up: ## a real node per region (containerd 2.x, runc, CNI bridge, kubelet 1.37) on the running clusters
