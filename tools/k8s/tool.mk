@@ -18,7 +18,7 @@ k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on st
 	$(RUN) ig-k8s docs --check
 	$(RUN) ig-k8s values-schema --check
 
-k8s-up: bootstrap ## both regions with every service as real pods: clusters, a real node each, images built here and imported, the nodes' PostgreSQL, every release installed with --wait --atomic; prints each region's addresses, pods and images (size, digest). `ig-k8s up --simulated`: kwok nodes only
+k8s-up: bootstrap ## both regions with every service as real pods: clusters, a real node each, images built here (only when their inputs changed) and imported, each region's own PostgreSQL, Kafka and Prometheus, every release installed with --wait --atomic; prints each region's addresses, pods and images (size, digest). `ig-k8s up --simulated`: kwok nodes only
 	$(RUN) ig-k8s up
 
 k8s-node-up: ## a real node per region (containerd 2.x, runc, CNI bridge, kubelet 1.37) on the running clusters
@@ -33,7 +33,7 @@ k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported 
 k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn, policy, evidence, migration and portal installed with --wait --atomic, helm tests, evidence blobs across pod loss, upgrade/rollback under load, RBAC switch
 	$(RUN) pytest tools/k8s/tests/real -q -p no:randomly
 
-k8s-down: ## stop the real nodes (containers, images, network namespaces), the nodes' PostgreSQL and the clusters, and forget the clusters' state
+k8s-down: ## stop the real nodes (containers, images, network namespaces), each region's PostgreSQL, Kafka and Prometheus for its pods, and the clusters, and forget the clusters' state
 	$(RUN) ig-k8s down
 
 k8s-status: ## where the simulated Kubernetes clusters listen, and their kubeconfigs

@@ -33,6 +33,9 @@ ARG UV_VERSION={uv_version}
 # A builder behind a TLS-inspecting proxy passes its CA bundle (mounted for the build only) to pip and uv.
 ARG PIP_CERT
 ARG SSL_CERT_FILE
+# Reproducible builds (`ig-k8s images` passes 0): the wheels uv builds from the workspace get fixed zip times, and
+# the bytecode it compiles is checked by source hash rather than by the install time of each file (py_compile).
+ARG SOURCE_DATE_EPOCH
 # uv from its PyPI wheel, in a venv of its own (a Debian python refuses pip installs into itself, PEP 668).
 ENV PATH=/opt/uv/bin:$PATH \\
     UV_COMPILE_BYTECODE=1 \\
@@ -48,6 +51,11 @@ COPY services/ services/
 COPY tools/ tools/
 RUN --mount=type=cache,target=/root/.cache/uv \\
     uv sync --frozen --no-dev --no-editable --package {package}
+# uv writes each workspace package's source times (their ctime: this build's COPY) into its installed uv_cache.json,
+# which only a later `uv sync` into this venv reads: removed with its RECORD line, so the same sources give the same
+# bytes (and the same image digest).
+RUN find /opt/venv -path '*.dist-info/uv_cache.json' -delete \\
+ && sed -i '/\\.dist-info\\/uv_cache\\.json,/d' /opt/venv/lib/python*/site-packages/*.dist-info/RECORD
 
 FROM ${{PYTHON_BASE}} AS runtime
 RUN groupadd --system --gid {uid} ig \\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from ig_k8s.suite import CHARTS_DIR, region_values
 # The Kubernetes version the charts are rendered and validated for (schemas: the PyPI package kubernetes-validate).
 KUBE_VERSION = "1.37.0"
 LIBRARY_CHART = CHARTS_DIR / "ig-lib"
+# `helm dependency build` writes <chart>/tmpcharts-<pid> and renames it to <chart>/charts: two at once on one chart
+# (the suite's installs render both regions' releases in parallel) removed each other's directory ("lstat
+# charts/policy/tmpcharts-964: no such file or directory", `make k8s-up` failed so on a fresh worktree).
+_DEPENDENCY_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,10 @@ class Helm:
         """Vendor the library chart into chart/charts (a local file:// dependency: no network)."""
         vendored = chart / "charts" / "ig-lib-1.2.1.tgz"
         sources = [p for p in LIBRARY_CHART.rglob("*") if p.is_file()]
-        if vendored.exists() and all(p.stat().st_mtime <= vendored.stat().st_mtime for p in sources):
-            return
-        self.run("dependency", "build", "--skip-refresh", str(chart))
+        with _DEPENDENCY_LOCK:
+            if vendored.exists() and all(p.stat().st_mtime <= vendored.stat().st_mtime for p in sources):
+                return
+            self.run("dependency", "build", "--skip-refresh", str(chart))
 
     def lint(self, chart: Path, region: str) -> str:
         self.dependency_build(chart)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,11 @@ class BuiltImage:
     name: str
     archive: Path
     seconds: float  # 0 when it was already built
+    # Service images (image_cache.py): "built", "tagged" (the same inputs built under another tag) or "cached";
+    # the build-inputs hash; the seconds it took to decide (hashing the inputs) and export when nothing was built.
+    cache: str = ""
+    inputs: str = ""
+    check_seconds: float = 0.0
 
     @property
     def size_bytes(self) -> int:
@@ -145,24 +151,58 @@ def opa_image(paths: Paths) -> BuiltImage:
     return BuiltImage(OPA_IMAGE, archive, time.monotonic() - started)
 
 
-def service_image(service: ServiceImage, tag: str, paths: Paths) -> BuiltImage:
-    """``buildah bud`` of the service's generated Dockerfile over the repository, on the Debian base."""
+def service_image(service: ServiceImage, tag: str, paths: Paths, root: Path = REPO_ROOT,
+                  force: bool = False) -> BuiltImage:
+    """``buildah bud`` of the service's generated Dockerfile over the repository (``root``: a copy of it, for the
+    tests), on the Debian base; skipped when an image already carries the hash of these build inputs
+    (image_cache.py), and then not exported again either when the archive beside it came from the same inputs.
+    ``force``: build even when the hash says the image is there (the reproducibility test)."""
+    from ig_k8s.image_cache import (
+        INPUTS_LABEL,
+        SOURCE_DATE_EPOCH,
+        archive_inputs_file,
+        image_id,
+        image_inputs,
+        image_with_inputs,
+        inputs_hash,
+    )
+
     base = base_image(paths)
     name = f"localhost/{service.image}:{tag}"
+    archive = images_dir(paths) / f"{service.name}-{tag}.oci.tar"
     started = time.monotonic()
-    build_args = {"PYTHON_BASE": base.name}
+    build_args = {"PYTHON_BASE": base.name, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
     volumes = []
     if HOST_CA_BUNDLE.exists():
         volumes = ["--volume", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro"]
         build_args |= {"PIP_CERT": "/run/host-ca.crt", "SSL_CERT_FILE": "/run/host-ca.crt"}
-    print(f"  building {name} with buildah on {base.name} ...", flush=True)
     ensure_build_tools()
-    _run(["buildah", "bud", "--quiet", "--runtime", BUILD_RUNTIME, "--layers", "--network", "host", "--pull=never",
-          "--ignorefile", str(service.dockerfile.with_name("Dockerfile.dockerignore")), "-f", str(service.dockerfile),
-          *(arg for key, value in build_args.items() for arg in ("--build-arg", f"{key}={value}")), *volumes,
-          "-t", name, str(REPO_ROOT)], f"building {name}")
-    archive = _export(name, images_dir(paths) / f"{service.name}-{tag}.oci.tar")
-    return BuiltImage(name, archive, time.monotonic() - started)
+    inputs = inputs_hash(root, service, image_id(base.name) or "", build_args)
+    dockerfile = root / "services" / service.name / "Dockerfile"
+    cache = "cached"
+    if force or image_inputs(name) != inputs:
+        same = None if force else image_with_inputs(inputs)
+        if same is not None:
+            # Built already under another tag (`make k8s-up`'s dev, the tests' node-test): the same bytes.
+            _run(["buildah", "tag", same, name], f"tagging {name}")
+            cache = "tagged"
+        else:
+            print(f"  building {name} with buildah on {base.name} ...", flush=True)
+            # --no-cache: see image_cache.py (the layer cache ignores --timestamp; what it saved was pip's uv).
+            _run(["buildah", "bud", "--quiet", "--runtime", BUILD_RUNTIME, "--no-cache", "--network", "host",
+                  "--pull=never", "--timestamp", str(SOURCE_DATE_EPOCH), "--label", f"{INPUTS_LABEL}={inputs}",
+                  "--ignorefile", str(dockerfile.with_name("Dockerfile.dockerignore")), "-f", str(dockerfile),
+                  *(arg for key, value in build_args.items() for arg in ("--build-arg", f"{key}={value}")),
+                  *volumes, "-t", name, str(root)], f"building {name}")
+            cache = "built"
+    stamp = archive_inputs_file(archive)
+    if cache != "cached" or not archive.exists() or not stamp.exists() or stamp.read_text() != inputs:
+        stamp.unlink(missing_ok=True)
+        _export(name, archive)
+        stamp.write_text(inputs)
+    seconds = time.monotonic() - started
+    return BuiltImage(name, archive, seconds if cache == "built" else 0.0, cache=cache, inputs=inputs,
+                      check_seconds=seconds)
 
 
 def prune_untagged_images() -> None:
@@ -192,30 +232,61 @@ def image_digest(node: RealNode, binaries: NodeBinaries, name: str) -> str:
     raise InfraError(f"{name} is not in {node.region}'s containerd after the import:\n{listed.stdout}")
 
 
+def node_digest(node: RealNode, binaries: NodeBinaries, name: str) -> str | None:
+    """The manifest digest the node's containerd records for ``name``, None when it has no such image."""
+    try:
+        return image_digest(node, binaries, name)
+    except InfraError:
+        return None
+
+
 def build_and_load(services: list[str], tag: str, paths: Paths) -> dict[str, object]:
     """Build the base and the named service images (and OPA's for the policy service's sidecar), import each into
-    every running real node; return the figures (seconds, sizes) and each image's digest per node (the subjects a
-    release's provenance names)."""
+    every running real node that does not hold it already; return the figures (seconds, sizes, whether each was
+    built, tagged or cached) and each image's digest per node (the subjects a release's provenance names)."""
+    from ig_k8s.image_cache import archive_manifest_digest
     from ig_k8s.node import RealNode
     from ig_k8s.node_build import NodeBinaries
-    from ig_k8s.suite import REGIONS, by_name
+    from ig_k8s.suite import REGIONS, by_name, in_parallel
 
     base = base_image(paths)
     built = [base, *(service_image(by_name(name), tag, paths) for name in services)]
     if "policy" in services:
         built.append(opa_image(paths))
-    prune_untagged_images()
+    # Only a build or a new tag can leave images untagged; the prune costs a few seconds even when it finds none.
+    if any(image.cache in ("built", "tagged") for image in built):
+        prune_untagged_images()
     nodes = [node for node in (RealNode(region, paths) for region in REGIONS) if node.running()]
     binaries = NodeBinaries.cached(paths) if nodes else None
     report: dict[str, object] = {}
+    entries: dict[str, dict[str, object]] = {}
     for image in built:
         entry: dict[str, object] = {"build_seconds": round(image.seconds, 1), "size_bytes": image.size_bytes}
-        if binaries is not None:
-            digests = {}
-            for node in nodes:
-                started = time.monotonic()
-                digests[node.region] = import_image(node, binaries, image)
-                entry[f"import_seconds_{node.region}"] = round(time.monotonic() - started, 1)
-            entry["digests"] = digests
-        report[image.name] = entry
+        if image.cache:
+            entry |= {"cache": image.cache, "inputs": image.inputs, "check_seconds": round(image.check_seconds, 1)}
+        report[image.name] = entries[image.name] = entry
+    if binaries is None:
+        return report
+
+    def load(node: RealNode) -> dict[str, tuple[str, float]]:
+        """Every image into one node, those it holds already skipped (a node that kept its containerd root since
+        the last import holds these very bytes)."""
+        assert binaries is not None
+        done = {}
+        for image in built:
+            started = time.monotonic()
+            wanted = archive_manifest_digest(image.archive)
+            held = node_digest(node, binaries, image.name)
+            digest = held if held and held == wanted else import_image(node, binaries, image)
+            done[image.name] = (digest, round(time.monotonic() - started, 1))
+        return done
+
+    # A fresh node unpacks every layer (after `make k8s-down`, ~100 s for the two nodes one after the other): both
+    # nodes at once.
+    loaded = in_parallel({node.region: partial(load, node) for node in nodes})
+    for image in built:
+        entry = entries[image.name]
+        entry["digests"] = {region: loaded[region][image.name][0] for region in loaded}
+        for region in loaded:
+            entry[f"import_seconds_{region}"] = loaded[region][image.name][1]
     return report

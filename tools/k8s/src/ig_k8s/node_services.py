@@ -137,9 +137,15 @@ def corefile(node: RealNode, kubeconfig: Path) -> str:
 
 
 def host_service_objects(node: RealNode, namespace: str, name: str, ports: list[dict[str, Any]],
-                         cluster_ip: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                         cluster_ip: str | None = None, hostname: str | None = None
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A Service without selector and the EndpointSlice that names a process on the host's end of the node's link:
-    ``ports`` are ``{name, port, targetPort, protocol}`` (the Service's port, the host process's port)."""
+    ``ports`` are ``{name, port, targetPort, protocol}`` (the Service's port, the host process's port). With
+    ``hostname`` the Service is headless: CoreDNS answers ``<hostname>.<name>.<namespace>.svc.cluster.local`` with
+    the host address itself, and clients connect there on ``port`` (no kube-proxy rule: port = targetPort)."""
+    if hostname is not None:
+        cluster_ip = "None"
+        assert all(p["port"] == p["targetPort"] for p in ports), "a headless Service does not translate ports"
     service = {"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": name, "namespace": namespace, "labels": {"ig.dev/host-service": "true"}},
                "spec": {"ports": [{"name": p["name"], "port": p["port"], "targetPort": p["targetPort"],
@@ -151,7 +157,7 @@ def host_service_objects(node: RealNode, namespace: str, name: str, ports: list[
                                          "endpointslice.kubernetes.io/managed-by": "ig-k8s"}},
                  "addressType": "IPv4",
                  "endpoints": [{"addresses": [node.network.host_address], "conditions": {"ready": True},
-                                "nodeName": node.name}],
+                                "nodeName": node.name, **({"hostname": hostname} if hostname else {})}],
                  "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": p.get("protocol", "TCP")}
                            for p in ports]}
     return service, endpoints
@@ -166,8 +172,10 @@ def kube_dns_objects(node: RealNode) -> tuple[dict[str, Any], dict[str, Any]]:
     return service, endpoints
 
 
-def expose_host_service(node: RealNode, namespace: str, name: str, ports: list[dict[str, Any]]) -> None:
-    """Make a host process listening on the node's host address reachable from pods as ``<name>.<namespace>``."""
+def expose_host_service(node: RealNode, namespace: str, name: str, ports: list[dict[str, Any]],
+                        hostname: str | None = None) -> None:
+    """Make a host process listening on the node's host address reachable from pods as ``<name>.<namespace>``
+    (with ``hostname``: as ``<hostname>.<name>.<namespace>``, headless; see host_service_objects)."""
     from kubernetes import client
 
     from ig_k8s.kube import api_client
@@ -175,7 +183,7 @@ def expose_host_service(node: RealNode, namespace: str, name: str, ports: list[d
     api = api_client(node.cluster.kubeconfig)
     core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
     _create(lambda: core.create_namespace({"metadata": {"name": namespace}}))
-    service, endpoints = host_service_objects(node, namespace, name, ports)
+    service, endpoints = host_service_objects(node, namespace, name, ports, hostname=hostname)
     wait_until(lambda: _created_service(core, service, namespace), timeout=30, what=f"Service {namespace}/{name}")
     _create_or_replace_endpoints(discovery, namespace, endpoints)
 

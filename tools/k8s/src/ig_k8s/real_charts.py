@@ -1,85 +1,32 @@
-"""The suite's charts on the real nodes (issue #22 items 3-4): infrastructure reachable from pods, and
-``helm upgrade --install --wait --atomic`` of a release whose pods must become Ready through their real probes.
-
-Infrastructure stays host processes. A pod reaches one through a Service of namespace ``ig-data`` without selector
-whose EndpointSlice names the host's end of the node's link (10.250.N.1) and the process's port there; the region
-files already name ``postgresql.ig-data.svc.cluster.local:5432``. The process must listen on that address too:
-``IG_PG_POD_ADDRESSES`` (tools/infra, components/postgres.py) adds it to PostgreSQL's ``listen_addresses``, admits
-certificate logins from the nodes' links and pod subnets, and puts the Service's name in the server certificate, so
-the charts' ``sslmode=verify-full`` DSNs verify. The tests run a PostgreSQL of their own for it (under the k8s run
-dir, its own port): the shared one listens on loopback only and is not theirs to restart.
+"""The suite's charts on the real nodes (issue #22 items 3-4): ``helm upgrade --install --wait --atomic`` of a release
+whose pods must become Ready through their real probes, on a region whose infrastructure its pods reach (each
+region's own PostgreSQL and Kafka: pod_infra.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from ig_infra.components.postgres import POD_ADDRESSES_VARIABLE, Postgres
-from ig_infra.paths import Paths
-
-from ig_k8s.cluster import port_offset
 from ig_k8s.helm import Helm, manifests
 from ig_k8s.images import OPA_IMAGE
 from ig_k8s.kube import api_client, secret_exists
 from ig_k8s.node import REAL_NODE_LABEL, RealNode
-from ig_k8s.node_network import NETWORKS
-from ig_k8s.node_services import expose_host_service
+from ig_k8s.pod_infra import KAFKA_BOOTSTRAP
 from ig_k8s.releases import Release, ensure_namespace, ensure_workload_secret, load_release_set
 from ig_k8s.suite import region_values
 from ig_k8s.volumes import ensure_volumes
 
 NAMESPACE = "ig-real"
-DATA_NAMESPACE = "ig-data"
-# Below the kernel's ephemeral range (32768-60999): this PostgreSQL starts mid-run, when thousands of client
-# sockets (etcd, the API servers, the suite) hold ephemeral local ports, and 56432 was once taken by one of them
-# ("could not bind IPv4 address 127.0.0.1: Address already in use").
-POD_PG_PORT = 26432
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def pod_postgres(paths: Paths) -> Postgres:
-    """A PostgreSQL of the real nodes' own (never the shared one), listening on loopback and every node's host
-    address, with the suite's roles and databases as ig-infra lays them out."""
-    own = Paths(cache=paths.cache, run=paths.component_dir("k8s") / "pod-infra")
-    addresses = ",".join(network.host_address for network in NETWORKS.values())
-    with _environment(IG_PG_PORT=str(POD_PG_PORT + port_offset()), **{POD_ADDRESSES_VARIABLE: addresses}):
-        return Postgres(own)
-
-
-def start_pod_infrastructure(paths: Paths, nodes: list[RealNode]) -> Postgres:
-    """Start the nodes' PostgreSQL (the nodes must be up: it binds their host addresses) and expose it in each
-    node's cluster as ``postgresql.ig-data``."""
-    postgres = pod_postgres(paths)
-    postgres.install()
-    postgres.start()
-    for node in nodes:
-        expose_host_service(node, DATA_NAMESPACE, "postgresql",
-                            [{"name": "postgresql", "port": 5432, "targetPort": postgres.port}])
-    return postgres
 
 
 def real_node_values(release: Release, tag: str) -> dict[str, Any]:
     """What a release needs beyond its region's values to run on the real node: the image imported there (never
-    pulled), and the node's label and taint."""
+    pulled), the node's label and taint, and the region's one broker (the region values name two, kafka-0 and
+    kafka-1, as a production cluster runs them; a bootstrap name that does not resolve only slows a client)."""
     values: dict[str, Any] = {
+        "global": {"kafka": {"bootstrap": KAFKA_BOOTSTRAP}},
         "image": {"repository": f"localhost/{release.image}", "tag": tag, "pullPolicy": "Never"},
         "nodeSelector": {REAL_NODE_LABEL: "real"},
         "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "real", "effect": "NoSchedule"}]}
@@ -193,7 +140,3 @@ def uninstall(node: RealNode, release: str, helm: Helm, namespace: str = NAMESPA
     except ApiException as error:
         if error.status != 404:
             raise
-
-
-def stop_pod_infrastructure(paths: Paths) -> bool:
-    return pod_postgres(paths).stop()

@@ -2,10 +2,11 @@
 real-node test package's set-up runs (tools/k8s/tests/real/conftest.py), through the same ``RealSuite.up``.
 
 In order: each region's cluster and real node (regions in parallel; the binaries built when missing), the Debian base
-and every service image built here and imported into both nodes, the nodes' own PostgreSQL exposed to the pods
-(real_charts.py), then ``helm upgrade --install --wait --atomic`` of every release of the release set
-(charts/releases.yaml) into both regions at once. ``release`` undoes what this suite started; ``stop_everything``
-(``ig-k8s down``) stops whatever runs, whoever started it, and forgets the clusters' state.
+and every service image built here and imported into both nodes (each only when its inputs changed: images.py), each
+region's own PostgreSQL and Kafka exposed to that region's pods (pod_infra.py), then ``helm upgrade --install --wait
+--atomic`` of every release of the release set (charts/releases.yaml) into both regions at once. ``release`` undoes
+what this suite started; ``stop_everything`` (``ig-k8s down``) stops whatever runs, whoever started it, and forgets
+the clusters' state.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 
 from ig_k8s.cluster import Binaries, SimulatedCluster
@@ -23,15 +23,16 @@ from ig_k8s.helm import Helm
 from ig_k8s.images import build_and_load
 from ig_k8s.node import RealNode
 from ig_k8s.node_build import NodeBinaries
-from ig_k8s.real_charts import (
-    install_on_real_node,
-    pod_postgres,
+from ig_k8s.pod_infra import (
+    RegionInfra,
+    running_regions,
     start_pod_infrastructure,
-    stop_pod_infrastructure,
-    uninstall,
+    stop_legacy_postgres,
+    stop_region_infrastructure,
 )
+from ig_k8s.real_charts import install_on_real_node, uninstall
 from ig_k8s.releases import load_release_set
-from ig_k8s.suite import REGIONS, in_parallel
+from ig_k8s.suite import in_parallel
 
 # Ten installs share two cores with the suite's pods starting: helm's --wait gets more room than one install needs.
 INSTALL_TIMEOUT = "600s"
@@ -53,13 +54,14 @@ class RealSuite:
     namespace: str
     nodes: dict[str, RealNode] = field(default_factory=dict)
     images: dict[str, Any] = field(default_factory=dict)
-    postgres: Postgres | None = None
+    # Each region's own PostgreSQL and Kafka (pod_infra.py), by region.
+    infra: dict[str, RegionInfra] = field(default_factory=dict)
     # "<release>/<region>": what install_on_real_node returned (its pods as seen right after helm's --wait).
     installed: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What ``up`` found stopped and started: ``release`` stops only these.
     started_clusters: list[SimulatedCluster] = field(default_factory=list)
     started_nodes: list[RealNode] = field(default_factory=list)
-    started_postgres: bool = False
+    started_infra: list[str] = field(default_factory=list)
     # Phase durations and, per region, the seconds from the start of ``up`` until its last release was Ready.
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -68,9 +70,9 @@ class RealSuite:
         self._timed("clusters_and_nodes", self._start_nodes)
         self.images = self._timed("images_built_and_imported",
                                   lambda: build_and_load(suite_releases(), self.tag, self.paths))
-        self.started_postgres = not pod_postgres(self.paths).running()
-        self.postgres = self._timed("pod_infrastructure",
-                                    lambda: start_pod_infrastructure(self.paths, list(self.nodes.values())))
+        self.started_infra = [region for region in self.regions if region not in running_regions(self.paths)]
+        self.infra = self._timed("pod_infrastructure",
+                                 lambda: start_pod_infrastructure(self.paths, list(self.nodes.values())))
         self.installed = self._timed("installs", lambda: self._install_all(helm, began))
         self.seconds["total"] = round(time.monotonic() - began, 1)
         return self
@@ -125,22 +127,23 @@ class RealSuite:
             binaries = NodeBinaries.cached(self.paths)
             for node in self.started_nodes:
                 node.stop(binaries)
-            if self.started_postgres:
-                stop_pod_infrastructure(self.paths)
+            for region in self.started_infra:
+                stop_region_infrastructure(self.paths, region)
             for cluster in self.started_clusters:
                 cluster.stop(forget=True)
 
 
 def stop_everything(paths: Paths, regions: list[str]) -> list[str]:
-    """``ig-k8s down``: the real nodes (containers, shims, network namespaces, cgroups, images), the pod
-    infrastructure's PostgreSQL and the clusters; returns what was running."""
+    """``ig-k8s down``: the real nodes (containers, shims, network namespaces, cgroups, images), each region's pod
+    infrastructure (PostgreSQL, Kafka) and the clusters; returns what was running."""
     binaries = NodeBinaries.cached(paths)
     # Each node's stop mostly waits (on its kubelet, its containers' ends): both at once.
     by_region = in_parallel({region: partial(RealNode(region, paths).stop, binaries) for region in regions})
     stopped = [f"{region} node: {what}" for region, done in by_region.items() for what in done]
-    # Both regions' pods use the one PostgreSQL: it stops with the last node.
-    if not any(RealNode(region, paths).running() for region in REGIONS) and stop_pod_infrastructure(paths):
-        stopped.append("pod infrastructure PostgreSQL")
+    for region in regions:
+        stopped += stop_region_infrastructure(paths, region)
+    if stop_legacy_postgres(paths):
+        stopped.append("the pod infrastructure PostgreSQL both regions shared before each had its own")
     for region in regions:
         stopped += [f"{region}: {what}" for what in SimulatedCluster(region, paths).stop(forget=True)]
     return stopped

@@ -1,7 +1,8 @@
 """The whole suite on the real nodes of both regions, brought up once for every test of this package (package scope:
 torn down after the package's last test, not at the end of a `make test` session) by ``RealSuite.up``, the entry
-point `make k8s-up` runs: clusters and nodes, every service image built and imported, the nodes' PostgreSQL, and every
-release of the release set installed with `--wait --atomic` (in the package's own namespace, not `make k8s-up`'s).
+point `make k8s-up` runs: clusters and nodes, every service image built (when its inputs changed) and imported, each
+region's own PostgreSQL and Kafka, and every release of the release set installed with `--wait --atomic` (in the
+package's own namespace, not `make k8s-up`'s).
 
 Nothing skips: a binary or image that cannot be built, or a node or install that fails, fails the tests.
 """
@@ -12,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ig_infra.components.postgres import Postgres
 from ig_infra.paths import Paths
 from ig_k8s.helm import Helm
 from ig_k8s.node import RealNode
+from ig_k8s.pod_infra import RegionInfra
 from ig_k8s.real_charts import NAMESPACE
 from ig_k8s.real_suite import RealSuite
 from ig_k8s.suite import REGIONS
@@ -68,9 +69,10 @@ def images(suite: RealSuite) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="package")
-def postgres(suite: RealSuite) -> Postgres:
-    assert suite.postgres is not None
-    return suite.postgres
+def infra(suite: RealSuite) -> dict[str, RegionInfra]:
+    """Each region's own PostgreSQL and Kafka, as the pods of that region reach them."""
+    assert set(suite.infra) == set(REGIONS)
+    return suite.infra
 
 
 @pytest.fixture(scope="package")

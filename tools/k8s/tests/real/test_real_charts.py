@@ -4,10 +4,8 @@ PostgreSQL through the Service name the region's values give (`postgresql.ig-dat
 `sslmode=verify-full`, its workload certificate mapped to its own roles), the policy service to its OPA sidecar
 (built here from the static OPA the suite already builds) with the repository's policies loaded.
 
-PostgreSQL here is the real nodes' own (tools/k8s/src/ig_k8s/real_charts.py): the shared one listens on loopback
-only. Kafka is not reachable from pods yet (its brokers advertise loopback addresses), so the services' outbox
-relays retry in the background; burn, policy and evidence are Ready without it. Nothing skips: a build, node or install
-that fails fails the tests.
+PostgreSQL and Kafka here are each region's own for its pods (tools/k8s/src/ig_k8s/pod_infra.py; what reaches which:
+test_real_pod_infra.py). Nothing skips: a build, node or install that fails fails the tests.
 """
 
 from __future__ import annotations
@@ -15,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ig_infra.components.postgres import Postgres
 from ig_k8s.helm import Helm
 from ig_k8s.node import RealNode
+from ig_k8s.pod_infra import RegionInfra
 from ig_k8s.real_charts import NAMESPACE, helm_test, pod_log, release_pods
 from ig_k8s.suite import REGIONS
 
@@ -41,15 +39,16 @@ def test_a_release_installs_with_wait_and_atomic_and_every_pod_is_ready_on_the_r
 @pytest.mark.parametrize("region", REGIONS)
 @pytest.mark.parametrize("release", RELEASES)
 def test_a_release_reached_postgresql_through_its_service_name_as_its_own_roles(
-        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], postgres: Postgres, release: str,
-        region: str) -> None:
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], infra: dict[str, RegionInfra],
+        release: str, region: str) -> None:
     node = nodes[region]
     logs = [pod_log(node, pod, release) for pod in release_pods(node, release)]
     assert all('"event": "service_started"' in log for log in logs)
     # PostgreSQL's side: the service's sessions come from the node's uplink (kube-proxy's masquerade of Service
     # traffic), logged in as the runtime role its certificate maps to.
-    sessions = postgres.admin_sql("SELECT DISTINCT usename || ' ' || host(client_addr) FROM pg_stat_activity "
-                                  f"WHERE usename LIKE 'ig_{release}%'", database="ig")
+    sessions = infra[region].postgres.admin_sql(
+        "SELECT DISTINCT usename || ' ' || host(client_addr) FROM pg_stat_activity "
+        f"WHERE usename LIKE 'ig_{release}%'", database="ig")
     assert f"ig_{release} {node.network.uplink_address}" in sessions.splitlines(), sessions
 
 

@@ -26,7 +26,16 @@ from ig_common.tls import WorkloadCertificate
 
 from ig_infra.components.base import Component, env_port
 from ig_infra.kafka_acls import AclBinding, apply_bindings, load_bindings, principal
-from ig_infra.pki import ensure_identities, identities_directory
+from ig_infra.pki import (
+    LOCAL_ADDRESSES,
+    LOCAL_NAMES,
+    IssuedIdentity,
+    ca_directory,
+    ensure_identities,
+    identities_directory,
+    is_fresh,
+    spiffe_id,
+)
 from ig_infra.prereqs import require
 from ig_infra.process import InfraError, spawn, wait_until
 
@@ -39,6 +48,14 @@ ADMIN_IDENTITY = "kafka-admin"
 READER_IDENTITY = "operator"
 # CN=<name> -> <name>. No DEFAULT rule: a subject of any other shape has no principal, and its handshake fails.
 PRINCIPAL_MAPPING = r"RULE:^CN=([a-z0-9][a-z0-9-]*)$/$1/"
+# Pods of the real Kubernetes nodes (tools/k8s/README.md, "Infrastructure from pods") reach the broker when
+# IG_KAFKA_POD_ADDRESS names the host's end of a node's link: a third listener there, TLS with client certificates
+# like the others, advertising the name the charts dial, which the node's CoreDNS resolves to that address (a
+# headless Service's endpoint). A broker advertising 127.0.0.1 sends a pod that bootstrapped through any name back to
+# its own loopback. The broker's certificate then also carries that name and address (the clients verify them).
+POD_ADDRESS_VARIABLE = "IG_KAFKA_POD_ADDRESS"
+POD_NAME = "kafka-0.kafka.ig-data.svc.cluster.local"
+POD_PORT = 9093
 
 POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -100,6 +117,7 @@ class Kafka(Component):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.host = os.environ.get("IG_KAFKA_HOST", "127.0.0.1")
         self.port = env_port("IG_KAFKA_PORT", 59092)
+        self.pod_address = os.environ.get(POD_ADDRESS_VARIABLE, "").strip() or None
         self.controller_port = env_port("IG_KAFKA_CONTROLLER_PORT", 59093)
         self.libs = self.paths.cache / f"kafka-{KAFKA_VERSION}" / "libs"
         self.data = self.dir / "data"
@@ -136,10 +154,34 @@ class Kafka(Component):
     def _write_keystore(self) -> bool:
         """Write the broker's PEM keystore from its (possibly renewed) certificate; True when it changed."""
         ensure_identities(self.paths.cache, self.paths.run, (BROKER_IDENTITY, ADMIN_IDENTITY))
-        return write_keystore(self.keystore, self.identity_directory(BROKER_IDENTITY))
+        identity = self.identity_directory(BROKER_IDENTITY)
+        if self.pod_address:
+            identity = self._pod_identity()
+        return write_keystore(self.keystore, identity)
+
+    def _pod_identity(self) -> Path:
+        """The broker's certificate for the pods' listener as well: the pods' name and address beside loopback's;
+        renewed like the workloads', and at once when the address changes (the directory is named after it)."""
+        from ig_infra.pki import DevCA
+
+        assert self.pod_address is not None
+        ca = DevCA.load_or_create(ca_directory(self.paths.cache))
+        directory = self.dir / f"pod-tls-{self.pod_address}"
+        issued = IssuedIdentity(BROKER_IDENTITY, directory, spiffe_id(BROKER_IDENTITY))
+        if not is_fresh(issued, ca.cert_pem):
+            ca.issue(BROKER_IDENTITY, directory, dns_names=(*LOCAL_NAMES, POD_NAME),
+                     ip_addresses=(*LOCAL_ADDRESSES, self.pod_address))
+        return directory
 
     def _write_config(self) -> None:
         ca = self.identity_directory(BROKER_IDENTITY) / "ca.crt"
+        listeners = [f"CLIENT://{self.host}:{self.port}"]
+        advertised = list(listeners)
+        protocols = ["CLIENT:SSL", "CONTROLLER:SSL"]
+        if self.pod_address:
+            listeners.append(f"POD://{self.pod_address}:{POD_PORT}")
+            advertised.append(f"POD://{POD_NAME}:{POD_PORT}")
+            protocols.append("POD:SSL")
         self.config.write_text("\n".join([
             "process.roles=broker,controller",
             "node.id=1",
@@ -147,10 +189,10 @@ class Kafka(Component):
             # No plaintext listener. The controller's listener is TLS with client authentication too: in KRaft it
             # takes the metadata log's Raft traffic and (KIP-919) admin requests, so a plaintext port there would
             # be a way around both the certificate check and, for the Raft requests, the authorizer's identity.
-            f"listeners=CLIENT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            f"advertised.listeners=CLIENT://{self.host}:{self.port}",
+            f"listeners={','.join(listeners)},CONTROLLER://{self.host}:{self.controller_port}",
+            f"advertised.listeners={','.join(advertised)}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CLIENT:SSL,CONTROLLER:SSL",
+            f"listener.security.protocol.map={','.join(protocols)}",
             "inter.broker.listener.name=CLIENT",
             *tls_properties(self.keystore, ca),
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -185,6 +227,8 @@ class Kafka(Component):
         require("java")
         self.ensure_free(self.host, self.port, "IG_KAFKA_PORT")
         self.ensure_free(self.host, self.controller_port, "IG_KAFKA_CONTROLLER_PORT")
+        if self.pod_address:
+            self.ensure_free(self.pod_address, POD_PORT, POD_ADDRESS_VARIABLE)
         self._write_config()
         if not (self.data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,175 @@
+"""Each region's own infrastructure for its pods (issue #22): a PostgreSQL, a Kafka broker and a Prometheus per
+region, host processes listening on the host's end of that region's node link, named in the region's cluster as the
+charts' region values say (charts/values-region-*.yaml).
+
+Host processes rather than pods: the issue allows it, they are ig-infra's own components (the same TLS with client
+certificates, per-service roles, Kafka ACLs and topics as `make up`'s), and on two shared cores a broker image and its
+volume work would buy nothing the tests look at. Per region, never shared: region-b's PostgreSQL and broker have
+their own run dir (``$IG_RUN_DIR/k8s/pod-infra/<region>``), ports shifted by +200 as `make up`'s region-b, and
+listen on region-b's node address only; a region's pods have routes to their own node's link only, so they cannot
+reach the other region's even by address.
+
+How a pod finds them (node_services.expose_host_service):
+- ``postgresql.ig-data:5432``: a ClusterIP Service without selector whose EndpointSlice names 10.250.N.1 and the
+  region's PostgreSQL port; kube-proxy forwards (masquerading to the node's uplink address).
+- ``kafka-0.kafka.ig-data:9093``: a headless Service whose EndpointSlice has the hostname ``kafka-0`` at 10.250.N.1:
+  CoreDNS answers that name with the address and the pod connects straight to the broker's pod listener
+  (ig_infra.components.kafka, ``IG_KAFKA_POD_ADDRESS``), which advertises the same name. A ClusterIP in front would
+  do for the bootstrap only: the broker then hands out what it advertises, so the name must reach it as it is.
+- ``prometheus.monitoring:9090``: like PostgreSQL; burn's SLO queries. It scrapes only itself: the pods' /metrics
+  are HTTPS with client certificates and nothing here gives Prometheus one yet, so burn's SLIs come back empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+
+from ig_infra.components.kafka import POD_ADDRESS_VARIABLE as KAFKA_POD_ADDRESS
+from ig_infra.components.kafka import POD_NAME as KAFKA_POD_NAME
+from ig_infra.components.kafka import POD_PORT as KAFKA_POD_PORT
+from ig_infra.components.kafka import Kafka
+from ig_infra.components.postgres import POD_ADDRESSES_VARIABLE, Postgres
+from ig_infra.components.prometheus import PrivatePrometheus, prometheus_ready
+from ig_infra.paths import Paths
+from ig_infra.process import read_pid, terminate
+
+from ig_k8s.cluster import port_offset
+from ig_k8s.node import RealNode
+from ig_k8s.node_network import NETWORKS
+from ig_k8s.node_services import expose_host_service
+from ig_k8s.suite import REGIONS, in_parallel
+
+DATA_NAMESPACE = "ig-data"
+MONITORING_NAMESPACE = "monitoring"  # the region values' prometheus.monitoring.svc.cluster.local
+# Below the kernel's ephemeral range (32768-60999): these start mid-run, when thousands of client sockets (etcd, the
+# API servers, the suite) hold ephemeral local ports, and 56432 was once taken by one of them ("could not bind IPv4
+# address 127.0.0.1: Address already in use").
+POD_PG_PORT = 26432
+POD_KAFKA_PORT = 26092
+POD_KAFKA_CONTROLLER_PORT = 26093
+POD_PROMETHEUS_PORT = 29090
+# region-b's ports: region-a's + 200, as `make up` lays out its region-b (ig_infra.regions.REGION_B_PORT_OFFSET).
+REGION_PORT_STEP = 200
+# The name the brokers advertise: kafka-0 of the headless Service kafka.ig-data. One broker per region.
+KAFKA_BOOTSTRAP = f"{KAFKA_POD_NAME}:{KAFKA_POD_PORT}"
+
+
+# Both regions' components are made in parallel threads: without the lock one thread's restore of the environment
+# let the other's PostgreSQL read the default port, 55432, `make up`'s own (seen; refused only because it was busy).
+_ENVIRONMENT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """ig-infra's components read their ports and addresses from the environment when made: one at a time."""
+    with _ENVIRONMENT_LOCK:
+        saved = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def region_port(base: int, region: str) -> int:
+    return base + port_offset() + REGIONS.index(region) * REGION_PORT_STEP
+
+
+def infra_paths(paths: Paths, region: str) -> Paths:
+    return Paths(cache=paths.cache, run=paths.component_dir("k8s") / "pod-infra" / region)
+
+
+def pod_postgres(paths: Paths, region: str) -> Postgres:
+    """The region's PostgreSQL: loopback (the tests, the admin) and the region's node address, nothing else."""
+    with _environment(IG_PG_PORT=str(region_port(POD_PG_PORT, region)),
+                      **{POD_ADDRESSES_VARIABLE: NETWORKS[region].host_address}):
+        return Postgres(infra_paths(paths, region))
+
+
+def pod_kafka(paths: Paths, region: str) -> Kafka:
+    """The region's broker: its client listener on loopback (the tests, ACLs and topics), its pods' listener on the
+    region's node address."""
+    with _environment(IG_KAFKA_HOST="127.0.0.1", IG_KAFKA_PORT=str(region_port(POD_KAFKA_PORT, region)),
+                      IG_KAFKA_CONTROLLER_PORT=str(region_port(POD_KAFKA_CONTROLLER_PORT, region)),
+                      **{KAFKA_POD_ADDRESS: NETWORKS[region].host_address}):
+        return Kafka(infra_paths(paths, region))
+
+
+def pod_prometheus(paths: Paths, region: str) -> PrivatePrometheus:
+    """The region's Prometheus, on the region's node address only (nothing on the host needs it elsewhere)."""
+    address, port = NETWORKS[region].host_address, region_port(POD_PROMETHEUS_PORT, region)
+    config = ("global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: prometheus\n"
+              f"    static_configs:\n      - targets: ['{address}:{port}']\n")
+    return PrivatePrometheus(paths.cache, infra_paths(paths, region).run / "prometheus", config, port, host=address)
+
+
+def _start_prometheus(prometheus: PrivatePrometheus) -> None:
+    if read_pid(prometheus.pid_file) is not None and prometheus_ready(prometheus.host, prometheus.port):
+        return
+    prometheus.start()
+
+
+@dataclass(frozen=True)
+class RegionInfra:
+    region: str
+    postgres: Postgres
+    kafka: Kafka
+    prometheus: PrivatePrometheus
+
+
+def start_region_infrastructure(paths: Paths, node: RealNode) -> RegionInfra:
+    """Start the region's PostgreSQL and broker (the node must be up: they bind its host address), create the
+    suite's topics, and name both in the region's cluster."""
+    from ig_common.events.topics import ALL_TOPICS
+
+    infra = RegionInfra(node.region, pod_postgres(paths, node.region), pod_kafka(paths, node.region),
+                        pod_prometheus(paths, node.region))
+    for component in (infra.postgres, infra.kafka):
+        component.install()
+        component.start()
+    infra.kafka.create_topics(list(ALL_TOPICS))
+    _start_prometheus(infra.prometheus)
+    expose_host_service(node, DATA_NAMESPACE, "postgresql",
+                        [{"name": "postgresql", "port": 5432, "targetPort": infra.postgres.port}])
+    expose_host_service(node, DATA_NAMESPACE, "kafka",
+                        [{"name": "kafka", "port": KAFKA_POD_PORT, "targetPort": KAFKA_POD_PORT}],
+                        hostname=KAFKA_POD_NAME.split(".", 1)[0])
+    expose_host_service(node, MONITORING_NAMESPACE, "prometheus",
+                        [{"name": "http", "port": 9090, "targetPort": infra.prometheus.port}])
+    return infra
+
+
+def start_pod_infrastructure(paths: Paths, nodes: list[RealNode]) -> dict[str, RegionInfra]:
+    """Every region's at once (a broker's start is mostly the JVM's)."""
+    return in_parallel({node.region: partial(start_region_infrastructure, paths, node) for node in nodes})
+
+
+def running_regions(paths: Paths) -> list[str]:
+    return [region for region in REGIONS if pod_postgres(paths, region).running() or pod_kafka(paths, region).running()
+            or read_pid(pod_prometheus(paths, region).pid_file) is not None]
+
+
+def stop_region_infrastructure(paths: Paths, region: str) -> list[str]:
+    stopped = []
+    if terminate(pod_prometheus(paths, region).pid_file):
+        stopped.append(f"{region} pod infrastructure prometheus")
+    for component in (pod_kafka(paths, region), pod_postgres(paths, region)):
+        if component.stop():
+            stopped.append(f"{region} pod infrastructure {component.name}")
+    return stopped
+
+
+def stop_legacy_postgres(paths: Paths) -> bool:
+    """The one PostgreSQL both regions' pods shared before each had its own (run dir k8s/pod-infra, port 26432): a
+    run of then may have left it running, on the port region-a's takes now."""
+    with _environment(IG_PG_PORT=str(POD_PG_PORT + port_offset())):
+        return Postgres(Paths(cache=paths.cache, run=paths.component_dir("k8s") / "pod-infra")).stop()

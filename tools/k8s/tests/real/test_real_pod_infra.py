@@ -1,0 +1,160 @@
+"""Each region's pods use that region's own PostgreSQL, Kafka and Prometheus (tools/k8s/src/ig_k8s/pod_infra.py).
+
+An access decision asked of a policy pod in one region must land in that region's database (``policy.decision_log``)
+and, through the service's outbox relay, on that region's broker (``ig.policy.decisions.v1``), and in neither of the
+other region's. The pods reach both only through the names the region's values give (``postgresql.ig-data``, and
+``kafka-0.kafka.ig-data`` as the broker advertises it): a relay that cannot reach its broker leaves the event in the
+outbox, and the test waits for it on the broker. Nothing skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ig_common.events.kafka_tls import client_security
+from ig_common.http_client import WorkloadTokenAuth
+from ig_common.tls import WorkloadCertificate
+from ig_infra.components.kafka import READER_IDENTITY
+from ig_infra.pki import DevCA, ca_directory, ensure_identities
+from ig_k8s.node import RealNode
+from ig_k8s.pod_infra import KAFKA_BOOTSTRAP, RegionInfra
+from ig_k8s.real_charts import NAMESPACE, release_pods
+from ig_k8s.real_suite import RealSuite
+from ig_k8s.suite import REGIONS
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+TOPIC = "ig.policy.decisions.v1"
+AUTHZEN_PORT = 8091  # the policy chart's ports.api
+
+
+def other(region: str) -> str:
+    return next(r for r in REGIONS if r != region)
+
+
+def evaluation(subject: str, region: str) -> dict[str, Any]:
+    """An AuthZEN evaluation whose subject names this test run, so its decision is found by nothing else."""
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    return {"subject": {"type": "user", "id": subject,
+                        "properties": {"tenant": "acme", "roles": ["analyst"], "purposes": ["analytics"]}},
+            "resource": {"type": "dataset", "id": f"ds-{subject}",
+                         "properties": {"tenant": "acme", "purpose": "analytics", "region": region,
+                                        "classification": "internal"}},
+            "action": {"name": "read"},
+            "context": {"time": now, "region": region, "network_zone": "corp", "device_trust": "high",
+                        "session_risk": 10, "auth_level": "mfa"}}
+
+
+def decide(node: RealNode, scratch: Path, subject: str) -> str:
+    """POST the evaluation to one of the region's policy pods, as a gateway would (HTTPS with a client certificate
+    of the suite's CA for the release namespace, a workload token); returns the decision id."""
+    ca = DevCA.load_or_create(ca_directory(node.cluster.paths.cache))
+    gateway = WorkloadCertificate(ca.issue("gateway", scratch / "gateway", namespace=NAMESPACE).directory)
+    pod = next(p for p in release_pods(node, "policy") if p["ready"])
+    context: ssl.SSLContext = gateway.client_ssl_context()
+    with httpx.Client(base_url=f"https://{pod['ip']}:{AUTHZEN_PORT}", verify=context, timeout=30,
+                      auth=WorkloadTokenAuth(gateway, gateway.spiffe_id.sibling("policy"))) as client:
+        # The pod's certificate names its Service, not its address: verify it as the Service's name.
+        reply = client.post("/access/v1/evaluation", json=evaluation(subject, node.region),
+                            extensions={"sni_hostname": f"policy.{NAMESPACE}.svc.cluster.local"})
+    assert reply.status_code == 200, reply.text
+    return reply.headers["x-ig-decision-id"]
+
+
+def logged(infra: RegionInfra, decision_id: str) -> bool:
+    found = infra.postgres.admin_sql(f"SELECT count(*) FROM policy.decision_log WHERE decision_id = '{decision_id}'",
+                                     database="ig")
+    return found.strip() == "1"
+
+
+async def published(infra: RegionInfra, since: float) -> set[str]:
+    """The subjects (decision ids) of every decision event on the region's broker since ``since``, read through its
+    loopback listener as the operator."""
+    from aiokafka import AIOKafkaConsumer
+
+    ensure_identities(infra.kafka.paths.cache, infra.kafka.paths.run, (READER_IDENTITY,))
+    security = client_security(infra.kafka.ssl_context(READER_IDENTITY))
+    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=infra.kafka.bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", **security)
+    await consumer.start()
+    try:
+        records = await consumer.getmany(timeout_ms=3000)
+        subjects = set()
+        for batch in records.values():
+            for record in batch:
+                headers = {key: value.decode() for key, value in record.headers}
+                if record.timestamp >= since * 1000:
+                    subjects.add(headers.get("ce_subject", ""))
+        return subjects
+    finally:
+        await consumer.stop()
+
+
+def test_a_decision_lands_in_its_own_regions_database_and_on_its_own_regions_kafka(
+        suite: RealSuite, nodes: dict[str, RealNode]) -> None:
+    since = time.time() - 5
+    with tempfile.TemporaryDirectory() as scratch:
+        decided = {region: decide(nodes[region], Path(scratch) / region, f"infra-{region}-{uuid.uuid4().hex[:8]}")
+                   for region in REGIONS}
+    infra = suite.infra
+    deadline = time.monotonic() + 120
+    events: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        events = {region: asyncio.run(published(infra[region], since)) for region in REGIONS}
+        if all(decided[region] in events[region] for region in REGIONS):
+            break
+        time.sleep(3)
+    for region in REGIONS:
+        assert logged(infra[region], decided[region]), f"{region}'s decision is not in {region}'s database"
+        assert not logged(infra[other(region)], decided[region]), f"{region}'s decision is in the other's database"
+        assert decided[region] in events[region], (region, decided[region], events[region])
+        assert decided[region] not in events[other(region)], f"{region}'s decision is on the other's Kafka"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_pods_sessions_reach_their_own_regions_postgresql_only(
+        suite: RealSuite, nodes: dict[str, RealNode], region: str) -> None:
+    """Every service's sessions in a region's PostgreSQL come from that region's node (kube-proxy masquerades to its
+    uplink address); none from the other's."""
+    sessions = suite.infra[region].postgres.admin_sql(
+        "SELECT DISTINCT host(client_addr) FROM pg_stat_activity WHERE usename LIKE 'ig_%'", database="ig")
+    sources = set(sessions.split())
+    assert nodes[region].network.uplink_address in sources, sessions
+    assert nodes[other(region)].network.uplink_address not in sources, sessions
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_broker_advertises_the_name_the_charts_dial_at_the_regions_node_address(
+        suite: RealSuite, nodes: dict[str, RealNode], region: str) -> None:
+    config = suite.infra[region].kafka.config.read_text()
+    assert f"POD://{KAFKA_BOOTSTRAP}" in config
+    assert f"POD://{nodes[region].network.host_address}:9093" in config
+    assert nodes[other(region)].network.host_address not in config
+
+
+def served_queries(infra: RegionInfra) -> float:
+    """The queries the region's Prometheus answered (its own /metrics: reading it is not itself a query)."""
+    url = f"{infra.prometheus.url}/metrics"
+    text = httpx.get(url, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line)
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_burn_queries_its_own_regions_prometheus(suite: RealSuite, region: str) -> None:
+    """burn evaluates its SLOs every 30 s through ``prometheus.monitoring`` (the region values' URL): the region's
+    own Prometheus, listening on the region's node address only, must have answered some of those queries."""
+    deadline = time.monotonic() + 90
+    while served_queries(suite.infra[region]) == 0 and time.monotonic() < deadline:
+        time.sleep(5)
+    assert served_queries(suite.infra[region]) > 0
+    assert suite.infra[region].prometheus.host == suite.nodes[region].network.host_address

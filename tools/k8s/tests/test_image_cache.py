@@ -1,0 +1,76 @@
+"""The build-inputs hash that decides whether a service image is rebuilt (image_cache.py), without buildah: the same
+inputs give the same hash, and every kind of input that goes into the image changes it. The builds themselves
+(skipped, tagged, rebuilt, same digest) are checked on buildah in tests/real/test_real_images.py."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from ig_infra.paths import REPO_ROOT
+from ig_k8s.dockerfiles import mirror_build_context
+from ig_k8s.image_cache import inputs_hash
+from ig_k8s.suite import by_name
+
+BURN = by_name("burn")
+ARGS = {"PYTHON_BASE": "localhost/ig/python-base:3.11-bookworm", "SOURCE_DATE_EPOCH": "0"}
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's build context and burn's Dockerfile, to change without touching the repository."""
+    root = tmp_path_factory.mktemp("context")
+    mirror_build_context(REPO_ROOT, root, BURN)
+    return root
+
+
+def fresh(context: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(context, copy)
+    return copy
+
+
+def test_the_same_inputs_give_the_same_hash_and_the_copy_hashes_like_the_repository(context: Path) -> None:
+    first = inputs_hash(context, BURN, "sha256:base", ARGS)
+    assert first == inputs_hash(context, BURN, "sha256:base", dict(reversed(list(ARGS.items()))))
+    assert first == inputs_hash(REPO_ROOT, BURN, "sha256:base", ARGS)
+    assert len(first) == 64
+
+
+@pytest.mark.parametrize("change", ["source", "new_file", "renamed", "mode", "dockerfile", "lock"])
+def test_a_changed_file_of_the_context_changes_the_hash(context: Path, tmp_path: Path, change: str) -> None:
+    root = fresh(context, tmp_path)
+    before = inputs_hash(root, BURN, "sha256:base", ARGS)
+    module = root / "services" / "burn" / "src" / "ig_burn" / "app.py"
+    if change == "source":
+        module.write_text(module.read_text() + "\n# changed\n")
+    elif change == "new_file":
+        (module.parent / "extra.py").write_text("X = 1\n")
+    elif change == "renamed":
+        module.rename(module.with_name("app_renamed.py"))
+    elif change == "mode":
+        module.chmod(0o755)
+    elif change == "dockerfile":
+        dockerfile = root / "services" / "burn" / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text() + "LABEL x=y\n")
+    else:
+        (root / "uv.lock").write_text((root / "uv.lock").read_text() + "\n")
+    assert inputs_hash(root, BURN, "sha256:base", ARGS) != before
+
+
+def test_what_the_build_context_leaves_out_does_not_change_the_hash(context: Path, tmp_path: Path) -> None:
+    root = fresh(context, tmp_path)
+    before = inputs_hash(root, BURN, "sha256:base", ARGS)
+    tests = root / "services" / "burn" / "tests"
+    tests.mkdir(exist_ok=True)
+    (tests / "test_new.py").write_text("def test_x() -> None: ...\n")
+    (root / "README.md").write_text("not in the context\n")
+    assert inputs_hash(root, BURN, "sha256:base", ARGS) == before
+
+
+def test_another_base_or_build_argument_changes_the_hash(context: Path) -> None:
+    before = inputs_hash(context, BURN, "sha256:base", ARGS)
+    assert inputs_hash(context, BURN, "sha256:other-base", ARGS) != before
+    assert inputs_hash(context, BURN, "sha256:base", {**ARGS, "SOURCE_DATE_EPOCH": "1"}) != before
+    assert inputs_hash(context, by_name("policy"), "sha256:base", ARGS) != before  # its own Dockerfile

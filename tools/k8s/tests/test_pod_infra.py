@@ -1,0 +1,99 @@
+"""Each region's own infrastructure for its pods (pod_infra.py), as configured, without starting anything: ports and
+addresses per region, the broker's pods' listener and what it advertises, the headless Service that names it, and
+the one-broker bootstrap the real-node installs use. That the pods reach them: tests/real/test_real_pod_infra.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ig_infra.paths import Paths
+from ig_k8s.node import RealNode
+from ig_k8s.node_network import NETWORKS
+from ig_k8s.node_services import host_service_objects
+from ig_k8s.pod_infra import KAFKA_BOOTSTRAP, infra_paths, pod_kafka, pod_postgres
+from ig_k8s.real_charts import real_node_values
+from ig_k8s.releases import load_release_set
+from ig_k8s.suite import REGIONS
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    monkeypatch.delenv("IG_K8S_PORT_OFFSET", raising=False)
+    return Paths(cache=tmp_path / "cache", run=tmp_path / "run")
+
+
+def test_each_region_has_its_own_ports_run_dir_and_node_address(paths: Paths) -> None:
+    postgres = {region: pod_postgres(paths, region) for region in REGIONS}
+    kafka = {region: pod_kafka(paths, region) for region in REGIONS}
+    assert (postgres["region-a"].port, postgres["region-b"].port) == (26432, 26632)
+    assert (kafka["region-a"].port, kafka["region-b"].port) == (26092, 26292)
+    assert (kafka["region-a"].controller_port, kafka["region-b"].controller_port) == (26093, 26293)
+    for region in REGIONS:
+        assert postgres[region].pod_addresses == (NETWORKS[region].host_address,)
+        assert kafka[region].pod_address == NETWORKS[region].host_address
+        assert kafka[region].host == "127.0.0.1"
+        assert postgres[region].dir.parent == kafka[region].dir.parent == infra_paths(paths, region).run
+    assert infra_paths(paths, "region-a").run != infra_paths(paths, "region-b").run
+
+
+def test_the_broker_listens_for_pods_on_the_node_address_and_advertises_the_charts_name(paths: Paths) -> None:
+    broker = pod_kafka(paths, "region-b")
+    broker.dir.mkdir(parents=True, exist_ok=True)
+    broker._write_config()
+    config = dict(line.split("=", 1) for line in broker.config.read_text().splitlines() if "=" in line)
+    assert config["listeners"] == ("CLIENT://127.0.0.1:26292,POD://10.250.2.1:9093,"
+                                   "CONTROLLER://127.0.0.1:26293")
+    assert config["advertised.listeners"] == f"CLIENT://127.0.0.1:26292,POD://{KAFKA_BOOTSTRAP}"
+    assert config["listener.security.protocol.map"] == "CLIENT:SSL,CONTROLLER:SSL,POD:SSL"
+    assert config["ssl.client.auth"] == "required"
+
+
+def test_without_a_pod_address_the_broker_is_as_before(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ig_infra.components.kafka import Kafka
+
+    monkeypatch.delenv("IG_KAFKA_POD_ADDRESS", raising=False)
+    broker = Kafka(paths)
+    broker.dir.mkdir(parents=True, exist_ok=True)
+    broker._write_config()
+    text = broker.config.read_text()
+    assert "POD" not in text and "advertised.listeners=CLIENT://127.0.0.1:59092\n" in text
+
+
+def test_the_kafka_service_is_headless_and_names_kafka_0_at_the_node_address(paths: Paths) -> None:
+    node = RealNode("region-a", paths)
+    service, endpoints = host_service_objects(node, "ig-data", "kafka",
+                                              [{"name": "kafka", "port": 9093, "targetPort": 9093}], hostname="kafka-0")
+    assert service["spec"]["clusterIP"] == "None"
+    assert endpoints["endpoints"] == [{"addresses": ["10.250.1.1"], "conditions": {"ready": True},
+                                       "nodeName": node.name, "hostname": "kafka-0"}]
+    assert endpoints["ports"] == [{"name": "kafka", "port": 9093, "protocol": "TCP"}]
+    with pytest.raises(AssertionError):  # a headless Service has no rule to translate a port
+        host_service_objects(node, "ig-data", "kafka", [{"name": "kafka", "port": 9093, "targetPort": 26092}],
+                             hostname="kafka-0")
+
+
+def test_real_node_installs_bootstrap_from_the_one_broker_of_their_region() -> None:
+    for release in load_release_set()[1]:
+        assert real_node_values(release, "dev")["global"] == {"kafka": {"bootstrap": KAFKA_BOOTSTRAP}}
+    assert KAFKA_BOOTSTRAP == "kafka-0.kafka.ig-data.svc.cluster.local:9093"
+
+
+def test_each_region_has_its_own_prometheus_on_its_node_address(paths: Paths) -> None:
+    from ig_k8s.pod_infra import pod_prometheus
+
+    found = {region: pod_prometheus(paths, region) for region in REGIONS}
+    assert [(p.host, p.port) for p in found.values()] == [("10.250.1.1", 29090), ("10.250.2.1", 29290)]
+    assert "10.250.1.1:29090" in found["region-a"].config_text
+
+
+def test_components_made_in_parallel_threads_get_their_own_regions_ports(paths: Paths) -> None:
+    """RealSuite starts both regions' infrastructure at once; each thread sets and restores the environment the
+    components read their ports from."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ports = list(pool.map(lambda index: (REGIONS[index % 2], pod_postgres(paths, REGIONS[index % 2]).port,
+                                             pod_kafka(paths, REGIONS[index % 2]).port), range(400)))
+    assert {(region, pg, kafka) for region, pg, kafka in ports} == {("region-a", 26432, 26092),
+                                                                      ("region-b", 26632, 26292)}
