@@ -7,12 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 from ig.policy.v1 import policy_pb2_grpc
@@ -20,7 +18,9 @@ from ig_common.grpc_client import channel_as
 from ig_policy.testing import (
     GOLDEN_NOW,
     OpaServer,
+    child_pids,
     golden_cases,
+    logged_decision_ids,
     opa_server,
     policy_service,
     proto_from_input,
@@ -40,13 +40,6 @@ def opa() -> Iterator[OpaServer]:
         yield server
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def burst(stub: policy_pb2_grpc.PolicyServiceStub, service_pid: int) -> list[str]:
     """Ask BURST decisions, IN_FLIGHT at a time; SIGKILL the service and its writer once KILL_AFTER are answered.
     The ids of the decisions answered (the rest fail: the service is gone)."""
@@ -64,27 +57,13 @@ def burst(stub: policy_pb2_grpc.PolicyServiceStub, service_pid: int) -> list[str
             except grpc.RpcError as error:
                 assert killed, f"a decision failed before the kill: {error}"
             if len(answered) >= KILL_AFTER and not killed:
-                writers = children(service_pid)
+                writers = child_pids(service_pid)
                 os.kill(service_pid, signal.SIGKILL)
                 for writer in writers:
                     os.kill(writer, signal.SIGKILL)
                 killed = True
     assert killed
     return answered
-
-
-async def logged(dsn: str, ids: list[str], within_s: float) -> list[str]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        deadline = time.monotonic() + within_s
-        while True:
-            rows = await connection.fetch("SELECT decision_id FROM policy.decision_log WHERE decision_id = ANY($1)",
-                                          ids)
-            if len(rows) >= len(set(ids)) or time.monotonic() > deadline:
-                return [row["decision_id"] for row in rows]
-            await asyncio.sleep(0.2)
-    finally:
-        await connection.close()
 
 
 def test_a_service_killed_in_a_burst_and_restarted_on_its_wal_loses_no_answered_decision(
@@ -99,7 +78,7 @@ def test_a_service_killed_in_a_burst_and_restarted_on_its_wal_loses_no_answered_
         first.process.wait(timeout=10)
     assert KILL_AFTER <= len(answered) < BURST
     with policy_service(env, tmp_path / "second.log", **settings) as second:
-        found = asyncio.run(logged(infra.service_dsn("policy", database_url), answered, within_s=60))
+        found = asyncio.run(logged_decision_ids(infra.service_dsn("policy", database_url), answered, within_s=60))
         assert second.stop() == 0
     missing = set(answered) - set(found)
     assert not missing, f"{len(missing)} answered decisions are not in the log, e.g. {sorted(missing)[:3]}"

@@ -17,7 +17,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 from ig.policy.v1 import policy_pb2_grpc
@@ -25,7 +24,9 @@ from ig_common.grpc_client import channel_as
 from ig_policy.testing import (
     GOLDEN_NOW,
     OpaServer,
+    child_pids,
     golden_cases,
+    logged_decision_ids,
     opa_server,
     policy_service,
     proto_from_input,
@@ -45,27 +46,6 @@ KILL_AFTER = 400
 def opa() -> Iterator[OpaServer]:
     with opa_server() as server:
         yield server
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-async def logged(dsn: str, ids: list[str], within_s: float) -> list[str]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        deadline = time.monotonic() + within_s
-        while True:
-            rows = await connection.fetch("SELECT decision_id FROM policy.decision_log WHERE decision_id = ANY($1)",
-                                          ids)
-            if len(rows) >= len(set(ids)) or time.monotonic() > deadline:
-                return [row["decision_id"] for row in rows]
-            await asyncio.sleep(0.2)
-    finally:
-        await connection.close()
 
 
 def scrape(http_url: str) -> str:
@@ -110,14 +90,14 @@ def test_two_workers_answer_on_one_port_and_each_shows_in_the_metrics(
         metrics = scrape(service.http_url)
         pids = {worker: int(pid) for worker, pid in per_worker(metrics, "ig_policy_worker_pid").items()}
         assert sorted(pids) == ["0", "1"] and len(set(pids.values())) == 2
-        assert set(pids.values()) <= set(children(service.process.pid)), "the workers are the service's processes"
+        assert set(pids.values()) <= set(child_pids(service.process.pid)), "the workers are the service's processes"
         handled = per_worker(metrics, "ig_grpc_server_handled_total",
                              method="/ig.policy.v1.PolicyService/Decide", code="OK")
         assert sorted(handled) == ["0", "1"] and all(count > 0 for count in handled.values()), handled
         assert sum(handled.values()) == CONNECTIONS * 4
         # Each worker has a WAL directory and a writer of its own.
         assert sorted(p.name for p in (tmp_path / "service.wal").iterdir() if p.is_dir()) == ["worker-0", "worker-1"]
-        assert all(len(children(pid)) == 1 for pid in pids.values())
+        assert all(len(child_pids(pid)) == 1 for pid in pids.values())
         assert service.stop() == 0
 
 
@@ -143,7 +123,7 @@ def burst(stubs: list[policy_pb2_grpc.PolicyServiceStub], victim: int, http_url:
             if len(answered) >= KILL_AFTER and not handled:
                 handled = per_worker(scrape(http_url), "ig_grpc_server_handled_total",
                                      method="/ig.policy.v1.PolicyService/Decide", code="OK")
-                writers = children(victim)
+                writers = child_pids(victim)
                 os.kill(victim, signal.SIGKILL)
                 for writer in writers:
                     os.kill(writer, signal.SIGKILL)
@@ -169,7 +149,7 @@ def test_a_worker_killed_in_a_burst_stops_the_service_and_the_restart_loses_no_a
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values()), "every worker stops with the service"
     assert KILL_AFTER <= len(answered) < BURST
     with policy_service(env, tmp_path / "second.log", **settings) as second:
-        found = asyncio.run(logged(infra.service_dsn("policy", database_url), answered, within_s=90))
+        found = asyncio.run(logged_decision_ids(infra.service_dsn("policy", database_url), answered, within_s=90))
         assert second.stop() == 0
     missing = set(answered) - set(found)
     assert not missing, f"{len(missing)} answered decisions are not in the log, e.g. {sorted(missing)[:3]}"
@@ -184,7 +164,7 @@ def test_workers_do_not_outlive_a_killed_supervisor(
     left serving the port with nobody watching it."""
     env = {**infra.env(database_url, "policy"), **opa.env()}
     with policy_service(env, tmp_path / "service.log", policy_workers="2") as service:
-        workers = children(service.process.pid)
+        workers = child_pids(service.process.pid)
         assert len(workers) == 2
         os.kill(service.process.pid, signal.SIGKILL)
         service.process.wait(timeout=10)

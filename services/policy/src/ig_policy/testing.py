@@ -7,6 +7,7 @@ process the way ``make up`` does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from ig_common.ports import free_port
 
 REPO = Path(__file__).resolve().parents[4]
@@ -364,3 +366,26 @@ def write_key_files(opener: Any, private_path: Path) -> None:
     with os.fdopen(os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         out.write(opener.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                    serialization.NoEncryption()))
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (every thread's children): a service's writer, a supervisor's workers."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+async def logged_decision_ids(dsn: str, ids: list[str], within_s: float) -> list[str]:
+    """Which of ``ids`` are in policy.decision_log, waiting up to ``within_s`` for all of them to arrive."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + within_s
+        while True:
+            rows = await connection.fetch("SELECT decision_id FROM policy.decision_log WHERE decision_id = ANY($1)",
+                                          ids)
+            if len(rows) >= len(set(ids)) or time.monotonic() > deadline:
+                return [row["decision_id"] for row in rows]
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
