@@ -38,17 +38,17 @@ def identity_tls(name: str) -> SslContextSource:
 
 
 @contextlib.asynccontextmanager
-async def consumer_at(bootstrap: str, *topics: str, since: float | None = None,
-                      identity: str = READER_IDENTITY) -> AsyncIterator[AIOKafkaConsumer]:
+async def consumer_at(bootstrap: str, *topics: str, since: float | None = None, identity: str = READER_IDENTITY,
+                      tls: SslContextSource | None = None) -> AsyncIterator[AIOKafkaConsumer]:
     """A started consumer of every partition of ``topics``, positioned at ``since`` (epoch seconds, default now),
-    connected as ``identity``.
+    connected as ``identity`` (or with ``tls``, for a broker of another CA or run dir than ``make up``'s).
 
     No consumer group: nothing is committed and no rebalance can move the positions.
     """
     since_ms = int((time.time() if since is None else since) * 1000)
     # Without a group the consumer is assigned every partition of its topics as soon as it has their metadata.
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                **client_security(identity_tls(identity)()))
+                                **client_security((tls or identity_tls(identity))()))
     await consumer.start()
     try:
         partitions = sorted(consumer.assignment())
