@@ -57,7 +57,7 @@ def started(infra: Any, database_url: str, opa: OpaServer, scratch: Path, bundle
 
 
 def metric(service: RunningService, name: str) -> float:
-    text = httpx.get(f"{service.http_url}/metrics/", timeout=10, follow_redirects=True).text
+    text = httpx.get(f"{service.http_url}/metrics", timeout=10, follow_redirects=True).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 

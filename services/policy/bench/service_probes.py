@@ -60,7 +60,7 @@ class RssSampler:
 
 def inprocess_counts(http_url: str) -> dict[str, float]:
     """The in-process instance's own count of what its module answered and what it left to the sidecar."""
-    text = httpx.get(f"{http_url}/metrics/", timeout=10, follow_redirects=True).text
+    text = httpx.get(f"{http_url}/metrics", timeout=10, follow_redirects=True).text
     counts = {"answered_in_process": 0.0, "left_to_the_sidecar": 0.0}
     for line in text.splitlines():
         # Unlabelled from one process; with a worker label from each of several (IG_POLICY_WORKERS).

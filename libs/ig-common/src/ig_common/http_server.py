@@ -13,8 +13,9 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -43,8 +44,14 @@ def build_http_app(service_name: str, *, ready: HealthCheck | None = None, **fas
         ok = True if ready is None else await ready()
         return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        # Off the event loop: a collector may block (the policy supervisor reads its workers' /metrics over HTTP,
+        # up to 2 s each), and on the loop a scrape would hold up the probes and every request meanwhile.
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(await asyncio.to_thread(encoder, REGISTRY), media_type=content_type)
+
     _problem_errors(app)
-    app.mount("/metrics", make_asgi_app())
     instrument_fastapi(app)
     return app
 
