@@ -66,12 +66,11 @@ def test_final_stage_is_slim_non_root_and_probe_driven(service: ServiceImage) ->
     assert f'ENTRYPOINT ["python", "-m", "{service.module}"]' in final
 
 
-@pytest.fixture(scope="module")
-def build_context() -> Path:
-    """The Docker build context exactly as Dockerfile.dockerignore lets it through, mirrored into the run dir
-    (a stable path keeps the replayed `uv sync` incremental on a warm machine)."""
-    context = Paths.from_environment().component_dir("k8s") / "image-replay" / "context"
-    dockerfiles.mirror_build_context(REPO_ROOT, context, SERVICES[0])
+def build_context(service: ServiceImage) -> Path:
+    """The service's Docker build context exactly as its Dockerfile.dockerignore lets it through, mirrored into the
+    run dir (a stable path keeps the replayed `uv sync` incremental on a warm machine)."""
+    context = Paths.from_environment().component_dir("k8s") / "image-replay" / service.name / "context"
+    dockerfiles.mirror_build_context(REPO_ROOT, context, service)
     return context
 
 
@@ -86,18 +85,28 @@ def test_the_base_is_a_build_argument_and_uv_comes_from_its_pypi_wheel(service: 
     assert f"ARG UV_VERSION={dockerfiles.UV_VERSION}" in text
 
 
-def test_build_context_leaves_out_tests_and_local_state(build_context: Path) -> None:
-    names = {p.relative_to(build_context).as_posix() for p in build_context.rglob("*") if p.is_file()}
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_build_context_is_the_manifests_and_the_services_own_sources(service: ServiceImage) -> None:
+    """Tests and local state stay out, and so do the sources of every workspace package the service does not run
+    with: an edit there must not change its image (image_cache.inputs_hash hashes this context)."""
+    names = {p.relative_to(REPO_ROOT).as_posix() for p in dockerfiles.build_context_files(REPO_ROOT, service)}
     assert "uv.lock" in names and "pyproject.toml" in names
     assert not [n for n in names if "/tests/" in n or n.startswith((".venv", ".git/", "artifacts/"))]
+    members = dockerfiles.workspace_packages()
+    assert {f"{directory}/pyproject.toml" for directory, _ in members.values()} <= names
+    sources = {n.split("/src/")[0] for n in names if "/src/" in n}
+    assert sources == set(dockerfiles.workspace_closure(service.package))
+    assert f"services/{service.name}" in sources and "libs/ig-common" in sources
+    assert not {"tools/infra", "tools/k8s", "tools/release-flow"} & sources
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
-def test_build_stage_installs_the_service_and_the_entrypoint_runs(service: ServiceImage, build_context: Path) -> None:
+def test_build_stage_installs_the_service_and_the_entrypoint_runs(service: ServiceImage) -> None:
     """Replays the Dockerfile's `uv sync` over the filtered context, then starts the ENTRYPOINT module: without
     IG_DATABASE_URL it must stop with the settings error (exit 2), which proves the package and all its imports
     are installed. The venv persists under the run dir so a warm run is an incremental sync."""
-    venv = build_context.parent / f"venv-{service.name}"
+    context = build_context(service)
+    venv = context.parent / "venv"
     # The Dockerfile's own command, plus: rebuild the three workspace wheels (uv keys local builds on pyproject.toml,
     # so edited sources would otherwise be missed).
     command = dockerfiles.uv_sync_command(service.dockerfile.read_text())
@@ -105,7 +114,7 @@ def test_build_stage_installs_the_service_and_the_entrypoint_runs(service: Servi
                 for arg in ("--reinstall-package", package)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_", "IG_"))}
     env |= {"UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "hardlink"}
-    synced = subprocess.run(command, cwd=build_context, env=env, capture_output=True, text=True, timeout=240)
+    synced = subprocess.run(command, cwd=context, env=env, capture_output=True, text=True, timeout=240)
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert not (venv / "bin" / "pytest").exists(), "dev dependencies leaked into the image"
     started = subprocess.run([str(venv / "bin" / "python"), "-m", service.module], env={"PATH": "/usr/bin:/bin"},

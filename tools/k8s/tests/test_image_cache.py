@@ -69,8 +69,28 @@ def test_what_the_build_context_leaves_out_does_not_change_the_hash(context: Pat
     assert inputs_hash(root, BURN, "sha256:base", ARGS) == before
 
 
+def test_another_packages_sources_do_not_change_the_hash_but_its_manifest_and_a_dependency_do(
+        context: Path, tmp_path: Path) -> None:
+    """burn runs with ig-common and ig-proto only: an edit to the policy service or the tools rebuilds no burn
+    image; an edit to ig-common, or to any member's pyproject.toml (uv reads them all), does."""
+    root = fresh(context, tmp_path)
+    before = inputs_hash(root, BURN, "sha256:base", ARGS)
+    for elsewhere in ("services/policy/src/ig_policy/app.py", "tools/infra/src/ig_infra/cli.py"):
+        (root / elsewhere).parent.mkdir(parents=True, exist_ok=True)
+        (root / elsewhere).write_text("# an edit outside burn's packages\n")
+    assert inputs_hash(root, BURN, "sha256:base", ARGS) == before
+    common = root / "libs" / "ig-common" / "src" / "ig_common" / "settings.py"
+    common.write_text(common.read_text() + "\n# changed\n")
+    assert inputs_hash(root, BURN, "sha256:base", ARGS) != before
+    root = fresh(context, tmp_path / "second")
+    manifest = root / "services" / "policy" / "pyproject.toml"
+    manifest.write_text(manifest.read_text() + "\n")
+    assert inputs_hash(root, BURN, "sha256:base", ARGS) != before
+
+
 def test_another_base_or_build_argument_changes_the_hash(context: Path) -> None:
     before = inputs_hash(context, BURN, "sha256:base", ARGS)
     assert inputs_hash(context, BURN, "sha256:other-base", ARGS) != before
     assert inputs_hash(context, BURN, "sha256:base", {**ARGS, "SOURCE_DATE_EPOCH": "1"}) != before
-    assert inputs_hash(context, by_name("policy"), "sha256:base", ARGS) != before  # its own Dockerfile
+    assert inputs_hash(REPO_ROOT, by_name("policy"), "sha256:base", ARGS) != \
+        inputs_hash(REPO_ROOT, BURN, "sha256:base", ARGS)  # its own Dockerfile and sources

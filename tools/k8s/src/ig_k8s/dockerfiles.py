@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ig_infra.paths import REPO_ROOT
+
 from ig_k8s.suite import SERVICES, ServiceImage
 
 # The base is a build argument: its default is the public image (full patch tag, digest-ready: append @sha256:...
@@ -74,19 +76,44 @@ ENTRYPOINT ["python", "-m", "{module}"]
 """
 
 DOCKERIGNORE = """\
-# Build context of services/{name}/Dockerfile: the workspace manifests and sources, nothing else.
+# Build context of services/{name}/Dockerfile: every workspace member's manifest (uv finds the workspace through
+# them), and the sources of {package} and of the workspace packages it depends on (uv.lock); nothing else, so an edit
+# elsewhere does not change this image's inputs (tools/k8s/src/ig_k8s/image_cache.py).
 **
 !pyproject.toml
 !uv.lock
-!libs/
-!services/
-!tools/
+{manifests}
+{sources}
 **/tests/
 **/__pycache__/
 **/*.pyc
 **/.venv/
 **/node_modules/
 """
+
+
+def workspace_packages(root: Path = REPO_ROOT) -> dict[str, tuple[str, list[str]]]:
+    """uv.lock's workspace members: package name -> (directory, the workspace packages it depends on at run time)."""
+    import tomllib
+
+    lock = tomllib.loads((root / "uv.lock").read_text())
+    members = {package["name"]: package for package in lock["package"] if "editable" in package.get("source", {})}
+    return {name: (package["source"]["editable"],
+                   sorted(d["name"] for d in package.get("dependencies", []) if d["name"] in members))
+            for name, package in members.items()}
+
+
+def workspace_closure(package: str, root: Path = REPO_ROOT) -> list[str]:
+    """The directories of ``package`` and of every workspace package it needs at run time (no dev dependencies:
+    the image is synced with --no-dev), sorted."""
+    members = workspace_packages(root)
+    wanted, pending = set(), [package]
+    while pending:
+        name = pending.pop()
+        if name not in wanted:
+            wanted.add(name)
+            pending.extend(members[name][1])
+    return sorted(members[name][0] for name in wanted)
 
 
 def render_dockerfile(service: ServiceImage) -> str:
@@ -101,7 +128,10 @@ def render_dockerfile(service: ServiceImage) -> str:
 
 
 def render_dockerignore(service: ServiceImage) -> str:
-    return DOCKERIGNORE.format(name=service.name)
+    manifests = sorted(f"!{directory}/pyproject.toml" for directory, _ in workspace_packages().values())
+    sources = [f"!{directory}/" for directory in workspace_closure(service.package)]
+    return DOCKERIGNORE.format(name=service.name, package=service.package, manifests="\n".join(manifests),
+                               sources="\n".join(sources))
 
 
 def expected_files() -> dict[str, str]:
@@ -137,9 +167,11 @@ def build_context_files(root: Path, service: ServiceImage) -> list[Path]:
     import os
 
     ignore_text = render_dockerignore(service)
+    # Walk only what the ignore file re-includes (each a plain path: the repo's .venv is huge), pruning ignored
+    # directories.
     found = []
-    # Walk only what the ignore file re-includes, pruning ignored directories (the repo's .venv is huge).
-    for top in ("pyproject.toml", "uv.lock", "libs", "services", "tools"):
+    included = {line.strip()[1:].rstrip("/") for line in ignore_text.splitlines() if line.strip().startswith("!")}
+    for top in sorted(included):
         start = root / top
         if start.is_file():
             found.append(start)
@@ -149,7 +181,7 @@ def build_context_files(root: Path, service: ServiceImage) -> list[Path]:
             subdirs[:] = [d for d in subdirs if not ignored((base / d).relative_to(root).as_posix() + "/x", ignore_text)
                           or not ignored((base / d).relative_to(root).as_posix(), ignore_text)]
             found.extend(base / name for name in files)
-    return sorted(path for path in found if not path.is_symlink()
+    return sorted(path for path in set(found) if not path.is_symlink()
                   and not ignored(path.relative_to(root).as_posix(), ignore_text))
 
 

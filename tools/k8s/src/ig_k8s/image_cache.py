@@ -5,7 +5,8 @@ cache did not survive the untagged-image prune that keeps its storage in bounds,
 layer and the config carried the build's own time, so each build had a new digest even for the same sources.
 
 Now each service image carries a label with a content hash of its build inputs (``inputs_hash``): the Dockerfile and
-its ignore file, every file of the build context (path, mode, content), the base image's ID, the build arguments and
+its ignore file, every file of the build context (path, mode, content: the workspace's manifests and the sources of
+the packages the service runs with, dockerfiles.render_dockerignore), the base image's ID, the build arguments and
 the build's own settings below. A build whose hash an image already carries is skipped (or, when the image is there
 under another tag, e.g. `make k8s-up`'s ``dev`` and the test package's ``node-test``, tagged again: same bytes). The
 build that does run is made reproducible (``--timestamp 0`` for the config and every layer's file times,
