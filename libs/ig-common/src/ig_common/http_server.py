@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ig_common.http_body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from ig_common.telemetry import instrument_fastapi
 from ig_common.tls import CA_FILE, CERT_FILE, KEY_FILE, WorkloadCertificate
 
@@ -103,8 +104,12 @@ class _ClientCertificateProtocol(HttpToolsProtocol):
 async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
                      tls: WorkloadCertificate | None = None,
                      certificate_check_seconds: float = CERTIFICATE_CHECK_SECONDS,
-                     expose_client_certificate: bool = False, reuse_port: bool = False) -> None:
+                     expose_client_certificate: bool = False, reuse_port: bool = False,
+                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
     """Run uvicorn inside the current event loop until ``stop`` is set.
+
+    A request body over ``max_body_bytes`` is refused with 413 before anything behind this listener reads it
+    (ig_common.http_body_limit).
 
     ``reuse_port``: listen with SO_REUSEPORT, sharing the port with a service's other worker processes (the kernel
     spreads connections over them); off by default, so a second service on a taken port fails to start.
@@ -121,8 +126,8 @@ async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event, *,
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For/-Proto from 127.0.0.1 (or
     # $FORWARDED_ALLOW_IPS) for every service; a service that sits behind a proxy names it in its own settings
     # (the audit portal's IG_FORWARDED_ALLOW_IPS).
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=3, proxy_headers=False,
+    config = uvicorn.Config(BodyLimit(app, max_body_bytes), host=host, port=port, log_level="warning",
+                            access_log=False, lifespan="off", timeout_graceful_shutdown=3, proxy_headers=False,
                             http=_ClientCertificateProtocol if expose_client_certificate and tls else "httptools",
                             **tls_files)
     watcher: asyncio.Task[None] | None = None

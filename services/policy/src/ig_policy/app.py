@@ -15,6 +15,7 @@ from ig_common.http_server import build_api_app, serve_http
 from ig_common.service import Runtime, run_process, run_service
 from ig_common.settings import load_settings
 
+from ig_policy.api.authzen import MAX_BODY_BYTES as AUTHZEN_MAX_BODY_BYTES
 from ig_policy.api.authzen import mount_authzen
 from ig_policy.api.ext_authz import ext_authz_grpc_service
 from ig_policy.api.forward_auth import mount_forward_auth
@@ -99,7 +100,8 @@ def main() -> None:
         mount_authzen(authzen, wired["decisions"])
         guarded = guarded_by_table(authzen, runtime.authz_table, runtime.certificate)
         runtime.spawn(serve_http(guarded, settings.http_host, settings.authzen_port, runtime.stop,
-                                 tls=runtime.certificate, reuse_port=shared_ports), "authzen-https")
+                                 tls=runtime.certificate, reuse_port=shared_ports,
+                                 max_body_bytes=AUTHZEN_MAX_BODY_BYTES), "authzen-https")
         # Forward-auth for HTTP gateways, which cannot sign workload tokens: known by their client certificate.
         forward = build_api_app("policy forward-auth")
         mount_forward_auth(forward, gateway_authorizer(settings, wired["decisions"], protocol="forward_auth"),

@@ -19,6 +19,10 @@ from ig_policy.domain.losses import DecisionLogUnavailable
 from ig_policy.domain.model import Actor, BreakGlass, Context, Decision, DecisionRequest, Resource, Result, rfc3339
 from ig_policy.domain.validation import MAX_BATCH, FieldError, validate_request
 
+# The AuthZEN listener's request body cap (ig_common.http_body_limit; 413 above it): a full batch of MAX_BATCH
+# evaluations at 8 KiB each. Other listeners keep the 1 MiB default.
+MAX_BODY_BYTES = MAX_BATCH * 8 * 1024
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
