@@ -25,18 +25,21 @@ from ig_k8s.node import RealNode
 from ig_k8s.node_build import NodeBinaries
 from ig_k8s.real_charts import NAMESPACE, install_on_real_node, release_pods
 from ig_k8s.releases import release_history
+from ig_k8s.suite import REGIONS
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
+@pytest.mark.parametrize("region", REGIONS)
 def test_upgrade_to_a_new_tag_and_rollback_fail_no_decide_call_through_the_service(
-        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, image_tag: str) -> None:
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], helm: Helm, image_tag: str,
+        region: str) -> None:
     """Readiness, maxUnavailable 0 and the pods' graceful end (preStop sleep, for the OPA sidecar too) keep Decide
     answering through the Service, over mTLS, while the Deployment is replaced twice; helm's history records the
     upgrade and the rollback, and the pods run the image each names."""
-    node = nodes["region-b"]
+    node = nodes[region]
     binaries = NodeBinaries.cached(Paths.from_environment())
     image = "localhost/ig/policy"
     next_tag = f"{image_tag}-next"
@@ -154,12 +157,13 @@ def delete_service(core: client.CoreV1Api, name: str) -> None:
             raise
 
 
+@pytest.mark.parametrize("region", REGIONS)
 def test_evicted_pods_are_replaced_and_rejoin_while_the_budget_keeps_one_serving(
-        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode]) -> None:
+        installed: dict[str, dict[str, Any]], nodes: dict[str, RealNode], region: str) -> None:
     """The Eviction API (what `kubectl drain` uses) takes all policy pods but one and the PodDisruptionBudget
     (minAvailable 1) refuses the last; the Deployment replaces the evicted pods on the real node, each new pod becomes
     Ready through its probes and its address is a ready endpoint of the Service again (what kube-proxy routes to)."""
-    node = nodes["region-a"]
+    node = nodes[region]
     api = api_client(node.cluster.kubeconfig)
     core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
     pods = release_pods(node, "policy")
