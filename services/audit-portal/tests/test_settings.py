@@ -93,7 +93,7 @@ def test_the_issuer_is_trusted_through_the_ca_bundle_and_only_it(tmp_path: Path)
     served = ca.issue("dex", tmp_path / "dex", dns_names=("localhost",), ip_addresses=())
 
     class Discovery(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+        def do_GET(self) -> None:
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b'{"issuer": "https://localhost/dex"}')
