@@ -16,8 +16,11 @@ How a pod finds them (node_services.expose_host_service):
   CoreDNS answers that name with the address and the pod connects straight to the broker's pod listener
   (ig_infra.components.kafka, ``IG_KAFKA_POD_ADDRESS``), which advertises the same name. A ClusterIP in front would
   do for the bootstrap only: the broker then hands out what it advertises, so the name must reach it as it is.
-- ``prometheus.monitoring:9090``: like PostgreSQL; burn's SLO queries. It scrapes only itself: the pods' /metrics
-  are HTTPS with client certificates and nothing here gives Prometheus one yet, so burn's SLIs come back empty.
+- ``prometheus.monitoring:9090``: like PostgreSQL; burn's SLO queries. It scrapes only itself, so burn's SLIs come
+  back empty. The pods' /metrics are plain HTTP on their health (or http) port (ig_common.service), which the host
+  reaches over the node link, so no client certificate is needed; what is missing is a way to find the pods: the
+  Prometheus ig-infra builds has file and http service discovery only (ig_infra.go_tools, FILE_REPLACEMENTS), and
+  a ``kubernetes_sd_configs`` job is refused at start-up ("field kubernetes_sd_configs not found").
 - ``dex.ig-data:5556``: like PostgreSQL; the portal's OIDC issuer, exactly the URL the region values name
   (``global.oidc.issuer``, https://dex.ig-data.svc.cluster.local:5556/dex). ig-infra's Dex component with that
   issuer, HTTPS with a certificate of the suite's development CA naming the Service's names and the node address,
