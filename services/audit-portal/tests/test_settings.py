@@ -63,3 +63,59 @@ def test_the_feed_reads_only_the_tenants_this_region_serves_and_refuses_a_malfor
     for bad in ("alpha,", "Alpha", "alpha beta", "*"):
         with pytest.raises(ValidationError, match="access_log_feed_tenants"):
             Settings(**REQUIRED, access_log_feed_tenants=bad)
+
+
+def test_a_missing_or_empty_issuer_ca_bundle_stops_start_up_naming_the_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from ig_common.settings import SettingsError, load_settings
+
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(f"IG_{name.upper()}", value)
+    (tmp_path / "not-pem.crt").write_text("not a certificate\n")
+    for bundle in (tmp_path / "missing.crt", tmp_path / "not-pem.crt", tmp_path):
+        monkeypatch.setenv("IG_OIDC_CA_FILE", str(bundle))
+        with pytest.raises(SettingsError):
+            load_settings(Settings)
+        assert f"invalid setting IG_OIDC_CA_FILE: Value error, {bundle}" in capsys.readouterr().err
+
+
+def test_the_issuer_is_trusted_through_the_ca_bundle_and_only_it(tmp_path: Path) -> None:
+    """A client built from IG_OIDC_CA_FILE reaches an issuer whose certificate that CA issued (host name checked);
+    without the setting (system roots) or with another CA's bundle it is refused."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+    from ig_infra.pki import DevCA
+
+    ca, other = DevCA.load_or_create(tmp_path / "ca"), DevCA.load_or_create(tmp_path / "other-ca")
+    served = ca.issue("dex", tmp_path / "dex", dns_names=("localhost",), ip_addresses=())
+
+    class Discovery(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"issuer": "https://localhost/dex"}')
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Discovery)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(served.cert, served.key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://localhost:{server.server_address[1]}/dex/.well-known/openid-configuration"
+    try:
+        trusted = Settings(**REQUIRED, oidc_ca_file=ca.directory / "ca.crt").oidc_verify()
+        assert httpx.get(url, verify=trusted).json()["issuer"] == "https://localhost/dex"
+        for refused in (Settings(**REQUIRED).oidc_verify(),
+                        Settings(**REQUIRED, oidc_ca_file=other.directory / "ca.crt").oidc_verify()):
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                httpx.get(url, verify=refused)
+        # The host name is checked too: the certificate names localhost, not the address.
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(url.replace("localhost", "127.0.0.1"), verify=trusted)
+    finally:
+        server.shutdown()

@@ -97,3 +97,32 @@ def test_components_made_in_parallel_threads_get_their_own_regions_ports(paths: 
                                              pod_kafka(paths, REGIONS[index % 2]).port), range(400)))
     assert {(region, pg, kafka) for region, pg, kafka in ports} == {("region-a", 26432, 26092),
                                                                       ("region-b", 26632, 26292)}
+
+
+def test_each_regions_dex_serves_the_issuer_its_values_name_on_its_node_address_with_a_certificate_for_the_name(
+        paths: Paths) -> None:
+    import yaml
+    from cryptography import x509
+    from ig_infra.paths import REPO_ROOT
+    from ig_k8s.pod_infra import ensure_dex_certificate, issuer_service, pod_dex
+
+    redirect = "http://audit-portal.ig.svc.cluster.local:8080/callback"
+    found = {region: pod_dex(paths, region, (redirect,)) for region in REGIONS}
+    assert [(d.host, d.port, d.ldap_host, d.ldap_port) for d in found.values()] == [
+        ("10.250.1.1", 25556, "127.0.0.1", 25389), ("10.250.2.1", 25756, "127.0.0.1", 25589)]
+    for region, dex in found.items():
+        values = yaml.safe_load((REPO_ROOT / "charts" / f"values-{region}.yaml").read_text())
+        assert dex.issuer == values["global"]["oidc"]["issuer"]
+        assert dex.issuer == "https://dex.ig-data.svc.cluster.local:5556/dex"
+        assert issuer_service(dex.issuer) == ("dex", "ig-data", 5556)
+        assert dex.dir.parent == infra_paths(paths, region).run
+        config = yaml.safe_load(dex.rendered_config())
+        assert config["web"]["https"] == f"{NETWORKS[region].host_address}:{dex.port}"
+        assert next(c for c in config["staticClients"] if c["id"] == "audit-portal")["redirectURIs"] == [redirect]
+        assert ensure_dex_certificate(paths, dex) and not ensure_dex_certificate(paths, dex)  # issued once, kept
+        assert dex.tls is not None
+        cert = x509.load_pem_x509_certificate(dex.tls.cert.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert set(names.get_values_for_type(x509.DNSName)) == {
+            "dex", "dex.ig-data", "dex.ig-data.svc", "dex.ig-data.svc.cluster.local"}
+        assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == [NETWORKS[region].host_address]

@@ -53,7 +53,9 @@ def routes(settings: Settings) -> HttpFactory:
         evidence_stubs = RenewingStub(StreamingEvidenceStub, settings.evidence_target, runtime.certificate)
         ledger_stubs = RenewingStub(ledger_pb2_grpc.LedgerServiceStub, settings.evidence_target, runtime.certificate)
         users = UserForwarding(runtime.certificate, runtime.certificate.spiffe_id.sibling(settings.evidence_identity))
-        http = httpx.AsyncClient(timeout=5.0)
+        # The issuer's certificate is checked against IG_OIDC_CA_FILE when set (a private CA's issuer), else the
+        # system roots.
+        http = httpx.AsyncClient(timeout=5.0, verify=settings.oidc_verify())
         provider = Provider(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
                             client_secret=settings.oidc_client_secret, api_clients=settings.api_clients,
                             jwks_max_age_seconds=settings.oidc_jwks_max_age_seconds,

@@ -1,5 +1,6 @@
 """Settings of the Audit Portal, from IG_* environment variables."""
 
+import ssl
 from pathlib import Path
 
 from ig_common.settings import Port, TenantResidencySettings
@@ -32,6 +33,10 @@ class Settings(TenantResidencySettings):
     # The evidence service's service-account name: the audience of the user tokens the portal forwards.
     evidence_identity: str = Field(default="evidence", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
     oidc_issuer: str = Field(default="http://127.0.0.1:5556/dex", pattern=r"^https?://")
+    # IG_OIDC_CA_FILE: a PEM bundle of the certificates trusted for the issuer's HTTPS (discovery, JWKS, the code
+    # exchange), instead of the image's system roots: an issuer served under a private CA (the suite's Dex in a
+    # cluster) is trusted without trusting that CA for anything else. Read at start-up; unset: the system roots.
+    oidc_ca_file: Path | None = None
     oidc_client_id: str = Field(default="audit-portal", min_length=1)
     oidc_client_secret: str = ""
     # Clients whose tokens are accepted as API bearer tokens (comma-separated): a token's authorized party (azp,
@@ -99,6 +104,17 @@ class Settings(TenantResidencySettings):
                 raise ValueError(f"{path}: not an evidence contract ({error})") from error
         return value
 
+    @field_validator("oidc_ca_file")
+    @classmethod
+    def _ca_bundle_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            issuer_trust(value)
+        return value
+
+    def oidc_verify(self) -> ssl.SSLContext | bool:
+        """What the OIDC client verifies the issuer's certificate with (httpx's ``verify``)."""
+        return issuer_trust(self.oidc_ca_file) if self.oidc_ca_file is not None else True
+
     @field_validator("witness_keys")
     @classmethod
     def _witness_keys_parse(cls, value: str) -> str:
@@ -143,3 +159,19 @@ class Settings(TenantResidencySettings):
     # larger ones, and any the worker cannot stamp in time, stream as zip.
     pdf_stamp_max_bytes: int = Field(default=32 << 20, ge=0, le=256 << 20)
     pdf_stamp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+def issuer_trust(bundle: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts exactly the certificates of ``bundle`` (hostname checked); a bundle that is
+    missing, unreadable or holds no certificate is refused here, so a bad IG_OIDC_CA_FILE stops start-up instead of
+    failing the first sign-in."""
+    if not bundle.is_file():
+        raise ValueError(f"{bundle} is not a file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the issuer's host name
+    try:
+        context.load_verify_locations(cafile=str(bundle))
+    except (OSError, ssl.SSLError) as error:
+        raise ValueError(f"{bundle}: not a PEM bundle of certificates ({error})") from error
+    if not context.cert_store_stats()["x509"]:
+        raise ValueError(f"{bundle}: holds no certificate")
+    return context

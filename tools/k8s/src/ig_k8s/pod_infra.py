@@ -1,6 +1,6 @@
-"""Each region's own infrastructure for its pods (issue #22): a PostgreSQL, a Kafka broker and a Prometheus per
-region, host processes listening on the host's end of that region's node link, named in the region's cluster as the
-charts' region values say (charts/values-region-*.yaml).
+"""Each region's own infrastructure for its pods (issue #22): a PostgreSQL, a Kafka broker, a Prometheus and a Dex
+(with its own directory) per region, host processes listening on the host's end of that region's node link, named in
+the region's cluster as the charts' region values say (charts/values-region-*.yaml).
 
 Host processes rather than pods: the issue allows it, they are ig-infra's own components (the same TLS with client
 certificates, per-service roles, Kafka ACLs and topics as `make up`'s), and on two shared cores a broker image and its
@@ -16,8 +16,19 @@ How a pod finds them (node_services.expose_host_service):
   CoreDNS answers that name with the address and the pod connects straight to the broker's pod listener
   (ig_infra.components.kafka, ``IG_KAFKA_POD_ADDRESS``), which advertises the same name. A ClusterIP in front would
   do for the bootstrap only: the broker then hands out what it advertises, so the name must reach it as it is.
-- ``prometheus.monitoring:9090``: like PostgreSQL; burn's SLO queries. It scrapes only itself: the pods' /metrics
-  are HTTPS with client certificates and nothing here gives Prometheus one yet, so burn's SLIs come back empty.
+- ``prometheus.monitoring:9090``: like PostgreSQL; burn's SLO queries. It scrapes only itself, so burn's SLIs come
+  back empty. The pods' /metrics are plain HTTP on their health (or http) port (ig_common.service), which the host
+  reaches over the node link, so no client certificate is needed; what is missing is a way to find the pods: the
+  Prometheus ig-infra builds has file and http service discovery only (ig_infra.go_tools, FILE_REPLACEMENTS), and
+  a ``kubernetes_sd_configs`` job is refused at start-up ("field kubernetes_sd_configs not found").
+- ``dex.ig-data:5556``: like PostgreSQL; the portal's OIDC issuer, exactly the URL the region values name
+  (``global.oidc.issuer``, https://dex.ig-data.svc.cluster.local:5556/dex). ig-infra's Dex component with that
+  issuer, HTTPS with a certificate of the suite's development CA naming the Service's names and the node address,
+  its own slapd directory (tools/infra/dex/directory.ldif) on loopback, and the portal's redirect URI (its chart's
+  public URL + /callback, as the suite's namespace renders it) registered for the portal's client. The portal pods
+  trust that CA for the issuer only (the chart's ``oidc.caBundle``, real_charts.py). Both regions' issuers are the
+  same URL, each cluster's name leading to its own Dex, with keys of its own: a token of one region's Dex is no
+  token at the other's portal.
 """
 
 from __future__ import annotations
@@ -28,7 +39,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import urlsplit
 
+import yaml
+from ig_infra.components.dex import Dex
 from ig_infra.components.kafka import POD_ADDRESS_VARIABLE as KAFKA_POD_ADDRESS
 from ig_infra.components.kafka import POD_NAME as KAFKA_POD_NAME
 from ig_infra.components.kafka import POD_PORT as KAFKA_POD_PORT
@@ -36,13 +50,14 @@ from ig_infra.components.kafka import Kafka
 from ig_infra.components.postgres import POD_ADDRESSES_VARIABLE, Postgres
 from ig_infra.components.prometheus import PrivatePrometheus, prometheus_ready
 from ig_infra.paths import Paths
+from ig_infra.pki import DevCA, IssuedIdentity, ca_directory, is_fresh, spiffe_id
 from ig_infra.process import read_pid, terminate
 
 from ig_k8s.cluster import port_offset
 from ig_k8s.node import RealNode
 from ig_k8s.node_network import NETWORKS
 from ig_k8s.node_services import expose_host_service
-from ig_k8s.suite import REGIONS, in_parallel
+from ig_k8s.suite import REGIONS, in_parallel, region_values
 
 DATA_NAMESPACE = "ig-data"
 MONITORING_NAMESPACE = "monitoring"  # the region values' prometheus.monitoring.svc.cluster.local
@@ -53,6 +68,9 @@ POD_PG_PORT = 26432
 POD_KAFKA_PORT = 26092
 POD_KAFKA_CONTROLLER_PORT = 26093
 POD_PROMETHEUS_PORT = 29090
+POD_DEX_PORT = 25556
+POD_DEX_LDAP_PORT = 25389
+POD_DEX_TELEMETRY_PORT = 25558
 # region-b's ports: region-a's + 200, as `make up` lays out its region-b (ig_infra.regions.REGION_B_PORT_OFFSET).
 REGION_PORT_STEP = 200
 # The name the brokers advertise: kafka-0 of the headless Service kafka.ig-data. One broker per region.
@@ -112,6 +130,52 @@ def pod_prometheus(paths: Paths, region: str) -> PrivatePrometheus:
     return PrivatePrometheus(paths.cache, infra_paths(paths, region).run / "prometheus", config, port, host=address)
 
 
+def region_issuer(region: str) -> str:
+    """The OIDC issuer the region's values give the portal (``global.oidc.issuer``): Dex must name exactly it."""
+    values = yaml.safe_load(region_values(region).read_text(encoding="utf-8"))
+    return str(values["global"]["oidc"]["issuer"])
+
+
+def issuer_service(issuer: str) -> tuple[str, str, int]:
+    """(name, namespace, port) of the Service an issuer URL ``https://<name>.<namespace>.svc...:<port>/...`` names."""
+    parts = urlsplit(issuer)
+    name, namespace, *_ = (parts.hostname or "").split(".")
+    return name, namespace, parts.port or 443
+
+
+def pod_dex(paths: Paths, region: str, redirect_uris: tuple[str, ...] = ()) -> Dex:
+    """The region's Dex: HTTPS on the region's node address with the region values' issuer, its directory on
+    loopback, ``redirect_uris`` registered for the portal (``ensure_dex_certificate`` issues its certificate)."""
+    run = infra_paths(paths, region)
+    name, namespace, _ = issuer_service(region_issuer(region))
+    tls = IssuedIdentity(name, run.component_dir("dex") / "tls", spiffe_id(name, namespace=namespace))
+    return Dex(run, host=NETWORKS[region].host_address, port=region_port(POD_DEX_PORT, region),
+               ldap_port=region_port(POD_DEX_LDAP_PORT, region),
+               telemetry_port=region_port(POD_DEX_TELEMETRY_PORT, region), issuer=region_issuer(region), tls=tls,
+               redirect_uris=redirect_uris)
+
+
+def ensure_dex_certificate(paths: Paths, dex: Dex) -> bool:
+    """Dex's certificate from the suite's CA, naming the issuer's Service (every form a pod may dial) and the node
+    address (ig-infra's health check, the tests); issued again when old or of another CA. True when issued."""
+    assert dex.tls is not None
+    ca = DevCA.load_or_create(ca_directory(paths.cache))
+    if is_fresh(dex.tls, ca.cert_pem):
+        return False
+    name, namespace, _ = issuer_service(dex.issuer)
+    host = urlsplit(dex.issuer).hostname or ""
+    names = tuple(dict.fromkeys((name, f"{name}.{namespace}", f"{name}.{namespace}.svc", host)))
+    ca.issue(name, dex.tls.directory, namespace=namespace, dns_names=names, ip_addresses=(dex.host,))
+    return True
+
+
+def _start_dex(paths: Paths, dex: Dex) -> None:
+    dex.install()
+    if ensure_dex_certificate(paths, dex):
+        dex.stop()  # Dex reads its certificate once: a running one would keep serving the old
+    dex.start()
+
+
 def _start_prometheus(prometheus: PrivatePrometheus) -> None:
     if read_pid(prometheus.pid_file) is not None and prometheus_ready(prometheus.host, prometheus.port):
         return
@@ -124,20 +188,22 @@ class RegionInfra:
     postgres: Postgres
     kafka: Kafka
     prometheus: PrivatePrometheus
+    dex: Dex
 
 
-def start_region_infrastructure(paths: Paths, node: RealNode) -> RegionInfra:
-    """Start the region's PostgreSQL and broker (the node must be up: they bind its host address), create the
-    suite's topics, and name both in the region's cluster."""
+def start_region_infrastructure(paths: Paths, node: RealNode, redirect_uris: tuple[str, ...] = ()) -> RegionInfra:
+    """Start the region's PostgreSQL, broker, Prometheus and Dex (the node must be up: they bind its host address),
+    create the suite's topics, and name them in the region's cluster; ``redirect_uris``: the portal's, for Dex."""
     from ig_common.events.topics import ALL_TOPICS
 
     infra = RegionInfra(node.region, pod_postgres(paths, node.region), pod_kafka(paths, node.region),
-                        pod_prometheus(paths, node.region))
+                        pod_prometheus(paths, node.region), pod_dex(paths, node.region, redirect_uris))
     for component in (infra.postgres, infra.kafka):
         component.install()
         component.start()
     infra.kafka.create_topics(list(ALL_TOPICS))
     _start_prometheus(infra.prometheus)
+    _start_dex(paths, infra.dex)
     expose_host_service(node, DATA_NAMESPACE, "postgresql",
                         [{"name": "postgresql", "port": 5432, "targetPort": infra.postgres.port}])
     expose_host_service(node, DATA_NAMESPACE, "kafka",
@@ -145,23 +211,31 @@ def start_region_infrastructure(paths: Paths, node: RealNode) -> RegionInfra:
                         hostname=KAFKA_POD_NAME.split(".", 1)[0])
     expose_host_service(node, MONITORING_NAMESPACE, "prometheus",
                         [{"name": "http", "port": 9090, "targetPort": infra.prometheus.port}])
+    dex_name, dex_namespace, dex_port = issuer_service(infra.dex.issuer)
+    expose_host_service(node, dex_namespace, dex_name,
+                        [{"name": "https", "port": dex_port, "targetPort": infra.dex.port}])
     return infra
 
 
-def start_pod_infrastructure(paths: Paths, nodes: list[RealNode]) -> dict[str, RegionInfra]:
-    """Every region's at once (a broker's start is mostly the JVM's)."""
-    return in_parallel({node.region: partial(start_region_infrastructure, paths, node) for node in nodes})
+def start_pod_infrastructure(paths: Paths, nodes: list[RealNode],
+                             redirect_uris: dict[str, tuple[str, ...]] | None = None) -> dict[str, RegionInfra]:
+    """Every region's at once (a broker's start is mostly the JVM's); ``redirect_uris``: each region's portal's."""
+    uris = redirect_uris or {}
+    return in_parallel({node.region: partial(start_region_infrastructure, paths, node, uris.get(node.region, ()))
+                        for node in nodes})
 
 
 def running_regions(paths: Paths) -> list[str]:
     return [region for region in REGIONS if pod_postgres(paths, region).running() or pod_kafka(paths, region).running()
-            or read_pid(pod_prometheus(paths, region).pid_file) is not None]
+            or read_pid(pod_prometheus(paths, region).pid_file) is not None or pod_dex(paths, region).running()]
 
 
 def stop_region_infrastructure(paths: Paths, region: str) -> list[str]:
     stopped = []
     if terminate(pod_prometheus(paths, region).pid_file):
         stopped.append(f"{region} pod infrastructure prometheus")
+    if pod_dex(paths, region).stop():
+        stopped.append(f"{region} pod infrastructure dex and its directory")
     for component in (pod_kafka(paths, region), pod_postgres(paths, region)):
         if component.stop():
             stopped.append(f"{region} pod infrastructure {component.name}")

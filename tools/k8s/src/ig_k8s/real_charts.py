@@ -9,6 +9,9 @@ import json
 import time
 from typing import Any
 
+from ig_infra.paths import Paths
+from ig_infra.pki import DevCA, ca_directory
+
 from ig_k8s.helm import Helm, manifests
 from ig_k8s.images import OPA_IMAGE
 from ig_k8s.kube import api_client, secret_exists
@@ -46,6 +49,8 @@ def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm
     ensure_namespace(api_client(cluster.kubeconfig), namespace)
     ensure_workload_secret(helm, cluster, release, namespace, release.sets)
     extra: dict[str, Any] = {}
+    if release.chart == "audit-portal":
+        extra = portal_values(cluster.paths)
     if release.chart == "policy":
         ensure_decision_log_secret(node, f"{release.name}-decision-log", namespace)
     if release.chart == "evidence":
@@ -66,6 +71,24 @@ def install_on_real_node(node: RealNode, release_name: str, tag: str, helm: Helm
     helm.with_kubeconfig(cluster.kubeconfig).run(*args, timeout=int(timeout.rstrip("s")) + 120)
     return {"release": release.name, "install_seconds": round(time.monotonic() - started, 1),
             "pods": release_pods(node, release.name, namespace)}
+
+
+def portal_values(paths: Paths) -> dict[str, Any]:
+    """The portal on the real nodes: its region's Dex (pod_infra.py) serves a certificate of the suite's development
+    CA, which the pods trust for the issuer only (``oidc.caBundle``). Its public URL is the Service's plain-HTTP name
+    (no TLS ingress in front here), where a browser would never send a Secure cookie: IG_COOKIE_SECURE is off."""
+    ca = DevCA.load_or_create(ca_directory(paths.cache))
+    return {"oidc": {"caBundle": {"pem": ca.cert_pem.decode()}}, "settings": {"IG_COOKIE_SECURE": "false"}}
+
+
+def portal_public_url(helm: Helm, region: str, namespace: str = NAMESPACE) -> str:
+    """IG_PUBLIC_URL of the release set's portal as its chart renders it for the region and namespace: the redirect
+    URI its region's Dex must accept is this + /callback."""
+    _, releases = load_release_set()
+    release = next(r for r in releases if r.chart == "audit-portal")
+    rendered = manifests(helm.template(release.chart_dir, region, release.name, namespace, release.sets))
+    return next(str(doc["data"]["IG_PUBLIC_URL"]) for doc in rendered
+                if doc.get("kind") == "ConfigMap" and "IG_PUBLIC_URL" in (doc.get("data") or {}))
 
 
 def ensure_decision_log_secret(node: RealNode, name: str, namespace: str) -> None:

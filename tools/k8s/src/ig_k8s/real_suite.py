@@ -3,8 +3,9 @@ real-node test package's set-up runs (tools/k8s/tests/real/conftest.py), through
 
 In order: each region's cluster and real node (regions in parallel; the binaries built when missing), the Debian base
 and every service image built here and imported into both nodes (each only when its inputs changed: images.py), each
-region's own PostgreSQL and Kafka exposed to that region's pods (pod_infra.py), then ``helm upgrade --install --wait
---atomic`` of every release of the release set (charts/releases.yaml) into both regions at once. ``release`` undoes
+region's own PostgreSQL, Kafka, Prometheus and Dex exposed to that region's pods (pod_infra.py), then ``helm upgrade
+--install --wait --atomic`` of every release of the release set (charts/releases.yaml) into both regions at once.
+``release`` undoes
 what this suite started; ``stop_everything`` (``ig-k8s down``) stops whatever runs, whoever started it, and forgets
 the clusters' state.
 """
@@ -30,7 +31,7 @@ from ig_k8s.pod_infra import (
     stop_legacy_postgres,
     stop_region_infrastructure,
 )
-from ig_k8s.real_charts import install_on_real_node, uninstall
+from ig_k8s.real_charts import install_on_real_node, portal_public_url, uninstall
 from ig_k8s.releases import load_release_set
 from ig_k8s.suite import in_parallel
 
@@ -54,7 +55,7 @@ class RealSuite:
     namespace: str
     nodes: dict[str, RealNode] = field(default_factory=dict)
     images: dict[str, Any] = field(default_factory=dict)
-    # Each region's own PostgreSQL and Kafka (pod_infra.py), by region.
+    # Each region's own PostgreSQL, Kafka, Prometheus and Dex (pod_infra.py), by region.
     infra: dict[str, RegionInfra] = field(default_factory=dict)
     # "<release>/<region>": what install_on_real_node returned (its pods as seen right after helm's --wait).
     installed: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -71,11 +72,16 @@ class RealSuite:
         self.images = self._timed("images_built_and_imported",
                                   lambda: build_and_load(suite_releases(), self.tag, self.paths))
         self.started_infra = [region for region in self.regions if region not in running_regions(self.paths)]
-        self.infra = self._timed("pod_infrastructure",
-                                 lambda: start_pod_infrastructure(self.paths, list(self.nodes.values())))
+        self.infra = self._timed("pod_infrastructure", lambda: start_pod_infrastructure(
+            self.paths, list(self.nodes.values()), self._portal_redirect_uris(helm)))
         self.installed = self._timed("installs", lambda: self._install_all(helm, began))
         self.seconds["total"] = round(time.monotonic() - began, 1)
         return self
+
+    def _portal_redirect_uris(self, helm: Helm) -> dict[str, tuple[str, ...]]:
+        """What each region's Dex must accept: this suite's portal's public URL + /callback (its chart renders the
+        Service's name in this suite's namespace; another namespace's portal then no longer signs in)."""
+        return {region: (f"{portal_public_url(helm, region, self.namespace)}/callback",) for region in self.regions}
 
     def _timed(self, phase: str, action: Any) -> Any:
         started = time.monotonic()
