@@ -48,7 +48,7 @@ from ig_infra.components.kafka import POD_NAME as KAFKA_POD_NAME
 from ig_infra.components.kafka import POD_PORT as KAFKA_POD_PORT
 from ig_infra.components.kafka import Kafka
 from ig_infra.components.postgres import POD_ADDRESSES_VARIABLE, Postgres
-from ig_infra.components.prometheus import PrivatePrometheus, prometheus_ready
+from ig_infra.components.prometheus import PrivatePrometheus, prometheus_binary, prometheus_ready
 from ig_infra.paths import Paths
 from ig_infra.pki import DevCA, IssuedIdentity, ca_directory, is_fresh, spiffe_id
 from ig_infra.process import read_pid, terminate
@@ -220,9 +220,20 @@ def start_region_infrastructure(paths: Paths, node: RealNode, redirect_uris: tup
 def start_pod_infrastructure(paths: Paths, nodes: list[RealNode],
                              redirect_uris: dict[str, tuple[str, ...]] | None = None) -> dict[str, RegionInfra]:
     """Every region's at once (a broker's start is mostly the JVM's); ``redirect_uris``: each region's portal's."""
+    install_pod_infrastructure(paths)
     uris = redirect_uris or {}
     return in_parallel({node.region: partial(start_region_infrastructure, paths, node, uris.get(node.region, ()))
                         for node in nodes})
+
+
+def install_pod_infrastructure(paths: Paths) -> None:
+    """What every region's components need, installed or built once, before the regions start in parallel: on a
+    fresh machine (`make k8s-up` before anything else) two threads would otherwise both build Prometheus and Dex
+    into the same cache path and fetch Kafka's jars into the same directory. Each step is a no-op once done."""
+    region = REGIONS[0]
+    for component in (pod_postgres(paths, region), pod_kafka(paths, region), pod_dex(paths, region)):
+        component.install()
+    prometheus_binary(paths.cache)
 
 
 def running_regions(paths: Paths) -> list[str]:
