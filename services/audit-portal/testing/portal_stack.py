@@ -193,17 +193,8 @@ def _private_dex() -> str:
     shared = Paths.from_environment()
     run = Path(tempfile.mkdtemp(prefix="ig-portal-dex-", dir="/var/tmp"))
     run.chmod(0o755)
-    ports = {"IG_DEX_PORT": free_port(), "IG_DEX_LDAP_PORT": free_port(), "IG_DEX_TELEMETRY_PORT": free_port()}
-    saved = {name: os.environ.get(name) for name in ports}
-    os.environ.update({name: str(port) for name, port in ports.items()})
-    try:
-        dex = Dex(Paths(cache=shared.cache, run=run))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    dex = Dex(Paths(cache=shared.cache, run=run), port=free_port(), ldap_port=free_port(),
+              telemetry_port=free_port())
     dex.install()
     atexit.register(shutil.rmtree, run, ignore_errors=True)  # atexit runs last-in first: after the stop
     dex.start()

@@ -23,10 +23,8 @@ def private_dex(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Dex, Path]]:
     run = Path(tempfile.mkdtemp(prefix="ig-dex-reload-", dir="/var/tmp"))
     config_dir = run / "config"
     shutil.copytree(shared.repo / "tools" / "infra" / "dex", config_dir)
-    for name in ("IG_DEX_PORT", "IG_DEX_LDAP_PORT", "IG_DEX_TELEMETRY_PORT"):
-        monkeypatch.setenv(name, str(free_port()))
     monkeypatch.setenv("IG_DEX_CONFIG_DIR", str(config_dir))
-    dex = Dex(Paths(cache=shared.cache, run=run))
+    dex = Dex(Paths(cache=shared.cache, run=run), port=free_port(), ldap_port=free_port(), telemetry_port=free_port())
     dex.install()
     try:
         yield dex, config_dir

@@ -95,7 +95,7 @@ def test_build_context_is_the_manifests_and_the_services_own_sources(service: Se
     members = dockerfiles.workspace_packages()
     assert {f"{directory}/pyproject.toml" for directory, _ in members.values()} <= names
     sources = {n.split("/src/")[0] for n in names if "/src/" in n}
-    assert sources == set(dockerfiles.workspace_closure(service.package))
+    assert sources == set(dockerfiles.workspace_closure(service.package, members))
     assert f"services/{service.name}" in sources and "libs/ig-common" in sources
     assert not {"tools/infra", "tools/k8s", "tools/release-flow"} & sources
 

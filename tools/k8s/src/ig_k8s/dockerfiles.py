@@ -103,10 +103,9 @@ def workspace_packages(root: Path = REPO_ROOT) -> dict[str, tuple[str, list[str]
             for name, package in members.items()}
 
 
-def workspace_closure(package: str, root: Path = REPO_ROOT) -> list[str]:
-    """The directories of ``package`` and of every workspace package it needs at run time (no dev dependencies:
-    the image is synced with --no-dev), sorted."""
-    members = workspace_packages(root)
+def workspace_closure(package: str, members: dict[str, tuple[str, list[str]]]) -> list[str]:
+    """The directories of ``package`` and of every workspace package it needs at run time among ``members``
+    (workspace_packages; no dev dependencies: the image is synced with --no-dev), sorted."""
     wanted, pending = set(), [package]
     while pending:
         name = pending.pop()
@@ -128,8 +127,9 @@ def render_dockerfile(service: ServiceImage) -> str:
 
 
 def render_dockerignore(service: ServiceImage) -> str:
-    manifests = sorted(f"!{directory}/pyproject.toml" for directory, _ in workspace_packages().values())
-    sources = [f"!{directory}/" for directory in workspace_closure(service.package)]
+    members = workspace_packages()
+    manifests = sorted(f"!{directory}/pyproject.toml" for directory, _ in members.values())
+    sources = [f"!{directory}/" for directory in workspace_closure(service.package, members)]
     return DOCKERIGNORE.format(name=service.name, package=service.package, manifests="\n".join(manifests),
                                sources="\n".join(sources))
 

@@ -146,12 +146,12 @@ def issuer_service(issuer: str) -> tuple[str, str, int]:
 def pod_dex(paths: Paths, region: str, redirect_uris: tuple[str, ...] = ()) -> Dex:
     """The region's Dex: HTTPS on the region's node address with the region values' issuer, its directory on
     loopback, ``redirect_uris`` registered for the portal (``ensure_dex_certificate`` issues its certificate)."""
-    run = infra_paths(paths, region)
-    name, namespace, _ = issuer_service(region_issuer(region))
+    run, issuer = infra_paths(paths, region), region_issuer(region)
+    name, namespace, _ = issuer_service(issuer)
     tls = IssuedIdentity(name, run.component_dir("dex") / "tls", spiffe_id(name, namespace=namespace))
     return Dex(run, host=NETWORKS[region].host_address, port=region_port(POD_DEX_PORT, region),
                ldap_port=region_port(POD_DEX_LDAP_PORT, region),
-               telemetry_port=region_port(POD_DEX_TELEMETRY_PORT, region), issuer=region_issuer(region), tls=tls,
+               telemetry_port=region_port(POD_DEX_TELEMETRY_PORT, region), issuer=issuer, tls=tls,
                redirect_uris=redirect_uris)
 
 
