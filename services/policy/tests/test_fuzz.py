@@ -107,7 +107,7 @@ MALFORMED = {
     "context.network_zone": st.text(max_size=20).filter(lambda t: t not in ("corp", "vpn", "public", "unknown")),
     "context.device_trust": st.text(max_size=20).filter(lambda t: t not in ("high", "medium", "low", "unknown")),
     "context.session_risk": st.integers(max_value=-1) | st.integers(min_value=101)
-    | st.floats(allow_nan=False).filter(lambda f: f != int(f) if abs(f) < 1e300 else True)
+    | st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: f != int(f) if abs(f) < 1e300 else True)
     | st.text() | st.booleans() | st.none(),
     "context.region": st.none() | st.integers() | st.just(""),
 }

@@ -141,8 +141,9 @@ class RegionKafka(RegionProcess):
         log4j.write_text(LOG4J)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         classpath = f"{libs}/*"
-        formatted = subprocess.run(["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                    "-c", str(config)], capture_output=True, text=True)
+        # "=": an id starting with "-" would otherwise be taken for an option (ig_infra.components.kafka).
+        formatted = subprocess.run(["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
+                                    f"--cluster-id={cluster_id}", "-c", str(config)], capture_output=True, text=True)
         if formatted.returncode != 0:
             raise ProcessError(f"formatting {self.region.name} Kafka storage failed: {formatted.stdout}")
         self.spawn(["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",

@@ -233,7 +233,9 @@ class Kafka(Component):
         if not (self.data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             result = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
+                # "=": a base64url id may start with "-", which the tool's parser otherwise takes for an option
+                # (1 start in 64 failed so: "argument --cluster-id/-t: expected one argument").
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config)),
                 capture_output=True, text=True,
             )
             if result.returncode != 0:
