@@ -6,7 +6,15 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from ig_infra.go_tools import FROM_PYPI, TOOLS, _writable_copy, build_units, tool_path
+from ig_infra.go_tools import (
+    FILE_REPLACEMENTS,
+    FROM_PYPI,
+    TOOLS,
+    _writable_copy,
+    build_units,
+    module_build_dir,
+    tool_path,
+)
 from ig_infra.process import InfraError
 
 
@@ -46,3 +54,22 @@ def test_a_subset_of_tools_is_built_and_an_unknown_name_is_refused() -> None:
     assert sorted(build_units(["cosign", "opa", "promtool"])) == ["cosign", "opa", "promtool"]
     with pytest.raises(InfraError, match=r"unknown tool.*kubectl"):
         build_units(["opa", "kubectl"])
+
+
+def test_a_build_with_replaced_files_is_cached_apart_from_one_with_other_replacements(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A binary cached by an earlier plugin list (Prometheus without Kubernetes discovery) is never reused for this
+    one: the cache directory names the replacements."""
+    module, version, _ = TOOLS["prometheus"]
+    today = module_build_dir(tmp_path, "prometheus")
+    assert today.name.startswith(f"prometheus-{version}-")
+    assert module_build_dir(tmp_path, "promtool").name.removeprefix("promtool") == today.name.removeprefix("prometheus")
+    monkeypatch.setitem(FILE_REPLACEMENTS, module, {"plugins/plugins.go": "package plugins\n"})
+    assert module_build_dir(tmp_path, "prometheus") != today
+    monkeypatch.delitem(FILE_REPLACEMENTS, module)
+    assert module_build_dir(tmp_path, "prometheus") == tmp_path / f"prometheus-{version}"
+
+
+def test_prometheus_is_built_with_kubernetes_discovery() -> None:
+    plugins = FILE_REPLACEMENTS[TOOLS["prometheus"][0]]["plugins/plugins.go"]
+    assert '_ "github.com/prometheus/prometheus/discovery/kubernetes"' in plugins

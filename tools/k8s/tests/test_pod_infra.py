@@ -126,3 +126,33 @@ def test_each_regions_dex_serves_the_issuer_its_values_name_on_its_node_address_
         assert set(names.get_values_for_type(x509.DNSName)) == {
             "dex", "dex.ig-data", "dex.ig-data.svc", "dex.ig-data.svc.cluster.local"}
         assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == [NETWORKS[region].host_address]
+
+
+def test_each_regions_prometheus_scrapes_the_annotated_pods_its_own_api_server_lists(paths: Paths) -> None:
+    """promtool accepts the configuration; its pod discovery reads the region's own ServiceAccount kubeconfig and
+    keeps only annotated, running pods at their annotated port, labelled with the region."""
+    import subprocess
+
+    import yaml
+    from ig_infra.go_tools import tool_path
+    from ig_k8s.pod_infra import pod_prometheus, prometheus_kubeconfig
+
+    for region in REGIONS:
+        prometheus = pod_prometheus(paths, region)
+        [pods] = [job for job in yaml.safe_load(prometheus.config_text)["scrape_configs"] if job["job_name"] == "pods"]
+        assert pods["kubernetes_sd_configs"] == [{"role": "pod",
+                                                  "kubeconfig_file": str(prometheus_kubeconfig(paths, region))}]
+        relabel = pods["relabel_configs"]
+        assert relabel[0] == {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                              "regex": "true", "action": "keep"}
+        assert {"target_label": "region", "replacement": region} in relabel
+        kubeconfig = prometheus_kubeconfig(paths, region)
+        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        kubeconfig.write_text("{}")
+        config = prometheus.workdir / "prometheus.yml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(prometheus.config_text)
+        check = subprocess.run([str(tool_path(Paths.from_environment().cache, "promtool")), "check", "config",
+                                str(config)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    assert prometheus_kubeconfig(paths, "region-a") != prometheus_kubeconfig(paths, "region-b")

@@ -93,13 +93,28 @@ BUILD_AS_MAIN_MODULE: frozenset[str] = frozenset({"prometheus", "promtool", "pus
 
 
 # Prometheus registers every service-discovery plugin of its plugins.yml through the generated plugins/plugins.go;
-# trimming that list is upstream's documented way to build a smaller binary. The local Prometheus finds its targets
-# in files (file_sd), so the build keeps the discovery upstream always compiles in (file, http: plugins/minimum.go)
-# and leaves out the cloud SDKs (AWS, Azure, GCE, Kubernetes ...), most of a cold build's work. The file is replaced
-# in a copy of the checksum-verified module (go refuses overlays inside the module cache).
+# trimming that list is upstream's documented way to build a smaller binary. The build keeps the discovery upstream
+# always compiles in (file, http: plugins/minimum.go) and Kubernetes (each region's Prometheus finds the pods of its
+# own cluster through its API server: ig_k8s.pod_infra), and leaves out the cloud SDKs (AWS, Azure, GCE ...), most of a
+# cold build's work. The file is replaced in a copy of the checksum-verified module (go refuses overlays inside the
+# module cache); a build with other replacements is cached apart (module_build_dir).
 FILE_REPLACEMENTS: dict[str, dict[str, str]] = {
-    "github.com/prometheus/prometheus": {"plugins/plugins.go": "package plugins\n"},
+    "github.com/prometheus/prometheus": {
+        "plugins/plugins.go": 'package plugins\n\nimport (\n'
+                              '\t// Register kubernetes plugin.\n'
+                              '\t_ "github.com/prometheus/prometheus/discovery/kubernetes"\n)\n'},
 }
+
+
+def module_build_dir(cache: Path, name: str) -> Path:
+    """Where a tool built inside its module is cached: by version, and by the files the build replaced, so that a
+    binary built from another plugin list is never taken for this one."""
+    module, version, _ = TOOLS[name]
+    replacements = FILE_REPLACEMENTS.get(module)
+    if not replacements:
+        return cache / f"{name}-{version}"
+    digest = hashlib.sha256(json.dumps(replacements, sort_keys=True).encode()).hexdigest()[:8]
+    return cache / f"{name}-{version}-{digest}"
 
 
 def go_build_in_module(cache: Path, module: str, version: str, binary: str, package: str) -> Path:
@@ -108,14 +123,14 @@ def go_build_in_module(cache: Path, module: str, version: str, binary: str, pack
     Every missing tool of the same module and version (prometheus and promtool) is built by the same ``go build``:
     they share most packages, and their links run side by side.
     """
-    target = cache / f"{binary}-{version}" / "bin" / binary
+    target = module_build_dir(cache, binary) / "bin" / binary
     if target.exists():
         return target
     require("go")
     siblings = {name: package_path for name, (mod, ver, package_path) in TOOLS.items()
                 if name in BUILD_AS_MAIN_MODULE and (mod, ver) == (module, version)}
     missing = {name: package_path for name, package_path in {binary: package, **siblings}.items()
-               if not (cache / f"{name}-{version}" / "bin" / name).exists()}
+               if not (module_build_dir(cache, name) / "bin" / name).exists()}
     target.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CGO_ENABLED": "0"}
     download = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True,
@@ -135,7 +150,7 @@ def go_build_in_module(cache: Path, module: str, version: str, binary: str, pack
             raise InfraError(f"{' '.join(args)} in {module}@{version} failed:\n{result.stderr[-3000:]}")
         for name, package_path in missing.items():
             built = out_dir / (package_path.rstrip("/").rsplit("/", 1)[-1] if package_path else module.rsplit("/")[-1])
-            destination = cache / f"{name}-{version}" / "bin" / name
+            destination = module_build_dir(cache, name) / "bin" / name
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(built, destination)
     if not target.exists():
@@ -233,4 +248,6 @@ def ensure_all(cache: Path, names: list[str] | None = None, workers: int = 2) ->
 def _cached(cache: Path, name: str) -> bool:
     if name in LOCAL_TOOLS:
         return _local_binary(cache, name).exists()
+    if name in BUILD_AS_MAIN_MODULE:
+        return (module_build_dir(cache, name) / "bin" / name).exists()
     return name in FROM_PYPI or (cache / f"{name}-{TOOLS[name][1]}" / "bin" / name).exists()

@@ -16,11 +16,14 @@ How a pod finds them (node_services.expose_host_service):
   CoreDNS answers that name with the address and the pod connects straight to the broker's pod listener
   (ig_infra.components.kafka, ``IG_KAFKA_POD_ADDRESS``), which advertises the same name. A ClusterIP in front would
   do for the bootstrap only: the broker then hands out what it advertises, so the name must reach it as it is.
-- ``prometheus.monitoring:9090``: like PostgreSQL; burn's SLO queries. It scrapes only itself, so burn's SLIs come
-  back empty. The pods' /metrics are plain HTTP on their health (or http) port (ig_common.service), which the host
-  reaches over the node link, so no client certificate is needed; what is missing is a way to find the pods: the
-  Prometheus ig-infra builds has file and http service discovery only (ig_infra.go_tools, FILE_REPLACEMENTS), and
-  a ``kubernetes_sd_configs`` job is refused at start-up ("field kubernetes_sd_configs not found").
+- ``prometheus.monitoring:9090``: like PostgreSQL; burn's SLO queries. It scrapes itself and every pod of its own
+  cluster that the charts annotate ``prometheus.io/scrape`` (kubernetes_sd_configs, role pod, against the region's
+  API server as ServiceAccount ``kube-system/prometheus``, which may only read pods), at the pod's address and the
+  annotated port: /healthz and /metrics are plain HTTP on the services' health port (8085 for the portal, the http
+  port for the others; ig_common.service), so no client certificate is involved. Each pod's series carry the
+  chart's name as ``job`` (as burn's SLO queries select them: ``job="policy"``), and its namespace, pod and region.
+  The host reaches the pod subnet over the node link; the other region's pods it never learns of (another API
+  server).
 - ``dex.ig-data:5556``: like PostgreSQL; the portal's OIDC issuer, exactly the URL the region values name
   (``global.oidc.issuer``, https://dex.ig-data.svc.cluster.local:5556/dex). ig-infra's Dex component with that
   issuer, HTTPS with a certificate of the suite's development CA naming the Service's names and the node address,
@@ -36,9 +39,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
@@ -56,7 +61,7 @@ from ig_infra.process import read_pid, terminate
 from ig_k8s.cluster import port_offset
 from ig_k8s.node import RealNode
 from ig_k8s.node_network import NETWORKS
-from ig_k8s.node_services import expose_host_service
+from ig_k8s.node_services import expose_host_service, service_account_kubeconfig
 from ig_k8s.suite import REGIONS, in_parallel, region_values
 
 DATA_NAMESPACE = "ig-data"
@@ -122,12 +127,40 @@ def pod_kafka(paths: Paths, region: str) -> Kafka:
         return Kafka(infra_paths(paths, region))
 
 
+def prometheus_kubeconfig(paths: Paths, region: str) -> Path:
+    """Where the region's Prometheus finds its API server credentials (ServiceAccount kube-system/prometheus)."""
+    return Path(infra_paths(paths, region).run) / "prometheus-kubeconfig.json"
+
+
 def pod_prometheus(paths: Paths, region: str) -> PrivatePrometheus:
-    """The region's Prometheus, on the region's node address only (nothing on the host needs it elsewhere)."""
+    """The region's Prometheus, on the region's node address only (nothing on the host needs it elsewhere): itself,
+    and every pod of its own cluster that asks to be scraped (the charts' ``prometheus.io/*`` annotations), found
+    through the region's API server and scraped at the pod's address, which the host reaches over the node link."""
     address, port = NETWORKS[region].host_address, region_port(POD_PROMETHEUS_PORT, region)
-    config = ("global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: prometheus\n"
-              f"    static_configs:\n      - targets: ['{address}:{port}']\n")
-    return PrivatePrometheus(paths.cache, infra_paths(paths, region).run / "prometheus", config, port, host=address)
+    config = {
+        "global": {"scrape_interval": "15s"},
+        "scrape_configs": [
+            {"job_name": "prometheus", "static_configs": [{"targets": [f"{address}:{port}"]}]},
+            {"job_name": "pods",
+             "kubernetes_sd_configs": [{"role": "pod",
+                                        "kubeconfig_file": str(prometheus_kubeconfig(paths, region))}],
+             "relabel_configs": [
+                 {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "regex": "true",
+                  "action": "keep"},
+                 {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+                 {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"], "regex": "(.+)",
+                  "target_label": "__metrics_path__"},
+                 # The annotated port at the pod's address: the pod's container ports' targets, rewritten to the
+                 # same address and labels, are one target.
+                 {"source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+                  "regex": "(.+);([0-9]+)", "replacement": "$1:$2", "target_label": "__address__"},
+                 {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                 {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                 # job is the chart's name (policy, evidence, ...), as in the SLOs burn queries (job="policy").
+                 {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "target_label": "job"},
+                 {"target_label": "region", "replacement": region}]}]}
+    return PrivatePrometheus(paths.cache, infra_paths(paths, region).run / "prometheus",
+                             yaml.safe_dump(config, sort_keys=False), port, host=address)
 
 
 def region_issuer(region: str) -> str:
@@ -176,8 +209,19 @@ def _start_dex(paths: Paths, dex: Dex) -> None:
     dex.start()
 
 
-def _start_prometheus(prometheus: PrivatePrometheus) -> None:
+PROMETHEUS_POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+def _start_prometheus(paths: Paths, node: RealNode, prometheus: PrivatePrometheus) -> None:
+    """Its own ServiceAccount's kubeconfig (pods: get, list, watch; nothing else), then start it, or have a running
+    one load today's configuration and credentials."""
+    service_account_kubeconfig(node, "prometheus", "ig:prometheus", prometheus_kubeconfig(paths, node.region),
+                               PROMETHEUS_POD_READER)
     if read_pid(prometheus.pid_file) is not None and prometheus_ready(prometheus.host, prometheus.port):
+        (prometheus.workdir / "prometheus.yml").write_text(prometheus.config_text, encoding="utf-8")
+        reload = urllib.request.Request(f"{prometheus.url}/-/reload", method="POST")
+        with urllib.request.urlopen(reload, timeout=30) as response:
+            response.read()
         return
     prometheus.start()
 
@@ -202,7 +246,7 @@ def start_region_infrastructure(paths: Paths, node: RealNode, redirect_uris: tup
         component.install()
         component.start()
     infra.kafka.create_topics(list(ALL_TOPICS))
-    _start_prometheus(infra.prometheus)
+    _start_prometheus(paths, node, infra.prometheus)
     _start_dex(paths, infra.dex)
     expose_host_service(node, DATA_NAMESPACE, "postgresql",
                         [{"name": "postgresql", "port": 5432, "targetPort": infra.postgres.port}])

@@ -4,7 +4,8 @@ An access decision asked of a policy pod in one region must land in that region'
 and, through the service's outbox relay, on that region's broker (``ig.policy.decisions.v1``), and in neither of the
 other region's. The pods reach both only through the names the region's values give (``postgresql.ig-data``, and
 ``kafka-0.kafka.ig-data`` as the broker advertises it): a relay that cannot reach its broker leaves the event in the
-outbox, and the test waits for it on the broker. Nothing skips.
+outbox, and the test waits for it on the broker. Each region's Prometheus scrapes every service pod of its own region
+(``up == 1``) and none of the other's. Nothing skips.
 """
 
 from __future__ import annotations
@@ -151,3 +152,39 @@ def test_burn_queries_its_own_regions_prometheus(suite: RealSuite, region: str) 
         time.sleep(5)
     assert served_queries(suite.infra[region]) > 0
     assert suite.infra[region].prometheus.host == suite.nodes[region].network.host_address
+
+
+def scraped(infra: RegionInfra) -> dict[str, tuple[str, float]]:
+    """Pod name -> (job, ``up``) of every pod the region's Prometheus discovered and scraped."""
+    reply = httpx.get(f"{infra.prometheus.url}/api/v1/query", params={"query": 'up{pod!=""}'}, timeout=10)
+    return {series["metric"]["pod"]: (series["metric"]["job"], float(series["value"][1]))
+            for series in reply.json()["data"]["result"]}
+
+
+def test_each_regions_prometheus_scrapes_every_service_pod_of_its_region_and_none_of_the_others(
+        suite: RealSuite, nodes: dict[str, RealNode]) -> None:
+    """Through the region's API server (kubernetes_sd_configs) at each pod's address: ``up == 1`` for every Ready pod
+    of every release of the suite in its own region, under the job burn's SLOs select (the chart's name), and no
+    series at all for the other region's pods."""
+    from ig_k8s.real_suite import suite_releases
+
+    def ready_pods(region: str) -> dict[str, set[str]]:
+        return {release: {p["name"] for p in release_pods(nodes[region], release, suite.namespace) if p["ready"]}
+                for release in suite_releases()}
+
+    deadline = time.monotonic() + 120
+    while True:
+        pods = {region: ready_pods(region) for region in REGIONS}
+        seen = {region: scraped(suite.infra[region]) for region in REGIONS}
+        missing = {region: {name for names in pods[region].values() for name in names
+                            if seen[region].get(name, ("", 0.0))[1] != 1.0} for region in REGIONS}
+        if not any(missing.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    for region in REGIONS:
+        assert all(pods[region].values()), f"{region}: a release without a Ready pod: {pods[region]}"
+        assert not missing[region], f"{region}'s Prometheus has no up == 1 for {missing[region]}: {seen[region]}"
+        others = {name for names in pods[other(region)].values() for name in names}
+        assert not others & set(seen[region]), f"{region}'s Prometheus scrapes {other(region)}'s pods"
+        jobs = {seen[region][name][0] for name in pods[region]["policy"]}
+        assert jobs == {"policy"}, f"{region}: the policy pods are scraped as {jobs}, not as burn's SLOs select them"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ig_infra.components.base import Component, PrivateServer, env_port
 from ig_infra.components.pushgateway import pushgateway_port
-from ig_infra.go_tools import TOOLS, tool_path
+from ig_infra.go_tools import module_build_dir, tool_path
 from ig_infra.process import InfraError, ensure_port_free, port_open, spawn, wait_until
 
 
@@ -25,8 +25,7 @@ def prometheus_binary(cache: Path) -> Path:
 
 def built_promtool(cache: Path) -> Path | None:
     """promtool if it is already built (never starts a build)."""
-    _, version, _ = TOOLS["promtool"]
-    path = cache / f"promtool-{version}" / "bin" / "promtool"
+    path = module_build_dir(cache, "promtool") / "bin" / "promtool"
     return path if path.exists() else None
 
 
