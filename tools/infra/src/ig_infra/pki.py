@@ -9,9 +9,12 @@ their principal from the subject, not the URI SAN).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import ipaddress
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +61,18 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     temp.replace(path)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock held for the block: between processes, and between threads (each opens its own)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def load_or_create_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -110,6 +125,14 @@ class DevCA:
 
     @classmethod
     def load_or_create(cls, directory: Path, *, common_name: str = "Maestro Conductor development CA") -> DevCA:
+        """The CA of ``directory``, created (or renewed) by exactly one caller: on a new machine `make k8s-up` starts
+        both regions' PostgreSQL at once, and two CAs made side by side left one region's server certificate signed
+        by a key that was then overwritten, refused by every pod of that region."""
+        with _exclusive(directory / ".lock"):
+            return cls._load_or_create(directory, common_name)
+
+    @classmethod
+    def _load_or_create(cls, directory: Path, common_name: str) -> DevCA:
         key_path, cert_path = directory / "ca.key", directory / "ca.crt"
         if key_path.exists() and cert_path.exists():
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
