@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -218,10 +217,7 @@ def _start_prometheus(paths: Paths, node: RealNode, prometheus: PrivatePrometheu
     service_account_kubeconfig(node, "prometheus", "ig:prometheus", prometheus_kubeconfig(paths, node.region),
                                PROMETHEUS_POD_READER)
     if read_pid(prometheus.pid_file) is not None and prometheus_ready(prometheus.host, prometheus.port):
-        (prometheus.workdir / "prometheus.yml").write_text(prometheus.config_text, encoding="utf-8")
-        reload = urllib.request.Request(f"{prometheus.url}/-/reload", method="POST")
-        with urllib.request.urlopen(reload, timeout=30) as response:
-            response.read()
+        prometheus.reload()
         return
     prometheus.start()
 

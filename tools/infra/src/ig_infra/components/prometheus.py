@@ -143,3 +143,10 @@ class PrivatePrometheus(PrivateServer):
         wait_until(lambda: prometheus_ready(self.host, self.port), timeout=60, what="private Prometheus",
                    log_file=self.log_file)
         return self
+
+    def reload(self) -> None:
+        """A running instance loads today's config text (and whatever files it names, such as credentials)."""
+        (self.workdir / "prometheus.yml").write_text(self.config_text, encoding="utf-8")
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
