@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from ig_evidence.cli_verify import verify, verify_export
 from ig_evidence.cli_witness import checkpoint, witness
 from ig_evidence.domain.contract import ContractError
 from ig_evidence.domain.manifest import ManifestError
+from ig_evidence.domain.provenance import Subject, SubjectError, parse_subjects
 from ig_evidence.domain.trusted_signers import TrustedSignersError
 from ig_evidence.keys import KeyProblem, generate_key_pair, load_private_key
 from ig_evidence.signers_file import trust_key
@@ -65,6 +67,10 @@ def _common_build_options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True),
         click.option("--max-artifact-bytes", type=int, default=builder.DEFAULT_MAX_ARTIFACT_BYTES, show_default=True),
         click.option("--force", is_flag=True, help="replace a non-empty --out"),
+        click.option("--subjects", "subjects_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="JSON list of in-toto subjects the release ships beside the bundle (its images: "
+                     "[{\"name\": ..., \"digest\": {\"sha256\": ...}}]), attested by the provenance too; "
+                     "`ig-k8s images --subjects` writes one"),
         click.option("--repo-root", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
                      show_default=True, help="repository whose proto/SQL schema is snapshotted"),
     ]
@@ -75,14 +81,28 @@ def _common_build_options(function: click.decorators.FC) -> click.decorators.FC:
 
 def _request(release: str, out: Path, key: str, contract: Path, ledger: str | None, tenant: str | None,
              allow_incomplete: bool, source_date_epoch: int | None, compression: str, max_artifact_bytes: int,
-             force: bool, repo_root: Path) -> builder.BuildRequest:
+             force: bool, repo_root: Path, subjects_file: Path | None) -> builder.BuildRequest:
     if ledger and not tenant:
         raise ValueError("--tenant: required with --ledger (the tenant the release is anchored for)")
+    shipped = _shipped_subjects(subjects_file) if subjects_file else []
     return builder.BuildRequest(
         release=release, out=out.absolute(), contract_path=contract, signing_key=load_private_key(key),
         source_date_epoch=_source_date_epoch(source_date_epoch), repo_root=repo_root.absolute(),
         allow_incomplete=allow_incomplete, compression=compression, max_artifact_bytes=max_artifact_bytes,
-        anchor=GrpcLedgerAnchor(ledger, tenant or "") if ledger else None, force=force)
+        anchor=GrpcLedgerAnchor(ledger, tenant or "") if ledger else None, force=force, shipped=tuple(shipped))
+
+
+def _shipped_subjects(path: Path) -> list[Subject]:
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as error:
+        raise ValueError(f"--subjects {path}: {error.strerror}") from error
+    except ValueError as error:
+        raise ValueError(f"--subjects {path}: not JSON ({error})") from error
+    try:
+        return parse_subjects(document)
+    except SubjectError as error:
+        raise ValueError(f"--subjects {path}: {error}") from error
 
 
 def _report(result: builder.BuildResult) -> None:
@@ -91,6 +111,8 @@ def _report(result: builder.BuildResult) -> None:
                f"manifest sha256 {result.manifest_sha256})")
     for item in result.missing:
         click.echo(f"  missing: {item}")
+    for shipped in result.shipped:
+        click.echo(f"  provenance also attests: {shipped}")
     if "provenance" in result.manifest:
         click.echo(f"  ledger: seq {result.manifest['ledger']['entry']['seq']}, {result.manifest['provenance']}")
 

@@ -16,6 +16,7 @@ from ig_evidence.bundle.verify import Verification, verify_bundle, verify_keyles
 from ig_evidence.cli_witness import fail, witness_policy
 from ig_evidence.domain.access_export import verify_export as verify_access_export
 from ig_evidence.domain.contract import ContractError
+from ig_evidence.domain.provenance import Subject, SubjectError, parse_reference
 from ig_evidence.domain.trusted_signers import key_id as signer_key_id
 from ig_evidence.domain.witnessed import WitnessPolicy
 from ig_evidence.keys import KeyProblem, load_public_key
@@ -46,17 +47,23 @@ EXIT_VERIFY_FAILED = 1
               help="a witness's cosignature verifier key (name+hash+base64(0x04||key)); repeatable")
 @click.option("--min-witnesses", type=click.IntRange(min=0), default=None,
               help="valid cosignatures required from the --witness-key witnesses [default: 1 with any key]")
+@click.option("--subject", "subjects", multiple=True,
+              help="NAME@sha256:HEX (an image reference pinned by digest) the bundle's signed provenance must attest; "
+                   "repeatable")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def verify(bundle: Path, key: str | None, key_id: str | None, oidc_issuer: str | None, identity_regexp: str | None,
            trusted_root: Path | None, contract: Path | None, ledger_key: str | None, allow_incomplete: bool,
            checkpoint_file: Path | None, witness_keys: tuple[str, ...], min_witnesses: int | None,
-           as_json: bool) -> None:
+           subjects: tuple[str, ...], as_json: bool) -> None:
     """Offline: signature, every artifact's hash, completeness, ledger inclusion, and (with --witness-key) that
     the anchor is in a head checkpoint enough witnesses cosigned. Non-zero on any problem.
 
     BUNDLE is a bundle (tarball, build directory or unpacked directory) or a verify kit from the audit portal."""
     identity = _identity_policy(oidc_issuer, identity_regexp)
+    required = _required_subjects(subjects)
     if is_kit(bundle):
+        if required:
+            fail("--subject: check subjects on the release's bundle; a verify kit's check of them is not built")
         if checkpoint_file is not None:
             fail("--checkpoint: a verify kit carries its own head checkpoint (with the witnesses' cosignatures)")
         _verify_kit(bundle, key, key_id, ledger_key, as_json, _witnesses(None, witness_keys, min_witnesses),
@@ -78,7 +85,9 @@ def verify(bundle: Path, key: str | None, key_id: str | None, oidc_issuer: str |
         except KeyProblem as error:
             fail(str(error))
             return
-        _report_bundle(bundle, verify_bundle(bundle, public_key, **checks), "", as_json)  # type: ignore[arg-type]
+        result = verify_bundle(bundle, public_key, **checks)  # type: ignore[arg-type]
+        result.require_subjects(required)
+        _report_bundle(bundle, result, "", as_json)
         return
     if identity is None or trusted_root is None:
         fail("--key, or --certificate-oidc-issuer with --certificate-identity-regexp and --trusted-root: a bundle is "
@@ -90,8 +99,17 @@ def verify(bundle: Path, key: str | None, key_id: str | None, oidc_issuer: str |
         fail(f"--trusted-root: {error}")
         return
     result, signer = verify_keyless_bundle(bundle, verifier, identity, **checks)  # type: ignore[arg-type]
+    result.require_subjects(required)
     _report_bundle(bundle, result, f", signed keylessly by {signer.subject} ({signer.issuer})" if signer else "",
                    as_json)
+
+
+def _required_subjects(references: tuple[str, ...]) -> list[Subject]:
+    try:
+        return [parse_reference(reference) for reference in references]
+    except SubjectError as error:
+        fail(f"--subject: {error}")
+        return []
 
 
 def _identity_policy(issuer: str | None, regexp: str | None) -> IdentityPolicy | None:
@@ -120,7 +138,9 @@ def _report_bundle(bundle: Path, result: Verification, signed_by: str, as_json: 
     if as_json:
         click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "artifacts": result.artifacts_checked,
                                "ledgerSeq": result.ledger_seq, "witnessedSize": result.witnessed_size,
-                               "cosignedBy": result.cosigned_by}, indent=2))
+                               "cosignedBy": result.cosigned_by,
+                               "shipped": [{"name": name, "digest": {"sha256": digest}}
+                                           for name, digest in result.shipped.items()]}, indent=2))
     elif result.ok:
         release = result.manifest.get("release") if result.manifest else "?"
         anchor = f", ledger seq {result.ledger_seq} included in its checkpoint" if result.ledger_seq else ""
@@ -128,6 +148,8 @@ def _report_bundle(bundle: Path, result: Verification, signed_by: str, as_json: 
             anchor += (f", consistent with checkpoint {result.witnessed_size} cosigned by "
                        f"{', '.join(result.cosigned_by)}")
         click.echo(f"verified {bundle}: release {release}{signed_by}, {result.artifacts_checked} artifacts{anchor}")
+        for name, digest in result.shipped.items():
+            click.echo(f"  its provenance also attests {name}@sha256:{digest}")
     for problem in result.problems:
         click.echo(f"FAIL {problem}", err=True)
     sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)

@@ -1,7 +1,8 @@
 """``ig-evidence amend`` (runbook "Evidence Missing"): previous bundle + delta evidence -> re-signed bundle.
 
 The previous bundle's artifacts are carried over unchanged (after checking them against its manifest), the delta
-is added, a new provenance attestation covers the union, and the new ledger entry's manifest names the superseded
+is added, a new provenance attestation covers the union (and the images the previous one attested, with any
+given now), and the new ledger entry's manifest names the superseded
 manifest (its sha256 and ledger entry), so the history of the release stays in the chain.
 """
 
@@ -16,11 +17,12 @@ from pathlib import Path
 from ig_evidence.bundle import build as builder
 from ig_evidence.bundle.verify import locate
 from ig_evidence.domain import manifest as mf
+from ig_evidence.domain.provenance import Subject, merge_subjects, statement_subjects, subject
 
 AMEND_KIND = "evidence.amend"
 
 
-def _extract_previous(bundle: Path, into: Path) -> tuple[dict[str, object], str]:
+def _extract_previous(bundle: Path, into: Path) -> tuple[dict[str, object], str, list[Subject]]:
     import json
     import tarfile
 
@@ -50,7 +52,25 @@ def _extract_previous(bundle: Path, into: Path) -> tuple[dict[str, object], str]
                     assert handle is not None
                     with open(target, "wb") as out:
                         shutil.copyfileobj(handle, out, 1 << 20)
-    return manifest, hashlib.sha256(manifest_bytes).hexdigest()
+    return manifest, hashlib.sha256(manifest_bytes).hexdigest(), _shipped(contents.metadata, records)
+
+
+def _shipped(metadata: dict[str, bytes], records: list[mf.ArtifactRecord]) -> list[Subject]:
+    """The subjects the previous provenance attests beyond the bundle's artifacts (its images). Read, like the
+    artifacts carried over, without checking the old signature: the amendment is signed anew by whoever amends."""
+    import base64
+    import json
+
+    provenance = next((r for r in records if r.type == "provenance"), None)
+    if provenance is None or provenance.path not in metadata:
+        return []
+    try:
+        statement = json.loads(base64.b64decode(json.loads(metadata[provenance.path])["payload"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"previous bundle: its provenance attestation is unreadable ({error})") from error
+    artifacts = {r.name for r in records}
+    return [subject(name, digest, "previous provenance subject")
+            for name, digest in statement_subjects(statement).items() if name not in artifacts]
 
 
 def _merge_delta(delta: Path, into: Path) -> None:
@@ -67,7 +87,7 @@ def amend(previous: Path, delta: Path, request: builder.BuildRequest) -> builder
     with tempfile.TemporaryDirectory(prefix="ig-evidence-amend-") as scratch:
         merged = Path(scratch) / "inputs"
         merged.mkdir()
-        old_manifest, old_sha256 = _extract_previous(previous, merged)
+        old_manifest, old_sha256, shipped = _extract_previous(previous, merged)
         if old_manifest.get("release") != request.release:
             raise ValueError(f"previous bundle is for release {old_manifest.get('release')!r}, "
                              f"not {request.release!r}")
@@ -78,4 +98,5 @@ def amend(previous: Path, delta: Path, request: builder.BuildRequest) -> builder
         supersedes = {"manifestSha256": old_sha256, "provenance": old_manifest.get("provenance"),
                       "createdAt": old_manifest.get("createdAt")}
         return builder.build(replace(request, inputs=merged, generate=frozenset({"provenance"}),
-                                     supersedes=supersedes, ledger_kind=AMEND_KIND))
+                                     supersedes=supersedes, ledger_kind=AMEND_KIND,
+                                     shipped=tuple(merge_subjects(shipped, request.shipped))))

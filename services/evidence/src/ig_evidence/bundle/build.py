@@ -28,7 +28,7 @@ from ig_evidence.bundle.inputs import PlannedArtifact, check_unique, plan_inputs
 from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import signatures
 from ig_evidence.domain.contract import EvidenceContract, missing_items, parse_contract
-from ig_evidence.domain.provenance import provenance_statement
+from ig_evidence.domain.provenance import Subject, provenance_statement
 from ig_evidence.keys import public_pem
 
 log = structlog.get_logger(__name__)
@@ -63,6 +63,8 @@ class BuildRequest:
     generate: frozenset[str] = frozenset({"sbom", "schema-diff", "provenance"})
     supersedes: dict[str, Any] | None = None
     ledger_kind: str = "evidence.manifest"
+    # What the release ships beside the bundle (its images), attested by the provenance too: domain/provenance.py.
+    shipped: tuple[Subject, ...] = ()
 
 
 @dataclass
@@ -72,6 +74,7 @@ class BuildResult:
     manifest: dict[str, Any]
     manifest_sha256: str
     missing: list[str] = field(default_factory=list)
+    shipped: tuple[Subject, ...] = ()
 
 
 def load_contract(path: Path) -> tuple[EvidenceContract, str]:
@@ -118,6 +121,11 @@ def build(request: BuildRequest) -> BuildResult:
     planned += _generated(request, contract, created)
     provenance_type = contract.type_named("provenance") if "provenance" in request.generate else None
     placeholder = [PlannedArtifact(PROVENANCE_NAME, "provenance", "", 0)] if provenance_type else []
+    if request.shipped and provenance_type is None:
+        raise ValueError("--subjects: the contract has no provenance type to attest them in")
+    clashes = sorted({a.name for a in planned} & {s.name for s in request.shipped})
+    if clashes:
+        raise ValueError(f"--subjects: subject {clashes[0]!r}: also the name of an artifact in the bundle")
     check_unique(planned + placeholder)
     counts = Counter(a.type for a in planned + placeholder)
     missing = missing_items(contract, counts, anchored=request.anchor is not None)
@@ -134,9 +142,10 @@ def build(request: BuildRequest) -> BuildResult:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result.out = request.out
+    result.shipped = request.shipped
     result.archive = request.out / result.archive.name
     log.info("evidence_built", release=request.release, artifacts=len(result.manifest["artifacts"]),
-             complete=not missing, manifest_sha256=result.manifest_sha256)
+             shipped_subjects=len(request.shipped), complete=not missing, manifest_sha256=result.manifest_sha256)
     return result
 
 
@@ -157,7 +166,8 @@ def _write(request: BuildRequest, contract: EvidenceContract, contract_sha256: s
         if with_provenance:
             statement = provenance_statement(
                 release=request.release, subjects=records, builder_id=generated.builder_id(), started_on=created,
-                source=generated.source_revision(request.repo_root), contract_version=contract.version)
+                source=generated.source_revision(request.repo_root), contract_version=contract.version,
+                shipped=request.shipped)
             envelope = _json_bytes(signatures.dsse_envelope(request.signing_key, _json_bytes(statement)))
             media_type = contract.type_named("provenance").media_type  # type: ignore[union-attr]
             record = mf.ArtifactRecord(PROVENANCE_NAME, "provenance", media_type, len(envelope), "")

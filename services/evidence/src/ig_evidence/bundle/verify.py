@@ -12,7 +12,7 @@ import hashlib
 import json
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import note, signatures
 from ig_evidence.domain.anchoring import AnchorError, verify_anchor
 from ig_evidence.domain.contract import EvidenceContract, missing_items
+from ig_evidence.domain.provenance import Subject, statement_subjects
 from ig_evidence.domain.witnessed import WitnessedCheckpoint, WitnessedError, WitnessPolicy, verify_witnessed
 
 PROVENANCE_PREFIX = f"{mf.ARTIFACTS_DIR}/provenance/"
@@ -55,10 +56,20 @@ class Verification:
     ledger_seq: int | None = None
     witnessed_size: int | None = None  # the cosigned head the anchor was checked against
     cosigned_by: list[str] = field(default_factory=list)
+    # What the signed provenance attests beyond the bundle's artifacts (the release's images): name -> sha256.
+    shipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def require_subjects(self, required: Iterable[Subject]) -> None:
+        """Each of ``required`` (an image about to run, say) must be attested by the provenance, digest and all."""
+        for wanted in required:
+            attested = self.shipped.get(wanted.name)
+            if attested != wanted.sha256:
+                found = f"it attests sha256:{attested}" if attested else "it names no such subject"
+                self.problems.append(f"subject {wanted}: not attested by the provenance ({found})")
 
 
 @dataclass
@@ -279,10 +290,12 @@ def _check_provenance(contents: Contents, records: list[mf.ArtifactRecord], publ
     except (ValueError, signatures.SignatureError) as error:
         result.problems.append(f"artifact {provenance[0].name}: {error}")
         return
-    subjects = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
+    subjects = statement_subjects(statement)
     for record in records:
         if record.type != "provenance" and subjects.get(record.name) != record.sha256:
             result.problems.append(f"artifact {record.name}: not covered by the provenance attestation")
+    artifacts = {record.name for record in records}
+    result.shipped = {name: digest for name, digest in sorted(subjects.items()) if name not in artifacts}
 
 
 def _check_completeness(manifest: dict[str, Any], records: list[mf.ArtifactRecord], contract: EvidenceContract | None,
