@@ -22,6 +22,7 @@ nothing more."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,6 +45,11 @@ RELEASE = "v1.2.1"
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SECOND, INCOMPLETE = "v1.2.2", "v1.2.3"
+# The release's images, as `make k8s-up` names them (ig-k8s images --subjects): the flow attests them in the
+# provenance, and the auditor's download still attests them. Which digests does not matter here; the real-node
+# package (tools/k8s/tests/real/test_real_image_provenance.py) ties them to what the kubelets run.
+IMAGES = [{"name": f"localhost/ig/{name}:dev", "digest": {"sha256": hashlib.sha256(name.encode()).hexdigest()}}
+          for name in ("policy", "evidence")]
 JUNIT = b'<?xml version="1.0"?><testsuites><testsuite name="make test" tests="1"><testcase name="t"/></testsuite>' \
         b"</testsuites>\n"
 
@@ -68,9 +74,12 @@ def suite(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 @pytest.fixture(scope="module")
 def flow(suite: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     artifacts = tmp_path_factory.mktemp("release")
+    images = artifacts / "image-subjects.json"
+    images.write_text(json.dumps(IMAGES))
     started = time.time()
     done = subprocess.run([str(Path(sys.executable).parent / "ig-release"), "run", "--version", RELEASE, "--profile",
-                           "ci", "--artifacts", str(artifacts)], env={**os.environ, **suite}, cwd=REPO,
+                           "ci", "--artifacts", str(artifacts), "--image-subjects", str(images)],
+                          env={**os.environ, **suite}, cwd=REPO,
                           capture_output=True, text=True, timeout=900, check=False)
     root = artifacts / RELEASE
     record = json.loads((root / "release-flow.json").read_text()) if (root / "release-flow.json").exists() else {}
@@ -228,9 +237,14 @@ def test_an_auditor_downloads_the_bundle_and_verifies_it_offline(flow: dict[str,
                                   tmp_path / "auditor.log", flow["root"] / "evidence" / "bundle")
     assert "downloaded" in outcome and "cosign: Verified OK" in outcome
     assert "Verified OK" in (tmp_path / "auditor.log").read_text()
+    # What the auditor downloaded still attests the release's images, signed with the rest.
+    bundle = work / "bundle"
+    images = [f"--subject={image['name']}@sha256:{image['digest']['sha256']}" for image in IMAGES]
+    attested = subprocess.run([str(Path(sys.executable).parent / "ig-evidence"), "verify", str(bundle), "--key",
+                               str(public_key), *images], capture_output=True, text=True, check=False)
+    assert attested.returncode == 0, attested.stdout + attested.stderr
 
     # One byte changed in a downloaded artifact: ig-evidence names it; a changed manifest: cosign refuses it.
-    bundle = work / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
     first = manifest["artifacts"][0]
     (bundle / first["path"]).write_bytes((bundle / first["path"]).read_bytes() + b" ")

@@ -4,13 +4,18 @@
 RELEASE_VERSION ?= v1.2.1
 RELEASE_PROFILE ?= demo
 RELEASE_ARTIFACTS ?= $(ARTIFACTS)/release
+# The release's images to attest in its provenance: the file `make k8s-up` names (ig-k8s images --subjects).
+IMAGE_SUBJECTS ?=
 
 CHECK_TARGETS += alerts-check
 
 .PHONY: release alerts-check
 
-release: ## the release flow against the running suite (after `make up`): RELEASE_PROFILE=demo|ci
-	$(RUN) ig-release run --version $(RELEASE_VERSION) --profile $(RELEASE_PROFILE) --artifacts $(RELEASE_ARTIFACTS)
+# The suite's identities, keys and addresses, as `make up` gives them to its own run of the flow.
+release: ## the release flow against the running suite (after `make up`): RELEASE_PROFILE=demo|ci, IMAGE_SUBJECTS=file
+	eval "$$($(RUN) ig-infra env)" && \
+	  $(RUN) ig-release run --version $(RELEASE_VERSION) --profile $(RELEASE_PROFILE) --artifacts $(RELEASE_ARTIFACTS) \
+	  $(if $(IMAGE_SUBJECTS),--image-subjects $(IMAGE_SUBJECTS))
 
 alerts-check: ## promtool check + unit tests of the alert rules the charts ship (charts/*/rules)
 	@promtool="$$($(RUN) ig-infra tool promtool)"; \

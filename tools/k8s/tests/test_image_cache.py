@@ -4,6 +4,7 @@ inputs give the same hash, and every kind of input that goes into the image chan
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -94,3 +95,27 @@ def test_another_base_or_build_argument_changes_the_hash(context: Path) -> None:
     assert inputs_hash(context, BURN, "sha256:base", {**ARGS, "SOURCE_DATE_EPOCH": "1"}) != before
     assert inputs_hash(REPO_ROOT, by_name("policy"), "sha256:base", ARGS) != \
         inputs_hash(REPO_ROOT, BURN, "sha256:base", ARGS)  # its own Dockerfile and sources
+
+
+def test_the_release_subjects_are_the_images_pods_run_by_manifest_digest_not_the_base(tmp_path: Path) -> None:
+    from ig_evidence.domain.provenance import parse_subjects
+    from ig_k8s.images import BASE_IMAGE, write_release_subjects
+
+    report: dict[str, object] = {
+        BASE_IMAGE: {"digest": "sha256:" + "0" * 64},
+        "localhost/ig/policy:dev": {"digest": "sha256:" + "a" * 64, "size_bytes": 1},
+        "localhost/ig/opa:1.22.3-static": {"digest": "sha256:" + "b" * 64},
+    }
+    written = write_release_subjects(report, tmp_path / "subjects.json")
+    # What ig-evidence build --subjects reads, read by its own parser.
+    subjects = parse_subjects(json.loads(written.read_text()))
+    assert [(s.name, s.sha256) for s in subjects] == [("localhost/ig/opa:1.22.3-static", "b" * 64),
+                                                      ("localhost/ig/policy:dev", "a" * 64)]
+
+
+def test_an_image_without_a_manifest_digest_cannot_be_attested() -> None:
+    from ig_infra.process import InfraError
+    from ig_k8s.images import release_subjects
+
+    with pytest.raises(InfraError, match="localhost/ig/burn:dev: its archive names no manifest digest"):
+        release_subjects({"localhost/ig/burn:dev": {"digest": None}})

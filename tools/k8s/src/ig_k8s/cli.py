@@ -7,7 +7,8 @@
   ig-k8s down | status                    stop everything up started / describe the clusters, nodes, pods, images
   ig-k8s node up|down|status [--region R] a real node per region: containerd, runc, CNI, kubelet, kube-proxy, CoreDNS
   ig-k8s prove-services [--region R]      a pod calls another pod by its Service's DNS name on the real node
-  ig-k8s images [--service S] [--tag T]   build the Debian base and service images, import them into running nodes
+  ig-k8s images [--service S] [--tag T]   build the Debian base and service images, import them into running nodes;
+         [--subjects FILE]                --subjects: their digests as `ig-evidence build --subjects` reads them
   ig-k8s prove [--region R] [--service S] a pod of the service image on the real node: Running, Ready by its probe
   ig-k8s build [--allow-failure]          build/cache kube-apiserver, controller-manager, scheduler, kwok; get etcd
   ig-k8s dockerfiles [--check]            (re)write services/*/Dockerfile from the template, or check for drift
@@ -76,10 +77,13 @@ def _up(regions: list[str], install: bool, simulated: bool, tag: str) -> int:
     paths = Paths.from_environment()
     helm = Helm.create(paths)
     if install and not simulated:
+        from ig_k8s.images import subjects_path
         from ig_k8s.real_suite import RealSuite
 
         suite = RealSuite(paths, tuple(regions), tag, load_release_set()[0]).up(helm)
         print("  seconds: " + ", ".join(f"{phase} {value}" for phase, value in suite.seconds.items()), flush=True)
+        print(f"  the images' digests, for the release's provenance: {subjects_path(paths, tag)} "
+              f"(make release IMAGE_SUBJECTS=that file)", flush=True)
     else:
         binaries = Binaries.ensure(paths)
         for region in regions:
@@ -168,11 +172,14 @@ def _node(action: str, regions: list[str]) -> int:
     return 0
 
 
-def _images(services: list[str], tag: str) -> int:
-    from ig_k8s.images import build_and_load
+def _images(services: list[str], tag: str, subjects: Path | None) -> int:
+    from ig_k8s.images import build_and_load, write_release_subjects
 
     report = build_and_load(services, tag, Paths.from_environment())
     print(json.dumps(report, indent=2))
+    if subjects is not None:
+        print(f"wrote the images' subjects for `ig-evidence build --subjects` to "
+              f"{write_release_subjects(report, subjects)}", file=sys.stderr)
     return 0
 
 
@@ -233,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     images.add_argument("--service", choices=[service.name for service in SERVICES], action="append",
                         help="default: burn")
     images.add_argument("--tag", default="dev")
+    images.add_argument("--subjects", type=Path, default=None,
+                        help="also write the images' in-toto subjects (name, manifest digest) to this JSON file")
     for name in ("prove", "prove-services"):
         prove = commands.add_parser(name)
         prove.add_argument("--region", choices=REGIONS, action="append", help="default: both regions")
@@ -255,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "node":
             return _node(args.action, args.region or list(REGIONS))
         if args.command == "images":
-            return _images(args.service or ["burn"], args.tag)
+            return _images(args.service or ["burn"], args.tag, args.subjects)
         if args.command in ("prove", "prove-services"):
             return _prove(args.region or list(REGIONS), args.service, args.tag, args.command == "prove-services")
         if args.command == "bench":

@@ -261,7 +261,8 @@ def build_and_load(services: list[str], tag: str, paths: Paths) -> dict[str, obj
     report: dict[str, object] = {}
     entries: dict[str, dict[str, object]] = {}
     for image in built:
-        entry: dict[str, object] = {"build_seconds": round(image.seconds, 1), "size_bytes": image.size_bytes}
+        entry: dict[str, object] = {"build_seconds": round(image.seconds, 1), "size_bytes": image.size_bytes,
+                                    "digest": archive_manifest_digest(image.archive)}
         if image.cache:
             entry |= {"cache": image.cache, "inputs": image.inputs, "check_seconds": round(image.check_seconds, 1)}
         report[image.name] = entries[image.name] = entry
@@ -290,3 +291,32 @@ def build_and_load(services: list[str], tag: str, paths: Paths) -> dict[str, obj
         for region in loaded:
             entry[f"import_seconds_{region}"] = loaded[region][image.name][1]
     return report
+
+
+def release_subjects(report: dict[str, object]) -> list[dict[str, object]]:
+    """The images a release runs (every service image and OPA's sidecar; not the base they are built on), as the
+    in-toto subjects `ig-evidence build --subjects` attests in the release's provenance: name and manifest digest,
+    the digest each node's containerd records (and the kubelet reports as the container's imageID)."""
+    subjects = []
+    for name, entry in sorted(report.items()):
+        assert isinstance(entry, dict)
+        digest = str(entry["digest"] or "")
+        if name == BASE_IMAGE:
+            continue
+        if not digest.startswith("sha256:"):
+            raise InfraError(f"{name}: its archive names no manifest digest, so it cannot be attested")
+        subjects.append({"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}})
+    return subjects
+
+
+def subjects_path(paths: Paths, tag: str) -> Path:
+    """Where `make k8s-up` (``RealSuite.up``) leaves the subjects of the images it built under ``tag``."""
+    return images_dir(paths) / f"release-subjects-{tag}.json"
+
+
+def write_release_subjects(report: dict[str, object], path: Path) -> Path:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(release_subjects(report), indent=2) + "\n")
+    return path

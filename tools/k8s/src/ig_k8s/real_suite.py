@@ -21,7 +21,7 @@ from ig_infra.paths import Paths
 
 from ig_k8s.cluster import Binaries, SimulatedCluster
 from ig_k8s.helm import Helm
-from ig_k8s.images import build_and_load
+from ig_k8s.images import build_and_load, subjects_path, write_release_subjects
 from ig_k8s.node import RealNode
 from ig_k8s.node_build import NodeBinaries
 from ig_k8s.pod_infra import (
@@ -71,6 +71,7 @@ class RealSuite:
         self._timed("clusters_and_nodes", self._start_nodes)
         self.images = self._timed("images_built_and_imported",
                                   lambda: build_and_load(suite_releases(), self.tag, self.paths))
+        write_release_subjects(self.images, subjects_path(self.paths, self.tag))
         self.started_infra = [region for region in self.regions if region not in running_regions(self.paths)]
         self.infra = self._timed("pod_infrastructure", lambda: start_pod_infrastructure(
             self.paths, list(self.nodes.values()), self._portal_redirect_uris(helm)))

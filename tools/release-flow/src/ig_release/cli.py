@@ -37,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", choices=sorted(PROFILES), default="demo")
     run.add_argument("--artifacts", type=Path, default=Path("artifacts/release"),
                      help="where every artifact, log and the bundle go (default artifacts/release)")
+    run.add_argument("--image-subjects", type=Path, default=None, metavar="FILE",
+                     help="the release's images (name, digest: `ig-k8s images --subjects`, `make k8s-up`), attested "
+                          "in its provenance")
     run.add_argument("--stage", action="append", dest="stages", metavar="NAME",
                      help="run only these stages (repeatable); later stages may need earlier ones")
     from ig_release.release_job import add_arguments
@@ -124,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = args.artifacts.resolve() / args.version
     artifacts.mkdir(parents=True, exist_ok=True)
     ctx = ReleaseContext(args.version, PROFILES[args.profile], artifacts, Endpoints.from_environment())
+    try:
+        ctx.attest_images(args.image_subjects)
+    except ValueError as error:
+        console.print(f"ig-release: {error}")
+        return 2
     return run_flow(ctx, stages, console)
 
 

@@ -29,6 +29,15 @@ class ReleaseContext:
     shared: dict[str, str] = field(default_factory=dict)  # what one stage hands a later one
     warm: dict[str, Any] = field(default_factory=dict)  # what a stage's warm-up started before the first stage
 
+    def attest_images(self, subjects: Path | None) -> None:
+        """The images the release ships (`ig-k8s images --subjects`, `make k8s-up`), attested by the evidence
+        stage's provenance beside the bundle's artifacts. Raises ValueError naming the option."""
+        if subjects is None:
+            return
+        if not subjects.is_file():
+            raise ValueError(f"--image-subjects {subjects}: no such file")
+        self.shared["image_subjects"] = str(subjects.resolve())
+
     def stage_dir(self, stage: str) -> Path:
         path = self.artifacts / stage
         path.mkdir(parents=True, exist_ok=True)

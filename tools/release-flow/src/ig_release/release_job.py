@@ -66,6 +66,8 @@ def add_arguments(job: argparse.ArgumentParser) -> None:
     job.add_argument("--keyless-identity", default=None,
                      help="also sign keyless with the ambient OIDC identity and verify against this identity (CI)")
     job.add_argument("--keyless-issuer", default=GITHUB_OIDC_ISSUER)
+    job.add_argument("--image-subjects", type=Path, default=None, metavar="FILE",
+                     help="the release's images (name, digest: `ig-k8s images --subjects`), attested in its provenance")
     job.add_argument("--start-suite", action="store_true",
                      help="start policy, evidence and portal on free ports (needs the infrastructure's IG_* vars)")
 
@@ -236,6 +238,11 @@ def run_job(args: argparse.Namespace, console: Console) -> int:
             console.print(f"ig-release job: the suite did not start: {error}")
             return 1
         ctx = ReleaseContext(options.version, PROFILES[args.profile], artifacts, Endpoints.from_environment())
+        try:
+            ctx.attest_images(args.image_subjects)
+        except ValueError as error:
+            console.print(f"ig-release job: {error}")
+            return 2
         if options.key is not None and options.public_key is not None:
             ctx.shared["signing_key"], ctx.shared["verify_key"] = options.key, str(options.public_key)
         ctx.summary["evidence contract"] = str(CONTRACT)

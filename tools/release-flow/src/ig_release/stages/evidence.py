@@ -63,9 +63,10 @@ def run(ctx: ReleaseContext) -> str:
     bundle = out / "bundle"
     env = {"SOURCE_DATE_EPOCH": source_date_epoch()}
     previous = ["--previous", ctx.shared["previous_bundle"]] if ctx.shared.get("previous_bundle") else []
+    images = ["--subjects", ctx.shared["image_subjects"]] if ctx.shared.get("image_subjects") else []
     run_logged([cli, "build", "--release", ctx.version, "--inputs", str(inputs), "--out", str(bundle), "--key",
                 signing_key, "--contract", str(CONTRACT), "--ledger", ctx.endpoints.evidence_grpc,
-                "--tenant", DEMO_TENANT, "--repo-root", str(REPO), "--force", *previous], log, env=env,
+                "--tenant", DEMO_TENANT, "--repo-root", str(REPO), "--force", *previous, *images], log, env=env,
                what="ig-evidence build")
     run_logged([cli, "verify", str(bundle), "--key", public_key, "--contract", str(CONTRACT)], log,
                what="ig-evidence verify")
@@ -80,5 +81,7 @@ def run(ctx: ReleaseContext) -> str:
     ctx.shared["bundle"] = str(bundle)
     ctx.shared["public_key"] = public_key
     kinds = sorted({a["type"] for a in manifest["artifacts"]})
+    if images:
+        ctx.summary["images attested by the provenance"] = ctx.shared["image_subjects"]
     return (f"{len(manifest['artifacts'])} artifacts of {len(kinds)} types signed, verified (ig-evidence + cosign), "
             f"registered for tenant {DEMO_TENANT}: {registered.stdout.strip().splitlines()[-1][:120]}")
