@@ -27,6 +27,7 @@ from ig_evidence.testing import (
 )
 
 RELEASE = "v3.1.4"
+IMAGE = ("localhost/ig/evidence:v3.1.4", "e" * 64)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,11 @@ def fetch_kit(service: RunningEvidence, release: str, out: Path) -> tuple[eviden
 def kit(service: RunningEvidence, keys: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
         ) -> tuple[evidence_pb2.VerifyKitInfo, Path]:
     root = tmp_path_factory.mktemp("kit")
+    images = root / "images.json"
+    images.write_text(json.dumps([{"name": IMAGE[0], "digest": {"sha256": IMAGE[1]}}]))
     cli("build", "--release", RELEASE, "--inputs", str(write_inputs(root / "inputs")), "--out", str(root / "bundle"),
-        "--key", str(keys["release"] / "cosign.key"), "--ledger", service.grpc_target, "--tenant", "alpha")
+        "--key", str(keys["release"] / "cosign.key"), "--ledger", service.grpc_target, "--tenant", "alpha",
+        "--subjects", str(images))
     evidence_stub(service).RegisterBundle(register_requests(root / "bundle" / f"evidence-{RELEASE}.tar.gz", RELEASE,
                                                             "alpha"))
     # Appends after the registration: the kit proves the bundle against a head that moved on.
@@ -76,6 +80,16 @@ def test_a_kit_verifies_offline_in_one_command(kit: tuple[evidence_pb2.VerifyKit
     done = cli("verify", str(path), "--key-id", info.signer_key_id)
     assert f"release {RELEASE} of tenant alpha" in done.stdout and info.signer_key_id in done.stdout
     assert f"checkpoint of size {info.head_tree_size}" in done.stdout
+    assert f"its provenance also attests {IMAGE[0]}@sha256:{IMAGE[1]}" in done.stdout
+
+
+def test_a_kit_checks_an_image_against_the_releases_provenance(kit: tuple[evidence_pb2.VerifyKitInfo, Path]) -> None:
+    info, path = kit
+    attested = cli("verify", str(path), "--key-id", info.signer_key_id, f"--subject={IMAGE[0]}@sha256:{IMAGE[1]}")
+    assert attested.returncode == 0
+    other = cli("verify", str(path), "--key-id", info.signer_key_id, f"--subject={IMAGE[0]}@sha256:{'f' * 64}",
+                check=False)
+    assert other.returncode == 1 and f"it attests sha256:{IMAGE[1]}" in other.stderr, other.stderr
 
 
 def _rewrite(kit: Path, out: Path, change: Callable[[str, bytes], bytes]) -> Path:

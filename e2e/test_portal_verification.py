@@ -50,6 +50,7 @@ CONTRACT = REPO / "policies" / "evidence" / "release-contract.v1.yaml"
 CACHE_SECONDS = 3
 ORIGIN = "portal.e2e/evidence-ledger"
 WITNESS = "witness.e2e/portal"
+IMAGE = ("localhost/ig/policy:v1.2.2", hashlib.sha256(b"the policy image of v1.2.2").hexdigest())
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,13 @@ def stack(infra: Any, kafka_bootstrap: str, ledger: tuple[Ledger, dict[str, str]
             delta = running.work / "next-delta" / "portal-access-log"
             delta.mkdir(parents=True)
             (delta / "access-log.json").write_text('{"entries": []}\n')
+            images = running.work / "images.json"  # the amendment also attests the release's image
+            images.write_text(json.dumps([{"name": IMAGE[0], "digest": {"sha256": IMAGE[1]}}]))
             amended = running.work / f"bundle-{NEXT}-amended"
             done = subprocess.run([str(Path(sys.executable).parent / "ig-evidence"), "amend", "--release", NEXT,
                                    "--bundle", str(bundle), "--inputs", str(delta.parent), "--out", str(amended),
                                    "--key", str(running.keys / "cosign.key"), "--ledger", running.evidence_grpc,
-                                   "--tenant", "alpha", "--repo-root", str(REPO)],
+                                   "--tenant", "alpha", "--repo-root", str(REPO), "--subjects", str(images)],
                                   capture_output=True, text=True, cwd=REPO,
                                   env={**os.environ, "SOURCE_DATE_EPOCH": "1767225700"})
             assert done.returncode == 0, done.stdout + done.stderr
@@ -163,6 +166,21 @@ def test_the_release_page_shows_it_signed_anchored_and_complete(stack: Stack, po
     reused = time.perf_counter() - started
     assert "reused" in page.locator("#verification").inner_text()
     print(f"\nrelease page of {RELEASE}: verified {fresh * 1000:.0f} ms, reused {reused * 1000:.0f} ms")
+    page.context.close()
+
+
+def test_the_images_a_release_ships_are_shown_as_its_verified_provenance_attests_them(
+        portal: tuple[Process, str], browser: Any) -> None:
+    _, url = portal
+    page = sign_in(browser, url, "alpha-auditor", start=f"/releases/{NEXT}")
+    assert status(page, "#signature-status") == "verifies"
+    images = page.locator("#attested-images")
+    assert images.get_attribute("data-count") == "1", images.inner_text()
+    row = page.locator(f'#image-list tr[data-image="{IMAGE[0]}"]')
+    assert f"sha256:{IMAGE[1]}" in row.inner_text()
+    page.goto(f"{url}/releases/{RELEASE}")  # built without --subjects
+    assert page.locator("#attested-images").get_attribute("data-count") == "0"
+    assert "None: the provenance names the bundle's artifacts only" in page.locator("#attested-images").inner_text()
     page.context.close()
 
 

@@ -62,12 +62,10 @@ def verify(bundle: Path, key: str | None, key_id: str | None, oidc_issuer: str |
     identity = _identity_policy(oidc_issuer, identity_regexp)
     required = _required_subjects(subjects)
     if is_kit(bundle):
-        if required:
-            fail("--subject: check subjects on the release's bundle; a verify kit's check of them is not built")
         if checkpoint_file is not None:
             fail("--checkpoint: a verify kit carries its own head checkpoint (with the witnesses' cosignatures)")
         _verify_kit(bundle, key, key_id, ledger_key, as_json, _witnesses(None, witness_keys, min_witnesses),
-                    KeylessPin(identity, trusted_root))
+                    KeylessPin(identity, trusted_root), required)
         return
     witnesses = _witnesses(checkpoint_file, witness_keys, min_witnesses)
     try:
@@ -104,6 +102,15 @@ def verify(bundle: Path, key: str | None, key_id: str | None, oidc_issuer: str |
                    as_json)
 
 
+def _subjects_json(shipped: dict[str, str]) -> list[dict[str, object]]:
+    return [{"name": name, "digest": {"sha256": digest}} for name, digest in shipped.items()]
+
+
+def _echo_shipped(shipped: dict[str, str]) -> None:
+    for name, digest in shipped.items():
+        click.echo(f"  its provenance also attests {name}@sha256:{digest}")
+
+
 def _required_subjects(references: tuple[str, ...]) -> list[Subject]:
     try:
         return [parse_reference(reference) for reference in references]
@@ -138,9 +145,8 @@ def _report_bundle(bundle: Path, result: Verification, signed_by: str, as_json: 
     if as_json:
         click.echo(json.dumps({"ok": result.ok, "problems": result.problems, "artifacts": result.artifacts_checked,
                                "ledgerSeq": result.ledger_seq, "witnessedSize": result.witnessed_size,
-                               "cosignedBy": result.cosigned_by,
-                               "shipped": [{"name": name, "digest": {"sha256": digest}}
-                                           for name, digest in result.shipped.items()]}, indent=2))
+                               "cosignedBy": result.cosigned_by, "shipped": _subjects_json(result.shipped)},
+                              indent=2))
     elif result.ok:
         release = result.manifest.get("release") if result.manifest else "?"
         anchor = f", ledger seq {result.ledger_seq} included in its checkpoint" if result.ledger_seq else ""
@@ -148,15 +154,14 @@ def _report_bundle(bundle: Path, result: Verification, signed_by: str, as_json: 
             anchor += (f", consistent with checkpoint {result.witnessed_size} cosigned by "
                        f"{', '.join(result.cosigned_by)}")
         click.echo(f"verified {bundle}: release {release}{signed_by}, {result.artifacts_checked} artifacts{anchor}")
-        for name, digest in result.shipped.items():
-            click.echo(f"  its provenance also attests {name}@sha256:{digest}")
+        _echo_shipped(result.shipped)
     for problem in result.problems:
         click.echo(f"FAIL {problem}", err=True)
     sys.exit(0 if result.ok else EXIT_VERIFY_FAILED)
 
 
 def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: str | None, as_json: bool,
-                witnesses: WitnessPolicy | None, keyless: KeylessPin) -> None:
+                witnesses: WitnessPolicy | None, keyless: KeylessPin, required: list[Subject]) -> None:
     if key is not None:
         try:
             pinned = signer_key_id(load_public_key(key))
@@ -170,6 +175,7 @@ def _verify_kit(kit: Path, key: str | None, expected: str | None, ledger_key: st
     result = verify_kit(kit, expected_key_id=expected, pinned_ledger_key=ledger_key,
                         witnesses=witnesses.cosigners if witnesses else (),
                         min_witnesses=witnesses.minimum if witnesses else 0, keyless=keyless)
+    result.require_subjects(required)
     _report_kit(kit, result, as_json)
 
 
@@ -179,12 +185,14 @@ def _report_kit(kit: Path, result: KitVerification, as_json: bool) -> None:
                                "tenant": result.tenant, "signer": result.signer,
                                "signerPinnedByYou": result.signer_pinned,
                                "artifacts": result.artifacts_checked, "registrationSeq": result.registration_seq,
-                               "checkpointSize": result.head_size, "cosignedBy": result.cosigned_by}, indent=2))
+                               "checkpointSize": result.head_size, "cosignedBy": result.cosigned_by,
+                               "shipped": _subjects_json(result.shipped)}, indent=2))
     elif result.ok:
         click.echo(f"verified kit {kit}: release {result.release} of tenant {result.tenant}, signed by "
                    f"{result.signer}, {result.artifacts_checked} artifacts; registered at ledger seq "
                    f"{result.registration_seq}, included in the signed checkpoint of size {result.head_size}"
                    + (f", cosigned by {', '.join(result.cosigned_by)}" if result.cosigned_by else ""))
+        _echo_shipped(result.shipped)
         if not result.signer_pinned:
             click.echo("note: the signer was taken from the kit; pin it yourself with --key-id (shown by the "
                        "portal) or --key, or for a keyless signer with --certificate-oidc-issuer, "

@@ -69,6 +69,8 @@ class Verification:
     ledger: LedgerInclusion | None = None
     checked_at: datetime | None = None
     reused: bool = False  # served from the cache, not checked for this view
+    # The release's images its verified provenance attests beside the artifacts: (name, sha256), by name.
+    images: tuple[tuple[str, str], ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -108,7 +110,8 @@ def check_kit(kit: Path, *, signer_name: str, signer_key_id: str, ledger_key: st
         problems.append(f"head checkpoint: {error}")  # a pinned witness's cosignature that does not verify
     ledger = LedgerInclusion(result.registration_seq, result.head_size, anchored, witnessed)
     status = SignatureStatus.DOES_NOT_VERIFY if problems else SignatureStatus.VERIFIES
-    return Verification(status, signer_name, signer_key_id, tuple(problems), result.artifacts_checked, ledger, now)
+    return Verification(status, signer_name, signer_key_id, tuple(problems), result.artifacts_checked, ledger, now,
+                        images=tuple(sorted(result.shipped.items())))
 
 
 class ReleaseVerifier:

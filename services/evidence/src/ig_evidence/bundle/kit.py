@@ -14,7 +14,7 @@ import io
 import json
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +34,7 @@ from ig_evidence.bundle.verify import (
 from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import note
 from ig_evidence.domain.cosignature import Cosigner, require_cosignatures
+from ig_evidence.domain.provenance import Subject, unattested
 from ig_evidence.domain.trusted_signers import key_id
 from ig_evidence.domain.verify_kit import (
     CHECKPOINT_FILE,
@@ -117,10 +118,15 @@ class KitVerification:
     registration_seq: int = 0
     cosigned_by: list[str] = field(default_factory=list)
     signer_pinned: bool = False  # by the auditor (--key-id, --key, or a keyless identity and trusted root)
+    # What the bundle's verified provenance attests beyond its artifacts (the release's images): name -> sha256.
+    shipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def require_subjects(self, required: Iterable[Subject]) -> None:
+        self.problems.extend(unattested(self.shipped, required))
 
 
 def _read_kit(kit: Path, scratch: Path) -> tuple[dict[str, bytes], Path | None]:
@@ -185,6 +191,7 @@ def verify_kit(kit: Path, *, expected_key_id: str | None = None, pinned_ledger_k
                                                 result)
             result.problems.extend(checked.problems)
             result.artifacts_checked = checked.artifacts_checked
+            result.shipped = checked.shipped
             if checked.manifest is not None:
                 _check_manifest(index, registered, checked.manifest, head)
             if min_witnesses:

@@ -25,7 +25,7 @@ from ig_evidence.domain import manifest as mf
 from ig_evidence.domain import note, signatures
 from ig_evidence.domain.anchoring import AnchorError, verify_anchor
 from ig_evidence.domain.contract import EvidenceContract, missing_items
-from ig_evidence.domain.provenance import Subject, statement_subjects
+from ig_evidence.domain.provenance import Subject, statement_subjects, unattested
 from ig_evidence.domain.witnessed import WitnessedCheckpoint, WitnessedError, WitnessPolicy, verify_witnessed
 
 PROVENANCE_PREFIX = f"{mf.ARTIFACTS_DIR}/provenance/"
@@ -65,11 +65,7 @@ class Verification:
 
     def require_subjects(self, required: Iterable[Subject]) -> None:
         """Each of ``required`` (an image about to run, say) must be attested by the provenance, digest and all."""
-        for wanted in required:
-            attested = self.shipped.get(wanted.name)
-            if attested != wanted.sha256:
-                found = f"it attests sha256:{attested}" if attested else "it names no such subject"
-                self.problems.append(f"subject {wanted}: not attested by the provenance ({found})")
+        self.problems.extend(unattested(self.shipped, required))
 
 
 @dataclass

@@ -95,6 +95,18 @@ def statement_subjects(statement: Mapping[str, Any]) -> dict[str, str]:
     return subjects
 
 
+def unattested(attested: Mapping[str, str], required: Iterable[Subject]) -> list[str]:
+    """A problem for each of ``required`` (an image about to run, say) that ``attested`` (name -> sha256, what a
+    verified provenance names beyond the bundle's artifacts) does not name with that very digest."""
+    problems = []
+    for wanted in required:
+        found = attested.get(wanted.name)
+        if found != wanted.sha256:
+            why = f"it attests sha256:{found}" if found else "it names no such subject"
+            problems.append(f"subject {wanted}: not attested by the provenance ({why})")
+    return problems
+
+
 def provenance_statement(*, release: str, subjects: Sequence[ArtifactRecord], builder_id: str, started_on: str,
                          source: Mapping[str, str], contract_version: str,
                          shipped: Sequence[Subject] = ()) -> dict[str, Any]:
