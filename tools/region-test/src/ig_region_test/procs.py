@@ -8,20 +8,25 @@ namespace is killed when the namespace is removed, and in loopback fallback the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ig_common.events.kafka_tls import client_security
 from ig_infra.components.identities import Identities
-from ig_infra.components.kafka import BROKER_IDENTITY, KAFKA_VERSION, LOG4J, tls_properties, write_keystore
+from ig_infra.components.kafka import (
+    BROKER_IDENTITY,
+    KAFKA_VERSION,
+    LOG4J,
+    storage_format_command,
+    tls_properties,
+    write_keystore,
+)
 from ig_infra.components.opa import OpaToken, ensure_opa_token, locked_opa_arguments, opa_token_in
 from ig_infra.go_tools import tool_path
 from ig_infra.kafka_reading import identity_tls
@@ -139,11 +144,8 @@ class RegionKafka(RegionProcess):
         ]))
         log4j = self.root / "kafka-log4j.properties"
         log4j.write_text(LOG4J)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         classpath = f"{libs}/*"
-        # "=": an id starting with "-" would otherwise be taken for an option (ig_infra.components.kafka).
-        formatted = subprocess.run(["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-                                    f"--cluster-id={cluster_id}", "-c", str(config)], capture_output=True, text=True)
+        formatted = subprocess.run(storage_format_command(libs, config), capture_output=True, text=True)
         if formatted.returncode != 0:
             raise ProcessError(f"formatting {self.region.name} Kafka storage failed: {formatted.stdout}")
         self.spawn(["java", "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",

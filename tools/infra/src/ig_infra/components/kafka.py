@@ -97,6 +97,15 @@ def tls_properties(keystore: Path, ca: Path) -> list[str]:
     ]
 
 
+def storage_format_command(libs: Path, config: Path) -> list[str]:
+    """Kafka's StorageTool formatting a new KRaft log dir for ``config`` under a fresh cluster id. "=": a base64url
+    id may start with "-", which the tool's parser otherwise takes for an option (1 start in 64 failed so: "argument
+    --cluster-id/-t: expected one argument")."""
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
+            str(config)]
+
+
 def write_keystore(keystore: Path, identity: Path) -> bool:
     """The PEM key store of the certificate in ``identity`` (tls.key, tls.crt), 0600; True when it changed."""
     content = (identity / "tls.key").read_bytes() + (identity / "tls.crt").read_bytes()
@@ -140,9 +149,6 @@ class Kafka(Component):
         if result.returncode != 0:
             raise InfraError(f"fetching Kafka {KAFKA_VERSION} jars with Maven failed:\n{result.stdout[-3000:]}")
         (self.libs / ".complete").write_text(KAFKA_VERSION)
-
-    def _java(self, *args: str) -> list[str]:
-        return ["java", "-cp", f"{self.libs}/*", *args]
 
     def identity_directory(self, name: str) -> Path:
         return identities_directory(self.paths.run) / name
@@ -231,13 +237,7 @@ class Kafka(Component):
             self.ensure_free(self.pod_address, POD_PORT, POD_ADDRESS_VARIABLE)
         self._write_config()
         if not (self.data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            result = subprocess.run(
-                # "=": a base64url id may start with "-", which the tool's parser otherwise takes for an option
-                # (1 start in 64 failed so: "argument --cluster-id/-t: expected one argument").
-                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config)),
-                capture_output=True, text=True,
-            )
+            result = subprocess.run(storage_format_command(self.libs, self.config), capture_output=True, text=True)
             if result.returncode != 0:
                 raise InfraError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
         heap = os.environ.get("IG_KAFKA_HEAP", "512m")
