@@ -242,6 +242,8 @@ spec:
 {{- end }}
 {{ include "ig-lib.certificate" $root }}
 ---
+{{ include "ig-lib.testCertificate" $root }}
+---
 {{ include "ig-lib.deployment" . }}
 ---
 {{ include "ig-lib.service" $root }}

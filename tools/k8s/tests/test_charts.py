@@ -519,7 +519,8 @@ def test_with_an_issuer_the_chart_renders_the_cert_manager_certificate(render: R
     import yaml
 
     objects = render(chart, "region-a", ("tls.certManager.issuerRef.name=ig-ca",))
-    certificate = one(objects, "Certificate")
+    # the workload's own; a gRPC helm test hook's client certificate is another (test_charts_run.py)
+    [certificate] = [c for c in objects if c["kind"] == "Certificate" and c["metadata"]["name"] == chart]
     assert certificate["apiVersion"] == "cert-manager.io/v1"
     assert certificate["spec"] == {
         "secretName": f"{chart}-tls",
@@ -545,10 +546,34 @@ def test_the_certificate_follows_namespace_trust_domain_and_extra_names(helm: He
                              sets=("tls.certManager.issuerRef.name=ig-ca", "tls.certManager.issuerRef.kind=Issuer",
                                    "tls.certManager.trustDomain=example.org",
                                    "tls.certManager.extraDnsNames[0]=evidence.example.org"))
-    spec = one(manifests(rendered), "Certificate")["spec"]
+    certificates = {c["metadata"]["name"]: c["spec"] for c in manifests(rendered) if c["kind"] == "Certificate"}
+    spec = certificates["evidence"]
     assert spec["uris"] == ["spiffe://example.org/ns/ig-staging/sa/evidence"]
     assert spec["dnsNames"][-2:] == ["evidence.ig-staging.svc.cluster.local", "evidence.example.org"]
     assert spec["issuerRef"]["kind"] == "Issuer"
+    # the helm test hook's client certificate follows the same issuer, trust domain and namespace
+    hook = certificates["evidence-helm-test"]
+    assert hook["uris"] == ["spiffe://example.org/ns/ig-staging/sa/helm-test"] and hook["issuerRef"]["kind"] == "Issuer"
+
+
+@pytest.mark.parametrize(("chart", "hooks"), [("policy", 1), ("evidence", 1), ("migration", 1), ("burn", 0),
+                                             ("audit-portal", 0)])
+def test_the_simulated_clusters_get_each_grpc_hooks_client_certificate_from_the_dev_ca(
+        render: Render, chart: str, hooks: int, tmp_path: Path) -> None:
+    from ig_common.tls import WorkloadCertificate
+    from ig_infra.pki import DevCA
+    from ig_k8s.releases import WorkloadSecret
+
+    found = WorkloadSecret.hooks_of(render(chart, "region-a"), "ig")
+    assert len(found) == hooks
+    for secret in found:
+        body = secret.body(DevCA.load_or_create(tmp_path / "ca"))
+        assert body["metadata"]["name"] == f"{chart}-helm-test-tls"
+        mounted = tmp_path / "mounted"
+        mounted.mkdir()
+        for name, content in body["stringData"].items():
+            (mounted / name).write_text(content)
+        assert str(WorkloadCertificate(mounted).spiffe_id) == "spiffe://maestro.local/ns/ig/sa/helm-test"
 
 
 @pytest.mark.parametrize("chart", [s.name for s in SERVICES])

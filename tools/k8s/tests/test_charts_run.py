@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
+from ig_infra.paths import REPO_ROOT
 from ig_infra.process import InfraError
 from ig_k8s.helm import Helm
 from ig_k8s.suite import CHARTS_DIR, REGIONS, SERVICES
@@ -151,9 +153,6 @@ def test_the_release_set_turns_the_migration_switch_on() -> None:
 
 @pytest.mark.parametrize(("chart", "url", "method"), [
     ("burn", "http://burn.ig.svc.cluster.local:8013/ofrep/v1/evaluate/flags", "POST"),
-    ("policy", "http://policy.ig.svc.cluster.local:8081/healthz", "GET"),
-    ("evidence", "http://evidence.ig.svc.cluster.local:8082/healthz", "GET"),
-    ("migration", "http://migration.ig.svc.cluster.local:8084/healthz", "GET"),
     ("audit-portal", "http://audit-portal.ig.svc.cluster.local:8085/healthz", "GET"),
 ])
 def test_helm_test_hook_calls_the_service_through_its_service_dns_name(render: Render, chart: str, url: str,
@@ -165,6 +164,35 @@ def test_helm_test_hook_calls_the_service_through_its_service_dns_name(render: R
     assert (env["IG_TEST_URL"], env["IG_TEST_METHOD"]) == (url, method)
     assert hook["spec"]["nodeSelector"] == {"topology.kubernetes.io/region": "region-a"}
     assert hook["spec"]["automountServiceAccountToken"] is False
+    assert "IG_TEST_GRPC_METHOD" not in env and all(v["name"] != "tls" for v in hook["spec"]["volumes"])
+
+
+@pytest.mark.parametrize(("chart", "target", "method", "code"), [
+    ("policy", "policy.ig.svc.cluster.local:50051", "/ig.policy.v1.PolicyService/Decide", "OK"),
+    ("evidence", "evidence.ig.svc.cluster.local:50052", "/ig.evidence.v1.EvidenceService/ListReleases", "OK"),
+    ("migration", "migration.ig.svc.cluster.local:50054", "/ig.migration.v1.MigrationService/Status", "NOT_FOUND"),
+])
+def test_a_grpc_hook_calls_its_method_over_mtls_as_the_helm_test_identity(render: Render, chart: str, target: str,
+                                                                         method: str, code: str) -> None:
+    objects = render(chart, "region-b")
+    [hook] = [p for p in kind(objects, "Pod") if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    env = {e["name"]: e["value"] for e in hook["spec"]["containers"][0]["env"]}
+    assert (env["IG_TEST_URL"], env["IG_TEST_GRPC_METHOD"], env["IG_TEST_GRPC_CODE"]) == (target, method, code)
+    assert hook["metadata"]["annotations"]["ig.maestro/identity"] == "helm-test"
+    [tls] = [v for v in hook["spec"]["volumes"] if v["name"] == "tls"]
+    # its own certificate, not the service's: the table grants helm-test one read-only call (grpc_methods_test.rego)
+    assert tls["secret"]["secretName"] == f"{chart}-helm-test-tls"
+    assert "@region" not in env["IG_TEST_BODY"] and ("region-b" in env["IG_TEST_BODY"]) == (chart == "policy")
+    identity = yaml.safe_load((REPO_ROOT / "policies" / "authz" / "grpc-methods.yaml").read_text())
+    assert "helm-test" in identity["methods"][method]
+
+
+def test_cert_manager_issues_the_grpc_hooks_client_certificate(render: Render) -> None:
+    objects = render("policy", "region-a", ("tls.certManager.issuerRef.name=ig-ca",))
+    [hook] = [c for c in kind(objects, "Certificate") if c["metadata"]["name"] == "policy-helm-test"]
+    assert hook["spec"]["secretName"] == "policy-helm-test-tls" and hook["spec"]["commonName"] == "helm-test"
+    assert hook["spec"]["uris"] == ["spiffe://maestro.local/ns/ig/sa/helm-test"]
+    assert hook["spec"]["usages"] == ["digital signature", "client auth"] and "dnsNames" not in hook["spec"]
 
 
 def test_a_hook_switched_off_renders_no_test_pod(render: Render) -> None:

@@ -56,6 +56,10 @@ def ensure_namespace(api: client.ApiClient, namespace: str) -> None:
         core.patch_namespace(namespace, body)
 
 
+# A `helm test` hook pod that calls as an identity of its own names it here (charts/ig-lib/templates/_test.tpl).
+HOOK_IDENTITY_ANNOTATION = "ig.maestro/identity"
+
+
 @dataclass(frozen=True)
 class WorkloadSecret:
     """The certificate Secret a rendered release mounts, and whom it must name: what cert-manager's Certificate
@@ -74,8 +78,22 @@ class WorkloadSecret:
         service = next(o["metadata"]["name"] for o in objects if o["kind"] == "Service")
         return cls(secret, pod["serviceAccountName"], service, namespace)
 
+    @classmethod
+    def hooks_of(cls, objects: list[dict[str, Any]], namespace: str) -> list[WorkloadSecret]:
+        """The Secrets of the release's `helm test` hooks that call as an identity of their own (a gRPC hook: the
+        pod's ``ig.maestro/identity`` annotation): client certificates, no Service name."""
+        found = []
+        for pod in (o for o in objects if o["kind"] == "Pod"):
+            identity = (pod["metadata"].get("annotations") or {}).get(HOOK_IDENTITY_ANNOTATION)
+            secrets = [v["secret"]["secretName"] for v in pod["spec"].get("volumes", []) if v["name"] == "tls"]
+            if identity and secrets:
+                found.append(cls(secrets[0], identity, "", namespace))
+        return found
+
     @property
     def dns_names(self) -> tuple[str, ...]:
+        if not self.service:
+            return ()
         qualified = f"{self.service}.{self.namespace}"
         return self.service, qualified, f"{qualified}.svc", f"{qualified}.svc.cluster.local"
 
@@ -108,7 +126,9 @@ def ensure_workload_secret(helm: Helm, cluster: SimulatedCluster, release: Relea
     wanted = WorkloadSecret.of(objects, namespace)
     with _CA_LOCK:
         ca = DevCA.load_or_create(ca_directory(cluster.paths.cache))
-    put_secret(client.CoreV1Api(api_client(cluster.kubeconfig)), namespace, wanted.secret_name, wanted.body(ca))
+    core = client.CoreV1Api(api_client(cluster.kubeconfig))
+    for secret in (wanted, *WorkloadSecret.hooks_of(objects, namespace)):
+        put_secret(core, namespace, secret.secret_name, secret.body(ca))
     return wanted
 
 
