@@ -6,8 +6,8 @@ CHECK_TARGETS += k8s-check k8s-binaries
 # The real-node tests (tools/k8s/tests/real: the suite brought up as `make k8s-up` does, RealSuite.up: containerd +
 # kubelet + kube-proxy + CoreDNS running all five releases from images built here, policy upgraded and rolled back,
 # evidence blobs kept across the loss of every pod, helm tests, sign-in through each region's Dex) are part of
-# `make test`: warm 437 s on 2026-12-07 (63 tests, day-2 in both regions, nothing else running; 290-360 s for the 49
-# tests of 2026-12-06); cold 1,228 s in a fresh machine's `make test` on 2026-12-07 (789 s on 2026-12-06), where they
+# `make test`: warm 544 s alone on 2026-12-07 07:00 (65 tests with the gRPC helm tests and the image-provenance test;
+# 437 s for 63 tests earlier that day, 290-360 s for the 49 tests of 2026-12-06); cold 1,228 s in a fresh machine's `make test` on 2026-12-07 (789 s on 2026-12-06), where they
 # first build containerd, the kubelet, CoreDNS, the Debian base and the images (the control plane is built before, by
 # k8s-binaries). They never skip.
 # `make k8s-node-test` runs them alone.

@@ -113,3 +113,19 @@ def test_a_missing_or_short_tile_is_an_error_not_a_wrong_hash() -> None:
         tiles.range_hash(0, 300, short)
     with pytest.raises(merkle.ProofError, match="expected 44"):
         tiles.extend(300, {(0, 1): b""}, hashed(1))
+
+
+async def test_closing_stops_the_integrator_even_as_an_append_wakes_it() -> None:
+    """The wake-up and the cancellation in the same turn of the loop: the integrator must still stop (with
+    asyncio.wait_for, Python 3.11 kept the wake-up, dropped the cancellation and close() never returned)."""
+    import asyncio
+
+    from ig_evidence.store.tiles import TiledTree
+
+    tree = TiledTree(None, "unused")  # type: ignore[arg-type]  # never integrates: no wake-up reaches the database
+    integrator = asyncio.ensure_future(tree._integrate_forever())
+    await asyncio.sleep(0.05)  # waiting for a wake-up
+    tree._wake.set()
+    integrator.cancel()
+    done, _ = await asyncio.wait({integrator}, timeout=2)
+    assert integrator in done and integrator.cancelled()

@@ -89,8 +89,12 @@ class TiledTree:
 
     async def _integrate_forever(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that arrives while the event
+            # is being set (an append woke the integrator just as close() cancelled it), the loop went on and close()
+            # waited forever (a ledger test's teardown hung 300 s in make test, 2026-12-07).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                async with asyncio.timeout(IDLE_POLL_SECONDS):
+                    await self._wake.wait()
             await asyncio.sleep(LINGER_SECONDS)
             self._wake.clear()
             try:
