@@ -16,7 +16,7 @@ from ig_evidence.bundle.verify import Verification, verify_bundle, verify_keyles
 from ig_evidence.cli_witness import fail, witness_policy
 from ig_evidence.domain.access_export import verify_export as verify_access_export
 from ig_evidence.domain.contract import ContractError
-from ig_evidence.domain.provenance import Subject, SubjectError, parse_reference
+from ig_evidence.domain.provenance import Subject, SubjectError, descriptor, parse_reference
 from ig_evidence.domain.trusted_signers import key_id as signer_key_id
 from ig_evidence.domain.witnessed import WitnessPolicy
 from ig_evidence.keys import KeyProblem, load_public_key
@@ -103,7 +103,7 @@ def verify(bundle: Path, key: str | None, key_id: str | None, oidc_issuer: str |
 
 
 def _subjects_json(shipped: dict[str, str]) -> list[dict[str, object]]:
-    return [{"name": name, "digest": {"sha256": digest}} for name, digest in shipped.items()]
+    return [descriptor(name, digest) for name, digest in shipped.items()]
 
 
 def _echo_shipped(shipped: dict[str, str]) -> None:

@@ -57,6 +57,11 @@ def parse_reference(text: str) -> Subject:
     return subject(name, digest, where=f"subject {text!r}")
 
 
+def descriptor(name: str, sha256: str) -> dict[str, Any]:
+    """An in-toto ResourceDescriptor naming one subject by its sha256: the form a statement's ``subject`` takes."""
+    return {"name": name, "digest": {"sha256": sha256}}
+
+
 def parse_subjects(document: Any) -> list[Subject]:
     """A JSON list of in-toto ResourceDescriptors, ``[{"name": ..., "digest": {"sha256": ...}}, ...]``: the form an
     in-toto Statement's ``subject`` takes (``ig-k8s images --subjects`` writes one)."""
@@ -115,8 +120,7 @@ def provenance_statement(*, release: str, subjects: Sequence[ArtifactRecord], bu
     clashes = sorted({s.name for s in subjects} & {s.name for s in shipped})
     if clashes:
         raise SubjectError(f"subject {clashes[0]!r}: also the name of an artifact in the bundle")
-    described = [{"name": s.name, "digest": {"sha256": s.sha256}} for s in subjects]
-    described += [{"name": s.name, "digest": {"sha256": s.sha256}} for s in shipped]
+    described = [descriptor(s.name, s.sha256) for s in subjects] + [descriptor(s.name, s.sha256) for s in shipped]
     dependencies = [{"uri": source["uri"], "digest": {"gitCommit": source["commit"]}}] if source.get("commit") else []
     return {
         "_type": STATEMENT_TYPE,
