@@ -14,7 +14,11 @@ export ARTIFACTS
 #   CHECK_TARGETS += ...   checks `make test` runs before pytest (e.g. opa test --coverage)
 #   BENCH_TARGETS += ...   benchmarks `make bench` runs (each prints figures and writes JSON under artifacts/bench)
 #   PYTEST_COVERED += ... test paths (globs) a check target already ran under pytest; the main run skips them
+#   BESIDE_TARGETS += ...  checks `make test` runs beside the main pytest, not before it (a pytest of their own over
+#                          PYTEST_COVERED paths: on this 2-core box the e2e tests spend much of their time waiting on
+#                          processes, so a second pytest fits in beside them)
 CHECK_TARGETS :=
+BESIDE_TARGETS :=
 BENCH_TARGETS :=
 PYTEST_COVERED :=
 # End-to-end tests drive real processes on a shared 2-core box; a test that fails is run again up to twice and
@@ -106,9 +110,22 @@ test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 # The tests start what they need beside region-a's infrastructure (e2e/test_two_regions.py runs a region-b of its
 # own): region-b's idle Kafka, PostgreSQL and OPA would only take CPU from them.
 test: REGIONS := a
+# Each BESIDE_TARGETS check writes to $(ARTIFACTS)/<target>.log, printed once it and the main run are done; the
+# test fails if any of them failed.
 test: bootstrap proto-check proto-lint lint typecheck tools infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
 	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest -q -rR --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED)) $(PYTEST_RERUNS)
+	@for t in $(BESIDE_TARGETS); do \
+	  { $(MAKE) --no-print-directory REGIONS=$(REGIONS) $$t > $(ARTIFACTS)/$$t.log 2>&1; echo $$? > $(ARTIFACTS)/$$t.rc; } & \
+	  echo "$$t: running beside the main pytest (output: $(ARTIFACTS)/$$t.log)"; \
+	done; \
+	rc=0; $(RUN) pytest -q -rR --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED)) \
+	  $(PYTEST_RERUNS) || rc=$$?; \
+	wait; \
+	for t in $(BESIDE_TARGETS); do \
+	  echo "=== $$t (ran beside the main pytest) ==="; cat $(ARTIFACTS)/$$t.log; \
+	  if [ "$$(cat $(ARTIFACTS)/$$t.rc)" != 0 ]; then echo "$$t failed"; rc=1; fi; \
+	done; \
+	exit $$rc
 
 bench: ## every benchmark; each prints its figures and writes JSON under artifacts/bench
 	@mkdir -p $(ARTIFACTS)/bench

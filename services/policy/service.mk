@@ -2,7 +2,8 @@
 POLICY_REGO := policies/rego
 POLICY_COVERAGE_MIN := 90
 
-CHECK_TARGETS += policy-gateway-prereqs policy-rego-test policy-py-coverage
+CHECK_TARGETS += policy-gateway-prereqs policy-rego-test
+BESIDE_TARGETS += policy-py-coverage
 BENCH_TARGETS += bench-policy bench-replay
 
 .PHONY: policy-gateway-prereqs policy-rego-test policy-py-coverage bench-policy bench-replay
@@ -37,5 +38,5 @@ bench-replay: infra-up ## ig-policy replay speed over a synthetic decision log (
 	@mkdir -p $(ARTIFACTS)/bench
 	$(RUN) python services/policy/bench/bench_replay.py --decisions $(REPLAY_DECISIONS) --out $(ARTIFACTS)/bench/policy-replay.json
 
-# policy-py-coverage already ran these under pytest; the main pytest run skips them.
+# policy-py-coverage runs these under pytest (beside the main run); the main pytest run skips them.
 PYTEST_COVERED += services/policy e2e/test_policy_*.py
