@@ -8,7 +8,6 @@ on start, so a restart neither repeats nor loses a transition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import structlog
+from ig_common.lifecycle import wait_at_most
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -123,8 +123,7 @@ class BurnEngine:
                 except Exception as error:  # a bad tick must not end the loop; the next one retries
                     EVALUATIONS.labels("error").inc()
                     log.exception("burn_tick_failed", error=repr(error))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(0.0, interval - (time.monotonic() - started)))
+                await wait_at_most(stop, max(0.0, interval - (time.monotonic() - started)))
         finally:
             await self.close()
 

@@ -8,10 +8,10 @@ once per flag-set change); this replica's own changes refresh the snapshot at on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 import structlog
+from ig_common.lifecycle import wait_at_most
 
 from ig_burn.domain.flags import Flag, OfrepSnapshot, flag_set_etag
 from ig_burn.store.flags import FlagStore
@@ -46,5 +46,4 @@ class FlagCache:
                 raise
             except Exception as error:  # keep serving the last snapshot
                 log.warning("flag_cache_refresh_failed", error=repr(error))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), refresh_seconds)
+            await wait_at_most(stop, refresh_seconds)

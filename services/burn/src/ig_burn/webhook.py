@@ -10,13 +10,13 @@ given up, logged and counted, and its group moves on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from datetime import timedelta
 
 import asyncpg
 import httpx
 import structlog
+from ig_common.lifecycle import wait_at_most
 from prometheus_client import Counter
 
 from ig_burn.webhook_signing import WebhookSigner
@@ -64,8 +64,7 @@ class WebhookSender:
                 except Exception as error:  # PostgreSQL hiccup: try again next round
                     log.warning("webhook_pass_failed", error=repr(error))
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                await wait_at_most(self._wake, self._interval)
 
     async def deliver_pending(self, client: httpx.AsyncClient) -> int:
         """One pass; returns how many notifications were delivered."""

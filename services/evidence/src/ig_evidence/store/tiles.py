@@ -17,6 +17,7 @@ from collections.abc import Iterable
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
+from ig_common.lifecycle import wait_at_most
 from prometheus_client import Counter, Histogram
 
 from ig_evidence.domain import merkle, tiles
@@ -89,12 +90,7 @@ class TiledTree:
 
     async def _integrate_forever(self) -> None:
         while True:
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that arrives while the event
-            # is being set (an append woke the integrator just as close() cancelled it), the loop went on and close()
-            # waited forever (a ledger test's teardown hung 300 s in make test, 2026-12-07).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(IDLE_POLL_SECONDS):
-                    await self._wake.wait()
+            await wait_at_most(self._wake, IDLE_POLL_SECONDS)  # not wait_for: see wait_at_most
             await asyncio.sleep(LINGER_SECONDS)
             self._wake.clear()
             try:
@@ -176,8 +172,7 @@ class TiledTree:
                 raise IntegrationPending(f"tree_size: {size} is sequenced but not yet integrated "
                                          f"(integrated: {current[0]}); retry shortly")
             self.wake()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(advanced.wait(), min(remaining, WAIT_POLL_SECONDS))
+            await wait_at_most(advanced, min(remaining, WAIT_POLL_SECONDS))
 
     async def _fetch(self, conn: Reader, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
         return await fetch_tiles(conn, self._schema, keys)

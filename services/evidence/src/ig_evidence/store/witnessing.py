@@ -172,8 +172,9 @@ class Witnessing:
                 return all(s.settled >= size or s.wanted is None or s.wanted.size < size for s in self._submitters)
 
             async with self._attempts:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._attempts.wait_for(answered), self.timeout)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: see lifecycle.wait_at_most
+                    async with asyncio.timeout(self.timeout):
+                        await self._attempts.wait_for(answered)
         rows = await self._pool.fetch(
             f"SELECT cosignature FROM {self._schema}.ledger_cosignatures WHERE tree_size = $1 ORDER BY witness",
             size)

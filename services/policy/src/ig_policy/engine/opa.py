@@ -22,13 +22,13 @@ queue inside OPA (GOMAXPROCS) and spend the budget there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+from ig_common.lifecycle import wait_at_most
 from opa_client.opa_async import AsyncOpaClient
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -191,8 +191,7 @@ class OpaEngine:
         try:
             while not stop.is_set():
                 await self.refresh_revision()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=every_s)
+                await wait_at_most(stop, every_s)
         finally:
             await self.close()
 
