@@ -110,14 +110,18 @@ test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 # The tests start what they need beside region-a's infrastructure (e2e/test_two_regions.py runs a region-b of its
 # own): region-b's idle Kafka, PostgreSQL and OPA would only take CPU from them.
 test: REGIONS := a
-# Each BESIDE_TARGETS check writes to $(ARTIFACTS)/<target>.log, printed once it and the main run are done; the
-# test fails if any of them failed.
+# The BESIDE_TARGETS checks run one after another in a second lane, each writing to $(ARTIFACTS)/<target>.log, printed
+# once the lane and the main run are done; the test fails if any of them failed.
 test: bootstrap proto-check proto-lint lint typecheck tools infra-up $(CHECK_TARGETS) ## everything CI runs: checks, unit, integration, e2e
 	@mkdir -p $(ARTIFACTS)
-	@for t in $(BESIDE_TARGETS); do \
-	  { $(MAKE) --no-print-directory REGIONS=$(REGIONS) $$t > $(ARTIFACTS)/$$t.log 2>&1; echo $$? > $(ARTIFACTS)/$$t.rc; } & \
-	  echo "$$t: running beside the main pytest (output: $(ARTIFACTS)/$$t.log)"; \
-	done; \
+	@echo "beside the main pytest, one after another: $(BESIDE_TARGETS) (output: $(ARTIFACTS)/<target>.log)"; \
+	for t in $(BESIDE_TARGETS); do rm -f $(ARTIFACTS)/$$t.rc; done; \
+	{ for t in $(BESIDE_TARGETS); do \
+	    started=$$(date +%s); \
+	    $(MAKE) --no-print-directory REGIONS=$(REGIONS) $$t > $(ARTIFACTS)/$$t.log 2>&1 && code=0 || code=$$?; \
+	    echo $$code > $(ARTIFACTS)/$$t.rc; \
+	    echo "($$t took $$(( $$(date +%s) - started )) s)" >> $(ARTIFACTS)/$$t.log; \
+	  done; } & \
 	rc=0; $(RUN) pytest -q -rR --junitxml=$(ARTIFACTS)/junit.xml $(addprefix --ignore-glob=,$(PYTEST_COVERED)) \
 	  $(PYTEST_RERUNS) || rc=$$?; \
 	wait; \
