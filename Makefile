@@ -16,7 +16,9 @@ export ARTIFACTS
 #   PYTEST_COVERED += ... test paths (globs) a check target already ran under pytest; the main run skips them
 #   BESIDE_TARGETS += ...  checks `make test` runs beside the main pytest, not before it (a pytest of their own over
 #                          PYTEST_COVERED paths: on this 2-core box the e2e tests spend much of their time waiting on
-#                          processes, so a second pytest fits in beside them)
+#                          processes, so a short second pytest fits in beside them; the real-node package did not:
+#                          its pod start-ups beside the e2e tests failed the release flow's gateway latency stage and
+#                          its own upgrade test, 2026-12-07)
 CHECK_TARGETS :=
 BESIDE_TARGETS :=
 BENCH_TARGETS :=

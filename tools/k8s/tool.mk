@@ -10,10 +10,7 @@ CHECK_TARGETS += k8s-check k8s-binaries
 # 437 s for 63 tests earlier that day, 290-360 s for the 49 tests of 2026-12-06); cold 1,228 s in a fresh machine's `make test` on 2026-12-07 (789 s on 2026-12-06), where they
 # first build containerd, the kubelet, CoreDNS, the Debian base and the images (the control plane is built before, by
 # k8s-binaries). They never skip.
-# `make test` runs them beside its main pytest (BESIDE_TARGETS: they mostly wait on builds, kubelets and pods); `make
-# k8s-node-test` runs them alone.
-BESIDE_TARGETS += k8s-node-test
-PYTEST_COVERED += tools/k8s/tests/real
+# `make k8s-node-test` runs them alone.
 
 k8s-check: ## hadolint the Dockerfiles, opa test the manifest policy, fail on stale Dockerfiles/chart READMEs/values schemas
 	$(RUN) hadolint services/*/Dockerfile
@@ -35,8 +32,7 @@ k8s-images: ## Debian python base (mmdebstrap) + burn image (buildah), imported 
 	$(RUN) ig-k8s images --service burn
 
 k8s-node-test: ## real nodes in both regions: pods Ready by their probes, Service DNS, burn, policy, evidence, migration and portal installed with --wait --atomic, helm tests, evidence blobs across pod loss, upgrade/rollback under load, RBAC switch
-	@mkdir -p $(ARTIFACTS)
-	$(RUN) pytest tools/k8s/tests/real -q -p no:randomly -rR --junitxml=$(ARTIFACTS)/k8s-node-junit.xml $(PYTEST_RERUNS)
+	$(RUN) pytest tools/k8s/tests/real -q -p no:randomly
 
 k8s-down: ## stop the real nodes (containers, images, network namespaces), each region's PostgreSQL, Kafka and Prometheus for its pods, and the clusters, and forget the clusters' state
 	$(RUN) ig-k8s down
