@@ -29,11 +29,19 @@ PYTEST_COVERED :=
 PYTEST_RERUNS ?= --reruns 2 --reruns-delay 3
 -include services/*/service.mk tools/*/tool.mk
 
+# The libraries', services' and tools' own tests: not the e2e modules, not the real-node package (tools/k8s/tests/real),
+# not policy's (policy-py-coverage runs those). `make test` runs them in the second lane, after policy coverage.
+COMPONENT_TESTS := libs/ig-common/tests services/audit-portal/tests services/burn/tests services/evidence/tests \
+                   services/migration/tests tools/infra/tests tools/region-test/tests tools/release-flow/tests \
+                   tools/k8s/tests/test_*.py
+BESIDE_TARGETS += test-components
+PYTEST_COVERED += $(COMPONENT_TESTS)
+
 # Domain packages and the shared library are held to mypy --strict.
 STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/domain)
 
 .PHONY: help bootstrap up up-regions down status infra-up infra-down services-up test lint typecheck proto proto-check \
-        proto-lint test-unit test-integration bench clean tools up-tools
+        proto-lint test-unit test-integration test-components bench clean tools up-tools
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -108,6 +116,10 @@ test-unit: ## tests that need no infrastructure
 
 test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 	$(RUN) pytest -m "integration or e2e" -q
+
+test-components: infra-up ## the libraries', services' and tools' own tests (COMPONENT_TESTS; make test runs them beside its e2e pytest)
+	@mkdir -p $(ARTIFACTS)
+	$(RUN) pytest $(COMPONENT_TESTS) -q -rR --junitxml=$(ARTIFACTS)/components-junit.xml $(PYTEST_RERUNS)
 
 # The tests start what they need beside region-a's infrastructure (e2e/test_two_regions.py runs a region-b of its
 # own): region-b's idle Kafka, PostgreSQL and OPA would only take CPU from them.
