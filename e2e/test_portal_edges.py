@@ -121,8 +121,11 @@ def test_a_thousand_requests_of_one_user_through_a_proxy_do_not_lock_out_another
         served = httpx.get(f"{url}/audit/releases", headers={**forwarded, **bearer(quiet)})
         assert served.status_code == 200, served.text
         assert served.headers["strict-transport-security"].startswith("max-age=")
-        still = httpx.get(f"{url}/audit/releases", headers={**forwarded, **bearer(noisy)})
-        assert still.status_code == 429
+        # Still refused: a token comes back every 10 s, so five requests in a row find at most one (a single request
+        # found one when the burst had taken 12.8 s on a busy machine, make test 2026-12-07).
+        again = [httpx.get(f"{url}/audit/releases", headers={**forwarded, **bearer(noisy)}).status_code
+                 for _ in range(5)]
+        assert again.count(429) >= 4, again
     finally:
         process.stop()
         infra.drop_database(database)
