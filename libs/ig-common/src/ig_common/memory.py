@@ -13,8 +13,8 @@ Both ends are fixed here: blocks under 4 MiB come from the heaps and are reused 
 beyond 8 MiB is returned. And there is one heap: glibc gives each thread that allocates its own arena (up to eight
 per core), and gRPC's threads, which receive the chunks, took turns. Each arena kept ~10 MiB of freed chunks of its
 own, so the portal's first 1 GiB download grew its RSS by +24 to +47 MiB (+72 MiB once in CI, past the test's
-64 MiB budget); with one arena, +9 to +10 MiB at the same throughput (a client reading at 100 MiB/s, and beside two
-busy processes). Figures: services/audit-portal/README.md (the 1 GiB download).
+64 MiB budget); with one arena, +10 to +15 MiB in seven runs at the same throughput (some with a client reading at
+~100 MiB/s, some beside two busy processes). Figures: services/audit-portal/README.md (the 1 GiB download).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class TiledTree:
 
     async def _integrate_forever(self) -> None:
         while True:
-            await wait_at_most(self._wake, IDLE_POLL_SECONDS)  # not wait_for: see wait_at_most
+            await wait_at_most(self._wake, IDLE_POLL_SECONDS)
             await asyncio.sleep(LINGER_SECONDS)
             self._wake.clear()
             try:
