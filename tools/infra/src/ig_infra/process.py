@@ -54,6 +54,7 @@ def child_pids(pid: int) -> list[int]:
 
 
 def read_pid(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` if that process is running; None when there is none, or it has exited."""
     try:
         pid = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -64,7 +65,18 @@ def read_pid(pid_file: Path) -> int | None:
         return None
     except PermissionError:
         return pid
-    return pid
+    return None if has_exited(pid) else pid
+
+
+def has_exited(pid: int) -> bool:
+    """True for a process that has exited but is not yet reaped (a zombie): it holds no port, file or memory any
+    more. The infra's processes outlive the command that started them, so their parent is then init, and this
+    machine's init reaps only every second or two: counted as running, each stop waited that long."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False  # no /proc entry to read: kill(pid, 0) above said it exists, so take it as running
+    return state in ("Z", "X")
 
 
 def spawn(
