@@ -131,13 +131,12 @@ class RealSuite:
             in_parallel({key: partial(uninstall, self.nodes[key.split("/")[1]], key.split("/")[0], helm,
                                       self.namespace, wait=False) for key in self.installed})
         finally:
+            # Each region's stops mostly wait on processes ending: the regions side by side.
             binaries = NodeBinaries.cached(self.paths)
-            for node in self.started_nodes:
-                node.stop(binaries)
-            for region in self.started_infra:
-                stop_region_infrastructure(self.paths, region)
-            for cluster in self.started_clusters:
-                cluster.stop(forget=True)
+            in_parallel({node.region: partial(node.stop, binaries) for node in self.started_nodes})
+            in_parallel({region: partial(stop_region_infrastructure, self.paths, region)
+                         for region in self.started_infra})
+            in_parallel({cluster.region: partial(cluster.stop, forget=True) for cluster in self.started_clusters})
 
 
 def stop_everything(paths: Paths, regions: list[str]) -> list[str]:
@@ -147,10 +146,10 @@ def stop_everything(paths: Paths, regions: list[str]) -> list[str]:
     # Each node's stop mostly waits (on its kubelet, its containers' ends): both at once.
     by_region = in_parallel({region: partial(RealNode(region, paths).stop, binaries) for region in regions})
     stopped = [f"{region} node: {what}" for region, done in by_region.items() for what in done]
-    for region in regions:
-        stopped += stop_region_infrastructure(paths, region)
+    infrastructure = in_parallel({region: partial(stop_region_infrastructure, paths, region) for region in regions})
+    stopped += [what for done in infrastructure.values() for what in done]
     if stop_legacy_postgres(paths):
         stopped.append("the pod infrastructure PostgreSQL both regions shared before each had its own")
-    for region in regions:
-        stopped += [f"{region}: {what}" for what in SimulatedCluster(region, paths).stop(forget=True)]
+    clusters = in_parallel({region: partial(SimulatedCluster(region, paths).stop, forget=True) for region in regions})
+    stopped += [f"{region}: {what}" for region, done in clusters.items() for what in done]
     return stopped
