@@ -36,12 +36,18 @@ COMPONENT_TESTS := libs/ig-common/tests services/audit-portal/tests services/bur
                    tools/k8s/tests/test_*.py
 BESIDE_TARGETS += test-components
 PYTEST_COVERED += $(COMPONENT_TESTS)
+# The evidence service's and the ledger's e2e modules start their own evidence service on free ports with a database
+# of their own, so they run in the second lane as well, after the components (~160 s off the main run; the lane
+# still ends before the main run reaches the real-node package).
+E2E_BESIDE_TESTS := $(wildcard e2e/test_evidence_*.py e2e/test_ledger_*.py)
+BESIDE_TARGETS += test-e2e-beside
+PYTEST_COVERED += $(E2E_BESIDE_TESTS)
 
 # Domain packages and the shared library are held to mypy --strict.
 STRICT_PACKAGES := libs/ig-common/src/ig_common $(wildcard services/*/src/*/domain)
 
 .PHONY: help bootstrap up up-regions down status infra-up infra-down services-up test lint typecheck proto proto-check \
-        proto-lint test-unit test-integration test-components bench clean tools up-tools
+        proto-lint test-unit test-integration test-components test-e2e-beside bench clean tools up-tools
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -120,6 +126,10 @@ test-integration: infra-up ## tests against the real PostgreSQL, Kafka, OPA ...
 test-components: infra-up ## the libraries', services' and tools' own tests (COMPONENT_TESTS; make test runs them beside its e2e pytest)
 	@mkdir -p $(ARTIFACTS)
 	$(RUN) pytest $(COMPONENT_TESTS) -q -rR --junitxml=$(ARTIFACTS)/components-junit.xml $(PYTEST_RERUNS)
+
+test-e2e-beside: infra-up ## the evidence and ledger e2e modules (E2E_BESIDE_TESTS; make test runs them in its second lane)
+	@mkdir -p $(ARTIFACTS)
+	$(RUN) pytest $(E2E_BESIDE_TESTS) -q -rR --junitxml=$(ARTIFACTS)/e2e-beside-junit.xml $(PYTEST_RERUNS)
 
 # The tests start what they need beside region-a's infrastructure (e2e/test_two_regions.py runs a region-b of its
 # own): region-b's idle Kafka, PostgreSQL and OPA would only take CPU from them.
