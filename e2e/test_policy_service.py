@@ -354,6 +354,13 @@ def test_authzen_identity_not_granted_is_403_naming_the_path_and_the_caller(serv
     assert unlisted.status_code == 403, "a route without a row in the table is refused to everyone"
 
 
+def test_the_engine_is_warmed_up_before_the_service_reports_ready(service: RunningService) -> None:
+    """The fixture waited for /healthz: by then the service had evaluated OPA's decision and batch rules once, so a
+    new pod's first decisions do not pay OPA's query preparation and the first connection within their budget."""
+    events = [line for line in service.log_path.read_text(errors="replace").splitlines() if "opa_warm" in line]
+    assert events and "opa_warmed_up" in events[0], events
+
+
 def test_health_and_metrics_stay_plain_on_the_http_port_without_authzen(service: RunningService) -> None:
     assert httpx.get(f"{service.http_url}/healthz", timeout=10).json() == {"status": "ok"}
     metrics = httpx.get(f"{service.http_url}/metrics", timeout=10, follow_redirects=True)

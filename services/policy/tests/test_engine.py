@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from aiohttp import web
 from ig_policy.domain.model import ENGINE_UNAVAILABLE, Result
 from ig_policy.engine.opa import OpaEngine
 from ig_policy.testing import free_port, golden_cases
@@ -201,3 +203,53 @@ async def test_a_hung_engine_keeps_the_revision_and_gives_up_at_its_deadline(sil
         await engine.close()
     assert revision == "unknown"
     assert elapsed < 3, "the client's session has no deadline of its own: the revision read must bring one"
+
+
+@pytest.fixture
+async def recording_opa() -> AsyncIterator[tuple[str, list[tuple[str, str, Any]]]]:
+    """An OPA stand-in that records each call's method, path and body, and answers an empty result."""
+    calls: list[tuple[str, str, Any]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        calls.append((request.method, request.path, await request.json() if request.can_read_body else None))
+        return web.json_response({"result": {}})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", calls
+    await runner.cleanup()
+
+
+async def test_warming_up_evaluates_the_decision_and_batch_rules_once_and_counts_no_decision(
+        recording_opa: tuple[str, list[tuple[str, str, Any]]]) -> None:
+    url, calls = recording_opa
+    engine = OpaEngine(url, decision_path="ig/ctx/decision", batch_path="ig/ctx/decisions")
+    await engine.start()
+    try:
+        before = round_trips()
+        await engine.warm_up()
+        assert [(method, path) for method, path, _ in calls] == [
+            ("POST", "/v1/data/ig/ctx/decision"), ("POST", "/v1/data/ig/ctx/decisions")]
+        assert round_trips() == before, "a warm-up is not a decision"
+    finally:
+        await engine.close()
+
+
+async def test_a_warm_up_that_gets_no_answer_gives_up_and_start_up_goes_on(silent_server: int) -> None:
+    engine = OpaEngine(f"http://127.0.0.1:{silent_server}", revision_timeout_s=0.3)
+    await engine.start()
+    try:
+        await asyncio.wait_for(engine.warm_up(), 5)
+    finally:
+        await engine.close()
+
+
+async def test_warming_up_a_real_opa_leaves_its_answers_unchanged(engine: OpaEngine) -> None:
+    await engine.warm_up()
+    verdict = await engine.evaluate(ALLOWED)
+    assert verdict.result is Result.ALLOW and verdict.rule_id == "ig.purpose.allow_read"

@@ -75,6 +75,7 @@ def main() -> None:
     async def on_start(runtime: Runtime) -> None:
         await engine.start()
         await engine.refresh_revision()
+        await engine.warm_up()
         runtime.spawn(engine.keep_revision_fresh(runtime.stop, settings.policy_revision_refresh_s), "policy-revision")
         # The decision log and the outbox relay run in a writer process of their own (ig_policy.log_writer), fed
         # through a write-ahead log that outlives both processes.

@@ -83,6 +83,28 @@ class OpaEngine:
         await client.__aenter__()
         self._client = client
 
+    async def warm_up(self) -> None:
+        """Evaluate the decision rule and the batch rule once, answers unused, before the service takes calls.
+
+        OPA prepares a rule's query on its first evaluation, and this client opens its first connection to the
+        sidecar (with its TLS handshake) on its first call; on a busy node the two together outlasted the decision
+        budget, so a new pod failed its first decisions closed (`ig.system.engine_unavailable`: the policy chart's
+        helm test in `make test`, 2026-12-07). Bounded by the revision timeout; a failure is logged and start-up goes
+        on (those first decisions then fail closed, as without it). Neither call is a decision: nothing is counted
+        or logged as one."""
+        client = self._client
+        if client is None:
+            return
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._revision_timeout):
+                await client.query_rule({}, self._package, self._rule)
+                await client.query_rule({"requests": []}, self._batch_package, self._batch_rule)
+        except Exception as error:
+            log.warning("opa_warm_up_failed", error=str(error) or type(error).__name__)
+            return
+        log.info("opa_warmed_up", seconds=round(time.perf_counter() - started, 3))
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
