@@ -7,16 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from ig_infra.process import has_exited, read_pid, terminate
-
-
-def _state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+from ig_infra.process import has_exited, read_pid, state_of, terminate
 
 
 def _wait_for_state(pid: int, state: str) -> None:
     deadline = time.monotonic() + 10
-    while _state(pid) != state:
+    while state_of(pid) != state:
         assert time.monotonic() < deadline, f"pid {pid} never reached state {state}"
         time.sleep(0.01)
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ig_infra.process import stat_fields, state_of
+
 
 @dataclass(frozen=True)
 class FrozenProcess:
@@ -29,10 +31,9 @@ class FrozenProcess:
 def _stat(pid: int) -> tuple[int, int] | None:
     """(parent pid, start time) of a live process, or None."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat_fields(pid)
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) ": state is fields[0]
     return int(fields[1]), int(fields[19])
 
 
@@ -85,12 +86,3 @@ def thaw(frozen: list[FrozenProcess]) -> list[FrozenProcess]:
             continue
         resumed.append(process)
     return resumed
-
-
-def state_of(pid: int) -> str | None:
-    """The kernel's state letter (``T`` = stopped), or None when gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()[0]

@@ -39,9 +39,22 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after "pid (comm)" (the state is [0]); OSError when the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def state_of(pid: int) -> str | None:
+    """The kernel's state letter (``T`` = stopped, ``Z`` = exited, not yet reaped), or None when gone."""
+    try:
+        return stat_fields(pid)[0]
+    except OSError:
+        return None
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (/proc): a figure a busy machine does not distort the way latency is."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -72,11 +85,7 @@ def has_exited(pid: int) -> bool:
     """True for a process that has exited but is not yet reaped (a zombie): it holds no port, file or memory any
     more. The infra's processes outlive the command that started them, so their parent is then init, and this
     machine's init reaps only every second or two: counted as running, each stop waited that long."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False  # no /proc entry to read: kill(pid, 0) above said it exists, so take it as running
-    return state in ("Z", "X")
+    return state_of(pid) in ("Z", "X")  # None (no /proc entry to read): kill(pid, 0) said it exists, so running
 
 
 def spawn(
